@@ -1,0 +1,89 @@
+//! The admin listener: /healthz (alive), /readyz (first snapshot live), /metrics.
+
+use std::{convert::Infallible, fmt::Write, sync::Arc};
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode, header::CONTENT_TYPE};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+use crate::{dataplane::StatsHandle, metrics::Metrics, shutdown::Shutdown, snapshot::SnapshotCell};
+
+pub struct Admin {
+    pub snapshots: Arc<SnapshotCell>,
+    pub metrics: Arc<Metrics>,
+    /// Present when the XDP program is loaded.
+    pub xdp: Option<StatsHandle>,
+    /// Readiness turns false as soon as shutdown starts.
+    pub shutdown: Shutdown,
+}
+
+impl Admin {
+    fn respond(&self, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+        match req.uri().path() {
+            "/healthz" => text(StatusCode::OK, "ok\n".into()),
+            "/readyz" if self.snapshots.is_ready() && !self.shutdown.is_fired() => {
+                text(StatusCode::OK, "ready\n".into())
+            }
+            "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n".into()),
+            "/metrics" => text(StatusCode::OK, self.render_metrics()),
+            _ => text(StatusCode::NOT_FOUND, "not found\n".into()),
+        }
+    }
+
+    fn render_metrics(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        let snap = self.snapshots.load();
+        out.push_str(
+            "# HELP xingress_snapshot_generation Generation of the live routing snapshot.\n",
+        );
+        out.push_str("# TYPE xingress_snapshot_generation gauge\n");
+        let _ = writeln!(out, "xingress_snapshot_generation {}", snap.generation);
+        out.push_str(
+            "# HELP xingress_config_warnings Objects skipped or degraded in the live snapshot.\n",
+        );
+        out.push_str("# TYPE xingress_config_warnings gauge\n");
+        let _ = writeln!(out, "xingress_config_warnings {}", snap.warnings.len());
+        self.metrics.render(&mut out);
+        crate::dataplane::render_metrics(self.xdp.as_ref(), &mut out);
+        out
+    }
+}
+
+fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    r
+}
+
+pub async fn serve(admin: Arc<Admin>, listener: TcpListener, shutdown: Shutdown) {
+    loop {
+        let (stream, _) = tokio::select! {
+            a = listener.accept() => match a {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!("admin accept failed: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = shutdown.wait() => return,
+        };
+        let admin = admin.clone();
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req| {
+                let r = admin.respond(&req);
+                async move { Ok::<_, Infallible>(r) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+        });
+    }
+}

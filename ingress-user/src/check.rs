@@ -1,0 +1,119 @@
+//! `xingress check DIR`: validate manifests and print the route table.
+
+use std::process::ExitCode;
+
+use serde::Serialize;
+
+use crate::{
+    cli::{CheckArgs, OutputFormat},
+    k8s::ManifestDir,
+    model::{ClassOptions, RouteRow, Severity, TranslateOptions, Warning, translate},
+};
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub files: usize,
+    pub ingresses: Vec<String>,
+    pub routes: Vec<RouteRow>,
+    pub warnings: Vec<Warning>,
+}
+
+/// Builds the report the same way `run` builds its snapshot.
+pub fn report(args: &CheckArgs) -> std::io::Result<Report> {
+    let loaded = ManifestDir::new(&args.dir).load()?;
+    let opts = TranslateOptions {
+        classes: ClassOptions {
+            ingress_class: args.ingress_class.clone(),
+            controller_name: args.controller_name.clone(),
+            watch_without_class: args.watch_ingress_without_class,
+        },
+        ..Default::default()
+    };
+    let t = translate(&loaded.objects, &opts);
+    let mut warnings = loaded.warnings;
+    warnings.extend(t.warnings);
+    Ok(Report {
+        files: loaded.files,
+        ingresses: t.ingresses.iter().map(ToString::to_string).collect(),
+        routes: t.table.rows(),
+        warnings,
+    })
+}
+
+pub fn main(args: &CheckArgs) -> ExitCode {
+    let report = match report(args) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("xingress check: cannot read {}: {e}", args.dir.display());
+            return ExitCode::from(2);
+        }
+    };
+    match args.output {
+        OutputFormat::Json => match serde_json::to_string_pretty(&report) {
+            Ok(s) => println!("{s}"),
+            Err(e) => eprintln!("xingress check: {e}"),
+        },
+        OutputFormat::Text => print_text(&report),
+    }
+    if !report
+        .warnings
+        .iter()
+        .any(|w| w.severity == Severity::Error)
+    {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn print_text(r: &Report) {
+    println!(
+        "{} files, {} Ingresses: {}",
+        r.files,
+        r.ingresses.len(),
+        r.ingresses.join(", ")
+    );
+    let w_host = r
+        .routes
+        .iter()
+        .map(|x| x.host.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    let w_path = r
+        .routes
+        .iter()
+        .map(|x| x.path.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    let w_backend = r
+        .routes
+        .iter()
+        .map(|x| x.backend.len())
+        .max()
+        .unwrap_or(7)
+        .max(7);
+    println!(
+        "{:w_host$}  {:w_path$}  {:6}  {:w_backend$}  {:5}  INGRESS",
+        "HOST", "PATH", "TYPE", "BACKEND", "READY"
+    );
+    for row in &r.routes {
+        println!(
+            "{:w_host$}  {:w_path$}  {:6}  {:w_backend$}  {:5}  {}",
+            row.host,
+            row.path,
+            format!("{:?}", row.kind),
+            row.backend,
+            row.ready_endpoints,
+            row.ingress
+        );
+    }
+    for w in &r.warnings {
+        let level = match w.severity {
+            Severity::Error => "error",
+            Severity::Note => "note",
+        };
+        println!("{level}: {}: {}", w.object, w.message);
+    }
+}

@@ -1,0 +1,312 @@
+//! Command line (the CLI contract of DESIGN.md) and its validation into `Config`.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::model::{ClassOptions, NamespacedName};
+
+/// Exit code for a configuration the agent refuses to start with (EX_USAGE).
+pub const EXIT_CONFIG: u8 = 64;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "xingress",
+    version,
+    about = "Kubernetes Ingress controller for edge nodes, accelerated by XDP"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the agent: watch the objects, serve the routes, drive XDP.
+    Run(Box<RunArgs>),
+    /// Validate manifests and print the route table they produce.
+    Check(CheckArgs),
+    /// Read the XDP data plane's pinned maps.
+    #[command(subcommand)]
+    Xdp(XdpCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Read objects from YAML/JSON manifests in DIR (and watch it) instead of a cluster.
+    #[arg(long, env = "XINGRESS_MANIFESTS", value_name = "DIR")]
+    pub manifests: Option<PathBuf>,
+    /// Kubeconfig for Kubernetes mode (default: in-cluster configuration).
+    #[arg(long, env = "XINGRESS_KUBECONFIG", value_name = "PATH")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Plain HTTP listener.
+    #[arg(long, env = "XINGRESS_HTTP_ADDR", default_value = "0.0.0.0:80")]
+    pub http_addr: SocketAddr,
+    /// HTTPS listener [default: 0.0.0.0:443 once TLS termination lands].
+    #[arg(long, env = "XINGRESS_HTTPS_ADDR")]
+    pub https_addr: Option<SocketAddr>,
+    /// Admin listener: /healthz, /readyz, /metrics.
+    #[arg(long, env = "XINGRESS_ADMIN_ADDR", default_value = "127.0.0.1:10254")]
+    pub admin_addr: SocketAddr,
+    /// Class name matched against the legacy kubernetes.io/ingress.class annotation.
+    #[arg(long, env = "XINGRESS_INGRESS_CLASS", default_value = "xingress")]
+    pub ingress_class: String,
+    /// IngressClass spec.controller value that marks Ingresses as ours.
+    #[arg(
+        long,
+        env = "XINGRESS_CONTROLLER_NAME",
+        default_value = "xingress.dev/controller"
+    )]
+    pub controller_name: String,
+    /// Also serve Ingresses that name no class.
+    #[arg(long, env = "XINGRESS_WATCH_INGRESS_WITHOUT_CLASS")]
+    pub watch_ingress_without_class: bool,
+    /// Only consider Ingresses in this namespace.
+    #[arg(long, env = "XINGRESS_WATCH_NAMESPACE", value_name = "NS")]
+    pub watch_namespace: Option<String>,
+    /// Service answering requests that match no rule (NS/NAME, port 80 or its only port).
+    #[arg(long, env = "XINGRESS_DEFAULT_BACKEND_SERVICE", value_name = "NS/NAME")]
+    pub default_backend_service: Option<String>,
+    /// Certificate for SNI names no Ingress covers (NS/NAME of a kubernetes.io/tls Secret).
+    #[arg(long, env = "XINGRESS_DEFAULT_SSL_CERTIFICATE", value_name = "NS/NAME")]
+    pub default_ssl_certificate: Option<String>,
+    /// Address written to Ingress status (Kubernetes mode).
+    #[arg(long, env = "XINGRESS_PUBLISH_ADDRESS", value_name = "IP")]
+    pub publish_address: Option<std::net::IpAddr>,
+    /// Attach the XDP program to this interface.
+    #[arg(long, env = "XINGRESS_XDP_IFACE", value_name = "IFACE")]
+    pub xdp_iface: Option<String>,
+    /// XDP attach mode: auto tries native and falls back to generic (skb).
+    #[arg(long, env = "XINGRESS_XDP_MODE", value_enum, default_value_t = XdpMode::Auto)]
+    pub xdp_mode: XdpMode,
+    /// Drop packets from these source CIDRs at XDP.
+    #[arg(
+        long,
+        env = "XINGRESS_XDP_DENY_CIDR",
+        value_name = "CIDR",
+        value_delimiter = ','
+    )]
+    pub xdp_deny_cidr: Vec<String>,
+    /// SYNs per second allowed per source at XDP.
+    #[arg(long, env = "XINGRESS_XDP_SYN_RATE", value_name = "N")]
+    pub xdp_syn_rate: Option<u32>,
+    /// Reject, at XDP, flows to hosts that no rule serves.
+    #[arg(long, env = "XINGRESS_XDP_STRICT_HOSTS")]
+    pub xdp_strict_hosts: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Directory of manifests to validate.
+    pub dir: PathBuf,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+    /// Class name for the legacy annotation (as `run`).
+    #[arg(long, default_value = "xingress")]
+    pub ingress_class: String,
+    /// Controller name for IngressClass ownership (as `run`).
+    #[arg(long, default_value = "xingress.dev/controller")]
+    pub controller_name: String,
+    /// Treat Ingresses without a class as ours (as `run`).
+    #[arg(long)]
+    pub watch_ingress_without_class: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum XdpCommand {
+    /// Packet counters of the running agent's XDP program.
+    Stats(XdpReadArgs),
+    /// Tracked connections.
+    Flows(XdpReadArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct XdpReadArgs {
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum XdpMode {
+    Auto,
+    Native,
+    Skb,
+}
+
+/// Where objects come from.
+#[derive(Clone, Debug)]
+pub enum Source {
+    Manifests(PathBuf),
+}
+
+/// Timeouts and limits of the proxy, each with a name.
+#[derive(Clone, Debug)]
+pub struct ProxyLimits {
+    /// Time a client has to send the request head.
+    pub header_read_timeout: Duration,
+    /// Time to establish a TCP connection to an endpoint (502 after).
+    pub upstream_connect_timeout: Duration,
+    /// Time for an endpoint to send the response head (504 after).
+    pub upstream_response_timeout: Duration,
+    /// Idle upstream connections are closed after this.
+    pub upstream_idle_timeout: Duration,
+    /// Time in-flight requests get to finish on shutdown.
+    pub drain_timeout: Duration,
+}
+
+impl Default for ProxyLimits {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(30),
+            upstream_connect_timeout: Duration::from_secs(5),
+            upstream_response_timeout: Duration::from_secs(60),
+            upstream_idle_timeout: Duration::from_secs(90),
+            drain_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct XdpConfig {
+    pub iface: String,
+    pub mode: XdpMode,
+}
+
+/// Validated configuration of `xingress run`.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub source: Source,
+    pub http_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub classes: ClassOptions,
+    pub watch_namespace: Option<String>,
+    pub default_backend: Option<NamespacedName>,
+    pub xdp: Option<XdpConfig>,
+    pub limits: ProxyLimits,
+    /// How often the manifest directory is checked for changes.
+    pub manifest_poll: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(
+        "{flag} is not implemented yet: {what} arrives in a later stage of xingress; remove the flag"
+    )]
+    NotImplemented {
+        flag: &'static str,
+        what: &'static str,
+    },
+    #[error("invalid {flag} {value:?}: {reason}")]
+    Invalid {
+        flag: &'static str,
+        value: String,
+        reason: String,
+    },
+    #[error("--manifests DIR: {0} is not a readable directory")]
+    ManifestDir(PathBuf),
+}
+
+fn not_implemented(flag: &'static str, what: &'static str) -> ConfigError {
+    ConfigError::NotImplemented { flag, what }
+}
+
+impl RunArgs {
+    /// Validates the arguments. Flags of later stages are refused with a
+    /// clear message rather than silently ignored.
+    pub fn into_config(self) -> Result<Config, ConfigError> {
+        let source = match (self.manifests, self.kubeconfig) {
+            (Some(dir), None) => {
+                if !dir.is_dir() {
+                    return Err(ConfigError::ManifestDir(dir));
+                }
+                Source::Manifests(dir)
+            }
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::Invalid {
+                    flag: "--kubeconfig",
+                    value: String::new(),
+                    reason: "conflicts with --manifests: choose one source".into(),
+                });
+            }
+            (None, _) => {
+                return Err(not_implemented(
+                    "Kubernetes mode (--kubeconfig, or neither --manifests nor --kubeconfig)",
+                    "watching a cluster; use --manifests DIR",
+                ));
+            }
+        };
+        if self.https_addr.is_some() {
+            return Err(not_implemented("--https-addr", "TLS termination"));
+        }
+        if self.default_ssl_certificate.is_some() {
+            return Err(not_implemented(
+                "--default-ssl-certificate",
+                "TLS termination",
+            ));
+        }
+        if self.publish_address.is_some() {
+            return Err(not_implemented(
+                "--publish-address",
+                "Ingress status write-back (Kubernetes mode)",
+            ));
+        }
+        if !self.xdp_deny_cidr.is_empty() {
+            return Err(not_implemented("--xdp-deny-cidr", "XDP policy"));
+        }
+        if self.xdp_syn_rate.is_some() {
+            return Err(not_implemented("--xdp-syn-rate", "XDP policy"));
+        }
+        if self.xdp_strict_hosts {
+            return Err(not_implemented("--xdp-strict-hosts", "XDP policy"));
+        }
+        let default_backend = self
+            .default_backend_service
+            .as_deref()
+            .map(|v| {
+                NamespacedName::parse(v).ok_or_else(|| ConfigError::Invalid {
+                    flag: "--default-backend-service",
+                    value: v.into(),
+                    reason: "expected NAMESPACE/NAME".into(),
+                })
+            })
+            .transpose()?;
+        let xdp = match self.xdp_iface {
+            Some(iface) if iface.is_empty() => {
+                return Err(ConfigError::Invalid {
+                    flag: "--xdp-iface",
+                    value: iface,
+                    reason: "empty interface name".into(),
+                });
+            }
+            Some(iface) => Some(XdpConfig {
+                iface,
+                mode: self.xdp_mode,
+            }),
+            None => None,
+        };
+        Ok(Config {
+            source,
+            http_addr: self.http_addr,
+            admin_addr: self.admin_addr,
+            classes: ClassOptions {
+                ingress_class: self.ingress_class,
+                controller_name: self.controller_name,
+                watch_without_class: self.watch_ingress_without_class,
+            },
+            watch_namespace: self.watch_namespace,
+            default_backend,
+            xdp,
+            limits: ProxyLimits::default(),
+            manifest_poll: Duration::from_millis(500),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

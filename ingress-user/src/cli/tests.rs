@@ -1,0 +1,87 @@
+use clap::Parser;
+
+use super::*;
+
+fn run_args(extra: &[&str]) -> Result<Config, ConfigError> {
+    let dir = std::env::temp_dir();
+    let mut argv = vec!["xingress", "run", "--manifests", dir.to_str().unwrap()];
+    argv.extend_from_slice(extra);
+    match Cli::try_parse_from(argv).expect("parses").command {
+        Command::Run(args) => args.into_config(),
+        other => panic!("not run: {other:?}"),
+    }
+}
+
+#[test]
+fn defaults_follow_the_cli_contract() {
+    let c = run_args(&[]).unwrap();
+    assert_eq!(c.http_addr, "0.0.0.0:80".parse().unwrap());
+    assert_eq!(c.admin_addr, "127.0.0.1:10254".parse().unwrap());
+    assert_eq!(c.classes.ingress_class, "xingress");
+    assert_eq!(c.classes.controller_name, "xingress.dev/controller");
+    assert!(c.xdp.is_none());
+}
+
+#[test]
+fn flags_of_later_stages_are_refused_not_ignored() {
+    for flags in [
+        &["--https-addr", "0.0.0.0:8443"][..],
+        &["--xdp-deny-cidr", "10.0.0.0/8"],
+        &["--xdp-syn-rate", "100"],
+        &["--xdp-strict-hosts"],
+        &["--default-ssl-certificate", "ns/cert"],
+        &["--publish-address", "192.0.2.1"],
+    ] {
+        let err = run_args(flags).unwrap_err();
+        assert!(
+            matches!(err, ConfigError::NotImplemented { .. }),
+            "{flags:?}: {err}"
+        );
+        assert!(err.to_string().contains("not implemented yet"), "{err}");
+    }
+}
+
+#[test]
+fn kube_mode_is_refused_clearly() {
+    let cli = Cli::try_parse_from(["xingress", "run"]).unwrap();
+    let Command::Run(args) = cli.command else {
+        panic!()
+    };
+    let err = args.into_config().unwrap_err();
+    assert!(err.to_string().contains("Kubernetes mode"), "{err}");
+}
+
+#[test]
+fn default_backend_must_be_namespace_slash_name() {
+    let c = run_args(&[
+        "--default-backend-service",
+        "kube-system/default-http-backend",
+    ])
+    .unwrap();
+    assert_eq!(
+        c.default_backend.unwrap().to_string(),
+        "kube-system/default-http-backend"
+    );
+    assert!(run_args(&["--default-backend-service", "nonamespace"]).is_err());
+}
+
+#[test]
+fn missing_manifest_dir_is_an_error() {
+    let cli =
+        Cli::try_parse_from(["xingress", "run", "--manifests", "/nonexistent/xingress"]).unwrap();
+    let Command::Run(args) = cli.command else {
+        panic!()
+    };
+    assert!(matches!(
+        args.into_config(),
+        Err(ConfigError::ManifestDir(_))
+    ));
+}
+
+#[test]
+fn xdp_flags_build_xdp_config() {
+    let c = run_args(&["--xdp-iface", "eth0", "--xdp-mode", "native"]).unwrap();
+    let x = c.xdp.unwrap();
+    assert_eq!(x.iface, "eth0");
+    assert_eq!(x.mode, XdpMode::Native);
+}

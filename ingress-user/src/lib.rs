@@ -1,0 +1,18 @@
+//! xingress: a Kubernetes Ingress controller for edge nodes, accelerated by XDP.
+//!
+//! Data flows one way: a source (manifest files, later the Kubernetes API)
+//! fills an object store; `model::translate` turns it into one immutable
+//! routing snapshot; the proxy, the admin server and the XDP data plane all
+//! read that snapshot.
+
+pub mod admin;
+pub mod app;
+pub mod check;
+pub mod cli;
+pub mod dataplane;
+pub mod k8s;
+pub mod metrics;
+pub mod model;
+pub mod proxy;
+pub mod shutdown;
+pub mod snapshot;

@@ -1,0 +1,50 @@
+//! The `xingress` binary: parse arguments, set up logging, run.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use xingress::cli::{Cli, Command, EXIT_CONFIG};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    match cli.command {
+        Command::Run(args) => {
+            let config = match args.into_config() {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("xingress: {e}");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            };
+            match run(config) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Check(args) => xingress::check::main(&args),
+        Command::Xdp(cmd) => xingress::dataplane::cli::main(&cmd),
+    }
+}
+
+fn run(config: xingress::cli::Config) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(xingress::app::run(config))?;
+    Ok(())
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("XINGRESS_LOG")
+        .or_else(|_| EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

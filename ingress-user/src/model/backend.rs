@@ -1,0 +1,76 @@
+//! A resolved backend: a Service port and its ready endpoints, balanced per request.
+
+use std::{
+    net::SocketAddr,
+    sync::atomic::{AtomicUsize, Ordering},
+};
+
+use super::NamespacedName;
+
+/// Where a backend's traffic can go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BackendTarget {
+    /// Ready endpoints (pod IP + pod-side port), never empty.
+    Endpoints(Vec<SocketAddr>),
+    /// The Service exists but has no ready endpoint.
+    NoEndpoints,
+    /// No such Service (or no such port on it).
+    MissingService,
+    /// A backend we refuse to route to (resource backend, ExternalName...).
+    Unsupported(&'static str),
+}
+
+/// One backend of the routing table, shared by every rule that names it.
+#[derive(Debug)]
+pub struct Backend {
+    pub service: NamespacedName,
+    /// The port as the Ingress wrote it (`80` or `http`).
+    pub port: String,
+    pub target: BackendTarget,
+    next: AtomicUsize,
+}
+
+/// Why a backend cannot take a request; each maps to a status code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendError {
+    NoEndpoints,
+    MissingService,
+    Unsupported,
+}
+
+impl Backend {
+    pub fn new(service: NamespacedName, port: String, target: BackendTarget) -> Self {
+        Self {
+            service,
+            port,
+            target,
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    /// Picks the next endpoint, round robin per request (not per connection).
+    pub fn pick(&self) -> Result<SocketAddr, BackendError> {
+        match &self.target {
+            BackendTarget::Endpoints(eps) => {
+                // Relaxed: the counter only spreads load; no ordering needed.
+                let i = self.next.fetch_add(1, Ordering::Relaxed);
+                Ok(eps[i % eps.len()])
+            }
+            BackendTarget::NoEndpoints => Err(BackendError::NoEndpoints),
+            BackendTarget::MissingService => Err(BackendError::MissingService),
+            BackendTarget::Unsupported(_) => Err(BackendError::Unsupported),
+        }
+    }
+
+    pub fn ready_endpoints(&self) -> usize {
+        match &self.target {
+            BackendTarget::Endpoints(eps) => eps.len(),
+            _ => 0,
+        }
+    }
+
+    /// `ns/name:port` for tables and logs.
+    pub fn describe(&self) -> String {
+        format!("{}:{}", self.service, self.port)
+    }
+}

@@ -1,0 +1,49 @@
+//! Host normalisation and path matching, allocation-free (request path).
+
+/// Longest host name we normalise; DNS names are at most 253 bytes.
+pub const HOST_BUF_LEN: usize = 256;
+
+/// Normalises a Host header or `:authority`: drops the port and a trailing
+/// dot and lowercases, using `buf` only when a copy is needed. Returns `None`
+/// for an empty or over-long host.
+pub fn normalize_host<'a>(raw: &'a str, buf: &'a mut [u8; HOST_BUF_LEN]) -> Option<&'a str> {
+    let host = strip_port(raw.trim());
+    let host = host.strip_suffix('.').unwrap_or(host);
+    if host.is_empty() || host.len() > HOST_BUF_LEN {
+        return None;
+    }
+    if !host.bytes().any(|b| b.is_ascii_uppercase()) {
+        return Some(host);
+    }
+    let out = &mut buf[..host.len()];
+    out.copy_from_slice(host.as_bytes());
+    out.make_ascii_lowercase();
+    // Lowercasing ASCII bytes of valid UTF-8 keeps it valid UTF-8.
+    std::str::from_utf8(out).ok()
+}
+
+fn strip_port(host: &str) -> &str {
+    if let Some(rest) = host.strip_prefix('[') {
+        // IPv6 literal: [::1]:8080 → ::1
+        return rest.split_once(']').map_or(host, |(addr, _)| addr);
+    }
+    match host.rsplit_once(':') {
+        Some((name, port)) if !name.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => {
+            name
+        }
+        _ => host,
+    }
+}
+
+/// Element-wise prefix match: `prefix` (already without a trailing slash,
+/// or exactly "/") matches `path` when every `/`-separated element of the
+/// prefix equals the element of the path at the same position.
+pub fn path_matches(prefix: &str, path: &str) -> bool {
+    if prefix == "/" {
+        return true;
+    }
+    match path.strip_prefix(prefix) {
+        Some(rest) => rest.is_empty() || rest.starts_with('/'),
+        None => false,
+    }
+}

@@ -1,0 +1,87 @@
+//! The routing model: Kubernetes objects in, an immutable `RoutingTable` out.
+//! Pure: no I/O, no clocks, no globals — the same objects give the same table
+//! whichever source (files or the API server) delivered them.
+
+mod backend;
+mod matching;
+mod table;
+mod translate;
+
+use std::{collections::BTreeMap, fmt};
+
+use k8s_openapi::api::{
+    core::v1::{Endpoints, Secret, Service},
+    discovery::v1::EndpointSlice,
+    networking::v1::{Ingress, IngressClass},
+};
+
+pub use backend::{Backend, BackendError, BackendTarget};
+pub use matching::{HOST_BUF_LEN, normalize_host, path_matches};
+pub use table::{HostRules, PathKind, PathRule, Route, RouteRow, RoutingTable};
+pub use translate::{Severity, TranslateOptions, Translation, Warning, translate};
+
+/// `namespace/name` of a namespaced object.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct NamespacedName {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl NamespacedName {
+    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+        Self {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+
+    /// Parses `NAMESPACE/NAME`; both parts must be non-empty.
+    pub fn parse(s: &str) -> Option<Self> {
+        let (ns, name) = s.split_once('/')?;
+        if ns.is_empty() || name.is_empty() || name.contains('/') {
+            return None;
+        }
+        Some(Self::new(ns, name))
+    }
+}
+
+impl fmt::Display for NamespacedName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// Which Ingresses are ours (INGRESS-SPEC.md, "Which Ingresses are ours").
+#[derive(Clone, Debug)]
+pub struct ClassOptions {
+    /// Matched against the legacy `kubernetes.io/ingress.class` annotation.
+    pub ingress_class: String,
+    /// Matched against `IngressClass.spec.controller`.
+    pub controller_name: String,
+    /// Class-less Ingresses are ours too.
+    pub watch_without_class: bool,
+}
+
+impl Default for ClassOptions {
+    fn default() -> Self {
+        Self {
+            ingress_class: "xingress".into(),
+            controller_name: "xingress.dev/controller".into(),
+            watch_without_class: false,
+        }
+    }
+}
+
+/// Every object a source delivered, keyed by namespace/name (IngressClass by name).
+#[derive(Clone, Debug, Default)]
+pub struct Objects {
+    pub ingresses: BTreeMap<NamespacedName, Ingress>,
+    pub ingress_classes: BTreeMap<String, IngressClass>,
+    pub services: BTreeMap<NamespacedName, Service>,
+    pub endpoint_slices: BTreeMap<NamespacedName, EndpointSlice>,
+    pub endpoints: BTreeMap<NamespacedName, Endpoints>,
+    pub secrets: BTreeMap<NamespacedName, Secret>,
+}
+
+#[cfg(test)]
+mod tests;

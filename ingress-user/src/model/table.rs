@@ -1,0 +1,164 @@
+//! The routing table and its per-request lookup (no locks, no allocation).
+
+use std::{collections::HashMap, sync::Arc};
+
+use serde::Serialize;
+
+use super::{Backend, NamespacedName, matching::path_matches};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum PathKind {
+    /// Byte-for-byte equality.
+    Exact,
+    /// Element-wise prefix (also used for ImplementationSpecific).
+    Prefix,
+}
+
+/// One path of one host.
+#[derive(Debug)]
+pub struct PathRule {
+    /// For Prefix: without its trailing slash ("/" stays "/").
+    pub path: Box<str>,
+    pub kind: PathKind,
+    pub backend: Arc<Backend>,
+    /// The Ingress that defined this rule (the oldest, on conflicts).
+    pub ingress: NamespacedName,
+}
+
+impl PathRule {
+    fn matches(&self, path: &str) -> bool {
+        match self.kind {
+            PathKind::Exact => *self.path == *path,
+            PathKind::Prefix => path_matches(&self.path, path),
+        }
+    }
+}
+
+/// The rules of one host, longest path first, Exact before Prefix at equal
+/// length, so the first match is the one the spec says wins.
+#[derive(Debug, Default)]
+pub struct HostRules {
+    rules: Vec<PathRule>,
+}
+
+impl HostRules {
+    pub fn new(mut rules: Vec<PathRule>) -> Self {
+        rules.sort_by(|a, b| {
+            b.path
+                .len()
+                .cmp(&a.path.len())
+                .then(a.kind.cmp(&b.kind))
+                .then(a.path.cmp(&b.path))
+        });
+        Self { rules }
+    }
+
+    pub fn find(&self, path: &str) -> Option<&PathRule> {
+        self.rules.iter().find(|r| r.matches(path))
+    }
+
+    pub fn rules(&self) -> &[PathRule] {
+        &self.rules
+    }
+}
+
+/// The result of a lookup.
+#[derive(Debug, Clone, Copy)]
+pub struct Route<'a> {
+    pub backend: &'a Arc<Backend>,
+    /// `None` when a default backend answered.
+    pub rule: Option<&'a PathRule>,
+}
+
+#[derive(Debug, Default)]
+pub struct RoutingTable {
+    /// Precise hosts.
+    pub(super) hosts: HashMap<Box<str>, HostRules>,
+    /// `*.parent` rules, keyed by `parent`.
+    pub(super) wildcards: HashMap<Box<str>, HostRules>,
+    /// Rules without a host.
+    pub(super) any_host: HostRules,
+    /// The Ingress defaultBackend, else the controller's default backend.
+    pub(super) default_backend: Option<Arc<Backend>>,
+}
+
+impl RoutingTable {
+    /// Routes a normalised host and a path (never the query): precise host,
+    /// then wildcard, then host-less rules, then the default backend.
+    pub fn route<'a>(&'a self, host: Option<&str>, path: &str) -> Option<Route<'a>> {
+        let found = host
+            .and_then(|h| {
+                let exact = self.hosts.get(h).and_then(|r| r.find(path));
+                exact.or_else(|| {
+                    let (_, parent) = h.split_once('.')?;
+                    self.wildcards.get(parent)?.find(path)
+                })
+            })
+            .or_else(|| self.any_host.find(path));
+        match found {
+            Some(rule) => Some(Route {
+                backend: &rule.backend,
+                rule: Some(rule),
+            }),
+            None => self.default_backend.as_ref().map(|backend| Route {
+                backend,
+                rule: None,
+            }),
+        }
+    }
+
+    /// Every host name with rules (wildcards as `*.parent`), for the data plane and `check`.
+    pub fn host_names(&self) -> impl Iterator<Item = String> + '_ {
+        self.hosts
+            .keys()
+            .map(|h| h.to_string())
+            .chain(self.wildcards.keys().map(|p| format!("*.{p}")))
+    }
+
+    /// A flat, sorted listing of the table for `xingress check` and logs.
+    pub fn rows(&self) -> Vec<RouteRow> {
+        let mut rows = Vec::new();
+        let mut push = |host: String, rules: &HostRules| {
+            for r in rules.rules() {
+                rows.push(RouteRow {
+                    host: host.clone(),
+                    path: r.path.to_string(),
+                    kind: r.kind,
+                    backend: r.backend.describe(),
+                    ready_endpoints: r.backend.ready_endpoints(),
+                    ingress: r.ingress.to_string(),
+                });
+            }
+        };
+        for (h, rules) in &self.hosts {
+            push(h.to_string(), rules);
+        }
+        for (p, rules) in &self.wildcards {
+            push(format!("*.{p}"), rules);
+        }
+        push("*".into(), &self.any_host);
+        rows.sort_by(|a, b| a.host.cmp(&b.host).then(b.path.len().cmp(&a.path.len())));
+        if let Some(b) = &self.default_backend {
+            rows.push(RouteRow {
+                host: "(default backend)".into(),
+                path: String::new(),
+                kind: PathKind::Prefix,
+                backend: b.describe(),
+                ready_endpoints: b.ready_endpoints(),
+                ingress: String::new(),
+            });
+        }
+        rows
+    }
+}
+
+/// One line of the route table as `xingress check` prints it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct RouteRow {
+    pub host: String,
+    pub path: String,
+    pub kind: PathKind,
+    pub backend: String,
+    pub ready_endpoints: usize,
+    pub ingress: String,
+}

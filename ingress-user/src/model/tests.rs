@@ -1,0 +1,360 @@
+//! Table tests of the routing model against INGRESS-SPEC.md.
+
+use super::*;
+use crate::k8s::parse_documents;
+
+fn objects(yaml: &str) -> Objects {
+    let mut o = Objects::default();
+    let out = parse_documents(yaml, "test.yaml", &mut o);
+    assert!(
+        out.warnings.iter().all(|w| w.severity == Severity::Note),
+        "{:?}",
+        out.warnings
+    );
+    o
+}
+
+fn service(name: &str, ip_base: u8, n: u8) -> String {
+    let eps: String = (1..=n)
+        .map(|i| {
+            format!("  - addresses: [\"10.0.{ip_base}.{i}\"]\n    conditions: {{ready: true}}\n")
+        })
+        .collect();
+    format!(
+        "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec:\n  ports: [{{name: http, port: 80, targetPort: 8080}}]\n---\n\
+         apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: {name}-x\n  labels: {{kubernetes.io/service-name: {name}}}\n\
+         addressType: IPv4\nports: [{{name: http, port: 8080}}]\nendpoints:\n{eps}---\n"
+    )
+}
+
+fn ingress(name: &str, rules: &str) -> String {
+    format!(
+        "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {{name: {name}}}\nspec:\n  ingressClassName: xingress\n  rules:\n{rules}---\n"
+    )
+}
+
+const CLASS: &str = "apiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata: {name: xingress}\nspec: {controller: xingress.dev/controller}\n---\n";
+
+fn rule(host: &str, paths: &[(&str, &str, &str)]) -> String {
+    let host = if host.is_empty() {
+        String::new()
+    } else {
+        format!("host: \"{host}\"\n    ")
+    };
+    let paths: String = paths
+        .iter()
+        .map(|(p, t, svc)| {
+            format!("      - path: \"{p}\"\n        pathType: {t}\n        backend: {{service: {{name: {svc}, port: {{number: 80}}}}}}\n")
+        })
+        .collect();
+    format!("  - {host}http:\n      paths:\n{paths}")
+}
+
+/// Which service answers `host` + `path`, or None for 404.
+fn routed(t: &Translation, host: &str, path: &str) -> Option<String> {
+    let mut buf = [0u8; HOST_BUF_LEN];
+    let host = normalize_host(host, &mut buf);
+    t.table
+        .route(host, path)
+        .map(|r| r.backend.service.name.clone())
+}
+
+fn table(rules: &str) -> Translation {
+    let svcs: String = ["a", "b", "c", "d"]
+        .iter()
+        .map(|s| service(s, 1, 1))
+        .collect();
+    let o = objects(&format!("{CLASS}{svcs}{}", ingress("ing", rules)));
+    translate(&o, &TranslateOptions::default())
+}
+
+#[test]
+fn path_table_of_the_spec() {
+    let cases: &[(&[(&str, &str, &str)], &str, Option<&str>)] = &[
+        (&[("/", "Prefix", "a")], "/anything/at/all", Some("a")),
+        (&[("/foo", "Exact", "a")], "/foo", Some("a")),
+        (&[("/foo", "Exact", "a")], "/foo/", None),
+        (&[("/foo", "Exact", "a")], "/bar", None),
+        (&[("/foo/", "Exact", "a")], "/foo", None),
+        (&[("/foo", "Prefix", "a")], "/foo", Some("a")),
+        (&[("/foo", "Prefix", "a")], "/foo/", Some("a")),
+        (&[("/foo/", "Prefix", "a")], "/foo", Some("a")),
+        (&[("/foo/", "Prefix", "a")], "/foo/", Some("a")),
+        (&[("/aaa/bb", "Prefix", "a")], "/aaa/bbb", None),
+        (&[("/aaa/bbb", "Prefix", "a")], "/aaa/bbb/ccc", Some("a")),
+        (&[("/aaa/bbb", "Prefix", "a")], "/aaa/bbbxyz", None),
+        (
+            &[("/", "Prefix", "a"), ("/aaa", "Prefix", "b")],
+            "/aaa/ccc",
+            Some("b"),
+        ),
+        (&[("/aaa", "Prefix", "a")], "/ccc", None),
+        (
+            &[("/foo", "Prefix", "a"), ("/foo", "Exact", "b")],
+            "/foo",
+            Some("b"),
+        ),
+        (
+            &[("/foo", "Prefix", "a"), ("/foo", "Exact", "b")],
+            "/foo/x",
+            Some("a"),
+        ),
+        (
+            &[("/foo", "ImplementationSpecific", "a")],
+            "/foo/bar",
+            Some("a"),
+        ),
+        (&[("/Foo", "Prefix", "a")], "/foo", None),
+    ];
+    for (paths, req, want) in cases {
+        let t = table(&rule("example.com", paths));
+        assert_eq!(
+            routed(&t, "example.com", req).as_deref(),
+            *want,
+            "{paths:?} {req}"
+        );
+    }
+}
+
+#[test]
+fn hosts_precise_wildcard_and_none() {
+    let rules = format!(
+        "{}{}{}",
+        rule("foo.bar.com", &[("/", "Prefix", "a")]),
+        rule("*.bar.com", &[("/", "Prefix", "b")]),
+        rule("", &[("/", "Prefix", "c")]),
+    );
+    let t = table(&rules);
+    assert_eq!(routed(&t, "foo.bar.com", "/").as_deref(), Some("a"));
+    assert_eq!(routed(&t, "FOO.Bar.com:8080", "/").as_deref(), Some("a"));
+    assert_eq!(routed(&t, "foo.bar.com.", "/").as_deref(), Some("a"));
+    assert_eq!(routed(&t, "baz.bar.com", "/").as_deref(), Some("b"));
+    // One label exactly: neither the parent nor two labels deep.
+    assert_eq!(routed(&t, "bar.com", "/").as_deref(), Some("c"));
+    assert_eq!(routed(&t, "x.baz.bar.com", "/").as_deref(), Some("c"));
+    assert_eq!(routed(&t, "other.org", "/").as_deref(), Some("c"));
+}
+
+#[test]
+fn default_backends_in_order() {
+    let svcs: String = ["a", "b", "fallback"]
+        .iter()
+        .map(|s| service(s, 1, 1))
+        .collect();
+    let with_db = format!(
+        "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {{name: d}}\nspec:\n  ingressClassName: xingress\n  defaultBackend: {{service: {{name: b, port: {{number: 80}}}}}}\n---\n"
+    );
+    let o = objects(&format!(
+        "{CLASS}{svcs}{}",
+        ingress("i", &rule("x.com", &[("/a", "Prefix", "a")]))
+    ));
+    let opts = TranslateOptions {
+        default_backend: Some(NamespacedName::new("default", "fallback")),
+        ..Default::default()
+    };
+    let t = translate(&o, &opts);
+    assert_eq!(routed(&t, "nomatch.com", "/").as_deref(), Some("fallback"));
+    assert!(
+        routed(
+            &translate(&o, &TranslateOptions::default()),
+            "nomatch.com",
+            "/"
+        )
+        .is_none()
+    );
+    let o = objects(&format!("{CLASS}{svcs}{with_db}"));
+    assert_eq!(
+        routed(&translate(&o, &opts), "nomatch.com", "/").as_deref(),
+        Some("b")
+    );
+}
+
+#[test]
+fn class_ownership() {
+    let svc = service("a", 1, 1);
+    let mk = |meta_extra: &str, class: &str| {
+        format!(
+            "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {{name: i{meta_extra}}}\nspec:\n  {class}rules:\n{}---\n",
+            rule("x.com", &[("/", "Prefix", "a")])
+        )
+    };
+    let other_class = "apiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata: {name: nginx}\nspec: {controller: k8s.io/ingress-nginx}\n---\n";
+    let default_class = "apiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata:\n  name: xingress\n  annotations: {ingressclass.kubernetes.io/is-default-class: \"true\"}\nspec: {controller: xingress.dev/controller}\n---\n";
+    let cases = [
+        (
+            format!("{CLASS}{}", mk("", "ingressClassName: xingress\n  ")),
+            false,
+            true,
+        ),
+        (
+            format!("{other_class}{}", mk("", "ingressClassName: nginx\n  ")),
+            true,
+            false,
+        ),
+        (mk("", "ingressClassName: missing\n  "), true, false),
+        (
+            mk(", annotations: {kubernetes.io/ingress.class: xingress}", ""),
+            false,
+            true,
+        ),
+        (
+            mk(", annotations: {kubernetes.io/ingress.class: nginx}", ""),
+            true,
+            false,
+        ),
+        (mk("", ""), false, false),
+        (mk("", ""), true, true),
+        (format!("{default_class}{}", mk("", "")), false, true),
+    ];
+    for (i, (yaml, without_class, ours)) in cases.iter().enumerate() {
+        let o = objects(&format!("{svc}{yaml}"));
+        let mut opts = TranslateOptions::default();
+        opts.classes.watch_without_class = *without_class;
+        let t = translate(&o, &opts);
+        assert_eq!(routed(&t, "x.com", "/").is_some(), *ours, "case {i}");
+        assert_eq!(t.ingresses.len(), usize::from(*ours), "case {i}");
+    }
+}
+
+#[test]
+fn conflicts_older_ingress_wins_and_rules_merge() {
+    let svcs: String = ["a", "b"].iter().map(|s| service(s, 1, 1)).collect();
+    let mk = |name: &str, ts: &str, paths: &[(&str, &str, &str)]| {
+        format!(
+            "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {{name: {name}, creationTimestamp: \"{ts}\"}}\nspec:\n  ingressClassName: xingress\n  rules:\n{}---\n",
+            rule("x.com", paths)
+        )
+    };
+    let yaml = format!(
+        "{CLASS}{svcs}{}{}",
+        mk(
+            "newer",
+            "2024-01-02T00:00:00Z",
+            &[("/p", "Prefix", "b"), ("/only-b", "Prefix", "b")]
+        ),
+        mk("older", "2024-01-01T00:00:00Z", &[("/p", "Prefix", "a")]),
+    );
+    let t = translate(&objects(&yaml), &TranslateOptions::default());
+    assert_eq!(routed(&t, "x.com", "/p").as_deref(), Some("a"));
+    assert_eq!(routed(&t, "x.com", "/only-b").as_deref(), Some("b"));
+    assert!(
+        t.warnings
+            .iter()
+            .any(|w| w.object == "Ingress default/newer" && w.message.contains("older"))
+    );
+}
+
+#[test]
+fn backends_resolve_ready_endpoints_by_port_name() {
+    let yaml = format!(
+        "{CLASS}apiVersion: v1\nkind: Service\nmetadata: {{name: s}}\nspec:\n  ports: [{{name: web, port: 80}}, {{name: admin, port: 9000}}]\n---\n\
+         apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: s-1, labels: {{kubernetes.io/service-name: s}}}}\naddressType: IPv4\n\
+         ports: [{{name: web, port: 8080}}, {{name: admin, port: 9090}}]\nendpoints:\n\
+         - addresses: [10.1.0.1]\n  conditions: {{ready: true}}\n\
+         - addresses: [10.1.0.2]\n  conditions: {{ready: false}}\n\
+         - addresses: [10.1.0.3]\n---\n{}",
+        ingress(
+            "i",
+            &format!(
+                "{}  - host: admin.x.com\n    http:\n      paths:\n      - path: /\n        pathType: Prefix\n        backend: {{service: {{name: s, port: {{name: admin}}}}}}\n",
+                rule("x.com", &[("/", "Prefix", "s")])
+            )
+        )
+    );
+    let t = translate(&objects(&yaml), &TranslateOptions::default());
+    let web = t.table.route(Some("x.com"), "/").unwrap().backend;
+    assert_eq!(
+        web.target,
+        BackendTarget::Endpoints(vec![
+            "10.1.0.1:8080".parse().unwrap(),
+            "10.1.0.3:8080".parse().unwrap()
+        ])
+    );
+    let admin = t.table.route(Some("admin.x.com"), "/").unwrap().backend;
+    assert_eq!(
+        admin.target,
+        BackendTarget::Endpoints(vec![
+            "10.1.0.1:9090".parse().unwrap(),
+            "10.1.0.3:9090".parse().unwrap()
+        ])
+    );
+    // Per-request round robin over every ready endpoint.
+    let picks: std::collections::BTreeSet<_> = (0..4).map(|_| web.pick().unwrap()).collect();
+    assert_eq!(picks.len(), 2);
+}
+
+#[test]
+fn missing_service_and_no_endpoints_are_503_targets() {
+    let yaml = format!(
+        "{CLASS}apiVersion: v1\nkind: Service\nmetadata: {{name: empty}}\nspec: {{ports: [{{port: 80}}]}}\n---\n{}",
+        ingress(
+            "i",
+            &rule(
+                "x.com",
+                &[("/gone", "Prefix", "nope"), ("/empty", "Prefix", "empty")]
+            )
+        )
+    );
+    let t = translate(&objects(&yaml), &TranslateOptions::default());
+    let gone = t.table.route(Some("x.com"), "/gone").unwrap().backend;
+    assert_eq!(gone.pick(), Err(BackendError::MissingService));
+    let empty = t.table.route(Some("x.com"), "/empty").unwrap().backend;
+    assert_eq!(empty.pick(), Err(BackendError::NoEndpoints));
+    assert!(
+        t.warnings
+            .iter()
+            .any(|w| w.message.contains("Service default/nope not found"))
+    );
+}
+
+#[test]
+fn a_bad_path_is_skipped_and_the_rest_served() {
+    let t = table(&rule(
+        "x.com",
+        &[
+            ("nope", "Prefix", "a"),
+            ("/ok", "Prefix", "b"),
+            ("/weird", "Regex", "c"),
+        ],
+    ));
+    assert_eq!(routed(&t, "x.com", "/ok").as_deref(), Some("b"));
+    assert!(routed(&t, "x.com", "/weird").is_none());
+    assert_eq!(
+        t.warnings
+            .iter()
+            .filter(|w| w.severity == Severity::Error)
+            .count(),
+        2,
+        "{:?}",
+        t.warnings
+    );
+}
+
+#[test]
+fn invalid_hosts_are_rejected() {
+    let t = table(&format!(
+        "{}{}",
+        rule("10.0.0.1", &[("/", "Prefix", "a")]),
+        rule("ok.com", &[("/", "Prefix", "b")])
+    ));
+    assert!(routed(&t, "10.0.0.1", "/").is_none());
+    assert_eq!(routed(&t, "ok.com", "/").as_deref(), Some("b"));
+}
+
+#[test]
+fn normalize_host_forms() {
+    let mut buf = [0u8; HOST_BUF_LEN];
+    assert_eq!(
+        normalize_host("Example.COM:80", &mut buf),
+        Some("example.com")
+    );
+    let mut buf = [0u8; HOST_BUF_LEN];
+    assert_eq!(
+        normalize_host("example.com.", &mut buf),
+        Some("example.com")
+    );
+    let mut buf = [0u8; HOST_BUF_LEN];
+    assert_eq!(normalize_host("[::1]:8080", &mut buf), Some("::1"));
+    let mut buf = [0u8; HOST_BUF_LEN];
+    assert_eq!(normalize_host("", &mut buf), None);
+}

@@ -1,0 +1,557 @@
+//! translate(): objects → RoutingTable. A bad object becomes a warning that
+//! names it; every other route is still built.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    net::{IpAddr, SocketAddr},
+    sync::Arc,
+};
+
+use k8s_openapi::api::{
+    core::v1::Service,
+    networking::v1::{Ingress, IngressBackend},
+};
+use serde::Serialize;
+
+use super::{
+    Backend, BackendTarget, ClassOptions, HostRules, NamespacedName, Objects, PathKind, PathRule,
+    RoutingTable,
+};
+
+const CLASS_ANNOTATION: &str = "kubernetes.io/ingress.class";
+const DEFAULT_CLASS_ANNOTATION: &str = "ingressclass.kubernetes.io/is-default-class";
+const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+/// Inputs of translate() that do not come from the objects.
+#[derive(Clone, Debug, Default)]
+pub struct TranslateOptions {
+    pub classes: ClassOptions,
+    /// Only Ingresses of this namespace are considered.
+    pub watch_namespace: Option<String>,
+    /// `--default-backend-service`.
+    pub default_backend: Option<NamespacedName>,
+}
+
+/// Something about one object worth telling; with `Severity::Error` the
+/// object (or part of it) was skipped, and the rest is served.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+pub struct Warning {
+    /// `Kind namespace/name`, or a file name.
+    pub object: String,
+    pub message: String,
+    pub severity: Severity,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Served, but worth knowing (deprecated form, feature of a later stage).
+    Note,
+    /// Skipped or degraded: `xingress check` fails.
+    Error,
+}
+
+impl Warning {
+    pub fn error(object: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            object: object.into(),
+            message: message.into(),
+            severity: Severity::Error,
+        }
+    }
+
+    pub fn note(object: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            object: object.into(),
+            message: message.into(),
+            severity: Severity::Note,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Translation {
+    pub table: RoutingTable,
+    pub warnings: Vec<Warning>,
+    /// Our Ingresses, oldest first.
+    pub ingresses: Vec<NamespacedName>,
+}
+
+/// Builds the routing table from the objects.
+pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
+    let mut cx = Cx {
+        objects,
+        warnings: Vec::new(),
+        backends: HashMap::new(),
+    };
+    let ours = cx.our_ingresses(opts);
+
+    // Oldest Ingress first: on a host+path conflict the first one kept wins.
+    let mut hosts: BTreeMap<HostKey, BTreeMap<(Box<str>, PathKind), PathRule>> = BTreeMap::new();
+    let mut default_backend = None;
+    for (id, ing) in &ours {
+        let spec = ing.spec.as_ref();
+        if let Some(db) = spec.and_then(|s| s.default_backend.as_ref()) {
+            let backend = cx.backend(id, db);
+            match &default_backend {
+                None => default_backend = Some(backend),
+                Some(_) => cx.warn_ingress(
+                    id,
+                    "defaultBackend ignored: an older Ingress already sets one",
+                ),
+            }
+        }
+        if spec.is_some_and(|s| s.tls.as_ref().is_some_and(|t| !t.is_empty())) {
+            cx.warnings.push(Warning::note(
+                format!("Ingress {id}"),
+                "spec.tls is not served yet (TLS termination is a later stage); its rules are served over HTTP",
+            ));
+        }
+        for rule in spec.and_then(|s| s.rules.as_ref()).into_iter().flatten() {
+            let host = match parse_host(rule.host.as_deref()) {
+                Ok(h) => h,
+                Err(msg) => {
+                    cx.warn_ingress(id, &msg);
+                    continue;
+                }
+            };
+            let Some(http) = &rule.http else { continue };
+            for p in &http.paths {
+                let (path, kind) = match parse_path(p.path.as_deref(), &p.path_type) {
+                    Ok(v) => v,
+                    Err(msg) => {
+                        cx.warn_ingress(id, &msg);
+                        continue;
+                    }
+                };
+                let backend = cx.backend(id, &p.backend);
+                let slot = hosts.entry(host.clone()).or_default();
+                match slot.get(&(path.clone(), kind)) {
+                    Some(winner) => {
+                        let msg = format!(
+                            "{host} {path} ({kind:?}) is already defined by the older Ingress {}; this one is ignored",
+                            winner.ingress
+                        );
+                        cx.warn_ingress(id, &msg);
+                    }
+                    None => {
+                        slot.insert(
+                            (path.clone(), kind),
+                            PathRule {
+                                path,
+                                kind,
+                                backend,
+                                ingress: id.clone(),
+                            },
+                        );
+                    }
+                }
+            }
+        }
+    }
+    if default_backend.is_none()
+        && let Some(svc) = &opts.default_backend
+    {
+        default_backend = Some(cx.controller_default_backend(svc));
+    }
+
+    let mut table = RoutingTable {
+        default_backend,
+        ..Default::default()
+    };
+    for (key, rules) in hosts {
+        let rules = HostRules::new(rules.into_values().collect());
+        match key {
+            HostKey::Exact(h) => {
+                table.hosts.insert(h, rules);
+            }
+            HostKey::Wildcard(parent) => {
+                table.wildcards.insert(parent, rules);
+            }
+            HostKey::Any => table.any_host = rules,
+        }
+    }
+    Translation {
+        table,
+        warnings: cx.warnings,
+        ingresses: ours.into_iter().map(|(id, _)| id).collect(),
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum HostKey {
+    Exact(Box<str>),
+    /// `*.parent`, keyed by parent.
+    Wildcard(Box<str>),
+    Any,
+}
+
+impl std::fmt::Display for HostKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HostKey::Exact(h) => f.write_str(h),
+            HostKey::Wildcard(p) => write!(f, "*.{p}"),
+            HostKey::Any => f.write_str("*"),
+        }
+    }
+}
+
+fn parse_host(host: Option<&str>) -> Result<HostKey, String> {
+    let Some(host) = host.filter(|h| !h.is_empty()) else {
+        return Ok(HostKey::Any);
+    };
+    let lower = host.to_ascii_lowercase();
+    let (wild, name) = match lower.strip_prefix("*.") {
+        Some(rest) => (true, rest),
+        None => (false, lower.as_str()),
+    };
+    let valid_label = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    if name.len() > 253 || !name.split('.').all(valid_label) {
+        return Err(format!(
+            "rule host {host:?} is not a valid DNS name; rule skipped"
+        ));
+    }
+    if name.parse::<IpAddr>().is_ok()
+        || (!wild
+            && name
+                .split('.')
+                .all(|l| l.bytes().all(|b| b.is_ascii_digit())))
+    {
+        return Err(format!(
+            "rule host {host:?} is an IP address, which Ingress does not allow; rule skipped"
+        ));
+    }
+    Ok(if wild {
+        HostKey::Wildcard(name.into())
+    } else {
+        HostKey::Exact(name.into())
+    })
+}
+
+fn parse_path(path: Option<&str>, path_type: &str) -> Result<(Box<str>, PathKind), String> {
+    let kind = match path_type {
+        "Exact" => PathKind::Exact,
+        "Prefix" | "ImplementationSpecific" => PathKind::Prefix,
+        other => {
+            return Err(format!(
+                "unknown pathType {other:?} (expected Exact, Prefix or ImplementationSpecific); path skipped"
+            ));
+        }
+    };
+    let path = match path {
+        None | Some("") if path_type == "ImplementationSpecific" => "/",
+        None | Some("") => return Err(format!("pathType {path_type} needs a path; path skipped")),
+        Some(p) => p,
+    };
+    if !path.starts_with('/') {
+        return Err(format!("path {path:?} must start with '/'; path skipped"));
+    }
+    if path
+        .bytes()
+        .any(|b| b.is_ascii_control() || b == b' ' || b == b'?' || b == b'#')
+    {
+        return Err(format!(
+            "path {path:?} contains characters a request path cannot carry; path skipped"
+        ));
+    }
+    let path = match kind {
+        PathKind::Prefix if path.len() > 1 => path.strip_suffix('/').unwrap_or(path),
+        _ => path,
+    };
+    Ok((path.into(), kind))
+}
+
+struct Cx<'a> {
+    objects: &'a Objects,
+    warnings: Vec<Warning>,
+    /// One Backend per (namespace, service, port) so rules share its balancer.
+    backends: HashMap<(NamespacedName, String), Arc<Backend>>,
+}
+
+impl<'a> Cx<'a> {
+    fn warn(&mut self, object: String, message: &str) {
+        self.warnings.push(Warning::error(object, message));
+    }
+
+    fn warn_ingress(&mut self, id: &NamespacedName, message: &str) {
+        self.warn(format!("Ingress {id}"), message);
+    }
+
+    /// Our Ingresses, oldest first (creationTimestamp, then namespace/name).
+    fn our_ingresses(&mut self, opts: &TranslateOptions) -> Vec<(NamespacedName, &'a Ingress)> {
+        let objects = self.objects;
+        let default_class = objects.ingress_classes.values().any(|c| {
+            c.spec.as_ref().and_then(|s| s.controller.as_deref())
+                == Some(&opts.classes.controller_name)
+                && c.metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get(DEFAULT_CLASS_ANNOTATION))
+                    .is_some_and(|v| v == "true")
+        });
+        let mut ours: Vec<_> = objects
+            .ingresses
+            .iter()
+            .filter(|(id, _)| {
+                opts.watch_namespace
+                    .as_ref()
+                    .is_none_or(|ns| *ns == id.namespace)
+            })
+            .filter(|(_, ing)| self.is_ours(ing, &opts.classes, default_class))
+            .map(|(id, ing)| (id.clone(), ing))
+            .collect();
+        ours.sort_by(|(a_id, a), (b_id, b)| {
+            a.metadata
+                .creation_timestamp
+                .cmp(&b.metadata.creation_timestamp)
+                .then_with(|| a_id.cmp(b_id))
+        });
+        ours
+    }
+
+    fn is_ours(&self, ing: &Ingress, classes: &ClassOptions, default_class: bool) -> bool {
+        if let Some(name) = ing
+            .spec
+            .as_ref()
+            .and_then(|s| s.ingress_class_name.as_deref())
+        {
+            return self
+                .objects
+                .ingress_classes
+                .get(name)
+                .and_then(|c| c.spec.as_ref())
+                .and_then(|s| s.controller.as_deref())
+                == Some(classes.controller_name.as_str());
+        }
+        if let Some(class) = ing
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(CLASS_ANNOTATION))
+        {
+            return *class == classes.ingress_class;
+        }
+        classes.watch_without_class || default_class
+    }
+
+    fn backend(&mut self, id: &NamespacedName, b: &IngressBackend) -> Arc<Backend> {
+        let Some(svc) = &b.service else {
+            let what = if b.resource.is_some() {
+                "resource backends are not supported"
+            } else {
+                "backend names no service"
+            };
+            self.warn_ingress(id, &format!("{what}; requests to it get 503"));
+            let unsupported =
+                Backend::new(id.clone(), String::new(), BackendTarget::Unsupported(what));
+            return Arc::new(unsupported);
+        };
+        let port = match svc.port.as_ref().map(|p| (p.number, p.name.as_deref())) {
+            Some((Some(n), None)) => PortRef::Number(n),
+            Some((None, Some(name))) if !name.is_empty() => PortRef::Name(name.to_string()),
+            _ => {
+                self.warn_ingress(id, &format!("backend service {} needs exactly one of port.number and port.name; requests to it get 503", svc.name));
+                let bad = Backend::new(
+                    NamespacedName::new(&id.namespace, &svc.name),
+                    String::new(),
+                    BackendTarget::MissingService,
+                );
+                return Arc::new(bad);
+            }
+        };
+        let service = NamespacedName::new(&id.namespace, &svc.name);
+        self.service_backend(service, port, &format!("Ingress {id}"))
+    }
+
+    fn controller_default_backend(&mut self, svc: &NamespacedName) -> Arc<Backend> {
+        // The controller's default backend uses port 80 if the Service has it, else its first port.
+        let port = self
+            .objects
+            .services
+            .get(svc)
+            .and_then(|s| s.spec.as_ref()?.ports.as_ref())
+            .map(|ports| {
+                if ports.iter().any(|p| p.port == 80) || ports.is_empty() {
+                    PortRef::Number(80)
+                } else {
+                    PortRef::Number(ports[0].port)
+                }
+            })
+            .unwrap_or(PortRef::Number(80));
+        self.service_backend(svc.clone(), port, "--default-backend-service")
+    }
+
+    fn service_backend(
+        &mut self,
+        service: NamespacedName,
+        port: PortRef,
+        who: &str,
+    ) -> Arc<Backend> {
+        let key = (service.clone(), port.to_string());
+        if let Some(b) = self.backends.get(&key) {
+            return b.clone();
+        }
+        let target = match self.objects.services.get(&service) {
+            None => {
+                self.warn(
+                    who.to_string(),
+                    &format!("Service {service} not found; requests to it get 503"),
+                );
+                BackendTarget::MissingService
+            }
+            Some(svc) => self.resolve(&service, svc, &port, who),
+        };
+        let backend = Arc::new(Backend::new(service, port.to_string(), target));
+        self.backends.insert(key, backend.clone());
+        backend
+    }
+
+    fn resolve(
+        &mut self,
+        id: &NamespacedName,
+        svc: &Service,
+        port: &PortRef,
+        who: &str,
+    ) -> BackendTarget {
+        let spec = svc.spec.as_ref();
+        if spec.and_then(|s| s.type_.as_deref()) == Some("ExternalName") {
+            self.warn(who.to_string(), &format!("Service {id} is ExternalName, which xingress does not route to; requests to it get 503"));
+            return BackendTarget::Unsupported("ExternalName Services are disabled");
+        }
+        let ports = spec.and_then(|s| s.ports.as_deref()).unwrap_or_default();
+        let found = ports.iter().find(|p| match port {
+            PortRef::Number(n) => p.port == *n,
+            PortRef::Name(name) => p.name.as_deref() == Some(name.as_str()),
+        });
+        let Some(service_port) = found else {
+            self.warn(
+                who.to_string(),
+                &format!("Service {id} has no port {port}; requests to it get 503"),
+            );
+            return BackendTarget::MissingService;
+        };
+        let port_name = service_port.name.as_deref().unwrap_or("");
+        let mut eps = self.slice_endpoints(id, port_name);
+        if eps.is_none() {
+            eps = self.legacy_endpoints(id, port_name);
+        }
+        let mut eps = eps.unwrap_or_default();
+        eps.sort();
+        eps.dedup();
+        if eps.is_empty() {
+            BackendTarget::NoEndpoints
+        } else {
+            BackendTarget::Endpoints(eps)
+        }
+    }
+
+    /// Ready endpoints from EndpointSlices; `None` when the Service has no slice at all.
+    fn slice_endpoints(&mut self, id: &NamespacedName, port_name: &str) -> Option<Vec<SocketAddr>> {
+        let slices: Vec<_> = self
+            .objects
+            .endpoint_slices
+            .iter()
+            .filter(|(sid, s)| {
+                sid.namespace == id.namespace
+                    && s.metadata
+                        .labels
+                        .as_ref()
+                        .and_then(|l| l.get(SERVICE_NAME_LABEL))
+                        == Some(&id.name)
+            })
+            .collect();
+        if slices.is_empty() {
+            return None;
+        }
+        let mut out = Vec::new();
+        for (sid, slice) in slices {
+            if slice.address_type != "IPv4" && slice.address_type != "IPv6" {
+                self.warn(
+                    format!("EndpointSlice {sid}"),
+                    &format!(
+                        "addressType {} is not supported; slice skipped",
+                        slice.address_type
+                    ),
+                );
+                continue;
+            }
+            let port = slice
+                .ports
+                .as_deref()
+                .unwrap_or_default()
+                .iter()
+                .find(|p| p.name.as_deref().unwrap_or("") == port_name)
+                .and_then(|p| p.port);
+            let Some(port) = port.and_then(|p| u16::try_from(p).ok()) else {
+                continue;
+            };
+            for ep in &slice.endpoints {
+                // A missing `ready` means ready (EndpointConditions API docs).
+                if ep.conditions.as_ref().and_then(|c| c.ready) == Some(false) {
+                    continue;
+                }
+                for addr in &ep.addresses {
+                    match addr.parse::<IpAddr>() {
+                        Ok(ip) => out.push(SocketAddr::new(ip, port)),
+                        Err(_) => self.warn(
+                            format!("EndpointSlice {sid}"),
+                            &format!("address {addr:?} is not an IP; skipped"),
+                        ),
+                    }
+                }
+            }
+        }
+        Some(out)
+    }
+
+    /// Ready addresses from a v1 Endpoints object of the same name.
+    fn legacy_endpoints(
+        &mut self,
+        id: &NamespacedName,
+        port_name: &str,
+    ) -> Option<Vec<SocketAddr>> {
+        let eps = self.objects.endpoints.get(id)?;
+        let mut out = Vec::new();
+        for subset in eps.subsets.as_deref().unwrap_or_default() {
+            let port = subset
+                .ports
+                .as_deref()
+                .unwrap_or_default()
+                .iter()
+                .find(|p| p.name.as_deref().unwrap_or("") == port_name)
+                .and_then(|p| u16::try_from(p.port).ok());
+            let Some(port) = port else { continue };
+            for a in subset.addresses.as_deref().unwrap_or_default() {
+                match a.ip.parse::<IpAddr>() {
+                    Ok(ip) => out.push(SocketAddr::new(ip, port)),
+                    Err(_) => self.warn(
+                        format!("Endpoints {id}"),
+                        &format!("address {:?} is not an IP; skipped", a.ip),
+                    ),
+                }
+            }
+        }
+        Some(out)
+    }
+}
+
+#[derive(Clone, Debug)]
+enum PortRef {
+    Number(i32),
+    Name(String),
+}
+
+impl std::fmt::Display for PortRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PortRef::Number(n) => write!(f, "{n}"),
+            PortRef::Name(n) => f.write_str(n),
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! Proxy errors: where each came from decides its status code.
+
+use http::StatusCode;
+
+use crate::model::BackendError;
+
+/// Who caused a failed request, for metrics (`source` label).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorSource {
+    Client,
+    Upstream,
+    Internal,
+}
+
+impl ErrorSource {
+    pub const fn label(self) -> &'static str {
+        match self {
+            ErrorSource::Client => "client",
+            ErrorSource::Upstream => "upstream",
+            ErrorSource::Internal => "internal",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("no snapshot is live yet")]
+    NotReady,
+    #[error("no rule matches and there is no default backend")]
+    NoRoute,
+    #[error("backend: {0:?}")]
+    Backend(BackendError),
+    #[error("invalid request: {0}")]
+    BadRequest(&'static str),
+    #[error("upstream connect failed: {0}")]
+    UpstreamConnect(String),
+    #[error("upstream did not answer in time")]
+    UpstreamTimeout,
+    #[error("upstream failed: {0}")]
+    Upstream(String),
+}
+
+impl ProxyError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ProxyError::NotReady => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::NoRoute => StatusCode::NOT_FOUND,
+            ProxyError::Backend(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ProxyError::UpstreamConnect(_) | ProxyError::Upstream(_) => StatusCode::BAD_GATEWAY,
+            ProxyError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    pub fn source(&self) -> ErrorSource {
+        match self {
+            ProxyError::NoRoute | ProxyError::BadRequest(_) => ErrorSource::Client,
+            ProxyError::UpstreamConnect(_)
+            | ProxyError::UpstreamTimeout
+            | ProxyError::Upstream(_) => ErrorSource::Upstream,
+            ProxyError::NotReady | ProxyError::Backend(_) => ErrorSource::Internal,
+        }
+    }
+
+    /// Short body text for the error page.
+    pub fn body(&self) -> &'static str {
+        match self {
+            ProxyError::NotReady => "503 not ready: no routing snapshot yet\n",
+            ProxyError::NoRoute => "404 not found: no Ingress rule matches this host and path\n",
+            ProxyError::Backend(BackendError::NoEndpoints) => {
+                "503 service unavailable: the backend Service has no ready endpoints\n"
+            }
+            ProxyError::Backend(BackendError::MissingService) => {
+                "503 service unavailable: the backend Service does not exist\n"
+            }
+            ProxyError::Backend(BackendError::Unsupported) => {
+                "503 service unavailable: this backend is not supported\n"
+            }
+            ProxyError::BadRequest(_) => "400 bad request\n",
+            ProxyError::UpstreamConnect(_) | ProxyError::Upstream(_) => "502 bad gateway\n",
+            ProxyError::UpstreamTimeout => "504 gateway timeout\n",
+        }
+    }
+}

@@ -1,0 +1,114 @@
+//! Request and response header rewriting: hop-by-hop removal and the
+//! X-Forwarded-* family.
+
+use std::net::SocketAddr;
+
+use http::{
+    HeaderMap, HeaderName, HeaderValue,
+    header::{CONNECTION, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, SERVER, TE, TRAILER, UPGRADE},
+};
+
+pub const SERVER_NAME: HeaderValue = HeaderValue::from_static("xingress");
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+pub static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+pub static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Removes the headers that describe one hop only (RFC 9110 §7.6.1),
+/// including those the Connection header names. Body framing headers
+/// (Content-Length, Transfer-Encoding) are kept: hyper frames the body the
+/// same way upstream.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    if headers.contains_key(CONNECTION) {
+        let named: Vec<HeaderName> = headers
+            .get_all(CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+            .collect();
+        for name in named {
+            if name != http::header::CONTENT_LENGTH && name != http::header::TRANSFER_ENCODING {
+                headers.remove(name);
+            }
+        }
+        headers.remove(CONNECTION);
+    }
+    for h in [&KEEP_ALIVE, &PROXY_CONNECTION] {
+        headers.remove(h);
+    }
+    for h in [
+        TE,
+        TRAILER,
+        UPGRADE,
+        PROXY_AUTHENTICATE,
+        PROXY_AUTHORIZATION,
+    ] {
+        headers.remove(h);
+    }
+}
+
+/// What the proxy knows about the downstream connection.
+#[derive(Clone, Copy, Debug)]
+pub struct Downstream {
+    pub client: SocketAddr,
+    pub local_port: u16,
+    pub tls: bool,
+}
+
+/// Adds X-Forwarded-For (appended), X-Real-IP, X-Forwarded-Proto/Host/Port
+/// and an X-Request-ID when the client sent none.
+pub fn add_forwarded(headers: &mut HeaderMap, down: &Downstream, host: Option<&HeaderValue>) {
+    let ip = down.client.ip().to_canonical();
+    let mut ip_buf = [0u8; 40];
+    let ip_str = fmt_ip(ip, &mut ip_buf);
+    let ip_value = HeaderValue::from_str(ip_str).unwrap_or(HeaderValue::from_static("unknown"));
+    let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        Some(prev) if !prev.is_empty() => {
+            HeaderValue::from_str(&format!("{prev}, {ip_str}")).unwrap_or(ip_value.clone())
+        }
+        _ => ip_value.clone(),
+    };
+    headers.insert(X_FORWARDED_FOR.clone(), xff);
+    headers.insert(X_REAL_IP.clone(), ip_value);
+    let proto = if down.tls { "https" } else { "http" };
+    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
+    if let Some(h) = host {
+        headers.insert(X_FORWARDED_HOST.clone(), h.clone());
+    }
+    headers.insert(X_FORWARDED_PORT.clone(), HeaderValue::from(down.local_port));
+    if !headers.contains_key(&X_REQUEST_ID) {
+        headers.insert(X_REQUEST_ID.clone(), request_id());
+    }
+}
+
+fn fmt_ip(ip: std::net::IpAddr, buf: &mut [u8; 40]) -> &str {
+    use std::io::Write;
+    let mut cursor = std::io::Cursor::new(&mut buf[..]);
+    // An IP address is at most 39 characters: the write cannot fail.
+    let _ = write!(cursor, "{ip}");
+    let n = cursor.position() as usize;
+    std::str::from_utf8(&buf[..n]).unwrap_or("unknown")
+}
+
+/// 128 random bits as 32 lowercase hex digits (thread-local generator, no syscall).
+fn request_id() -> HeaderValue {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 32];
+    let v = fastrand::u128(..);
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = HEX[((v >> (i * 4)) & 0xF) as usize];
+    }
+    HeaderValue::from_bytes(&out).unwrap_or(HeaderValue::from_static("0"))
+}
+
+/// Adds `Server: xingress` to a response that has no Server header.
+pub fn ensure_server(headers: &mut HeaderMap) {
+    if !headers.contains_key(SERVER) {
+        headers.insert(SERVER, SERVER_NAME);
+    }
+}

@@ -1,0 +1,49 @@
+//! The one published routing snapshot, swapped atomically.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use crate::model::{RoutingTable, Translation, Warning};
+
+/// Everything the request path and the data plane read, immutable once built.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// 0 until the first snapshot from a source is live.
+    pub generation: u64,
+    pub table: RoutingTable,
+    pub warnings: Vec<Warning>,
+}
+
+/// The single publication point: readers `load()`, the source `publish()`es.
+#[derive(Debug, Default)]
+pub struct SnapshotCell {
+    current: ArcSwap<Snapshot>,
+}
+
+impl SnapshotCell {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// The live snapshot; wait-free, no allocation.
+    pub fn load(&self) -> arc_swap::Guard<Arc<Snapshot>> {
+        self.current.load()
+    }
+
+    /// Publishes a translation as the next generation and returns it.
+    pub fn publish(&self, translation: Translation) -> Arc<Snapshot> {
+        let generation = self.current.load().generation + 1;
+        let snap = Arc::new(Snapshot {
+            generation,
+            table: translation.table,
+            warnings: translation.warnings,
+        });
+        self.current.store(snap.clone());
+        snap
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.current.load().generation > 0
+    }
+}

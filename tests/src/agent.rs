@@ -1,0 +1,211 @@
+//! The agent as users run it: the real `xingress` binary, driven through the
+//! CLI contract, with its log kept for failure messages.
+
+use std::{
+    fs, io,
+    net::{SocketAddr, TcpListener},
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitStatus, Stdio},
+    time::{Duration, Instant},
+};
+
+use crate::{http1, netns::Netns};
+
+/// How long an agent gets to become ready.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// `target/<profile>/xingress`, next to the test binary's directory.
+pub fn xingress_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps/..");
+    let bin = dir.join("xingress");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it first (`cargo xtask test` does, or `cargo build -p ingress-user`)",
+        bin.display()
+    );
+    bin
+}
+
+/// A free loopback port (bound then released; the agent binds it next).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// A running agent; killed on drop if still running.
+pub struct Agent {
+    child: Child,
+    log: PathBuf,
+    pub http: SocketAddr,
+    pub admin: SocketAddr,
+}
+
+impl Agent {
+    /// `xingress run --manifests DIR --http-addr HTTP --admin-addr ADMIN EXTRA...`,
+    /// inside `ns` when given.
+    pub fn start(
+        manifests: &Path,
+        http: SocketAddr,
+        admin: SocketAddr,
+        extra: &[&str],
+        ns: Option<&Netns>,
+    ) -> io::Result<Self> {
+        let bin = xingress_bin();
+        let mut cmd = match ns {
+            Some(ns) => ns.command(bin.to_str().expect("utf-8 path")),
+            None => Command::new(&bin),
+        };
+        let log = std::env::temp_dir().join(format!(
+            "xingress-agent-{}-{}.log",
+            std::process::id(),
+            http.port()
+        ));
+        cmd.arg("run")
+            .arg("--manifests")
+            .arg(manifests)
+            .args([
+                "--http-addr",
+                &http.to_string(),
+                "--admin-addr",
+                &admin.to_string(),
+            ])
+            .args(extra)
+            .env("XINGRESS_LOG", "info,xingress=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&log)?);
+        let child = cmd.spawn()?;
+        Ok(Self {
+            child,
+            log,
+            http,
+            admin,
+        })
+    }
+
+    /// On loopback with free ports.
+    pub fn start_local(manifests: &Path, extra: &[&str]) -> io::Result<Self> {
+        let http = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        Self::start(manifests, http, admin, extra, None)
+    }
+
+    pub fn logs(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits for /readyz to answer 200 (call from the agent's namespace).
+    pub fn wait_ready(&mut self) -> Result<(), String> {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(format!(
+                    "agent exited with {status} before ready:\n{}",
+                    self.logs()
+                ));
+            }
+            if http1::get(self.admin, "localhost", "/readyz").is_ok_and(|r| r.status == 200) {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Err(format!(
+            "agent not ready after {READY_TIMEOUT:?}:\n{}",
+            self.logs()
+        ))
+    }
+
+    /// The metric's value (summed over series matching `selector`, e.g.
+    /// `xingress_xdp_packets_total{class="listener"}`).
+    pub fn metric(&self, selector: &str) -> Option<f64> {
+        let text = http1::get(self.admin, "localhost", "/metrics").ok()?.text();
+        parse_metric(&text, selector)
+    }
+
+    /// SIGTERM, then wait (killed after `grace`).
+    pub fn stop(&mut self, grace: Duration) -> io::Result<ExitStatus> {
+        // SAFETY: kill(2) with a pid we own.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        let deadline = Instant::now() + grace;
+        loop {
+            if let Some(s) = self.child.try_wait()? {
+                return Ok(s);
+            }
+            if Instant::now() > deadline {
+                self.child.kill()?;
+                return self.child.wait();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        let _ = fs::remove_file(&self.log);
+    }
+}
+
+/// Sums every sample of `text` whose series starts with `selector`
+/// (a metric name, optionally with `{label="v"` prefix of its labels).
+pub fn parse_metric(text: &str, selector: &str) -> Option<f64> {
+    let sel = selector.trim_end_matches('}');
+    let mut found = None;
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let (series, value) = line.rsplit_once(' ')?;
+        let matches = series == selector
+            || (series.starts_with(sel)
+                && matches!(series.as_bytes().get(sel.len()), Some(b',' | b'}' | b'{')));
+        if matches {
+            *found.get_or_insert(0.0) += value.parse::<f64>().ok()?;
+        }
+    }
+    found
+}
+
+/// A temporary manifest directory, removed on drop.
+pub struct ManifestDir {
+    pub path: PathBuf,
+}
+
+impl ManifestDir {
+    pub fn new() -> Self {
+        static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path =
+            std::env::temp_dir().join(format!("xingress-manifests-{}-{n}", std::process::id()));
+        let _ = fs::remove_dir_all(&path);
+        fs::create_dir_all(&path).expect("create manifest dir");
+        Self { path }
+    }
+
+    pub fn write(&self, name: &str, text: &str) {
+        fs::write(self.path.join(name), text).expect("write manifest");
+    }
+}
+
+impl Default for ManifestDir {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for ManifestDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.path);
+    }
+}

@@ -1,0 +1,36 @@
+//! `echo-backend --listen ADDR --name POD [--default-backend]`: a stand-in
+//! pod for the demo (see `xingress_tests::backend`).
+
+use std::net::SocketAddr;
+
+use xingress_tests::backend::{self, Mode};
+
+fn main() -> anyhow::Result<()> {
+    let mut listen: Option<SocketAddr> = None;
+    let mut name = String::from("pod");
+    let mut mode = Mode::Echo;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--listen" => {
+                listen = Some(
+                    args.next()
+                        .ok_or_else(|| anyhow::anyhow!("--listen ADDR"))?
+                        .parse()?,
+                )
+            }
+            "--name" => name = args.next().ok_or_else(|| anyhow::anyhow!("--name POD"))?,
+            "--default-backend" => mode = Mode::DefaultBackend,
+            other => anyhow::bail!(
+                "unknown argument {other:?}; usage: echo-backend --listen ADDR --name POD [--default-backend]"
+            ),
+        }
+    }
+    let listen = listen.ok_or_else(|| anyhow::anyhow!("--listen ADDR is required"))?;
+    let _backend = backend::start(listen, &name, mode)?;
+    eprintln!("echo-backend {name} listening on {listen}");
+    // The backend runs on its own thread until the process is killed.
+    loop {
+        std::thread::park();
+    }
+}

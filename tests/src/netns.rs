@@ -1,0 +1,148 @@
+//! Network namespaces and veth pairs for tests and the demo, removed on drop.
+//! Shared with xtask (included by path), so it depends on std and libc only.
+
+use std::{
+    fs::File,
+    io,
+    os::fd::AsRawFd,
+    process::{Command, Output},
+    sync::atomic::{AtomicU32, Ordering},
+};
+
+/// Runs `ip ARGS`, failing with its stderr.
+pub fn ip(args: &[&str]) -> io::Result<()> {
+    let out: Output = Command::new("ip").args(args).output()?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(io::Error::other(format!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )))
+    }
+}
+
+/// A named network namespace, deleted (with its interfaces) on drop.
+#[derive(Debug)]
+pub struct Netns {
+    name: String,
+}
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+impl Netns {
+    /// Creates `NAME`, removing a stale one of the same name first.
+    pub fn create(name: &str) -> io::Result<Self> {
+        let _ = ip(&["netns", "del", name]);
+        ip(&["netns", "add", name])?;
+        let ns = Self {
+            name: name.to_string(),
+        };
+        ns.exec_ip(&["link", "set", "lo", "up"])?;
+        Ok(ns)
+    }
+
+    /// A namespace with a name unique to this process.
+    pub fn unique(prefix: &str) -> io::Result<Self> {
+        let n = SEQ.fetch_add(1, Ordering::Relaxed);
+        Self::create(&format!("{prefix}-{}-{n}", std::process::id()))
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// `ip -n NAME ARGS`.
+    pub fn exec_ip(&self, args: &[&str]) -> io::Result<()> {
+        let mut full = vec!["-n", self.name.as_str()];
+        full.extend_from_slice(args);
+        ip(&full)
+    }
+
+    /// A command that runs inside the namespace (`ip netns exec`).
+    pub fn command(&self, program: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.name, program]);
+        c
+    }
+
+    /// Runs `f` on a new thread that has entered this namespace; sockets
+    /// it creates live in the namespace.
+    pub fn run<F, R>(&self, f: F) -> io::Result<R>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        let file = File::open(format!("/var/run/netns/{}", self.name))?;
+        let handle = std::thread::spawn(move || {
+            enter(&file)?;
+            Ok::<R, io::Error>(f())
+        });
+        handle
+            .join()
+            .map_err(|_| io::Error::other("thread in namespace panicked"))?
+    }
+
+    /// Like `run`, but leaves the thread running (for servers).
+    pub fn spawn<F>(&self, f: F) -> io::Result<std::thread::JoinHandle<()>>
+    where
+        F: FnOnce() + Send + 'static,
+    {
+        let file = File::open(format!("/var/run/netns/{}", self.name))?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let handle = std::thread::spawn(move || {
+            let entered = enter(&file);
+            let ok = entered.is_ok();
+            let _ = tx.send(entered);
+            if ok {
+                f();
+            }
+        });
+        rx.recv()
+            .map_err(|_| io::Error::other("namespace thread died"))??;
+        Ok(handle)
+    }
+}
+
+fn enter(file: &File) -> io::Result<()> {
+    // SAFETY: setns on a valid namespace fd affects only the calling thread.
+    let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = ip(&["netns", "del", &self.name]);
+    }
+}
+
+/// Creates a veth pair with one end in each namespace, addresses them
+/// (CIDR form, e.g. "10.99.0.1/24") and brings both up.
+pub fn veth(a: (&Netns, &str, &str), b: (&Netns, &str, &str)) -> io::Result<()> {
+    let (a_ns, a_if, a_addr) = a;
+    let (b_ns, b_if, b_addr) = b;
+    a_ns.exec_ip(&[
+        "link",
+        "add",
+        a_if,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        b_if,
+        "netns",
+        b_ns.name(),
+    ])?;
+    for (ns, ifname, addr) in [(a_ns, a_if, a_addr), (b_ns, b_if, b_addr)] {
+        if !addr.is_empty() {
+            ns.exec_ip(&["addr", "add", addr, "dev", ifname])?;
+        }
+        ns.exec_ip(&["link", "set", ifname, "up"])?;
+    }
+    Ok(())
+}

@@ -1,0 +1,344 @@
+//! The L7 path end to end: `xingress run --manifests` on loopback, in-process
+//! echo backends on ephemeral ports standing in for pods.
+
+use std::{collections::BTreeSet, net::SocketAddr, time::Duration};
+
+use xingress_tests::{
+    agent::{Agent, ManifestDir},
+    backend::{self, Backend, Mode},
+    http1::{self, Conn},
+};
+
+const CLASS: &str = include_str!("../examples/cafe/ingressclass.yaml");
+const CAFE_INGRESS: &str = include_str!("../examples/cafe/cafe-ingress.yaml");
+
+fn pods(prefix: &str, n: usize) -> Vec<Backend> {
+    (1..=n)
+        .map(|i| {
+            backend::start(
+                SocketAddr::from(([127, 0, 0, 1], 0)),
+                &format!("{prefix}-{i}"),
+                Mode::Echo,
+            )
+            .expect("backend")
+        })
+        .collect()
+}
+
+/// A Service plus one EndpointSlice per pod (loopback pods differ in port).
+fn service(name: &str, pods: &[&Backend]) -> String {
+    let mut out = format!(
+        "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec:\n  ports: [{{name: http, port: 80, targetPort: 8080}}]\n---\n"
+    );
+    for (i, p) in pods.iter().enumerate() {
+        out.push_str(&format!(
+            "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: {name}-{i}\n  labels: {{kubernetes.io/service-name: {name}}}\n\
+             addressType: IPv4\nports: [{{name: http, port: {}}}]\nendpoints:\n- addresses: [\"{}\"]\n  conditions: {{ready: true}}\n---\n",
+            p.addr.port(),
+            p.addr.ip()
+        ));
+    }
+    out
+}
+
+struct Cafe {
+    dir: ManifestDir,
+    tea: Vec<Backend>,
+    coffee: Vec<Backend>,
+}
+
+fn cafe() -> Cafe {
+    let tea = pods("tea", 2);
+    let coffee = pods("coffee", 2);
+    let dir = ManifestDir::new();
+    dir.write("ingressclass.yaml", CLASS);
+    dir.write("cafe-ingress.yaml", CAFE_INGRESS);
+    dir.write(
+        "tea.yaml",
+        &service("tea-svc", &tea.iter().collect::<Vec<_>>()),
+    );
+    dir.write(
+        "coffee.yaml",
+        &service("coffee-svc", &coffee.iter().collect::<Vec<_>>()),
+    );
+    Cafe { dir, tea, coffee }
+}
+
+fn ready_agent(dir: &ManifestDir, extra: &[&str]) -> Agent {
+    let mut agent = Agent::start_local(&dir.path, extra).expect("spawn agent");
+    agent.wait_ready().expect("agent ready");
+    agent
+}
+
+#[test]
+fn cafe_routes_by_host_and_path_to_the_right_pods() {
+    let cafe = cafe();
+    let agent = ready_agent(&cafe.dir, &[]);
+    let mut seen = BTreeSet::new();
+    for _ in 0..4 {
+        for (path, svc) in [
+            ("/tea", "tea"),
+            ("/coffee", "coffee"),
+            ("/tea/green?x=1", "tea"),
+        ] {
+            let r = http1::get(agent.http, "cafe.example.com", path).unwrap();
+            assert_eq!(r.status, 200, "{path}: {}", r.text());
+            let pod = r.header("x-pod").unwrap().to_string();
+            assert!(pod.starts_with(svc), "{path} answered by {pod}");
+            assert_eq!(
+                r.echo_field("uri").as_deref(),
+                Some(path),
+                "request target forwarded as received"
+            );
+            seen.insert(pod);
+        }
+    }
+    assert_eq!(seen.len(), 4, "every pod answered: {seen:?}");
+    assert_eq!(cafe.tea.len() + cafe.coffee.len(), 4);
+    // No rule matches: 404 from the agent itself.
+    for (host, path) in [
+        ("cafe.example.com", "/milk"),
+        ("other.example.com", "/tea"),
+        ("cafe.example.com", "/teapot"),
+    ] {
+        let r = http1::get(agent.http, host, path).unwrap();
+        assert_eq!(r.status, 404, "{host}{path}");
+        assert_eq!(r.header("server"), Some("xingress"));
+    }
+    // Host matching ignores case, port and a trailing dot.
+    let r = http1::get(agent.http, "CAFE.example.com.:80", "/coffee").unwrap();
+    assert!(r.header("x-pod").unwrap().starts_with("coffee"));
+}
+
+#[test]
+fn requests_on_one_keepalive_connection_spread_over_every_pod() {
+    let cafe = cafe();
+    let agent = ready_agent(&cafe.dir, &[]);
+    let mut conn = Conn::connect(agent.http).unwrap();
+    let mut seen = BTreeSet::new();
+    for _ in 0..100 {
+        let r = conn.get("cafe.example.com", "/tea").unwrap();
+        assert_eq!(r.status, 200);
+        seen.insert(r.header("x-pod").unwrap().to_string());
+    }
+    assert_eq!(
+        seen,
+        BTreeSet::from(["tea-1".to_string(), "tea-2".to_string()])
+    );
+}
+
+#[test]
+fn forwarded_headers_are_added_and_the_request_is_otherwise_unchanged() {
+    let cafe = cafe();
+    let agent = ready_agent(&cafe.dir, &[]);
+    let mut conn = Conn::connect(agent.http).unwrap();
+    let body = "hello, tea";
+    let r = conn
+        .raw(format!(
+            "POST /tea/order?cup=2&sugar HTTP/1.1\r\nHost: cafe.example.com\r\nUser-Agent: curl/8.0\r\nX-Forwarded-For: 192.0.2.7\r\n\
+             Content-Type: text/plain\r\nContent-Length: {}\r\nConnection: keep-alive, x-drop-me\r\nX-Drop-Me: 1\r\n\r\n{body}",
+            body.len()
+        ).as_bytes())
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.echo_field("method").as_deref(), Some("POST"));
+    assert_eq!(
+        r.echo_field("uri").as_deref(),
+        Some("/tea/order?cup=2&sugar")
+    );
+    assert_eq!(r.echo_field("version").as_deref(), Some("HTTP/1.1"));
+    assert_eq!(r.echo_field("user-agent").as_deref(), Some("curl/8.0"));
+    assert_eq!(r.echo_field("host").as_deref(), Some("cafe.example.com"));
+    assert_eq!(
+        r.echo_field("x-forwarded-for").as_deref(),
+        Some("192.0.2.7, 127.0.0.1")
+    );
+    assert_eq!(r.echo_field("x-real-ip").as_deref(), Some("127.0.0.1"));
+    assert_eq!(r.echo_field("x-forwarded-proto").as_deref(), Some("http"));
+    assert_eq!(
+        r.echo_field("x-forwarded-host").as_deref(),
+        Some("cafe.example.com")
+    );
+    assert_eq!(
+        r.echo_field("x-forwarded-port"),
+        Some(agent.http.port().to_string())
+    );
+    assert_eq!(r.echo_field("x-request-id").map(|v| v.len()), Some(32));
+    assert_eq!(r.echo_field("content-length").as_deref(), Some("10"));
+    assert_eq!(
+        r.echo_field("x-drop-me"),
+        None,
+        "headers named in Connection are hop-by-hop"
+    );
+    assert!(r.text().ends_with(body), "body forwarded unchanged");
+    assert_eq!(r.header("server"), Some("xingress"));
+
+    // A client-supplied request id is kept; a chunked body keeps its framing.
+    let r = conn
+        .raw(b"POST /coffee HTTP/1.1\r\nHost: cafe.example.com\r\nX-Request-ID: abc-123\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
+        .unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.echo_field("x-request-id").as_deref(), Some("abc-123"));
+    assert_eq!(
+        r.echo_field("transfer-encoding").as_deref(),
+        Some("chunked")
+    );
+    assert!(r.text().ends_with("hello world"));
+}
+
+#[test]
+fn unavailable_backends_get_503_and_dead_pods_502() {
+    let live = pods("live", 1);
+    // A port that was free a moment ago: connecting to it is refused.
+    let dead_port = xingress_tests::agent::free_port();
+    let dir = ManifestDir::new();
+    dir.write("class.yaml", CLASS);
+    dir.write("svc.yaml", &format!(
+        "{}apiVersion: v1\nkind: Service\nmetadata: {{name: empty}}\nspec: {{ports: [{{port: 80}}]}}\n---\n\
+         apiVersion: v1\nkind: Service\nmetadata: {{name: dead}}\nspec: {{ports: [{{port: 80}}]}}\n---\n\
+         apiVersion: v1\nkind: Endpoints\nmetadata: {{name: dead}}\nsubsets: [{{addresses: [{{ip: 127.0.0.1}}], ports: [{{port: {dead_port}}}]}}]\n",
+        service("live", &[&live[0]])
+    ));
+    let paths: String = ["live", "empty", "missing", "dead"]
+        .iter()
+        .map(|s| format!("      - {{path: /{s}, pathType: Prefix, backend: {{service: {{name: {s}, port: {{number: 80}}}}}}}}\n"))
+        .collect();
+    dir.write(
+        "ing.yaml",
+        &format!("apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {{name: x}}\nspec:\n  rules:\n  - host: x.test\n    http:\n      paths:\n{paths}"),
+    );
+    let agent = ready_agent(&dir, &[]);
+    assert_eq!(
+        http1::get(agent.http, "x.test", "/live").unwrap().status,
+        200
+    );
+    assert_eq!(
+        http1::get(agent.http, "x.test", "/empty").unwrap().status,
+        503
+    );
+    assert_eq!(
+        http1::get(agent.http, "x.test", "/missing").unwrap().status,
+        503
+    );
+    assert_eq!(
+        http1::get(agent.http, "x.test", "/dead").unwrap().status,
+        502
+    );
+    assert_eq!(
+        agent.metric("xingress_request_errors_total{source=\"upstream\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        agent.metric("xingress_requests_total{class=\"5xx\"}"),
+        Some(3.0)
+    );
+    assert_eq!(
+        agent.metric("xingress_requests_total{class=\"2xx\"}"),
+        Some(1.0)
+    );
+}
+
+#[test]
+fn default_backend_service_answers_unmatched_requests() {
+    let cafe = cafe();
+    let fallback = backend::start(
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        "default-http-backend-1",
+        Mode::DefaultBackend,
+    )
+    .unwrap();
+    cafe.dir.write(
+        "default.yaml",
+        &service("default-http-backend", &[&fallback]),
+    );
+    let agent = ready_agent(
+        &cafe.dir,
+        &["--default-backend-service", "default/default-http-backend"],
+    );
+    let r = http1::get(agent.http, "unknown.example.com", "/").unwrap();
+    assert_eq!(r.status, 404);
+    assert_eq!(r.text(), "default backend - 404\n");
+    assert_eq!(r.header("x-pod"), Some("default-http-backend-1"));
+    assert_eq!(
+        http1::get(agent.http, "cafe.example.com", "/tea")
+            .unwrap()
+            .status,
+        200
+    );
+}
+
+#[test]
+fn manifest_changes_apply_without_restart_or_dropping_connections() {
+    let cafe = cafe();
+    let agent = ready_agent(&cafe.dir, &[]);
+    let mut conn = Conn::connect(agent.http).unwrap();
+    assert_eq!(conn.get("cafe.example.com", "/tea").unwrap().status, 200);
+    assert_eq!(conn.get("juice.example.com", "/").unwrap().status, 404);
+    let generation = agent.metric("xingress_snapshot_generation").unwrap();
+
+    // A new Ingress appears, and a broken file lands next to it.
+    cafe.dir.write("juice.yaml", "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: juice}\nspec:\n  rules:\n  - host: juice.example.com\n    http:\n      paths:\n      - {path: /, pathType: Prefix, backend: {service: {name: coffee-svc, port: {number: 80}}}}\n");
+    cafe.dir.write("broken.yaml", "kind: [this is not yaml\n");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = conn.get("juice.example.com", "/").unwrap();
+        if r.status == 200 {
+            assert!(r.header("x-pod").unwrap().starts_with("coffee"));
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "new route not served:\n{}",
+            agent.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(agent.metric("xingress_snapshot_generation").unwrap() > generation);
+    // The same keep-alive connection still serves the old routes.
+    assert_eq!(conn.get("cafe.example.com", "/tea").unwrap().status, 200);
+    assert!(agent.metric("xingress_config_warnings").unwrap() >= 1.0);
+    assert!(
+        agent.logs().contains("broken.yaml"),
+        "the bad file is named in the log"
+    );
+}
+
+#[test]
+fn readiness_health_and_graceful_exit() {
+    let cafe = cafe();
+    let mut agent = ready_agent(&cafe.dir, &[]);
+    assert_eq!(
+        http1::get(agent.admin, "localhost", "/healthz")
+            .unwrap()
+            .status,
+        200
+    );
+    assert_eq!(
+        http1::get(agent.admin, "localhost", "/readyz")
+            .unwrap()
+            .status,
+        200
+    );
+    assert_eq!(
+        agent.metric("xingress_xdp_attached"),
+        Some(0.0),
+        "XDP was not requested"
+    );
+    let status = agent.stop(Duration::from_secs(15)).unwrap();
+    assert!(
+        status.success(),
+        "exit on SIGTERM: {status}\n{}",
+        agent.logs()
+    );
+    assert!(agent.logs().contains("shutting down"));
+}
+
+#[test]
+fn invalid_flags_exit_64_with_a_message() {
+    let out = std::process::Command::new(xingress_tests::agent::xingress_bin())
+        .args(["run", "--manifests", "/", "--xdp-strict-hosts"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not implemented yet"));
+}
