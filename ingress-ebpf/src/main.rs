@@ -18,7 +18,11 @@ pub fn xingress(ctx: XdpContext) -> u32 {
         Ok(action) => action,
         Err(ParseError::Truncated) => {
             maps::bump(Stat::Malformed);
-            debug!(&ctx, "malformed packet, len {}", ctx.data_end() - ctx.data());
+            debug!(
+                &ctx,
+                "malformed packet, len {}",
+                ctx.data_end() - ctx.data()
+            );
             // Never drop what we cannot read: the kernel stack judges it.
             xdp_action::XDP_PASS
         }

@@ -28,10 +28,7 @@ pub fn bump(stat: Stat) {
 /// Flags of a listener on `port_be`, if the agent registered one.
 #[inline(always)]
 pub fn listener(port_be: u16) -> Option<u32> {
-    let key = ListenerKey {
-        port_be,
-        _pad: 0,
-    };
+    let key = ListenerKey { port_be, _pad: 0 };
     // SAFETY: the value is a plain u32 copied out at once.
     unsafe { LISTENERS.get(key) }.map(|v| v.flags)
 }

@@ -95,7 +95,11 @@ pub fn parse_ipv4(ctx: &XdpContext, off: usize) -> Result<L3, ParseError> {
     let first_fragment = frag & IPV4_FRAG_OFFSET == 0;
     Ok(L3 {
         proto,
-        l4_off: if first_fragment { Some(off + ihl) } else { None },
+        l4_off: if first_fragment {
+            Some(off + ihl)
+        } else {
+            None
+        },
     })
 }
 

@@ -12,7 +12,7 @@ use crate::{
     dataplane::Dataplane,
     k8s::ManifestDir,
     metrics::Metrics,
-    model::{TranslateOptions, Warning, translate},
+    model::{Severity, TranslateOptions, Warning, translate},
     proxy::{self, Proxy},
     shutdown::{self, Shutdown},
     snapshot::SnapshotCell,
@@ -155,7 +155,10 @@ async fn watch_manifests(
                 // Log each problem once, not on every reload.
                 let current: HashSet<Warning> = warnings.iter().cloned().collect();
                 for w in warnings.iter().filter(|w| !reported.contains(*w)) {
-                    tracing::warn!(object = %w.object, "{}", w.message);
+                    match w.severity {
+                        Severity::Error => tracing::warn!(object = %w.object, "{}", w.message),
+                        Severity::Note => tracing::info!(object = %w.object, "{}", w.message),
+                    }
                 }
                 reported = current;
                 translation.warnings = warnings;

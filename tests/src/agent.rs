@@ -6,6 +6,7 @@ use std::{
     net::{SocketAddr, TcpListener},
     path::{Path, PathBuf},
     process::{Child, Command, ExitStatus, Stdio},
+    sync::atomic::{AtomicU32, Ordering},
     time::{Duration, Instant},
 };
 
@@ -61,11 +62,10 @@ impl Agent {
             Some(ns) => ns.command(bin.to_str().expect("utf-8 path")),
             None => Command::new(&bin),
         };
-        let log = std::env::temp_dir().join(format!(
-            "xingress-agent-{}-{}.log",
-            std::process::id(),
-            http.port()
-        ));
+        static SEQ: AtomicU32 = AtomicU32::new(0);
+        let n = SEQ.fetch_add(1, Ordering::Relaxed);
+        let log =
+            std::env::temp_dir().join(format!("xingress-agent-{}-{n}.log", std::process::id()));
         cmd.arg("run")
             .arg("--manifests")
             .arg(manifests)
@@ -184,8 +184,8 @@ pub struct ManifestDir {
 
 impl ManifestDir {
     pub fn new() -> Self {
-        static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        static SEQ: AtomicU32 = AtomicU32::new(0);
+        let n = SEQ.fetch_add(1, Ordering::Relaxed);
         let path =
             std::env::temp_dir().join(format!("xingress-manifests-{}-{n}", std::process::id()));
         let _ = fs::remove_dir_all(&path);

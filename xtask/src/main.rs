@@ -1,1 +1,102 @@
-fn main() {}
+//! `cargo xtask setup | build-ebpf | build | demo | test | bench`.
+
+mod demo;
+mod setup;
+mod util;
+
+// Shared with the tests crate (std + libc only); xtask uses a subset.
+#[allow(dead_code)]
+#[path = "../../tests/src/http1.rs"]
+mod http1;
+#[allow(dead_code)]
+#[path = "../../tests/src/netns.rs"]
+mod netns;
+
+use anyhow::{Result, bail};
+
+const USAGE: &str = "usage: cargo xtask <command>
+
+  setup        install what the eBPF build needs (rust-src for nightly, LLVM 22, bpf-linker)
+               and the test tools; idempotent, says what it did
+  build-ebpf   build the XDP program (target/bpfel-unknown-none/release/ingress-ebpf)
+  build        build-ebpf, then the agent (which embeds it) and the test binaries
+  demo         the main job: the cafe example through the agent with XDP, in network
+               namespaces (as root; without root: on loopback, without XDP)
+  test         everything CI runs: fmt, clippy (the eBPF crate with nightly), all tests
+               including the XDP ones (needs root; they fail rather than skip)
+               --no-lint skips fmt and clippy
+  bench        benchmarks (not implemented yet)";
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some(cmd) = args.first() else {
+        println!("{USAGE}");
+        return Ok(());
+    };
+    let rest = &args[1..];
+    match cmd.as_str() {
+        "setup" => setup::run(),
+        "build-ebpf" => setup::build_ebpf().map(drop),
+        "build" => setup::build_all().map(drop),
+        "demo" => demo::run(),
+        "test" => test(rest.iter().any(|a| a == "--no-lint")),
+        "bench" => bail!(
+            "`cargo xtask bench` is not implemented yet: the side-by-side benchmarks against nginx \
+             arrive with the performance stage"
+        ),
+        "help" | "--help" | "-h" => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        other => bail!("unknown command {other:?}\n\n{USAGE}"),
+    }
+}
+
+/// The README's test command: fails (never skips) when the XDP tests cannot run.
+fn test(no_lint: bool) -> Result<()> {
+    if !util::is_root() {
+        bail!(
+            "`cargo xtask test` must run as root: the XDP tests load and attach BPF programs and \
+             create network namespaces, and they fail rather than skip"
+        );
+    }
+    setup::run()?;
+    let object = setup::build_ebpf()?;
+    if !no_lint {
+        util::step("cargo fmt --check");
+        util::cargo(&["fmt", "--all", "--", "--check"]).run()?;
+        util::nightly_ebpf(&["fmt", "--", "--check"]).run()?;
+        util::step("clippy -D warnings (workspace, then the eBPF crate with nightly)");
+        util::cargo(&[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ])
+        .env("XINGRESS_EBPF_OBJECT", &object)
+        .run()?;
+        util::nightly_ebpf(&["clippy", "--release", "--", "-D", "warnings"]).run()?;
+    }
+    util::step("build the agent (embedding the XDP object) and the test binaries");
+    util::cargo(&["build", "--workspace", "--bins"])
+        .env("XINGRESS_EBPF_OBJECT", &object)
+        .run()?;
+    util::step("cargo test --workspace");
+    let (passed, failed) = util::cargo(&[
+        "test",
+        "--workspace",
+        "--lib",
+        "--bins",
+        "--tests",
+        "--no-fail-fast",
+    ])
+    .env("XINGRESS_EBPF_OBJECT", &object)
+    .run_counting_tests()?;
+    println!("\ntests: {passed} passed, {failed} failed");
+    if failed > 0 || passed == 0 {
+        bail!("{failed} tests failed ({passed} passed)");
+    }
+    Ok(())
+}

@@ -70,7 +70,8 @@ fn table(rules: &str) -> Translation {
 
 #[test]
 fn path_table_of_the_spec() {
-    let cases: &[(&[(&str, &str, &str)], &str, Option<&str>)] = &[
+    type Case<'a> = (&'a [(&'a str, &'a str, &'a str)], &'a str, Option<&'a str>);
+    let cases: &[Case] = &[
         (&[("/", "Prefix", "a")], "/anything/at/all", Some("a")),
         (&[("/foo", "Exact", "a")], "/foo", Some("a")),
         (&[("/foo", "Exact", "a")], "/foo/", None),
@@ -141,9 +142,7 @@ fn default_backends_in_order() {
         .iter()
         .map(|s| service(s, 1, 1))
         .collect();
-    let with_db = format!(
-        "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {{name: d}}\nspec:\n  ingressClassName: xingress\n  defaultBackend: {{service: {{name: b, port: {{number: 80}}}}}}\n---\n"
-    );
+    let with_db = "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: d}\nspec:\n  ingressClassName: xingress\n  defaultBackend: {service: {name: b, port: {number: 80}}}\n---\n";
     let o = objects(&format!(
         "{CLASS}{svcs}{}",
         ingress("i", &rule("x.com", &[("/a", "Prefix", "a")]))

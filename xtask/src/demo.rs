@@ -1,0 +1,395 @@
+//! `cargo xtask demo`: the seeds' cafe example through the agent.
+//!
+//! As root, the topology is real: a client namespace, an "edge node"
+//! namespace where the agent runs with XDP on its NIC (a veth), and one
+//! namespace per pod on a bridge, at the pod IPs of tests/examples/cafe.
+//! Everything it creates is removed at the end, on failure and on Ctrl-C.
+
+use std::{
+    collections::BTreeMap,
+    mem::ManuallyDrop,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+
+use crate::{
+    http1,
+    netns::{Netns, veth},
+    setup,
+    util::{self, step},
+};
+
+const CLIENT_NS: &str = "xi-client";
+const NODE_NS: &str = "xi-node";
+/// The node's "NIC" facing the client: XDP attaches here.
+const NODE_IF: &str = "xi-n0";
+const NODE_IP: &str = "10.99.0.1";
+const BRIDGE: &str = "xi-br0";
+const POD_GATEWAY: &str = "10.244.0.1/16";
+/// (pod, IP) exactly as tests/examples/cafe lists them.
+const PODS: [(&str, &str); 5] = [
+    ("tea-1", "10.244.1.11"),
+    ("tea-2", "10.244.1.12"),
+    ("coffee-1", "10.244.2.21"),
+    ("coffee-2", "10.244.2.22"),
+    ("default-http-backend-1", "10.244.0.10"),
+];
+const POD_PORT: u16 = 8080;
+const ADMIN: &str = "127.0.0.1:10254";
+const REQUESTS_PER_PATH: usize = 4;
+
+/// Child processes to kill at exit, whichever way the demo ends.
+static CHILDREN: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+/// Namespaces to delete at exit.
+static NAMESPACES: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+fn cleanup() {
+    let children = std::mem::take(&mut *CHILDREN.lock().unwrap_or_else(|e| e.into_inner()));
+    for pid in children {
+        // SAFETY: signalling a child we spawned.
+        unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+    }
+    // Give the agent a moment to detach XDP and exit.
+    std::thread::sleep(Duration::from_millis(300));
+    let namespaces = std::mem::take(&mut *NAMESPACES.lock().unwrap_or_else(|e| e.into_inner()));
+    for ns in namespaces.iter().rev() {
+        let _ = Command::new("ip").args(["netns", "del", ns]).output();
+    }
+}
+
+/// Ctrl-C / SIGTERM: clean up, then exit 130.
+fn install_signal_cleanup() {
+    // Block the signals in every thread (children get a clean mask from
+    // std's spawn) and wait for them on one thread.
+    // SAFETY: plain libc signal-set manipulation on valid local sets.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        let set_copy = set;
+        std::thread::spawn(move || {
+            let mut sig = 0;
+            libc::sigwait(&set_copy, &mut sig);
+            eprintln!("\ninterrupted: removing the demo topology");
+            cleanup();
+            std::process::exit(130);
+        });
+    }
+}
+
+struct Cleanup;
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        cleanup();
+    }
+}
+
+fn spawn(mut cmd: Command, log: &Path) -> Result<Child> {
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log)?)
+        .spawn()
+        .context("spawn")?;
+    CHILDREN
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(child.id());
+    Ok(child)
+}
+
+/// A namespace that `cleanup` deletes, after the processes in it are gone
+/// (so its own drop must not delete it first).
+fn netns(name: &str) -> Result<ManuallyDrop<Netns>> {
+    let ns = Netns::create(name).with_context(|| format!("create namespace {name}"))?;
+    NAMESPACES
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(name.to_string());
+    Ok(ManuallyDrop::new(ns))
+}
+
+pub fn run() -> Result<()> {
+    if util::is_root() {
+        run_with_xdp()
+    } else {
+        println!(
+            "not root: running the demo on loopback WITHOUT XDP (run as root for the XDP topology)"
+        );
+        run_without_xdp()
+    }
+}
+
+fn bin(name: &str) -> PathBuf {
+    util::target_dir().join("debug").join(name)
+}
+
+fn run_with_xdp() -> Result<()> {
+    setup::run()?;
+    setup::build_all()?;
+    install_signal_cleanup();
+    let _cleanup = Cleanup;
+    let logs = std::env::temp_dir().join("xingress-demo");
+    std::fs::create_dir_all(&logs)?;
+
+    step("topology: client ns ── veth (XDP) ── node ns ── bridge ── one ns per pod");
+    let client = netns(CLIENT_NS)?;
+    let node = netns(NODE_NS)?;
+    veth(
+        (&node, NODE_IF, &format!("{NODE_IP}/24")),
+        (&client, "xi-c0", "10.99.0.2/24"),
+    )?;
+    node.exec_ip(&["link", "add", BRIDGE, "type", "bridge"])?;
+    node.exec_ip(&["addr", "add", POD_GATEWAY, "dev", BRIDGE])?;
+    node.exec_ip(&["link", "set", BRIDGE, "up"])?;
+    let mut pods = Vec::new();
+    for (i, (pod, ip)) in PODS.iter().enumerate() {
+        let ns = netns(&format!("xi-pod-{pod}"))?;
+        let node_side = format!("xi-p{i}");
+        veth((&node, &node_side, ""), (&ns, "eth0", &format!("{ip}/16")))?;
+        node.exec_ip(&["link", "set", &node_side, "master", BRIDGE])?;
+        ns.exec_ip(&["route", "add", "default", "via", "10.244.0.1"])?;
+        println!("  pod {pod:24} {ip}:{POD_PORT}  (namespace {})", ns.name());
+        pods.push(ns);
+    }
+    println!("  client {CLIENT_NS} 10.99.0.2 → node {NODE_NS} {NODE_IP} ({NODE_IF}, XDP native)");
+
+    step("start the pods' echo servers and the agent");
+    for ((pod, ip), ns) in PODS.iter().zip(&pods) {
+        let mut cmd = ns.command(bin("echo-backend").to_str().unwrap_or("echo-backend"));
+        cmd.args(["--listen", &format!("{ip}:{POD_PORT}"), "--name", pod]);
+        if pod.starts_with("default-http-backend") {
+            cmd.arg("--default-backend");
+        }
+        spawn(cmd, &logs.join(format!("{pod}.log")))?;
+    }
+    let manifests = util::root().join("tests/examples/cafe");
+    let mut agent_cmd = node.command(bin("xingress").to_str().unwrap_or("xingress"));
+    agent_cmd
+        .args(["run", "--manifests"])
+        .arg(&manifests)
+        .args([
+            "--http-addr",
+            "0.0.0.0:80",
+            "--admin-addr",
+            ADMIN,
+            "--xdp-iface",
+            NODE_IF,
+            "--xdp-mode",
+            "native",
+            "--default-backend-service",
+            "default/default-http-backend",
+        ]);
+    let agent_log = logs.join("agent.log");
+    println!(
+        "$ ip netns exec {NODE_NS} xingress run --manifests {} --http-addr 0.0.0.0:80 --xdp-iface {NODE_IF} --xdp-mode native --default-backend-service default/default-http-backend",
+        manifests.display()
+    );
+    let mut agent = spawn(agent_cmd, &agent_log)?;
+    let admin: SocketAddr = ADMIN.parse()?;
+    wait_ready(&node, admin, &mut agent, &agent_log)?;
+
+    step("requests from the client namespace to http://10.99.0.1/");
+    let node_addr: SocketAddr = format!("{NODE_IP}:80").parse()?;
+    let answers = client
+        .run(move || send_requests(node_addr))
+        .context("client namespace")??;
+    verify(&answers)?;
+
+    step("XDP counters (from the agent's /metrics)");
+    let metrics = node
+        .run(move || http1::get(admin, "localhost", "/metrics").map(|r| r.text()))
+        .context("node namespace")??;
+    let xdp_lines: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.starts_with("xingress_xdp"))
+        .collect();
+    for l in &xdp_lines {
+        println!("  {l}");
+    }
+    let attached_native = xdp_lines
+        .iter()
+        .any(|l| l.contains("mode=\"native\"") && l.ends_with(" 1"));
+    let listener = metric(&metrics, "xingress_xdp_packets_total{class=\"listener\"}");
+    if !attached_native {
+        bail!(
+            "XDP is not attached in native mode; agent log:\n{}",
+            std::fs::read_to_string(&agent_log).unwrap_or_default()
+        );
+    }
+    if listener == 0 {
+        bail!("the XDP program counted no packets to the listener port");
+    }
+    println!(
+        "\nXDP attached in native mode on {NODE_IF}; {listener} packets to the HTTP listener seen at XDP."
+    );
+    step("agent log");
+    print!(
+        "{}",
+        std::fs::read_to_string(&agent_log).unwrap_or_default()
+    );
+    println!("\ndemo OK — removing the topology");
+    Ok(())
+}
+
+fn wait_ready(node: &Netns, admin: SocketAddr, agent: &mut Child, log: &Path) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if let Some(status) = agent.try_wait()? {
+            bail!(
+                "the agent exited ({status}):\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        let ready = node.run(move || {
+            http1::get(admin, "localhost", "/readyz").is_ok_and(|r| r.status == 200)
+        })?;
+        if ready {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    bail!(
+        "the agent did not become ready:\n{}",
+        std::fs::read_to_string(log).unwrap_or_default()
+    )
+}
+
+/// (host, path, status, pod) of each request.
+type Answer = (String, String, u16, String);
+
+fn send_requests(addr: SocketAddr) -> Result<Vec<Answer>> {
+    let mut out = Vec::new();
+    let plan = [
+        ("cafe.example.com", "/tea"),
+        ("cafe.example.com", "/coffee"),
+        ("cafe.example.com", "/milk"),
+        ("kubia.example.com", "/"),
+    ];
+    for (host, path) in plan {
+        let n = if path == "/tea" || path == "/coffee" {
+            REQUESTS_PER_PATH
+        } else {
+            1
+        };
+        for _ in 0..n {
+            let r =
+                http1::get(addr, host, path).with_context(|| format!("GET http://{host}{path}"))?;
+            let pod = r.header("x-pod").unwrap_or("-").to_string();
+            println!("  GET http://{host}{path:8} → {} from pod {pod}", r.status);
+            out.push((host.to_string(), path.to_string(), r.status, pod));
+        }
+    }
+    Ok(out)
+}
+
+fn verify(answers: &[Answer]) -> Result<()> {
+    let mut by_path: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (_, path, status, pod) in answers {
+        match path.as_str() {
+            "/tea" | "/coffee" if *status != 200 => bail!("{path} answered {status}"),
+            "/tea" | "/coffee" => by_path.entry(path).or_default().push(pod),
+            _ if *status != 404 || !pod.starts_with("default-http-backend") => {
+                bail!("{path} should reach the default backend's 404, got {status} from {pod}")
+            }
+            _ => {}
+        }
+    }
+    for (path, want) in [("/tea", "tea-"), ("/coffee", "coffee-")] {
+        let pods = by_path.get(path).cloned().unwrap_or_default();
+        if pods.iter().any(|p| !p.starts_with(want)) {
+            bail!("{path} reached the wrong pods: {pods:?}");
+        }
+        let distinct: std::collections::BTreeSet<_> = pods.iter().collect();
+        if distinct.len() < 2 {
+            bail!("{path} did not spread over both pods: {pods:?}");
+        }
+    }
+    println!(
+        "  every /tea went to a tea pod, every /coffee to a coffee pod, both pods of each answered; unmatched requests got the default backend"
+    );
+    Ok(())
+}
+
+fn metric(text: &str, series: &str) -> u64 {
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(series)
+                .map(|v| v.trim().parse().unwrap_or(0))
+        })
+        .unwrap_or(0)
+}
+
+/// Without root: the same example on loopback (pods at 127.0.x.y), no XDP.
+fn run_without_xdp() -> Result<()> {
+    step("build the agent and the demo backends");
+    util::cargo(&["build", "--workspace", "--bins"]).run()?;
+    let dir = std::env::temp_dir().join(format!("xingress-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let _cleanup = Cleanup;
+    let logs = dir.clone();
+    let example = util::root().join("tests/examples/cafe");
+    for entry in std::fs::read_dir(&example)? {
+        let path = entry?.path();
+        let text = std::fs::read_to_string(&path)?;
+        // 10.244.x.y pod IPs → 127.0.x.y, which loopback answers for.
+        let name = path.file_name().context("file name")?;
+        std::fs::write(
+            dir.join(name),
+            text.replace("\"10.244.", "\"127.0.")
+                .replace("ip: 10.244.", "ip: 127.0."),
+        )?;
+    }
+    for (pod, ip) in PODS {
+        let ip = ip.replace("10.244.", "127.0.");
+        let mut cmd = Command::new(bin("echo-backend"));
+        cmd.args(["--listen", &format!("{ip}:{POD_PORT}"), "--name", pod]);
+        if pod.starts_with("default-http-backend") {
+            cmd.arg("--default-backend");
+        }
+        spawn(cmd, &logs.join(format!("{pod}.log")))?;
+    }
+    let http: SocketAddr = "127.0.0.1:18080".parse()?;
+    let admin: SocketAddr = "127.0.0.1:20254".parse()?;
+    let mut cmd = Command::new(bin("xingress"));
+    cmd.args(["run", "--manifests"]).arg(&dir).args([
+        "--http-addr",
+        &http.to_string(),
+        "--admin-addr",
+        &admin.to_string(),
+        "--default-backend-service",
+        "default/default-http-backend",
+    ]);
+    let log = logs.join("agent.log");
+    let mut agent = spawn(cmd, &log)?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = agent.try_wait()? {
+            bail!(
+                "the agent exited ({status}):\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        if http1::get(admin, "localhost", "/readyz").is_ok_and(|r| r.status == 200) {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("the agent did not become ready");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    step(&format!("requests to http://{http}/"));
+    let answers = send_requests(http)?;
+    verify(&answers)?;
+    let _ = std::fs::remove_dir_all(&dir);
+    println!("\ndemo OK (without XDP: run `cargo xtask demo` as root for the XDP topology)");
+    Ok(())
+}
