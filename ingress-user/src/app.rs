@@ -66,7 +66,7 @@ pub async fn run(config: Config) -> Result<(), AppError> {
         xdp: dataplane.as_ref().map(Dataplane::stats),
         shutdown: shutdown.clone(),
     });
-    let proxy = Proxy::new(snapshots.clone(), metrics, config.limits.clone());
+    let proxy = Proxy::new(snapshots.clone(), metrics.clone(), config.limits.clone());
 
     let opts = TranslateOptions {
         classes: config.classes.clone(),
@@ -78,6 +78,7 @@ pub async fn run(config: Config) -> Result<(), AppError> {
             ManifestDir::new(dir),
             opts,
             snapshots.clone(),
+            metrics,
             config.manifest_poll,
             shutdown.clone(),
         )),
@@ -129,6 +130,7 @@ async fn watch_manifests(
     dir: ManifestDir,
     opts: TranslateOptions,
     snapshots: Arc<SnapshotCell>,
+    metrics: Arc<Metrics>,
     poll: std::time::Duration,
     shutdown: Shutdown,
 ) {
@@ -163,7 +165,8 @@ async fn watch_manifests(
                 reported = current;
                 translation.warnings = warnings;
                 let ingresses = translation.ingresses.len();
-                let snap = snapshots.publish(translation);
+                let host_stats = metrics.host_stats(translation.table.labels());
+                let snap = snapshots.publish(translation, host_stats);
                 tracing::info!(
                     generation = snap.generation,
                     files = loaded.files,

@@ -1,17 +1,25 @@
 //! Prometheus metrics: lock-free counters written on the request path,
 //! rendered as text on /metrics.
+//!
+//! Per-host counters live in a registry keyed by the host labels of the
+//! routing table; each snapshot carries the `Arc`s for its hosts, so the
+//! request path touches atomics only.
 
 use std::{
+    collections::HashMap,
     fmt::Write,
-    sync::atomic::{AtomicU64, Ordering::Relaxed},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering::Relaxed},
+    },
     time::Duration,
 };
 
 use http::StatusCode;
 
-use crate::proxy::ErrorSource;
+use crate::{model::ANY_HOST_LABEL, proxy::ErrorSource};
 
-/// Upper bounds (seconds) of the request duration histogram.
+/// Upper bounds (seconds) of the upstream latency histogram.
 const BUCKETS: [f64; 12] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
 ];
@@ -22,29 +30,95 @@ const SOURCES: [ErrorSource; 3] = [
     ErrorSource::Internal,
 ];
 
+/// Requests of one host label, by status class.
 #[derive(Debug, Default)]
-pub struct Metrics {
+pub struct HostStats {
     by_class: [AtomicU64; 6],
-    errors: [AtomicU64; 3],
-    buckets: [AtomicU64; BUCKETS.len()],
-    duration_sum_us: AtomicU64,
-    duration_count: AtomicU64,
 }
 
-impl Metrics {
-    pub fn request(&self, status: StatusCode, took: Duration) {
+impl HostStats {
+    pub fn record(&self, status: StatusCode) {
         let class = match status.as_u16() / 100 {
             c @ 1..=5 => c as usize,
             _ => 0,
         };
         self.by_class[class].fetch_add(1, Relaxed);
+    }
+}
+
+#[derive(Debug, Default)]
+struct Histogram {
+    buckets: [AtomicU64; BUCKETS.len()],
+    sum_us: AtomicU64,
+    count: AtomicU64,
+}
+
+impl Histogram {
+    fn observe(&self, took: Duration) {
         let secs = took.as_secs_f64();
         if let Some(i) = BUCKETS.iter().position(|b| secs <= *b) {
             self.buckets[i].fetch_add(1, Relaxed);
         }
-        self.duration_sum_us
-            .fetch_add(took.as_micros() as u64, Relaxed);
-        self.duration_count.fetch_add(1, Relaxed);
+        self.sum_us.fetch_add(took.as_micros() as u64, Relaxed);
+        self.count.fetch_add(1, Relaxed);
+    }
+
+    fn render(&self, name: &str, out: &mut String) {
+        let mut cumulative = 0;
+        for (i, b) in BUCKETS.iter().enumerate() {
+            cumulative += self.buckets[i].load(Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{le=\"{b}\"}} {cumulative}");
+        }
+        let count = self.count.load(Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(out, "{name}_sum {}", self.sum_us.load(Relaxed) as f64 / 1e6);
+        let _ = writeln!(out, "{name}_count {count}");
+    }
+}
+
+#[derive(Debug)]
+pub struct Metrics {
+    errors: [AtomicU64; 3],
+    upstream_latency: Histogram,
+    /// Host label → counters; touched only when a snapshot is published or rendered.
+    hosts: Mutex<HashMap<Box<str>, Arc<HostStats>>>,
+    any_host: Arc<HostStats>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let any_host = Arc::new(HostStats::default());
+        let hosts = HashMap::from([(Box::from(ANY_HOST_LABEL), any_host.clone())]);
+        Self {
+            errors: Default::default(),
+            upstream_latency: Histogram::default(),
+            hosts: Mutex::new(hosts),
+            any_host,
+        }
+    }
+}
+
+impl Metrics {
+    /// Counters for requests that matched no host (and before the first snapshot).
+    pub fn any_host(&self) -> &Arc<HostStats> {
+        &self.any_host
+    }
+
+    /// Counters for each label of a new routing table, in label order. Hosts
+    /// that left the configuration are dropped from the registry.
+    pub fn host_stats(&self, labels: &[Box<str>]) -> Vec<Arc<HostStats>> {
+        let mut hosts = self.hosts.lock().unwrap_or_else(|e| e.into_inner());
+        let out: Vec<_> = labels
+            .iter()
+            .map(|l| hosts.entry(l.clone()).or_default().clone())
+            .collect();
+        hosts.retain(|k, _| **k == *ANY_HOST_LABEL || labels.contains(k));
+        out
+    }
+
+    /// Time from sending a request to a pod to its response head.
+    pub fn upstream_latency(&self, took: Duration) {
+        self.upstream_latency.observe(took);
     }
 
     pub fn error(&self, source: ErrorSource) {
@@ -52,21 +126,25 @@ impl Metrics {
         self.errors[i].fetch_add(1, Relaxed);
     }
 
-    /// Requests answered with a status of class `class` (1..=5).
-    pub fn requests_of_class(&self, class: usize) -> u64 {
-        self.by_class.get(class).map_or(0, |c| c.load(Relaxed))
-    }
-
     pub fn render(&self, out: &mut String) {
-        out.push_str("# HELP xingress_requests_total Requests answered, by status class.\n");
+        out.push_str("# HELP xingress_requests_total Requests answered, by status class and Ingress host (\"*\": no host rule).\n");
         out.push_str("# TYPE xingress_requests_total counter\n");
-        for (i, c) in self.by_class.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "xingress_requests_total{{class=\"{}\"}} {}",
-                CLASSES[i],
-                c.load(Relaxed)
-            );
+        let hosts: Vec<(Box<str>, Arc<HostStats>)> = {
+            let map = self.hosts.lock().unwrap_or_else(|e| e.into_inner());
+            let mut v: Vec<_> = map.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            v.sort_by(|a, b| a.0.cmp(&b.0));
+            v
+        };
+        for (host, stats) in &hosts {
+            for (i, c) in stats.by_class.iter().enumerate() {
+                let _ = writeln!(
+                    out,
+                    "xingress_requests_total{{class=\"{}\",host=\"{}\"}} {}",
+                    CLASSES[i],
+                    escape(host),
+                    c.load(Relaxed)
+                );
+            }
         }
         out.push_str("# HELP xingress_request_errors_total Failed requests, by who caused them.\n");
         out.push_str("# TYPE xingress_request_errors_total counter\n");
@@ -78,25 +156,16 @@ impl Metrics {
                 self.errors[i].load(Relaxed)
             );
         }
-        out.push_str(
-            "# HELP xingress_request_duration_seconds Time from request head to response head.\n",
-        );
-        out.push_str("# TYPE xingress_request_duration_seconds histogram\n");
-        let mut cumulative = 0;
-        for (i, b) in BUCKETS.iter().enumerate() {
-            cumulative += self.buckets[i].load(Relaxed);
-            let _ = writeln!(
-                out,
-                "xingress_request_duration_seconds_bucket{{le=\"{b}\"}} {cumulative}"
-            );
-        }
-        let count = self.duration_count.load(Relaxed);
-        let _ = writeln!(
-            out,
-            "xingress_request_duration_seconds_bucket{{le=\"+Inf\"}} {count}"
-        );
-        let sum = self.duration_sum_us.load(Relaxed) as f64 / 1e6;
-        let _ = writeln!(out, "xingress_request_duration_seconds_sum {sum}");
-        let _ = writeln!(out, "xingress_request_duration_seconds_count {count}");
+        out.push_str("# HELP xingress_upstream_response_seconds Time from forwarding a request to a pod to its response head.\n");
+        out.push_str("# TYPE xingress_upstream_response_seconds histogram\n");
+        self.upstream_latency
+            .render("xingress_upstream_response_seconds", out);
     }
+}
+
+/// Label values come from Ingress hosts (DNS names), but escape anyway.
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }

@@ -4,7 +4,10 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use crate::model::{RoutingTable, Translation, Warning};
+use crate::{
+    metrics::HostStats,
+    model::{RoutingTable, Translation, Warning},
+};
 
 /// Everything the request path and the data plane read, immutable once built.
 #[derive(Debug, Default)]
@@ -13,6 +16,8 @@ pub struct Snapshot {
     pub generation: u64,
     pub table: RoutingTable,
     pub warnings: Vec<Warning>,
+    /// Request counters per host label of `table` (same indices).
+    pub host_stats: Vec<Arc<HostStats>>,
 }
 
 /// The single publication point: readers `load()`, the source `publish()`es.
@@ -32,12 +37,17 @@ impl SnapshotCell {
     }
 
     /// Publishes a translation as the next generation and returns it.
-    pub fn publish(&self, translation: Translation) -> Arc<Snapshot> {
+    pub fn publish(
+        &self,
+        translation: Translation,
+        host_stats: Vec<Arc<HostStats>>,
+    ) -> Arc<Snapshot> {
         let generation = self.current.load().generation + 1;
         let snap = Arc::new(Snapshot {
             generation,
             table: translation.table,
             warnings: translation.warnings,
+            host_stats,
         });
         self.current.store(snap.clone());
         snap

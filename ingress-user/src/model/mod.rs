@@ -17,7 +17,7 @@ use k8s_openapi::api::{
 
 pub use backend::{Backend, BackendError, BackendTarget};
 pub use matching::{HOST_BUF_LEN, normalize_host, path_matches};
-pub use table::{HostRules, PathKind, PathRule, Route, RouteRow, RoutingTable};
+pub use table::{ANY_HOST_LABEL, HostRules, PathKind, PathRule, Route, RouteRow, RoutingTable};
 pub use translate::{Severity, TranslateOptions, Translation, Warning, translate};
 
 /// `namespace/name` of a namespaced object.

@@ -39,10 +39,12 @@ impl PathRule {
 #[derive(Debug, Default)]
 pub struct HostRules {
     rules: Vec<PathRule>,
+    /// Index into `RoutingTable::labels` (metrics label of this host).
+    label: u32,
 }
 
 impl HostRules {
-    pub fn new(mut rules: Vec<PathRule>) -> Self {
+    pub fn new(mut rules: Vec<PathRule>, label: u32) -> Self {
         rules.sort_by(|a, b| {
             b.path
                 .len()
@@ -50,7 +52,7 @@ impl HostRules {
                 .then(a.kind.cmp(&b.kind))
                 .then(a.path.cmp(&b.path))
         });
-        Self { rules }
+        Self { rules, label }
     }
 
     pub fn find(&self, path: &str) -> Option<&PathRule> {
@@ -68,7 +70,13 @@ pub struct Route<'a> {
     pub backend: &'a Arc<Backend>,
     /// `None` when a default backend answered.
     pub rule: Option<&'a PathRule>,
+    /// Index into `RoutingTable::labels`.
+    pub label: u32,
 }
+
+/// Metrics label of requests that matched no host rule (host-less rules,
+/// default backends, 404s): client-chosen Host values never become labels.
+pub const ANY_HOST_LABEL: &str = "*";
 
 #[derive(Debug, Default)]
 pub struct RoutingTable {
@@ -80,6 +88,8 @@ pub struct RoutingTable {
     pub(super) any_host: HostRules,
     /// The Ingress defaultBackend, else the controller's default backend.
     pub(super) default_backend: Option<Arc<Backend>>,
+    /// Metrics label per host; index 0 is `ANY_HOST_LABEL`.
+    pub(super) labels: Vec<Box<str>>,
 }
 
 impl RoutingTable {
@@ -88,23 +98,34 @@ impl RoutingTable {
     pub fn route<'a>(&'a self, host: Option<&str>, path: &str) -> Option<Route<'a>> {
         let found = host
             .and_then(|h| {
-                let exact = self.hosts.get(h).and_then(|r| r.find(path));
+                let exact = self
+                    .hosts
+                    .get(h)
+                    .and_then(|r| Some((r.find(path)?, r.label)));
                 exact.or_else(|| {
                     let (_, parent) = h.split_once('.')?;
-                    self.wildcards.get(parent)?.find(path)
+                    let rules = self.wildcards.get(parent)?;
+                    Some((rules.find(path)?, rules.label))
                 })
             })
-            .or_else(|| self.any_host.find(path));
+            .or_else(|| Some((self.any_host.find(path)?, 0)));
         match found {
-            Some(rule) => Some(Route {
+            Some((rule, label)) => Some(Route {
                 backend: &rule.backend,
                 rule: Some(rule),
+                label,
             }),
             None => self.default_backend.as_ref().map(|backend| Route {
                 backend,
                 rule: None,
+                label: 0,
             }),
         }
+    }
+
+    /// Metrics labels by index (see `Route::label`).
+    pub fn labels(&self) -> &[Box<str>] {
+        &self.labels
     }
 
     /// Every host name with rules (wildcards as `*.parent`), for the data plane and `check`.

@@ -7,6 +7,7 @@ use std::{
     sync::Arc,
 };
 
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::{
     core::v1::Service,
     networking::v1::{Ingress, IngressBackend},
@@ -15,7 +16,7 @@ use serde::Serialize;
 
 use super::{
     Backend, BackendTarget, ClassOptions, HostRules, NamespacedName, Objects, PathKind, PathRule,
-    RoutingTable,
+    RoutingTable, table::ANY_HOST_LABEL,
 };
 
 const CLASS_ANNOTATION: &str = "kubernetes.io/ingress.class";
@@ -83,6 +84,7 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
         objects,
         warnings: Vec::new(),
         backends: HashMap::new(),
+        slices: index_slices(objects),
     };
     let ours = cx.our_ingresses(opts);
 
@@ -157,10 +159,18 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
 
     let mut table = RoutingTable {
         default_backend,
+        labels: vec![ANY_HOST_LABEL.into()],
         ..Default::default()
     };
     for (key, rules) in hosts {
-        let rules = HostRules::new(rules.into_values().collect());
+        let label = match key {
+            HostKey::Any => 0,
+            _ => {
+                table.labels.push(key.to_string().into());
+                (table.labels.len() - 1) as u32
+            }
+        };
+        let rules = HostRules::new(rules.into_values().collect(), label);
         match key {
             HostKey::Exact(h) => {
                 table.hosts.insert(h, rules);
@@ -267,11 +277,33 @@ fn parse_path(path: Option<&str>, path_type: &str) -> Result<(Box<str>, PathKind
     Ok((path.into(), kind))
 }
 
+type SliceRef<'a> = (&'a NamespacedName, &'a EndpointSlice);
+
 struct Cx<'a> {
     objects: &'a Objects,
     warnings: Vec<Warning>,
     /// One Backend per (namespace, service, port) so rules share its balancer.
     backends: HashMap<(NamespacedName, String), Arc<Backend>>,
+    /// EndpointSlices by (namespace, kubernetes.io/service-name).
+    slices: HashMap<(&'a str, &'a str), Vec<SliceRef<'a>>>,
+}
+
+fn index_slices(objects: &Objects) -> HashMap<(&str, &str), Vec<SliceRef<'_>>> {
+    let mut index: HashMap<_, Vec<_>> = HashMap::new();
+    for (id, slice) in &objects.endpoint_slices {
+        let service = slice
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(SERVICE_NAME_LABEL));
+        if let Some(service) = service {
+            index
+                .entry((id.namespace.as_str(), service.as_str()))
+                .or_default()
+                .push((id, slice));
+        }
+    }
+    index
 }
 
 impl<'a> Cx<'a> {
@@ -453,22 +485,10 @@ impl<'a> Cx<'a> {
 
     /// Ready endpoints from EndpointSlices; `None` when the Service has no slice at all.
     fn slice_endpoints(&mut self, id: &NamespacedName, port_name: &str) -> Option<Vec<SocketAddr>> {
-        let slices: Vec<_> = self
-            .objects
-            .endpoint_slices
-            .iter()
-            .filter(|(sid, s)| {
-                sid.namespace == id.namespace
-                    && s.metadata
-                        .labels
-                        .as_ref()
-                        .and_then(|l| l.get(SERVICE_NAME_LABEL))
-                        == Some(&id.name)
-            })
-            .collect();
-        if slices.is_empty() {
-            return None;
-        }
+        let slices = self
+            .slices
+            .get(&(id.namespace.as_str(), id.name.as_str()))?
+            .clone();
         let mut out = Vec::new();
         for (sid, slice) in slices {
             if slice.address_type != "IPv4" && slice.address_type != "IPv6" {

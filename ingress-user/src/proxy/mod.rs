@@ -21,7 +21,7 @@ pub use upstream::Upstream;
 
 use crate::{
     cli::ProxyLimits,
-    metrics::Metrics,
+    metrics::{HostStats, Metrics},
     model::{HOST_BUF_LEN, normalize_host},
     shutdown::Shutdown,
     snapshot::SnapshotCell,
@@ -59,49 +59,56 @@ impl Proxy {
         down: Downstream,
         req: Request<Incoming>,
     ) -> Result<Response<ProxyBody>, Infallible> {
-        let started = Instant::now();
-        let response = match self.forward(&down, req).await {
-            Ok(resp) => resp,
-            Err(e) => {
-                if e.source() == ErrorSource::Upstream {
-                    tracing::debug!(client = %down.client, "{e}");
-                }
-                self.metrics.error(e.source());
-                error_response(&e)
-            }
+        let (peer, stats) = self.pick(&req);
+        let result = match peer {
+            Ok(peer) => self.forward(&down, req, peer).await,
+            Err(e) => Err(e),
         };
-        self.metrics.request(response.status(), started.elapsed());
+        let response = result.unwrap_or_else(|e| {
+            if e.source() == ErrorSource::Upstream {
+                tracing::debug!(client = %down.client, "{e}");
+            }
+            self.metrics.error(e.source());
+            error_response(&e)
+        });
+        stats.record(response.status());
         Ok(response)
     }
 
+    /// Pick route and peer on the live snapshot, and let go of it before
+    /// anything is awaited. Returns the host's counters either way.
+    fn pick(&self, req: &Request<Incoming>) -> (Result<SocketAddr, ProxyError>, Arc<HostStats>) {
+        let snap = self.snapshots.load();
+        if snap.generation == 0 {
+            return (Err(ProxyError::NotReady), self.metrics.any_host().clone());
+        }
+        let raw_host = req
+            .headers()
+            .get(HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| req.uri().authority().map(|a| a.as_str()));
+        let mut buf = [0u8; HOST_BUF_LEN];
+        let host = raw_host.and_then(|h| normalize_host(h, &mut buf));
+        let Some(route) = snap.table.route(host, req.uri().path()) else {
+            return (Err(ProxyError::NoRoute), self.metrics.any_host().clone());
+        };
+        let stats = snap
+            .host_stats
+            .get(route.label as usize)
+            .unwrap_or(self.metrics.any_host())
+            .clone();
+        (route.backend.pick().map_err(ProxyError::Backend), stats)
+    }
+
+    /// Filter the request, forward it to `peer`, filter the response.
     async fn forward(
         &self,
         down: &Downstream,
         req: Request<Incoming>,
+        peer: SocketAddr,
     ) -> Result<Response<ProxyBody>, ProxyError> {
-        // Pick route and peer on the live snapshot, then let go of it
-        // before awaiting anything.
-        let peer = {
-            let snap = self.snapshots.load();
-            if snap.generation == 0 {
-                return Err(ProxyError::NotReady);
-            }
-            let raw_host = req
-                .headers()
-                .get(HOST)
-                .and_then(|h| h.to_str().ok())
-                .or_else(|| req.uri().authority().map(|a| a.as_str()));
-            let mut buf = [0u8; HOST_BUF_LEN];
-            let host = raw_host.and_then(|h| normalize_host(h, &mut buf));
-            let route = snap
-                .table
-                .route(host, req.uri().path())
-                .ok_or(ProxyError::NoRoute)?;
-            route.backend.pick().map_err(ProxyError::Backend)?
-        };
-
-        // Filter the request: same target, method and body; hop-by-hop
-        // headers out, X-Forwarded-* in; HTTP/1.1 to the pod.
+        // Same target, method and body; hop-by-hop headers out,
+        // X-Forwarded-* in; HTTP/1.1 to the pod.
         let (mut parts, body) = req.into_parts();
         let host_header = parts.headers.get(HOST).cloned();
         headers::strip_hop_by_hop(&mut parts.headers);
@@ -117,7 +124,9 @@ impl Proxy {
         parts.uri = upstream_uri(peer, &parts.uri)?;
         parts.version = Version::HTTP_11;
 
+        let sent = Instant::now();
         let mut resp = self.upstream.send(Request::from_parts(parts, body)).await?;
+        self.metrics.upstream_latency(sent.elapsed());
         headers::strip_hop_by_hop(resp.headers_mut());
         headers::ensure_server(resp.headers_mut());
         Ok(resp.map(Either::Left))
