@@ -72,6 +72,7 @@ pub async fn run(config: Config) -> Result<(), AppError> {
         classes: config.classes.clone(),
         watch_namespace: config.watch_namespace.clone(),
         default_backend: config.default_backend.clone(),
+        allow_external_name: config.allow_external_name,
     };
     let source = match &config.source {
         Source::Manifests(dir) => tokio::spawn(watch_manifests(

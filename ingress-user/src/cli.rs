@@ -73,6 +73,9 @@ pub struct RunArgs {
     /// Address written to Ingress status (Kubernetes mode).
     #[arg(long, env = "XINGRESS_PUBLISH_ADDRESS", value_name = "IP")]
     pub publish_address: Option<std::net::IpAddr>,
+    /// Route to ExternalName Services (off: they let an Ingress author reach any host).
+    #[arg(long, env = "XINGRESS_ENABLE_EXTERNAL_NAME_SERVICES")]
+    pub enable_external_name_services: bool,
     /// Attach the XDP program to this interface.
     #[arg(long, env = "XINGRESS_XDP_IFACE", value_name = "IFACE")]
     pub xdp_iface: Option<String>,
@@ -187,6 +190,7 @@ pub struct Config {
     pub classes: ClassOptions,
     pub watch_namespace: Option<String>,
     pub default_backend: Option<NamespacedName>,
+    pub allow_external_name: bool,
     pub xdp: Option<XdpConfig>,
     pub limits: ProxyLimits,
     /// How often the manifest directory is checked for changes.
@@ -301,6 +305,7 @@ impl RunArgs {
             },
             watch_namespace: self.watch_namespace,
             default_backend,
+            allow_external_name: self.enable_external_name_services,
             xdp,
             limits: ProxyLimits::default(),
             manifest_poll: Duration::from_millis(500),

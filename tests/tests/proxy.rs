@@ -342,3 +342,119 @@ fn invalid_flags_exit_64_with_a_message() {
     assert_eq!(out.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not implemented yet"));
 }
+
+#[test]
+fn http2_prior_knowledge_routes_by_authority() {
+    use http_body_util::{BodyExt, Empty};
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+
+    let cafe = cafe();
+    let agent = ready_agent(&cafe.dir, &[]);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let stream = tokio::net::TcpStream::connect(agent.http).await.unwrap();
+        let (mut send, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+                .await
+                .expect("h2c handshake");
+        tokio::spawn(conn);
+        for (path, svc) in [
+            ("/tea", "tea-"),
+            ("/coffee", "coffee-"),
+            ("/tea/x?y=1", "tea-"),
+        ] {
+            // No Host header: HTTP/2 carries the host in :authority.
+            let req = http::Request::get(format!("http://CAFE.example.com:80{path}"))
+                .body(Empty::<bytes::Bytes>::new())
+                .unwrap();
+            let resp = send.send_request(req).await.expect("h2 request");
+            assert_eq!(resp.status(), 200, "{path}");
+            assert_eq!(resp.version(), http::Version::HTTP_2);
+            let pod = resp.headers()["x-pod"].to_str().unwrap().to_string();
+            assert!(pod.starts_with(svc), "{path} → {pod}");
+            let body = String::from_utf8(
+                resp.into_body()
+                    .collect()
+                    .await
+                    .unwrap()
+                    .to_bytes()
+                    .to_vec(),
+            )
+            .unwrap();
+            // The pod gets HTTP/1.1 with a Host header and the original target.
+            assert!(body.contains("version: HTTP/1.1\n"), "{body}");
+            assert!(body.contains("\nhost: CAFE.example.com:80\n"), "{body}");
+            assert!(body.contains(&format!("uri: {path}\n")), "{body}");
+        }
+        let req = http::Request::get("http://nope.example.com/tea")
+            .body(Empty::<bytes::Bytes>::new())
+            .unwrap();
+        assert_eq!(send.send_request(req).await.unwrap().status(), 404);
+    });
+}
+
+#[test]
+fn requests_are_counted_per_ingress_host() {
+    let cafe = cafe();
+    let agent = ready_agent(&cafe.dir, &[]);
+    for _ in 0..3 {
+        assert_eq!(
+            http1::get(agent.http, "cafe.example.com", "/tea")
+                .unwrap()
+                .status,
+            200
+        );
+    }
+    assert_eq!(
+        http1::get(agent.http, "cafe.example.com", "/none")
+            .unwrap()
+            .status,
+        404
+    );
+    assert_eq!(
+        http1::get(agent.http, "evil\"host.test", "/")
+            .unwrap()
+            .status,
+        404
+    );
+    let get = |s: &str| agent.metric(s).unwrap_or(-1.0);
+    assert_eq!(
+        get("xingress_requests_total{class=\"2xx\",host=\"cafe.example.com\"}"),
+        3.0
+    );
+    // No rule matched: counted under "*", never under a client-chosen host.
+    assert_eq!(
+        get("xingress_requests_total{class=\"4xx\",host=\"*\"}"),
+        2.0
+    );
+    let text = http1::get(agent.admin, "localhost", "/metrics")
+        .unwrap()
+        .text();
+    assert!(
+        !text.contains("evil"),
+        "client Host values never become labels"
+    );
+    assert_eq!(get("xingress_upstream_response_seconds_count"), 3.0);
+}
+
+#[test]
+fn external_name_services_route_only_when_enabled() {
+    let pod = pods("ext", 1);
+    let dir = ManifestDir::new();
+    dir.write("class.yaml", CLASS);
+    dir.write("ext.yaml", &format!(
+        "apiVersion: v1\nkind: Service\nmetadata: {{name: ext}}\nspec: {{type: ExternalName, externalName: localhost, ports: [{{port: {}}}]}}\n---\n\
+         apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {{name: ext}}\nspec: {{defaultBackend: {{service: {{name: ext, port: {{number: {}}}}}}}}}\n",
+        pod[0].addr.port(),
+        pod[0].addr.port()
+    ));
+    let off = ready_agent(&dir, &[]);
+    assert_eq!(http1::get(off.http, "a.test", "/").unwrap().status, 503);
+    let on = ready_agent(&dir, &["--enable-external-name-services"]);
+    let r = http1::get(on.http, "a.test", "/").unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-pod"), Some("ext-1"));
+}

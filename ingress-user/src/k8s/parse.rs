@@ -136,32 +136,28 @@ fn add_document(mut doc: Value, place: &str, objects: &mut Objects, out: &mut Pa
         .unwrap_or("default")
         .to_string();
     let id = NamespacedName::new(namespace, name.clone());
-    let result = match (group, kind.as_str()) {
+    // Ok(true) when an object of the same kind and name was already read.
+    let result: Result<bool, serde_json::Error> = match (group, kind.as_str()) {
         ("networking.k8s.io" | "extensions", "Ingress") => {
             if LEGACY_INGRESS_VERSIONS.contains(&api_version.as_str()) {
-                out.warnings.push(Warning::note(format!("Ingress {id}"), format!("{api_version} is deprecated (removed in Kubernetes 1.22); converted to networking.k8s.io/v1")));
+                out.warnings.push(Warning::note(
+                    format!("Ingress {id}"),
+                    format!("{api_version} is deprecated (removed in Kubernetes 1.22); converted to networking.k8s.io/v1"),
+                ));
                 convert_ingress(&mut doc);
             }
-            typed(doc)
-                .map(|v| objects.ingresses.insert(id, v))
-                .map(drop)
+            typed(doc).map(|v| objects.ingresses.insert(id.clone(), v).is_some())
         }
         ("networking.k8s.io", "IngressClass") => {
             doc["apiVersion"] = Value::from("networking.k8s.io/v1");
-            typed(doc)
-                .map(|v| objects.ingress_classes.insert(name, v))
-                .map(drop)
+            typed(doc).map(|v| objects.ingress_classes.insert(name.clone(), v).is_some())
         }
-        ("", "Service") => typed(doc).map(|v| objects.services.insert(id, v)).map(drop),
-        ("", "Endpoints") => typed(doc)
-            .map(|v| objects.endpoints.insert(id, v))
-            .map(drop),
-        ("", "Secret") => typed(doc).map(|v| objects.secrets.insert(id, v)).map(drop),
+        ("", "Service") => typed(doc).map(|v| objects.services.insert(id.clone(), v).is_some()),
+        ("", "Endpoints") => typed(doc).map(|v| objects.endpoints.insert(id.clone(), v).is_some()),
+        ("", "Secret") => typed(doc).map(|v| objects.secrets.insert(id.clone(), v).is_some()),
         ("discovery.k8s.io", "EndpointSlice") => {
             doc["apiVersion"] = Value::from("discovery.k8s.io/v1");
-            typed(doc)
-                .map(|v| objects.endpoint_slices.insert(id, v))
-                .map(drop)
+            typed(doc).map(|v| objects.endpoint_slices.insert(id.clone(), v).is_some())
         }
         _ => {
             out.ignored += 1;
@@ -169,7 +165,14 @@ fn add_document(mut doc: Value, place: &str, objects: &mut Objects, out: &mut Pa
         }
     };
     match result {
-        Ok(()) => out.objects += 1,
+        Ok(false) => out.objects += 1,
+        Ok(true) => {
+            out.objects += 1;
+            out.warnings.push(Warning::error(
+                label,
+                format!("{kind} {id} is defined more than once; the definition read last wins"),
+            ));
+        }
         Err(e) => out.warnings.push(Warning::error(
             label,
             format!("invalid {kind}, skipped: {e}"),

@@ -1,8 +1,12 @@
 //! A resolved backend: a Service port and its ready endpoints, balanced per request.
 
 use std::{
+    fmt,
     net::SocketAddr,
-    sync::atomic::{AtomicUsize, Ordering},
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
 };
 
 use super::NamespacedName;
@@ -12,6 +16,9 @@ use super::NamespacedName;
 pub enum BackendTarget {
     /// Ready endpoints (pod IP + pod-side port), never empty.
     Endpoints(Vec<SocketAddr>),
+    /// An ExternalName Service (only with --enable-external-name-services):
+    /// a DNS name resolved when connecting, and the Service port.
+    External { host: Arc<str>, port: u16 },
     /// The Service exists but has no ready endpoint.
     NoEndpoints,
     /// No such Service (or no such port on it).
@@ -28,6 +35,22 @@ pub struct Backend {
     pub port: String,
     pub target: BackendTarget,
     next: AtomicUsize,
+}
+
+/// Where one request goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Peer {
+    Addr(SocketAddr),
+    Name(Arc<str>, u16),
+}
+
+impl fmt::Display for Peer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Peer::Addr(a) => write!(f, "{a}"),
+            Peer::Name(h, p) => write!(f, "{h}:{p}"),
+        }
+    }
 }
 
 /// Why a backend cannot take a request; each maps to a status code.
@@ -49,13 +72,14 @@ impl Backend {
     }
 
     /// Picks the next endpoint, round robin per request (not per connection).
-    pub fn pick(&self) -> Result<SocketAddr, BackendError> {
+    pub fn pick(&self) -> Result<Peer, BackendError> {
         match &self.target {
             BackendTarget::Endpoints(eps) => {
                 // Relaxed: the counter only spreads load; no ordering needed.
                 let i = self.next.fetch_add(1, Ordering::Relaxed);
-                Ok(eps[i % eps.len()])
+                Ok(Peer::Addr(eps[i % eps.len()]))
             }
+            BackendTarget::External { host, port } => Ok(Peer::Name(host.clone(), *port)),
             BackendTarget::NoEndpoints => Err(BackendError::NoEndpoints),
             BackendTarget::MissingService => Err(BackendError::MissingService),
             BackendTarget::Unsupported(_) => Err(BackendError::Unsupported),
@@ -65,6 +89,7 @@ impl Backend {
     pub fn ready_endpoints(&self) -> usize {
         match &self.target {
             BackendTarget::Endpoints(eps) => eps.len(),
+            BackendTarget::External { .. } => 1,
             _ => 0,
         }
     }

@@ -15,7 +15,7 @@ use k8s_openapi::api::{
     networking::v1::{Ingress, IngressClass},
 };
 
-pub use backend::{Backend, BackendError, BackendTarget};
+pub use backend::{Backend, BackendError, BackendTarget, Peer};
 pub use matching::{HOST_BUF_LEN, normalize_host, path_matches};
 pub use table::{ANY_HOST_LABEL, HostRules, PathKind, PathRule, Route, RouteRow, RoutingTable};
 pub use translate::{Severity, TranslateOptions, Translation, Warning, translate};

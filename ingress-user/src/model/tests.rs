@@ -278,7 +278,8 @@ fn backends_resolve_ready_endpoints_by_port_name() {
         ])
     );
     // Per-request round robin over every ready endpoint.
-    let picks: std::collections::BTreeSet<_> = (0..4).map(|_| web.pick().unwrap()).collect();
+    let picks: std::collections::BTreeSet<_> =
+        (0..4).map(|_| web.pick().unwrap().to_string()).collect();
     assert_eq!(picks.len(), 2);
 }
 
@@ -356,4 +357,32 @@ fn normalize_host_forms() {
     assert_eq!(normalize_host("[::1]:8080", &mut buf), Some("::1"));
     let mut buf = [0u8; HOST_BUF_LEN];
     assert_eq!(normalize_host("", &mut buf), None);
+}
+
+#[test]
+fn external_name_services_only_with_the_flag() {
+    let yaml = format!(
+        "{CLASS}apiVersion: v1\nkind: Service\nmetadata: {{name: ext}}\nspec: {{type: ExternalName, externalName: api.example.net, ports: [{{port: 80}}]}}\n---\n{}",
+        ingress("i", &rule("x.com", &[("/", "Prefix", "ext")]))
+    );
+    let o = objects(&yaml);
+    let off = translate(&o, &TranslateOptions::default());
+    assert_eq!(
+        off.table.route(Some("x.com"), "/").unwrap().backend.pick(),
+        Err(BackendError::Unsupported)
+    );
+    assert!(
+        off.warnings
+            .iter()
+            .any(|w| w.message.contains("ExternalName"))
+    );
+    let opts = TranslateOptions {
+        allow_external_name: true,
+        ..Default::default()
+    };
+    let on = translate(&o, &opts);
+    assert_eq!(
+        on.table.route(Some("x.com"), "/").unwrap().backend.pick(),
+        Ok(Peer::Name("api.example.net".into(), 80))
+    );
 }

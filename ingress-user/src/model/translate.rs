@@ -31,6 +31,9 @@ pub struct TranslateOptions {
     pub watch_namespace: Option<String>,
     /// `--default-backend-service`.
     pub default_backend: Option<NamespacedName>,
+    /// `--enable-external-name-services`: off by default, because an
+    /// ExternalName Service lets an Ingress author send traffic to any host.
+    pub allow_external_name: bool,
 }
 
 /// Something about one object worth telling; with `Severity::Error` the
@@ -82,6 +85,7 @@ pub struct Translation {
 pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
     let mut cx = Cx {
         objects,
+        allow_external_name: opts.allow_external_name,
         warnings: Vec::new(),
         backends: HashMap::new(),
         slices: index_slices(objects),
@@ -281,6 +285,7 @@ type SliceRef<'a> = (&'a NamespacedName, &'a EndpointSlice);
 
 struct Cx<'a> {
     objects: &'a Objects,
+    allow_external_name: bool,
     warnings: Vec<Warning>,
     /// One Backend per (namespace, service, port) so rules share its balancer.
     backends: HashMap<(NamespacedName, String), Arc<Backend>>,
@@ -452,8 +457,12 @@ impl<'a> Cx<'a> {
         who: &str,
     ) -> BackendTarget {
         let spec = svc.spec.as_ref();
-        if spec.and_then(|s| s.type_.as_deref()) == Some("ExternalName") {
-            self.warn(who.to_string(), &format!("Service {id} is ExternalName, which xingress does not route to; requests to it get 503"));
+        let external = spec.and_then(|s| s.type_.as_deref()) == Some("ExternalName");
+        if external && !self.allow_external_name {
+            self.warn(
+                who.to_string(),
+                &format!("Service {id} is ExternalName, which is off (--enable-external-name-services); requests to it get 503"),
+            );
             return BackendTarget::Unsupported("ExternalName Services are disabled");
         }
         let ports = spec.and_then(|s| s.ports.as_deref()).unwrap_or_default();
@@ -468,6 +477,19 @@ impl<'a> Cx<'a> {
             );
             return BackendTarget::MissingService;
         };
+        if external {
+            let name = spec.and_then(|s| s.external_name.as_deref()).unwrap_or("");
+            return match (parse_host(Some(name)), u16::try_from(service_port.port)) {
+                (Ok(HostKey::Exact(host)), Ok(port)) => BackendTarget::External {
+                    host: host.into(),
+                    port,
+                },
+                _ => {
+                    self.warn(who.to_string(), &format!("Service {id} has an invalid externalName {name:?}; requests to it get 503"));
+                    BackendTarget::MissingService
+                }
+            };
+        }
         let port_name = service_port.name.as_deref().unwrap_or("");
         let mut eps = self.slice_endpoints(id, port_name);
         if eps.is_none() {

@@ -7,13 +7,13 @@ mod error;
 pub mod headers;
 mod upstream;
 
-use std::{convert::Infallible, net::SocketAddr, sync::Arc, time::Instant};
+use std::{convert::Infallible, sync::Arc, time::Instant};
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, Uri, Version, header::HOST};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
 pub use error::{ErrorSource, ProxyError};
@@ -22,7 +22,7 @@ pub use upstream::Upstream;
 use crate::{
     cli::ProxyLimits,
     metrics::{HostStats, Metrics},
-    model::{HOST_BUF_LEN, normalize_host},
+    model::{HOST_BUF_LEN, Peer, normalize_host},
     shutdown::Shutdown,
     snapshot::SnapshotCell,
 };
@@ -77,7 +77,7 @@ impl Proxy {
 
     /// Pick route and peer on the live snapshot, and let go of it before
     /// anything is awaited. Returns the host's counters either way.
-    fn pick(&self, req: &Request<Incoming>) -> (Result<SocketAddr, ProxyError>, Arc<HostStats>) {
+    fn pick(&self, req: &Request<Incoming>) -> (Result<Peer, ProxyError>, Arc<HostStats>) {
         let snap = self.snapshots.load();
         if snap.generation == 0 {
             return (Err(ProxyError::NotReady), self.metrics.any_host().clone());
@@ -105,7 +105,7 @@ impl Proxy {
         &self,
         down: &Downstream,
         req: Request<Incoming>,
-        peer: SocketAddr,
+        peer: Peer,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         // Same target, method and body; hop-by-hop headers out,
         // X-Forwarded-* in; HTTP/1.1 to the pod.
@@ -121,7 +121,7 @@ impl Proxy {
                 parts.headers.insert(HOST, v);
             }
         }
-        parts.uri = upstream_uri(peer, &parts.uri)?;
+        parts.uri = upstream_uri(&peer, &parts.uri)?;
         parts.version = Version::HTTP_11;
 
         let sent = Instant::now();
@@ -135,10 +135,11 @@ impl Proxy {
 
 /// `http://peer/path?query`: the pooled client connects to `peer` and sends
 /// the origin-form target unchanged.
-fn upstream_uri(peer: SocketAddr, original: &Uri) -> Result<Uri, ProxyError> {
+fn upstream_uri(peer: &Peer, original: &Uri) -> Result<Uri, ProxyError> {
     let pq = original.path_and_query().map_or("/", |pq| pq.as_str());
-    let mut authority = [0u8; 64];
-    let authority = write_authority(peer, &mut authority);
+    let mut buf = [0u8; AUTHORITY_BUF];
+    let authority =
+        write_authority(peer, &mut buf).ok_or(ProxyError::BadRequest("upstream name too long"))?;
     Uri::builder()
         .scheme("http")
         .authority(authority)
@@ -147,13 +148,15 @@ fn upstream_uri(peer: SocketAddr, original: &Uri) -> Result<Uri, ProxyError> {
         .map_err(|_| ProxyError::BadRequest("request target cannot be forwarded"))
 }
 
-fn write_authority(peer: SocketAddr, buf: &mut [u8; 64]) -> &str {
+/// A DNS name (253) plus ":65535", or a socket address.
+const AUTHORITY_BUF: usize = 264;
+
+fn write_authority<'a>(peer: &Peer, buf: &'a mut [u8; AUTHORITY_BUF]) -> Option<&'a str> {
     use std::io::Write;
     let mut c = std::io::Cursor::new(&mut buf[..]);
-    // A socket address is at most 47 characters: the write cannot fail.
-    let _ = write!(c, "{peer}");
+    write!(c, "{peer}").ok()?;
     let n = c.position() as usize;
-    std::str::from_utf8(&buf[..n]).unwrap_or("0.0.0.0:0")
+    std::str::from_utf8(&buf[..n]).ok()
 }
 
 fn error_response(e: &ProxyError) -> Response<ProxyBody> {
@@ -174,7 +177,12 @@ fn error_response(e: &ProxyError) -> Response<ProxyBody> {
 /// in-flight requests finish for up to the drain timeout.
 pub async fn serve_http(proxy: Arc<Proxy>, listener: TcpListener, shutdown: Shutdown) {
     let local_port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
-    let header_read_timeout = proxy.limits.header_read_timeout;
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(proxy.limits.header_read_timeout);
+    builder.http2().timer(TokioTimer::new());
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     loop {
         let (stream, client) = tokio::select! {
@@ -200,10 +208,10 @@ pub async fn serve_http(proxy: Arc<Proxy>, listener: TcpListener, shutdown: Shut
             let proxy = handler.clone();
             async move { proxy.handle(down, req).await }
         });
-        let conn = hyper::server::conn::http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(header_read_timeout)
-            .serve_connection(TokioIo::new(stream), service);
+        // HTTP/1.1, and HTTP/2 with prior knowledge (h2c) on the same port.
+        let conn = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             if let Err(e) = conn.await {

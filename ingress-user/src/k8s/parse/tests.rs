@@ -91,3 +91,18 @@ fn json_and_lists_load() {
     assert!(o.services.contains_key(&NamespacedName::new("ns", "a")));
     assert!(o.endpoints.contains_key(&NamespacedName::new("ns", "a")));
 }
+
+#[test]
+fn an_object_defined_twice_is_reported_and_the_last_wins() {
+    let text = "apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec: {ports: [{port: 80}]}\n---\n\
+                apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec: {ports: [{port: 81}]}\n";
+    let mut o = Objects::default();
+    let out = parse_documents(text, "dup.yaml", &mut o);
+    assert_eq!(out.warnings.len(), 1, "{:?}", out.warnings);
+    assert!(out.warnings[0].message.contains("more than once"));
+    let svc = &o.services[&NamespacedName::new("default", "a")];
+    assert_eq!(
+        svc.spec.as_ref().unwrap().ports.as_ref().unwrap()[0].port,
+        81
+    );
+}
