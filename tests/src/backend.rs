@@ -115,7 +115,11 @@ async fn respond(
     let mut out = text.into_bytes();
     out.extend_from_slice(&body);
     let mut r = Response::new(Full::new(Bytes::from(out)));
-    r.headers_mut()
-        .insert("x-pod", name.parse().expect("pod name is a header value"));
+    let h = r.headers_mut();
+    h.insert("x-pod", name.parse().expect("pod name is a header value"));
+    h.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     Ok(r)
 }
