@@ -3,9 +3,11 @@
 //! a small blocking HTTP/1.1 client usable from any thread (and namespace).
 
 pub mod agent;
+pub mod alloc;
 pub mod backend;
 pub mod http1;
 pub mod netns;
+pub mod scale;
 
 /// Fails the test (never skips) when it cannot run as it must.
 pub fn require_root(what: &str) {

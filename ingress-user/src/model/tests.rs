@@ -386,3 +386,21 @@ fn external_name_services_only_with_the_flag() {
         Ok(Peer::Name("api.example.net".into(), 80))
     );
 }
+
+#[test]
+fn resource_backends_are_503_with_a_warning() {
+    let yaml = format!(
+        "{CLASS}apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {{name: r}}\nspec:\n  ingressClassName: xingress\n  rules:\n  - host: x.com\n    http:\n      paths:\n      - path: /\n        pathType: Prefix\n        backend: {{resource: {{apiGroup: k8s.example.com, kind: StorageBucket, name: static-assets}}}}\n"
+    );
+    let t = translate(&objects(&yaml), &TranslateOptions::default());
+    let route = t
+        .table
+        .route(Some("x.com"), "/")
+        .expect("the rule still exists");
+    assert_eq!(route.backend.pick(), Err(BackendError::Unsupported));
+    assert!(
+        t.warnings
+            .iter()
+            .any(|w| w.message.contains("resource backends are not supported"))
+    );
+}
