@@ -3,7 +3,7 @@
 
 use std::{collections::HashSet, net::SocketAddr, sync::Arc};
 
-use ingress_common::F_LISTENER_HTTP;
+use ingress_common::{F_LISTENER_HTTP, F_LISTENER_TLS};
 use tokio::net::TcpListener;
 
 use crate::{
@@ -12,10 +12,11 @@ use crate::{
     dataplane::Dataplane,
     k8s::ManifestDir,
     metrics::Metrics,
-    model::{Severity, TranslateOptions, Warning, translate},
+    model::{NamespacedName, Objects, Severity, TranslateOptions, Warning, translate},
     proxy::{self, Proxy},
     shutdown::{self, Shutdown},
-    snapshot::SnapshotCell,
+    snapshot::{Snapshot, SnapshotCell},
+    tls::{CertError, CertStore, server_config},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +29,10 @@ pub enum AppError {
     },
     #[error("signal handler: {0}")]
     Signal(std::io::Error),
+    #[error("TLS: {0}")]
+    Tls(#[from] rustls::Error),
+    #[error("{0}")]
+    Cert(#[from] CertError),
 }
 
 async fn bind(addr: SocketAddr, what: &'static str) -> Result<TcpListener, AppError> {
@@ -39,26 +44,34 @@ async fn bind(addr: SocketAddr, what: &'static str) -> Result<TcpListener, AppEr
 /// Runs until SIGINT or SIGTERM, then drains and detaches.
 pub async fn run(config: Config) -> Result<(), AppError> {
     let http = bind(config.http_addr, "HTTP").await?;
+    let https = bind(config.https_addr, "HTTPS").await?;
     let admin_listener = bind(config.admin_addr, "admin").await?;
-    let http_port = http
-        .local_addr()
-        .map_or(config.http_addr.port(), |a| a.port());
-    tracing::info!(http = %config.http_addr, admin = %config.admin_addr, "listening");
+    let port = |l: &TcpListener, fallback: SocketAddr| {
+        l.local_addr().map_or(fallback.port(), |a| a.port())
+    };
+    let (http_port, https_port) = (
+        port(&http, config.http_addr),
+        port(&https, config.https_addr),
+    );
+    tracing::info!(http = %config.http_addr, https = %config.https_addr, admin = %config.admin_addr, "listening");
 
     let snapshots = SnapshotCell::new();
     let metrics = Arc::new(Metrics::default());
     let (trigger, shutdown) = shutdown::channel();
 
     // XDP is an accelerator: when it cannot load, L7 still serves every route.
-    let mut dataplane = config.xdp.as_ref().and_then(|x| {
-        match start_dataplane(&x.iface, x.mode, &[(http_port, F_LISTENER_HTTP)]) {
-            Ok(dp) => Some(dp),
-            Err(e) => {
-                tracing::error!("XDP disabled, serving L7 only: {e}");
-                None
-            }
-        }
-    });
+    let listeners = [(http_port, F_LISTENER_HTTP), (https_port, F_LISTENER_TLS)];
+    let mut dataplane =
+        config
+            .xdp
+            .as_ref()
+            .and_then(|x| match start_dataplane(&x.iface, x.mode, &listeners) {
+                Ok(dp) => Some(dp),
+                Err(e) => {
+                    tracing::error!("XDP disabled, serving L7 only: {e}");
+                    None
+                }
+            });
 
     let admin = Arc::new(Admin {
         snapshots: snapshots.clone(),
@@ -66,33 +79,31 @@ pub async fn run(config: Config) -> Result<(), AppError> {
         xdp: dataplane.as_ref().map(Dataplane::stats),
         shutdown: shutdown.clone(),
     });
-    let proxy = Proxy::new(snapshots.clone(), metrics.clone(), config.limits.clone());
+    let proxy = Proxy::new(
+        snapshots.clone(),
+        metrics.clone(),
+        config.limits.clone(),
+        Some(https_port),
+    );
+    let tls = server_config(snapshots.clone())?;
 
-    let opts = TranslateOptions {
-        classes: config.classes.clone(),
-        watch_namespace: config.watch_namespace.clone(),
-        default_backend: config.default_backend.clone(),
-        allow_external_name: config.allow_external_name,
-    };
+    let publisher = Publisher::new(&config, snapshots.clone(), metrics)?;
     let source = match &config.source {
         Source::Manifests(dir) => tokio::spawn(watch_manifests(
             ManifestDir::new(dir),
-            opts,
-            snapshots.clone(),
-            metrics,
+            publisher,
             config.manifest_poll,
             shutdown.clone(),
         )),
     };
     let admin_task = tokio::spawn(admin::serve(admin, admin_listener, shutdown.clone()));
-    let http_task = tokio::spawn(proxy::serve_http(proxy, http, shutdown.clone()));
+    let http_task = tokio::spawn(proxy::serve_http(proxy.clone(), http, shutdown.clone()));
+    let https_task = tokio::spawn(proxy::serve_https(proxy, https, tls, shutdown.clone()));
 
     wait_for_signal().await?;
     tracing::info!("shutting down: readiness off, draining in-flight requests");
     trigger.fire();
-    let _ = http_task.await;
-    let _ = source.await;
-    let _ = admin_task.await;
+    let _ = tokio::join!(http_task, https_task, source, admin_task);
     if let Some(dp) = dataplane.as_mut()
         && let Err(e) = dp.detach()
     {
@@ -125,59 +136,106 @@ async fn wait_for_signal() -> Result<(), AppError> {
     Ok(())
 }
 
+/// Turns object sets into published snapshots; shared by every source.
+/// Keeps what must outlive one snapshot: the last good certificates and
+/// which warnings were already logged.
+pub struct Publisher {
+    opts: TranslateOptions,
+    default_certificate: Option<NamespacedName>,
+    certs: CertStore,
+    snapshots: Arc<SnapshotCell>,
+    metrics: Arc<Metrics>,
+    reported: HashSet<Warning>,
+}
+
+impl Publisher {
+    pub fn new(
+        config: &Config,
+        snapshots: Arc<SnapshotCell>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, CertError> {
+        Ok(Self {
+            opts: TranslateOptions {
+                classes: config.classes.clone(),
+                watch_namespace: config.watch_namespace.clone(),
+                default_backend: config.default_backend.clone(),
+                allow_external_name: config.allow_external_name,
+            },
+            default_certificate: config.default_certificate.clone(),
+            certs: {
+                let certs = CertStore::new()?;
+                tracing::info!(fingerprint = %certs.self_signed_fingerprint(), "generated the self-signed default certificate");
+                certs
+            },
+            snapshots,
+            metrics,
+            reported: HashSet::new(),
+        })
+    }
+
+    /// Translates `objects` (with the source's own `warnings`) and publishes
+    /// the result as the next snapshot.
+    pub fn publish(&mut self, objects: &Objects, mut warnings: Vec<Warning>) -> Arc<Snapshot> {
+        let mut translation = translate(objects, &self.opts);
+        warnings.append(&mut translation.warnings);
+        let tls = self.certs.build(
+            objects,
+            &translation.tls,
+            self.default_certificate.as_ref(),
+            &mut warnings,
+        );
+        // Log each problem once, not on every reload.
+        for w in warnings.iter().filter(|w| !self.reported.contains(*w)) {
+            match w.severity {
+                Severity::Error => tracing::warn!(object = %w.object, "{}", w.message),
+                Severity::Note => tracing::info!(object = %w.object, "{}", w.message),
+            }
+        }
+        self.reported = warnings.iter().cloned().collect();
+        translation.warnings = warnings;
+        let ingresses = translation.ingresses.len();
+        let host_stats = self.metrics.host_stats(translation.table.labels());
+        let snap = self.snapshots.publish(translation, host_stats, tls);
+        tracing::info!(
+            generation = snap.generation,
+            ingresses,
+            hosts = snap.table.host_names().count(),
+            tls_hosts = snap.tls.hosts().len(),
+            warnings = snap.warnings.len(),
+            "routing snapshot live"
+        );
+        snap
+    }
+}
+
 /// File mode: re-reads the directory whenever its content changes and
 /// publishes a new snapshot. Read errors keep the last good snapshot.
 async fn watch_manifests(
     dir: ManifestDir,
-    opts: TranslateOptions,
-    snapshots: Arc<SnapshotCell>,
-    metrics: Arc<Metrics>,
+    publisher: Publisher,
     poll: std::time::Duration,
     shutdown: Shutdown,
 ) {
+    let publisher = Arc::new(std::sync::Mutex::new(publisher));
     let mut last_fingerprint = None;
-    let mut reported: HashSet<Warning> = HashSet::new();
     loop {
         let d = dir.clone();
-        let o = opts.clone();
         let last = last_fingerprint.clone();
+        let p = publisher.clone();
+        // Reading, parsing, translating and certificate parsing are blocking work.
         let result = tokio::task::spawn_blocking(move || {
             let fp = d.fingerprint()?;
             if last.as_ref() == Some(&fp) {
                 return Ok(None);
             }
             let loaded = d.load()?;
-            let translation = translate(&loaded.objects, &o);
-            Ok::<_, std::io::Error>(Some((fp, loaded, translation)))
+            let mut publisher = p.lock().unwrap_or_else(|e| e.into_inner());
+            publisher.publish(&loaded.objects, loaded.warnings);
+            Ok::<_, std::io::Error>(Some(fp))
         })
         .await;
         match result {
-            Ok(Ok(Some((fp, loaded, mut translation)))) => {
-                let mut warnings = loaded.warnings;
-                warnings.append(&mut translation.warnings);
-                // Log each problem once, not on every reload.
-                let current: HashSet<Warning> = warnings.iter().cloned().collect();
-                for w in warnings.iter().filter(|w| !reported.contains(*w)) {
-                    match w.severity {
-                        Severity::Error => tracing::warn!(object = %w.object, "{}", w.message),
-                        Severity::Note => tracing::info!(object = %w.object, "{}", w.message),
-                    }
-                }
-                reported = current;
-                translation.warnings = warnings;
-                let ingresses = translation.ingresses.len();
-                let host_stats = metrics.host_stats(translation.table.labels());
-                let snap = snapshots.publish(translation, host_stats);
-                tracing::info!(
-                    generation = snap.generation,
-                    files = loaded.files,
-                    ingresses,
-                    hosts = snap.table.host_names().count(),
-                    warnings = snap.warnings.len(),
-                    "routing snapshot live"
-                );
-                last_fingerprint = Some(fp);
-            }
+            Ok(Ok(Some(fp))) => last_fingerprint = Some(fp),
             Ok(Ok(None)) => {}
             Ok(Err(e)) => {
                 tracing::warn!(dir = %dir.path().display(), "cannot read manifests, keeping the last snapshot: {e}")

@@ -8,6 +8,7 @@ use crate::{
     cli::{CheckArgs, OutputFormat},
     k8s::ManifestDir,
     model::{ClassOptions, RouteRow, Severity, TranslateOptions, Warning, translate},
+    tls::CertStore,
 };
 
 #[derive(Debug, Serialize)]
@@ -15,6 +16,8 @@ pub struct Report {
     pub files: usize,
     pub ingresses: Vec<String>,
     pub routes: Vec<RouteRow>,
+    /// Hosts served with a certificate of their own.
+    pub tls_hosts: Vec<String>,
     pub warnings: Vec<Warning>,
 }
 
@@ -32,10 +35,26 @@ pub fn report(args: &CheckArgs) -> std::io::Result<Report> {
     let t = translate(&loaded.objects, &opts);
     let mut warnings = loaded.warnings;
     warnings.extend(t.warnings);
+    // Load every referenced certificate, as the agent would.
+    let tls_hosts = match CertStore::new() {
+        Ok(mut store) => store
+            .build(
+                &loaded.objects,
+                &t.tls,
+                args.default_ssl_certificate.as_ref(),
+                &mut warnings,
+            )
+            .hosts(),
+        Err(e) => {
+            warnings.push(Warning::error("TLS", e.to_string()));
+            Vec::new()
+        }
+    };
     Ok(Report {
         files: loaded.files,
         ingresses: t.ingresses.iter().map(ToString::to_string).collect(),
         routes: t.table.rows(),
+        tls_hosts,
         warnings,
     })
 }
@@ -108,6 +127,9 @@ fn print_text(r: &Report) {
             row.ready_endpoints,
             row.ingress
         );
+    }
+    if !r.tls_hosts.is_empty() {
+        println!("TLS: {}", r.tls_hosts.join(", "));
     }
     for w in &r.warnings {
         let level = match w.severity {

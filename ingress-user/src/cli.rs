@@ -42,9 +42,9 @@ pub struct RunArgs {
     /// Plain HTTP listener.
     #[arg(long, env = "XINGRESS_HTTP_ADDR", default_value = "0.0.0.0:80")]
     pub http_addr: SocketAddr,
-    /// HTTPS listener [default: 0.0.0.0:443 once TLS termination lands].
-    #[arg(long, env = "XINGRESS_HTTPS_ADDR")]
-    pub https_addr: Option<SocketAddr>,
+    /// HTTPS listener (certificates by SNI from the Ingresses' TLS Secrets).
+    #[arg(long, env = "XINGRESS_HTTPS_ADDR", default_value = "0.0.0.0:443")]
+    pub https_addr: SocketAddr,
     /// Admin listener: /healthz, /readyz, /metrics.
     #[arg(long, env = "XINGRESS_ADMIN_ADDR", default_value = "127.0.0.1:10254")]
     pub admin_addr: SocketAddr,
@@ -113,6 +113,13 @@ pub struct CheckArgs {
     /// Treat Ingresses without a class as ours (as `run`).
     #[arg(long)]
     pub watch_ingress_without_class: bool,
+    /// Default certificate Secret to validate (as `run`).
+    #[arg(long, value_name = "NS/NAME", value_parser = parse_namespaced)]
+    pub default_ssl_certificate: Option<NamespacedName>,
+}
+
+fn parse_namespaced(v: &str) -> Result<NamespacedName, String> {
+    NamespacedName::parse(v).ok_or_else(|| format!("expected NAMESPACE/NAME, got {v:?}"))
 }
 
 #[derive(Debug, Subcommand)]
@@ -186,8 +193,11 @@ pub struct XdpConfig {
 pub struct Config {
     pub source: Source,
     pub http_addr: SocketAddr,
+    pub https_addr: SocketAddr,
     pub admin_addr: SocketAddr,
     pub classes: ClassOptions,
+    /// `--default-ssl-certificate`; else a self-signed certificate.
+    pub default_certificate: Option<NamespacedName>,
     pub watch_namespace: Option<String>,
     pub default_backend: Option<NamespacedName>,
     pub allow_external_name: bool,
@@ -245,15 +255,6 @@ impl RunArgs {
                 ));
             }
         };
-        if self.https_addr.is_some() {
-            return Err(not_implemented("--https-addr", "TLS termination"));
-        }
-        if self.default_ssl_certificate.is_some() {
-            return Err(not_implemented(
-                "--default-ssl-certificate",
-                "TLS termination",
-            ));
-        }
         if self.publish_address.is_some() {
             return Err(not_implemented(
                 "--publish-address",
@@ -280,6 +281,17 @@ impl RunArgs {
                 })
             })
             .transpose()?;
+        let default_certificate = self
+            .default_ssl_certificate
+            .as_deref()
+            .map(|v| {
+                NamespacedName::parse(v).ok_or_else(|| ConfigError::Invalid {
+                    flag: "--default-ssl-certificate",
+                    value: v.into(),
+                    reason: "expected NAMESPACE/NAME of a kubernetes.io/tls Secret".into(),
+                })
+            })
+            .transpose()?;
         let xdp = match self.xdp_iface {
             Some(iface) if iface.is_empty() => {
                 return Err(ConfigError::Invalid {
@@ -297,7 +309,9 @@ impl RunArgs {
         Ok(Config {
             source,
             http_addr: self.http_addr,
+            https_addr: self.https_addr,
             admin_addr: self.admin_addr,
+            default_certificate,
             classes: ClassOptions {
                 ingress_class: self.ingress_class,
                 controller_name: self.controller_name,

@@ -16,3 +16,4 @@ pub mod model;
 pub mod proxy;
 pub mod shutdown;
 pub mod snapshot;
+pub mod tls;

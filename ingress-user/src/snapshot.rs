@@ -7,6 +7,7 @@ use arc_swap::ArcSwap;
 use crate::{
     metrics::HostStats,
     model::{RoutingTable, Translation, Warning},
+    tls::TlsTable,
 };
 
 /// Everything the request path and the data plane read, immutable once built.
@@ -18,6 +19,8 @@ pub struct Snapshot {
     pub warnings: Vec<Warning>,
     /// Request counters per host label of `table` (same indices).
     pub host_stats: Vec<Arc<HostStats>>,
+    /// Certificates by SNI.
+    pub tls: TlsTable,
 }
 
 /// The single publication point: readers `load()`, the source `publish()`es.
@@ -41,6 +44,7 @@ impl SnapshotCell {
         &self,
         translation: Translation,
         host_stats: Vec<Arc<HostStats>>,
+        tls: TlsTable,
     ) -> Arc<Snapshot> {
         let generation = self.current.load().generation + 1;
         let snap = Arc::new(Snapshot {
@@ -48,6 +52,7 @@ impl SnapshotCell {
             table: translation.table,
             warnings: translation.warnings,
             host_stats,
+            tls,
         });
         self.current.store(snap.clone());
         snap

@@ -44,6 +44,7 @@ pub struct Agent {
     child: Child,
     log: PathBuf,
     pub http: SocketAddr,
+    pub https: SocketAddr,
     pub admin: SocketAddr,
 }
 
@@ -66,15 +67,18 @@ impl Agent {
         let n = SEQ.fetch_add(1, Ordering::Relaxed);
         let log =
             std::env::temp_dir().join(format!("xingress-agent-{}-{n}.log", std::process::id()));
+        // HTTPS on the HTTP address's IP, next port that is free.
+        let https = SocketAddr::new(http.ip(), free_port());
         cmd.arg("run")
             .arg("--manifests")
             .arg(manifests)
             .args([
                 "--http-addr",
                 &http.to_string(),
-                "--admin-addr",
-                &admin.to_string(),
+                "--https-addr",
+                &https.to_string(),
             ])
+            .args(["--admin-addr", &admin.to_string()])
             .args(extra)
             .env("XINGRESS_LOG", "info,xingress=debug")
             .stdin(Stdio::null())
@@ -85,6 +89,7 @@ impl Agent {
             child,
             log,
             http,
+            https,
             admin,
         })
     }

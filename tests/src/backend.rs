@@ -1,23 +1,41 @@
 //! Echo backends: stand-ins for pods. Each answers with its pod name and
 //! what it received, so tests can see routing, headers and bodies.
 
-use std::{convert::Infallible, io, net::SocketAddr, sync::Arc};
+use std::{
+    convert::Infallible,
+    io,
+    net::SocketAddr,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Duration,
+};
 
 use bytes::Bytes;
-use http::{Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
-use tokio::sync::oneshot;
+use futures_util::{SinkExt, StreamExt};
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Either, Full};
+use hyper::body::{Body, Frame, Incoming};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::sync::{mpsc, oneshot};
+use tokio_tungstenite::tungstenite::{self, protocol::Role};
 
 /// What a backend answers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
-    /// 200 with `pod:`, `method:`, `uri:`, every header and the body.
+    /// HTTP/1.1: 200 with `pod:`, `method:`, `uri:`, every header and the
+    /// body; WebSocket upgrades echo each message as "POD: MESSAGE".
     Echo,
     /// The seeds' default-http-backend: 404 "default backend - 404", 200 on /healthz.
     DefaultBackend,
+    /// HTTP/2 with prior knowledge, gRPC-style: a response streamed in
+    /// `STREAM_MESSAGES` length-prefixed messages, then `grpc-status` trailers.
+    GrpcStream,
 }
+
+/// Messages in a `GrpcStream` response, sent `STREAM_GAP` apart.
+pub const STREAM_MESSAGES: usize = 3;
+pub const STREAM_GAP: Duration = Duration::from_millis(100);
 
 /// A running backend; stops when dropped.
 pub struct Backend {
@@ -36,6 +54,16 @@ impl Drop for Backend {
 /// Starts a backend on `addr` (port 0 for any) on its own thread, in the
 /// calling thread's network namespace.
 pub fn start(addr: SocketAddr, name: &str, mode: Mode) -> io::Result<Backend> {
+    start_with(addr, name, mode, None)
+}
+
+/// Like `start`, over TLS with this server configuration.
+pub fn start_with(
+    addr: SocketAddr,
+    name: &str,
+    mode: Mode,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> io::Result<Backend> {
     let std_listener = std::net::TcpListener::bind(addr)?;
     std_listener.set_nonblocking(true)?;
     let addr = std_listener.local_addr()?;
@@ -51,7 +79,7 @@ pub fn start(addr: SocketAddr, name: &str, mode: Mode) -> io::Result<Backend> {
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(std_listener).expect("listener");
                 tokio::select! {
-                    () = serve(listener, name, mode) => {}
+                    () = serve(listener, name, mode, tls) => {}
                     _ = stop_rx => {}
                 }
             });
@@ -63,38 +91,94 @@ pub fn start(addr: SocketAddr, name: &str, mode: Mode) -> io::Result<Backend> {
 }
 
 /// Serves connections forever.
-pub async fn serve(listener: tokio::net::TcpListener, name: Arc<str>, mode: Mode) {
+async fn serve(
+    listener: tokio::net::TcpListener,
+    name: Arc<str>,
+    mode: Mode,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) {
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
         let name = name.clone();
+        let acceptor = acceptor.clone();
         tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |req| respond(name.clone(), mode, req));
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
+            match acceptor {
+                Some(a) => {
+                    if let Ok(tls) = a.accept(stream).await {
+                        serve_conn(tls, name, mode).await;
+                    }
+                }
+                None => serve_conn(stream, name, mode).await,
+            }
         });
     }
 }
+
+async fn serve_conn<I>(io: I, name: Arc<str>, mode: Mode)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = hyper::service::service_fn(move |req| respond(name.clone(), mode, req));
+    let io = TokioIo::new(io);
+    let _ = match mode {
+        Mode::GrpcStream => {
+            hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                .serve_connection(io, svc)
+                .await
+        }
+        _ => {
+            hyper::server::conn::http1::Builder::new()
+                .serve_connection(io, svc)
+                .with_upgrades()
+                .await
+        }
+    };
+}
+
+type EchoBody = Either<Full<Bytes>, ChannelBody>;
 
 async fn respond(
     name: Arc<str>,
     mode: Mode,
     req: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
-    if mode == Mode::DefaultBackend {
-        let (status, body) = if req.uri().path() == "/healthz" {
-            (StatusCode::OK, "ok\n")
-        } else {
-            (StatusCode::NOT_FOUND, "default backend - 404\n")
-        };
-        let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
-        *r.status_mut() = status;
-        r.headers_mut()
-            .insert("x-pod", name.parse().expect("pod name is a header value"));
-        return Ok(r);
-    }
+) -> Result<Response<EchoBody>, Infallible> {
+    let mut resp = match mode {
+        Mode::DefaultBackend => default_backend(&req),
+        Mode::GrpcStream => grpc_stream(&name, &req),
+        Mode::Echo
+            if req
+                .headers()
+                .get(http::header::UPGRADE)
+                .is_some_and(|u| u.as_bytes().eq_ignore_ascii_case(b"websocket")) =>
+        {
+            websocket(name.clone(), req)
+        }
+        Mode::Echo => echo(&name, req).await,
+    };
+    resp.headers_mut()
+        .insert("x-pod", name.parse().expect("pod name is a header value"));
+    Ok(resp)
+}
+
+fn full(body: impl Into<Bytes>) -> EchoBody {
+    Either::Left(Full::new(body.into()))
+}
+
+fn default_backend(req: &Request<Incoming>) -> Response<EchoBody> {
+    let (status, body) = if req.uri().path() == "/healthz" {
+        (StatusCode::OK, "ok\n")
+    } else {
+        (StatusCode::NOT_FOUND, "default backend - 404\n")
+    };
+    let mut r = Response::new(full(body));
+    *r.status_mut() = status;
+    r
+}
+
+async fn echo(name: &str, req: Request<Incoming>) -> Response<EchoBody> {
     let mut text = format!(
         "pod: {name}\nmethod: {}\nuri: {}\nversion: {:?}\n",
         req.method(),
@@ -104,9 +188,8 @@ async fn respond(
     for (k, v) in req.headers() {
         text.push_str(&format!("{k}: {}\n", String::from_utf8_lossy(v.as_bytes())));
     }
-    let (parts, body) = req.into_parts();
-    let _ = parts;
-    let body = body
+    let body = req
+        .into_body()
         .collect()
         .await
         .map(|b| b.to_bytes())
@@ -114,12 +197,124 @@ async fn respond(
     text.push_str(&format!("body-bytes: {}\n\n", body.len()));
     let mut out = text.into_bytes();
     out.extend_from_slice(&body);
-    let mut r = Response::new(Full::new(Bytes::from(out)));
+    let mut r = Response::new(full(out));
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+fn websocket(name: Arc<str>, mut req: Request<Incoming>) -> Response<EchoBody> {
+    let Some(key) = req.headers().get("sec-websocket-key").cloned() else {
+        let mut r = Response::new(full("missing sec-websocket-key\n"));
+        *r.status_mut() = StatusCode::BAD_REQUEST;
+        return r;
+    };
+    let upgrade = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        let Ok(upgraded) = upgrade.await else { return };
+        let mut ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
+            TokioIo::new(upgraded),
+            Role::Server,
+            None,
+        )
+        .await;
+        while let Some(Ok(msg)) = ws.next().await {
+            let reply = match msg {
+                tungstenite::Message::Text(t) => tungstenite::Message::text(format!("{name}: {t}")),
+                tungstenite::Message::Close(_) => break,
+                _ => continue,
+            };
+            if ws.send(reply).await.is_err() {
+                break;
+            }
+        }
+    });
+    let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
+    let mut r = Response::new(full(Bytes::new()));
+    *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let h = r.headers_mut();
-    h.insert("x-pod", name.parse().expect("pod name is a header value"));
+    h.insert(
+        http::header::CONNECTION,
+        HeaderValue::from_static("upgrade"),
+    );
+    h.insert(http::header::UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(
+        "sec-websocket-accept",
+        accept.parse().expect("base64 is a header value"),
+    );
+    r
+}
+
+fn grpc_stream(name: &str, req: &Request<Incoming>) -> Response<EchoBody> {
+    let (tx, rx) = mpsc::channel(4);
+    let name = name.to_string();
+    tokio::spawn(async move {
+        for i in 0..STREAM_MESSAGES {
+            let msg = format!("message {i} from {name}");
+            let mut frame = vec![0u8];
+            frame.extend_from_slice(&(msg.len() as u32).to_be_bytes());
+            frame.extend_from_slice(msg.as_bytes());
+            if tx.send(Frame::data(Bytes::from(frame))).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(STREAM_GAP).await;
+        }
+        let mut trailers = HeaderMap::new();
+        trailers.insert("grpc-status", HeaderValue::from_static("0"));
+        trailers.insert("grpc-message", HeaderValue::from_static("done"));
+        let _ = tx.send(Frame::trailers(trailers)).await;
+    });
+    let mut r = Response::new(Either::Right(ChannelBody(rx)));
+    let h = r.headers_mut();
     h.insert(
         http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+        HeaderValue::from_static("application/grpc"),
     );
-    Ok(r)
+    let te = req
+        .headers()
+        .get(http::header::TE)
+        .cloned()
+        .unwrap_or(HeaderValue::from_static("-"));
+    h.insert("x-request-te", te);
+    h.insert(
+        "x-request-version",
+        HeaderValue::from_str(&format!("{:?}", req.version())).expect("ascii"),
+    );
+    r
+}
+
+/// A response body fed from a channel, frame by frame (data and trailers).
+pub struct ChannelBody(mpsc::Receiver<Frame<Bytes>>);
+
+impl Body for ChannelBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.0.poll_recv(cx).map(|f| f.map(Ok))
+    }
+}
+
+/// A rustls server config for a TLS backend from PEM fixtures.
+pub fn tls_config(cert_pem: &[u8], key_pem: &[u8]) -> Arc<rustls::ServerConfig> {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+    let chain: Vec<_> = CertificateDer::pem_slice_iter(cert_pem)
+        .collect::<Result<_, _>>()
+        .expect("certificate");
+    let key = PrivateKeyDer::from_pem_slice(key_pem).expect("key");
+    let mut c = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .expect("certificate and key");
+    c.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(c)
 }

@@ -40,9 +40,13 @@ impl Response {
     }
 }
 
+/// Any byte stream a request can go over (TCP, TLS).
+pub trait Stream: Read + Write + Send {}
+impl<T: Read + Write + Send> Stream for T {}
+
 /// One keep-alive connection.
 pub struct Conn {
-    reader: BufReader<TcpStream>,
+    reader: BufReader<Box<dyn Stream>>,
 }
 
 impl Conn {
@@ -51,9 +55,14 @@ impl Conn {
         stream.set_read_timeout(Some(IO_TIMEOUT))?;
         stream.set_write_timeout(Some(IO_TIMEOUT))?;
         stream.set_nodelay(true)?;
-        Ok(Self {
+        Ok(Self::over(Box::new(stream)))
+    }
+
+    /// A connection over an established stream (for example TLS).
+    pub fn over(stream: Box<dyn Stream>) -> Self {
+        Self {
             reader: BufReader::new(stream),
-        })
+        }
     }
 
     /// Sends raw request bytes and reads one response.
@@ -89,7 +98,7 @@ fn read_line(r: &mut impl BufRead) -> io::Result<String> {
     Ok(line.trim_end_matches(['\r', '\n']).to_string())
 }
 
-fn read_response(r: &mut BufReader<TcpStream>) -> io::Result<Response> {
+fn read_response(r: &mut BufReader<Box<dyn Stream>>) -> io::Result<Response> {
     let status_line = read_line(r)?;
     let status = status_line
         .split(' ')

@@ -8,6 +8,7 @@ pub mod backend;
 pub mod http1;
 pub mod netns;
 pub mod scale;
+pub mod tls_client;
 
 /// Fails the test (never skips) when it cannot run as it must.
 pub fn require_root(what: &str) {

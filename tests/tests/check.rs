@@ -22,6 +22,7 @@ fn cafe_example_checks_clean() {
     assert!(out.status.success(), "{text}");
     assert!(text.contains("cafe.example.com  /coffee"), "{text}");
     assert!(text.contains("default/tea-svc:80"), "{text}");
+    assert!(text.contains("TLS: cafe.example.com"), "{text}");
     assert!(
         text.contains("note: Ingress default/cafe-ingress: extensions/v1beta1 is deprecated"),
         "{text}"
@@ -50,6 +51,7 @@ fn errors_make_check_fail_and_name_the_object() {
         include_str!("../examples/cafe/ingressclass.yaml"),
     );
     dir.write("bad.yaml", "kind: [oops\n");
+    dir.write("tls.yaml", "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: t}\nspec:\n  tls: [{secretName: nope, hosts: [t.test]}]\n");
     dir.write("ing.yaml", "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: i}\nspec:\n  rules:\n  - host: a.test\n    http:\n      paths:\n      - {path: /, pathType: Prefix, backend: {service: {name: missing, port: {number: 80}}}}\n      - {path: relative, pathType: Prefix, backend: {service: {name: missing, port: {number: 80}}}}\n");
     let out = check(&dir.path, false);
     let text = String::from_utf8_lossy(&out.stdout);
@@ -60,6 +62,7 @@ fn errors_make_check_fail_and_name_the_object() {
         "{text}"
     );
     assert!(text.contains("Service default/missing not found"), "{text}");
+    assert!(text.contains("TLS Secret default/nope not found"), "{text}");
     // The valid rule is still in the table, with 0 ready endpoints.
     assert!(text.contains("a.test  /"), "{text}");
 }

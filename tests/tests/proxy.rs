@@ -52,7 +52,14 @@ fn cafe() -> Cafe {
     let coffee = pods("coffee", 2);
     let dir = ManifestDir::new();
     dir.write("ingressclass.yaml", CLASS);
-    dir.write("cafe-ingress.yaml", CAFE_INGRESS);
+    // These tests are about plain-HTTP routing: opt out of the HTTPS redirect
+    // the cafe Ingress's TLS section would otherwise cause (tls.rs covers it).
+    let ingress = CAFE_INGRESS.replace(
+        "  name: cafe-ingress\n",
+        "  name: cafe-ingress\n  annotations: {nginx.ingress.kubernetes.io/ssl-redirect: \"false\"}\n",
+    );
+    assert_ne!(ingress, CAFE_INGRESS);
+    dir.write("cafe-ingress.yaml", &ingress);
     dir.write(
         "tea.yaml",
         &service("tea-svc", &tea.iter().collect::<Vec<_>>()),

@@ -179,6 +179,8 @@ fn run_with_xdp() -> Result<()> {
         .args([
             "--http-addr",
             "0.0.0.0:80",
+            "--https-addr",
+            "0.0.0.0:443",
             "--admin-addr",
             ADMIN,
             "--xdp-iface",
@@ -190,19 +192,18 @@ fn run_with_xdp() -> Result<()> {
         ]);
     let agent_log = logs.join("agent.log");
     println!(
-        "$ ip netns exec {NODE_NS} xingress run --manifests {} --http-addr 0.0.0.0:80 --xdp-iface {NODE_IF} --xdp-mode native --default-backend-service default/default-http-backend",
+        "$ ip netns exec {NODE_NS} xingress run --manifests {} --http-addr 0.0.0.0:80 --https-addr 0.0.0.0:443 --xdp-iface {NODE_IF} --xdp-mode native --default-backend-service default/default-http-backend",
         manifests.display()
     );
     let mut agent = spawn(agent_cmd, &agent_log)?;
     let admin: SocketAddr = ADMIN.parse()?;
     wait_ready(&node, admin, &mut agent, &agent_log)?;
 
-    step("requests from the client namespace to http://10.99.0.1/");
-    let node_addr: SocketAddr = format!("{NODE_IP}:80").parse()?;
-    let answers = client
-        .run(move || send_requests(node_addr))
-        .context("client namespace")??;
-    verify(&answers)?;
+    step("requests from the client namespace to 10.99.0.1 (ports 80 and 443)");
+    let http: SocketAddr = format!("{NODE_IP}:80").parse()?;
+    let https: SocketAddr = format!("{NODE_IP}:443").parse()?;
+    let answers = send_requests(http, https, Some(&client))?;
+    verify(&answers, https.port())?;
 
     step("XDP counters (from the agent's /metrics)");
     let metrics = node
@@ -229,7 +230,7 @@ fn run_with_xdp() -> Result<()> {
         bail!("the XDP program counted no packets to the listener port");
     }
     println!(
-        "\nXDP attached in native mode on {NODE_IF}; {listener} packets to the HTTP listener seen at XDP."
+        "\nXDP attached in native mode on {NODE_IF}; {listener} packets to the HTTP and HTTPS listeners seen at XDP."
     );
     step("agent log");
     print!(
@@ -263,49 +264,133 @@ fn wait_ready(node: &Netns, admin: SocketAddr, agent: &mut Child, log: &Path) ->
     )
 }
 
-/// (host, path, status, pod) of each request.
-type Answer = (String, String, u16, String);
+/// (URL, status, pod or Location) of each request.
+type Answer = (String, u16, String);
 
-fn send_requests(addr: SocketAddr) -> Result<Vec<Answer>> {
-    let mut out = Vec::new();
-    let plan = [
-        ("cafe.example.com", "/tea"),
-        ("cafe.example.com", "/coffee"),
-        ("cafe.example.com", "/milk"),
-        ("kubia.example.com", "/"),
-    ];
-    for (host, path) in plan {
-        let n = if path == "/tea" || path == "/coffee" {
-            REQUESTS_PER_PATH
-        } else {
-            1
+/// The demo's requests: plain HTTP (redirected to HTTPS for the TLS host),
+/// HTTPS with certificate verification by curl against the test CA, and
+/// requests no rule matches. Run from `client`'s namespace when given.
+fn send_requests(
+    http: SocketAddr,
+    https: SocketAddr,
+    client: Option<&Netns>,
+) -> Result<Vec<Answer>> {
+    let plain = |host: &'static str, path: &'static str| -> Result<Answer> {
+        let get = move || http1::get(http, host, path);
+        let r = match client {
+            Some(ns) => ns.run(get)??,
+            None => get()?,
         };
-        for _ in 0..n {
-            let r =
-                http1::get(addr, host, path).with_context(|| format!("GET http://{host}{path}"))?;
-            let pod = r.header("x-pod").unwrap_or("-").to_string();
-            println!("  GET http://{host}{path:8} → {} from pod {pod}", r.status);
-            out.push((host.to_string(), path.to_string(), r.status, pod));
+        let who = r
+            .header("x-pod")
+            .or(r.header("location"))
+            .unwrap_or("-")
+            .to_string();
+        Ok((format!("http://{host}{path}"), r.status, who))
+    };
+    let port = if https.port() == 443 {
+        String::new()
+    } else {
+        format!(":{}", https.port())
+    };
+    let secure = |path: &str| -> Result<Answer> {
+        let url = format!("https://cafe.example.com{port}{path}");
+        let ca = util::root().join("tests/fixtures/tls/ca.crt");
+        let resolve = format!("cafe.example.com:{}:{}", https.port(), https.ip());
+        let mut cmd = match client {
+            Some(ns) => ns.command("curl"),
+            None => Command::new("curl"),
+        };
+        cmd.args([
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-D",
+            "-",
+            "--max-time",
+            "10",
+            "--resolve",
+            &resolve,
+            "--cacert",
+        ])
+        .arg(&ca)
+        .arg(&url);
+        let out = cmd.output().context("run curl")?;
+        if !out.status.success() {
+            bail!(
+                "curl {url}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        let head = String::from_utf8_lossy(&out.stdout);
+        let mut words = head.split_whitespace();
+        let version = words.next().unwrap_or("?").to_string();
+        let status = words.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+        let pod = head
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("x-pod: ")
+                    .map(|p| p.trim().to_string())
+            })
+            .unwrap_or_else(|| "-".into());
+        Ok((
+            format!("{url} ({version}, certificate verified)"),
+            status,
+            pod,
+        ))
+    };
+    let mut out = Vec::new();
+    let mut push = |a: Answer| {
+        let who = if a.1 == 308 {
+            format!("Location: {}", a.2)
+        } else {
+            format!("from pod {}", a.2)
+        };
+        println!("  GET {:66} -> {} {who}", a.0, a.1);
+        out.push(a);
+    };
+    push(plain("cafe.example.com", "/tea")?);
+    for path in ["/tea", "/coffee"] {
+        for _ in 0..REQUESTS_PER_PATH {
+            push(secure(path)?);
         }
     }
+    push(secure("/milk")?);
+    push(plain("kubia.example.com", "/")?);
     Ok(out)
 }
 
-fn verify(answers: &[Answer]) -> Result<()> {
+fn verify(answers: &[Answer], https_port: u16) -> Result<()> {
+    let port = if https_port == 443 {
+        String::new()
+    } else {
+        format!(":{https_port}")
+    };
     let mut by_path: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    for (_, path, status, pod) in answers {
-        match path.as_str() {
-            "/tea" | "/coffee" if *status != 200 => bail!("{path} answered {status}"),
-            "/tea" | "/coffee" => by_path.entry(path).or_default().push(pod),
-            _ if *status != 404 || !pod.starts_with("default-http-backend") => {
-                bail!("{path} should reach the default backend's 404, got {status} from {pod}")
+    for (url, status, who) in answers {
+        if url.starts_with("http://cafe.example.com/tea") {
+            let want = format!("https://cafe.example.com{port}/tea");
+            if *status != 308 || *who != want {
+                bail!("{url} should redirect (308) to {want}, got {status} {who}");
             }
-            _ => {}
+        } else if url.contains("/tea ") || url.contains("/coffee ") {
+            if *status != 200 {
+                bail!("{url} answered {status}");
+            }
+            let path = if url.contains("/tea ") {
+                "/tea"
+            } else {
+                "/coffee"
+            };
+            by_path.entry(path).or_default().push(who);
+        } else if *status != 404 || !who.starts_with("default-http-backend") {
+            bail!("{url} should reach the default backend's 404, got {status} from {who}");
         }
     }
     for (path, want) in [("/tea", "tea-"), ("/coffee", "coffee-")] {
         let pods = by_path.get(path).cloned().unwrap_or_default();
-        if pods.iter().any(|p| !p.starts_with(want)) {
+        if pods.len() != REQUESTS_PER_PATH || pods.iter().any(|p| !p.starts_with(want)) {
             bail!("{path} reached the wrong pods: {pods:?}");
         }
         let distinct: std::collections::BTreeSet<_> = pods.iter().collect();
@@ -314,8 +399,12 @@ fn verify(answers: &[Answer]) -> Result<()> {
         }
     }
     println!(
-        "  every /tea went to a tea pod, every /coffee to a coffee pod, both pods of each answered; unmatched requests got the default backend"
+        "  plain HTTP to the TLS host was redirected (308); over HTTPS (cafe-secret's certificate, verified by"
     );
+    println!(
+        "  curl) every /tea went to a tea pod and every /coffee to a coffee pod, both pods of each answering;"
+    );
+    println!("  unmatched requests got the default backend");
     Ok(())
 }
 
@@ -358,11 +447,14 @@ fn run_without_xdp() -> Result<()> {
         spawn(cmd, &logs.join(format!("{pod}.log")))?;
     }
     let http: SocketAddr = "127.0.0.1:18080".parse()?;
+    let https: SocketAddr = "127.0.0.1:18443".parse()?;
     let admin: SocketAddr = "127.0.0.1:20254".parse()?;
     let mut cmd = Command::new(bin("xingress"));
     cmd.args(["run", "--manifests"]).arg(&dir).args([
         "--http-addr",
         &http.to_string(),
+        "--https-addr",
+        &https.to_string(),
         "--admin-addr",
         &admin.to_string(),
         "--default-backend-service",
@@ -386,9 +478,9 @@ fn run_without_xdp() -> Result<()> {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    step(&format!("requests to http://{http}/"));
-    let answers = send_requests(http)?;
-    verify(&answers)?;
+    step(&format!("requests to {http} and {https}"));
+    let answers = send_requests(http, https, None)?;
+    verify(&answers, https.port())?;
     let _ = std::fs::remove_dir_all(&dir);
     println!("\ndemo OK (without XDP: run `cargo xtask demo` as root for the XDP topology)");
     Ok(())

@@ -18,7 +18,8 @@ const LLVM_PACKAGES: [&str; 4] = [
     "zlib1g-dev",
 ];
 /// Tools the tests and the demo run: `ip` (iproute2) for namespaces and veth.
-const TOOL_PACKAGES: [(&str, &str); 1] = [("ip", "iproute2")];
+/// curl for the demo's HTTPS requests (it verifies the served certificate chain).
+const TOOL_PACKAGES: [(&str, &str); 2] = [("ip", "iproute2"), ("curl", "curl")];
 
 fn llvm_prefix() -> PathBuf {
     PathBuf::from(format!("/usr/lib/llvm-{LLVM}"))

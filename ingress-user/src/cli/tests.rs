@@ -25,11 +25,9 @@ fn defaults_follow_the_cli_contract() {
 #[test]
 fn flags_of_later_stages_are_refused_not_ignored() {
     for flags in [
-        &["--https-addr", "0.0.0.0:8443"][..],
-        &["--xdp-deny-cidr", "10.0.0.0/8"],
+        &["--xdp-deny-cidr", "10.0.0.0/8"][..],
         &["--xdp-syn-rate", "100"],
         &["--xdp-strict-hosts"],
-        &["--default-ssl-certificate", "ns/cert"],
         &["--publish-address", "192.0.2.1"],
     ] {
         let err = run_args(flags).unwrap_err();
@@ -84,4 +82,22 @@ fn xdp_flags_build_xdp_config() {
     let x = c.xdp.unwrap();
     assert_eq!(x.iface, "eth0");
     assert_eq!(x.mode, XdpMode::Native);
+}
+
+#[test]
+fn tls_flags() {
+    let c = run_args(&[
+        "--https-addr",
+        "127.0.0.1:8443",
+        "--default-ssl-certificate",
+        "ns/cert",
+    ])
+    .unwrap();
+    assert_eq!(c.https_addr, "127.0.0.1:8443".parse().unwrap());
+    assert_eq!(c.default_certificate.unwrap().to_string(), "ns/cert");
+    assert_eq!(
+        run_args(&[]).unwrap().https_addr,
+        "0.0.0.0:443".parse().unwrap()
+    );
+    assert!(run_args(&["--default-ssl-certificate", "nons"]).is_err());
 }

@@ -9,7 +9,7 @@ use std::{
     },
 };
 
-use super::NamespacedName;
+use super::{BackendProtocol, NamespacedName};
 
 /// Where a backend's traffic can go.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +34,7 @@ pub struct Backend {
     /// The port as the Ingress wrote it (`80` or `http`).
     pub port: String,
     pub target: BackendTarget,
+    pub protocol: BackendProtocol,
     next: AtomicUsize,
 }
 
@@ -67,8 +68,14 @@ impl Backend {
             service,
             port,
             target,
+            protocol: BackendProtocol::Http,
             next: AtomicUsize::new(0),
         }
+    }
+
+    pub fn with_protocol(mut self, protocol: BackendProtocol) -> Self {
+        self.protocol = protocol;
+        self
     }
 
     /// Picks the next endpoint, round robin per request (not per connection).
@@ -96,6 +103,9 @@ impl Backend {
 
     /// `ns/name:port` for tables and logs.
     pub fn describe(&self) -> String {
-        format!("{}:{}", self.service, self.port)
+        match self.protocol {
+            BackendProtocol::Http => format!("{}:{}", self.service, self.port),
+            p => format!("{}:{} ({})", self.service, self.port, p.label()),
+        }
     }
 }

@@ -2,6 +2,7 @@
 //! Pure: no I/O, no clocks, no globals — the same objects give the same table
 //! whichever source (files or the API server) delivered them.
 
+pub mod annotations;
 mod backend;
 mod matching;
 mod table;
@@ -15,10 +16,11 @@ use k8s_openapi::api::{
     networking::v1::{Ingress, IngressClass},
 };
 
+pub use annotations::BackendProtocol;
 pub use backend::{Backend, BackendError, BackendTarget, Peer};
 pub use matching::{HOST_BUF_LEN, normalize_host, path_matches};
 pub use table::{ANY_HOST_LABEL, HostRules, PathKind, PathRule, Route, RouteRow, RoutingTable};
-pub use translate::{Severity, TranslateOptions, Translation, Warning, translate};
+pub use translate::{Severity, TlsBinding, TranslateOptions, Translation, Warning, translate};
 
 /// `namespace/name` of a namespaced object.
 #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -23,6 +23,9 @@ pub struct PathRule {
     pub backend: Arc<Backend>,
     /// The Ingress that defined this rule (the oldest, on conflicts).
     pub ingress: NamespacedName,
+    /// Plain-HTTP requests get a 308 to HTTPS: the host has TLS and the
+    /// Ingress does not say `ssl-redirect: "false"`.
+    pub redirect_https: bool,
 }
 
 impl PathRule {

@@ -16,7 +16,9 @@ use serde::Serialize;
 
 use super::{
     Backend, BackendTarget, ClassOptions, HostRules, NamespacedName, Objects, PathKind, PathRule,
-    RoutingTable, table::ANY_HOST_LABEL,
+    RoutingTable,
+    annotations::{self, BackendProtocol},
+    table::ANY_HOST_LABEL,
 };
 
 const CLASS_ANNOTATION: &str = "kubernetes.io/ingress.class";
@@ -73,10 +75,23 @@ impl Warning {
     }
 }
 
+/// `spec.tls[]` of one of our Ingresses: these hosts use this Secret (of the
+/// Ingress's own namespace: Secrets are never shared across namespaces).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsBinding {
+    pub ingress: NamespacedName,
+    /// `None`: TLS with the default certificate.
+    pub secret: Option<NamespacedName>,
+    /// Lowercase; wildcards as `*.parent`.
+    pub hosts: Vec<String>,
+}
+
 #[derive(Debug, Default)]
 pub struct Translation {
     pub table: RoutingTable,
     pub warnings: Vec<Warning>,
+    /// Oldest Ingress first.
+    pub tls: Vec<TlsBinding>,
     /// Our Ingresses, oldest first.
     pub ingresses: Vec<NamespacedName>,
 }
@@ -95,10 +110,12 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
     // Oldest Ingress first: on a host+path conflict the first one kept wins.
     let mut hosts: BTreeMap<HostKey, BTreeMap<(Box<str>, PathKind), PathRule>> = BTreeMap::new();
     let mut default_backend = None;
+    let mut tls = Vec::new();
+    let mut tls_hosts: std::collections::HashSet<String> = std::collections::HashSet::new();
     for (id, ing) in &ours {
         let spec = ing.spec.as_ref();
         if let Some(db) = spec.and_then(|s| s.default_backend.as_ref()) {
-            let backend = cx.backend(id, db);
+            let backend = cx.backend(id, ing, db);
             match &default_backend {
                 None => default_backend = Some(backend),
                 Some(_) => cx.warn_ingress(
@@ -107,11 +124,41 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
                 ),
             }
         }
-        if spec.is_some_and(|s| s.tls.as_ref().is_some_and(|t| !t.is_empty())) {
-            cx.warnings.push(Warning::note(
-                format!("Ingress {id}"),
-                "spec.tls is not served yet (TLS termination is a later stage); its rules are served over HTTP",
-            ));
+        let rule_hosts: Vec<String> = spec
+            .and_then(|s| s.rules.as_ref())
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r.host.as_deref())
+            .map(str::to_ascii_lowercase)
+            .collect();
+        for t in spec.and_then(|s| s.tls.as_ref()).into_iter().flatten() {
+            let mut hosts: Vec<String> = match &t.hosts {
+                Some(h) if !h.is_empty() => h.iter().map(|h| h.to_ascii_lowercase()).collect(),
+                // No hosts: the certificate serves this Ingress's rule hosts.
+                _ => rule_hosts.clone(),
+            };
+            hosts.retain(|h| match parse_host(Some(h)) {
+                Ok(HostKey::Exact(_) | HostKey::Wildcard(_)) => true,
+                _ => {
+                    cx.warn_ingress(
+                        id,
+                        &format!("TLS host {h:?} is not a valid DNS name; ignored"),
+                    );
+                    false
+                }
+            });
+            for h in &hosts {
+                tls_hosts.insert(h.clone());
+            }
+            tls.push(TlsBinding {
+                ingress: id.clone(),
+                secret: t
+                    .secret_name
+                    .as_ref()
+                    .filter(|n| !n.is_empty())
+                    .map(|n| NamespacedName::new(&id.namespace, n)),
+                hosts,
+            });
         }
         for rule in spec.and_then(|s| s.rules.as_ref()).into_iter().flatten() {
             let host = match parse_host(rule.host.as_deref()) {
@@ -130,7 +177,7 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
                         continue;
                     }
                 };
-                let backend = cx.backend(id, &p.backend);
+                let backend = cx.backend(id, ing, &p.backend);
                 let slot = hosts.entry(host.clone()).or_default();
                 match slot.get(&(path.clone(), kind)) {
                     Some(winner) => {
@@ -148,11 +195,29 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
                                 kind,
                                 backend,
                                 ingress: id.clone(),
+                                redirect_https: false,
                             },
                         );
                     }
                 }
             }
+        }
+    }
+    // Plain HTTP to a host with TLS is redirected, unless the rule's Ingress opts out.
+    let no_redirect: std::collections::HashSet<&NamespacedName> = ours
+        .iter()
+        .filter(|(_, ing)| {
+            annotations::get(ing, "ssl-redirect").is_some_and(|v| v.eq_ignore_ascii_case("false"))
+        })
+        .map(|(id, _)| id)
+        .collect();
+    for (key, rules) in hosts.iter_mut() {
+        let has_tls = match key {
+            HostKey::Any => false,
+            k => tls_hosts.contains(&k.to_string()),
+        };
+        for rule in rules.values_mut() {
+            rule.redirect_https = has_tls && !no_redirect.contains(&rule.ingress);
         }
     }
     if default_backend.is_none()
@@ -187,6 +252,7 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
     }
     Translation {
         table,
+        tls,
         warnings: cx.warnings,
         ingresses: ours.into_iter().map(|(id, _)| id).collect(),
     }
@@ -287,8 +353,8 @@ struct Cx<'a> {
     objects: &'a Objects,
     allow_external_name: bool,
     warnings: Vec<Warning>,
-    /// One Backend per (namespace, service, port) so rules share its balancer.
-    backends: HashMap<(NamespacedName, String), Arc<Backend>>,
+    /// One Backend per (namespace, service, port, protocol) so rules share its balancer.
+    backends: HashMap<(NamespacedName, String, BackendProtocol), Arc<Backend>>,
     /// EndpointSlices by (namespace, kubernetes.io/service-name).
     slices: HashMap<(&'a str, &'a str), Vec<SliceRef<'a>>>,
 }
@@ -377,7 +443,19 @@ impl<'a> Cx<'a> {
         classes.watch_without_class || default_class
     }
 
-    fn backend(&mut self, id: &NamespacedName, b: &IngressBackend) -> Arc<Backend> {
+    fn backend(&mut self, id: &NamespacedName, ing: &Ingress, b: &IngressBackend) -> Arc<Backend> {
+        let protocol = match annotations::get(ing, "backend-protocol") {
+            None => BackendProtocol::Http,
+            Some(v) => BackendProtocol::parse(v).unwrap_or_else(|| {
+                self.warn_ingress(
+                    id,
+                    &format!(
+                        "unknown backend-protocol {v:?} (HTTP, HTTPS, GRPC, GRPCS, H2C); using HTTP"
+                    ),
+                );
+                BackendProtocol::Http
+            }),
+        };
         let Some(svc) = &b.service else {
             let what = if b.resource.is_some() {
                 "resource backends are not supported"
@@ -403,7 +481,7 @@ impl<'a> Cx<'a> {
             }
         };
         let service = NamespacedName::new(&id.namespace, &svc.name);
-        self.service_backend(service, port, &format!("Ingress {id}"))
+        self.service_backend(service, port, protocol, &format!("Ingress {id}"))
     }
 
     fn controller_default_backend(&mut self, svc: &NamespacedName) -> Arc<Backend> {
@@ -421,16 +499,22 @@ impl<'a> Cx<'a> {
                 }
             })
             .unwrap_or(PortRef::Number(80));
-        self.service_backend(svc.clone(), port, "--default-backend-service")
+        self.service_backend(
+            svc.clone(),
+            port,
+            BackendProtocol::Http,
+            "--default-backend-service",
+        )
     }
 
     fn service_backend(
         &mut self,
         service: NamespacedName,
         port: PortRef,
+        protocol: BackendProtocol,
         who: &str,
     ) -> Arc<Backend> {
-        let key = (service.clone(), port.to_string());
+        let key = (service.clone(), port.to_string(), protocol);
         if let Some(b) = self.backends.get(&key) {
             return b.clone();
         }
@@ -444,7 +528,8 @@ impl<'a> Cx<'a> {
             }
             Some(svc) => self.resolve(&service, svc, &port, who),
         };
-        let backend = Arc::new(Backend::new(service, port.to_string(), target));
+        let backend =
+            Arc::new(Backend::new(service, port.to_string(), target).with_protocol(protocol));
         self.backends.insert(key, backend.clone());
         backend
     }

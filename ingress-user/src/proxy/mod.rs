@@ -1,29 +1,33 @@
-//! The L7 proxy: accept, route on the live snapshot, forward to a pod, stream back.
+//! The L7 proxy: accept (plain or TLS), route on the live snapshot, forward
+//! to a pod, stream back.
 //!
-//! Phases per request (pingora's naming): pick route → pick peer → filter
-//! request → forward → filter response; an error's source decides its status.
+//! Phases per request (pingora's naming): pick route → pick peer (or
+//! redirect) → filter request → forward → filter response (→ upgrade
+//! tunnel); an error's source decides its status.
 
 mod error;
 pub mod headers;
+mod server;
 mod upstream;
 
 use std::{convert::Infallible, sync::Arc, time::Instant};
 
 use bytes::Bytes;
-use http::{HeaderValue, Request, Response, Uri, Version, header::HOST};
+use http::{
+    HeaderValue, Request, Response, StatusCode, Uri, Version,
+    header::{CONNECTION, HOST, LOCATION, TE, UPGRADE},
+};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use tokio::net::TcpListener;
 
 pub use error::{ErrorSource, ProxyError};
+pub use server::{serve_http, serve_https};
 pub use upstream::Upstream;
 
 use crate::{
     cli::ProxyLimits,
     metrics::{HostStats, Metrics},
-    model::{HOST_BUF_LEN, Peer, normalize_host},
-    shutdown::Shutdown,
+    model::{BackendProtocol, HOST_BUF_LEN, Peer, normalize_host},
     snapshot::SnapshotCell,
 };
 use headers::Downstream;
@@ -37,6 +41,15 @@ pub struct Proxy {
     pub metrics: Arc<Metrics>,
     pub upstream: Upstream,
     pub limits: ProxyLimits,
+    /// Port of the HTTPS listener, for redirects; `None` when there is none.
+    pub https_port: Option<u16>,
+}
+
+/// What the route says to do with a request.
+enum Decision {
+    Forward(Peer, BackendProtocol),
+    /// 308 to this Location.
+    Redirect(HeaderValue),
 }
 
 impl Proxy {
@@ -44,12 +57,14 @@ impl Proxy {
         snapshots: Arc<SnapshotCell>,
         metrics: Arc<Metrics>,
         limits: ProxyLimits,
+        https_port: Option<u16>,
     ) -> Arc<Self> {
         Arc::new(Self {
             upstream: Upstream::new(&limits),
             snapshots,
             metrics,
             limits,
+            https_port,
         })
     }
 
@@ -59,9 +74,10 @@ impl Proxy {
         down: Downstream,
         req: Request<Incoming>,
     ) -> Result<Response<ProxyBody>, Infallible> {
-        let (peer, stats) = self.pick(&req);
-        let result = match peer {
-            Ok(peer) => self.forward(&down, req, peer).await,
+        let (decision, stats) = self.pick(&down, &req);
+        let result = match decision {
+            Ok(Decision::Forward(peer, protocol)) => self.forward(&down, req, peer, protocol).await,
+            Ok(Decision::Redirect(location)) => Ok(redirect(location)),
             Err(e) => Err(e),
         };
         let response = result.unwrap_or_else(|e| {
@@ -77,7 +93,11 @@ impl Proxy {
 
     /// Pick route and peer on the live snapshot, and let go of it before
     /// anything is awaited. Returns the host's counters either way.
-    fn pick(&self, req: &Request<Incoming>) -> (Result<Peer, ProxyError>, Arc<HostStats>) {
+    fn pick(
+        &self,
+        down: &Downstream,
+        req: &Request<Incoming>,
+    ) -> (Result<Decision, ProxyError>, Arc<HostStats>) {
         let snap = self.snapshots.load();
         if snap.generation == 0 {
             return (Err(ProxyError::NotReady), self.metrics.any_host().clone());
@@ -97,20 +117,46 @@ impl Proxy {
             .get(route.label as usize)
             .unwrap_or(self.metrics.any_host())
             .clone();
-        (route.backend.pick().map_err(ProxyError::Backend), stats)
+        if !down.tls
+            && let (Some(rule), Some(port), Some(host)) = (route.rule, self.https_port, host)
+            && rule.redirect_https
+        {
+            return (
+                https_location(host, port, req.uri()).map(Decision::Redirect),
+                stats,
+            );
+        }
+        let decision = route
+            .backend
+            .pick()
+            .map(|peer| Decision::Forward(peer, route.backend.protocol))
+            .map_err(ProxyError::Backend);
+        (decision, stats)
     }
 
     /// Filter the request, forward it to `peer`, filter the response.
     async fn forward(
         &self,
         down: &Downstream,
-        req: Request<Incoming>,
+        mut req: Request<Incoming>,
         peer: Peer,
+        protocol: BackendProtocol,
     ) -> Result<Response<ProxyBody>, ProxyError> {
+        let upgrade = upgrade_protocol(&req);
+        let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
+
         // Same target, method and body; hop-by-hop headers out,
-        // X-Forwarded-* in; HTTP/1.1 to the pod.
+        // X-Forwarded-* in.
         let (mut parts, body) = req.into_parts();
         let host_header = parts.headers.get(HOST).cloned();
+        let te_trailers = parts
+            .headers
+            .get(TE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                v.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
+            });
         headers::strip_hop_by_hop(&mut parts.headers);
         headers::add_forwarded(&mut parts.headers, down, host_header.as_ref());
         if host_header.is_none()
@@ -121,27 +167,118 @@ impl Proxy {
                 parts.headers.insert(HOST, v);
             }
         }
-        parts.uri = upstream_uri(&peer, &parts.uri)?;
-        parts.version = Version::HTTP_11;
+        if te_trailers {
+            // gRPC needs it end to end; it is the one TE value a proxy may forward.
+            parts
+                .headers
+                .insert(TE, HeaderValue::from_static("trailers"));
+        }
+        if let Some(proto) = &upgrade {
+            parts
+                .headers
+                .insert(CONNECTION, HeaderValue::from_static("upgrade"));
+            parts.headers.insert(UPGRADE, proto.clone());
+        }
+        let tls = matches!(protocol, BackendProtocol::Https | BackendProtocol::H2Tls);
+        parts.uri = upstream_uri(&peer, tls, &parts.uri)?;
+        parts.version = match protocol {
+            BackendProtocol::Http | BackendProtocol::Https => Version::HTTP_11,
+            BackendProtocol::H2c | BackendProtocol::H2Tls => Version::HTTP_2,
+        };
 
         let sent = Instant::now();
-        let mut resp = self.upstream.send(Request::from_parts(parts, body)).await?;
+        let mut resp = self
+            .upstream
+            .send(protocol, Request::from_parts(parts, body))
+            .await?;
         self.metrics.upstream_latency(sent.elapsed());
+
+        if resp.status() == StatusCode::SWITCHING_PROTOCOLS
+            && let Some(client) = client_upgrade
+        {
+            let upstream = hyper::upgrade::on(&mut resp);
+            tokio::spawn(tunnel(client, upstream));
+            headers::ensure_server(resp.headers_mut());
+            return Ok(resp.map(Either::Left));
+        }
         headers::strip_hop_by_hop(resp.headers_mut());
         headers::ensure_server(resp.headers_mut());
         Ok(resp.map(Either::Left))
     }
 }
 
-/// `http://peer/path?query`: the pooled client connects to `peer` and sends
-/// the origin-form target unchanged.
-fn upstream_uri(peer: &Peer, original: &Uri) -> Result<Uri, ProxyError> {
+/// The Upgrade protocol of an HTTP/1.1 upgrade request (WebSocket, ...).
+fn upgrade_protocol(req: &Request<Incoming>) -> Option<HeaderValue> {
+    if req.version() != Version::HTTP_11 {
+        return None;
+    }
+    let wants = req
+        .headers()
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    if wants {
+        req.headers().get(UPGRADE).cloned()
+    } else {
+        None
+    }
+}
+
+/// Copies bytes both ways between the upgraded client and pod connections
+/// until either side closes. Configuration changes never touch it.
+async fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
+    let (client, upstream) = match tokio::try_join!(client, upstream) {
+        Ok(both) => both,
+        Err(e) => {
+            tracing::debug!("upgrade failed: {e}");
+            return;
+        }
+    };
+    let mut client = hyper_util::rt::TokioIo::new(client);
+    let mut upstream = hyper_util::rt::TokioIo::new(upstream);
+    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+        tracing::debug!("upgraded connection ended: {e}");
+    }
+}
+
+/// `https://host[:port]/path?query` for a plain-HTTP request to a TLS host.
+fn https_location(host: &str, port: u16, uri: &Uri) -> Result<HeaderValue, ProxyError> {
+    let pq = uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    };
+    let location = if port == 443 {
+        format!("https://{host}{pq}")
+    } else {
+        format!("https://{host}:{port}{pq}")
+    };
+    HeaderValue::from_str(&location)
+        .map_err(|_| ProxyError::BadRequest("cannot build the redirect"))
+}
+
+fn redirect(location: HeaderValue) -> Response<ProxyBody> {
+    let mut resp = Response::new(Either::Right(Full::new(Bytes::from_static(
+        b"308 permanent redirect to HTTPS\n",
+    ))));
+    *resp.status_mut() = StatusCode::PERMANENT_REDIRECT;
+    resp.headers_mut().insert(LOCATION, location);
+    headers::ensure_server(resp.headers_mut());
+    resp
+}
+
+/// `http(s)://peer/path?query`: the pooled client connects to `peer` and
+/// sends the origin-form target unchanged.
+fn upstream_uri(peer: &Peer, tls: bool, original: &Uri) -> Result<Uri, ProxyError> {
     let pq = original.path_and_query().map_or("/", |pq| pq.as_str());
     let mut buf = [0u8; AUTHORITY_BUF];
     let authority =
         write_authority(peer, &mut buf).ok_or(ProxyError::BadRequest("upstream name too long"))?;
     Uri::builder()
-        .scheme("http")
+        .scheme(if tls { "https" } else { "http" })
         .authority(authority)
         .path_and_query(pq)
         .build()
@@ -171,60 +308,4 @@ fn error_response(e: &ProxyError) -> Response<ProxyBody> {
     );
     headers::ensure_server(h);
     resp
-}
-
-/// Accepts connections on `listener` until `shutdown` fires, then lets
-/// in-flight requests finish for up to the drain timeout.
-pub async fn serve_http(proxy: Arc<Proxy>, listener: TcpListener, shutdown: Shutdown) {
-    let local_port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
-    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(proxy.limits.header_read_timeout);
-    builder.http2().timer(TokioTimer::new());
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    loop {
-        let (stream, client) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    // EMFILE and friends: back off instead of spinning.
-                    tracing::warn!("accept failed: {e}");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = shutdown.wait() => break,
-        };
-        let _ = stream.set_nodelay(true);
-        let down = Downstream {
-            client,
-            local_port,
-            tls: false,
-        };
-        let handler = proxy.clone();
-        let service = hyper::service::service_fn(move |req| {
-            let proxy = handler.clone();
-            async move { proxy.handle(down, req).await }
-        });
-        // HTTP/1.1, and HTTP/2 with prior knowledge (h2c) on the same port.
-        let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(client = %client, "connection ended: {e}");
-            }
-        });
-    }
-    drop(listener);
-    let drain = proxy.limits.drain_timeout;
-    if tokio::time::timeout(drain, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("drain timeout ({drain:?}) passed with requests still in flight");
-    }
 }

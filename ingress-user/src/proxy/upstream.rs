@@ -1,17 +1,33 @@
-//! The upstream side: pooled HTTP/1.1 keep-alive connections to pod IPs.
+//! The upstream side: pooled keep-alive connections to pods, one pool per
+//! backend protocol (HTTP/1.1, h2c, HTTPS, HTTP/2 over TLS).
+
+use std::sync::Arc;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
 use hyper_util::{
     client::legacy::{Client, connect::HttpConnector},
     rt::{TokioExecutor, TokioTimer},
 };
+use rustls::{
+    ClientConfig, DigitallySignedStruct, SignatureScheme,
+    client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier},
+    crypto::{WebPkiSupportedAlgorithms, verify_tls12_signature, verify_tls13_signature},
+    pki_types::{CertificateDer, ServerName, UnixTime},
+};
 
 use super::ProxyError;
-use crate::cli::ProxyLimits;
+use crate::{cli::ProxyLimits, model::BackendProtocol, tls::provider};
+
+type Plain = Client<HttpConnector, Incoming>;
+type Tls = Client<HttpsConnector<HttpConnector>, Incoming>;
 
 pub struct Upstream {
-    client: Client<HttpConnector, Incoming>,
+    http1: Plain,
+    h2c: Plain,
+    https: Tls,
+    h2_tls: Tls,
     response_timeout: std::time::Duration,
 }
 
@@ -20,25 +36,103 @@ impl Upstream {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(limits.upstream_connect_timeout));
-        connector.enforce_http(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(limits.upstream_idle_timeout)
-            .build(connector);
+        connector.enforce_http(false);
+        let builder = || {
+            let mut b = Client::builder(TokioExecutor::new());
+            b.pool_timer(TokioTimer::new())
+                .pool_idle_timeout(limits.upstream_idle_timeout)
+                .timer(TokioTimer::new());
+            b
+        };
+        // hyper-rustls sets ALPN from the HTTP versions enabled below.
+        let tls = || {
+            ClientConfig::builder_with_provider(provider())
+                .with_safe_default_protocol_versions()
+                .expect("the ring provider supports the default TLS versions")
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(AnyPodCertificate(
+                    provider().signature_verification_algorithms,
+                )))
+                .with_no_client_auth()
+        };
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls())
+            .https_only()
+            .enable_http1()
+            .wrap_connector(connector.clone());
+        let h2_tls = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls())
+            .https_only()
+            .enable_http2()
+            .wrap_connector(connector.clone());
         Self {
-            client,
+            http1: builder().build(connector.clone()),
+            h2c: builder().http2_only(true).build(connector),
+            https: builder().build(https),
+            h2_tls: builder().http2_only(true).build(h2_tls),
             response_timeout: limits.upstream_response_timeout,
         }
     }
 
     /// Sends the request and waits for the response head (the body streams).
-    pub async fn send(&self, req: Request<Incoming>) -> Result<Response<Incoming>, ProxyError> {
-        match tokio::time::timeout(self.response_timeout, self.client.request(req)).await {
+    pub async fn send(
+        &self,
+        protocol: BackendProtocol,
+        req: Request<Incoming>,
+    ) -> Result<Response<Incoming>, ProxyError> {
+        let fut = match protocol {
+            BackendProtocol::Http => self.http1.request(req),
+            BackendProtocol::H2c => self.h2c.request(req),
+            BackendProtocol::Https => self.https.request(req),
+            BackendProtocol::H2Tls => self.h2_tls.request(req),
+        };
+        match tokio::time::timeout(self.response_timeout, fut).await {
             Err(_) => Err(ProxyError::UpstreamTimeout),
             Ok(Err(e)) if e.is_connect() => Err(ProxyError::UpstreamConnect(error_chain(&e))),
             Ok(Err(e)) => Err(ProxyError::Upstream(error_chain(&e))),
             Ok(Ok(resp)) => Ok(resp),
         }
+    }
+}
+
+/// Pods present self-signed certificates for their IPs: like ingress-nginx
+/// (proxy_ssl_verify off), the chain is not verified; the handshake
+/// signatures still are.
+#[derive(Debug)]
+struct AnyPodCertificate(WebPkiSupportedAlgorithms);
+
+impl ServerCertVerifier for AnyPodCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(message, cert, dss, &self.0)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(message, cert, dss, &self.0)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_schemes()
     }
 }
 

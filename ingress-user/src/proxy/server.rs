@@ -1,0 +1,142 @@
+//! Listeners: accept plain or TLS connections, serve HTTP/1.1 and HTTP/2 on
+//! them, and drain on shutdown.
+
+use std::{sync::Arc, time::Duration};
+
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo, TokioTimer},
+    server::{conn::auto, graceful::GracefulShutdown},
+};
+use rustls::ServerConfig;
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    net::{TcpListener, TcpStream},
+};
+
+use super::{Proxy, headers::Downstream};
+use crate::shutdown::Shutdown;
+
+/// Back-off after a failed accept (EMFILE and friends), instead of spinning.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+fn builder(proxy: &Proxy) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(proxy.limits.header_read_timeout);
+    builder.http2().timer(TokioTimer::new());
+    builder
+}
+
+/// Serves one connection (HTTP/1.1, or HTTP/2 by preface or ALPN).
+async fn serve_connection<I>(
+    proxy: Arc<Proxy>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    io: I,
+    down: Downstream,
+    watcher: hyper_util::server::graceful::Watcher,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |req| {
+        let proxy = proxy.clone();
+        async move { proxy.handle(down, req).await }
+    });
+    let conn = builder
+        .serve_connection_with_upgrades(TokioIo::new(io), service)
+        .into_owned();
+    if let Err(e) = watcher.watch(conn).await {
+        tracing::debug!(client = %down.client, "connection ended: {e}");
+    }
+}
+
+async fn accept(
+    listener: &TcpListener,
+    shutdown: &Shutdown,
+) -> Option<(TcpStream, std::net::SocketAddr)> {
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, client)) => {
+                    let _ = stream.set_nodelay(true);
+                    return Some((stream, client));
+                }
+                Err(e) => {
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                }
+            },
+            () = shutdown.wait() => return None,
+        }
+    }
+}
+
+async fn drain(proxy: &Proxy, graceful: GracefulShutdown) {
+    let limit = proxy.limits.drain_timeout;
+    if tokio::time::timeout(limit, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("drain timeout ({limit:?}) passed with requests still in flight");
+    }
+}
+
+/// Plain HTTP (HTTP/1.1 and h2c) until `shutdown`, then drain.
+pub async fn serve_http(proxy: Arc<Proxy>, listener: TcpListener, shutdown: Shutdown) {
+    let local_port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+    let builder = Arc::new(builder(&proxy));
+    let graceful = GracefulShutdown::new();
+    while let Some((stream, client)) = accept(&listener, &shutdown).await {
+        let down = Downstream {
+            client,
+            local_port,
+            tls: false,
+        };
+        tokio::spawn(serve_connection(
+            proxy.clone(),
+            builder.clone(),
+            stream,
+            down,
+            graceful.watcher(),
+        ));
+    }
+    drop(listener);
+    drain(&proxy, graceful).await;
+}
+
+/// TLS (certificate by SNI, ALPN h2 / http/1.1) until `shutdown`, then drain.
+pub async fn serve_https(
+    proxy: Arc<Proxy>,
+    listener: TcpListener,
+    tls: Arc<ServerConfig>,
+    shutdown: Shutdown,
+) {
+    let local_port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+    let builder = Arc::new(builder(&proxy));
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let graceful = GracefulShutdown::new();
+    let handshake_timeout = proxy.limits.header_read_timeout;
+    while let Some((stream, client)) = accept(&listener, &shutdown).await {
+        let down = Downstream {
+            client,
+            local_port,
+            tls: true,
+        };
+        let (proxy, builder, acceptor, watcher) = (
+            proxy.clone(),
+            builder.clone(),
+            acceptor.clone(),
+            graceful.watcher(),
+        );
+        tokio::spawn(async move {
+            match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                Ok(Ok(tls)) => serve_connection(proxy, builder, tls, down, watcher).await,
+                Ok(Err(e)) => tracing::debug!(client = %client, "TLS handshake failed: {e}"),
+                Err(_) => tracing::debug!(client = %client, "TLS handshake timed out"),
+            }
+        });
+    }
+    drop(listener);
+    drain(&proxy, graceful).await;
+}

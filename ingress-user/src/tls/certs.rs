@@ -1,0 +1,265 @@
+//! Secrets → certificates. Parsing happens when a Secret's content changes;
+//! a Secret that turns bad or disappears keeps its last good certificate.
+
+use std::{
+    collections::{HashMap, hash_map::DefaultHasher},
+    hash::{Hash, Hasher},
+    sync::{Arc, OnceLock},
+};
+
+use rustls::{
+    crypto::CryptoProvider,
+    pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject},
+    sign::CertifiedKey,
+};
+
+use crate::model::{NamespacedName, Objects, TlsBinding, Warning};
+
+const TLS_CRT: &str = "tls.crt";
+const TLS_KEY: &str = "tls.key";
+
+#[derive(Debug, thiserror::Error)]
+pub enum CertError {
+    #[error("no PEM certificate in tls.crt")]
+    NoCertificate,
+    #[error("tls.crt: {0}")]
+    CertPem(String),
+    #[error("tls.key: no supported private key (PKCS#1, PKCS#8 or SEC1 PEM): {0}")]
+    Key(String),
+    #[error("certificate and key do not match or are unsupported: {0}")]
+    Rustls(#[from] rustls::Error),
+    #[error("cannot generate the self-signed certificate: {0}")]
+    SelfSigned(#[from] rcgen::Error),
+}
+
+/// The process-wide crypto provider (ring).
+pub fn provider() -> Arc<CryptoProvider> {
+    static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
+    PROVIDER
+        .get_or_init(|| Arc::new(rustls::crypto::ring::default_provider()))
+        .clone()
+}
+
+/// Parses a PEM chain (leaf first) and a PEM private key in PKCS#1
+/// ("RSA PRIVATE KEY"), PKCS#8 ("PRIVATE KEY") or SEC1 ("EC PRIVATE KEY") form.
+pub fn certified_key(crt_pem: &[u8], key_pem: &[u8]) -> Result<Arc<CertifiedKey>, CertError> {
+    let chain = CertificateDer::pem_slice_iter(crt_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| CertError::CertPem(e.to_string()))?;
+    if chain.is_empty() {
+        return Err(CertError::NoCertificate);
+    }
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| CertError::Key(e.to_string()))?;
+    Ok(Arc::new(CertifiedKey::from_der(chain, key, &provider())?))
+}
+
+/// A self-signed certificate for handshakes no Secret covers.
+fn self_signed() -> Result<Arc<CertifiedKey>, CertError> {
+    let cert = rcgen::generate_simple_self_signed(vec!["xingress-default.invalid".to_string()])?;
+    let key = PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());
+    Ok(Arc::new(CertifiedKey::from_der(
+        vec![cert.cert.der().clone()],
+        key,
+        &provider(),
+    )?))
+}
+
+/// Certificates by SNI, immutable, part of the snapshot.
+#[derive(Debug, Default)]
+pub struct TlsTable {
+    exact: HashMap<Box<str>, Arc<CertifiedKey>>,
+    /// `*.parent` certificates, keyed by `parent`.
+    wildcard: HashMap<Box<str>, Arc<CertifiedKey>>,
+    default: Option<Arc<CertifiedKey>>,
+}
+
+impl TlsTable {
+    /// `sni` already lowercased; `None` (no SNI, or an IP) gets the default.
+    pub fn lookup(&self, sni: Option<&str>) -> Option<&Arc<CertifiedKey>> {
+        let by_name = sni.and_then(|name| {
+            self.exact.get(name).or_else(|| {
+                let (_, parent) = name.split_once('.')?;
+                self.wildcard.get(parent)
+            })
+        });
+        by_name.or(self.default.as_ref())
+    }
+
+    /// Host names with a certificate of their own (wildcards as `*.parent`).
+    pub fn hosts(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.exact.keys().map(|h| h.to_string()).collect();
+        v.extend(self.wildcard.keys().map(|p| format!("*.{p}")));
+        v.sort();
+        v
+    }
+}
+
+struct Cached {
+    content: u64,
+    key: Arc<CertifiedKey>,
+}
+
+/// Builds `TlsTable`s, remembering the last good certificate of each Secret.
+pub struct CertStore {
+    cache: HashMap<NamespacedName, Cached>,
+    self_signed: Arc<CertifiedKey>,
+}
+
+impl CertStore {
+    /// Generates the self-signed fallback certificate.
+    pub fn new() -> Result<Self, CertError> {
+        let self_signed = self_signed()?;
+        Ok(Self {
+            cache: HashMap::new(),
+            self_signed,
+        })
+    }
+
+    /// SHA-256 fingerprint of the self-signed fallback certificate.
+    pub fn self_signed_fingerprint(&self) -> String {
+        self.self_signed
+            .end_entity_cert()
+            .map(|c| fingerprint(c.as_ref()))
+            .unwrap_or_default()
+    }
+
+    /// The certificates for `bindings` (oldest Ingress first: the first
+    /// binding of a host wins), and `default` or the self-signed certificate
+    /// for everything else.
+    pub fn build(
+        &mut self,
+        objects: &Objects,
+        bindings: &[TlsBinding],
+        default: Option<&NamespacedName>,
+        warnings: &mut Vec<Warning>,
+    ) -> TlsTable {
+        let mut table = TlsTable::default();
+        let mut owner: HashMap<String, &NamespacedName> = HashMap::new();
+        let mut used = Vec::new();
+        for b in bindings {
+            let Some(secret) = &b.secret else { continue };
+            let Some(key) = self.load(objects, secret, &format!("Ingress {}", b.ingress), warnings)
+            else {
+                continue;
+            };
+            used.push(secret.clone());
+            for host in &b.hosts {
+                match owner.get(host) {
+                    Some(first) if *first != secret => warnings.push(Warning::error(
+                        format!("Ingress {}", b.ingress),
+                        format!("TLS host {host} already uses Secret {first} from an older Ingress; Secret {secret} is not used for it"),
+                    )),
+                    Some(_) => {}
+                    None => {
+                        owner.insert(host.clone(), secret);
+                        match host.strip_prefix("*.") {
+                            Some(parent) => table.wildcard.insert(parent.into(), key.clone()),
+                            None => table.exact.insert(host.as_str().into(), key.clone()),
+                        };
+                    }
+                }
+            }
+        }
+        let configured_default = default.and_then(|d| {
+            used.push(d.clone());
+            self.load(objects, d, "--default-ssl-certificate", warnings)
+        });
+        table.default = Some(configured_default.unwrap_or_else(|| self.self_signed.clone()));
+        self.cache.retain(|k, _| used.contains(k));
+        table
+    }
+
+    /// The Secret's certificate: freshly parsed when its content changed,
+    /// else cached; the last good one when it is now missing or broken.
+    fn load(
+        &mut self,
+        objects: &Objects,
+        id: &NamespacedName,
+        who: &str,
+        warnings: &mut Vec<Warning>,
+    ) -> Option<Arc<CertifiedKey>> {
+        let Some(secret) = objects.secrets.get(id) else {
+            let kept = self.cache.get(id).map(|c| c.key.clone());
+            let what = if kept.is_some() {
+                "keeping its last good certificate"
+            } else {
+                "the default certificate is served instead"
+            };
+            warnings.push(Warning::error(
+                who.to_string(),
+                format!("TLS Secret {id} not found; {what}"),
+            ));
+            return kept;
+        };
+        let field = |name: &str| -> Option<Vec<u8>> {
+            secret
+                .data
+                .as_ref()
+                .and_then(|d| d.get(name))
+                .map(|b| b.0.clone())
+                .or_else(|| {
+                    secret
+                        .string_data
+                        .as_ref()
+                        .and_then(|d| d.get(name))
+                        .map(|s| s.as_bytes().to_vec())
+                })
+        };
+        let (Some(crt), Some(key)) = (field(TLS_CRT), field(TLS_KEY)) else {
+            warnings.push(Warning::error(
+                format!("Secret {id}"),
+                format!("needs {TLS_CRT} and {TLS_KEY}; {}", self.kept_note(id)),
+            ));
+            return self.cache.get(id).map(|c| c.key.clone());
+        };
+        let mut h = DefaultHasher::new();
+        (&crt, &key).hash(&mut h);
+        let content = h.finish();
+        if let Some(c) = self.cache.get(id)
+            && c.content == content
+        {
+            return Some(c.key.clone());
+        }
+        match certified_key(&crt, &key) {
+            Ok(k) => {
+                self.cache.insert(
+                    id.clone(),
+                    Cached {
+                        content,
+                        key: k.clone(),
+                    },
+                );
+                Some(k)
+            }
+            Err(e) => {
+                warnings.push(Warning::error(
+                    format!("Secret {id}"),
+                    format!("{e}; {}", self.kept_note(id)),
+                ));
+                self.cache.get(id).map(|c| c.key.clone())
+            }
+        }
+    }
+
+    fn kept_note(&self, id: &NamespacedName) -> &'static str {
+        if self.cache.contains_key(id) {
+            "keeping the last good certificate"
+        } else {
+            "the default certificate is served instead"
+        }
+    }
+}
+
+/// SHA-256 of a DER certificate, hex, as `openssl x509 -fingerprint -sha256` shows it.
+pub fn fingerprint(der: &[u8]) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, der);
+    digest
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+#[cfg(test)]
+mod tests;

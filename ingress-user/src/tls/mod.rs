@@ -1,0 +1,9 @@
+//! TLS termination: certificates from kubernetes.io/tls Secrets, chosen per
+//! handshake by SNI from the live snapshot (exact name, then wildcard, then
+//! the default certificate).
+
+mod certs;
+mod resolver;
+
+pub use certs::{CertError, CertStore, TlsTable, certified_key, provider};
+pub use resolver::{SniResolver, server_config};

@@ -1,0 +1,44 @@
+//! rustls plumbing: the SNI resolver over the live snapshot, and the server config.
+
+use std::sync::Arc;
+
+use rustls::{
+    ServerConfig,
+    server::{ClientHello, ResolvesServerCert},
+    sign::CertifiedKey,
+};
+
+use super::provider;
+use crate::{
+    model::{HOST_BUF_LEN, normalize_host},
+    snapshot::SnapshotCell,
+};
+
+/// Chooses the certificate of each handshake from the snapshot live at that moment.
+#[derive(Debug)]
+pub struct SniResolver {
+    snapshots: Arc<SnapshotCell>,
+}
+
+impl ResolvesServerCert for SniResolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let snap = self.snapshots.load();
+        let mut buf = [0u8; HOST_BUF_LEN];
+        let sni = hello
+            .server_name()
+            .and_then(|n| normalize_host(n, &mut buf));
+        snap.tls.lookup(sni).cloned()
+    }
+}
+
+/// TLS 1.2 and 1.3, ALPN h2 and http/1.1, session resumption by tickets
+/// and by session id.
+pub fn server_config(snapshots: Arc<SnapshotCell>) -> Result<Arc<ServerConfig>, rustls::Error> {
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(SniResolver { snapshots }));
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.ticketer = rustls::crypto::ring::Ticketer::new()?;
+    Ok(Arc::new(config))
+}

@@ -1,0 +1,163 @@
+//! TLS clients for tests: they accept any certificate and report which one
+//! the server presented, so tests can check certificate selection.
+
+use std::{
+    io,
+    net::{SocketAddr, TcpStream},
+    sync::Arc,
+    time::Duration,
+};
+
+use rustls::{
+    ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme, StreamOwned,
+    client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier},
+    crypto::{WebPkiSupportedAlgorithms, verify_tls12_signature, verify_tls13_signature},
+    pki_types::{CertificateDer, ServerName, UnixTime, pem::PemObject},
+};
+
+use crate::http1::Conn;
+
+/// What the handshake showed.
+#[derive(Debug, Clone)]
+pub struct TlsInfo {
+    /// DER certificates, leaf first.
+    pub chain: Vec<Vec<u8>>,
+    pub alpn: Option<Vec<u8>>,
+    pub resumed: bool,
+    pub version: Option<rustls::ProtocolVersion>,
+}
+
+#[derive(Debug)]
+struct AnyCert(WebPkiSupportedAlgorithms);
+
+impl ServerCertVerifier for AnyCert {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(m, c, d, &self.0)
+    }
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(m, c, d, &self.0)
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_schemes()
+    }
+}
+
+/// A client config offering `alpn`; share it between connections to resume sessions.
+pub fn config(alpn: &[&[u8]]) -> Arc<ClientConfig> {
+    config_versions(alpn, rustls::DEFAULT_VERSIONS)
+}
+
+pub fn config_versions(
+    alpn: &[&[u8]],
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> Arc<ClientConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let algorithms = provider.signature_verification_algorithms;
+    let mut c = ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(versions)
+        .expect("supported versions")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCert(algorithms)))
+        .with_no_client_auth();
+    c.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Arc::new(c)
+}
+
+/// Handshakes with `addr` sending `sni` (an IP address sends no SNI).
+pub fn connect(
+    addr: SocketAddr,
+    sni: &str,
+    config: &Arc<ClientConfig>,
+) -> io::Result<(Conn, TlsInfo)> {
+    let name =
+        ServerName::try_from(sni.to_string()).map_err(|e| io::Error::other(e.to_string()))?;
+    let mut tls = ClientConnection::new(config.clone(), name).map_err(io::Error::other)?;
+    let mut tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(10))?;
+    tcp.set_read_timeout(Some(Duration::from_secs(10)))?;
+    while tls.is_handshaking() {
+        tls.complete_io(&mut tcp)?;
+    }
+    let info = TlsInfo {
+        chain: tls
+            .peer_certificates()
+            .unwrap_or_default()
+            .iter()
+            .map(|c| c.as_ref().to_vec())
+            .collect(),
+        alpn: tls.alpn_protocol().map(<[u8]>::to_vec),
+        resumed: matches!(tls.handshake_kind(), Some(rustls::HandshakeKind::Resumed)),
+        version: tls.protocol_version(),
+    };
+    Ok((Conn::over(Box::new(StreamOwned::new(tls, tcp))), info))
+}
+
+/// The DER of the first certificate of a PEM file.
+pub fn leaf(pem: &[u8]) -> Vec<u8> {
+    CertificateDer::pem_slice_iter(pem)
+        .next()
+        .expect("a certificate")
+        .expect("valid PEM")
+        .as_ref()
+        .to_vec()
+}
+
+/// A fixture file of tests/fixtures/tls.
+pub fn fixture(name: &str) -> Vec<u8> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/tls")
+        .join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// A kubernetes.io/tls Secret manifest for fixture `name` (name.crt, name.key).
+pub fn secret_yaml(secret: &str, fixture_name: &str) -> String {
+    use std::fmt::Write;
+    let b64 = |bytes: &[u8]| {
+        const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut out = String::new();
+        for chunk in bytes.chunks(3) {
+            let b = [
+                chunk[0],
+                *chunk.get(1).unwrap_or(&0),
+                *chunk.get(2).unwrap_or(&0),
+            ];
+            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+            for i in 0..4 {
+                if i <= chunk.len() {
+                    out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
+                } else {
+                    out.push('=');
+                }
+            }
+        }
+        out
+    };
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: {secret}}}\ntype: kubernetes.io/tls\ndata:\n  tls.crt: {}\n  tls.key: {}\n",
+        b64(&fixture(&format!("{fixture_name}.crt"))),
+        b64(&fixture(&format!("{fixture_name}.key")))
+    );
+    s
+}

@@ -1,0 +1,515 @@
+//! TLS termination end to end: certificates by SNI from Secrets (every key
+//! format, wildcard, chain, default, self-signed), HTTP→HTTPS redirects,
+//! ALPN h2, resumption, rotation with open connections, WebSocket, gRPC-style
+//! streaming to h2c pods, HTTPS pods.
+
+use std::{
+    collections::BTreeSet,
+    net::SocketAddr,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use http_body_util::{BodyExt, Empty, Full};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio_tungstenite::tungstenite::Message;
+use xingress_tests::{
+    agent::{Agent, ManifestDir},
+    backend::{self, Backend, Mode, STREAM_GAP, STREAM_MESSAGES},
+    http1,
+    tls_client::{self, fixture, leaf, secret_yaml},
+};
+
+const CLASS: &str = include_str!("../examples/cafe/ingressclass.yaml");
+
+fn local() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+fn service(dir: &ManifestDir, name: &str, pods: &[&Backend]) {
+    let mut yaml = format!(
+        "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec: {{ports: [{{name: http, port: 80}}]}}\n---\n"
+    );
+    for (i, p) in pods.iter().enumerate() {
+        yaml.push_str(&format!(
+            "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: {name}-{i}, labels: {{kubernetes.io/service-name: {name}}}}}\n\
+             addressType: IPv4\nports: [{{name: http, port: {}}}]\nendpoints: [{{addresses: [\"{}\"]}}]\n---\n",
+            p.addr.port(),
+            p.addr.ip()
+        ));
+    }
+    dir.write(&format!("svc-{name}.yaml"), &yaml);
+}
+
+/// An Ingress with one rule per host to `svc`, TLS entries as given, and annotations.
+fn ingress(
+    name: &str,
+    hosts: &[&str],
+    svc: &str,
+    tls: &[(&str, &[&str])],
+    annotations: &[(&str, &str)],
+) -> String {
+    let mut y =
+        format!("apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: {name}\n");
+    if !annotations.is_empty() {
+        y.push_str("  annotations:\n");
+        for (k, v) in annotations {
+            y.push_str(&format!("    {k}: \"{v}\"\n"));
+        }
+    }
+    y.push_str("spec:\n");
+    if !tls.is_empty() {
+        y.push_str("  tls:\n");
+        for (secret, hosts) in tls {
+            y.push_str(&format!(
+                "  - secretName: {secret}\n    hosts: [{}]\n",
+                hosts
+                    .iter()
+                    .map(|h| format!("\"{h}\""))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+    }
+    y.push_str("  rules:\n");
+    for h in hosts {
+        y.push_str(&format!(
+            "  - host: \"{h}\"\n    http:\n      paths:\n      - {{path: /, pathType: Prefix, backend: {{service: {{name: {svc}, port: {{number: 80}}}}}}}}\n"
+        ));
+    }
+    y
+}
+
+struct Site {
+    dir: ManifestDir,
+    _pods: Vec<Backend>,
+}
+
+/// Hosts with certificates in every key format, a wildcard, a chain; cafe.example.com.
+fn site() -> Site {
+    let pods = vec![
+        backend::start(local(), "site-1", Mode::Echo).unwrap(),
+        backend::start(local(), "site-2", Mode::Echo).unwrap(),
+    ];
+    let dir = ManifestDir::new();
+    dir.write("class.yaml", CLASS);
+    service(&dir, "site", &pods.iter().collect::<Vec<_>>());
+    for f in ["pkcs8", "sec1", "rsa", "wild", "chain", "cafe", "default"] {
+        dir.write(&format!("secret-{f}.yaml"), &secret_yaml(f, f));
+    }
+    let hosts = [
+        "pkcs8.test",
+        "sec1.test",
+        "rsa.test",
+        "*.wild.test",
+        "chain.test",
+        "cafe.example.com",
+    ];
+    let tls: &[(&str, &[&str])] = &[
+        ("pkcs8", &["pkcs8.test"]),
+        ("sec1", &["sec1.test"]),
+        ("rsa", &["rsa.test"]),
+        ("wild", &["*.wild.test"]),
+        ("chain", &["chain.test"]),
+        ("cafe", &["cafe.example.com"]),
+    ];
+    dir.write("sites.yaml", &ingress("sites", &hosts, "site", tls, &[]));
+    Site { dir, _pods: pods }
+}
+
+fn ready(dir: &ManifestDir, extra: &[&str]) -> Agent {
+    let mut agent = Agent::start_local(&dir.path, extra).unwrap();
+    agent.wait_ready().unwrap();
+    agent
+}
+
+#[test]
+fn certificates_are_chosen_by_sni() {
+    let site = site();
+    let agent = ready(&site.dir, &["--default-ssl-certificate", "default/default"]);
+    let config = tls_client::config(&[b"http/1.1"]);
+    let cases = [
+        ("pkcs8.test", "pkcs8.crt"),
+        ("sec1.test", "sec1.crt"),
+        ("rsa.test", "rsa.crt"),
+        ("a.wild.test", "wild.crt"),
+        ("chain.test", "chain.crt"),
+        ("cafe.example.com", "cafe.crt"),
+        ("x.a.wild.test", "default.crt"),
+        ("unknown.test", "default.crt"),
+        ("127.0.0.1", "default.crt"),
+    ];
+    for (sni, cert) in cases {
+        let (mut conn, info) =
+            tls_client::connect(agent.https, sni, &config).unwrap_or_else(|e| panic!("{sni}: {e}"));
+        assert_eq!(
+            info.chain[0],
+            leaf(&fixture(cert)),
+            "SNI {sni} should get {cert}"
+        );
+        if cert == "chain.crt" {
+            assert_eq!(info.chain.len(), 2, "the full chain is served");
+        }
+        if cert != "default.crt" {
+            let r = conn.get(sni, "/x").unwrap();
+            assert_eq!(r.status, 200, "{sni}");
+            assert_eq!(r.echo_field("x-forwarded-proto").as_deref(), Some("https"));
+            assert_eq!(
+                r.echo_field("x-forwarded-port"),
+                Some(agent.https.port().to_string())
+            );
+        }
+    }
+}
+
+#[test]
+fn without_a_default_certificate_a_self_signed_one_is_served() {
+    let site = site();
+    let agent = ready(&site.dir, &[]);
+    let (_, info) =
+        tls_client::connect(agent.https, "unknown.test", &tls_client::config(&[])).unwrap();
+    let fixtures: Vec<Vec<u8>> = ["pkcs8", "sec1", "rsa", "wild", "chain", "cafe", "default"]
+        .iter()
+        .map(|f| leaf(&fixture(&format!("{f}.crt"))))
+        .collect();
+    assert!(!fixtures.contains(&info.chain[0]));
+    assert!(
+        agent
+            .logs()
+            .contains("generated the self-signed default certificate"),
+        "{}",
+        agent.logs()
+    );
+}
+
+#[test]
+fn sni_picks_the_certificate_and_host_picks_the_route() {
+    let site = site();
+    let other = backend::start(local(), "other-1", Mode::Echo).unwrap();
+    service(&site.dir, "other", &[&other]);
+    site.dir.write(
+        "other.yaml",
+        &ingress("other", &["other.test"], "other", &[], &[]),
+    );
+    let agent = ready(&site.dir, &[]);
+    let (mut conn, info) =
+        tls_client::connect(agent.https, "pkcs8.test", &tls_client::config(&[])).unwrap();
+    assert_eq!(info.chain[0], leaf(&fixture("pkcs8.crt")));
+    let r = conn.get("other.test", "/").unwrap();
+    assert_eq!(r.header("x-pod"), Some("other-1"));
+}
+
+#[test]
+fn plain_http_to_tls_hosts_is_redirected_308_unless_opted_out() {
+    let site = site();
+    site.dir.write(
+        "plain.yaml",
+        &ingress("plain", &["plain.test"], "site", &[], &[]),
+    );
+    site.dir.write(
+        "optout1.yaml",
+        &ingress(
+            "optout1",
+            &["optout1.test"],
+            "site",
+            &[("pkcs8", &["optout1.test"])],
+            &[("nginx.ingress.kubernetes.io/ssl-redirect", "false")],
+        ),
+    );
+    site.dir.write(
+        "optout2.yaml",
+        &ingress(
+            "optout2",
+            &["optout2.test"],
+            "site",
+            &[("pkcs8", &["optout2.test"])],
+            &[("xingress.dev/ssl-redirect", "false")],
+        ),
+    );
+    let agent = ready(&site.dir, &[]);
+    let r = http1::get(agent.http, "cafe.example.com", "/tea?cup=2").unwrap();
+    assert_eq!(r.status, 308);
+    assert_eq!(
+        r.header("location"),
+        Some(format!("https://cafe.example.com:{}/tea?cup=2", agent.https.port()).as_str())
+    );
+    let r = http1::get(agent.http, "X.Wild.Test", "/").unwrap();
+    assert_eq!(r.status, 308, "wildcard TLS hosts redirect too");
+    for host in ["plain.test", "optout1.test", "optout2.test"] {
+        assert_eq!(
+            http1::get(agent.http, host, "/").unwrap().status,
+            200,
+            "{host}"
+        );
+    }
+}
+
+#[test]
+fn tls_versions_alpn_and_resumption() {
+    let site = site();
+    let agent = ready(&site.dir, &[]);
+    let v13 = tls_client::config(&[b"h2", b"http/1.1"]);
+    let (mut conn, first) = tls_client::connect(agent.https, "pkcs8.test", &v13).unwrap();
+    // TLS 1.3 session tickets follow the handshake: read a response to receive them.
+    assert_eq!(conn.get("pkcs8.test", "/").unwrap().status, 200);
+    assert_eq!(first.version, Some(rustls::ProtocolVersion::TLSv1_3));
+    assert_eq!(first.alpn.as_deref(), Some(&b"h2"[..]));
+    assert!(!first.resumed);
+    let (_, second) = tls_client::connect(agent.https, "pkcs8.test", &v13).unwrap();
+    assert!(second.resumed, "the second handshake resumes the session");
+    let v12 = tls_client::config_versions(&[b"http/1.1"], &[&rustls::version::TLS12]);
+    let (mut conn, info) = tls_client::connect(agent.https, "rsa.test", &v12).unwrap();
+    assert_eq!(info.version, Some(rustls::ProtocolVersion::TLSv1_2));
+    assert_eq!(info.alpn.as_deref(), Some(&b"http/1.1"[..]));
+    assert_eq!(conn.get("rsa.test", "/").unwrap().status, 200);
+}
+
+async fn tls_stream(
+    addr: SocketAddr,
+    sni: &str,
+    alpn: &[&[u8]],
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let connector = tokio_rustls::TlsConnector::from(tls_client::config(alpn));
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from(sni.to_string()).unwrap();
+    connector.connect(name, tcp).await.unwrap()
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn http2_over_tls() {
+    let site = site();
+    let agent = ready(&site.dir, &[]);
+    runtime().block_on(async {
+        let tls = tls_stream(agent.https, "cafe.example.com", &[b"h2"]).await;
+        let (mut send, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        let mut pods = BTreeSet::new();
+        for _ in 0..4 {
+            let req = http::Request::get("https://cafe.example.com/coffee")
+                .body(Empty::<Bytes>::new())
+                .unwrap();
+            let resp = send.send_request(req).await.unwrap();
+            assert_eq!(resp.status(), 200);
+            assert_eq!(resp.version(), http::Version::HTTP_2);
+            pods.insert(resp.headers()["x-pod"].to_str().unwrap().to_string());
+        }
+        assert_eq!(pods.len(), 2, "per-request balancing on one h2 connection");
+    });
+}
+
+#[test]
+fn rotation_serves_new_handshakes_and_keeps_open_connections() {
+    let site = site();
+    site.dir
+        .write("secret-rot.yaml", &secret_yaml("rot", "rot-a"));
+    site.dir.write(
+        "rot.yaml",
+        &ingress("rot", &["rot.test"], "site", &[("rot", &["rot.test"])], &[]),
+    );
+    let agent = ready(&site.dir, &[]);
+    let config = tls_client::config(&[b"http/1.1"]);
+    let (mut open, info) = tls_client::connect(agent.https, "rot.test", &config).unwrap();
+    assert_eq!(info.chain[0], leaf(&fixture("rot-a.crt")));
+    assert_eq!(open.get("rot.test", "/").unwrap().status, 200);
+
+    site.dir
+        .write("secret-rot.yaml", &secret_yaml("rot", "rot-b"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let fresh = tls_client::config(&[b"http/1.1"]);
+        let (_, info) = tls_client::connect(agent.https, "rot.test", &fresh).unwrap();
+        if info.chain[0] == leaf(&fixture("rot-b.crt")) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "rotation not served:\n{}",
+            agent.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        open.get("rot.test", "/").unwrap().status,
+        200,
+        "the open connection still works"
+    );
+
+    // A broken update keeps the last good certificate.
+    site.dir.write("secret-rot.yaml", "apiVersion: v1\nkind: Secret\nmetadata: {name: rot}\ntype: kubernetes.io/tls\nstringData: {tls.crt: garbage, tls.key: garbage}\n");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !agent.logs().contains("keeping the last good certificate") {
+        assert!(
+            Instant::now() < deadline,
+            "no warning for the broken Secret:\n{}",
+            agent.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (_, info) = tls_client::connect(agent.https, "rot.test", &tls_client::config(&[])).unwrap();
+    assert_eq!(info.chain[0], leaf(&fixture("rot-b.crt")));
+}
+
+#[test]
+fn websocket_over_http_and_https_survives_reconfiguration() {
+    let pod = backend::start(local(), "ws-1", Mode::Echo).unwrap();
+    let dir = ManifestDir::new();
+    dir.write("class.yaml", CLASS);
+    service(&dir, "ws", &[&pod]);
+    dir.write("ws.yaml", &ingress("ws", &["ws.test"], "ws", &[], &[]));
+    let agent = ready(&dir, &[]);
+    runtime().block_on(async {
+        let tcp = tokio::net::TcpStream::connect(agent.http).await.unwrap();
+        let (mut plain, resp) = tokio_tungstenite::client_async("ws://ws.test/chat", tcp)
+            .await
+            .expect("ws upgrade through the proxy");
+        assert_eq!(resp.status(), 101);
+        let tls = tls_stream(agent.https, "ws.test", &[b"http/1.1"]).await;
+        let (mut secure, _) = tokio_tungstenite::client_async("wss://ws.test/chat", tls)
+            .await
+            .expect("wss upgrade");
+        echo_round(&mut plain, "hello").await;
+        echo_round(&mut secure, "hello").await;
+        // Reconfigure (a new Ingress); the streams stay up.
+        let gen0 = agent.metric("xingress_snapshot_generation").unwrap();
+        dir.write(
+            "more.yaml",
+            &ingress("more", &["more.test"], "ws", &[], &[]),
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while agent.metric("xingress_snapshot_generation").unwrap() == gen0 {
+            assert!(Instant::now() < deadline);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        echo_round(&mut plain, "still there").await;
+        echo_round(&mut secure, "still there").await;
+    });
+}
+
+async fn echo_round<S>(ws: &mut tokio_tungstenite::WebSocketStream<S>, text: &str)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    ws.send(Message::text(text)).await.unwrap();
+    assert_eq!(
+        ws.next().await.unwrap().unwrap(),
+        Message::text(format!("ws-1: {text}"))
+    );
+}
+
+#[test]
+fn grpc_streams_to_h2c_pods_with_trailers() {
+    let pod = backend::start(local(), "grpc-1", Mode::GrpcStream).unwrap();
+    let dir = ManifestDir::new();
+    dir.write("class.yaml", CLASS);
+    dir.write("secret.yaml", &secret_yaml("cafe", "cafe"));
+    service(&dir, "grpc", &[&pod]);
+    dir.write(
+        "grpc.yaml",
+        &ingress(
+            "grpc",
+            &["cafe.example.com"],
+            "grpc",
+            &[("cafe", &["cafe.example.com"])],
+            &[("nginx.ingress.kubernetes.io/backend-protocol", "GRPC")],
+        ),
+    );
+    let agent = ready(&dir, &[]);
+    runtime().block_on(async {
+        let tls = tls_stream(agent.https, "cafe.example.com", &[b"h2"]).await;
+        let (mut send, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        let req = http::Request::post("https://cafe.example.com/helloworld.Greeter/SayHello")
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(Full::new(Bytes::from_static(&[0, 0, 0, 0, 0])))
+            .unwrap();
+        let start = Instant::now();
+        let resp = send.send_request(req).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.headers()["x-pod"], "grpc-1");
+        assert_eq!(
+            resp.headers()["x-request-te"],
+            "trailers",
+            "TE: trailers reaches the pod"
+        );
+        assert_eq!(
+            resp.headers()["x-request-version"],
+            "HTTP/2.0",
+            "the pod is spoken to in HTTP/2"
+        );
+        let mut body = resp.into_body();
+        let mut messages = Vec::new();
+        let mut first_at = None;
+        let mut trailers = None;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.unwrap();
+            if let Some(data) = frame.data_ref() {
+                first_at.get_or_insert(start.elapsed());
+                messages.push(data.clone());
+            } else if let Ok(t) = frame.into_trailers() {
+                trailers = Some(t);
+            }
+        }
+        let total = start.elapsed();
+        assert_eq!(
+            messages.len(),
+            STREAM_MESSAGES,
+            "one frame per message: streamed, not buffered"
+        );
+        assert!(
+            first_at.unwrap() + STREAM_GAP < total,
+            "the first message arrived before the stream ended"
+        );
+        let t = trailers.expect("trailers are forwarded");
+        assert_eq!(t["grpc-status"], "0");
+        assert_eq!(t["grpc-message"], "done");
+    });
+}
+
+#[test]
+fn https_pods_are_reached_over_tls() {
+    let pod = backend::start_with(
+        local(),
+        "secure-1",
+        Mode::Echo,
+        Some(backend::tls_config(
+            &fixture("pkcs8.crt"),
+            &fixture("pkcs8.key"),
+        )),
+    )
+    .unwrap();
+    let dir = ManifestDir::new();
+    dir.write("class.yaml", CLASS);
+    service(&dir, "secure", &[&pod]);
+    dir.write(
+        "s.yaml",
+        &ingress(
+            "s",
+            &["secure.test"],
+            "secure",
+            &[],
+            &[("xingress.dev/backend-protocol", "HTTPS")],
+        ),
+    );
+    let agent = ready(&dir, &[]);
+    let r = http1::get(agent.http, "secure.test", "/over-tls").unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-pod"), Some("secure-1"));
+    assert_eq!(r.echo_field("uri").as_deref(), Some("/over-tls"));
+    let _ = Arc::new(());
+}
