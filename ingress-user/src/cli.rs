@@ -76,6 +76,9 @@ pub struct RunArgs {
     /// Route to ExternalName Services (off: they let an Ingress author reach any host).
     #[arg(long, env = "XINGRESS_ENABLE_EXTERNAL_NAME_SERVICES")]
     pub enable_external_name_services: bool,
+    /// Runtime worker threads (default: one per core; 1 runs a single-threaded runtime).
+    #[arg(long, env = "XINGRESS_WORKER_THREADS", value_name = "N")]
+    pub worker_threads: Option<usize>,
     /// Attach the XDP program to this interface.
     #[arg(long, env = "XINGRESS_XDP_IFACE", value_name = "IFACE")]
     pub xdp_iface: Option<String>,
@@ -203,6 +206,8 @@ pub struct Config {
     pub allow_external_name: bool,
     pub xdp: Option<XdpConfig>,
     pub limits: ProxyLimits,
+    /// `None`: one per core.
+    pub worker_threads: Option<usize>,
     /// How often the manifest directory is checked for changes.
     pub manifest_poll: Duration,
 }
@@ -322,6 +327,16 @@ impl RunArgs {
             allow_external_name: self.enable_external_name_services,
             xdp,
             limits: ProxyLimits::default(),
+            worker_threads: match self.worker_threads {
+                Some(0) => {
+                    return Err(ConfigError::Invalid {
+                        flag: "--worker-threads",
+                        value: "0".into(),
+                        reason: "at least one worker is needed".into(),
+                    });
+                }
+                n => n,
+            },
             manifest_poll: Duration::from_millis(500),
         })
     }

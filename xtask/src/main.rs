@@ -1,5 +1,6 @@
 //! `cargo xtask setup | build-ebpf | build | demo | test | bench`.
 
+mod bench;
 mod demo;
 mod setup;
 mod util;
@@ -25,9 +26,13 @@ const USAGE: &str = "usage: cargo xtask <command>
   test         everything CI runs: fmt, clippy (the eBPF crate with nightly), all tests
                including the XDP ones (needs root; they fail rather than skip)
                --no-lint skips fmt and clippy
-  bench        benchmarks: the routing model at 10,000 Ingresses / 50,000 paths
-               (translate time and memory, lookup ns and allocations); results in
-               target/bench-results/. The proxy comparison with nginx is a later stage.";
+  bench [routing|proxy]
+               benchmarks (both by default), results in target/bench-results/:
+               routing: the model at 10,000 Ingresses / 50,000 paths (translate time
+               and memory, lookup ns and allocations);
+               proxy: xingress vs nginx-light for the cafe routes, each pinned to one
+               core with one worker (HTTP/1.1 and HTTPS keep-alive, new TLS
+               connections): req/s, p50/p99, CPU µs per request, ratios";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -42,18 +47,13 @@ fn main() -> Result<()> {
         "build" => setup::build_all().map(drop),
         "demo" => demo::run(),
         "test" => test(rest.iter().any(|a| a == "--no-lint")),
-        "bench" => bench(),
+        "bench" => bench::run(rest.first().map(String::as_str)),
         "help" | "--help" | "-h" => {
             println!("{USAGE}");
             Ok(())
         }
         other => bail!("unknown command {other:?}\n\n{USAGE}"),
     }
-}
-
-fn bench() -> Result<()> {
-    util::step("routing model benchmark (release build)");
-    util::cargo(&["bench", "-p", "xingress-tests", "--bench", "routing"]).run()
 }
 
 /// The README's test command: fails (never skips) when the XDP tests cannot run.

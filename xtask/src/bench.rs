@@ -1,0 +1,500 @@
+//! `cargo xtask bench`: the routing model at scale, and the L7 proxy side by
+//! side with nginx (Debian's nginx-light) in the same run.
+//!
+//! Proxy setup, as PERF-NOTES.md measured the peers: the proxy under test is
+//! pinned to core 0 with one worker; the load generator (wrk) and a trivial
+//! backend (nginx `return 200`, "pods" on four ports) share core 1. Both
+//! proxies serve the cafe routes (Host + path) with the same ECDSA P-256
+//! certificate. CPU time comes from /proc/PID/stat over each run.
+
+use std::{
+    fmt::Write as _,
+    net::{SocketAddr, TcpStream},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+
+use crate::util::{self, Cmd, step};
+
+const BACKEND_PORTS: [u16; 4] = [19001, 19002, 19003, 19004];
+const HTTP_PORT: u16 = 18080;
+const HTTPS_PORT: u16 = 18443;
+const ADMIN_PORT: u16 = 18254;
+const RUN: Duration = Duration::from_secs(8);
+const WARMUP: Duration = Duration::from_secs(2);
+const KEEPALIVE_CONNECTIONS: u32 = 64;
+const HANDSHAKE_CONNECTIONS: u32 = 16;
+
+pub fn run(what: Option<&str>) -> Result<()> {
+    match what {
+        None => {
+            routing()?;
+            proxy()
+        }
+        Some("routing") => routing(),
+        Some("proxy") => proxy(),
+        Some(other) => bail!("unknown benchmark {other:?}: routing or proxy"),
+    }
+}
+
+fn routing() -> Result<()> {
+    step("routing model benchmark (release build)");
+    util::cargo(&["bench", "-p", "xingress-tests", "--bench", "routing"]).run()
+}
+
+/// One load scenario.
+struct Scenario {
+    name: &'static str,
+    url: fn(u16, u16) -> String,
+    connections: u32,
+    close: bool,
+}
+
+const SCENARIOS: [Scenario; 3] = [
+    Scenario {
+        name: "HTTP/1.1 keep-alive",
+        url: |http, _| format!("http://127.0.0.1:{http}/tea"),
+        connections: KEEPALIVE_CONNECTIONS,
+        close: false,
+    },
+    Scenario {
+        name: "HTTPS keep-alive",
+        url: |_, https| format!("https://127.0.0.1:{https}/tea"),
+        connections: KEEPALIVE_CONNECTIONS,
+        close: false,
+    },
+    Scenario {
+        name: "new TLS connections",
+        url: |_, https| format!("https://127.0.0.1:{https}/coffee"),
+        connections: HANDSHAKE_CONNECTIONS,
+        close: true,
+    },
+];
+
+#[derive(Debug, Clone, Default)]
+struct Measured {
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    cpu_us_per_request: f64,
+    errors: u64,
+}
+
+fn ensure_tools() -> Result<()> {
+    let missing: Vec<&str> = [
+        ("nginx", "nginx-light"),
+        ("wrk", "wrk"),
+        ("taskset", "util-linux"),
+    ]
+    .iter()
+    .filter(|(bin, _)| {
+        !Cmd::new("sh")
+            .args(["-c", &format!("command -v {bin}")])
+            .succeeds()
+    })
+    .map(|(_, pkg)| *pkg)
+    .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if !util::is_root() {
+        bail!(
+            "the proxy benchmark needs {missing:?}: install them (apt-get install {})",
+            missing.join(" ")
+        );
+    }
+    Cmd::new("apt-get").args(["update", "-q"]).run()?;
+    Cmd::new("apt-get")
+        .args(["install", "-y", "-q", "--no-install-recommends"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .run()?;
+    // Debian starts a system nginx on install; this benchmark runs its own.
+    let _ = Cmd::new("service").args(["nginx", "stop"]).succeeds();
+    Ok(())
+}
+
+fn proxy() -> Result<()> {
+    step("proxy benchmark: xingress vs nginx, each pinned to core 0 with one worker");
+    ensure_tools()?;
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+        bail!("the proxy benchmark needs two cores (proxy on one, load and backends on the other)");
+    }
+    util::cargo(&["build", "--release", "-p", "ingress-user"]).run()?;
+    let work = std::env::temp_dir().join(format!("xingress-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&work)?;
+    let _cleanup = RemoveDir(work.clone());
+    let fixtures = util::root().join("tests/fixtures/tls");
+
+    let _backend = Proc::spawn(
+        nginx_command(&work, "backend", &backend_conf(), 1)?,
+        &work.join("backend.log"),
+    )?;
+    for p in BACKEND_PORTS {
+        wait_port(p)?;
+    }
+
+    let mut results: Vec<(&str, Vec<Measured>)> = Vec::new();
+    for proxy in ["nginx", "xingress"] {
+        let (child, pid) = match proxy {
+            "nginx" => {
+                let conf = proxy_nginx_conf(&fixtures);
+                (
+                    Proc::spawn(
+                        nginx_command(&work, "proxy", &conf, 0)?,
+                        &work.join("nginx-proxy.log"),
+                    )?,
+                    None,
+                )
+            }
+            _ => {
+                let manifests = work.join("manifests");
+                std::fs::create_dir_all(&manifests)?;
+                std::fs::write(manifests.join("cafe.yaml"), xingress_manifests(&fixtures)?)?;
+                let bin = util::target_dir().join("release/xingress");
+                let mut cmd = Command::new("taskset");
+                cmd.args(["-c", "0"])
+                    .arg(bin)
+                    .args(["run", "--manifests"])
+                    .arg(&manifests)
+                    .args([
+                        "--http-addr",
+                        &format!("127.0.0.1:{HTTP_PORT}"),
+                        "--https-addr",
+                        &format!("127.0.0.1:{HTTPS_PORT}"),
+                        "--admin-addr",
+                        &format!("127.0.0.1:{ADMIN_PORT}"),
+                        "--worker-threads",
+                        "1",
+                        "--default-ssl-certificate",
+                        "default/cafe-secret",
+                    ]);
+                cmd.env("XINGRESS_LOG", "warn");
+                (Proc::spawn(cmd, &work.join("xingress.log"))?, None::<u32>)
+            }
+        };
+        let _ = pid;
+        wait_port(HTTP_PORT)?;
+        wait_port(HTTPS_PORT)?;
+        if proxy == "xingress" {
+            wait_ready()?;
+        }
+        let mut measured = Vec::new();
+        for s in &SCENARIOS {
+            let url = (s.url)(HTTP_PORT, HTTPS_PORT);
+            wrk(&url, s.connections, s.close, WARMUP)?;
+            let cpu_before = cpu_seconds(child.id())?;
+            let out = wrk(&url, s.connections, s.close, RUN)?;
+            let cpu = cpu_seconds(child.id())? - cpu_before;
+            let mut m = parse_wrk(&out).with_context(|| format!("wrk output:\n{out}"))?;
+            m.cpu_us_per_request = cpu * 1e6 / (m.rps * RUN.as_secs_f64()).max(1.0);
+            println!(
+                "  {proxy:9} {:22} {:>9.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms  {:>5.1} µs CPU/req  {} errors",
+                s.name, m.rps, m.p50_ms, m.p99_ms, m.cpu_us_per_request, m.errors
+            );
+            measured.push(m);
+        }
+        results.push((proxy, measured));
+        drop(child);
+        wait_port_free(HTTP_PORT)?;
+    }
+    report(&results)
+}
+
+fn report(results: &[(&str, Vec<Measured>)]) -> Result<()> {
+    let (nginx, xingress) = (&results[0].1, &results[1].1);
+    let mut md = String::from(
+        "| scenario | nginx req/s | xingress req/s | ratio | p99 nginx / xingress (ms) | CPU µs/req nginx / xingress |\n|---|---|---|---|---|---|\n",
+    );
+    let mut json = String::from("{\"scenarios\":[");
+    for (i, s) in SCENARIOS.iter().enumerate() {
+        let (n, x) = (&nginx[i], &xingress[i]);
+        let ratio = x.rps / n.rps.max(1.0);
+        let _ = writeln!(
+            md,
+            "| {} | {:.0} | {:.0} | {:.2}× | {:.2} / {:.2} | {:.1} / {:.1} |",
+            s.name,
+            n.rps,
+            x.rps,
+            ratio,
+            n.p99_ms,
+            x.p99_ms,
+            n.cpu_us_per_request,
+            x.cpu_us_per_request
+        );
+        let _ = write!(
+            json,
+            "{}{{\"name\":\"{}\",\"nginx_rps\":{:.0},\"xingress_rps\":{:.0},\"ratio\":{ratio:.3},\"nginx_p99_ms\":{:.3},\"xingress_p99_ms\":{:.3},\"nginx_cpu_us\":{:.2},\"xingress_cpu_us\":{:.2}}}",
+            if i == 0 { "" } else { "," },
+            s.name,
+            n.rps,
+            x.rps,
+            n.p99_ms,
+            x.p99_ms,
+            n.cpu_us_per_request,
+            x.cpu_us_per_request
+        );
+    }
+    json.push_str("]}\n");
+    println!("\n{md}");
+    let dir = util::target_dir().join("bench-results");
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join("proxy.md"), &md)?;
+    std::fs::write(dir.join("proxy.json"), json)?;
+    println!("results: {}", dir.join("proxy.md").display());
+    Ok(())
+}
+
+fn wrk(url: &str, connections: u32, close: bool, duration: Duration) -> Result<String> {
+    let mut cmd = Cmd::new("taskset").args([
+        "-c",
+        "1",
+        "wrk",
+        "-t1",
+        &format!("-c{connections}"),
+        &format!("-d{}s", duration.as_secs()),
+        "--latency",
+        "-H",
+        "Host: cafe.example.com",
+    ]);
+    if close {
+        cmd = cmd.args(["-H", "Connection: close"]);
+    }
+    cmd.args([url]).output()
+}
+
+fn parse_wrk(out: &str) -> Option<Measured> {
+    let rps = out
+        .lines()
+        .find_map(|l| l.strip_prefix("Requests/sec:"))?
+        .trim()
+        .parse()
+        .ok()?;
+    let percentile = |p: &str| {
+        out.lines()
+            .find_map(|l| l.trim().strip_prefix(p).map(|v| v.trim().to_string()))
+            .and_then(|v| duration_ms(&v))
+    };
+    let errors = out
+        .lines()
+        .filter(|l| l.contains("Non-2xx") || l.contains("Socket errors"))
+        .flat_map(|l| {
+            l.split(|c: char| !c.is_ascii_digit())
+                .filter_map(|n| n.parse::<u64>().ok())
+        })
+        .sum();
+    Some(Measured {
+        rps,
+        p50_ms: percentile("50%")?,
+        p99_ms: percentile("99%")?,
+        cpu_us_per_request: 0.0,
+        errors,
+    })
+}
+
+/// "1.23ms", "456.00us", "1.02s" → milliseconds.
+fn duration_ms(v: &str) -> Option<f64> {
+    let split = v.find(|c: char| c.is_ascii_alphabetic())?;
+    let (n, unit) = v.split_at(split);
+    let n: f64 = n.parse().ok()?;
+    Some(match unit {
+        "us" => n / 1000.0,
+        "ms" => n,
+        "s" => n * 1000.0,
+        "m" => n * 60_000.0,
+        _ => return None,
+    })
+}
+
+/// utime + stime of `pid` and its direct children (nginx workers), seconds.
+fn cpu_seconds(pid: u32) -> Result<f64> {
+    let ticks = |pid: &str| -> Option<u64> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+        Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+    };
+    let mut total = ticks(&pid.to_string()).context("read /proc/PID/stat")?;
+    let children =
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    for child in children.split_whitespace() {
+        total += ticks(child).unwrap_or(0);
+    }
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    Ok(total as f64 / hz)
+}
+
+fn wait_port(port: u16) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], port))).is_err() {
+        if Instant::now() > deadline {
+            bail!("nothing listens on 127.0.0.1:{port}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+fn wait_port_free(port: u16) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], port))).is_ok() {
+        if Instant::now() > deadline {
+            bail!("127.0.0.1:{port} is still taken");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+fn wait_ready() -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let admin = SocketAddr::from(([127, 0, 0, 1], ADMIN_PORT));
+    while !crate::http1::get(admin, "localhost", "/readyz").is_ok_and(|r| r.status == 200) {
+        if Instant::now() > deadline {
+            bail!("xingress did not become ready");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+fn nginx_command(work: &Path, name: &str, conf: &str, cpu: u32) -> Result<Command> {
+    let prefix = work.join(name);
+    std::fs::create_dir_all(prefix.join("logs"))?;
+    let conf_path = prefix.join("nginx.conf");
+    std::fs::write(&conf_path, conf)?;
+    let mut cmd = Command::new("taskset");
+    cmd.args(["-c", &cpu.to_string(), "nginx", "-p"])
+        .arg(&prefix)
+        .arg("-c")
+        .arg(&conf_path)
+        .args(["-g", "daemon off;"]);
+    Ok(cmd)
+}
+
+const NGINX_COMMON: &str = "worker_processes 1;\nerror_log logs/error.log warn;\npid logs/nginx.pid;\nevents { worker_connections 4096; }\n";
+
+fn backend_conf() -> String {
+    let listens: String = BACKEND_PORTS
+        .iter()
+        .map(|p| format!("    listen 127.0.0.1:{p};\n"))
+        .collect();
+    format!(
+        "{NGINX_COMMON}http {{\n  access_log off;\n  keepalive_requests 1000000;\n  server {{\n{listens}    location / {{ return 200 \"ok\\n\"; }}\n  }}\n}}\n"
+    )
+}
+
+/// nginx as an Ingress-style proxy for the cafe routes, tuned like a
+/// production ingress: upstream keep-alive, no access log, unlimited
+/// client keep-alive requests.
+fn proxy_nginx_conf(fixtures: &Path) -> String {
+    let upstream = |name: &str, ports: &[u16]| {
+        let servers: String = ports
+            .iter()
+            .map(|p| format!("    server 127.0.0.1:{p};\n"))
+            .collect();
+        format!("  upstream {name} {{\n{servers}    keepalive 64;\n  }}\n")
+    };
+    let location = |path: &str, up: &str| {
+        format!(
+            "    location {path} {{\n      proxy_pass http://{up};\n      proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n      \
+             proxy_set_header Host $host;\n      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n      \
+             proxy_set_header X-Real-IP $remote_addr;\n      proxy_set_header X-Forwarded-Proto $scheme;\n    }}\n"
+        )
+    };
+    format!(
+        "{NGINX_COMMON}http {{\n  access_log off;\n  keepalive_requests 1000000;\n{}{}  server {{\n    listen 127.0.0.1:{HTTP_PORT};\n    \
+         listen 127.0.0.1:{HTTPS_PORT} ssl;\n    server_name cafe.example.com;\n    ssl_certificate {};\n    ssl_certificate_key {};\n    \
+         ssl_protocols TLSv1.2 TLSv1.3;\n{}{}    location / {{ return 404; }}\n  }}\n}}\n",
+        upstream("tea", &BACKEND_PORTS[..2]),
+        upstream("coffee", &BACKEND_PORTS[2..]),
+        fixtures.join("cafe.crt").display(),
+        fixtures.join("cafe.key").display(),
+        location("/tea", "tea"),
+        location("/coffee", "coffee"),
+    )
+}
+
+/// The same routes for xingress: the cafe Ingress (v1, TLS, no redirect so
+/// plain HTTP is measured too), its Secret, and Services on the backend ports.
+fn xingress_manifests(fixtures: &Path) -> Result<String> {
+    let b64 = |p: PathBuf| -> Result<String> {
+        Ok(Cmd::new("base64")
+            .args(["-w0".as_ref(), p.as_os_str()])
+            .output()?
+            .trim()
+            .to_string())
+    };
+    let mut y = format!(
+        "apiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata:\n  name: xingress\n  annotations: {{ingressclass.kubernetes.io/is-default-class: \"true\"}}\nspec: {{controller: xingress.dev/controller}}\n---\n\
+         apiVersion: v1\nkind: Secret\nmetadata: {{name: cafe-secret}}\ntype: kubernetes.io/tls\ndata:\n  tls.crt: {}\n  tls.key: {}\n---\n\
+         apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: cafe\n  annotations: {{xingress.dev/ssl-redirect: \"false\"}}\nspec:\n  tls: [{{hosts: [cafe.example.com], secretName: cafe-secret}}]\n  rules:\n  - host: cafe.example.com\n    http:\n      paths:\n\
+         \x20     - {{path: /tea, pathType: Prefix, backend: {{service: {{name: tea, port: {{number: 80}}}}}}}}\n\
+         \x20     - {{path: /coffee, pathType: Prefix, backend: {{service: {{name: coffee, port: {{number: 80}}}}}}}}\n---\n",
+        b64(fixtures.join("cafe.crt"))?,
+        b64(fixtures.join("cafe.key"))?
+    );
+    for (svc, ports) in [
+        ("tea", &BACKEND_PORTS[..2]),
+        ("coffee", &BACKEND_PORTS[2..]),
+    ] {
+        let _ = write!(
+            y,
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: {svc}}}\nspec: {{ports: [{{name: http, port: 80}}]}}\n---\n"
+        );
+        for (i, p) in ports.iter().enumerate() {
+            let _ = write!(
+                y,
+                "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: {svc}-{i}, labels: {{kubernetes.io/service-name: {svc}}}}}\n\
+                 addressType: IPv4\nports: [{{name: http, port: {p}}}]\nendpoints: [{{addresses: [\"127.0.0.1\"]}}]\n---\n"
+            );
+        }
+    }
+    Ok(y)
+}
+
+/// A child process killed (SIGTERM, then SIGKILL) on drop.
+struct Proc(Child);
+
+impl Proc {
+    fn spawn(mut cmd: Command, log: &Path) -> Result<Self> {
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log)?)
+            .spawn()
+            .with_context(|| format!("spawn {cmd:?}"))?;
+        Ok(Self(child))
+    }
+
+    fn id(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.0.id() as libc::pid_t, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+struct RemoveDir(PathBuf);
+
+impl Drop for RemoveDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
