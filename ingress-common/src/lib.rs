@@ -2,7 +2,9 @@
 //!
 //! Every type is `#[repr(C)]` with explicit padding and a compile-time size
 //! check; `bytemuck::Pod` is derived so the compiler proves there is no hidden
-//! padding. Fields that hold network-order values end in `_be`.
+//! padding. Fields that hold network-order values end in `_be`. IPv4
+//! addresses are stored IPv4-mapped (`::ffff:a.b.c.d`) so one map serves both
+//! families.
 #![no_std]
 
 use bytemuck::{Pod, Zeroable};
@@ -11,14 +13,77 @@ use bytemuck::{Pod, Zeroable};
 pub const MAP_LISTENERS: &str = "LISTENERS";
 /// Name of the per-CPU array of packet counters, indexed by [`Stat`].
 pub const MAP_STATS: &str = "STATS";
+/// Tracked TCP flows (LRU hash, [`FlowKey`] → [`FlowValue`]).
+pub const MAP_FLOWS: &str = "FLOWS";
+/// Host names with rules ([`HostKey`] → [`HostValue`]).
+pub const MAP_HOSTS: &str = "HOSTS";
+/// Per-host source allow lists (LPM trie on [`AllowKey`]).
+pub const MAP_ALLOW: &str = "ALLOW";
+/// Global source deny list (LPM trie on [`AddrKey`]).
+pub const MAP_DENY: &str = "DENY";
+/// Per-source SYN token buckets (LRU hash, [`AddrKey`] → [`RateValue`]).
+pub const MAP_SYN_RATE: &str = "SYN_RATE";
+/// One [`Config`] at index 0.
+pub const MAP_CONFIG: &str = "CONFIG";
+/// Per-CPU [`HostCounters`], indexed by host id.
+pub const MAP_HOST_STATS: &str = "HOST_STATS";
+/// Per-CPU scratch buffer for payload parsing.
+pub const MAP_SCRATCH: &str = "SCRATCH";
+
+/// Every map the agent pins (LISTENERS and the scratch buffer are private).
+pub const PINNED_MAPS: [&str; 8] = [
+    MAP_STATS,
+    MAP_FLOWS,
+    MAP_HOSTS,
+    MAP_ALLOW,
+    MAP_DENY,
+    MAP_SYN_RATE,
+    MAP_CONFIG,
+    MAP_HOST_STATS,
+];
 
 /// Capacity of LISTENERS: an agent listens on a handful of ports.
 pub const MAX_LISTENERS: u32 = 64;
+pub const MAX_FLOWS: u32 = 262_144;
+/// Host ids are below this (HOST_STATS is an array of this size).
+pub const MAX_HOSTS: u32 = 16_384;
+pub const MAX_ALLOW: u32 = 65_536;
+pub const MAX_DENY: u32 = 65_536;
+pub const MAX_RATE_SOURCES: u32 = 65_536;
+/// Host names are looked up by their first 64 bytes; longer names are UNDECIDED.
+pub const HOST_KEY_LEN: usize = 64;
+/// Bytes of the first payload segment copied for SNI / Host parsing.
+pub const SCRATCH_LEN: usize = 1536;
 
 /// Listener carries plain HTTP (Host header classification).
 pub const F_LISTENER_HTTP: u32 = 1 << 0;
 /// Listener carries TLS (SNI classification).
 pub const F_LISTENER_TLS: u32 = 1 << 1;
+
+/// The host has a source allow list in ALLOW.
+pub const F_HOST_ALLOWLIST: u32 = 1 << 0;
+
+/// CONFIG flag: reject flows to hosts that HOSTS does not know.
+pub const F_CONFIG_STRICT_HOSTS: u32 = 1 << 0;
+
+/// Flow verdicts (FlowValue::verdict).
+pub const VERDICT_NONE: u8 = 0;
+/// Classified: the agent serves it.
+pub const VERDICT_L7: u8 = 1;
+/// Torn down: the source may not reach this host.
+pub const VERDICT_REJECT: u8 = 2;
+/// XDP could not decide (no SNI in the segment, name too long); the agent decides.
+pub const VERDICT_UNDECIDED: u8 = 3;
+
+/// Why a flow was rejected (FlowValue::reason).
+pub const REASON_NONE: u8 = 0;
+pub const REASON_ALLOWLIST: u8 = 1;
+pub const REASON_UNKNOWN_HOST: u8 = 2;
+/// Decided by the agent for an UNDECIDED flow.
+pub const REASON_AGENT: u8 = 3;
+
+/// Host id of "no host rule" (unknown host, default backend).
+pub const HOST_ID_NONE: u32 = 0;
 
 /// Key of LISTENERS: a local TCP port.
 #[repr(C)]
@@ -37,9 +102,6 @@ pub struct ListenerValue {
     pub flags: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<ListenerKey>() == 4);
-const _: () = assert!(core::mem::size_of::<ListenerValue>() == 4);
-
 impl ListenerKey {
     /// Key for a port given in host byte order.
     pub const fn from_port(port: u16) -> Self {
@@ -49,6 +111,154 @@ impl ListenerKey {
         }
     }
 }
+
+/// A TCP flow as the client sent it: client → node.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Pod, Zeroable)]
+pub struct FlowKey {
+    /// Client address (IPv6, or IPv4-mapped).
+    pub src: [u8; 16],
+    /// Local address.
+    pub dst: [u8; 16],
+    pub src_port_be: u16,
+    pub dst_port_be: u16,
+    pub _pad: [u8; 4],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Pod, Zeroable)]
+pub struct FlowValue {
+    pub first_seen_ns: u64,
+    pub last_seen_ns: u64,
+    /// Client → node packets and bytes (L3 length).
+    pub packets: u64,
+    pub bytes: u64,
+    /// HOSTS id of the classified host, `HOST_ID_NONE` if none.
+    pub host_id: u32,
+    /// `VERDICT_*`.
+    pub verdict: u8,
+    /// `REASON_*`, for REJECT.
+    pub reason: u8,
+    /// `F_LISTENER_*` of the listener the flow goes to.
+    pub listener: u8,
+    pub _pad: u8,
+}
+
+/// A host name, lowercase, zero-padded; wildcards as `*.parent`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Pod, Zeroable)]
+pub struct HostKey {
+    pub name: [u8; HOST_KEY_LEN],
+}
+
+impl HostKey {
+    /// `None` when the name does not fit.
+    pub fn new(name: &[u8]) -> Option<Self> {
+        if name.is_empty() || name.len() > HOST_KEY_LEN {
+            return None;
+        }
+        let mut key = Self {
+            name: [0; HOST_KEY_LEN],
+        };
+        key.name[..name.len()].copy_from_slice(name);
+        key.name[..name.len()].make_ascii_lowercase();
+        Some(key)
+    }
+
+    /// The name without its zero padding.
+    pub fn as_bytes(&self) -> &[u8] {
+        let len = self
+            .name
+            .iter()
+            .position(|b| *b == 0)
+            .unwrap_or(HOST_KEY_LEN);
+        &self.name[..len]
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Pod, Zeroable)]
+pub struct HostValue {
+    /// 1..MAX_HOSTS, stable while the host exists.
+    pub id: u32,
+    /// `F_HOST_*`.
+    pub flags: u32,
+}
+
+/// LPM data of ALLOW: host id, then the source address. A CIDR `a/n` of
+/// host `h` is stored with prefix length `32 + n` (IPv6) or `32 + 96 + n`
+/// (IPv4, mapped).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Pod, Zeroable)]
+pub struct AllowKey {
+    pub host_id_be: u32,
+    pub addr: [u8; 16],
+}
+
+/// LPM data of DENY, and the key of SYN_RATE: an address (IPv4-mapped for IPv4).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Pod, Zeroable)]
+pub struct AddrKey {
+    pub addr: [u8; 16],
+}
+
+/// A per-source token bucket for SYNs, in thousandths of a token.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Pod, Zeroable)]
+pub struct RateValue {
+    pub tokens_milli: u64,
+    pub last_ns: u64,
+}
+
+/// Global settings written by the agent.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
+pub struct Config {
+    /// SYNs per second per source; 0 disables the limit.
+    pub syn_rate: u32,
+    /// Bucket size in SYNs.
+    pub syn_burst: u32,
+    /// `F_CONFIG_*`.
+    pub flags: u32,
+    pub _pad: u32,
+}
+
+/// Per-host counters (per CPU).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
+pub struct HostCounters {
+    /// Flows classified to this host and served.
+    pub flows: u64,
+    /// Flows rejected (allow list).
+    pub rejected: u64,
+}
+
+/// The per-CPU scratch space (XDP side only): the BPF stack is 512 bytes,
+/// so the payload copy and the host keys live here.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Scratch {
+    pub buf: [u8; SCRATCH_LEN],
+    /// The name read from the payload.
+    pub key: HostKey,
+    /// Its `*.parent` form.
+    pub wild: HostKey,
+    /// Where the name starts in the payload, and its length (set by the parsers).
+    pub name_pos: u32,
+    pub name_len: u32,
+}
+
+const _: () = assert!(core::mem::size_of::<ListenerKey>() == 4);
+const _: () = assert!(core::mem::size_of::<ListenerValue>() == 4);
+const _: () = assert!(core::mem::size_of::<FlowKey>() == 40);
+const _: () = assert!(core::mem::size_of::<FlowValue>() == 40);
+const _: () = assert!(core::mem::size_of::<HostKey>() == 64);
+const _: () = assert!(core::mem::size_of::<HostValue>() == 8);
+const _: () = assert!(core::mem::size_of::<AllowKey>() == 20);
+const _: () = assert!(core::mem::size_of::<AddrKey>() == 16);
+const _: () = assert!(core::mem::size_of::<RateValue>() == 16);
+const _: () = assert!(core::mem::size_of::<Config>() == 16);
+const _: () = assert!(core::mem::size_of::<HostCounters>() == 16);
 
 /// Index into STATS. Each slot is a per-CPU `u64`.
 #[repr(u32)]
@@ -68,10 +278,30 @@ pub enum Stat {
     Listener = 6,
     /// Packets with one 802.1Q / 802.1ad tag.
     Vlan = 7,
+    /// Dropped: source in the deny list.
+    Denied = 8,
+    /// Dropped: SYN over the source's rate.
+    SynRateLimited = 9,
+    /// New flows (SYN) tracked.
+    FlowsNew = 10,
+    /// Flows retired by FIN or RST.
+    FlowsRetired = 11,
+    /// Flows classified L7 at their first payload.
+    ClassifiedL7 = 12,
+    /// Flows rejected: source not in the host's allow list.
+    RejectedAllowlist = 13,
+    /// Flows rejected: unknown host in strict mode.
+    RejectedUnknownHost = 14,
+    /// Flows left for the agent to decide.
+    Undecided = 15,
+    /// Packets of rejected flows passed on for the kernel to reset.
+    RejectedPackets = 16,
+    /// Listener packets of flows not in FLOWS (older than the program, evicted).
+    Untracked = 17,
 }
 
 /// Number of slots in STATS.
-pub const STAT_COUNT: u32 = 8;
+pub const STAT_COUNT: u32 = 18;
 
 impl Stat {
     /// Every counter, in index order.
@@ -84,6 +314,16 @@ impl Stat {
         Stat::Tcp,
         Stat::Listener,
         Stat::Vlan,
+        Stat::Denied,
+        Stat::SynRateLimited,
+        Stat::FlowsNew,
+        Stat::FlowsRetired,
+        Stat::ClassifiedL7,
+        Stat::RejectedAllowlist,
+        Stat::RejectedUnknownHost,
+        Stat::Undecided,
+        Stat::RejectedPackets,
+        Stat::Untracked,
     ];
 
     /// Stable lower-case name, used in metrics and CLI output.
@@ -97,16 +337,42 @@ impl Stat {
             Stat::Tcp => "tcp",
             Stat::Listener => "listener",
             Stat::Vlan => "vlan",
+            Stat::Denied => "denied",
+            Stat::SynRateLimited => "syn_rate_limited",
+            Stat::FlowsNew => "flows_new",
+            Stat::FlowsRetired => "flows_retired",
+            Stat::ClassifiedL7 => "classified_l7",
+            Stat::RejectedAllowlist => "rejected_allowlist",
+            Stat::RejectedUnknownHost => "rejected_unknown_host",
+            Stat::Undecided => "undecided",
+            Stat::RejectedPackets => "rejected_packets",
+            Stat::Untracked => "untracked",
         }
     }
 }
 
+/// The 16-byte form of an IPv4 address (`::ffff:a.b.c.d`).
+pub const fn ipv4_mapped(v4: [u8; 4]) -> [u8; 16] {
+    [
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, v4[0], v4[1], v4[2], v4[3],
+    ]
+}
+
 #[cfg(feature = "user")]
 mod user {
-    // SAFETY: both types are repr(C), derive bytemuck::Pod (no padding, any
-    // bit pattern valid), which is exactly what aya::Pod requires.
+    // SAFETY: every type is repr(C) and derives bytemuck::Pod (no padding,
+    // any bit pattern valid), which is exactly what aya::Pod requires.
     unsafe impl aya::Pod for super::ListenerKey {}
     unsafe impl aya::Pod for super::ListenerValue {}
+    unsafe impl aya::Pod for super::FlowKey {}
+    unsafe impl aya::Pod for super::FlowValue {}
+    unsafe impl aya::Pod for super::HostKey {}
+    unsafe impl aya::Pod for super::HostValue {}
+    unsafe impl aya::Pod for super::AllowKey {}
+    unsafe impl aya::Pod for super::AddrKey {}
+    unsafe impl aya::Pod for super::RateValue {}
+    unsafe impl aya::Pod for super::Config {}
+    unsafe impl aya::Pod for super::HostCounters {}
 }
 
 #[cfg(test)]
@@ -124,5 +390,19 @@ mod tests {
     fn listener_key_is_network_order() {
         let k = ListenerKey::from_port(80);
         assert_eq!(bytemuck::bytes_of(&k)[..2], [0, 80]);
+    }
+
+    #[test]
+    fn host_keys_are_lowercase_and_padded() {
+        let k = HostKey::new(b"Cafe.Example.COM").unwrap();
+        assert_eq!(k.as_bytes(), b"cafe.example.com");
+        assert_eq!(k.name[16], 0);
+        assert!(HostKey::new(&[b'a'; 65]).is_none());
+        assert!(HostKey::new(b"").is_none());
+    }
+
+    #[test]
+    fn ipv4_is_mapped() {
+        assert_eq!(ipv4_mapped([10, 0, 0, 1])[10..], [0xff, 0xff, 10, 0, 0, 1]);
     }
 }

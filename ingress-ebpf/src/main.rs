@@ -1,15 +1,35 @@
-//! The xingress XDP program: parse, classify, count. This first version passes
-//! every packet; policy arrives in later stages (see DESIGN.md).
+//! The xingress XDP program. Per packet, bounded:
+//! 1. parse Ethernet (+ one VLAN tag), IPv4/IPv6, TCP; not to a listener → pass;
+//! 2. source in the deny list → drop;
+//! 3. SYN: per-source token bucket (drop when empty), then track the flow;
+//! 4. first payload segment: read the SNI or Host, look it up in HOSTS
+//!    (exact, then `*.parent`) and decide: L7, REJECT (allow list, strict
+//!    unknown host) or UNDECIDED (the agent decides);
+//! 5. FIN/RST retire the flow. Everything else passes: the agent is the
+//!    fallback for whatever XDP cannot decide.
 #![no_std]
 #![no_main]
 
+mod classify;
 mod maps;
 mod parse;
 
-use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
+use aya_ebpf::{
+    bindings::{BPF_NOEXIST, xdp_action},
+    helpers::{bpf_ktime_get_ns, generated::bpf_xdp_load_bytes},
+    macros::xdp,
+    programs::XdpContext,
+};
 use aya_log_ebpf::debug;
-use ingress_common::Stat;
-use parse::{ETH_P_IPV4, ETH_P_IPV6, IPPROTO_TCP, ParseError};
+use ingress_common::{
+    AddrKey, F_CONFIG_STRICT_HOSTS, F_HOST_ALLOWLIST, F_LISTENER_TLS, FlowKey, FlowValue,
+    HOST_ID_NONE, HOST_KEY_LEN, REASON_ALLOWLIST, REASON_NONE, REASON_UNKNOWN_HOST, RateValue,
+    SCRATCH_LEN, Stat, VERDICT_L7, VERDICT_NONE, VERDICT_REJECT, VERDICT_UNDECIDED,
+};
+use parse::{ETH_P_IPV4, ETH_P_IPV6, IPPROTO_TCP, ParseError, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
+
+/// Refill time counted at most, so the multiplication cannot overflow.
+const MAX_REFILL_NS: u64 = 10_000_000_000;
 
 #[xdp]
 pub fn xingress(ctx: XdpContext) -> u32 {
@@ -55,11 +75,242 @@ fn try_xingress(ctx: &XdpContext) -> Result<u32, ParseError> {
     if l3.proto != IPPROTO_TCP {
         return Ok(xdp_action::XDP_PASS);
     }
-    let tcp = parse::parse_tcp(ctx, l4_off)?;
+    let tcp = parse::parse_tcp(ctx, l4_off, l3.l4_len)?;
     maps::bump(Stat::Tcp);
-    if maps::listener(tcp.dst_port.to_be()).is_some() {
-        maps::bump(Stat::Listener);
+    let Some(listener) = maps::listener(tcp.dst_port_be) else {
+        return Ok(xdp_action::XDP_PASS);
+    };
+    maps::bump(Stat::Listener);
+
+    if maps::denied(&l3.src) {
+        maps::bump(Stat::Denied);
+        return Ok(xdp_action::XDP_DROP);
     }
+    let key = FlowKey {
+        src: l3.src,
+        dst: l3.dst,
+        src_port_be: tcp.src_port_be,
+        dst_port_be: tcp.dst_port_be,
+        _pad: [0; 4],
+    };
+    // SAFETY: bpf_ktime_get_ns has no preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+
+    if tcp.flags & (TCP_SYN | TCP_ACK) == TCP_SYN {
+        if !syn_allowed(&l3.src, now) {
+            maps::bump(Stat::SynRateLimited);
+            return Ok(xdp_action::XDP_DROP);
+        }
+        let flow = FlowValue {
+            first_seen_ns: now,
+            last_seen_ns: now,
+            packets: 1,
+            bytes: l3.l4_len as u64,
+            host_id: HOST_ID_NONE,
+            verdict: VERDICT_NONE,
+            reason: REASON_NONE,
+            listener: listener as u8,
+            _pad: 0,
+        };
+        // A retransmitted SYN keeps the flow it already has.
+        if maps::FLOWS.insert(key, flow, BPF_NOEXIST as u64).is_ok() {
+            maps::bump(Stat::FlowsNew);
+        }
+        return Ok(xdp_action::XDP_PASS);
+    }
+    if tcp.flags & (TCP_FIN | TCP_RST) != 0 {
+        if maps::FLOWS.remove(key).is_ok() {
+            maps::bump(Stat::FlowsRetired);
+        }
+        return Ok(xdp_action::XDP_PASS);
+    }
+    let Some(flow) = maps::FLOWS.get_ptr_mut(key) else {
+        maps::bump(Stat::Untracked);
+        return Ok(xdp_action::XDP_PASS);
+    };
+    // SAFETY: the pointer comes from a successful lookup; concurrent updates
+    // from other CPUs can only make the counters approximate.
+    let flow = unsafe { &mut *flow };
+    flow.packets += 1;
+    flow.bytes += l3.l4_len as u64;
+    flow.last_seen_ns = now;
+    match flow.verdict {
+        VERDICT_NONE if tcp.payload_len > 0 => classify(ctx, &tcp, l4_off, flow, &l3.src, listener),
+        VERDICT_REJECT => {
+            // The local socket is gone: the kernel answers with an RST.
+            maps::bump(Stat::RejectedPackets);
+            Ok(xdp_action::XDP_PASS)
+        }
+        _ => Ok(xdp_action::XDP_PASS),
+    }
+}
+
+/// Spends one token of the source's SYN bucket; false when it is empty.
+#[inline(always)]
+fn syn_allowed(src: &[u8; 16], now: u64) -> bool {
+    let config = maps::config();
+    if config.syn_rate == 0 {
+        return true;
+    }
+    let rate = config.syn_rate as u64;
+    let burst = (if config.syn_burst == 0 {
+        config.syn_rate
+    } else {
+        config.syn_burst
+    }) as u64
+        * 1000;
+    let key = AddrKey { addr: *src };
+    match maps::SYN_RATE.get_ptr_mut(key) {
+        Some(bucket) => {
+            // SAFETY: from a successful lookup.
+            let bucket = unsafe { &mut *bucket };
+            let elapsed = now.saturating_sub(bucket.last_ns).min(MAX_REFILL_NS);
+            let tokens = (bucket.tokens_milli + elapsed * rate / 1_000_000).min(burst);
+            bucket.last_ns = now;
+            if tokens >= 1000 {
+                bucket.tokens_milli = tokens - 1000;
+                true
+            } else {
+                bucket.tokens_milli = tokens;
+                false
+            }
+        }
+        None => {
+            let fresh = RateValue {
+                tokens_milli: burst.saturating_sub(1000),
+                last_ns: now,
+            };
+            let _ = maps::SYN_RATE.insert(key, fresh, 0);
+            true
+        }
+    }
+}
+
+/// Decides a flow at its first payload segment.
+#[inline(always)]
+fn classify(
+    ctx: &XdpContext,
+    tcp: &parse::Tcp,
+    l4_off: usize,
+    flow: &mut FlowValue,
+    src: &[u8; 16],
+    listener: u32,
+) -> Result<u32, ParseError> {
+    let Some(scratch) = maps::SCRATCH.get_ptr_mut(0) else {
+        return Ok(undecided(flow));
+    };
+    // black_box: the compiler knows payload_len > 0 and would drop the
+    // check, but the verifier must see both bounds at the helper call.
+    let n = core::hint::black_box(if tcp.payload_len > SCRATCH_LEN {
+        SCRATCH_LEN
+    } else {
+        tcp.payload_len
+    });
+    if n == 0 || n > SCRATCH_LEN {
+        return Ok(undecided(flow));
+    }
+    // SAFETY: the scratch slot is this CPU's and SCRATCH_LEN bytes long; n <= SCRATCH_LEN.
+    let copied = unsafe {
+        bpf_xdp_load_bytes(
+            ctx.ctx,
+            tcp.payload_off as u32,
+            (*scratch).buf.as_mut_ptr().cast(),
+            n as u32,
+        )
+    };
+    if copied < 0 {
+        return Ok(undecided(flow));
+    }
+    // SAFETY: filled above, and only this CPU uses its slot.
+    let scratch = unsafe { &mut *scratch };
+    let located = if listener & F_LISTENER_TLS != 0 {
+        classify::tls_sni(scratch, n)
+    } else {
+        classify::http_host(scratch, n)
+    };
+    if !located {
+        return Ok(undecided(flow));
+    }
+    // Reload what the parser stored (see classify.rs).
+    // SAFETY: plain loads from this CPU's slot.
+    let (pos, len) = unsafe {
+        (
+            core::ptr::read_volatile(&scratch.name_pos) as usize,
+            core::ptr::read_volatile(&scratch.name_len) as usize,
+        )
+    };
+    let len = core::hint::black_box(len);
+    if len == 0 || len > HOST_KEY_LEN || pos >= SCRATCH_LEN {
+        return Ok(undecided(flow));
+    }
+    scratch.key.name = [0; HOST_KEY_LEN];
+    // SAFETY: the key is HOST_KEY_LEN bytes and len <= HOST_KEY_LEN.
+    let copied = unsafe {
+        bpf_xdp_load_bytes(
+            ctx.ctx,
+            (tcp.payload_off + pos) as u32,
+            scratch.key.name.as_mut_ptr().cast(),
+            len as u32,
+        )
+    };
+    if copied < 0 || !classify::normalize(&mut scratch.key, len) {
+        return Ok(undecided(flow));
+    }
+    // SAFETY: plain values copied out at once.
+    let mut found = unsafe { maps::HOSTS.get(&scratch.key) }.copied();
+    if found.is_none() && classify::wildcard(&scratch.key, &mut scratch.wild) {
+        // SAFETY: as above.
+        found = unsafe { maps::HOSTS.get(&scratch.wild) }.copied();
+    }
+    match found {
+        Some(h) if h.flags & F_HOST_ALLOWLIST != 0 && !maps::allowed(h.id, src) => {
+            reject(ctx, l4_off, flow, h.id, REASON_ALLOWLIST)
+        }
+        Some(h) => Ok(serve(flow, h.id)),
+        None if maps::config().flags & F_CONFIG_STRICT_HOSTS != 0 => {
+            reject(ctx, l4_off, flow, HOST_ID_NONE, REASON_UNKNOWN_HOST)
+        }
+        None => Ok(serve(flow, HOST_ID_NONE)),
+    }
+}
+
+#[inline(always)]
+fn undecided(flow: &mut FlowValue) -> u32 {
+    flow.verdict = VERDICT_UNDECIDED;
+    maps::bump(Stat::Undecided);
+    xdp_action::XDP_PASS
+}
+
+#[inline(always)]
+fn serve(flow: &mut FlowValue, host_id: u32) -> u32 {
+    flow.verdict = VERDICT_L7;
+    flow.host_id = host_id;
+    maps::bump(Stat::ClassifiedL7);
+    maps::count_host(host_id, false);
+    xdp_action::XDP_PASS
+}
+
+/// The segment becomes an RST for the local socket (torn down at once);
+/// the client's next segment meets no socket and gets the kernel's RST.
+#[inline(always)]
+fn reject(
+    ctx: &XdpContext,
+    l4_off: usize,
+    flow: &mut FlowValue,
+    host_id: u32,
+    reason: u8,
+) -> Result<u32, ParseError> {
+    flow.verdict = VERDICT_REJECT;
+    flow.reason = reason;
+    flow.host_id = host_id;
+    maps::bump(if reason == REASON_ALLOWLIST {
+        Stat::RejectedAllowlist
+    } else {
+        Stat::RejectedUnknownHost
+    });
+    maps::count_host(host_id, true);
+    parse::make_rst(ctx, l4_off)?;
+    debug!(ctx, "rejected a flow (reason {})", reason);
     Ok(xdp_action::XDP_PASS)
 }
 

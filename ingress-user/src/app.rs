@@ -8,8 +8,8 @@ use tokio::net::TcpListener;
 
 use crate::{
     admin::{self, Admin},
-    cli::{Config, Source},
-    dataplane::Dataplane,
+    cli::{Config, Source, XdpConfig},
+    dataplane::{Dataplane, Policy, PolicyFlags, PolicySync},
     k8s::ManifestDir,
     metrics::Metrics,
     model::{NamespacedName, Objects, Severity, TranslateOptions, Warning, translate},
@@ -61,17 +61,24 @@ pub async fn run(config: Config) -> Result<(), AppError> {
 
     // XDP is an accelerator: when it cannot load, L7 still serves every route.
     let listeners = [(http_port, F_LISTENER_HTTP), (https_port, F_LISTENER_TLS)];
-    let mut dataplane =
-        config
-            .xdp
-            .as_ref()
-            .and_then(|x| match start_dataplane(&x.iface, x.mode, &listeners) {
-                Ok(dp) => Some(dp),
-                Err(e) => {
-                    tracing::error!("XDP disabled, serving L7 only: {e}");
-                    None
-                }
-            });
+    let mut dataplane = config
+        .xdp
+        .as_ref()
+        .and_then(|x| match start_dataplane(x, &listeners) {
+            Ok(dp) => Some(dp),
+            Err(e) => {
+                tracing::error!("XDP disabled, serving L7 only: {e}");
+                None
+            }
+        });
+    let policy = match (dataplane.as_mut(), &config.xdp) {
+        (Some(dp), Some(x)) => dp.take_policy().map(|maps| {
+            let sync = PolicySync::new(maps);
+            dp.stats().set_names(sync.names());
+            (sync, x.policy.clone())
+        }),
+        _ => None,
+    };
 
     let admin = Arc::new(Admin {
         snapshots: snapshots.clone(),
@@ -84,10 +91,11 @@ pub async fn run(config: Config) -> Result<(), AppError> {
         metrics.clone(),
         config.limits.clone(),
         Some(https_port),
+        dataplane.as_ref().map(Dataplane::flows),
     );
     let tls = server_config(snapshots.clone())?;
 
-    let publisher = Publisher::new(&config, snapshots.clone(), metrics)?;
+    let publisher = Publisher::new(&config, snapshots.clone(), metrics, policy)?;
     let source = match &config.source {
         Source::Manifests(dir) => tokio::spawn(watch_manifests(
             ManifestDir::new(dir),
@@ -114,14 +122,13 @@ pub async fn run(config: Config) -> Result<(), AppError> {
 }
 
 fn start_dataplane(
-    iface: &str,
-    mode: crate::cli::XdpMode,
+    x: &XdpConfig,
     listeners: &[(u16, u32)],
 ) -> Result<Dataplane, crate::dataplane::DataplaneError> {
-    let mut dp = Dataplane::load()?;
+    let mut dp = Dataplane::load(&x.pin_path)?;
     dp.spawn_log_drain();
     dp.set_listeners(listeners)?;
-    dp.attach(iface, mode)?;
+    dp.attach(&x.iface, x.mode)?;
     Ok(dp)
 }
 
@@ -146,6 +153,8 @@ pub struct Publisher {
     snapshots: Arc<SnapshotCell>,
     metrics: Arc<Metrics>,
     reported: HashSet<Warning>,
+    /// The XDP policy maps and the flags that shape them, when XDP is on.
+    policy: Option<(PolicySync, PolicyFlags)>,
 }
 
 impl Publisher {
@@ -153,6 +162,7 @@ impl Publisher {
         config: &Config,
         snapshots: Arc<SnapshotCell>,
         metrics: Arc<Metrics>,
+        policy: Option<(PolicySync, PolicyFlags)>,
     ) -> Result<Self, CertError> {
         Ok(Self {
             opts: TranslateOptions {
@@ -170,6 +180,7 @@ impl Publisher {
             snapshots,
             metrics,
             reported: HashSet::new(),
+            policy,
         })
     }
 
@@ -192,6 +203,22 @@ impl Publisher {
             }
         }
         self.reported = warnings.iter().cloned().collect();
+        // XDP learns new hosts before the snapshot serves them.
+        if let Some((sync, flags)) = &mut self.policy {
+            match sync.apply(&Policy::new(&translation.table, flags)) {
+                Ok(report) => {
+                    if !report.skipped.is_empty() {
+                        tracing::info!(hosts = ?report.skipped, "hosts XDP cannot key (longer than 64 bytes) are decided by the agent");
+                    }
+                    tracing::debug!(
+                        upserts = report.upserts,
+                        deletes = report.deletes,
+                        "XDP policy synced"
+                    );
+                }
+                Err(e) => tracing::error!("XDP policy sync failed, the previous policy stays: {e}"),
+            }
+        }
         translation.warnings = warnings;
         let ingresses = translation.ingresses.len();
         let host_stats = self.metrics.host_stats(translation.table.labels());

@@ -4,7 +4,10 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::model::{ClassOptions, NamespacedName};
+use crate::{
+    dataplane::PolicyFlags,
+    model::{Cidr, ClassOptions, NamespacedName},
+};
 
 /// Exit code for a configuration the agent refuses to start with (EX_USAGE).
 pub const EXIT_CONFIG: u8 = 64;
@@ -99,6 +102,9 @@ pub struct RunArgs {
     /// Reject, at XDP, flows to hosts that no rule serves.
     #[arg(long, env = "XINGRESS_XDP_STRICT_HOSTS")]
     pub xdp_strict_hosts: bool,
+    /// Directory (on bpffs) where the XDP maps are pinned for `xingress xdp`.
+    #[arg(long, env = "XINGRESS_XDP_PIN_PATH", default_value = crate::dataplane::DEFAULT_PIN_PATH)]
+    pub xdp_pin_path: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -137,6 +143,9 @@ pub enum XdpCommand {
 pub struct XdpReadArgs {
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
+    /// Where the running agent pinned its maps (its --xdp-pin-path).
+    #[arg(long, env = "XINGRESS_XDP_PIN_PATH", default_value = crate::dataplane::DEFAULT_PIN_PATH)]
+    pub pin_path: PathBuf,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -189,6 +198,8 @@ impl Default for ProxyLimits {
 pub struct XdpConfig {
     pub iface: String,
     pub mode: XdpMode,
+    pub pin_path: PathBuf,
+    pub policy: PolicyFlags,
 }
 
 /// Validated configuration of `xingress run`.
@@ -266,15 +277,33 @@ impl RunArgs {
                 "Ingress status write-back (Kubernetes mode)",
             ));
         }
-        if !self.xdp_deny_cidr.is_empty() {
-            return Err(not_implemented("--xdp-deny-cidr", "XDP policy"));
+        let policy_flag = if !self.xdp_deny_cidr.is_empty() {
+            Some("--xdp-deny-cidr")
+        } else if self.xdp_syn_rate.is_some() {
+            Some("--xdp-syn-rate")
+        } else if self.xdp_strict_hosts {
+            Some("--xdp-strict-hosts")
+        } else {
+            None
+        };
+        if let (Some(flag), None) = (policy_flag, &self.xdp_iface) {
+            return Err(ConfigError::Invalid {
+                flag,
+                value: String::new(),
+                reason: "XDP policy needs --xdp-iface".into(),
+            });
         }
-        if self.xdp_syn_rate.is_some() {
-            return Err(not_implemented("--xdp-syn-rate", "XDP policy"));
-        }
-        if self.xdp_strict_hosts {
-            return Err(not_implemented("--xdp-strict-hosts", "XDP policy"));
-        }
+        let deny = self
+            .xdp_deny_cidr
+            .iter()
+            .map(|v| {
+                v.parse::<Cidr>().map_err(|reason| ConfigError::Invalid {
+                    flag: "--xdp-deny-cidr",
+                    value: v.clone(),
+                    reason,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let default_backend = self
             .default_backend_service
             .as_deref()
@@ -308,6 +337,12 @@ impl RunArgs {
             Some(iface) => Some(XdpConfig {
                 iface,
                 mode: self.xdp_mode,
+                pin_path: self.xdp_pin_path,
+                policy: PolicyFlags {
+                    deny,
+                    syn_rate: self.xdp_syn_rate.unwrap_or(0),
+                    strict_hosts: self.xdp_strict_hosts,
+                },
             }),
             None => None,
         };

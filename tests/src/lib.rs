@@ -9,6 +9,7 @@ pub mod http1;
 pub mod netns;
 pub mod scale;
 pub mod tls_client;
+pub mod xdp;
 
 /// Fails the test (never skips) when it cannot run as it must.
 pub fn require_root(what: &str) {

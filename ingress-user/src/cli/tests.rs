@@ -24,19 +24,42 @@ fn defaults_follow_the_cli_contract() {
 
 #[test]
 fn flags_of_later_stages_are_refused_not_ignored() {
+    let err = run_args(&["--publish-address", "192.0.2.1"]).unwrap_err();
+    assert!(matches!(err, ConfigError::NotImplemented { .. }), "{err}");
+    assert!(err.to_string().contains("not implemented yet"), "{err}");
+}
+
+#[test]
+fn xdp_policy_flags() {
     for flags in [
         &["--xdp-deny-cidr", "10.0.0.0/8"][..],
         &["--xdp-syn-rate", "100"],
         &["--xdp-strict-hosts"],
-        &["--publish-address", "192.0.2.1"],
     ] {
         let err = run_args(flags).unwrap_err();
         assert!(
-            matches!(err, ConfigError::NotImplemented { .. }),
+            err.to_string().contains("needs --xdp-iface"),
             "{flags:?}: {err}"
         );
-        assert!(err.to_string().contains("not implemented yet"), "{err}");
     }
+    let c = run_args(&[
+        "--xdp-iface",
+        "eth0",
+        "--xdp-deny-cidr",
+        "10.0.0.0/8,2001:db8::/32",
+        "--xdp-syn-rate",
+        "50",
+        "--xdp-strict-hosts",
+        "--xdp-pin-path",
+        "/sys/fs/bpf/x1",
+    ])
+    .unwrap();
+    let x = c.xdp.unwrap();
+    assert_eq!(x.policy.deny.len(), 2);
+    assert_eq!(x.policy.syn_rate, 50);
+    assert!(x.policy.strict_hosts);
+    assert_eq!(x.pin_path, std::path::PathBuf::from("/sys/fs/bpf/x1"));
+    assert!(run_args(&["--xdp-iface", "eth0", "--xdp-deny-cidr", "10.0.0.0/40"]).is_err());
 }
 
 #[test]

@@ -1,20 +1,29 @@
-//! Load the XDP program, attach it (native, falling back to generic), detach.
+//! Load the XDP program, pin its maps, attach it (native, falling back to
+//! generic), detach and unpin.
+
+use std::path::{Path, PathBuf};
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{HashMap as BpfHashMap, MapData, PerCpuArray},
+    maps::{Array, HashMap as BpfHashMap, LpmTrie, MapData, PerCpuArray},
     programs::{Xdp, XdpMode, xdp::XdpLinkId},
 };
 use aya_log::EbpfLogger;
-use ingress_common::{ListenerKey, ListenerValue, MAP_LISTENERS, MAP_STATS};
+use ingress_common::{
+    AddrKey, AllowKey, Config, FlowKey, FlowValue, HostKey, HostValue, ListenerKey, ListenerValue,
+    MAP_ALLOW, MAP_CONFIG, MAP_DENY, MAP_FLOWS, MAP_HOST_STATS, MAP_HOSTS, MAP_LISTENERS,
+    MAP_STATS, PINNED_MAPS,
+};
 
-use super::{StatsHandle, embedded_object};
+use super::{StatsHandle, embedded_object, flows::FlowTable, policy::PolicyMaps};
 use crate::cli::XdpMode as ModeArg;
 
 /// Name of the `#[xdp]` function in ingress-ebpf.
 const PROGRAM: &str = "xingress";
 /// aya-log level in the kernel: Info, so per-packet debug logs cost one load and a branch.
 const KERNEL_LOG_LEVEL: u8 = 3;
+/// Where the maps are pinned unless `--xdp-pin-path` says otherwise.
+pub const DEFAULT_PIN_PATH: &str = "/sys/fs/bpf/xingress";
 
 #[derive(Debug, thiserror::Error)]
 pub enum DataplaneError {
@@ -31,6 +40,11 @@ pub enum DataplaneError {
     Program(#[from] aya::programs::ProgramError),
     #[error("BPF map: {0}")]
     Map(#[from] aya::maps::MapError),
+    #[error("pin path {path}: {source}")]
+    Pin {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("attaching XDP to {iface} in {mode} mode failed: {source}")]
     Attach {
         iface: String,
@@ -63,15 +77,93 @@ pub struct Dataplane {
     link: Option<XdpLinkId>,
     listeners: BpfHashMap<MapData, ListenerKey, ListenerValue>,
     stats: StatsHandle,
+    policy: Option<PolicyMaps>,
+    flows: FlowTable,
+    pin_dir: Option<PathBuf>,
+}
+
+fn take<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, DataplaneError>
+where
+    T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>,
+{
+    Ok(ebpf
+        .take_map(name)
+        .ok_or(DataplaneError::Missing(name))?
+        .try_into()?)
+}
+
+/// statfs f_type of a bpf filesystem.
+const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+const BPF_FS_ROOT: &str = "/sys/fs/bpf";
+
+fn fs_type(path: &Path) -> Option<i64> {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).ok()?;
+    // SAFETY: statfs writes into the zeroed struct we own; c is NUL-terminated.
+    unsafe {
+        let mut s: libc::statfs = std::mem::zeroed();
+        (libc::statfs(c.as_ptr(), &mut s) == 0).then_some(s.f_type as i64)
+    }
+}
+
+/// Makes sure `dir` exists on a bpf filesystem, mounting bpffs at
+/// /sys/fs/bpf when the pin path is under it and nothing is mounted there
+/// (as systemd does on most distributions, and as other BPF agents do).
+fn ensure_bpffs(dir: &Path) -> Result<(), DataplaneError> {
+    let pin_err = |source| DataplaneError::Pin {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let root = Path::new(BPF_FS_ROOT);
+    if dir.starts_with(root) && fs_type(root) != Some(BPF_FS_MAGIC) {
+        let (src, target, fstype) = (c"bpf", c"/sys/fs/bpf", c"bpf");
+        // SAFETY: mount(2) with NUL-terminated strings and no data.
+        let rc = unsafe {
+            libc::mount(
+                src.as_ptr(),
+                target.as_ptr(),
+                fstype.as_ptr(),
+                0,
+                std::ptr::null(),
+            )
+        };
+        if rc != 0 {
+            return Err(pin_err(std::io::Error::last_os_error()));
+        }
+        tracing::info!("mounted bpffs at {BPF_FS_ROOT} for the pinned maps");
+    }
+    std::fs::create_dir_all(dir).map_err(pin_err)?;
+    if fs_type(dir) != Some(BPF_FS_MAGIC) {
+        return Err(pin_err(std::io::Error::other(
+            "not on a bpf filesystem (mount -t bpf bpf DIR)",
+        )));
+    }
+    Ok(())
+}
+
+fn remove_pins(dir: &Path) -> Result<(), DataplaneError> {
+    for name in PINNED_MAPS {
+        let path = dir.join(name);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => return Err(DataplaneError::Pin { path, source }),
+        }
+    }
+    Ok(())
 }
 
 impl Dataplane {
-    /// Loads the embedded program through the verifier; attaches nothing.
-    pub fn load() -> Result<Self, DataplaneError> {
+    /// Loads the embedded program through the verifier and pins its maps
+    /// under `pin_dir` (stale pins of an earlier run are replaced); attaches
+    /// nothing. The pins are removed on detach or drop.
+    pub fn load(pin_dir: &Path) -> Result<Self, DataplaneError> {
         let object = embedded_object().ok_or(DataplaneError::NotBuilt)?;
-        let mut ebpf = EbpfLoader::new()
-            .override_global("AYA_LOG_LEVEL", &KERNEL_LOG_LEVEL, false)
-            .load(object)?;
+        let mut loader = EbpfLoader::new();
+        loader.override_global("AYA_LOG_LEVEL", &KERNEL_LOG_LEVEL, false);
+        ensure_bpffs(pin_dir)?;
+        remove_pins(pin_dir)?;
+        loader.default_map_pin_directory(pin_dir);
+        let mut ebpf = loader.load(object)?;
         let logger = match EbpfLogger::init(&mut ebpf) {
             Ok(l) => Some(l),
             Err(e) => {
@@ -84,20 +176,29 @@ impl Dataplane {
             .ok_or(DataplaneError::Missing("program `xingress`"))?
             .try_into()?;
         program.load()?;
-        let listeners = ebpf
-            .take_map(MAP_LISTENERS)
-            .ok_or(DataplaneError::Missing("LISTENERS map"))?
-            .try_into()?;
-        let stats = ebpf
-            .take_map(MAP_STATS)
-            .ok_or(DataplaneError::Missing("STATS map"))?;
-        let stats = StatsHandle::new(PerCpuArray::try_from(stats)?);
+        let listeners = take(&mut ebpf, MAP_LISTENERS)?;
+        let stats = StatsHandle::new(
+            take::<PerCpuArray<MapData, u64>>(&mut ebpf, MAP_STATS)?,
+            take(&mut ebpf, MAP_HOST_STATS)?,
+        );
+        let flows = FlowTable::new(take::<BpfHashMap<MapData, FlowKey, FlowValue>>(
+            &mut ebpf, MAP_FLOWS,
+        )?);
+        let policy = PolicyMaps {
+            hosts: take::<BpfHashMap<MapData, HostKey, HostValue>>(&mut ebpf, MAP_HOSTS)?,
+            allow: take::<LpmTrie<MapData, AllowKey, u8>>(&mut ebpf, MAP_ALLOW)?,
+            deny: take::<LpmTrie<MapData, AddrKey, u8>>(&mut ebpf, MAP_DENY)?,
+            config: take::<Array<MapData, Config>>(&mut ebpf, MAP_CONFIG)?,
+        };
         Ok(Self {
             ebpf,
             logger,
             link: None,
             listeners,
             stats,
+            policy: Some(policy),
+            flows,
+            pin_dir: Some(pin_dir.to_path_buf()),
         })
     }
 
@@ -143,7 +244,8 @@ impl Dataplane {
         Ok(got)
     }
 
-    /// Detaches from the interface, leaving it as it was before attach.
+    /// Detaches from the interface and removes the pins, leaving the node as
+    /// it was before attach.
     pub fn detach(&mut self) -> Result<(), DataplaneError> {
         if let Some(link) = self.link.take() {
             self.program_mut().detach(link)?;
@@ -151,6 +253,11 @@ impl Dataplane {
                 tracing::info!(iface, "XDP program detached");
             }
             self.stats.set_attached(None);
+        }
+        if let Some(dir) = self.pin_dir.take() {
+            remove_pins(&dir)?;
+            // Only if nothing else lives there.
+            let _ = std::fs::remove_dir(&dir);
         }
         Ok(())
     }
@@ -188,6 +295,15 @@ impl Dataplane {
 
     pub fn stats(&self) -> StatsHandle {
         self.stats.clone()
+    }
+
+    pub fn flows(&self) -> FlowTable {
+        self.flows.clone()
+    }
+
+    /// The policy maps, for a `PolicySync` to own (once).
+    pub fn take_policy(&mut self) -> Option<PolicyMaps> {
+        self.policy.take()
     }
 
     /// Moves the kernel log reader into a task that drains it as records arrive.

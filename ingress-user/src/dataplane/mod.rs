@@ -1,19 +1,27 @@
-//! The XDP data plane, userspace side: load, attach, fill maps, read counters.
-//! This module is the only place that converts byte order for map keys.
+//! The XDP data plane, userspace side: load, pin, attach, keep the policy
+//! maps in step with the snapshot, read counters and flows. This module is
+//! the only place that converts byte order for map keys.
 
 pub mod cli;
+mod flows;
 mod loader;
 mod object;
+mod policy;
 
-use std::{fmt::Write, sync::Arc};
+use std::{
+    fmt::Write,
+    sync::{Arc, Mutex},
+};
 
 use aya::maps::{MapData, MapError, PerCpuArray};
-use ingress_common::{STAT_COUNT, Stat};
+use ingress_common::{HostCounters, STAT_COUNT, Stat};
 
-pub use loader::{AttachMode, Dataplane, DataplaneError};
+pub use flows::{FlowTable, addr, flow_key};
+pub use loader::{AttachMode, DEFAULT_PIN_PATH, Dataplane, DataplaneError};
 pub use object::{embedded_object, object_embedded};
+pub use policy::{HostNames, Policy, PolicyFlags, PolicyMaps, PolicySync, SyncReport};
 
-/// Shared read access to the per-CPU packet counters of a loaded program.
+/// Shared read access to the counters of a loaded program.
 #[derive(Clone)]
 pub struct StatsHandle {
     inner: Arc<StatsInner>,
@@ -21,15 +29,46 @@ pub struct StatsHandle {
 
 struct StatsInner {
     map: PerCpuArray<MapData, u64>,
-    attached: std::sync::Mutex<Option<(String, AttachMode)>>,
+    hosts: PerCpuArray<MapData, HostCounters>,
+    names: Mutex<Option<HostNames>>,
+    attached: Mutex<Option<(String, AttachMode)>>,
+}
+
+/// Per-CPU values summed.
+pub fn sum_stats(map: &PerCpuArray<MapData, u64>) -> Result<[u64; STAT_COUNT as usize], MapError> {
+    let mut out = [0u64; STAT_COUNT as usize];
+    for (i, slot) in out.iter_mut().enumerate() {
+        *slot = map.get(&(i as u32), 0)?.iter().sum();
+    }
+    Ok(out)
+}
+
+/// Per-CPU host counters summed, for the given ids.
+pub fn sum_hosts(
+    map: &PerCpuArray<MapData, HostCounters>,
+    ids: impl Iterator<Item = u32>,
+) -> Vec<(u32, HostCounters)> {
+    ids.filter_map(|id| {
+        let per_cpu = map.get(&id, 0).ok()?;
+        let sum = per_cpu
+            .iter()
+            .fold(HostCounters::default(), |a, c| HostCounters {
+                flows: a.flows + c.flows,
+                rejected: a.rejected + c.rejected,
+            });
+        Some((id, sum))
+    })
+    .collect()
 }
 
 impl StatsHandle {
-    fn new(map: PerCpuArray<MapData, u64>) -> Self {
+    fn new(map: PerCpuArray<MapData, u64>, hosts: PerCpuArray<MapData, HostCounters>) -> Self {
         Self {
             inner: Arc::new(StatsInner {
                 map,
-                attached: std::sync::Mutex::new(None),
+                hosts,
+                names: Mutex::new(None),
+                attached: Mutex::new(None),
             }),
         }
     }
@@ -40,6 +79,13 @@ impl StatsHandle {
         }
     }
 
+    /// Names per host id, from the policy sync.
+    pub fn set_names(&self, names: HostNames) {
+        if let Ok(mut n) = self.inner.names.lock() {
+            *n = Some(names);
+        }
+    }
+
     /// Interface and mode the program is attached with, if it is.
     pub fn attached(&self) -> Option<(String, AttachMode)> {
         self.inner.attached.lock().ok().and_then(|a| a.clone())
@@ -47,16 +93,34 @@ impl StatsHandle {
 
     /// Every counter, summed over CPUs, in `Stat` order.
     pub fn read(&self) -> Result<[u64; STAT_COUNT as usize], MapError> {
-        let mut out = [0u64; STAT_COUNT as usize];
-        for (i, slot) in out.iter_mut().enumerate() {
-            let per_cpu = self.inner.map.get(&(i as u32), 0)?;
-            *slot = per_cpu.iter().sum();
-        }
-        Ok(out)
+        sum_stats(&self.inner.map)
     }
 
     pub fn get(&self, stat: Stat) -> Result<u64, MapError> {
         Ok(self.read()?[stat as usize])
+    }
+
+    /// Per-host counters of the hosts in HOSTS, by name.
+    pub fn hosts(&self) -> Vec<(String, HostCounters)> {
+        let names: Vec<(u32, String)> = match self.inner.names.lock().ok().and_then(|n| n.clone()) {
+            Some(n) => n
+                .lock()
+                .map(|m| m.iter().map(|(k, v)| (*k, v.clone())).collect())
+                .unwrap_or_default(),
+            None => Vec::new(),
+        };
+        let mut out: Vec<(String, HostCounters)> =
+            sum_hosts(&self.inner.hosts, names.iter().map(|(id, _)| *id))
+                .into_iter()
+                .filter_map(|(id, c)| {
+                    names
+                        .iter()
+                        .find(|(i, _)| *i == id)
+                        .map(|(_, n)| (n.clone(), c))
+                })
+                .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
     }
 }
 
@@ -78,9 +142,7 @@ pub fn render_metrics(stats: Option<&StatsHandle>, out: &mut String) {
     let Some(stats) = stats else { return };
     match stats.read() {
         Ok(values) => {
-            out.push_str(
-                "# HELP xingress_xdp_packets_total Packets seen by the XDP program, by class.\n",
-            );
+            out.push_str("# HELP xingress_xdp_packets_total Packets and flows seen by the XDP program, by class and verdict.\n");
             out.push_str("# TYPE xingress_xdp_packets_total counter\n");
             for s in Stat::ALL {
                 let _ = writeln!(
@@ -92,5 +154,21 @@ pub fn render_metrics(stats: Option<&StatsHandle>, out: &mut String) {
             }
         }
         Err(e) => tracing::warn!("reading XDP counters failed: {e}"),
+    }
+    out.push_str(
+        "# HELP xingress_xdp_host_flows_total Flows XDP classified to each host, by verdict.\n",
+    );
+    out.push_str("# TYPE xingress_xdp_host_flows_total counter\n");
+    for (host, c) in stats.hosts() {
+        let _ = writeln!(
+            out,
+            "xingress_xdp_host_flows_total{{host=\"{host}\",verdict=\"l7\"}} {}",
+            c.flows
+        );
+        let _ = writeln!(
+            out,
+            "xingress_xdp_host_flows_total{{host=\"{host}\",verdict=\"reject\"}} {}",
+            c.rejected
+        );
     }
 }

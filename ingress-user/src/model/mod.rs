@@ -4,6 +4,7 @@
 
 pub mod annotations;
 mod backend;
+pub mod cidr;
 mod matching;
 mod table;
 mod translate;
@@ -18,6 +19,7 @@ use k8s_openapi::api::{
 
 pub use annotations::BackendProtocol;
 pub use backend::{Backend, BackendError, BackendTarget, Peer};
+pub use cidr::Cidr;
 pub use matching::{HOST_BUF_LEN, normalize_host, path_matches};
 pub use table::{ANY_HOST_LABEL, HostRules, PathKind, PathRule, Route, RouteRow, RoutingTable};
 pub use translate::{Severity, TlsBinding, TranslateOptions, Translation, Warning, translate};

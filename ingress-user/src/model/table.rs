@@ -4,7 +4,7 @@ use std::{collections::HashMap, sync::Arc};
 
 use serde::Serialize;
 
-use super::{Backend, NamespacedName, matching::path_matches};
+use super::{Backend, Cidr, NamespacedName, matching::path_matches};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub enum PathKind {
@@ -26,6 +26,17 @@ pub struct PathRule {
     /// Plain-HTTP requests get a 308 to HTTPS: the host has TLS and the
     /// Ingress does not say `ssl-redirect: "false"`.
     pub redirect_https: bool,
+    /// Sources allowed by the Ingress's `allowlist-source-range`; `None`: all.
+    pub allow: Option<Arc<[Cidr]>>,
+}
+
+impl PathRule {
+    /// Whether `client` may use this rule.
+    pub fn admits(&self, client: std::net::IpAddr) -> bool {
+        self.allow
+            .as_ref()
+            .is_none_or(|list| list.iter().any(|c| c.contains(client)))
+    }
 }
 
 impl PathRule {
@@ -124,6 +135,39 @@ impl RoutingTable {
                 label: 0,
             }),
         }
+    }
+
+    /// Whether some request to any host name is served (host-less rules or
+    /// a default backend): then no host is "unknown" for strict mode.
+    pub fn serves_any_host(&self) -> bool {
+        !self.any_host.rules().is_empty() || self.default_backend.is_some()
+    }
+
+    /// The XDP policy of each host with rules: `(name, allow list)`, where a
+    /// host has an allow list only if every one of its rules has one (their
+    /// union); else the L7 path enforces the per-rule lists.
+    pub fn host_policies(&self) -> Vec<(String, Option<Vec<Cidr>>)> {
+        let policy = |rules: &HostRules| -> Option<Vec<Cidr>> {
+            let mut union = Vec::new();
+            for r in rules.rules() {
+                union.extend(r.allow.as_ref()?.iter().copied());
+            }
+            union.sort();
+            union.dedup();
+            Some(union)
+        };
+        let mut out: Vec<_> = self
+            .hosts
+            .iter()
+            .map(|(h, r)| (h.to_string(), policy(r)))
+            .chain(
+                self.wildcards
+                    .iter()
+                    .map(|(p, r)| (format!("*.{p}"), policy(r))),
+            )
+            .collect();
+        out.sort();
+        out
     }
 
     /// Metrics labels by index (see `Route::label`).

@@ -18,6 +18,7 @@ use super::{
     Backend, BackendTarget, ClassOptions, HostRules, NamespacedName, Objects, PathKind, PathRule,
     RoutingTable,
     annotations::{self, BackendProtocol},
+    cidr::{self, Cidr},
     table::ANY_HOST_LABEL,
 };
 
@@ -124,6 +125,7 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
                 ),
             }
         }
+        let allow = cx.allow_list(id, ing);
         let rule_hosts: Vec<String> = spec
             .and_then(|s| s.rules.as_ref())
             .into_iter()
@@ -196,6 +198,7 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
                                 backend,
                                 ingress: id.clone(),
                                 redirect_https: false,
+                                allow: allow.clone(),
                             },
                         );
                     }
@@ -441,6 +444,23 @@ impl<'a> Cx<'a> {
             return *class == classes.ingress_class;
         }
         classes.watch_without_class || default_class
+    }
+
+    /// `allowlist-source-range` (or its older name `whitelist-source-range`).
+    fn allow_list(&mut self, id: &NamespacedName, ing: &Ingress) -> Option<Arc<[Cidr]>> {
+        let value = annotations::get(ing, "allowlist-source-range")
+            .or_else(|| annotations::get(ing, "whitelist-source-range"))?;
+        let (list, bad) = cidr::parse_list(value);
+        for e in bad {
+            self.warn_ingress(id, &format!("allowlist-source-range: {e}; entry ignored"));
+        }
+        if list.is_empty() {
+            self.warn_ingress(
+                id,
+                "allowlist-source-range has no valid entry: every source is refused",
+            );
+        }
+        Some(list.into())
     }
 
     fn backend(&mut self, id: &NamespacedName, ing: &Ingress, b: &IngressBackend) -> Arc<Backend> {

@@ -32,6 +32,8 @@ pub enum ProxyError {
     Backend(BackendError),
     #[error("invalid request: {0}")]
     BadRequest(&'static str),
+    #[error("source not in the allow list")]
+    Forbidden,
     #[error("upstream connect failed: {0}")]
     UpstreamConnect(String),
     #[error("upstream did not answer in time")]
@@ -47,6 +49,7 @@ impl ProxyError {
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
             ProxyError::Backend(_) => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ProxyError::Forbidden => StatusCode::FORBIDDEN,
             ProxyError::UpstreamConnect(_) | ProxyError::Upstream(_) => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
         }
@@ -54,7 +57,9 @@ impl ProxyError {
 
     pub fn source(&self) -> ErrorSource {
         match self {
-            ProxyError::NoRoute | ProxyError::BadRequest(_) => ErrorSource::Client,
+            ProxyError::NoRoute | ProxyError::BadRequest(_) | ProxyError::Forbidden => {
+                ErrorSource::Client
+            }
             ProxyError::UpstreamConnect(_)
             | ProxyError::UpstreamTimeout
             | ProxyError::Upstream(_) => ErrorSource::Upstream,
@@ -77,6 +82,7 @@ impl ProxyError {
                 "503 service unavailable: this backend is not supported\n"
             }
             ProxyError::BadRequest(_) => "400 bad request\n",
+            ProxyError::Forbidden => "403 forbidden: your address may not use this host\n",
             ProxyError::UpstreamConnect(_) | ProxyError::Upstream(_) => "502 bad gateway\n",
             ProxyError::UpstreamTimeout => "504 gateway timeout\n",
         }

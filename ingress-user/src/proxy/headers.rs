@@ -56,7 +56,8 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 #[derive(Clone, Copy, Debug)]
 pub struct Downstream {
     pub client: SocketAddr,
-    pub local_port: u16,
+    /// The local address the client connected to.
+    pub local: SocketAddr,
     pub tls: bool,
 }
 
@@ -80,7 +81,10 @@ pub fn add_forwarded(headers: &mut HeaderMap, down: &Downstream, host: Option<&H
     if let Some(h) = host {
         headers.insert(X_FORWARDED_HOST.clone(), h.clone());
     }
-    headers.insert(X_FORWARDED_PORT.clone(), HeaderValue::from(down.local_port));
+    headers.insert(
+        X_FORWARDED_PORT.clone(),
+        HeaderValue::from(down.local.port()),
+    );
     if !headers.contains_key(&X_REQUEST_ID) {
         headers.insert(X_REQUEST_ID.clone(), request_id());
     }

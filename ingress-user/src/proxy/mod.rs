@@ -26,6 +26,7 @@ pub use upstream::Upstream;
 
 use crate::{
     cli::ProxyLimits,
+    dataplane::FlowTable,
     metrics::{HostStats, Metrics},
     model::{BackendProtocol, HOST_BUF_LEN, Peer, normalize_host},
     snapshot::SnapshotCell,
@@ -43,6 +44,15 @@ pub struct Proxy {
     pub limits: ProxyLimits,
     /// Port of the HTTPS listener, for redirects; `None` when there is none.
     pub https_port: Option<u16>,
+    /// XDP's flow table, to record the agent's verdict on UNDECIDED flows.
+    pub flows: Option<FlowTable>,
+}
+
+/// Per-connection state.
+#[derive(Debug, Default)]
+pub struct ConnState {
+    /// The first request's verdict was reported to XDP.
+    flow_reported: std::sync::atomic::AtomicBool,
 }
 
 /// What the route says to do with a request.
@@ -58,6 +68,7 @@ impl Proxy {
         metrics: Arc<Metrics>,
         limits: ProxyLimits,
         https_port: Option<u16>,
+        flows: Option<FlowTable>,
     ) -> Arc<Self> {
         Arc::new(Self {
             upstream: Upstream::new(&limits),
@@ -65,6 +76,7 @@ impl Proxy {
             metrics,
             limits,
             https_port,
+            flows,
         })
     }
 
@@ -72,9 +84,11 @@ impl Proxy {
     pub async fn handle(
         self: &Arc<Self>,
         down: Downstream,
+        conn: &ConnState,
         req: Request<Incoming>,
     ) -> Result<Response<ProxyBody>, Infallible> {
         let (decision, stats) = self.pick(&down, &req);
+        self.report_flow(&down, conn, &decision);
         let result = match decision {
             Ok(Decision::Forward(peer, protocol)) => self.forward(&down, req, peer, protocol).await,
             Ok(Decision::Redirect(location)) => Ok(redirect(location)),
@@ -117,6 +131,9 @@ impl Proxy {
             .get(route.label as usize)
             .unwrap_or(self.metrics.any_host())
             .clone();
+        if route.rule.is_some_and(|r| !r.admits(down.client.ip())) {
+            return (Err(ProxyError::Forbidden), stats);
+        }
         if !down.tls
             && let (Some(rule), Some(port), Some(host)) = (route.rule, self.https_port, host)
             && rule.redirect_https
@@ -132,6 +149,40 @@ impl Proxy {
             .map(|peer| Decision::Forward(peer, route.backend.protocol))
             .map_err(ProxyError::Backend);
         (decision, stats)
+    }
+
+    /// For a connection's first request, tells XDP the agent's verdict if
+    /// XDP left the flow UNDECIDED (one map lookup per connection, only
+    /// when XDP is on).
+    fn report_flow(
+        &self,
+        down: &Downstream,
+        conn: &ConnState,
+        decision: &Result<Decision, ProxyError>,
+    ) {
+        let Some(flows) = &self.flows else { return };
+        if conn
+            .flow_reported
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            return;
+        }
+        let verdict = match decision {
+            Err(ProxyError::Forbidden) => ingress_common::VERDICT_REJECT,
+            _ => ingress_common::VERDICT_L7,
+        };
+        match flows.decide_undecided(
+            down.client,
+            down.local,
+            verdict,
+            ingress_common::REASON_AGENT,
+        ) {
+            Ok(true) => {
+                tracing::debug!(client = %down.client, verdict, "decided a flow XDP left undecided")
+            }
+            Ok(false) => {}
+            Err(e) => tracing::debug!("cannot record the flow verdict: {e}"),
+        }
     }
 
     /// Filter the request, forward it to `peer`, filter the response.

@@ -13,7 +13,7 @@ use tokio::{
     net::{TcpListener, TcpStream},
 };
 
-use super::{Proxy, headers::Downstream};
+use super::{ConnState, Proxy, headers::Downstream};
 use crate::shutdown::Shutdown;
 
 /// Back-off after a failed accept (EMFILE and friends), instead of spinning.
@@ -39,9 +39,11 @@ async fn serve_connection<I>(
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let conn_state = Arc::new(ConnState::default());
     let service = hyper::service::service_fn(move |req| {
         let proxy = proxy.clone();
-        async move { proxy.handle(down, req).await }
+        let conn_state = conn_state.clone();
+        async move { proxy.handle(down, &conn_state, req).await }
     });
     let conn = builder
         .serve_connection_with_upgrades(TokioIo::new(io), service)
@@ -84,13 +86,16 @@ async fn drain(proxy: &Proxy, graceful: GracefulShutdown) {
 
 /// Plain HTTP (HTTP/1.1 and h2c) until `shutdown`, then drain.
 pub async fn serve_http(proxy: Arc<Proxy>, listener: TcpListener, shutdown: Shutdown) {
-    let local_port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+    let fallback_local = listener
+        .local_addr()
+        .unwrap_or(std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
     let builder = Arc::new(builder(&proxy));
     let graceful = GracefulShutdown::new();
     while let Some((stream, client)) = accept(&listener, &shutdown).await {
+        let local = stream.local_addr().unwrap_or(fallback_local);
         let down = Downstream {
             client,
-            local_port,
+            local,
             tls: false,
         };
         tokio::spawn(serve_connection(
@@ -112,15 +117,18 @@ pub async fn serve_https(
     tls: Arc<ServerConfig>,
     shutdown: Shutdown,
 ) {
-    let local_port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+    let fallback_local = listener
+        .local_addr()
+        .unwrap_or(std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
     let builder = Arc::new(builder(&proxy));
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     let graceful = GracefulShutdown::new();
     let handshake_timeout = proxy.limits.header_read_timeout;
     while let Some((stream, client)) = accept(&listener, &shutdown).await {
+        let local = stream.local_addr().unwrap_or(fallback_local);
         let down = Downstream {
             client,
-            local_port,
+            local,
             tls: true,
         };
         let (proxy, builder, acceptor, watcher) = (
