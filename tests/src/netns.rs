@@ -60,10 +60,30 @@ impl Netns {
         ip(&full)
     }
 
-    /// A command that runs inside the namespace (`ip netns exec`).
+    /// A command that runs inside the namespace. Only the network namespace
+    /// is entered (unlike `ip netns exec`, which also makes a private mount
+    /// namespace and would hide bpffs pins from everyone else).
     pub fn command(&self, program: &str) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.name, program]);
+        use std::os::unix::process::CommandExt;
+        let path = std::ffi::CString::new(format!("/var/run/netns/{}", self.name))
+            .expect("no NUL in a namespace name");
+        let mut c = Command::new(program);
+        // SAFETY: only async-signal-safe calls (open, setns, close) between
+        // fork and exec; the path was allocated before.
+        unsafe {
+            c.pre_exec(move || {
+                let fd = libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+                if fd < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                let rc = libc::setns(fd, libc::CLONE_NEWNET);
+                libc::close(fd);
+                if rc != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
         c
     }
 

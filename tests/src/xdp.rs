@@ -21,6 +21,16 @@ pub const RST: u8 = 0x04;
 pub const PSH: u8 = 0x08;
 pub const ACK: u8 = 0x10;
 
+/// A bpffs directory of this test's own for pinned maps.
+pub fn unique_pin_path() -> PathBuf {
+    static SEQ: AtomicU32 = AtomicU32::new(0);
+    PathBuf::from(format!(
+        "/sys/fs/bpf/xingress-test-{}-{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    ))
+}
+
 /// A loaded (not attached) program whose maps live under a unique pin path.
 pub fn dataplane() -> Dataplane {
     require_root("BPF_PROG_TEST_RUN");
@@ -29,13 +39,7 @@ pub fn dataplane() -> Dataplane {
         "the XDP object is not embedded in this build: `cargo xtask test` builds it first \
          (cargo xtask build-ebpf); XDP tests fail rather than skip"
     );
-    static SEQ: AtomicU32 = AtomicU32::new(0);
-    let dir = PathBuf::from(format!(
-        "/sys/fs/bpf/xingress-test-{}-{}",
-        std::process::id(),
-        SEQ.fetch_add(1, Ordering::Relaxed)
-    ));
-    Dataplane::load(&dir).expect("load the XDP program")
+    Dataplane::load(&unique_pin_path()).expect("load the XDP program")
 }
 
 /// Runs the program once on `packet`; returns the verdict and the packet as

@@ -342,12 +342,26 @@ fn readiness_health_and_graceful_exit() {
 
 #[test]
 fn invalid_flags_exit_64_with_a_message() {
-    let out = std::process::Command::new(xingress_tests::agent::xingress_bin())
-        .args(["run", "--manifests", "/", "--xdp-strict-hosts"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(64));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not implemented yet"));
+    for (flags, message) in [
+        (
+            &["--publish-address", "192.0.2.1"][..],
+            "not implemented yet",
+        ),
+        (&["--xdp-strict-hosts"], "needs --xdp-iface"),
+        (
+            &["--xdp-iface", "eth0", "--xdp-deny-cidr", "10.0.0.0/99"],
+            "prefix length",
+        ),
+    ] {
+        let out = std::process::Command::new(xingress_tests::agent::xingress_bin())
+            .args(["run", "--manifests", "/"])
+            .args(flags)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(64), "{flags:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(message), "{flags:?}: {stderr}");
+    }
 }
 
 #[test]

@@ -67,13 +67,21 @@ fn xdp_counts_real_traffic_and_detaches_on_exit() {
          apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {{name: app}}\nspec: {{defaultBackend: {{service: {{name: app, port: {{number: 80}}}}}}}}\n",
         pod.addr.port()
     ));
+    let pin = xingress_tests::xdp::unique_pin_path().display().to_string();
     let http = SocketAddr::from((NODE_IP, HTTP_PORT));
     let admin: SocketAddr = "127.0.0.1:10254".parse().unwrap();
     let mut agent = Agent::start(
         &dir.path,
         http,
         admin,
-        &["--xdp-iface", "node0", "--xdp-mode", "native"],
+        &[
+            "--xdp-iface",
+            "node0",
+            "--xdp-mode",
+            "native",
+            "--xdp-pin-path",
+            &pin,
+        ],
         Some(&t.node),
     )
     .expect("agent");
@@ -167,13 +175,14 @@ fn xdp_counts_real_traffic_and_detaches_on_exit() {
 fn unknown_interface_keeps_serving_l7() {
     let t = topology();
     let dir = ManifestDir::new();
+    let pin = xingress_tests::xdp::unique_pin_path().display().to_string();
     let http = SocketAddr::from((NODE_IP, HTTP_PORT));
     let admin: SocketAddr = "127.0.0.1:10254".parse().unwrap();
     let mut agent = Agent::start(
         &dir.path,
         http,
         admin,
-        &["--xdp-iface", "nosuch0"],
+        &["--xdp-iface", "nosuch0", "--xdp-pin-path", &pin],
         Some(&t.node),
     )
     .expect("agent");

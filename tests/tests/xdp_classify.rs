@@ -1,0 +1,441 @@
+//! The XDP program's flow decisions through BPF_PROG_TEST_RUN: SNI and Host
+//! classification, allow lists, strict mode, the deny list, SYN rate limits,
+//! flow retirement, and mutated payloads. Needs root; fails, never skips.
+
+use std::{
+    collections::BTreeMap,
+    net::{IpAddr, SocketAddr},
+};
+
+use ingress_common::{
+    Config, F_CONFIG_STRICT_HOSTS, F_LISTENER_HTTP, F_LISTENER_TLS, FlowValue, REASON_ALLOWLIST,
+    REASON_UNKNOWN_HOST, Stat, VERDICT_L7, VERDICT_REJECT, VERDICT_UNDECIDED,
+};
+use xingress::{
+    dataplane::{Dataplane, Policy, PolicySync},
+    model::Cidr,
+};
+use xingress_tests::xdp::{
+    self, ACK, FIN, Flow, RST, XDP_DROP, XDP_PASS, client_hello, run, tcp_checksum_ok_v4,
+    tcp_flags_v4,
+};
+
+const NODE: &str = "198.18.0.1";
+
+struct Rig {
+    dp: Dataplane,
+    sync: PolicySync,
+    next_port: u16,
+}
+
+fn rig(config: Config, deny: &[&str]) -> Rig {
+    let mut dp = xdp::dataplane();
+    dp.set_listeners(&[(443, F_LISTENER_TLS), (80, F_LISTENER_HTTP)])
+        .unwrap();
+    let mut sync = PolicySync::new(dp.take_policy().expect("policy maps"));
+    dp.stats().set_names(sync.names());
+    let allow: Vec<Cidr> = vec![
+        "192.0.2.0/24".parse().unwrap(),
+        "2001:db8:1::/48".parse().unwrap(),
+    ];
+    let policy = Policy {
+        hosts: BTreeMap::from([
+            ("cafe.example.com".to_string(), None),
+            ("*.wild.test".to_string(), None),
+            ("secure.test".to_string(), Some(allow)),
+        ]),
+        deny: deny.iter().map(|c| c.parse().unwrap()).collect(),
+        config,
+    };
+    let report = sync.apply(&policy).unwrap();
+    assert!(report.skipped.is_empty());
+    Rig {
+        dp,
+        sync,
+        next_port: 20000,
+    }
+}
+
+impl Rig {
+    fn flow(&mut self, src: &str, dport: u16) -> Flow {
+        self.next_port += 1;
+        let dst = if src.contains(':') {
+            "2001:db8:ff::1"
+        } else {
+            NODE
+        };
+        Flow::new(src, self.next_port, dst, dport)
+    }
+
+    fn state(&self, f: &Flow) -> Option<FlowValue> {
+        self.dp.flows().get(
+            SocketAddr::new(f.src, f.sport),
+            SocketAddr::new(f.dst, f.dport),
+        )
+    }
+
+    fn host_name(&self, id: u32) -> String {
+        if id == 0 {
+            return "-".into();
+        }
+        self.sync
+            .names()
+            .lock()
+            .unwrap()
+            .get(&id)
+            .cloned()
+            .unwrap_or_else(|| format!("#{id}"))
+    }
+
+    /// SYN, then the first payload: (verdict of the payload packet, flow verdict, host, packet out).
+    fn open(&mut self, src: &str, dport: u16, payload: &[u8]) -> (u32, u8, String, Vec<u8>, Flow) {
+        let f = self.flow(src, dport);
+        assert_eq!(run(&mut self.dp, &f.syn()).0, XDP_PASS);
+        let (action, out) = run(&mut self.dp, &f.data(payload));
+        let st = self.state(&f).expect("flow tracked");
+        (action, st.verdict, self.host_name(st.host_id), out, f)
+    }
+
+    fn stat(&self, s: Stat) -> u64 {
+        self.dp.stats().get(s).unwrap()
+    }
+}
+
+fn http(head: &str) -> Vec<u8> {
+    head.replace('\n', "\r\n").into_bytes()
+}
+
+#[test]
+fn tls_sni_classifies_flows() {
+    let mut r = rig(Config::default(), &[]);
+    let long = format!("{}.example.com", "x".repeat(60));
+    let split = client_hello(Some("cafe.example.com"), 1200)[..600].to_vec();
+    let cases: Vec<(&str, Vec<u8>, u8, &str)> = vec![
+        (
+            "SNI first",
+            client_hello(Some("cafe.example.com"), 0),
+            VERDICT_L7,
+            "cafe.example.com",
+        ),
+        (
+            "SNI after 700 bytes of extensions",
+            client_hello(Some("cafe.example.com"), 700),
+            VERDICT_L7,
+            "cafe.example.com",
+        ),
+        (
+            "upper-case SNI",
+            client_hello(Some("CAFE.Example.COM"), 0),
+            VERDICT_L7,
+            "cafe.example.com",
+        ),
+        (
+            "wildcard",
+            client_hello(Some("shop.wild.test"), 0),
+            VERDICT_L7,
+            "*.wild.test",
+        ),
+        (
+            "two labels under a wildcard",
+            client_hello(Some("a.b.wild.test"), 0),
+            VERDICT_L7,
+            "-",
+        ),
+        (
+            "unknown host, not strict",
+            client_hello(Some("nope.test"), 0),
+            VERDICT_L7,
+            "-",
+        ),
+        ("no SNI", client_hello(None, 0), VERDICT_UNDECIDED, "-"),
+        (
+            "ClientHello split before the SNI",
+            split,
+            VERDICT_UNDECIDED,
+            "-",
+        ),
+        (
+            "name longer than the key",
+            client_hello(Some(&long), 0),
+            VERDICT_UNDECIDED,
+            "-",
+        ),
+        (
+            "not TLS",
+            b"\x00\x01garbage".to_vec(),
+            VERDICT_UNDECIDED,
+            "-",
+        ),
+    ];
+    for (name, payload, verdict, host) in cases {
+        let (action, v, h, _, _) = r.open("192.0.2.10", 443, &payload);
+        assert_eq!(action, XDP_PASS, "{name}");
+        assert_eq!((v, h.as_str()), (verdict, host), "{name}");
+    }
+    let (_, v, h, _, _) = r.open(
+        "2001:db8:1::7",
+        443,
+        &client_hello(Some("cafe.example.com"), 0),
+    );
+    assert_eq!((v, h.as_str()), (VERDICT_L7, "cafe.example.com"), "IPv6");
+    assert_eq!(r.stat(Stat::Undecided), 4);
+    let hosts = r.dp.stats().hosts();
+    let cafe = hosts
+        .iter()
+        .find(|(h, _)| h == "cafe.example.com")
+        .unwrap()
+        .1;
+    assert_eq!(cafe.flows, 4, "per-host counters");
+}
+
+#[test]
+fn http_host_classifies_flows() {
+    let mut r = rig(Config::default(), &[]);
+    let cases: Vec<(&str, Vec<u8>, u8, &str)> = vec![
+        (
+            "Host second",
+            http("GET / HTTP/1.1\nHost: cafe.example.com\n\n"),
+            VERDICT_L7,
+            "cafe.example.com",
+        ),
+        (
+            "lower-case name, port, no space",
+            http(
+                "POST /x HTTP/1.1\nUser-Agent: t\nhost:CAFE.example.com:8080\nContent-Length: 0\n\n",
+            ),
+            VERDICT_L7,
+            "cafe.example.com",
+        ),
+        (
+            "tab and trailing dot",
+            http("GET / HTTP/1.1\nHOST:\tcafe.example.com.\n\n"),
+            VERDICT_L7,
+            "cafe.example.com",
+        ),
+        (
+            "wildcard",
+            http("GET / HTTP/1.1\nHost: api.wild.test\n\n"),
+            VERDICT_L7,
+            "*.wild.test",
+        ),
+        (
+            "no Host",
+            http("GET / HTTP/1.0\nAccept: */*\n\n"),
+            VERDICT_UNDECIDED,
+            "-",
+        ),
+        (
+            "Host after this segment",
+            http(&format!("GET / HTTP/1.1\nX-Long: {}\n", "a".repeat(300))),
+            VERDICT_UNDECIDED,
+            "-",
+        ),
+        (
+            "Host value cut by the segment end",
+            http("GET / HTTP/1.1\nHost: cafe.exa"),
+            VERDICT_UNDECIDED,
+            "-",
+        ),
+        (
+            "IPv6 literal",
+            http("GET / HTTP/1.1\nHost: [2001:db8::1]:80\n\n"),
+            VERDICT_UNDECIDED,
+            "-",
+        ),
+        (
+            "not HTTP",
+            b"\x16\x03\x01 tls on port 80".to_vec(),
+            VERDICT_UNDECIDED,
+            "-",
+        ),
+        (
+            "\"Hostile\" header is not Host",
+            http("GET / HTTP/1.1\nHostile: x\nHost: cafe.example.com\n\n"),
+            VERDICT_L7,
+            "cafe.example.com",
+        ),
+    ];
+    for (name, payload, verdict, host) in cases {
+        let (action, v, h, _, _) = r.open("192.0.2.11", 80, &payload);
+        assert_eq!(action, XDP_PASS, "{name}");
+        assert_eq!((v, h.as_str()), (verdict, host), "{name}");
+    }
+}
+
+#[test]
+fn allow_lists_reject_outside_sources_with_an_rst() {
+    let mut r = rig(Config::default(), &[]);
+    let hello = client_hello(Some("secure.test"), 0);
+    let (_, v, h, _, _) = r.open("192.0.2.77", 443, &hello);
+    assert_eq!(
+        (v, h.as_str()),
+        (VERDICT_L7, "secure.test"),
+        "inside the allow list"
+    );
+    let (_, v, _, _, _) = r.open("2001:db8:1::9", 443, &hello);
+    assert_eq!(v, VERDICT_L7, "inside the IPv6 allow list");
+
+    let (action, v, h, out, f) = r.open("198.51.100.9", 443, &hello);
+    assert_eq!(
+        action, XDP_PASS,
+        "passed on, as an RST for the local socket"
+    );
+    assert_eq!((v, h.as_str()), (VERDICT_REJECT, "secure.test"));
+    assert_eq!(r.state(&f).unwrap().reason, REASON_ALLOWLIST);
+    assert_eq!(tcp_flags_v4(&out), RST | ACK);
+    assert!(
+        tcp_checksum_ok_v4(&out),
+        "the rewritten segment's checksum verifies"
+    );
+    assert_eq!(r.stat(Stat::RejectedAllowlist), 1);
+    // Later segments pass (the kernel answers them with an RST) and are counted.
+    assert_eq!(run(&mut r.dp, &f.data(b"more")).0, XDP_PASS);
+    assert_eq!(r.stat(Stat::RejectedPackets), 1);
+    let secure =
+        r.dp.stats()
+            .hosts()
+            .into_iter()
+            .find(|(h, _)| h == "secure.test")
+            .unwrap()
+            .1;
+    assert_eq!((secure.flows, secure.rejected), (2, 1));
+
+    // The same source on HTTP is held to the same list.
+    let (_, v, _, _, _) = r.open(
+        "198.51.100.9",
+        80,
+        &http("GET / HTTP/1.1\nHost: secure.test\n\n"),
+    );
+    assert_eq!(v, VERDICT_REJECT);
+}
+
+#[test]
+fn strict_mode_rejects_unknown_hosts_only() {
+    let mut r = rig(
+        Config {
+            flags: F_CONFIG_STRICT_HOSTS,
+            ..Default::default()
+        },
+        &[],
+    );
+    let (_, v, _, out, f) = r.open("192.0.2.12", 443, &client_hello(Some("unknown.test"), 0));
+    assert_eq!(v, VERDICT_REJECT);
+    assert_eq!(r.state(&f).unwrap().reason, REASON_UNKNOWN_HOST);
+    assert_eq!(tcp_flags_v4(&out), RST | ACK);
+    let (_, v, _, _, _) = r.open("192.0.2.12", 443, &client_hello(Some("x.wild.test"), 0));
+    assert_eq!(v, VERDICT_L7);
+    let (_, v, _, _, _) = r.open("192.0.2.12", 443, &client_hello(None, 0));
+    assert_eq!(
+        v, VERDICT_UNDECIDED,
+        "no SNI: the agent decides, even in strict mode"
+    );
+    assert_eq!(r.stat(Stat::RejectedUnknownHost), 1);
+}
+
+#[test]
+fn deny_list_drops_and_flows_retire() {
+    let mut r = rig(Config::default(), &["203.0.113.0/24", "2001:db8:bad::/48"]);
+    for src in ["203.0.113.9", "2001:db8:bad::1"] {
+        let f = r.flow(src, 443);
+        assert_eq!(run(&mut r.dp, &f.syn()).0, XDP_DROP, "{src}");
+        assert_eq!(run(&mut r.dp, &f.data(b"x")).0, XDP_DROP, "{src}");
+        assert!(r.state(&f).is_none());
+    }
+    assert_eq!(r.stat(Stat::Denied), 4);
+    // Traffic that is not to a listener is never touched.
+    let f = r.flow("203.0.113.9", 22);
+    assert_eq!(run(&mut r.dp, &f.syn()).0, XDP_PASS);
+
+    let (_, v, _, _, f) = r.open(
+        "192.0.2.13",
+        443,
+        &client_hello(Some("cafe.example.com"), 0),
+    );
+    assert_eq!(v, VERDICT_L7);
+    let retired = r.stat(Stat::FlowsRetired);
+    assert_eq!(run(&mut r.dp, &f.packet(FIN | ACK, 2000, &[])).0, XDP_PASS);
+    assert!(r.state(&f).is_none(), "FIN retires the flow");
+    assert_eq!(r.stat(Stat::FlowsRetired), retired + 1);
+}
+
+#[test]
+fn syn_rate_limits_per_source() {
+    let mut r = rig(
+        Config {
+            syn_rate: 3,
+            syn_burst: 3,
+            ..Default::default()
+        },
+        &[],
+    );
+    let verdicts: Vec<u32> = (0..6)
+        .map(|_| {
+            let f = r.flow("192.0.2.50", 443);
+            run(&mut r.dp, &f.syn()).0
+        })
+        .collect();
+    assert_eq!(
+        verdicts,
+        [XDP_PASS, XDP_PASS, XDP_PASS, XDP_DROP, XDP_DROP, XDP_DROP]
+    );
+    let f = r.flow("192.0.2.51", 443);
+    assert_eq!(
+        run(&mut r.dp, &f.syn()).0,
+        XDP_PASS,
+        "another source has its own bucket"
+    );
+    assert_eq!(r.stat(Stat::SynRateLimited), 3);
+    // Established flows are not rate limited.
+    let (action, v, _, _, _) = r.open(
+        "192.0.2.51",
+        443,
+        &client_hello(Some("cafe.example.com"), 0),
+    );
+    assert_eq!((action, v), (XDP_PASS, VERDICT_L7));
+}
+
+#[test]
+fn mutated_first_segments_never_misbehave() {
+    let mut r = rig(
+        Config {
+            flags: F_CONFIG_STRICT_HOSTS,
+            ..Default::default()
+        },
+        &[],
+    );
+    let seeds = [
+        client_hello(Some("cafe.example.com"), 0),
+        client_hello(Some("shop.wild.test"), 300),
+        http("GET / HTTP/1.1\nHost: cafe.example.com\n\n"),
+    ];
+    let mut state: u64 = 0x2545_F491_4F6C_DD1D;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    const ROUNDS: usize = 1500;
+    for round in 0..ROUNDS {
+        let seed = &seeds[round % seeds.len()];
+        let mut payload = seed.clone();
+        for _ in 0..1 + next() % 8 {
+            let i = (next() as usize) % payload.len();
+            payload[i] = next() as u8;
+        }
+        let cut = 1 + (next() as usize) % payload.len();
+        payload.truncate(cut);
+        let port = if round % seeds.len() == 2 { 80 } else { 443 };
+        let src = format!("192.0.2.{}", 100 + round % 100);
+        let (action, v, _, _, _) = r.open(&src, port, &payload);
+        assert_eq!(action, XDP_PASS, "round {round}");
+        assert!(
+            matches!(v, VERDICT_L7 | VERDICT_REJECT | VERDICT_UNDECIDED),
+            "round {round}: verdict {v}"
+        );
+    }
+    let decided =
+        r.stat(Stat::ClassifiedL7) + r.stat(Stat::RejectedUnknownHost) + r.stat(Stat::Undecided);
+    assert_eq!(decided, ROUNDS as u64);
+    let _ = IpAddr::from([0, 0, 0, 0]);
+}
