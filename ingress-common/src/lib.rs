@@ -9,9 +9,10 @@
 
 use bytemuck::{Pod, Zeroable};
 
-/// Name of the hash map of local TCP ports the agent listens on.
+/// Name of the array of local TCP ports the agent listens on, indexed by
+/// port (host order), valued by [`ListenerValue`] (0: not a listener).
 pub const MAP_LISTENERS: &str = "LISTENERS";
-/// Name of the per-CPU array of packet counters, indexed by [`Stat`].
+/// Name of the per-CPU array holding one [`Stats`].
 pub const MAP_STATS: &str = "STATS";
 /// Tracked TCP flows (LRU hash, [`FlowKey`] → [`FlowValue`]).
 pub const MAP_FLOWS: &str = "FLOWS";
@@ -42,8 +43,8 @@ pub const PINNED_MAPS: [&str; 8] = [
     MAP_HOST_STATS,
 ];
 
-/// Capacity of LISTENERS: an agent listens on a handful of ports.
-pub const MAX_LISTENERS: u32 = 64;
+/// Size of LISTENERS: one slot per TCP port, so the lookup is an array index.
+pub const LISTENER_PORTS: u32 = 65_536;
 pub const MAX_FLOWS: u32 = 262_144;
 /// Host ids are below this (HOST_STATS is an array of this size).
 pub const MAX_HOSTS: u32 = 16_384;
@@ -65,6 +66,8 @@ pub const F_HOST_ALLOWLIST: u32 = 1 << 0;
 
 /// CONFIG flag: reject flows to hosts that HOSTS does not know.
 pub const F_CONFIG_STRICT_HOSTS: u32 = 1 << 0;
+/// CONFIG flag: DENY has entries (else its lookup is skipped).
+pub const F_CONFIG_DENY: u32 = 1 << 1;
 
 /// Flow verdicts (FlowValue::verdict).
 pub const VERDICT_NONE: u8 = 0;
@@ -85,31 +88,12 @@ pub const REASON_AGENT: u8 = 3;
 /// Host id of "no host rule" (unknown host, default backend).
 pub const HOST_ID_NONE: u32 = 0;
 
-/// Key of LISTENERS: a local TCP port.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Pod, Zeroable)]
-pub struct ListenerKey {
-    /// Destination port in network byte order, as read from the TCP header.
-    pub port_be: u16,
-    pub _pad: u16,
-}
-
 /// Value of LISTENERS.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Pod, Zeroable)]
 pub struct ListenerValue {
     /// `F_LISTENER_*` bits.
     pub flags: u32,
-}
-
-impl ListenerKey {
-    /// Key for a port given in host byte order.
-    pub const fn from_port(port: u16) -> Self {
-        Self {
-            port_be: port.to_be(),
-            _pad: 0,
-        }
-    }
 }
 
 /// A TCP flow as the client sent it: client → node.
@@ -248,7 +232,6 @@ pub struct Scratch {
     pub name_len: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<ListenerKey>() == 4);
 const _: () = assert!(core::mem::size_of::<ListenerValue>() == 4);
 const _: () = assert!(core::mem::size_of::<FlowKey>() == 40);
 const _: () = assert!(core::mem::size_of::<FlowValue>() == 40);
@@ -300,8 +283,15 @@ pub enum Stat {
     Untracked = 17,
 }
 
-/// Number of slots in STATS.
+/// Number of counters in [`Stats`].
 pub const STAT_COUNT: u32 = 18;
+
+/// Every packet counter of one CPU, in one map slot: one lookup per packet.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Pod, Zeroable)]
+pub struct Stats {
+    pub counters: [u64; STAT_COUNT as usize],
+}
 
 impl Stat {
     /// Every counter, in index order.
@@ -362,7 +352,7 @@ pub const fn ipv4_mapped(v4: [u8; 4]) -> [u8; 16] {
 mod user {
     // SAFETY: every type is repr(C) and derives bytemuck::Pod (no padding,
     // any bit pattern valid), which is exactly what aya::Pod requires.
-    unsafe impl aya::Pod for super::ListenerKey {}
+    unsafe impl aya::Pod for super::Stats {}
     unsafe impl aya::Pod for super::ListenerValue {}
     unsafe impl aya::Pod for super::FlowKey {}
     unsafe impl aya::Pod for super::FlowValue {}
@@ -387,9 +377,8 @@ mod tests {
     }
 
     #[test]
-    fn listener_key_is_network_order() {
-        let k = ListenerKey::from_port(80);
-        assert_eq!(bytemuck::bytes_of(&k)[..2], [0, 80]);
+    fn stats_has_a_slot_per_counter() {
+        assert_eq!(core::mem::size_of::<Stats>(), 8 * Stat::ALL.len());
     }
 
     #[test]

@@ -65,28 +65,75 @@ fn sni(buf: &[u8; SCRATCH_LEN], n: usize) -> Option<(usize, usize)> {
     pos += 1 + at(buf, n, pos)? as usize;
     pos += 2 + be16(buf, n, pos)?;
     pos += 1 + at(buf, n, pos)? as usize;
-    let ext_end = pos + 2 + be16(buf, n, pos)?;
-    pos += 2;
-    for _ in 0..MAX_EXTENSIONS {
-        if pos >= ext_end || pos >= SCRATCH_LEN {
-            return None;
-        }
-        let ty = be16(buf, n, pos)?;
-        let len = be16(buf, n, pos + 2)?;
-        if ty == 0 {
-            // server_name: list length(2), type(1) = host_name(0), length(2), name.
-            if at(buf, n, pos + 6)? != 0 {
-                return None;
-            }
-            let name_len = be16(buf, n, pos + 7)?;
-            let start = pos + 9;
-            // The whole name must be in this segment.
-            at(buf, n, start + name_len - 1)?;
-            return Some((start, name_len));
-        }
-        pos += 4 + len;
+    let end = pos + 2 + be16(buf, n, pos)?;
+    let mut walk = Extensions {
+        buf: buf as *const _,
+        n,
+        pos: pos + 2,
+        end,
+        name_pos: 0,
+        name_len: 0,
+    };
+    // bpf_loop: the verifier checks one extension step, not 32 unrolled.
+    // SAFETY: extension_step matches bpf_loop's callback signature and only
+    // reads through the context it is given.
+    unsafe {
+        bpf_loop(
+            MAX_EXTENSIONS as u32,
+            extension_step as *mut c_void,
+            (&mut walk as *mut Extensions).cast(),
+            0,
+        );
     }
-    None
+    (walk.name_len > 0).then_some((walk.name_pos, walk.name_len))
+}
+
+/// State of the ClientHello extension walk.
+#[repr(C)]
+struct Extensions {
+    buf: *const [u8; SCRATCH_LEN],
+    n: usize,
+    /// Next extension.
+    pos: usize,
+    /// End of the extension list.
+    end: usize,
+    /// The server_name, once found.
+    name_pos: usize,
+    name_len: usize,
+}
+
+/// One extension: 1 stops (found, end of list or of the segment), 0 goes on.
+#[inline(never)]
+unsafe extern "C" fn extension_step(_index: u64, ctx: *mut c_void) -> i64 {
+    // SAFETY: bpf_loop passes back the context sni() gave it.
+    let w = unsafe { &mut *(ctx as *mut Extensions) };
+    // SAFETY: the buffer is this CPU's scratch slot, alive during the loop.
+    let buf = unsafe { &*w.buf };
+    let pos = w.pos;
+    if pos >= w.end || pos >= SCRATCH_LEN {
+        return 1;
+    }
+    let (Some(ty), Some(len)) = (be16(buf, w.n, pos), be16(buf, w.n, pos + 2)) else {
+        return 1;
+    };
+    if ty != 0 {
+        w.pos = pos + 4 + len;
+        return 0;
+    }
+    // server_name: list length(2), type(1) = host_name(0), length(2), name.
+    if at(buf, w.n, pos + 6) != Some(0) {
+        return 1;
+    }
+    let Some(name_len) = be16(buf, w.n, pos + 7) else {
+        return 1;
+    };
+    let start = pos + 9;
+    // The whole name must be in this segment.
+    if name_len > 0 && at(buf, w.n, start + name_len - 1).is_some() {
+        w.name_pos = start;
+        w.name_len = name_len;
+    }
+    1
 }
 
 /// Finds the Host header value (without port) of an HTTP/1.x request head;

@@ -16,15 +16,16 @@ mod parse;
 
 use aya_ebpf::{
     bindings::{BPF_NOEXIST, xdp_action},
-    helpers::{bpf_ktime_get_ns, generated::bpf_xdp_load_bytes},
+    helpers::{bpf_ktime_get_coarse_ns, generated::bpf_xdp_load_bytes},
     macros::xdp,
     programs::XdpContext,
 };
 use aya_log_ebpf::debug;
 use ingress_common::{
-    AddrKey, F_CONFIG_STRICT_HOSTS, F_HOST_ALLOWLIST, F_LISTENER_TLS, FlowKey, FlowValue,
-    HOST_ID_NONE, HOST_KEY_LEN, REASON_ALLOWLIST, REASON_NONE, REASON_UNKNOWN_HOST, RateValue,
-    SCRATCH_LEN, Stat, VERDICT_L7, VERDICT_NONE, VERDICT_REJECT, VERDICT_UNDECIDED,
+    AddrKey, Config, F_CONFIG_DENY, F_CONFIG_STRICT_HOSTS, F_HOST_ALLOWLIST, F_LISTENER_TLS,
+    FlowKey, FlowValue, HOST_ID_NONE, HOST_KEY_LEN, REASON_ALLOWLIST, REASON_NONE,
+    REASON_UNKNOWN_HOST, RateValue, SCRATCH_LEN, Stat, Stats, VERDICT_L7, VERDICT_NONE,
+    VERDICT_REJECT, VERDICT_UNDECIDED,
 };
 use parse::{ETH_P_IPV4, ETH_P_IPV6, IPPROTO_TCP, ParseError, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
 
@@ -33,11 +34,14 @@ const MAX_REFILL_NS: u64 = 10_000_000_000;
 
 #[xdp]
 pub fn xingress(ctx: XdpContext) -> u32 {
-    maps::bump(Stat::Packets);
-    match try_xingress(&ctx) {
+    let Some(stats) = maps::stats() else {
+        return xdp_action::XDP_PASS;
+    };
+    maps::bump(stats, Stat::Packets);
+    match try_xingress(&ctx, stats) {
         Ok(action) => action,
         Err(ParseError::Truncated) => {
-            maps::bump(Stat::Malformed);
+            maps::bump(stats, Stat::Malformed);
             debug!(
                 &ctx,
                 "malformed packet, len {}",
@@ -50,22 +54,22 @@ pub fn xingress(ctx: XdpContext) -> u32 {
 }
 
 #[inline(always)]
-fn try_xingress(ctx: &XdpContext) -> Result<u32, ParseError> {
+fn try_xingress(ctx: &XdpContext, stats: &mut Stats) -> Result<u32, ParseError> {
     let l2 = parse::parse_eth(ctx)?;
     if l2.vlan {
-        maps::bump(Stat::Vlan);
+        maps::bump(stats, Stat::Vlan);
     }
     let l3 = match l2.ether_type {
         ETH_P_IPV4 => {
-            maps::bump(Stat::Ipv4);
+            maps::bump(stats, Stat::Ipv4);
             parse::parse_ipv4(ctx, l2.l3_off)?
         }
         ETH_P_IPV6 => {
-            maps::bump(Stat::Ipv6);
+            maps::bump(stats, Stat::Ipv6);
             parse::parse_ipv6(ctx, l2.l3_off)?
         }
         _ => {
-            maps::bump(Stat::NonIp);
+            maps::bump(stats, Stat::NonIp);
             return Ok(xdp_action::XDP_PASS);
         }
     };
@@ -76,29 +80,41 @@ fn try_xingress(ctx: &XdpContext) -> Result<u32, ParseError> {
         return Ok(xdp_action::XDP_PASS);
     }
     let tcp = parse::parse_tcp(ctx, l4_off, l3.l4_len)?;
-    maps::bump(Stat::Tcp);
-    let Some(listener) = maps::listener(tcp.dst_port_be) else {
+    maps::bump(stats, Stat::Tcp);
+    let Some(listener) = maps::listener(tcp.dst_port) else {
         return Ok(xdp_action::XDP_PASS);
     };
-    maps::bump(Stat::Listener);
+    maps::bump(stats, Stat::Listener);
 
-    if maps::denied(&l3.src) {
-        maps::bump(Stat::Denied);
-        return Ok(xdp_action::XDP_DROP);
-    }
+    let (src, dst) = parse::addresses(ctx, &l3)?;
+    let config = maps::config();
+    // The deny list is consulted for new flows and untracked packets only;
+    // the agent drops tracked flows of newly denied sources from FLOWS, so
+    // their next packet is untracked and meets the list.
+    let denied = |stats: &mut Stats| {
+        let hit = config.flags & F_CONFIG_DENY != 0 && maps::denied(&src);
+        if hit {
+            maps::bump(stats, Stat::Denied);
+        }
+        hit
+    };
     let key = FlowKey {
-        src: l3.src,
-        dst: l3.dst,
-        src_port_be: tcp.src_port_be,
-        dst_port_be: tcp.dst_port_be,
+        src,
+        dst,
+        src_port_be: tcp.src_port.to_be(),
+        dst_port_be: tcp.dst_port.to_be(),
         _pad: [0; 4],
     };
-    // SAFETY: bpf_ktime_get_ns has no preconditions.
-    let now = unsafe { bpf_ktime_get_ns() };
+    // Jiffy resolution is plenty for flow ages and token buckets.
+    // SAFETY: bpf_ktime_get_coarse_ns has no preconditions.
+    let now = unsafe { bpf_ktime_get_coarse_ns() };
 
     if tcp.flags & (TCP_SYN | TCP_ACK) == TCP_SYN {
-        if !syn_allowed(&l3.src, now) {
-            maps::bump(Stat::SynRateLimited);
+        if denied(stats) {
+            return Ok(xdp_action::XDP_DROP);
+        }
+        if !syn_allowed(&config, &src, now) {
+            maps::bump(stats, Stat::SynRateLimited);
             return Ok(xdp_action::XDP_DROP);
         }
         let flow = FlowValue {
@@ -114,20 +130,23 @@ fn try_xingress(ctx: &XdpContext) -> Result<u32, ParseError> {
         };
         // A retransmitted SYN keeps the flow it already has.
         if maps::FLOWS.insert(key, flow, BPF_NOEXIST as u64).is_ok() {
-            maps::bump(Stat::FlowsNew);
-        }
-        return Ok(xdp_action::XDP_PASS);
-    }
-    if tcp.flags & (TCP_FIN | TCP_RST) != 0 {
-        if maps::FLOWS.remove(key).is_ok() {
-            maps::bump(Stat::FlowsRetired);
+            maps::bump(stats, Stat::FlowsNew);
         }
         return Ok(xdp_action::XDP_PASS);
     }
     let Some(flow) = maps::FLOWS.get_ptr_mut(key) else {
-        maps::bump(Stat::Untracked);
+        if denied(stats) {
+            return Ok(xdp_action::XDP_DROP);
+        }
+        maps::bump(stats, Stat::Untracked);
         return Ok(xdp_action::XDP_PASS);
     };
+    if tcp.flags & (TCP_FIN | TCP_RST) != 0 {
+        if maps::FLOWS.remove(key).is_ok() {
+            maps::bump(stats, Stat::FlowsRetired);
+        }
+        return Ok(xdp_action::XDP_PASS);
+    }
     // SAFETY: the pointer comes from a successful lookup; concurrent updates
     // from other CPUs can only make the counters approximate.
     let flow = unsafe { &mut *flow };
@@ -135,10 +154,12 @@ fn try_xingress(ctx: &XdpContext) -> Result<u32, ParseError> {
     flow.bytes += l3.l4_len as u64;
     flow.last_seen_ns = now;
     match flow.verdict {
-        VERDICT_NONE if tcp.payload_len > 0 => classify(ctx, &tcp, l4_off, flow, &l3.src, listener),
+        VERDICT_NONE if tcp.payload_len > 0 => {
+            classify(ctx, stats, &config, &tcp, l4_off, flow, &src, listener)
+        }
         VERDICT_REJECT => {
             // The local socket is gone: the kernel answers with an RST.
-            maps::bump(Stat::RejectedPackets);
+            maps::bump(stats, Stat::RejectedPackets);
             Ok(xdp_action::XDP_PASS)
         }
         _ => Ok(xdp_action::XDP_PASS),
@@ -147,8 +168,7 @@ fn try_xingress(ctx: &XdpContext) -> Result<u32, ParseError> {
 
 /// Spends one token of the source's SYN bucket; false when it is empty.
 #[inline(always)]
-fn syn_allowed(src: &[u8; 16], now: u64) -> bool {
-    let config = maps::config();
+fn syn_allowed(config: &Config, src: &[u8; 16], now: u64) -> bool {
     if config.syn_rate == 0 {
         return true;
     }
@@ -191,8 +211,11 @@ fn syn_allowed(src: &[u8; 16], now: u64) -> bool {
 // would copy 64 bytes onto the 512-byte BPF stack.
 #[allow(clippy::needless_borrows_for_generic_args)]
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 fn classify(
     ctx: &XdpContext,
+    stats: &mut Stats,
+    config: &Config,
     tcp: &parse::Tcp,
     l4_off: usize,
     flow: &mut FlowValue,
@@ -200,7 +223,7 @@ fn classify(
     listener: u32,
 ) -> Result<u32, ParseError> {
     let Some(scratch) = maps::SCRATCH.get_ptr_mut(0) else {
-        return Ok(undecided(flow));
+        return Ok(undecided(stats, flow));
     };
     // black_box: the compiler knows payload_len > 0 and would drop the
     // check, but the verifier must see both bounds at the helper call.
@@ -210,7 +233,7 @@ fn classify(
         tcp.payload_len
     });
     if n == 0 || n > SCRATCH_LEN {
-        return Ok(undecided(flow));
+        return Ok(undecided(stats, flow));
     }
     // SAFETY: the scratch slot is this CPU's and SCRATCH_LEN bytes long; n <= SCRATCH_LEN.
     let copied = unsafe {
@@ -222,7 +245,7 @@ fn classify(
         )
     };
     if copied < 0 {
-        return Ok(undecided(flow));
+        return Ok(undecided(stats, flow));
     }
     // SAFETY: filled above, and only this CPU uses its slot.
     let scratch = unsafe { &mut *scratch };
@@ -232,7 +255,7 @@ fn classify(
         classify::http_host(scratch, n)
     };
     if !located {
-        return Ok(undecided(flow));
+        return Ok(undecided(stats, flow));
     }
     // Reload what the parser stored (see classify.rs).
     // SAFETY: plain loads from this CPU's slot.
@@ -244,7 +267,7 @@ fn classify(
     };
     let len = core::hint::black_box(len);
     if len == 0 || len > HOST_KEY_LEN || pos >= SCRATCH_LEN {
-        return Ok(undecided(flow));
+        return Ok(undecided(stats, flow));
     }
     scratch.key.name = [0; HOST_KEY_LEN];
     // SAFETY: the key is HOST_KEY_LEN bytes and len <= HOST_KEY_LEN.
@@ -257,7 +280,7 @@ fn classify(
         )
     };
     if copied < 0 || !classify::normalize(&mut scratch.key, len) {
-        return Ok(undecided(flow));
+        return Ok(undecided(stats, flow));
     }
     // SAFETY: plain values copied out at once.
     let mut found = unsafe { maps::HOSTS.get(&scratch.key) }.copied();
@@ -267,28 +290,28 @@ fn classify(
     }
     match found {
         Some(h) if h.flags & F_HOST_ALLOWLIST != 0 && !maps::allowed(h.id, src) => {
-            reject(ctx, l4_off, flow, h.id, REASON_ALLOWLIST)
+            reject(ctx, stats, l4_off, flow, h.id, REASON_ALLOWLIST)
         }
-        Some(h) => Ok(serve(flow, h.id)),
-        None if maps::config().flags & F_CONFIG_STRICT_HOSTS != 0 => {
-            reject(ctx, l4_off, flow, HOST_ID_NONE, REASON_UNKNOWN_HOST)
+        Some(h) => Ok(serve(stats, flow, h.id)),
+        None if config.flags & F_CONFIG_STRICT_HOSTS != 0 => {
+            reject(ctx, stats, l4_off, flow, HOST_ID_NONE, REASON_UNKNOWN_HOST)
         }
-        None => Ok(serve(flow, HOST_ID_NONE)),
+        None => Ok(serve(stats, flow, HOST_ID_NONE)),
     }
 }
 
 #[inline(always)]
-fn undecided(flow: &mut FlowValue) -> u32 {
+fn undecided(stats: &mut Stats, flow: &mut FlowValue) -> u32 {
     flow.verdict = VERDICT_UNDECIDED;
-    maps::bump(Stat::Undecided);
+    maps::bump(stats, Stat::Undecided);
     xdp_action::XDP_PASS
 }
 
 #[inline(always)]
-fn serve(flow: &mut FlowValue, host_id: u32) -> u32 {
+fn serve(stats: &mut Stats, flow: &mut FlowValue, host_id: u32) -> u32 {
     flow.verdict = VERDICT_L7;
     flow.host_id = host_id;
-    maps::bump(Stat::ClassifiedL7);
+    maps::bump(stats, Stat::ClassifiedL7);
     maps::count_host(host_id, false);
     xdp_action::XDP_PASS
 }
@@ -298,6 +321,7 @@ fn serve(flow: &mut FlowValue, host_id: u32) -> u32 {
 #[inline(always)]
 fn reject(
     ctx: &XdpContext,
+    stats: &mut Stats,
     l4_off: usize,
     flow: &mut FlowValue,
     host_id: u32,
@@ -306,11 +330,14 @@ fn reject(
     flow.verdict = VERDICT_REJECT;
     flow.reason = reason;
     flow.host_id = host_id;
-    maps::bump(if reason == REASON_ALLOWLIST {
-        Stat::RejectedAllowlist
-    } else {
-        Stat::RejectedUnknownHost
-    });
+    maps::bump(
+        stats,
+        if reason == REASON_ALLOWLIST {
+            Stat::RejectedAllowlist
+        } else {
+            Stat::RejectedUnknownHost
+        },
+    );
     maps::count_host(host_id, true);
     parse::make_rst(ctx, l4_off)?;
     debug!(ctx, "rejected a flow (reason {})", reason);

@@ -7,19 +7,19 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, lpm_trie::Key},
 };
 use ingress_common::{
-    AddrKey, AllowKey, Config, FlowKey, FlowValue, HostCounters, HostKey, HostValue, ListenerKey,
-    ListenerValue, MAX_ALLOW, MAX_DENY, MAX_FLOWS, MAX_HOSTS, MAX_LISTENERS, MAX_RATE_SOURCES,
-    RateValue, STAT_COUNT, Scratch, Stat,
+    AddrKey, AllowKey, Config, FlowKey, FlowValue, HostCounters, HostKey, HostValue,
+    LISTENER_PORTS, ListenerValue, MAX_ALLOW, MAX_DENY, MAX_FLOWS, MAX_HOSTS, MAX_RATE_SOURCES,
+    RateValue, Scratch, Stat, Stats,
 };
 
-/// Local TCP ports the agent serves; filled by the agent from its listen addresses.
+/// Local TCP ports the agent serves, by port: an array, so the lookup is
+/// an index the verifier inlines.
 #[map]
-pub static LISTENERS: HashMap<ListenerKey, ListenerValue> =
-    HashMap::with_max_entries(MAX_LISTENERS, 0);
+pub static LISTENERS: Array<ListenerValue> = Array::with_max_entries(LISTENER_PORTS, 0);
 
-/// Per-CPU packet counters, indexed by `ingress_common::Stat`.
+/// This CPU's packet counters, all in one slot.
 #[map]
-pub static STATS: PerCpuArray<u64> = PerCpuArray::pinned(STAT_COUNT, 0);
+pub static STATS: PerCpuArray<Stats> = PerCpuArray::pinned(1, 0);
 
 /// Tracked client → node TCP flows and their verdicts.
 #[map]
@@ -53,21 +53,29 @@ pub static HOST_STATS: PerCpuArray<HostCounters> = PerCpuArray::pinned(MAX_HOSTS
 #[map]
 pub static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
 
-/// Adds one to a counter of this CPU (no atomics needed: the slot is per CPU).
+/// This CPU's counters (looked up once per packet).
 #[inline(always)]
-pub fn bump(stat: Stat) {
-    if let Some(slot) = STATS.get_ptr_mut(stat as u32) {
-        // SAFETY: the pointer comes from a successful lookup of this CPU's slot.
-        unsafe { *slot += 1 };
+pub fn stats() -> Option<&'static mut Stats> {
+    // SAFETY: the slot is this CPU's; nothing else runs on it meanwhile.
+    STATS.get_ptr_mut(0).map(|p| unsafe { &mut *p })
+}
+
+/// Adds one to a counter (no atomics needed: the slot is per CPU).
+#[inline(always)]
+pub fn bump(stats: &mut Stats, stat: Stat) {
+    let i = stat as usize;
+    if i < stats.counters.len() {
+        stats.counters[i] += 1;
     }
 }
 
-/// Flags of a listener on `port_be`, if the agent registered one.
+/// Flags of a listener on `port` (host order), if the agent registered one.
 #[inline(always)]
-pub fn listener(port_be: u16) -> Option<u32> {
-    let key = ListenerKey { port_be, _pad: 0 };
-    // SAFETY: the value is a plain u32 copied out at once.
-    unsafe { LISTENERS.get(key) }.map(|v| v.flags)
+pub fn listener(port: u16) -> Option<u32> {
+    LISTENERS
+        .get(u32::from(port))
+        .map(|v| v.flags)
+        .filter(|f| *f != 0)
 }
 
 #[inline(always)]

@@ -1,5 +1,6 @@
-//! Packet parsing: every read goes through `ptr_at`, which proves to the
-//! verifier (and to us) that the bytes lie between `data` and `data_end`.
+//! Packet parsing: every header is read through `ptr_at`, one bounds check
+//! per header, which proves to the verifier (and to us) that its bytes lie
+//! between `data` and `data_end`.
 
 use aya_ebpf::programs::XdpContext;
 use ingress_common::ipv4_mapped;
@@ -10,6 +11,7 @@ pub const ETH_P_IPV6: u16 = 0x86DD;
 pub const ETH_P_8021Q: u16 = 0x8100;
 pub const ETH_P_8021AD: u16 = 0x88A8;
 pub const IPPROTO_TCP: u8 = 6;
+pub const IPV4_HLEN: usize = 20;
 pub const IPV6_HLEN: usize = 40;
 pub const TCP_MIN_HLEN: usize = 20;
 /// Fragment offset bits of the IPv4 flags/fragment field.
@@ -27,44 +29,36 @@ pub enum ParseError {
     Truncated,
 }
 
-/// Pointer to a `T` at `offset` bytes into the packet, if all of it is there.
+/// Pointer to `N` bytes at `offset` into the packet, if all of them are there.
 #[inline(always)]
-pub fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Result<*const T, ParseError> {
+pub fn ptr_at<const N: usize>(ctx: &XdpContext, offset: usize) -> Result<*const u8, ParseError> {
     let start = ctx.data();
     let end = ctx.data_end();
     // Opaque to LLVM, known to the verifier: LLVM would fold `p + 1 > end`
     // into `p >= end`, a form from which the verifier learns no range.
-    let len = core::hint::black_box(core::mem::size_of::<T>());
+    let len = core::hint::black_box(N);
     if start + offset + len > end {
         return Err(ParseError::Truncated);
     }
-    Ok((start + offset) as *const T)
+    Ok((start + offset) as *const u8)
+}
+
+/// Byte `i` of a header checked by `ptr_at::<N>` with `i < N`.
+#[inline(always)]
+fn byte(p: *const u8, i: usize) -> u8 {
+    // SAFETY: callers pass i below the N that ptr_at checked.
+    unsafe { *p.add(i) }
 }
 
 #[inline(always)]
-pub fn read_u8(ctx: &XdpContext, offset: usize) -> Result<u8, ParseError> {
-    // SAFETY: ptr_at checked that the byte lies inside the packet.
-    Ok(unsafe { *ptr_at::<u8>(ctx, offset)? })
-}
-
-/// A big-endian u16 at `offset`, returned in host order.
-#[inline(always)]
-pub fn read_u16_be(ctx: &XdpContext, offset: usize) -> Result<u16, ParseError> {
-    // SAFETY: ptr_at checked bounds; packet data has no alignment guarantee.
-    let raw = unsafe { core::ptr::read_unaligned(ptr_at::<u16>(ctx, offset)?) };
-    Ok(u16::from_be(raw))
+fn be16(p: *const u8, i: usize) -> u16 {
+    (u16::from(byte(p, i)) << 8) | u16::from(byte(p, i + 1))
 }
 
 #[inline(always)]
-fn read_16(ctx: &XdpContext, offset: usize) -> Result<[u8; 16], ParseError> {
-    // SAFETY: ptr_at checked bounds; [u8; 16] has alignment 1.
-    Ok(unsafe { *ptr_at::<[u8; 16]>(ctx, offset)? })
-}
-
-#[inline(always)]
-fn read_4(ctx: &XdpContext, offset: usize) -> Result<[u8; 4], ParseError> {
-    // SAFETY: ptr_at checked bounds; [u8; 4] has alignment 1.
-    Ok(unsafe { *ptr_at::<[u8; 4]>(ctx, offset)? })
+fn bytes<const N: usize>(p: *const u8, i: usize) -> [u8; N] {
+    // SAFETY: callers pass i + N within the checked header; [u8; N] has alignment 1.
+    unsafe { core::ptr::read_unaligned(p.add(i) as *const [u8; N]) }
 }
 
 /// Link layer result: the EtherType after at most one VLAN tag, and where
@@ -77,12 +71,13 @@ pub struct L2 {
 
 #[inline(always)]
 pub fn parse_eth(ctx: &XdpContext) -> Result<L2, ParseError> {
-    let ether_type = read_u16_be(ctx, 12)?;
+    let eth = ptr_at::<ETH_HLEN>(ctx, 0)?;
+    let ether_type = be16(eth, 12);
     if ether_type == ETH_P_8021Q || ether_type == ETH_P_8021AD {
         // 802.1Q tag: TCI (2 bytes) then the encapsulated EtherType.
-        let inner = read_u16_be(ctx, ETH_HLEN + 2)?;
+        let tag = ptr_at::<4>(ctx, ETH_HLEN)?;
         return Ok(L2 {
-            ether_type: inner,
+            ether_type: be16(tag, 2),
             l3_off: ETH_HLEN + 4,
             vlan: true,
         });
@@ -94,72 +89,83 @@ pub fn parse_eth(ctx: &XdpContext) -> Result<L2, ParseError> {
     })
 }
 
-/// Network layer result. Addresses are 16 bytes (IPv4 mapped).
-/// `l4_off` is `None` for a non-first IPv4 fragment (no transport header).
+/// Network layer result. `l4_off` is `None` for a non-first IPv4 fragment
+/// (no transport header). Addresses are read later, only for listener
+/// traffic (see `addresses`).
 pub struct L3 {
     pub proto: u8,
     pub l4_off: Option<usize>,
-    pub src: [u8; 16],
-    pub dst: [u8; 16],
     /// Bytes after the IP header(s), by the IP length fields (not the
     /// frame length, which may include Ethernet padding).
     pub l4_len: usize,
+    l3_off: usize,
+    v6: bool,
+}
+
+/// Source and destination as 16 bytes (IPv4 mapped).
+#[inline(always)]
+pub fn addresses(ctx: &XdpContext, l3: &L3) -> Result<([u8; 16], [u8; 16]), ParseError> {
+    if l3.v6 {
+        let ip = ptr_at::<IPV6_HLEN>(ctx, l3.l3_off)?;
+        Ok((bytes::<16>(ip, 8), bytes::<16>(ip, 24)))
+    } else {
+        let ip = ptr_at::<IPV4_HLEN>(ctx, l3.l3_off)?;
+        Ok((
+            ipv4_mapped(bytes::<4>(ip, 12)),
+            ipv4_mapped(bytes::<4>(ip, 16)),
+        ))
+    }
 }
 
 #[inline(always)]
 pub fn parse_ipv4(ctx: &XdpContext, off: usize) -> Result<L3, ParseError> {
-    let ver_ihl = read_u8(ctx, off)?;
+    let ip = ptr_at::<IPV4_HLEN>(ctx, off)?;
+    let ver_ihl = byte(ip, 0);
     let ihl = ((ver_ihl & 0x0F) as usize) * 4;
-    if ver_ihl >> 4 != 4 || ihl < 20 {
+    if ver_ihl >> 4 != 4 || ihl < IPV4_HLEN {
         return Err(ParseError::Truncated);
     }
-    let total = read_u16_be(ctx, off + 2)? as usize;
-    let proto = read_u8(ctx, off + 9)?;
-    let frag = read_u16_be(ctx, off + 6)?;
-    let src = ipv4_mapped(read_4(ctx, off + 12)?);
-    let dst = ipv4_mapped(read_4(ctx, off + 16)?);
-    // Make sure the whole header (options included) is present.
-    read_u8(ctx, off + ihl - 1)?;
+    let total = be16(ip, 2) as usize;
+    let frag = be16(ip, 6);
+    if ihl > IPV4_HLEN {
+        // Options: make sure the whole header is present.
+        ptr_at::<1>(ctx, off + ihl - 1)?;
+    }
     if total < ihl {
         return Err(ParseError::Truncated);
     }
-    let first_fragment = frag & IPV4_FRAG_OFFSET == 0;
     Ok(L3 {
-        proto,
-        l4_off: if first_fragment {
+        proto: byte(ip, 9),
+        l4_off: if frag & IPV4_FRAG_OFFSET == 0 {
             Some(off + ihl)
         } else {
             None
         },
-        src,
-        dst,
         l4_len: total - ihl,
+        l3_off: off,
+        v6: false,
     })
 }
 
 #[inline(always)]
 pub fn parse_ipv6(ctx: &XdpContext, off: usize) -> Result<L3, ParseError> {
-    let ver = read_u8(ctx, off)? >> 4;
-    if ver != 6 {
+    let ip = ptr_at::<IPV6_HLEN>(ctx, off)?;
+    if byte(ip, 0) >> 4 != 6 {
         return Err(ParseError::Truncated);
     }
-    let payload = read_u16_be(ctx, off + 4)? as usize;
-    let next = read_u8(ctx, off + 6)?;
-    let src = read_16(ctx, off + 8)?;
-    let dst = read_16(ctx, off + 24)?;
     Ok(L3 {
-        proto: next,
+        proto: byte(ip, 6),
         l4_off: Some(off + IPV6_HLEN),
-        src,
-        dst,
-        l4_len: payload,
+        l4_len: be16(ip, 4) as usize,
+        l3_off: off,
+        v6: true,
     })
 }
 
-/// The TCP fields the program needs, in host order.
+/// The TCP fields the program needs.
 pub struct Tcp {
-    pub src_port_be: u16,
-    pub dst_port_be: u16,
+    pub src_port: u16,
+    pub dst_port: u16,
     pub flags: u8,
     /// Offset of the TCP payload in the packet.
     pub payload_off: usize,
@@ -169,18 +175,15 @@ pub struct Tcp {
 
 #[inline(always)]
 pub fn parse_tcp(ctx: &XdpContext, off: usize, l4_len: usize) -> Result<Tcp, ParseError> {
-    let src_port = read_u16_be(ctx, off)?;
-    let dst_port = read_u16_be(ctx, off + 2)?;
-    let hdr_len = ((read_u8(ctx, off + 12)? >> 4) as usize) * 4;
+    let tcp = ptr_at::<TCP_MIN_HLEN>(ctx, off)?;
+    let hdr_len = ((byte(tcp, 12) >> 4) as usize) * 4;
     if hdr_len < TCP_MIN_HLEN || hdr_len > l4_len {
         return Err(ParseError::Truncated);
     }
-    let flags = read_u8(ctx, off + 13)?;
-    read_u8(ctx, off + TCP_MIN_HLEN - 1)?;
     Ok(Tcp {
-        src_port_be: src_port.to_be(),
-        dst_port_be: dst_port.to_be(),
-        flags,
+        src_port: be16(tcp, 0),
+        dst_port: be16(tcp, 2),
+        flags: byte(tcp, 13),
         payload_off: off + hdr_len,
         payload_len: l4_len - hdr_len,
     })
@@ -191,14 +194,15 @@ pub fn parse_tcp(ctx: &XdpContext, off: usize, l4_len: usize) -> Result<Tcp, Par
 /// checksum incrementally (RFC 1624).
 #[inline(always)]
 pub fn make_rst(ctx: &XdpContext, off: usize) -> Result<(), ParseError> {
-    let word = ptr_at::<u16>(ctx, off + 12)? as *mut u16;
-    let csum = ptr_at::<u16>(ctx, off + 16)? as *mut u16;
-    // SAFETY: both pointers were bounds-checked by ptr_at; XDP packet data is writable.
+    let tcp = ptr_at::<TCP_MIN_HLEN>(ctx, off)? as *mut u8;
+    // SAFETY: bounds checked by ptr_at; XDP packet data is writable.
     unsafe {
+        let word = tcp.add(12) as *mut u16;
+        let csum = tcp.add(16) as *mut u16;
         let old = core::ptr::read_unaligned(word);
-        let mut bytes = old.to_ne_bytes();
-        bytes[1] = TCP_RST | TCP_ACK;
-        let new = u16::from_ne_bytes(bytes);
+        let mut b = old.to_ne_bytes();
+        b[1] = TCP_RST | TCP_ACK;
+        let new = u16::from_ne_bytes(b);
         core::ptr::write_unaligned(word, new);
         let c = !u16::from_be(core::ptr::read_unaligned(csum)) as u32;
         let sum = c + (!u16::from_be(old) as u32) + u16::from_be(new) as u32;

@@ -73,7 +73,7 @@ pub async fn run(config: Config) -> Result<(), AppError> {
         });
     let policy = match (dataplane.as_mut(), &config.xdp) {
         (Some(dp), Some(x)) => dp.take_policy().map(|maps| {
-            let sync = PolicySync::new(maps);
+            let sync = PolicySync::new(maps).with_flows(dp.flows());
             dp.stats().set_names(sync.names());
             (sync, x.policy.clone())
         }),

@@ -8,8 +8,8 @@ use std::{
 };
 
 use ingress_common::{
-    Config, F_CONFIG_STRICT_HOSTS, F_LISTENER_HTTP, F_LISTENER_TLS, FlowValue, REASON_ALLOWLIST,
-    REASON_UNKNOWN_HOST, Stat, VERDICT_L7, VERDICT_REJECT, VERDICT_UNDECIDED,
+    Config, F_CONFIG_DENY, F_CONFIG_STRICT_HOSTS, F_LISTENER_HTTP, F_LISTENER_TLS, FlowValue,
+    REASON_ALLOWLIST, REASON_UNKNOWN_HOST, Stat, VERDICT_L7, VERDICT_REJECT, VERDICT_UNDECIDED,
 };
 use xingress::{
     dataplane::{Dataplane, Policy, PolicySync},
@@ -25,6 +25,7 @@ const NODE: &str = "198.18.0.1";
 struct Rig {
     dp: Dataplane,
     sync: PolicySync,
+    policy: Policy,
     next_port: u16,
 }
 
@@ -32,7 +33,7 @@ fn rig(config: Config, deny: &[&str]) -> Rig {
     let mut dp = xdp::dataplane();
     dp.set_listeners(&[(443, F_LISTENER_TLS), (80, F_LISTENER_HTTP)])
         .unwrap();
-    let mut sync = PolicySync::new(dp.take_policy().expect("policy maps"));
+    let mut sync = PolicySync::new(dp.take_policy().expect("policy maps")).with_flows(dp.flows());
     dp.stats().set_names(sync.names());
     let allow: Vec<Cidr> = vec![
         "192.0.2.0/24".parse().unwrap(),
@@ -45,13 +46,17 @@ fn rig(config: Config, deny: &[&str]) -> Rig {
             ("secure.test".to_string(), Some(allow)),
         ]),
         deny: deny.iter().map(|c| c.parse().unwrap()).collect(),
-        config,
+        config: Config {
+            flags: config.flags | if deny.is_empty() { 0 } else { F_CONFIG_DENY },
+            ..config
+        },
     };
     let report = sync.apply(&policy).unwrap();
     assert!(report.skipped.is_empty());
     Rig {
         dp,
         sync,
+        policy,
         next_port: 20000,
     }
 }
@@ -345,6 +350,19 @@ fn deny_list_drops_and_flows_retire() {
     // Traffic that is not to a listener is never touched.
     let f = r.flow("203.0.113.9", 22);
     assert_eq!(run(&mut r.dp, &f.syn()).0, XDP_PASS);
+
+    // A source denied while its flow is open is cut at its next packet.
+    let (_, v, _, _, open) = r.open(
+        "198.51.100.50",
+        443,
+        &client_hello(Some("cafe.example.com"), 0),
+    );
+    assert_eq!(v, VERDICT_L7);
+    let mut policy = r.policy.clone();
+    policy.deny.insert("198.51.100.0/24".parse().unwrap());
+    r.sync.apply(&policy).unwrap();
+    assert!(r.state(&open).is_none(), "the flow was dropped from FLOWS");
+    assert_eq!(run(&mut r.dp, &open.data(b"more")).0, XDP_DROP);
 
     let (_, v, _, _, f) = r.open(
         "192.0.2.13",

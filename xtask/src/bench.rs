@@ -32,12 +32,25 @@ pub fn run(what: Option<&str>) -> Result<()> {
     match what {
         None => {
             routing()?;
+            xdp()?;
             proxy()
         }
         Some("routing") => routing(),
+        Some("xdp") => xdp(),
         Some("proxy") => proxy(),
-        Some(other) => bail!("unknown benchmark {other:?}: routing or proxy"),
+        Some(other) => bail!("unknown benchmark {other:?}: routing, xdp or proxy"),
     }
+}
+
+fn xdp() -> Result<()> {
+    step("XDP program benchmark (BPF_PROG_TEST_RUN, release build)");
+    if !util::is_root() {
+        bail!("the XDP benchmark loads the program: run it as root");
+    }
+    let object = crate::setup::build_ebpf()?;
+    util::cargo(&["bench", "-p", "xingress-tests", "--bench", "xdp"])
+        .env("XINGRESS_EBPF_OBJECT", object)
+        .run()
 }
 
 fn routing() -> Result<()> {

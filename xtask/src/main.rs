@@ -26,10 +26,11 @@ const USAGE: &str = "usage: cargo xtask <command>
   test         everything CI runs: fmt, clippy (the eBPF crate with nightly), all tests
                including the XDP ones (needs root; they fail rather than skip)
                --no-lint skips fmt and clippy
-  bench [routing|proxy]
+  bench [routing|xdp|proxy]
                benchmarks (both by default), results in target/bench-results/:
                routing: the model at 10,000 Ingresses / 50,000 paths (translate time
                and memory, lookup ns and allocations);
+               xdp: ns per packet by path (BPF_PROG_TEST_RUN with repeat);
                proxy: xingress vs nginx-light for the cafe routes, each pinned to one
                core with one worker (HTTP/1.1 and HTTPS keep-alive, new TLS
                connections): req/s, p50/p99, CPU µs per request, ratios";

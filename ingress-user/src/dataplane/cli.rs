@@ -76,7 +76,7 @@ struct FlowRow {
 }
 
 fn stats(dir: &Path) -> Result<StatsReport, ReadError> {
-    let map: PerCpuArray<MapData, u64> = open(dir, MAP_STATS)?;
+    let map: PerCpuArray<MapData, ingress_common::Stats> = open(dir, MAP_STATS)?;
     let values = sum_stats(&map)?;
     let host_stats: PerCpuArray<MapData, HostCounters> = open(dir, MAP_HOST_STATS)?;
     let names = host_names(dir)?;

@@ -54,6 +54,23 @@ impl FlowTable {
         map.get(&flow_key(client, local), 0).ok()
     }
 
+    /// Deletes the flows `doomed` picks; returns how many.
+    pub fn purge(&self, doomed: impl Fn(&FlowKey) -> bool) -> Result<usize, DataplaneError> {
+        let Ok(mut map) = self.map.lock() else {
+            return Ok(0);
+        };
+        let keys: Vec<FlowKey> = map
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| doomed(k))
+            .collect();
+        for k in &keys {
+            // A flow may have retired meanwhile.
+            let _ = map.remove(k);
+        }
+        Ok(keys.len())
+    }
+
     /// Records the agent's verdict on a flow XDP could not decide; flows XDP
     /// decided keep their verdict. Returns whether it wrote.
     pub fn decide_undecided(

@@ -10,9 +10,9 @@ use aya::{
 };
 use aya_log::EbpfLogger;
 use ingress_common::{
-    AddrKey, AllowKey, Config, FlowKey, FlowValue, HostKey, HostValue, ListenerKey, ListenerValue,
-    MAP_ALLOW, MAP_CONFIG, MAP_DENY, MAP_FLOWS, MAP_HOST_STATS, MAP_HOSTS, MAP_LISTENERS,
-    MAP_STATS, PINNED_MAPS,
+    AddrKey, AllowKey, Config, FlowKey, FlowValue, HostKey, HostValue, ListenerValue, MAP_ALLOW,
+    MAP_CONFIG, MAP_DENY, MAP_FLOWS, MAP_HOST_STATS, MAP_HOSTS, MAP_LISTENERS, MAP_STATS,
+    PINNED_MAPS, Stats,
 };
 
 use super::{StatsHandle, embedded_object, flows::FlowTable, policy::PolicyMaps};
@@ -75,7 +75,9 @@ pub struct Dataplane {
     /// Kept alive: dropping it closes the log ring buffer.
     logger: Option<EbpfLogger<&'static dyn log::Log>>,
     link: Option<XdpLinkId>,
-    listeners: BpfHashMap<MapData, ListenerKey, ListenerValue>,
+    listeners: Array<MapData, ListenerValue>,
+    /// Ports set in LISTENERS.
+    listening: Vec<u16>,
     stats: StatsHandle,
     policy: Option<PolicyMaps>,
     flows: FlowTable,
@@ -178,7 +180,7 @@ impl Dataplane {
         program.load()?;
         let listeners = take(&mut ebpf, MAP_LISTENERS)?;
         let stats = StatsHandle::new(
-            take::<PerCpuArray<MapData, u64>>(&mut ebpf, MAP_STATS)?,
+            take::<PerCpuArray<MapData, Stats>>(&mut ebpf, MAP_STATS)?,
             take(&mut ebpf, MAP_HOST_STATS)?,
         );
         let flows = FlowTable::new(take::<BpfHashMap<MapData, FlowKey, FlowValue>>(
@@ -195,6 +197,7 @@ impl Dataplane {
             logger,
             link: None,
             listeners,
+            listening: Vec::new(),
             stats,
             policy: Some(policy),
             flows,
@@ -263,34 +266,26 @@ impl Dataplane {
     }
 
     /// Replaces the set of listener ports (`(port, F_LISTENER_* flags)`):
-    /// upserts first, then deletes, so a kept port is never missing.
+    /// new ports first, then the old ones cleared, so a kept port is never missing.
     pub fn set_listeners(&mut self, ports: &[(u16, u32)]) -> Result<(), DataplaneError> {
         for &(port, flags) in ports {
             self.listeners
-                .insert(ListenerKey::from_port(port), ListenerValue { flags }, 0)?;
+                .set(u32::from(port), ListenerValue { flags }, 0)?;
         }
-        let stale: Vec<ListenerKey> = self
-            .listeners
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|k| !ports.iter().any(|&(p, _)| ListenerKey::from_port(p) == *k))
-            .collect();
-        for k in stale {
-            self.listeners.remove(&k)?;
+        for old in self.listening.clone() {
+            if !ports.iter().any(|&(p, _)| p == old) {
+                self.listeners
+                    .set(u32::from(old), ListenerValue { flags: 0 }, 0)?;
+            }
         }
+        self.listening = ports.iter().map(|&(p, _)| p).collect();
+        self.listening.sort_unstable();
         Ok(())
     }
 
-    /// Ports currently in LISTENERS (host order), sorted.
+    /// Ports currently in LISTENERS, sorted.
     pub fn listener_ports(&self) -> Vec<u16> {
-        let mut ports: Vec<u16> = self
-            .listeners
-            .keys()
-            .filter_map(Result::ok)
-            .map(|k| u16::from_be(k.port_be))
-            .collect();
-        ports.sort_unstable();
-        ports
+        self.listening.clone()
     }
 
     pub fn stats(&self) -> StatsHandle {

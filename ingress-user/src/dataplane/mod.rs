@@ -14,7 +14,7 @@ use std::{
 };
 
 use aya::maps::{MapData, MapError, PerCpuArray};
-use ingress_common::{HostCounters, STAT_COUNT, Stat};
+use ingress_common::{HostCounters, STAT_COUNT, Stat, Stats};
 
 pub use flows::{FlowTable, addr, flow_key};
 pub use loader::{AttachMode, DEFAULT_PIN_PATH, Dataplane, DataplaneError};
@@ -28,17 +28,21 @@ pub struct StatsHandle {
 }
 
 struct StatsInner {
-    map: PerCpuArray<MapData, u64>,
+    map: PerCpuArray<MapData, Stats>,
     hosts: PerCpuArray<MapData, HostCounters>,
     names: Mutex<Option<HostNames>>,
     attached: Mutex<Option<(String, AttachMode)>>,
 }
 
 /// Per-CPU values summed.
-pub fn sum_stats(map: &PerCpuArray<MapData, u64>) -> Result<[u64; STAT_COUNT as usize], MapError> {
+pub fn sum_stats(
+    map: &PerCpuArray<MapData, Stats>,
+) -> Result<[u64; STAT_COUNT as usize], MapError> {
     let mut out = [0u64; STAT_COUNT as usize];
-    for (i, slot) in out.iter_mut().enumerate() {
-        *slot = map.get(&(i as u32), 0)?.iter().sum();
+    for cpu in map.get(&0, 0)?.iter() {
+        for (total, v) in out.iter_mut().zip(cpu.counters) {
+            *total += v;
+        }
     }
     Ok(out)
 }
@@ -62,7 +66,7 @@ pub fn sum_hosts(
 }
 
 impl StatsHandle {
-    fn new(map: PerCpuArray<MapData, u64>, hosts: PerCpuArray<MapData, HostCounters>) -> Self {
+    fn new(map: PerCpuArray<MapData, Stats>, hosts: PerCpuArray<MapData, HostCounters>) -> Self {
         Self {
             inner: Arc::new(StatsInner {
                 map,

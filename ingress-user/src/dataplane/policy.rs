@@ -10,11 +10,11 @@ use std::{
 
 use aya::maps::{Array, HashMap as BpfHashMap, LpmTrie, MapData, lpm_trie::Key};
 use ingress_common::{
-    AddrKey, AllowKey, Config, F_CONFIG_STRICT_HOSTS, F_HOST_ALLOWLIST, HostKey, HostValue,
-    MAX_HOSTS,
+    AddrKey, AllowKey, Config, F_CONFIG_DENY, F_CONFIG_STRICT_HOSTS, F_HOST_ALLOWLIST, HostKey,
+    HostValue, MAX_HOSTS,
 };
 
-use super::DataplaneError;
+use super::{DataplaneError, FlowTable};
 use crate::model::{Cidr, RoutingTable};
 
 /// The policy maps a `PolicySync` owns.
@@ -55,7 +55,12 @@ impl Policy {
             config: Config {
                 syn_rate: flags.syn_rate,
                 syn_burst: flags.syn_rate,
-                flags: if strict { F_CONFIG_STRICT_HOSTS } else { 0 },
+                flags: if strict { F_CONFIG_STRICT_HOSTS } else { 0 }
+                    | if flags.deny.is_empty() {
+                        0
+                    } else {
+                        F_CONFIG_DENY
+                    },
                 _pad: 0,
             },
         }
@@ -84,6 +89,8 @@ pub struct PolicySync {
     allow: BTreeSet<(u32, Cidr)>,
     deny: BTreeSet<Cidr>,
     names: HostNames,
+    /// To cut tracked flows of sources that become denied.
+    flows: Option<FlowTable>,
 }
 
 fn allow_key(id: u32, c: &Cidr) -> Key<AllowKey> {
@@ -111,7 +118,15 @@ impl PolicySync {
             allow: BTreeSet::new(),
             deny: BTreeSet::new(),
             names: Arc::default(),
+            flows: None,
         }
+    }
+
+    /// Lets the sync cut tracked flows of newly denied sources (XDP checks
+    /// the deny list for new and untracked flows only).
+    pub fn with_flows(mut self, flows: FlowTable) -> Self {
+        self.flows = Some(flows);
+        self
     }
 
     pub fn names(&self) -> HostNames {
@@ -171,6 +186,12 @@ impl PolicySync {
             report.upserts += 1;
         }
         self.maps.config.set(0, policy.config, 0)?;
+        let newly_denied: Vec<Cidr> = policy.deny.difference(&self.deny).copied().collect();
+        if let (Some(flows), false) = (&self.flows, newly_denied.is_empty()) {
+            let cut =
+                flows.purge(|k| newly_denied.iter().any(|c| c.contains(super::addr(k.src))))?;
+            report.deletes += cut;
+        }
 
         // Deletes.
         for c in self.deny.difference(&policy.deny) {
