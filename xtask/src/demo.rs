@@ -232,6 +232,11 @@ fn run_with_xdp() -> Result<()> {
     println!(
         "\nXDP attached in native mode on {NODE_IF}; {listener} packets to the HTTP and HTTPS listeners seen at XDP."
     );
+    step("$ xingress xdp stats   (reads the maps the agent pinned under /sys/fs/bpf/xingress)");
+    let stats = util::Cmd::new(bin("xingress"))
+        .args(["xdp", "stats"])
+        .output()?;
+    print!("{stats}");
     step("agent log");
     print!(
         "{}",
