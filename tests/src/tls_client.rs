@@ -9,10 +9,8 @@ use std::{
 };
 
 use rustls::{
-    ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme, StreamOwned,
-    client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier},
-    crypto::{WebPkiSupportedAlgorithms, verify_tls12_signature, verify_tls13_signature},
-    pki_types::{CertificateDer, ServerName, UnixTime, pem::PemObject},
+    ClientConfig, ClientConnection, StreamOwned,
+    pki_types::{CertificateDer, ServerName, pem::PemObject},
 };
 
 use crate::http1::Conn;
@@ -27,41 +25,6 @@ pub struct TlsInfo {
     pub version: Option<rustls::ProtocolVersion>,
 }
 
-#[derive(Debug)]
-struct AnyCert(WebPkiSupportedAlgorithms);
-
-impl ServerCertVerifier for AnyCert {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-    fn verify_tls12_signature(
-        &self,
-        m: &[u8],
-        c: &CertificateDer<'_>,
-        d: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(m, c, d, &self.0)
-    }
-    fn verify_tls13_signature(
-        &self,
-        m: &[u8],
-        c: &CertificateDer<'_>,
-        d: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(m, c, d, &self.0)
-    }
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_schemes()
-    }
-}
-
 /// A client config offering `alpn`; share it between connections to resume sessions.
 pub fn config(alpn: &[&[u8]]) -> Arc<ClientConfig> {
     config_versions(alpn, rustls::DEFAULT_VERSIONS)
@@ -71,13 +34,11 @@ pub fn config_versions(
     alpn: &[&[u8]],
     versions: &[&'static rustls::SupportedProtocolVersion],
 ) -> Arc<ClientConfig> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let algorithms = provider.signature_verification_algorithms;
-    let mut c = ClientConfig::builder_with_provider(provider)
+    let mut c = ClientConfig::builder_with_provider(xingress::tls::provider())
         .with_protocol_versions(versions)
         .expect("supported versions")
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AnyCert(algorithms)))
+        .with_custom_certificate_verifier(Arc::new(xingress::tls::UnverifiedChain::new()))
         .with_no_client_auth();
     c.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Arc::new(c)

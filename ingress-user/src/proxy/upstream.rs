@@ -10,15 +10,14 @@ use hyper_util::{
     client::legacy::{Client, connect::HttpConnector},
     rt::{TokioExecutor, TokioTimer},
 };
-use rustls::{
-    ClientConfig, DigitallySignedStruct, SignatureScheme,
-    client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier},
-    crypto::{WebPkiSupportedAlgorithms, verify_tls12_signature, verify_tls13_signature},
-    pki_types::{CertificateDer, ServerName, UnixTime},
-};
+use rustls::ClientConfig;
 
 use super::ProxyError;
-use crate::{cli::ProxyLimits, model::BackendProtocol, tls::provider};
+use crate::{
+    cli::ProxyLimits,
+    model::BackendProtocol,
+    tls::{UnverifiedChain, provider},
+};
 
 type Plain = Client<HttpConnector, Incoming>;
 type Tls = Client<HttpsConnector<HttpConnector>, Incoming>;
@@ -50,9 +49,7 @@ impl Upstream {
                 .with_safe_default_protocol_versions()
                 .expect("the ring provider supports the default TLS versions")
                 .dangerous()
-                .with_custom_certificate_verifier(Arc::new(AnyPodCertificate(
-                    provider().signature_verification_algorithms,
-                )))
+                .with_custom_certificate_verifier(Arc::new(UnverifiedChain::new()))
                 .with_no_client_auth()
         };
         let https = hyper_rustls::HttpsConnectorBuilder::new()
@@ -92,47 +89,6 @@ impl Upstream {
             Ok(Err(e)) => Err(ProxyError::Upstream(error_chain(&e))),
             Ok(Ok(resp)) => Ok(resp),
         }
-    }
-}
-
-/// Pods present self-signed certificates for their IPs: like ingress-nginx
-/// (proxy_ssl_verify off), the chain is not verified; the handshake
-/// signatures still are.
-#[derive(Debug)]
-struct AnyPodCertificate(WebPkiSupportedAlgorithms);
-
-impl ServerCertVerifier for AnyPodCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(message, cert, dss, &self.0)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(message, cert, dss, &self.0)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_schemes()
     }
 }
 

@@ -6,4 +6,4 @@ mod certs;
 mod resolver;
 
 pub use certs::{CertError, CertStore, TlsTable, certified_key, provider};
-pub use resolver::{SniResolver, server_config};
+pub use resolver::{SniResolver, UnverifiedChain, server_config};

@@ -3,7 +3,10 @@
 use std::sync::Arc;
 
 use rustls::{
-    ServerConfig,
+    DigitallySignedStruct, ServerConfig, SignatureScheme,
+    client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier},
+    crypto::{WebPkiSupportedAlgorithms, verify_tls12_signature, verify_tls13_signature},
+    pki_types::{CertificateDer, ServerName, UnixTime},
     server::{ClientHello, ResolvesServerCert},
     sign::CertifiedKey,
 };
@@ -41,4 +44,58 @@ pub fn server_config(snapshots: Arc<SnapshotCell>) -> Result<Arc<ServerConfig>, 
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     config.ticketer = rustls::crypto::ring::Ticketer::new()?;
     Ok(Arc::new(config))
+}
+
+/// Accepts any server certificate chain but still verifies the handshake
+/// signatures against it. Pods present self-signed certificates for their
+/// IPs, so like ingress-nginx (proxy_ssl_verify off) the chain is not
+/// checked; tests use it to see which certificate a server presents.
+#[derive(Debug)]
+pub struct UnverifiedChain(WebPkiSupportedAlgorithms);
+
+impl UnverifiedChain {
+    pub fn new() -> Self {
+        Self(provider().signature_verification_algorithms)
+    }
+}
+
+impl Default for UnverifiedChain {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ServerCertVerifier for UnverifiedChain {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(message, cert, dss, &self.0)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(message, cert, dss, &self.0)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_schemes()
+    }
 }
