@@ -318,3 +318,21 @@ pub fn tls_config(cert_pem: &[u8], key_pem: &[u8]) -> Arc<rustls::ServerConfig> 
     c.alpn_protocols = vec![b"http/1.1".to_vec()];
     Arc::new(c)
 }
+
+/// Manifests for a Service `name` with one port named `http` (`port`) and
+/// one EndpointSlice per pod: loopback pods differ in port, and a slice
+/// carries one port for all its endpoints.
+pub fn service_yaml(name: &str, port: u16, pods: &[&Backend]) -> String {
+    let mut out = format!(
+        "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec:\n  ports: [{{name: http, port: {port}}}]\n---\n"
+    );
+    for (i, p) in pods.iter().enumerate() {
+        out.push_str(&format!(
+            "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: {name}-{i}, labels: {{kubernetes.io/service-name: {name}}}}}\n\
+             addressType: IPv4\nports: [{{name: http, port: {}}}]\nendpoints: [{{addresses: [\"{}\"], conditions: {{ready: true}}}}]\n---\n",
+            p.addr.port(),
+            p.addr.ip()
+        ));
+    }
+    out
+}

@@ -27,18 +27,11 @@ fn service(dir: &ManifestDir, name: &str, replicas: usize) -> Vec<Backend> {
             .unwrap()
         })
         .collect();
-    let mut yaml = format!(
-        "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec:\n  ports: [{{name: http, port: 8080, targetPort: 80}}]\n---\n"
+    let refs: Vec<&Backend> = pods.iter().collect();
+    dir.write(
+        &format!("svc-{name}.yaml"),
+        &backend::service_yaml(name, 8080, &refs),
     );
-    for (i, p) in pods.iter().enumerate() {
-        yaml.push_str(&format!(
-            "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: {name}-{i}, labels: {{kubernetes.io/service-name: {name}}}}}\n\
-             addressType: IPv4\nports: [{{name: http, port: {}}}]\nendpoints: [{{addresses: [\"{}\"], conditions: {{ready: true}}}}]\n---\n",
-            p.addr.port(),
-            p.addr.ip()
-        ));
-    }
-    dir.write(&format!("svc-{name}.yaml"), &yaml);
     pods
 }
 

@@ -25,20 +25,8 @@ fn pods(prefix: &str, n: usize) -> Vec<Backend> {
         .collect()
 }
 
-/// A Service plus one EndpointSlice per pod (loopback pods differ in port).
 fn service(name: &str, pods: &[&Backend]) -> String {
-    let mut out = format!(
-        "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec:\n  ports: [{{name: http, port: 80, targetPort: 8080}}]\n---\n"
-    );
-    for (i, p) in pods.iter().enumerate() {
-        out.push_str(&format!(
-            "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: {name}-{i}\n  labels: {{kubernetes.io/service-name: {name}}}\n\
-             addressType: IPv4\nports: [{{name: http, port: {}}}]\nendpoints:\n- addresses: [\"{}\"]\n  conditions: {{ready: true}}\n---\n",
-            p.addr.port(),
-            p.addr.ip()
-        ));
-    }
-    out
+    backend::service_yaml(name, 80, pods)
 }
 
 struct Cafe {

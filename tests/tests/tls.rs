@@ -29,18 +29,10 @@ fn local() -> SocketAddr {
 }
 
 fn service(dir: &ManifestDir, name: &str, pods: &[&Backend]) {
-    let mut yaml = format!(
-        "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec: {{ports: [{{name: http, port: 80}}]}}\n---\n"
+    dir.write(
+        &format!("svc-{name}.yaml"),
+        &backend::service_yaml(name, 80, pods),
     );
-    for (i, p) in pods.iter().enumerate() {
-        yaml.push_str(&format!(
-            "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: {name}-{i}, labels: {{kubernetes.io/service-name: {name}}}}}\n\
-             addressType: IPv4\nports: [{{name: http, port: {}}}]\nendpoints: [{{addresses: [\"{}\"]}}]\n---\n",
-            p.addr.port(),
-            p.addr.ip()
-        ));
-    }
-    dir.write(&format!("svc-{name}.yaml"), &yaml);
 }
 
 /// An Ingress with one rule per host to `svc`, TLS entries as given, and annotations.
