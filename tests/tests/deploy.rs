@@ -162,13 +162,13 @@ fn the_daemonset_arguments_are_valid_for_the_agent() {
     argv.extend(c.args.unwrap());
     // XINGRESS_* variables are flags too (`XINGRESS_XDP_IFACE` = `--xdp-iface`).
     for e in c.env.unwrap() {
-        if let (Some(flag), Some(value)) = (e.name.strip_prefix("XINGRESS_"), e.value) {
-            if flag != "LOG" {
-                argv.push(format!(
-                    "--{}={value}",
-                    flag.to_ascii_lowercase().replace('_', "-")
-                ));
-            }
+        if let (Some(flag), Some(value)) = (e.name.strip_prefix("XINGRESS_"), e.value)
+            && flag != "LOG"
+        {
+            argv.push(format!(
+                "--{}={value}",
+                flag.to_ascii_lowercase().replace('_', "-")
+            ));
         }
     }
     let cli = Cli::try_parse_from(&argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
