@@ -10,7 +10,7 @@ use crate::{
     admin::{self, Admin},
     cli::{Config, Source, XdpConfig},
     dataplane::{Dataplane, Policy, PolicyFlags, PolicySync},
-    k8s::ManifestDir,
+    k8s::{ManifestDir, cluster},
     metrics::Metrics,
     model::{NamespacedName, Objects, Severity, TranslateOptions, Warning, translate},
     proxy::{self, Proxy},
@@ -33,6 +33,8 @@ pub enum AppError {
     Tls(#[from] rustls::Error),
     #[error("{0}")]
     Cert(#[from] CertError),
+    #[error("{0}")]
+    Cluster(#[from] cluster::ClusterError),
 }
 
 async fn bind(addr: SocketAddr, what: &'static str) -> Result<TcpListener, AppError> {
@@ -103,6 +105,15 @@ pub async fn run(config: Config) -> Result<(), AppError> {
             config.manifest_poll,
             shutdown.clone(),
         )),
+        Source::Cluster { kubeconfig } => {
+            let client = cluster::client(kubeconfig.as_deref()).await?;
+            tokio::spawn(watch_cluster(
+                client,
+                config.watch_namespace.clone(),
+                publisher,
+                shutdown.clone(),
+            ))
+        }
     };
     let admin_task = tokio::spawn(admin::serve(admin, admin_listener, shutdown.clone()));
     let http_task = tokio::spawn(proxy::serve_http(proxy.clone(), http, shutdown.clone()));
@@ -272,6 +283,40 @@ async fn watch_manifests(
         tokio::select! {
             () = tokio::time::sleep(poll) => {}
             () = shutdown.wait() => return,
+        }
+    }
+}
+
+/// Kubernetes mode: the first snapshot once every store has listed, then one
+/// per debounced burst of changes. Publishing runs on the blocking pool.
+async fn watch_cluster(
+    client: kube::Client,
+    namespace: Option<String>,
+    publisher: Publisher,
+    shutdown: Shutdown,
+) {
+    let changed = Arc::new(tokio::sync::Notify::new());
+    let stores = cluster::start(&client, namespace.as_deref(), changed.clone(), &shutdown);
+    tokio::select! {
+        ready = stores.ready() => if ready.is_err() { return },
+        () = shutdown.wait() => return,
+    }
+    tracing::info!("initial lists complete");
+    let publisher = Arc::new(std::sync::Mutex::new(publisher));
+    loop {
+        let (s, p) = (stores.clone(), publisher.clone());
+        let published = tokio::task::spawn_blocking(move || {
+            let objects = s.objects();
+            p.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .publish(&objects, Vec::new());
+        })
+        .await;
+        if let Err(e) = published {
+            tracing::error!("snapshot task failed: {e}");
+        }
+        if !cluster::next_change(&changed, &shutdown).await {
+            return;
         }
     }
 }

@@ -165,6 +165,10 @@ pub enum XdpMode {
 #[derive(Clone, Debug)]
 pub enum Source {
     Manifests(PathBuf),
+    /// The API server: this kubeconfig, else KUBECONFIG / in-cluster.
+    Cluster {
+        kubeconfig: Option<PathBuf>,
+    },
 }
 
 /// Timeouts and limits of the proxy, each with a name.
@@ -264,12 +268,7 @@ impl RunArgs {
                     reason: "conflicts with --manifests: choose one source".into(),
                 });
             }
-            (None, _) => {
-                return Err(not_implemented(
-                    "Kubernetes mode (--kubeconfig, or neither --manifests nor --kubeconfig)",
-                    "watching a cluster; use --manifests DIR",
-                ));
-            }
+            (None, kubeconfig) => Source::Cluster { kubeconfig },
         };
         if self.publish_address.is_some() {
             return Err(not_implemented(

@@ -58,6 +58,18 @@ impl Agent {
         extra: &[&str],
         ns: Option<&Netns>,
     ) -> io::Result<Self> {
+        let dir = manifests.to_str().expect("utf-8 path");
+        let mut args = vec!["--manifests", dir];
+        args.extend_from_slice(extra);
+        Self::spawn(&args, http, admin, ns)
+    }
+
+    fn spawn(
+        args: &[&str],
+        http: SocketAddr,
+        admin: SocketAddr,
+        ns: Option<&Netns>,
+    ) -> io::Result<Self> {
         let bin = xingress_bin();
         let mut cmd = match ns {
             Some(ns) => ns.command(bin.to_str().expect("utf-8 path")),
@@ -70,8 +82,6 @@ impl Agent {
         // HTTPS on the HTTP address's IP, next port that is free.
         let https = SocketAddr::new(http.ip(), free_port());
         cmd.arg("run")
-            .arg("--manifests")
-            .arg(manifests)
             .args([
                 "--http-addr",
                 &http.to_string(),
@@ -79,7 +89,7 @@ impl Agent {
                 &https.to_string(),
             ])
             .args(["--admin-addr", &admin.to_string()])
-            .args(extra)
+            .args(args)
             .env("XINGRESS_LOG", "info,xingress=debug")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -92,6 +102,16 @@ impl Agent {
             https,
             admin,
         })
+    }
+
+    /// Kubernetes mode against the API server of `kubeconfig`, on loopback.
+    pub fn start_cluster(kubeconfig: &Path, extra: &[&str]) -> io::Result<Self> {
+        let http = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let kc = kubeconfig.to_str().expect("utf-8 path");
+        let mut args = vec!["--kubeconfig", kc];
+        args.extend_from_slice(extra);
+        Self::spawn(&args, http, admin, None)
     }
 
     /// On loopback with free ports.

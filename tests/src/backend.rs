@@ -288,6 +288,12 @@ fn grpc_stream(name: &str, req: &Request<Incoming>) -> Response<EchoBody> {
 /// A response body fed from a channel, frame by frame (data and trailers).
 pub struct ChannelBody(mpsc::Receiver<Frame<Bytes>>);
 
+impl ChannelBody {
+    pub fn new(rx: mpsc::Receiver<Frame<Bytes>>) -> Self {
+        Self(rx)
+    }
+}
+
 impl Body for ChannelBody {
     type Data = Bytes;
     type Error = Infallible;

@@ -63,13 +63,23 @@ fn xdp_policy_flags() {
 }
 
 #[test]
-fn kube_mode_is_refused_clearly() {
+fn without_manifests_the_source_is_the_cluster() {
+    let cli = Cli::try_parse_from(["xingress", "run", "--kubeconfig", "/etc/kube.conf"]).unwrap();
+    let Command::Run(args) = cli.command else {
+        panic!()
+    };
+    let c = args.into_config().unwrap();
+    assert!(
+        matches!(c.source, Source::Cluster { kubeconfig: Some(ref p) } if p.to_str() == Some("/etc/kube.conf"))
+    );
     let cli = Cli::try_parse_from(["xingress", "run"]).unwrap();
     let Command::Run(args) = cli.command else {
         panic!()
     };
-    let err = args.into_config().unwrap_err();
-    assert!(err.to_string().contains("Kubernetes mode"), "{err}");
+    assert!(matches!(
+        args.into_config().unwrap().source,
+        Source::Cluster { kubeconfig: None }
+    ));
 }
 
 #[test]

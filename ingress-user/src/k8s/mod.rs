@@ -1,6 +1,7 @@
-//! Sources of Kubernetes objects. File mode lives here; the API-server watches
-//! join it in a later stage. Both fill the same `model::Objects`.
+//! Sources of Kubernetes objects: manifest files, or the API server through
+//! kube-rs reflectors. Both fill the same `model::Objects`.
 
+pub mod cluster;
 pub mod files;
 mod legacy;
 mod parse;

@@ -1,0 +1,402 @@
+//! A fake Kubernetes API server speaking the real list/watch protocol for
+//! the five kinds the agent reads: resourceVersions, newline-delimited watch
+//! events, bookmarks, 410 Gone after compaction, and watches it can drop.
+
+use std::{
+    collections::BTreeMap,
+    convert::Infallible,
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{Either, Full};
+use hyper::body::{Frame, Incoming};
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::backend::ChannelBody;
+
+/// (resource, group/version, kind)
+const KINDS: [(&str, &str, &str); 5] = [
+    ("ingresses", "networking.k8s.io/v1", "Ingress"),
+    ("ingressclasses", "networking.k8s.io/v1", "IngressClass"),
+    ("services", "v1", "Service"),
+    ("endpointslices", "discovery.k8s.io/v1", "EndpointSlice"),
+    ("secrets", "v1", "Secret"),
+];
+
+type Key = (String, String, String);
+
+#[derive(Default)]
+struct State {
+    rv: u64,
+    objects: BTreeMap<Key, Value>,
+    /// (rv, resource, event type, object)
+    log: Vec<(u64, String, &'static str, Value)>,
+    /// Watches from below this resourceVersion get 410 Gone.
+    floor: u64,
+    lists: usize,
+}
+
+pub struct FakeApi {
+    pub addr: SocketAddr,
+    state: Arc<Mutex<State>>,
+    /// Bumped on every change; watches wake on it.
+    changed: watch::Sender<u64>,
+    /// Bumped to end every open watch stream.
+    epoch: watch::Sender<u64>,
+    _stop: oneshot::Sender<()>,
+}
+
+fn resource_of(kind: &str) -> Option<&'static str> {
+    KINDS
+        .iter()
+        .find(|(_, _, k)| *k == kind)
+        .map(|(r, _, _)| *r)
+}
+
+impl FakeApi {
+    pub fn start() -> Self {
+        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        std_listener.set_nonblocking(true).expect("nonblocking");
+        let addr = std_listener.local_addr().expect("addr");
+        let state = Arc::new(Mutex::new(State::default()));
+        let (changed, _) = watch::channel(0u64);
+        let (epoch, _) = watch::channel(0u64);
+        let (stop, stop_rx) = oneshot::channel();
+        let (st, ch, ep) = (state.clone(), changed.subscribe(), epoch.subscribe());
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(std_listener).expect("listener");
+                let serve = async {
+                    loop {
+                        let Ok((stream, _)) = listener.accept().await else {
+                            continue;
+                        };
+                        let (st, ch, ep) = (st.clone(), ch.clone(), ep.clone());
+                        tokio::spawn(async move {
+                            let svc = hyper::service::service_fn(move |req| {
+                                handle(st.clone(), ch.clone(), ep.clone(), req)
+                            });
+                            let _ = hyper::server::conn::http1::Builder::new()
+                                .serve_connection(TokioIo::new(stream), svc)
+                                .await;
+                        });
+                    }
+                };
+                tokio::select! {
+                    () = serve => {}
+                    _ = stop_rx => {}
+                }
+            });
+        });
+        Self {
+            addr,
+            state,
+            changed,
+            epoch,
+            _stop: stop,
+        }
+    }
+
+    /// Creates or updates an object (a full manifest with apiVersion and kind).
+    pub fn apply(&self, mut obj: Value) {
+        let kind = obj["kind"].as_str().expect("kind").to_string();
+        let resource =
+            resource_of(&kind).unwrap_or_else(|| panic!("the fake API does not serve {kind}"));
+        if kind != "IngressClass" && obj["metadata"]["namespace"].is_null() {
+            obj["metadata"]["namespace"] = json!("default");
+        }
+        let ns = obj["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        let name = obj["metadata"]["name"].as_str().expect("name").to_string();
+        let mut st = self.state.lock().unwrap();
+        st.rv += 1;
+        let rv = st.rv;
+        obj["metadata"]["resourceVersion"] = json!(rv.to_string());
+        if obj["metadata"]["uid"].is_null() {
+            obj["metadata"]["uid"] = json!(format!("uid-{resource}-{ns}-{name}"));
+        }
+        let key = (resource.to_string(), ns, name);
+        let kind_of_event = if st.objects.contains_key(&key) {
+            "MODIFIED"
+        } else {
+            "ADDED"
+        };
+        st.objects.insert(key, obj.clone());
+        st.log.push((rv, resource.to_string(), kind_of_event, obj));
+        drop(st);
+        self.changed.send_replace(rv);
+    }
+
+    /// Applies every document of a YAML text.
+    pub fn apply_yaml(&self, yaml: &str) {
+        use serde::Deserialize;
+        for doc in serde_yaml::Deserializer::from_str(yaml) {
+            let v = Value::deserialize(doc).expect("YAML");
+            if !v.is_null() {
+                self.apply(v);
+            }
+        }
+    }
+
+    pub fn delete(&self, kind: &str, namespace: &str, name: &str) {
+        let resource = resource_of(kind).expect("kind");
+        let mut st = self.state.lock().unwrap();
+        let key = (
+            resource.to_string(),
+            namespace.to_string(),
+            name.to_string(),
+        );
+        let Some(mut obj) = st.objects.remove(&key) else {
+            return;
+        };
+        st.rv += 1;
+        let rv = st.rv;
+        obj["metadata"]["resourceVersion"] = json!(rv.to_string());
+        st.log.push((rv, resource.to_string(), "DELETED", obj));
+        drop(st);
+        self.changed.send_replace(rv);
+    }
+
+    /// Ends every open watch stream (as an API server restart or a proxy timeout would).
+    pub fn drop_watches(&self) {
+        self.epoch.send_modify(|e| *e += 1);
+    }
+
+    /// Forgets the event history: watches resuming from an older
+    /// resourceVersion get 410 Gone and must list again (the list lands at
+    /// the new floor, so one relist suffices).
+    pub fn compact(&self) {
+        let mut st = self.state.lock().unwrap();
+        st.rv += 1;
+        st.floor = st.rv;
+        st.log.clear();
+        drop(st);
+        self.drop_watches();
+    }
+
+    /// List requests served so far.
+    pub fn lists(&self) -> usize {
+        self.state.lock().unwrap().lists
+    }
+
+    /// A kubeconfig pointing at this server.
+    pub fn kubeconfig(&self) -> String {
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster: {{server: \"http://{}\"}}\nusers:\n- name: fake\n  user: {{token: fake}}\n\
+             contexts:\n- name: fake\n  context: {{cluster: fake, user: fake}}\ncurrent-context: fake\n",
+            self.addr
+        )
+    }
+}
+
+type Body = Either<Full<Bytes>, ChannelBody>;
+
+fn json_response(status: StatusCode, v: &Value) -> Response<Body> {
+    let mut r = Response::new(Either::Left(Full::new(Bytes::from(v.to_string()))));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+/// (namespace, resource) of an API path.
+fn route(path: &str) -> Option<(Option<String>, String)> {
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let rest = match parts.as_slice() {
+        ["api", "v1", rest @ ..] => rest,
+        ["apis", _group, _version, rest @ ..] => rest,
+        _ => return None,
+    };
+    match rest {
+        [resource] => Some((None, resource.to_string())),
+        ["namespaces", ns, resource] => Some((Some(ns.to_string()), resource.to_string())),
+        _ => None,
+    }
+}
+
+fn matches(obj: &Value, ns: &Option<String>, field_selector: Option<&str>) -> bool {
+    if let Some(ns) = ns
+        && obj["metadata"]["namespace"].as_str() != Some(ns)
+    {
+        return false;
+    }
+    match field_selector {
+        Some(sel) => sel.split(',').all(|term| match term.split_once('=') {
+            Some(("type", v)) => obj["type"].as_str() == Some(v),
+            _ => true,
+        }),
+        None => true,
+    }
+}
+
+async fn handle(
+    state: Arc<Mutex<State>>,
+    changed: watch::Receiver<u64>,
+    epoch: watch::Receiver<u64>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
+    let Some((ns, resource)) = route(req.uri().path()) else {
+        return Ok(json_response(
+            StatusCode::NOT_FOUND,
+            &json!({"kind": "Status", "code": 404}),
+        ));
+    };
+    let Some(&(_, api_version, kind)) = KINDS.iter().find(|(r, _, _)| *r == resource) else {
+        return Ok(json_response(
+            StatusCode::NOT_FOUND,
+            &json!({"kind": "Status", "code": 404}),
+        ));
+    };
+    let query: BTreeMap<String, String> = req
+        .uri()
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), percent_decode(v)))
+        .collect();
+    let field_selector = query.get("fieldSelector").map(String::as_str);
+    let watching = matches!(query.get("watch").map(String::as_str), Some("true" | "1"));
+    if !watching {
+        let mut st = state.lock().unwrap();
+        st.lists += 1;
+        let items: Vec<Value> = st
+            .objects
+            .iter()
+            .filter(|((r, _, _), o)| *r == resource && matches(o, &ns, field_selector))
+            .map(|(_, o)| o.clone())
+            .collect();
+        let list = json!({
+            "apiVersion": api_version,
+            "kind": format!("{kind}List"),
+            "metadata": {"resourceVersion": st.rv.to_string()},
+            "items": items,
+        });
+        return Ok(json_response(StatusCode::OK, &list));
+    }
+    let from: u64 = query
+        .get("resourceVersion")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let bookmarks = query
+        .get("allowWatchBookmarks")
+        .is_some_and(|v| v == "true");
+    let timeout = query
+        .get("timeoutSeconds")
+        .and_then(|v| v.parse().ok())
+        .map_or(Duration::from_secs(60), |s: u64| {
+            Duration::from_secs(s.min(60))
+        });
+    let (tx, rx) = mpsc::channel::<Frame<Bytes>>(64);
+    tokio::spawn(stream_events(
+        state,
+        changed,
+        epoch,
+        resource,
+        ns,
+        field_selector.map(str::to_string),
+        from,
+        bookmarks,
+        timeout,
+        (api_version, kind),
+        tx,
+    ));
+    let mut r = Response::new(Either::Right(ChannelBody::new(rx)));
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    Ok(r)
+}
+
+fn percent_decode(v: &str) -> String {
+    let b = v.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let Ok(h) = u8::from_str_radix(&v[i + 1..i + 3], 16)
+        {
+            out.push(h);
+            i += 3;
+            continue;
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn stream_events(
+    state: Arc<Mutex<State>>,
+    mut changed: watch::Receiver<u64>,
+    mut epoch: watch::Receiver<u64>,
+    resource: String,
+    ns: Option<String>,
+    field_selector: Option<String>,
+    from: u64,
+    bookmarks: bool,
+    timeout: Duration,
+    (api_version, kind): (&'static str, &'static str),
+    tx: mpsc::Sender<Frame<Bytes>>,
+) {
+    let line = |v: Value| Frame::data(Bytes::from(format!("{v}\n")));
+    epoch.mark_unchanged();
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut sent = from;
+    let expired = from != 0 && from < state.lock().unwrap().floor;
+    if expired {
+        let gone = json!({"type": "ERROR", "object": {"kind": "Status", "apiVersion": "v1", "status": "Failure",
+            "message": "too old resource version", "reason": "Expired", "code": 410}});
+        let _ = tx.send(line(gone)).await;
+        return;
+    }
+    loop {
+        let pending: Vec<Value> = {
+            let st = state.lock().unwrap();
+            let events = st
+                .log
+                .iter()
+                .filter(|(rv, r, _, o)| {
+                    *rv > sent && *r == resource && matches(o, &ns, field_selector.as_deref())
+                })
+                .map(|(_, _, t, o)| json!({"type": t, "object": o}))
+                .collect();
+            sent = sent.max(st.rv);
+            events
+        };
+        for e in pending {
+            if tx.send(line(e)).await.is_err() {
+                return;
+            }
+        }
+        if bookmarks {
+            let bm = json!({"type": "BOOKMARK", "object": {"apiVersion": api_version, "kind": kind, "metadata": {"resourceVersion": sent.to_string()}}});
+            if tx.send(line(bm)).await.is_err() {
+                return;
+            }
+        }
+        tokio::select! {
+            _ = changed.changed() => {}
+            _ = epoch.changed() => return,
+            () = tokio::time::sleep_until(deadline) => return,
+            () = tokio::time::sleep(Duration::from_secs(2)) => {}
+        }
+    }
+}

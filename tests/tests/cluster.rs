@@ -1,0 +1,225 @@
+//! Kubernetes mode (`xingress run --kubeconfig`) against a fake API server
+//! that speaks the real list/watch protocol: the same objects give the same
+//! routes as file mode; adds, updates and deletes are reflected; broken
+//! watches and 410 Gone are survived without losing routes.
+
+use std::{
+    net::SocketAddr,
+    time::{Duration, Instant},
+};
+
+use xingress_tests::{
+    agent::{Agent, ManifestDir},
+    backend::{self, Backend, Mode, service_yaml},
+    fake_api::FakeApi,
+    http1,
+};
+
+const CLASS: &str = include_str!("../examples/cafe/ingressclass.yaml");
+
+fn ingress(name: &str, host: &str, paths: &[(&str, &str)]) -> String {
+    let mut y = format!(
+        "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: {name}\n  annotations: {{xingress.dev/ssl-redirect: \"false\"}}\nspec:\n  rules:\n  - host: \"{host}\"\n    http:\n      paths:\n"
+    );
+    for (path, svc) in paths {
+        y.push_str(&format!("      - {{path: {path}, pathType: Prefix, backend: {{service: {{name: {svc}, port: {{number: 80}}}}}}}}\n"));
+    }
+    y.push_str("---\n");
+    y
+}
+
+struct Cluster {
+    tea: Vec<Backend>,
+    coffee: Vec<Backend>,
+    yaml: String,
+}
+
+fn cafe() -> Cluster {
+    let start =
+        |n: &str| backend::start(SocketAddr::from(([127, 0, 0, 1], 0)), n, Mode::Echo).unwrap();
+    let tea = vec![start("tea-1"), start("tea-2")];
+    let coffee = vec![start("coffee-1")];
+    let yaml = format!(
+        "{CLASS}---\n{}{}{}{}",
+        service_yaml("tea-svc", 80, &tea.iter().collect::<Vec<_>>()),
+        service_yaml("coffee-svc", 80, &coffee.iter().collect::<Vec<_>>()),
+        ingress(
+            "cafe",
+            "cafe.example.com",
+            &[("/tea", "tea-svc"), ("/coffee", "coffee-svc")]
+        ),
+        ingress("shop", "*.shop.test", &[("/", "coffee-svc")]),
+    );
+    Cluster { tea, coffee, yaml }
+}
+
+fn cluster_agent(api: &FakeApi, dir: &ManifestDir) -> Agent {
+    dir.write("kubeconfig", &api.kubeconfig());
+    let mut agent = Agent::start_cluster(&dir.path.join("kubeconfig"), &[]).unwrap();
+    agent.wait_ready().unwrap();
+    agent
+}
+
+/// (status, answering pod or "-") for a request.
+fn probe(agent: &Agent, host: &str, path: &str) -> (u16, String) {
+    let r = http1::get(agent.http, host, path).unwrap();
+    (
+        r.status,
+        r.header("x-pod")
+            .map(|p| p.trim_end_matches(|c: char| c.is_ascii_digit()).to_string())
+            .unwrap_or("-".into()),
+    )
+}
+
+fn eventually(agent: &Agent, what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !ok() {
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not seen within 10 s\n{}",
+            agent.logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+const PROBES: [(&str, &str); 7] = [
+    ("cafe.example.com", "/tea"),
+    ("cafe.example.com", "/coffee/x"),
+    ("cafe.example.com", "/milk"),
+    ("a.shop.test", "/"),
+    ("a.b.shop.test", "/"),
+    ("CAFE.example.com:80", "/tea/green"),
+    ("other.test", "/tea"),
+];
+
+#[test]
+fn the_same_objects_route_the_same_as_in_file_mode() {
+    let c = cafe();
+    let api = FakeApi::start();
+    api.apply_yaml(&c.yaml);
+    let dir = ManifestDir::new();
+    let kube = cluster_agent(&api, &dir);
+    let files = ManifestDir::new();
+    files.write("all.yaml", &c.yaml);
+    let mut file_agent = Agent::start_local(&files.path, &[]).unwrap();
+    file_agent.wait_ready().unwrap();
+    for (host, path) in PROBES {
+        assert_eq!(
+            probe(&kube, host, path),
+            probe(&file_agent, host, path),
+            "{host}{path}"
+        );
+    }
+    assert_eq!(
+        probe(&kube, "cafe.example.com", "/tea"),
+        (200, "tea-".to_string())
+    );
+    assert_eq!(c.tea.len() + c.coffee.len(), 3);
+}
+
+#[test]
+fn adds_updates_and_deletes_are_served() {
+    let c = cafe();
+    let api = FakeApi::start();
+    api.apply_yaml(&c.yaml);
+    let dir = ManifestDir::new();
+    let agent = cluster_agent(&api, &dir);
+    assert_eq!(probe(&agent, "juice.test", "/").0, 404);
+
+    api.apply_yaml(&ingress("juice", "juice.test", &[("/", "tea-svc")]));
+    eventually(&agent, "a new Ingress", || {
+        probe(&agent, "juice.test", "/").0 == 200
+    });
+
+    // tea-2 leaves the EndpointSlices: only tea-1 answers.
+    api.delete("EndpointSlice", "default", "tea-svc-1");
+    eventually(&agent, "an endpoint removal", || {
+        (0..6).all(|_| {
+            http1::get(agent.http, "cafe.example.com", "/tea")
+                .unwrap()
+                .header("x-pod")
+                == Some("tea-1")
+        })
+    });
+
+    api.delete("Service", "default", "coffee-svc");
+    eventually(&agent, "a Service deletion", || {
+        probe(&agent, "cafe.example.com", "/coffee").0 == 503
+    });
+
+    api.delete("Ingress", "default", "juice");
+    eventually(&agent, "an Ingress deletion", || {
+        probe(&agent, "juice.test", "/").0 == 404
+    });
+    // The rest stayed served throughout.
+    assert_eq!(probe(&agent, "cafe.example.com", "/tea").0, 200);
+}
+
+#[test]
+fn broken_watches_and_410_gone_keep_routes_and_recover() {
+    let c = cafe();
+    let api = FakeApi::start();
+    api.apply_yaml(&c.yaml);
+    let dir = ManifestDir::new();
+    let agent = cluster_agent(&api, &dir);
+
+    // Watches dropped mid-stream: routes stay, later changes still arrive.
+    api.drop_watches();
+    assert_eq!(probe(&agent, "cafe.example.com", "/tea").0, 200);
+    api.apply_yaml(&ingress(
+        "after-drop",
+        "after-drop.test",
+        &[("/", "tea-svc")],
+    ));
+    eventually(&agent, "a change after dropped watches", || {
+        probe(&agent, "after-drop.test", "/").0 == 200
+    });
+
+    // History compacted: resuming watches get 410 Gone and list again.
+    let lists = api.lists();
+    api.compact();
+    api.apply_yaml(&ingress(
+        "after-gone",
+        "after-gone.test",
+        &[("/", "coffee-svc")],
+    ));
+    eventually(&agent, "a change after 410 Gone", || {
+        probe(&agent, "after-gone.test", "/").0 == 200
+    });
+    eventually(&agent, "every kind listing again after 410 Gone", || {
+        api.lists() >= lists + 5
+    });
+    assert_eq!(probe(&agent, "cafe.example.com", "/tea").0, 200);
+    let _ = &c;
+}
+
+#[test]
+fn readiness_waits_for_the_api_server() {
+    // An API server that is not there: the agent starts, stays unready, and serves nothing yet.
+    let dir = ManifestDir::new();
+    dir.write(
+        "kubeconfig",
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: x\n  cluster: {server: \"http://127.0.0.1:9\"}\nusers:\n- name: x\n  user: {token: x}\ncontexts:\n- name: x\n  context: {cluster: x, user: x}\ncurrent-context: x\n",
+    );
+    let agent = Agent::start_cluster(&dir.path.join("kubeconfig"), &[]).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while http1::get(agent.admin, "localhost", "/healthz").is_err() {
+        assert!(Instant::now() < deadline, "{}", agent.logs());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        http1::get(agent.admin, "localhost", "/readyz")
+            .unwrap()
+            .status,
+        503
+    );
+    assert_eq!(
+        http1::get(agent.http, "cafe.example.com", "/")
+            .unwrap()
+            .status,
+        503,
+        "not ready: no snapshot yet"
+    );
+}
