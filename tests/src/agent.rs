@@ -31,12 +31,19 @@ pub fn xingress_bin() -> PathBuf {
     bin
 }
 
-/// A free loopback port (bound then released; the agent binds it next).
+/// A free loopback port for an agent to bind next. Taken below the kernel's
+/// ephemeral range (32768+), so an outgoing connection of this or another
+/// test cannot grab it between the check and the agent's bind; each test
+/// process starts at its own offset.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let base = 20_000 + (std::process::id() % 60) * 200;
+    loop {
+        let port = 20_000 + (base - 20_000 + NEXT.fetch_add(1, Ordering::Relaxed)) % 12_000;
+        if TcpListener::bind(("127.0.0.1", port as u16)).is_ok() {
+            return port as u16;
+        }
+    }
 }
 
 /// A running agent; killed on drop if still running.

@@ -39,6 +39,8 @@ struct State {
     log: Vec<(u64, String, &'static str, Value)>,
     /// Watches from below this resourceVersion get 410 Gone.
     floor: u64,
+    /// Bumped by compaction: streams of an older era end without sending more.
+    era: u64,
     lists: usize,
 }
 
@@ -181,6 +183,7 @@ impl FakeApi {
         let mut st = self.state.lock().unwrap();
         st.rv += 1;
         st.floor = st.rv;
+        st.era += 1;
         st.log.clear();
         drop(st);
         self.drop_watches();
@@ -360,7 +363,10 @@ async fn stream_events(
     epoch.mark_unchanged();
     let deadline = tokio::time::Instant::now() + timeout;
     let mut sent = from;
-    let expired = from != 0 && from < state.lock().unwrap().floor;
+    let (expired, era) = {
+        let st = state.lock().unwrap();
+        (from != 0 && from < st.floor, st.era)
+    };
     if expired {
         let gone = json!({"type": "ERROR", "object": {"kind": "Status", "apiVersion": "v1", "status": "Failure",
             "message": "too old resource version", "reason": "Expired", "code": 410}});
@@ -370,6 +376,11 @@ async fn stream_events(
     loop {
         let pending: Vec<Value> = {
             let st = state.lock().unwrap();
+            if st.era != era {
+                // Compacted since this watch began: end it unsent, as a
+                // restarted API server would.
+                return;
+            }
             let events = st
                 .log
                 .iter()
