@@ -222,3 +222,31 @@ fn rbac_grants_only_what_the_agent_uses() {
         );
     }
 }
+
+#[test]
+fn the_e2e_cafe_manifest_routes_tea_and_coffee() {
+    use xingress::{
+        k8s::parse_documents,
+        model::{Objects, TranslateOptions, translate},
+    };
+    let text =
+        std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("e2e/cafe.yaml"))
+            .unwrap();
+    let mut objects = Objects::default();
+    let out = parse_documents(&text, "e2e/cafe.yaml", &mut objects);
+    assert!(out.warnings.is_empty(), "{:?}", out.warnings);
+    assert_eq!(
+        out.ignored, 2,
+        "the two Deployments are not the agent's business"
+    );
+    let class = documents("ingressclass.yaml").remove(0);
+    objects
+        .ingress_classes
+        .insert("xingress".into(), serde_json::from_value(class).unwrap());
+    let t = translate(&objects, &TranslateOptions::default());
+    for (path, svc) in [("/tea", "tea-svc"), ("/coffee", "coffee-svc")] {
+        let route = t.table.route(Some("cafe.example.com"), path).expect(path);
+        assert_eq!(route.backend.service.name, svc);
+    }
+    assert_eq!(t.tls[0].secret.as_ref().unwrap().name, "cafe-secret");
+}
