@@ -117,8 +117,11 @@ fn netns(name: &str) -> Result<ManuallyDrop<Netns>> {
     Ok(ManuallyDrop::new(ns))
 }
 
-pub fn run() -> Result<()> {
-    if util::is_root() {
+pub fn run(no_xdp: bool) -> Result<()> {
+    if no_xdp {
+        println!("--no-xdp: running the demo on loopback without XDP");
+        run_without_xdp()
+    } else if util::is_root() {
         run_with_xdp()
     } else {
         println!(

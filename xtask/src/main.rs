@@ -22,7 +22,8 @@ const USAGE: &str = "usage: cargo xtask <command>
   build-ebpf   build the XDP program (target/bpfel-unknown-none/release/ingress-ebpf)
   build        build-ebpf, then the agent (which embeds it) and the test binaries
   demo         the main job: the cafe example through the agent with XDP, in network
-               namespaces (as root; without root: on loopback, without XDP)
+               namespaces (as root; without root or with --no-xdp: on loopback,
+               without XDP)
   test         everything CI runs: fmt, clippy (the eBPF crate with nightly), all tests
                including the XDP ones (needs root; they fail rather than skip)
                --no-lint skips fmt and clippy
@@ -46,7 +47,7 @@ fn main() -> Result<()> {
         "setup" => setup::run(),
         "build-ebpf" => setup::build_ebpf().map(drop),
         "build" => setup::build_all().map(drop),
-        "demo" => demo::run(),
+        "demo" => demo::run(rest.iter().any(|a| a == "--no-xdp")),
         "test" => test(rest.iter().any(|a| a == "--no-lint")),
         "bench" => bench::run(rest.first().map(String::as_str)),
         "help" | "--help" | "-h" => {
