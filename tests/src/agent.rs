@@ -184,9 +184,10 @@ impl Agent {
 
 impl Drop for Agent {
     fn drop(&mut self) {
+        // SIGTERM first: the agent detaches XDP and unpins its maps (pins
+        // of a SIGKILLed agent would outlive the test on bpffs).
         if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+            let _ = self.stop(Duration::from_secs(5));
         }
         let _ = fs::remove_file(&self.log);
     }
