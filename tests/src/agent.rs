@@ -177,6 +177,20 @@ impl Agent {
         }
     }
 
+    /// Polls `ok` until it holds; fails the test (with this agent's log)
+    /// after 10 s.
+    pub fn eventually(&self, what: &str, mut ok: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !ok() {
+            assert!(
+                Instant::now() < deadline,
+                "{what}: not seen within 10 s\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }

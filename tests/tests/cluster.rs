@@ -71,18 +71,6 @@ fn probe(agent: &Agent, host: &str, path: &str) -> (u16, String) {
     )
 }
 
-fn eventually(agent: &Agent, what: &str, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !ok() {
-        assert!(
-            Instant::now() < deadline,
-            "{what}: not seen within 10 s\n{}",
-            agent.logs()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 const PROBES: [(&str, &str); 7] = [
     ("cafe.example.com", "/tea"),
     ("cafe.example.com", "/coffee/x"),
@@ -128,13 +116,13 @@ fn adds_updates_and_deletes_are_served() {
     assert_eq!(probe(&agent, "juice.test", "/").0, 404);
 
     api.apply_yaml(&ingress("juice", "juice.test", &[("/", "tea-svc")]));
-    eventually(&agent, "a new Ingress", || {
+    agent.eventually("a new Ingress", || {
         probe(&agent, "juice.test", "/").0 == 200
     });
 
     // tea-2 leaves the EndpointSlices: only tea-1 answers.
     api.delete("EndpointSlice", "default", "tea-svc-1");
-    eventually(&agent, "an endpoint removal", || {
+    agent.eventually("an endpoint removal", || {
         (0..6).all(|_| {
             http1::get(agent.http, "cafe.example.com", "/tea")
                 .unwrap()
@@ -144,12 +132,12 @@ fn adds_updates_and_deletes_are_served() {
     });
 
     api.delete("Service", "default", "coffee-svc");
-    eventually(&agent, "a Service deletion", || {
+    agent.eventually("a Service deletion", || {
         probe(&agent, "cafe.example.com", "/coffee").0 == 503
     });
 
     api.delete("Ingress", "default", "juice");
-    eventually(&agent, "an Ingress deletion", || {
+    agent.eventually("an Ingress deletion", || {
         probe(&agent, "juice.test", "/").0 == 404
     });
     // The rest stayed served throughout.
@@ -172,7 +160,7 @@ fn broken_watches_and_410_gone_keep_routes_and_recover() {
         "after-drop.test",
         &[("/", "tea-svc")],
     ));
-    eventually(&agent, "a change after dropped watches", || {
+    agent.eventually("a change after dropped watches", || {
         probe(&agent, "after-drop.test", "/").0 == 200
     });
 
@@ -184,10 +172,10 @@ fn broken_watches_and_410_gone_keep_routes_and_recover() {
         "after-gone.test",
         &[("/", "coffee-svc")],
     ));
-    eventually(&agent, "a change after 410 Gone", || {
+    agent.eventually("a change after 410 Gone", || {
         probe(&agent, "after-gone.test", "/").0 == 200
     });
-    eventually(&agent, "every kind listing again after 410 Gone", || {
+    agent.eventually("every kind listing again after 410 Gone", || {
         api.lists() >= lists + 5
     });
     assert_eq!(probe(&agent, "cafe.example.com", "/tea").0, 200);

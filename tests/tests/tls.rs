@@ -12,7 +12,7 @@ use std::{
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
-use http_body_util::{BodyExt, Empty, Full};
+use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio_tungstenite::tungstenite::Message;
 use xingress_tests::{
@@ -269,6 +269,20 @@ async fn tls_stream(
     connector.connect(name, tcp).await.unwrap()
 }
 
+/// An HTTP/2 client over TLS (ALPN h2) to `addr` with this SNI.
+async fn h2_client(
+    addr: SocketAddr,
+    sni: &str,
+) -> hyper::client::conn::http2::SendRequest<Full<Bytes>> {
+    let tls = tls_stream(addr, sni, &[b"h2"]).await;
+    let (send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .expect("h2 handshake");
+    tokio::spawn(conn);
+    send
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -281,16 +295,11 @@ fn http2_over_tls() {
     let site = site();
     let agent = ready(&site.dir, &[]);
     runtime().block_on(async {
-        let tls = tls_stream(agent.https, "cafe.example.com", &[b"h2"]).await;
-        let (mut send, conn) =
-            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
-                .await
-                .unwrap();
-        tokio::spawn(conn);
+        let mut send = h2_client(agent.https, "cafe.example.com").await;
         let mut pods = BTreeSet::new();
         for _ in 0..4 {
             let req = http::Request::get("https://cafe.example.com/coffee")
-                .body(Empty::<Bytes>::new())
+                .body(Full::new(Bytes::new()))
                 .unwrap();
             let resp = send.send_request(req).await.unwrap();
             assert_eq!(resp.status(), 200);
@@ -318,20 +327,11 @@ fn rotation_serves_new_handshakes_and_keeps_open_connections() {
 
     site.dir
         .write("secret-rot.yaml", &secret_yaml("rot", "rot-b"));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    agent.eventually("the rotated certificate", || {
         let fresh = tls_client::config(&[b"http/1.1"]);
         let (_, info) = tls_client::connect(agent.https, "rot.test", &fresh).unwrap();
-        if info.chain[0] == leaf(&fixture("rot-b.crt")) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "rotation not served:\n{}",
-            agent.logs()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+        info.chain[0] == leaf(&fixture("rot-b.crt"))
+    });
     assert_eq!(
         open.get("rot.test", "/").unwrap().status,
         200,
@@ -340,15 +340,9 @@ fn rotation_serves_new_handshakes_and_keeps_open_connections() {
 
     // A broken update keeps the last good certificate.
     site.dir.write("secret-rot.yaml", "apiVersion: v1\nkind: Secret\nmetadata: {name: rot}\ntype: kubernetes.io/tls\nstringData: {tls.crt: garbage, tls.key: garbage}\n");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !agent.logs().contains("keeping the last good certificate") {
-        assert!(
-            Instant::now() < deadline,
-            "no warning for the broken Secret:\n{}",
-            agent.logs()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    agent.eventually("a warning for the broken Secret", || {
+        agent.logs().contains("keeping the last good certificate")
+    });
     let (_, info) = tls_client::connect(agent.https, "rot.test", &tls_client::config(&[])).unwrap();
     assert_eq!(info.chain[0], leaf(&fixture("rot-b.crt")));
 }
@@ -419,12 +413,7 @@ fn grpc_streams_to_h2c_pods_with_trailers() {
     );
     let agent = ready(&dir, &[]);
     runtime().block_on(async {
-        let tls = tls_stream(agent.https, "cafe.example.com", &[b"h2"]).await;
-        let (mut send, conn) =
-            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
-                .await
-                .unwrap();
-        tokio::spawn(conn);
+        let mut send = h2_client(agent.https, "cafe.example.com").await;
         let req = http::Request::post("https://cafe.example.com/helloworld.Greeter/SayHello")
             .header("content-type", "application/grpc")
             .header("te", "trailers")
