@@ -10,7 +10,11 @@ use crate::{
     admin::{self, Admin},
     cli::{Config, Source, XdpConfig},
     dataplane::{Dataplane, Policy, PolicyFlags, PolicySync},
-    k8s::{ManifestDir, cluster},
+    k8s::{
+        ManifestDir, cluster,
+        leader::{self, LeaseConfig},
+        status::{self, StatusConfig},
+    },
     metrics::Metrics,
     model::{NamespacedName, Objects, Severity, TranslateOptions, Warning, translate},
     proxy::{self, Proxy},
@@ -107,10 +111,24 @@ pub async fn run(config: Config) -> Result<(), AppError> {
         )),
         Source::Cluster { kubeconfig } => {
             let client = cluster::client(kubeconfig.as_deref()).await?;
+            let status = ClusterStatus {
+                config: StatusConfig {
+                    addresses: config.status.addresses.clone(),
+                    controller: config.classes.controller_name.clone(),
+                    instance: config.status.identity.clone(),
+                },
+                lease: LeaseConfig {
+                    namespace: config.status.lease_namespace.clone(),
+                    name: config.status.lease_name.clone(),
+                    identity: config.status.identity.clone(),
+                    duration: config.status.lease_duration,
+                },
+            };
             tokio::spawn(watch_cluster(
                 client,
                 config.watch_namespace.clone(),
                 publisher,
+                status,
                 shutdown.clone(),
             ))
         }
@@ -287,36 +305,63 @@ async fn watch_manifests(
     }
 }
 
+/// What Kubernetes mode writes back, and the election of who writes it.
+struct ClusterStatus {
+    config: StatusConfig,
+    lease: LeaseConfig,
+}
+
 /// Kubernetes mode: the first snapshot once every store has listed, then one
 /// per debounced burst of changes. Publishing runs on the blocking pool.
+/// Each published snapshot goes to the status writer, which acts only while
+/// this agent holds the leader Lease.
 async fn watch_cluster(
     client: kube::Client,
     namespace: Option<String>,
     publisher: Publisher,
+    status: ClusterStatus,
     shutdown: Shutdown,
 ) {
     let changed = Arc::new(tokio::sync::Notify::new());
     let stores = cluster::start(&client, namespace.as_deref(), changed.clone(), &shutdown);
-    tokio::select! {
-        ready = stores.ready() => if ready.is_err() { return },
-        () = shutdown.wait() => return,
-    }
-    tracing::info!("initial lists complete");
-    let publisher = Arc::new(std::sync::Mutex::new(publisher));
-    loop {
-        let (s, p) = (stores.clone(), publisher.clone());
-        let published = tokio::task::spawn_blocking(move || {
-            let objects = s.objects();
-            p.lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .publish(&objects, Vec::new());
-        })
-        .await;
-        if let Err(e) = published {
-            tracing::error!("snapshot task failed: {e}");
+    let (leading, election) = leader::spawn(client.clone(), status.lease, shutdown.clone());
+    let (live_tx, live) = tokio::sync::watch::channel(None);
+    let writer = tokio::spawn(status::run(
+        client,
+        stores.clone(),
+        status.config,
+        leading,
+        live,
+        shutdown.clone(),
+    ));
+    let ready = tokio::select! {
+        ready = stores.ready() => ready.is_ok(),
+        () = shutdown.wait() => false,
+    };
+    if ready {
+        tracing::info!("initial lists complete");
+        let publisher = Arc::new(std::sync::Mutex::new(publisher));
+        loop {
+            let (s, p) = (stores.clone(), publisher.clone());
+            let published = tokio::task::spawn_blocking(move || {
+                let objects = s.objects();
+                p.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .publish(&objects, Vec::new())
+            })
+            .await;
+            match published {
+                Ok(snap) => {
+                    live_tx.send_replace(Some(snap));
+                }
+                Err(e) => tracing::error!("snapshot task failed: {e}"),
+            }
+            if !cluster::next_change(&changed, &shutdown).await {
+                break;
+            }
         }
-        if !cluster::next_change(&changed, &shutdown).await {
-            return;
-        }
     }
+    // The election releases the Lease on the way out.
+    shutdown.wait().await;
+    let _ = tokio::join!(election, writer);
 }

@@ -73,9 +73,32 @@ pub struct RunArgs {
     /// Certificate for SNI names no Ingress covers (NS/NAME of a kubernetes.io/tls Secret).
     #[arg(long, env = "XINGRESS_DEFAULT_SSL_CERTIFICATE", value_name = "NS/NAME")]
     pub default_ssl_certificate: Option<String>,
-    /// Address written to Ingress status (Kubernetes mode).
-    #[arg(long, env = "XINGRESS_PUBLISH_ADDRESS", value_name = "IP")]
-    pub publish_address: Option<std::net::IpAddr>,
+    /// Address(es) written to the status of our Ingresses (Kubernetes mode);
+    /// the DaemonSet sets the node IP through the downward API.
+    #[arg(
+        long,
+        env = "XINGRESS_PUBLISH_ADDRESS",
+        value_name = "IP",
+        value_delimiter = ','
+    )]
+    pub publish_address: Vec<std::net::IpAddr>,
+    /// This agent's name in the leader-election Lease (default: the host name and pid).
+    #[arg(long, env = "XINGRESS_POD_NAME", value_name = "NAME")]
+    pub pod_name: Option<String>,
+    /// Namespace of the leader-election Lease (default: "default").
+    #[arg(long, env = "XINGRESS_POD_NAMESPACE", value_name = "NS")]
+    pub pod_namespace: Option<String>,
+    /// Name of the Lease that elects the one agent writing status and Events.
+    #[arg(long, env = "XINGRESS_ELECTION_ID", default_value = "xingress-leader")]
+    pub election_id: String,
+    /// Seconds a leader's Lease lasts without renewal.
+    #[arg(
+        long,
+        env = "XINGRESS_LEASE_DURATION",
+        default_value_t = 15,
+        hide = true
+    )]
+    pub lease_duration: u64,
     /// Route to ExternalName Services (off: they let an Ingress author reach any host).
     #[arg(long, env = "XINGRESS_ENABLE_EXTERNAL_NAME_SERVICES")]
     pub enable_external_name_services: bool,
@@ -225,17 +248,21 @@ pub struct Config {
     pub worker_threads: Option<usize>,
     /// How often the manifest directory is checked for changes.
     pub manifest_poll: Duration,
+    /// Status write-back and leader election (Kubernetes mode).
+    pub status: StatusOptions,
+}
+
+#[derive(Clone, Debug)]
+pub struct StatusOptions {
+    pub addresses: Vec<std::net::IpAddr>,
+    pub identity: String,
+    pub lease_namespace: String,
+    pub lease_name: String,
+    pub lease_duration: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error(
-        "{flag} is not implemented yet: {what} arrives in a later stage of xingress; remove the flag"
-    )]
-    NotImplemented {
-        flag: &'static str,
-        what: &'static str,
-    },
     #[error("invalid {flag} {value:?}: {reason}")]
     Invalid {
         flag: &'static str,
@@ -244,10 +271,6 @@ pub enum ConfigError {
     },
     #[error("--manifests DIR: {0} is not a readable directory")]
     ManifestDir(PathBuf),
-}
-
-fn not_implemented(flag: &'static str, what: &'static str) -> ConfigError {
-    ConfigError::NotImplemented { flag, what }
 }
 
 impl RunArgs {
@@ -270,12 +293,31 @@ impl RunArgs {
             }
             (None, kubeconfig) => Source::Cluster { kubeconfig },
         };
-        if self.publish_address.is_some() {
-            return Err(not_implemented(
-                "--publish-address",
-                "Ingress status write-back (Kubernetes mode)",
-            ));
+        if matches!(source, Source::Manifests(_)) && !self.publish_address.is_empty() {
+            tracing::info!(
+                "--publish-address only applies in Kubernetes mode; ignored with --manifests"
+            );
         }
+        if self.lease_duration == 0 {
+            return Err(ConfigError::Invalid {
+                flag: "--lease-duration",
+                value: "0".into(),
+                reason: "a lease must last at least a second".into(),
+            });
+        }
+        let status = StatusOptions {
+            addresses: self.publish_address,
+            identity: self
+                .pod_name
+                .filter(|n| !n.is_empty())
+                .unwrap_or_else(default_identity),
+            lease_namespace: self
+                .pod_namespace
+                .filter(|n| !n.is_empty())
+                .unwrap_or_else(|| "default".into()),
+            lease_name: self.election_id,
+            lease_duration: Duration::from_secs(self.lease_duration),
+        };
         let policy_flag = if !self.xdp_deny_cidr.is_empty() {
             Some("--xdp-deny-cidr")
         } else if self.xdp_syn_rate.is_some() {
@@ -372,8 +414,22 @@ impl RunArgs {
                 n => n,
             },
             manifest_poll: Duration::from_millis(500),
+            status,
         })
     }
+}
+
+/// The host name (the node's, with host networking) and the process id.
+fn default_identity() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default();
+    let host = if host.is_empty() {
+        "xingress".into()
+    } else {
+        host
+    };
+    format!("{host}-{}", std::process::id())
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use arc_swap::ArcSwap;
 
 use crate::{
     metrics::HostStats,
-    model::{RoutingTable, Translation, Warning},
+    model::{NamespacedName, RoutingTable, Translation, Warning},
     tls::TlsTable,
 };
 
@@ -17,6 +17,8 @@ pub struct Snapshot {
     pub generation: u64,
     pub table: RoutingTable,
     pub warnings: Vec<Warning>,
+    /// The Ingresses these routes come from (ours), oldest first.
+    pub ingresses: Vec<NamespacedName>,
     /// Request counters per host label of `table` (same indices).
     pub host_stats: Vec<Arc<HostStats>>,
     /// Certificates by SNI.
@@ -51,6 +53,7 @@ impl SnapshotCell {
             generation,
             table: translation.table,
             warnings: translation.warnings,
+            ingresses: translation.ingresses,
             host_stats,
             tls,
         });

@@ -51,5 +51,15 @@ done
 code=$(curl -s -o /dev/null -w '%{http_code}' --resolve "cafe.example.com:80:$node_ip" "http://cafe.example.com/tea")
 echo "GET http://cafe.example.com/tea -> $code (expect 308 to HTTPS)"
 [ "$code" = 308 ] || fail=1
+# The leader (the only agent, on the one edge node) publishes its node IP.
+status_ip=""
+for _ in $(seq 1 20); do
+  status_ip=$(kubectl get ingress cafe-ingress -o jsonpath='{.status.loadBalancer.ingress[0].ip}')
+  [ -n "$status_ip" ] && break
+  sleep 1
+done
+echo "Ingress cafe-ingress status: $status_ip (expect $node_ip)"
+[ "$status_ip" = "$node_ip" ] || fail=1
+kubectl -n xingress get lease xingress-leader -o jsonpath='{.spec.holderIdentity}{"\n"}'
 kubectl -n xingress logs daemonset/xingress --tail=20
 exit "$fail"

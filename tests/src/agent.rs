@@ -177,6 +177,12 @@ impl Agent {
         }
     }
 
+    /// SIGKILL: a crash, nothing is cleaned up.
+    pub fn kill(&mut self) -> io::Result<ExitStatus> {
+        self.child.kill()?;
+        self.child.wait()
+    }
+
     /// Polls `ok` until it holds; fails the test (with this agent's log)
     /// after 10 s.
     pub fn eventually(&self, what: &str, mut ok: impl FnMut() -> bool) {

@@ -1,6 +1,8 @@
 //! A fake Kubernetes API server speaking the real list/watch protocol for
 //! the five kinds the agent reads: resourceVersions, newline-delimited watch
 //! events, bookmarks, 410 Gone after compaction, and watches it can drop.
+//! It also takes what the agent writes: status merge patches, Leases (with
+//! optimistic concurrency on resourceVersion) and Events.
 
 use std::{
     collections::BTreeMap,
@@ -21,12 +23,14 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::backend::ChannelBody;
 
 /// (resource, group/version, kind)
-const KINDS: [(&str, &str, &str); 5] = [
+const KINDS: [(&str, &str, &str); 7] = [
     ("ingresses", "networking.k8s.io/v1", "Ingress"),
     ("ingressclasses", "networking.k8s.io/v1", "IngressClass"),
     ("services", "v1", "Service"),
     ("endpointslices", "discovery.k8s.io/v1", "EndpointSlice"),
     ("secrets", "v1", "Secret"),
+    ("leases", "coordination.k8s.io/v1", "Lease"),
+    ("events", "events.k8s.io/v1", "Event"),
 ];
 
 type Key = (String, String, String);
@@ -42,13 +46,56 @@ struct State {
     /// Bumped by compaction: streams of an older era end without sending more.
     era: u64,
     lists: usize,
+    /// Writes by clients: (method, resource, namespace/name[/subresource]).
+    writes: Vec<(String, String, String)>,
+}
+
+impl State {
+    /// Stores `obj` under a new resourceVersion and logs the watch event.
+    fn put(&mut self, resource: &str, ns: String, name: String, mut obj: Value) -> Value {
+        self.rv += 1;
+        let rv = self.rv;
+        obj["metadata"]["resourceVersion"] = json!(rv.to_string());
+        if obj["metadata"]["uid"].is_null() {
+            obj["metadata"]["uid"] = json!(format!("uid-{resource}-{ns}-{name}"));
+        }
+        let key = (resource.to_string(), ns, name);
+        let kind_of_event = if self.objects.contains_key(&key) {
+            "MODIFIED"
+        } else {
+            "ADDED"
+        };
+        self.objects.insert(key, obj.clone());
+        self.log
+            .push((rv, resource.to_string(), kind_of_event, obj.clone()));
+        obj
+    }
+}
+
+/// RFC 7396 JSON merge patch.
+fn merge_patch(target: &mut Value, patch: &Value) {
+    let Value::Object(p) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = json!({});
+    }
+    let t = target.as_object_mut().expect("object");
+    for (k, v) in p {
+        if v.is_null() {
+            t.remove(k);
+        } else {
+            merge_patch(t.entry(k.clone()).or_insert(Value::Null), v);
+        }
+    }
 }
 
 pub struct FakeApi {
     pub addr: SocketAddr,
     state: Arc<Mutex<State>>,
     /// Bumped on every change; watches wake on it.
-    changed: watch::Sender<u64>,
+    changed: Arc<watch::Sender<u64>>,
     /// Bumped to end every open watch stream.
     epoch: watch::Sender<u64>,
     _stop: oneshot::Sender<()>,
@@ -67,10 +114,10 @@ impl FakeApi {
         std_listener.set_nonblocking(true).expect("nonblocking");
         let addr = std_listener.local_addr().expect("addr");
         let state = Arc::new(Mutex::new(State::default()));
-        let (changed, _) = watch::channel(0u64);
+        let changed = Arc::new(watch::channel(0u64).0);
         let (epoch, _) = watch::channel(0u64);
         let (stop, stop_rx) = oneshot::channel();
-        let (st, ch, ep) = (state.clone(), changed.subscribe(), epoch.subscribe());
+        let (st, ch, ep) = (state.clone(), changed.clone(), epoch.subscribe());
         std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -123,22 +170,44 @@ impl FakeApi {
             .to_string();
         let name = obj["metadata"]["name"].as_str().expect("name").to_string();
         let mut st = self.state.lock().unwrap();
-        st.rv += 1;
-        let rv = st.rv;
-        obj["metadata"]["resourceVersion"] = json!(rv.to_string());
-        if obj["metadata"]["uid"].is_null() {
-            obj["metadata"]["uid"] = json!(format!("uid-{resource}-{ns}-{name}"));
+        // As `kubectl apply` of a manifest: status is the server's to keep.
+        if let Some(old) = st
+            .objects
+            .get(&(resource.to_string(), ns.clone(), name.clone()))
+            && obj.get("status").is_none()
+            && let Some(status) = old.get("status")
+        {
+            obj["status"] = status.clone();
         }
-        let key = (resource.to_string(), ns, name);
-        let kind_of_event = if st.objects.contains_key(&key) {
-            "MODIFIED"
-        } else {
-            "ADDED"
-        };
-        st.objects.insert(key, obj.clone());
-        st.log.push((rv, resource.to_string(), kind_of_event, obj));
+        st.put(resource, ns, name, obj);
+        let rv = st.rv;
         drop(st);
         self.changed.send_replace(rv);
+    }
+
+    /// The stored object, as a client would GET it.
+    pub fn get(&self, kind: &str, namespace: &str, name: &str) -> Option<Value> {
+        let resource = resource_of(kind).expect("kind");
+        let st = self.state.lock().unwrap();
+        st.objects
+            .get(&(resource.to_string(), namespace.into(), name.into()))
+            .cloned()
+    }
+
+    /// Every stored object of a kind.
+    pub fn list(&self, kind: &str) -> Vec<Value> {
+        let resource = resource_of(kind).expect("kind");
+        let st = self.state.lock().unwrap();
+        st.objects
+            .iter()
+            .filter(|((r, _, _), _)| r == resource)
+            .map(|(_, o)| o.clone())
+            .collect()
+    }
+
+    /// Client writes so far: (method, resource, `ns/name[/subresource]`).
+    pub fn writes(&self) -> Vec<(String, String, String)> {
+        self.state.lock().unwrap().writes.clone()
     }
 
     /// Applies every document of a YAML text.
@@ -216,19 +285,46 @@ fn json_response(status: StatusCode, v: &Value) -> Response<Body> {
     r
 }
 
-/// (namespace, resource) of an API path.
-fn route(path: &str) -> Option<(Option<String>, String)> {
+/// An API path: namespace, resource, object name, subresource.
+struct Target {
+    ns: Option<String>,
+    resource: String,
+    name: Option<String>,
+    sub: Option<String>,
+}
+
+fn route(path: &str) -> Option<Target> {
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
     let rest = match parts.as_slice() {
         ["api", "v1", rest @ ..] => rest,
         ["apis", _group, _version, rest @ ..] => rest,
         _ => return None,
     };
-    match rest {
-        [resource] => Some((None, resource.to_string())),
-        ["namespaces", ns, resource] => Some((Some(ns.to_string()), resource.to_string())),
-        _ => None,
-    }
+    let (ns, rest) = match rest {
+        ["namespaces", ns, rest @ ..] if !rest.is_empty() => (Some(ns.to_string()), rest),
+        _ => (None, rest),
+    };
+    let s = |v: &&str| v.to_string();
+    let (resource, name, sub) = match rest {
+        [r] => (s(r), None, None),
+        [r, n] => (s(r), Some(s(n)), None),
+        [r, n, sub] => (s(r), Some(s(n)), Some(s(sub))),
+        _ => return None,
+    };
+    Some(Target {
+        ns,
+        resource,
+        name,
+        sub,
+    })
+}
+
+fn status(code: u16, reason: &str, message: &str) -> Response<Body> {
+    json_response(
+        StatusCode::from_u16(code).expect("status code"),
+        &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                "reason": reason, "message": message, "code": code}),
+    )
 }
 
 fn matches(obj: &Value, ns: &Option<String>, field_selector: Option<&str>) -> bool {
@@ -248,22 +344,20 @@ fn matches(obj: &Value, ns: &Option<String>, field_selector: Option<&str>) -> bo
 
 async fn handle(
     state: Arc<Mutex<State>>,
-    changed: watch::Receiver<u64>,
+    changed: Arc<watch::Sender<u64>>,
     epoch: watch::Receiver<u64>,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
-    let Some((ns, resource)) = route(req.uri().path()) else {
-        return Ok(json_response(
-            StatusCode::NOT_FOUND,
-            &json!({"kind": "Status", "code": 404}),
-        ));
+    let Some(target) = route(req.uri().path()) else {
+        return Ok(status(404, "NotFound", "no such path"));
     };
-    let Some(&(_, api_version, kind)) = KINDS.iter().find(|(r, _, _)| *r == resource) else {
-        return Ok(json_response(
-            StatusCode::NOT_FOUND,
-            &json!({"kind": "Status", "code": 404}),
-        ));
+    let Some(&(_, api_version, kind)) = KINDS.iter().find(|(r, _, _)| *r == target.resource) else {
+        return Ok(status(404, "NotFound", "no such resource"));
     };
+    if req.method() != http::Method::GET || target.name.is_some() {
+        return Ok(write(&state, &changed, target, req).await);
+    }
+    let Target { ns, resource, .. } = target;
     let query: BTreeMap<String, String> = req
         .uri()
         .query()
@@ -307,7 +401,7 @@ async fn handle(
     let (tx, rx) = mpsc::channel::<Frame<Bytes>>(64);
     tokio::spawn(stream_events(
         state,
-        changed,
+        changed.subscribe(),
         epoch,
         resource,
         ns,
@@ -324,6 +418,101 @@ async fn handle(
         http::HeaderValue::from_static("application/json"),
     );
     Ok(r)
+}
+
+/// GET of one object, and every write: create, replace (with optimistic
+/// concurrency), merge patch of an object or its status.
+async fn write(
+    state: &Mutex<State>,
+    changed: &watch::Sender<u64>,
+    target: Target,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    use http_body_util::BodyExt;
+    let method = req.method().clone();
+    let body = match req.into_body().collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => return status(400, "BadRequest", "unreadable body"),
+    };
+    let parsed: Option<Value> = serde_json::from_slice(&body).ok();
+    let ns = target.ns.clone().unwrap_or_default();
+    let mut st = state.lock().unwrap();
+    let path = match (&target.name, &target.sub) {
+        (Some(n), Some(sub)) => format!("{ns}/{n}/{sub}"),
+        (Some(n), None) => format!("{ns}/{n}"),
+        (None, _) => ns.clone(),
+    };
+    if method != http::Method::GET {
+        st.writes
+            .push((method.to_string(), target.resource.clone(), path));
+    }
+    let key = |name: &str| (target.resource.clone(), ns.clone(), name.to_string());
+    let response = match (method.as_str(), &target.name, parsed) {
+        ("GET", Some(name), _) => match st.objects.get(&key(name)) {
+            Some(o) => json_response(StatusCode::OK, o),
+            None => status(
+                404,
+                "NotFound",
+                &format!("{} {name} not found", target.resource),
+            ),
+        },
+        ("POST", None, Some(mut obj)) => {
+            let Some(name) = obj["metadata"]["name"].as_str().map(str::to_string) else {
+                return status(422, "Invalid", "metadata.name is required");
+            };
+            if st.objects.contains_key(&key(&name)) {
+                return status(409, "AlreadyExists", &format!("{name} already exists"));
+            }
+            if target.ns.is_some() {
+                obj["metadata"]["namespace"] = json!(ns);
+            }
+            let stored = st.put(&target.resource, ns.clone(), name, obj);
+            json_response(StatusCode::CREATED, &stored)
+        }
+        ("PUT", Some(name), Some(mut obj)) => {
+            let Some(old) = st.objects.get(&key(name)) else {
+                return status(404, "NotFound", &format!("{name} not found"));
+            };
+            let sent = obj["metadata"]["resourceVersion"].as_str();
+            if sent.is_some() && sent != old["metadata"]["resourceVersion"].as_str() {
+                return status(409, "Conflict", "the object has been modified");
+            }
+            obj["metadata"]["uid"] = old["metadata"]["uid"].clone();
+            if target.ns.is_some() {
+                obj["metadata"]["namespace"] = json!(ns);
+            }
+            let stored = st.put(&target.resource, ns.clone(), name.clone(), obj);
+            json_response(StatusCode::OK, &stored)
+        }
+        ("PATCH", Some(name), Some(patch)) => {
+            let Some(mut obj) = st.objects.get(&key(name)).cloned() else {
+                return status(404, "NotFound", &format!("{name} not found"));
+            };
+            match target.sub.as_deref() {
+                // The status subresource changes status only.
+                Some("status") => merge_patch(&mut obj["status"], &patch["status"]),
+                Some(_) => return status(404, "NotFound", "no such subresource"),
+                None => {
+                    let mut p = patch.clone();
+                    if let Some(m) = p.get_mut("metadata").and_then(Value::as_object_mut) {
+                        m.remove("resourceVersion");
+                        m.remove("uid");
+                    }
+                    merge_patch(&mut obj, &p);
+                }
+            }
+            let stored = st.put(&target.resource, ns.clone(), name.clone(), obj);
+            json_response(StatusCode::OK, &stored)
+        }
+        (_, _, None) if method != http::Method::GET => {
+            status(400, "BadRequest", "the body is not JSON")
+        }
+        _ => status(405, "MethodNotAllowed", "not supported by the fake API"),
+    };
+    let rv = st.rv;
+    drop(st);
+    changed.send_replace(rv);
+    response
 }
 
 fn percent_decode(v: &str) -> String {

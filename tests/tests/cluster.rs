@@ -211,3 +211,176 @@ fn readiness_waits_for_the_api_server() {
         "not ready: no snapshot yet"
     );
 }
+
+fn status_ips(api: &FakeApi, name: &str) -> Vec<String> {
+    api.get("Ingress", "default", name)
+        .and_then(|i| i["status"]["loadBalancer"]["ingress"].as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|e| e["ip"].as_str().map(str::to_string))
+        .collect()
+}
+
+fn lease_holder(api: &FakeApi) -> Option<String> {
+    api.get("Lease", "xingress", "xingress-leader")
+        .and_then(|l| l["spec"]["holderIdentity"].as_str().map(str::to_string))
+}
+
+fn status_agent(api: &FakeApi, dir: &ManifestDir, name: &str, ip: &str) -> Agent {
+    dir.write("kubeconfig", &api.kubeconfig());
+    let mut agent = Agent::start_cluster(
+        &dir.path.join("kubeconfig"),
+        &[
+            "--publish-address",
+            ip,
+            "--pod-name",
+            name,
+            "--pod-namespace",
+            "xingress",
+            "--lease-duration",
+            "2",
+        ],
+    )
+    .unwrap();
+    agent.wait_ready().unwrap();
+    agent
+}
+
+#[test]
+fn status_is_written_once_routes_are_live_and_cleared_when_not_ours() {
+    let c = cafe();
+    let api = FakeApi::start();
+    api.apply_yaml(&c.yaml);
+    // Another controller's Ingress: never touched.
+    api.apply_yaml(
+        &ingress("theirs", "theirs.test", &[("/", "tea-svc")])
+            .replace("spec:\n", "spec:\n  ingressClassName: other\n"),
+    );
+    let dir = ManifestDir::new();
+    let agent = status_agent(&api, &dir, "agent-a", "192.0.2.10");
+    agent.eventually("status on the cafe Ingress", || {
+        status_ips(&api, "cafe") == ["192.0.2.10"]
+    });
+    assert_eq!(lease_holder(&api).as_deref(), Some("agent-a"));
+
+    // A new Ingress: the moment its address shows, its route answers.
+    api.apply_yaml(&ingress("late", "late.test", &[("/", "coffee-svc")]));
+    agent.eventually("status on a new Ingress", || {
+        !status_ips(&api, "late").is_empty()
+    });
+    assert_eq!(probe(&agent, "late.test", "/"), (200, "coffee-".into()));
+
+    // It moves to another class: its status is cleared, the route goes.
+    api.apply_yaml(
+        &ingress("late", "late.test", &[("/", "coffee-svc")])
+            .replace("spec:\n", "spec:\n  ingressClassName: other\n"),
+    );
+    agent.eventually("status cleared on an Ingress that left", || {
+        status_ips(&api, "late").is_empty()
+    });
+    assert_eq!(probe(&agent, "late.test", "/").0, 404);
+    assert!(status_ips(&api, "theirs").is_empty());
+    assert!(
+        !api.writes()
+            .iter()
+            .any(|(_, r, path)| r == "ingresses" && path.contains("theirs")),
+        "another controller's Ingress was written: {:?}",
+        api.writes()
+    );
+    // Status writes only: the agent never writes an Ingress itself.
+    assert!(
+        api.writes()
+            .iter()
+            .filter(|(_, r, _)| r == "ingresses")
+            .all(|(m, _, path)| m == "PATCH" && path.ends_with("/status")),
+        "{:?}",
+        api.writes()
+    );
+}
+
+#[test]
+fn one_leader_writes_status_and_a_successor_takes_over() {
+    let c = cafe();
+    let api = FakeApi::start();
+    api.apply_yaml(&c.yaml);
+    let (da, db) = (ManifestDir::new(), ManifestDir::new());
+    let mut a = status_agent(&api, &da, "agent-a", "192.0.2.1");
+    let mut b = status_agent(&api, &db, "agent-b", "192.0.2.2");
+    a.eventually("a leader writing status", || {
+        lease_holder(&api).is_some() && !status_ips(&api, "cafe").is_empty()
+    });
+    let leader = lease_holder(&api).unwrap();
+    let (ip, other_ip) = if leader == "agent-a" {
+        ("192.0.2.1", "192.0.2.2")
+    } else {
+        ("192.0.2.2", "192.0.2.1")
+    };
+    // Over several renewals, one holder and one writer: the status never
+    // shows the follower's address.
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until {
+        assert_eq!(lease_holder(&api).as_deref(), Some(leader.as_str()));
+        assert_eq!(status_ips(&api, "cafe"), [ip]);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The leader crashes: after the lease expires the other takes over.
+    let (gone, survivor) = if leader == "agent-a" {
+        (&mut a, &b)
+    } else {
+        (&mut b, &a)
+    };
+    gone.kill().unwrap();
+    survivor.eventually("the follower taking over and rewriting status", || {
+        lease_holder(&api).is_some_and(|h| h != leader) && status_ips(&api, "cafe") == [other_ip]
+    });
+    // A clean stop releases the lease at once.
+    let survivor = if leader == "agent-a" { &mut b } else { &mut a };
+    survivor.stop(Duration::from_secs(5)).unwrap();
+    assert_eq!(
+        lease_holder(&api),
+        None,
+        "a stopped leader releases its lease"
+    );
+}
+
+#[test]
+fn events_report_bad_ingresses_and_missing_services_and_secrets() {
+    let c = cafe();
+    let api = FakeApi::start();
+    api.apply_yaml(&c.yaml);
+    api.apply_yaml(
+        &ingress("broken", "broken.test", &[("/", "nope-svc")]).replace(
+            "spec:\n",
+            "spec:\n  tls:\n  - hosts: [broken.test]\n    secretName: missing-secret\n",
+        ),
+    );
+    let dir = ManifestDir::new();
+    let agent = status_agent(&api, &dir, "agent-a", "192.0.2.10");
+    let has = |reason: &str| {
+        api.list("Event").iter().any(|e| {
+            e["reason"] == reason
+                && e["type"] == "Warning"
+                && e["regarding"]["kind"] == "Ingress"
+                && e["regarding"]["name"] == "broken"
+                && e["regarding"]["uid"] == "uid-ingresses-default-broken"
+                && e["reportingController"] == "xingress.dev/controller"
+                && e["reportingInstance"] == "agent-a"
+        })
+    };
+    agent.eventually("a ServiceNotFound Event", || has("ServiceNotFound"));
+    agent.eventually("a SecretNotFound Event", || has("SecretNotFound"));
+    // The bad Ingress costs nothing else.
+    assert_eq!(probe(&agent, "cafe.example.com", "/tea").0, 200);
+    assert_eq!(probe(&agent, "broken.test", "/").0, 503);
+    // Once per problem, not once per snapshot.
+    api.apply_yaml(&ingress("juice", "juice.test", &[("/", "tea-svc")]));
+    agent.eventually("a later change", || {
+        probe(&agent, "juice.test", "/").0 == 200
+    });
+    let count = api
+        .list("Event")
+        .iter()
+        .filter(|e| e["regarding"]["name"] == "broken")
+        .count();
+    assert_eq!(count, 2, "{:#?}", api.list("Event"));
+}

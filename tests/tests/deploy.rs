@@ -161,8 +161,19 @@ fn the_daemonset_arguments_are_valid_for_the_agent() {
     let mut argv = vec!["xingress".to_string()];
     argv.extend(c.args.unwrap());
     // XINGRESS_* variables are flags too (`XINGRESS_XDP_IFACE` = `--xdp-iface`).
+    // Downward-API values get what the kubelet would put there.
+    let downward = |field: &str| match field {
+        "metadata.name" => "xingress-7x2kq",
+        "metadata.namespace" => "xingress",
+        "status.hostIP" => "192.0.2.7",
+        other => panic!("unexpected downward-API field {other}"),
+    };
     for e in c.env.unwrap() {
-        if let (Some(flag), Some(value)) = (e.name.strip_prefix("XINGRESS_"), e.value)
+        let value = e.value.or_else(|| {
+            let field = e.value_from?.field_ref?.field_path;
+            Some(downward(&field).to_string())
+        });
+        if let (Some(flag), Some(value)) = (e.name.strip_prefix("XINGRESS_"), value)
             && flag != "LOG"
         {
             argv.push(format!(
@@ -177,6 +188,13 @@ fn the_daemonset_arguments_are_valid_for_the_agent() {
     };
     assert_eq!(run.admin_addr.port(), 10254);
     assert_eq!(run.xdp_iface.as_deref(), Some("eth0"));
+    let config = run.into_config().unwrap();
+    assert_eq!(
+        config.status.addresses,
+        ["192.0.2.7".parse::<std::net::IpAddr>().unwrap()]
+    );
+    assert_eq!(config.status.identity, "xingress-7x2kq");
+    assert_eq!(config.status.lease_namespace, "xingress");
 }
 
 #[test]

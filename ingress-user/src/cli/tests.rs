@@ -23,10 +23,41 @@ fn defaults_follow_the_cli_contract() {
 }
 
 #[test]
-fn flags_of_later_stages_are_refused_not_ignored() {
-    let err = run_args(&["--publish-address", "192.0.2.1"]).unwrap_err();
-    assert!(matches!(err, ConfigError::NotImplemented { .. }), "{err}");
-    assert!(err.to_string().contains("not implemented yet"), "{err}");
+fn status_options() {
+    let c = run_args(&[
+        "--publish-address",
+        "192.0.2.1,2001:db8::1",
+        "--pod-name",
+        "xingress-abc",
+        "--pod-namespace",
+        "xingress",
+    ])
+    .unwrap();
+    assert_eq!(
+        c.status.addresses,
+        vec![
+            "192.0.2.1".parse::<std::net::IpAddr>().unwrap(),
+            "2001:db8::1".parse().unwrap()
+        ]
+    );
+    assert_eq!(c.status.identity, "xingress-abc");
+    assert_eq!(c.status.lease_namespace, "xingress");
+    assert_eq!(c.status.lease_name, "xingress-leader");
+    assert_eq!(c.status.lease_duration, Duration::from_secs(15));
+    // Without a pod name every agent still gets a distinct identity.
+    let d = run_args(&[]).unwrap();
+    assert!(
+        d.status
+            .identity
+            .ends_with(&format!("-{}", std::process::id()))
+    );
+    assert!(d.status.addresses.is_empty());
+    assert!(
+        Cli::try_parse_from(["xingress", "run", "--publish-address", "node-1"]).is_err(),
+        "a publish address must be an IP"
+    );
+    let err = run_args(&["--lease-duration", "0"]).unwrap_err();
+    assert!(err.to_string().contains("--lease-duration"), "{err}");
 }
 
 #[test]

@@ -17,7 +17,11 @@ use k8s_openapi::{
 };
 use kube::{
     Api, Client, Resource,
-    runtime::{WatchStreamExt, reflector, reflector::Store, watcher},
+    runtime::{
+        WatchStreamExt, reflector,
+        reflector::{ObjectRef, Store},
+        watcher,
+    },
 };
 use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
@@ -179,6 +183,30 @@ impl Stores {
         self.services.wait_until_ready().await?;
         self.slices.wait_until_ready().await?;
         self.secrets.wait_until_ready().await
+    }
+
+    /// Every Ingress as the API server last showed it (status included).
+    pub fn ingresses(&self) -> Vec<Arc<Ingress>> {
+        self.ingresses.state()
+    }
+
+    /// The uid of a stored object of one of the five kinds.
+    pub fn uid(&self, kind: &str, id: &NamespacedName) -> Option<String> {
+        fn get<K>(store: &Store<K>, id: &NamespacedName) -> Option<String>
+        where
+            K: Resource + Clone + 'static,
+            K::DynamicType: Default + Eq + Hash + Clone,
+        {
+            let key = ObjectRef::new(&id.name).within(&id.namespace);
+            store.get(&key).and_then(|o| o.meta().uid.clone())
+        }
+        match kind {
+            "Ingress" => get(&self.ingresses, id),
+            "Service" => get(&self.services, id),
+            "EndpointSlice" => get(&self.slices, id),
+            "Secret" => get(&self.secrets, id),
+            _ => None,
+        }
     }
 
     /// The stores' current content as one object set.

@@ -3,8 +3,10 @@
 
 pub mod cluster;
 pub mod files;
+pub mod leader;
 mod legacy;
 mod parse;
+pub mod status;
 
 pub use files::{LoadResult, ManifestDir};
 pub use parse::{ParseOutcome, parse_documents};

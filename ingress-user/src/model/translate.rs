@@ -47,6 +47,8 @@ pub struct Warning {
     pub object: String,
     pub message: String,
     pub severity: Severity,
+    /// A short PascalCase cause, the `reason` of the Kubernetes Event.
+    pub reason: &'static str,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -64,7 +66,15 @@ impl Warning {
             object: object.into(),
             message: message.into(),
             severity: Severity::Error,
+            reason: "InvalidConfiguration",
         }
+    }
+
+    /// The same warning with a more specific reason.
+    #[must_use]
+    pub fn because(mut self, reason: &'static str) -> Self {
+        self.reason = reason;
+        self
     }
 
     pub fn note(object: impl Into<String>, message: impl Into<String>) -> Self {
@@ -72,6 +82,7 @@ impl Warning {
             object: object.into(),
             message: message.into(),
             severity: Severity::Note,
+            reason: "Deprecated",
         }
     }
 }
@@ -382,11 +393,16 @@ fn index_slices(objects: &Objects) -> HashMap<(&str, &str), Vec<SliceRef<'_>>> {
 
 impl<'a> Cx<'a> {
     fn warn(&mut self, object: String, message: &str) {
-        self.warnings.push(Warning::error(object, message));
+        self.warn_because(object, message, "InvalidConfiguration");
+    }
+
+    fn warn_because(&mut self, object: String, message: &str, reason: &'static str) {
+        self.warnings
+            .push(Warning::error(object, message).because(reason));
     }
 
     fn warn_ingress(&mut self, id: &NamespacedName, message: &str) {
-        self.warn(format!("Ingress {id}"), message);
+        self.warn_because(format!("Ingress {id}"), message, "InvalidIngress");
     }
 
     /// Our Ingresses, oldest first (creationTimestamp, then namespace/name).
@@ -540,9 +556,10 @@ impl<'a> Cx<'a> {
         }
         let target = match self.objects.services.get(&service) {
             None => {
-                self.warn(
+                self.warn_because(
                     who.to_string(),
                     &format!("Service {service} not found; requests to it get 503"),
+                    "ServiceNotFound",
                 );
                 BackendTarget::MissingService
             }
@@ -564,9 +581,10 @@ impl<'a> Cx<'a> {
         let spec = svc.spec.as_ref();
         let external = spec.and_then(|s| s.type_.as_deref()) == Some("ExternalName");
         if external && !self.allow_external_name {
-            self.warn(
+            self.warn_because(
                 who.to_string(),
                 &format!("Service {id} is ExternalName, which is off (--enable-external-name-services); requests to it get 503"),
+                "ExternalNameDisabled",
             );
             return BackendTarget::Unsupported("ExternalName Services are disabled");
         }
@@ -576,9 +594,10 @@ impl<'a> Cx<'a> {
             PortRef::Name(name) => p.name.as_deref() == Some(name.as_str()),
         });
         let Some(service_port) = found else {
-            self.warn(
+            self.warn_because(
                 who.to_string(),
                 &format!("Service {id} has no port {port}; requests to it get 503"),
+                "ServicePortNotFound",
             );
             return BackendTarget::MissingService;
         };

@@ -185,10 +185,13 @@ impl CertStore {
             } else {
                 "the default certificate is served instead"
             };
-            warnings.push(Warning::error(
-                who.to_string(),
-                format!("TLS Secret {id} not found; {what}"),
-            ));
+            warnings.push(
+                Warning::error(
+                    who.to_string(),
+                    format!("TLS Secret {id} not found; {what}"),
+                )
+                .because("SecretNotFound"),
+            );
             return kept;
         };
         let field = |name: &str| -> Option<Vec<u8>> {
@@ -206,10 +209,13 @@ impl CertStore {
                 })
         };
         let (Some(crt), Some(key)) = (field(TLS_CRT), field(TLS_KEY)) else {
-            warnings.push(Warning::error(
-                format!("Secret {id}"),
-                format!("needs {TLS_CRT} and {TLS_KEY}; {}", self.kept_note(id)),
-            ));
+            warnings.push(
+                Warning::error(
+                    format!("Secret {id}"),
+                    format!("needs {TLS_CRT} and {TLS_KEY}; {}", self.kept_note(id)),
+                )
+                .because("InvalidSecret"),
+            );
             return self.cache.get(id).map(|c| c.key.clone());
         };
         let mut h = DefaultHasher::new();
@@ -232,10 +238,13 @@ impl CertStore {
                 Some(k)
             }
             Err(e) => {
-                warnings.push(Warning::error(
-                    format!("Secret {id}"),
-                    format!("{e}; {}", self.kept_note(id)),
-                ));
+                warnings.push(
+                    Warning::error(
+                        format!("Secret {id}"),
+                        format!("{e}; {}", self.kept_note(id)),
+                    )
+                    .because("InvalidSecret"),
+                );
                 self.cache.get(id).map(|c| c.key.clone())
             }
         }
