@@ -384,3 +384,128 @@ fn events_report_bad_ingresses_and_missing_services_and_secrets() {
         .count();
     assert_eq!(count, 2, "{:#?}", api.list("Event"));
 }
+
+#[test]
+fn updates_of_every_kind_are_served() {
+    use xingress_tests::tls_client::{self, fixture, leaf, secret_yaml};
+    let c = cafe();
+    let api = FakeApi::start();
+    api.apply_yaml(&c.yaml);
+    let dir = ManifestDir::new();
+    let agent = cluster_agent(&api, &dir);
+
+    // Ingress update: a path renamed.
+    api.apply_yaml(&ingress(
+        "cafe",
+        "cafe.example.com",
+        &[("/chai", "tea-svc"), ("/coffee", "coffee-svc")],
+    ));
+    agent.eventually("an Ingress update", || {
+        probe(&agent, "cafe.example.com", "/chai").0 == 200
+            && probe(&agent, "cafe.example.com", "/tea").0 == 404
+    });
+
+    // IngressClass: an Ingress of a class that appears, changes controller
+    // and comes back, then is deleted.
+    api.apply_yaml(
+        &ingress("classy", "classy.test", &[("/", "tea-svc")])
+            .replace("spec:\n", "spec:\n  ingressClassName: late\n"),
+    );
+    let class = |controller: &str| {
+        format!(
+            "apiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata: {{name: late}}\nspec: {{controller: {controller}}}\n"
+        )
+    };
+    assert_eq!(probe(&agent, "classy.test", "/").0, 404);
+    api.apply_yaml(&class("xingress.dev/controller"));
+    agent.eventually("an IngressClass add", || {
+        probe(&agent, "classy.test", "/").0 == 200
+    });
+    api.apply_yaml(&class("example.com/other"));
+    agent.eventually("an IngressClass update", || {
+        probe(&agent, "classy.test", "/").0 == 404
+    });
+    api.apply_yaml(&class("xingress.dev/controller"));
+    agent.eventually("an IngressClass update back", || {
+        probe(&agent, "classy.test", "/").0 == 200
+    });
+    api.delete("IngressClass", "", "late");
+    agent.eventually("an IngressClass delete", || {
+        probe(&agent, "classy.test", "/").0 == 404
+    });
+
+    // Service update: the port the Ingress names goes away and comes back.
+    let svc = |port: u16| {
+        format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: tea-svc}}\nspec:\n  ports: [{{name: http, port: {port}}}]\n"
+        )
+    };
+    api.apply_yaml(&svc(8080));
+    agent.eventually("a Service port change", || {
+        probe(&agent, "cafe.example.com", "/chai").0 == 503
+    });
+    api.apply_yaml(&svc(80));
+    agent.eventually("a Service port change back", || {
+        probe(&agent, "cafe.example.com", "/chai").0 == 200
+    });
+
+    // EndpointSlice add, then update to not ready.
+    let coffee2 = backend::start(
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        "coffee-2",
+        Mode::Echo,
+    )
+    .unwrap();
+    let slice = |ready: bool| {
+        format!(
+            "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: coffee-svc-extra, labels: {{kubernetes.io/service-name: coffee-svc}}}}\n\
+             addressType: IPv4\nports: [{{name: http, port: {}}}]\nendpoints: [{{addresses: [\"127.0.0.1\"], conditions: {{ready: {ready}}}}}]\n",
+            coffee2.addr.port()
+        )
+    };
+    let pods = |n: usize| -> std::collections::BTreeSet<String> {
+        (0..n)
+            .filter_map(|_| {
+                http1::get(agent.http, "cafe.example.com", "/coffee")
+                    .ok()?
+                    .header("x-pod")
+                    .map(str::to_string)
+            })
+            .collect()
+    };
+    api.apply_yaml(&slice(true));
+    agent.eventually("an EndpointSlice add", || pods(4).len() == 2);
+    api.apply_yaml(&slice(false));
+    agent.eventually("an endpoint turning not ready", || {
+        pods(6) == ["coffee-1".to_string()].into()
+    });
+
+    // Secret add, update and delete (the last good certificate stays).
+    api.apply_yaml(&ingress("rot", "rot.test", &[("/", "tea-svc")]).replace(
+        "spec:\n",
+        "spec:\n  tls:\n  - hosts: [rot.test]\n    secretName: rot\n",
+    ));
+    let served = || {
+        let config = tls_client::config(&[b"http/1.1"]);
+        tls_client::connect(agent.https, "rot.test", &config)
+            .map(|(_, info)| info.chain[0].clone())
+            .unwrap_or_default()
+    };
+    agent.eventually("the rot Ingress", || {
+        probe(&agent, "rot.test", "/").0 == 200
+    });
+    assert_ne!(served(), leaf(&fixture("rot-a.crt")));
+    api.apply_yaml(&secret_yaml("rot", "rot-a"));
+    agent.eventually("a Secret add", || served() == leaf(&fixture("rot-a.crt")));
+    api.apply_yaml(&secret_yaml("rot", "rot-b"));
+    agent.eventually("a Secret update", || {
+        served() == leaf(&fixture("rot-b.crt"))
+    });
+    api.delete("Secret", "default", "rot");
+    agent.eventually("the warning for the deleted Secret", || {
+        agent
+            .logs()
+            .contains("TLS Secret default/rot not found; keeping its last good certificate")
+    });
+    assert_eq!(served(), leaf(&fixture("rot-b.crt")));
+}
