@@ -2,9 +2,10 @@
 //!
 //! Every type is `#[repr(C)]` with explicit padding and a compile-time size
 //! check; `bytemuck::Pod` is derived so the compiler proves there is no hidden
-//! padding. Fields that hold network-order values end in `_be`. IPv4
-//! addresses are stored IPv4-mapped (`::ffff:a.b.c.d`) so one map serves both
-//! families.
+//! padding. Fields that hold network-order values end in `_be`. The maps on
+//! the per-packet path (flows, deny list) come in an IPv4 and an IPv6 form:
+//! a 12-byte IPv4 flow key hashes in a third of the time of a 40-byte one.
+//! Elsewhere IPv4 addresses are stored IPv4-mapped (`::ffff:a.b.c.d`).
 #![no_std]
 
 use bytemuck::{Pod, Zeroable};
@@ -14,14 +15,18 @@ use bytemuck::{Pod, Zeroable};
 pub const MAP_LISTENERS: &str = "LISTENERS";
 /// Name of the per-CPU array holding one [`Stats`].
 pub const MAP_STATS: &str = "STATS";
-/// Tracked TCP flows (LRU hash, [`FlowKey`] → [`FlowValue`]).
-pub const MAP_FLOWS: &str = "FLOWS";
+/// Tracked IPv4 TCP flows (LRU hash, [`FlowKey4`] → [`FlowValue`]).
+pub const MAP_FLOWS4: &str = "FLOWS4";
+/// Tracked IPv6 TCP flows (LRU hash, [`FlowKey6`] → [`FlowValue`]).
+pub const MAP_FLOWS6: &str = "FLOWS6";
 /// Host names with rules ([`HostKey`] → [`HostValue`]).
 pub const MAP_HOSTS: &str = "HOSTS";
 /// Per-host source allow lists (LPM trie on [`AllowKey`]).
 pub const MAP_ALLOW: &str = "ALLOW";
-/// Global source deny list (LPM trie on [`AddrKey`]).
-pub const MAP_DENY: &str = "DENY";
+/// Global source deny list for IPv4 (LPM trie on the 4-byte address).
+pub const MAP_DENY4: &str = "DENY4";
+/// Global source deny list for IPv6 (LPM trie on [`AddrKey`]).
+pub const MAP_DENY6: &str = "DENY6";
 /// Per-source SYN token buckets (LRU hash, [`AddrKey`] → [`RateValue`]).
 pub const MAP_SYN_RATE: &str = "SYN_RATE";
 /// One [`Config`] at index 0.
@@ -32,12 +37,14 @@ pub const MAP_HOST_STATS: &str = "HOST_STATS";
 pub const MAP_SCRATCH: &str = "SCRATCH";
 
 /// Every map the agent pins (LISTENERS and the scratch buffer are private).
-pub const PINNED_MAPS: [&str; 8] = [
+pub const PINNED_MAPS: [&str; 10] = [
     MAP_STATS,
-    MAP_FLOWS,
+    MAP_FLOWS4,
+    MAP_FLOWS6,
     MAP_HOSTS,
     MAP_ALLOW,
-    MAP_DENY,
+    MAP_DENY4,
+    MAP_DENY6,
     MAP_SYN_RATE,
     MAP_CONFIG,
     MAP_HOST_STATS,
@@ -96,17 +103,26 @@ pub struct ListenerValue {
     pub flags: u32,
 }
 
-/// A TCP flow as the client sent it: client → node.
+/// An IPv4 TCP flow as the client sent it: client → node.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Pod, Zeroable)]
-pub struct FlowKey {
-    /// Client address (IPv6, or IPv4-mapped).
-    pub src: [u8; 16],
+pub struct FlowKey4 {
+    /// Client address.
+    pub src: [u8; 4],
     /// Local address.
+    pub dst: [u8; 4],
+    pub src_port_be: u16,
+    pub dst_port_be: u16,
+}
+
+/// An IPv6 TCP flow as the client sent it: client → node.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Pod, Zeroable)]
+pub struct FlowKey6 {
+    pub src: [u8; 16],
     pub dst: [u8; 16],
     pub src_port_be: u16,
     pub dst_port_be: u16,
-    pub _pad: [u8; 4],
 }
 
 #[repr(C)]
@@ -179,7 +195,7 @@ pub struct AllowKey {
     pub addr: [u8; 16],
 }
 
-/// LPM data of DENY, and the key of SYN_RATE: an address (IPv4-mapped for IPv4).
+/// LPM data of DENY6, and the key of SYN_RATE: an address (IPv4-mapped for IPv4).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Pod, Zeroable)]
 pub struct AddrKey {
@@ -233,7 +249,8 @@ pub struct Scratch {
 }
 
 const _: () = assert!(core::mem::size_of::<ListenerValue>() == 4);
-const _: () = assert!(core::mem::size_of::<FlowKey>() == 40);
+const _: () = assert!(core::mem::size_of::<FlowKey4>() == 12);
+const _: () = assert!(core::mem::size_of::<FlowKey6>() == 36);
 const _: () = assert!(core::mem::size_of::<FlowValue>() == 40);
 const _: () = assert!(core::mem::size_of::<HostKey>() == 64);
 const _: () = assert!(core::mem::size_of::<HostValue>() == 8);
@@ -354,7 +371,8 @@ mod user {
     // any bit pattern valid), which is exactly what aya::Pod requires.
     unsafe impl aya::Pod for super::Stats {}
     unsafe impl aya::Pod for super::ListenerValue {}
-    unsafe impl aya::Pod for super::FlowKey {}
+    unsafe impl aya::Pod for super::FlowKey4 {}
+    unsafe impl aya::Pod for super::FlowKey6 {}
     unsafe impl aya::Pod for super::FlowValue {}
     unsafe impl aya::Pod for super::HostKey {}
     unsafe impl aya::Pod for super::HostValue {}

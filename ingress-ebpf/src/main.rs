@@ -15,7 +15,7 @@ mod maps;
 mod parse;
 
 use aya_ebpf::{
-    bindings::{BPF_NOEXIST, xdp_action},
+    bindings::xdp_action,
     helpers::{bpf_ktime_get_coarse_ns, generated::bpf_xdp_load_bytes},
     macros::xdp,
     programs::XdpContext,
@@ -23,7 +23,7 @@ use aya_ebpf::{
 use aya_log_ebpf::debug;
 use ingress_common::{
     AddrKey, Config, F_CONFIG_DENY, F_CONFIG_STRICT_HOSTS, F_HOST_ALLOWLIST, F_LISTENER_TLS,
-    FlowKey, FlowValue, HOST_ID_NONE, HOST_KEY_LEN, REASON_ALLOWLIST, REASON_NONE,
+    FlowValue, HOST_ID_NONE, HOST_KEY_LEN, REASON_ALLOWLIST, REASON_NONE,
     REASON_UNKNOWN_HOST, RateValue, SCRATCH_LEN, Stat, Stats, VERDICT_L7, VERDICT_NONE,
     VERDICT_REJECT, VERDICT_UNDECIDED,
 };
@@ -86,34 +86,28 @@ fn try_xingress(ctx: &XdpContext, stats: &mut Stats) -> Result<u32, ParseError> 
     };
     maps::bump(stats, Stat::Listener);
 
-    let (src, dst) = parse::addresses(ctx, &l3)?;
+    let addrs = parse::addresses(ctx, &l3)?;
     let config = maps::config();
     // The deny list is consulted for new flows and untracked packets only;
     // the agent drops tracked flows of newly denied sources from FLOWS, so
     // their next packet is untracked and meets the list.
     let denied = |stats: &mut Stats| {
-        let hit = config.flags & F_CONFIG_DENY != 0 && maps::denied(&src);
+        let hit = config.flags & F_CONFIG_DENY != 0 && maps::denied(&addrs);
         if hit {
             maps::bump(stats, Stat::Denied);
         }
         hit
     };
-    let key = FlowKey {
-        src,
-        dst,
-        src_port_be: tcp.src_port.to_be(),
-        dst_port_be: tcp.dst_port.to_be(),
-        _pad: [0; 4],
-    };
-    // Jiffy resolution is plenty for flow ages and token buckets.
-    // SAFETY: bpf_ktime_get_coarse_ns has no preconditions.
-    let now = unsafe { bpf_ktime_get_coarse_ns() };
+    let key = maps::Flow::new(&addrs, tcp.src_port, tcp.dst_port);
 
     if tcp.flags & (TCP_SYN | TCP_ACK) == TCP_SYN {
         if denied(stats) {
             return Ok(xdp_action::XDP_DROP);
         }
-        if !syn_allowed(&config, &src, now) {
+        // Jiffy resolution is plenty for flow ages and token buckets.
+        // SAFETY: bpf_ktime_get_coarse_ns has no preconditions.
+        let now = unsafe { bpf_ktime_get_coarse_ns() };
+        if !syn_allowed(&config, &addrs, now) {
             maps::bump(stats, Stat::SynRateLimited);
             return Ok(xdp_action::XDP_DROP);
         }
@@ -129,12 +123,12 @@ fn try_xingress(ctx: &XdpContext, stats: &mut Stats) -> Result<u32, ParseError> 
             _pad: 0,
         };
         // A retransmitted SYN keeps the flow it already has.
-        if maps::FLOWS.insert(key, flow, BPF_NOEXIST as u64).is_ok() {
+        if key.insert_new(&flow) {
             maps::bump(stats, Stat::FlowsNew);
         }
         return Ok(xdp_action::XDP_PASS);
     }
-    let Some(flow) = maps::FLOWS.get_ptr_mut(key) else {
+    let Some(flow) = key.get() else {
         if denied(stats) {
             return Ok(xdp_action::XDP_DROP);
         }
@@ -142,7 +136,7 @@ fn try_xingress(ctx: &XdpContext, stats: &mut Stats) -> Result<u32, ParseError> 
         return Ok(xdp_action::XDP_PASS);
     };
     if tcp.flags & (TCP_FIN | TCP_RST) != 0 {
-        if maps::FLOWS.remove(key).is_ok() {
+        if key.remove() {
             maps::bump(stats, Stat::FlowsRetired);
         }
         return Ok(xdp_action::XDP_PASS);
@@ -150,12 +144,14 @@ fn try_xingress(ctx: &XdpContext, stats: &mut Stats) -> Result<u32, ParseError> 
     // SAFETY: the pointer comes from a successful lookup; concurrent updates
     // from other CPUs can only make the counters approximate.
     let flow = unsafe { &mut *flow };
+    // SAFETY: bpf_ktime_get_coarse_ns has no preconditions.
+    let now = unsafe { bpf_ktime_get_coarse_ns() };
     flow.packets += 1;
     flow.bytes += l3.l4_len as u64;
     flow.last_seen_ns = now;
     match flow.verdict {
         VERDICT_NONE if tcp.payload_len > 0 => {
-            classify(ctx, stats, &config, &tcp, l4_off, flow, &src, listener)
+            classify(ctx, stats, &config, &tcp, l4_off, flow, &addrs, listener)
         }
         VERDICT_REJECT => {
             // The local socket is gone: the kernel answers with an RST.
@@ -168,7 +164,7 @@ fn try_xingress(ctx: &XdpContext, stats: &mut Stats) -> Result<u32, ParseError> 
 
 /// Spends one token of the source's SYN bucket; false when it is empty.
 #[inline(always)]
-fn syn_allowed(config: &Config, src: &[u8; 16], now: u64) -> bool {
+fn syn_allowed(config: &Config, addrs: &parse::Addrs, now: u64) -> bool {
     if config.syn_rate == 0 {
         return true;
     }
@@ -179,7 +175,9 @@ fn syn_allowed(config: &Config, src: &[u8; 16], now: u64) -> bool {
         config.syn_burst
     }) as u64
         * 1000;
-    let key = AddrKey { addr: *src };
+    let key = AddrKey {
+        addr: addrs.src_mapped(),
+    };
     match maps::SYN_RATE.get_ptr_mut(key) {
         Some(bucket) => {
             // SAFETY: from a successful lookup.
@@ -219,7 +217,7 @@ fn classify(
     tcp: &parse::Tcp,
     l4_off: usize,
     flow: &mut FlowValue,
-    src: &[u8; 16],
+    addrs: &parse::Addrs,
     listener: u32,
 ) -> Result<u32, ParseError> {
     let Some(scratch) = maps::SCRATCH.get_ptr_mut(0) else {
@@ -289,7 +287,7 @@ fn classify(
         found = unsafe { maps::HOSTS.get(&scratch.wild) }.copied();
     }
     match found {
-        Some(h) if h.flags & F_HOST_ALLOWLIST != 0 && !maps::allowed(h.id, src) => {
+        Some(h) if h.flags & F_HOST_ALLOWLIST != 0 && !maps::allowed(h.id, &addrs.src_mapped()) => {
             reject(ctx, stats, l4_off, flow, h.id, REASON_ALLOWLIST)
         }
         Some(h) => Ok(serve(stats, flow, h.id)),

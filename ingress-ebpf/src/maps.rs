@@ -3,14 +3,17 @@
 //! SCRATCH are pinned by name under the agent's pin path.
 
 use aya_ebpf::{
+    bindings::BPF_NOEXIST,
     macros::map,
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, lpm_trie::Key},
 };
 use ingress_common::{
-    AddrKey, AllowKey, Config, FlowKey, FlowValue, HostCounters, HostKey, HostValue,
+    AddrKey, AllowKey, Config, FlowKey4, FlowKey6, FlowValue, HostCounters, HostKey, HostValue,
     LISTENER_PORTS, ListenerValue, MAX_ALLOW, MAX_DENY, MAX_FLOWS, MAX_HOSTS, MAX_RATE_SOURCES,
     RateValue, Scratch, Stat, Stats,
 };
+
+use crate::parse::Addrs;
 
 /// Local TCP ports the agent serves, by port: an array, so the lookup is
 /// an index the verifier inlines.
@@ -21,9 +24,11 @@ pub static LISTENERS: Array<ListenerValue> = Array::with_max_entries(LISTENER_PO
 #[map]
 pub static STATS: PerCpuArray<Stats> = PerCpuArray::pinned(1, 0);
 
-/// Tracked client → node TCP flows and their verdicts.
+/// Tracked client → node TCP flows and their verdicts, IPv4 and IPv6.
 #[map]
-pub static FLOWS: LruHashMap<FlowKey, FlowValue> = LruHashMap::pinned(MAX_FLOWS, 0);
+pub static FLOWS4: LruHashMap<FlowKey4, FlowValue> = LruHashMap::pinned(MAX_FLOWS, 0);
+#[map]
+pub static FLOWS6: LruHashMap<FlowKey6, FlowValue> = LruHashMap::pinned(MAX_FLOWS, 0);
 
 /// Host names (exact, and `*.parent` wildcards) with rules.
 #[map]
@@ -33,9 +38,11 @@ pub static HOSTS: HashMap<HostKey, HostValue> = HashMap::pinned(MAX_HOSTS, 0);
 #[map]
 pub static ALLOW: LpmTrie<AllowKey, u8> = LpmTrie::pinned(MAX_ALLOW, 0);
 
-/// Sources whose packets to a listener are dropped.
+/// Sources whose packets to a listener are dropped, IPv4 and IPv6.
 #[map]
-pub static DENY: LpmTrie<AddrKey, u8> = LpmTrie::pinned(MAX_DENY, 0);
+pub static DENY4: LpmTrie<[u8; 4], u8> = LpmTrie::pinned(MAX_DENY, 0);
+#[map]
+pub static DENY6: LpmTrie<AddrKey, u8> = LpmTrie::pinned(MAX_DENY, 0);
 
 /// SYN token bucket per source.
 #[map]
@@ -92,8 +99,65 @@ pub fn config() -> Config {
 }
 
 #[inline(always)]
-pub fn denied(src: &[u8; 16]) -> bool {
-    DENY.get(Key::new(128, AddrKey { addr: *src })).is_some()
+pub fn denied(addrs: &Addrs) -> bool {
+    match addrs {
+        Addrs::V4 { src, .. } => DENY4.get(Key::new(32, *src)).is_some(),
+        Addrs::V6 { src, .. } => DENY6.get(Key::new(128, AddrKey { addr: *src })).is_some(),
+    }
+}
+
+/// A flow's key in the map of its family.
+#[derive(Clone, Copy)]
+pub enum Flow {
+    V4(FlowKey4),
+    V6(FlowKey6),
+}
+
+impl Flow {
+    #[inline(always)]
+    pub fn new(addrs: &Addrs, src_port: u16, dst_port: u16) -> Self {
+        match *addrs {
+            Addrs::V4 { src, dst } => Flow::V4(FlowKey4 {
+                src,
+                dst,
+                src_port_be: src_port.to_be(),
+                dst_port_be: dst_port.to_be(),
+            }),
+            Addrs::V6 { src, dst } => Flow::V6(FlowKey6 {
+                src,
+                dst,
+                src_port_be: src_port.to_be(),
+                dst_port_be: dst_port.to_be(),
+            }),
+        }
+    }
+
+    #[inline(always)]
+    pub fn get(&self) -> Option<*mut FlowValue> {
+        match self {
+            Flow::V4(k) => FLOWS4.get_ptr_mut(k),
+            Flow::V6(k) => FLOWS6.get_ptr_mut(k),
+        }
+    }
+
+    /// Inserts unless the flow exists; true when inserted.
+    #[inline(always)]
+    pub fn insert_new(&self, value: &FlowValue) -> bool {
+        let flags = BPF_NOEXIST as u64;
+        match self {
+            Flow::V4(k) => FLOWS4.insert(k, value, flags).is_ok(),
+            Flow::V6(k) => FLOWS6.insert(k, value, flags).is_ok(),
+        }
+    }
+
+    /// True when it was there.
+    #[inline(always)]
+    pub fn remove(&self) -> bool {
+        match self {
+            Flow::V4(k) => FLOWS4.remove(k).is_ok(),
+            Flow::V6(k) => FLOWS6.remove(k).is_ok(),
+        }
+    }
 }
 
 /// Whether `src` is in the allow list of host `id`.

@@ -102,18 +102,38 @@ pub struct L3 {
     v6: bool,
 }
 
-/// Source and destination as 16 bytes (IPv4 mapped).
+/// A packet's source and destination addresses.
+#[derive(Clone, Copy)]
+pub enum Addrs {
+    V4 { src: [u8; 4], dst: [u8; 4] },
+    V6 { src: [u8; 16], dst: [u8; 16] },
+}
+
+impl Addrs {
+    /// The source as 16 bytes (IPv4-mapped for IPv4).
+    #[inline(always)]
+    pub fn src_mapped(&self) -> [u8; 16] {
+        match self {
+            Addrs::V4 { src, .. } => ipv4_mapped(*src),
+            Addrs::V6 { src, .. } => *src,
+        }
+    }
+}
+
 #[inline(always)]
-pub fn addresses(ctx: &XdpContext, l3: &L3) -> Result<([u8; 16], [u8; 16]), ParseError> {
+pub fn addresses(ctx: &XdpContext, l3: &L3) -> Result<Addrs, ParseError> {
     if l3.v6 {
         let ip = ptr_at::<IPV6_HLEN>(ctx, l3.l3_off)?;
-        Ok((bytes::<16>(ip, 8), bytes::<16>(ip, 24)))
+        Ok(Addrs::V6 {
+            src: bytes::<16>(ip, 8),
+            dst: bytes::<16>(ip, 24),
+        })
     } else {
         let ip = ptr_at::<IPV4_HLEN>(ctx, l3.l3_off)?;
-        Ok((
-            ipv4_mapped(bytes::<4>(ip, 12)),
-            ipv4_mapped(bytes::<4>(ip, 16)),
-        ))
+        Ok(Addrs::V4 {
+            src: bytes::<4>(ip, 12),
+            dst: bytes::<4>(ip, 16),
+        })
     }
 }
 

@@ -374,6 +374,26 @@ fn deny_list_drops_and_flows_retire() {
     assert_eq!(run(&mut r.dp, &f.packet(FIN | ACK, 2000, &[])).0, XDP_PASS);
     assert!(r.state(&f).is_none(), "FIN retires the flow");
     assert_eq!(r.stat(Stat::FlowsRetired), retired + 1);
+
+    // The list shrinks: both families pass again (entries leave DENY4 and DENY6).
+    let mut policy = r.policy.clone();
+    policy.deny.clear();
+    r.sync.apply(&policy).unwrap();
+    for src in ["203.0.113.9", "2001:db8:bad::1"] {
+        let syn = r.flow(src, 443).syn();
+        assert_eq!(run(&mut r.dp, &syn).0, XDP_PASS, "{src}");
+    }
+    // An IPv6 range spanning the IPv4-mapped space denies IPv4 too.
+    policy.deny.insert("::/1".parse().unwrap());
+    r.sync.apply(&policy).unwrap();
+    for (src, verdict) in [
+        ("192.0.2.77", XDP_DROP),
+        ("2001:db8::77", XDP_DROP),
+        ("8000::77", XDP_PASS),
+    ] {
+        let syn = r.flow(src, 443).syn();
+        assert_eq!(run(&mut r.dp, &syn).0, verdict, "{src}");
+    }
 }
 
 #[test]

@@ -341,7 +341,9 @@ fn strict_mode_rejects_an_unknown_sni_and_flows_are_listed() {
     let mut agent = agent;
     assert!(agent.stop(Duration::from_secs(15)).unwrap().success());
     assert!(
-        !r.pin.join("FLOWS").exists(),
+        ingress_common::PINNED_MAPS
+            .iter()
+            .all(|m| !r.pin.join(m).exists()),
         "pins are removed when the agent stops"
     );
 }

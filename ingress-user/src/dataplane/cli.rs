@@ -4,13 +4,13 @@ use std::{collections::HashMap, path::Path, process::ExitCode};
 
 use aya::maps::{HashMap as BpfHashMap, Map, MapData, PerCpuArray};
 use ingress_common::{
-    FlowKey, FlowValue, HostCounters, HostKey, HostValue, MAP_FLOWS, MAP_HOST_STATS, MAP_HOSTS,
-    MAP_STATS, REASON_AGENT, REASON_ALLOWLIST, REASON_UNKNOWN_HOST, Stat, VERDICT_L7,
-    VERDICT_REJECT, VERDICT_UNDECIDED,
+    HostCounters, HostKey, HostValue, MAP_FLOWS4, MAP_FLOWS6, MAP_HOST_STATS, MAP_HOSTS, MAP_STATS,
+    REASON_AGENT, REASON_ALLOWLIST, REASON_UNKNOWN_HOST, Stat, VERDICT_L7, VERDICT_REJECT,
+    VERDICT_UNDECIDED,
 };
 use serde::Serialize;
 
-use super::{addr, sum_hosts, sum_stats};
+use super::{flows, sum_hosts, sum_stats};
 use crate::cli::{OutputFormat, XdpCommand, XdpReadArgs};
 
 #[derive(Debug, thiserror::Error)]
@@ -128,19 +128,17 @@ pub fn reason_name(r: u8) -> &'static str {
 }
 
 fn flows(dir: &Path) -> Result<Vec<FlowRow>, ReadError> {
-    let map: BpfHashMap<MapData, FlowKey, FlowValue> = open(dir, MAP_FLOWS)?;
+    let v4: flows::Flows4 = open(dir, MAP_FLOWS4)?;
+    let v6: flows::Flows6 = open(dir, MAP_FLOWS6)?;
     let names = host_names(dir)?;
     let now = monotonic_ns();
-    let mut rows: Vec<FlowRow> = map
-        .iter()
-        .filter_map(Result::ok)
-        .map(|(k, v)| {
-            let sock = |a: [u8; 16], p: u16| {
-                std::net::SocketAddr::new(addr(a), u16::from_be(p)).to_string()
-            };
+    let mut rows: Vec<FlowRow> = flows::list(&v4, &v6)
+        .into_iter()
+        .map(|f| {
+            let v = f.value;
             FlowRow {
-                client: sock(k.src, k.src_port_be),
-                local: sock(k.dst, k.dst_port_be),
+                client: f.client.to_string(),
+                local: f.local.to_string(),
                 verdict: verdict_name(v.verdict),
                 reason: reason_name(v.reason),
                 host: names.get(&v.host_id).cloned().unwrap_or_else(|| "-".into()),

@@ -1,5 +1,6 @@
-//! The FLOWS map from userspace: listing (for `xingress xdp flows`) and the
-//! agent's verdict for flows XDP left UNDECIDED.
+//! The flow maps (FLOWS4, FLOWS6) from userspace: listing (for `xingress xdp
+//! flows`), purging the flows of newly denied sources, and the agent's
+//! verdict for flows XDP left UNDECIDED.
 
 use std::{
     net::{IpAddr, Ipv6Addr, SocketAddr},
@@ -7,26 +8,77 @@ use std::{
 };
 
 use aya::maps::{HashMap as BpfHashMap, MapData};
-use ingress_common::{FlowKey, FlowValue, VERDICT_UNDECIDED};
+use ingress_common::{FlowKey4, FlowKey6, FlowValue, VERDICT_UNDECIDED};
 
 use super::DataplaneError;
-use crate::model::cidr::mapped;
 
-/// Shared handle on FLOWS (map syscalls only; never on the per-request path).
+pub type Flows4 = BpfHashMap<MapData, FlowKey4, FlowValue>;
+pub type Flows6 = BpfHashMap<MapData, FlowKey6, FlowValue>;
+
+/// Shared handle on both flow maps (map syscalls only; never on the
+/// per-request path).
 #[derive(Clone)]
 pub struct FlowTable {
-    map: Arc<Mutex<BpfHashMap<MapData, FlowKey, FlowValue>>>,
+    maps: Arc<Mutex<(Flows4, Flows6)>>,
 }
 
-/// The key of the flow `client` → `local`.
-pub fn flow_key(client: SocketAddr, local: SocketAddr) -> FlowKey {
-    FlowKey {
-        src: mapped(client.ip().to_canonical()),
-        dst: mapped(local.ip().to_canonical()),
-        src_port_be: client.port().to_be(),
-        dst_port_be: local.port().to_be(),
-        _pad: [0; 4],
+/// One tracked flow: client → local.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Flow {
+    pub client: SocketAddr,
+    pub local: SocketAddr,
+    pub value: FlowValue,
+}
+
+/// A flow key of either family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FlowKey {
+    V4(FlowKey4),
+    V6(FlowKey6),
+}
+
+impl FlowKey {
+    /// The key of the flow `client` → `local` (IPv4-mapped IPv6 counts as
+    /// IPv4, as the kernel sees such a connection on the wire).
+    pub fn new(client: SocketAddr, local: SocketAddr) -> Self {
+        match (client.ip().to_canonical(), local.ip().to_canonical()) {
+            (IpAddr::V4(c), IpAddr::V4(l)) => FlowKey::V4(FlowKey4 {
+                src: c.octets(),
+                dst: l.octets(),
+                src_port_be: client.port().to_be(),
+                dst_port_be: local.port().to_be(),
+            }),
+            (c, l) => FlowKey::V6(FlowKey6 {
+                src: v6(c).octets(),
+                dst: v6(l).octets(),
+                src_port_be: client.port().to_be(),
+                dst_port_be: local.port().to_be(),
+            }),
+        }
     }
+}
+
+fn v6(ip: IpAddr) -> Ipv6Addr {
+    match ip {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped(),
+        IpAddr::V6(v6) => v6,
+    }
+}
+
+/// client and local socket addresses of a v4 key.
+pub fn sockets4(k: &FlowKey4) -> (SocketAddr, SocketAddr) {
+    (
+        SocketAddr::new(IpAddr::from(k.src), u16::from_be(k.src_port_be)),
+        SocketAddr::new(IpAddr::from(k.dst), u16::from_be(k.dst_port_be)),
+    )
+}
+
+/// client and local socket addresses of a v6 key.
+pub fn sockets6(k: &FlowKey6) -> (SocketAddr, SocketAddr) {
+    (
+        SocketAddr::new(addr(k.src), u16::from_be(k.src_port_be)),
+        SocketAddr::new(addr(k.dst), u16::from_be(k.dst_port_be)),
+    )
 }
 
 /// A 16-byte map address as an `IpAddr` (IPv4 when mapped).
@@ -34,41 +86,71 @@ pub fn addr(bytes: [u8; 16]) -> IpAddr {
     Ipv6Addr::from(bytes).to_canonical()
 }
 
+/// Every flow of both maps.
+pub fn list(v4: &Flows4, v6: &Flows6) -> Vec<Flow> {
+    let flow = |(client, local), value| Flow {
+        client,
+        local,
+        value,
+    };
+    v4.iter()
+        .filter_map(Result::ok)
+        .map(|(k, v)| flow(sockets4(&k), v))
+        .chain(
+            v6.iter()
+                .filter_map(Result::ok)
+                .map(|(k, v)| flow(sockets6(&k), v)),
+        )
+        .collect()
+}
+
 impl FlowTable {
-    pub fn new(map: BpfHashMap<MapData, FlowKey, FlowValue>) -> Self {
+    pub fn new(v4: Flows4, v6: Flows6) -> Self {
         Self {
-            map: Arc::new(Mutex::new(map)),
+            maps: Arc::new(Mutex::new((v4, v6))),
         }
     }
 
     /// Every tracked flow.
-    pub fn list(&self) -> Vec<(FlowKey, FlowValue)> {
-        let Ok(map) = self.map.lock() else {
+    pub fn list(&self) -> Vec<Flow> {
+        let Ok(maps) = self.maps.lock() else {
             return Vec::new();
         };
-        map.iter().filter_map(Result::ok).collect()
+        list(&maps.0, &maps.1)
     }
 
     pub fn get(&self, client: SocketAddr, local: SocketAddr) -> Option<FlowValue> {
-        let map = self.map.lock().ok()?;
-        map.get(&flow_key(client, local), 0).ok()
+        let maps = self.maps.lock().ok()?;
+        match FlowKey::new(client, local) {
+            FlowKey::V4(k) => maps.0.get(&k, 0).ok(),
+            FlowKey::V6(k) => maps.1.get(&k, 0).ok(),
+        }
     }
 
-    /// Deletes the flows `doomed` picks; returns how many.
-    pub fn purge(&self, doomed: impl Fn(&FlowKey) -> bool) -> Result<usize, DataplaneError> {
-        let Ok(mut map) = self.map.lock() else {
+    /// Deletes the flows of the clients `doomed` picks; returns how many.
+    pub fn purge(&self, doomed: impl Fn(IpAddr) -> bool) -> Result<usize, DataplaneError> {
+        let Ok(mut maps) = self.maps.lock() else {
             return Ok(0);
         };
-        let keys: Vec<FlowKey> = map
+        let (v4, v6) = &mut *maps;
+        let keys4: Vec<FlowKey4> = v4
             .keys()
             .filter_map(Result::ok)
-            .filter(|k| doomed(k))
+            .filter(|k| doomed(IpAddr::from(k.src)))
             .collect();
-        for k in &keys {
-            // A flow may have retired meanwhile.
-            let _ = map.remove(k);
+        let keys6: Vec<FlowKey6> = v6
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| doomed(addr(k.src)))
+            .collect();
+        // A flow may have retired meanwhile.
+        for k in &keys4 {
+            let _ = v4.remove(k);
         }
-        Ok(keys.len())
+        for k in &keys6 {
+            let _ = v6.remove(k);
+        }
+        Ok(keys4.len() + keys6.len())
     }
 
     /// Records the agent's verdict on a flow XDP could not decide; flows XDP
@@ -80,19 +162,48 @@ impl FlowTable {
         verdict: u8,
         reason: u8,
     ) -> Result<bool, DataplaneError> {
-        let Ok(mut map) = self.map.lock() else {
+        let Ok(mut maps) = self.maps.lock() else {
             return Ok(false);
         };
-        let key = flow_key(client, local);
-        let Ok(mut flow) = map.get(&key, 0) else {
-            return Ok(false);
+        let decide = |mut flow: FlowValue| {
+            (flow.verdict == VERDICT_UNDECIDED).then(|| {
+                flow.verdict = verdict;
+                flow.reason = reason;
+                flow
+            })
         };
-        if flow.verdict != VERDICT_UNDECIDED {
-            return Ok(false);
+        match FlowKey::new(client, local) {
+            FlowKey::V4(k) => match maps.0.get(&k, 0).ok().and_then(decide) {
+                Some(flow) => maps.0.insert(k, flow, 0)?,
+                None => return Ok(false),
+            },
+            FlowKey::V6(k) => match maps.1.get(&k, 0).ok().and_then(decide) {
+                Some(flow) => maps.1.insert(k, flow, 0)?,
+                None => return Ok(false),
+            },
         }
-        flow.verdict = verdict;
-        flow.reason = reason;
-        map.insert(key, flow, 0)?;
         Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_follow_the_wire_family() {
+        let c: SocketAddr = "192.0.2.1:40000".parse().unwrap();
+        let l: SocketAddr = "[::ffff:198.18.0.1]:443".parse().unwrap();
+        let FlowKey::V4(k) = FlowKey::new(c, l) else {
+            panic!("IPv4-mapped is IPv4 on the wire")
+        };
+        assert_eq!(sockets4(&k), (c, "198.18.0.1:443".parse().unwrap()));
+        let c6: SocketAddr = "[2001:db8::1]:40000".parse().unwrap();
+        let l6: SocketAddr = "[2001:db8::2]:443".parse().unwrap();
+        let FlowKey::V6(k) = FlowKey::new(c6, l6) else {
+            panic!("IPv6")
+        };
+        assert_eq!(sockets6(&k), (c6, l6));
+        assert_eq!(k.src_port_be, 40000u16.to_be());
     }
 }

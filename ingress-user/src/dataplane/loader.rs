@@ -10,8 +10,8 @@ use aya::{
 };
 use aya_log::EbpfLogger;
 use ingress_common::{
-    AddrKey, AllowKey, Config, FlowKey, FlowValue, HostKey, HostValue, ListenerValue, MAP_ALLOW,
-    MAP_CONFIG, MAP_DENY, MAP_FLOWS, MAP_HOST_STATS, MAP_HOSTS, MAP_LISTENERS, MAP_STATS,
+    AddrKey, AllowKey, Config, HostKey, HostValue, ListenerValue, MAP_ALLOW, MAP_CONFIG, MAP_DENY4,
+    MAP_DENY6, MAP_FLOWS4, MAP_FLOWS6, MAP_HOST_STATS, MAP_HOSTS, MAP_LISTENERS, MAP_STATS,
     PINNED_MAPS, Stats,
 };
 
@@ -183,13 +183,12 @@ impl Dataplane {
             take::<PerCpuArray<MapData, Stats>>(&mut ebpf, MAP_STATS)?,
             take(&mut ebpf, MAP_HOST_STATS)?,
         );
-        let flows = FlowTable::new(take::<BpfHashMap<MapData, FlowKey, FlowValue>>(
-            &mut ebpf, MAP_FLOWS,
-        )?);
+        let flows = FlowTable::new(take(&mut ebpf, MAP_FLOWS4)?, take(&mut ebpf, MAP_FLOWS6)?);
         let policy = PolicyMaps {
             hosts: take::<BpfHashMap<MapData, HostKey, HostValue>>(&mut ebpf, MAP_HOSTS)?,
             allow: take::<LpmTrie<MapData, AllowKey, u8>>(&mut ebpf, MAP_ALLOW)?,
-            deny: take::<LpmTrie<MapData, AddrKey, u8>>(&mut ebpf, MAP_DENY)?,
+            deny4: take::<LpmTrie<MapData, [u8; 4], u8>>(&mut ebpf, MAP_DENY4)?,
+            deny6: take::<LpmTrie<MapData, AddrKey, u8>>(&mut ebpf, MAP_DENY6)?,
             config: take::<Array<MapData, Config>>(&mut ebpf, MAP_CONFIG)?,
         };
         Ok(Self {

@@ -16,7 +16,7 @@ use std::{
 use aya::maps::{MapData, MapError, PerCpuArray};
 use ingress_common::{HostCounters, STAT_COUNT, Stat, Stats};
 
-pub use flows::{FlowTable, addr, flow_key};
+pub use flows::{Flow, FlowKey, FlowTable, addr};
 pub use loader::{AttachMode, DEFAULT_PIN_PATH, Dataplane, DataplaneError};
 pub use object::{embedded_object, object_embedded};
 pub use policy::{HostNames, Policy, PolicyFlags, PolicyMaps, PolicySync, SyncReport};

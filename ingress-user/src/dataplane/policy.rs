@@ -21,7 +21,8 @@ use crate::model::{Cidr, RoutingTable};
 pub struct PolicyMaps {
     pub hosts: BpfHashMap<MapData, HostKey, HostValue>,
     pub allow: LpmTrie<MapData, AllowKey, u8>,
-    pub deny: LpmTrie<MapData, AddrKey, u8>,
+    pub deny4: LpmTrie<MapData, [u8; 4], u8>,
+    pub deny6: LpmTrie<MapData, AddrKey, u8>,
     pub config: Array<MapData, Config>,
 }
 
@@ -88,6 +89,7 @@ pub struct PolicySync {
     hosts: HashMap<String, HostValue>,
     allow: BTreeSet<(u32, Cidr)>,
     deny: BTreeSet<Cidr>,
+    deny_entries: BTreeSet<DenyEntry>,
     names: HostNames,
     /// To cut tracked flows of sources that become denied.
     flows: Option<FlowTable>,
@@ -103,8 +105,29 @@ fn allow_key(id: u32, c: &Cidr) -> Key<AllowKey> {
     )
 }
 
-fn deny_key(c: &Cidr) -> Key<AddrKey> {
-    Key::new(u32::from(c.prefix), AddrKey { addr: c.addr })
+/// One entry of DENY4 or DENY6.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum DenyEntry {
+    V4([u8; 4], u8),
+    V6([u8; 16], u8),
+}
+
+const V4_MAPPED_PREFIX: [u8; 12] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff];
+
+/// The entries a deny CIDR needs: an IPv4 range goes to DENY4; an IPv6 one
+/// to DENY6, and when it spans the whole IPv4-mapped range (`::/0`, say),
+/// IPv4 as a whole is denied too.
+fn deny_entries(c: &Cidr) -> Vec<DenyEntry> {
+    if c.prefix >= 96 && c.addr[..12] == V4_MAPPED_PREFIX {
+        let mut v4 = [0; 4];
+        v4.copy_from_slice(&c.addr[12..]);
+        return vec![DenyEntry::V4(v4, c.prefix - 96)];
+    }
+    let mut out = vec![DenyEntry::V6(c.addr, c.prefix)];
+    if c.prefix <= 96 && c.contains(std::net::Ipv4Addr::UNSPECIFIED.into()) {
+        out.push(DenyEntry::V4([0; 4], 0));
+    }
+    out
 }
 
 impl PolicySync {
@@ -117,6 +140,7 @@ impl PolicySync {
             hosts: HashMap::new(),
             allow: BTreeSet::new(),
             deny: BTreeSet::new(),
+            deny_entries: BTreeSet::new(),
             names: Arc::default(),
             flows: None,
         }
@@ -181,21 +205,34 @@ impl PolicySync {
                 report.upserts += 1;
             }
         }
-        for c in policy.deny.difference(&self.deny) {
-            self.maps.deny.insert(&deny_key(c), 1, 0)?;
+        let deny_entries: BTreeSet<DenyEntry> = policy.deny.iter().flat_map(deny_entries).collect();
+        for e in deny_entries.difference(&self.deny_entries) {
+            match *e {
+                DenyEntry::V4(a, p) => self.maps.deny4.insert(&Key::new(p.into(), a), 1, 0)?,
+                DenyEntry::V6(a, p) => {
+                    self.maps
+                        .deny6
+                        .insert(&Key::new(p.into(), AddrKey { addr: a }), 1, 0)?
+                }
+            }
             report.upserts += 1;
         }
         self.maps.config.set(0, policy.config, 0)?;
         let newly_denied: Vec<Cidr> = policy.deny.difference(&self.deny).copied().collect();
         if let (Some(flows), false) = (&self.flows, newly_denied.is_empty()) {
-            let cut =
-                flows.purge(|k| newly_denied.iter().any(|c| c.contains(super::addr(k.src))))?;
+            let cut = flows.purge(|client| newly_denied.iter().any(|c| c.contains(client)))?;
             report.deletes += cut;
         }
 
         // Deletes.
-        for c in self.deny.difference(&policy.deny) {
-            self.maps.deny.remove(&deny_key(c))?;
+        for e in self.deny_entries.difference(&deny_entries) {
+            match *e {
+                DenyEntry::V4(a, p) => self.maps.deny4.remove(&Key::new(p.into(), a))?,
+                DenyEntry::V6(a, p) => self
+                    .maps
+                    .deny6
+                    .remove(&Key::new(p.into(), AddrKey { addr: a }))?,
+            }
             report.deletes += 1;
         }
         let gone: Vec<String> = self
@@ -224,6 +261,27 @@ impl PolicySync {
         self.hosts = hosts;
         self.allow = allow;
         self.deny = policy.deny.clone();
+        self.deny_entries = deny_entries;
         Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{DenyEntry, deny_entries};
+
+    #[test]
+    fn deny_cidrs_split_by_family() {
+        let e = |c: &str| deny_entries(&c.parse().unwrap());
+        assert_eq!(e("203.0.113.0/24"), [DenyEntry::V4([203, 0, 113, 0], 24)]);
+        assert_eq!(e("0.0.0.0/0"), [DenyEntry::V4([0; 4], 0)]);
+        let v6: std::net::Ipv6Addr = "2001:db8::".parse().unwrap();
+        assert_eq!(e("2001:db8::/32"), [DenyEntry::V6(v6.octets(), 32)]);
+        // Ranges that span ::ffff:0:0/96 take IPv4 along.
+        assert_eq!(
+            e("::/0"),
+            [DenyEntry::V6([0; 16], 0), DenyEntry::V4([0; 4], 0)]
+        );
+        assert_eq!(e("8000::/1").len(), 1);
     }
 }
