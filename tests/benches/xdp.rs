@@ -66,7 +66,7 @@ fn main() {
     // VM preemption in one sample does not move the figure.
     let samples = 5_000u16;
     let est_pkt = est.data(b"GET / HTTP/1.1\r\n\r\n");
-    let mut single = |dp: &mut Dataplane, pkt: &[u8]| {
+    let single = |dp: &mut Dataplane, pkt: &[u8]| {
         let mut opts = TestRunOptions::new();
         opts.data_in = Some(pkt);
         opts.repeat = 1;
