@@ -133,14 +133,18 @@ pub async fn run(config: Config) -> Result<(), AppError> {
             ))
         }
     };
-    let admin_task = tokio::spawn(admin::serve(admin, admin_listener, shutdown.clone()));
+    // The admin listener outlives the drain, so probes see /readyz turn 503.
+    let (admin_stop, admin_stopped) = shutdown::channel();
+    let admin_task = tokio::spawn(admin::serve(admin, admin_listener, admin_stopped));
     let http_task = tokio::spawn(proxy::serve_http(proxy.clone(), http, shutdown.clone()));
     let https_task = tokio::spawn(proxy::serve_https(proxy, https, tls, shutdown.clone()));
 
     wait_for_signal().await?;
     tracing::info!("shutting down: readiness off, draining in-flight requests");
     trigger.fire();
-    let _ = tokio::join!(http_task, https_task, source, admin_task);
+    let _ = tokio::join!(http_task, https_task, source);
+    admin_stop.fire();
+    let _ = admin_task.await;
     if let Some(dp) = dataplane.as_mut()
         && let Err(e) = dp.detach()
     {

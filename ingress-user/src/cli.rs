@@ -102,6 +102,14 @@ pub struct RunArgs {
     /// Route to ExternalName Services (off: they let an Ingress author reach any host).
     #[arg(long, env = "XINGRESS_ENABLE_EXTERNAL_NAME_SERVICES")]
     pub enable_external_name_services: bool,
+    /// Seconds a client has to send a request's headers (and to finish the TLS handshake).
+    #[arg(
+        long,
+        env = "XINGRESS_CLIENT_HEADER_TIMEOUT",
+        value_name = "SECONDS",
+        default_value_t = 30
+    )]
+    pub client_header_timeout: u64,
     /// Runtime worker threads (default: one per core; 1 runs a single-threaded runtime).
     #[arg(long, env = "XINGRESS_WORKER_THREADS", value_name = "N")]
     pub worker_threads: Option<usize>,
@@ -197,8 +205,10 @@ pub enum Source {
 /// Timeouts and limits of the proxy, each with a name.
 #[derive(Clone, Debug)]
 pub struct ProxyLimits {
-    /// Time a client has to send the request head.
+    /// Time a client has to send the request head (slowloris guard).
     pub header_read_timeout: Duration,
+    /// Largest request head (HTTP/1.1 buffer, HTTP/2 header list): 431 past it.
+    pub max_header_bytes: usize,
     /// Time to establish a TCP connection to an endpoint (502 after).
     pub upstream_connect_timeout: Duration,
     /// Time for an endpoint to send the response head (504 after).
@@ -213,6 +223,7 @@ impl Default for ProxyLimits {
     fn default() -> Self {
         Self {
             header_read_timeout: Duration::from_secs(30),
+            max_header_bytes: 32 * 1024,
             upstream_connect_timeout: Duration::from_secs(5),
             upstream_response_timeout: Duration::from_secs(60),
             upstream_idle_timeout: Duration::from_secs(90),
@@ -402,7 +413,19 @@ impl RunArgs {
             default_backend,
             allow_external_name: self.enable_external_name_services,
             xdp,
-            limits: ProxyLimits::default(),
+            limits: ProxyLimits {
+                header_read_timeout: match self.client_header_timeout {
+                    0 => {
+                        return Err(ConfigError::Invalid {
+                            flag: "--client-header-timeout",
+                            value: "0".into(),
+                            reason: "clients need at least a second".into(),
+                        });
+                    }
+                    s => Duration::from_secs(s),
+                },
+                ..ProxyLimits::default()
+            },
             worker_threads: match self.worker_threads {
                 Some(0) => {
                     return Err(ConfigError::Invalid {

@@ -162,8 +162,18 @@ impl Agent {
 
     /// SIGTERM, then wait (killed after `grace`).
     pub fn stop(&mut self, grace: Duration) -> io::Result<ExitStatus> {
+        self.terminate();
+        self.wait(grace)
+    }
+
+    /// Sends SIGTERM and returns at once.
+    pub fn terminate(&self) {
         // SAFETY: kill(2) with a pid we own.
         unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+    }
+
+    /// Waits for the agent to exit; SIGKILL after `grace`.
+    pub fn wait(&mut self, grace: Duration) -> io::Result<ExitStatus> {
         let deadline = Instant::now() + grace;
         loop {
             if let Some(s) = self.child.try_wait()? {

@@ -40,7 +40,16 @@ pub const STREAM_GAP: Duration = Duration::from_millis(100);
 /// A running backend; stops when dropped.
 pub struct Backend {
     pub addr: SocketAddr,
+    /// "METHOD URI" of every request received, in order.
+    pub seen: Arc<std::sync::Mutex<Vec<String>>>,
     stop: Option<oneshot::Sender<()>>,
+}
+
+impl Backend {
+    /// Requests received so far ("METHOD URI").
+    pub fn requests(&self) -> Vec<String> {
+        self.seen.lock().unwrap().clone()
+    }
 }
 
 impl Drop for Backend {
@@ -69,6 +78,8 @@ pub fn start_with(
     let addr = std_listener.local_addr()?;
     let (stop_tx, stop_rx) = oneshot::channel();
     let name: Arc<str> = name.into();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
     std::thread::Builder::new()
         .name(format!("backend-{name}"))
         .spawn(move || {
@@ -79,13 +90,14 @@ pub fn start_with(
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(std_listener).expect("listener");
                 tokio::select! {
-                    () = serve(listener, name, mode, tls) => {}
+                    () = serve(listener, name, mode, tls, log) => {}
                     _ = stop_rx => {}
                 }
             });
         })?;
     Ok(Backend {
         addr,
+        seen,
         stop: Some(stop_tx),
     })
 }
@@ -96,6 +108,7 @@ async fn serve(
     name: Arc<str>,
     mode: Mode,
     tls: Option<Arc<rustls::ServerConfig>>,
+    log: Log,
 ) {
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     loop {
@@ -104,24 +117,32 @@ async fn serve(
         };
         let name = name.clone();
         let acceptor = acceptor.clone();
+        let log = log.clone();
         tokio::spawn(async move {
             match acceptor {
                 Some(a) => {
                     if let Ok(tls) = a.accept(stream).await {
-                        serve_conn(tls, name, mode).await;
+                        serve_conn(tls, name, mode, log).await;
                     }
                 }
-                None => serve_conn(stream, name, mode).await,
+                None => serve_conn(stream, name, mode, log).await,
             }
         });
     }
 }
 
-async fn serve_conn<I>(io: I, name: Arc<str>, mode: Mode)
+type Log = Arc<std::sync::Mutex<Vec<String>>>;
+
+async fn serve_conn<I>(io: I, name: Arc<str>, mode: Mode, log: Log)
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let svc = hyper::service::service_fn(move |req| respond(name.clone(), mode, req));
+    let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+        log.lock()
+            .unwrap()
+            .push(format!("{} {}", req.method(), req.uri()));
+        respond(name.clone(), mode, req)
+    });
     let io = TokioIo::new(io);
     let _ = match mode {
         Mode::GrpcStream => {
@@ -178,7 +199,17 @@ fn default_backend(req: &Request<Incoming>) -> Response<EchoBody> {
     r
 }
 
+/// Echoes the request; a path starting `/delay/MS` answers after MS milliseconds.
 async fn echo(name: &str, req: Request<Incoming>) -> Response<EchoBody> {
+    if let Some(ms) = req
+        .uri()
+        .path()
+        .strip_prefix("/delay/")
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|ms| ms.parse::<u64>().ok())
+    {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
     let mut text = format!(
         "pod: {name}\nmethod: {}\nuri: {}\nversion: {:?}\n",
         req.method(),

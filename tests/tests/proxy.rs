@@ -323,8 +323,8 @@ fn readiness_health_and_graceful_exit() {
 fn invalid_flags_exit_64_with_a_message() {
     for (flags, message) in [
         (
-            &["--publish-address", "192.0.2.1"][..],
-            "not implemented yet",
+            &["--client-header-timeout", "0"][..],
+            "clients need at least a second",
         ),
         (&["--xdp-strict-hosts"], "needs --xdp-iface"),
         (

@@ -16,6 +16,30 @@ pub fn get<'a>(ing: &'a Ingress, name: &str) -> Option<&'a str> {
         .map(|v| v.trim())
 }
 
+/// Request body limit when an Ingress sets no `proxy-body-size` (ingress-nginx's default).
+pub const DEFAULT_BODY_LIMIT: u64 = 1 << 20;
+
+/// An nginx size: bytes, or a number with k, m or g (powers of 1024).
+pub fn parse_size(v: &str) -> Option<u64> {
+    let v = v.trim();
+    let (digits, unit) = match v.char_indices().last()? {
+        (i, c) if c.is_ascii_alphabetic() => (&v[..i], c.to_ascii_lowercase()),
+        _ => (v, 'b'),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    let shift = match unit {
+        'b' => 0,
+        'k' => 10,
+        'm' => 20,
+        'g' => 30,
+        _ => return None,
+    };
+    n.checked_mul(1 << shift)
+}
+
 /// How the proxy talks to a backend (`backend-protocol`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub enum BackendProtocol {
@@ -47,6 +71,24 @@ impl BackendProtocol {
             Self::Https => "HTTPS",
             Self::H2c => "H2C",
             Self::H2Tls => "GRPCS",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn nginx_sizes() {
+        assert_eq!(parse_size("0"), Some(0));
+        assert_eq!(parse_size("512"), Some(512));
+        assert_eq!(parse_size("8k"), Some(8 << 10));
+        assert_eq!(parse_size("1m"), Some(1 << 20));
+        assert_eq!(parse_size("2M"), Some(2 << 20));
+        assert_eq!(parse_size(" 1g "), Some(1 << 30));
+        for bad in ["", "m", "1.5m", "-1", "10x", "1mb", "99999999999999999999g"] {
+            assert_eq!(parse_size(bad), None, "{bad}");
         }
     }
 }

@@ -28,6 +28,8 @@ pub struct PathRule {
     pub redirect_https: bool,
     /// Sources allowed by the Ingress's `allowlist-source-range`; `None`: all.
     pub allow: Option<Arc<[Cidr]>>,
+    /// Largest request body (`proxy-body-size`); `None`: no limit.
+    pub body_limit: Option<u64>,
 }
 
 impl PathRule {

@@ -137,6 +137,7 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
             }
         }
         let allow = cx.allow_list(id, ing);
+        let body_limit = cx.body_limit(id, ing);
         let rule_hosts: Vec<String> = spec
             .and_then(|s| s.rules.as_ref())
             .into_iter()
@@ -210,6 +211,7 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
                                 ingress: id.clone(),
                                 redirect_https: false,
                                 allow: allow.clone(),
+                                body_limit,
                             },
                         );
                     }
@@ -460,6 +462,26 @@ impl<'a> Cx<'a> {
             return *class == classes.ingress_class;
         }
         classes.watch_without_class || default_class
+    }
+
+    /// `proxy-body-size`: nginx size syntax, "0" for no limit.
+    fn body_limit(&mut self, id: &NamespacedName, ing: &Ingress) -> Option<u64> {
+        let Some(v) = annotations::get(ing, "proxy-body-size") else {
+            return Some(annotations::DEFAULT_BODY_LIMIT);
+        };
+        match annotations::parse_size(v) {
+            Some(0) => None,
+            Some(n) => Some(n),
+            None => {
+                self.warn_ingress(
+                    id,
+                    &format!(
+                        "proxy-body-size {v:?} is not a size (like 512k, 8m, 1g, or 0 for no limit); using 1m"
+                    ),
+                );
+                Some(annotations::DEFAULT_BODY_LIMIT)
+            }
+        }
     }
 
     /// `allowlist-source-range` (or its older name `whitelist-source-range`).

@@ -40,6 +40,10 @@ pub enum ProxyError {
     UpstreamTimeout,
     #[error("upstream failed: {0}")]
     Upstream(String),
+    #[error("request body larger than {0} bytes (proxy-body-size)")]
+    BodyTooLarge(u64),
+    #[error("client body: {0}")]
+    ClientBody(String),
 }
 
 impl ProxyError {
@@ -52,14 +56,18 @@ impl ProxyError {
             ProxyError::Forbidden => StatusCode::FORBIDDEN,
             ProxyError::UpstreamConnect(_) | ProxyError::Upstream(_) => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::ClientBody(_) => StatusCode::BAD_REQUEST,
         }
     }
 
     pub fn source(&self) -> ErrorSource {
         match self {
-            ProxyError::NoRoute | ProxyError::BadRequest(_) | ProxyError::Forbidden => {
-                ErrorSource::Client
-            }
+            ProxyError::NoRoute
+            | ProxyError::BadRequest(_)
+            | ProxyError::Forbidden
+            | ProxyError::BodyTooLarge(_)
+            | ProxyError::ClientBody(_) => ErrorSource::Client,
             ProxyError::UpstreamConnect(_)
             | ProxyError::UpstreamTimeout
             | ProxyError::Upstream(_) => ErrorSource::Upstream,
@@ -81,7 +89,8 @@ impl ProxyError {
             ProxyError::Backend(BackendError::Unsupported) => {
                 "503 service unavailable: this backend is not supported\n"
             }
-            ProxyError::BadRequest(_) => "400 bad request\n",
+            ProxyError::BadRequest(_) | ProxyError::ClientBody(_) => "400 bad request\n",
+            ProxyError::BodyTooLarge(_) => "413 request entity too large\n",
             ProxyError::Forbidden => "403 forbidden: your address may not use this host\n",
             ProxyError::UpstreamConnect(_) | ProxyError::Upstream(_) => "502 bad gateway\n",
             ProxyError::UpstreamTimeout => "504 gateway timeout\n",

@@ -5,6 +5,7 @@
 //! redirect) → filter request → forward → filter response (→ upgrade
 //! tunnel); an error's source decides its status.
 
+mod body;
 mod error;
 pub mod headers;
 mod server;
@@ -28,9 +29,13 @@ use crate::{
     cli::ProxyLimits,
     dataplane::FlowTable,
     metrics::{HostStats, Metrics},
-    model::{BackendProtocol, HOST_BUF_LEN, Peer, normalize_host},
+    model::{
+        Backend, BackendProtocol, HOST_BUF_LEN, Peer, annotations::DEFAULT_BODY_LIMIT,
+        normalize_host,
+    },
     snapshot::SnapshotCell,
 };
+use body::RequestBody;
 use headers::Downstream;
 
 /// Response body: streamed from upstream, or a small local page.
@@ -57,10 +62,20 @@ pub struct ConnState {
 
 /// What the route says to do with a request.
 enum Decision {
-    Forward(Peer, BackendProtocol),
+    Forward(Target),
     /// 308 to this Location.
     Redirect(HeaderValue),
 }
+
+/// Where a request goes, and what the rule says about it.
+struct Target {
+    peer: Peer,
+    backend: Arc<Backend>,
+    body_limit: Option<u64>,
+}
+
+/// Attempts at most for a request that may be retried (another endpoint each time).
+const MAX_ATTEMPTS: usize = 3;
 
 impl Proxy {
     pub fn new(
@@ -90,7 +105,7 @@ impl Proxy {
         let (decision, stats) = self.pick(&down, &req);
         self.report_flow(&down, conn, &decision);
         let result = match decision {
-            Ok(Decision::Forward(peer, protocol)) => self.forward(&down, req, peer, protocol).await,
+            Ok(Decision::Forward(target)) => self.forward(&down, req, target).await,
             Ok(Decision::Redirect(location)) => Ok(redirect(location)),
             Err(e) => Err(e),
         };
@@ -143,10 +158,19 @@ impl Proxy {
                 stats,
             );
         }
+        let body_limit = route
+            .rule
+            .map_or(Some(DEFAULT_BODY_LIMIT), |r| r.body_limit);
         let decision = route
             .backend
             .pick()
-            .map(|peer| Decision::Forward(peer, route.backend.protocol))
+            .map(|peer| {
+                Decision::Forward(Target {
+                    peer,
+                    backend: route.backend.clone(),
+                    body_limit,
+                })
+            })
             .map_err(ProxyError::Backend);
         (decision, stats)
     }
@@ -185,14 +209,21 @@ impl Proxy {
         }
     }
 
-    /// Filter the request, forward it to `peer`, filter the response.
+    /// Filter the request, forward it to the target's peer, filter the
+    /// response. A refused connection is retried on another endpoint when
+    /// the request is idempotent and has no body (so nothing was consumed).
     async fn forward(
         &self,
         down: &Downstream,
         mut req: Request<Incoming>,
-        peer: Peer,
-        protocol: BackendProtocol,
+        target: Target,
     ) -> Result<Response<ProxyBody>, ProxyError> {
+        let protocol = target.backend.protocol;
+        if let Some(limit) = target.body_limit
+            && content_length(&req).is_some_and(|n| n > limit)
+        {
+            return Err(ProxyError::BodyTooLarge(limit));
+        }
         let upgrade = upgrade_protocol(&req);
         let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
 
@@ -231,17 +262,34 @@ impl Proxy {
             parts.headers.insert(UPGRADE, proto.clone());
         }
         let tls = matches!(protocol, BackendProtocol::Https | BackendProtocol::H2Tls);
-        parts.uri = upstream_uri(&peer, tls, &parts.uri)?;
+        let original_uri = std::mem::take(&mut parts.uri);
+        parts.uri = upstream_uri(&target.peer, tls, &original_uri)?;
         parts.version = match protocol {
             BackendProtocol::Http | BackendProtocol::Https => Version::HTTP_11,
             BackendProtocol::H2c | BackendProtocol::H2Tls => Version::HTTP_2,
         };
+        // Kept for a retry only when one is possible.
+        let retry = (hyper::body::Body::is_end_stream(&body)
+            && parts.method.is_idempotent()
+            && upgrade.is_none()
+            && target.backend.ready_endpoints() > 1)
+            .then(|| (parts.method.clone(), parts.headers.clone()));
 
         let sent = Instant::now();
-        let mut resp = self
+        let first = self
             .upstream
-            .send(protocol, Request::from_parts(parts, body))
-            .await?;
+            .send(
+                protocol,
+                Request::from_parts(parts, RequestBody::new(body, target.body_limit)),
+            )
+            .await;
+        let mut resp = match (first, retry) {
+            (Err(ProxyError::UpstreamConnect(e)), Some((method, headers))) => {
+                self.retry(&target, tls, &original_uri, method, headers, e)
+                    .await?
+            }
+            (result, _) => result?,
+        };
         self.metrics.upstream_latency(sent.elapsed());
 
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS
@@ -256,6 +304,59 @@ impl Proxy {
         headers::ensure_server(resp.headers_mut());
         Ok(resp.map(Either::Left))
     }
+}
+
+impl Proxy {
+    /// Sends a bodiless idempotent request to other endpoints after `peer`
+    /// refused the connection.
+    async fn retry(
+        &self,
+        target: &Target,
+        tls: bool,
+        uri: &Uri,
+        method: http::Method,
+        headers: http::HeaderMap,
+        first_error: String,
+    ) -> Result<Response<Incoming>, ProxyError> {
+        let protocol = target.backend.protocol;
+        let mut failed = vec![target.peer.clone()];
+        let mut last = ProxyError::UpstreamConnect(first_error);
+        for _ in 1..MAX_ATTEMPTS.min(target.backend.ready_endpoints()) {
+            let Ok(peer) = target.backend.pick() else {
+                break;
+            };
+            if failed.contains(&peer) {
+                continue;
+            }
+            tracing::debug!(failed = %failed[failed.len() - 1], retry = %peer, "endpoint refused the connection; retrying an idempotent request on another");
+            let mut req = Request::new(RequestBody::Empty);
+            *req.method_mut() = method.clone();
+            *req.uri_mut() = upstream_uri(&peer, tls, uri)?;
+            *req.version_mut() = match protocol {
+                BackendProtocol::Http | BackendProtocol::Https => Version::HTTP_11,
+                BackendProtocol::H2c | BackendProtocol::H2Tls => Version::HTTP_2,
+            };
+            *req.headers_mut() = headers.clone();
+            match self.upstream.send(protocol, req).await {
+                Err(ProxyError::UpstreamConnect(e)) => {
+                    failed.push(peer);
+                    last = ProxyError::UpstreamConnect(e);
+                }
+                other => return other,
+            }
+        }
+        Err(last)
+    }
+}
+
+/// The request's Content-Length, when it has a valid one.
+fn content_length(req: &Request<Incoming>) -> Option<u64> {
+    req.headers()
+        .get(http::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
 }
 
 /// The Upgrade protocol of an HTTP/1.1 upgrade request (WebSocket, ...).

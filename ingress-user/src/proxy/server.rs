@@ -16,16 +16,37 @@ use tokio::{
 use super::{ConnState, Proxy, headers::Downstream};
 use crate::shutdown::Shutdown;
 
+/// Concurrent HTTP/2 streams per connection.
+const MAX_H2_STREAMS: u32 = 256;
+/// Streams a client may open and reset before the server accepts them
+/// (rapid reset, CVE-2023-44487): past this the connection gets GOAWAY.
+const MAX_PENDING_RESETS: usize = 20;
+/// Streams the server may reset for protocol errors before it gives up on the connection.
+const MAX_LOCAL_ERROR_RESETS: usize = 256;
+
 /// Back-off after a failed accept (EMFILE and friends), instead of spinning.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 fn builder(proxy: &Proxy) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
+    let limits = &proxy.limits;
+    // A request head larger than the buffer gets 431 and the connection closes.
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(proxy.limits.header_read_timeout);
-    builder.http2().timer(TokioTimer::new());
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes.max(8192));
+    // HTTP/2: the same header budget (CONTINUATION floods end there), a cap
+    // on concurrent streams, and h2's rapid-reset guards set explicitly.
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(MAX_H2_STREAMS)
+        .max_pending_accept_reset_streams(MAX_PENDING_RESETS)
+        .max_local_error_reset_streams(MAX_LOCAL_ERROR_RESETS)
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(20));
     builder
 }
 

@@ -5,6 +5,8 @@ use std::sync::Arc;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
+
+use super::body::{RequestBody, RequestBodyError, body_error};
 use hyper_rustls::HttpsConnector;
 use hyper_util::{
     client::legacy::{Client, connect::HttpConnector},
@@ -19,8 +21,8 @@ use crate::{
     tls::{UnverifiedChain, provider},
 };
 
-type Plain = Client<HttpConnector, Incoming>;
-type Tls = Client<HttpsConnector<HttpConnector>, Incoming>;
+type Plain = Client<HttpConnector, RequestBody>;
+type Tls = Client<HttpsConnector<HttpConnector>, RequestBody>;
 
 pub struct Upstream {
     http1: Plain,
@@ -75,7 +77,7 @@ impl Upstream {
     pub async fn send(
         &self,
         protocol: BackendProtocol,
-        req: Request<Incoming>,
+        req: Request<RequestBody>,
     ) -> Result<Response<Incoming>, ProxyError> {
         let fut = match protocol {
             BackendProtocol::Http => self.http1.request(req),
@@ -85,6 +87,10 @@ impl Upstream {
         };
         match tokio::time::timeout(self.response_timeout, fut).await {
             Err(_) => Err(ProxyError::UpstreamTimeout),
+            Ok(Err(ref e)) if let Some(b) = body_error(e) => Err(match b {
+                RequestBodyError::TooLarge(limit) => ProxyError::BodyTooLarge(*limit),
+                RequestBodyError::Client(c) => ProxyError::ClientBody(c.to_string()),
+            }),
             Ok(Err(e)) if e.is_connect() => Err(ProxyError::UpstreamConnect(error_chain(&e))),
             Ok(Err(e)) => Err(ProxyError::Upstream(error_chain(&e))),
             Ok(Ok(resp)) => Ok(resp),

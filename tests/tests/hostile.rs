@@ -1,0 +1,246 @@
+//! Hostile HTTP clients against `xingress run --manifests`: slow headers,
+//! oversized heads, bodies over the `proxy-body-size` limit, and request
+//! smuggling shapes. Each case checks what the client gets, what the pod
+//! saw, and that other clients are still served.
+
+use std::{
+    io::{Read, Write},
+    net::{SocketAddr, TcpStream},
+    time::{Duration, Instant},
+};
+
+use xingress_tests::{
+    agent::{Agent, ManifestDir},
+    backend::{self, Backend, Mode, service_yaml},
+    http1::{self, Conn},
+};
+
+struct Site {
+    pod: Backend,
+    agent: Agent,
+    _dir: ManifestDir,
+}
+
+fn ingress(name: &str, host: &str, annotations: &str) -> String {
+    format!(
+        "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: {name}\n  annotations: {{kubernetes.io/ingress.class: xingress{annotations}}}\n\
+         spec:\n  rules:\n  - host: {host}\n    http:\n      paths:\n      - {{path: /, pathType: Prefix, backend: {{service: {{name: app, port: {{number: 80}}}}}}}}\n---\n"
+    )
+}
+
+fn site() -> Site {
+    let pod = backend::start(SocketAddr::from(([127, 0, 0, 1], 0)), "app-1", Mode::Echo).unwrap();
+    let dir = ManifestDir::new();
+    dir.write(
+        "all.yaml",
+        &format!(
+            "{}{}{}{}",
+            service_yaml("app", 80, &[&pod]),
+            ingress("open", "open.test", ""),
+            ingress("small", "small.test", ", xingress.dev/proxy-body-size: 1k"),
+            ingress(
+                "unlimited",
+                "unlimited.test",
+                ", nginx.ingress.kubernetes.io/proxy-body-size: \"0\""
+            ),
+        ),
+    );
+    let mut agent = Agent::start_local(&dir.path, &["--client-header-timeout", "1"]).unwrap();
+    agent.wait_ready().unwrap();
+    Site {
+        pod,
+        agent,
+        _dir: dir,
+    }
+}
+
+/// Whether the server closed `s` within `within` (reads until EOF or timeout).
+fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
+    s.set_read_timeout(Some(within)).unwrap();
+    let mut buf = [0u8; 4096];
+    let deadline = Instant::now() + within;
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+            Err(_) => return false,
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+    }
+}
+
+fn post(host: &str, len: usize) -> Vec<u8> {
+    let mut r = format!("POST /upload HTTP/1.1\r\nHost: {host}\r\nContent-Length: {len}\r\n\r\n")
+        .into_bytes();
+    r.extend(std::iter::repeat_n(b'x', len));
+    r
+}
+
+fn chunked(host: &str, len: usize) -> Vec<u8> {
+    let mut r =
+        format!("POST /upload HTTP/1.1\r\nHost: {host}\r\nTransfer-Encoding: chunked\r\n\r\n")
+            .into_bytes();
+    for piece in vec![b'y'; len].chunks(500) {
+        r.extend(format!("{:x}\r\n", piece.len()).bytes());
+        r.extend(piece);
+        r.extend(b"\r\n");
+    }
+    r.extend(b"0\r\n\r\n");
+    r
+}
+
+#[test]
+fn slowloris_connections_are_cut_and_others_served() {
+    let s = site();
+    // 40 clients that trickle their headers one byte at a time.
+    let mut slow: Vec<TcpStream> = (0..40)
+        .map(|_| {
+            let mut c = TcpStream::connect(s.agent.http).unwrap();
+            c.write_all(b"GET / HTTP/1.1\r\nHost: open.test\r\nX-a: ")
+                .unwrap();
+            c
+        })
+        .collect();
+    let started = Instant::now();
+    // Meanwhile a normal client is served.
+    for _ in 0..5 {
+        assert_eq!(
+            http1::get(s.agent.http, "open.test", "/").unwrap().status,
+            200
+        );
+        for c in &mut slow {
+            let _ = c.write_all(b"a");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The header timeout (1 s here) closes every slow connection.
+    for c in &mut slow {
+        assert!(
+            closed_within(c, Duration::from_secs(3)),
+            "a slow client kept its connection"
+        );
+    }
+    assert!(started.elapsed() < Duration::from_secs(6));
+    // Only the five normal requests reached the pod.
+    assert_eq!(s.pod.requests().len(), 5, "{:?}", s.pod.requests());
+}
+
+#[test]
+fn oversized_heads_get_431() {
+    let s = site();
+    let big = format!(
+        "GET / HTTP/1.1\r\nHost: open.test\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(40 * 1024)
+    );
+    let r = Conn::connect(s.agent.http)
+        .unwrap()
+        .raw(big.as_bytes())
+        .unwrap();
+    assert_eq!(r.status, 431);
+    // Many headers of modest size add up the same way.
+    let mut many = String::from("GET / HTTP/1.1\r\nHost: open.test\r\n");
+    for i in 0..90 {
+        many.push_str(&format!("X-H{i}: {}\r\n", "b".repeat(400)));
+    }
+    many.push_str("\r\n");
+    let r = Conn::connect(s.agent.http)
+        .unwrap()
+        .raw(many.as_bytes())
+        .unwrap();
+    assert_eq!(r.status, 431);
+    assert!(s.pod.requests().is_empty(), "{:?}", s.pod.requests());
+    assert_eq!(
+        http1::get(s.agent.http, "open.test", "/").unwrap().status,
+        200
+    );
+}
+
+#[test]
+fn bodies_over_proxy_body_size_get_413() {
+    let s = site();
+    let send = |req: &[u8]| Conn::connect(s.agent.http).unwrap().raw(req).unwrap();
+    // proxy-body-size: 1k
+    assert_eq!(send(&post("small.test", 1000)).status, 200);
+    assert_eq!(send(&post("small.test", 1025)).status, 413);
+    assert_eq!(send(&chunked("small.test", 1000)).status, 200);
+    assert_eq!(send(&chunked("small.test", 3000)).status, 413);
+    // No annotation: ingress-nginx's default of 1m.
+    assert_eq!(send(&post("open.test", 1 << 20)).status, 200);
+    assert_eq!(send(&post("open.test", (1 << 20) + 1)).status, 413);
+    // "0": no limit.
+    assert_eq!(send(&post("unlimited.test", 3 << 20)).status, 200);
+    // A declared length over the limit never reaches the pod.
+    let uploads = s.pod.requests().len();
+    assert_eq!(send(&post("small.test", 50_000)).status, 413);
+    assert_eq!(s.pod.requests().len(), uploads);
+}
+
+#[test]
+fn smuggling_shapes_are_rejected_or_neutralised() {
+    let s = site();
+    let send = |req: &str| Conn::connect(s.agent.http).unwrap().raw(req.as_bytes());
+    // Two different Content-Lengths, obs-fold, a transfer coding that does
+    // not end in chunked, a bad chunk size: 400, nothing reaches the pod.
+    for (what, req) in [
+        (
+            "two Content-Lengths",
+            "POST / HTTP/1.1\r\nHost: open.test\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\nabcde",
+        ),
+        (
+            "obs-fold",
+            "GET / HTTP/1.1\r\nHost: open.test\r\nX-Folded: a\r\n b\r\n\r\n",
+        ),
+        (
+            "chunked not last",
+            "POST / HTTP/1.1\r\nHost: open.test\r\nTransfer-Encoding: chunked, gzip\r\n\r\n0\r\n\r\n",
+        ),
+        (
+            "Content-Length not a number",
+            "POST / HTTP/1.1\r\nHost: open.test\r\nContent-Length: 4x\r\n\r\nabcd",
+        ),
+    ] {
+        let r = send(req).unwrap();
+        assert_eq!(r.status, 400, "{what}");
+    }
+    assert!(s.pod.requests().is_empty(), "{:?}", s.pod.requests());
+
+    let r = send(
+        "POST / HTTP/1.1\r\nHost: open.test\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n",
+    );
+    assert!(
+        r.map_or(true, |r| r.status == 400),
+        "a bad chunk size is not served"
+    );
+
+    // Content-Length with Transfer-Encoding (CL.TE / TE.CL smuggling): the
+    // chunked framing wins (RFC 9112 6.3), Content-Length is dropped before
+    // the pod, and the connection closes after the response, so the bytes
+    // hidden behind the short Content-Length never become a request.
+    let mut c = TcpStream::connect(s.agent.http).unwrap();
+    c.write_all(
+        b"POST /first HTTP/1.1\r\nHost: open.test\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n\
+          20\r\nGET /smuggled HTTP/1.1\r\nX: y\r\n\r\n\r\n0\r\n\r\nGET /after HTTP/1.1\r\nHost: open.test\r\n\r\n",
+    )
+    .unwrap();
+    let mut out = String::new();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let _ = c.read_to_string(&mut out);
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert!(
+        out.contains("body-bytes: 32"),
+        "the pod got the chunked body: {out}"
+    );
+    assert!(
+        !out.to_ascii_lowercase().contains("\ncontent-length: 4\n"),
+        "{out}"
+    );
+    assert_eq!(
+        out.matches("HTTP/1.1 ").count(),
+        1,
+        "one response, then the connection closed: {out}"
+    );
+    assert_eq!(s.pod.requests(), ["POST /first"]);
+}

@@ -1,0 +1,190 @@
+//! Endpoint churn and shutdown: retries on refused connections for
+//! idempotent requests only, removed endpoints finishing what they started,
+//! and SIGTERM draining in-flight requests before a clean exit.
+
+use std::{
+    net::{SocketAddr, TcpListener},
+    time::{Duration, Instant},
+};
+
+use xingress_tests::{
+    agent::{Agent, ManifestDir},
+    backend::{self, Backend, Mode},
+    http1::{self, Conn},
+};
+
+const INGRESS: &str = "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: app\n  annotations: {kubernetes.io/ingress.class: xingress}\nspec:\n  rules:\n  - host: app.test\n    http:\n      paths:\n      - {path: /, pathType: Prefix, backend: {service: {name: app, port: {number: 80}}}}\n---\n";
+
+/// A Service whose EndpointSlices list `pods` (loopback ports).
+fn service(pods: &[SocketAddr]) -> String {
+    let mut y = String::from(
+        "apiVersion: v1\nkind: Service\nmetadata: {name: app}\nspec:\n  ports: [{name: http, port: 80}]\n---\n",
+    );
+    for (i, p) in pods.iter().enumerate() {
+        y.push_str(&format!(
+            "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: app-{i}, labels: {{kubernetes.io/service-name: app}}}}\n\
+             addressType: IPv4\nports: [{{name: http, port: {}}}]\nendpoints: [{{addresses: [\"{}\"]}}]\n---\n",
+            p.port(),
+            p.ip()
+        ));
+    }
+    y
+}
+
+fn pod(name: &str) -> Backend {
+    backend::start(SocketAddr::from(([127, 0, 0, 1], 0)), name, Mode::Echo).unwrap()
+}
+
+/// A loopback port nothing listens on (connections are refused).
+fn refused_port() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
+
+fn start(dir: &ManifestDir, pods: &[SocketAddr]) -> Agent {
+    dir.write("app.yaml", &format!("{}{INGRESS}", service(pods)));
+    let mut agent = Agent::start_local(&dir.path, &[]).unwrap();
+    agent.wait_ready().unwrap();
+    agent
+}
+
+fn request(agent: &Agent, method: &str, path: &str, body: &str) -> u16 {
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: app.test\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    Conn::connect(agent.http)
+        .unwrap()
+        .raw(req.as_bytes())
+        .unwrap()
+        .status
+}
+
+#[test]
+fn refused_connections_are_retried_for_idempotent_requests_only() {
+    let live = pod("live-1");
+    let dead = refused_port();
+    let dir = ManifestDir::new();
+    let agent = start(&dir, &[live.addr, dead]);
+    // Round robin sends every other request to the dead endpoint: the
+    // bodiless idempotent ones are retried on the live one.
+    for method in ["GET", "PUT", "DELETE", "OPTIONS"] {
+        for _ in 0..4 {
+            assert_eq!(request(&agent, method, "/", ""), 200, "{method}");
+        }
+    }
+    // POST is not idempotent, and a request with a body may have been
+    // consumed: no retry, so the dead endpoint's share gets 502.
+    let posts: Vec<u16> = (0..4).map(|_| request(&agent, "POST", "/", "")).collect();
+    let puts: Vec<u16> = (0..4)
+        .map(|_| request(&agent, "PUT", "/", "data"))
+        .collect();
+    for statuses in [&posts, &puts] {
+        assert_eq!(
+            statuses.iter().filter(|s| **s == 502).count(),
+            2,
+            "{statuses:?}"
+        );
+        assert_eq!(
+            statuses.iter().filter(|s| **s == 200).count(),
+            2,
+            "{statuses:?}"
+        );
+    }
+    // Every endpoint refusing: 502 after trying each once.
+    let dir2 = ManifestDir::new();
+    let all_dead = start(&dir2, &[refused_port(), refused_port()]);
+    assert_eq!(request(&all_dead, "GET", "/", ""), 502);
+}
+
+#[test]
+fn removed_endpoints_get_no_new_requests_and_finish_in_flight_ones() {
+    let (a, b) = (pod("a-1"), pod("b-1"));
+    let dir = ManifestDir::new();
+    let agent = start(&dir, &[a.addr, b.addr]);
+    // A slow request lands on one pod; that pod is then removed.
+    let http = agent.http;
+    let slow = std::thread::spawn(move || http1::get(http, "app.test", "/delay/1500").unwrap());
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let victim = loop {
+        if a.requests().iter().any(|r| r.contains("/delay/")) {
+            break &a;
+        }
+        if b.requests().iter().any(|r| r.contains("/delay/")) {
+            break &b;
+        }
+        assert!(Instant::now() < deadline, "the slow request reached no pod");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let survivor = if std::ptr::eq(victim, &a) { &b } else { &a };
+    dir.write(
+        "app.yaml",
+        &format!("{}{INGRESS}", service(&[survivor.addr])),
+    );
+    let before = victim.requests().len();
+    agent.eventually("the endpoint removal", || {
+        (0..4).all(|_| {
+            http1::get(agent.http, "app.test", "/")
+                .unwrap()
+                .header("x-pod")
+                == Some(if std::ptr::eq(survivor, &a) {
+                    "a-1"
+                } else {
+                    "b-1"
+                })
+        })
+    });
+    let removed_at = victim.requests().len();
+    for _ in 0..10 {
+        assert_eq!(http1::get(agent.http, "app.test", "/").unwrap().status, 200);
+    }
+    assert_eq!(
+        victim.requests().len(),
+        removed_at,
+        "no new requests to a removed endpoint"
+    );
+    let r = slow.join().unwrap();
+    assert_eq!(r.status, 200, "the in-flight request completed");
+    assert_eq!(
+        r.header("x-pod"),
+        Some(if std::ptr::eq(victim, &a) {
+            "a-1"
+        } else {
+            "b-1"
+        })
+    );
+    assert!(before >= 1);
+}
+
+#[test]
+fn sigterm_drains_in_flight_requests_and_exits_zero() {
+    let p = pod("app-1");
+    let dir = ManifestDir::new();
+    let mut agent = start(&dir, &[p.addr]);
+    let http = agent.http;
+    let slow = std::thread::spawn(move || http1::get(http, "app.test", "/delay/1500").unwrap());
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while !p.requests().iter().any(|r| r.contains("/delay/")) {
+        assert!(Instant::now() < deadline, "the slow request never arrived");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let signalled = Instant::now();
+    agent.terminate();
+    // Readiness turns false at once while the request is still in flight,
+    // and no new connection is accepted.
+    agent.eventually("/readyz turning 503", || {
+        http1::get(agent.admin, "localhost", "/readyz").is_ok_and(|r| r.status == 503)
+    });
+    assert!(
+        !slow.is_finished(),
+        "the readiness check came after the request ended"
+    );
+    agent.eventually("the listener closing", || {
+        std::net::TcpStream::connect(agent.http).is_err()
+    });
+    let r = slow.join().unwrap();
+    assert_eq!(r.status, 200, "the in-flight request finished");
+    let status = agent.wait(Duration::from_secs(10)).unwrap();
+    assert!(status.success(), "exit status {status:?}\n{}", agent.logs());
+    assert!(signalled.elapsed() < Duration::from_secs(5));
+}
