@@ -494,3 +494,26 @@ fn https_pods_are_reached_over_tls() {
     assert_eq!(r.echo_field("uri").as_deref(), Some("/over-tls"));
     let _ = Arc::new(());
 }
+
+#[test]
+fn secrets_are_never_used_across_namespaces() {
+    let site = site();
+    // The Secret exists, but in another namespace than the Ingress naming it.
+    let other = secret_yaml("xns", "rot-a").replace(
+        "metadata: {name: xns}",
+        "metadata: {name: xns, namespace: other}",
+    );
+    assert!(other.contains("namespace: other"));
+    site.dir.write("secret-other.yaml", &other);
+    site.dir.write(
+        "xns.yaml",
+        &ingress("xns", &["xns.test"], "site", &[("xns", &["xns.test"])], &[]),
+    );
+    let agent = ready(&site.dir, &[]);
+    let config = tls_client::config(&[b"http/1.1"]);
+    let (_, info) = tls_client::connect(agent.https, "xns.test", &config).unwrap();
+    assert_ne!(info.chain[0], leaf(&fixture("rot-a.crt")));
+    agent.eventually("the missing-Secret warning", || {
+        agent.logs().contains("TLS Secret default/xns not found")
+    });
+}
