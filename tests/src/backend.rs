@@ -360,6 +360,11 @@ pub fn tls_config(cert_pem: &[u8], key_pem: &[u8]) -> Arc<rustls::ServerConfig> 
 /// one EndpointSlice per pod: loopback pods differ in port, and a slice
 /// carries one port for all its endpoints.
 pub fn service_yaml(name: &str, port: u16, pods: &[&Backend]) -> String {
+    service_yaml_at(name, port, &pods.iter().map(|p| p.addr).collect::<Vec<_>>())
+}
+
+/// `service_yaml` for endpoint addresses (which need not be listening).
+pub fn service_yaml_at(name: &str, port: u16, pods: &[SocketAddr]) -> String {
     let mut out = format!(
         "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec:\n  ports: [{{name: http, port: {port}}}]\n---\n"
     );
@@ -367,8 +372,8 @@ pub fn service_yaml(name: &str, port: u16, pods: &[&Backend]) -> String {
         out.push_str(&format!(
             "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: {name}-{i}, labels: {{kubernetes.io/service-name: {name}}}}}\n\
              addressType: IPv4\nports: [{{name: http, port: {}}}]\nendpoints: [{{addresses: [\"{}\"], conditions: {{ready: true}}}}]\n---\n",
-            p.addr.port(),
-            p.addr.ip()
+            p.port(),
+            p.ip()
         ));
     }
     out

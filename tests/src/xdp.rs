@@ -33,13 +33,19 @@ pub fn unique_pin_path() -> PathBuf {
 
 /// A loaded (not attached) program whose maps live under a unique pin path.
 pub fn dataplane() -> Dataplane {
-    require_root("BPF_PROG_TEST_RUN");
+    require_xdp("BPF_PROG_TEST_RUN");
+    Dataplane::load(&unique_pin_path()).expect("load the XDP program")
+}
+
+/// Fails the test (never skips) unless it runs as root with the XDP object
+/// embedded in the agent.
+pub fn require_xdp(what: &str) {
+    require_root(what);
     assert!(
         xingress::dataplane::object_embedded(),
-        "the XDP object is not embedded in this build: `cargo xtask test` builds it first \
-         (cargo xtask build-ebpf); XDP tests fail rather than skip"
+        "{what}: the XDP object is not embedded in this build: `cargo xtask test` builds it \
+         first (cargo xtask build-ebpf); XDP tests fail rather than skip"
     );
-    Dataplane::load(&unique_pin_path()).expect("load the XDP program")
 }
 
 /// Runs the program once on `packet`; returns the verdict and the packet as

@@ -9,26 +9,15 @@ use std::{
 
 use xingress_tests::{
     agent::{Agent, ManifestDir},
-    backend::{self, Backend, Mode},
+    backend::{self, Backend, Mode, service_yaml_at},
     http1::{self, Conn},
 };
 
 const INGRESS: &str = "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: app\n  annotations: {kubernetes.io/ingress.class: xingress}\nspec:\n  rules:\n  - host: app.test\n    http:\n      paths:\n      - {path: /, pathType: Prefix, backend: {service: {name: app, port: {number: 80}}}}\n---\n";
 
-/// A Service whose EndpointSlices list `pods` (loopback ports).
+/// Service `app` on port 80 with these endpoints.
 fn service(pods: &[SocketAddr]) -> String {
-    let mut y = String::from(
-        "apiVersion: v1\nkind: Service\nmetadata: {name: app}\nspec:\n  ports: [{name: http, port: 80}]\n---\n",
-    );
-    for (i, p) in pods.iter().enumerate() {
-        y.push_str(&format!(
-            "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: app-{i}, labels: {{kubernetes.io/service-name: app}}}}\n\
-             addressType: IPv4\nports: [{{name: http, port: {}}}]\nendpoints: [{{addresses: [\"{}\"]}}]\n---\n",
-            p.port(),
-            p.ip()
-        ));
-    }
-    y
+    service_yaml_at("app", 80, pods)
 }
 
 fn pod(name: &str) -> Backend {

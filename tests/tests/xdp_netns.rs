@@ -9,7 +9,6 @@ use xingress_tests::{
     backend::{self, Mode},
     http1,
     netns::{Netns, veth},
-    require_root,
 };
 
 const NODE_IP: [u8; 4] = [10, 98, 0, 1];
@@ -23,11 +22,7 @@ struct Topology {
 }
 
 fn topology() -> Topology {
-    require_root("the netns XDP test");
-    assert!(
-        xingress::dataplane::object_embedded(),
-        "the XDP object is not embedded: run `cargo xtask test` (it builds it first)"
-    );
+    xingress_tests::xdp::require_xdp("the netns XDP test");
     let node = Netns::unique("xgt-node").expect("node namespace");
     let client = Netns::unique("xgt-client").expect("client namespace");
     veth(

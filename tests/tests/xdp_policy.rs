@@ -16,7 +16,6 @@ use xingress_tests::{
     backend::{self, Backend, Mode},
     http1,
     netns::{Netns, veth},
-    require_root,
     tls_client::{self, secret_yaml},
 };
 
@@ -37,11 +36,7 @@ struct Rig {
 /// node's loopback; Ingresses `open.test` (no list), `allowed.test`
 /// (allow list: client A only), TLS for both.
 fn rig() -> Rig {
-    require_root("the XDP policy tests");
-    assert!(
-        xingress::dataplane::object_embedded(),
-        "the XDP object is not embedded: run `cargo xtask test`"
-    );
+    xingress_tests::xdp::require_xdp("the XDP policy tests");
     let node = Netns::unique("xgp-node").unwrap();
     let client = Netns::unique("xgp-client").unwrap();
     veth(

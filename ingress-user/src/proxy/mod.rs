@@ -264,10 +264,7 @@ impl Proxy {
         let tls = matches!(protocol, BackendProtocol::Https | BackendProtocol::H2Tls);
         let original_uri = std::mem::take(&mut parts.uri);
         parts.uri = upstream_uri(&target.peer, tls, &original_uri)?;
-        parts.version = match protocol {
-            BackendProtocol::Http | BackendProtocol::Https => Version::HTTP_11,
-            BackendProtocol::H2c | BackendProtocol::H2Tls => Version::HTTP_2,
-        };
+        parts.version = upstream_version(protocol);
         // Kept for a retry only when one is possible.
         let retry = (hyper::body::Body::is_end_stream(&body)
             && parts.method.is_idempotent()
@@ -332,10 +329,7 @@ impl Proxy {
             let mut req = Request::new(RequestBody::Empty);
             *req.method_mut() = method.clone();
             *req.uri_mut() = upstream_uri(&peer, tls, uri)?;
-            *req.version_mut() = match protocol {
-                BackendProtocol::Http | BackendProtocol::Https => Version::HTTP_11,
-                BackendProtocol::H2c | BackendProtocol::H2Tls => Version::HTTP_2,
-            };
+            *req.version_mut() = upstream_version(protocol);
             *req.headers_mut() = headers.clone();
             match self.upstream.send(protocol, req).await {
                 Err(ProxyError::UpstreamConnect(e)) => {
@@ -346,6 +340,14 @@ impl Proxy {
             }
         }
         Err(last)
+    }
+}
+
+/// The HTTP version spoken to pods of this protocol.
+fn upstream_version(protocol: BackendProtocol) -> Version {
+    match protocol {
+        BackendProtocol::Http | BackendProtocol::Https => Version::HTTP_11,
+        BackendProtocol::H2c | BackendProtocol::H2Tls => Version::HTTP_2,
     }
 }
 
