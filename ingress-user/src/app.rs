@@ -136,6 +136,7 @@ pub async fn run(config: Config) -> Result<(), AppError> {
     // The admin listener outlives the drain, so probes see /readyz turn 503.
     let (admin_stop, admin_stopped) = shutdown::channel();
     let admin_task = tokio::spawn(admin::serve(admin, admin_listener, admin_stopped));
+    tokio::spawn(proxy.clone().sweep_idle(shutdown.clone()));
     let http_task = tokio::spawn(proxy::serve_http(proxy.clone(), http, shutdown.clone()));
     let https_task = tokio::spawn(proxy::serve_https(proxy, https, tls, shutdown.clone()));
 

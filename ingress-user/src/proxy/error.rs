@@ -44,6 +44,10 @@ pub enum ProxyError {
     BodyTooLarge(u64),
     #[error("client body: {0}")]
     ClientBody(String),
+    #[error("request head larger than the limit")]
+    HeadTooLarge,
+    #[error("transfer coding not implemented")]
+    NotImplemented,
 }
 
 impl ProxyError {
@@ -58,6 +62,8 @@ impl ProxyError {
             ProxyError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::ClientBody(_) => StatusCode::BAD_REQUEST,
+            ProxyError::HeadTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ProxyError::NotImplemented => StatusCode::NOT_IMPLEMENTED,
         }
     }
 
@@ -67,7 +73,9 @@ impl ProxyError {
             | ProxyError::BadRequest(_)
             | ProxyError::Forbidden
             | ProxyError::BodyTooLarge(_)
-            | ProxyError::ClientBody(_) => ErrorSource::Client,
+            | ProxyError::ClientBody(_)
+            | ProxyError::HeadTooLarge
+            | ProxyError::NotImplemented => ErrorSource::Client,
             ProxyError::UpstreamConnect(_)
             | ProxyError::UpstreamTimeout
             | ProxyError::Upstream(_) => ErrorSource::Upstream,
@@ -94,6 +102,8 @@ impl ProxyError {
             ProxyError::Forbidden => "403 forbidden: your address may not use this host\n",
             ProxyError::UpstreamConnect(_) | ProxyError::Upstream(_) => "502 bad gateway\n",
             ProxyError::UpstreamTimeout => "504 gateway timeout\n",
+            ProxyError::HeadTooLarge => "431 request header fields too large\n",
+            ProxyError::NotImplemented => "501 not implemented: unsupported transfer coding\n",
         }
     }
 }

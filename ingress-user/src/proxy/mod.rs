@@ -7,7 +7,9 @@
 
 mod body;
 mod error;
+mod h1;
 pub mod headers;
+mod rewind;
 mod server;
 mod upstream;
 
@@ -46,6 +48,8 @@ pub struct Proxy {
     pub snapshots: Arc<SnapshotCell>,
     pub metrics: Arc<Metrics>,
     pub upstream: Upstream,
+    /// Idle HTTP/1.1 connections to pods, for the fast path.
+    pool: h1::Pool,
     pub limits: ProxyLimits,
     /// Port of the HTTPS listener, for redirects; `None` when there is none.
     pub https_port: Option<u16>,
@@ -87,12 +91,30 @@ impl Proxy {
     ) -> Arc<Self> {
         Arc::new(Self {
             upstream: Upstream::new(&limits),
+            pool: h1::Pool::new(limits.upstream_idle_timeout),
             snapshots,
             metrics,
             limits,
             https_port,
             flows,
         })
+    }
+
+    /// Closes idle pod connections past `--upstream-idle-timeout` (run once
+    /// per agent).
+    pub async fn sweep_idle(self: Arc<Self>, shutdown: crate::shutdown::Shutdown) {
+        let period = (self.limits.upstream_idle_timeout / 2).max(std::time::Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(period) => {
+                    let closed = self.pool.sweep();
+                    if closed > 0 {
+                        tracing::debug!(closed, "closed idle pod connections");
+                    }
+                }
+                () = shutdown.wait() => return,
+            }
+        }
     }
 
     /// Serves one request; never fails (errors become status pages).
@@ -127,18 +149,31 @@ impl Proxy {
         down: &Downstream,
         req: &Request<Incoming>,
     ) -> (Result<Decision, ProxyError>, Arc<HostStats>) {
-        let snap = self.snapshots.load();
-        if snap.generation == 0 {
-            return (Err(ProxyError::NotReady), self.metrics.any_host().clone());
-        }
         let raw_host = req
             .headers()
             .get(HOST)
             .and_then(|h| h.to_str().ok())
             .or_else(|| req.uri().authority().map(|a| a.as_str()));
+        let pq = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+        self.route(down, raw_host, req.uri().path(), pq)
+    }
+
+    /// Route and peer for a request to `raw_host` (as sent) and `path`;
+    /// `target` (path and query) is for redirects.
+    fn route(
+        &self,
+        down: &Downstream,
+        raw_host: Option<&str>,
+        path: &str,
+        target: &str,
+    ) -> (Result<Decision, ProxyError>, Arc<HostStats>) {
+        let snap = self.snapshots.load();
+        if snap.generation == 0 {
+            return (Err(ProxyError::NotReady), self.metrics.any_host().clone());
+        }
         let mut buf = [0u8; HOST_BUF_LEN];
         let host = raw_host.and_then(|h| normalize_host(h, &mut buf));
-        let Some(route) = snap.table.route(host, req.uri().path()) else {
+        let Some(route) = snap.table.route(host, path) else {
             return (Err(ProxyError::NoRoute), self.metrics.any_host().clone());
         };
         let stats = snap
@@ -154,7 +189,7 @@ impl Proxy {
             && rule.redirect_https
         {
             return (
-                https_location(host, port, req.uri()).map(Decision::Redirect),
+                https_location(host, port, target).map(Decision::Redirect),
                 stats,
             );
         }
@@ -398,8 +433,7 @@ async fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnU
 }
 
 /// `https://host[:port]/path?query` for a plain-HTTP request to a TLS host.
-fn https_location(host: &str, port: u16, uri: &Uri) -> Result<HeaderValue, ProxyError> {
-    let pq = uri.path_and_query().map_or("/", |pq| pq.as_str());
+fn https_location(host: &str, port: u16, pq: &str) -> Result<HeaderValue, ProxyError> {
     let host = if host.contains(':') {
         format!("[{host}]")
     } else {
@@ -414,10 +448,10 @@ fn https_location(host: &str, port: u16, uri: &Uri) -> Result<HeaderValue, Proxy
         .map_err(|_| ProxyError::BadRequest("cannot build the redirect"))
 }
 
+const REDIRECT_BODY: &[u8] = b"308 permanent redirect to HTTPS\n";
+
 fn redirect(location: HeaderValue) -> Response<ProxyBody> {
-    let mut resp = Response::new(Either::Right(Full::new(Bytes::from_static(
-        b"308 permanent redirect to HTTPS\n",
-    ))));
+    let mut resp = Response::new(Either::Right(Full::new(Bytes::from_static(REDIRECT_BODY))));
     *resp.status_mut() = StatusCode::PERMANENT_REDIRECT;
     resp.headers_mut().insert(LOCATION, location);
     headers::ensure_server(resp.headers_mut());

@@ -50,17 +50,40 @@ fn builder(proxy: &Proxy) -> auto::Builder<TokioExecutor> {
     builder
 }
 
-/// Serves one connection (HTTP/1.1, or HTTP/2 by preface or ALPN).
+/// Serves one connection: HTTP/1.1 on the fast path, handed to hyper for
+/// HTTP/2 (ALPN `h2`, or the h2c preface) and whatever the fast path leaves
+/// to it. The watcher, held to the end, lets the drain wait for it.
+async fn serve_any<I>(
+    proxy: Arc<Proxy>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    io: I,
+    down: Downstream,
+    watcher: hyper_util::server::graceful::Watcher,
+    shutdown: Shutdown,
+    h2: bool,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let conn_state = Arc::new(ConnState::default());
+    if h2 {
+        return serve_connection(proxy, builder, io, down, watcher, conn_state).await;
+    }
+    if let Some(rest) = super::h1::serve(&proxy, io, down, &conn_state, &shutdown).await {
+        serve_connection(proxy, builder, rest, down, watcher, conn_state).await;
+    }
+}
+
+/// Serves one connection with hyper (HTTP/1.x, or HTTP/2 by preface).
 async fn serve_connection<I>(
     proxy: Arc<Proxy>,
     builder: Arc<auto::Builder<TokioExecutor>>,
     io: I,
     down: Downstream,
     watcher: hyper_util::server::graceful::Watcher,
+    conn_state: Arc<ConnState>,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let conn_state = Arc::new(ConnState::default());
     let service = hyper::service::service_fn(move |req| {
         let proxy = proxy.clone();
         let conn_state = conn_state.clone();
@@ -119,12 +142,14 @@ pub async fn serve_http(proxy: Arc<Proxy>, listener: TcpListener, shutdown: Shut
             local,
             tls: false,
         };
-        tokio::spawn(serve_connection(
+        tokio::spawn(serve_any(
             proxy.clone(),
             builder.clone(),
             stream,
             down,
             graceful.watcher(),
+            shutdown.clone(),
+            false,
         ));
     }
     drop(listener);
@@ -152,15 +177,19 @@ pub async fn serve_https(
             local,
             tls: true,
         };
-        let (proxy, builder, acceptor, watcher) = (
+        let (proxy, builder, acceptor, watcher, shutdown) = (
             proxy.clone(),
             builder.clone(),
             acceptor.clone(),
             graceful.watcher(),
+            shutdown.clone(),
         );
         tokio::spawn(async move {
             match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
-                Ok(Ok(tls)) => serve_connection(proxy, builder, tls, down, watcher).await,
+                Ok(Ok(tls)) => {
+                    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+                    serve_any(proxy, builder, tls, down, watcher, shutdown, h2).await;
+                }
                 Ok(Err(e)) => tracing::debug!(client = %client, "TLS handshake failed: {e}"),
                 Err(_) => tracing::debug!(client = %client, "TLS handshake timed out"),
             }

@@ -1,0 +1,680 @@
+//! HTTP/1.1 heads and body framing for the fast path (RFC 9112): what a
+//! head says about framing and hop-by-hop fields, the heads sent on, and a
+//! chunked-body scanner that finds where a body ends while the bytes pass
+//! through unchanged.
+
+use std::{io::Write as _, net::IpAddr};
+
+/// Header fields per head, as hyper's default: more is 431 (request) or 502
+/// (response).
+pub const MAX_HEADERS: usize = 100;
+
+/// How a message body is delimited.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Framing {
+    /// No body.
+    Empty,
+    Length(u64),
+    Chunked,
+    /// Until the sender closes (responses only).
+    Close,
+}
+
+/// The header fields the proxy acts on; everything else passes unchanged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Field {
+    Host,
+    ContentLength,
+    TransferEncoding,
+    Connection,
+    Te,
+    Upgrade,
+    Expect,
+    XForwardedFor,
+    XForwardedHost,
+    XRequestId,
+    Server,
+    Date,
+    /// Replaced by the proxy's own value (X-Real-IP, X-Forwarded-Proto/Port).
+    Replaced,
+    /// Describes one hop only (RFC 9110 §7.6.1).
+    HopByHop,
+    Other,
+}
+
+pub fn classify(name: &[u8]) -> Field {
+    let is = |s: &str| name.eq_ignore_ascii_case(s.as_bytes());
+    match name.len() {
+        2 if is("te") => Field::Te,
+        4 if is("host") => Field::Host,
+        4 if is("date") => Field::Date,
+        6 if is("expect") => Field::Expect,
+        6 if is("server") => Field::Server,
+        7 if is("upgrade") => Field::Upgrade,
+        7 if is("trailer") => Field::HopByHop,
+        9 if is("x-real-ip") => Field::Replaced,
+        10 if is("connection") => Field::Connection,
+        10 if is("keep-alive") => Field::HopByHop,
+        12 if is("x-request-id") => Field::XRequestId,
+        14 if is("content-length") => Field::ContentLength,
+        15 if is("x-forwarded-for") => Field::XForwardedFor,
+        16 if is("proxy-connection") => Field::HopByHop,
+        16 if is("x-forwarded-host") => Field::XForwardedHost,
+        16 if is("x-forwarded-port") => Field::Replaced,
+        17 if is("transfer-encoding") => Field::TransferEncoding,
+        17 if is("x-forwarded-proto") => Field::Replaced,
+        18 if is("proxy-authenticate") => Field::HopByHop,
+        19 if is("proxy-authorization") => Field::HopByHop,
+        _ => Field::Other,
+    }
+}
+
+/// Comma-separated list elements, trimmed, empty ones skipped.
+fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value
+        .split(|&b| b == b',')
+        .map(<[u8]>::trim_ascii)
+        .filter(|t| !t.is_empty())
+}
+
+/// Why a head cannot be served.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeadError {
+    /// 400: malformed or ambiguous.
+    Bad(&'static str),
+    /// 501: a transfer coding other than chunked.
+    NotImplemented,
+}
+
+/// What a request head says, beyond method and target.
+#[derive(Debug, Default)]
+pub struct RequestInfo<'b> {
+    pub host: Option<&'b [u8]>,
+    pub framing: Option<Framing>,
+    /// Connection: close, or framing that is only safe for this one request.
+    pub close: bool,
+    /// Connection: upgrade with an Upgrade field.
+    pub upgrade: bool,
+    pub expect: bool,
+    /// TE: trailers (the one TE value a proxy forwards; gRPC needs it).
+    pub te_trailers: bool,
+    pub has_request_id: bool,
+    /// More field names the Connection field declares hop-by-hop.
+    pub connection_names: Vec<&'b [u8]>,
+}
+
+impl RequestInfo<'_> {
+    pub fn framing(&self) -> Framing {
+        self.framing.unwrap_or(Framing::Empty)
+    }
+}
+
+/// Reads framing and hop-by-hop information from a request's fields.
+pub fn analyze_request<'b>(headers: &[httparse::Header<'b>]) -> Result<RequestInfo<'b>, HeadError> {
+    let mut info = RequestInfo::default();
+    let mut length: Option<u64> = None;
+    let mut chunked = false;
+    let mut has_upgrade_field = false;
+    let mut upgrade_token = false;
+    for h in headers {
+        match classify(h.name.as_bytes()) {
+            Field::Host => {
+                if info.host.is_some() {
+                    return Err(HeadError::Bad("more than one Host"));
+                }
+                info.host = Some(h.value);
+            }
+            Field::ContentLength => {
+                let n = parse_length(h.value).ok_or(HeadError::Bad("invalid Content-Length"))?;
+                if length.is_some_and(|l| l != n) {
+                    return Err(HeadError::Bad("conflicting Content-Lengths"));
+                }
+                length = Some(n);
+            }
+            Field::TransferEncoding => {
+                for t in tokens(h.value) {
+                    if chunked {
+                        // Something after chunked: the body's end is unknowable.
+                        return Err(HeadError::Bad("chunked is not the final transfer coding"));
+                    }
+                    if t.eq_ignore_ascii_case(b"chunked") {
+                        chunked = true;
+                    } else {
+                        return Err(HeadError::NotImplemented);
+                    }
+                }
+                if !chunked {
+                    return Err(HeadError::Bad("empty Transfer-Encoding"));
+                }
+            }
+            Field::Connection => {
+                for t in tokens(h.value) {
+                    if t.eq_ignore_ascii_case(b"close") {
+                        info.close = true;
+                    } else if t.eq_ignore_ascii_case(b"upgrade") {
+                        upgrade_token = true;
+                    } else if !t.eq_ignore_ascii_case(b"keep-alive") {
+                        info.connection_names.push(t);
+                    }
+                }
+            }
+            Field::Te => {
+                info.te_trailers |= tokens(h.value).any(|t| t.eq_ignore_ascii_case(b"trailers"));
+            }
+            Field::Upgrade => has_upgrade_field = true,
+            Field::Expect => info.expect = true,
+            Field::XRequestId => info.has_request_id = true,
+            _ => {}
+        }
+    }
+    info.upgrade = upgrade_token && has_upgrade_field;
+    info.framing = Some(if chunked {
+        // Transfer-Encoding wins over Content-Length (RFC 9112 §6.3); a
+        // message with both may be a smuggling attempt, so the connection
+        // closes after it.
+        if length.is_some() {
+            info.close = true;
+        }
+        Framing::Chunked
+    } else {
+        match length {
+            Some(0) | None => Framing::Empty,
+            Some(n) => Framing::Length(n),
+        }
+    });
+    Ok(info)
+}
+
+/// 1*DIGIT, at most 19 digits (fits u64).
+fn parse_length(v: &[u8]) -> Option<u64> {
+    let v = v.trim_ascii();
+    if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(v.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')))
+}
+
+fn named_by_connection(names: &[&[u8]], name: &[u8]) -> bool {
+    names.iter().any(|n| n.eq_ignore_ascii_case(name))
+}
+
+/// What the proxy adds about the client.
+pub struct Forwarded {
+    pub client: IpAddr,
+    pub local_port: u16,
+    pub tls: bool,
+}
+
+/// Writes the request head sent upstream: same method, target and end-to-end
+/// fields; hop-by-hop ones out; X-Forwarded-* and X-Real-IP set by us;
+/// framing re-declared.
+pub fn write_request_head(
+    out: &mut Vec<u8>,
+    req: &httparse::Request<'_, '_>,
+    info: &RequestInfo<'_>,
+    fwd: &Forwarded,
+) {
+    let (Some(method), Some(path)) = (req.method, req.path) else {
+        return;
+    };
+    out.extend_from_slice(method.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(path.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    let mut has_xff = false;
+    for h in req.headers.iter() {
+        let name = h.name.as_bytes();
+        match classify(name) {
+            Field::Host
+            | Field::Expect
+            | Field::Server
+            | Field::Date
+            | Field::XRequestId
+            | Field::Other
+                if !named_by_connection(&info.connection_names, name) =>
+            {
+                put_field(out, name, h.value);
+            }
+            Field::XForwardedFor => has_xff = true,
+            _ => {}
+        }
+    }
+    // Earlier X-Forwarded-For fields joined into one, then our peer appended.
+    let mut xff_prev = false;
+    if has_xff {
+        for h in req.headers.iter() {
+            let value = h.value.trim_ascii();
+            if classify(h.name.as_bytes()) == Field::XForwardedFor && !value.is_empty() {
+                out.extend_from_slice(if xff_prev {
+                    b", "
+                } else {
+                    b"X-Forwarded-For: "
+                });
+                out.extend_from_slice(value);
+                xff_prev = true;
+            }
+        }
+    }
+    let ip = fwd.client.to_canonical();
+    if xff_prev {
+        let _ = write!(out, ", {ip}\r\n");
+    } else {
+        let _ = write!(out, "X-Forwarded-For: {ip}\r\n");
+    }
+    let _ = write!(out, "X-Real-IP: {ip}\r\n");
+    out.extend_from_slice(if fwd.tls {
+        b"X-Forwarded-Proto: https\r\n"
+    } else {
+        b"X-Forwarded-Proto: http\r\n"
+    });
+    if let Some(host) = info.host {
+        put_field(out, b"X-Forwarded-Host", host);
+    }
+    let _ = write!(out, "X-Forwarded-Port: {}\r\n", fwd.local_port);
+    if !info.has_request_id {
+        out.extend_from_slice(b"X-Request-ID: ");
+        out.extend_from_slice(&request_id());
+        out.extend_from_slice(b"\r\n");
+    }
+    if info.te_trailers {
+        out.extend_from_slice(b"TE: trailers\r\n");
+    }
+    match info.framing() {
+        Framing::Length(n) => {
+            let _ = write!(out, "Content-Length: {n}\r\n");
+        }
+        Framing::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
+        Framing::Empty | Framing::Close => {}
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+fn put_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// 128 random bits as 32 lowercase hex digits (thread-local generator).
+pub fn request_id() -> [u8; 32] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 32];
+    let v = fastrand::u128(..);
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = HEX[((v >> (i * 4)) & 0xF) as usize];
+    }
+    out
+}
+
+/// What a response head says.
+#[derive(Debug)]
+pub struct ResponseInfo<'b> {
+    pub framing: Framing,
+    /// The pod will close the connection after this response.
+    pub close: bool,
+    pub has_server: bool,
+    pub has_date: bool,
+    connection_names: Vec<&'b [u8]>,
+    /// Transfer-Encoding with chunked last: kept, any Content-Length dropped.
+    chunked: bool,
+}
+
+/// Reads a response head's framing (RFC 9112 §6.3) for a request that was
+/// (`head_request`) or was not a HEAD.
+pub fn analyze_response<'b>(
+    status: u16,
+    head_request: bool,
+    headers: &[httparse::Header<'b>],
+) -> Result<ResponseInfo<'b>, &'static str> {
+    let mut length = None;
+    let mut coded = false;
+    let mut chunked = false;
+    let mut info = ResponseInfo {
+        framing: Framing::Empty,
+        close: false,
+        has_server: false,
+        has_date: false,
+        connection_names: Vec::new(),
+        chunked: false,
+    };
+    for h in headers {
+        match classify(h.name.as_bytes()) {
+            Field::ContentLength => {
+                let n = parse_length(h.value).ok_or("invalid Content-Length from the pod")?;
+                if length.is_some_and(|l| l != n) {
+                    return Err("conflicting Content-Lengths from the pod");
+                }
+                length = Some(n);
+            }
+            Field::TransferEncoding => {
+                for t in tokens(h.value) {
+                    coded = true;
+                    chunked = t.eq_ignore_ascii_case(b"chunked");
+                }
+            }
+            Field::Connection => {
+                for t in tokens(h.value) {
+                    if t.eq_ignore_ascii_case(b"close") {
+                        info.close = true;
+                    } else if !t.eq_ignore_ascii_case(b"keep-alive") {
+                        info.connection_names.push(t);
+                    }
+                }
+            }
+            Field::Server => info.has_server = true,
+            Field::Date => info.has_date = true,
+            _ => {}
+        }
+    }
+    info.chunked = chunked;
+    info.framing = if head_request || status < 200 || status == 204 || status == 304 {
+        Framing::Empty
+    } else if coded {
+        if chunked {
+            Framing::Chunked
+        } else {
+            Framing::Close
+        }
+    } else {
+        match length {
+            Some(0) => Framing::Empty,
+            Some(n) => Framing::Length(n),
+            None => Framing::Close,
+        }
+    };
+    if info.framing == Framing::Close {
+        info.close = true;
+    }
+    Ok(info)
+}
+
+/// Writes the response head sent to the client: the pod's status and
+/// end-to-end fields, hop-by-hop ones out, `Server` and `Date` when missing,
+/// and `Connection: close` when this is the connection's last response.
+pub fn write_response_head(
+    out: &mut Vec<u8>,
+    resp: &httparse::Response<'_, '_>,
+    info: &ResponseInfo<'_>,
+    close: bool,
+) {
+    let code = resp.code.unwrap_or(502);
+    let _ = write!(out, "HTTP/1.1 {code} ");
+    out.extend_from_slice(resp.reason.unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for h in resp.headers.iter() {
+        let name = h.name.as_bytes();
+        let keep = match classify(name) {
+            Field::Connection | Field::HopByHop | Field::Te | Field::Upgrade => false,
+            // With chunked framing any Content-Length is wrong.
+            Field::ContentLength => !info.chunked,
+            _ => true,
+        };
+        if keep && !named_by_connection(&info.connection_names, name) {
+            put_field(out, name, h.value);
+        }
+    }
+    if !info.has_server {
+        out.extend_from_slice(b"Server: xingress\r\n");
+    }
+    if !info.has_date {
+        put_date(out);
+    }
+    if close {
+        out.extend_from_slice(b"Connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// A response the proxy makes itself (errors, redirects).
+pub fn write_local_response(
+    out: &mut Vec<u8>,
+    status: http::StatusCode,
+    body: &[u8],
+    location: Option<&[u8]>,
+    head_request: bool,
+    close: bool,
+) {
+    let _ = write!(
+        out,
+        "HTTP/1.1 {} {}\r\nServer: xingress\r\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("")
+    );
+    put_date(out);
+    if let Some(l) = location {
+        put_field(out, b"Location", l);
+    }
+    let _ = write!(
+        out,
+        "Content-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    if close {
+        out.extend_from_slice(b"Connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    if !head_request {
+        out.extend_from_slice(body);
+    }
+}
+
+/// `Date: <IMF-fixdate>`, formatted once per second per thread.
+fn put_date(out: &mut Vec<u8>) {
+    use std::{cell::RefCell, time::SystemTime};
+    thread_local! {
+        static CACHE: RefCell<(u64, [u8; 29])> = const { RefCell::new((u64::MAX, [0; 29])) };
+    }
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    CACHE.with_borrow_mut(|(secs, text)| {
+        if *secs != now {
+            *secs = now;
+            *text = imf_fixdate(now);
+        }
+        out.extend_from_slice(b"Date: ");
+        out.extend_from_slice(text);
+        out.extend_from_slice(b"\r\n");
+    });
+}
+
+/// Seconds since the epoch as "Sun, 06 Nov 1994 08:49:37 GMT" (RFC 9110 §5.6.7).
+pub fn imf_fixdate(secs: u64) -> [u8; 29] {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let mut buf = [0u8; 29];
+    let mut c = std::io::Cursor::new(&mut buf[..]);
+    let _ = write!(
+        c,
+        "{}, {:02} {} {:04} {:02}:{:02}:{:02} GMT",
+        DAYS[(days % 7) as usize],
+        day,
+        MONTHS[(month - 1) as usize],
+        year,
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    );
+    buf
+}
+
+/// Longest chunk-size line (size and extensions) and trailer section accepted.
+const MAX_CHUNK_LINE: usize = 4096;
+const MAX_TRAILERS: usize = 16 * 1024;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    Size,
+    Ext,
+    SizeLf,
+    Data,
+    DataCr,
+    DataLf,
+    TrailerStart,
+    Trailer,
+    TrailerLf,
+    EndLf,
+    Done,
+}
+
+/// Follows a chunked body (RFC 9112 §7.1) byte by byte without changing it:
+/// where it ends, and how much data it carried. Strict: CRLF line ends, hex
+/// sizes that fit in 64 bits, no control characters in extensions or
+/// trailers.
+#[derive(Clone, Debug)]
+pub struct Chunked {
+    state: State,
+    size: u64,
+    digits: u8,
+    line: usize,
+    trailers: usize,
+    decoded: u64,
+}
+
+impl Default for Chunked {
+    fn default() -> Self {
+        Self {
+            state: State::Size,
+            size: 0,
+            digits: 0,
+            line: 0,
+            trailers: 0,
+            decoded: 0,
+        }
+    }
+}
+
+impl Chunked {
+    pub fn done(&self) -> bool {
+        self.state == State::Done
+    }
+
+    /// Data bytes seen so far (without framing).
+    pub fn decoded(&self) -> u64 {
+        self.decoded
+    }
+
+    /// Scans `buf`; returns how many of its bytes belong to the body (all of
+    /// them, or up to the end of the body).
+    pub fn scan(&mut self, buf: &[u8]) -> Result<usize, &'static str> {
+        let mut i = 0;
+        while i < buf.len() && self.state != State::Done {
+            let b = buf[i];
+            match self.state {
+                State::Data => {
+                    let n = (buf.len() - i).min(usize::try_from(self.size).unwrap_or(usize::MAX));
+                    self.size -= n as u64;
+                    self.decoded += n as u64;
+                    i += n;
+                    if self.size == 0 {
+                        self.state = State::DataCr;
+                    }
+                    continue;
+                }
+                State::Size => {
+                    if let Some(d) = (b as char).to_digit(16) {
+                        if self.digits == 16 {
+                            return Err("chunk size too large");
+                        }
+                        self.size = self.size << 4 | u64::from(d);
+                        self.digits += 1;
+                    } else if self.digits == 0 {
+                        return Err("invalid chunk size");
+                    } else if b == b';' || b == b' ' || b == b'\t' {
+                        self.state = State::Ext;
+                    } else if b == b'\r' {
+                        self.state = State::SizeLf;
+                    } else {
+                        return Err("invalid chunk size");
+                    }
+                    self.line += 1;
+                }
+                State::Ext => {
+                    if b == b'\r' {
+                        self.state = State::SizeLf;
+                    } else if b.is_ascii_control() && b != b'\t' {
+                        return Err("invalid chunk extension");
+                    }
+                    self.line += 1;
+                    if self.line > MAX_CHUNK_LINE {
+                        return Err("chunk extension too long");
+                    }
+                }
+                State::SizeLf => {
+                    if b != b'\n' {
+                        return Err("chunk size line without CRLF");
+                    }
+                    self.state = if self.size == 0 {
+                        State::TrailerStart
+                    } else {
+                        State::Data
+                    };
+                    self.digits = 0;
+                    self.line = 0;
+                }
+                State::DataCr => {
+                    if b != b'\r' {
+                        return Err("chunk data longer than its size");
+                    }
+                    self.state = State::DataLf;
+                }
+                State::DataLf => {
+                    if b != b'\n' {
+                        return Err("chunk data without CRLF");
+                    }
+                    self.state = State::Size;
+                }
+                State::TrailerStart | State::Trailer => {
+                    if b == b'\r' {
+                        self.state = if self.state == State::TrailerStart {
+                            State::EndLf
+                        } else {
+                            State::TrailerLf
+                        };
+                    } else if b.is_ascii_control() && b != b'\t' {
+                        return Err("invalid trailer field");
+                    } else {
+                        self.state = State::Trailer;
+                    }
+                    self.trailers += 1;
+                    if self.trailers > MAX_TRAILERS {
+                        return Err("trailer section too large");
+                    }
+                }
+                State::TrailerLf => {
+                    if b != b'\n' {
+                        return Err("trailer line without CRLF");
+                    }
+                    self.state = State::TrailerStart;
+                }
+                State::EndLf => {
+                    if b != b'\n' {
+                        return Err("chunked body without final CRLF");
+                    }
+                    self.state = State::Done;
+                }
+                State::Done => unreachable!("the loop stops at Done"),
+            }
+            i += 1;
+        }
+        Ok(i)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,318 @@
+use super::*;
+
+fn parse_req(raw: &[u8]) -> (Vec<u8>, Result<(), HeadError>) {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    assert!(req.parse(raw).unwrap().is_complete());
+    let mut out = Vec::new();
+    let fwd = Forwarded {
+        client: "10.1.2.3".parse().unwrap(),
+        local_port: 80,
+        tls: false,
+    };
+    let result = analyze_request(req.headers).map(|info| {
+        write_request_head(&mut out, &req, &info, &fwd);
+    });
+    (out, result)
+}
+
+fn text(out: &[u8]) -> String {
+    String::from_utf8_lossy(out).into_owned()
+}
+
+#[test]
+fn request_heads_lose_hop_by_hop_fields_and_gain_forwarding_ones() {
+    let (out, r) = parse_req(
+        b"GET /tea?x=1 HTTP/1.1\r\nHost: cafe.example.com\r\nConnection: keep-alive, X-Secret\r\nX-Secret: 1\r\n\
+          Keep-Alive: 5\r\nProxy-Authorization: basic x\r\nUpgrade: h2c\r\nX-Forwarded-For: 192.0.2.1\r\n\
+          X-Forwarded-Host: evil\r\nX-Real-IP: 1.1.1.1\r\nAccept: */*\r\n\r\n",
+    );
+    r.unwrap();
+    let out = text(&out);
+    assert!(
+        out.starts_with("GET /tea?x=1 HTTP/1.1\r\nHost: cafe.example.com\r\n"),
+        "{out}"
+    );
+    for gone in [
+        "X-Secret",
+        "Keep-Alive",
+        "Proxy-Authorization",
+        "Upgrade",
+        "evil",
+        "1.1.1.1",
+        "Connection",
+    ] {
+        assert!(!out.contains(gone), "{gone} in {out}");
+    }
+    for kept in [
+        "Accept: */*\r\n",
+        "X-Forwarded-For: 192.0.2.1, 10.1.2.3\r\n",
+        "X-Real-IP: 10.1.2.3\r\n",
+        "X-Forwarded-Proto: http\r\n",
+        "X-Forwarded-Host: cafe.example.com\r\n",
+        "X-Forwarded-Port: 80\r\n",
+        "X-Request-ID: ",
+    ] {
+        assert!(out.contains(kept), "{kept:?} missing in {out}");
+    }
+    assert!(out.ends_with("\r\n\r\n"));
+}
+
+#[test]
+fn request_framing() {
+    let framing = |raw: &str| {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut req = httparse::Request::new(&mut headers);
+        req.parse(raw.as_bytes()).unwrap();
+        analyze_request(req.headers).map(|i| (i.framing(), i.close))
+    };
+    let head = |fields: &str| format!("POST / HTTP/1.1\r\nHost: a\r\n{fields}\r\n");
+    assert_eq!(framing(&head("")), Ok((Framing::Empty, false)));
+    assert_eq!(
+        framing(&head("Content-Length: 0\r\n")),
+        Ok((Framing::Empty, false))
+    );
+    assert_eq!(
+        framing(&head("Content-Length: 12\r\n")),
+        Ok((Framing::Length(12), false))
+    );
+    assert_eq!(
+        framing(&head("Content-Length: 12\r\nContent-Length: 12\r\n")),
+        Ok((Framing::Length(12), false))
+    );
+    assert!(matches!(
+        framing(&head("Content-Length: 4\r\nContent-Length: 5\r\n")),
+        Err(HeadError::Bad(_))
+    ));
+    assert!(matches!(
+        framing(&head("Content-Length: 4x\r\n")),
+        Err(HeadError::Bad(_))
+    ));
+    assert!(matches!(
+        framing(&head("Content-Length: -1\r\n")),
+        Err(HeadError::Bad(_))
+    ));
+    assert!(matches!(
+        framing(&head("Content-Length: 99999999999999999999\r\n")),
+        Err(HeadError::Bad(_))
+    ));
+    assert_eq!(
+        framing(&head("Transfer-Encoding: chunked\r\n")),
+        Ok((Framing::Chunked, false))
+    );
+    assert_eq!(
+        framing(&head("Transfer-Encoding: CHUNKED\r\n")),
+        Ok((Framing::Chunked, false))
+    );
+    // Both: chunked wins and the connection closes after.
+    assert_eq!(
+        framing(&head("Content-Length: 4\r\nTransfer-Encoding: chunked\r\n")),
+        Ok((Framing::Chunked, true))
+    );
+    assert!(matches!(
+        framing(&head("Transfer-Encoding: chunked, gzip\r\n")),
+        Err(HeadError::Bad(_))
+    ));
+    assert!(matches!(
+        framing(&head(
+            "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n"
+        )),
+        Err(HeadError::Bad(_))
+    ));
+    assert_eq!(
+        framing(&head("Transfer-Encoding: gzip, chunked\r\n")),
+        Err(HeadError::NotImplemented)
+    );
+    assert!(matches!(
+        framing(&head("Host: b\r\n")),
+        Err(HeadError::Bad(_))
+    ));
+    assert_eq!(
+        framing(&head("Connection: close\r\n")),
+        Ok((Framing::Empty, true))
+    );
+}
+
+#[test]
+fn upgrade_needs_both_fields() {
+    let info = |raw: &str| {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut req = httparse::Request::new(&mut headers);
+        req.parse(raw.as_bytes()).unwrap();
+        let i = analyze_request(req.headers).unwrap();
+        (i.upgrade, i.expect, i.te_trailers)
+    };
+    assert_eq!(
+        info("GET / HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"),
+        (true, false, false)
+    );
+    assert_eq!(
+        info("GET / HTTP/1.1\r\nUpgrade: websocket\r\n\r\n"),
+        (false, false, false)
+    );
+    assert_eq!(
+        info("POST / HTTP/1.1\r\nExpect: 100-continue\r\nTE: trailers, deflate\r\n\r\n"),
+        (false, true, true)
+    );
+}
+
+fn parse_resp(raw: &[u8], head_request: bool, close: bool) -> (Framing, bool, String) {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut headers);
+    assert!(resp.parse(raw).unwrap().is_complete());
+    let info = analyze_response(resp.code.unwrap(), head_request, resp.headers).unwrap();
+    let mut out = Vec::new();
+    write_response_head(&mut out, &resp, &info, close);
+    (info.framing, info.close, text(&out))
+}
+
+#[test]
+fn response_framing_and_rewriting() {
+    let (f, close, out) = parse_resp(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nKeep-Alive: 5\r\n\r\n",
+        false,
+        false,
+    );
+    assert_eq!((f, close), (Framing::Length(3), false));
+    assert!(
+        out.starts_with("HTTP/1.1 200 OK\r\nContent-Length: 3\r\nServer: xingress\r\nDate: "),
+        "{out}"
+    );
+    assert!(
+        !out.contains("Keep-Alive") && !out.contains("Connection"),
+        "{out}"
+    );
+    // HEAD, 204 and 304 have no body whatever the fields say.
+    assert_eq!(
+        parse_resp(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n", true, false).0,
+        Framing::Empty
+    );
+    assert_eq!(
+        parse_resp(b"HTTP/1.1 204 No Content\r\n\r\n", false, false).0,
+        Framing::Empty
+    );
+    assert_eq!(
+        parse_resp(
+            b"HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n",
+            false,
+            false
+        )
+        .0,
+        Framing::Empty
+    );
+    // No length: until the pod closes, and so does the client's connection.
+    assert_eq!(
+        parse_resp(b"HTTP/1.0 200 OK\r\n\r\n", false, false).0,
+        Framing::Close
+    );
+    let (f, close, out) = parse_resp(
+        b"HTTP/1.1 200 OK\r\nServer: pod\r\nTransfer-Encoding: chunked\r\nContent-Length: 10\r\nConnection: close, X-Hop\r\nX-Hop: 1\r\n\r\n",
+        false,
+        true,
+    );
+    assert_eq!((f, close), (Framing::Chunked, true));
+    assert!(
+        out.contains("Server: pod\r\nTransfer-Encoding: chunked\r\n"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("Content-Length") && !out.contains("X-Hop") && !out.contains("xingress"),
+        "{out}"
+    );
+    assert!(out.ends_with("Connection: close\r\n\r\n"), "{out}");
+    // A coding without chunked: until close.
+    assert_eq!(
+        parse_resp(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
+            false,
+            false
+        )
+        .0,
+        Framing::Close
+    );
+}
+
+#[test]
+fn chunked_scanner_finds_the_end_across_splits() {
+    let body = b"5\r\nhello\r\n1;ext=\"v\"\r\n!\r\n0\r\nX-Trailer: t\r\n\r\nGET /next";
+    let end = body.len() - b"GET /next".len();
+    for split in 0..=end {
+        let mut c = Chunked::default();
+        let a = c.scan(&body[..split]).unwrap();
+        assert_eq!(a, split);
+        let b = c.scan(&body[split..]).unwrap();
+        assert_eq!(split + b, end, "split at {split}");
+        assert!(c.done());
+        assert_eq!(c.decoded(), 6);
+    }
+    let mut c = Chunked::default();
+    assert_eq!(c.scan(b"0\r\n\r\n"), Ok(5));
+    assert!(c.done());
+}
+
+#[test]
+fn chunked_scanner_rejects_bad_framing() {
+    for bad in [
+        &b"zz\r\nabc\r\n0\r\n\r\n"[..],
+        b"\r\n",
+        b"3\nabc\r\n",
+        b"3\r\nabcd\r\n",
+        b"3\r\nabc\n0\r\n\r\n",
+        b"11111111111111111\r\n",
+        b"1;a\x00b\r\n",
+        b"0\r\nX: a\nb\r\n\r\n",
+        b"0\r\n\r\r",
+    ] {
+        let mut c = Chunked::default();
+        assert!(c.scan(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
+    }
+    let mut c = Chunked::default();
+    let long = format!("1;{}\r\n", "a".repeat(5000));
+    assert!(c.scan(long.as_bytes()).is_err());
+}
+
+#[test]
+fn local_responses_are_complete() {
+    let mut out = Vec::new();
+    write_local_response(
+        &mut out,
+        http::StatusCode::NOT_FOUND,
+        b"nope\n",
+        None,
+        false,
+        true,
+    );
+    let t = text(&out);
+    assert!(
+        t.starts_with("HTTP/1.1 404 Not Found\r\nServer: xingress\r\nDate: "),
+        "{t}"
+    );
+    assert!(
+        t.ends_with("Content-Length: 5\r\nConnection: close\r\n\r\nnope\n"),
+        "{t}"
+    );
+    let mut out = Vec::new();
+    write_local_response(
+        &mut out,
+        http::StatusCode::PERMANENT_REDIRECT,
+        b"x",
+        Some(b"https://a/"),
+        true,
+        false,
+    );
+    let t = text(&out);
+    assert!(
+        t.contains("Location: https://a/\r\n") && t.ends_with("Content-Length: 1\r\n\r\n"),
+        "{t}"
+    );
+}
+
+#[test]
+fn dates_are_imf_fixdate() {
+    assert_eq!(&imf_fixdate(784_111_777), b"Sun, 06 Nov 1994 08:49:37 GMT");
+    assert_eq!(&imf_fixdate(0), b"Thu, 01 Jan 1970 00:00:00 GMT");
+    assert_eq!(
+        &imf_fixdate(1_709_164_800),
+        b"Thu, 29 Feb 2024 00:00:00 GMT"
+    );
+}

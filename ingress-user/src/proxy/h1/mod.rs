@@ -1,0 +1,746 @@
+//! The HTTP/1.1 fast path: one task per client connection parses each
+//! request head in place, routes it on the live snapshot, writes the
+//! rewritten head (and the body as it arrives) to a pooled keep-alive
+//! connection to the pod, and streams the response back, all without a
+//! per-request allocation, header map, channel or extra task.
+//!
+//! It serves HTTP/1.1 requests for plain-HTTP backends, which is nearly all
+//! traffic. Anything else (HTTP/1.0, h2c, upgrades, `Expect`, absolute-form
+//! targets, requests without Host, TLS/h2c/ExternalName backends) hands the
+//! connection, with the bytes already read put back, to the hyper path.
+
+mod codec;
+mod pool;
+
+use std::{
+    io,
+    net::SocketAddr,
+    pin::pin,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use http::StatusCode;
+use tokio::{
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
+    net::TcpStream,
+    time::timeout_at,
+};
+
+use super::{
+    ConnState, Decision, MAX_ATTEMPTS, Proxy, ProxyError, Target, headers::Downstream,
+    rewind::Rewind,
+};
+use crate::{
+    metrics::HostStats,
+    model::{BackendProtocol, Peer},
+    shutdown::Shutdown,
+};
+use codec::{Chunked, Forwarded, Framing, HeadError, MAX_HEADERS};
+pub use pool::Pool;
+use pool::UpConn;
+
+/// Initial client read buffer; it grows up to the header limit for a head.
+const CLIENT_BUF: usize = 8 * 1024;
+/// Read size while streaming bodies.
+const BODY_READ: usize = 16 * 1024;
+/// Largest response head accepted from a pod (502 past it).
+const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+/// After an error reply on a half-read request: how long unread input is
+/// drained so the client sees the reply rather than a reset.
+const LINGER: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = 1 << 20;
+/// The HTTP/2 connection preface's first line (h2c with prior knowledge).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n";
+
+/// A client connection and its unread input.
+struct Client<S> {
+    io: S,
+    buf: Vec<u8>,
+}
+
+/// What the head in the buffer asks for.
+enum Prepared {
+    /// The head is not complete yet.
+    Incomplete,
+    /// hyper serves this connection from here on.
+    HandOff,
+    /// The proxy answers itself.
+    Reply(Reply),
+    Forward(Forward),
+}
+
+struct Reply {
+    status: StatusCode,
+    body: &'static [u8],
+    location: Option<Vec<u8>>,
+    head_len: usize,
+    head_request: bool,
+    /// Close after it: the request was malformed, or its body is unread.
+    close: bool,
+    stats: Option<Arc<HostStats>>,
+}
+
+struct Forward {
+    peer: SocketAddr,
+    target: Target,
+    head_len: usize,
+    framing: Framing,
+    head_request: bool,
+    /// Bodiless and idempotent: safe to send again on another connection.
+    retryable: bool,
+    close: bool,
+    stats: Arc<HostStats>,
+}
+
+/// How a forwarded request failed.
+enum Failed {
+    /// Before the response head reached the client: answer with this error.
+    Early(ProxyError),
+    /// After: the client connection is cut.
+    Late,
+}
+
+impl From<ProxyError> for Failed {
+    fn from(e: ProxyError) -> Self {
+        Failed::Early(e)
+    }
+}
+
+/// Serves HTTP/1.1 requests on `io` until the client closes, an error
+/// closes the connection, or a request needs hyper: then the connection is
+/// returned with its unread bytes in front.
+pub(super) async fn serve<S>(
+    proxy: &Arc<Proxy>,
+    io: S,
+    down: Downstream,
+    conn: &ConnState,
+    shutdown: &Shutdown,
+) -> Option<Rewind<S>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut c = Client {
+        io,
+        buf: Vec::with_capacity(CLIENT_BUF),
+    };
+    let mut up_head = Vec::with_capacity(2048);
+    let mut out = Vec::with_capacity(2048);
+    let mut stop = pin!(shutdown.wait());
+    let mut first = true;
+    let limits = &proxy.limits;
+    loop {
+        // Read until a whole head is in the buffer.
+        let deadline = tokio::time::Instant::now() + limits.header_read_timeout;
+        let prepared = loop {
+            if !c.buf.is_empty() {
+                if first && is_h2_preface(&c.buf) {
+                    if c.buf.len() < H2_PREFACE.len() {
+                        // Could still be the preface: read on.
+                    } else {
+                        return Some(Rewind::new(c.buf, c.io));
+                    }
+                } else {
+                    up_head.clear();
+                    match proxy.prepare(&c.buf, &down, conn, &mut up_head) {
+                        Prepared::Incomplete => {}
+                        other => break other,
+                    }
+                }
+                if c.buf.len() >= limits.max_header_bytes {
+                    break Prepared::Reply(Reply::error(ProxyError::HeadTooLarge, 0, true));
+                }
+            }
+            if c.buf.capacity() - c.buf.len() < 1024 {
+                c.buf.reserve(CLIENT_BUF);
+            }
+            let idle = c.buf.is_empty();
+            let read = tokio::select! {
+                biased;
+                r = timeout_at(deadline, c.io.read_buf(&mut c.buf)) => r,
+                () = &mut stop, if idle => return None,
+            };
+            match read {
+                Ok(Ok(0)) | Ok(Err(_)) => return None,
+                Ok(Ok(_)) => {}
+                // Slow or idle past the header timeout: close.
+                Err(_) => return None,
+            }
+        };
+        first = false;
+        let keep_alive = match prepared {
+            Prepared::Incomplete => unreachable!("the loop above only ends with a full head"),
+            Prepared::HandOff => return Some(Rewind::new(c.buf, c.io)),
+            Prepared::Reply(reply) => {
+                let close = reply.close || shutdown.is_fired();
+                reply.write(&mut out, close);
+                if write_all(&mut c.io, &out).await.is_err() {
+                    return None;
+                }
+                if close {
+                    linger(&mut c).await;
+                    return None;
+                }
+                c.buf.drain(..reply.head_len);
+                true
+            }
+            Prepared::Forward(f) => {
+                c.buf.drain(..f.head_len);
+                let (close, stats) = (f.close, f.stats.clone());
+                match proxy
+                    .forward_h1(&mut c, f, &up_head, &mut out, shutdown)
+                    .await
+                {
+                    Ok(keep) => keep && !close,
+                    Err(Failed::Late) => false,
+                    Err(Failed::Early(e)) => {
+                        // The request body may be half read: close after.
+                        stats.record(e.status());
+                        Reply::error_page(&proxy.metrics, &e, &mut out);
+                        if write_all(&mut c.io, &out).await.is_ok() {
+                            linger(&mut c).await;
+                        }
+                        return None;
+                    }
+                }
+            }
+        };
+        if !keep_alive || shutdown.is_fired() {
+            let _ = c.io.shutdown().await;
+            return None;
+        }
+    }
+}
+
+fn is_h2_preface(buf: &[u8]) -> bool {
+    let n = buf.len().min(H2_PREFACE.len());
+    buf[..n] == H2_PREFACE[..n]
+}
+
+async fn write_all<S: AsyncWrite + Unpin>(io: &mut S, buf: &[u8]) -> io::Result<()> {
+    io.write_all(buf).await?;
+    io.flush().await
+}
+
+/// Closes after an error reply: stop writing, then read and discard what
+/// the client is still sending for a while, so that it reads the reply
+/// instead of a connection reset.
+async fn linger<S: AsyncRead + AsyncWrite + Unpin>(c: &mut Client<S>) {
+    let _ = c.io.shutdown().await;
+    let deadline = tokio::time::Instant::now() + LINGER;
+    let mut drained = 0;
+    let mut scratch = [0u8; 4096];
+    while drained < LINGER_BYTES {
+        match timeout_at(deadline, c.io.read(&mut scratch)).await {
+            Ok(Ok(n)) if n > 0 => drained += n,
+            _ => return,
+        }
+    }
+}
+
+impl Reply {
+    fn error(e: ProxyError, head_len: usize, close: bool) -> Self {
+        Reply {
+            status: e.status(),
+            body: e.body().as_bytes(),
+            location: None,
+            head_len,
+            head_request: false,
+            close,
+            stats: None,
+        }
+    }
+
+    fn write(&self, out: &mut Vec<u8>, close: bool) {
+        out.clear();
+        codec::write_local_response(
+            out,
+            self.status,
+            self.body,
+            self.location.as_deref(),
+            self.head_request,
+            close,
+        );
+        if let Some(stats) = &self.stats {
+            stats.record(self.status);
+        }
+    }
+
+    /// The error page for a request that failed before its response began.
+    fn error_page(metrics: &crate::metrics::Metrics, e: &ProxyError, out: &mut Vec<u8>) {
+        metrics.error(e.source());
+        if e.source() == super::ErrorSource::Upstream {
+            tracing::debug!("{e}");
+        }
+        out.clear();
+        codec::write_local_response(out, e.status(), e.body().as_bytes(), None, false, true);
+    }
+}
+
+impl Proxy {
+    /// Parses the head at the start of `buf` and decides what to do with
+    /// it; for a forwarded request, writes the upstream head to `up_head`.
+    fn prepare(
+        &self,
+        buf: &[u8],
+        down: &Downstream,
+        conn: &ConnState,
+        up_head: &mut Vec<u8>,
+    ) -> Prepared {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut req = httparse::Request::new(&mut headers);
+        let head_len = match req.parse(buf) {
+            Ok(httparse::Status::Complete(n)) => n,
+            Ok(httparse::Status::Partial) => return Prepared::Incomplete,
+            Err(httparse::Error::TooManyHeaders) => {
+                return Prepared::Reply(Reply::error(ProxyError::HeadTooLarge, 0, true));
+            }
+            Err(httparse::Error::Version) => return Prepared::HandOff,
+            Err(_) => {
+                return Prepared::Reply(Reply::error(
+                    ProxyError::BadRequest("malformed request head"),
+                    0,
+                    true,
+                ));
+            }
+        };
+        let (Some(method), Some(target)) = (req.method, req.path) else {
+            return Prepared::HandOff;
+        };
+        // HTTP/1.0 keep-alive rules, absolute-form and asterisk-form
+        // targets: hyper's.
+        if req.version != Some(1) || !target.starts_with('/') {
+            return Prepared::HandOff;
+        }
+        let info = match codec::analyze_request(req.headers) {
+            Ok(info) => info,
+            Err(e) => {
+                let error = match e {
+                    HeadError::Bad(why) => ProxyError::BadRequest(why),
+                    HeadError::NotImplemented => ProxyError::NotImplemented,
+                };
+                return Prepared::Reply(Reply::error(error, head_len, true));
+            }
+        };
+        if info.upgrade || info.expect || info.host.is_none() {
+            return Prepared::HandOff;
+        }
+        let framing = info.framing();
+        let has_body = framing != Framing::Empty;
+        let head_request = method == "HEAD";
+        let (path, _query) = target.split_once('?').unwrap_or((target, ""));
+        let raw_host = info.host.and_then(|h| std::str::from_utf8(h).ok());
+        let (decision, stats) = self.route(down, raw_host, path, target);
+        self.report_flow(down, conn, &decision);
+        let reply = |status, body, location| {
+            Prepared::Reply(Reply {
+                status,
+                body,
+                location,
+                head_len,
+                head_request,
+                close: has_body || info.close,
+                stats: Some(stats.clone()),
+            })
+        };
+        let target = match decision {
+            Ok(Decision::Forward(t)) => t,
+            Ok(Decision::Redirect(location)) => {
+                return reply(
+                    StatusCode::PERMANENT_REDIRECT,
+                    super::REDIRECT_BODY,
+                    Some(location.as_bytes().to_vec()),
+                );
+            }
+            Err(e) => {
+                self.metrics.error(e.source());
+                return reply(e.status(), e.body().as_bytes(), None);
+            }
+        };
+        let Peer::Addr(peer) = target.peer else {
+            return Prepared::HandOff;
+        };
+        if target.backend.protocol != BackendProtocol::Http {
+            return Prepared::HandOff;
+        }
+        if let (Framing::Length(n), Some(limit)) = (framing, target.body_limit)
+            && n > limit
+        {
+            let e = ProxyError::BodyTooLarge(limit);
+            self.metrics.error(e.source());
+            return reply(e.status(), e.body().as_bytes(), None);
+        }
+        codec::write_request_head(
+            up_head,
+            &req,
+            &info,
+            &Forwarded {
+                client: down.client.ip(),
+                local_port: down.local.port(),
+                tls: down.tls,
+            },
+        );
+        let idempotent = matches!(
+            method,
+            "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"
+        );
+        Prepared::Forward(Forward {
+            peer,
+            retryable: idempotent && !has_body,
+            target,
+            head_len,
+            framing,
+            head_request,
+            close: info.close,
+            stats,
+        })
+    }
+
+    /// Sends the request to the pod and streams the response to the
+    /// client. `Ok(true)`: both connections can serve another request.
+    async fn forward_h1<S>(
+        &self,
+        c: &mut Client<S>,
+        f: Forward,
+        up_head: &[u8],
+        out: &mut Vec<u8>,
+        shutdown: &Shutdown,
+    ) -> Result<bool, Failed>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let sent = Instant::now();
+        let mut peer = f.peer;
+        let mut up = self.upstream_conn(&f, &mut peer).await?;
+        let fired = shutdown.is_fired();
+        // A pooled connection the pod closed meanwhile fails before any
+        // response byte: the request goes once more on a new connection
+        // when it can be sent again.
+        let mut may_retry = f.retryable;
+        let head = 'attempt: loop {
+            if let Err(e) = self.send_request(c, &mut up, &f, up_head, out).await {
+                if may_retry && up.reused {
+                    may_retry = false;
+                    up = self.connect(peer).await?;
+                    continue 'attempt;
+                }
+                return Err(e);
+            }
+            up.buf.clear();
+            let deadline = tokio::time::Instant::now() + self.limits.upstream_response_timeout;
+            loop {
+                if let Err(e) = read_more(&mut up, deadline).await {
+                    if may_retry && up.reused && up.buf.is_empty() {
+                        may_retry = false;
+                        up = self.connect(peer).await?;
+                        continue 'attempt;
+                    }
+                    return Err(e.into());
+                }
+                if let Some(head) = response_head(&mut up.buf, &f, out, fired)? {
+                    break 'attempt head;
+                }
+                if up.buf.len() > MAX_RESPONSE_HEAD {
+                    return Err(ProxyError::Upstream("response head too large".into()).into());
+                }
+            }
+        };
+        self.metrics.upstream_latency(sent.elapsed());
+        let framing = head.framing;
+        let mut body = BodyProgress::new(framing);
+        let rest = &up.buf[head.len..];
+        let taken = body
+            .take(rest)
+            .map_err(|e| ProxyError::Upstream(e.into()))?;
+        out.extend_from_slice(&rest[..taken]);
+        // Bytes past the response: the pod is out of step; never reuse it.
+        let mut reusable = taken == rest.len() && !head.pod_closes;
+        f.stats
+            .record(StatusCode::from_u16(head.code).unwrap_or(StatusCode::BAD_GATEWAY));
+        if write_all(&mut c.io, out).await.is_err() {
+            return Err(Failed::Late);
+        }
+
+        // The rest of the body.
+        while !body.done() {
+            up.buf.clear();
+            let n = match tokio::time::timeout(
+                self.limits.upstream_response_timeout,
+                up.stream.read_buf(&mut up.buf),
+            )
+            .await
+            {
+                Ok(Ok(n)) => n,
+                _ => return Err(Failed::Late),
+            };
+            if n == 0 {
+                if framing == Framing::Close {
+                    break;
+                }
+                tracing::debug!(peer = %peer, "pod closed the connection mid-body");
+                return Err(Failed::Late);
+            }
+            let taken = body.take(&up.buf).map_err(|e| {
+                tracing::debug!(peer = %peer, "bad response body framing: {e}");
+                Failed::Late
+            })?;
+            reusable &= taken == up.buf.len();
+            if write_all(&mut c.io, &up.buf[..taken]).await.is_err() {
+                return Err(Failed::Late);
+            }
+        }
+        if reusable && framing != Framing::Close {
+            self.pool.put(peer, up);
+        }
+        Ok(!head.close)
+    }
+
+    /// A pooled or new connection to `peer`; when a new one is refused and
+    /// the request is retryable, other endpoints of the backend are tried
+    /// (`peer` is updated to the one that answered).
+    async fn upstream_conn(&self, f: &Forward, peer: &mut SocketAddr) -> Result<UpConn, Failed> {
+        if let Some(conn) = self.pool.take(*peer) {
+            return Ok(conn);
+        }
+        let first = match self.connect(*peer).await {
+            Ok(conn) => return Ok(conn),
+            Err(e) => e,
+        };
+        let attempts = if f.retryable {
+            MAX_ATTEMPTS.min(f.target.backend.ready_endpoints())
+        } else {
+            1
+        };
+        let mut failed = vec![*peer];
+        let mut last = first;
+        for _ in 1..attempts {
+            let Ok(Peer::Addr(next)) = f.target.backend.pick() else {
+                break;
+            };
+            if failed.contains(&next) {
+                continue;
+            }
+            tracing::debug!(failed = %failed[failed.len() - 1], retry = %next, "endpoint refused the connection; retrying an idempotent request on another");
+            match self.connect(next).await {
+                Ok(conn) => {
+                    *peer = next;
+                    return Ok(conn);
+                }
+                Err(e) => {
+                    failed.push(next);
+                    last = e;
+                }
+            }
+        }
+        Err(last)
+    }
+
+    async fn connect(&self, peer: SocketAddr) -> Result<UpConn, Failed> {
+        match tokio::time::timeout(
+            self.limits.upstream_connect_timeout,
+            TcpStream::connect(peer),
+        )
+        .await
+        {
+            Ok(Ok(stream)) => {
+                let _ = stream.set_nodelay(true);
+                Ok(UpConn::new(stream))
+            }
+            Ok(Err(e)) => Err(ProxyError::UpstreamConnect(format!("{peer}: {e}")).into()),
+            Err(_) => Err(ProxyError::UpstreamConnect(format!("{peer}: connect timed out")).into()),
+        }
+    }
+
+    /// Writes the head and the request body (as much as came with the head,
+    /// then the rest as it arrives) to the pod. Consumes the request from
+    /// the client buffer.
+    async fn send_request<S>(
+        &self,
+        c: &mut Client<S>,
+        up: &mut UpConn,
+        f: &Forward,
+        up_head: &[u8],
+        scratch: &mut Vec<u8>,
+    ) -> Result<(), Failed>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let upstream_err = |e: io::Error| ProxyError::Upstream(format!("sending the request: {e}"));
+        if f.framing == Framing::Empty {
+            return up
+                .stream
+                .write_all(up_head)
+                .await
+                .map_err(|e| upstream_err(e).into());
+        }
+        let limit = f.target.body_limit.unwrap_or(u64::MAX);
+        let mut body = BodyProgress::new(f.framing);
+        let taken = body.take(&c.buf).map_err(ProxyError::BadRequest)?;
+        check_limit(&body, limit)?;
+        scratch.clear();
+        scratch.extend_from_slice(up_head);
+        scratch.extend_from_slice(&c.buf[..taken]);
+        c.buf.drain(..taken);
+        up.stream.write_all(scratch).await.map_err(upstream_err)?;
+        while !body.done() {
+            if c.buf.capacity() - c.buf.len() < 1024 {
+                c.buf.reserve(BODY_READ);
+            }
+            let n = match tokio::time::timeout(
+                self.limits.header_read_timeout,
+                c.io.read_buf(&mut c.buf),
+            )
+            .await
+            {
+                Ok(Ok(n)) if n > 0 => n,
+                Ok(Ok(_)) => {
+                    return Err(ProxyError::ClientBody("client closed mid-body".into()).into());
+                }
+                Ok(Err(e)) => return Err(ProxyError::ClientBody(e.to_string()).into()),
+                Err(_) => return Err(ProxyError::ClientBody("body read timed out".into()).into()),
+            };
+            let taken = body.take(&c.buf[..n]).map_err(ProxyError::BadRequest)?;
+            check_limit(&body, limit)?;
+            up.stream
+                .write_all(&c.buf[..taken])
+                .await
+                .map_err(upstream_err)?;
+            c.buf.drain(..taken);
+        }
+        Ok(())
+    }
+}
+
+/// Reads more of the pod's response into its buffer.
+async fn read_more(up: &mut UpConn, deadline: tokio::time::Instant) -> Result<(), ProxyError> {
+    if up.buf.capacity() - up.buf.len() < 1024 {
+        up.buf.reserve(pool::UPSTREAM_BUF);
+    }
+    match timeout_at(deadline, up.stream.read_buf(&mut up.buf)).await {
+        Err(_) => Err(ProxyError::UpstreamTimeout),
+        Ok(Err(e)) => Err(ProxyError::Upstream(format!("reading the response: {e}"))),
+        Ok(Ok(0)) => Err(ProxyError::Upstream(
+            "the pod closed the connection before responding".into(),
+        )),
+        Ok(Ok(_)) => Ok(()),
+    }
+}
+
+/// A final response head, already rewritten for the client.
+struct ResponseHead {
+    code: u16,
+    len: usize,
+    framing: Framing,
+    /// The pod closes its side after this response.
+    pod_closes: bool,
+    /// The client connection closes after this response.
+    close: bool,
+}
+
+/// Parses the response head at the start of `buf`, dropping interim (1xx)
+/// responses; on a final one writes the client's head to `out`.
+fn response_head(
+    buf: &mut Vec<u8>,
+    f: &Forward,
+    out: &mut Vec<u8>,
+    shutting_down: bool,
+) -> Result<Option<ResponseHead>, ProxyError> {
+    loop {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut resp = httparse::Response::new(&mut headers);
+        let len = match resp.parse(buf) {
+            Ok(httparse::Status::Complete(len)) => len,
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(e) => {
+                return Err(ProxyError::Upstream(format!(
+                    "malformed response head: {e}"
+                )));
+            }
+        };
+        let code = resp.code.unwrap_or(0);
+        if code == 101 {
+            return Err(ProxyError::Upstream(
+                "101 to a request that asked for no upgrade".into(),
+            ));
+        }
+        if (100..200).contains(&code) {
+            buf.drain(..len);
+            continue;
+        }
+        let info = codec::analyze_response(code, f.head_request, resp.headers)
+            .map_err(|e| ProxyError::Upstream(e.into()))?;
+        let close = info.close || f.close || shutting_down;
+        out.clear();
+        codec::write_response_head(out, &resp, &info, close);
+        return Ok(Some(ResponseHead {
+            code,
+            len,
+            framing: info.framing,
+            pod_closes: info.close,
+            close,
+        }));
+    }
+}
+
+fn check_limit(body: &BodyProgress, limit: u64) -> Result<(), ProxyError> {
+    if body.decoded() > limit {
+        Err(ProxyError::BodyTooLarge(limit))
+    } else {
+        Ok(())
+    }
+}
+
+/// How much of a body has passed.
+enum BodyProgress {
+    Length { remaining: u64, total: u64 },
+    Chunked(Chunked),
+    Close { ended: bool },
+}
+
+impl BodyProgress {
+    fn new(framing: Framing) -> Self {
+        match framing {
+            Framing::Empty => BodyProgress::Length {
+                remaining: 0,
+                total: 0,
+            },
+            Framing::Length(n) => BodyProgress::Length {
+                remaining: n,
+                total: n,
+            },
+            Framing::Chunked => BodyProgress::Chunked(Chunked::default()),
+            Framing::Close => BodyProgress::Close { ended: false },
+        }
+    }
+
+    /// How many of `buf`'s bytes belong to the body.
+    fn take(&mut self, buf: &[u8]) -> Result<usize, &'static str> {
+        match self {
+            BodyProgress::Length { remaining, .. } => {
+                let n = usize::try_from(*remaining)
+                    .unwrap_or(usize::MAX)
+                    .min(buf.len());
+                *remaining -= n as u64;
+                Ok(n)
+            }
+            BodyProgress::Chunked(c) => c.scan(buf),
+            BodyProgress::Close { .. } => Ok(buf.len()),
+        }
+    }
+
+    fn done(&self) -> bool {
+        match self {
+            BodyProgress::Length { remaining, .. } => *remaining == 0,
+            BodyProgress::Chunked(c) => c.done(),
+            BodyProgress::Close { ended } => *ended,
+        }
+    }
+
+    fn decoded(&self) -> u64 {
+        match self {
+            BodyProgress::Length { remaining, total } => total - remaining,
+            BodyProgress::Chunked(c) => c.decoded(),
+            BodyProgress::Close { .. } => 0,
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! Idle keep-alive connections to pods, per endpoint address. Taking and
+//! returning one is a short critical section on a plain mutex with a cheap
+//! hash: no channel, no task per connection, no background dispatcher.
+
+use std::{
+    collections::HashMap,
+    hash::{BuildHasherDefault, Hasher},
+    net::SocketAddr,
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use tokio::net::TcpStream;
+
+/// Idle connections kept per endpoint (nginx's `keepalive 64` per worker,
+/// times the two workers a node might run).
+const MAX_IDLE_PER_PEER: usize = 128;
+/// Read buffer of an upstream connection: one response head fits.
+pub const UPSTREAM_BUF: usize = 16 * 1024;
+
+/// An open connection to a pod and its read buffer.
+pub struct UpConn {
+    pub stream: TcpStream,
+    pub buf: Vec<u8>,
+    /// Came from the pool: the pod may have closed it meanwhile.
+    pub reused: bool,
+}
+
+impl UpConn {
+    pub fn new(stream: TcpStream) -> Self {
+        Self {
+            stream,
+            buf: Vec::with_capacity(UPSTREAM_BUF),
+            reused: false,
+        }
+    }
+}
+
+struct Idle {
+    conn: UpConn,
+    since: Instant,
+}
+
+/// FxHash-style mixing of the address words: endpoint addresses are not
+/// attacker-chosen, so no SipHash needed.
+#[derive(Default)]
+pub struct AddrHasher(u64);
+
+impl Hasher for AddrHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut w = [0u8; 8];
+            w[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(w));
+        }
+    }
+
+    fn write_u8(&mut self, i: u8) {
+        self.write_u64(u64::from(i));
+    }
+
+    fn write_u16(&mut self, i: u16) {
+        self.write_u64(u64::from(i));
+    }
+
+    fn write_u32(&mut self, i: u32) {
+        self.write_u64(u64::from(i));
+    }
+
+    fn write_u64(&mut self, i: u64) {
+        self.0 = (self.0.rotate_left(5) ^ i).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+
+    fn write_usize(&mut self, i: usize) {
+        self.write_u64(i as u64);
+    }
+}
+
+type Map = HashMap<SocketAddr, Vec<Idle>, BuildHasherDefault<AddrHasher>>;
+
+pub struct Pool {
+    idle: Mutex<Map>,
+    idle_timeout: Duration,
+}
+
+impl Pool {
+    pub fn new(idle_timeout: Duration) -> Self {
+        Self {
+            idle: Mutex::new(Map::default()),
+            idle_timeout,
+        }
+    }
+
+    /// The most recently used idle connection to `peer` that has not timed out.
+    pub fn take(&self, peer: SocketAddr) -> Option<UpConn> {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let list = idle.get_mut(&peer)?;
+        while let Some(mut i) = list.pop() {
+            if i.since.elapsed() < self.idle_timeout {
+                i.conn.reused = true;
+                return Some(i.conn);
+            }
+        }
+        None
+    }
+
+    /// Keeps a connection whose last response ended cleanly.
+    pub fn put(&self, peer: SocketAddr, mut conn: UpConn) {
+        conn.buf.clear();
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let list = idle.entry(peer).or_default();
+        if list.len() < MAX_IDLE_PER_PEER {
+            list.push(Idle {
+                conn,
+                since: Instant::now(),
+            });
+        }
+    }
+
+    /// Closes connections idle past the timeout (and forgets endpoints with
+    /// none left).
+    pub fn sweep(&self) -> usize {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let mut closed = 0;
+        idle.retain(|_, list| {
+            let before = list.len();
+            list.retain(|i| i.since.elapsed() < self.idle_timeout);
+            closed += before - list.len();
+            !list.is_empty()
+        });
+        closed
+    }
+
+    #[cfg(test)]
+    pub fn idle_count(&self) -> usize {
+        let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        idle.values().map(Vec::len).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn connections_come_back_newest_first_until_they_time_out() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let pool = Pool::new(Duration::from_millis(200));
+        assert!(pool.take(addr).is_none());
+        let a = TcpStream::connect(addr).await.unwrap();
+        let b = TcpStream::connect(addr).await.unwrap();
+        let b_port = b.local_addr().unwrap().port();
+        pool.put(addr, UpConn::new(a));
+        pool.put(addr, UpConn::new(b));
+        assert_eq!(pool.idle_count(), 2);
+        let got = pool.take(addr).unwrap();
+        assert!(got.reused);
+        assert_eq!(got.stream.local_addr().unwrap().port(), b_port);
+        pool.put(addr, got);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert_eq!(pool.sweep(), 2);
+        assert_eq!(pool.idle_count(), 0);
+        let c = TcpStream::connect(addr).await.unwrap();
+        pool.put(addr, UpConn::new(c));
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert!(
+            pool.take(addr).is_none(),
+            "a timed-out connection is not reused"
+        );
+    }
+}
