@@ -23,7 +23,7 @@ const BACKEND_PORTS: [u16; 4] = [19001, 19002, 19003, 19004];
 const HTTP_PORT: u16 = 18080;
 const HTTPS_PORT: u16 = 18443;
 const ADMIN_PORT: u16 = 18254;
-const RUN: Duration = Duration::from_secs(8);
+const RUN: Duration = Duration::from_secs(5);
 const WARMUP: Duration = Duration::from_secs(2);
 const KEEPALIVE_CONNECTIONS: u32 = 64;
 const HANDSHAKE_CONNECTIONS: u32 = 16;
@@ -58,34 +58,65 @@ fn routing() -> Result<()> {
     util::cargo(&["bench", "-p", "xingress-tests", "--bench", "routing"]).run()
 }
 
+/// How a scenario loads the proxy.
+#[derive(Clone, Copy)]
+enum Load {
+    /// wrk over HTTP/1.1; `close`: a new connection (and TLS handshake) per request.
+    Wrk { connections: u32, close: bool },
+    /// h2load over TLS with ALPN h2: `connections` × `streams` concurrent requests.
+    H2load { connections: u32, streams: u32 },
+}
+
 /// One load scenario.
 struct Scenario {
     name: &'static str,
-    url: fn(u16, u16) -> String,
-    connections: u32,
-    close: bool,
+    https: bool,
+    path: &'static str,
+    load: Load,
 }
 
-const SCENARIOS: [Scenario; 3] = [
+const SCENARIOS: [Scenario; 4] = [
     Scenario {
         name: "HTTP/1.1 keep-alive",
-        url: |http, _| format!("http://127.0.0.1:{http}/tea"),
-        connections: KEEPALIVE_CONNECTIONS,
-        close: false,
+        https: false,
+        path: "/tea",
+        load: Load::Wrk {
+            connections: KEEPALIVE_CONNECTIONS,
+            close: false,
+        },
     },
     Scenario {
         name: "HTTPS keep-alive",
-        url: |_, https| format!("https://127.0.0.1:{https}/tea"),
-        connections: KEEPALIVE_CONNECTIONS,
-        close: false,
+        https: true,
+        path: "/tea",
+        load: Load::Wrk {
+            connections: KEEPALIVE_CONNECTIONS,
+            close: false,
+        },
+    },
+    Scenario {
+        name: "HTTP/2 (TLS)",
+        https: true,
+        path: "/tea",
+        load: Load::H2load {
+            connections: 16,
+            streams: 8,
+        },
     },
     Scenario {
         name: "new TLS connections",
-        url: |_, https| format!("https://127.0.0.1:{https}/coffee"),
-        connections: HANDSHAKE_CONNECTIONS,
-        close: true,
+        https: true,
+        path: "/coffee",
+        load: Load::Wrk {
+            connections: HANDSHAKE_CONNECTIONS,
+            close: true,
+        },
     },
 ];
+
+/// Rounds per scenario; the proxies take turns, so drift on this shared VM
+/// hits both alike.
+const ROUNDS: usize = 3;
 
 #[derive(Debug, Clone, Default)]
 struct Measured {
@@ -100,6 +131,7 @@ fn ensure_tools() -> Result<()> {
     let missing: Vec<&str> = [
         ("nginx", "nginx-light"),
         ("wrk", "wrk"),
+        ("h2load", "nghttp2-client"),
         ("taskset", "util-linux"),
     ]
     .iter()
@@ -130,6 +162,14 @@ fn ensure_tools() -> Result<()> {
     Ok(())
 }
 
+/// A proxy under test, listening on its own ports.
+struct UnderTest {
+    name: &'static str,
+    http: u16,
+    https: u16,
+    proc: Proc,
+}
+
 fn proxy() -> Result<()> {
     step("proxy benchmark: xingress vs nginx, each pinned to core 0 with one worker");
     ensure_tools()?;
@@ -150,105 +190,149 @@ fn proxy() -> Result<()> {
         wait_port(p)?;
     }
 
-    let mut results: Vec<(&str, Vec<Measured>)> = Vec::new();
-    for proxy in ["nginx", "xingress"] {
-        let (child, pid) = match proxy {
-            "nginx" => {
-                let conf = proxy_nginx_conf(&fixtures);
-                (
-                    Proc::spawn(
-                        nginx_command(&work, "proxy", &conf, 0)?,
-                        &work.join("nginx-proxy.log"),
-                    )?,
-                    None,
-                )
-            }
-            _ => {
-                let manifests = work.join("manifests");
-                std::fs::create_dir_all(&manifests)?;
-                std::fs::write(manifests.join("cafe.yaml"), xingress_manifests(&fixtures)?)?;
-                let bin = util::target_dir().join("release/xingress");
-                let mut cmd = Command::new("taskset");
-                cmd.args(["-c", "0"])
-                    .arg(bin)
-                    .args(["run", "--manifests"])
-                    .arg(&manifests)
-                    .args([
-                        "--http-addr",
-                        &format!("127.0.0.1:{HTTP_PORT}"),
-                        "--https-addr",
-                        &format!("127.0.0.1:{HTTPS_PORT}"),
-                        "--admin-addr",
-                        &format!("127.0.0.1:{ADMIN_PORT}"),
-                        "--worker-threads",
-                        "1",
-                        "--default-ssl-certificate",
-                        "default/cafe-secret",
-                    ]);
-                cmd.env("XINGRESS_LOG", "warn");
-                (Proc::spawn(cmd, &work.join("xingress.log"))?, None::<u32>)
-            }
-        };
-        let _ = pid;
-        wait_port(HTTP_PORT)?;
-        wait_port(HTTPS_PORT)?;
-        if proxy == "xingress" {
-            wait_ready()?;
+    // Both proxies run side by side on core 0; the idle one costs nothing.
+    let nginx = UnderTest {
+        name: "nginx",
+        http: HTTP_PORT,
+        https: HTTPS_PORT,
+        proc: Proc::spawn(
+            nginx_command(&work, "proxy", &proxy_nginx_conf(&fixtures), 0)?,
+            &work.join("nginx-proxy.log"),
+        )?,
+    };
+    let manifests = work.join("manifests");
+    std::fs::create_dir_all(&manifests)?;
+    std::fs::write(manifests.join("cafe.yaml"), xingress_manifests(&fixtures)?)?;
+    let bin = util::target_dir().join("release/xingress");
+    let mut cmd = Command::new("taskset");
+    cmd.args(["-c", "0"])
+        .arg(bin)
+        .args(["run", "--manifests"])
+        .arg(&manifests)
+        .args([
+            "--http-addr",
+            &format!("127.0.0.1:{}", HTTP_PORT + 1),
+            "--https-addr",
+            &format!("127.0.0.1:{}", HTTPS_PORT + 1),
+            "--admin-addr",
+            &format!("127.0.0.1:{ADMIN_PORT}"),
+            "--worker-threads",
+            "1",
+            "--default-ssl-certificate",
+            "default/cafe-secret",
+        ]);
+    cmd.env("XINGRESS_LOG", "warn");
+    let xingress = UnderTest {
+        name: "xingress",
+        http: HTTP_PORT + 1,
+        https: HTTPS_PORT + 1,
+        proc: Proc::spawn(cmd, &work.join("xingress.log"))?,
+    };
+    let proxies = [nginx, xingress];
+    for p in &proxies {
+        wait_port(p.http)?;
+        wait_port(p.https)?;
+    }
+    wait_ready()?;
+
+    let mut results = Vec::new();
+    for s in &SCENARIOS {
+        for p in &proxies {
+            load(s, p, WARMUP)?;
         }
-        let mut measured = Vec::new();
-        for s in &SCENARIOS {
-            let url = (s.url)(HTTP_PORT, HTTPS_PORT);
-            wrk(&url, s.connections, s.close, WARMUP)?;
-            let cpu_before = cpu_seconds(child.id())?;
-            let out = wrk(&url, s.connections, s.close, RUN)?;
-            let cpu = cpu_seconds(child.id())? - cpu_before;
-            let mut m = parse_wrk(&out).with_context(|| format!("wrk output:\n{out}"))?;
-            m.cpu_us_per_request = cpu * 1e6 / (m.rps * RUN.as_secs_f64()).max(1.0);
-            println!(
-                "  {proxy:9} {:22} {:>9.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms  {:>5.1} µs CPU/req  {} errors",
-                s.name, m.rps, m.p50_ms, m.p99_ms, m.cpu_us_per_request, m.errors
-            );
-            measured.push(m);
+        let mut rounds: [Vec<Measured>; 2] = [Vec::new(), Vec::new()];
+        for round in 0..ROUNDS {
+            let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+            for i in order {
+                let p = &proxies[i];
+                let cpu_before = cpu_seconds(p.proc.id())?;
+                let mut m = load(s, p, RUN)?;
+                let cpu = cpu_seconds(p.proc.id())? - cpu_before;
+                m.cpu_us_per_request = cpu * 1e6 / (m.rps * RUN.as_secs_f64()).max(1.0);
+                println!(
+                    "  {:9} {:22} round {round}: {:>9.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms  {:>5.1} µs CPU/req  {} errors",
+                    p.name, s.name, m.rps, m.p50_ms, m.p99_ms, m.cpu_us_per_request, m.errors
+                );
+                rounds[i].push(m);
+            }
         }
-        results.push((proxy, measured));
-        drop(child);
-        wait_port_free(HTTP_PORT)?;
+        results.push(Compared::of(&rounds[0], &rounds[1]));
     }
     report(&results)
 }
 
-fn report(results: &[(&str, Vec<Measured>)]) -> Result<()> {
-    let (nginx, xingress) = (&results[0].1, &results[1].1);
-    let mut md = String::from(
-        "| scenario | nginx req/s | xingress req/s | ratio | p99 nginx / xingress (ms) | CPU µs/req nginx / xingress |\n|---|---|---|---|---|---|\n",
+/// One scenario's outcome: medians over the rounds for each proxy, and the
+/// median of the per-round throughput ratios.
+struct Compared {
+    nginx: Measured,
+    xingress: Measured,
+    ratio: f64,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+impl Compared {
+    fn of(nginx: &[Measured], xingress: &[Measured]) -> Self {
+        let med = |ms: &[Measured]| Measured {
+            rps: median(ms.iter().map(|m| m.rps).collect()),
+            p50_ms: median(ms.iter().map(|m| m.p50_ms).collect()),
+            p99_ms: median(ms.iter().map(|m| m.p99_ms).collect()),
+            cpu_us_per_request: median(ms.iter().map(|m| m.cpu_us_per_request).collect()),
+            errors: ms.iter().map(|m| m.errors).sum(),
+        };
+        let ratio = median(
+            nginx
+                .iter()
+                .zip(xingress)
+                .map(|(n, x)| x.rps / n.rps.max(1.0))
+                .collect(),
+        );
+        Self {
+            nginx: med(nginx),
+            xingress: med(xingress),
+            ratio,
+        }
+    }
+}
+
+fn report(results: &[Compared]) -> Result<()> {
+    let mut md = format!(
+        "| scenario | nginx req/s | xingress req/s | ratio (median of {ROUNDS} paired rounds) | p99 ms nginx / xingress | CPU µs/req nginx / xingress | errors |\n|---|---|---|---|---|---|---|\n"
     );
     let mut json = String::from("{\"scenarios\":[");
-    for (i, s) in SCENARIOS.iter().enumerate() {
-        let (n, x) = (&nginx[i], &xingress[i]);
-        let ratio = x.rps / n.rps.max(1.0);
+    for (i, (s, c)) in SCENARIOS.iter().zip(results).enumerate() {
+        let (n, x) = (&c.nginx, &c.xingress);
         let _ = writeln!(
             md,
-            "| {} | {:.0} | {:.0} | {:.2}× | {:.2} / {:.2} | {:.1} / {:.1} |",
+            "| {} | {:.0} | {:.0} | {:.2}× | {:.2} / {:.2} | {:.1} / {:.1} | {} / {} |",
             s.name,
             n.rps,
             x.rps,
-            ratio,
+            c.ratio,
             n.p99_ms,
             x.p99_ms,
             n.cpu_us_per_request,
-            x.cpu_us_per_request
+            x.cpu_us_per_request,
+            n.errors,
+            x.errors
         );
         let _ = write!(
             json,
-            "{}{{\"name\":\"{}\",\"nginx_rps\":{:.0},\"xingress_rps\":{:.0},\"ratio\":{ratio:.3},\"nginx_p99_ms\":{:.3},\"xingress_p99_ms\":{:.3},\"nginx_cpu_us\":{:.2},\"xingress_cpu_us\":{:.2}}}",
+            "{}{{\"name\":\"{}\",\"nginx_rps\":{:.0},\"xingress_rps\":{:.0},\"ratio\":{:.3},\"nginx_p99_ms\":{:.3},\"xingress_p99_ms\":{:.3},\"nginx_cpu_us\":{:.2},\"xingress_cpu_us\":{:.2},\"nginx_errors\":{},\"xingress_errors\":{}}}",
             if i == 0 { "" } else { "," },
             s.name,
             n.rps,
             x.rps,
+            c.ratio,
             n.p99_ms,
             x.p99_ms,
             n.cpu_us_per_request,
-            x.cpu_us_per_request
+            x.cpu_us_per_request,
+            n.errors,
+            x.errors
         );
     }
     json.push_str("]}\n");
@@ -259,6 +343,25 @@ fn report(results: &[(&str, Vec<Measured>)]) -> Result<()> {
     std::fs::write(dir.join("proxy.json"), json)?;
     println!("results: {}", dir.join("proxy.md").display());
     Ok(())
+}
+
+/// Runs the scenario's load against `p` for `duration` on core 1.
+fn load(s: &Scenario, p: &UnderTest, duration: Duration) -> Result<Measured> {
+    let url = if s.https {
+        format!("https://127.0.0.1:{}{}", p.https, s.path)
+    } else {
+        format!("http://127.0.0.1:{}{}", p.http, s.path)
+    };
+    match s.load {
+        Load::Wrk { connections, close } => {
+            let out = wrk(&url, connections, close, duration)?;
+            parse_wrk(&out).with_context(|| format!("wrk output:\n{out}"))
+        }
+        Load::H2load {
+            connections,
+            streams,
+        } => h2load(&url, connections, streams, duration),
+    }
 }
 
 fn wrk(url: &str, connections: u32, close: bool, duration: Duration) -> Result<String> {
@@ -277,6 +380,62 @@ fn wrk(url: &str, connections: u32, close: bool, duration: Duration) -> Result<S
         cmd = cmd.args(["-H", "Connection: close"]);
     }
     cmd.args([url]).output()
+}
+
+/// h2load for `duration`; latency percentiles from its per-request log.
+fn h2load(url: &str, connections: u32, streams: u32, duration: Duration) -> Result<Measured> {
+    let log = std::env::temp_dir().join(format!("xingress-h2load-{}.log", std::process::id()));
+    let out = Cmd::new("taskset")
+        .args([
+            "-c",
+            "1",
+            "h2load",
+            "-t1",
+            &format!("-c{connections}"),
+            &format!("-m{streams}"),
+            &format!("-D{}", duration.as_secs()),
+            "-H",
+            ":authority: cafe.example.com",
+            "--log-file",
+        ])
+        .args([log.as_os_str(), url.as_ref()])
+        .output()?;
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let _ = std::fs::remove_file(&log);
+    let rps = out
+        .lines()
+        .find_map(|l| l.strip_prefix("finished in "))
+        .and_then(|l| l.split(", ").nth(1))
+        .and_then(|v| v.strip_suffix(" req/s"))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .with_context(|| format!("h2load output:\n{out}"))?;
+    let errors = out
+        .lines()
+        .find_map(|l| l.strip_prefix("status codes: "))
+        .map_or(0, |l| {
+            // "N 2xx, N 3xx, N 4xx, N 5xx": all but 2xx are errors here.
+            l.split(", ")
+                .filter(|p| !p.ends_with("2xx"))
+                .filter_map(|p| p.split(' ').next()?.parse::<u64>().ok())
+                .sum()
+        });
+    // Log lines: start (µs), status, duration (µs).
+    let mut durations: Vec<f64> = text
+        .lines()
+        .filter_map(|l| l.split('\t').nth(2)?.trim().parse::<f64>().ok())
+        .collect();
+    if durations.is_empty() {
+        bail!("h2load logged no requests:\n{out}");
+    }
+    durations.sort_by(f64::total_cmp);
+    let pct = |p: f64| durations[((durations.len() - 1) as f64 * p) as usize] / 1000.0;
+    Ok(Measured {
+        rps,
+        p50_ms: pct(0.50),
+        p99_ms: pct(0.99),
+        cpu_us_per_request: 0.0,
+        errors,
+    })
 }
 
 fn parse_wrk(out: &str) -> Option<Measured> {
@@ -351,17 +510,6 @@ fn wait_port(port: u16) -> Result<()> {
     Ok(())
 }
 
-fn wait_port_free(port: u16) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], port))).is_ok() {
-        if Instant::now() > deadline {
-            bail!("127.0.0.1:{port} is still taken");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Ok(())
-}
-
 fn wait_ready() -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(20);
     let admin = SocketAddr::from(([127, 0, 0, 1], ADMIN_PORT));
@@ -420,7 +568,7 @@ fn proxy_nginx_conf(fixtures: &Path) -> String {
     };
     format!(
         "{NGINX_COMMON}http {{\n  access_log off;\n  keepalive_requests 1000000;\n{}{}  server {{\n    listen 127.0.0.1:{HTTP_PORT};\n    \
-         listen 127.0.0.1:{HTTPS_PORT} ssl;\n    server_name cafe.example.com;\n    ssl_certificate {};\n    ssl_certificate_key {};\n    \
+         listen 127.0.0.1:{HTTPS_PORT} ssl http2;\n    server_name cafe.example.com;\n    ssl_certificate {};\n    ssl_certificate_key {};\n    \
          ssl_protocols TLSv1.2 TLSv1.3;\n{}{}    location / {{ return 404; }}\n  }}\n}}\n",
         upstream("tea", &BACKEND_PORTS[..2]),
         upstream("coffee", &BACKEND_PORTS[2..]),

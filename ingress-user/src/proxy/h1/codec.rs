@@ -87,8 +87,10 @@ pub enum HeadError {
 }
 
 /// What a request head says, beyond method and target.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct RequestInfo<'b> {
+    /// Each field's kind, by position (classified once).
+    fields: [Field; MAX_HEADERS],
     pub host: Option<&'b [u8]>,
     pub framing: Option<Framing>,
     /// Connection: close, or framing that is only safe for this one request.
@@ -111,13 +113,24 @@ impl RequestInfo<'_> {
 
 /// Reads framing and hop-by-hop information from a request's fields.
 pub fn analyze_request<'b>(headers: &[httparse::Header<'b>]) -> Result<RequestInfo<'b>, HeadError> {
-    let mut info = RequestInfo::default();
+    let mut info = RequestInfo {
+        fields: [Field::Other; MAX_HEADERS],
+        host: None,
+        framing: None,
+        close: false,
+        upgrade: false,
+        expect: false,
+        te_trailers: false,
+        has_request_id: false,
+        connection_names: Vec::new(),
+    };
     let mut length: Option<u64> = None;
     let mut chunked = false;
     let mut has_upgrade_field = false;
     let mut upgrade_token = false;
-    for h in headers {
-        match classify(h.name.as_bytes()) {
+    for (h, kind) in headers.iter().zip(info.fields.iter_mut()) {
+        *kind = classify(h.name.as_bytes());
+        match *kind {
             Field::Host => {
                 if info.host.is_some() {
                     return Err(HeadError::Bad("more than one Host"));
@@ -198,11 +211,63 @@ fn named_by_connection(names: &[&[u8]], name: &[u8]) -> bool {
     names.iter().any(|n| n.eq_ignore_ascii_case(name))
 }
 
-/// What the proxy adds about the client.
+/// What the proxy adds about the client, formatted once per connection.
 pub struct Forwarded {
-    pub client: IpAddr,
-    pub local_port: u16,
-    pub tls: bool,
+    ip: [u8; 48],
+    ip_len: usize,
+    port: [u8; 5],
+    port_len: usize,
+    tls: bool,
+}
+
+impl Forwarded {
+    pub fn new(down: &super::super::headers::Downstream) -> Self {
+        Self::from_parts(down.client.ip(), down.local.port(), down.tls)
+    }
+
+    pub fn from_parts(client: IpAddr, local_port: u16, tls: bool) -> Self {
+        let mut ip = [0u8; 48];
+        let mut c = std::io::Cursor::new(&mut ip[..]);
+        // An IP address is at most 45 characters: the write cannot fail.
+        let _ = write!(c, "{}", client.to_canonical());
+        let ip_len = c.position() as usize;
+        let mut port = [0u8; 5];
+        let port_len = put_decimal(&mut port, u64::from(local_port));
+        Self {
+            ip,
+            ip_len,
+            port,
+            port_len,
+            tls,
+        }
+    }
+
+    fn ip(&self) -> &[u8] {
+        &self.ip[..self.ip_len]
+    }
+}
+
+/// Writes `n` in decimal at the start of `buf`; returns the length.
+fn put_decimal(buf: &mut [u8], mut n: u64) -> usize {
+    let mut tmp = [0u8; 20];
+    let mut i = tmp.len();
+    loop {
+        i -= 1;
+        tmp[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let len = tmp.len() - i;
+    buf[..len].copy_from_slice(&tmp[i..]);
+    len
+}
+
+fn push_decimal(out: &mut Vec<u8>, n: u64) {
+    let mut tmp = [0u8; 20];
+    let len = put_decimal(&mut tmp, n);
+    out.extend_from_slice(&tmp[..len]);
 }
 
 /// Writes the request head sent upstream: same method, target and end-to-end
@@ -222,9 +287,9 @@ pub fn write_request_head(
     out.extend_from_slice(path.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
     let mut has_xff = false;
-    for h in req.headers.iter() {
+    for (h, kind) in req.headers.iter().zip(info.fields) {
         let name = h.name.as_bytes();
-        match classify(name) {
+        match kind {
             Field::Host
             | Field::Expect
             | Field::Server
@@ -242,9 +307,9 @@ pub fn write_request_head(
     // Earlier X-Forwarded-For fields joined into one, then our peer appended.
     let mut xff_prev = false;
     if has_xff {
-        for h in req.headers.iter() {
+        for (h, kind) in req.headers.iter().zip(info.fields) {
             let value = h.value.trim_ascii();
-            if classify(h.name.as_bytes()) == Field::XForwardedFor && !value.is_empty() {
+            if kind == Field::XForwardedFor && !value.is_empty() {
                 out.extend_from_slice(if xff_prev {
                     b", "
                 } else {
@@ -255,13 +320,15 @@ pub fn write_request_head(
             }
         }
     }
-    let ip = fwd.client.to_canonical();
-    if xff_prev {
-        let _ = write!(out, ", {ip}\r\n");
+    out.extend_from_slice(if xff_prev {
+        b", "
     } else {
-        let _ = write!(out, "X-Forwarded-For: {ip}\r\n");
-    }
-    let _ = write!(out, "X-Real-IP: {ip}\r\n");
+        b"X-Forwarded-For: "
+    });
+    out.extend_from_slice(fwd.ip());
+    out.extend_from_slice(b"\r\nX-Real-IP: ");
+    out.extend_from_slice(fwd.ip());
+    out.extend_from_slice(b"\r\n");
     out.extend_from_slice(if fwd.tls {
         b"X-Forwarded-Proto: https\r\n"
     } else {
@@ -270,7 +337,9 @@ pub fn write_request_head(
     if let Some(host) = info.host {
         put_field(out, b"X-Forwarded-Host", host);
     }
-    let _ = write!(out, "X-Forwarded-Port: {}\r\n", fwd.local_port);
+    out.extend_from_slice(b"X-Forwarded-Port: ");
+    out.extend_from_slice(&fwd.port[..fwd.port_len]);
+    out.extend_from_slice(b"\r\n");
     if !info.has_request_id {
         out.extend_from_slice(b"X-Request-ID: ");
         out.extend_from_slice(&request_id());
@@ -281,7 +350,9 @@ pub fn write_request_head(
     }
     match info.framing() {
         Framing::Length(n) => {
-            let _ = write!(out, "Content-Length: {n}\r\n");
+            out.extend_from_slice(b"Content-Length: ");
+            push_decimal(out, n);
+            out.extend_from_slice(b"\r\n");
         }
         Framing::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
         Framing::Empty | Framing::Close => {}
@@ -310,6 +381,7 @@ pub fn request_id() -> [u8; 32] {
 /// What a response head says.
 #[derive(Debug)]
 pub struct ResponseInfo<'b> {
+    fields: [Field; MAX_HEADERS],
     pub framing: Framing,
     /// The pod will close the connection after this response.
     pub close: bool,
@@ -331,6 +403,7 @@ pub fn analyze_response<'b>(
     let mut coded = false;
     let mut chunked = false;
     let mut info = ResponseInfo {
+        fields: [Field::Other; MAX_HEADERS],
         framing: Framing::Empty,
         close: false,
         has_server: false,
@@ -338,8 +411,9 @@ pub fn analyze_response<'b>(
         connection_names: Vec::new(),
         chunked: false,
     };
-    for h in headers {
-        match classify(h.name.as_bytes()) {
+    for (h, kind) in headers.iter().zip(info.fields.iter_mut()) {
+        *kind = classify(h.name.as_bytes());
+        match *kind {
             Field::ContentLength => {
                 let n = parse_length(h.value).ok_or("invalid Content-Length from the pod")?;
                 if length.is_some_and(|l| l != n) {
@@ -399,12 +473,14 @@ pub fn write_response_head(
     close: bool,
 ) {
     let code = resp.code.unwrap_or(502);
-    let _ = write!(out, "HTTP/1.1 {code} ");
+    out.extend_from_slice(b"HTTP/1.1 ");
+    push_decimal(out, u64::from(code));
+    out.push(b' ');
     out.extend_from_slice(resp.reason.unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
-    for h in resp.headers.iter() {
+    for (h, kind) in resp.headers.iter().zip(info.fields) {
         let name = h.name.as_bytes();
-        let keep = match classify(name) {
+        let keep = match kind {
             Field::Connection | Field::HopByHop | Field::Te | Field::Upgrade => false,
             // With chunked framing any Content-Length is wrong.
             Field::ContentLength => !info.chunked,

@@ -11,12 +11,14 @@
 
 mod codec;
 mod pool;
+mod timer;
 
 use std::{
     io,
     net::SocketAddr,
-    pin::pin,
+    pin::{Pin, pin},
     sync::Arc,
+    task::Poll,
     time::{Duration, Instant},
 };
 
@@ -39,6 +41,7 @@ use crate::{
 use codec::{Chunked, Forwarded, Framing, HeadError, MAX_HEADERS};
 pub use pool::Pool;
 use pool::UpConn;
+use timer::Deadline;
 
 /// Initial client read buffer; it grows up to the header limit for a head.
 const CLIENT_BUF: usize = 8 * 1024;
@@ -50,13 +53,23 @@ const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 /// drained so the client sees the reply rather than a reset.
 const LINGER: Duration = Duration::from_secs(2);
 const LINGER_BYTES: usize = 1 << 20;
+/// Longest a write to the client may wait for it to read (nginx's
+/// `send_timeout`).
+const SEND_TIMEOUT: Duration = Duration::from_secs(60);
 /// The HTTP/2 connection preface's first line (h2c with prior knowledge).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n";
 
-/// A client connection and its unread input.
+/// A client connection, its unread input and its two timers.
 struct Client<S> {
     io: S,
     buf: Vec<u8>,
+    /// The next request head (and body reads) must arrive by this.
+    client_deadline: Deadline,
+    /// The pod must answer (and keep sending) by this.
+    pod_deadline: Deadline,
+    /// The clock at the last request sent or response head received: close
+    /// enough for deadlines and idle times, and one clock read less.
+    now: tokio::time::Instant,
 }
 
 /// What the head in the buffer asks for.
@@ -120,10 +133,15 @@ pub(super) async fn serve<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    let now = tokio::time::Instant::now();
     let mut c = Client {
         io,
         buf: Vec::with_capacity(CLIENT_BUF),
+        client_deadline: Deadline::new(now + proxy.limits.header_read_timeout),
+        pod_deadline: Deadline::new(now + proxy.limits.upstream_response_timeout),
+        now,
     };
+    let fwd = Forwarded::new(&down);
     let mut up_head = Vec::with_capacity(2048);
     let mut out = Vec::with_capacity(2048);
     let mut stop = pin!(shutdown.wait());
@@ -131,7 +149,7 @@ where
     let limits = &proxy.limits;
     loop {
         // Read until a whole head is in the buffer.
-        let deadline = tokio::time::Instant::now() + limits.header_read_timeout;
+        c.client_deadline.set(c.now + limits.header_read_timeout);
         let prepared = loop {
             if !c.buf.is_empty() {
                 if first && is_h2_preface(&c.buf) {
@@ -142,7 +160,7 @@ where
                     }
                 } else {
                     up_head.clear();
-                    match proxy.prepare(&c.buf, &down, conn, &mut up_head) {
+                    match proxy.prepare(&c.buf, &down, &fwd, conn, &mut up_head) {
                         Prepared::Incomplete => {}
                         other => break other,
                     }
@@ -157,14 +175,14 @@ where
             let idle = c.buf.is_empty();
             let read = tokio::select! {
                 biased;
-                r = timeout_at(deadline, c.io.read_buf(&mut c.buf)) => r,
+                r = c.client_deadline.run(c.io.read_buf(&mut c.buf)) => r,
                 () = &mut stop, if idle => return None,
             };
             match read {
-                Ok(Ok(0)) | Ok(Err(_)) => return None,
-                Ok(Ok(_)) => {}
+                Some(Ok(0)) | Some(Err(_)) => return None,
+                Some(Ok(_)) => {}
                 // Slow or idle past the header timeout: close.
-                Err(_) => return None,
+                None => return None,
             }
         };
         first = false;
@@ -217,9 +235,33 @@ fn is_h2_preface(buf: &[u8]) -> bool {
     buf[..n] == H2_PREFACE[..n]
 }
 
-async fn write_all<S: AsyncWrite + Unpin>(io: &mut S, buf: &[u8]) -> io::Result<()> {
-    io.write_all(buf).await?;
-    io.flush().await
+/// Writes to the client; one that reads nothing for [`SEND_TIMEOUT`] is
+/// dropped (slow-read guard). The timer is only armed when a write waits.
+async fn write_all<S: AsyncWrite + Unpin>(io: &mut S, mut buf: &[u8]) -> io::Result<()> {
+    // Usually the socket takes it all at once: no timer needed.
+    let n = std::future::poll_fn(|cx| match Pin::new(&mut *io).poll_write(cx, buf) {
+        Poll::Ready(r) => Poll::Ready(r),
+        Poll::Pending => Poll::Ready(Ok(0)),
+    })
+    .await?;
+    buf = &buf[n..];
+    if buf.is_empty() {
+        let flushed = std::future::poll_fn(|cx| match Pin::new(&mut *io).poll_flush(cx) {
+            Poll::Ready(r) => Poll::Ready(Some(r)),
+            Poll::Pending => Poll::Ready(None),
+        })
+        .await;
+        if let Some(r) = flushed {
+            return r;
+        }
+    }
+    let write = async {
+        io.write_all(buf).await?;
+        io.flush().await
+    };
+    tokio::time::timeout(SEND_TIMEOUT, write)
+        .await
+        .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()))
 }
 
 /// Closes after an error reply: stop writing, then read and discard what
@@ -284,6 +326,7 @@ impl Proxy {
         &self,
         buf: &[u8],
         down: &Downstream,
+        fwd: &Forwarded,
         conn: &ConnState,
         up_head: &mut Vec<u8>,
     ) -> Prepared {
@@ -370,16 +413,7 @@ impl Proxy {
             self.metrics.error(e.source());
             return reply(e.status(), e.body().as_bytes(), None);
         }
-        codec::write_request_head(
-            up_head,
-            &req,
-            &info,
-            &Forwarded {
-                client: down.client.ip(),
-                local_port: down.local.port(),
-                tls: down.tls,
-            },
-        );
+        codec::write_request_head(up_head, &req, &info, fwd);
         let idempotent = matches!(
             method,
             "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"
@@ -409,9 +443,10 @@ impl Proxy {
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        let sent = Instant::now();
+        let sent = tokio::time::Instant::now();
+        c.now = sent;
         let mut peer = f.peer;
-        let mut up = self.upstream_conn(&f, &mut peer).await?;
+        let mut up = self.upstream_conn(&f, &mut peer, sent.into_std()).await?;
         let fired = shutdown.is_fired();
         // A pooled connection the pod closed meanwhile fails before any
         // response byte: the request goes once more on a new connection
@@ -427,9 +462,10 @@ impl Proxy {
                 return Err(e);
             }
             up.buf.clear();
-            let deadline = tokio::time::Instant::now() + self.limits.upstream_response_timeout;
+            c.pod_deadline
+                .set(sent + self.limits.upstream_response_timeout);
             loop {
-                if let Err(e) = read_more(&mut up, deadline).await {
+                if let Err(e) = read_more(&mut up, &mut c.pod_deadline).await {
                     if may_retry && up.reused && up.buf.is_empty() {
                         may_retry = false;
                         up = self.connect(peer).await?;
@@ -445,7 +481,8 @@ impl Proxy {
                 }
             }
         };
-        self.metrics.upstream_latency(sent.elapsed());
+        c.now = tokio::time::Instant::now();
+        self.metrics.upstream_latency(c.now - sent);
         let framing = head.framing;
         let mut body = BodyProgress::new(framing);
         let rest = &up.buf[head.len..];
@@ -464,13 +501,10 @@ impl Proxy {
         // The rest of the body.
         while !body.done() {
             up.buf.clear();
-            let n = match tokio::time::timeout(
-                self.limits.upstream_response_timeout,
-                up.stream.read_buf(&mut up.buf),
-            )
-            .await
-            {
-                Ok(Ok(n)) => n,
+            c.pod_deadline
+                .set(tokio::time::Instant::now() + self.limits.upstream_response_timeout);
+            let n = match c.pod_deadline.run(up.stream.read_buf(&mut up.buf)).await {
+                Some(Ok(n)) => n,
                 _ => return Err(Failed::Late),
             };
             if n == 0 {
@@ -490,7 +524,7 @@ impl Proxy {
             }
         }
         if reusable && framing != Framing::Close {
-            self.pool.put(peer, up);
+            self.pool.put(peer, up, c.now.into_std());
         }
         Ok(!head.close)
     }
@@ -498,8 +532,13 @@ impl Proxy {
     /// A pooled or new connection to `peer`; when a new one is refused and
     /// the request is retryable, other endpoints of the backend are tried
     /// (`peer` is updated to the one that answered).
-    async fn upstream_conn(&self, f: &Forward, peer: &mut SocketAddr) -> Result<UpConn, Failed> {
-        if let Some(conn) = self.pool.take(*peer) {
+    async fn upstream_conn(
+        &self,
+        f: &Forward,
+        peer: &mut SocketAddr,
+        now: Instant,
+    ) -> Result<UpConn, Failed> {
+        if let Some(conn) = self.pool.take(*peer, now) {
             return Ok(conn);
         }
         let first = match self.connect(*peer).await {
@@ -586,18 +625,15 @@ impl Proxy {
             if c.buf.capacity() - c.buf.len() < 1024 {
                 c.buf.reserve(BODY_READ);
             }
-            let n = match tokio::time::timeout(
-                self.limits.header_read_timeout,
-                c.io.read_buf(&mut c.buf),
-            )
-            .await
-            {
-                Ok(Ok(n)) if n > 0 => n,
-                Ok(Ok(_)) => {
+            c.client_deadline
+                .set(tokio::time::Instant::now() + self.limits.header_read_timeout);
+            let n = match c.client_deadline.run(c.io.read_buf(&mut c.buf)).await {
+                Some(Ok(n)) if n > 0 => n,
+                Some(Ok(_)) => {
                     return Err(ProxyError::ClientBody("client closed mid-body".into()).into());
                 }
-                Ok(Err(e)) => return Err(ProxyError::ClientBody(e.to_string()).into()),
-                Err(_) => return Err(ProxyError::ClientBody("body read timed out".into()).into()),
+                Some(Err(e)) => return Err(ProxyError::ClientBody(e.to_string()).into()),
+                None => return Err(ProxyError::ClientBody("body read timed out".into()).into()),
             };
             let taken = body.take(&c.buf[..n]).map_err(ProxyError::BadRequest)?;
             check_limit(&body, limit)?;
@@ -612,17 +648,17 @@ impl Proxy {
 }
 
 /// Reads more of the pod's response into its buffer.
-async fn read_more(up: &mut UpConn, deadline: tokio::time::Instant) -> Result<(), ProxyError> {
+async fn read_more(up: &mut UpConn, deadline: &mut Deadline) -> Result<(), ProxyError> {
     if up.buf.capacity() - up.buf.len() < 1024 {
         up.buf.reserve(pool::UPSTREAM_BUF);
     }
-    match timeout_at(deadline, up.stream.read_buf(&mut up.buf)).await {
-        Err(_) => Err(ProxyError::UpstreamTimeout),
-        Ok(Err(e)) => Err(ProxyError::Upstream(format!("reading the response: {e}"))),
-        Ok(Ok(0)) => Err(ProxyError::Upstream(
+    match deadline.run(up.stream.read_buf(&mut up.buf)).await {
+        None => Err(ProxyError::UpstreamTimeout),
+        Some(Err(e)) => Err(ProxyError::Upstream(format!("reading the response: {e}"))),
+        Some(Ok(0)) => Err(ProxyError::Upstream(
             "the pod closed the connection before responding".into(),
         )),
-        Ok(Ok(_)) => Ok(()),
+        Some(Ok(_)) => Ok(()),
     }
 }
 
@@ -669,7 +705,9 @@ fn response_head(
         }
         let info = codec::analyze_response(code, f.head_request, resp.headers)
             .map_err(|e| ProxyError::Upstream(e.into()))?;
-        let close = info.close || f.close || shutting_down;
+        // The pod closing its connection does not end the client's; a body
+        // delimited by that close does.
+        let close = info.framing == Framing::Close || f.close || shutting_down;
         out.clear();
         codec::write_response_head(out, &resp, &info, close);
         return Ok(Some(ResponseHead {

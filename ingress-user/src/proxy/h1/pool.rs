@@ -96,11 +96,11 @@ impl Pool {
     }
 
     /// The most recently used idle connection to `peer` that has not timed out.
-    pub fn take(&self, peer: SocketAddr) -> Option<UpConn> {
+    pub fn take(&self, peer: SocketAddr, now: Instant) -> Option<UpConn> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let list = idle.get_mut(&peer)?;
         while let Some(mut i) = list.pop() {
-            if i.since.elapsed() < self.idle_timeout {
+            if now.saturating_duration_since(i.since) < self.idle_timeout {
                 i.conn.reused = true;
                 return Some(i.conn);
             }
@@ -109,15 +109,12 @@ impl Pool {
     }
 
     /// Keeps a connection whose last response ended cleanly.
-    pub fn put(&self, peer: SocketAddr, mut conn: UpConn) {
+    pub fn put(&self, peer: SocketAddr, mut conn: UpConn, now: Instant) {
         conn.buf.clear();
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let list = idle.entry(peer).or_default();
         if list.len() < MAX_IDLE_PER_PEER {
-            list.push(Idle {
-                conn,
-                since: Instant::now(),
-            });
+            list.push(Idle { conn, since: now });
         }
     }
 
@@ -151,25 +148,25 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let pool = Pool::new(Duration::from_millis(200));
-        assert!(pool.take(addr).is_none());
+        assert!(pool.take(addr, Instant::now()).is_none());
         let a = TcpStream::connect(addr).await.unwrap();
         let b = TcpStream::connect(addr).await.unwrap();
         let b_port = b.local_addr().unwrap().port();
-        pool.put(addr, UpConn::new(a));
-        pool.put(addr, UpConn::new(b));
+        pool.put(addr, UpConn::new(a), Instant::now());
+        pool.put(addr, UpConn::new(b), Instant::now());
         assert_eq!(pool.idle_count(), 2);
-        let got = pool.take(addr).unwrap();
+        let got = pool.take(addr, Instant::now()).unwrap();
         assert!(got.reused);
         assert_eq!(got.stream.local_addr().unwrap().port(), b_port);
-        pool.put(addr, got);
+        pool.put(addr, got, Instant::now());
         tokio::time::sleep(Duration::from_millis(250)).await;
         assert_eq!(pool.sweep(), 2);
         assert_eq!(pool.idle_count(), 0);
         let c = TcpStream::connect(addr).await.unwrap();
-        pool.put(addr, UpConn::new(c));
+        pool.put(addr, UpConn::new(c), Instant::now());
         tokio::time::sleep(Duration::from_millis(250)).await;
         assert!(
-            pool.take(addr).is_none(),
+            pool.take(addr, Instant::now()).is_none(),
             "a timed-out connection is not reused"
         );
     }

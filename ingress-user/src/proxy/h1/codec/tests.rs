@@ -5,11 +5,7 @@ fn parse_req(raw: &[u8]) -> (Vec<u8>, Result<(), HeadError>) {
     let mut req = httparse::Request::new(&mut headers);
     assert!(req.parse(raw).unwrap().is_complete());
     let mut out = Vec::new();
-    let fwd = Forwarded {
-        client: "10.1.2.3".parse().unwrap(),
-        local_port: 80,
-        tls: false,
-    };
+    let fwd = Forwarded::from_parts("10.1.2.3".parse().unwrap(), 80, false);
     let result = analyze_request(req.headers).map(|info| {
         write_request_head(&mut out, &req, &info, &fwd);
     });
