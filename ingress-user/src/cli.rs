@@ -110,6 +110,14 @@ pub struct RunArgs {
         default_value_t = 30
     )]
     pub client_header_timeout: u64,
+    /// Seconds a write to a client may wait for it to read (slow readers are dropped).
+    #[arg(
+        long,
+        env = "XINGRESS_CLIENT_SEND_TIMEOUT",
+        value_name = "SECONDS",
+        default_value_t = 60
+    )]
+    pub client_send_timeout: u64,
     /// Runtime worker threads (default: one per core; 1 runs a single-threaded runtime).
     #[arg(long, env = "XINGRESS_WORKER_THREADS", value_name = "N")]
     pub worker_threads: Option<usize>,
@@ -207,6 +215,8 @@ pub enum Source {
 pub struct ProxyLimits {
     /// Time a client has to send the request head (slowloris guard).
     pub header_read_timeout: Duration,
+    /// Time a write to the client may wait for it to read (slow-read guard).
+    pub client_send_timeout: Duration,
     /// Largest request head (HTTP/1.1 buffer, HTTP/2 header list): 431 past it.
     pub max_header_bytes: usize,
     /// Time to establish a TCP connection to an endpoint (502 after).
@@ -223,6 +233,7 @@ impl Default for ProxyLimits {
     fn default() -> Self {
         Self {
             header_read_timeout: Duration::from_secs(30),
+            client_send_timeout: Duration::from_secs(60),
             max_header_bytes: 32 * 1024,
             upstream_connect_timeout: Duration::from_secs(5),
             upstream_response_timeout: Duration::from_secs(60),
@@ -418,6 +429,16 @@ impl RunArgs {
                     0 => {
                         return Err(ConfigError::Invalid {
                             flag: "--client-header-timeout",
+                            value: "0".into(),
+                            reason: "clients need at least a second".into(),
+                        });
+                    }
+                    s => Duration::from_secs(s),
+                },
+                client_send_timeout: match self.client_send_timeout {
+                    0 => {
+                        return Err(ConfigError::Invalid {
+                            flag: "--client-send-timeout",
                             value: "0".into(),
                             reason: "clients need at least a second".into(),
                         });

@@ -122,6 +122,17 @@ fn pod_conn(stream: TcpStream, id: usize, heads: &Mutex<Vec<String>>) {
                 v.extend(std::iter::repeat_n(b'z', 3 << 20));
                 v
             }
+            "/huge" => {
+                // 256 MiB, streamed: more than any socket buffers hold.
+                let _ = out.write_all(format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", 256 << 20).as_bytes());
+                let chunk = vec![b'h'; 1 << 16];
+                for _ in 0..(256 << 20) / chunk.len() {
+                    if out.write_all(&chunk).is_err() {
+                        return;
+                    }
+                }
+                continue;
+            }
             "/drop-after" => {
                 // Answers, then closes without a word: the proxy's pooled
                 // connection goes stale.
@@ -147,6 +158,10 @@ struct Site {
 }
 
 fn site() -> Site {
+    site_with(&[])
+}
+
+fn site_with(flags: &[&str]) -> Site {
     let pod = Pod::start();
     let dir = ManifestDir::new();
     dir.write(
@@ -157,7 +172,7 @@ fn site() -> Site {
             service_yaml_at("raw", 80, &[pod.addr]),
         ),
     );
-    let mut agent = Agent::start_local(&dir.path, &[]).unwrap();
+    let mut agent = Agent::start_local(&dir.path, flags).unwrap();
     agent.wait_ready().unwrap();
     Site {
         pod,
@@ -388,4 +403,36 @@ fn broken_pods_get_502_and_do_not_poison_the_pool() {
             .unwrap()
             .ends_with("path=/fine body=0")
     );
+}
+
+#[test]
+fn clients_that_stop_reading_are_dropped() {
+    let s = site_with(&["--client-send-timeout", "1"]);
+    let (mut c, mut r) = connect(&s);
+    c.write_all(&get("/huge")).unwrap();
+    // Read nothing while the proxy's and the kernel's buffers fill up and
+    // the send timeout runs out.
+    std::thread::sleep(Duration::from_secs(4));
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut total = 0usize;
+    let mut buf = vec![0u8; 1 << 16];
+    let ended = loop {
+        match r.read(&mut buf) {
+            Ok(0) => break "closed",
+            Ok(n) => total += n,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break "reset",
+            Err(e) => {
+                panic!("the proxy kept a client that stopped reading ({total} bytes read): {e}")
+            }
+        }
+    };
+    assert!(
+        total < 256 << 20,
+        "all {total} bytes arrived: the slow reader was kept ({ended})"
+    );
+    // Others are served meanwhile and after.
+    let (mut c2, mut r2) = connect(&s);
+    c2.write_all(&get("/fine")).unwrap();
+    let (head, _) = read_response(&mut r2, false);
+    assert!(head.starts_with("HTTP/1.1 200 "), "{head}");
 }

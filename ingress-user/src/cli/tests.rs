@@ -165,3 +165,19 @@ fn tls_flags() {
     );
     assert!(run_args(&["--default-ssl-certificate", "nons"]).is_err());
 }
+
+#[test]
+fn client_timeouts() {
+    let c = run_args(&[]).unwrap();
+    assert_eq!(c.limits.header_read_timeout, Duration::from_secs(30));
+    assert_eq!(c.limits.client_send_timeout, Duration::from_secs(60));
+    let c = run_args(&["--client-send-timeout", "5"]).unwrap();
+    assert_eq!(c.limits.client_send_timeout, Duration::from_secs(5));
+    assert!(matches!(
+        run_args(&["--client-send-timeout", "0"]),
+        Err(ConfigError::Invalid {
+            flag: "--client-send-timeout",
+            ..
+        })
+    ));
+}

@@ -53,9 +53,6 @@ const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 /// drained so the client sees the reply rather than a reset.
 const LINGER: Duration = Duration::from_secs(2);
 const LINGER_BYTES: usize = 1 << 20;
-/// Longest a write to the client may wait for it to read (nginx's
-/// `send_timeout`).
-const SEND_TIMEOUT: Duration = Duration::from_secs(60);
 /// The HTTP/2 connection preface's first line (h2c with prior knowledge).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n";
 
@@ -147,6 +144,7 @@ where
     let mut stop = pin!(shutdown.wait());
     let mut first = true;
     let limits = &proxy.limits;
+    let send_timeout = limits.client_send_timeout;
     loop {
         // Read until a whole head is in the buffer.
         c.client_deadline.set(c.now + limits.header_read_timeout);
@@ -192,7 +190,7 @@ where
             Prepared::Reply(reply) => {
                 let close = reply.close || shutdown.is_fired();
                 reply.write(&mut out, close);
-                if write_all(&mut c.io, &out).await.is_err() {
+                if write_all(&mut c.io, &out, send_timeout).await.is_err() {
                     return None;
                 }
                 if close {
@@ -215,7 +213,7 @@ where
                         // The request body may be half read: close after.
                         stats.record(e.status());
                         Reply::error_page(&proxy.metrics, &e, &mut out);
-                        if write_all(&mut c.io, &out).await.is_ok() {
+                        if write_all(&mut c.io, &out, send_timeout).await.is_ok() {
                             linger(&mut c).await;
                         }
                         return None;
@@ -235,9 +233,13 @@ fn is_h2_preface(buf: &[u8]) -> bool {
     buf[..n] == H2_PREFACE[..n]
 }
 
-/// Writes to the client; one that reads nothing for [`SEND_TIMEOUT`] is
-/// dropped (slow-read guard). The timer is only armed when a write waits.
-async fn write_all<S: AsyncWrite + Unpin>(io: &mut S, mut buf: &[u8]) -> io::Result<()> {
+/// Writes to the client; one that reads nothing for `--client-send-timeout`
+/// is dropped (slow-read guard). The timer is only armed when a write waits.
+async fn write_all<S: AsyncWrite + Unpin>(
+    io: &mut S,
+    mut buf: &[u8],
+    limit: Duration,
+) -> io::Result<()> {
     // Usually the socket takes it all at once: no timer needed.
     let n = std::future::poll_fn(|cx| match Pin::new(&mut *io).poll_write(cx, buf) {
         Poll::Ready(r) => Poll::Ready(r),
@@ -259,7 +261,7 @@ async fn write_all<S: AsyncWrite + Unpin>(io: &mut S, mut buf: &[u8]) -> io::Res
         io.write_all(buf).await?;
         io.flush().await
     };
-    tokio::time::timeout(SEND_TIMEOUT, write)
+    tokio::time::timeout(limit, write)
         .await
         .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()))
 }
@@ -443,6 +445,7 @@ impl Proxy {
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
+        let send_timeout = self.limits.client_send_timeout;
         let sent = tokio::time::Instant::now();
         c.now = sent;
         let mut peer = f.peer;
@@ -494,7 +497,7 @@ impl Proxy {
         let mut reusable = taken == rest.len() && !head.pod_closes;
         f.stats
             .record(StatusCode::from_u16(head.code).unwrap_or(StatusCode::BAD_GATEWAY));
-        if write_all(&mut c.io, out).await.is_err() {
+        if write_all(&mut c.io, out, send_timeout).await.is_err() {
             return Err(Failed::Late);
         }
 
@@ -519,7 +522,10 @@ impl Proxy {
                 Failed::Late
             })?;
             reusable &= taken == up.buf.len();
-            if write_all(&mut c.io, &up.buf[..taken]).await.is_err() {
+            if write_all(&mut c.io, &up.buf[..taken], send_timeout)
+                .await
+                .is_err()
+            {
                 return Err(Failed::Late);
             }
         }
