@@ -59,6 +59,13 @@ impl Pod {
     }
 }
 
+/// The Content-Length of a lowercased head.
+fn content_length(head: &str) -> Option<usize> {
+    head.lines()
+        .find_map(|l| l.strip_prefix("content-length: "))
+        .and_then(|n| n.trim().parse().ok())
+}
+
 fn pod_conn(stream: TcpStream, id: usize, heads: &Mutex<Vec<String>>) {
     let mut out = stream.try_clone().unwrap();
     let mut r = BufReader::new(stream);
@@ -78,11 +85,7 @@ fn pod_conn(stream: TcpStream, id: usize, heads: &Mutex<Vec<String>>) {
         }
         let lower = head.to_ascii_lowercase();
         let mut body = Vec::new();
-        if let Some(n) = lower
-            .lines()
-            .find_map(|l| l.strip_prefix("content-length: "))
-            .and_then(|n| n.trim().parse::<usize>().ok())
-        {
+        if let Some(n) = content_length(&lower) {
             body.resize(n, 0);
             r.read_exact(&mut body).unwrap();
         } else if lower.contains("transfer-encoding: chunked") {
@@ -200,11 +203,7 @@ fn read_response(r: &mut BufReader<TcpStream>, head_request: bool) -> (String, V
     let status: u16 = head[9..12].parse().unwrap();
     let mut body = Vec::new();
     if head_request || status == 204 || status == 304 {
-    } else if let Some(n) = lower
-        .lines()
-        .find_map(|l| l.strip_prefix("content-length: "))
-        .and_then(|n| n.trim().parse::<usize>().ok())
-    {
+    } else if let Some(n) = content_length(&lower) {
         body.resize(n, 0);
         r.read_exact(&mut body).unwrap();
     } else if lower.contains("transfer-encoding: chunked") {

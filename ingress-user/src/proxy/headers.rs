@@ -99,15 +99,19 @@ fn fmt_ip(ip: std::net::IpAddr, buf: &mut [u8; 40]) -> &str {
     std::str::from_utf8(&buf[..n]).unwrap_or("unknown")
 }
 
-/// 128 random bits as 32 lowercase hex digits (thread-local generator, no syscall).
 fn request_id() -> HeaderValue {
+    HeaderValue::from_bytes(&request_id_hex()).unwrap_or(HeaderValue::from_static("0"))
+}
+
+/// 128 random bits as 32 lowercase hex digits (thread-local generator, no syscall).
+pub fn request_id_hex() -> [u8; 32] {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut out = [0u8; 32];
     let v = fastrand::u128(..);
     for (i, b) in out.iter_mut().enumerate() {
         *b = HEX[((v >> (i * 4)) & 0xF) as usize];
     }
-    HeaderValue::from_bytes(&out).unwrap_or(HeaderValue::from_static("0"))
+    out
 }
 
 /// Adds `Server: xingress` to a response that has no Server header.

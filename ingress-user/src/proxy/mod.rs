@@ -351,30 +351,54 @@ impl Proxy {
         first_error: String,
     ) -> Result<Response<Incoming>, ProxyError> {
         let protocol = target.backend.protocol;
-        let mut failed = vec![target.peer.clone()];
         let mut last = ProxyError::UpstreamConnect(first_error);
-        for _ in 1..MAX_ATTEMPTS.min(target.backend.ready_endpoints()) {
-            let Ok(peer) = target.backend.pick() else {
-                break;
-            };
-            if failed.contains(&peer) {
-                continue;
-            }
-            tracing::debug!(failed = %failed[failed.len() - 1], retry = %peer, "endpoint refused the connection; retrying an idempotent request on another");
+        let mut others = Retries::new(&target.backend, target.peer.clone());
+        while let Some(peer) = others.next() {
             let mut req = Request::new(RequestBody::Empty);
             *req.method_mut() = method.clone();
             *req.uri_mut() = upstream_uri(&peer, tls, uri)?;
             *req.version_mut() = upstream_version(protocol);
             *req.headers_mut() = headers.clone();
             match self.upstream.send(protocol, req).await {
-                Err(ProxyError::UpstreamConnect(e)) => {
-                    failed.push(peer);
-                    last = ProxyError::UpstreamConnect(e);
-                }
+                Err(ProxyError::UpstreamConnect(e)) => last = ProxyError::UpstreamConnect(e),
                 other => return other,
             }
         }
         Err(last)
+    }
+}
+
+/// The endpoints to try after `first` refused the connection: the
+/// backend's next picks in round-robin order, each at most once, and at
+/// most [`MAX_ATTEMPTS`] attempts in all (the first included).
+struct Retries<'a> {
+    backend: &'a Backend,
+    tried: Vec<Peer>,
+    left: usize,
+}
+
+impl<'a> Retries<'a> {
+    fn new(backend: &'a Backend, first: Peer) -> Self {
+        Self {
+            backend,
+            left: MAX_ATTEMPTS
+                .min(backend.ready_endpoints())
+                .saturating_sub(1),
+            tried: vec![first],
+        }
+    }
+
+    fn next(&mut self) -> Option<Peer> {
+        while self.left > 0 {
+            self.left -= 1;
+            let peer = self.backend.pick().ok()?;
+            if !self.tried.contains(&peer) {
+                tracing::debug!(failed = %self.tried[self.tried.len() - 1], retry = %peer, "endpoint refused the connection; retrying an idempotent request on another");
+                self.tried.push(peer.clone());
+                return Some(peer);
+            }
+        }
+        None
     }
 }
 

@@ -92,7 +92,7 @@ pub struct RequestInfo<'b> {
     /// Each field's kind, by position (classified once).
     fields: [Field; MAX_HEADERS],
     pub host: Option<&'b [u8]>,
-    pub framing: Option<Framing>,
+    pub framing: Framing,
     /// Connection: close, or framing that is only safe for this one request.
     pub close: bool,
     /// Connection: upgrade with an Upgrade field.
@@ -105,18 +105,12 @@ pub struct RequestInfo<'b> {
     pub connection_names: Vec<&'b [u8]>,
 }
 
-impl RequestInfo<'_> {
-    pub fn framing(&self) -> Framing {
-        self.framing.unwrap_or(Framing::Empty)
-    }
-}
-
 /// Reads framing and hop-by-hop information from a request's fields.
 pub fn analyze_request<'b>(headers: &[httparse::Header<'b>]) -> Result<RequestInfo<'b>, HeadError> {
     let mut info = RequestInfo {
         fields: [Field::Other; MAX_HEADERS],
         host: None,
-        framing: None,
+        framing: Framing::Empty,
         close: false,
         upgrade: false,
         expect: false,
@@ -181,7 +175,7 @@ pub fn analyze_request<'b>(headers: &[httparse::Header<'b>]) -> Result<RequestIn
         }
     }
     info.upgrade = upgrade_token && has_upgrade_field;
-    info.framing = Some(if chunked {
+    info.framing = if chunked {
         // Transfer-Encoding wins over Content-Length (RFC 9112 §6.3); a
         // message with both may be a smuggling attempt, so the connection
         // closes after it.
@@ -194,7 +188,7 @@ pub fn analyze_request<'b>(headers: &[httparse::Header<'b>]) -> Result<RequestIn
             Some(0) | None => Framing::Empty,
             Some(n) => Framing::Length(n),
         }
-    });
+    };
     Ok(info)
 }
 
@@ -342,13 +336,13 @@ pub fn write_request_head(
     out.extend_from_slice(b"\r\n");
     if !info.has_request_id {
         out.extend_from_slice(b"X-Request-ID: ");
-        out.extend_from_slice(&request_id());
+        out.extend_from_slice(&crate::proxy::headers::request_id_hex());
         out.extend_from_slice(b"\r\n");
     }
     if info.te_trailers {
         out.extend_from_slice(b"TE: trailers\r\n");
     }
-    match info.framing() {
+    match info.framing {
         Framing::Length(n) => {
             out.extend_from_slice(b"Content-Length: ");
             push_decimal(out, n);
@@ -365,17 +359,6 @@ fn put_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);
     out.extend_from_slice(b"\r\n");
-}
-
-/// 128 random bits as 32 lowercase hex digits (thread-local generator).
-pub fn request_id() -> [u8; 32] {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut out = [0u8; 32];
-    let v = fastrand::u128(..);
-    for (i, b) in out.iter_mut().enumerate() {
-        *b = HEX[((v >> (i * 4)) & 0xF) as usize];
-    }
-    out
 }
 
 /// What a response head says.

@@ -30,8 +30,7 @@ use tokio::{
 };
 
 use super::{
-    ConnState, Decision, MAX_ATTEMPTS, Proxy, ProxyError, Target, headers::Downstream,
-    rewind::Rewind,
+    ConnState, Decision, Proxy, ProxyError, Retries, Target, headers::Downstream, rewind::Rewind,
 };
 use crate::{
     metrics::HostStats,
@@ -164,7 +163,7 @@ where
                     }
                 }
                 if c.buf.len() >= limits.max_header_bytes {
-                    break Prepared::Reply(Reply::error(ProxyError::HeadTooLarge, 0, true));
+                    break Prepared::Reply(Reply::error(ProxyError::HeadTooLarge));
                 }
             }
             if c.buf.capacity() - c.buf.len() < 1024 {
@@ -202,16 +201,15 @@ where
             }
             Prepared::Forward(f) => {
                 c.buf.drain(..f.head_len);
-                let (close, stats) = (f.close, f.stats.clone());
                 match proxy
-                    .forward_h1(&mut c, f, &up_head, &mut out, shutdown)
+                    .forward_h1(&mut c, &f, &up_head, &mut out, shutdown)
                     .await
                 {
-                    Ok(keep) => keep && !close,
+                    Ok(keep) => keep && !f.close,
                     Err(Failed::Late) => false,
                     Err(Failed::Early(e)) => {
                         // The request body may be half read: close after.
-                        stats.record(e.status());
+                        f.stats.record(e.status());
                         Reply::error_page(&proxy.metrics, &e, &mut out);
                         if write_all(&mut c.io, &out, send_timeout).await.is_ok() {
                             linger(&mut c).await;
@@ -283,14 +281,15 @@ async fn linger<S: AsyncRead + AsyncWrite + Unpin>(c: &mut Client<S>) {
 }
 
 impl Reply {
-    fn error(e: ProxyError, head_len: usize, close: bool) -> Self {
+    /// An error about the request itself; the connection closes after it.
+    fn error(e: ProxyError) -> Self {
         Reply {
             status: e.status(),
             body: e.body().as_bytes(),
             location: None,
-            head_len,
+            head_len: 0,
             head_request: false,
-            close,
+            close: true,
             stats: None,
         }
     }
@@ -338,15 +337,13 @@ impl Proxy {
             Ok(httparse::Status::Complete(n)) => n,
             Ok(httparse::Status::Partial) => return Prepared::Incomplete,
             Err(httparse::Error::TooManyHeaders) => {
-                return Prepared::Reply(Reply::error(ProxyError::HeadTooLarge, 0, true));
+                return Prepared::Reply(Reply::error(ProxyError::HeadTooLarge));
             }
             Err(httparse::Error::Version) => return Prepared::HandOff,
             Err(_) => {
-                return Prepared::Reply(Reply::error(
-                    ProxyError::BadRequest("malformed request head"),
-                    0,
-                    true,
-                ));
+                return Prepared::Reply(Reply::error(ProxyError::BadRequest(
+                    "malformed request head",
+                )));
             }
         };
         let (Some(method), Some(target)) = (req.method, req.path) else {
@@ -364,13 +361,13 @@ impl Proxy {
                     HeadError::Bad(why) => ProxyError::BadRequest(why),
                     HeadError::NotImplemented => ProxyError::NotImplemented,
                 };
-                return Prepared::Reply(Reply::error(error, head_len, true));
+                return Prepared::Reply(Reply::error(error));
             }
         };
         if info.upgrade || info.expect || info.host.is_none() {
             return Prepared::HandOff;
         }
-        let framing = info.framing();
+        let framing = info.framing;
         let has_body = framing != Framing::Empty;
         let head_request = method == "HEAD";
         let (path, _query) = target.split_once('?').unwrap_or((target, ""));
@@ -437,7 +434,7 @@ impl Proxy {
     async fn forward_h1<S>(
         &self,
         c: &mut Client<S>,
-        f: Forward,
+        f: &Forward,
         up_head: &[u8],
         out: &mut Vec<u8>,
         shutdown: &Shutdown,
@@ -449,14 +446,14 @@ impl Proxy {
         let sent = tokio::time::Instant::now();
         c.now = sent;
         let mut peer = f.peer;
-        let mut up = self.upstream_conn(&f, &mut peer, sent.into_std()).await?;
+        let mut up = self.upstream_conn(f, &mut peer, sent.into_std()).await?;
         let fired = shutdown.is_fired();
         // A pooled connection the pod closed meanwhile fails before any
         // response byte: the request goes once more on a new connection
         // when it can be sent again.
         let mut may_retry = f.retryable;
         let head = 'attempt: loop {
-            if let Err(e) = self.send_request(c, &mut up, &f, up_head, out).await {
+            if let Err(e) = self.send_request(c, &mut up, f, up_head, out).await {
                 if may_retry && up.reused {
                     may_retry = false;
                     up = self.connect(peer).await?;
@@ -476,7 +473,7 @@ impl Proxy {
                     }
                     return Err(e.into());
                 }
-                if let Some(head) = response_head(&mut up.buf, &f, out, fired)? {
+                if let Some(head) = response_head(&mut up.buf, f, out, fired)? {
                     break 'attempt head;
                 }
                 if up.buf.len() > MAX_RESPONSE_HEAD {
@@ -547,34 +544,22 @@ impl Proxy {
         if let Some(conn) = self.pool.take(*peer, now) {
             return Ok(conn);
         }
-        let first = match self.connect(*peer).await {
+        let mut last = match self.connect(*peer).await {
             Ok(conn) => return Ok(conn),
             Err(e) => e,
         };
-        let attempts = if f.retryable {
-            MAX_ATTEMPTS.min(f.target.backend.ready_endpoints())
-        } else {
-            1
-        };
-        let mut failed = vec![*peer];
-        let mut last = first;
-        for _ in 1..attempts {
-            let Ok(Peer::Addr(next)) = f.target.backend.pick() else {
-                break;
-            };
-            if failed.contains(&next) {
-                continue;
-            }
-            tracing::debug!(failed = %failed[failed.len() - 1], retry = %next, "endpoint refused the connection; retrying an idempotent request on another");
+        if !f.retryable {
+            return Err(last);
+        }
+        let mut others = Retries::new(&f.target.backend, Peer::Addr(*peer));
+        while let Some(next) = others.next() {
+            let Peer::Addr(next) = next else { break };
             match self.connect(next).await {
                 Ok(conn) => {
                     *peer = next;
                     return Ok(conn);
                 }
-                Err(e) => {
-                    failed.push(next);
-                    last = e;
-                }
+                Err(e) => last = e,
             }
         }
         Err(last)
@@ -738,7 +723,7 @@ fn check_limit(body: &BodyProgress, limit: u64) -> Result<(), ProxyError> {
 enum BodyProgress {
     Length { remaining: u64, total: u64 },
     Chunked(Chunked),
-    Close { ended: bool },
+    Close,
 }
 
 impl BodyProgress {
@@ -753,7 +738,7 @@ impl BodyProgress {
                 total: n,
             },
             Framing::Chunked => BodyProgress::Chunked(Chunked::default()),
-            Framing::Close => BodyProgress::Close { ended: false },
+            Framing::Close => BodyProgress::Close,
         }
     }
 
@@ -768,7 +753,7 @@ impl BodyProgress {
                 Ok(n)
             }
             BodyProgress::Chunked(c) => c.scan(buf),
-            BodyProgress::Close { .. } => Ok(buf.len()),
+            BodyProgress::Close => Ok(buf.len()),
         }
     }
 
@@ -776,7 +761,8 @@ impl BodyProgress {
         match self {
             BodyProgress::Length { remaining, .. } => *remaining == 0,
             BodyProgress::Chunked(c) => c.done(),
-            BodyProgress::Close { ended } => *ended,
+            // Ends when the pod closes; the reader sees that.
+            BodyProgress::Close => false,
         }
     }
 
@@ -784,7 +770,7 @@ impl BodyProgress {
         match self {
             BodyProgress::Length { remaining, total } => total - remaining,
             BodyProgress::Chunked(c) => c.decoded(),
-            BodyProgress::Close { .. } => 0,
+            BodyProgress::Close => 0,
         }
     }
 }

@@ -60,7 +60,7 @@ fn request_framing() {
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut req = httparse::Request::new(&mut headers);
         req.parse(raw.as_bytes()).unwrap();
-        analyze_request(req.headers).map(|i| (i.framing(), i.close))
+        analyze_request(req.headers).map(|i| (i.framing, i.close))
     };
     let head = |fields: &str| format!("POST / HTTP/1.1\r\nHost: a\r\n{fields}\r\n");
     assert_eq!(framing(&head("")), Ok((Framing::Empty, false)));
