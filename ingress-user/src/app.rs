@@ -15,6 +15,7 @@ use crate::{
         leader::{self, LeaseConfig},
         status::{self, StatusConfig},
     },
+    limit::Limiters,
     metrics::Metrics,
     model::{NamespacedName, Objects, Severity, TranslateOptions, Warning, translate},
     proxy::{self, Proxy},
@@ -187,6 +188,8 @@ pub struct Publisher {
     snapshots: Arc<SnapshotCell>,
     metrics: Arc<Metrics>,
     reported: HashSet<Warning>,
+    /// Per-source limiter counters, kept across snapshots.
+    limiters: Limiters,
     /// The XDP policy maps and the flags that shape them, when XDP is on.
     policy: Option<(PolicySync, PolicyFlags)>,
 }
@@ -214,6 +217,7 @@ impl Publisher {
             snapshots,
             metrics,
             reported: HashSet::new(),
+            limiters: Limiters::default(),
             policy,
         })
     }
@@ -256,7 +260,10 @@ impl Publisher {
         translation.warnings = warnings;
         let ingresses = translation.ingresses.len();
         let host_stats = self.metrics.host_stats(translation.table.labels());
-        let snap = self.snapshots.publish(translation, host_stats, tls);
+        let limiters = self.limiters.for_table(translation.table.limits());
+        let snap = self
+            .snapshots
+            .publish(translation, host_stats, limiters, tls);
         tracing::info!(
             generation = snap.generation,
             ingresses,

@@ -11,6 +11,7 @@ pub mod check;
 pub mod cli;
 pub mod dataplane;
 pub mod k8s;
+pub mod limit;
 pub mod metrics;
 pub mod model;
 pub mod proxy;

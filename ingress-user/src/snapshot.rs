@@ -5,6 +5,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use crate::{
+    limit::Limiter,
     metrics::HostStats,
     model::{NamespacedName, RoutingTable, Translation, Warning},
     tls::TlsTable,
@@ -21,6 +22,8 @@ pub struct Snapshot {
     pub ingresses: Vec<NamespacedName>,
     /// Request counters per host label of `table` (same indices).
     pub host_stats: Vec<Arc<HostStats>>,
+    /// Per-source limiters per entry of `table.limits()` (same indices).
+    pub limiters: Vec<Arc<Limiter>>,
     /// Certificates by SNI.
     pub tls: TlsTable,
 }
@@ -46,6 +49,7 @@ impl SnapshotCell {
         &self,
         translation: Translation,
         host_stats: Vec<Arc<HostStats>>,
+        limiters: Vec<Arc<Limiter>>,
         tls: TlsTable,
     ) -> Arc<Snapshot> {
         let generation = self.current.load().generation + 1;
@@ -55,6 +59,7 @@ impl SnapshotCell {
             warnings: translation.warnings,
             ingresses: translation.ingresses,
             host_stats,
+            limiters,
             tls,
         });
         self.current.store(snap.clone());

@@ -58,11 +58,33 @@ impl Conn {
         Ok(Self::over(Box::new(stream)))
     }
 
+    /// A connection from the local address `from` (another loopback
+    /// address stands for another client).
+    pub fn connect_from(from: std::net::IpAddr, addr: SocketAddr) -> io::Result<Self> {
+        let socket = socket2::Socket::new(
+            socket2::Domain::for_address(addr),
+            socket2::Type::STREAM,
+            None,
+        )?;
+        socket.bind(&SocketAddr::new(from, 0).into())?;
+        socket.connect_timeout(&addr.into(), IO_TIMEOUT)?;
+        let stream: TcpStream = socket.into();
+        stream.set_read_timeout(Some(IO_TIMEOUT))?;
+        stream.set_write_timeout(Some(IO_TIMEOUT))?;
+        stream.set_nodelay(true)?;
+        Ok(Self::over(Box::new(stream)))
+    }
+
     /// A connection over an established stream (for example TLS).
     pub fn over(stream: Box<dyn Stream>) -> Self {
         Self {
             reader: BufReader::new(stream),
         }
+    }
+
+    /// Sends bytes without reading anything.
+    pub fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.reader.get_mut().write_all(bytes)
     }
 
     /// Sends raw request bytes and reads one response.

@@ -34,7 +34,7 @@ fn site() -> Site {
     dir.write(
         "all.yaml",
         &format!(
-            "{}{}{}{}",
+            "{}{}{}{}{}{}",
             service_yaml("app", 80, &[&pod]),
             ingress("open", "open.test", ""),
             ingress("small", "small.test", ", xingress.dev/proxy-body-size: 1k"),
@@ -42,6 +42,17 @@ fn site() -> Site {
                 "unlimited",
                 "unlimited.test",
                 ", nginx.ingress.kubernetes.io/proxy-body-size: \"0\""
+            ),
+            ingress(
+                "held",
+                "held.test",
+                ", nginx.ingress.kubernetes.io/limit-connections: \"2\""
+            ),
+            ingress(
+                "rated",
+                "rated.test",
+                ", nginx.ingress.kubernetes.io/limit-rps: \"2\", xingress.dev/limit-burst-multiplier: \"1\", \
+                 nginx.ingress.kubernetes.io/limit-whitelist: 127.0.0.5/32"
             ),
         ),
     );
@@ -243,4 +254,68 @@ fn smuggling_shapes_are_rejected_or_neutralised() {
         "one response, then the connection closed: {out}"
     );
     assert_eq!(s.pod.requests(), ["POST /first"]);
+}
+
+fn from(last: u8) -> std::net::IpAddr {
+    std::net::IpAddr::from([127, 0, 0, last])
+}
+
+#[test]
+fn limit_connections_counts_requests_in_flight_per_source() {
+    let s = site();
+    // Two uploads from 127.0.0.2 stay in flight: half their body is sent.
+    let mut held: Vec<Conn> = (0..2)
+        .map(|_| {
+            let mut c = Conn::connect_from(from(2), s.agent.http).unwrap();
+            c.send(b"POST /up HTTP/1.1\r\nHost: held.test\r\nContent-Length: 10\r\n\r\nhello")
+                .unwrap();
+            c
+        })
+        .collect();
+    s.agent.eventually("both uploads reach the pod", || {
+        s.pod.requests().iter().filter(|r| *r == "POST /up").count() == 2
+    });
+    // A third request from the same source is refused; another source and
+    // another Ingress are not affected.
+    let third = Conn::connect_from(from(2), s.agent.http)
+        .unwrap()
+        .get("held.test", "/")
+        .unwrap();
+    assert_eq!(third.status, 503);
+    assert!(third.text().contains("too many requests from your address"));
+    let mut other = Conn::connect_from(from(3), s.agent.http).unwrap();
+    assert_eq!(other.get("held.test", "/").unwrap().status, 200);
+    let mut same = Conn::connect_from(from(2), s.agent.http).unwrap();
+    assert_eq!(same.get("open.test", "/").unwrap().status, 200);
+    // When one upload completes, the source may send again.
+    let done = held[0].raw(b"world").unwrap();
+    assert_eq!(done.status, 200);
+    assert_eq!(same.get("held.test", "/").unwrap().status, 200);
+    assert_eq!(same.get("held.test", "/").unwrap().status, 200);
+    drop(held);
+}
+
+#[test]
+fn limit_rps_refuses_a_source_over_its_rate() {
+    let s = site();
+    // limit-rps 2 with a burst multiplier of 1: two at once, then 503 until
+    // the bucket refills (one every 500 ms).
+    let mut fast = Conn::connect_from(from(6), s.agent.http).unwrap();
+    let statuses: Vec<u16> = (0..5)
+        .map(|_| fast.get("rated.test", "/").unwrap().status)
+        .collect();
+    assert_eq!(statuses, [200, 200, 503, 503, 503]);
+    // Another source has its own budget; the allow-listed one has none.
+    let mut other = Conn::connect_from(from(7), s.agent.http).unwrap();
+    assert_eq!(other.get("rated.test", "/").unwrap().status, 200);
+    let mut exempt = Conn::connect_from(from(5), s.agent.http).unwrap();
+    for _ in 0..20 {
+        assert_eq!(exempt.get("rated.test", "/").unwrap().status, 200);
+    }
+    // Refused requests never reach the pod.
+    let served = s.pod.requests().len();
+    assert_eq!(served, 2 + 1 + 20, "{:?}", s.pod.requests());
+    std::thread::sleep(Duration::from_millis(700));
+    assert_eq!(fast.get("rated.test", "/").unwrap().status, 200);
+    assert_eq!(fast.get("rated.test", "/").unwrap().status, 503);
 }

@@ -40,6 +40,29 @@ pub fn parse_size(v: &str) -> Option<u64> {
     n.checked_mul(1 << shift)
 }
 
+/// Per-source limits of one Ingress, from ingress-nginx's `limit-*`
+/// annotations. All rules of the Ingress share one set of counters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Requests in flight at once per source (`limit-connections`; nginx's
+    /// `limit_conn` also counts requests in progress, each HTTP/2 stream
+    /// separately).
+    pub connections: Option<u32>,
+    /// Requests per second per source (`limit-rps`).
+    pub rps: Option<u32>,
+    /// Requests per minute per source (`limit-rpm`).
+    pub rpm: Option<u32>,
+    /// A source may burst to rate × this before it is limited
+    /// (`limit-burst-multiplier`, default 5 as ingress-nginx).
+    pub burst_multiplier: u32,
+    /// Sources the limits do not apply to (`limit-allowlist`, older name
+    /// `limit-whitelist`).
+    pub exempt: std::sync::Arc<[super::Cidr]>,
+}
+
+/// ingress-nginx's default `limit-burst-multiplier`.
+pub const DEFAULT_BURST_MULTIPLIER: u32 = 5;
+
 /// How the proxy talks to a backend (`backend-protocol`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub enum BackendProtocol {

@@ -4,7 +4,7 @@ use std::{collections::HashMap, sync::Arc};
 
 use serde::Serialize;
 
-use super::{Backend, Cidr, NamespacedName, matching::path_matches};
+use super::{Backend, Cidr, NamespacedName, annotations::RateLimit, matching::path_matches};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub enum PathKind {
@@ -30,6 +30,8 @@ pub struct PathRule {
     pub allow: Option<Arc<[Cidr]>>,
     /// Largest request body (`proxy-body-size`); `None`: no limit.
     pub body_limit: Option<u64>,
+    /// Index into `RoutingTable::limits`: the Ingress's per-source limits.
+    pub limit: Option<u32>,
 }
 
 impl PathRule {
@@ -106,6 +108,8 @@ pub struct RoutingTable {
     pub(super) default_backend: Option<Arc<Backend>>,
     /// Metrics label per host; index 0 is `ANY_HOST_LABEL`.
     pub(super) labels: Vec<Box<str>>,
+    /// Per-source limits, one per Ingress that sets them (see `PathRule::limit`).
+    pub(super) limits: Vec<(NamespacedName, RateLimit)>,
 }
 
 impl RoutingTable {
@@ -170,6 +174,11 @@ impl RoutingTable {
             .collect();
         out.sort();
         out
+    }
+
+    /// Per-source limits by index (see `PathRule::limit`).
+    pub fn limits(&self) -> &[(NamespacedName, RateLimit)] {
+        &self.limits
     }
 
     /// Metrics labels by index (see `Route::label`).

@@ -404,3 +404,72 @@ fn resource_backends_are_503_with_a_warning() {
             .any(|w| w.message.contains("resource backends are not supported"))
     );
 }
+
+#[test]
+fn limit_annotations_give_one_limit_per_ingress() {
+    let with = |name: &str, host: &str, annotations: &str| {
+        format!(
+            "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: {name}\n  annotations: {{{annotations}}}\n\
+             spec:\n  ingressClassName: xingress\n  rules:\n{}---\n",
+            rule(host, &[("/", "Prefix", "a"), ("/x", "Exact", "a")])
+        )
+    };
+    let yaml = format!(
+        "{CLASS}{}{}{}{}",
+        service("a", 1, 1),
+        with(
+            "limited",
+            "l.test",
+            "nginx.ingress.kubernetes.io/limit-connections: \"3\", nginx.ingress.kubernetes.io/limit-rps: \"10\", \
+             xingress.dev/limit-burst-multiplier: \"2\", nginx.ingress.kubernetes.io/limit-whitelist: \"10.0.0.0/8, nonsense\""
+        ),
+        with(
+            "plain",
+            "p.test",
+            "nginx.ingress.kubernetes.io/limit-allowlist: \"10.0.0.0/8\""
+        ),
+        with(
+            "broken",
+            "b.test",
+            "nginx.ingress.kubernetes.io/limit-rps: \"-4\", nginx.ingress.kubernetes.io/limit-rpm: \"120\""
+        ),
+    );
+    let mut o = Objects::default();
+    parse_documents(&yaml, "test.yaml", &mut o);
+    let t = translate(&o, &TranslateOptions::default());
+    let limit_of = |host: &str, path: &str| {
+        let rule = t.table.route(Some(host), path).unwrap().rule.unwrap();
+        rule.limit.map(|i| t.table.limits()[i as usize].clone())
+    };
+    let (id, l) = limit_of("l.test", "/").unwrap();
+    assert_eq!(id, NamespacedName::new("default", "limited"));
+    assert_eq!(
+        (l.connections, l.rps, l.rpm, l.burst_multiplier),
+        (Some(3), Some(10), None, 2)
+    );
+    assert_eq!(l.exempt.len(), 1);
+    // Both rules of the Ingress share one limit.
+    assert_eq!(
+        t.table
+            .route(Some("l.test"), "/x")
+            .unwrap()
+            .rule
+            .unwrap()
+            .limit,
+        t.table
+            .route(Some("l.test"), "/")
+            .unwrap()
+            .rule
+            .unwrap()
+            .limit
+    );
+    // An allow list alone limits nothing.
+    assert!(limit_of("p.test", "/").is_none());
+    // A bad value is a warning; the good one still applies.
+    let (_, b) = limit_of("b.test", "/").unwrap();
+    assert_eq!((b.rps, b.rpm, b.burst_multiplier), (None, Some(120), 5));
+    let warned = |needle: &str| t.warnings.iter().any(|w| w.message.contains(needle));
+    assert!(warned("limit-rps \"-4\" is not a positive whole number"));
+    assert!(warned("limit-allowlist:"));
+    assert_eq!(t.table.limits().len(), 2);
+}

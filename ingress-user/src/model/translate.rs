@@ -17,7 +17,7 @@ use serde::Serialize;
 use super::{
     Backend, BackendTarget, ClassOptions, HostRules, NamespacedName, Objects, PathKind, PathRule,
     RoutingTable,
-    annotations::{self, BackendProtocol},
+    annotations::{self, BackendProtocol, RateLimit},
     cidr::{self, Cidr},
     table::ANY_HOST_LABEL,
 };
@@ -124,6 +124,7 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
     let mut default_backend = None;
     let mut tls = Vec::new();
     let mut tls_hosts: std::collections::HashSet<String> = std::collections::HashSet::new();
+    let mut limits = Vec::new();
     for (id, ing) in &ours {
         let spec = ing.spec.as_ref();
         if let Some(db) = spec.and_then(|s| s.default_backend.as_ref()) {
@@ -138,6 +139,10 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
         }
         let allow = cx.allow_list(id, ing);
         let body_limit = cx.body_limit(id, ing);
+        let limit = cx.rate_limit(id, ing).map(|l| {
+            limits.push((id.clone(), l));
+            (limits.len() - 1) as u32
+        });
         let rule_hosts: Vec<String> = spec
             .and_then(|s| s.rules.as_ref())
             .into_iter()
@@ -212,6 +217,7 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
                                 redirect_https: false,
                                 allow: allow.clone(),
                                 body_limit,
+                                limit,
                             },
                         );
                     }
@@ -245,6 +251,7 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
     let mut table = RoutingTable {
         default_backend,
         labels: vec![ANY_HOST_LABEL.into()],
+        limits,
         ..Default::default()
     };
     for (key, rules) in hosts {
@@ -482,6 +489,50 @@ impl<'a> Cx<'a> {
                 Some(annotations::DEFAULT_BODY_LIMIT)
             }
         }
+    }
+
+    /// The `limit-*` annotations; `None` when the Ingress sets no limit.
+    fn rate_limit(&mut self, id: &NamespacedName, ing: &Ingress) -> Option<RateLimit> {
+        let count = |cx: &mut Self, name: &str| {
+            let v = annotations::get(ing, name)?;
+            match v.parse::<u32>() {
+                Ok(n) if n > 0 => Some(n),
+                _ => {
+                    cx.warn_ingress(
+                        id,
+                        &format!("{name} {v:?} is not a positive whole number; ignored"),
+                    );
+                    None
+                }
+            }
+        };
+        let connections = count(self, "limit-connections");
+        let rps = count(self, "limit-rps");
+        let rpm = count(self, "limit-rpm");
+        let burst_multiplier =
+            count(self, "limit-burst-multiplier").unwrap_or(annotations::DEFAULT_BURST_MULTIPLIER);
+        if connections.is_none() && rps.is_none() && rpm.is_none() {
+            return None;
+        }
+        let exempt = match annotations::get(ing, "limit-allowlist")
+            .or_else(|| annotations::get(ing, "limit-whitelist"))
+        {
+            Some(value) => {
+                let (list, bad) = cidr::parse_list(value);
+                for e in bad {
+                    self.warn_ingress(id, &format!("limit-allowlist: {e}; entry ignored"));
+                }
+                list.into()
+            }
+            None => Arc::from([]),
+        };
+        Some(RateLimit {
+            connections,
+            rps,
+            rpm,
+            burst_multiplier,
+            exempt,
+        })
     }
 
     /// `allowlist-source-range` (or its older name `whitelist-source-range`).

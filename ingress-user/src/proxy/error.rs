@@ -48,6 +48,8 @@ pub enum ProxyError {
     HeadTooLarge,
     #[error("transfer coding not implemented")]
     NotImplemented,
+    #[error("per-source limit: {0:?}")]
+    Limited(crate::limit::Limited),
 }
 
 impl ProxyError {
@@ -64,6 +66,8 @@ impl ProxyError {
             ProxyError::ClientBody(_) => StatusCode::BAD_REQUEST,
             ProxyError::HeadTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ProxyError::NotImplemented => StatusCode::NOT_IMPLEMENTED,
+            // ingress-nginx's default limit-req-status-code and limit-conn-status-code.
+            ProxyError::Limited(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -75,7 +79,8 @@ impl ProxyError {
             | ProxyError::BodyTooLarge(_)
             | ProxyError::ClientBody(_)
             | ProxyError::HeadTooLarge
-            | ProxyError::NotImplemented => ErrorSource::Client,
+            | ProxyError::NotImplemented
+            | ProxyError::Limited(_) => ErrorSource::Client,
             ProxyError::UpstreamConnect(_)
             | ProxyError::UpstreamTimeout
             | ProxyError::Upstream(_) => ErrorSource::Upstream,
@@ -104,6 +109,9 @@ impl ProxyError {
             ProxyError::UpstreamTimeout => "504 gateway timeout\n",
             ProxyError::HeadTooLarge => "431 request header fields too large\n",
             ProxyError::NotImplemented => "501 not implemented: unsupported transfer coding\n",
+            ProxyError::Limited(_) => {
+                "503 service unavailable: too many requests from your address\n"
+            }
         }
     }
 }

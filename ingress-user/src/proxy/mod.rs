@@ -30,6 +30,7 @@ pub use upstream::Upstream;
 use crate::{
     cli::ProxyLimits,
     dataplane::FlowTable,
+    limit::LimitGuard,
     metrics::{HostStats, Metrics},
     model::{
         Backend, BackendProtocol, HOST_BUF_LEN, Peer, annotations::DEFAULT_BODY_LIMIT,
@@ -76,6 +77,8 @@ struct Target {
     peer: Peer,
     backend: Arc<Backend>,
     body_limit: Option<u64>,
+    /// Counts the request against its source's `limit-connections` until dropped.
+    _in_flight: Option<LimitGuard>,
 }
 
 /// Attempts at most for a request that may be retried (another endpoint each time).
@@ -184,6 +187,16 @@ impl Proxy {
         if route.rule.is_some_and(|r| !r.admits(down.client.ip())) {
             return (Err(ProxyError::Forbidden), stats);
         }
+        let in_flight = match route
+            .rule
+            .and_then(|r| snap.limiters.get(r.limit? as usize))
+        {
+            None => None,
+            Some(limiter) => match limiter.admit(down.client.ip(), Instant::now()) {
+                Ok(guard) => guard,
+                Err(why) => return (Err(ProxyError::Limited(why)), stats),
+            },
+        };
         if !down.tls
             && let (Some(rule), Some(port), Some(host)) = (route.rule, self.https_port, host)
             && rule.redirect_https
@@ -204,6 +217,7 @@ impl Proxy {
                     peer,
                     backend: route.backend.clone(),
                     body_limit,
+                    _in_flight: in_flight,
                 })
             })
             .map_err(ProxyError::Backend);
