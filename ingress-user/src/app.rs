@@ -12,6 +12,7 @@ use crate::{
     dataplane::{Dataplane, Policy, PolicyFlags, PolicySync},
     k8s::{
         ManifestDir, cluster,
+        dirwatch::DirWatch,
         leader::{self, LeaseConfig},
         status::{self, StatusConfig},
     },
@@ -277,7 +278,9 @@ impl Publisher {
 }
 
 /// File mode: re-reads the directory whenever its content changes and
-/// publishes a new snapshot. Read errors keep the last good snapshot.
+/// publishes a new snapshot. inotify wakes the reload at once; the poll
+/// (a cheap fingerprint of names, sizes and times) is the fallback. Read
+/// errors keep the last good snapshot.
 async fn watch_manifests(
     dir: ManifestDir,
     publisher: Publisher,
@@ -285,7 +288,17 @@ async fn watch_manifests(
     shutdown: Shutdown,
 ) {
     let publisher = Arc::new(std::sync::Mutex::new(publisher));
+    let mut watch = match DirWatch::new(dir.path()) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!(dir = %dir.path().display(), "no inotify, polling every {poll:?}: {e}");
+            None
+        }
+    };
     let mut last_fingerprint = None;
+    // A reported change is always re-read: two writes within one
+    // timestamp tick can leave the fingerprint unchanged.
+    let mut force = true;
     loop {
         let d = dir.clone();
         let last = last_fingerprint.clone();
@@ -293,7 +306,7 @@ async fn watch_manifests(
         // Reading, parsing, translating and certificate parsing are blocking work.
         let result = tokio::task::spawn_blocking(move || {
             let fp = d.fingerprint()?;
-            if last.as_ref() == Some(&fp) {
+            if !force && last.as_ref() == Some(&fp) {
                 return Ok(None);
             }
             let loaded = d.load()?;
@@ -310,12 +323,32 @@ async fn watch_manifests(
             }
             Err(e) => tracing::error!("manifest reload task failed: {e}"),
         }
-        tokio::select! {
-            () = tokio::time::sleep(poll) => {}
+        let changed = async {
+            match watch.as_mut() {
+                Some(w) => {
+                    if let Err(e) = w.changed().await {
+                        tracing::warn!("inotify failed, polling only: {e}");
+                        watch = None;
+                        return std::future::pending().await;
+                    }
+                    // Let a burst of writes settle into one reload.
+                    while let Ok(Ok(())) = tokio::time::timeout(MANIFEST_SETTLE, w.changed()).await
+                    {
+                    }
+                }
+                None => std::future::pending().await,
+            }
+        };
+        force = tokio::select! {
+            () = tokio::time::sleep(poll) => false,
+            () = changed => true,
             () = shutdown.wait() => return,
-        }
+        };
     }
 }
+
+/// Quiet time after a reported change before the directory is re-read.
+const MANIFEST_SETTLE: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// What Kubernetes mode writes back, and the election of who writes it.
 struct ClusterStatus {

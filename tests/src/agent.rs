@@ -259,6 +259,14 @@ impl ManifestDir {
     pub fn write(&self, name: &str, text: &str) {
         fs::write(self.path.join(name), text).expect("write manifest");
     }
+
+    /// Replaces a file atomically (write aside, then rename), as editors
+    /// and Kubernetes volumes do: the agent never reads half of it.
+    pub fn replace(&self, name: &str, text: &str) {
+        let aside = self.path.join(format!(".{name}.tmp"));
+        fs::write(&aside, text).expect("write manifest");
+        fs::rename(&aside, self.path.join(name)).expect("rename manifest");
+    }
 }
 
 impl Default for ManifestDir {

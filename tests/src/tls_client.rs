@@ -122,3 +122,31 @@ pub fn secret_yaml(secret: &str, fixture_name: &str) -> String {
     );
     s
 }
+
+/// A TLS stream (tokio) to `addr` with this SNI, offering `alpn`.
+pub async fn tls_stream(
+    addr: SocketAddr,
+    sni: &str,
+    alpn: &[&[u8]],
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let connector = tokio_rustls::TlsConnector::from(config(alpn));
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = ServerName::try_from(sni.to_string()).unwrap();
+    connector.connect(name, tcp).await.unwrap()
+}
+
+/// An HTTP/2 client over TLS (ALPN h2) to `addr` with this SNI.
+pub async fn h2_client(
+    addr: SocketAddr,
+    sni: &str,
+) -> hyper::client::conn::http2::SendRequest<http_body_util::Full<bytes::Bytes>> {
+    let tls = tls_stream(addr, sni, &[b"h2"]).await;
+    let (send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tls),
+    )
+    .await
+    .expect("h2 handshake");
+    tokio::spawn(conn);
+    send
+}

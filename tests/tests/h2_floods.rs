@@ -199,7 +199,10 @@ fn rapid_reset_is_cut_off_with_goaway() {
     );
     assert!(started.elapsed() < Duration::from_secs(20));
     // Others are still served.
-    assert_eq!(http1::get(s.agent.http, "app.test", "/").unwrap().status, 200);
+    assert_eq!(
+        http1::get(s.agent.http, "app.test", "/").unwrap().status,
+        200
+    );
 }
 
 #[test]
@@ -228,7 +231,10 @@ fn continuation_flood_is_bounded() {
     eprintln!("continuation: {sent} bytes sent, RSS +{grown} KiB");
     assert!(grown < 16 << 10, "RSS grew by {grown} KiB");
     assert!(s.pod.requests().is_empty(), "{:?}", s.pod.requests());
-    assert_eq!(http1::get(s.agent.http, "app.test", "/").unwrap().status, 200);
+    assert_eq!(
+        http1::get(s.agent.http, "app.test", "/").unwrap().status,
+        200
+    );
 }
 
 #[test]

@@ -13,13 +13,12 @@ use std::{
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use http_body_util::{BodyExt, Full};
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio_tungstenite::tungstenite::Message;
 use xingress_tests::{
     agent::{Agent, ManifestDir},
     backend::{self, Backend, Mode, STREAM_GAP, STREAM_MESSAGES},
     http1,
-    tls_client::{self, fixture, leaf, secret_yaml},
+    tls_client::{self, fixture, h2_client, leaf, secret_yaml, tls_stream},
 };
 
 const CLASS: &str = include_str!("../examples/cafe/ingressclass.yaml");
@@ -256,31 +255,6 @@ fn tls_versions_alpn_and_resumption() {
     assert_eq!(info.version, Some(rustls::ProtocolVersion::TLSv1_2));
     assert_eq!(info.alpn.as_deref(), Some(&b"http/1.1"[..]));
     assert_eq!(conn.get("rsa.test", "/").unwrap().status, 200);
-}
-
-async fn tls_stream(
-    addr: SocketAddr,
-    sni: &str,
-    alpn: &[&[u8]],
-) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
-    let connector = tokio_rustls::TlsConnector::from(tls_client::config(alpn));
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let name = rustls::pki_types::ServerName::try_from(sni.to_string()).unwrap();
-    connector.connect(name, tcp).await.unwrap()
-}
-
-/// An HTTP/2 client over TLS (ALPN h2) to `addr` with this SNI.
-async fn h2_client(
-    addr: SocketAddr,
-    sni: &str,
-) -> hyper::client::conn::http2::SendRequest<Full<Bytes>> {
-    let tls = tls_stream(addr, sni, &[b"h2"]).await;
-    let (send, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
-            .await
-            .expect("h2 handshake");
-    tokio::spawn(conn);
-    send
 }
 
 fn runtime() -> tokio::runtime::Runtime {

@@ -2,6 +2,7 @@
 //! kube-rs reflectors. Both fill the same `model::Objects`.
 
 pub mod cluster;
+pub mod dirwatch;
 pub mod files;
 pub mod leader;
 mod legacy;
