@@ -122,8 +122,17 @@ fn try_xingress(ctx: &XdpContext, stats: &mut Stats) -> Result<u32, ParseError> 
             listener: listener as u8,
             _pad: 0,
         };
-        // A retransmitted SYN keeps the flow it already has.
-        if key.insert_new(&flow) {
+        // A retransmitted SYN keeps the flow it already has. A SYN for a
+        // flow that already carried payload is a new connection on a reused
+        // port (the old one ended without a FIN or RST we saw): it starts
+        // afresh instead of inheriting the old verdict and host.
+        let fresh = match key.get() {
+            None => key.insert_new(&flow),
+            // SAFETY: the pointer comes from a successful lookup.
+            Some(old) if unsafe { (*old).verdict } != VERDICT_NONE => key.replace(&flow),
+            Some(_) => false,
+        };
+        if fresh {
             maps::bump(stats, Stat::FlowsNew);
         }
         return Ok(xdp_action::XDP_PASS);

@@ -3,7 +3,7 @@
 //! SCRATCH are pinned by name under the agent's pin path.
 
 use aya_ebpf::{
-    bindings::BPF_NOEXIST,
+    bindings::{BPF_ANY, BPF_NOEXIST},
     macros::map,
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, lpm_trie::Key},
 };
@@ -144,6 +144,16 @@ impl Flow {
     #[inline(always)]
     pub fn insert_new(&self, value: &FlowValue) -> bool {
         let flags = BPF_NOEXIST as u64;
+        match self {
+            Flow::V4(k) => FLOWS4.insert(k, value, flags).is_ok(),
+            Flow::V6(k) => FLOWS6.insert(k, value, flags).is_ok(),
+        }
+    }
+
+    /// Inserts or replaces the flow.
+    #[inline(always)]
+    pub fn replace(&self, value: &FlowValue) -> bool {
+        let flags = BPF_ANY as u64;
         match self {
             Flow::V4(k) => FLOWS4.insert(k, value, flags).is_ok(),
             Flow::V6(k) => FLOWS6.insert(k, value, flags).is_ok(),

@@ -10,6 +10,8 @@ pub mod app;
 pub mod check;
 pub mod cli;
 pub mod dataplane;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod k8s;
 pub mod limit;
 pub mod metrics;

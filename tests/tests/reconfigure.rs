@@ -95,7 +95,7 @@ fn state(w: &World, i: usize) -> String {
     if kind(i) == Kind::Path {
         paths.push((extra.as_str(), "Exact"));
     }
-    let stay_pods: Vec<&Backend> = if (i / 4) % 2 == 0 {
+    let stay_pods: Vec<&Backend> = if (i / 4).is_multiple_of(2) {
         vec![&w.stay[0], &w.stay[1]]
     } else {
         vec![&w.stay[0]]

@@ -477,3 +477,33 @@ fn mutated_first_segments_never_misbehave() {
     assert_eq!(decided, ROUNDS as u64);
     let _ = IpAddr::from([0, 0, 0, 0]);
 }
+
+#[test]
+fn a_reused_port_starts_a_new_flow() {
+    // Found by the xdp_first_segment fuzz target: a SYN on a 5-tuple whose
+    // earlier connection ended unseen inherited that connection's verdict.
+    let mut r = rig(
+        Config {
+            flags: F_CONFIG_STRICT_HOSTS,
+            ..Default::default()
+        },
+        &[],
+    );
+    let (_, verdict, _, _, f) = r.open("192.0.2.9", 443, &client_hello(Some("nope.test"), 0));
+    assert_eq!(verdict, VERDICT_REJECT);
+    // The same source port again: a new connection, judged on its own.
+    let new_before = r.stat(Stat::FlowsNew);
+    assert_eq!(run(&mut r.dp, &f.syn()).0, XDP_PASS);
+    assert_eq!(r.stat(Stat::FlowsNew), new_before + 1);
+    // A retransmitted SYN before any payload keeps the flow.
+    assert_eq!(run(&mut r.dp, &f.syn()).0, XDP_PASS);
+    assert_eq!(r.stat(Stat::FlowsNew), new_before + 1);
+    let (action, _) = run(
+        &mut r.dp,
+        &f.data(&client_hello(Some("cafe.example.com"), 0)),
+    );
+    assert_eq!(action, XDP_PASS);
+    let st = r.state(&f).expect("flow tracked");
+    assert_eq!(st.verdict, VERDICT_L7);
+    assert_eq!(r.host_name(st.host_id), "cafe.example.com");
+}

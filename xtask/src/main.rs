@@ -2,10 +2,11 @@
 
 mod bench;
 mod demo;
+mod fuzz;
 mod setup;
 mod util;
 
-// Shared with the tests crate (std + libc only); xtask uses a subset.
+// Shared with the tests crate (std, libc, socket2); xtask uses a subset.
 #[allow(dead_code)]
 #[path = "../../tests/src/http1.rs"]
 mod http1;
@@ -27,6 +28,11 @@ const USAGE: &str = "usage: cargo xtask <command>
   test         everything CI runs: fmt, clippy (the eBPF crate with nightly), all tests
                including the XDP ones (needs root; they fail rather than skip)
                --no-lint skips fmt and clippy
+  fuzz [SECONDS] [TARGET...]
+               the cargo-fuzz targets (http1_request, manifests, host_and_path,
+               xdp_first_segment), SECONDS each (default 300, optimized build; `test`
+               runs 20 each from a quicker dev build),
+               results in target/fuzz-results.txt; needs root for the XDP target
   bench [routing|xdp|proxy]
                benchmarks (both by default), results in target/bench-results/:
                routing: the model at 10,000 Ingresses / 50,000 paths (translate time
@@ -50,6 +56,13 @@ fn main() -> Result<()> {
         "demo" => demo::run(rest.iter().any(|a| a == "--no-xdp")),
         "test" => test(rest.iter().any(|a| a == "--no-lint")),
         "bench" => bench::run(rest.first().map(String::as_str)),
+        "fuzz" => {
+            let (seconds, targets) = match rest.first().map(|s| s.parse::<u64>()) {
+                Some(Ok(s)) => (s, &rest[1..]),
+                _ => (DEFAULT_FUZZ_SECONDS, rest),
+            };
+            fuzz::run(seconds, targets, true)
+        }
         "help" | "--help" | "-h" => {
             println!("{USAGE}");
             Ok(())
@@ -57,6 +70,10 @@ fn main() -> Result<()> {
         other => bail!("unknown command {other:?}\n\n{USAGE}"),
     }
 }
+
+/// Per target, by hand; `test` runs each for `CI_FUZZ_SECONDS`.
+const DEFAULT_FUZZ_SECONDS: u64 = 300;
+const CI_FUZZ_SECONDS: u64 = 20;
 
 /// The README's test command: fails (never skips) when the XDP tests cannot run.
 fn test(no_lint: bool) -> Result<()> {
@@ -104,5 +121,5 @@ fn test(no_lint: bool) -> Result<()> {
     if failed > 0 || passed == 0 {
         bail!("{failed} tests failed ({passed} passed)");
     }
-    Ok(())
+    fuzz::run(CI_FUZZ_SECONDS, &[], false)
 }

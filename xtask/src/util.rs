@@ -133,6 +133,27 @@ impl Cmd {
             .is_ok_and(|s| s.success())
     }
 
+    /// Runs and returns stdout and stderr together; on failure the error
+    /// carries the last lines of both.
+    pub fn output_with_stderr(mut self) -> Result<String> {
+        let what = self.describe();
+        let out = self
+            .0
+            .output()
+            .with_context(|| format!("cannot start `{what}`"))?;
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if !out.status.success() {
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = lines[lines.len().saturating_sub(40)..].join("\n");
+            bail!("`{what}` failed ({}):\n{tail}", out.status);
+        }
+        Ok(text)
+    }
+
     /// Runs quietly and returns stdout.
     pub fn output(mut self) -> Result<String> {
         let what = self.describe();

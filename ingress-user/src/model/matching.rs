@@ -5,14 +5,30 @@ pub const HOST_BUF_LEN: usize = 256;
 
 /// Normalises a Host header or `:authority`: drops the port and a trailing
 /// dot and lowercases, using `buf` only when a copy is needed. Returns `None`
-/// for an empty or over-long host.
+/// for an empty, over-long or malformed host.
 pub fn normalize_host<'a>(raw: &'a str, buf: &'a mut [u8; HOST_BUF_LEN]) -> Option<&'a str> {
-    let host = strip_port(raw.trim());
+    let raw = raw.trim();
+    let host = strip_port(raw);
     let host = host.strip_suffix('.').unwrap_or(host);
-    if host.is_empty() || host.len() > HOST_BUF_LEN {
+    if host.is_empty() || host.len() > HOST_BUF_LEN || host.ends_with('.') {
         return None;
     }
-    if !host.bytes().any(|b| b.is_ascii_uppercase()) {
+    // A colon left over is only valid inside an IPv6 address ("a.:" or
+    // "x:y:" are no host at all).
+    if host.contains(':') && host.parse::<std::net::Ipv6Addr>().is_err() {
+        return None;
+    }
+    // DNS names (letters, digits, '-', '.', and '_' that some use) and IP
+    // addresses only: anything else can match no rule.
+    let mut upper = false;
+    for b in host.bytes() {
+        match b {
+            b'A'..=b'Z' => upper = true,
+            b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b':' => {}
+            _ => return None,
+        }
+    }
+    if !upper {
         return Some(host);
     }
     let out = &mut buf[..host.len()];

@@ -357,6 +357,27 @@ fn normalize_host_forms() {
     assert_eq!(normalize_host("[::1]:8080", &mut buf), Some("::1"));
     let mut buf = [0u8; HOST_BUF_LEN];
     assert_eq!(normalize_host("", &mut buf), None);
+    // Found by the host_and_path fuzz target: a colon or a dot left after
+    // the port and the trailing dot are gone made normalisation not
+    // idempotent.
+    for bad in [
+        "a:.",
+        "x:y:z",
+        "[zz:]:80",
+        "..",
+        "a..:80",
+        "8 :",
+        "a b",
+        "caf\u{e9}.test",
+    ] {
+        let mut buf = [0u8; HOST_BUF_LEN];
+        assert_eq!(normalize_host(bad, &mut buf), None, "{bad}");
+    }
+    let mut buf = [0u8; HOST_BUF_LEN];
+    assert_eq!(
+        normalize_host("[2001:DB8::1]", &mut buf),
+        Some("2001:db8::1")
+    );
 }
 
 #[test]

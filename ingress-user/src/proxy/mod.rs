@@ -8,6 +8,8 @@
 mod body;
 mod error;
 mod h1;
+#[doc(hidden)]
+pub use h1::fuzz as h1_fuzz;
 pub mod headers;
 mod rewind;
 mod server;

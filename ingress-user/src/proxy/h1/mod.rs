@@ -10,6 +10,8 @@
 //! connection, with the bytes already read put back, to the hyper path.
 
 mod codec;
+#[doc(hidden)]
+pub mod fuzz;
 mod pool;
 mod timer;
 

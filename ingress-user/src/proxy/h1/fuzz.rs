@@ -1,0 +1,67 @@
+//! The HTTP/1.1 fast path's parsers under a fuzzer (see `crate::fuzzing`).
+
+use std::net::IpAddr;
+
+use super::{
+    MAX_HEADERS,
+    codec::{self, Chunked, Forwarded, Framing},
+};
+
+/// Request head → analysis → upstream head, then the body as chunked.
+/// Invariants: whatever the analysis accepts is rewritten into a head that
+/// parses again with the same framing and Host; the chunked scanner gives
+/// the same answer whether the bytes arrive at once or split in two.
+pub fn request(data: &[u8]) {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let Ok(httparse::Status::Complete(head_len)) = req.parse(data) else {
+        return;
+    };
+    if let Ok(info) = codec::analyze_request(req.headers) {
+        let fwd = Forwarded::from_parts(IpAddr::from([192, 0, 2, 1]), 80, false);
+        let mut out = Vec::new();
+        codec::write_request_head(&mut out, &req, &info, &fwd);
+        // Room for the fields we add.
+        let mut again_headers = [httparse::EMPTY_HEADER; MAX_HEADERS + 16];
+        let mut again = httparse::Request::new(&mut again_headers);
+        match again.parse(&out) {
+            Ok(httparse::Status::Complete(n)) => assert_eq!(n, out.len(), "trailing bytes"),
+            other => panic!(
+                "the upstream head does not parse ({other:?}): {:?}",
+                String::from_utf8_lossy(&out)
+            ),
+        }
+        let again_info =
+            codec::analyze_request(again.headers).expect("the upstream head is acceptable");
+        let framing = |f: Framing| match f {
+            // Without a body both say nothing.
+            Framing::Empty | Framing::Close => None,
+            other => Some(other),
+        };
+        assert_eq!(framing(again_info.framing), framing(info.framing));
+        assert_eq!(again_info.host, info.host);
+        assert!(!again_info.upgrade || info.upgrade);
+    }
+    let body = &data[head_len..];
+    let whole = scan(&[body]);
+    for cut in [1, body.len() / 2, body.len().saturating_sub(1)] {
+        if cut < body.len() {
+            let (a, b) = body.split_at(cut);
+            assert_eq!(scan(&[a, b]), whole, "split at {cut}");
+        }
+    }
+}
+
+/// (bytes of the body, data bytes, done) or the error.
+fn scan(parts: &[&[u8]]) -> Result<(usize, u64, bool), &'static str> {
+    let mut c = Chunked::default();
+    let mut used = 0;
+    for part in parts {
+        let n = c.scan(part)?;
+        used += n;
+        if c.done() {
+            break;
+        }
+    }
+    Ok((used, c.decoded(), c.done()))
+}
