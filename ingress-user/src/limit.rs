@@ -10,7 +10,7 @@ use std::{
     hash::{BuildHasher, RandomState},
     net::{IpAddr, Ipv6Addr},
     sync::{Arc, Mutex},
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use crate::model::{NamespacedName, annotations::RateLimit};
@@ -21,6 +21,10 @@ const SHARDS: usize = 16;
 /// still active, new sources are limited (nginx does the same when a
 /// `limit_req_zone` runs out of memory): at most 64 Ki sources per Ingress.
 const SHARD_CAPACITY: usize = 4096;
+/// A full shard is swept for idle sources at most this often: a sweep scans
+/// the whole shard, and a flood of new sources must not make every request
+/// pay for one.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 /// The live limiters, by Ingress; touched only when a snapshot is published.
 #[derive(Default)]
@@ -75,12 +79,19 @@ pub enum Limited {
     Full,
 }
 
+#[derive(Default)]
+struct Shard {
+    sources: HashMap<IpAddr, Source>,
+    /// When the shard was last swept for idle sources.
+    swept: Option<Instant>,
+}
+
 /// The counters of one Ingress.
 pub struct Limiter {
     spec: RateLimit,
     buckets: [Option<Bucket>; 2],
     hasher: RandomState,
-    shards: Box<[Mutex<HashMap<IpAddr, Source>>]>,
+    shards: Box<[Mutex<Shard>]>,
 }
 
 impl std::fmt::Debug for Limiter {
@@ -99,7 +110,7 @@ pub struct LimitGuard {
 impl Drop for LimitGuard {
     fn drop(&mut self) {
         let mut shard = self.limiter.shard(self.key);
-        if let Some(s) = shard.get_mut(&self.key) {
+        if let Some(s) = shard.sources.get_mut(&self.key) {
             s.in_flight = s.in_flight.saturating_sub(1);
         }
     }
@@ -125,10 +136,6 @@ impl Limiter {
         }
     }
 
-    pub fn spec(&self) -> &RateLimit {
-        &self.spec
-    }
-
     /// Admits a request from `client` at `now`, or says why not. The guard
     /// (only when `limit-connections` is set) must live as long as the request.
     pub fn admit(
@@ -142,13 +149,19 @@ impl Limiter {
         }
         let key = source_key(client);
         let mut shard = self.shard(key);
-        if !shard.contains_key(&key) && shard.len() >= SHARD_CAPACITY {
-            shard.retain(|_, s| !self.is_idle(s, now));
-            if shard.len() >= SHARD_CAPACITY {
+        if shard.sources.len() >= SHARD_CAPACITY && !shard.sources.contains_key(&key) {
+            if shard
+                .swept
+                .is_none_or(|t| now.saturating_duration_since(t) >= SWEEP_EVERY)
+            {
+                shard.swept = Some(now);
+                shard.sources.retain(|_, s| !self.is_idle(s, now));
+            }
+            if shard.sources.len() >= SHARD_CAPACITY {
                 return Err(Limited::Full);
             }
         }
-        let source = shard.entry(key).or_insert_with(|| Source {
+        let source = shard.sources.entry(key).or_insert_with(|| Source {
             in_flight: 0,
             tokens: self.buckets.map(|b| b.map_or(0.0, |b| b.burst)),
             last: now,
@@ -198,7 +211,7 @@ impl Limiter {
                 .all(|(t, b)| b.is_none_or(|b| t + elapsed * b.rate >= b.burst))
     }
 
-    fn shard(&self, key: IpAddr) -> std::sync::MutexGuard<'_, HashMap<IpAddr, Source>> {
+    fn shard(&self, key: IpAddr) -> std::sync::MutexGuard<'_, Shard> {
         let i = self.hasher.hash_one(key) as usize % SHARDS;
         self.shards[i].lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -207,7 +220,7 @@ impl Limiter {
     pub fn tracked(&self) -> usize {
         self.shards
             .iter()
-            .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).len())
+            .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).sources.len())
             .sum()
     }
 }
@@ -226,8 +239,6 @@ fn source_key(ip: IpAddr) -> IpAddr {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
     use crate::model::Cidr;
 
@@ -345,9 +356,15 @@ mod tests {
         }
         assert!(refused >= 1000, "{refused}");
         assert!(l.tracked() <= SHARDS * SHARD_CAPACITY);
-        // Once their requests end, the old sources are idle and make room.
+        // Once their requests end, the old sources are idle and make room
+        // at the next sweep (not before: sweeps are rate-limited).
         held.clear();
-        assert!(l.admit(ip("192.0.2.200"), t).is_ok());
+        let full = (0..=u32::MAX)
+            .map(|i| IpAddr::from((0xC000_0200u32 + i).to_be_bytes()))
+            .find(|&a| l.admit(a, t).is_err())
+            .unwrap();
+        assert_eq!(l.admit(full, t).unwrap_err(), Limited::Full);
+        assert!(l.admit(full, t + SWEEP_EVERY).is_ok());
     }
 
     #[test]
