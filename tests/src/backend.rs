@@ -177,6 +177,8 @@ async fn respond(
         {
             websocket(name.clone(), req)
         }
+        Mode::Echo if req.uri().path().starts_with("/drip/") => drip(&req),
+        Mode::Echo if req.uri().path().starts_with("/bytes/") => bytes(&req),
         Mode::Echo => echo(&name, req).await,
     };
     resp.headers_mut()
@@ -234,6 +236,36 @@ async fn echo(name: &str, req: Request<Incoming>) -> Response<EchoBody> {
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     r
+}
+
+/// `/bytes/N`: N bytes of 'x' (at most 64 MiB), with a Content-Length.
+fn bytes(req: &Request<Incoming>) -> Response<EchoBody> {
+    let n = req
+        .uri()
+        .path()
+        .strip_prefix("/bytes/")
+        .and_then(|n| n.parse::<usize>().ok())
+        .unwrap_or(0)
+        .min(64 << 20);
+    Response::new(full(vec![b'x'; n]))
+}
+
+/// `/drip/MS`: the head and a first line at once, the last line MS
+/// milliseconds later, so the response stays in flight after its head.
+fn drip(req: &Request<Incoming>) -> Response<EchoBody> {
+    let ms = req
+        .uri()
+        .path()
+        .strip_prefix("/drip/")
+        .and_then(|ms| ms.parse::<u64>().ok())
+        .unwrap_or(1000);
+    let (tx, rx) = mpsc::channel(2);
+    tokio::spawn(async move {
+        let _ = tx.send(Frame::data(Bytes::from_static(b"first\n"))).await;
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        let _ = tx.send(Frame::data(Bytes::from_static(b"last\n"))).await;
+    });
+    Response::new(Either::Right(ChannelBody(rx)))
 }
 
 fn websocket(name: Arc<str>, mut req: Request<Incoming>) -> Response<EchoBody> {

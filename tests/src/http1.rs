@@ -93,6 +93,18 @@ impl Conn {
         read_response(&mut self.reader)
     }
 
+    /// Sends raw request bytes and reads the response head only (its body,
+    /// if any, is left unread: a streamed response stays in flight).
+    pub fn head(&mut self, request: &[u8]) -> io::Result<Response> {
+        self.reader.get_mut().write_all(request)?;
+        read_head(&mut self.reader)
+    }
+
+    /// Reads until the server closes the connection.
+    pub fn read_rest(&mut self, out: &mut Vec<u8>) -> io::Result<usize> {
+        self.reader.read_to_end(out)
+    }
+
     /// `GET path` with a Host header, keeping the connection open.
     pub fn get(&mut self, host: &str, path: &str) -> io::Result<Response> {
         self.raw(
@@ -120,7 +132,7 @@ fn read_line(r: &mut impl BufRead) -> io::Result<String> {
     Ok(line.trim_end_matches(['\r', '\n']).to_string())
 }
 
-fn read_response(r: &mut BufReader<Box<dyn Stream>>) -> io::Result<Response> {
+fn read_head(r: &mut BufReader<Box<dyn Stream>>) -> io::Result<Response> {
     let status_line = read_line(r)?;
     let status = status_line
         .split(' ')
@@ -142,11 +154,16 @@ fn read_response(r: &mut BufReader<Box<dyn Stream>>) -> io::Result<Response> {
             headers.push((k.trim().to_string(), v.trim().to_string()));
         }
     }
-    let mut resp = Response {
+    Ok(Response {
         status,
         headers,
         body: Vec::new(),
-    };
+    })
+}
+
+fn read_response(r: &mut BufReader<Box<dyn Stream>>) -> io::Result<Response> {
+    let mut resp = read_head(r)?;
+    let status = resp.status;
     if let Some(len) = resp
         .header("content-length")
         .and_then(|v| v.parse::<usize>().ok())

@@ -296,6 +296,55 @@ fn limit_connections_counts_requests_in_flight_per_source() {
 }
 
 #[test]
+fn limit_connections_holds_streamed_responses_and_upgrades_to_their_end() {
+    let s = site();
+    // Two requests of 127.0.0.4 that take the hyper path: an HTTP/1.0
+    // response still streaming after its head, and a WebSocket.
+    let mut streaming = Conn::connect_from(from(4), s.agent.http).unwrap();
+    let head = streaming
+        .head(b"GET /drip/1500 HTTP/1.0\r\nHost: held.test\r\n\r\n")
+        .unwrap();
+    assert_eq!(head.status, 200);
+    let mut ws = Conn::connect_from(from(4), s.agent.http).unwrap();
+    let up = ws
+        .head(
+            b"GET /chat HTTP/1.1\r\nHost: held.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+              Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        )
+        .unwrap();
+    assert_eq!(up.status, 101);
+    // Both still count: a third request of that source is refused (a
+    // refusal closes its connection, so each try is a new one).
+    let third = || {
+        Conn::connect_from(from(4), s.agent.http)
+            .and_then(|mut c| c.get("held.test", "/"))
+            .map(|r| r.status)
+            .unwrap_or(0)
+    };
+    assert_eq!(third(), 503);
+    // The streamed response ends: one slot is free again.
+    let mut rest = Vec::new();
+    streaming.read_rest(&mut rest).unwrap();
+    assert!(
+        String::from_utf8_lossy(&rest).ends_with("last\n"),
+        "{rest:?}"
+    );
+    assert_eq!(third(), 200);
+    // The WebSocket still holds the other: with an upload in flight, the
+    // source is at its limit again; closing the WebSocket frees a slot.
+    let mut held = Conn::connect_from(from(4), s.agent.http).unwrap();
+    held.send(b"POST /up HTTP/1.1\r\nHost: held.test\r\nContent-Length: 2\r\n\r\nh")
+        .unwrap();
+    s.agent.eventually("the upload reaches the pod", || {
+        s.pod.requests().iter().any(|r| r == "POST /up")
+    });
+    assert_eq!(third(), 503);
+    drop(ws);
+    s.agent
+        .eventually("the closed WebSocket frees its slot", || third() == 200);
+}
+
+#[test]
 fn limit_rps_refuses_a_source_over_its_rate() {
     let s = site();
     // limit-rps 2 with a burst multiplier of 1: two at once, then 503 until

@@ -19,7 +19,11 @@ const LLVM_PACKAGES: [&str; 4] = [
 ];
 /// Tools the tests and the demo run: `ip` (iproute2) for namespaces and veth.
 /// curl for the demo's HTTPS requests (it verifies the served certificate chain).
-const TOOL_PACKAGES: [(&str, &str); 2] = [("ip", "iproute2"), ("curl", "curl")];
+const TOOL_PACKAGES: [(&str, &str); 3] = [
+    ("ip", "iproute2"),
+    ("curl", "curl"),
+    ("slowhttptest", "slowhttptest"),
+];
 
 fn llvm_prefix() -> PathBuf {
     PathBuf::from(format!("/usr/lib/llvm-{LLVM}"))

@@ -10,6 +10,8 @@ use std::{
 use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 
+use crate::limit::LimitGuard;
+
 /// Why the body could not be forwarded: the client's fault either way.
 #[derive(Debug, thiserror::Error)]
 pub enum RequestBodyError {
@@ -98,4 +100,40 @@ pub fn body_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a Re
         cur = err.source();
     }
     None
+}
+
+/// The pod's response on its way to the client, holding the request's
+/// `limit-connections` slot until the body has been passed on (or dropped).
+pub struct ResponseBody {
+    inner: Incoming,
+    _in_flight: Option<LimitGuard>,
+}
+
+impl ResponseBody {
+    pub fn new(inner: Incoming, in_flight: Option<LimitGuard>) -> Self {
+        Self {
+            inner,
+            _in_flight: in_flight,
+        }
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        Pin::new(&mut self.get_mut().inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
 }

@@ -5,6 +5,7 @@
 //! redirect) → filter request → forward → filter response (→ upgrade
 //! tunnel); an error's source decides its status.
 
+mod abort;
 mod body;
 mod error;
 mod h1;
@@ -40,11 +41,11 @@ use crate::{
     },
     snapshot::SnapshotCell,
 };
-use body::RequestBody;
+use body::{RequestBody, ResponseBody};
 use headers::Downstream;
 
 /// Response body: streamed from upstream, or a small local page.
-pub type ProxyBody = Either<Incoming, Full<Bytes>>;
+pub type ProxyBody = Either<ResponseBody, Full<Bytes>>;
 
 /// Shared, read-only state of every connection.
 pub struct Proxy {
@@ -79,8 +80,9 @@ struct Target {
     peer: Peer,
     backend: Arc<Backend>,
     body_limit: Option<u64>,
-    /// Counts the request against its source's `limit-connections` until dropped.
-    _in_flight: Option<LimitGuard>,
+    /// Counts the request against its source's `limit-connections` until
+    /// the response body ends (or the upgraded connection closes).
+    in_flight: Option<LimitGuard>,
 }
 
 /// Attempts at most for a request that may be retried (another endpoint each time).
@@ -219,7 +221,7 @@ impl Proxy {
                     peer,
                     backend: route.backend.clone(),
                     body_limit,
-                    _in_flight: in_flight,
+                    in_flight,
                 })
             })
             .map_err(ProxyError::Backend);
@@ -267,7 +269,7 @@ impl Proxy {
         &self,
         down: &Downstream,
         mut req: Request<Incoming>,
-        target: Target,
+        mut target: Target,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         let protocol = target.backend.protocol;
         if let Some(limit) = target.body_limit
@@ -344,13 +346,14 @@ impl Proxy {
             && let Some(client) = client_upgrade
         {
             let upstream = hyper::upgrade::on(&mut resp);
-            tokio::spawn(tunnel(client, upstream));
+            tokio::spawn(tunnel(client, upstream, target.in_flight.take()));
             headers::ensure_server(resp.headers_mut());
-            return Ok(resp.map(Either::Left));
+            return Ok(resp.map(|b| Either::Left(ResponseBody::new(b, None))));
         }
         headers::strip_hop_by_hop(resp.headers_mut());
         headers::ensure_server(resp.headers_mut());
-        Ok(resp.map(Either::Left))
+        let in_flight = target.in_flight.take();
+        Ok(resp.map(|b| Either::Left(ResponseBody::new(b, in_flight))))
     }
 }
 
@@ -456,8 +459,13 @@ fn upgrade_protocol(req: &Request<Incoming>) -> Option<HeaderValue> {
 }
 
 /// Copies bytes both ways between the upgraded client and pod connections
-/// until either side closes. Configuration changes never touch it.
-async fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
+/// until either side closes, holding the request's `limit-connections`
+/// slot meanwhile. Configuration changes never touch it.
+async fn tunnel(
+    client: hyper::upgrade::OnUpgrade,
+    upstream: hyper::upgrade::OnUpgrade,
+    _in_flight: Option<LimitGuard>,
+) {
     let (client, upstream) = match tokio::try_join!(client, upstream) {
         Ok(both) => both,
         Err(e) => {

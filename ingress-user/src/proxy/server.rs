@@ -13,7 +13,7 @@ use tokio::{
     net::{TcpListener, TcpStream},
 };
 
-use super::{ConnState, Proxy, headers::Downstream};
+use super::{ConnState, Proxy, abort::Abort, headers::Downstream};
 use crate::shutdown::Shutdown;
 
 /// Concurrent HTTP/2 streams per connection.
@@ -62,7 +62,7 @@ async fn serve_any<I>(
     shutdown: Shutdown,
     h2: bool,
 ) where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    I: AsyncRead + AsyncWrite + Abort + Unpin + Send + 'static,
 {
     let conn_state = Arc::new(ConnState::default());
     if h2 {

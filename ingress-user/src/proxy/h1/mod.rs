@@ -32,7 +32,8 @@ use tokio::{
 };
 
 use super::{
-    ConnState, Decision, Proxy, ProxyError, Retries, Target, headers::Downstream, rewind::Rewind,
+    ConnState, Decision, Proxy, ProxyError, Retries, Target, abort::Abort, headers::Downstream,
+    rewind::Rewind,
 };
 use crate::{
     metrics::HostStats,
@@ -129,7 +130,7 @@ pub(super) async fn serve<S>(
     shutdown: &Shutdown,
 ) -> Option<Rewind<S>>
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Abort + Unpin,
 {
     let now = tokio::time::Instant::now();
     let mut c = Client {
@@ -235,7 +236,7 @@ fn is_h2_preface(buf: &[u8]) -> bool {
 
 /// Writes to the client; one that reads nothing for `--client-send-timeout`
 /// is dropped (slow-read guard). The timer is only armed when a write waits.
-async fn write_all<S: AsyncWrite + Unpin>(
+async fn write_all<S: AsyncWrite + Abort + Unpin>(
     io: &mut S,
     mut buf: &[u8],
     limit: Duration,
@@ -261,9 +262,13 @@ async fn write_all<S: AsyncWrite + Unpin>(
         io.write_all(buf).await?;
         io.flush().await
     };
-    tokio::time::timeout(limit, write)
-        .await
-        .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()))
+    let Ok(written) = tokio::time::timeout(limit, write).await else {
+        // What it did not read stays unsent: reset rather than close, so
+        // neither the queue nor the socket outlives the connection.
+        io.abort();
+        return Err(io::ErrorKind::TimedOut.into());
+    };
+    written
 }
 
 /// Closes after an error reply: stop writing, then read and discard what
@@ -442,7 +447,7 @@ impl Proxy {
         shutdown: &Shutdown,
     ) -> Result<bool, Failed>
     where
-        S: AsyncRead + AsyncWrite + Unpin,
+        S: AsyncRead + AsyncWrite + Abort + Unpin,
     {
         let send_timeout = self.limits.client_send_timeout;
         let sent = tokio::time::Instant::now();
@@ -595,7 +600,7 @@ impl Proxy {
         scratch: &mut Vec<u8>,
     ) -> Result<(), Failed>
     where
-        S: AsyncRead + AsyncWrite + Unpin,
+        S: AsyncRead + AsyncWrite + Abort + Unpin,
     {
         let upstream_err = |e: io::Error| ProxyError::Upstream(format!("sending the request: {e}"));
         if f.framing == Framing::Empty {
