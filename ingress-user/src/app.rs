@@ -17,7 +17,7 @@ use crate::{
         status::{self, StatusConfig},
     },
     limit::Limiters,
-    metrics::Metrics,
+    metrics::{Metrics, ReloadPhase},
     model::{NamespacedName, Objects, Severity, TranslateOptions, Warning, translate},
     proxy::{self, Proxy},
     shutdown::{self, Shutdown},
@@ -226,6 +226,7 @@ impl Publisher {
     /// Translates `objects` (with the source's own `warnings`) and publishes
     /// the result as the next snapshot.
     pub fn publish(&mut self, objects: &Objects, mut warnings: Vec<Warning>) -> Arc<Snapshot> {
+        let started = std::time::Instant::now();
         let mut translation = translate(objects, &self.opts);
         warnings.append(&mut translation.warnings);
         let tls = self.certs.build(
@@ -265,8 +266,11 @@ impl Publisher {
         let snap = self
             .snapshots
             .publish(translation, host_stats, limiters, tls);
+        let took = started.elapsed();
+        self.metrics.reload_phase(ReloadPhase::Build, took);
         tracing::info!(
             generation = snap.generation,
+            build_ms = took.as_secs_f64() * 1e3,
             ingresses,
             hosts = snap.table.host_names().count(),
             tls_hosts = snap.tls.hosts().len(),
@@ -309,8 +313,12 @@ async fn watch_manifests(
             if !force && last.as_ref() == Some(&fp) {
                 return Ok(None);
             }
+            let read = std::time::Instant::now();
             let loaded = d.load()?;
             let mut publisher = p.lock().unwrap_or_else(|e| e.into_inner());
+            publisher
+                .metrics
+                .reload_phase(ReloadPhase::Read, read.elapsed());
             publisher.publish(&loaded.objects, loaded.warnings);
             Ok::<_, std::io::Error>(Some(fp))
         })

@@ -76,9 +76,23 @@ impl Histogram {
     }
 }
 
+/// A phase of a configuration reload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReloadPhase {
+    /// Manifests read and parsed (file mode).
+    Read = 0,
+    /// translate, certificates, XDP policy sync and publication.
+    Build = 1,
+}
+
+const RELOAD_PHASES: [&str; 2] = ["read", "build"];
+
 #[derive(Debug)]
 pub struct Metrics {
     errors: [AtomicU64; 3],
+    /// Microseconds the last reload spent in each phase.
+    reload_us: [AtomicU64; 2],
+    reloads: AtomicU64,
     upstream_latency: Histogram,
     /// Host label → counters; touched only when a snapshot is published or rendered.
     hosts: Mutex<HashMap<Box<str>, Arc<HostStats>>>,
@@ -91,6 +105,8 @@ impl Default for Metrics {
         let hosts = HashMap::from([(Box::from(ANY_HOST_LABEL), any_host.clone())]);
         Self {
             errors: Default::default(),
+            reload_us: Default::default(),
+            reloads: AtomicU64::new(0),
             upstream_latency: Histogram::default(),
             hosts: Mutex::new(hosts),
             any_host,
@@ -119,6 +135,14 @@ impl Metrics {
     /// Time from sending a request to a pod to its response head.
     pub fn upstream_latency(&self, took: Duration) {
         self.upstream_latency.observe(took);
+    }
+
+    /// How long the last reload spent in `phase`; `Build` also counts a reload.
+    pub fn reload_phase(&self, phase: ReloadPhase, took: Duration) {
+        self.reload_us[phase as usize].store(took.as_micros() as u64, Relaxed);
+        if phase == ReloadPhase::Build {
+            self.reloads.fetch_add(1, Relaxed);
+        }
     }
 
     pub fn error(&self, source: ErrorSource) {
@@ -160,6 +184,22 @@ impl Metrics {
         out.push_str("# TYPE xingress_upstream_response_seconds histogram\n");
         self.upstream_latency
             .render("xingress_upstream_response_seconds", out);
+        out.push_str("# HELP xingress_config_reload_seconds Time the last configuration reload took, by phase (read: manifests read and parsed; build: translate, certificates, XDP policy, publish).\n");
+        out.push_str("# TYPE xingress_config_reload_seconds gauge\n");
+        for (i, phase) in RELOAD_PHASES.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "xingress_config_reload_seconds{{phase=\"{phase}\"}} {}",
+                self.reload_us[i].load(Relaxed) as f64 / 1e6
+            );
+        }
+        out.push_str("# HELP xingress_config_reloads_total Routing snapshots published.\n");
+        out.push_str("# TYPE xingress_config_reloads_total counter\n");
+        let _ = writeln!(
+            out,
+            "xingress_config_reloads_total {}",
+            self.reloads.load(Relaxed)
+        );
     }
 }
 

@@ -144,3 +144,77 @@ pub fn objects(shape: Shape) -> Objects {
     }
     o
 }
+
+/// Gives Ingresses `0..count` TLS for their host, each with a Secret
+/// `tls{i}` holding its own ECDSA P-256 certificate (rcgen, self-signed).
+pub fn add_tls(o: &mut Objects, shape: Shape, count: usize) {
+    use k8s_openapi::{
+        ByteString,
+        api::{core::v1::Secret, networking::v1::IngressTLS},
+    };
+    for i in 0..count.min(shape.ingresses) {
+        let ns = format!("ns{}", i % shape.namespaces);
+        let secret_name = format!("tls{i}");
+        let cert = rcgen::generate_simple_self_signed(vec![host(i)]).expect("generate a certificate");
+        let secret = Secret {
+            metadata: meta(&ns, &secret_name),
+            type_: Some("kubernetes.io/tls".into()),
+            data: Some(BTreeMap::from([
+                ("tls.crt".to_string(), ByteString(cert.cert.pem().into_bytes())),
+                (
+                    "tls.key".to_string(),
+                    ByteString(cert.signing_key.serialize_pem().into_bytes()),
+                ),
+            ])),
+            ..Default::default()
+        };
+        o.secrets
+            .insert(NamespacedName::new(&ns, &secret_name), secret);
+        let ing = o
+            .ingresses
+            .get_mut(&NamespacedName::new(&ns, format!("ing{i}")))
+            .expect("generated Ingress");
+        ing.spec.get_or_insert_default().tls = Some(vec![IngressTLS {
+            hosts: Some(vec![host(i)]),
+            secret_name: Some(secret_name),
+        }]);
+    }
+}
+
+/// Points every Service's EndpointSlice at one ready endpoint, `pod`.
+pub fn point_at(o: &mut Objects, pod: std::net::SocketAddr) {
+    for slice in o.endpoint_slices.values_mut() {
+        slice.endpoints.truncate(1);
+        for e in &mut slice.endpoints {
+            e.addresses = vec![pod.ip().to_string()];
+        }
+        for p in slice.ports.iter_mut().flatten() {
+            p.port = Some(i32::from(pod.port()));
+        }
+    }
+}
+
+/// The objects of namespace `ns` as one multi-document YAML manifest.
+pub fn namespace_manifest(o: &Objects, ns: &str) -> String {
+    fn docs<T: serde::Serialize>(
+        out: &mut String,
+        map: &BTreeMap<NamespacedName, T>,
+        ns: &str,
+    ) {
+        for (_, obj) in map.iter().filter(|(k, _)| k.namespace == ns) {
+            out.push_str("---\n");
+            out.push_str(&serde_yaml::to_string(obj).expect("serialize"));
+        }
+    }
+    let mut out = String::new();
+    docs(&mut out, &o.services, ns);
+    docs(&mut out, &o.endpoint_slices, ns);
+    docs(&mut out, &o.secrets, ns);
+    docs(&mut out, &o.ingresses, ns);
+    out
+}
+
+/// File name of namespace `ns`'s manifest.
+pub fn manifest_file(ns: &str) -> String {
+    format!("{ns}.yaml")
+}

@@ -32,14 +32,24 @@ pub fn run(what: Option<&str>) -> Result<()> {
     match what {
         None => {
             routing()?;
+            scale()?;
             xdp()?;
             proxy()
         }
         Some("routing") => routing(),
+        Some("scale") => scale(),
         Some("xdp") => xdp(),
         Some("proxy") => proxy(),
-        Some(other) => bail!("unknown benchmark {other:?}: routing, xdp or proxy"),
+        Some(other) => bail!("unknown benchmark {other:?}: routing, scale, xdp or proxy"),
     }
+}
+
+/// The agent end to end on 10,000 Ingresses and 2,000 certificates: first
+/// snapshot, reload phases, memory, change -> served.
+fn scale() -> Result<()> {
+    step("scale benchmark: the release agent on 10,000 Ingresses / 2,000 TLS Secrets");
+    util::cargo(&["build", "--release", "-p", "ingress-user"]).run()?;
+    util::cargo(&["bench", "-p", "xingress-tests", "--bench", "scale"]).run()
 }
 
 fn xdp() -> Result<()> {

@@ -33,7 +33,7 @@ const USAGE: &str = "usage: cargo xtask <command>
                xdp_first_segment), SECONDS each (default 300, optimized build; `test`
                runs 20 each from a quicker dev build),
                results in target/fuzz-results.txt; needs root for the XDP target
-  bench [routing|xdp|proxy]
+  bench [routing|scale|xdp|proxy]
                benchmarks (both by default), results in target/bench-results/:
                routing: the model at 10,000 Ingresses / 50,000 paths (translate time
                and memory, lookup ns and allocations);
