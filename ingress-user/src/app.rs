@@ -12,7 +12,7 @@ use crate::{
     dataplane::{Dataplane, Policy, PolicyFlags, PolicySync},
     k8s::{
         ManifestDir, cluster,
-        dirwatch::DirWatch,
+        dirwatch::{Changes, DirWatch},
         leader::{self, LeaseConfig},
         status::{self, StatusConfig},
     },
@@ -300,18 +300,25 @@ async fn watch_manifests(
         }
     };
     let mut last_fingerprint = None;
-    // A reported change is always re-read: two writes within one
-    // timestamp tick can leave the fingerprint unchanged.
-    let mut force = true;
+    // A reported change is always re-read, the files it names from disk:
+    // two writes within one timestamp tick can leave the fingerprint (and
+    // a file's stamp) unchanged.
+    let mut reported = Changes::everything();
     loop {
         let d = dir.clone();
         let last = last_fingerprint.clone();
         let p = publisher.clone();
+        let changes = std::mem::take(&mut reported);
         // Reading, parsing, translating and certificate parsing are blocking work.
         let result = tokio::task::spawn_blocking(move || {
             let fp = d.fingerprint()?;
-            if !force && last.as_ref() == Some(&fp) {
+            if changes.is_empty() && last.as_ref() == Some(&fp) {
                 return Ok(None);
+            }
+            if changes.everything {
+                d.forget_all();
+            } else {
+                d.forget(&changes.names);
             }
             let read = std::time::Instant::now();
             let loaded = d.load()?;
@@ -334,22 +341,28 @@ async fn watch_manifests(
         let changed = async {
             match watch.as_mut() {
                 Some(w) => {
-                    if let Err(e) = w.changed().await {
-                        tracing::warn!("inotify failed, polling only: {e}");
-                        watch = None;
-                        return std::future::pending().await;
-                    }
+                    let mut changes = match w.changed().await {
+                        Ok(c) => c,
+                        Err(e) => {
+                            tracing::warn!("inotify failed, polling only: {e}");
+                            watch = None;
+                            return std::future::pending().await;
+                        }
+                    };
                     // Let a burst of writes settle into one reload.
-                    while let Ok(Ok(())) = tokio::time::timeout(MANIFEST_SETTLE, w.changed()).await
+                    while let Ok(Ok(more)) =
+                        tokio::time::timeout(MANIFEST_SETTLE, w.changed()).await
                     {
+                        changes.extend(more);
                     }
+                    changes
                 }
                 None => std::future::pending().await,
             }
         };
-        force = tokio::select! {
-            () = tokio::time::sleep(poll) => false,
-            () = changed => true,
+        reported = tokio::select! {
+            () = tokio::time::sleep(poll) => Changes::default(),
+            c = changed => c,
             () = shutdown.wait() => return,
         };
     }

@@ -48,7 +48,9 @@ impl Limiters {
                 }
             })
             .collect();
-        live.retain(|id, _| limits.iter().any(|(i, _)| i == id));
+        let kept: std::collections::HashSet<&NamespacedName> =
+            limits.iter().map(|(id, _)| id).collect();
+        live.retain(|id, _| kept.contains(id));
         out
     }
 }

@@ -128,7 +128,8 @@ impl Metrics {
             .iter()
             .map(|l| hosts.entry(l.clone()).or_default().clone())
             .collect();
-        hosts.retain(|k, _| **k == *ANY_HOST_LABEL || labels.contains(k));
+        let live: std::collections::HashSet<&str> = labels.iter().map(|l| &**l).collect();
+        hosts.retain(|k, _| **k == *ANY_HOST_LABEL || live.contains(&**k));
         out
     }
 

@@ -82,8 +82,8 @@ fn main() {
     );
 
     let started = Instant::now();
-    let mut agent = Agent::start_local(&dir.path, &["--watch-ingress-without-class"])
-        .expect("start the agent");
+    let mut agent =
+        Agent::start_local(&dir.path, &["--watch-ingress-without-class"]).expect("start the agent");
     agent.wait_ready().expect("agent ready");
     let ready_s = started.elapsed().as_secs_f64();
     let phase = |agent: &Agent, p: &str| {
@@ -137,7 +137,9 @@ fn main() {
         v.sort_by(f64::total_cmp);
     }
     let (p50, p99) = (percentile(&served, 0.5), percentile(&served, 0.99));
-    println!("  first snapshot: ready after {ready_s:.2} s (read {first_read:.0} ms, build {first_build:.0} ms)");
+    println!(
+        "  first snapshot: ready after {ready_s:.2} s (read {first_read:.0} ms, build {first_build:.0} ms)"
+    );
     println!(
         "  change -> served over {CHANGES} changes: p50 {p50:.1} ms, p99 {p99:.1} ms, max {:.1} ms (target < 100 ms)",
         served[served.len() - 1]

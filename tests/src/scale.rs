@@ -155,12 +155,16 @@ pub fn add_tls(o: &mut Objects, shape: Shape, count: usize) {
     for i in 0..count.min(shape.ingresses) {
         let ns = format!("ns{}", i % shape.namespaces);
         let secret_name = format!("tls{i}");
-        let cert = rcgen::generate_simple_self_signed(vec![host(i)]).expect("generate a certificate");
+        let cert =
+            rcgen::generate_simple_self_signed(vec![host(i)]).expect("generate a certificate");
         let secret = Secret {
             metadata: meta(&ns, &secret_name),
             type_: Some("kubernetes.io/tls".into()),
             data: Some(BTreeMap::from([
-                ("tls.crt".to_string(), ByteString(cert.cert.pem().into_bytes())),
+                (
+                    "tls.crt".to_string(),
+                    ByteString(cert.cert.pem().into_bytes()),
+                ),
                 (
                     "tls.key".to_string(),
                     ByteString(cert.signing_key.serialize_pem().into_bytes()),
@@ -196,11 +200,7 @@ pub fn point_at(o: &mut Objects, pod: std::net::SocketAddr) {
 
 /// The objects of namespace `ns` as one multi-document YAML manifest.
 pub fn namespace_manifest(o: &Objects, ns: &str) -> String {
-    fn docs<T: serde::Serialize>(
-        out: &mut String,
-        map: &BTreeMap<NamespacedName, T>,
-        ns: &str,
-    ) {
+    fn docs<T: serde::Serialize>(out: &mut String, map: &BTreeMap<NamespacedName, T>, ns: &str) {
         for (_, obj) in map.iter().filter(|(k, _)| k.namespace == ns) {
             out.push_str("---\n");
             out.push_str(&serde_yaml::to_string(obj).expect("serialize"));

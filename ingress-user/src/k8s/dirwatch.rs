@@ -4,6 +4,7 @@
 //! filesystems (network, FUSE) never report.
 
 use std::{
+    ffi::OsString,
     io,
     os::fd::{AsRawFd, FromRawFd, OwnedFd},
     path::Path,
@@ -52,15 +53,17 @@ impl DirWatch {
         Ok(Self { fd })
     }
 
-    /// Returns once something in the directory changed since the last call
-    /// (events are drained, not interpreted: the caller re-reads anyway).
-    pub async fn changed(&mut self) -> io::Result<()> {
+    /// Returns once something in the directory changed since the last call:
+    /// the names it reported, or `Changes::everything()` when inotify lost
+    /// events (queue overflow) or the directory itself moved.
+    pub async fn changed(&mut self) -> io::Result<Changes> {
+        let mut changes = Changes::default();
         loop {
             let mut guard = self.fd.readable().await?;
-            let mut buf = [0u8; 4096];
-            let mut any = false;
+            // Room for many events; each is at least 16 bytes plus a name.
+            let mut buf = [0u8; 8192];
             loop {
-                // SAFETY: reads into a local buffer of the given length.
+                // SAFETY: reads into a buffer of the given length.
                 let n = unsafe {
                     libc::read(
                         self.fd.get_ref().as_raw_fd(),
@@ -69,7 +72,7 @@ impl DirWatch {
                     )
                 };
                 if n > 0 {
-                    any = true;
+                    changes.add_events(&buf[..n as usize]);
                     continue;
                 }
                 let err = io::Error::last_os_error();
@@ -86,9 +89,59 @@ impl DirWatch {
                     err
                 });
             }
-            if any {
-                return Ok(());
+            if !changes.is_empty() {
+                return Ok(changes);
             }
+        }
+    }
+}
+
+/// What inotify reported: file names in the directory, or that anything
+/// may have changed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Changes {
+    pub names: std::collections::BTreeSet<OsString>,
+    pub everything: bool,
+}
+
+impl Changes {
+    pub fn everything() -> Self {
+        Self {
+            names: Default::default(),
+            everything: true,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty() && !self.everything
+    }
+
+    pub fn extend(&mut self, other: Changes) {
+        self.names.extend(other.names);
+        self.everything |= other.everything;
+    }
+
+    /// Reads `struct inotify_event`s (wd, mask, cookie, len, then `len`
+    /// bytes of NUL-padded name) from one read of the descriptor.
+    fn add_events(&mut self, mut buf: &[u8]) {
+        const HEADER: usize = 16;
+        while buf.len() >= HEADER {
+            let word = |i: usize| u32::from_ne_bytes([buf[i], buf[i + 1], buf[i + 2], buf[i + 3]]);
+            let (mask, len) = (word(4), word(12) as usize);
+            let Some(name) = buf.get(HEADER..HEADER + len) else {
+                self.everything = true;
+                return;
+            };
+            if mask & (libc::IN_Q_OVERFLOW | libc::IN_DELETE_SELF | libc::IN_MOVE_SELF) != 0 {
+                self.everything = true;
+            }
+            let name = &name[..name.iter().position(|b| *b == 0).unwrap_or(len)];
+            if !name.is_empty() {
+                self.names.insert(
+                    <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(name).to_owned(),
+                );
+            }
+            buf = &buf[HEADER + len..];
         }
     }
 }
@@ -107,17 +160,35 @@ mod tests {
         let mut w = DirWatch::new(&dir).unwrap();
         let quiet = tokio::time::timeout(Duration::from_millis(50), w.changed()).await;
         assert!(quiet.is_err(), "nothing changed yet");
-        let steps: [&dyn Fn(); 3] = [
-            &|| std::fs::write(dir.join("a.yaml"), "x").unwrap(),
-            &|| std::fs::rename(dir.join("a.yaml"), dir.join("b.yaml")).unwrap(),
-            &|| std::fs::remove_file(dir.join("b.yaml")).unwrap(),
+        let steps: [(&dyn Fn(), &[&str]); 3] = [
+            (
+                &|| std::fs::write(dir.join("a.yaml"), "x").unwrap(),
+                &["a.yaml"],
+            ),
+            (
+                &|| std::fs::rename(dir.join("a.yaml"), dir.join("b.yaml")).unwrap(),
+                &["a.yaml", "b.yaml"],
+            ),
+            (
+                &|| std::fs::remove_file(dir.join("b.yaml")).unwrap(),
+                &["b.yaml"],
+            ),
         ];
-        for step in steps {
+        for (step, names) in steps {
             step();
-            tokio::time::timeout(Duration::from_secs(5), w.changed())
-                .await
-                .expect("a change is reported")
-                .unwrap();
+            let mut seen = Changes::default();
+            // A step's events may arrive in more than one read.
+            while seen.names.len() < names.len() {
+                let more = tokio::time::timeout(Duration::from_secs(5), w.changed())
+                    .await
+                    .expect("a change is reported")
+                    .unwrap();
+                seen.extend(more);
+            }
+            let expected: std::collections::BTreeSet<OsString> =
+                names.iter().map(OsString::from).collect();
+            assert_eq!(seen.names, expected);
+            assert!(!seen.everything);
         }
         std::fs::remove_dir_all(&dir).unwrap();
     }

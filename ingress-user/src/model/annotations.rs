@@ -8,12 +8,18 @@ pub const PREFIX: &str = "xingress.dev/";
 pub const NGINX_PREFIX: &str = "nginx.ingress.kubernetes.io/";
 
 pub fn get<'a>(ing: &'a Ingress, name: &str) -> Option<&'a str> {
-    let annotations = ing.metadata.annotations.as_ref()?;
-    let key = |prefix: &str| format!("{prefix}{name}");
-    annotations
-        .get(&key(PREFIX))
-        .or_else(|| annotations.get(&key(NGINX_PREFIX)))
-        .map(|v| v.trim())
+    // A scan instead of two formatted keys: annotation maps are small, and
+    // this runs for every path of every Ingress.
+    let mut nginx = None;
+    for (k, v) in ing.metadata.annotations.as_ref()? {
+        if k.strip_prefix(PREFIX) == Some(name) {
+            return Some(v.trim());
+        }
+        if nginx.is_none() && k.strip_prefix(NGINX_PREFIX) == Some(name) {
+            nginx = Some(v.trim());
+        }
+    }
+    nginx
 }
 
 /// Request body limit when an Ingress sets no `proxy-body-size` (ingress-nginx's default).

@@ -115,6 +115,7 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
         allow_external_name: opts.allow_external_name,
         warnings: Vec::new(),
         backends: HashMap::new(),
+        key: String::new(),
         slices: index_slices(objects),
     };
     let ours = cx.our_ingresses(opts);
@@ -188,6 +189,7 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
                 }
             };
             let Some(http) = &rule.http else { continue };
+            let slot = hosts.entry(host.clone()).or_default();
             for p in &http.paths {
                 let (path, kind) = match parse_path(p.path.as_deref(), &p.path_type) {
                     Ok(v) => v,
@@ -197,29 +199,27 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
                     }
                 };
                 let backend = cx.backend(id, ing, &p.backend);
-                let slot = hosts.entry(host.clone()).or_default();
-                match slot.get(&(path.clone(), kind)) {
-                    Some(winner) => {
+                match slot.entry((path, kind)) {
+                    std::collections::btree_map::Entry::Occupied(winner) => {
                         let msg = format!(
-                            "{host} {path} ({kind:?}) is already defined by the older Ingress {}; this one is ignored",
-                            winner.ingress
+                            "{host} {} ({kind:?}) is already defined by the older Ingress {}; this one is ignored",
+                            winner.key().0,
+                            winner.get().ingress
                         );
                         cx.warn_ingress(id, &msg);
                     }
-                    None => {
-                        slot.insert(
-                            (path.clone(), kind),
-                            PathRule {
-                                path,
-                                kind,
-                                backend,
-                                ingress: id.clone(),
-                                redirect_https: false,
-                                allow: allow.clone(),
-                                body_limit,
-                                limit,
-                            },
-                        );
+                    std::collections::btree_map::Entry::Vacant(place) => {
+                        let path = place.key().0.clone();
+                        place.insert(PathRule {
+                            path,
+                            kind,
+                            backend,
+                            ingress: id.clone(),
+                            redirect_https: false,
+                            allow: allow.clone(),
+                            body_limit,
+                            limit,
+                        });
                     }
                 }
             }
@@ -376,8 +376,11 @@ struct Cx<'a> {
     objects: &'a Objects,
     allow_external_name: bool,
     warnings: Vec<Warning>,
-    /// One Backend per (namespace, service, port, protocol) so rules share its balancer.
-    backends: HashMap<(NamespacedName, String, BackendProtocol), Arc<Backend>>,
+    /// One Backend per (namespace, service, port, protocol) so rules share
+    /// its balancer, keyed by `backend_key`.
+    backends: HashMap<String, Arc<Backend>>,
+    /// Reused for building `backends` keys (a lookup allocates nothing).
+    key: String,
     /// EndpointSlices by (namespace, kubernetes.io/service-name).
     slices: HashMap<(&'a str, &'a str), Vec<SliceRef<'a>>>,
 }
@@ -589,8 +592,9 @@ impl<'a> Cx<'a> {
                 return Arc::new(bad);
             }
         };
-        let service = NamespacedName::new(&id.namespace, &svc.name);
-        self.service_backend(service, port, protocol, &format!("Ingress {id}"))
+        self.service_backend(&id.namespace, &svc.name, port, protocol, &|| {
+            format!("Ingress {id}")
+        })
     }
 
     fn controller_default_backend(&mut self, svc: &NamespacedName) -> Arc<Backend> {
@@ -609,34 +613,42 @@ impl<'a> Cx<'a> {
             })
             .unwrap_or(PortRef::Number(80));
         self.service_backend(
-            svc.clone(),
+            &svc.namespace,
+            &svc.name,
             port,
             BackendProtocol::Http,
-            "--default-backend-service",
+            &|| "--default-backend-service".to_string(),
         )
     }
 
+    /// The shared Backend of a Service port; `who` names the referrer in
+    /// warnings (built only when there is one).
     fn service_backend(
         &mut self,
-        service: NamespacedName,
+        namespace: &str,
+        name: &str,
         port: PortRef,
         protocol: BackendProtocol,
-        who: &str,
+        who: &dyn Fn() -> String,
     ) -> Arc<Backend> {
-        let key = (service.clone(), port.to_string(), protocol);
-        if let Some(b) = self.backends.get(&key) {
+        use std::fmt::Write;
+        self.key.clear();
+        let _ = write!(self.key, "{namespace}/{name}\0{port}\0{protocol:?}");
+        if let Some(b) = self.backends.get(self.key.as_str()) {
             return b.clone();
         }
+        let key = self.key.clone();
+        let service = NamespacedName::new(namespace, name);
         let target = match self.objects.services.get(&service) {
             None => {
                 self.warn_because(
-                    who.to_string(),
+                    who(),
                     &format!("Service {service} not found; requests to it get 503"),
                     "ServiceNotFound",
                 );
                 BackendTarget::MissingService
             }
-            Some(svc) => self.resolve(&service, svc, &port, who),
+            Some(svc) => self.resolve(&service, svc, &port, &who()),
         };
         let backend =
             Arc::new(Backend::new(service, port.to_string(), target).with_protocol(protocol));

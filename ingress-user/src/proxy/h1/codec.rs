@@ -118,6 +118,11 @@ pub fn analyze_request<'b>(headers: &[httparse::Header<'b>]) -> Result<RequestIn
         has_request_id: false,
         connection_names: Vec::new(),
     };
+    // Every field is classified; more than the analysis holds is refused,
+    // never cut short (a framing field past the cut would go unseen).
+    if headers.len() > MAX_HEADERS {
+        return Err(HeadError::Bad("too many header fields"));
+    }
     let mut length: Option<u64> = None;
     let mut chunked = false;
     let mut has_upgrade_field = false;
@@ -382,6 +387,9 @@ pub fn analyze_response<'b>(
     head_request: bool,
     headers: &[httparse::Header<'b>],
 ) -> Result<ResponseInfo<'b>, &'static str> {
+    if headers.len() > MAX_HEADERS {
+        return Err("too many header fields");
+    }
     let mut length = None;
     let mut coded = false;
     let mut chunked = false;

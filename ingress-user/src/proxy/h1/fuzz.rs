@@ -31,16 +31,23 @@ pub fn request(data: &[u8]) {
                 String::from_utf8_lossy(&out)
             ),
         }
-        let again_info =
-            codec::analyze_request(again.headers).expect("the upstream head is acceptable");
         let framing = |f: Framing| match f {
             // Without a body both say nothing.
             Framing::Empty | Framing::Close => None,
             other => Some(other),
         };
-        assert_eq!(framing(again_info.framing), framing(info.framing));
-        assert_eq!(again_info.host, info.host);
-        assert!(!again_info.upgrade || info.upgrade);
+        if again.headers.len() > MAX_HEADERS {
+            // The fields we add took it past what the analysis takes (and
+            // it refuses): read the framing fields directly.
+            assert!(codec::analyze_request(again.headers).is_err());
+            assert_eq!(framing_of(again.headers), framing(info.framing));
+        } else {
+            let again_info =
+                codec::analyze_request(again.headers).expect("the upstream head is acceptable");
+            assert_eq!(framing(again_info.framing), framing(info.framing));
+            assert_eq!(again_info.host, info.host);
+            assert!(!again_info.upgrade || info.upgrade);
+        }
     }
     let body = &data[head_len..];
     let whole = scan(&[body]);
@@ -49,6 +56,40 @@ pub fn request(data: &[u8]) {
             let (a, b) = body.split_at(cut);
             assert_eq!(scan(&[a, b]), whole, "split at {cut}");
         }
+    }
+}
+
+/// The body framing the Content-Length and Transfer-Encoding fields of a
+/// head we wrote say, without the analysis (which takes `MAX_HEADERS`).
+fn framing_of(headers: &[httparse::Header<'_>]) -> Option<Framing> {
+    let field = |name: &str| -> Vec<String> {
+        headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| String::from_utf8_lossy(h.value).trim().to_string())
+            .collect()
+    };
+    let lengths = field("content-length");
+    let codings = field("transfer-encoding");
+    match (lengths.as_slice(), codings.as_slice()) {
+        ([], []) => None,
+        ([], [_, ..]) => {
+            assert!(
+                codings
+                    .last()
+                    .unwrap()
+                    .to_ascii_lowercase()
+                    .ends_with("chunked"),
+                "{codings:?}"
+            );
+            Some(Framing::Chunked)
+        }
+        ([n, rest @ ..], []) => {
+            assert!(rest.iter().all(|m| m == n), "{lengths:?}");
+            let n: u64 = n.parse().expect("a Content-Length we wrote");
+            (n > 0).then_some(Framing::Length(n))
+        }
+        _ => panic!("both Content-Length {lengths:?} and Transfer-Encoding {codings:?}"),
     }
 }
 
