@@ -5,6 +5,12 @@ use std::process::ExitCode;
 use clap::Parser;
 use xingress::cli::{Cli, Command, EXIT_CONFIG};
 
+/// mimalloc: reloads at scale free and rebuild tens of thousands of small
+/// objects, where glibc's malloc spent nearly half the time consolidating
+/// and unlinking chunks (`cargo xtask bench scale`).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();

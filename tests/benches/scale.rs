@@ -44,10 +44,11 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 /// client sends it.
 fn retarget(o: &mut xingress::model::Objects, shape: Shape, i: usize, new: &str) -> String {
     let ns = format!("ns{}", i % shape.namespaces);
-    let ing: &mut Ingress = o
-        .ingresses
-        .get_mut(&NamespacedName::new(&ns, format!("ing{i}")))
-        .expect("generated Ingress");
+    let ing: &mut Ingress = std::sync::Arc::make_mut(
+        o.ingresses
+            .get_mut(&NamespacedName::new(&ns, format!("ing{i}")))
+            .expect("generated Ingress"),
+    );
     let rule = &mut ing.spec.as_mut().unwrap().rules.as_mut().unwrap()[0];
     let path = &mut rule.http.as_mut().unwrap().paths[0];
     path.path = Some(new.to_string());

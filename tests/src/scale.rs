@@ -1,6 +1,6 @@
 //! Synthetic clusters of any size for benchmarks and scale tests.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, sync::Arc};
 
 use k8s_openapi::{
     api::{
@@ -77,7 +77,8 @@ pub fn objects(shape: Shape) -> Objects {
                 }),
                 ..Default::default()
             };
-            o.services.insert(NamespacedName::new(&ns, &name), svc);
+            o.services
+                .insert(NamespacedName::new(&ns, &name), Arc::new(svc));
             let endpoints = (0..shape.endpoints_per_service)
                 .map(|e| Endpoint {
                     addresses: vec![format!("10.{}.{}.{}", n % 250, s % 250, e + 1)],
@@ -103,8 +104,10 @@ pub fn objects(shape: Shape) -> Objects {
                     ..Default::default()
                 }]),
             };
-            o.endpoint_slices
-                .insert(NamespacedName::new(&ns, format!("{name}-abcde")), slice);
+            o.endpoint_slices.insert(
+                NamespacedName::new(&ns, format!("{name}-abcde")),
+                Arc::new(slice),
+            );
         }
     }
     for i in 0..shape.ingresses {
@@ -140,7 +143,7 @@ pub fn objects(shape: Shape) -> Objects {
             ..Default::default()
         };
         o.ingresses
-            .insert(NamespacedName::new(&ns, format!("ing{i}")), ing);
+            .insert(NamespacedName::new(&ns, format!("ing{i}")), Arc::new(ing));
     }
     o
 }
@@ -173,12 +176,12 @@ pub fn add_tls(o: &mut Objects, shape: Shape, count: usize) {
             ..Default::default()
         };
         o.secrets
-            .insert(NamespacedName::new(&ns, &secret_name), secret);
+            .insert(NamespacedName::new(&ns, &secret_name), Arc::new(secret));
         let ing = o
             .ingresses
             .get_mut(&NamespacedName::new(&ns, format!("ing{i}")))
             .expect("generated Ingress");
-        ing.spec.get_or_insert_default().tls = Some(vec![IngressTLS {
+        Arc::make_mut(ing).spec.get_or_insert_default().tls = Some(vec![IngressTLS {
             hosts: Some(vec![host(i)]),
             secret_name: Some(secret_name),
         }]);
@@ -188,6 +191,7 @@ pub fn add_tls(o: &mut Objects, shape: Shape, count: usize) {
 /// Points every Service's EndpointSlice at one ready endpoint, `pod`.
 pub fn point_at(o: &mut Objects, pod: std::net::SocketAddr) {
     for slice in o.endpoint_slices.values_mut() {
+        let slice = Arc::make_mut(slice);
         slice.endpoints.truncate(1);
         for e in &mut slice.endpoints {
             e.addresses = vec![pod.ip().to_string()];
@@ -200,10 +204,14 @@ pub fn point_at(o: &mut Objects, pod: std::net::SocketAddr) {
 
 /// The objects of namespace `ns` as one multi-document YAML manifest.
 pub fn namespace_manifest(o: &Objects, ns: &str) -> String {
-    fn docs<T: serde::Serialize>(out: &mut String, map: &BTreeMap<NamespacedName, T>, ns: &str) {
+    fn docs<T: serde::Serialize>(
+        out: &mut String,
+        map: &BTreeMap<NamespacedName, Arc<T>>,
+        ns: &str,
+    ) {
         for (_, obj) in map.iter().filter(|(k, _)| k.namespace == ns) {
             out.push_str("---\n");
-            out.push_str(&serde_yaml::to_string(obj).expect("serialize"));
+            out.push_str(&serde_yaml::to_string(&**obj).expect("serialize"));
         }
     }
     let mut out = String::new();

@@ -258,9 +258,10 @@ fn the_e2e_cafe_manifest_routes_tea_and_coffee() {
         "the two Deployments are not the agent's business"
     );
     let class = documents("ingressclass.yaml").remove(0);
-    objects
-        .ingress_classes
-        .insert("xingress".into(), serde_json::from_value(class).unwrap());
+    objects.ingress_classes.insert(
+        "xingress".into(),
+        std::sync::Arc::new(serde_json::from_value(class).unwrap()),
+    );
     let t = translate(&objects, &TranslateOptions::default());
     for (path, svc) in [("/tea", "tea-svc"), ("/coffee", "coffee-svc")] {
         let route = t.table.route(Some("cafe.example.com"), path).expect(path);

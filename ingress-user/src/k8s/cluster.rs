@@ -216,32 +216,32 @@ impl Stores {
                 .ingresses
                 .state()
                 .iter()
-                .map(|i| (id(&**i), (**i).clone()))
+                .map(|i| (id(&**i), i.clone()))
                 .collect(),
             ingress_classes: self
                 .classes
                 .state()
                 .iter()
-                .map(|c| (c.metadata.name.clone().unwrap_or_default(), (**c).clone()))
+                .map(|c| (c.metadata.name.clone().unwrap_or_default(), c.clone()))
                 .collect(),
             services: self
                 .services
                 .state()
                 .iter()
-                .map(|s| (id(&**s), (**s).clone()))
+                .map(|s| (id(&**s), s.clone()))
                 .collect(),
             endpoint_slices: self
                 .slices
                 .state()
                 .iter()
-                .map(|s| (id(&**s), (**s).clone()))
+                .map(|s| (id(&**s), s.clone()))
                 .collect(),
             endpoints: Default::default(),
             secrets: self
                 .secrets
                 .state()
                 .iter()
-                .map(|s| (id(&**s), (**s).clone()))
+                .map(|s| (id(&**s), s.clone()))
                 .collect(),
         }
     }

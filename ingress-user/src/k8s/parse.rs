@@ -1,6 +1,8 @@
 //! Manifest text → typed objects. One bad document is a warning; the other
 //! documents of the same file still load.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, de::DeserializeOwned};
 use serde_json::Value;
 
@@ -146,18 +148,34 @@ fn add_document(mut doc: Value, place: &str, objects: &mut Objects, out: &mut Pa
                 ));
                 convert_ingress(&mut doc);
             }
-            typed(doc).map(|v| objects.ingresses.insert(id.clone(), v).is_some())
+            typed(doc).map(|v| objects.ingresses.insert(id.clone(), Arc::new(v)).is_some())
         }
         ("networking.k8s.io", "IngressClass") => {
             doc["apiVersion"] = Value::from("networking.k8s.io/v1");
-            typed(doc).map(|v| objects.ingress_classes.insert(name.clone(), v).is_some())
+            typed(doc).map(|v| {
+                objects
+                    .ingress_classes
+                    .insert(name.clone(), Arc::new(v))
+                    .is_some()
+            })
         }
-        ("", "Service") => typed(doc).map(|v| objects.services.insert(id.clone(), v).is_some()),
-        ("", "Endpoints") => typed(doc).map(|v| objects.endpoints.insert(id.clone(), v).is_some()),
-        ("", "Secret") => typed(doc).map(|v| objects.secrets.insert(id.clone(), v).is_some()),
+        ("", "Service") => {
+            typed(doc).map(|v| objects.services.insert(id.clone(), Arc::new(v)).is_some())
+        }
+        ("", "Endpoints") => {
+            typed(doc).map(|v| objects.endpoints.insert(id.clone(), Arc::new(v)).is_some())
+        }
+        ("", "Secret") => {
+            typed(doc).map(|v| objects.secrets.insert(id.clone(), Arc::new(v)).is_some())
+        }
         ("discovery.k8s.io", "EndpointSlice") => {
             doc["apiVersion"] = Value::from("discovery.k8s.io/v1");
-            typed(doc).map(|v| objects.endpoint_slices.insert(id.clone(), v).is_some())
+            typed(doc).map(|v| {
+                objects
+                    .endpoint_slices
+                    .insert(id.clone(), Arc::new(v))
+                    .is_some()
+            })
         }
         _ => {
             out.ignored += 1;

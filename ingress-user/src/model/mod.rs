@@ -9,7 +9,7 @@ mod matching;
 mod table;
 mod translate;
 
-use std::{collections::BTreeMap, fmt};
+use std::{collections::BTreeMap, fmt, sync::Arc};
 
 use k8s_openapi::api::{
     core::v1::{Endpoints, Secret, Service},
@@ -76,15 +76,17 @@ impl Default for ClassOptions {
     }
 }
 
-/// Every object a source delivered, keyed by namespace/name (IngressClass by name).
+/// Every object a source delivered, keyed by namespace/name (IngressClass
+/// by name). Objects are shared, not copied: a reload reuses what did not
+/// change (file mode's parsed files, Kubernetes mode's reflector stores).
 #[derive(Clone, Debug, Default)]
 pub struct Objects {
-    pub ingresses: BTreeMap<NamespacedName, Ingress>,
-    pub ingress_classes: BTreeMap<String, IngressClass>,
-    pub services: BTreeMap<NamespacedName, Service>,
-    pub endpoint_slices: BTreeMap<NamespacedName, EndpointSlice>,
-    pub endpoints: BTreeMap<NamespacedName, Endpoints>,
-    pub secrets: BTreeMap<NamespacedName, Secret>,
+    pub ingresses: BTreeMap<NamespacedName, Arc<Ingress>>,
+    pub ingress_classes: BTreeMap<String, Arc<IngressClass>>,
+    pub services: BTreeMap<NamespacedName, Arc<Service>>,
+    pub endpoint_slices: BTreeMap<NamespacedName, Arc<EndpointSlice>>,
+    pub endpoints: BTreeMap<NamespacedName, Arc<Endpoints>>,
+    pub secrets: BTreeMap<NamespacedName, Arc<Secret>>,
 }
 
 #[cfg(test)]

@@ -397,7 +397,7 @@ fn index_slices(objects: &Objects) -> HashMap<(&str, &str), Vec<SliceRef<'_>>> {
             index
                 .entry((id.namespace.as_str(), service.as_str()))
                 .or_default()
-                .push((id, slice));
+                .push((id, &**slice));
         }
     }
     index
@@ -438,7 +438,7 @@ impl<'a> Cx<'a> {
                     .is_none_or(|ns| *ns == id.namespace)
             })
             .filter(|(_, ing)| self.is_ours(ing, &opts.classes, default_class))
-            .map(|(id, ing)| (id.clone(), ing))
+            .map(|(id, ing)| (id.clone(), &**ing))
             .collect();
         ours.sort_by(|(a_id, a), (b_id, b)| {
             a.metadata

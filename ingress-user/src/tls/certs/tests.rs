@@ -12,8 +12,8 @@ macro_rules! fixture {
     };
 }
 
-fn secret(ns: &str, name: &str, crt: &[u8], key: &[u8]) -> Secret {
-    Secret {
+fn secret(ns: &str, name: &str, crt: &[u8], key: &[u8]) -> Arc<Secret> {
+    Arc::new(Secret {
         metadata: ObjectMeta {
             name: Some(name.into()),
             namespace: Some(ns.into()),
@@ -25,7 +25,7 @@ fn secret(ns: &str, name: &str, crt: &[u8], key: &[u8]) -> Secret {
             ("tls.key".to_string(), ByteString(key.to_vec())),
         ])),
         ..Default::default()
-    }
+    })
 }
 
 fn binding(secret: &str, hosts: &[&str]) -> TlsBinding {
