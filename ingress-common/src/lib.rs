@@ -144,8 +144,9 @@ pub struct FlowValue {
     pub _pad: u8,
 }
 
-/// A host name, lowercase, zero-padded; wildcards as `*.parent`.
-#[repr(C)]
+/// A host name, lowercase, zero-padded; wildcards as `*.parent`. Aligned
+/// to 8 so the XDP program can lowercase it a word at a time.
+#[repr(C, align(8))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Pod, Zeroable)]
 pub struct HostKey {
     pub name: [u8; HOST_KEY_LEN],
@@ -253,6 +254,8 @@ const _: () = assert!(core::mem::size_of::<FlowKey4>() == 12);
 const _: () = assert!(core::mem::size_of::<FlowKey6>() == 36);
 const _: () = assert!(core::mem::size_of::<FlowValue>() == 40);
 const _: () = assert!(core::mem::size_of::<HostKey>() == 64);
+const _: () = assert!(core::mem::align_of::<HostKey>() == 8);
+const _: () = assert!(core::mem::offset_of!(Scratch, key) % 8 == 0);
 const _: () = assert!(core::mem::size_of::<HostValue>() == 8);
 const _: () = assert!(core::mem::size_of::<AllowKey>() == 20);
 const _: () = assert!(core::mem::size_of::<AddrKey>() == 16);

@@ -194,6 +194,42 @@ fn tls_sni_classifies_flows() {
 }
 
 #[test]
+fn only_ascii_capitals_are_lowercased() {
+    let mut r = rig(Config::default(), &[]);
+    // Names no DNS rule would have, put in HOSTS directly: each differs
+    // from a neighbour of A-Z by the case bit, or carries non-ASCII bytes.
+    let mut policy = r.policy.clone();
+    for h in [
+        "az-09.test",
+        "`at.test",
+        "x{brace.test",
+        "\u{c9}x.test",
+        "z\u{e9}.test",
+    ] {
+        policy.hosts.insert(h.to_string(), None);
+    }
+    r.sync.apply(&policy).unwrap();
+    for (sni, host) in [
+        ("AZ-09.TEST", "az-09.test"),
+        ("`at.test", "`at.test"),
+        // '@' and '[' sit next to 'A' and 'Z': their case bit stays.
+        ("@AT.TEST", "-"),
+        ("X[BRACE.TEST", "-"),
+        ("X{BRACE.TEST", "x{brace.test"),
+        // UTF-8 bytes with a capital in their low seven bits stay as they are.
+        ("\u{c9}X.TEST", "\u{c9}x.test"),
+        ("Z\u{e9}.TEST", "z\u{e9}.test"),
+        ("Z\u{c9}.TEST", "-"),
+    ] {
+        let (_, v, h, _, _) = r.open("192.0.2.10", 443, &client_hello(Some(sni), 0));
+        assert_eq!((v, h.as_str()), (VERDICT_L7, host), "{sni}");
+        let head = http(&format!("GET / HTTP/1.1\nHost: {sni}\n\n"));
+        let (_, v, h, _, _) = r.open("192.0.2.10", 80, &head);
+        assert_eq!((v, h.as_str()), (VERDICT_L7, host), "Host: {sni}");
+    }
+}
+
+#[test]
 fn http_host_classifies_flows() {
     let mut r = rig(Config::default(), &[]);
     let cases: Vec<(&str, Vec<u8>, u8, &str)> = vec![
