@@ -255,10 +255,7 @@ fn proxy() -> Result<()> {
             let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
             for i in order {
                 let p = &proxies[i];
-                let cpu_before = cpu_seconds(p.proc.id())?;
-                let mut m = load(s, p, RUN)?;
-                let cpu = cpu_seconds(p.proc.id())? - cpu_before;
-                m.cpu_us_per_request = cpu * 1e6 / (m.rps * RUN.as_secs_f64()).max(1.0);
+                let m = measure(s, p)?;
                 println!(
                     "  {:9} {:22} round {round}: {:>9.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms  {:>5.1} µs CPU/req  {} errors",
                     p.name, s.name, m.rps, m.p50_ms, m.p99_ms, m.cpu_us_per_request, m.errors
@@ -268,7 +265,70 @@ fn proxy() -> Result<()> {
         }
         results.push(Compared::of(&rounds[0], &rounds[1]));
     }
-    report(&results)
+    // Multi-core: xingress with two workers over both cores. The load
+    // generator needs core 1 as well, so requests/s cannot show the
+    // scaling on this machine; CPU per request shows whether a second
+    // worker costs anything per request (contention, cross-thread wakeups).
+    let one = measure_alone(&SCENARIOS[0], &proxies[1])?;
+    drop(proxies);
+    let mut cmd = Command::new("taskset");
+    cmd.args(["-c", "0,1"])
+        .arg(util::target_dir().join("release/xingress"))
+        .args(["run", "--manifests"])
+        .arg(&manifests)
+        .args([
+            "--http-addr",
+            &format!("127.0.0.1:{}", HTTP_PORT + 2),
+            "--https-addr",
+            &format!("127.0.0.1:{}", HTTPS_PORT + 2),
+            "--admin-addr",
+            &format!("127.0.0.1:{ADMIN_PORT}"),
+            "--worker-threads",
+            "2",
+            "--default-ssl-certificate",
+            "default/cafe-secret",
+        ]);
+    cmd.env("XINGRESS_LOG", "warn");
+    let two_workers = UnderTest {
+        name: "xingress (2 workers)",
+        http: HTTP_PORT + 2,
+        https: HTTPS_PORT + 2,
+        proc: Proc::spawn(cmd, &work.join("xingress-2.log"))?,
+    };
+    wait_port(two_workers.http)?;
+    wait_ready()?;
+    let two = measure_alone(&SCENARIOS[0], &two_workers)?;
+    report(&results, &TwoWorkers { one, two })
+}
+
+/// xingress with 1 and with 2 worker threads, on the first scenario.
+struct TwoWorkers {
+    one: Measured,
+    two: Measured,
+}
+
+/// One run of `s` against `p`, with the CPU time `p` spent per request.
+fn measure(s: &Scenario, p: &UnderTest) -> Result<Measured> {
+    let cpu_before = cpu_seconds(p.proc.id())?;
+    let mut m = load(s, p, RUN)?;
+    let cpu = cpu_seconds(p.proc.id())? - cpu_before;
+    m.cpu_us_per_request = cpu * 1e6 / (m.rps * RUN.as_secs_f64()).max(1.0);
+    Ok(m)
+}
+
+/// `ROUNDS` runs of `s` against `p` alone; the medians.
+fn measure_alone(s: &Scenario, p: &UnderTest) -> Result<Measured> {
+    load(s, p, WARMUP)?;
+    let mut runs = Vec::new();
+    for round in 0..ROUNDS {
+        let m = measure(s, p)?;
+        println!(
+            "  {:22} {:22} round {round}: {:>9.0} req/s  p99 {:>6.2} ms  {:>5.1} µs CPU/req",
+            p.name, s.name, m.rps, m.p99_ms, m.cpu_us_per_request
+        );
+        runs.push(m);
+    }
+    Ok(Compared::of(&runs, &runs).nginx)
 }
 
 /// One scenario's outcome: medians over the rounds for each proxy, and the
@@ -277,6 +337,9 @@ struct Compared {
     nginx: Measured,
     xingress: Measured,
     ratio: f64,
+    /// nginx's CPU per request over xingress's: requests per core-second,
+    /// which holds even when the load generator's core is the ceiling.
+    per_core: f64,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -300,28 +363,37 @@ impl Compared {
                 .map(|(n, x)| x.rps / n.rps.max(1.0))
                 .collect(),
         );
+        let per_core = median(
+            nginx
+                .iter()
+                .zip(xingress)
+                .map(|(n, x)| n.cpu_us_per_request / x.cpu_us_per_request.max(1e-9))
+                .collect(),
+        );
         Self {
             nginx: med(nginx),
             xingress: med(xingress),
             ratio,
+            per_core,
         }
     }
 }
 
-fn report(results: &[Compared]) -> Result<()> {
+fn report(results: &[Compared], two_workers: &TwoWorkers) -> Result<()> {
     let mut md = format!(
-        "| scenario | nginx req/s | xingress req/s | ratio (median of {ROUNDS} paired rounds) | p99 ms nginx / xingress | CPU µs/req nginx / xingress | errors |\n|---|---|---|---|---|---|---|\n"
+        "| scenario | nginx req/s | xingress req/s | req/s ratio (median of {ROUNDS} paired rounds) | per-core ratio (CPU/req nginx ÷ xingress) | p99 ms nginx / xingress | CPU µs/req nginx / xingress | errors |\n|---|---|---|---|---|---|---|---|\n"
     );
     let mut json = String::from("{\"scenarios\":[");
     for (i, (s, c)) in SCENARIOS.iter().zip(results).enumerate() {
         let (n, x) = (&c.nginx, &c.xingress);
         let _ = writeln!(
             md,
-            "| {} | {:.0} | {:.0} | {:.2}× | {:.2} / {:.2} | {:.1} / {:.1} | {} / {} |",
+            "| {} | {:.0} | {:.0} | {:.2}× | {:.2}× | {:.2} / {:.2} | {:.1} / {:.1} | {} / {} |",
             s.name,
             n.rps,
             x.rps,
             c.ratio,
+            c.per_core,
             n.p99_ms,
             x.p99_ms,
             n.cpu_us_per_request,
@@ -331,12 +403,13 @@ fn report(results: &[Compared]) -> Result<()> {
         );
         let _ = write!(
             json,
-            "{}{{\"name\":\"{}\",\"nginx_rps\":{:.0},\"xingress_rps\":{:.0},\"ratio\":{:.3},\"nginx_p99_ms\":{:.3},\"xingress_p99_ms\":{:.3},\"nginx_cpu_us\":{:.2},\"xingress_cpu_us\":{:.2},\"nginx_errors\":{},\"xingress_errors\":{}}}",
+            "{}{{\"name\":\"{}\",\"nginx_rps\":{:.0},\"xingress_rps\":{:.0},\"ratio\":{:.3},\"per_core_ratio\":{:.3},\"nginx_p99_ms\":{:.3},\"xingress_p99_ms\":{:.3},\"nginx_cpu_us\":{:.2},\"xingress_cpu_us\":{:.2},\"nginx_errors\":{},\"xingress_errors\":{}}}",
             if i == 0 { "" } else { "," },
             s.name,
             n.rps,
             x.rps,
             c.ratio,
+            c.per_core,
             n.p99_ms,
             x.p99_ms,
             n.cpu_us_per_request,
@@ -345,7 +418,23 @@ fn report(results: &[Compared]) -> Result<()> {
             x.errors
         );
     }
-    json.push_str("]}\n");
+    let (one, two) = (&two_workers.one, &two_workers.two);
+    let _ = writeln!(
+        md,
+        "\nxingress, {}, 1 worker on core 0 vs 2 workers on cores 0-1 (core 1 shared with the load): {:.0} vs {:.0} req/s, {:.1} vs {:.1} µs CPU per request, p99 {:.2} vs {:.2} ms",
+        SCENARIOS[0].name,
+        one.rps,
+        two.rps,
+        one.cpu_us_per_request,
+        two.cpu_us_per_request,
+        one.p99_ms,
+        two.p99_ms
+    );
+    let _ = writeln!(
+        json,
+        "],\"two_workers\":{{\"scenario\":\"{}\",\"one_rps\":{:.0},\"two_rps\":{:.0},\"one_cpu_us\":{:.2},\"two_cpu_us\":{:.2}}}}}",
+        SCENARIOS[0].name, one.rps, two.rps, one.cpu_us_per_request, two.cpu_us_per_request
+    );
     println!("\n{md}");
     let dir = util::target_dir().join("bench-results");
     std::fs::create_dir_all(&dir)?;
