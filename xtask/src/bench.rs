@@ -213,31 +213,7 @@ fn proxy() -> Result<()> {
     let manifests = work.join("manifests");
     std::fs::create_dir_all(&manifests)?;
     std::fs::write(manifests.join("cafe.yaml"), xingress_manifests(&fixtures)?)?;
-    let bin = util::target_dir().join("release/xingress");
-    let mut cmd = Command::new("taskset");
-    cmd.args(["-c", "0"])
-        .arg(bin)
-        .args(["run", "--manifests"])
-        .arg(&manifests)
-        .args([
-            "--http-addr",
-            &format!("127.0.0.1:{}", HTTP_PORT + 1),
-            "--https-addr",
-            &format!("127.0.0.1:{}", HTTPS_PORT + 1),
-            "--admin-addr",
-            &format!("127.0.0.1:{ADMIN_PORT}"),
-            "--worker-threads",
-            "1",
-            "--default-ssl-certificate",
-            "default/cafe-secret",
-        ]);
-    cmd.env("XINGRESS_LOG", "warn");
-    let xingress = UnderTest {
-        name: "xingress",
-        http: HTTP_PORT + 1,
-        https: HTTPS_PORT + 1,
-        proc: Proc::spawn(cmd, &work.join("xingress.log"))?,
-    };
+    let xingress = xingress_under_test(&work, &manifests, "xingress", "0", 1, 1)?;
     let proxies = [nginx, xingress];
     for p in &proxies {
         wait_port(p.http)?;
@@ -271,34 +247,47 @@ fn proxy() -> Result<()> {
     // worker costs anything per request (contention, cross-thread wakeups).
     let one = measure_alone(&SCENARIOS[0], &proxies[1])?;
     drop(proxies);
-    let mut cmd = Command::new("taskset");
-    cmd.args(["-c", "0,1"])
-        .arg(util::target_dir().join("release/xingress"))
-        .args(["run", "--manifests"])
-        .arg(&manifests)
-        .args([
-            "--http-addr",
-            &format!("127.0.0.1:{}", HTTP_PORT + 2),
-            "--https-addr",
-            &format!("127.0.0.1:{}", HTTPS_PORT + 2),
-            "--admin-addr",
-            &format!("127.0.0.1:{ADMIN_PORT}"),
-            "--worker-threads",
-            "2",
-            "--default-ssl-certificate",
-            "default/cafe-secret",
-        ]);
-    cmd.env("XINGRESS_LOG", "warn");
-    let two_workers = UnderTest {
-        name: "xingress (2 workers)",
-        http: HTTP_PORT + 2,
-        https: HTTPS_PORT + 2,
-        proc: Proc::spawn(cmd, &work.join("xingress-2.log"))?,
-    };
+    let two_workers = xingress_under_test(&work, &manifests, "xingress (2 workers)", "0,1", 2, 2)?;
     wait_port(two_workers.http)?;
     wait_ready()?;
     let two = measure_alone(&SCENARIOS[0], &two_workers)?;
     report(&results, &TwoWorkers { one, two })
+}
+
+/// The release agent on the cafe manifests, pinned to `cpus` with `workers`
+/// worker threads, its ports `offset` above the base ports.
+fn xingress_under_test(
+    work: &Path,
+    manifests: &Path,
+    name: &'static str,
+    cpus: &str,
+    workers: u32,
+    offset: u16,
+) -> Result<UnderTest> {
+    let mut cmd = Command::new("taskset");
+    cmd.args(["-c", cpus])
+        .arg(util::target_dir().join("release/xingress"))
+        .args(["run", "--manifests"])
+        .arg(manifests)
+        .args([
+            "--http-addr",
+            &format!("127.0.0.1:{}", HTTP_PORT + offset),
+            "--https-addr",
+            &format!("127.0.0.1:{}", HTTPS_PORT + offset),
+            "--admin-addr",
+            &format!("127.0.0.1:{ADMIN_PORT}"),
+            "--worker-threads",
+            &workers.to_string(),
+            "--default-ssl-certificate",
+            "default/cafe-secret",
+        ]);
+    cmd.env("XINGRESS_LOG", "warn");
+    Ok(UnderTest {
+        name,
+        http: HTTP_PORT + offset,
+        https: HTTPS_PORT + offset,
+        proc: Proc::spawn(cmd, &work.join(format!("xingress-{workers}.log")))?,
+    })
 }
 
 /// xingress with 1 and with 2 worker threads, on the first scenario.
