@@ -31,8 +31,15 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
             .flat_map(|v| v.split(','))
             .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
             .collect();
+        // Framing, routing and tracing fields stay whatever Connection says.
+        let kept = [
+            http::header::CONTENT_LENGTH,
+            http::header::TRANSFER_ENCODING,
+            http::header::HOST,
+            HeaderName::from_static("x-request-id"),
+        ];
         for name in named {
-            if name != http::header::CONTENT_LENGTH && name != http::header::TRANSFER_ENCODING {
+            if !kept.contains(&name) {
                 headers.remove(name);
             }
         }
@@ -118,5 +125,37 @@ pub fn request_id_hex() -> [u8; 32] {
 pub fn ensure_server(headers: &mut HeaderMap) {
     if !headers.contains_key(SERVER) {
         headers.insert(SERVER, SERVER_NAME);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http::{HeaderMap, HeaderValue, header::HOST};
+
+    use super::strip_hop_by_hop;
+
+    #[test]
+    fn connection_cannot_remove_host_framing_or_request_id() {
+        let mut h = HeaderMap::new();
+        for (k, v) in [
+            (
+                "connection",
+                "Host, content-length, X-Request-ID, x-drop, keep-alive",
+            ),
+            ("host", "a.test"),
+            ("content-length", "3"),
+            ("x-request-id", "7"),
+            ("x-drop", "1"),
+            ("keep-alive", "5"),
+        ] {
+            h.insert(k, HeaderValue::from_static(v));
+        }
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.get(HOST).unwrap(), "a.test");
+        assert_eq!(h.get("content-length").unwrap(), "3");
+        assert_eq!(h.get("x-request-id").unwrap(), "7");
+        for gone in ["x-drop", "keep-alive", "connection"] {
+            assert!(h.get(gone).is_none(), "{gone}");
+        }
     }
 }

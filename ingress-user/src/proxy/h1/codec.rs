@@ -289,12 +289,10 @@ pub fn write_request_head(
     for (h, kind) in req.headers.iter().zip(info.fields) {
         let name = h.name.as_bytes();
         match kind {
-            Field::Host
-            | Field::Expect
-            | Field::Server
-            | Field::Date
-            | Field::XRequestId
-            | Field::Other
+            // What routes the request and traces it: the Connection
+            // header cannot take it away from the pod.
+            Field::Host | Field::XRequestId => put_field(out, name, h.value),
+            Field::Expect | Field::Server | Field::Date | Field::Other
                 if !named_by_connection(&info.connection_names, name) =>
             {
                 put_field(out, name, h.value);
@@ -473,11 +471,12 @@ pub fn write_response_head(
         let name = h.name.as_bytes();
         let keep = match kind {
             Field::Connection | Field::HopByHop | Field::Te | Field::Upgrade => false,
-            // With chunked framing any Content-Length is wrong.
+            // With chunked framing any Content-Length is wrong. Without,
+            // it is the body's framing: Connection cannot remove it.
             Field::ContentLength => !info.chunked,
-            _ => true,
+            _ => !named_by_connection(&info.connection_names, name),
         };
-        if keep && !named_by_connection(&info.connection_names, name) {
+        if keep {
             put_field(out, name, h.value);
         }
     }

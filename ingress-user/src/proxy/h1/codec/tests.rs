@@ -337,3 +337,27 @@ fn more_fields_than_the_analysis_holds_are_refused_not_cut() {
     assert!(resp.parse(raw.as_bytes()).unwrap().is_complete());
     assert!(analyze_response(200, false, resp.headers).is_err());
 }
+
+#[test]
+fn connection_cannot_remove_routing_or_framing_fields() {
+    // Found by the http1_request fuzz target: `Connection: Host` took the
+    // Host field out of the request the pod got.
+    let (out, r) = parse_req(
+        b"GET / HTTP/1.1\r\nConnection: HosT, x-request-id, X-Drop\r\nHost: a.test\r\n\
+          X-Request-ID: 7\r\nX-Drop: 1\r\n\r\n",
+    );
+    r.unwrap();
+    let out = text(&out);
+    assert!(out.contains("\r\nHost: a.test\r\n"), "{out}");
+    assert!(out.contains("\r\nX-Request-ID: 7\r\n"), "{out}");
+    assert!(!out.contains("X-Drop"), "{out}");
+    // A pod cannot take the response's Content-Length away either.
+    let (f, _, out) = parse_resp(
+        b"HTTP/1.1 200 OK\r\nConnection: content-length, X-Drop\r\nContent-Length: 3\r\nX-Drop: 1\r\n\r\n",
+        false,
+        false,
+    );
+    assert_eq!(f, Framing::Length(3));
+    assert!(out.contains("\r\nContent-Length: 3\r\n"), "{out}");
+    assert!(!out.contains("X-Drop"), "{out}");
+}
