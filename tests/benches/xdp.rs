@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use aya::programs::{TestRun, TestRunOptions};
 use xingress::dataplane::{Dataplane, Policy, PolicySync};
-use xingress_tests::xdp::{self, Flow, XDP_DROP, XDP_PASS, client_hello};
+use xingress_tests::xdp::{self, EmptyProgram, Flow, XDP_DROP, XDP_PASS, client_hello};
 
 const REPEAT: u32 = 1_000_000;
 
@@ -102,12 +102,17 @@ fn main() {
         (&untracked_pkt, XDP_PASS),
         (&denied_pkt, XDP_DROP),
     ];
+    // The floor: an empty program on the same packet, in the same rounds.
+    let empty = EmptyProgram::load().expect("load an empty XDP program");
+    let mut floor_rounds = Vec::new();
     let mut rounds: [Vec<f64>; 4] = Default::default();
     for _ in 0..ROUNDS {
+        floor_rounds.push(empty.ns_per_run(&est_pkt, REPEAT).expect("test run"));
         for (i, (pkt, expect)) in cases.iter().enumerate() {
             rounds[i].push(round(&mut dp, pkt, *expect));
         }
     }
+    let floor = median_min(floor_rounds);
     let [non_listener, established, untracked, denied] = rounds.map(median_min);
     let sni = (established.0 + sni_extra, established.1 + sni_extra);
 
@@ -124,13 +129,23 @@ fn main() {
     println!(
         "XDP cost per packet (BPF_PROG_TEST_RUN, {ROUNDS} interleaved rounds of repeat {REPEAT}: median and least-disturbed round; SNI: established + median extra over {samples} fresh flows)"
     );
-    println!("  {:36} {:>9} {:>9}   target", "", "median", "min");
-    let mut json = String::from("{");
-    for (i, (name, (median, min), target)) in rows.iter().enumerate() {
-        println!("  {name:36} {median:>6.1} ns {min:>6.1} ns   <= {target} ns");
+    println!(
+        "  {:36} {:>9} {:>9} {:>14}   target",
+        "", "median", "min", "above floor"
+    );
+    println!(
+        "  {:36} {:>6.1} ns {:>6.1} ns {:>14}",
+        "empty program (the floor)", floor.0, floor.1, "-"
+    );
+    let mut json = format!(
+        "{{\"floor\":{{\"median_ns\":{:.1},\"min_ns\":{:.1}}}",
+        floor.0, floor.1
+    );
+    for (name, (median, min), target) in rows {
+        let above = median - floor.0;
+        println!("  {name:36} {median:>6.1} ns {min:>6.1} ns {above:>11.1} ns   <= {target} ns");
         json.push_str(&format!(
-            "{}\"{name}\":{{\"median_ns\":{median:.1},\"min_ns\":{min:.1},\"target_ns\":{target}}}",
-            if i == 0 { "" } else { "," }
+            ",\"{name}\":{{\"median_ns\":{median:.1},\"min_ns\":{min:.1},\"above_floor_ns\":{above:.1},\"target_ns\":{target}}}"
         ));
     }
     json.push_str("}\n");

@@ -226,3 +226,60 @@ pub fn client_hello(sni: Option<&str>, before: usize) -> Vec<u8> {
     rec.extend_from_slice(&hs);
     rec
 }
+
+/// An empty XDP program (`r0 = XDP_PASS; exit`), loaded with the raw
+/// `bpf()` syscall: what BPF_PROG_TEST_RUN costs per run on this machine
+/// before a program does anything (the floor under every figure).
+pub struct EmptyProgram {
+    fd: std::os::fd::OwnedFd,
+}
+
+impl EmptyProgram {
+    const BPF_PROG_LOAD: libc::c_long = 5;
+    const BPF_PROG_TEST_RUN: libc::c_long = 10;
+    const BPF_PROG_TYPE_XDP: u32 = 6;
+
+    fn bpf(cmd: libc::c_long, attr: &mut [u8; 128]) -> std::io::Result<i64> {
+        // SAFETY: attr is a zero-filled bpf_attr of 128 bytes; the pointers
+        // in it outlive the call.
+        let r = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr.as_mut_ptr(), attr.len()) };
+        if r < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(r)
+    }
+
+    pub fn load() -> std::io::Result<Self> {
+        // mov r0, 2 (XDP_PASS); exit
+        let insns: [u64; 2] = [
+            u64::from_le_bytes([0xb7, 0, 0, 0, 2, 0, 0, 0]),
+            u64::from_le_bytes([0x95, 0, 0, 0, 0, 0, 0, 0]),
+        ];
+        let license = b"GPL\0";
+        let mut attr = [0u8; 128];
+        attr[0..4].copy_from_slice(&Self::BPF_PROG_TYPE_XDP.to_ne_bytes());
+        attr[4..8].copy_from_slice(&(insns.len() as u32).to_ne_bytes());
+        attr[8..16].copy_from_slice(&(insns.as_ptr() as u64).to_ne_bytes());
+        attr[16..24].copy_from_slice(&(license.as_ptr() as u64).to_ne_bytes());
+        let fd = Self::bpf(Self::BPF_PROG_LOAD, &mut attr)?;
+        // SAFETY: a new descriptor the kernel just returned.
+        let fd = unsafe { std::os::fd::FromRawFd::from_raw_fd(fd as i32) };
+        Ok(Self { fd })
+    }
+
+    /// Mean ns per run over `repeat` runs on `packet`.
+    pub fn ns_per_run(&self, packet: &[u8], repeat: u32) -> std::io::Result<f64> {
+        use std::os::fd::AsRawFd;
+        let mut attr = [0u8; 128];
+        attr[0..4].copy_from_slice(&(self.fd.as_raw_fd() as u32).to_ne_bytes());
+        attr[8..12].copy_from_slice(&(packet.len() as u32).to_ne_bytes());
+        attr[16..24].copy_from_slice(&(packet.as_ptr() as u64).to_ne_bytes());
+        attr[32..36].copy_from_slice(&repeat.to_ne_bytes());
+        Self::bpf(Self::BPF_PROG_TEST_RUN, &mut attr)?;
+        let retval = u32::from_ne_bytes(attr[4..8].try_into().unwrap());
+        assert_eq!(retval, XDP_PASS);
+        Ok(f64::from(u32::from_ne_bytes(
+            attr[36..40].try_into().unwrap(),
+        )))
+    }
+}
