@@ -126,7 +126,10 @@ impl Metrics {
         let mut hosts = self.hosts.lock().unwrap_or_else(|e| e.into_inner());
         let out: Vec<_> = labels
             .iter()
-            .map(|l| hosts.entry(l.clone()).or_default().clone())
+            .map(|l| match hosts.get(l) {
+                Some(stats) => stats.clone(),
+                None => hosts.entry(l.clone()).or_default().clone(),
+            })
             .collect();
         let live: std::collections::HashSet<&str> = labels.iter().map(|l| &**l).collect();
         hosts.retain(|k, _| **k == *ANY_HOST_LABEL || live.contains(&**k));
