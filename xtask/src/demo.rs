@@ -50,12 +50,30 @@ static NAMESPACES: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
 fn cleanup() {
     let children = std::mem::take(&mut *CHILDREN.lock().unwrap_or_else(|e| e.into_inner()));
-    for pid in children {
+    for pid in &children {
         // SAFETY: signalling a child we spawned.
-        unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+        unsafe { libc::kill(*pid as libc::pid_t, libc::SIGTERM) };
     }
-    // Give the agent a moment to detach XDP and exit.
-    std::thread::sleep(Duration::from_millis(300));
+    // The agent drains, detaches XDP and unpins its maps before it exits:
+    // wait for that (reaping each child), and kill what is still there
+    // after a few seconds, before the namespaces go.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let mut left = children;
+    while !left.is_empty() && std::time::Instant::now() < deadline {
+        // SAFETY: waitpid on our own children, without blocking.
+        left.retain(|pid| unsafe {
+            libc::waitpid(*pid as libc::pid_t, std::ptr::null_mut(), libc::WNOHANG) == 0
+        });
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for pid in left {
+        eprintln!("process {pid} did not stop on SIGTERM: killing it");
+        // SAFETY: as above.
+        unsafe {
+            libc::kill(pid as libc::pid_t, libc::SIGKILL);
+            libc::waitpid(pid as libc::pid_t, std::ptr::null_mut(), 0);
+        }
+    }
     let namespaces = std::mem::take(&mut *NAMESPACES.lock().unwrap_or_else(|e| e.into_inner()));
     for ns in namespaces.iter().rev() {
         let _ = Command::new("ip").args(["netns", "del", ns]).output();
@@ -64,8 +82,8 @@ fn cleanup() {
 
 /// Ctrl-C / SIGTERM: clean up, then exit 130.
 fn install_signal_cleanup() {
-    // Block the signals in every thread (children get a clean mask from
-    // std's spawn) and wait for them on one thread.
+    // Block the signals in every thread and wait for them on one thread.
+    // Children inherit the mask: `spawn` clears it in each of them.
     // SAFETY: plain libc signal-set manipulation on valid local sets.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
@@ -93,6 +111,18 @@ impl Drop for Cleanup {
 }
 
 fn spawn(mut cmd: Command, log: &Path) -> Result<Child> {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: only sigemptyset and sigprocmask (async-signal-safe) between
+    // fork and exec. Without this the agent would inherit the demo's
+    // blocked SIGTERM and never stop.
+    unsafe {
+        cmd.pre_exec(|| {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+            Ok(())
+        });
+    }
     let child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::null())
