@@ -92,7 +92,6 @@ pub struct Metrics {
     errors: [AtomicU64; 3],
     /// Microseconds the last reload spent in each phase.
     reload_us: [AtomicU64; 2],
-    reloads: AtomicU64,
     upstream_latency: Histogram,
     /// Host label → counters; touched only when a snapshot is published or rendered.
     hosts: Mutex<HashMap<Box<str>, Arc<HostStats>>>,
@@ -106,7 +105,6 @@ impl Default for Metrics {
         Self {
             errors: Default::default(),
             reload_us: Default::default(),
-            reloads: AtomicU64::new(0),
             upstream_latency: Histogram::default(),
             hosts: Mutex::new(hosts),
             any_host,
@@ -141,12 +139,10 @@ impl Metrics {
         self.upstream_latency.observe(took);
     }
 
-    /// How long the last reload spent in `phase`; `Build` also counts a reload.
+    /// How long the last reload spent in `phase` (reloads are counted by
+    /// the snapshot generation).
     pub fn reload_phase(&self, phase: ReloadPhase, took: Duration) {
         self.reload_us[phase as usize].store(took.as_micros() as u64, Relaxed);
-        if phase == ReloadPhase::Build {
-            self.reloads.fetch_add(1, Relaxed);
-        }
     }
 
     pub fn error(&self, source: ErrorSource) {
@@ -197,13 +193,6 @@ impl Metrics {
                 self.reload_us[i].load(Relaxed) as f64 / 1e6
             );
         }
-        out.push_str("# HELP xingress_config_reloads_total Routing snapshots published.\n");
-        out.push_str("# TYPE xingress_config_reloads_total counter\n");
-        let _ = writeln!(
-            out,
-            "xingress_config_reloads_total {}",
-            self.reloads.load(Relaxed)
-        );
     }
 }
 

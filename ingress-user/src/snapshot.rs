@@ -62,15 +62,7 @@ impl SnapshotCell {
             limiters,
             tls,
         });
-        let old = self.current.swap(snap.clone());
-        // Freeing a large routing table takes milliseconds: do it beside
-        // the next reload, not in its way. Requests still holding the old
-        // snapshot keep it alive until they finish, wherever it is freed.
-        if Arc::strong_count(&old) == 1 {
-            let _ = std::thread::Builder::new()
-                .name("snapshot-drop".into())
-                .spawn(move || drop(old));
-        }
+        self.current.store(snap.clone());
         snap
     }
 

@@ -203,13 +203,7 @@ fn default_backend(req: &Request<Incoming>) -> Response<EchoBody> {
 
 /// Echoes the request; a path starting `/delay/MS` answers after MS milliseconds.
 async fn echo(name: &str, req: Request<Incoming>) -> Response<EchoBody> {
-    if let Some(ms) = req
-        .uri()
-        .path()
-        .strip_prefix("/delay/")
-        .and_then(|rest| rest.split('/').next())
-        .and_then(|ms| ms.parse::<u64>().ok())
-    {
+    if let Some(ms) = path_number(&req, "/delay/") {
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
     let mut text = format!(
@@ -238,27 +232,22 @@ async fn echo(name: &str, req: Request<Incoming>) -> Response<EchoBody> {
     r
 }
 
+/// N of a path `PREFIX N[/...]`.
+fn path_number(req: &Request<Incoming>, prefix: &str) -> Option<u64> {
+    let rest = req.uri().path().strip_prefix(prefix)?;
+    rest.split('/').next()?.parse().ok()
+}
+
 /// `/bytes/N`: N bytes of 'x' (at most 64 MiB), with a Content-Length.
 fn bytes(req: &Request<Incoming>) -> Response<EchoBody> {
-    let n = req
-        .uri()
-        .path()
-        .strip_prefix("/bytes/")
-        .and_then(|n| n.parse::<usize>().ok())
-        .unwrap_or(0)
-        .min(64 << 20);
-    Response::new(full(vec![b'x'; n]))
+    let n = path_number(req, "/bytes/").unwrap_or(0).min(64 << 20);
+    Response::new(full(vec![b'x'; n as usize]))
 }
 
 /// `/drip/MS`: the head and a first line at once, the last line MS
 /// milliseconds later, so the response stays in flight after its head.
 fn drip(req: &Request<Incoming>) -> Response<EchoBody> {
-    let ms = req
-        .uri()
-        .path()
-        .strip_prefix("/drip/")
-        .and_then(|ms| ms.parse::<u64>().ok())
-        .unwrap_or(1000);
+    let ms = path_number(req, "/drip/").unwrap_or(1000);
     let (tx, rx) = mpsc::channel(2);
     tokio::spawn(async move {
         let _ = tx.send(Frame::data(Bytes::from_static(b"first\n"))).await;

@@ -280,6 +280,15 @@ fn manifest_changes_apply_without_restart_or_dropping_connections() {
     let r = conn.get("juice.example.com", "/").unwrap();
     assert!(r.header("x-pod").unwrap().starts_with("coffee"));
     assert!(agent.metric("xingress_snapshot_generation").unwrap() > generation);
+    // The agent says how long the reload took, by phase.
+    for phase in ["read", "build"] {
+        let s = agent
+            .metric(&format!(
+                "xingress_config_reload_seconds{{phase=\"{phase}\"}}"
+            ))
+            .unwrap_or_else(|| panic!("no {phase} time on /metrics"));
+        assert!(s > 0.0 && s < 10.0, "{phase}: {s} s");
+    }
     // The same keep-alive connection still serves the old routes.
     assert_eq!(conn.get("cafe.example.com", "/tea").unwrap().status, 200);
     assert!(agent.metric("xingress_config_warnings").unwrap() >= 1.0);

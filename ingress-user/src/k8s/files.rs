@@ -14,9 +14,9 @@ use std::{
     time::SystemTime,
 };
 
-use crate::model::{NamespacedName, Objects, Warning};
+use crate::model::{Objects, Warning};
 
-use super::parse_documents;
+use super::{parse::defined_twice, parse_documents};
 
 /// A directory of `.yaml`, `.yml` and `.json` manifests (not recursive,
 /// hidden files skipped — like `kubectl apply -f DIR`).
@@ -193,24 +193,18 @@ impl ManifestDir {
 /// Adds one file's objects; an object already read from an earlier file is
 /// replaced, with a warning.
 fn merge(into: &mut LoadResult, origin: &str, objects: &Objects) {
-    fn kind<T: Clone>(
-        into: &mut BTreeMap<NamespacedName, T>,
-        from: &BTreeMap<NamespacedName, T>,
+    fn kind<K: Ord + Clone + std::fmt::Display, T>(
+        into: &mut BTreeMap<K, Arc<T>>,
+        from: &BTreeMap<K, Arc<T>>,
         kind: &str,
         origin: &str,
         warnings: &mut Vec<Warning>,
     ) {
         for (id, obj) in from {
             if into.insert(id.clone(), obj.clone()).is_some() {
-                warnings.push(twice(kind, &id.to_string(), origin));
+                warnings.push(defined_twice(format!("{kind} {id} in {origin}"), kind, id));
             }
         }
-    }
-    fn twice(kind: &str, id: &str, origin: &str) -> Warning {
-        Warning::error(
-            format!("{kind} {id} in {origin}"),
-            format!("{kind} {id} is defined more than once; the definition read last wins"),
-        )
     }
     let (o, w) = (&mut into.objects, &mut into.warnings);
     kind(&mut o.ingresses, &objects.ingresses, "Ingress", origin, w);
@@ -224,19 +218,19 @@ fn merge(into: &mut LoadResult, origin: &str, objects: &Objects) {
     );
     kind(&mut o.endpoints, &objects.endpoints, "Endpoints", origin, w);
     kind(&mut o.secrets, &objects.secrets, "Secret", origin, w);
-    for (name, class) in &objects.ingress_classes {
-        if o.ingress_classes
-            .insert(name.clone(), class.clone())
-            .is_some()
-        {
-            w.push(twice("IngressClass", name, origin));
-        }
-    }
+    kind(
+        &mut o.ingress_classes,
+        &objects.ingress_classes,
+        "IngressClass",
+        origin,
+        w,
+    );
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::NamespacedName;
 
     fn service(name: &str, port: u16) -> String {
         format!(

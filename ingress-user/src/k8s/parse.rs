@@ -186,16 +186,22 @@ fn add_document(mut doc: Value, place: &str, objects: &mut Objects, out: &mut Pa
         Ok(false) => out.objects += 1,
         Ok(true) => {
             out.objects += 1;
-            out.warnings.push(Warning::error(
-                label,
-                format!("{kind} {id} is defined more than once; the definition read last wins"),
-            ));
+            out.warnings.push(defined_twice(label, &kind, &id));
         }
         Err(e) => out.warnings.push(Warning::error(
             label,
             format!("invalid {kind}, skipped: {e}"),
         )),
     }
+}
+
+/// The warning for an object read more than once (in one file or across
+/// files): the definition read last is the one used.
+pub(super) fn defined_twice(label: String, kind: &str, id: &dyn std::fmt::Display) -> Warning {
+    Warning::error(
+        label,
+        format!("{kind} {id} is defined more than once; the definition read last wins"),
+    )
 }
 
 fn typed<T: DeserializeOwned>(doc: Value) -> Result<T, serde_json::Error> {

@@ -377,7 +377,7 @@ struct Cx<'a> {
     allow_external_name: bool,
     warnings: Vec<Warning>,
     /// One Backend per (namespace, service, port, protocol) so rules share
-    /// its balancer, keyed by `backend_key`.
+    /// its balancer, keyed by those four written into `key`.
     backends: HashMap<String, Arc<Backend>>,
     /// Reused for building `backends` keys (a lookup allocates nothing).
     key: String,

@@ -33,13 +33,13 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
             .collect();
         // Framing, routing and tracing fields stay whatever Connection says.
         let kept = [
-            http::header::CONTENT_LENGTH,
-            http::header::TRANSFER_ENCODING,
-            http::header::HOST,
-            HeaderName::from_static("x-request-id"),
+            &http::header::CONTENT_LENGTH,
+            &http::header::TRANSFER_ENCODING,
+            &http::header::HOST,
+            &X_REQUEST_ID,
         ];
         for name in named {
-            if !kept.contains(&name) {
+            if !kept.contains(&&name) {
                 headers.remove(name);
             }
         }
