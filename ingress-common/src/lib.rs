@@ -311,6 +311,11 @@ pub const STAT_COUNT: u32 = 18;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Pod, Zeroable)]
 pub struct Stats {
     pub counters: [u64; STAT_COUNT as usize],
+    /// The program's clock cache on this CPU (not a counter): the jiffy of
+    /// the last clock read and the coarse monotonic ns it gave. The clock
+    /// helper is called once per jiffy per CPU instead of once per packet.
+    pub clock_jiffies: u64,
+    pub clock_ns: u64,
 }
 
 impl Stat {

@@ -1,11 +1,21 @@
-//! Finding the host name of a new flow in its first payload segment, as
-//! copied into the scratch buffer: the TLS ClientHello's server_name, or the
-//! HTTP/1.x Host header. Loops are bounded and only *find* the name: they
-//! store its position in the scratch map and stop, so the verifier checks
-//! what follows once rather than once per iteration.
+//! Finding the host name of a new flow in its first payload segment: the
+//! TLS ClientHello's server_name, read in place in the packet, or the
+//! HTTP/1.x Host header, searched in a copy of the segment in the scratch
+//! buffer (a byte scan the verifier checks once, through bpf_loop). Loops are
+//! bounded and only *find* the name; `load_name` then reads it into the key.
+//!
+//! Calls cost: on a kernel with retpolines and return thunks, every helper
+//! call and subprogram return costs ~20 ns, so the TLS path makes none
+//! (it used to copy the segment and walk the extensions with bpf_loop).
 
-use aya_ebpf::{cty::c_void, helpers::bpf_loop};
+use aya_ebpf::{
+    cty::c_void,
+    helpers::{bpf_loop, generated::bpf_xdp_load_bytes},
+    programs::XdpContext,
+};
 use ingress_common::{HOST_KEY_LEN, HostKey, SCRATCH_LEN, Scratch};
+
+use crate::parse::ptr_at;
 
 /// Extensions walked at most in a ClientHello.
 const MAX_EXTENSIONS: usize = 32;
@@ -25,11 +35,6 @@ fn at(buf: &[u8; SCRATCH_LEN], n: usize, i: usize) -> Option<u8> {
 }
 
 #[inline(always)]
-fn be16(buf: &[u8; SCRATCH_LEN], n: usize, i: usize) -> Option<usize> {
-    Some(((at(buf, n, i)? as usize) << 8) | at(buf, n, i + 1)? as usize)
-}
-
-#[inline(always)]
 fn found(s: &mut Scratch, pos: usize, len: usize) -> bool {
     if len == 0 || len > HOST_KEY_LEN || pos >= SCRATCH_LEN {
         return false;
@@ -43,101 +48,90 @@ fn found(s: &mut Scratch, pos: usize, len: usize) -> bool {
     true
 }
 
-/// Finds the server_name of a TLS ClientHello; false when it is not in
-/// this segment (split ClientHello), absent, or too long: the agent decides.
+/// Payload bytes of a ClientHello the walk reads at most (as much as the
+/// HTTP scan sees of a request).
+const MAX_TLS_SCAN: usize = SCRATCH_LEN;
+
+/// Byte `i` of the payload at `base` (`n` bytes long), read in place.
 #[inline(always)]
-pub fn tls_sni(s: &mut Scratch, n: usize) -> bool {
-    let buf = &s.buf;
-    let Some((pos, len)) = sni(buf, n) else {
-        return false;
-    };
-    found(s, pos, len)
+fn pkt_u8(ctx: &XdpContext, base: usize, n: usize, i: usize) -> Option<u8> {
+    if i >= n || i >= MAX_TLS_SCAN {
+        return None;
+    }
+    let p = ptr_at::<1>(ctx, base + i).ok()?;
+    // SAFETY: ptr_at checked the byte is in the packet.
+    Some(unsafe { *p })
 }
 
 #[inline(always)]
-fn sni(buf: &[u8; SCRATCH_LEN], n: usize) -> Option<(usize, usize)> {
+fn pkt_be16(ctx: &XdpContext, base: usize, n: usize, i: usize) -> Option<usize> {
+    if i + 2 > n || i >= MAX_TLS_SCAN {
+        return None;
+    }
+    let p = ptr_at::<2>(ctx, base + i).ok()?;
+    // SAFETY: ptr_at checked both bytes are in the packet.
+    Some(unsafe { ((*p as usize) << 8) | *p.add(1) as usize })
+}
+
+/// Finds the server_name of a TLS ClientHello in the payload at `base`
+/// (`n` bytes by the IP length): its packet offset and length. None when it
+/// is not in this segment (split ClientHello), absent, or too long: the
+/// agent decides.
+#[inline(always)]
+pub fn tls_sni(ctx: &XdpContext, base: usize, n: usize) -> Option<(usize, usize)> {
     // Record header: handshake(22), version, length; then ClientHello(1).
-    if at(buf, n, 0)? != 22 || at(buf, n, 5)? != 1 {
+    if pkt_u8(ctx, base, n, 0)? != 22 || pkt_u8(ctx, base, n, 5)? != 1 {
         return None;
     }
     // 5 record + 4 handshake header + 2 version + 32 random.
     let mut pos = 43;
-    pos += 1 + at(buf, n, pos)? as usize;
-    pos += 2 + be16(buf, n, pos)?;
-    pos += 1 + at(buf, n, pos)? as usize;
-    let end = pos + 2 + be16(buf, n, pos)?;
-    let mut walk = Extensions {
-        buf: buf as *const _,
-        n,
-        pos: pos + 2,
-        end,
-        name_pos: 0,
-        name_len: 0,
-    };
-    // bpf_loop: the verifier checks one extension step, not 32 unrolled.
-    // SAFETY: extension_step matches bpf_loop's callback signature and only
-    // reads through the context it is given.
-    unsafe {
-        bpf_loop(
-            MAX_EXTENSIONS as u32,
-            extension_step as *mut c_void,
-            (&mut walk as *mut Extensions).cast(),
-            0,
-        );
+    pos += 1 + pkt_u8(ctx, base, n, pos)? as usize;
+    pos += 2 + pkt_be16(ctx, base, n, pos)?;
+    pos += 1 + pkt_u8(ctx, base, n, pos)? as usize;
+    let end = pos + 2 + pkt_be16(ctx, base, n, pos)?;
+    pos += 2;
+    for _ in 0..MAX_EXTENSIONS {
+        // Bounded before it meets a pointer: the verifier needs the range.
+        if pos >= end || pos >= MAX_TLS_SCAN || pos + 4 > n {
+            return None;
+        }
+        let p = ptr_at::<4>(ctx, base + pos).ok()?;
+        // SAFETY: ptr_at checked the 4 bytes.
+        let (ty, len) = unsafe {
+            (
+                (*p as u16) << 8 | *p.add(1) as u16,
+                (*p.add(2) as usize) << 8 | *p.add(3) as usize,
+            )
+        };
+        if ty == 0 {
+            return server_name(ctx, base, n, pos);
+        }
+        pos += 4 + len;
     }
-    (walk.name_len > 0).then_some((walk.name_pos, walk.name_len))
+    None
 }
 
-/// State of the ClientHello extension walk.
-#[repr(C)]
-struct Extensions {
-    buf: *const [u8; SCRATCH_LEN],
-    n: usize,
-    /// Next extension.
-    pos: usize,
-    /// End of the extension list.
-    end: usize,
-    /// The server_name, once found.
-    name_pos: usize,
-    name_len: usize,
-}
-
-/// One extension: 1 stops (found, end of list or of the segment), 0 goes on.
-#[inline(never)]
-unsafe extern "C" fn extension_step(_index: u64, ctx: *mut c_void) -> i64 {
-    // SAFETY: bpf_loop passes back the context sni() gave it.
-    let w = unsafe { &mut *(ctx as *mut Extensions) };
-    // SAFETY: the buffer is this CPU's scratch slot, alive during the loop.
-    let buf = unsafe { &*w.buf };
-    let pos = w.pos;
-    if pos >= w.end || pos >= SCRATCH_LEN {
-        return 1;
+/// The host_name of the server_name extension at `pos`.
+#[inline(always)]
+fn server_name(ctx: &XdpContext, base: usize, n: usize, pos: usize) -> Option<(usize, usize)> {
+    // Extension header(4), list length(2), type(1) = host_name(0), length(2), name.
+    if pos + 9 > n || pos >= MAX_TLS_SCAN {
+        return None;
     }
-    let (Some(ty), Some(len)) = (be16(buf, w.n, pos), be16(buf, w.n, pos + 2)) else {
-        return 1;
-    };
-    if ty != 0 {
-        w.pos = pos + 4 + len;
-        return 0;
-    }
-    // server_name: list length(2), type(1) = host_name(0), length(2), name.
-    if at(buf, w.n, pos + 6) != Some(0) {
-        return 1;
-    }
-    let Some(name_len) = be16(buf, w.n, pos + 7) else {
-        return 1;
-    };
+    let p = ptr_at::<9>(ctx, base + pos).ok()?;
+    // SAFETY: ptr_at checked the 9 bytes.
+    let (ty, len) = unsafe { (*p.add(6), (*p.add(7) as usize) << 8 | *p.add(8) as usize) };
     let start = pos + 9;
     // The whole name must be in this segment.
-    if name_len > 0 && at(buf, w.n, start + name_len - 1).is_some() {
-        w.name_pos = start;
-        w.name_len = name_len;
+    if ty != 0 || len == 0 || len > HOST_KEY_LEN || start + len > n {
+        return None;
     }
-    1
+    Some((base + start, len))
 }
 
-/// Finds the Host header value (without port) of an HTTP/1.x request head;
-/// false when the head has none within this segment.
+/// Finds the Host header value (without port) of an HTTP/1.x request head
+/// copied into the scratch buffer; false when the head has none within
+/// this segment. Its position in the payload goes into the scratch slot.
 #[inline(always)]
 pub fn http_host(s: &mut Scratch, n: usize) -> bool {
     let buf = &s.buf;
@@ -232,22 +226,77 @@ fn value(buf: &[u8; SCRATCH_LEN], n: usize, mut i: usize) -> Option<(usize, usiz
     None
 }
 
-/// Lowercases the key in place and drops one trailing dot; false for an
-/// empty name or an IPv6 literal, which HOSTS cannot hold.
+/// Reads the `len`-byte name at packet offset `off` into `k`, zero padded
+/// and lowercased, without one trailing dot; false for an empty name or an
+/// IPv6 literal, which HOSTS cannot hold. The common case (64 bytes of packet
+/// after the name's start) is eight word loads, no helper call.
 #[inline(always)]
-pub fn normalize(k: &mut HostKey, len: usize) -> bool {
+pub fn load_name(ctx: &XdpContext, off: usize, len: usize, k: &mut HostKey) -> bool {
+    if len == 0 || len > HOST_KEY_LEN {
+        return false;
+    }
     let words = k.name.as_mut_ptr().cast::<u64>();
-    for w in 0..HOST_KEY_LEN / 8 {
-        // SAFETY: HostKey is 8-aligned and HOST_KEY_LEN (a multiple of 8) long.
-        unsafe {
-            let p = words.add(w);
-            *p = lowercase_word(*p);
+    if let Ok(p) = ptr_at::<HOST_KEY_LEN>(ctx, off) {
+        for w in 0..HOST_KEY_LEN / 8 {
+            // Little-endian: the name's bytes of word w are its low ones.
+            let valid = len.saturating_sub(8 * w);
+            let mask = if valid >= 8 {
+                u64::MAX
+            } else {
+                (1u64 << (valid * 8)) - 1
+            };
+            // SAFETY: ptr_at checked HOST_KEY_LEN bytes; HostKey is 8-aligned.
+            unsafe {
+                let x = load_u64(p.add(8 * w));
+                *words.add(w) = lowercase_word(x & mask);
+            }
+        }
+    } else {
+        // The name ends near the end of the packet: copy what there is.
+        k.name = [0; HOST_KEY_LEN];
+        // SAFETY: the key is HOST_KEY_LEN bytes and len <= HOST_KEY_LEN.
+        let copied = unsafe {
+            bpf_xdp_load_bytes(ctx.ctx, off as u32, k.name.as_mut_ptr().cast(), len as u32)
+        };
+        if copied < 0 {
+            return false;
+        }
+        for w in 0..HOST_KEY_LEN / 8 {
+            // SAFETY: HostKey is 8-aligned and HOST_KEY_LEN (a multiple of 8) long.
+            unsafe {
+                let p = words.add(w);
+                *p = lowercase_word(*p);
+            }
         }
     }
-    if len > 0 && len <= HOST_KEY_LEN && k.name[len - 1] == b'.' {
-        k.name[len - 1] = 0;
+    if let Some(last) = k.name.get_mut(len.wrapping_sub(1))
+        && *last == b'.'
+    {
+        *last = 0;
     }
     k.name[0] != 0 && k.name[0] != b'[' && k.name[0] != b'.'
+}
+
+/// Eight packet bytes at `p`, little-endian, at any alignment, in one
+/// instruction. `read_unaligned` would be eight byte loads: LLVM's BPF target
+/// splits misaligned loads, and its option not to also misaligns stack
+/// slots, which the verifier refuses. The JIT allows misaligned packet loads.
+///
+/// # Safety
+/// The 8 bytes at `p` must be packet data checked against `data_end`.
+#[inline(always)]
+unsafe fn load_u64(p: *const u8) -> u64 {
+    let x: u64;
+    // SAFETY: per the caller; the load has no other effect.
+    unsafe {
+        core::arch::asm!(
+            "{x} = *(u64 *)({p} + 0)",
+            x = out(reg) x,
+            p = in(reg) p,
+            options(pure, readonly, nostack, preserves_flags),
+        );
+    }
+    x
 }
 
 /// ASCII lowercase of eight bytes at once: sets the case bit (0x20) of the

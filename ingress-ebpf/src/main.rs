@@ -8,6 +8,8 @@
 //! 5. FIN/RST retire the flow. Everything else passes: the agent is the
 //!    fallback for whatever XDP cannot decide.
 #![no_std]
+// BPF inline assembly: one 8-byte load from packet data at any alignment.
+#![feature(asm_experimental_arch)]
 #![no_main]
 
 mod classify;
@@ -15,16 +17,13 @@ mod maps;
 mod parse;
 
 use aya_ebpf::{
-    bindings::xdp_action,
-    helpers::{bpf_ktime_get_coarse_ns, generated::bpf_xdp_load_bytes},
-    macros::xdp,
-    programs::XdpContext,
+    bindings::xdp_action, helpers::generated::bpf_xdp_load_bytes, macros::xdp, programs::XdpContext,
 };
 use aya_log_ebpf::debug;
 use ingress_common::{
     AddrKey, Config, F_CONFIG_DENY, F_CONFIG_STRICT_HOSTS, F_HOST_ALLOWLIST, F_LISTENER_TLS,
     FlowValue, HOST_ID_NONE, HOST_KEY_LEN, REASON_ALLOWLIST, REASON_NONE, REASON_UNKNOWN_HOST,
-    RateValue, SCRATCH_LEN, Stat, Stats, VERDICT_L7, VERDICT_NONE, VERDICT_REJECT,
+    RateValue, SCRATCH_LEN, Scratch, Stat, Stats, VERDICT_L7, VERDICT_NONE, VERDICT_REJECT,
     VERDICT_UNDECIDED,
 };
 use parse::{ETH_P_IPV4, ETH_P_IPV6, IPPROTO_TCP, ParseError, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
@@ -104,9 +103,7 @@ fn try_xingress(ctx: &XdpContext, stats: &mut Stats) -> Result<u32, ParseError> 
         if denied(stats) {
             return Ok(xdp_action::XDP_DROP);
         }
-        // Jiffy resolution is plenty for flow ages and token buckets.
-        // SAFETY: bpf_ktime_get_coarse_ns has no preconditions.
-        let now = unsafe { bpf_ktime_get_coarse_ns() };
+        let now = maps::now(stats);
         if !syn_allowed(&config, &addrs, now) {
             maps::bump(stats, Stat::SynRateLimited);
             return Ok(xdp_action::XDP_DROP);
@@ -153,8 +150,7 @@ fn try_xingress(ctx: &XdpContext, stats: &mut Stats) -> Result<u32, ParseError> 
     // SAFETY: the pointer comes from a successful lookup; concurrent updates
     // from other CPUs can only make the counters approximate.
     let flow = unsafe { &mut *flow };
-    // SAFETY: bpf_ktime_get_coarse_ns has no preconditions.
-    let now = unsafe { bpf_ktime_get_coarse_ns() };
+    let now = maps::now(stats);
     flow.packets += 1;
     flow.bytes += l3.l4_len as u64;
     flow.last_seen_ns = now;
@@ -232,61 +228,17 @@ fn classify(
     let Some(scratch) = maps::SCRATCH.get_ptr_mut(0) else {
         return Ok(undecided(stats, flow));
     };
-    // black_box: the compiler knows payload_len > 0 and would drop the
-    // check, but the verifier must see both bounds at the helper call.
-    let n = core::hint::black_box(if tcp.payload_len > SCRATCH_LEN {
-        SCRATCH_LEN
-    } else {
-        tcp.payload_len
-    });
-    if n == 0 || n > SCRATCH_LEN {
-        return Ok(undecided(stats, flow));
-    }
-    // SAFETY: the scratch slot is this CPU's and SCRATCH_LEN bytes long; n <= SCRATCH_LEN.
-    let copied = unsafe {
-        bpf_xdp_load_bytes(
-            ctx.ctx,
-            tcp.payload_off as u32,
-            (*scratch).buf.as_mut_ptr().cast(),
-            n as u32,
-        )
-    };
-    if copied < 0 {
-        return Ok(undecided(stats, flow));
-    }
-    // SAFETY: filled above, and only this CPU uses its slot.
+    // SAFETY: this CPU's slot, from a successful lookup.
     let scratch = unsafe { &mut *scratch };
-    let located = if listener & F_LISTENER_TLS != 0 {
-        classify::tls_sni(scratch, n)
+    let name = if listener & F_LISTENER_TLS != 0 {
+        classify::tls_sni(ctx, tcp.payload_off, tcp.payload_len)
     } else {
-        classify::http_host(scratch, n)
+        http_host(ctx, tcp, scratch)
     };
-    if !located {
+    let Some((off, len)) = name else {
         return Ok(undecided(stats, flow));
-    }
-    // Reload what the parser stored (see classify.rs).
-    // SAFETY: plain loads from this CPU's slot.
-    let (pos, len) = unsafe {
-        (
-            core::ptr::read_volatile(&scratch.name_pos) as usize,
-            core::ptr::read_volatile(&scratch.name_len) as usize,
-        )
     };
-    let len = core::hint::black_box(len);
-    if len == 0 || len > HOST_KEY_LEN || pos >= SCRATCH_LEN {
-        return Ok(undecided(stats, flow));
-    }
-    scratch.key.name = [0; HOST_KEY_LEN];
-    // SAFETY: the key is HOST_KEY_LEN bytes and len <= HOST_KEY_LEN.
-    let copied = unsafe {
-        bpf_xdp_load_bytes(
-            ctx.ctx,
-            (tcp.payload_off + pos) as u32,
-            scratch.key.name.as_mut_ptr().cast(),
-            len as u32,
-        )
-    };
-    if copied < 0 || !classify::normalize(&mut scratch.key, len) {
+    if !classify::load_name(ctx, off, len, &mut scratch.key) {
         return Ok(undecided(stats, flow));
     }
     // SAFETY: plain values copied out at once.
@@ -305,6 +257,46 @@ fn classify(
         }
         None => Ok(serve(stats, flow, HOST_ID_NONE)),
     }
+}
+
+/// The Host header of the request in this segment: its packet offset and
+/// length. The segment is copied into the scratch buffer for the byte scan.
+#[inline(always)]
+fn http_host(ctx: &XdpContext, tcp: &parse::Tcp, scratch: &mut Scratch) -> Option<(usize, usize)> {
+    // black_box: the compiler knows payload_len > 0 and would drop the
+    // check, but the verifier must see both bounds at the helper call.
+    let n = core::hint::black_box(if tcp.payload_len > SCRATCH_LEN {
+        SCRATCH_LEN
+    } else {
+        tcp.payload_len
+    });
+    if n == 0 || n > SCRATCH_LEN {
+        return None;
+    }
+    // SAFETY: the scratch slot is this CPU's and SCRATCH_LEN bytes long; n <= SCRATCH_LEN.
+    let copied = unsafe {
+        bpf_xdp_load_bytes(
+            ctx.ctx,
+            tcp.payload_off as u32,
+            scratch.buf.as_mut_ptr().cast(),
+            n as u32,
+        )
+    };
+    if copied < 0 || !classify::http_host(scratch, n) {
+        return None;
+    }
+    // Reload what the parser stored (see classify.rs).
+    // SAFETY: plain loads from this CPU's slot.
+    let (pos, len) = unsafe {
+        (
+            core::ptr::read_volatile(&scratch.name_pos) as usize,
+            core::ptr::read_volatile(&scratch.name_len) as usize,
+        )
+    };
+    if len == 0 || len > HOST_KEY_LEN || pos >= SCRATCH_LEN {
+        return None;
+    }
+    Some((tcp.payload_off + pos, len))
 }
 
 #[inline(always)]

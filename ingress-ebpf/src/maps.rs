@@ -4,6 +4,7 @@
 
 use aya_ebpf::{
     bindings::{BPF_ANY, BPF_NOEXIST},
+    helpers::{bpf_ktime_get_coarse_ns, generated::bpf_jiffies64},
     macros::map,
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, lpm_trie::Key},
 };
@@ -74,6 +75,22 @@ pub fn bump(stats: &mut Stats, stat: Stat) {
     if i < stats.counters.len() {
         stats.counters[i] += 1;
     }
+}
+
+/// CLOCK_MONOTONIC_COARSE in ns, at jiffy resolution (plenty for flow ages
+/// and token buckets). The verifier inlines `bpf_jiffies64` into a load;
+/// the clock helper (a call, ~20 ns on a retpoline kernel) runs only when
+/// this CPU sees a new jiffy.
+#[inline(always)]
+pub fn now(stats: &mut Stats) -> u64 {
+    // SAFETY: bpf_jiffies64 has no preconditions.
+    let jiffies = unsafe { bpf_jiffies64() };
+    if jiffies != stats.clock_jiffies || stats.clock_ns == 0 {
+        stats.clock_jiffies = jiffies;
+        // SAFETY: bpf_ktime_get_coarse_ns has no preconditions.
+        stats.clock_ns = unsafe { bpf_ktime_get_coarse_ns() };
+    }
+    stats.clock_ns
 }
 
 /// Flags of a listener on `port` (host order), if the agent registered one.
