@@ -178,6 +178,16 @@ pub fn tcp_flags_v4(p: &[u8]) -> u8 {
 /// server_name (so the SNI sits early or late), no server_name when `sni`
 /// is `None`.
 pub fn client_hello(sni: Option<&str>, before: usize) -> Vec<u8> {
+    client_hello_ordered(sni, before, false)
+}
+
+/// A ClientHello whose server_name is its last extension: the name ends
+/// the segment.
+pub fn client_hello_sni_last(sni: &str) -> Vec<u8> {
+    client_hello_ordered(Some(sni), 0, true)
+}
+
+fn client_hello_ordered(sni: Option<&str>, before: usize, sni_last: bool) -> Vec<u8> {
     let mut ext = Vec::new();
     let mut push_ext = |ty: u16, data: &[u8]| {
         ext.extend_from_slice(&ty.to_be_bytes());
@@ -188,14 +198,17 @@ pub fn client_hello(sni: Option<&str>, before: usize) -> Vec<u8> {
     if before > 0 {
         push_ext(0x0015, &vec![0u8; before]); // padding
     }
-    if let Some(name) = sni {
+    let server_name = sni.map(|name| {
         let n = name.as_bytes();
         let mut data = Vec::new();
         data.extend_from_slice(&((n.len() + 3) as u16).to_be_bytes());
         data.push(0);
         data.extend_from_slice(&(n.len() as u16).to_be_bytes());
         data.extend_from_slice(n);
-        push_ext(0x0000, &data);
+        data
+    });
+    if let Some(data) = server_name.as_ref().filter(|_| !sni_last) {
+        push_ext(0x0000, data);
     }
     push_ext(0x002b, &[2, 3, 4]); // supported_versions: TLS 1.3
     push_ext(
@@ -206,6 +219,9 @@ pub fn client_hello(sni: Option<&str>, before: usize) -> Vec<u8> {
             .chain([7u8; 32])
             .collect::<Vec<_>>(),
     ); // key_share x25519
+    if let Some(data) = server_name.as_ref().filter(|_| sni_last) {
+        push_ext(0x0000, data);
+    }
     let mut body = vec![3, 3];
     body.extend_from_slice(&[0x42; 32]); // random
     body.push(32);

@@ -16,8 +16,8 @@ use xingress::{
     model::Cidr,
 };
 use xingress_tests::xdp::{
-    self, ACK, FIN, Flow, RST, XDP_DROP, XDP_PASS, client_hello, run, tcp_checksum_ok_v4,
-    tcp_flags_v4,
+    self, ACK, FIN, Flow, RST, XDP_DROP, XDP_PASS, client_hello, client_hello_sni_last, run,
+    tcp_checksum_ok_v4, tcp_flags_v4,
 };
 
 const NODE: &str = "198.18.0.1";
@@ -115,7 +115,35 @@ fn tls_sni_classifies_flows() {
     let mut r = rig(Config::default(), &[]);
     let long = format!("{}.example.com", "x".repeat(60));
     let split = client_hello(Some("cafe.example.com"), 1200)[..600].to_vec();
+    // 64 and 63 bytes: every word of the key full, and the last one short.
+    let label = "x".repeat(54);
+    let key_long = format!("{label}.wild.test");
+    let almost = format!("{}.wild.test", &label[1..]);
     let cases: Vec<(&str, Vec<u8>, u8, &str)> = vec![
+        (
+            "SNI last: the name ends the segment",
+            client_hello_sni_last("Cafe.Example.com."),
+            VERDICT_L7,
+            "cafe.example.com",
+        ),
+        (
+            "name as long as the key",
+            client_hello(Some(&key_long), 0),
+            VERDICT_L7,
+            "*.wild.test",
+        ),
+        (
+            "name as long as the key, ending the segment",
+            client_hello_sni_last(&key_long),
+            VERDICT_L7,
+            "*.wild.test",
+        ),
+        (
+            "name one byte shorter than the key",
+            client_hello(Some(&almost), 0),
+            VERDICT_L7,
+            "*.wild.test",
+        ),
         (
             "SNI first",
             client_hello(Some("cafe.example.com"), 0),
@@ -190,7 +218,7 @@ fn tls_sni_classifies_flows() {
         .find(|(h, _)| h == "cafe.example.com")
         .unwrap()
         .1;
-    assert_eq!(cafe.flows, 4, "per-host counters");
+    assert_eq!(cafe.flows, 5, "per-host counters");
 }
 
 #[test]
@@ -542,4 +570,53 @@ fn a_reused_port_starts_a_new_flow() {
     let st = r.state(&f).expect("flow tracked");
     assert_eq!(st.verdict, VERDICT_L7);
     assert_eq!(r.host_name(st.host_id), "cafe.example.com");
+}
+
+/// CLOCK_MONOTONIC in ns.
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// The program reads the clock once per jiffy per CPU and reuses it: flow
+/// times must still be CLOCK_MONOTONIC (coarse, so up to a tick behind) and
+/// move on as time passes.
+#[test]
+fn flow_times_follow_the_monotonic_clock() {
+    // A tick is at most 10 ms (HZ >= 100); the coarse clock lags by up to one.
+    const TICK: u64 = 10_000_000;
+    let mut r = rig(Config::default(), &[]);
+    let before = monotonic_ns();
+    let (_, verdict, _, _, f) = r.open(
+        "192.0.2.50",
+        443,
+        &client_hello(Some("cafe.example.com"), 0),
+    );
+    assert_eq!(verdict, VERDICT_L7);
+    let after = monotonic_ns();
+    let st = r.state(&f).unwrap();
+    assert!(
+        st.first_seen_ns + TICK >= before && st.first_seen_ns <= after,
+        "first seen {} outside [{before} - a tick, {after}]",
+        st.first_seen_ns
+    );
+    assert!(st.last_seen_ns >= st.first_seen_ns && st.last_seen_ns <= after);
+
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let before = monotonic_ns();
+    assert_eq!(run(&mut r.dp, &f.data(b"more")).0, XDP_PASS);
+    let after = monotonic_ns();
+    let later = r.state(&f).unwrap();
+    assert_eq!(later.first_seen_ns, st.first_seen_ns);
+    assert!(
+        later.last_seen_ns + TICK >= before && later.last_seen_ns <= after,
+        "last seen {} outside [{before} - a tick, {after}]",
+        later.last_seen_ns
+    );
+    assert!(later.last_seen_ns >= st.last_seen_ns + 40_000_000);
 }
