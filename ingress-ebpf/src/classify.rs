@@ -15,7 +15,7 @@ use aya_ebpf::{
 };
 use ingress_common::{HOST_KEY_LEN, HostKey, SCRATCH_LEN, Scratch};
 
-use crate::parse::ptr_at;
+use crate::parse::payload_at;
 
 /// Extensions walked at most in a ClientHello.
 const MAX_EXTENSIONS: usize = 32;
@@ -58,8 +58,8 @@ fn pkt_u8(ctx: &XdpContext, base: usize, n: usize, i: usize) -> Option<u8> {
     if i >= n || i >= MAX_TLS_SCAN {
         return None;
     }
-    let p = ptr_at::<1>(ctx, base + i).ok()?;
-    // SAFETY: ptr_at checked the byte is in the packet.
+    let p = payload_at::<1>(ctx, base + i).ok()?;
+    // SAFETY: payload_at checked the byte is in the packet.
     Some(unsafe { *p })
 }
 
@@ -68,8 +68,8 @@ fn pkt_be16(ctx: &XdpContext, base: usize, n: usize, i: usize) -> Option<usize> 
     if i + 2 > n || i >= MAX_TLS_SCAN {
         return None;
     }
-    let p = ptr_at::<2>(ctx, base + i).ok()?;
-    // SAFETY: ptr_at checked both bytes are in the packet.
+    let p = payload_at::<2>(ctx, base + i).ok()?;
+    // SAFETY: payload_at checked both bytes are in the packet.
     Some(unsafe { ((*p as usize) << 8) | *p.add(1) as usize })
 }
 
@@ -95,8 +95,8 @@ pub fn tls_sni(ctx: &XdpContext, base: usize, n: usize) -> Option<(usize, usize)
         if pos >= end || pos >= MAX_TLS_SCAN || pos + 4 > n {
             return None;
         }
-        let p = ptr_at::<4>(ctx, base + pos).ok()?;
-        // SAFETY: ptr_at checked the 4 bytes.
+        let p = payload_at::<4>(ctx, base + pos).ok()?;
+        // SAFETY: payload_at checked the 4 bytes.
         let (ty, len) = unsafe {
             (
                 (*p as u16) << 8 | *p.add(1) as u16,
@@ -118,8 +118,8 @@ fn server_name(ctx: &XdpContext, base: usize, n: usize, pos: usize) -> Option<(u
     if pos + 9 > n || pos >= MAX_TLS_SCAN {
         return None;
     }
-    let p = ptr_at::<9>(ctx, base + pos).ok()?;
-    // SAFETY: ptr_at checked the 9 bytes.
+    let p = payload_at::<9>(ctx, base + pos).ok()?;
+    // SAFETY: payload_at checked the 9 bytes.
     let (ty, len) = unsafe { (*p.add(6), (*p.add(7) as usize) << 8 | *p.add(8) as usize) };
     let start = pos + 9;
     // The whole name must be in this segment.
@@ -236,7 +236,7 @@ pub fn load_name(ctx: &XdpContext, off: usize, len: usize, k: &mut HostKey) -> b
         return false;
     }
     let words = k.name.as_mut_ptr().cast::<u64>();
-    if let Ok(p) = ptr_at::<HOST_KEY_LEN>(ctx, off) {
+    if let Ok(p) = payload_at::<HOST_KEY_LEN>(ctx, off) {
         for w in 0..HOST_KEY_LEN / 8 {
             // Little-endian: the name's bytes of word w are its low ones.
             let valid = len.saturating_sub(8 * w);
@@ -245,7 +245,7 @@ pub fn load_name(ctx: &XdpContext, off: usize, len: usize, k: &mut HostKey) -> b
             } else {
                 (1u64 << (valid * 8)) - 1
             };
-            // SAFETY: ptr_at checked HOST_KEY_LEN bytes; HostKey is 8-aligned.
+            // SAFETY: payload_at checked HOST_KEY_LEN bytes; HostKey is 8-aligned.
             unsafe {
                 let x = load_u64(p.add(8 * w));
                 *words.add(w) = lowercase_word(x & mask);

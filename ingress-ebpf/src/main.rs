@@ -263,9 +263,9 @@ fn classify(
 /// length. The segment is copied into the scratch buffer for the byte scan.
 #[inline(always)]
 fn http_host(ctx: &XdpContext, tcp: &parse::Tcp, scratch: &mut Scratch) -> Option<(usize, usize)> {
-    // black_box: the compiler knows payload_len > 0 and would drop the
+    // opaque: the compiler knows payload_len > 0 and would drop the
     // check, but the verifier must see both bounds at the helper call.
-    let n = core::hint::black_box(if tcp.payload_len > SCRATCH_LEN {
+    let n = parse::opaque(if tcp.payload_len > SCRATCH_LEN {
         SCRATCH_LEN
     } else {
         tcp.payload_len
