@@ -27,6 +27,10 @@ pub const MAP_ALLOW: &str = "ALLOW";
 pub const MAP_DENY4: &str = "DENY4";
 /// Global source deny list for IPv6 (LPM trie on [`AddrKey`]).
 pub const MAP_DENY6: &str = "DENY6";
+/// Index of DENY4 by /24 (array of u64 words, 2 bits per /24, see
+/// [`deny4_slot`]): most sources are decided by one array load, which the
+/// verifier inlines, instead of an LPM trie walk (a call).
+pub const MAP_DENY4_INDEX: &str = "DENY4_INDEX";
 /// Per-source SYN token buckets (LRU hash, [`AddrKey`] → [`RateValue`]).
 pub const MAP_SYN_RATE: &str = "SYN_RATE";
 /// One [`Config`] at index 0.
@@ -37,7 +41,7 @@ pub const MAP_HOST_STATS: &str = "HOST_STATS";
 pub const MAP_SCRATCH: &str = "SCRATCH";
 
 /// Every map the agent pins (LISTENERS and the scratch buffer are private).
-pub const PINNED_MAPS: [&str; 10] = [
+pub const PINNED_MAPS: [&str; 11] = [
     MAP_STATS,
     MAP_FLOWS4,
     MAP_FLOWS6,
@@ -45,6 +49,7 @@ pub const PINNED_MAPS: [&str; 10] = [
     MAP_ALLOW,
     MAP_DENY4,
     MAP_DENY6,
+    MAP_DENY4_INDEX,
     MAP_SYN_RATE,
     MAP_CONFIG,
     MAP_HOST_STATS,
@@ -57,6 +62,19 @@ pub const MAX_FLOWS: u32 = 262_144;
 pub const MAX_HOSTS: u32 = 16_384;
 pub const MAX_ALLOW: u32 = 65_536;
 pub const MAX_DENY: u32 = 65_536;
+/// Words of DENY4_INDEX: 2^24 /24s at 2 bits each (4 MiB).
+pub const DENY4_INDEX_WORDS: u32 = 1 << 19;
+/// DENY4_INDEX state of a /24: every address in it is denied.
+pub const DENY4_WHOLE: u64 = 0b01;
+/// DENY4_INDEX state of a /24: some addresses in it are; ask DENY4.
+pub const DENY4_PART: u64 = 0b10;
+
+/// Where the 2-bit DENY4_INDEX state of `addr`'s /24 lives: (word, shift).
+#[inline(always)]
+pub fn deny4_slot(addr: [u8; 4]) -> (u32, u32) {
+    let slash24 = u32::from_be_bytes(addr) >> 8;
+    (slash24 >> 5, (slash24 & 31) * 2)
+}
 pub const MAX_RATE_SOURCES: u32 = 65_536;
 /// Host names are looked up by their first 64 bytes; longer names are UNDECIDED.
 pub const HOST_KEY_LEN: usize = 64;

@@ -9,9 +9,9 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, lpm_trie::Key},
 };
 use ingress_common::{
-    AddrKey, AllowKey, Config, FlowKey4, FlowKey6, FlowValue, HostCounters, HostKey, HostValue,
-    LISTENER_PORTS, ListenerValue, MAX_ALLOW, MAX_DENY, MAX_FLOWS, MAX_HOSTS, MAX_RATE_SOURCES,
-    RateValue, Scratch, Stat, Stats,
+    AddrKey, AllowKey, Config, DENY4_INDEX_WORDS, DENY4_PART, DENY4_WHOLE, FlowKey4, FlowKey6,
+    FlowValue, HostCounters, HostKey, HostValue, LISTENER_PORTS, ListenerValue, MAX_ALLOW,
+    MAX_DENY, MAX_FLOWS, MAX_HOSTS, MAX_RATE_SOURCES, RateValue, Scratch, Stat, Stats, deny4_slot,
 };
 
 use crate::parse::Addrs;
@@ -44,6 +44,9 @@ pub static ALLOW: LpmTrie<AllowKey, u8> = LpmTrie::pinned(MAX_ALLOW, 0);
 pub static DENY4: LpmTrie<[u8; 4], u8> = LpmTrie::pinned(MAX_DENY, 0);
 #[map]
 pub static DENY6: LpmTrie<AddrKey, u8> = LpmTrie::pinned(MAX_DENY, 0);
+/// DENY4 by /24: whole, part (ask DENY4) or none, 2 bits each.
+#[map]
+pub static DENY4_INDEX: Array<u64> = Array::pinned(DENY4_INDEX_WORDS, 0);
 
 /// SYN token bucket per source.
 #[map]
@@ -118,7 +121,11 @@ pub fn config() -> Config {
 #[inline(always)]
 pub fn denied(addrs: &Addrs) -> bool {
     match addrs {
-        Addrs::V4 { src, .. } => DENY4.get(Key::new(32, *src)).is_some(),
+        Addrs::V4 { src, .. } => {
+            let (word, shift) = deny4_slot(*src);
+            let state = DENY4_INDEX.get(word).map_or(0, |w| (*w >> shift) & 0b11);
+            state == DENY4_WHOLE || (state == DENY4_PART && DENY4.get(Key::new(32, *src)).is_some())
+        }
         Addrs::V6 { src, .. } => DENY6.get(Key::new(128, AddrKey { addr: *src })).is_some(),
     }
 }

@@ -45,7 +45,10 @@ fn main() {
     hosts.insert("cafe.example.com".to_string(), None);
     sync.apply(&Policy {
         hosts,
-        deny: ["203.0.113.0/24".parse().unwrap()].into_iter().collect(),
+        deny: ["203.0.113.0/24", "198.51.100.7/32"]
+            .iter()
+            .map(|c| c.parse().unwrap())
+            .collect(),
         config: Config {
             flags: F_CONFIG_DENY,
             ..Config::default()
@@ -94,18 +97,22 @@ fn main() {
     let other = Flow::new("192.0.2.30", 5555, "198.18.0.1", 22).syn();
     let untracked_pkt = Flow::new("192.0.2.40", 7777, "198.18.0.1", 443).data(b"x");
     let denied_pkt = Flow::new("203.0.113.9", 5555, "198.18.0.1", 443).syn();
+    // A source denied by a prefix longer than /24: the /24 index says
+    // "part" and the LPM trie decides.
+    let denied_lpm_pkt = Flow::new("198.51.100.7", 5555, "198.18.0.1", 443).syn();
     // Rounds interleaved across the figures, so that a disturbed minute of
     // this VM falls on all of them rather than on one.
-    let cases: [(&[u8], u32); 4] = [
+    let cases: [(&[u8], u32); 5] = [
         (&other, XDP_PASS),
         (&est_pkt, XDP_PASS),
         (&untracked_pkt, XDP_PASS),
         (&denied_pkt, XDP_DROP),
+        (&denied_lpm_pkt, XDP_DROP),
     ];
     // The floor: an empty program on the same packet, in the same rounds.
     let empty = EmptyProgram::load().expect("load an empty XDP program");
     let mut floor_rounds = Vec::new();
-    let mut rounds: [Vec<f64>; 4] = Default::default();
+    let mut rounds: [Vec<f64>; 5] = Default::default();
     for _ in 0..ROUNDS {
         floor_rounds.push(empty.ns_per_run(&est_pkt, REPEAT).expect("test run"));
         for (i, (pkt, expect)) in cases.iter().enumerate() {
@@ -113,18 +120,22 @@ fn main() {
         }
     }
     let floor = median_min(floor_rounds);
-    let [non_listener, established, untracked, denied] = rounds.map(median_min);
+    let [non_listener, established, untracked, denied, denied_lpm] = rounds.map(median_min);
     let sni = (established.0 + sni_extra, established.1 + sni_extra);
 
     println!(
         "  (listener packet of no tracked flow: median {:.1} ns, min {:.1} ns)",
         untracked.0, untracked.1
     );
+    println!(
+        "  (source denied by a /32, through the LPM trie: median {:.1} ns, min {:.1} ns)",
+        denied_lpm.0, denied_lpm.1
+    );
     let rows = [
         ("non-listener packet", non_listener, 30.0),
         ("established flow", established, 60.0),
         ("first payload: SNI parse + lookup", sni, 300.0),
-        ("denied source", denied, 40.0),
+        ("denied source (a /24 entry)", denied, 40.0),
     ];
     println!(
         "XDP cost per packet (BPF_PROG_TEST_RUN, {ROUNDS} interleaved rounds of repeat {REPEAT}: median and least-disturbed round; SNI: established + median extra over {samples} fresh flows)"

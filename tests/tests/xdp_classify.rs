@@ -439,11 +439,34 @@ fn deny_list_drops_and_flows_retire() {
     assert!(r.state(&f).is_none(), "FIN retires the flow");
     assert_eq!(r.stat(Stat::FlowsRetired), retired + 1);
 
-    // The list shrinks: both families pass again (entries leave DENY4 and DENY6).
+    // Prefixes longer than /24 share their /24 with sources that pass (the
+    // /24 index says "part" and DENY4 decides).
     let mut policy = r.policy.clone();
+    for c in ["100.64.5.5/32", "100.64.6.16/28"] {
+        policy.deny.insert(c.parse().unwrap());
+    }
+    r.sync.apply(&policy).unwrap();
+    for (src, verdict) in [
+        ("100.64.5.5", XDP_DROP),
+        ("100.64.5.6", XDP_PASS),
+        ("100.64.6.20", XDP_DROP),
+        ("100.64.6.40", XDP_PASS),
+        ("203.0.113.200", XDP_DROP),
+        ("203.0.114.1", XDP_PASS),
+    ] {
+        let syn = r.flow(src, 443).syn();
+        assert_eq!(run(&mut r.dp, &syn).0, verdict, "{src}");
+    }
+
+    // The list shrinks: both families pass again (entries leave DENY4 and DENY6).
     policy.deny.clear();
     r.sync.apply(&policy).unwrap();
-    for src in ["203.0.113.9", "2001:db8:bad::1"] {
+    for src in [
+        "203.0.113.9",
+        "2001:db8:bad::1",
+        "100.64.5.5",
+        "100.64.6.20",
+    ] {
         let syn = r.flow(src, 443).syn();
         assert_eq!(run(&mut r.dp, &syn).0, XDP_PASS, "{src}");
     }

@@ -11,8 +11,8 @@ use aya::{
 use aya_log::EbpfLogger;
 use ingress_common::{
     AddrKey, AllowKey, Config, HostKey, HostValue, ListenerValue, MAP_ALLOW, MAP_CONFIG, MAP_DENY4,
-    MAP_DENY6, MAP_FLOWS4, MAP_FLOWS6, MAP_HOST_STATS, MAP_HOSTS, MAP_LISTENERS, MAP_STATS,
-    PINNED_MAPS, Stats,
+    MAP_DENY4_INDEX, MAP_DENY6, MAP_FLOWS4, MAP_FLOWS6, MAP_HOST_STATS, MAP_HOSTS, MAP_LISTENERS,
+    MAP_STATS, PINNED_MAPS, Stats,
 };
 
 use super::{StatsHandle, embedded_object, flows::FlowTable, policy::PolicyMaps};
@@ -189,6 +189,7 @@ impl Dataplane {
             allow: take::<LpmTrie<MapData, AllowKey, u8>>(&mut ebpf, MAP_ALLOW)?,
             deny4: take::<LpmTrie<MapData, [u8; 4], u8>>(&mut ebpf, MAP_DENY4)?,
             deny6: take::<LpmTrie<MapData, AddrKey, u8>>(&mut ebpf, MAP_DENY6)?,
+            deny4_index: take::<Array<MapData, u64>>(&mut ebpf, MAP_DENY4_INDEX)?,
             config: take::<Array<MapData, Config>>(&mut ebpf, MAP_CONFIG)?,
         };
         Ok(Self {

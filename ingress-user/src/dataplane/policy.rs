@@ -10,8 +10,8 @@ use std::{
 
 use aya::maps::{Array, HashMap as BpfHashMap, LpmTrie, MapData, lpm_trie::Key};
 use ingress_common::{
-    AddrKey, AllowKey, Config, F_CONFIG_DENY, F_CONFIG_STRICT_HOSTS, F_HOST_ALLOWLIST, HostKey,
-    HostValue, MAX_HOSTS,
+    AddrKey, AllowKey, Config, DENY4_PART, DENY4_WHOLE, F_CONFIG_DENY, F_CONFIG_STRICT_HOSTS,
+    F_HOST_ALLOWLIST, HostKey, HostValue, MAX_HOSTS, deny4_slot,
 };
 
 use super::{DataplaneError, FlowTable};
@@ -23,6 +23,7 @@ pub struct PolicyMaps {
     pub allow: LpmTrie<MapData, AllowKey, u8>,
     pub deny4: LpmTrie<MapData, [u8; 4], u8>,
     pub deny6: LpmTrie<MapData, AddrKey, u8>,
+    pub deny4_index: Array<MapData, u64>,
     pub config: Array<MapData, Config>,
 }
 
@@ -90,6 +91,8 @@ pub struct PolicySync {
     allow: BTreeSet<(u32, Cidr)>,
     deny: BTreeSet<Cidr>,
     deny_entries: BTreeSet<DenyEntry>,
+    /// The non-zero words of DENY4_INDEX.
+    deny4_index: HashMap<u32, u64>,
     names: HostNames,
     /// To cut tracked flows of sources that become denied.
     flows: Option<FlowTable>,
@@ -130,6 +133,47 @@ fn deny_entries(c: &Cidr) -> Vec<DenyEntry> {
     out
 }
 
+/// The non-zero words of DENY4_INDEX for these entries: each /24 is
+/// DENY4_WHOLE when a prefix of /24 or shorter covers it, else DENY4_PART
+/// when a longer prefix falls inside it (XDP then asks DENY4).
+fn deny4_index(entries: &BTreeSet<DenyEntry>) -> HashMap<u32, u64> {
+    const WHOLE_WORD: u64 = 0x5555_5555_5555_5555;
+    let mut words: HashMap<u32, u64> = HashMap::new();
+    let v4 = || {
+        entries.iter().filter_map(|e| match *e {
+            DenyEntry::V4(a, p) => Some((a, p)),
+            DenyEntry::V6(..) => None,
+        })
+    };
+    for (addr, prefix) in v4().filter(|(_, p)| *p <= 24) {
+        let (word, shift) = deny4_slot(addr);
+        if prefix <= 19 {
+            // 32 or more /24s: whole words.
+            let count = 1u32 << (19 - prefix);
+            let first = word & !(count - 1);
+            for w in first..first + count {
+                words.insert(w, WHOLE_WORD);
+            }
+        } else {
+            let count = 1u32 << (24 - prefix);
+            let first = (shift / 2) & !(count - 1);
+            let w = words.entry(word).or_default();
+            for i in first..first + count {
+                *w = (*w & !(0b11 << (2 * i))) | DENY4_WHOLE << (2 * i);
+            }
+        }
+    }
+    for (addr, _) in v4().filter(|(_, p)| *p > 24) {
+        let (word, shift) = deny4_slot(addr);
+        let w = words.entry(word).or_default();
+        if (*w >> shift) & 0b11 == 0 {
+            *w |= DENY4_PART << shift;
+        }
+    }
+    words.retain(|_, w| *w != 0);
+    words
+}
+
 impl PolicySync {
     pub fn new(maps: PolicyMaps) -> Self {
         Self {
@@ -141,6 +185,7 @@ impl PolicySync {
             allow: BTreeSet::new(),
             deny: BTreeSet::new(),
             deny_entries: BTreeSet::new(),
+            deny4_index: HashMap::new(),
             names: Arc::default(),
             flows: None,
         }
@@ -217,6 +262,22 @@ impl PolicySync {
             }
             report.upserts += 1;
         }
+        // The index after DENY4 has the new entries and before it loses the
+        // old ones: a /24 marked PART always finds what it needs there.
+        let deny4_index = deny4_index(&deny_entries);
+        for (word, value) in &deny4_index {
+            if self.deny4_index.get(word) != Some(value) {
+                self.maps.deny4_index.set(*word, *value, 0)?;
+                report.upserts += 1;
+            }
+        }
+        for word in self.deny4_index.keys() {
+            if !deny4_index.contains_key(word) {
+                self.maps.deny4_index.set(*word, 0, 0)?;
+                report.deletes += 1;
+            }
+        }
+        self.deny4_index = deny4_index;
         self.maps.config.set(0, policy.config, 0)?;
         let newly_denied: Vec<Cidr> = policy.deny.difference(&self.deny).copied().collect();
         if let (Some(flows), false) = (&self.flows, newly_denied.is_empty()) {
@@ -268,7 +329,57 @@ impl PolicySync {
 
 #[cfg(test)]
 mod tests {
-    use super::{DenyEntry, deny_entries};
+    use super::{DenyEntry, deny_entries, deny4_index};
+    use ingress_common::{DENY4_INDEX_WORDS, DENY4_PART, DENY4_WHOLE, deny4_slot};
+    use std::collections::BTreeSet;
+
+    /// The index state of `addr`'s /24 for these CIDRs.
+    fn state(cidrs: &[&str], addr: [u8; 4]) -> u64 {
+        let entries: BTreeSet<DenyEntry> = cidrs
+            .iter()
+            .flat_map(|c| deny_entries(&c.parse().unwrap()))
+            .collect();
+        let (word, shift) = deny4_slot(addr);
+        deny4_index(&entries)
+            .get(&word)
+            .map_or(0, |w| (w >> shift) & 0b11)
+    }
+
+    #[test]
+    fn deny4_index_marks_each_slash24_whole_part_or_none() {
+        let one = ["203.0.113.0/24"];
+        assert_eq!(state(&one, [203, 0, 113, 9]), DENY4_WHOLE);
+        assert_eq!(state(&one, [203, 0, 112, 9]), 0);
+        assert_eq!(state(&one, [203, 0, 114, 9]), 0);
+        // Longer prefixes make their /24 PART; a covering prefix wins.
+        let part = ["198.51.100.7/32", "198.51.100.64/26"];
+        assert_eq!(state(&part, [198, 51, 100, 200]), DENY4_PART);
+        assert_eq!(state(&part, [198, 51, 101, 1]), 0);
+        let both = ["10.1.2.3/32", "10.0.0.0/15"];
+        assert_eq!(state(&both, [10, 1, 2, 99]), DENY4_WHOLE);
+        assert_eq!(state(&both, [10, 0, 0, 1]), DENY4_WHOLE);
+        assert_eq!(state(&both, [10, 2, 0, 1]), 0);
+        // Prefixes between /20 and /24 fill part of a word, /19 and shorter whole words.
+        let p22 = ["192.0.4.0/22"];
+        for (third, want) in [(3, 0), (4, DENY4_WHOLE), (7, DENY4_WHOLE), (8, 0)] {
+            assert_eq!(state(&p22, [192, 0, third, 1]), want, "192.0.{third}.1");
+        }
+        let p12 = ["172.16.0.0/12"];
+        for (a, want) in [
+            ([172, 15, 255, 1], 0),
+            ([172, 16, 0, 1], DENY4_WHOLE),
+            ([172, 31, 255, 1], DENY4_WHOLE),
+            ([172, 32, 0, 1], 0),
+        ] {
+            assert_eq!(state(&p12, a), want, "{a:?}");
+        }
+        // Everything: every word, and nothing for an IPv6-only list.
+        let all: BTreeSet<DenyEntry> = deny_entries(&"0.0.0.0/0".parse().unwrap())
+            .into_iter()
+            .collect();
+        assert_eq!(deny4_index(&all).len(), DENY4_INDEX_WORDS as usize);
+        assert_eq!(state(&["2001:db8::/32"], [0, 0, 0, 1]), 0);
+    }
 
     #[test]
     fn deny_cidrs_split_by_family() {
