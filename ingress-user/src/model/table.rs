@@ -21,8 +21,9 @@ pub struct PathRule {
     pub path: Box<str>,
     pub kind: PathKind,
     pub backend: Arc<Backend>,
-    /// The Ingress that defined this rule (the oldest, on conflicts).
-    pub ingress: NamespacedName,
+    /// The Ingress that defined this rule (the oldest, on conflicts),
+    /// shared by all its rules.
+    pub ingress: Arc<NamespacedName>,
     /// Plain-HTTP requests get a 308 to HTTPS: the host has TLS and the
     /// Ingress does not say `ssl-redirect: "false"`.
     pub redirect_https: bool,

@@ -2,11 +2,12 @@
 //! a Secret that turns bad or disappears keeps its last good certificate.
 
 use std::{
-    collections::{HashMap, hash_map::DefaultHasher},
+    collections::{HashMap, HashSet, hash_map::DefaultHasher},
     hash::{Hash, Hasher},
     sync::{Arc, OnceLock},
 };
 
+use k8s_openapi::api::core::v1::Secret;
 use rustls::{
     crypto::CryptoProvider,
     pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject},
@@ -95,6 +96,9 @@ impl TlsTable {
 }
 
 struct Cached {
+    /// The Secret object it was parsed from: the same `Arc` again (an
+    /// unchanged manifest file, an unchanged reflector entry) skips hashing.
+    source: Arc<Secret>,
     content: u64,
     key: Arc<CertifiedKey>,
 }
@@ -134,24 +138,28 @@ impl CertStore {
         warnings: &mut Vec<Warning>,
     ) -> TlsTable {
         let mut table = TlsTable::default();
-        let mut owner: HashMap<String, &NamespacedName> = HashMap::new();
-        let mut used = Vec::new();
+        let mut owner: HashMap<&str, &NamespacedName> = HashMap::new();
+        let mut used: HashSet<&NamespacedName> = HashSet::new();
         for b in bindings {
             let Some(secret) = &b.secret else { continue };
-            let Some(key) = self.load(objects, secret, &format!("Ingress {}", b.ingress), warnings)
-            else {
+            let Some(key) = self.load(
+                objects,
+                secret,
+                &|| format!("Ingress {}", b.ingress),
+                warnings,
+            ) else {
                 continue;
             };
-            used.push(secret.clone());
+            used.insert(secret);
             for host in &b.hosts {
-                match owner.get(host) {
+                match owner.get(host.as_str()) {
                     Some(first) if *first != secret => warnings.push(Warning::error(
                         format!("Ingress {}", b.ingress),
                         format!("TLS host {host} already uses Secret {first} from an older Ingress; Secret {secret} is not used for it"),
                     )),
                     Some(_) => {}
                     None => {
-                        owner.insert(host.clone(), secret);
+                        owner.insert(host.as_str(), secret);
                         match host.strip_prefix("*.") {
                             Some(parent) => table.wildcard.insert(parent.into(), key.clone()),
                             None => table.exact.insert(host.as_str().into(), key.clone()),
@@ -161,8 +169,8 @@ impl CertStore {
             }
         }
         let configured_default = default.and_then(|d| {
-            used.push(d.clone());
-            self.load(objects, d, "--default-ssl-certificate", warnings)
+            used.insert(d);
+            self.load(objects, d, &|| "--default-ssl-certificate".into(), warnings)
         });
         table.default = Some(configured_default.unwrap_or_else(|| self.self_signed.clone()));
         self.cache.retain(|k, _| used.contains(k));
@@ -175,7 +183,7 @@ impl CertStore {
         &mut self,
         objects: &Objects,
         id: &NamespacedName,
-        who: &str,
+        who: &dyn Fn() -> String,
         warnings: &mut Vec<Warning>,
     ) -> Option<Arc<CertifiedKey>> {
         let Some(secret) = objects.secrets.get(id) else {
@@ -186,14 +194,16 @@ impl CertStore {
                 "the default certificate is served instead"
             };
             warnings.push(
-                Warning::error(
-                    who.to_string(),
-                    format!("TLS Secret {id} not found; {what}"),
-                )
-                .because("SecretNotFound"),
+                Warning::error(who(), format!("TLS Secret {id} not found; {what}"))
+                    .because("SecretNotFound"),
             );
             return kept;
         };
+        if let Some(c) = self.cache.get(id)
+            && Arc::ptr_eq(&c.source, secret)
+        {
+            return Some(c.key.clone());
+        }
         let field = |name: &str| -> Option<Vec<u8>> {
             secret
                 .data
@@ -221,9 +231,10 @@ impl CertStore {
         let mut h = DefaultHasher::new();
         (&crt, &key).hash(&mut h);
         let content = h.finish();
-        if let Some(c) = self.cache.get(id)
+        if let Some(c) = self.cache.get_mut(id)
             && c.content == content
         {
+            c.source = secret.clone();
             return Some(c.key.clone());
         }
         match certified_key(&crt, &key) {
@@ -231,6 +242,7 @@ impl CertStore {
                 self.cache.insert(
                     id.clone(),
                     Cached {
+                        source: secret.clone(),
                         content,
                         key: k.clone(),
                     },
