@@ -265,6 +265,10 @@ pub struct Scratch {
     /// Where the name starts in the payload, and its length (set by the parsers).
     pub name_pos: u32,
     pub name_len: u32,
+    /// This packet's flow key words (FlowKey4 or FlowKey6): in a map value
+    /// rather than on the stack, where the verifier tracks every spilled
+    /// word and its state count explodes.
+    pub flow: [u32; 9],
 }
 
 const _: () = assert!(core::mem::size_of::<ListenerValue>() == 4);

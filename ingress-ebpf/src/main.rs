@@ -85,6 +85,14 @@ fn try_xingress(ctx: &XdpContext, stats: &mut Stats) -> Result<u32, ParseError> 
     };
     maps::bump(stats, Stat::Listener);
 
+    let Some(scratch) = maps::SCRATCH.get_ptr_mut(0) else {
+        return Ok(xdp_action::XDP_PASS);
+    };
+    // SAFETY: this CPU's slot, from a successful lookup; nothing else runs
+    // on this CPU while the packet is processed.
+    let scratch = unsafe { &mut *scratch };
+    // The key is the packet's own address and port words.
+    let key = maps::Flow::from_packet(ctx, &l3, l4_off, scratch)?;
     let addrs = parse::addresses(ctx, &l3)?;
     let config = maps::config();
     // The deny list is consulted for new flows and untracked packets only;
@@ -97,14 +105,13 @@ fn try_xingress(ctx: &XdpContext, stats: &mut Stats) -> Result<u32, ParseError> 
         }
         hit
     };
-    let key = maps::Flow::new(&addrs, tcp.src_port, tcp.dst_port);
 
     if tcp.flags & (TCP_SYN | TCP_ACK) == TCP_SYN {
         if denied(stats) {
             return Ok(xdp_action::XDP_DROP);
         }
         let now = maps::now(stats);
-        if !syn_allowed(&config, &addrs, now) {
+        if config.syn_rate != 0 && !syn_allowed(&config, &addrs, now) {
             maps::bump(stats, Stat::SynRateLimited);
             return Ok(xdp_action::XDP_DROP);
         }
@@ -155,9 +162,9 @@ fn try_xingress(ctx: &XdpContext, stats: &mut Stats) -> Result<u32, ParseError> 
     flow.bytes += l3.l4_len as u64;
     flow.last_seen_ns = now;
     match flow.verdict {
-        VERDICT_NONE if tcp.payload_len > 0 => {
-            classify(ctx, stats, &config, &tcp, l4_off, flow, &addrs, listener)
-        }
+        VERDICT_NONE if tcp.payload_len > 0 => classify(
+            ctx, stats, &config, &tcp, l4_off, flow, &addrs, listener, scratch,
+        ),
         VERDICT_REJECT => {
             // The local socket is gone: the kernel answers with an RST.
             maps::bump(stats, Stat::RejectedPackets);
@@ -170,9 +177,6 @@ fn try_xingress(ctx: &XdpContext, stats: &mut Stats) -> Result<u32, ParseError> 
 /// Spends one token of the source's SYN bucket; false when it is empty.
 #[inline(always)]
 fn syn_allowed(config: &Config, addrs: &parse::Addrs, now: u64) -> bool {
-    if config.syn_rate == 0 {
-        return true;
-    }
     let rate = config.syn_rate as u64;
     let burst = (if config.syn_burst == 0 {
         config.syn_rate
@@ -224,12 +228,8 @@ fn classify(
     flow: &mut FlowValue,
     addrs: &parse::Addrs,
     listener: u32,
+    scratch: &mut Scratch,
 ) -> Result<u32, ParseError> {
-    let Some(scratch) = maps::SCRATCH.get_ptr_mut(0) else {
-        return Ok(undecided(stats, flow));
-    };
-    // SAFETY: this CPU's slot, from a successful lookup.
-    let scratch = unsafe { &mut *scratch };
     let name = if listener & F_LISTENER_TLS != 0 {
         classify::tls_sni(ctx, tcp.payload_off, tcp.payload_len)
     } else {

@@ -14,7 +14,9 @@ use ingress_common::{
     MAX_DENY, MAX_FLOWS, MAX_HOSTS, MAX_RATE_SOURCES, RateValue, Scratch, Stat, Stats, deny4_slot,
 };
 
-use crate::parse::Addrs;
+use aya_ebpf::programs::XdpContext;
+
+use crate::parse::{Addrs, IPV4_HLEN, IPV6_HLEN, L3, ParseError, load_u32, ptr_at};
 
 /// Local TCP ports the agent serves, by port: an array, so the lookup is
 /// an index the verifier inlines.
@@ -121,46 +123,85 @@ pub fn config() -> Config {
 #[inline(always)]
 pub fn denied(addrs: &Addrs) -> bool {
     match addrs {
-        Addrs::V4 { src, .. } => {
+        Addrs::V4 { src } => {
             let (word, shift) = deny4_slot(*src);
             let state = DENY4_INDEX.get(word).map_or(0, |w| (*w >> shift) & 0b11);
             state == DENY4_WHOLE || (state == DENY4_PART && DENY4.get(Key::new(32, *src)).is_some())
         }
-        Addrs::V6 { src, .. } => DENY6.get(Key::new(128, AddrKey { addr: *src })).is_some(),
+        Addrs::V6 { src } => DENY6.get(Key::new(128, AddrKey { addr: *src })).is_some(),
     }
 }
 
-/// A flow's key in the map of its family.
+/// A flow's key in the map of its family, as words of the packet itself:
+/// the IP header holds source then destination address and the TCP header
+/// source then destination port, in the key's order and byte order, so the
+/// key is a few 4-byte loads (a 4-aligned buffer: the verifier refuses
+/// misaligned stack stores, and LLVM would otherwise shuffle bytes).
+///
+/// The words live in this CPU's scratch slot: on the stack the verifier
+/// tracks each spilled word, and its state count explodes.
 #[derive(Clone, Copy)]
-pub enum Flow {
-    V4(FlowKey4),
-    V6(FlowKey6),
+pub struct Flow {
+    v6: bool,
+    w: *const u32,
 }
+
+const _: () = assert!(core::mem::size_of::<FlowKey4>() == 12);
+const _: () = assert!(core::mem::size_of::<FlowKey6>() == 36);
 
 impl Flow {
     #[inline(always)]
-    pub fn new(addrs: &Addrs, src_port: u16, dst_port: u16) -> Self {
-        match *addrs {
-            Addrs::V4 { src, dst } => Flow::V4(FlowKey4 {
-                src,
-                dst,
-                src_port_be: src_port.to_be(),
-                dst_port_be: dst_port.to_be(),
-            }),
-            Addrs::V6 { src, dst } => Flow::V6(FlowKey6 {
-                src,
-                dst,
-                src_port_be: src_port.to_be(),
-                dst_port_be: dst_port.to_be(),
-            }),
+    pub fn from_packet(
+        ctx: &XdpContext,
+        l3: &L3,
+        l4_off: usize,
+        scratch: &mut Scratch,
+    ) -> Result<Self, ParseError> {
+        let tcp = ptr_at::<4>(ctx, l4_off)?;
+        let w = &mut scratch.flow;
+        if l3.v6 {
+            let ip = ptr_at::<IPV6_HLEN>(ctx, l3.l3_off)?;
+            for (i, word) in w.iter_mut().take(8).enumerate() {
+                // SAFETY: bytes 8..40 of the checked IPv6 header.
+                *word = unsafe { load_u32(ip.add(8 + 4 * i)) };
+            }
+            // SAFETY: ptr_at checked the 4 bytes of the two ports.
+            w[8] = unsafe { load_u32(tcp) };
+        } else {
+            let ip = ptr_at::<IPV4_HLEN>(ctx, l3.l3_off)?;
+            // SAFETY: bytes 12..20 of the checked IPv4 header, and the
+            // ports' 4 bytes that ptr_at checked.
+            unsafe {
+                w[0] = load_u32(ip.add(12));
+                w[1] = load_u32(ip.add(16));
+                w[2] = load_u32(tcp);
+            }
         }
+        Ok(Flow {
+            v6: l3.v6,
+            w: w.as_ptr(),
+        })
+    }
+
+    #[inline(always)]
+    fn k4(&self) -> &FlowKey4 {
+        // SAFETY: the first 12 bytes of the scratch slot's words, which stay
+        // put while the packet is processed; FlowKey4 is Pod, alignment 2.
+        unsafe { &*self.w.cast::<FlowKey4>() }
+    }
+
+    #[inline(always)]
+    fn k6(&self) -> &FlowKey6 {
+        // SAFETY: as k4, all 36 bytes.
+        unsafe { &*self.w.cast::<FlowKey6>() }
     }
 
     #[inline(always)]
     pub fn get(&self) -> Option<*mut FlowValue> {
-        match self {
-            Flow::V4(k) => FLOWS4.get_ptr_mut(k),
-            Flow::V6(k) => FLOWS6.get_ptr_mut(k),
+        if self.v6 {
+            FLOWS6.get_ptr_mut(self.k6())
+        } else {
+            FLOWS4.get_ptr_mut(self.k4())
         }
     }
 
@@ -168,9 +209,10 @@ impl Flow {
     #[inline(always)]
     pub fn insert_new(&self, value: &FlowValue) -> bool {
         let flags = BPF_NOEXIST as u64;
-        match self {
-            Flow::V4(k) => FLOWS4.insert(k, value, flags).is_ok(),
-            Flow::V6(k) => FLOWS6.insert(k, value, flags).is_ok(),
+        if self.v6 {
+            FLOWS6.insert(self.k6(), value, flags).is_ok()
+        } else {
+            FLOWS4.insert(self.k4(), value, flags).is_ok()
         }
     }
 
@@ -178,18 +220,20 @@ impl Flow {
     #[inline(always)]
     pub fn replace(&self, value: &FlowValue) -> bool {
         let flags = BPF_ANY as u64;
-        match self {
-            Flow::V4(k) => FLOWS4.insert(k, value, flags).is_ok(),
-            Flow::V6(k) => FLOWS6.insert(k, value, flags).is_ok(),
+        if self.v6 {
+            FLOWS6.insert(self.k6(), value, flags).is_ok()
+        } else {
+            FLOWS4.insert(self.k4(), value, flags).is_ok()
         }
     }
 
     /// True when it was there.
     #[inline(always)]
     pub fn remove(&self) -> bool {
-        match self {
-            Flow::V4(k) => FLOWS4.remove(k).is_ok(),
-            Flow::V6(k) => FLOWS6.remove(k).is_ok(),
+        if self.v6 {
+            FLOWS6.remove(self.k6()).is_ok()
+        } else {
+            FLOWS4.remove(self.k4()).is_ok()
         }
     }
 }

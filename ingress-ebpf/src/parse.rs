@@ -71,6 +71,26 @@ fn checked(ctx: &XdpContext, offset: usize, len: usize) -> Result<*const u8, Par
     Ok((start + offset) as *const u8)
 }
 
+/// Four packet bytes at `p` as they lie in memory, at any alignment, in one
+/// instruction (`read_unaligned` becomes byte loads on BPF).
+///
+/// # Safety
+/// The 4 bytes at `p` must be packet data checked against `data_end`.
+#[inline(always)]
+pub unsafe fn load_u32(p: *const u8) -> u32 {
+    let x: u32;
+    // SAFETY: per the caller; the load has no other effect.
+    unsafe {
+        core::arch::asm!(
+            "{x} = *(u32 *)({p} + 0)",
+            x = out(reg) x,
+            p = in(reg) p,
+            options(pure, readonly, nostack, preserves_flags),
+        );
+    }
+    x
+}
+
 /// Byte `i` of a header checked by `ptr_at::<N>` with `i < N`.
 #[inline(always)]
 fn byte(p: *const u8, i: usize) -> u8 {
@@ -126,15 +146,16 @@ pub struct L3 {
     /// Bytes after the IP header(s), by the IP length fields (not the
     /// frame length, which may include Ethernet padding).
     pub l4_len: usize,
-    l3_off: usize,
-    v6: bool,
+    pub l3_off: usize,
+    pub v6: bool,
 }
 
-/// A packet's source and destination addresses.
+/// A packet's source address (the flow key carries both addresses as
+/// packet words; policy needs only the source).
 #[derive(Clone, Copy)]
 pub enum Addrs {
-    V4 { src: [u8; 4], dst: [u8; 4] },
-    V6 { src: [u8; 16], dst: [u8; 16] },
+    V4 { src: [u8; 4] },
+    V6 { src: [u8; 16] },
 }
 
 impl Addrs {
@@ -142,25 +163,25 @@ impl Addrs {
     #[inline(always)]
     pub fn src_mapped(&self) -> [u8; 16] {
         match self {
-            Addrs::V4 { src, .. } => ipv4_mapped(*src),
-            Addrs::V6 { src, .. } => *src,
+            Addrs::V4 { src } => ipv4_mapped(*src),
+            Addrs::V6 { src } => *src,
         }
     }
 }
 
+/// The source address, read only on the paths that need it (deny list,
+/// SYN buckets, allow lists).
 #[inline(always)]
 pub fn addresses(ctx: &XdpContext, l3: &L3) -> Result<Addrs, ParseError> {
     if l3.v6 {
         let ip = ptr_at::<IPV6_HLEN>(ctx, l3.l3_off)?;
         Ok(Addrs::V6 {
             src: bytes::<16>(ip, 8),
-            dst: bytes::<16>(ip, 24),
         })
     } else {
         let ip = ptr_at::<IPV4_HLEN>(ctx, l3.l3_off)?;
         Ok(Addrs::V4 {
             src: bytes::<4>(ip, 12),
-            dst: bytes::<4>(ip, 16),
         })
     }
 }
@@ -212,7 +233,6 @@ pub fn parse_ipv6(ctx: &XdpContext, off: usize) -> Result<L3, ParseError> {
 
 /// The TCP fields the program needs.
 pub struct Tcp {
-    pub src_port: u16,
     pub dst_port: u16,
     pub flags: u8,
     /// Offset of the TCP payload in the packet.
@@ -229,7 +249,6 @@ pub fn parse_tcp(ctx: &XdpContext, off: usize, l4_len: usize) -> Result<Tcp, Par
         return Err(ParseError::Truncated);
     }
     Ok(Tcp {
-        src_port: be16(tcp, 0),
         dst_port: be16(tcp, 2),
         flags: byte(tcp, 13),
         payload_off: off + hdr_len,
