@@ -24,10 +24,28 @@ struct Rig {
     port: u16,
 }
 
+/// Where the rig's maps are pinned, for `unpin`.
+static PIN_DIR: OnceLock<std::path::PathBuf> = OnceLock::new();
+
+/// libFuzzer ends the run with exit(), which drops no static: the rig's
+/// Dataplane never unpins its maps. This exit hook does.
+extern "C" fn unpin() {
+    if let Some(dir) = PIN_DIR.get() {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let _ = std::fs::remove_file(entry.path());
+        }
+        let _ = std::fs::remove_dir(dir);
+    }
+}
+
 fn rig() -> &'static Mutex<Rig> {
     static RIG: OnceLock<Mutex<Rig>> = OnceLock::new();
     RIG.get_or_init(|| {
-        let mut dp = xdp::dataplane();
+        xdp::require_xdp("BPF_PROG_TEST_RUN");
+        let dir = PIN_DIR.get_or_init(xdp::unique_pin_path);
+        let mut dp = Dataplane::load(dir).expect("load the XDP program");
+        // SAFETY: registers a plain function; atexit has no other effect.
+        unsafe { libc::atexit(unpin) };
         dp.set_listeners(&[(443, F_LISTENER_TLS), (80, F_LISTENER_HTTP)])
             .unwrap();
         let mut sync =

@@ -294,3 +294,52 @@ fn random_garbage_always_passes_and_is_counted() {
         "some garbage must be judged malformed"
     );
 }
+
+/// The object with the first instruction of its `xdp` section replaced by
+/// an opcode that does not exist: its maps load (and pin), the verifier
+/// then refuses the program.
+fn object_the_verifier_refuses() -> Vec<u8> {
+    let mut elf = xingress::dataplane::embedded_object()
+        .expect("embedded object")
+        .to_vec();
+    let u16_at = |b: &[u8], o: usize| u16::from_le_bytes([b[o], b[o + 1]]) as usize;
+    let u32_at = |b: &[u8], o: usize| u32::from_le_bytes(b[o..o + 4].try_into().unwrap()) as usize;
+    let u64_at = |b: &[u8], o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap()) as usize;
+    assert_eq!(&elf[..4], b"\x7fELF");
+    // ELF64 header: section headers' offset, entry size, count, names' index.
+    let (shoff, shentsize, shnum, shstrndx) = (
+        u64_at(&elf, 0x28),
+        u16_at(&elf, 0x3a),
+        u16_at(&elf, 0x3c),
+        u16_at(&elf, 0x3e),
+    );
+    let section = |i: usize| shoff + i * shentsize;
+    let names = u64_at(&elf, section(shstrndx) + 0x18);
+    let xdp = (0..shnum)
+        .find(|&i| {
+            let name = names + u32_at(&elf, section(i));
+            elf[name..].starts_with(b"xdp\0")
+        })
+        .expect("an xdp section");
+    let code = u64_at(&elf, section(xdp) + 0x18);
+    elf[code] = 0xff;
+    elf
+}
+
+/// A program the kernel refuses leaves no pinned map and no directory
+/// behind: the agent goes on serving L7 on a node left as it was.
+#[test]
+fn a_refused_program_leaves_no_pins() {
+    xingress_tests::xdp::require_xdp("loading into the kernel");
+    let dir = xingress_tests::xdp::unique_pin_path();
+    let err = Dataplane::load_object(&dir, &object_the_verifier_refuses())
+        .err()
+        .expect("the verifier refuses an unknown opcode");
+    eprintln!("refused as expected: {err}");
+    assert!(!dir.exists(), "{} is left behind ({err})", dir.display());
+    // The same directory then takes the real program.
+    let dp = Dataplane::load(&dir).expect("load the real program");
+    assert!(dir.join("FLOWS4").exists());
+    drop(dp);
+    assert!(!dir.exists(), "dropping the dataplane removes its pins");
+}

@@ -160,10 +160,25 @@ impl Dataplane {
     /// nothing. The pins are removed on detach or drop.
     pub fn load(pin_dir: &Path) -> Result<Self, DataplaneError> {
         let object = embedded_object().ok_or(DataplaneError::NotBuilt)?;
-        let mut loader = EbpfLoader::new();
-        loader.override_global("AYA_LOG_LEVEL", &KERNEL_LOG_LEVEL, false);
+        Self::load_object(pin_dir, object)
+    }
+
+    /// `load` with the object given. The maps are pinned while the object
+    /// loads, before the verifier sees the program: when anything fails,
+    /// the pins (and the directory, if empty) are removed again, so an agent
+    /// that goes on without XDP leaves nothing behind.
+    pub fn load_object(pin_dir: &Path, object: &[u8]) -> Result<Self, DataplaneError> {
         ensure_bpffs(pin_dir)?;
         remove_pins(pin_dir)?;
+        Self::load_pinned(pin_dir, object).inspect_err(|_| {
+            let _ = remove_pins(pin_dir);
+            let _ = std::fs::remove_dir(pin_dir);
+        })
+    }
+
+    fn load_pinned(pin_dir: &Path, object: &[u8]) -> Result<Self, DataplaneError> {
+        let mut loader = EbpfLoader::new();
+        loader.override_global("AYA_LOG_LEVEL", &KERNEL_LOG_LEVEL, false);
         loader.default_map_pin_directory(pin_dir);
         let mut ebpf = loader.load(object)?;
         let logger = match EbpfLogger::init(&mut ebpf) {
