@@ -15,7 +15,7 @@ use aya_ebpf::{
 };
 use ingress_common::{HOST_KEY_LEN, HostKey, SCRATCH_LEN, Scratch};
 
-use crate::parse::payload_at;
+use crate::parse::{load_u64, payload_at};
 
 /// Extensions walked at most in a ClientHello.
 const MAX_EXTENSIONS: usize = 32;
@@ -275,28 +275,6 @@ pub fn load_name(ctx: &XdpContext, off: usize, len: usize, k: &mut HostKey) -> b
         *last = 0;
     }
     k.name[0] != 0 && k.name[0] != b'[' && k.name[0] != b'.'
-}
-
-/// Eight packet bytes at `p`, little-endian, at any alignment, in one
-/// instruction. `read_unaligned` would be eight byte loads: LLVM's BPF target
-/// splits misaligned loads, and its option not to also misaligns stack
-/// slots, which the verifier refuses. The JIT allows misaligned packet loads.
-///
-/// # Safety
-/// The 8 bytes at `p` must be packet data checked against `data_end`.
-#[inline(always)]
-unsafe fn load_u64(p: *const u8) -> u64 {
-    let x: u64;
-    // SAFETY: per the caller; the load has no other effect.
-    unsafe {
-        core::arch::asm!(
-            "{x} = *(u64 *)({p} + 0)",
-            x = out(reg) x,
-            p = in(reg) p,
-            options(pure, readonly, nostack, preserves_flags),
-        );
-    }
-    x
 }
 
 /// ASCII lowercase of eight bytes at once: sets the case bit (0x20) of the

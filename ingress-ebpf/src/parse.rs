@@ -71,6 +71,28 @@ fn checked(ctx: &XdpContext, offset: usize, len: usize) -> Result<*const u8, Par
     Ok((start + offset) as *const u8)
 }
 
+/// Eight packet bytes at `p`, little-endian, at any alignment, in one
+/// instruction. `read_unaligned` would be eight byte loads: LLVM's BPF target
+/// splits misaligned loads, and its option not to also misaligns stack
+/// slots, which the verifier refuses. The JIT allows misaligned packet loads.
+///
+/// # Safety
+/// The 8 bytes at `p` must be packet data checked against `data_end`.
+#[inline(always)]
+pub unsafe fn load_u64(p: *const u8) -> u64 {
+    let x: u64;
+    // SAFETY: per the caller; the load has no other effect.
+    unsafe {
+        core::arch::asm!(
+            "{x} = *(u64 *)({p} + 0)",
+            x = out(reg) x,
+            p = in(reg) p,
+            options(pure, readonly, nostack, preserves_flags),
+        );
+    }
+    x
+}
+
 /// Four packet bytes at `p` as they lie in memory, at any alignment, in one
 /// instruction (`read_unaligned` becomes byte loads on BPF).
 ///

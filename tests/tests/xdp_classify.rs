@@ -595,17 +595,6 @@ fn a_reused_port_starts_a_new_flow() {
     assert_eq!(r.host_name(st.host_id), "cafe.example.com");
 }
 
-/// CLOCK_MONOTONIC in ns.
-fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into the timespec we own.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
 /// The program reads the clock once per jiffy per CPU and reuses it: flow
 /// times must still be CLOCK_MONOTONIC (coarse, so up to a tick behind) and
 /// move on as time passes.
@@ -614,14 +603,14 @@ fn flow_times_follow_the_monotonic_clock() {
     // A tick is at most 10 ms (HZ >= 100); the coarse clock lags by up to one.
     const TICK: u64 = 10_000_000;
     let mut r = rig(Config::default(), &[]);
-    let before = monotonic_ns();
+    let before = xingress::dataplane::cli::monotonic_ns();
     let (_, verdict, _, _, f) = r.open(
         "192.0.2.50",
         443,
         &client_hello(Some("cafe.example.com"), 0),
     );
     assert_eq!(verdict, VERDICT_L7);
-    let after = monotonic_ns();
+    let after = xingress::dataplane::cli::monotonic_ns();
     let st = r.state(&f).unwrap();
     assert!(
         st.first_seen_ns + TICK >= before && st.first_seen_ns <= after,
@@ -631,9 +620,9 @@ fn flow_times_follow_the_monotonic_clock() {
     assert!(st.last_seen_ns >= st.first_seen_ns && st.last_seen_ns <= after);
 
     std::thread::sleep(std::time::Duration::from_millis(50));
-    let before = monotonic_ns();
+    let before = xingress::dataplane::cli::monotonic_ns();
     assert_eq!(run(&mut r.dp, &f.data(b"more")).0, XDP_PASS);
-    let after = monotonic_ns();
+    let after = xingress::dataplane::cli::monotonic_ns();
     let later = r.state(&f).unwrap();
     assert_eq!(later.first_seen_ns, st.first_seen_ns);
     assert!(

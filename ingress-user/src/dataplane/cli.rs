@@ -99,7 +99,7 @@ fn stats(dir: &Path) -> Result<StatsReport, ReadError> {
 }
 
 /// CLOCK_MONOTONIC in ns, the clock of bpf_ktime_get_ns.
-fn monotonic_ns() -> u64 {
+pub fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,

@@ -22,6 +22,24 @@ pub use backend::{Backend, BackendError, BackendTarget, Peer};
 pub use cidr::Cidr;
 pub use matching::{HOST_BUF_LEN, normalize_host, path_matches};
 pub use table::{ANY_HOST_LABEL, HostRules, PathKind, PathRule, Route, RouteRow, RoutingTable};
+/// Writes `n` in decimal at the start of `buf` (20 bytes hold any u64);
+/// returns the length. For hot paths where `write!` costs too much.
+pub fn put_decimal(buf: &mut [u8], mut n: u64) -> usize {
+    let mut tmp = [0u8; 20];
+    let mut i = tmp.len();
+    loop {
+        i -= 1;
+        tmp[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let len = tmp.len() - i;
+    buf[..len].copy_from_slice(&tmp[i..]);
+    len
+}
+
 pub use translate::{Severity, TlsBinding, TranslateOptions, Translation, Warning, translate};
 
 /// `namespace/name` of a namespaced object.

@@ -494,3 +494,12 @@ fn limit_annotations_give_one_limit_per_ingress() {
     assert!(warned("limit-allowlist:"));
     assert_eq!(t.table.limits().len(), 2);
 }
+
+#[test]
+fn put_decimal_writes_any_u64() {
+    for n in [0, 7, 10, 80, 8080, 65535, u64::from(u32::MAX), u64::MAX] {
+        let mut buf = [0; 20];
+        let len = super::put_decimal(&mut buf, n);
+        assert_eq!(&buf[..len], n.to_string().as_bytes());
+    }
+}

@@ -658,7 +658,15 @@ impl<'a> Cx<'a> {
         self.key.push('\0');
         match &port {
             // Formatting the whole key with write! was ~7% of translate.
-            PortRef::Number(n) => self.key.push_str(itoa_i32(*n, &mut [0; 11])),
+            PortRef::Number(n) => {
+                if *n < 0 {
+                    self.key.push('-');
+                }
+                let mut digits = [0; 20];
+                let len = super::put_decimal(&mut digits, n.unsigned_abs().into());
+                self.key
+                    .extend(digits[..len].iter().map(|&d| char::from(d)));
+            }
             PortRef::Name(p) => {
                 self.key.push('n');
                 self.key.push_str(p);
@@ -824,25 +832,6 @@ impl<'a> Cx<'a> {
     }
 }
 
-/// `n` in decimal, written into `buf`.
-fn itoa_i32(n: i32, buf: &mut [u8; 11]) -> &str {
-    let mut i = buf.len();
-    let mut v = n.unsigned_abs();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    if n < 0 {
-        i -= 1;
-        buf[i] = b'-';
-    }
-    std::str::from_utf8(&buf[i..]).unwrap_or("?")
-}
-
 #[derive(Clone, Debug)]
 enum PortRef {
     Number(i32),
@@ -854,16 +843,6 @@ impl std::fmt::Display for PortRef {
         match self {
             PortRef::Number(n) => write!(f, "{n}"),
             PortRef::Name(n) => f.write_str(n),
-        }
-    }
-}
-
-#[cfg(test)]
-mod itoa_tests {
-    #[test]
-    fn itoa_writes_every_i32() {
-        for n in [0, 7, 10, 80, 8080, 65535, -1, -80, i32::MAX, i32::MIN] {
-            assert_eq!(super::itoa_i32(n, &mut [0; 11]), n.to_string());
         }
     }
 }

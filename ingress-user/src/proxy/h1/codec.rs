@@ -5,6 +5,8 @@
 
 use std::{io::Write as _, net::IpAddr};
 
+use crate::model::put_decimal;
+
 /// Header fields per head, as hyper's default: more is 431 (request) or 502
 /// (response).
 pub const MAX_HEADERS: usize = 100;
@@ -244,23 +246,6 @@ impl Forwarded {
     fn ip(&self) -> &[u8] {
         &self.ip[..self.ip_len]
     }
-}
-
-/// Writes `n` in decimal at the start of `buf`; returns the length.
-fn put_decimal(buf: &mut [u8], mut n: u64) -> usize {
-    let mut tmp = [0u8; 20];
-    let mut i = tmp.len();
-    loop {
-        i -= 1;
-        tmp[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    let len = tmp.len() - i;
-    buf[..len].copy_from_slice(&tmp[i..]);
-    len
 }
 
 fn push_decimal(out: &mut Vec<u8>, n: u64) {
