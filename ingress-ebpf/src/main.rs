@@ -93,13 +93,12 @@ fn try_xingress(ctx: &XdpContext, stats: &mut Stats) -> Result<u32, ParseError> 
     let scratch = unsafe { &mut *scratch };
     // The key is the packet's own address and port words.
     let key = maps::Flow::from_packet(ctx, &l3, l4_off, scratch)?;
-    let addrs = parse::addresses(ctx, &l3)?;
     let config = maps::config();
     // The deny list is consulted for new flows and untracked packets only;
     // the agent drops tracked flows of newly denied sources from FLOWS, so
     // their next packet is untracked and meets the list.
     let denied = |stats: &mut Stats| {
-        let hit = config.flags & F_CONFIG_DENY != 0 && maps::denied(&addrs);
+        let hit = config.flags & F_CONFIG_DENY != 0 && maps::denied(&key.source());
         if hit {
             maps::bump(stats, Stat::Denied);
         }
@@ -111,7 +110,7 @@ fn try_xingress(ctx: &XdpContext, stats: &mut Stats) -> Result<u32, ParseError> 
             return Ok(xdp_action::XDP_DROP);
         }
         let now = maps::now(stats);
-        if config.syn_rate != 0 && !syn_allowed(&config, &addrs, now) {
+        if config.syn_rate != 0 && !syn_allowed(&config, &key.source(), now) {
             maps::bump(stats, Stat::SynRateLimited);
             return Ok(xdp_action::XDP_DROP);
         }
@@ -163,7 +162,7 @@ fn try_xingress(ctx: &XdpContext, stats: &mut Stats) -> Result<u32, ParseError> 
     flow.last_seen_ns = now;
     match flow.verdict {
         VERDICT_NONE if tcp.payload_len > 0 => classify(
-            ctx, stats, &config, &tcp, l4_off, flow, &addrs, listener, scratch,
+            ctx, stats, &config, &tcp, l4_off, flow, key, listener, scratch,
         ),
         VERDICT_REJECT => {
             // The local socket is gone: the kernel answers with an RST.
@@ -226,7 +225,7 @@ fn classify(
     tcp: &parse::Tcp,
     l4_off: usize,
     flow: &mut FlowValue,
-    addrs: &parse::Addrs,
+    key: maps::Flow,
     listener: u32,
     scratch: &mut Scratch,
 ) -> Result<u32, ParseError> {
@@ -248,7 +247,10 @@ fn classify(
         found = unsafe { maps::HOSTS.get(&scratch.wild) }.copied();
     }
     match found {
-        Some(h) if h.flags & F_HOST_ALLOWLIST != 0 && !maps::allowed(h.id, &addrs.src_mapped()) => {
+        Some(h)
+            if h.flags & F_HOST_ALLOWLIST != 0
+                && !maps::allowed(h.id, &key.source().src_mapped()) =>
+        {
             reject(ctx, stats, l4_off, flow, h.id, REASON_ALLOWLIST)
         }
         Some(h) => Ok(serve(stats, flow, h.id)),

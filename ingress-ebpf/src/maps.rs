@@ -183,6 +183,16 @@ impl Flow {
         })
     }
 
+    /// The source address, from the key words (no second packet read).
+    #[inline(always)]
+    pub fn source(&self) -> Addrs {
+        if self.v6 {
+            Addrs::V6 { src: self.k6().src }
+        } else {
+            Addrs::V4 { src: self.k4().src }
+        }
+    }
+
     #[inline(always)]
     fn k4(&self) -> &FlowKey4 {
         // SAFETY: the first 12 bytes of the scratch slot's words, which stay

@@ -125,12 +125,6 @@ fn be16(p: *const u8, i: usize) -> u16 {
     (u16::from(byte(p, i)) << 8) | u16::from(byte(p, i + 1))
 }
 
-#[inline(always)]
-fn bytes<const N: usize>(p: *const u8, i: usize) -> [u8; N] {
-    // SAFETY: callers pass i + N within the checked header; [u8; N] has alignment 1.
-    unsafe { core::ptr::read_unaligned(p.add(i) as *const [u8; N]) }
-}
-
 /// Link layer result: the EtherType after at most one VLAN tag, and where
 /// the network header starts.
 pub struct L2 {
@@ -172,8 +166,7 @@ pub struct L3 {
     pub v6: bool,
 }
 
-/// A packet's source address (the flow key carries both addresses as
-/// packet words; policy needs only the source).
+/// A packet's source address, for policy (see `Flow::source`).
 #[derive(Clone, Copy)]
 pub enum Addrs {
     V4 { src: [u8; 4] },
@@ -188,23 +181,6 @@ impl Addrs {
             Addrs::V4 { src } => ipv4_mapped(*src),
             Addrs::V6 { src } => *src,
         }
-    }
-}
-
-/// The source address, read only on the paths that need it (deny list,
-/// SYN buckets, allow lists).
-#[inline(always)]
-pub fn addresses(ctx: &XdpContext, l3: &L3) -> Result<Addrs, ParseError> {
-    if l3.v6 {
-        let ip = ptr_at::<IPV6_HLEN>(ctx, l3.l3_off)?;
-        Ok(Addrs::V6 {
-            src: bytes::<16>(ip, 8),
-        })
-    } else {
-        let ip = ptr_at::<IPV4_HLEN>(ctx, l3.l3_off)?;
-        Ok(Addrs::V4 {
-            src: bytes::<4>(ip, 12),
-        })
     }
 }
 
