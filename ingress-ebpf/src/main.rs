@@ -110,7 +110,7 @@ fn try_xingress(ctx: &XdpContext, stats: &mut Stats) -> Result<u32, ParseError> 
             return Ok(xdp_action::XDP_DROP);
         }
         let now = maps::now(stats);
-        if config.syn_rate != 0 && !syn_allowed(&config, &key.source(), now) {
+        if config.syn_rate != 0 && !syn_allowed(config, &key.source(), now) {
             maps::bump(stats, Stat::SynRateLimited);
             return Ok(xdp_action::XDP_DROP);
         }
@@ -162,7 +162,7 @@ fn try_xingress(ctx: &XdpContext, stats: &mut Stats) -> Result<u32, ParseError> 
     flow.last_seen_ns = now;
     match flow.verdict {
         VERDICT_NONE if tcp.payload_len > 0 => classify(
-            ctx, stats, &config, &tcp, l4_off, flow, key, listener, scratch,
+            ctx, stats, config, &tcp, l4_off, flow, key, listener, scratch,
         ),
         VERDICT_REJECT => {
             // The local socket is gone: the kernel answers with an RST.

@@ -107,17 +107,17 @@ pub fn listener(port: u16) -> Option<u32> {
         .filter(|f| *f != 0)
 }
 
+/// The settings, read in place (fields are loaded where they are used; an
+/// established packet uses none).
 #[inline(always)]
-pub fn config() -> Config {
-    match CONFIG.get(0) {
-        Some(c) => *c,
-        None => Config {
-            syn_rate: 0,
-            syn_burst: 0,
-            flags: 0,
-            _pad: 0,
-        },
-    }
+pub fn config() -> &'static Config {
+    static NONE: Config = Config {
+        syn_rate: 0,
+        syn_burst: 0,
+        flags: 0,
+        _pad: 0,
+    };
+    CONFIG.get(0).unwrap_or(&NONE)
 }
 
 #[inline(always)]
