@@ -263,21 +263,25 @@ impl PolicySync {
             report.upserts += 1;
         }
         // The index after DENY4 has the new entries and before it loses the
-        // old ones: a /24 marked PART always finds what it needs there.
-        let deny4_index = deny4_index(&deny_entries);
-        for (word, value) in &deny4_index {
-            if self.deny4_index.get(word) != Some(value) {
-                self.maps.deny4_index.set(*word, *value, 0)?;
-                report.upserts += 1;
+        // old ones: a /24 marked PART always finds what it needs there. The
+        // list comes from flags and rarely changes: a reload that keeps it
+        // does not rebuild the index (up to 2^19 words for a /0).
+        if deny_entries != self.deny_entries {
+            let deny4_index = deny4_index(&deny_entries);
+            for (word, value) in &deny4_index {
+                if self.deny4_index.get(word) != Some(value) {
+                    self.maps.deny4_index.set(*word, *value, 0)?;
+                    report.upserts += 1;
+                }
             }
-        }
-        for word in self.deny4_index.keys() {
-            if !deny4_index.contains_key(word) {
-                self.maps.deny4_index.set(*word, 0, 0)?;
-                report.deletes += 1;
+            for word in self.deny4_index.keys() {
+                if !deny4_index.contains_key(word) {
+                    self.maps.deny4_index.set(*word, 0, 0)?;
+                    report.deletes += 1;
+                }
             }
+            self.deny4_index = deny4_index;
         }
-        self.deny4_index = deny4_index;
         self.maps.config.set(0, policy.config, 0)?;
         let newly_denied: Vec<Cidr> = policy.deny.difference(&self.deny).copied().collect();
         if let (Some(flows), false) = (&self.flows, newly_denied.is_empty()) {
