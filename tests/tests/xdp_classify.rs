@@ -343,6 +343,10 @@ fn allow_lists_reject_outside_sources_with_an_rst() {
     );
     let (_, v, _, _, _) = r.open("2001:db8:1::9", 443, &hello);
     assert_eq!(v, VERDICT_L7, "inside the IPv6 allow list");
+    // The source comes from the flow key's words: an IPv6 source outside
+    // the list, whose destination and ports are the same as an inside one's.
+    let (_, v, _, _, _) = r.open("2001:db8:2::9", 443, &hello);
+    assert_eq!(v, VERDICT_REJECT, "outside the IPv6 allow list");
 
     let (action, v, h, out, f) = r.open("198.51.100.9", 443, &hello);
     assert_eq!(
@@ -356,7 +360,7 @@ fn allow_lists_reject_outside_sources_with_an_rst() {
         tcp_checksum_ok_v4(&out),
         "the rewritten segment's checksum verifies"
     );
-    assert_eq!(r.stat(Stat::RejectedAllowlist), 1);
+    assert_eq!(r.stat(Stat::RejectedAllowlist), 2, "one IPv6, one IPv4");
     // Later segments pass (the kernel answers them with an RST) and are counted.
     assert_eq!(run(&mut r.dp, &f.data(b"more")).0, XDP_PASS);
     assert_eq!(r.stat(Stat::RejectedPackets), 1);
@@ -367,7 +371,7 @@ fn allow_lists_reject_outside_sources_with_an_rst() {
             .find(|(h, _)| h == "secure.test")
             .unwrap()
             .1;
-    assert_eq!((secure.flows, secure.rejected), (2, 1));
+    assert_eq!((secure.flows, secure.rejected), (2, 2));
 
     // The same source on HTTP is held to the same list.
     let (_, v, _, _, _) = r.open(
