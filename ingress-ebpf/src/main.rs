@@ -98,7 +98,7 @@ fn try_xingress(ctx: &XdpContext, stats: &mut Stats) -> Result<u32, ParseError> 
     // the agent drops tracked flows of newly denied sources from FLOWS, so
     // their next packet is untracked and meets the list.
     let denied = |stats: &mut Stats| {
-        let hit = config.flags & F_CONFIG_DENY != 0 && maps::denied(&key.source());
+        let hit = config.flags & F_CONFIG_DENY != 0 && maps::denied(&key.source(scratch));
         if hit {
             maps::bump(stats, Stat::Denied);
         }
@@ -110,7 +110,7 @@ fn try_xingress(ctx: &XdpContext, stats: &mut Stats) -> Result<u32, ParseError> 
             return Ok(xdp_action::XDP_DROP);
         }
         let now = maps::now(stats);
-        if config.syn_rate != 0 && !syn_allowed(config, &key.source(), now) {
+        if config.syn_rate != 0 && !syn_allowed(config, &key.source(scratch), now) {
             maps::bump(stats, Stat::SynRateLimited);
             return Ok(xdp_action::XDP_DROP);
         }
@@ -129,10 +129,10 @@ fn try_xingress(ctx: &XdpContext, stats: &mut Stats) -> Result<u32, ParseError> 
         // flow that already carried payload is a new connection on a reused
         // port (the old one ended without a FIN or RST we saw): it starts
         // afresh instead of inheriting the old verdict and host.
-        let fresh = match key.get() {
-            None => key.insert_new(&flow),
+        let fresh = match key.get(scratch) {
+            None => key.insert_new(scratch, &flow),
             // SAFETY: the pointer comes from a successful lookup.
-            Some(old) if unsafe { (*old).verdict } != VERDICT_NONE => key.replace(&flow),
+            Some(old) if unsafe { (*old).verdict } != VERDICT_NONE => key.replace(scratch, &flow),
             Some(_) => false,
         };
         if fresh {
@@ -140,7 +140,7 @@ fn try_xingress(ctx: &XdpContext, stats: &mut Stats) -> Result<u32, ParseError> 
         }
         return Ok(xdp_action::XDP_PASS);
     }
-    let Some(flow) = key.get() else {
+    let Some(flow) = key.get(scratch) else {
         if denied(stats) {
             return Ok(xdp_action::XDP_DROP);
         }
@@ -148,7 +148,7 @@ fn try_xingress(ctx: &XdpContext, stats: &mut Stats) -> Result<u32, ParseError> 
         return Ok(xdp_action::XDP_PASS);
     };
     if tcp.flags & (TCP_FIN | TCP_RST) != 0 {
-        if key.remove() {
+        if key.remove(scratch) {
             maps::bump(stats, Stat::FlowsRetired);
         }
         return Ok(xdp_action::XDP_PASS);
@@ -249,7 +249,7 @@ fn classify(
     match found {
         Some(h)
             if h.flags & F_HOST_ALLOWLIST != 0
-                && !maps::allowed(h.id, &key.source().src_mapped()) =>
+                && !maps::allowed(h.id, &key.source(scratch).src_mapped()) =>
         {
             reject(ctx, stats, l4_off, flow, h.id, REASON_ALLOWLIST)
         }

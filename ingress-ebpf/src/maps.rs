@@ -138,18 +138,19 @@ pub fn denied(addrs: &Addrs) -> bool {
 /// key is a few 4-byte loads (a 4-aligned buffer: the verifier refuses
 /// misaligned stack stores, and LLVM would otherwise shuffle bytes).
 ///
-/// The words live in this CPU's scratch slot: on the stack the verifier
-/// tracks each spilled word, and its state count explodes.
+/// The words live in this CPU's scratch slot (on the stack the verifier
+/// tracks each spilled word, and its state count explodes); a `Flow` only
+/// says which family, and every use borrows the slot it reads.
 #[derive(Clone, Copy)]
 pub struct Flow {
     v6: bool,
-    w: *const u32,
 }
 
 const _: () = assert!(core::mem::size_of::<FlowKey4>() == 12);
 const _: () = assert!(core::mem::size_of::<FlowKey6>() == 36);
 
 impl Flow {
+    /// Writes the packet's key words into `scratch.flow`.
     #[inline(always)]
     pub fn from_packet(
         ctx: &XdpContext,
@@ -177,75 +178,71 @@ impl Flow {
                 w[2] = load_u32(tcp);
             }
         }
-        Ok(Flow {
-            v6: l3.v6,
-            w: w.as_ptr(),
-        })
+        Ok(Flow { v6: l3.v6 })
     }
 
     /// The source address, from the key words (no second packet read).
     #[inline(always)]
-    pub fn source(&self) -> Addrs {
+    pub fn source(self, s: &Scratch) -> Addrs {
         if self.v6 {
-            Addrs::V6 { src: self.k6().src }
+            Addrs::V6 { src: k6(s).src }
         } else {
-            Addrs::V4 { src: self.k4().src }
+            Addrs::V4 { src: k4(s).src }
         }
     }
 
     #[inline(always)]
-    fn k4(&self) -> &FlowKey4 {
-        // SAFETY: the first 12 bytes of the scratch slot's words, which stay
-        // put while the packet is processed; FlowKey4 is Pod, alignment 2.
-        unsafe { &*self.w.cast::<FlowKey4>() }
-    }
-
-    #[inline(always)]
-    fn k6(&self) -> &FlowKey6 {
-        // SAFETY: as k4, all 36 bytes.
-        unsafe { &*self.w.cast::<FlowKey6>() }
-    }
-
-    #[inline(always)]
-    pub fn get(&self) -> Option<*mut FlowValue> {
+    pub fn get(self, s: &Scratch) -> Option<*mut FlowValue> {
         if self.v6 {
-            FLOWS6.get_ptr_mut(self.k6())
+            FLOWS6.get_ptr_mut(k6(s))
         } else {
-            FLOWS4.get_ptr_mut(self.k4())
+            FLOWS4.get_ptr_mut(k4(s))
         }
     }
 
     /// Inserts unless the flow exists; true when inserted.
     #[inline(always)]
-    pub fn insert_new(&self, value: &FlowValue) -> bool {
-        let flags = BPF_NOEXIST as u64;
-        if self.v6 {
-            FLOWS6.insert(self.k6(), value, flags).is_ok()
-        } else {
-            FLOWS4.insert(self.k4(), value, flags).is_ok()
-        }
+    pub fn insert_new(self, s: &Scratch, value: &FlowValue) -> bool {
+        self.insert(s, value, BPF_NOEXIST)
     }
 
     /// Inserts or replaces the flow.
     #[inline(always)]
-    pub fn replace(&self, value: &FlowValue) -> bool {
-        let flags = BPF_ANY as u64;
+    pub fn replace(self, s: &Scratch, value: &FlowValue) -> bool {
+        self.insert(s, value, BPF_ANY)
+    }
+
+    #[inline(always)]
+    fn insert(self, s: &Scratch, value: &FlowValue, flags: u32) -> bool {
         if self.v6 {
-            FLOWS6.insert(self.k6(), value, flags).is_ok()
+            FLOWS6.insert(k6(s), value, flags.into()).is_ok()
         } else {
-            FLOWS4.insert(self.k4(), value, flags).is_ok()
+            FLOWS4.insert(k4(s), value, flags.into()).is_ok()
         }
     }
 
     /// True when it was there.
     #[inline(always)]
-    pub fn remove(&self) -> bool {
+    pub fn remove(self, s: &Scratch) -> bool {
         if self.v6 {
-            FLOWS6.remove(self.k6()).is_ok()
+            FLOWS6.remove(k6(s)).is_ok()
         } else {
-            FLOWS4.remove(self.k4()).is_ok()
+            FLOWS4.remove(k4(s)).is_ok()
         }
     }
+}
+
+#[inline(always)]
+fn k4(s: &Scratch) -> &FlowKey4 {
+    // SAFETY: the first 12 bytes of the words; FlowKey4 is Pod with
+    // alignment 2 (the words are 4-aligned).
+    unsafe { &*s.flow.as_ptr().cast::<FlowKey4>() }
+}
+
+#[inline(always)]
+fn k6(s: &Scratch) -> &FlowKey6 {
+    // SAFETY: all 36 bytes; as k4.
+    unsafe { &*s.flow.as_ptr().cast::<FlowKey6>() }
 }
 
 /// Whether `src` is in the allow list of host `id`.
