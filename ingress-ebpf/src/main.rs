@@ -8,7 +8,8 @@
 //! 5. FIN/RST retire the flow. Everything else passes: the agent is the
 //!    fallback for whatever XDP cannot decide.
 #![no_std]
-// BPF inline assembly: one 8-byte load from packet data at any alignment.
+// BPF inline assembly: packet loads at any alignment in one instruction,
+// and values hidden from LLVM but not from the verifier (parse.rs).
 #![feature(asm_experimental_arch)]
 #![no_main]
 
@@ -173,7 +174,8 @@ fn try_xingress(ctx: &XdpContext, stats: &mut Stats) -> Result<u32, ParseError> 
     }
 }
 
-/// Spends one token of the source's SYN bucket; false when it is empty.
+/// Spends one token of the source's SYN bucket (`config.syn_rate` is set);
+/// false when it is empty.
 #[inline(always)]
 fn syn_allowed(config: &Config, addrs: &parse::Addrs, now: u64) -> bool {
     let rate = config.syn_rate as u64;
