@@ -39,9 +39,17 @@ pub const MAP_CONFIG: &str = "CONFIG";
 pub const MAP_HOST_STATS: &str = "HOST_STATS";
 /// Per-CPU scratch buffer for payload parsing.
 pub const MAP_SCRATCH: &str = "SCRATCH";
+/// Per-CPU direct-mapped cache of classified (L7) flows, [`FLOW_CACHE_SLOTS`]
+/// [`FlowCacheEntry`] per CPU: the packets of an established flow are
+/// counted there, and added to FLOWS once per [`FLOW_CACHE_FLUSH_NS`].
+pub const MAP_FLOW_CACHE: &str = "FLOW_CACHE";
+/// One u64 at index 0 that the XDP program increments when it replaces a
+/// flow (a new connection on a reused 5-tuple): every CPU's cached copy of
+/// the old flow stops matching.
+pub const MAP_FLOW_EPOCH: &str = "FLOW_EPOCH";
 
 /// Every map the agent pins (LISTENERS and the scratch buffer are private).
-pub const PINNED_MAPS: [&str; 11] = [
+pub const PINNED_MAPS: [&str; 13] = [
     MAP_STATS,
     MAP_FLOWS4,
     MAP_FLOWS6,
@@ -53,6 +61,8 @@ pub const PINNED_MAPS: [&str; 11] = [
     MAP_SYN_RATE,
     MAP_CONFIG,
     MAP_HOST_STATS,
+    MAP_FLOW_CACHE,
+    MAP_FLOW_EPOCH,
 ];
 
 /// Size of LISTENERS: one slot per TCP port, so the lookup is an array index.
@@ -239,7 +249,10 @@ pub struct Config {
     pub syn_burst: u32,
     /// `F_CONFIG_*`.
     pub flags: u32,
-    pub _pad: u32,
+    /// Bumped by the agent after it removes flows from FLOWS (the flows of
+    /// newly denied sources): flow cache entries of an older generation
+    /// no longer match.
+    pub flow_gen: u32,
 }
 
 /// Per-host counters (per CPU).
@@ -271,6 +284,95 @@ pub struct Scratch {
     pub flow: [u32; 9],
 }
 
+/// Slots of the flow cache per CPU (a power of two): 88 KiB per CPU. A new
+/// flow's first look at its slot is often a cache-line miss; with 4096
+/// slots (352 KiB) that added 60–100 ns to the first payload in `cargo
+/// xtask bench xdp`, with 1024 about 20.
+pub const FLOW_CACHE_SLOTS: u32 = 1024;
+/// How long a cache entry counts a flow's packets before they are added
+/// to its FLOWS entry (which also refreshes the entry's LRU age and checks
+/// that the flow is still the one cached). FLOWS lags by at most this;
+/// `xingress xdp flows` adds what the caches hold.
+pub const FLOW_CACHE_FLUSH_NS: u64 = 10_000_000;
+
+/// One flow in a CPU's flow cache: the FLOWS entry of a flow with the L7
+/// verdict, found by its key words without a hash map lookup, and the
+/// packets counted since they were last added to FLOWS.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
+pub struct FlowCacheEntry {
+    /// The flow key's words: [`FlowKey4`] in the first 3, [`FlowKey6`] in all 9.
+    pub key: [u32; 9],
+    /// 0: empty; 4 or 6: the key's family.
+    pub family: u32,
+    /// `Config::flow_gen` and the FLOW_EPOCH value when the entry was made.
+    pub flow_gen: u32,
+    pub epoch: u32,
+    /// `first_seen_ns` of the FLOWS entry cached: a later flow on the same
+    /// 5-tuple is another flow.
+    pub first_seen_ns: u64,
+    /// When the counts were last added to FLOWS.
+    pub flushed_ns: u64,
+    pub last_seen_ns: u64,
+    /// Packets and bytes counted since then.
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+impl FlowKey4 {
+    /// The key as the words the XDP program reads from the packet.
+    pub fn words(&self) -> [u32; 3] {
+        bytemuck::cast(*self)
+    }
+}
+
+impl FlowKey6 {
+    /// The key as the words the XDP program reads from the packet.
+    pub fn words(&self) -> [u32; 9] {
+        bytemuck::cast(*self)
+    }
+}
+
+impl FlowCacheEntry {
+    /// The entry's key as a [`FlowKey4`], if it holds an IPv4 flow.
+    pub fn key4(&self) -> Option<FlowKey4> {
+        let [a, b, c, ..] = self.key;
+        (self.family == 4).then(|| bytemuck::cast([a, b, c]))
+    }
+
+    /// The entry's key as a [`FlowKey6`], if it holds an IPv6 flow.
+    pub fn key6(&self) -> Option<FlowKey6> {
+        (self.family == 6).then(|| bytemuck::cast(self.key))
+    }
+}
+
+/// The cache slot of a flow key's words (3 for IPv4, 9 for IPv6): the
+/// words' products with odd constants, summed (independent multiplies),
+/// then mixed, top bits. A collision only costs the two flows the cache.
+#[inline(always)]
+pub fn flow_cache_slot(words: &[u32]) -> u32 {
+    const K: [u64; 9] = [
+        0x9E37_79B9_7F4A_7C15,
+        0xC2B2_AE3D_27D4_EB4F,
+        0x1656_67B1_9E37_79F9,
+        0x85EB_CA77_C2B2_AE63,
+        0x27D4_EB2F_1656_67C5,
+        0xFF51_AFD7_ED55_8CCD,
+        0xC4CE_B9FE_1A85_EC53,
+        0x9FB2_1C65_1E98_DF25,
+        0xD6E8_FEB8_6659_FD93,
+    ];
+    let mut h = 0u64;
+    for (w, k) in words.iter().zip(K) {
+        h = h.wrapping_add(u64::from(*w).wrapping_mul(k));
+    }
+    h ^= h >> 29;
+    h = h.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    (h >> (64 - FLOW_CACHE_SLOTS.trailing_zeros())) as u32
+}
+
+const _: () = assert!(FLOW_CACHE_SLOTS.is_power_of_two());
+const _: () = assert!(core::mem::size_of::<FlowCacheEntry>() == 88);
 const _: () = assert!(core::mem::size_of::<ListenerValue>() == 4);
 const _: () = assert!(core::mem::size_of::<FlowKey4>() == 12);
 const _: () = assert!(core::mem::size_of::<FlowKey6>() == 36);
@@ -323,10 +425,12 @@ pub enum Stat {
     RejectedPackets = 16,
     /// Listener packets of flows not in FLOWS (older than the program, evicted).
     Untracked = 17,
+    /// Packets of L7 flows counted in the flow cache (no FLOWS lookup).
+    FlowCacheHits = 18,
 }
 
 /// Number of counters in [`Stats`].
-pub const STAT_COUNT: u32 = 18;
+pub const STAT_COUNT: u32 = 19;
 
 /// Every packet counter of one CPU, in one map slot: one lookup per packet.
 #[repr(C)]
@@ -361,6 +465,7 @@ impl Stat {
         Stat::Undecided,
         Stat::RejectedPackets,
         Stat::Untracked,
+        Stat::FlowCacheHits,
     ];
 
     /// Stable lower-case name, used in metrics and CLI output.
@@ -384,6 +489,7 @@ impl Stat {
             Stat::Undecided => "undecided",
             Stat::RejectedPackets => "rejected_packets",
             Stat::Untracked => "untracked",
+            Stat::FlowCacheHits => "flow_cache_hits",
         }
     }
 }
@@ -402,6 +508,7 @@ mod user {
     unsafe impl aya::Pod for super::Stats {}
     unsafe impl aya::Pod for super::ListenerValue {}
     unsafe impl aya::Pod for super::FlowKey4 {}
+    unsafe impl aya::Pod for super::FlowCacheEntry {}
     unsafe impl aya::Pod for super::FlowKey6 {}
     unsafe impl aya::Pod for super::FlowValue {}
     unsafe impl aya::Pod for super::HostKey {}
@@ -416,6 +523,71 @@ mod user {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn flow_keys_are_the_packet_words_and_come_back_from_the_cache() {
+        let k4 = FlowKey4 {
+            src: [192, 0, 2, 1],
+            dst: [198, 18, 0, 1],
+            src_port_be: 40000u16.to_be(),
+            dst_port_be: 443u16.to_be(),
+        };
+        // Source, destination, then both ports, as on the wire.
+        let w = k4.words();
+        assert_eq!(w[0].to_ne_bytes(), [192, 0, 2, 1]);
+        assert_eq!(w[1].to_ne_bytes(), [198, 18, 0, 1]);
+        assert_eq!(w[2].to_ne_bytes(), [0x9c, 0x40, 0x01, 0xbb]);
+        let mut e = FlowCacheEntry {
+            family: 4,
+            ..Default::default()
+        };
+        e.key[..3].copy_from_slice(&w);
+        e.key[5] = 77; // stale words past an IPv4 key do not matter
+        assert_eq!(e.key4(), Some(k4));
+        assert_eq!(e.key6(), None);
+
+        let k6 = FlowKey6 {
+            src: [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+            dst: [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
+            src_port_be: 40000u16.to_be(),
+            dst_port_be: 443u16.to_be(),
+        };
+        let e = FlowCacheEntry {
+            key: k6.words(),
+            family: 6,
+            ..Default::default()
+        };
+        assert_eq!(e.key6(), Some(k6));
+        assert_eq!(e.key4(), None);
+        assert_eq!(FlowCacheEntry::default().key4(), None, "empty slot");
+    }
+
+    #[test]
+    fn flow_cache_slots_spread_nearby_flows() {
+        // Consecutive client ports of one client: the usual shape of a
+        // busy client's connections. They must not pile into a few slots.
+        let mut used = [0u32; FLOW_CACHE_SLOTS as usize];
+        let n = 4 * FLOW_CACHE_SLOTS;
+        for port in 0..n {
+            let w = FlowKey4 {
+                src: [192, 0, 2, 1],
+                dst: [198, 18, 0, 1],
+                src_port_be: (port as u16).to_be(),
+                dst_port_be: 443u16.to_be(),
+            }
+            .words();
+            used[flow_cache_slot(&w) as usize] += 1;
+        }
+        let max = used.iter().max().copied().unwrap();
+        let empty = used.iter().filter(|c| **c == 0).count();
+        // 4 per slot on average; a uniform hash leaves ~2% of slots empty
+        // and puts at most ~12 in one.
+        assert!(max <= 16, "{max} flows in one slot");
+        assert!(
+            empty < FLOW_CACHE_SLOTS as usize / 20,
+            "{empty} slots unused"
+        );
+    }
 
     #[test]
     fn stat_indices_are_dense_and_in_order() {

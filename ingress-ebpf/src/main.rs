@@ -23,9 +23,9 @@ use aya_ebpf::{
 use aya_log_ebpf::debug;
 use ingress_common::{
     AddrKey, Config, F_CONFIG_DENY, F_CONFIG_STRICT_HOSTS, F_HOST_ALLOWLIST, F_LISTENER_TLS,
-    FlowValue, HOST_ID_NONE, HOST_KEY_LEN, REASON_ALLOWLIST, REASON_NONE, REASON_UNKNOWN_HOST,
-    RateValue, SCRATCH_LEN, Scratch, Stat, Stats, VERDICT_L7, VERDICT_NONE, VERDICT_REJECT,
-    VERDICT_UNDECIDED,
+    FLOW_CACHE_FLUSH_NS, FlowValue, HOST_ID_NONE, HOST_KEY_LEN, REASON_ALLOWLIST, REASON_NONE,
+    REASON_UNKNOWN_HOST, RateValue, SCRATCH_LEN, Scratch, Stat, Stats, VERDICT_L7, VERDICT_NONE,
+    VERDICT_REJECT, VERDICT_UNDECIDED,
 };
 use parse::{ETH_P_IPV4, ETH_P_IPV6, IPPROTO_TCP, ParseError, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
 
@@ -95,9 +95,31 @@ fn try_xingress(ctx: &XdpContext, stats: &mut Stats) -> Result<u32, ParseError> 
     // The key is the packet's own address and port words.
     let key = maps::Flow::from_packet(ctx, &l3, l4_off, scratch)?;
     let config = maps::config();
+    let cache = key.cache_slot(scratch);
+    // A packet of a flow this CPU has cached (L7, no SYN/FIN/RST) is
+    // counted there and passed: no FLOWS lookup.
+    if tcp.flags & (TCP_SYN | TCP_FIN | TCP_RST) == 0
+        && let Some(e) = cache
+    {
+        // SAFETY: this CPU's slot, from a successful lookup.
+        let e = unsafe { &mut *e };
+        let now = maps::now(stats);
+        if key.cached_in(scratch, e)
+            && e.flow_gen == config.flow_gen
+            && e.epoch == maps::epoch()
+            && now.saturating_sub(e.flushed_ns) < FLOW_CACHE_FLUSH_NS
+        {
+            e.packets += 1;
+            e.bytes += l3.l4_len as u64;
+            e.last_seen_ns = now;
+            maps::bump(stats, Stat::FlowCacheHits);
+            return Ok(xdp_action::XDP_PASS);
+        }
+    }
     // The deny list is consulted for new flows and untracked packets only;
-    // the agent drops tracked flows of newly denied sources from FLOWS, so
-    // their next packet is untracked and meets the list.
+    // the agent drops tracked flows of newly denied sources from FLOWS (and
+    // bumps `flow_gen`, so no cache counts them on), so their next packet
+    // is untracked and meets the list.
     let denied = |stats: &mut Stats| {
         let hit = config.flags & F_CONFIG_DENY != 0 && maps::denied(&key.source(scratch));
         if hit {
@@ -129,11 +151,15 @@ fn try_xingress(ctx: &XdpContext, stats: &mut Stats) -> Result<u32, ParseError> 
         // A retransmitted SYN keeps the flow it already has. A SYN for a
         // flow that already carried payload is a new connection on a reused
         // port (the old one ended without a FIN or RST we saw): it starts
-        // afresh instead of inheriting the old verdict and host.
+        // afresh instead of inheriting the old verdict and host, and no
+        // CPU's cache may count it as the old flow.
         let fresh = match key.get(scratch) {
             None => key.insert_new(scratch, &flow),
             // SAFETY: the pointer comes from a successful lookup.
-            Some(old) if unsafe { (*old).verdict } != VERDICT_NONE => key.replace(scratch, &flow),
+            Some(old) if unsafe { (*old).verdict } != VERDICT_NONE => {
+                maps::bump_epoch();
+                key.replace(scratch, &flow)
+            }
             Some(_) => false,
         };
         if fresh {
@@ -152,6 +178,12 @@ fn try_xingress(ctx: &XdpContext, stats: &mut Stats) -> Result<u32, ParseError> 
         if key.remove(scratch) {
             maps::bump(stats, Stat::FlowsRetired);
         }
+        // SAFETY: this CPU's slot, from a successful lookup.
+        if let Some(e) = cache.map(|e| unsafe { &mut *e })
+            && key.cached_in(scratch, e)
+        {
+            e.family = 0;
+        }
         return Ok(xdp_action::XDP_PASS);
     }
     // SAFETY: the pointer comes from a successful lookup; concurrent updates
@@ -168,6 +200,14 @@ fn try_xingress(ctx: &XdpContext, stats: &mut Stats) -> Result<u32, ParseError> 
         VERDICT_REJECT => {
             // The local socket is gone: the kernel answers with an RST.
             maps::bump(stats, Stat::RejectedPackets);
+            Ok(xdp_action::XDP_PASS)
+        }
+        VERDICT_L7 => {
+            // The next packets are counted in this CPU's cache.
+            if let Some(e) = cache {
+                // SAFETY: this CPU's slot, from a successful lookup.
+                key.cache_refresh(scratch, unsafe { &mut *e }, flow, config.flow_gen, now);
+            }
             Ok(xdp_action::XDP_PASS)
         }
         _ => Ok(xdp_action::XDP_PASS),

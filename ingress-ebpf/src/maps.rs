@@ -9,9 +9,10 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, lpm_trie::Key},
 };
 use ingress_common::{
-    AddrKey, AllowKey, Config, DENY4_INDEX_WORDS, DENY4_PART, DENY4_WHOLE, FlowKey4, FlowKey6,
-    FlowValue, HostCounters, HostKey, HostValue, LISTENER_PORTS, ListenerValue, MAX_ALLOW,
-    MAX_DENY, MAX_FLOWS, MAX_HOSTS, MAX_RATE_SOURCES, RateValue, Scratch, Stat, Stats, deny4_slot,
+    AddrKey, AllowKey, Config, DENY4_INDEX_WORDS, DENY4_PART, DENY4_WHOLE, FLOW_CACHE_SLOTS,
+    FlowCacheEntry, FlowKey4, FlowKey6, FlowValue, HostCounters, HostKey, HostValue,
+    LISTENER_PORTS, ListenerValue, MAX_ALLOW, MAX_DENY, MAX_FLOWS, MAX_HOSTS, MAX_RATE_SOURCES,
+    RateValue, Scratch, Stat, Stats, deny4_slot, flow_cache_slot,
 };
 
 use aya_ebpf::programs::XdpContext;
@@ -61,6 +62,16 @@ pub static CONFIG: Array<Config> = Array::pinned(1, 0);
 /// Per-CPU counters per host id.
 #[map]
 pub static HOST_STATS: PerCpuArray<HostCounters> = PerCpuArray::pinned(MAX_HOSTS, 0);
+
+/// This CPU's cache of L7 flows (see `Flow::cached`): an array, so the
+/// lookup is inlined, where a FLOWS lookup is four calls in the kernel.
+#[map]
+pub static FLOW_CACHE: PerCpuArray<FlowCacheEntry> = PerCpuArray::pinned(FLOW_CACHE_SLOTS, 0);
+
+/// Bumped (atomically) when a flow is replaced: cached copies of the old
+/// one on any CPU stop matching.
+#[map]
+pub static FLOW_EPOCH: Array<u64> = Array::pinned(1, 0);
 
 /// Per-CPU scratch space for the first payload segment.
 #[map]
@@ -115,7 +126,7 @@ pub fn config() -> &'static Config {
         syn_rate: 0,
         syn_burst: 0,
         flags: 0,
-        _pad: 0,
+        flow_gen: 0,
     };
     CONFIG.get(0).unwrap_or(&NONE)
 }
@@ -228,6 +239,124 @@ impl Flow {
             FLOWS6.remove(k6(s)).is_ok()
         } else {
             FLOWS4.remove(k4(s)).is_ok()
+        }
+    }
+}
+
+/// The current flow epoch (low 32 bits; equality is all that matters).
+#[inline(always)]
+pub fn epoch() -> u32 {
+    FLOW_EPOCH.get(0).map_or(0, |e| *e as u32)
+}
+
+/// Makes every cached flow on every CPU stale.
+#[inline(always)]
+pub fn bump_epoch() {
+    if let Some(e) = FLOW_EPOCH.get_ptr_mut(0) {
+        // SAFETY: a map value, 8-aligned, shared between CPUs: an atomic
+        // add (BPF_ATOMIC; core's atomics have no RMW on this target).
+        unsafe {
+            core::arch::asm!(
+                "lock *(u64 *)({p} + 0) += {one}",
+                p = in(reg) e,
+                one = in(reg) 1u64,
+                options(nostack, preserves_flags),
+            );
+        }
+    }
+}
+
+/// The flow cache side of a `Flow`: the packets of a flow with the L7
+/// verdict are counted in this CPU's cache slot for the flow instead of
+/// its FLOWS entry (one inlined array lookup and a key compare, instead of
+/// a hash map lookup), and added to FLOWS when the slot is refreshed: at
+/// least every FLOW_CACHE_FLUSH_NS, or when another flow takes the slot.
+impl Flow {
+    /// This flow's slot in this CPU's cache.
+    #[inline(always)]
+    pub fn cache_slot(self, s: &Scratch) -> Option<*mut FlowCacheEntry> {
+        let slot = if self.v6 {
+            flow_cache_slot(&s.flow)
+        } else {
+            flow_cache_slot(&s.flow[..3])
+        };
+        FLOW_CACHE.get_ptr_mut(slot)
+    }
+
+    /// Whether `e` holds this flow's key (compared word by word: LLVM would
+    /// turn an array compare into a `bcmp` call, which BPF does not have).
+    #[inline(always)]
+    pub fn cached_in(self, s: &Scratch, e: &FlowCacheEntry) -> bool {
+        let mut diff = 0;
+        if self.v6 {
+            for i in 0..9 {
+                diff |= e.key[i] ^ s.flow[i];
+            }
+            e.family == 6 && diff == 0
+        } else {
+            for i in 0..3 {
+                diff |= e.key[i] ^ s.flow[i];
+            }
+            e.family == 4 && diff == 0
+        }
+    }
+
+    /// Re-arms the slot `e` for this flow, whose FLOWS entry is `flow` (just
+    /// looked up, with the L7 verdict and this packet counted): counts the
+    /// slot holds for this same flow go into `flow`; another flow's counts
+    /// go into that flow's FLOWS entry first.
+    #[inline(always)]
+    pub fn cache_refresh(
+        self,
+        s: &Scratch,
+        e: &mut FlowCacheEntry,
+        flow: &mut FlowValue,
+        flow_gen: u32,
+        now: u64,
+    ) {
+        if self.cached_in(s, e) {
+            if e.first_seen_ns == flow.first_seen_ns {
+                flow.packets += e.packets;
+                flow.bytes += e.bytes;
+            }
+        } else if e.packets != 0 {
+            flush_evicted(e);
+        }
+        e.key = s.flow;
+        e.family = if self.v6 { 6 } else { 4 };
+        e.flow_gen = flow_gen;
+        e.epoch = epoch();
+        e.first_seen_ns = flow.first_seen_ns;
+        e.flushed_ns = now;
+        e.last_seen_ns = now;
+        e.packets = 0;
+        e.bytes = 0;
+    }
+}
+
+/// Adds the counts of a slot about to be taken by another flow to the
+/// FLOWS entry they belong to (if that flow is still there).
+// The key is passed as a pointer into the cache entry: by value (clippy's
+// suggestion) it would be copied to the stack first.
+#[allow(clippy::needless_borrows_for_generic_args)]
+#[inline(always)]
+fn flush_evicted(e: &FlowCacheEntry) {
+    let flow = if e.family == 6 {
+        // SAFETY: all 36 bytes of the words, as k6.
+        FLOWS6.get_ptr_mut(unsafe { &*e.key.as_ptr().cast::<FlowKey6>() })
+    } else {
+        // SAFETY: the first 12 bytes, as k4.
+        FLOWS4.get_ptr_mut(unsafe { &*e.key.as_ptr().cast::<FlowKey4>() })
+    };
+    if let Some(flow) = flow {
+        // SAFETY: from a successful lookup.
+        let flow = unsafe { &mut *flow };
+        if flow.first_seen_ns == e.first_seen_ns {
+            flow.packets += e.packets;
+            flow.bytes += e.bytes;
+            if e.last_seen_ns > flow.last_seen_ns {
+                flow.last_seen_ns = e.last_seen_ns;
+            }
         }
     }
 }

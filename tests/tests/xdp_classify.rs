@@ -8,11 +8,12 @@ use std::{
 };
 
 use ingress_common::{
-    Config, F_CONFIG_DENY, F_CONFIG_STRICT_HOSTS, F_LISTENER_HTTP, F_LISTENER_TLS, FlowValue,
-    REASON_ALLOWLIST, REASON_UNKNOWN_HOST, Stat, VERDICT_L7, VERDICT_REJECT, VERDICT_UNDECIDED,
+    Config, F_CONFIG_DENY, F_CONFIG_STRICT_HOSTS, F_LISTENER_HTTP, F_LISTENER_TLS,
+    FLOW_CACHE_FLUSH_NS, FlowValue, REASON_ALLOWLIST, REASON_UNKNOWN_HOST, Stat, VERDICT_L7,
+    VERDICT_REJECT, VERDICT_UNDECIDED, flow_cache_slot,
 };
 use xingress::{
-    dataplane::{Dataplane, Policy, PolicySync},
+    dataplane::{Dataplane, FlowKey, Policy, PolicySync},
     model::Cidr,
 };
 use xingress_tests::xdp::{
@@ -635,4 +636,180 @@ fn flow_times_follow_the_monotonic_clock() {
         later.last_seen_ns
     );
     assert!(later.last_seen_ns >= st.last_seen_ns + 40_000_000);
+}
+
+/// Runs this test thread on `cpu` only: BPF_PROG_TEST_RUN runs the program
+/// on the calling CPU, and each CPU has its own flow cache.
+fn on_cpu(cpu: usize) {
+    // SAFETY: a zeroed cpu_set_t filled by the libc macros, for this thread.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        let rc = libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+        assert_eq!(rc, 0, "sched_setaffinity({cpu})");
+    }
+}
+
+/// The CPUs this test may use: the first and the last online one.
+fn two_cpus() -> (usize, usize) {
+    let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (0, n - 1)
+}
+
+fn slot_of(f: &Flow) -> u32 {
+    match FlowKey::new(
+        SocketAddr::new(f.src, f.sport),
+        SocketAddr::new(f.dst, f.dport),
+    ) {
+        FlowKey::V4(k) => flow_cache_slot(&k.words()),
+        FlowKey::V6(k) => flow_cache_slot(&k.words()),
+    }
+}
+
+#[test]
+fn established_packets_are_counted_in_the_flow_cache() {
+    let mut r = rig(Config::default(), &[]);
+    on_cpu(two_cpus().0);
+    for src in ["192.0.2.60", "2001:db8:1::60"] {
+        let (_, v, _, _, f) = r.open(src, 443, &client_hello(Some("cafe.example.com"), 0));
+        assert_eq!(v, VERDICT_L7, "{src}");
+        let pkt = f.data(b"0123456789");
+        let opened = r.state(&f).unwrap();
+
+        // The first packet after classification goes through FLOWS and arms
+        // this CPU's cache; the next ones are counted there.
+        let hits = r.stat(Stat::FlowCacheHits);
+        assert_eq!(run(&mut r.dp, &pkt).0, XDP_PASS);
+        let one = r.state(&f).unwrap();
+        let per_packet = one.bytes - opened.bytes;
+        assert_eq!(per_packet, 30, "{src}: TCP header and payload");
+        for _ in 0..4 {
+            assert_eq!(run(&mut r.dp, &pkt).0, XDP_PASS);
+        }
+        assert_eq!(r.stat(Stat::FlowCacheHits), hits + 4, "{src}");
+        // Listings add what the cache holds: the counts are exact.
+        let st = r.state(&f).unwrap();
+        assert_eq!(st.packets, opened.packets + 5, "{src}");
+        assert_eq!(st.bytes, opened.bytes + 5 * per_packet, "{src}");
+        let listed =
+            r.dp.flows()
+                .list()
+                .into_iter()
+                .find(|l| l.client == SocketAddr::new(f.src, f.sport))
+                .expect("listed");
+        assert_eq!(listed.value, st, "{src}");
+
+        // Past the flush interval the next packet goes through FLOWS again,
+        // which takes over the cached counts.
+        std::thread::sleep(std::time::Duration::from_nanos(2 * FLOW_CACHE_FLUSH_NS));
+        let hits = r.stat(Stat::FlowCacheHits);
+        assert_eq!(run(&mut r.dp, &pkt).0, XDP_PASS);
+        assert_eq!(
+            r.stat(Stat::FlowCacheHits),
+            hits,
+            "{src}: flushed, not a hit"
+        );
+        let st = r.state(&f).unwrap();
+        assert_eq!(st.packets, opened.packets + 6, "{src}");
+        assert!(st.last_seen_ns > one.last_seen_ns, "{src}");
+
+        // FIN retires the flow and its cache slot: the next packet is untracked.
+        assert_eq!(run(&mut r.dp, &f.packet(FIN | ACK, 3000, &[])).0, XDP_PASS);
+        assert!(r.state(&f).is_none(), "{src}");
+        let (hits, untracked) = (r.stat(Stat::FlowCacheHits), r.stat(Stat::Untracked));
+        assert_eq!(run(&mut r.dp, &pkt).0, XDP_PASS);
+        assert_eq!(r.stat(Stat::FlowCacheHits), hits, "{src}");
+        assert_eq!(r.stat(Stat::Untracked), untracked + 1, "{src}");
+    }
+}
+
+#[test]
+fn a_flow_pushed_out_of_the_cache_keeps_its_counts() {
+    let mut r = rig(Config::default(), &[]);
+    on_cpu(two_cpus().0);
+    let hello = client_hello(Some("cafe.example.com"), 0);
+    let (_, _, _, _, a) = r.open("192.0.2.61", 443, &hello);
+    let opened = r.state(&a).unwrap();
+    for _ in 0..3 {
+        run(&mut r.dp, &a.data(b"a"));
+    }
+    // Another flow of the same cache slot.
+    let b = (1024..=u16::MAX)
+        .map(|p| Flow::new("192.0.2.62", p, NODE, 443))
+        .find(|b| slot_of(b) == slot_of(&a))
+        .expect("a port whose flow shares the slot");
+    assert_eq!(run(&mut r.dp, &b.syn()).0, XDP_PASS);
+    assert_eq!(run(&mut r.dp, &b.data(&hello)).0, XDP_PASS);
+    let hits = r.stat(Stat::FlowCacheHits);
+    run(&mut r.dp, &b.data(b"b"));
+    run(&mut r.dp, &b.data(b"b"));
+    assert_eq!(r.stat(Stat::FlowCacheHits), hits + 1, "b took the slot");
+    eprintln!(
+        "DBG slots {} {} b {:?}",
+        slot_of(&a),
+        slot_of(&b),
+        r.state(&b)
+    );
+    // a's two cached packets went to its FLOWS entry when b took the slot.
+    assert_eq!(r.state(&a).unwrap().packets, opened.packets + 3);
+}
+
+#[test]
+fn a_reused_port_is_classified_again_on_every_cpu() {
+    let mut r = rig(
+        Config {
+            flags: F_CONFIG_STRICT_HOSTS,
+            ..Default::default()
+        },
+        &[],
+    );
+    let (cpu_a, cpu_b) = two_cpus();
+    on_cpu(cpu_a);
+    let (_, v, _, _, f) = r.open(
+        "192.0.2.63",
+        443,
+        &client_hello(Some("cafe.example.com"), 0),
+    );
+    assert_eq!(v, VERDICT_L7);
+    let hits = r.stat(Stat::FlowCacheHits);
+    run(&mut r.dp, &f.data(b"x"));
+    run(&mut r.dp, &f.data(b"x"));
+    assert_eq!(
+        r.stat(Stat::FlowCacheHits),
+        hits + 1,
+        "cached on the first CPU"
+    );
+    // A new connection on the same 5-tuple, its SYN seen by another CPU,
+    // then its ClientHello by the first one: it must be judged, not
+    // passed as the cached L7 flow.
+    on_cpu(cpu_b);
+    assert_eq!(run(&mut r.dp, &f.syn()).0, XDP_PASS);
+    on_cpu(cpu_a);
+    let (action, out) = run(&mut r.dp, &f.data(&client_hello(Some("nope.test"), 0)));
+    assert_eq!(action, XDP_PASS);
+    let st = r.state(&f).expect("tracked");
+    assert_eq!(st.verdict, VERDICT_REJECT);
+    assert_eq!(st.reason, REASON_UNKNOWN_HOST);
+    assert_eq!(tcp_flags_v4(&out) & RST, RST, "turned into an RST");
+}
+
+#[test]
+fn a_newly_denied_source_is_cut_even_when_cached() {
+    let mut r = rig(Config::default(), &[]);
+    on_cpu(two_cpus().0);
+    let (_, v, _, _, f) = r.open(
+        "198.51.100.70",
+        443,
+        &client_hello(Some("cafe.example.com"), 0),
+    );
+    assert_eq!(v, VERDICT_L7);
+    let hits = r.stat(Stat::FlowCacheHits);
+    run(&mut r.dp, &f.data(b"x"));
+    run(&mut r.dp, &f.data(b"x"));
+    assert_eq!(r.stat(Stat::FlowCacheHits), hits + 1);
+    let mut policy = r.policy.clone();
+    policy.deny.insert("198.51.100.0/24".parse().unwrap());
+    policy.config.flags |= F_CONFIG_DENY;
+    r.sync.apply(&policy).unwrap();
+    assert_eq!(run(&mut r.dp, &f.data(b"x")).0, XDP_DROP);
 }

@@ -4,9 +4,9 @@ use std::{collections::HashMap, path::Path, process::ExitCode};
 
 use aya::maps::{HashMap as BpfHashMap, Map, MapData, PerCpuArray};
 use ingress_common::{
-    HostCounters, HostKey, HostValue, MAP_FLOWS4, MAP_FLOWS6, MAP_HOST_STATS, MAP_HOSTS, MAP_STATS,
-    REASON_AGENT, REASON_ALLOWLIST, REASON_UNKNOWN_HOST, Stat, VERDICT_L7, VERDICT_REJECT,
-    VERDICT_UNDECIDED,
+    HostCounters, HostKey, HostValue, MAP_FLOW_CACHE, MAP_FLOWS4, MAP_FLOWS6, MAP_HOST_STATS,
+    MAP_HOSTS, MAP_STATS, REASON_AGENT, REASON_ALLOWLIST, REASON_UNKNOWN_HOST, Stat, VERDICT_L7,
+    VERDICT_REJECT, VERDICT_UNDECIDED,
 };
 use serde::Serialize;
 
@@ -130,9 +130,10 @@ pub fn reason_name(r: u8) -> &'static str {
 fn flows(dir: &Path) -> Result<Vec<FlowRow>, ReadError> {
     let v4: flows::Flows4 = open(dir, MAP_FLOWS4)?;
     let v6: flows::Flows6 = open(dir, MAP_FLOWS6)?;
+    let cache: flows::FlowCache = open(dir, MAP_FLOW_CACHE)?;
     let names = host_names(dir)?;
     let now = monotonic_ns();
-    let mut rows: Vec<FlowRow> = flows::list(&v4, &v6)
+    let mut rows: Vec<FlowRow> = flows::list(&v4, &v6, &cache)
         .into_iter()
         .map(|f| {
             let v = f.value;

@@ -1,25 +1,29 @@
 //! The flow maps (FLOWS4, FLOWS6) from userspace: listing (for `xingress xdp
 //! flows`), purging the flows of newly denied sources, and the agent's
-//! verdict for flows XDP left UNDECIDED.
+//! verdict for flows XDP left UNDECIDED. Listings add the packets the
+//! per-CPU flow caches (FLOW_CACHE) counted and not yet moved to FLOWS.
 
 use std::{
+    collections::HashMap,
     net::{IpAddr, Ipv6Addr, SocketAddr},
     sync::{Arc, Mutex},
 };
 
-use aya::maps::{HashMap as BpfHashMap, MapData};
-use ingress_common::{FlowKey4, FlowKey6, FlowValue, VERDICT_UNDECIDED};
+use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray};
+use ingress_common::{FlowCacheEntry, FlowKey4, FlowKey6, FlowValue, VERDICT_UNDECIDED};
 
 use super::DataplaneError;
 
 pub type Flows4 = BpfHashMap<MapData, FlowKey4, FlowValue>;
 pub type Flows6 = BpfHashMap<MapData, FlowKey6, FlowValue>;
+pub type FlowCache = PerCpuArray<MapData, FlowCacheEntry>;
 
-/// Shared handle on both flow maps (map syscalls only; never on the
-/// per-request path).
+/// Shared handle on both flow maps and the flow cache (map syscalls only;
+/// never on the per-request path).
 #[derive(Clone)]
 pub struct FlowTable {
     maps: Arc<Mutex<(Flows4, Flows6)>>,
+    cache: Arc<FlowCache>,
 }
 
 /// One tracked flow: client → local.
@@ -31,7 +35,7 @@ pub struct Flow {
 }
 
 /// A flow key of either family.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum FlowKey {
     V4(FlowKey4),
     V6(FlowKey6),
@@ -86,14 +90,15 @@ pub fn addr(bytes: [u8; 16]) -> IpAddr {
     Ipv6Addr::from(bytes).to_canonical()
 }
 
-/// Every flow of both maps.
-pub fn list(v4: &Flows4, v6: &Flows6) -> Vec<Flow> {
+/// Every flow of both maps, with what the flow caches counted since.
+pub fn list(v4: &Flows4, v6: &Flows6, cache: &FlowCache) -> Vec<Flow> {
     let flow = |(client, local), value| Flow {
         client,
         local,
         value,
     };
-    v4.iter()
+    let mut flows: Vec<Flow> = v4
+        .iter()
         .filter_map(Result::ok)
         .map(|(k, v)| flow(sockets4(&k), v))
         .chain(
@@ -101,13 +106,74 @@ pub fn list(v4: &Flows4, v6: &Flows6) -> Vec<Flow> {
                 .filter_map(Result::ok)
                 .map(|(k, v)| flow(sockets6(&k), v)),
         )
-        .collect()
+        .collect();
+    let cached = cached_counts(cache);
+    if !cached.is_empty() {
+        for f in &mut flows {
+            add_cached(&cached, FlowKey::new(f.client, f.local), &mut f.value);
+        }
+    }
+    flows
+}
+
+/// The counts every CPU's flow cache holds, by flow key.
+fn cached_counts(cache: &FlowCache) -> HashMap<FlowKey, Vec<FlowCacheEntry>> {
+    let mut by_key: HashMap<FlowKey, Vec<FlowCacheEntry>> = HashMap::new();
+    for slot in cache.iter().filter_map(Result::ok) {
+        for e in slot.iter().filter(|e| e.packets != 0) {
+            if let Some(key) = entry_key(e) {
+                by_key.entry(key).or_default().push(*e);
+            }
+        }
+    }
+    by_key
+}
+
+/// Adds to `value` the cached counts of the same flow (same first packet:
+/// a cached copy of an earlier flow on the same 5-tuple does not count).
+fn add_cached(cached: &HashMap<FlowKey, Vec<FlowCacheEntry>>, key: FlowKey, value: &mut FlowValue) {
+    for e in cached.get(&key).into_iter().flatten() {
+        if e.first_seen_ns == value.first_seen_ns {
+            value.packets += e.packets;
+            value.bytes += e.bytes;
+            value.last_seen_ns = value.last_seen_ns.max(e.last_seen_ns);
+        }
+    }
+}
+
+/// The cached counts of one flow, from its slot on every CPU.
+fn cached_for(cache: &FlowCache, key: FlowKey) -> HashMap<FlowKey, Vec<FlowCacheEntry>> {
+    let slot = match key {
+        FlowKey::V4(k) => ingress_common::flow_cache_slot(&k.words()),
+        FlowKey::V6(k) => ingress_common::flow_cache_slot(&k.words()),
+    };
+    // Another flow may hold the slot.
+    let entries = cache
+        .get(&slot, 0)
+        .map(|v| {
+            v.iter()
+                .filter(|e| entry_key(e) == Some(key))
+                .copied()
+                .collect()
+        })
+        .unwrap_or_default();
+    HashMap::from([(key, entries)])
+}
+
+/// The key of the flow a cache entry holds, if any.
+fn entry_key(e: &FlowCacheEntry) -> Option<FlowKey> {
+    match (e.key4(), e.key6()) {
+        (Some(k), _) => Some(FlowKey::V4(k)),
+        (_, Some(k)) => Some(FlowKey::V6(k)),
+        _ => None,
+    }
 }
 
 impl FlowTable {
-    pub fn new(v4: Flows4, v6: Flows6) -> Self {
+    pub fn new(v4: Flows4, v6: Flows6, cache: FlowCache) -> Self {
         Self {
             maps: Arc::new(Mutex::new((v4, v6))),
+            cache: Arc::new(cache),
         }
     }
 
@@ -116,15 +182,19 @@ impl FlowTable {
         let Ok(maps) = self.maps.lock() else {
             return Vec::new();
         };
-        list(&maps.0, &maps.1)
+        list(&maps.0, &maps.1, &self.cache)
     }
 
+    /// One flow, with what the flow caches counted since FLOWS last had it.
     pub fn get(&self, client: SocketAddr, local: SocketAddr) -> Option<FlowValue> {
         let maps = self.maps.lock().ok()?;
-        match FlowKey::new(client, local) {
+        let key = FlowKey::new(client, local);
+        let mut value = match key {
             FlowKey::V4(k) => maps.0.get(&k, 0).ok(),
             FlowKey::V6(k) => maps.1.get(&k, 0).ok(),
-        }
+        }?;
+        add_cached(&cached_for(&self.cache, key), key, &mut value);
+        Some(value)
     }
 
     /// Deletes the flows of the clients `doomed` picks; returns how many.

@@ -11,8 +11,8 @@ use aya::{
 use aya_log::EbpfLogger;
 use ingress_common::{
     AddrKey, AllowKey, Config, HostKey, HostValue, ListenerValue, MAP_ALLOW, MAP_CONFIG, MAP_DENY4,
-    MAP_DENY4_INDEX, MAP_DENY6, MAP_FLOWS4, MAP_FLOWS6, MAP_HOST_STATS, MAP_HOSTS, MAP_LISTENERS,
-    MAP_STATS, PINNED_MAPS, Stats,
+    MAP_DENY4_INDEX, MAP_DENY6, MAP_FLOW_CACHE, MAP_FLOWS4, MAP_FLOWS6, MAP_HOST_STATS, MAP_HOSTS,
+    MAP_LISTENERS, MAP_STATS, PINNED_MAPS, Stats,
 };
 
 use super::{StatsHandle, embedded_object, flows::FlowTable, policy::PolicyMaps};
@@ -198,7 +198,11 @@ impl Dataplane {
             take::<PerCpuArray<MapData, Stats>>(&mut ebpf, MAP_STATS)?,
             take(&mut ebpf, MAP_HOST_STATS)?,
         );
-        let flows = FlowTable::new(take(&mut ebpf, MAP_FLOWS4)?, take(&mut ebpf, MAP_FLOWS6)?);
+        let flows = FlowTable::new(
+            take(&mut ebpf, MAP_FLOWS4)?,
+            take(&mut ebpf, MAP_FLOWS6)?,
+            take(&mut ebpf, MAP_FLOW_CACHE)?,
+        );
         let policy = PolicyMaps {
             hosts: take::<BpfHashMap<MapData, HostKey, HostValue>>(&mut ebpf, MAP_HOSTS)?,
             allow: take::<LpmTrie<MapData, AllowKey, u8>>(&mut ebpf, MAP_ALLOW)?,

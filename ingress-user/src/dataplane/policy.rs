@@ -63,7 +63,8 @@ impl Policy {
                     } else {
                         F_CONFIG_DENY
                     },
-                _pad: 0,
+                // PolicySync owns the generation.
+                flow_gen: 0,
             },
         }
     }
@@ -96,6 +97,8 @@ pub struct PolicySync {
     names: HostNames,
     /// To cut tracked flows of sources that become denied.
     flows: Option<FlowTable>,
+    /// `Config::flow_gen`: bumped after each purge of FLOWS.
+    flow_gen: u32,
 }
 
 fn allow_key(id: u32, c: &Cidr) -> Key<AllowKey> {
@@ -188,6 +191,7 @@ impl PolicySync {
             deny4_index: HashMap::new(),
             names: Arc::default(),
             flows: None,
+            flow_gen: 0,
         }
     }
 
@@ -282,11 +286,20 @@ impl PolicySync {
             }
             self.deny4_index = deny4_index;
         }
-        self.maps.config.set(0, policy.config, 0)?;
+        let config = |flow_gen| Config {
+            flow_gen,
+            ..policy.config
+        };
+        self.maps.config.set(0, config(self.flow_gen), 0)?;
         let newly_denied: Vec<Cidr> = policy.deny.difference(&self.deny).copied().collect();
         if let (Some(flows), false) = (&self.flows, newly_denied.is_empty()) {
             let cut = flows.purge(|client| newly_denied.iter().any(|c| c.contains(client)))?;
             report.deletes += cut;
+            // After the purge: the flow caches drop what they hold, and a
+            // packet of a purged flow finds no FLOWS entry (it meets the
+            // deny list as an untracked packet).
+            self.flow_gen = self.flow_gen.wrapping_add(1);
+            self.maps.config.set(0, config(self.flow_gen), 0)?;
         }
 
         // Deletes.
