@@ -10,9 +10,13 @@
 
 use bytemuck::{Pod, Zeroable};
 
-/// Name of the array of local TCP ports the agent listens on, indexed by
-/// port (host order), valued by [`ListenerValue`] (0: not a listener).
-pub const MAP_LISTENERS: &str = "LISTENERS";
+/// The local TCP ports the agent listens on: [`ListenerFlags`], one byte
+/// per port (host order), `F_LISTENER_*` bits, 0 for not a listener. It is
+/// a global of the XDP program in a data section of its own, which aya
+/// loads as a one-entry array map of this name: the program reads its
+/// port's byte at a fixed address plus the port, with no map lookup (every
+/// packet pays this one, listener or not).
+pub const MAP_LISTENERS: &str = ".data.listeners";
 /// Name of the per-CPU array holding one [`Stats`].
 pub const MAP_STATS: &str = "STATS";
 /// Tracked IPv4 TCP flows (LRU hash, [`FlowKey4`] → [`FlowValue`]).
@@ -65,7 +69,7 @@ pub const PINNED_MAPS: [&str; 13] = [
     MAP_FLOW_EPOCH,
 ];
 
-/// Size of LISTENERS: one slot per TCP port, so the lookup is an array index.
+/// Size of LISTENERS: one byte per TCP port, so the lookup is an index.
 pub const LISTENER_PORTS: u32 = 65_536;
 pub const MAX_FLOWS: u32 = 262_144;
 /// Host ids are below this (HOST_STATS is an array of this size).
@@ -123,13 +127,8 @@ pub const REASON_AGENT: u8 = 3;
 /// Host id of "no host rule" (unknown host, default backend).
 pub const HOST_ID_NONE: u32 = 0;
 
-/// Value of LISTENERS.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Pod, Zeroable)]
-pub struct ListenerValue {
-    /// `F_LISTENER_*` bits.
-    pub flags: u32,
-}
+/// The value of [`MAP_LISTENERS`]: flags by port.
+pub type ListenerFlags = [u8; LISTENER_PORTS as usize];
 
 /// An IPv4 TCP flow as the client sent it: client → node.
 #[repr(C)]
@@ -373,7 +372,7 @@ pub fn flow_cache_slot(words: &[u32]) -> u32 {
 
 const _: () = assert!(FLOW_CACHE_SLOTS.is_power_of_two());
 const _: () = assert!(core::mem::size_of::<FlowCacheEntry>() == 88);
-const _: () = assert!(core::mem::size_of::<ListenerValue>() == 4);
+const _: () = assert!(F_LISTENER_HTTP | F_LISTENER_TLS <= u8::MAX as u32);
 const _: () = assert!(core::mem::size_of::<FlowKey4>() == 12);
 const _: () = assert!(core::mem::size_of::<FlowKey6>() == 36);
 const _: () = assert!(core::mem::size_of::<FlowValue>() == 40);
@@ -506,7 +505,6 @@ mod user {
     // SAFETY: every type is repr(C) and derives bytemuck::Pod (no padding,
     // any bit pattern valid), which is exactly what aya::Pod requires.
     unsafe impl aya::Pod for super::Stats {}
-    unsafe impl aya::Pod for super::ListenerValue {}
     unsafe impl aya::Pod for super::FlowKey4 {}
     unsafe impl aya::Pod for super::FlowCacheEntry {}
     unsafe impl aya::Pod for super::FlowKey6 {}

@@ -55,31 +55,18 @@ pub fn xingress(ctx: XdpContext) -> u32 {
 
 #[inline(always)]
 fn try_xingress(ctx: &XdpContext, stats: &mut Stats) -> Result<u32, ParseError> {
-    let l2 = parse::parse_eth(ctx)?;
-    if l2.vlan {
-        maps::bump(stats, Stat::Vlan);
-    }
-    let l3 = match l2.ether_type {
-        ETH_P_IPV4 => {
+    // Most packets are untagged IPv4 without options: read in a few word
+    // loads. The rest take the general parse, which judges the same.
+    let (l3, l4_off, tcp) = match parse::plain_ipv4_tcp(ctx) {
+        Some(parsed) => {
             maps::bump(stats, Stat::Ipv4);
-            parse::parse_ipv4(ctx, l2.l3_off)?
+            parsed
         }
-        ETH_P_IPV6 => {
-            maps::bump(stats, Stat::Ipv6);
-            parse::parse_ipv6(ctx, l2.l3_off)?
-        }
-        _ => {
-            maps::bump(stats, Stat::NonIp);
-            return Ok(xdp_action::XDP_PASS);
-        }
+        None => match parse_any(ctx, stats)? {
+            Some(parsed) => parsed,
+            None => return Ok(xdp_action::XDP_PASS),
+        },
     };
-    let Some(l4_off) = l3.l4_off else {
-        return Ok(xdp_action::XDP_PASS);
-    };
-    if l3.proto != IPPROTO_TCP {
-        return Ok(xdp_action::XDP_PASS);
-    }
-    let tcp = parse::parse_tcp(ctx, l4_off, l3.l4_len)?;
     maps::bump(stats, Stat::Tcp);
     let Some(listener) = maps::listener(tcp.dst_port) else {
         return Ok(xdp_action::XDP_PASS);
@@ -95,12 +82,14 @@ fn try_xingress(ctx: &XdpContext, stats: &mut Stats) -> Result<u32, ParseError> 
     // The key is the packet's own address and port words.
     let key = maps::Flow::from_packet(ctx, &l3, l4_off, scratch)?;
     let config = maps::config();
-    let cache = key.cache_slot(scratch);
     // A packet of a flow this CPU has cached (L7, no SYN/FIN/RST) is
-    // counted there and passed: no FLOWS lookup.
-    if tcp.flags & (TCP_SYN | TCP_FIN | TCP_RST) == 0
-        && let Some(e) = cache
-    {
+    // counted there and passed: no FLOWS lookup. (SYNs never need the slot.)
+    let cache = if tcp.flags & (TCP_SYN | TCP_FIN | TCP_RST) == 0 {
+        key.cache_slot(scratch)
+    } else {
+        None
+    };
+    if let Some(e) = cache {
         // SAFETY: this CPU's slot, from a successful lookup.
         let e = unsafe { &mut *e };
         let now = maps::now(stats);
@@ -179,7 +168,7 @@ fn try_xingress(ctx: &XdpContext, stats: &mut Stats) -> Result<u32, ParseError> 
             maps::bump(stats, Stat::FlowsRetired);
         }
         // SAFETY: this CPU's slot, from a successful lookup.
-        if let Some(e) = cache.map(|e| unsafe { &mut *e })
+        if let Some(e) = key.cache_slot(scratch).map(|e| unsafe { &mut *e })
             && key.cached_in(scratch, e)
         {
             e.family = 0;
@@ -211,6 +200,40 @@ fn try_xingress(ctx: &XdpContext, stats: &mut Stats) -> Result<u32, ParseError> 
             Ok(xdp_action::XDP_PASS)
         }
         _ => Ok(xdp_action::XDP_PASS),
+    }
+}
+
+/// The general parse: one VLAN tag, IPv4 (options, fragments) or IPv6, then
+/// TCP. `None` for what is not TCP with a transport header.
+#[inline(always)]
+fn parse_any(
+    ctx: &XdpContext,
+    stats: &mut Stats,
+) -> Result<Option<(parse::L3, usize, parse::Tcp)>, ParseError> {
+    let l2 = parse::parse_eth(ctx)?;
+    if l2.vlan {
+        maps::bump(stats, Stat::Vlan);
+    }
+    let l3 = match l2.ether_type {
+        ETH_P_IPV4 => {
+            maps::bump(stats, Stat::Ipv4);
+            parse::parse_ipv4(ctx, l2.l3_off)?
+        }
+        ETH_P_IPV6 => {
+            maps::bump(stats, Stat::Ipv6);
+            parse::parse_ipv6(ctx, l2.l3_off)?
+        }
+        _ => {
+            maps::bump(stats, Stat::NonIp);
+            return Ok(None);
+        }
+    };
+    match l3.l4_off {
+        Some(l4_off) if l3.proto == IPPROTO_TCP => {
+            let tcp = parse::parse_tcp(ctx, l4_off, l3.l4_len)?;
+            Ok(Some((l3, l4_off, tcp)))
+        }
+        _ => Ok(None),
     }
 }
 

@@ -11,7 +11,7 @@ use aya_ebpf::{
 use ingress_common::{
     AddrKey, AllowKey, Config, DENY4_INDEX_WORDS, DENY4_PART, DENY4_WHOLE, FLOW_CACHE_SLOTS,
     FlowCacheEntry, FlowKey4, FlowKey6, FlowValue, HostCounters, HostKey, HostValue,
-    LISTENER_PORTS, ListenerValue, MAX_ALLOW, MAX_DENY, MAX_FLOWS, MAX_HOSTS, MAX_RATE_SOURCES,
+    LISTENER_PORTS, ListenerFlags, MAX_ALLOW, MAX_DENY, MAX_FLOWS, MAX_HOSTS, MAX_RATE_SOURCES,
     RateValue, Scratch, Stat, Stats, deny4_slot, flow_cache_slot,
 };
 
@@ -19,10 +19,12 @@ use aya_ebpf::programs::XdpContext;
 
 use crate::parse::{Addrs, IPV4_HLEN, IPV6_HLEN, L3, ParseError, load_u32, ptr_at};
 
-/// Local TCP ports the agent serves, by port: an array, so the lookup is
-/// an index the verifier inlines.
-#[map]
-pub static LISTENERS: Array<ListenerValue> = Array::with_max_entries(LISTENER_PORTS, 0);
+/// Local TCP ports the agent serves: flags by port (see MAP_LISTENERS).
+/// Written by the agent only, through the section's map; volatile reads,
+/// so LLVM assumes nothing about the zeros it was compiled with.
+#[unsafe(link_section = ".data.listeners")]
+#[unsafe(no_mangle)]
+static mut LISTENERS: ListenerFlags = [0; LISTENER_PORTS as usize];
 
 /// This CPU's packet counters, all in one slot.
 #[map]
@@ -112,10 +114,11 @@ pub fn now(stats: &mut Stats) -> u64 {
 /// Flags of a listener on `port` (host order), if the agent registered one.
 #[inline(always)]
 pub fn listener(port: u16) -> Option<u32> {
-    LISTENERS
-        .get(u32::from(port))
-        .map(|v| v.flags)
-        .filter(|f| *f != 0)
+    // SAFETY: port < LISTENER_PORTS, the array's length; a byte load.
+    let flags = unsafe {
+        core::ptr::read_volatile((&raw const LISTENERS).cast::<u8>().add(usize::from(port)))
+    };
+    (flags != 0).then_some(u32::from(flags))
 }
 
 /// The settings, read in place (fields are loaded where they are used; an

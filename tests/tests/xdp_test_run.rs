@@ -87,6 +87,12 @@ fn cat(parts: &[Vec<u8>]) -> Vec<u8> {
     p
 }
 
+/// Sets the IPv4 total length of an untagged packet to `total`.
+fn with_ip_total(mut p: Vec<u8>, total: u16) -> Vec<u8> {
+    p[16..18].copy_from_slice(&total.to_be_bytes());
+    p
+}
+
 fn counters(dp: &Dataplane) -> [u64; STAT_COUNT as usize] {
     dp.stats().read().expect("read STATS")
 }
@@ -124,6 +130,43 @@ fn packet_table_verdicts_and_counters() {
             "IPv4 TCP with payload",
             cat(&[ip4_tcp80.clone(), b"GET / HTTP/1.1\r\n\r\n".to_vec()]),
             &[Packets, Ipv4, Tcp, Listener, Untracked],
+        ),
+        // Untagged IPv4 without options is read by a shortcut: it must
+        // judge exactly as the full parse does.
+        (
+            "IPv4 TCP elsewhere, data offset below 5",
+            cat(&[eth(0x0800), ipv4(6, 0, 0), tcp(22, 4)]),
+            &[Packets, Ipv4, Malformed],
+        ),
+        (
+            "IPv4 TCP elsewhere, TCP header past the IP length",
+            with_ip_total(cat(&[eth(0x0800), ipv4(6, 0, 0), tcp(22, 5)]), 20 + 19),
+            &[Packets, Ipv4, Malformed],
+        ),
+        (
+            "IPv4 TCP elsewhere, IP length below the IP header",
+            with_ip_total(cat(&[eth(0x0800), ipv4(6, 0, 0), tcp(22, 5)]), 19),
+            &[Packets, Ipv4, Malformed],
+        ),
+        (
+            "IPv4 TCP cut short of its header",
+            cat(&[eth(0x0800), ipv4(6, 0, 0), tcp(22, 5)[..12].to_vec()]),
+            &[Packets, Ipv4, Malformed],
+        ),
+        (
+            "IPv4 non-first fragment to the listener",
+            cat(&[eth(0x0800), ipv4(6, 0x0010, 0), tcp(80, 5)]),
+            &[Packets, Ipv4],
+        ),
+        (
+            "IPv4 first fragment (more fragments, DF) elsewhere",
+            cat(&[eth(0x0800), ipv4(6, 0x6000, 0), tcp(22, 5)]),
+            &[Packets, Ipv4, Tcp],
+        ),
+        (
+            "IPv4 UDP",
+            cat(&[eth(0x0800), ipv4(17, 0, 0), vec![0; 28]]),
+            &[Packets, Ipv4],
         ),
         (
             "IPv6 TCP to the listener",

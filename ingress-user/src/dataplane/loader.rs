@@ -10,9 +10,9 @@ use aya::{
 };
 use aya_log::EbpfLogger;
 use ingress_common::{
-    AddrKey, AllowKey, Config, HostKey, HostValue, ListenerValue, MAP_ALLOW, MAP_CONFIG, MAP_DENY4,
-    MAP_DENY4_INDEX, MAP_DENY6, MAP_FLOW_CACHE, MAP_FLOWS4, MAP_FLOWS6, MAP_HOST_STATS, MAP_HOSTS,
-    MAP_LISTENERS, MAP_STATS, PINNED_MAPS, Stats,
+    AddrKey, AllowKey, Config, HostKey, HostValue, LISTENER_PORTS, ListenerFlags, MAP_ALLOW,
+    MAP_CONFIG, MAP_DENY4, MAP_DENY4_INDEX, MAP_DENY6, MAP_FLOW_CACHE, MAP_FLOWS4, MAP_FLOWS6,
+    MAP_HOST_STATS, MAP_HOSTS, MAP_LISTENERS, MAP_STATS, PINNED_MAPS, Stats,
 };
 
 use super::{StatsHandle, embedded_object, flows::FlowTable, policy::PolicyMaps};
@@ -75,7 +75,8 @@ pub struct Dataplane {
     /// Kept alive: dropping it closes the log ring buffer.
     logger: Option<EbpfLogger<&'static dyn log::Log>>,
     link: Option<XdpLinkId>,
-    listeners: Array<MapData, ListenerValue>,
+    /// The program's listener flags (one entry: the whole section).
+    listeners: Array<MapData, ListenerFlags>,
     /// Ports set in LISTENERS.
     listening: Vec<u16>,
     stats: StatsHandle,
@@ -284,19 +285,15 @@ impl Dataplane {
         Ok(())
     }
 
-    /// Replaces the set of listener ports (`(port, F_LISTENER_* flags)`):
-    /// new ports first, then the old ones cleared, so a kept port is never missing.
+    /// Replaces the set of listener ports (`(port, F_LISTENER_* flags)`) in
+    /// one write of the program's flags array: a kept port is never missing.
     pub fn set_listeners(&mut self, ports: &[(u16, u32)]) -> Result<(), DataplaneError> {
-        for &(port, flags) in ports {
-            self.listeners
-                .set(u32::from(port), ListenerValue { flags }, 0)?;
+        let mut flags: Box<ListenerFlags> = Box::new([0; LISTENER_PORTS as usize]);
+        for &(port, f) in ports {
+            // F_LISTENER_* fit in a byte (asserted in ingress-common).
+            flags[usize::from(port)] = f as u8;
         }
-        for old in self.listening.clone() {
-            if !ports.iter().any(|&(p, _)| p == old) {
-                self.listeners
-                    .set(u32::from(old), ListenerValue { flags: 0 }, 0)?;
-            }
-        }
+        self.listeners.set(0, *flags, 0)?;
         self.listening = ports.iter().map(|&(p, _)| p).collect();
         self.listening.sort_unstable();
         Ok(())
