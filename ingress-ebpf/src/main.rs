@@ -1,11 +1,13 @@
 //! The xingress XDP program. Per packet, bounded:
-//! 1. parse Ethernet (+ one VLAN tag), IPv4/IPv6, TCP; not to a listener → pass;
-//! 2. source in the deny list → drop;
-//! 3. SYN: per-source token bucket (drop when empty), then track the flow;
-//! 4. first payload segment: read the SNI or Host, look it up in HOSTS
+//! 1. parse Ethernet (+ one VLAN tag), IPv4/IPv6, TCP (untagged IPv4 without
+//!    options in a few word loads first); not to a listener → pass;
+//! 2. a packet of an L7 flow in this CPU's flow cache → counted there, pass;
+//! 3. source in the deny list → drop (new and untracked flows);
+//! 4. SYN: per-source token bucket (drop when empty), then track the flow;
+//! 5. first payload segment: read the SNI or Host, look it up in HOSTS
 //!    (exact, then `*.parent`) and decide: L7, REJECT (allow list, strict
 //!    unknown host) or UNDECIDED (the agent decides);
-//! 5. FIN/RST retire the flow. Everything else passes: the agent is the
+//! 6. FIN/RST retire the flow. Everything else passes: the agent is the
 //!    fallback for whatever XDP cannot decide.
 #![no_std]
 // BPF inline assembly: packet loads at any alignment in one instruction,

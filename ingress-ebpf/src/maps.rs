@@ -65,7 +65,7 @@ pub static CONFIG: Array<Config> = Array::pinned(1, 0);
 #[map]
 pub static HOST_STATS: PerCpuArray<HostCounters> = PerCpuArray::pinned(MAX_HOSTS, 0);
 
-/// This CPU's cache of L7 flows (see `Flow::cached`): an array, so the
+/// This CPU's cache of L7 flows (see `Flow::cache_slot`): an array, so the
 /// lookup is inlined, where a FLOWS lookup is four calls in the kernel.
 #[map]
 pub static FLOW_CACHE: PerCpuArray<FlowCacheEntry> = PerCpuArray::pinned(FLOW_CACHE_SLOTS, 0);
@@ -322,7 +322,7 @@ impl Flow {
                 flow.packets += e.packets;
                 flow.bytes += e.bytes;
             }
-        } else if e.packets != 0 {
+        } else if e.family != 0 && e.packets != 0 {
             flush_evicted(e);
         }
         e.key = s.flow;
