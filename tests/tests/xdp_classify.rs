@@ -102,6 +102,19 @@ impl Rig {
         (action, st.verdict, self.host_name(st.host_id), out, f)
     }
 
+    /// An L7 flow to cafe.example.com that this CPU's flow cache holds
+    /// (its second packet after the ClientHello was a cache hit).
+    fn open_cached(&mut self, src: &str) -> Flow {
+        let hello = client_hello(Some("cafe.example.com"), 0);
+        let (_, verdict, _, _, f) = self.open(src, 443, &hello);
+        assert_eq!(verdict, VERDICT_L7, "{src}");
+        let hits = self.stat(Stat::FlowCacheHits);
+        run(&mut self.dp, &f.data(b"x"));
+        run(&mut self.dp, &f.data(b"x"));
+        assert_eq!(self.stat(Stat::FlowCacheHits), hits + 1, "{src}: cached");
+        f
+    }
+
     fn stat(&self, s: Stat) -> u64 {
         self.dp.stats().get(s).unwrap()
     }
@@ -765,20 +778,7 @@ fn a_reused_port_is_classified_again_on_every_cpu() {
     );
     let (cpu_a, cpu_b) = two_cpus();
     on_cpu(cpu_a);
-    let (_, v, _, _, f) = r.open(
-        "192.0.2.63",
-        443,
-        &client_hello(Some("cafe.example.com"), 0),
-    );
-    assert_eq!(v, VERDICT_L7);
-    let hits = r.stat(Stat::FlowCacheHits);
-    run(&mut r.dp, &f.data(b"x"));
-    run(&mut r.dp, &f.data(b"x"));
-    assert_eq!(
-        r.stat(Stat::FlowCacheHits),
-        hits + 1,
-        "cached on the first CPU"
-    );
+    let f = r.open_cached("192.0.2.63");
     // A new connection on the same 5-tuple, its SYN seen by another CPU,
     // then its ClientHello by the first one: it must be judged, not
     // passed as the cached L7 flow.
@@ -797,16 +797,7 @@ fn a_reused_port_is_classified_again_on_every_cpu() {
 fn a_newly_denied_source_is_cut_even_when_cached() {
     let mut r = rig(Config::default(), &[]);
     on_cpu(two_cpus().0);
-    let (_, v, _, _, f) = r.open(
-        "198.51.100.70",
-        443,
-        &client_hello(Some("cafe.example.com"), 0),
-    );
-    assert_eq!(v, VERDICT_L7);
-    let hits = r.stat(Stat::FlowCacheHits);
-    run(&mut r.dp, &f.data(b"x"));
-    run(&mut r.dp, &f.data(b"x"));
-    assert_eq!(r.stat(Stat::FlowCacheHits), hits + 1);
+    let f = r.open_cached("198.51.100.70");
     let mut policy = r.policy.clone();
     policy.deny.insert("198.51.100.0/24".parse().unwrap());
     policy.config.flags |= F_CONFIG_DENY;
