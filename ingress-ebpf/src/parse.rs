@@ -229,7 +229,7 @@ pub fn parse_ipv6(ctx: &XdpContext, off: usize) -> Result<L3, ParseError> {
     })
 }
 
-/// The common packet in a few word loads: untagged IPv4 without options,
+/// The common packet in three word loads: untagged IPv4 without options,
 /// unfragmented, TCP with a header that fits its length. `None` for
 /// anything else, which `parse_eth` and the others then read in full (and
 /// judge exactly as they would have judged this one).
@@ -239,18 +239,17 @@ pub fn plain_ipv4_tcp(ctx: &XdpContext) -> Option<(L3, usize, Tcp)> {
     const TCP: usize = IP + IPV4_HLEN;
     let p = ptr_at::<{ TCP + TCP_MIN_HLEN }>(ctx, 0).ok()?;
     // SAFETY: ptr_at checked every byte read here (all below TCP + 20).
-    let (ether, ver_len, frag_proto, ports) = unsafe {
+    let (ether, ver_len, frag_proto) = unsafe {
         (
             load_u32(p.add(IP - 4)),
             load_u32(p.add(IP)),
             load_u32(p.add(IP + 6)),
-            load_u32(p.add(TCP)),
         )
     };
     // The words in memory order, little-endian: the EtherType is the top
     // half of the first; version/IHL is the low byte of the second, the
     // total length its top half; the fragment bits and the protocol are in
-    // the third; the destination port is the top half of the fourth.
+    // the third.
     if ether >> 16 != u32::from(ETH_P_IPV4.to_be())
         || ver_len & 0xff != 0x45
         || frag_proto & 0xff00_ff1f != u32::from(IPPROTO_TCP) << 24
@@ -258,26 +257,15 @@ pub fn plain_ipv4_tcp(ctx: &XdpContext) -> Option<(L3, usize, Tcp)> {
         return None;
     }
     let l4_len = (u16::from_be((ver_len >> 16) as u16) as usize).checked_sub(IPV4_HLEN)?;
-    let hdr_len = ((byte(p, TCP + 12) >> 4) as usize) * 4;
-    if hdr_len < TCP_MIN_HLEN || hdr_len > l4_len {
-        return None;
-    }
-    Some((
-        L3 {
-            proto: IPPROTO_TCP,
-            l4_off: Some(TCP),
-            l4_len,
-            l3_off: IP,
-            v6: false,
-        },
-        TCP,
-        Tcp {
-            dst_port: u16::from_be((ports >> 16) as u16),
-            flags: byte(p, TCP + 13),
-            payload_off: TCP + hdr_len,
-            payload_len: l4_len - hdr_len,
-        },
-    ))
+    let tcp = tcp_fields(p.wrapping_add(TCP), TCP, l4_len).ok()?;
+    let l3 = L3 {
+        proto: IPPROTO_TCP,
+        l4_off: Some(TCP),
+        l4_len,
+        l3_off: IP,
+        v6: false,
+    };
+    Some((l3, TCP, tcp))
 }
 
 /// The TCP fields the program needs.
@@ -292,7 +280,13 @@ pub struct Tcp {
 
 #[inline(always)]
 pub fn parse_tcp(ctx: &XdpContext, off: usize, l4_len: usize) -> Result<Tcp, ParseError> {
-    let tcp = ptr_at::<TCP_MIN_HLEN>(ctx, off)?;
+    tcp_fields(ptr_at::<TCP_MIN_HLEN>(ctx, off)?, off, l4_len)
+}
+
+/// The fields of the TCP header at `tcp` (packet offset `off`, its
+/// TCP_MIN_HLEN bytes checked), if its length fits the segment's.
+#[inline(always)]
+fn tcp_fields(tcp: *const u8, off: usize, l4_len: usize) -> Result<Tcp, ParseError> {
     let hdr_len = ((byte(tcp, 12) >> 4) as usize) * 4;
     if hdr_len < TCP_MIN_HLEN || hdr_len > l4_len {
         return Err(ParseError::Truncated);

@@ -108,9 +108,9 @@ pub fn list(v4: &Flows4, v6: &Flows6, cache: &FlowCache) -> Vec<Flow> {
         )
         .collect();
     let cached = cached_counts(cache);
-    if !cached.is_empty() {
-        for f in &mut flows {
-            add_cached(&cached, FlowKey::new(f.client, f.local), &mut f.value);
+    for f in &mut flows {
+        if let Some(entries) = cached.get(&FlowKey::new(f.client, f.local)) {
+            add_cached(entries, &mut f.value);
         }
     }
     flows
@@ -131,8 +131,8 @@ fn cached_counts(cache: &FlowCache) -> HashMap<FlowKey, Vec<FlowCacheEntry>> {
 
 /// Adds to `value` the cached counts of the same flow (same first packet:
 /// a cached copy of an earlier flow on the same 5-tuple does not count).
-fn add_cached(cached: &HashMap<FlowKey, Vec<FlowCacheEntry>>, key: FlowKey, value: &mut FlowValue) {
-    for e in cached.get(&key).into_iter().flatten() {
+fn add_cached(entries: &[FlowCacheEntry], value: &mut FlowValue) {
+    for e in entries {
         if e.first_seen_ns == value.first_seen_ns {
             value.packets += e.packets;
             value.bytes += e.bytes;
@@ -142,13 +142,13 @@ fn add_cached(cached: &HashMap<FlowKey, Vec<FlowCacheEntry>>, key: FlowKey, valu
 }
 
 /// The cached counts of one flow, from its slot on every CPU.
-fn cached_for(cache: &FlowCache, key: FlowKey) -> HashMap<FlowKey, Vec<FlowCacheEntry>> {
+fn cached_for(cache: &FlowCache, key: FlowKey) -> Vec<FlowCacheEntry> {
     let slot = match key {
         FlowKey::V4(k) => ingress_common::flow_cache_slot(&k.words()),
         FlowKey::V6(k) => ingress_common::flow_cache_slot(&k.words()),
     };
     // Another flow may hold the slot.
-    let entries = cache
+    cache
         .get(&slot, 0)
         .map(|v| {
             v.iter()
@@ -156,8 +156,7 @@ fn cached_for(cache: &FlowCache, key: FlowKey) -> HashMap<FlowKey, Vec<FlowCache
                 .copied()
                 .collect()
         })
-        .unwrap_or_default();
-    HashMap::from([(key, entries)])
+        .unwrap_or_default()
 }
 
 /// The key of the flow a cache entry holds, if any.
@@ -193,7 +192,7 @@ impl FlowTable {
             FlowKey::V4(k) => maps.0.get(&k, 0).ok(),
             FlowKey::V6(k) => maps.1.get(&k, 0).ok(),
         }?;
-        add_cached(&cached_for(&self.cache, key), key, &mut value);
+        add_cached(&cached_for(&self.cache, key), &mut value);
         Some(value)
     }
 
