@@ -243,17 +243,22 @@ fn client_hello_ordered(sni: Option<&str>, before: usize, sni_last: bool) -> Vec
     rec
 }
 
-/// An empty XDP program (`r0 = XDP_PASS; exit`), loaded with the raw
-/// `bpf()` syscall: what BPF_PROG_TEST_RUN costs per run on this machine
-/// before a program does anything (the floor under every figure).
-pub struct EmptyProgram {
+/// A reference XDP program loaded with the raw `bpf()` syscall, timed on
+/// the same packets as ours: what BPF_PROG_TEST_RUN costs per run on this
+/// machine before a program does anything of its own (the floors under
+/// every figure).
+pub struct ReferenceProgram {
     fd: std::os::fd::OwnedFd,
+    // The counter program's map; closed after the program.
+    _map: Option<std::os::fd::OwnedFd>,
 }
 
-impl EmptyProgram {
+impl ReferenceProgram {
+    const BPF_MAP_CREATE: libc::c_long = 0;
     const BPF_PROG_LOAD: libc::c_long = 5;
     const BPF_PROG_TEST_RUN: libc::c_long = 10;
     const BPF_PROG_TYPE_XDP: u32 = 6;
+    const BPF_MAP_TYPE_PERCPU_ARRAY: u32 = 6;
 
     fn bpf(cmd: libc::c_long, attr: &mut [u8; 128]) -> std::io::Result<i64> {
         // SAFETY: attr is a zero-filled bpf_attr of 128 bytes; the pointers
@@ -265,12 +270,14 @@ impl EmptyProgram {
         Ok(r)
     }
 
-    pub fn load() -> std::io::Result<Self> {
-        // mov r0, 2 (XDP_PASS); exit
-        let insns: [u64; 2] = [
-            u64::from_le_bytes([0xb7, 0, 0, 0, 2, 0, 0, 0]),
-            u64::from_le_bytes([0x95, 0, 0, 0, 0, 0, 0, 0]),
-        ];
+    /// One BPF instruction: opcode, dst and src registers, offset, immediate.
+    const fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> u64 {
+        let o = off.to_le_bytes();
+        let i = imm.to_le_bytes();
+        u64::from_le_bytes([code, dst | (src << 4), o[0], o[1], i[0], i[1], i[2], i[3]])
+    }
+
+    fn load_insns(insns: &[u64], map: Option<std::os::fd::OwnedFd>) -> std::io::Result<Self> {
         let license = b"GPL\0";
         let mut attr = [0u8; 128];
         attr[0..4].copy_from_slice(&Self::BPF_PROG_TYPE_XDP.to_ne_bytes());
@@ -280,7 +287,46 @@ impl EmptyProgram {
         let fd = Self::bpf(Self::BPF_PROG_LOAD, &mut attr)?;
         // SAFETY: a new descriptor the kernel just returned.
         let fd = unsafe { std::os::fd::FromRawFd::from_raw_fd(fd as i32) };
-        Ok(Self { fd })
+        Ok(Self { fd, _map: map })
+    }
+
+    /// `r0 = XDP_PASS; exit`: the run itself.
+    pub fn empty() -> std::io::Result<Self> {
+        Self::load_insns(
+            &[Self::insn(0xb7, 0, 0, 0, 2), Self::insn(0x95, 0, 0, 0, 0)],
+            None,
+        )
+    }
+
+    /// Bumps slot 0 of a one-slot per-CPU array and passes: the
+    /// "trivial program that bumps one per-CPU counter" ../shared/PERF-NOTES.md
+    /// names as the floor under every figure (23 ns on the host it was
+    /// measured on).
+    pub fn one_counter() -> std::io::Result<Self> {
+        let mut attr = [0u8; 128];
+        attr[0..4].copy_from_slice(&Self::BPF_MAP_TYPE_PERCPU_ARRAY.to_ne_bytes());
+        attr[4..8].copy_from_slice(&4u32.to_ne_bytes()); // key size
+        attr[8..12].copy_from_slice(&8u32.to_ne_bytes()); // value size
+        attr[12..16].copy_from_slice(&1u32.to_ne_bytes()); // entries
+        let map = Self::bpf(Self::BPF_MAP_CREATE, &mut attr)?;
+        // SAFETY: a new descriptor the kernel just returned.
+        let map: std::os::fd::OwnedFd = unsafe { std::os::fd::FromRawFd::from_raw_fd(map as i32) };
+        let map_fd = std::os::fd::AsRawFd::as_raw_fd(&map);
+        let insns = [
+            Self::insn(0x62, 10, 0, -4, 0),    // *(u32 *)(r10 - 4) = 0
+            Self::insn(0xbf, 2, 10, 0, 0),     // r2 = r10
+            Self::insn(0x07, 2, 0, 0, -4),     // r2 += -4
+            Self::insn(0x18, 1, 1, 0, map_fd), // r1 = map (BPF_PSEUDO_MAP_FD)
+            0,
+            Self::insn(0x85, 0, 0, 0, 1), // call bpf_map_lookup_elem
+            Self::insn(0x15, 0, 0, 3, 0), // if r0 == 0 goto +3
+            Self::insn(0x79, 1, 0, 0, 0), // r1 = *(u64 *)(r0 + 0)
+            Self::insn(0x07, 1, 0, 0, 1), // r1 += 1
+            Self::insn(0x7b, 0, 1, 0, 0), // *(u64 *)(r0 + 0) = r1
+            Self::insn(0xb7, 0, 0, 0, 2), // r0 = XDP_PASS
+            Self::insn(0x95, 0, 0, 0, 0), // exit
+        ];
+        Self::load_insns(&insns, Some(map))
     }
 
     /// Mean ns per run over `repeat` runs on `packet`.

@@ -386,3 +386,23 @@ fn a_refused_program_leaves_no_pins() {
     drop(dp);
     assert!(!dir.exists(), "dropping the dataplane removes its pins");
 }
+
+/// The bench's floors (`cargo xtask bench xdp`) are real programs the
+/// verifier accepts and that pass the packet; the bench is not run in CI,
+/// so an encoding mistake in them would otherwise go unseen.
+#[test]
+fn the_bench_reference_programs_load_and_pass() {
+    let packet = cat(&[eth(0x0800), ipv4(6, 0, 0), tcp(22, 5)]);
+    for (name, program) in [
+        ("empty", xingress_tests::xdp::ReferenceProgram::empty()),
+        (
+            "one counter",
+            xingress_tests::xdp::ReferenceProgram::one_counter(),
+        ),
+    ] {
+        let program = program.unwrap_or_else(|e| panic!("{name}: {e}"));
+        // ns_per_run asserts XDP_PASS.
+        let ns = program.ns_per_run(&packet, 1000).unwrap();
+        assert!(ns < 1_000_000.0, "{name}: {ns} ns per run");
+    }
+}
