@@ -467,3 +467,58 @@ fn external_name_services_route_only_when_enabled() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.header("x-pod"), Some("ext-1"));
 }
+
+#[test]
+fn source_ranges_and_unimplemented_access_rules_are_enforced() {
+    let live = pods("live", 1);
+    let dir = ManifestDir::new();
+    dir.write("class.yaml", CLASS);
+    dir.write("svc.yaml", &service("live", &[&live[0]]));
+    let ingress = |name: &str, annotations: &str| {
+        format!(
+            "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: {name}\n  annotations: {{{annotations}}}\n\
+             spec:\n  rules:\n  - host: {name}.test\n    http:\n      paths:\n      - {{path: /, pathType: Prefix, backend: {{service: {{name: live, port: {{number: 80}}}}}}}}\n---\n"
+        )
+    };
+    dir.write(
+        "ing.yaml",
+        &[
+            ingress(
+                "lists",
+                "nginx.ingress.kubernetes.io/allowlist-source-range: \"127.0.0.0/24\", \
+                 nginx.ingress.kubernetes.io/denylist-source-range: \"127.0.0.3/32\"",
+            ),
+            ingress(
+                "auth",
+                "nginx.ingress.kubernetes.io/auth-type: basic, nginx.ingress.kubernetes.io/auth-secret: users",
+            ),
+            ingress(
+                "baddeny",
+                "xingress.dev/denylist-source-range: \"127.0.0.3/32, 10.0.0.0/33\"",
+            ),
+            ingress(
+                "ignored",
+                "nginx.ingress.kubernetes.io/proxy-read-timeout: \"30\"",
+            ),
+        ]
+        .concat(),
+    );
+    let agent = ready_agent(&dir, &[]);
+    let status = |from: [u8; 4], host: &str| {
+        http1::Conn::connect_from(from.into(), agent.http)
+            .unwrap()
+            .get(host, "/")
+            .unwrap()
+            .status
+    };
+    assert_eq!(status([127, 0, 0, 2], "lists.test"), 200);
+    // Denied inside the allow list, and outside the allow list.
+    assert_eq!(status([127, 0, 0, 3], "lists.test"), 403);
+    assert_eq!(status([127, 0, 1, 5], "lists.test"), 403);
+    // Authentication xingress does not implement: refused, never served open.
+    assert_eq!(status([127, 0, 0, 2], "auth.test"), 503);
+    // A deny list with an entry that does not parse cannot be enforced.
+    assert_eq!(status([127, 0, 0, 2], "baddeny.test"), 503);
+    // An annotation that restricts nothing is ignored: served.
+    assert_eq!(status([127, 0, 0, 2], "ignored.test"), 200);
+}

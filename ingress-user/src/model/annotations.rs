@@ -22,6 +22,47 @@ pub fn get<'a>(ing: &'a Ingress, name: &str) -> Option<&'a str> {
     nginx
 }
 
+/// The annotations xingress implements, under either prefix.
+pub const SUPPORTED: &[&str] = &[
+    "allowlist-source-range",
+    "backend-protocol",
+    "denylist-source-range",
+    "limit-allowlist",
+    "limit-burst-multiplier",
+    "limit-connections",
+    "limit-rpm",
+    "limit-rps",
+    "limit-whitelist",
+    "proxy-body-size",
+    "ssl-redirect",
+    "whitelist-source-range",
+];
+
+/// ingress-nginx annotations that restrict who may use an Ingress and that
+/// xingress does not implement (HTTP authentication, external auth, client
+/// certificates). Serving such an Ingress without them would open what its
+/// author closed, so its paths answer 503 instead, as ingress-nginx denies a
+/// location whose auth annotation it cannot apply.
+pub const UNENFORCED_ACCESS: &[&str] = &["auth-type", "auth-url", "auth-tls-secret"];
+
+/// The names (without prefix) of the Ingress's annotations under either
+/// prefix, sorted, each once.
+pub fn prefixed_names(ing: &Ingress) -> Vec<&str> {
+    let mut names: Vec<&str> = ing
+        .metadata
+        .annotations
+        .iter()
+        .flatten()
+        .filter_map(|(k, _)| {
+            k.strip_prefix(PREFIX)
+                .or_else(|| k.strip_prefix(NGINX_PREFIX))
+        })
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    names
+}
+
 /// Request body limit when an Ingress sets no `proxy-body-size` (ingress-nginx's default).
 pub const DEFAULT_BODY_LIMIT: u64 = 1 << 20;
 

@@ -29,6 +29,9 @@ pub struct PathRule {
     pub redirect_https: bool,
     /// Sources allowed by the Ingress's `allowlist-source-range`; `None`: all.
     pub allow: Option<Arc<[Cidr]>>,
+    /// Sources refused by the Ingress's `denylist-source-range`, even those
+    /// the allow list admits (nginx checks its deny lines first).
+    pub deny: Option<Arc<[Cidr]>>,
     /// Largest request body (`proxy-body-size`); `None`: no limit.
     pub body_limit: Option<u64>,
     /// Index into `RoutingTable::limits`: the Ingress's per-source limits.
@@ -38,9 +41,11 @@ pub struct PathRule {
 impl PathRule {
     /// Whether `client` may use this rule.
     pub fn admits(&self, client: std::net::IpAddr) -> bool {
-        self.allow
-            .as_ref()
-            .is_none_or(|list| list.iter().any(|c| c.contains(client)))
+        let listed = |list: &Option<Arc<[Cidr]>>| {
+            list.as_ref()
+                .map(|list| list.iter().any(|c| c.contains(client)))
+        };
+        listed(&self.deny) != Some(true) && listed(&self.allow) != Some(false)
     }
 }
 

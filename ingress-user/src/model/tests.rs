@@ -503,3 +503,94 @@ fn put_decimal_writes_any_u64() {
         assert_eq!(&buf[..len], n.to_string().as_bytes());
     }
 }
+
+#[test]
+fn unimplemented_annotations_are_noted_and_unenforceable_access_rules_refuse() {
+    let with = |name: &str, annotations: &str| {
+        // The auth Ingress also sets the default backend.
+        let default_backend = if name == "auth" {
+            "  defaultBackend: {service: {name: a, port: {number: 80}}}\n"
+        } else {
+            ""
+        };
+        format!(
+            "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: {name}\n  annotations: {{{annotations}}}\n\
+             spec:\n  ingressClassName: xingress\n{default_backend}  rules:\n{}---\n",
+            rule(&format!("{name}.test"), &[("/", "Prefix", "a")])
+        )
+    };
+    let yaml = format!(
+        "{CLASS}{}{}{}{}",
+        service("a", 1, 1),
+        with(
+            "ignored",
+            "nginx.ingress.kubernetes.io/rewrite-target: /, xingress.dev/use-regex: \"true\", \
+             nginx.ingress.kubernetes.io/proxy-body-size: 8m, other.example/x: y"
+        ),
+        with(
+            "auth",
+            "nginx.ingress.kubernetes.io/auth-url: http://auth.test/"
+        ),
+        with(
+            "deny",
+            "nginx.ingress.kubernetes.io/denylist-source-range: \"10.1.0.0/16, 192.0.2.7\""
+        ),
+    );
+    let mut o = Objects::default();
+    parse_documents(&yaml, "test.yaml", &mut o);
+    let t = translate(&o, &TranslateOptions::default());
+    let of = |name: &str| {
+        t.warnings
+            .iter()
+            .filter(|w| w.object == format!("Ingress default/{name}"))
+            .collect::<Vec<_>>()
+    };
+    // Ignored ones: one note listing them, served as written.
+    let ignored = of("ignored");
+    assert_eq!(ignored.len(), 1, "{ignored:?}");
+    assert_eq!(ignored[0].severity, Severity::Note);
+    assert_eq!(ignored[0].reason, "UnsupportedAnnotation");
+    assert!(
+        ignored[0]
+            .message
+            .ends_with("ignored: rewrite-target, use-regex"),
+        "{}",
+        ignored[0].message
+    );
+    let pick = |host: &str| t.table.route(Some(host), "/").unwrap().backend.pick();
+    assert!(pick("ignored.test").is_ok());
+    // External auth: an error, and every path of that Ingress refuses.
+    let auth = of("auth");
+    assert!(
+        auth.iter()
+            .any(|w| w.severity == Severity::Error && w.message.starts_with("auth-url restricts")),
+        "{auth:?}"
+    );
+    assert_eq!(pick("auth.test"), Err(BackendError::Unsupported));
+    // Its default backend too.
+    assert_eq!(pick("elsewhere.test"), Err(BackendError::Unsupported));
+    // The deny list refuses its sources, and nobody else.
+    let rule = t.table.route(Some("deny.test"), "/").unwrap().rule.unwrap();
+    assert!(!rule.admits("10.1.200.3".parse().unwrap()));
+    assert!(!rule.admits("192.0.2.7".parse().unwrap()));
+    assert!(rule.admits("192.0.2.8".parse().unwrap()));
+    assert!(of("deny").is_empty(), "{:?}", of("deny"));
+}
+
+#[test]
+fn a_deny_list_wins_over_the_allow_list() {
+    let yaml = format!(
+        "{CLASS}{}apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: both\n  annotations:\n    \
+         nginx.ingress.kubernetes.io/allowlist-source-range: 10.0.0.0/8\n    \
+         xingress.dev/denylist-source-range: 10.9.0.0/16\n\
+         spec:\n  ingressClassName: xingress\n  rules:\n{}---\n",
+        service("a", 1, 1),
+        rule("both.test", &[("/", "Prefix", "a")])
+    );
+    let t = translate(&objects(&yaml), &TranslateOptions::default());
+    let rule = t.table.route(Some("both.test"), "/").unwrap().rule.unwrap();
+    assert!(rule.admits("10.1.2.3".parse().unwrap()));
+    assert!(!rule.admits("10.9.2.3".parse().unwrap()));
+    assert!(!rule.admits("11.1.2.3".parse().unwrap()));
+    assert!(t.warnings.is_empty(), "{:?}", t.warnings);
+}

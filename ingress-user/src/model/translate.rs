@@ -130,8 +130,24 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
         let spec = ing.spec.as_ref();
         let protocol = cx.protocol(id, ing);
         let shared_id = Arc::new(id.clone());
+        // An Ingress whose access rules cannot be applied answers 503 on
+        // every path rather than serve without them.
+        let deny = cx.deny_list(id, ing);
+        let refused = match (cx.check_annotations(id, ing), &deny) {
+            (Some(what), _) | (None, &Err(what)) => Some(Arc::new(Backend::new(
+                id.clone(),
+                String::new(),
+                BackendTarget::Unsupported(what),
+            ))),
+            (None, Ok(_)) => None,
+        };
+        let deny = deny.unwrap_or(None);
+        let backend_of = |cx: &mut Cx, b: &IngressBackend| match &refused {
+            Some(r) => r.clone(),
+            None => cx.backend(id, protocol, b),
+        };
         if let Some(db) = spec.and_then(|s| s.default_backend.as_ref()) {
-            let backend = cx.backend(id, protocol, db);
+            let backend = backend_of(&mut cx, db);
             match &default_backend {
                 None => default_backend = Some(backend),
                 Some(_) => cx.warn_ingress(
@@ -201,7 +217,7 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
                         continue;
                     }
                 };
-                let backend = cx.backend(id, protocol, &p.backend);
+                let backend = backend_of(&mut cx, &p.backend);
                 match slot.entry((path, kind)) {
                     std::collections::btree_map::Entry::Occupied(winner) => {
                         let msg = format!(
@@ -220,6 +236,7 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
                             ingress: shared_id.clone(),
                             redirect_https: false,
                             allow: allow.clone(),
+                            deny: deny.clone(),
                             body_limit,
                             limit,
                         });
@@ -564,6 +581,65 @@ impl<'a> Cx<'a> {
             );
         }
         Some(list.into())
+    }
+
+    /// `denylist-source-range`: sources refused even where an allow list
+    /// admits them. An entry that does not parse cannot be enforced, so it
+    /// refuses the Ingress (`Err`) rather than let that range in.
+    fn deny_list(
+        &mut self,
+        id: &NamespacedName,
+        ing: &Ingress,
+    ) -> Result<Option<Arc<[Cidr]>>, &'static str> {
+        let Some(value) = annotations::get(ing, "denylist-source-range") else {
+            return Ok(None);
+        };
+        let (list, bad) = cidr::parse_list(value);
+        if !bad.is_empty() {
+            for e in bad {
+                self.warn_ingress(
+                    id,
+                    &format!("denylist-source-range: {e}; its paths answer 503 until it is fixed"),
+                );
+            }
+            return Err("a denylist-source-range entry that does not parse");
+        }
+        Ok((!list.is_empty()).then(|| list.into()))
+    }
+
+    /// Tells about annotations under either prefix that xingress does not
+    /// implement: a note for those it ignores; for one that restricts
+    /// access, an error and what to refuse the Ingress's paths for.
+    fn check_annotations(&mut self, id: &NamespacedName, ing: &Ingress) -> Option<&'static str> {
+        let names = annotations::prefixed_names(ing);
+        let (unenforced, ignored): (Vec<&str>, Vec<&str>) = names
+            .into_iter()
+            .filter(|n| !annotations::SUPPORTED.contains(n))
+            .partition(|n| annotations::UNENFORCED_ACCESS.contains(n));
+        if !ignored.is_empty() {
+            self.warnings.push(
+                Warning::note(
+                    format!("Ingress {id}"),
+                    format!(
+                        "annotations xingress does not implement are ignored: {}",
+                        ignored.join(", ")
+                    ),
+                )
+                .because("UnsupportedAnnotation"),
+            );
+        }
+        if unenforced.is_empty() {
+            return None;
+        }
+        self.warn_because(
+            format!("Ingress {id}"),
+            &format!(
+                "{} restricts who may use this Ingress, and xingress does not implement it: its paths answer 503 rather than serve without it",
+                unenforced.join(", ")
+            ),
+            "UnsupportedAnnotation",
+        );
+        Some("access control xingress does not implement")
     }
 
     /// The Ingress's `backend-protocol`, read once for all its backends.

@@ -100,7 +100,7 @@ impl ProxyError {
                 "503 service unavailable: the backend Service does not exist\n"
             }
             ProxyError::Backend(BackendError::Unsupported) => {
-                "503 service unavailable: this backend is not supported\n"
+                "503 service unavailable: this route's configuration is not supported\n"
             }
             ProxyError::BadRequest(_) | ProxyError::ClientBody(_) => "400 bad request\n",
             ProxyError::BodyTooLarge(_) => "413 request entity too large\n",
