@@ -522,3 +522,53 @@ fn source_ranges_and_unimplemented_access_rules_are_enforced() {
     // An annotation that restricts nothing is ignored: served.
     assert_eq!(status([127, 0, 0, 2], "ignored.test"), 200);
 }
+
+#[test]
+fn proxy_read_timeout_bounds_the_wait_for_a_slow_pod_per_ingress() {
+    let live = pods("live", 1);
+    let dir = ManifestDir::new();
+    dir.write("class.yaml", CLASS);
+    dir.write("svc.yaml", &service("live", &[&live[0]]));
+    let ingress = |name: &str, annotations: &str| {
+        format!(
+            "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: {name}\n  annotations: {{{annotations}}}\n\
+             spec:\n  rules:\n  - host: {name}.test\n    http:\n      paths:\n      - {{path: /, pathType: Prefix, backend: {{service: {{name: live, port: {{number: 80}}}}}}}}\n---\n"
+        )
+    };
+    dir.write(
+        "ing.yaml",
+        &[
+            ingress(
+                "slow",
+                "nginx.ingress.kubernetes.io/proxy-read-timeout: \"1\"",
+            ),
+            ingress("patient", ""),
+        ]
+        .concat(),
+    );
+    let agent = ready_agent(&dir, &[]);
+    // The HTTP/1.1 fast path.
+    let started = std::time::Instant::now();
+    let r = http1::get(agent.http, "slow.test", "/delay/1500").unwrap();
+    assert_eq!(r.status, 504, "{}", r.text());
+    assert!(started.elapsed() < Duration::from_millis(1400));
+    assert_eq!(
+        http1::get(agent.http, "slow.test", "/delay/200")
+            .unwrap()
+            .status,
+        200
+    );
+    // HTTP/1.0 is served by the hyper path.
+    let r = http1::Conn::connect(agent.http)
+        .unwrap()
+        .raw(b"GET /delay/1500 HTTP/1.0\r\nHost: slow.test\r\n\r\n")
+        .unwrap();
+    assert_eq!(r.status, 504, "{}", r.text());
+    // Without the annotation: the default (60 s).
+    assert_eq!(
+        http1::get(agent.http, "patient.test", "/delay/1500")
+            .unwrap()
+            .status,
+        200
+    );
+}

@@ -34,6 +34,7 @@ pub const SUPPORTED: &[&str] = &[
     "limit-rps",
     "limit-whitelist",
     "proxy-body-size",
+    "proxy-read-timeout",
     "ssl-redirect",
     "whitelist-source-range",
 ];

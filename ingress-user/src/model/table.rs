@@ -34,6 +34,10 @@ pub struct PathRule {
     pub deny: Option<Arc<[Cidr]>>,
     /// Largest request body (`proxy-body-size`); `None`: no limit.
     pub body_limit: Option<u64>,
+    /// How long the pod may take to send the response head and each read
+    /// of the body after (`proxy-read-timeout`); `None`: the agent's
+    /// default (60 s, as ingress-nginx).
+    pub read_timeout: Option<std::time::Duration>,
     /// Index into `RoutingTable::limits`: the Ingress's per-source limits.
     pub limit: Option<u32>,
 }

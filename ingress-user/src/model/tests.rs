@@ -594,3 +594,45 @@ fn a_deny_list_wins_over_the_allow_list() {
     assert!(!rule.admits("11.1.2.3".parse().unwrap()));
     assert!(t.warnings.is_empty(), "{:?}", t.warnings);
 }
+
+#[test]
+fn proxy_read_timeout_is_whole_seconds_per_ingress() {
+    let with = |name: &str, value: &str| {
+        format!(
+            "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: {name}\n  annotations: {{nginx.ingress.kubernetes.io/proxy-read-timeout: \"{value}\"}}\n\
+             spec:\n  ingressClassName: xingress\n  rules:\n{}---\n",
+            rule(&format!("{name}.test"), &[("/", "Prefix", "a")])
+        )
+    };
+    let yaml = format!(
+        "{CLASS}{}{}{}{}",
+        service("a", 1, 1),
+        with("long", "3600"),
+        with("zero", "0"),
+        with("unit", "30s"),
+    );
+    let mut o = Objects::default();
+    parse_documents(&yaml, "test.yaml", &mut o);
+    let t = translate(&o, &TranslateOptions::default());
+    let timeout = |host: &str| {
+        t.table
+            .route(Some(host), "/")
+            .unwrap()
+            .rule
+            .unwrap()
+            .read_timeout
+    };
+    assert_eq!(
+        timeout("long.test"),
+        Some(std::time::Duration::from_secs(3600))
+    );
+    assert_eq!(timeout("zero.test"), None);
+    assert_eq!(timeout("unit.test"), None);
+    let warned = |name: &str| {
+        t.warnings.iter().any(|w| {
+            w.object == format!("Ingress default/{name}")
+                && w.message.contains("not a positive whole number of seconds")
+        })
+    };
+    assert!(!warned("long") && warned("zero") && warned("unit"));
+}

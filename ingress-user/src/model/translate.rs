@@ -158,6 +158,7 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
         }
         let allow = cx.allow_list(id, ing);
         let body_limit = cx.body_limit(id, ing);
+        let read_timeout = cx.read_timeout(id, ing);
         let limit = cx.rate_limit(id, ing).map(|l| {
             limits.push((id.clone(), l));
             (limits.len() - 1) as u32
@@ -238,6 +239,7 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
                             allow: allow.clone(),
                             deny: deny.clone(),
                             body_limit,
+                            read_timeout,
                             limit,
                         });
                     }
@@ -518,6 +520,23 @@ impl<'a> Cx<'a> {
                     ),
                 );
                 Some(annotations::DEFAULT_BODY_LIMIT)
+            }
+        }
+    }
+
+    /// `proxy-read-timeout`: whole seconds, as ingress-nginx takes it.
+    fn read_timeout(&mut self, id: &NamespacedName, ing: &Ingress) -> Option<std::time::Duration> {
+        let v = annotations::get(ing, "proxy-read-timeout")?;
+        match v.parse::<u32>() {
+            Ok(n) if n > 0 => Some(std::time::Duration::from_secs(n.into())),
+            _ => {
+                self.warn_ingress(
+                    id,
+                    &format!(
+                        "proxy-read-timeout {v:?} is not a positive whole number of seconds; using the default, 60"
+                    ),
+                );
+                None
             }
         }
     }

@@ -80,6 +80,9 @@ struct Target {
     peer: Peer,
     backend: Arc<Backend>,
     body_limit: Option<u64>,
+    /// The pod must send the response head, and each read of the body,
+    /// within this (the rule's `proxy-read-timeout`, else the default).
+    read_timeout: std::time::Duration,
     /// Counts the request against its source's `limit-connections` until
     /// the response body ends (or the upgraded connection closes).
     in_flight: Option<LimitGuard>,
@@ -213,6 +216,10 @@ impl Proxy {
         let body_limit = route
             .rule
             .map_or(Some(DEFAULT_BODY_LIMIT), |r| r.body_limit);
+        let read_timeout = route
+            .rule
+            .and_then(|r| r.read_timeout)
+            .unwrap_or(self.limits.upstream_response_timeout);
         let decision = route
             .backend
             .pick()
@@ -221,6 +228,7 @@ impl Proxy {
                     peer,
                     backend: route.backend.clone(),
                     body_limit,
+                    read_timeout,
                     in_flight,
                 })
             })
@@ -331,6 +339,7 @@ impl Proxy {
             .send(
                 protocol,
                 Request::from_parts(parts, RequestBody::new(body, target.body_limit)),
+                target.read_timeout,
             )
             .await;
         let mut resp = match (first, retry) {
@@ -378,7 +387,7 @@ impl Proxy {
             *req.uri_mut() = upstream_uri(&peer, tls, uri)?;
             *req.version_mut() = upstream_version(protocol);
             *req.headers_mut() = headers.clone();
-            match self.upstream.send(protocol, req).await {
+            match self.upstream.send(protocol, req, target.read_timeout).await {
                 Err(ProxyError::UpstreamConnect(e)) => last = ProxyError::UpstreamConnect(e),
                 other => return other,
             }

@@ -29,7 +29,6 @@ pub struct Upstream {
     h2c: Plain,
     https: Tls,
     h2_tls: Tls,
-    response_timeout: std::time::Duration,
 }
 
 impl Upstream {
@@ -69,15 +68,16 @@ impl Upstream {
             h2c: builder().http2_only(true).build(connector),
             https: builder().build(https),
             h2_tls: builder().http2_only(true).build(h2_tls),
-            response_timeout: limits.upstream_response_timeout,
         }
     }
 
-    /// Sends the request and waits for the response head (the body streams).
+    /// Sends the request and waits for the response head (the body
+    /// streams), at most `timeout` (504 after).
     pub async fn send(
         &self,
         protocol: BackendProtocol,
         req: Request<RequestBody>,
+        timeout: std::time::Duration,
     ) -> Result<Response<Incoming>, ProxyError> {
         let fut = match protocol {
             BackendProtocol::Http => self.http1.request(req),
@@ -85,7 +85,7 @@ impl Upstream {
             BackendProtocol::Https => self.https.request(req),
             BackendProtocol::H2Tls => self.h2_tls.request(req),
         };
-        match tokio::time::timeout(self.response_timeout, fut).await {
+        match tokio::time::timeout(timeout, fut).await {
             Err(_) => Err(ProxyError::UpstreamTimeout),
             Ok(Err(ref e)) if let Some(b) = body_error(e) => Err(match b {
                 RequestBodyError::TooLarge(limit) => ProxyError::BodyTooLarge(*limit),

@@ -469,8 +469,7 @@ impl Proxy {
                 return Err(e);
             }
             up.buf.clear();
-            c.pod_deadline
-                .set(sent + self.limits.upstream_response_timeout);
+            c.pod_deadline.set(sent + f.target.read_timeout);
             loop {
                 if let Err(e) = read_more(&mut up, &mut c.pod_deadline).await {
                     if may_retry && up.reused && up.buf.is_empty() {
@@ -509,7 +508,7 @@ impl Proxy {
         while !body.done() {
             up.buf.clear();
             c.pod_deadline
-                .set(tokio::time::Instant::now() + self.limits.upstream_response_timeout);
+                .set(tokio::time::Instant::now() + f.target.read_timeout);
             let n = match c.pod_deadline.run(up.stream.read_buf(&mut up.buf)).await {
                 Some(Ok(n)) => n,
                 _ => return Err(Failed::Late),
