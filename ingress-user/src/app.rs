@@ -229,12 +229,14 @@ impl Publisher {
         let started = std::time::Instant::now();
         let mut translation = translate(objects, &self.opts);
         warnings.append(&mut translation.warnings);
-        let tls = self.certs.build(
+        let mut tls = self.certs.build(
             objects,
             &translation.tls,
             self.default_certificate.as_ref(),
             &mut warnings,
         );
+        self.certs
+            .add_client_auth(&mut tls, objects, &translation.client_auth, &mut warnings);
         // Log each problem once, not on every reload.
         for w in warnings.iter().filter(|w| !self.reported.contains(*w)) {
             match w.severity {

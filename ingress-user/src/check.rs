@@ -37,14 +37,17 @@ pub fn report(args: &CheckArgs) -> std::io::Result<Report> {
     warnings.extend(t.warnings);
     // Load every referenced certificate, as the agent would.
     let tls_hosts = match CertStore::new() {
-        Ok(mut store) => store
-            .build(
+        Ok(mut store) => {
+            let mut table = store.build(
                 &loaded.objects,
                 &t.tls,
                 args.default_ssl_certificate.as_ref(),
                 &mut warnings,
-            )
-            .hosts(),
+            );
+            // And every client-certificate CA.
+            store.add_client_auth(&mut table, &loaded.objects, &t.client_auth, &mut warnings);
+            table.hosts()
+        }
         Err(e) => {
             warnings.push(Warning::error("TLS", e.to_string()));
             Vec::new()

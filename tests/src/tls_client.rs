@@ -10,7 +10,7 @@ use std::{
 
 use rustls::{
     ClientConfig, ClientConnection, StreamOwned,
-    pki_types::{CertificateDer, ServerName, pem::PemObject},
+    pki_types::{CertificateDer, PrivateKeyDer, ServerName, pem::PemObject},
 };
 
 use crate::http1::Conn;
@@ -149,4 +149,74 @@ pub async fn h2_client(
     .expect("h2 handshake");
     tokio::spawn(conn);
     send
+}
+
+/// A test certificate authority for client certificates (`auth-tls-*`).
+pub struct TestCa {
+    issuer: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+}
+
+impl TestCa {
+    pub fn new(name: &str) -> Self {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::DigitalSignature,
+        ];
+        let key = rcgen::KeyPair::generate().expect("CA key");
+        Self {
+            issuer: rcgen::CertifiedIssuer::self_signed(params, key).expect("CA certificate"),
+        }
+    }
+
+    /// The CA certificate, PEM (a Secret's `ca.crt`).
+    pub fn pem(&self) -> String {
+        self.issuer.pem()
+    }
+
+    /// A client certificate for `cn` signed by this CA: chain and key.
+    pub fn client(&self, cn: &str) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, cn);
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let key = rcgen::KeyPair::generate().expect("client key");
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .expect("client certificate");
+        (
+            vec![cert.der().clone()],
+            PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )
+    }
+
+    /// A Secret of `name` holding this CA as `ca.crt`.
+    pub fn secret_yaml(&self, name: &str) -> String {
+        let pem: String = self.pem().lines().map(|l| format!("    {l}\n")).collect();
+        format!(
+            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}\nstringData:\n  ca.crt: |\n{pem}---\n"
+        )
+    }
+}
+
+/// A client config (any server certificate accepted) presenting a client
+/// certificate.
+pub fn config_with_client_cert(
+    alpn: &[&[u8]],
+    (chain, key): (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>),
+) -> Arc<ClientConfig> {
+    let mut c = ClientConfig::builder_with_provider(xingress::tls::provider())
+        .with_protocol_versions(rustls::DEFAULT_VERSIONS)
+        .expect("supported versions")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(xingress::tls::UnverifiedChain::new()))
+        .with_client_auth_cert(chain, key)
+        .expect("client certificate and key");
+    c.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Arc::new(c)
 }

@@ -491,3 +491,145 @@ fn secrets_are_never_used_across_namespaces() {
         agent.logs().contains("TLS Secret default/xns not found")
     });
 }
+
+#[test]
+fn client_certificates_are_asked_for_and_verified_per_host() {
+    use tls_client::{TestCa, config_with_client_cert};
+    let site = site();
+    let ca = TestCa::new("xingress test CA");
+    let stranger = TestCa::new("some other CA");
+    site.dir.write("ca.yaml", &ca.secret_yaml("client-ca"));
+    site.dir.write(
+        "mtls.yaml",
+        &format!(
+            "{}---\n{}",
+            ingress(
+                "mtls",
+                &["mtls.test"],
+                "site",
+                &[],
+                &[
+                    (
+                        "nginx.ingress.kubernetes.io/auth-tls-secret",
+                        "default/client-ca"
+                    ),
+                    (
+                        "nginx.ingress.kubernetes.io/auth-tls-pass-certificate-to-upstream",
+                        "true"
+                    ),
+                ],
+            ),
+            ingress(
+                "optional",
+                &["opt.test"],
+                "site",
+                &[],
+                &[
+                    ("xingress.dev/auth-tls-secret", "client-ca"),
+                    ("xingress.dev/auth-tls-verify-client", "optional"),
+                ],
+            ),
+        ),
+    );
+    site.dir.write(
+        "noca.yaml",
+        &ingress(
+            "noca",
+            &["noca.test"],
+            "site",
+            &[],
+            &[("nginx.ingress.kubernetes.io/auth-tls-secret", "missing-ca")],
+        ),
+    );
+    let agent = ready(&site.dir, &[]);
+    let good = config_with_client_cert(&[], ca.client("alice"));
+    let get = |sni: &str, config: &Arc<rustls::ClientConfig>, host: &str, extra: &str| {
+        let (mut conn, _) = tls_client::connect(agent.https, sni, config)?;
+        conn.raw(format!("GET / HTTP/1.1\r\nHost: {host}\r\n{extra}\r\n").as_bytes())
+    };
+
+    // A certificate the CA signed: served; the pod learns it verified and
+    // gets the certificate; what the client claimed itself is dropped.
+    let r = get(
+        "mtls.test",
+        &good,
+        "mtls.test",
+        "ssl-client-subject-dn: CN=admin\r\n",
+    )
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.echo_field("ssl-client-verify").as_deref(),
+        Some("SUCCESS")
+    );
+    let cert = r.echo_field("ssl-client-cert").expect("ssl-client-cert");
+    assert!(
+        cert.starts_with("-----BEGIN%20CERTIFICATE-----%0A"),
+        "{cert}"
+    );
+    assert_eq!(r.echo_field("ssl-client-subject-dn"), None);
+    // A resumed session keeps the certificate it was made with.
+    let (mut conn, info) = tls_client::connect(agent.https, "mtls.test", &good).unwrap();
+    assert!(info.resumed);
+    let r = conn
+        .raw(b"GET / HTTP/1.1\r\nHost: mtls.test\r\n\r\n")
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.echo_field("ssl-client-verify").as_deref(),
+        Some("SUCCESS")
+    );
+    // HTTP/2 goes the same way.
+    let h2 = config_with_client_cert(&[b"h2"], ca.client("alice"));
+    let (_, info) = tls_client::connect(agent.https, "mtls.test", &h2).unwrap();
+    assert_eq!(info.alpn.as_deref(), Some(&b"h2"[..]));
+
+    // No certificate: 400, as ingress-nginx answers.
+    let none = tls_client::config(&[]);
+    let r = get("mtls.test", &none, "mtls.test", "").unwrap();
+    assert_eq!(r.status, 400, "{}", r.text());
+    // A certificate of another CA: the handshake fails.
+    let bad = config_with_client_cert(&[], stranger.client("mallory"));
+    assert!(get("mtls.test", &bad, "mtls.test", "").is_err());
+    // A handshake for a host that asks nothing cannot reach one that asks:
+    // 421, so that the client connects again for that host.
+    let r = get("pkcs8.test", &good, "mtls.test", "").unwrap();
+    assert_eq!(r.status, 421, "{}", r.text());
+    // Plain HTTP cannot carry a certificate.
+    assert_eq!(
+        http1::get(agent.http, "mtls.test", "/").unwrap().status,
+        403
+    );
+
+    // optional: served without a certificate, and the pod is told so.
+    let r = get(
+        "opt.test",
+        &none,
+        "opt.test",
+        "ssl-client-verify: SUCCESS\r\n",
+    )
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.echo_field("ssl-client-verify").as_deref(), Some("NONE"));
+    // Not passed on there.
+    let r = get("opt.test", &good, "opt.test", "").unwrap();
+    assert_eq!(
+        r.echo_field("ssl-client-verify").as_deref(),
+        Some("SUCCESS")
+    );
+    assert_eq!(r.echo_field("ssl-client-cert"), None);
+
+    // A CA Secret that is missing: no certificate verifies (fail closed).
+    assert!(get("noca.test", &good, "noca.test", "").is_err());
+    assert_eq!(
+        get("noca.test", &none, "noca.test", "").unwrap().status,
+        400
+    );
+
+    // Hosts that ask for nothing are unchanged, with or without a certificate.
+    for config in [&none, &good] {
+        let r = get("pkcs8.test", config, "pkcs8.test", "").unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.echo_field("ssl-client-verify"), None);
+    }
+}

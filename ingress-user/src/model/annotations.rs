@@ -25,6 +25,10 @@ pub fn get<'a>(ing: &'a Ingress, name: &str) -> Option<&'a str> {
 /// The annotations xingress implements, under either prefix.
 pub const SUPPORTED: &[&str] = &[
     "allowlist-source-range",
+    "auth-tls-pass-certificate-to-upstream",
+    "auth-tls-secret",
+    "auth-tls-verify-client",
+    "auth-tls-verify-depth",
     "backend-protocol",
     "denylist-source-range",
     "limit-allowlist",
@@ -40,11 +44,11 @@ pub const SUPPORTED: &[&str] = &[
 ];
 
 /// ingress-nginx annotations that restrict who may use an Ingress and that
-/// xingress does not implement (HTTP authentication, external auth, client
-/// certificates). Serving such an Ingress without them would open what its
+/// xingress does not implement (HTTP authentication, external auth, a
+/// client certificate's CN). Serving such an Ingress without them would open what its
 /// author closed, so its paths answer 503 instead, as ingress-nginx denies a
 /// location whose auth annotation it cannot apply.
-pub const UNENFORCED_ACCESS: &[&str] = &["auth-type", "auth-url", "auth-tls-secret"];
+pub const UNENFORCED_ACCESS: &[&str] = &["auth-type", "auth-url", "auth-tls-match-cn"];
 
 /// The names (without prefix) of the Ingress's annotations under either
 /// prefix, sorted, each once.
@@ -106,6 +110,32 @@ pub struct RateLimit {
     /// Sources the limits do not apply to (`limit-allowlist`, older name
     /// `limit-whitelist`).
     pub exempt: std::sync::Arc<[super::Cidr]>,
+}
+
+/// Client certificates an Ingress asks for (`auth-tls-*`): verified against
+/// the CA in `ca.crt` of a Secret of the Ingress's namespace.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ClientAuth {
+    /// The Secret holding `ca.crt` (`auth-tls-secret`).
+    pub secret: super::NamespacedName,
+    pub verify: ClientVerify,
+    /// Longest chain from the client certificate to a CA certificate
+    /// (`auth-tls-verify-depth`, default 1: signed by the CA itself).
+    pub depth: u8,
+    /// Send the client certificate to the pod, URL-encoded PEM in
+    /// `ssl-client-cert` (`auth-tls-pass-certificate-to-upstream`).
+    pub pass_certificate: bool,
+}
+
+/// `auth-tls-verify-client`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ClientVerify {
+    /// A certificate the CA signed is required: 400 without one.
+    On,
+    /// Verified when sent; requests without one pass.
+    Optional,
+    /// Asked for and passed on, not verified (the pod decides).
+    OptionalNoCa,
 }
 
 /// ingress-nginx's default `limit-burst-multiplier`.

@@ -17,7 +17,7 @@ use k8s_openapi::api::{
     networking::v1::{Ingress, IngressClass},
 };
 
-pub use annotations::BackendProtocol;
+pub use annotations::{BackendProtocol, ClientAuth, ClientVerify};
 pub use backend::{Backend, BackendError, BackendTarget, Peer};
 pub use cidr::Cidr;
 pub use matching::{HOST_BUF_LEN, normalize_host, path_matches};

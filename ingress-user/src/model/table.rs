@@ -38,6 +38,8 @@ pub struct PathRule {
     /// of the body after (`proxy-read-timeout`); `None`: the agent's
     /// default (60 s, as ingress-nginx).
     pub read_timeout: Option<std::time::Duration>,
+    /// Client certificates the rule's Ingress asks for (`auth-tls-*`).
+    pub client_auth: Option<Arc<super::annotations::ClientAuth>>,
     /// Index into `RoutingTable::limits`: the Ingress's per-source limits.
     pub limit: Option<u32>,
 }

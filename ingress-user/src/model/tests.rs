@@ -636,3 +636,102 @@ fn proxy_read_timeout_is_whole_seconds_per_ingress() {
     };
     assert!(!warned("long") && warned("zero") && warned("unit"));
 }
+
+#[test]
+fn client_certificate_annotations_bind_hosts_or_refuse_the_ingress() {
+    let with = |name: &str, host: &str, annotations: &str| {
+        format!(
+            "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: {name}\n  annotations: {{{annotations}}}\n\
+             spec:\n  ingressClassName: xingress\n  rules:\n{}---\n",
+            rule(host, &[("/", "Prefix", "a")])
+        )
+    };
+    let p = "nginx.ingress.kubernetes.io/";
+    let yaml = format!(
+        "{CLASS}{}{}{}{}{}{}{}",
+        service("a", 1, 1),
+        with(
+            "a-on",
+            "on.test",
+            &format!("{p}auth-tls-secret: default/ca")
+        ),
+        with(
+            "b-wild",
+            "*.wild.test",
+            &format!(
+                "{p}auth-tls-secret: ca, {p}auth-tls-verify-client: optional_no_ca, {p}auth-tls-verify-depth: \"2\""
+            )
+        ),
+        with(
+            "c-off",
+            "off.test",
+            &format!("{p}auth-tls-secret: ca, {p}auth-tls-verify-client: \"off\"")
+        ),
+        with(
+            "d-elsewhere",
+            "x.test",
+            &format!("{p}auth-tls-secret: other/ca")
+        ),
+        with(
+            "e-typo",
+            "y.test",
+            &format!("{p}auth-tls-secret: ca, {p}auth-tls-verify-client: maybe")
+        ),
+        with(
+            "f-cn",
+            "z.test",
+            &format!("{p}auth-tls-secret: ca, {p}auth-tls-match-cn: CN=alice")
+        ),
+    );
+    let mut o = Objects::default();
+    parse_documents(&yaml, "test.yaml", &mut o);
+    let t = translate(&o, &TranslateOptions::default());
+    let hosts: Vec<(&str, ClientVerify, u8)> = t
+        .client_auth
+        .iter()
+        .map(|(h, a)| (h.as_str(), a.verify, a.depth))
+        .collect();
+    assert_eq!(
+        hosts,
+        [
+            ("*.wild.test", ClientVerify::OptionalNoCa, 2),
+            ("on.test", ClientVerify::On, 1)
+        ]
+    );
+    let rule_auth = |host: &str| {
+        t.table
+            .route(Some(host), "/")
+            .unwrap()
+            .rule
+            .unwrap()
+            .client_auth
+            .clone()
+    };
+    assert_eq!(
+        rule_auth("on.test").unwrap().secret,
+        NamespacedName::new("default", "ca")
+    );
+    assert!(rule_auth("a.wild.test").is_some());
+    // "off" asks for nothing.
+    assert!(rule_auth("off.test").is_none());
+    assert!(
+        t.table
+            .route(Some("off.test"), "/")
+            .unwrap()
+            .backend
+            .pick()
+            .is_ok()
+    );
+    // Another namespace's Secret, an unknown mode, a CN match: refused.
+    for host in ["x.test", "y.test", "z.test"] {
+        assert_eq!(
+            t.table.route(Some(host), "/").unwrap().backend.pick(),
+            Err(BackendError::Unsupported),
+            "{host}"
+        );
+    }
+    let warned = |needle: &str| t.warnings.iter().any(|w| w.message.contains(needle));
+    assert!(warned("must name a Secret of the Ingress's own namespace"));
+    assert!(warned("auth-tls-verify-client \"maybe\""));
+    assert!(warned("auth-tls-match-cn restricts"));
+}

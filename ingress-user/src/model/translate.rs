@@ -17,7 +17,7 @@ use serde::Serialize;
 use super::{
     Backend, BackendTarget, ClassOptions, HostRules, NamespacedName, Objects, PathKind, PathRule,
     RoutingTable,
-    annotations::{self, BackendProtocol, RateLimit},
+    annotations::{self, BackendProtocol, ClientAuth, ClientVerify, RateLimit},
     cidr::{self, Cidr},
     table::ANY_HOST_LABEL,
 };
@@ -106,6 +106,9 @@ pub struct Translation {
     pub tls: Vec<TlsBinding>,
     /// Our Ingresses, oldest first.
     pub ingresses: Vec<NamespacedName>,
+    /// Hosts (wildcards as `*.parent`) whose TLS handshakes ask for a
+    /// client certificate, and how; the oldest Ingress's setting per host.
+    pub client_auth: Vec<(String, Arc<ClientAuth>)>,
 }
 
 /// Builds the routing table from the objects.
@@ -126,6 +129,7 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
     let mut tls = Vec::new();
     let mut tls_hosts: std::collections::HashSet<String> = std::collections::HashSet::new();
     let mut limits = Vec::new();
+    let mut client_auth_hosts: BTreeMap<String, Arc<ClientAuth>> = BTreeMap::new();
     for &(id, ing) in &ours {
         let spec = ing.spec.as_ref();
         let protocol = cx.protocol(id, ing);
@@ -133,7 +137,7 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
         // An Ingress whose access rules cannot be applied answers 503 on
         // every path rather than serve without them.
         let deny = cx.deny_list(id, ing);
-        let refused = match (cx.check_annotations(id, ing), &deny) {
+        let mut refused = match (cx.check_annotations(id, ing), &deny) {
             (Some(what), _) | (None, &Err(what)) => Some(Arc::new(Backend::new(
                 id.clone(),
                 String::new(),
@@ -142,6 +146,21 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
             (None, Ok(_)) => None,
         };
         let deny = deny.unwrap_or(None);
+        let client_auth = match cx.client_auth(id, ing) {
+            Ok(auth) => auth,
+            Err(what) => {
+                refused.get_or_insert_with(|| {
+                    Arc::new(Backend::new(
+                        id.clone(),
+                        String::new(),
+                        BackendTarget::Unsupported(what),
+                    ))
+                });
+                None
+            }
+        };
+        // A refused Ingress asks no handshake for anything.
+        let client_auth = client_auth.filter(|_| refused.is_none());
         let backend_of = |cx: &mut Cx, b: &IngressBackend| match &refused {
             Some(r) => r.clone(),
             None => cx.backend(id, protocol, b),
@@ -209,6 +228,9 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
                 }
             };
             let Some(http) = &rule.http else { continue };
+            if let Some(auth) = &client_auth {
+                cx.client_auth_host(id, &host, auth, &mut client_auth_hosts);
+            }
             let slot = hosts.entry(host.clone()).or_default();
             for p in &http.paths {
                 let (path, kind) = match parse_path(p.path.as_deref(), &p.path_type) {
@@ -238,6 +260,7 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
                             redirect_https: false,
                             allow: allow.clone(),
                             deny: deny.clone(),
+                            client_auth: client_auth.clone(),
                             body_limit,
                             read_timeout,
                             limit,
@@ -308,6 +331,7 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
         tls,
         warnings: cx.warnings,
         ingresses: ours.into_iter().map(|(id, _)| id.clone()).collect(),
+        client_auth: client_auth_hosts.into_iter().collect(),
     }
 }
 
@@ -522,6 +546,109 @@ impl<'a> Cx<'a> {
                 Some(annotations::DEFAULT_BODY_LIMIT)
             }
         }
+    }
+
+    /// Records that TLS handshakes for `host` ask for client certificates
+    /// as `auth` says; the oldest Ingress's setting of a host stays.
+    fn client_auth_host(
+        &mut self,
+        id: &NamespacedName,
+        host: &HostKey,
+        auth: &Arc<ClientAuth>,
+        hosts: &mut BTreeMap<String, Arc<ClientAuth>>,
+    ) {
+        if *host == HostKey::Any {
+            self.warn_ingress(
+                id,
+                "auth-tls-secret on a rule without a host: no TLS handshake can ask for its certificate, so its requests are refused (403)",
+            );
+            return;
+        }
+        match hosts.entry(host.to_string()) {
+            std::collections::btree_map::Entry::Vacant(e) => {
+                e.insert(auth.clone());
+            }
+            std::collections::btree_map::Entry::Occupied(e) if **e.get() != **auth => {
+                self.warn_ingress(
+                    id,
+                    &format!(
+                        "{host} already asks for client certificates differently (an older Ingress's auth-tls-*); this Ingress's requests on it are refused (421)"
+                    ),
+                );
+            }
+            std::collections::btree_map::Entry::Occupied(_) => {}
+        }
+    }
+
+    /// The `auth-tls-*` annotations. `Err` when they ask for client
+    /// certificates in a way that cannot be honoured: the Ingress refuses.
+    fn client_auth(
+        &mut self,
+        id: &NamespacedName,
+        ing: &Ingress,
+    ) -> Result<Option<Arc<ClientAuth>>, &'static str> {
+        const REFUSED: &str = "client certificate settings that cannot be honoured";
+        let Some(secret) = annotations::get(ing, "auth-tls-secret") else {
+            return Ok(None);
+        };
+        // Secrets are never shared across namespaces.
+        let secret = match secret.split_once('/') {
+            None if !secret.is_empty() => NamespacedName::new(&id.namespace, secret),
+            Some((ns, name)) if ns == id.namespace && !name.is_empty() => {
+                NamespacedName::new(ns, name)
+            }
+            _ => {
+                self.warn_ingress(
+                    id,
+                    &format!(
+                        "auth-tls-secret {secret:?} must name a Secret of the Ingress's own namespace ({}); its paths answer 503",
+                        id.namespace
+                    ),
+                );
+                return Err(REFUSED);
+            }
+        };
+        let verify = match annotations::get(ing, "auth-tls-verify-client")
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
+            None | Some("on") => ClientVerify::On,
+            Some("optional") => ClientVerify::Optional,
+            Some("optional_no_ca") => ClientVerify::OptionalNoCa,
+            Some("off") => return Ok(None),
+            Some(v) => {
+                self.warn_ingress(
+                    id,
+                    &format!(
+                        "auth-tls-verify-client {v:?} is not on, optional, optional_no_ca or off; its paths answer 503"
+                    ),
+                );
+                return Err(REFUSED);
+            }
+        };
+        let depth = match annotations::get(ing, "auth-tls-verify-depth") {
+            None => 1,
+            Some(v) => match v.parse::<u8>() {
+                Ok(n) if n > 0 => n,
+                _ => {
+                    self.warn_ingress(
+                        id,
+                        &format!(
+                            "auth-tls-verify-depth {v:?} is not a positive whole number; its paths answer 503"
+                        ),
+                    );
+                    return Err(REFUSED);
+                }
+            },
+        };
+        let pass_certificate = annotations::get(ing, "auth-tls-pass-certificate-to-upstream")
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        Ok(Some(Arc::new(ClientAuth {
+            secret,
+            verify,
+            depth,
+            pass_certificate,
+        })))
     }
 
     /// `proxy-read-timeout`: whole seconds, as ingress-nginx takes it.

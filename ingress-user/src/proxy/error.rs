@@ -50,6 +50,21 @@ pub enum ProxyError {
     NotImplemented,
     #[error("per-source limit: {0:?}")]
     Limited(crate::limit::Limited),
+    #[error("client certificate: {0:?}")]
+    ClientCert(CertRefusal),
+}
+
+/// Why a route that asks for client certificates (`auth-tls-*`) refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CertRefusal {
+    /// `auth-tls-verify-client: on` and the client sent none (nginx's 400).
+    Missing,
+    /// The connection's handshake was for another host (HTTP/2 connection
+    /// reuse, or a Host that differs from the SNI): 421, so that the client
+    /// opens a connection for this host.
+    Misdirected,
+    /// Plain HTTP to a route that needs a certificate.
+    NotTls,
 }
 
 impl ProxyError {
@@ -68,6 +83,9 @@ impl ProxyError {
             ProxyError::NotImplemented => StatusCode::NOT_IMPLEMENTED,
             // ingress-nginx's default limit-req-status-code and limit-conn-status-code.
             ProxyError::Limited(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::ClientCert(CertRefusal::Missing) => StatusCode::BAD_REQUEST,
+            ProxyError::ClientCert(CertRefusal::Misdirected) => StatusCode::MISDIRECTED_REQUEST,
+            ProxyError::ClientCert(CertRefusal::NotTls) => StatusCode::FORBIDDEN,
         }
     }
 
@@ -80,7 +98,8 @@ impl ProxyError {
             | ProxyError::ClientBody(_)
             | ProxyError::HeadTooLarge
             | ProxyError::NotImplemented
-            | ProxyError::Limited(_) => ErrorSource::Client,
+            | ProxyError::Limited(_)
+            | ProxyError::ClientCert(_) => ErrorSource::Client,
             ProxyError::UpstreamConnect(_)
             | ProxyError::UpstreamTimeout
             | ProxyError::Upstream(_) => ErrorSource::Upstream,
@@ -111,6 +130,15 @@ impl ProxyError {
             ProxyError::NotImplemented => "501 not implemented: unsupported transfer coding\n",
             ProxyError::Limited(_) => {
                 "503 service unavailable: too many requests from your address\n"
+            }
+            ProxyError::ClientCert(CertRefusal::Missing) => {
+                "400 bad request: no required SSL certificate was sent\n"
+            }
+            ProxyError::ClientCert(CertRefusal::Misdirected) => {
+                "421 misdirected request: this connection was not made for this host\n"
+            }
+            ProxyError::ClientCert(CertRefusal::NotTls) => {
+                "403 forbidden: this host needs a client certificate over HTTPS\n"
             }
         }
     }

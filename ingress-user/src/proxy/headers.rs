@@ -59,6 +59,18 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// ingress-nginx's client-certificate headers (`auth-tls-*`).
+pub const SSL_CLIENT_VERIFY: HeaderName = HeaderName::from_static("ssl-client-verify");
+pub const SSL_CLIENT_CERT: HeaderName = HeaderName::from_static("ssl-client-cert");
+/// Every `ssl-client-*` header ingress-nginx may set: a client's own are
+/// removed on routes that ask for certificates.
+pub const SSL_CLIENT: [HeaderName; 4] = [
+    SSL_CLIENT_VERIFY,
+    SSL_CLIENT_CERT,
+    HeaderName::from_static("ssl-client-subject-dn"),
+    HeaderName::from_static("ssl-client-issuer-dn"),
+];
+
 /// What the proxy knows about the downstream connection.
 #[derive(Clone, Copy, Debug)]
 pub struct Downstream {

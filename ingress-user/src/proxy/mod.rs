@@ -26,7 +26,7 @@ use http::{
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
-pub use error::{ErrorSource, ProxyError};
+pub use error::{CertRefusal, ErrorSource, ProxyError};
 pub use server::{serve_http, serve_https};
 pub use upstream::Upstream;
 
@@ -40,6 +40,7 @@ use crate::{
         normalize_host,
     },
     snapshot::SnapshotCell,
+    tls::ClientCert,
 };
 use body::{RequestBody, ResponseBody};
 use headers::Downstream;
@@ -66,6 +67,20 @@ pub struct Proxy {
 pub struct ConnState {
     /// The first request's verdict was reported to XDP.
     flow_reported: std::sync::atomic::AtomicBool,
+    /// The TLS handshake asked for a client certificate (its SNI names a
+    /// host with `auth-tls-*`): what it asked, and what came.
+    client_cert: Option<ClientCert>,
+    /// TLS with ALPN `h2`: hyper serves the connection from the start.
+    alpn_h2: bool,
+}
+
+impl ConnState {
+    pub fn with_client_cert(cert: ClientCert) -> Self {
+        Self {
+            client_cert: Some(cert),
+            ..Self::default()
+        }
+    }
 }
 
 /// What the route says to do with a request.
@@ -83,9 +98,37 @@ struct Target {
     /// The pod must send the response head, and each read of the body,
     /// within this (the rule's `proxy-read-timeout`, else the default).
     read_timeout: std::time::Duration,
+    /// The route asks for client certificates: what the pod is told
+    /// (`ssl-client-verify`, and `ssl-client-cert` when passed on).
+    client_cert: Option<(HeaderValue, Option<HeaderValue>)>,
     /// Counts the request against its source's `limit-connections` until
     /// the response body ends (or the upgraded connection closes).
     in_flight: Option<LimitGuard>,
+}
+
+/// Whether the connection carries what `required` asks for; if so, the
+/// `ssl-client-verify` and `ssl-client-cert` values for the pod.
+fn client_cert_headers(
+    down: &Downstream,
+    conn: &ConnState,
+    required: &crate::model::ClientAuth,
+) -> Result<(HeaderValue, Option<HeaderValue>), CertRefusal> {
+    let Some(cert) = &conn.client_cert else {
+        return Err(if down.tls {
+            CertRefusal::Misdirected
+        } else {
+            CertRefusal::NotTls
+        });
+    };
+    if *cert.asked != *required {
+        return Err(CertRefusal::Misdirected);
+    }
+    if cert.leaf.is_none() && required.verify == crate::model::ClientVerify::On {
+        return Err(CertRefusal::Missing);
+    }
+    let verify = HeaderValue::from_str(&cert.verify)
+        .unwrap_or(HeaderValue::from_static("FAILED:unprintable reason"));
+    Ok((verify, cert.escaped.clone()))
 }
 
 /// Attempts at most for a request that may be retried (another endpoint each time).
@@ -134,7 +177,7 @@ impl Proxy {
         conn: &ConnState,
         req: Request<Incoming>,
     ) -> Result<Response<ProxyBody>, Infallible> {
-        let (decision, stats) = self.pick(&down, &req);
+        let (decision, stats) = self.pick(&down, conn, &req);
         self.report_flow(&down, conn, &decision);
         let result = match decision {
             Ok(Decision::Forward(target)) => self.forward(&down, req, target).await,
@@ -157,6 +200,7 @@ impl Proxy {
     fn pick(
         &self,
         down: &Downstream,
+        conn: &ConnState,
         req: &Request<Incoming>,
     ) -> (Result<Decision, ProxyError>, Arc<HostStats>) {
         let raw_host = req
@@ -165,7 +209,7 @@ impl Proxy {
             .and_then(|h| h.to_str().ok())
             .or_else(|| req.uri().authority().map(|a| a.as_str()));
         let pq = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
-        self.route(down, raw_host, req.uri().path(), pq)
+        self.route(down, conn, raw_host, req.uri().path(), pq)
     }
 
     /// Route and peer for a request to `raw_host` (as sent) and `path`;
@@ -173,6 +217,7 @@ impl Proxy {
     fn route(
         &self,
         down: &Downstream,
+        conn: &ConnState,
         raw_host: Option<&str>,
         path: &str,
         target: &str,
@@ -194,6 +239,13 @@ impl Proxy {
         if route.rule.is_some_and(|r| !r.admits(down.client.ip())) {
             return (Err(ProxyError::Forbidden), stats);
         }
+        let client_cert = match route.rule.and_then(|r| r.client_auth.as_deref()) {
+            None => None,
+            Some(required) => match client_cert_headers(down, conn, required) {
+                Ok(headers) => Some(headers),
+                Err(why) => return (Err(ProxyError::ClientCert(why)), stats),
+            },
+        };
         let in_flight = match route
             .rule
             .and_then(|r| snap.limiters.get(r.limit? as usize))
@@ -229,6 +281,7 @@ impl Proxy {
                     backend: route.backend.clone(),
                     body_limit,
                     read_timeout,
+                    client_cert: client_cert.clone(),
                     in_flight,
                 })
             })
@@ -315,6 +368,16 @@ impl Proxy {
             parts
                 .headers
                 .insert(TE, HeaderValue::from_static("trailers"));
+        }
+        if let Some((verify, cert)) = target.client_cert.take() {
+            // Only the proxy speaks for the client's certificate.
+            for name in headers::SSL_CLIENT {
+                parts.headers.remove(name);
+            }
+            parts.headers.insert(headers::SSL_CLIENT_VERIFY, verify);
+            if let Some(cert) = cert {
+                parts.headers.insert(headers::SSL_CLIENT_CERT, cert);
+            }
         }
         if let Some(proto) = &upgrade {
             parts

@@ -14,7 +14,10 @@ use tokio::{
 };
 
 use super::{ConnState, Proxy, abort::Abort, headers::Downstream};
-use crate::shutdown::Shutdown;
+use crate::{
+    model::{HOST_BUF_LEN, normalize_host},
+    shutdown::Shutdown,
+};
 
 /// Concurrent HTTP/2 streams per connection.
 const MAX_H2_STREAMS: u32 = 256;
@@ -60,12 +63,12 @@ async fn serve_any<I>(
     down: Downstream,
     watcher: hyper_util::server::graceful::Watcher,
     shutdown: Shutdown,
-    h2: bool,
+    conn_state: ConnState,
 ) where
     I: AsyncRead + AsyncWrite + Abort + Unpin + Send + 'static,
 {
-    let conn_state = Arc::new(ConnState::default());
-    if h2 {
+    let conn_state = Arc::new(conn_state);
+    if conn_state.alpn_h2 {
         return serve_connection(proxy, builder, io, down, watcher, conn_state).await;
     }
     if let Some(rest) = super::h1::serve(&proxy, io, down, &conn_state, &shutdown).await {
@@ -128,6 +131,39 @@ async fn drain(proxy: &Proxy, graceful: GracefulShutdown) {
     }
 }
 
+/// The TLS handshake. When a host asks for client certificates
+/// (`auth-tls-*`) the ClientHello is read first and its SNI picks the
+/// config; the connection state records what was asked and what came.
+async fn handshake(
+    proxy: &Proxy,
+    acceptor: &tokio_rustls::TlsAcceptor,
+    stream: TcpStream,
+) -> std::io::Result<(tokio_rustls::server::TlsStream<TcpStream>, ConnState)> {
+    if !proxy.snapshots.load().tls.asks_for_client_certs() {
+        return Ok((acceptor.accept(stream).await?, ConnState::default()));
+    }
+    let start =
+        tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), stream).await?;
+    let mut buf = [0u8; HOST_BUF_LEN];
+    let host_auth = {
+        let hello = start.client_hello();
+        let sni = hello
+            .server_name()
+            .and_then(|n| normalize_host(n, &mut buf));
+        proxy.snapshots.load().tls.client_auth(sni).cloned()
+    };
+    let Some(host_auth) = host_auth else {
+        let tls = start.into_stream(acceptor.config().clone()).await?;
+        return Ok((tls, ConnState::default()));
+    };
+    let config = host_auth
+        .config(&proxy.snapshots)
+        .map_err(std::io::Error::other)?;
+    let tls = start.into_stream(config).await?;
+    let cert = host_auth.outcome(tls.get_ref().1);
+    Ok((tls, ConnState::with_client_cert(cert)))
+}
+
 /// Plain HTTP (HTTP/1.1 and h2c) until `shutdown`, then drain.
 pub async fn serve_http(proxy: Arc<Proxy>, listener: TcpListener, shutdown: Shutdown) {
     let fallback_local = listener
@@ -149,7 +185,7 @@ pub async fn serve_http(proxy: Arc<Proxy>, listener: TcpListener, shutdown: Shut
             down,
             graceful.watcher(),
             shutdown.clone(),
-            false,
+            ConnState::default(),
         ));
     }
     drop(listener);
@@ -185,10 +221,11 @@ pub async fn serve_https(
             shutdown.clone(),
         );
         tokio::spawn(async move {
-            match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
-                Ok(Ok(tls)) => {
-                    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-                    serve_any(proxy, builder, tls, down, watcher, shutdown, h2).await;
+            let handshake = handshake(&proxy, &acceptor, stream);
+            match tokio::time::timeout(handshake_timeout, handshake).await {
+                Ok(Ok((tls, mut conn_state))) => {
+                    conn_state.alpn_h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+                    serve_any(proxy, builder, tls, down, watcher, shutdown, conn_state).await;
                 }
                 Ok(Err(e)) => tracing::debug!(client = %client, "TLS handshake failed: {e}"),
                 Err(_) => tracing::debug!(client = %client, "TLS handshake timed out"),

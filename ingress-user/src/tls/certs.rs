@@ -14,7 +14,8 @@ use rustls::{
     sign::CertifiedKey,
 };
 
-use crate::model::{NamespacedName, Objects, TlsBinding, Warning};
+use super::client_auth::{CA_CRT, HostAuth, ca_roots};
+use crate::model::{ClientAuth, NamespacedName, Objects, TlsBinding, Warning};
 
 const TLS_CRT: &str = "tls.crt";
 const TLS_KEY: &str = "tls.key";
@@ -72,9 +73,28 @@ pub struct TlsTable {
     /// `*.parent` certificates, keyed by `parent`.
     wildcard: HashMap<Box<str>, Arc<CertifiedKey>>,
     default: Option<Arc<CertifiedKey>>,
+    /// Hosts whose handshakes ask for a client certificate (`auth-tls-*`).
+    client_auth: HashMap<Box<str>, Arc<HostAuth>>,
+    /// The same for `*.parent` hosts, keyed by `parent`.
+    client_auth_wildcard: HashMap<Box<str>, Arc<HostAuth>>,
 }
 
 impl TlsTable {
+    /// Whether any host asks for client certificates.
+    pub fn asks_for_client_certs(&self) -> bool {
+        !self.client_auth.is_empty() || !self.client_auth_wildcard.is_empty()
+    }
+
+    /// What a handshake for `sni` (lowercased) asks of the client: exact
+    /// host, then `*.parent`.
+    pub fn client_auth(&self, sni: Option<&str>) -> Option<&Arc<HostAuth>> {
+        let name = sni?;
+        self.client_auth.get(name).or_else(|| {
+            let (_, parent) = name.split_once('.')?;
+            self.client_auth_wildcard.get(parent)
+        })
+    }
+
     /// `sni` already lowercased; `None` (no SNI, or an IP) gets the default.
     pub fn lookup(&self, sni: Option<&str>) -> Option<&Arc<CertifiedKey>> {
         let by_name = sni.and_then(|name| {
@@ -106,6 +126,9 @@ struct Cached {
 /// Builds `TlsTable`s, remembering the last good certificate of each Secret.
 pub struct CertStore {
     cache: HashMap<NamespacedName, Cached>,
+    /// Client-certificate settings with their CA, kept while their Secret's
+    /// `ca.crt` is unchanged (so are their session tickets).
+    client_auth: HashMap<ClientAuth, (Option<u64>, Arc<HostAuth>)>,
     self_signed: Arc<CertifiedKey>,
 }
 
@@ -115,6 +138,7 @@ impl CertStore {
         let self_signed = self_signed()?;
         Ok(Self {
             cache: HashMap::new(),
+            client_auth: HashMap::new(),
             self_signed,
         })
     }
@@ -177,6 +201,81 @@ impl CertStore {
         table
     }
 
+    /// Adds to `table` the hosts that ask for client certificates, each
+    /// with its Secret's CA. A missing or broken CA is an error and no
+    /// certificate verifies for that host until it is fixed.
+    pub fn add_client_auth(
+        &mut self,
+        table: &mut TlsTable,
+        objects: &Objects,
+        hosts: &[(String, Arc<ClientAuth>)],
+        warnings: &mut Vec<Warning>,
+    ) {
+        let mut current: HashMap<ClientAuth, (Option<u64>, Arc<HostAuth>)> = HashMap::new();
+        for (host, auth) in hosts {
+            let entry = match current.get(&**auth) {
+                Some((_, e)) => e.clone(),
+                None => {
+                    let ca = self.ca(objects, auth, warnings);
+                    let content = ca.as_ref().map(|(c, _)| *c);
+                    let entry = match self.client_auth.get(&**auth) {
+                        Some((c, e)) if *c == content => e.clone(),
+                        _ => Arc::new(HostAuth::new(auth.clone(), ca.map(|(_, roots)| roots))),
+                    };
+                    current.insert((**auth).clone(), (content, entry.clone()));
+                    entry
+                }
+            };
+            match host.strip_prefix("*.") {
+                Some(parent) => table.client_auth_wildcard.insert(parent.into(), entry),
+                None => table.client_auth.insert(host.as_str().into(), entry),
+            };
+        }
+        self.client_auth = current;
+    }
+
+    /// The CA of `auth`'s Secret (a hash of `ca.crt`, and its roots).
+    fn ca(
+        &self,
+        objects: &Objects,
+        auth: &ClientAuth,
+        warnings: &mut Vec<Warning>,
+    ) -> Option<(u64, Arc<rustls::RootCertStore>)> {
+        let id = &auth.secret;
+        let refuse = "client certificates are refused until it is fixed";
+        let Some(secret) = objects.secrets.get(id) else {
+            warnings.push(
+                Warning::error(
+                    format!("Secret {id}"),
+                    format!(
+                        "not found (auth-tls-secret; in Kubernetes mode only kubernetes.io/tls Secrets are read); {refuse}"
+                    ),
+                )
+                .because("SecretNotFound"),
+            );
+            return None;
+        };
+        let Some(pem) = secret_field(secret, CA_CRT) else {
+            warnings.push(
+                Warning::error(format!("Secret {id}"), format!("needs {CA_CRT}; {refuse}"))
+                    .because("InvalidSecret"),
+            );
+            return None;
+        };
+        let mut h = DefaultHasher::new();
+        pem.hash(&mut h);
+        match ca_roots(&pem) {
+            Ok(roots) => Some((h.finish(), roots)),
+            Err(e) => {
+                warnings.push(
+                    Warning::error(format!("Secret {id}"), format!("{e}; {refuse}"))
+                        .because("InvalidSecret"),
+                );
+                None
+            }
+        }
+    }
+
     /// The Secret's certificate: freshly parsed when its content changed,
     /// else cached; the last good one when it is now missing or broken.
     fn load(
@@ -204,21 +303,8 @@ impl CertStore {
         {
             return Some(c.key.clone());
         }
-        let field = |name: &str| -> Option<Vec<u8>> {
-            secret
-                .data
-                .as_ref()
-                .and_then(|d| d.get(name))
-                .map(|b| b.0.clone())
-                .or_else(|| {
-                    secret
-                        .string_data
-                        .as_ref()
-                        .and_then(|d| d.get(name))
-                        .map(|s| s.as_bytes().to_vec())
-                })
-        };
-        let (Some(crt), Some(key)) = (field(TLS_CRT), field(TLS_KEY)) else {
+        let (Some(crt), Some(key)) = (secret_field(secret, TLS_CRT), secret_field(secret, TLS_KEY))
+        else {
             warnings.push(
                 Warning::error(
                     format!("Secret {id}"),
@@ -269,6 +355,22 @@ impl CertStore {
             "the default certificate is served instead"
         }
     }
+}
+
+/// A field of a Secret, from `data` or `stringData`.
+fn secret_field(secret: &Secret, name: &str) -> Option<Vec<u8>> {
+    secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(name))
+        .map(|b| b.0.clone())
+        .or_else(|| {
+            secret
+                .string_data
+                .as_ref()
+                .and_then(|d| d.get(name))
+                .map(|s| s.as_bytes().to_vec())
+        })
 }
 
 /// SHA-256 of a DER certificate, hex, as `openssl x509 -fingerprint -sha256` shows it.

@@ -3,7 +3,9 @@
 //! the default certificate).
 
 mod certs;
+mod client_auth;
 mod resolver;
 
 pub use certs::{CertError, CertStore, TlsTable, certified_key, provider};
+pub use client_auth::{ClientCert, HostAuth};
 pub use resolver::{SniResolver, UnverifiedChain, server_config};

@@ -7,7 +7,7 @@ use rustls::{
     client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier},
     crypto::{WebPkiSupportedAlgorithms, verify_tls12_signature, verify_tls13_signature},
     pki_types::{CertificateDer, ServerName, UnixTime},
-    server::{ClientHello, ResolvesServerCert},
+    server::{ClientHello, ResolvesServerCert, danger::ClientCertVerifier},
     sign::CertifiedKey,
 };
 
@@ -37,10 +37,29 @@ impl ResolvesServerCert for SniResolver {
 /// TLS 1.2 and 1.3, ALPN h2 and http/1.1, session resumption by tickets
 /// and by session id.
 pub fn server_config(snapshots: Arc<SnapshotCell>) -> Result<Arc<ServerConfig>, rustls::Error> {
-    let mut config = ServerConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
-        .with_no_client_auth()
-        .with_cert_resolver(Arc::new(SniResolver { snapshots }));
+    finish(
+        ServerConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+            .with_no_client_auth()
+            .with_cert_resolver(Arc::new(SniResolver { snapshots })),
+    )
+}
+
+/// The same, asking clients for a certificate that `verifier` checks; its
+/// own ticketer and session cache.
+pub fn server_config_with(
+    snapshots: Arc<SnapshotCell>,
+    verifier: Arc<dyn ClientCertVerifier>,
+) -> Result<Arc<ServerConfig>, rustls::Error> {
+    finish(
+        ServerConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+            .with_client_cert_verifier(verifier)
+            .with_cert_resolver(Arc::new(SniResolver { snapshots })),
+    )
+}
+
+fn finish(mut config: ServerConfig) -> Result<Arc<ServerConfig>, rustls::Error> {
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     config.ticketer = rustls::crypto::ring::Ticketer::new()?;
     Ok(Arc::new(config))

@@ -379,7 +379,7 @@ impl Proxy {
         let head_request = method == "HEAD";
         let (path, _query) = target.split_once('?').unwrap_or((target, ""));
         let raw_host = info.host.and_then(|h| std::str::from_utf8(h).ok());
-        let (decision, stats) = self.route(down, raw_host, path, target);
+        let (decision, stats) = self.route(down, conn, raw_host, path, target);
         self.report_flow(down, conn, &decision);
         let reply = |status, body, location| {
             Prepared::Reply(Reply {
@@ -409,7 +409,8 @@ impl Proxy {
         let Peer::Addr(peer) = target.peer else {
             return Prepared::HandOff;
         };
-        if target.backend.protocol != BackendProtocol::Http {
+        // Client-certificate headers for the pod: hyper's path sets them.
+        if target.backend.protocol != BackendProtocol::Http || target.client_cert.is_some() {
             return Prepared::HandOff;
         }
         if let (Framing::Length(n), Some(limit)) = (framing, target.body_limit)
