@@ -507,7 +507,7 @@ fn client_certificates_are_asked_for_and_verified_per_host() {
                 "mtls",
                 &["mtls.test"],
                 "site",
-                &[],
+                &[("pkcs8", &["mtls.test"])],
                 &[
                     (
                         "nginx.ingress.kubernetes.io/auth-tls-secret",
@@ -595,11 +595,13 @@ fn client_certificates_are_asked_for_and_verified_per_host() {
     // 421, so that the client connects again for that host.
     let r = get("pkcs8.test", &good, "mtls.test", "").unwrap();
     assert_eq!(r.status, 421, "{}", r.text());
-    // Plain HTTP cannot carry a certificate.
+    // Plain HTTP to a TLS host is sent to HTTPS first; where it is not,
+    // it cannot carry a certificate.
     assert_eq!(
         http1::get(agent.http, "mtls.test", "/").unwrap().status,
-        403
+        308
     );
+    assert_eq!(http1::get(agent.http, "opt.test", "/").unwrap().status, 403);
 
     // optional: served without a certificate, and the pod is told so.
     let r = get(

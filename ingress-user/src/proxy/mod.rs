@@ -239,13 +239,6 @@ impl Proxy {
         if route.rule.is_some_and(|r| !r.admits(down.client.ip())) {
             return (Err(ProxyError::Forbidden), stats);
         }
-        let client_cert = match route.rule.and_then(|r| r.client_auth.as_deref()) {
-            None => None,
-            Some(required) => match client_cert_headers(down, conn, required) {
-                Ok(headers) => Some(headers),
-                Err(why) => return (Err(ProxyError::ClientCert(why)), stats),
-            },
-        };
         let in_flight = match route
             .rule
             .and_then(|r| snap.limiters.get(r.limit? as usize))
@@ -265,6 +258,14 @@ impl Proxy {
                 stats,
             );
         }
+        // After the redirect: plain HTTP to a TLS host goes to HTTPS first.
+        let client_cert = match route.rule.and_then(|r| r.client_auth.as_deref()) {
+            None => None,
+            Some(required) => match client_cert_headers(down, conn, required) {
+                Ok(headers) => Some(headers),
+                Err(why) => return (Err(ProxyError::ClientCert(why)), stats),
+            },
+        };
         let body_limit = route
             .rule
             .map_or(Some(DEFAULT_BODY_LIMIT), |r| r.body_limit);
@@ -281,7 +282,7 @@ impl Proxy {
                     backend: route.backend.clone(),
                     body_limit,
                     read_timeout,
-                    client_cert: client_cert.clone(),
+                    client_cert,
                     in_flight,
                 })
             })
