@@ -564,6 +564,28 @@ fn proxy_read_timeout_bounds_the_wait_for_a_slow_pod_per_ingress() {
         .raw(b"GET /delay/1500 HTTP/1.0\r\nHost: slow.test\r\n\r\n")
         .unwrap();
     assert_eq!(r.status, 504, "{}", r.text());
+    // A pod that stalls in the body: the response is cut after the read
+    // timeout, on the fast path (HTTP/1.1) and hyper's (HTTP/1.0).
+    for version in ["1.1", "1.0"] {
+        let started = std::time::Instant::now();
+        let mut conn = std::net::TcpStream::connect(agent.http).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        std::io::Write::write_all(
+            &mut conn,
+            format!("GET /drip/2500 HTTP/{version}\r\nHost: slow.test\r\n\r\n").as_bytes(),
+        )
+        .unwrap();
+        let mut got = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut conn, &mut got);
+        let got = String::from_utf8_lossy(&got);
+        assert!(got.contains("first"), "HTTP/{version}: {got}");
+        assert!(!got.contains("last"), "HTTP/{version}: {got}");
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_millis(900) && took < Duration::from_millis(2000),
+            "HTTP/{version}: {took:?}"
+        );
+    }
     // Without the annotation: the default (60 s).
     assert_eq!(
         http1::get(agent.http, "patient.test", "/delay/1500")

@@ -3,8 +3,10 @@
 //! bodiless request being retried on another endpoint).
 
 use std::{
+    future::Future,
     pin::Pin,
     task::{Context, Poll},
+    time::Duration,
 };
 
 use bytes::Bytes;
@@ -104,29 +106,72 @@ pub fn body_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a Re
 
 /// The pod's response on its way to the client, holding the request's
 /// `limit-connections` slot until the body has been passed on (or dropped).
+/// A pod that sends nothing for the read timeout (`proxy-read-timeout`)
+/// has its response cut, as on the HTTP/1.1 fast path.
 pub struct ResponseBody {
     inner: Incoming,
     _in_flight: Option<LimitGuard>,
+    read_timeout: Option<Duration>,
+    /// The read timer, made on the first wait and reset on later ones.
+    idle: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// The timer runs for the current wait.
+    armed: bool,
 }
 
+/// The pod sent nothing for the read timeout.
+#[derive(Debug, thiserror::Error)]
+#[error("the pod sent no response data for {0:?}")]
+pub struct ReadTimeout(Duration);
+
 impl ResponseBody {
-    pub fn new(inner: Incoming, in_flight: Option<LimitGuard>) -> Self {
+    /// `read_timeout`: `None` for a tunnel's 101 response, which has no body.
+    pub fn new(
+        inner: Incoming,
+        in_flight: Option<LimitGuard>,
+        read_timeout: Option<Duration>,
+    ) -> Self {
         Self {
             inner,
             _in_flight: in_flight,
+            read_timeout,
+            idle: None,
+            armed: false,
         }
     }
 }
 
 impl Body for ResponseBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        Pin::new(&mut self.get_mut().inner).poll_frame(cx)
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                // Data came (or the end): the next wait starts afresh.
+                this.armed = false;
+                Poll::Ready(frame.map(|f| f.map_err(Into::into)))
+            }
+            Poll::Pending => {
+                let Some(timeout) = this.read_timeout else {
+                    return Poll::Pending;
+                };
+                let idle = this
+                    .idle
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                if !this.armed {
+                    idle.as_mut().reset(tokio::time::Instant::now() + timeout);
+                    this.armed = true;
+                }
+                match idle.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Some(Err(ReadTimeout(timeout).into()))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
     }
 
     fn is_end_stream(&self) -> bool {

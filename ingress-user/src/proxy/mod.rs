@@ -421,12 +421,13 @@ impl Proxy {
             let upstream = hyper::upgrade::on(&mut resp);
             tokio::spawn(tunnel(client, upstream, target.in_flight.take()));
             headers::ensure_server(resp.headers_mut());
-            return Ok(resp.map(|b| Either::Left(ResponseBody::new(b, None))));
+            return Ok(resp.map(|b| Either::Left(ResponseBody::new(b, None, None))));
         }
         headers::strip_hop_by_hop(resp.headers_mut());
         headers::ensure_server(resp.headers_mut());
         let in_flight = target.in_flight.take();
-        Ok(resp.map(|b| Either::Left(ResponseBody::new(b, in_flight))))
+        let read_timeout = Some(target.read_timeout);
+        Ok(resp.map(|b| Either::Left(ResponseBody::new(b, in_flight, read_timeout))))
     }
 }
 
