@@ -468,41 +468,47 @@ fn external_name_services_route_only_when_enabled() {
     assert_eq!(r.header("x-pod"), Some("ext-1"));
 }
 
-#[test]
-fn source_ranges_and_unimplemented_access_rules_are_enforced() {
+/// One echo pod behind Service `live`, and per `(name, annotations)` an
+/// Ingress routing `name.test` to it with those annotations.
+fn one_pod_per_host(ingresses: &[(&str, &str)]) -> (Vec<Backend>, ManifestDir) {
     let live = pods("live", 1);
     let dir = ManifestDir::new();
     dir.write("class.yaml", CLASS);
     dir.write("svc.yaml", &service("live", &[&live[0]]));
-    let ingress = |name: &str, annotations: &str| {
-        format!(
-            "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: {name}\n  annotations: {{{annotations}}}\n\
-             spec:\n  rules:\n  - host: {name}.test\n    http:\n      paths:\n      - {{path: /, pathType: Prefix, backend: {{service: {{name: live, port: {{number: 80}}}}}}}}\n---\n"
-        )
-    };
-    dir.write(
-        "ing.yaml",
-        &[
-            ingress(
-                "lists",
-                "nginx.ingress.kubernetes.io/allowlist-source-range: \"127.0.0.0/24\", \
-                 nginx.ingress.kubernetes.io/denylist-source-range: \"127.0.0.3/32\"",
-            ),
-            ingress(
-                "auth",
-                "nginx.ingress.kubernetes.io/auth-type: basic, nginx.ingress.kubernetes.io/auth-secret: users",
-            ),
-            ingress(
-                "baddeny",
-                "xingress.dev/denylist-source-range: \"127.0.0.3/32, 10.0.0.0/33\"",
-            ),
-            ingress(
-                "ignored",
-                "nginx.ingress.kubernetes.io/proxy-read-timeout: \"30\"",
-            ),
-        ]
-        .concat(),
-    );
+    let yaml: String = ingresses
+        .iter()
+        .map(|(name, annotations)| {
+            format!(
+                "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: {name}\n  annotations: {{{annotations}}}\n\
+                 spec:\n  rules:\n  - host: {name}.test\n    http:\n      paths:\n      - {{path: /, pathType: Prefix, backend: {{service: {{name: live, port: {{number: 80}}}}}}}}\n---\n"
+            )
+        })
+        .collect();
+    dir.write("ing.yaml", &yaml);
+    (live, dir)
+}
+
+#[test]
+fn source_ranges_and_unimplemented_access_rules_are_enforced() {
+    let (_live, dir) = one_pod_per_host(&[
+        (
+            "lists",
+            "nginx.ingress.kubernetes.io/allowlist-source-range: \"127.0.0.0/24\", \
+             nginx.ingress.kubernetes.io/denylist-source-range: \"127.0.0.3/32\"",
+        ),
+        (
+            "auth",
+            "nginx.ingress.kubernetes.io/auth-type: basic, nginx.ingress.kubernetes.io/auth-secret: users",
+        ),
+        (
+            "baddeny",
+            "xingress.dev/denylist-source-range: \"127.0.0.3/32, 10.0.0.0/33\"",
+        ),
+        (
+            "ignored",
+            "nginx.ingress.kubernetes.io/proxy-read-timeout: \"30\"",
+        ),
+    ]);
     let agent = ready_agent(&dir, &[]);
     let status = |from: [u8; 4], host: &str| {
         http1::Conn::connect_from(from.into(), agent.http)
@@ -525,27 +531,13 @@ fn source_ranges_and_unimplemented_access_rules_are_enforced() {
 
 #[test]
 fn proxy_read_timeout_bounds_the_wait_for_a_slow_pod_per_ingress() {
-    let live = pods("live", 1);
-    let dir = ManifestDir::new();
-    dir.write("class.yaml", CLASS);
-    dir.write("svc.yaml", &service("live", &[&live[0]]));
-    let ingress = |name: &str, annotations: &str| {
-        format!(
-            "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: {name}\n  annotations: {{{annotations}}}\n\
-             spec:\n  rules:\n  - host: {name}.test\n    http:\n      paths:\n      - {{path: /, pathType: Prefix, backend: {{service: {{name: live, port: {{number: 80}}}}}}}}\n---\n"
-        )
-    };
-    dir.write(
-        "ing.yaml",
-        &[
-            ingress(
-                "slow",
-                "nginx.ingress.kubernetes.io/proxy-read-timeout: \"1\"",
-            ),
-            ingress("patient", ""),
-        ]
-        .concat(),
-    );
+    let (_live, dir) = one_pod_per_host(&[
+        (
+            "slow",
+            "nginx.ingress.kubernetes.io/proxy-read-timeout: \"1\"",
+        ),
+        ("patient", ""),
+    ]);
     let agent = ready_agent(&dir, &[]);
     // The HTTP/1.1 fast path.
     let started = std::time::Instant::now();
