@@ -586,3 +586,77 @@ fn proxy_read_timeout_bounds_the_wait_for_a_slow_pod_per_ingress() {
         200
     );
 }
+
+#[test]
+fn redirect_annotations_answer_without_the_pod() {
+    let p = "nginx.ingress.kubernetes.io/";
+    let (_live, dir) = one_pod_per_host(&[
+        (
+            "moved",
+            &format!("{p}permanent-redirect: https://new.example/landing"),
+        ),
+        (
+            "moved308",
+            &format!(
+                "{p}permanent-redirect: https://new.example/, {p}permanent-redirect-code: \"308\""
+            ),
+        ),
+        (
+            "away",
+            &format!("{p}temporal-redirect: http://elsewhere.example/"),
+        ),
+        ("rooted", &format!("{p}app-root: /app")),
+        ("forced", &format!("{p}force-ssl-redirect: \"true\"")),
+    ]);
+    let agent = ready_agent(&dir, &[]);
+    let check = |host: &str, path: &str, status: u16, location: Option<&str>| {
+        // The fast path (HTTP/1.1) and hyper's (HTTP/1.0) answer alike.
+        for version in ["1.1", "1.0"] {
+            let r = http1::Conn::connect(agent.http)
+                .unwrap()
+                .raw(
+                    format!(
+                        "GET {path} HTTP/{version}\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+                    )
+                    .as_bytes(),
+                )
+                .unwrap();
+            assert_eq!(
+                r.status,
+                status,
+                "{host}{path} HTTP/{version}: {}",
+                r.text()
+            );
+            assert_eq!(
+                r.header("location"),
+                location,
+                "{host}{path} HTTP/{version}"
+            );
+        }
+    };
+    check(
+        "moved.test",
+        "/any/path?q=1",
+        301,
+        Some("https://new.example/landing"),
+    );
+    check("moved308.test", "/", 308, Some("https://new.example/"));
+    check("away.test", "/x", 302, Some("http://elsewhere.example/"));
+    // app-root: only `/`, on the host as the client wrote it.
+    check(
+        "rooted.test:8080",
+        "/",
+        302,
+        Some("http://rooted.test:8080/app"),
+    );
+    check("rooted.test", "/app", 200, None);
+    check("rooted.test", "/other", 200, None);
+    // force-ssl-redirect: to HTTPS although the Ingress has no TLS section.
+    let port = agent.https.port();
+    check(
+        "forced.test",
+        "/a?b",
+        308,
+        Some(&*format!("https://forced.test:{port}/a?b")),
+    );
+}

@@ -25,21 +25,27 @@ pub fn get<'a>(ing: &'a Ingress, name: &str) -> Option<&'a str> {
 /// The annotations xingress implements, under either prefix.
 pub const SUPPORTED: &[&str] = &[
     "allowlist-source-range",
+    "app-root",
     "auth-tls-pass-certificate-to-upstream",
     "auth-tls-secret",
     "auth-tls-verify-client",
     "auth-tls-verify-depth",
     "backend-protocol",
     "denylist-source-range",
+    "force-ssl-redirect",
     "limit-allowlist",
     "limit-burst-multiplier",
     "limit-connections",
     "limit-rpm",
     "limit-rps",
     "limit-whitelist",
+    "permanent-redirect",
+    "permanent-redirect-code",
     "proxy-body-size",
     "proxy-read-timeout",
     "ssl-redirect",
+    "temporal-redirect",
+    "temporal-redirect-code",
     "whitelist-source-range",
 ];
 
@@ -110,6 +116,17 @@ pub struct RateLimit {
     /// Sources the limits do not apply to (`limit-allowlist`, older name
     /// `limit-whitelist`).
     pub exempt: std::sync::Arc<[super::Cidr]>,
+}
+
+/// What the proxy answers itself instead of forwarding, from
+/// `permanent-redirect` / `temporal-redirect` (every request of the
+/// Ingress) or `app-root` (requests for `/`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Redirect {
+    /// 3xx.
+    pub code: u16,
+    /// An absolute http(s) URL, or for `app-root` a path on the same host.
+    pub location: Box<str>,
 }
 
 /// Client certificates an Ingress asks for (`auth-tls-*`): verified against

@@ -27,6 +27,11 @@ pub struct PathRule {
     /// Plain-HTTP requests get a 308 to HTTPS: the host has TLS and the
     /// Ingress does not say `ssl-redirect: "false"`.
     pub redirect_https: bool,
+    /// Every request gets this redirect (`permanent-redirect`,
+    /// `temporal-redirect`) instead of being forwarded.
+    pub redirect: Option<Arc<super::annotations::Redirect>>,
+    /// Requests for `/` get a 302 to this path on the same host (`app-root`).
+    pub app_root: Option<Arc<str>>,
     /// Sources allowed by the Ingress's `allowlist-source-range`; `None`: all.
     pub allow: Option<Arc<[Cidr]>>,
     /// Sources refused by the Ingress's `denylist-source-range`, even those

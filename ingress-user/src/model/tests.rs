@@ -735,3 +735,76 @@ fn client_certificate_annotations_bind_hosts_or_refuse_the_ingress() {
     assert!(warned("auth-tls-verify-client \"maybe\""));
     assert!(warned("auth-tls-match-cn restricts"));
 }
+
+#[test]
+fn redirect_annotations_are_validated_per_ingress() {
+    let with = |name: &str, annotations: &str| {
+        format!(
+            "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: {name}\n  annotations: {{{annotations}}}\n\
+             spec:\n  ingressClassName: xingress\n  rules:\n{}---\n",
+            rule(&format!("{name}.test"), &[("/", "Prefix", "a")])
+        )
+    };
+    let p = "nginx.ingress.kubernetes.io/";
+    let yaml = format!(
+        "{CLASS}{}{}{}{}{}{}{}",
+        service("a", 1, 1),
+        with(
+            "perm",
+            &format!("{p}permanent-redirect: https://new.example/x")
+        ),
+        with(
+            "code",
+            &format!(
+                "{p}permanent-redirect: http://new.example/, {p}permanent-redirect-code: \"308\", {p}temporal-redirect: https://ignored.example/"
+            )
+        ),
+        with(
+            "temp",
+            &format!(
+                "{p}temporal-redirect: https://new.example/, {p}temporal-redirect-code: \"399\""
+            )
+        ),
+        with("bad", &format!("{p}permanent-redirect: /relative")),
+        with(
+            "root",
+            &format!("{p}app-root: /app, {p}force-ssl-redirect: \"true\"")
+        ),
+        with("badroot", &format!("{p}app-root: //evil.example")),
+    );
+    let mut o = Objects::default();
+    parse_documents(&yaml, "test.yaml", &mut o);
+    let t = translate(&o, &TranslateOptions::default());
+    let rule_of = |name: &str| {
+        t.table
+            .route(Some(&format!("{name}.test")), "/")
+            .unwrap()
+            .rule
+            .unwrap()
+    };
+    let redirect = |name: &str| {
+        rule_of(name)
+            .redirect
+            .as_ref()
+            .map(|r| (r.code, r.location.to_string()))
+    };
+    assert_eq!(
+        redirect("perm"),
+        Some((301, "https://new.example/x".into()))
+    );
+    assert_eq!(redirect("code"), Some((308, "http://new.example/".into())));
+    assert_eq!(redirect("temp"), Some((302, "https://new.example/".into())));
+    assert_eq!(redirect("bad"), None);
+    assert_eq!(rule_of("root").app_root.as_deref(), Some("/app"));
+    assert!(rule_of("root").redirect_https);
+    assert!(!rule_of("perm").redirect_https);
+    assert_eq!(rule_of("badroot").app_root, None);
+    let warned = |needle: &str| t.warnings.iter().any(|w| w.message.contains(needle));
+    assert!(warned(
+        "temporal-redirect-code \"399\" is not a redirect code"
+    ));
+    assert!(warned(
+        "permanent-redirect \"/relative\" is not an absolute http(s) URL"
+    ));
+    assert!(warned("app-root \"//evil.example\" is not a path"));
+}

@@ -17,7 +17,7 @@ use serde::Serialize;
 use super::{
     Backend, BackendTarget, ClassOptions, HostRules, NamespacedName, Objects, PathKind, PathRule,
     RoutingTable,
-    annotations::{self, BackendProtocol, ClientAuth, ClientVerify, RateLimit},
+    annotations::{self, BackendProtocol, ClientAuth, ClientVerify, RateLimit, Redirect},
     cidr::{self, Cidr},
     table::ANY_HOST_LABEL,
 };
@@ -178,6 +178,8 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
         let allow = cx.allow_list(id, ing);
         let body_limit = cx.body_limit(id, ing);
         let read_timeout = cx.read_timeout(id, ing);
+        let redirect = cx.redirect(id, ing);
+        let app_root = cx.app_root(id, ing);
         let limit = cx.rate_limit(id, ing).map(|l| {
             limits.push((id.clone(), l));
             (limits.len() - 1) as u32
@@ -258,6 +260,8 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
                             backend,
                             ingress: shared_id.clone(),
                             redirect_https: false,
+                            redirect: redirect.clone(),
+                            app_root: app_root.clone(),
                             allow: allow.clone(),
                             deny: deny.clone(),
                             client_auth: client_auth.clone(),
@@ -270,14 +274,18 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
             }
         }
     }
-    // Plain HTTP to a host with TLS is redirected, unless the rule's Ingress opts out.
-    let no_redirect: std::collections::HashSet<&NamespacedName> = ours
-        .iter()
-        .filter(|(_, ing)| {
-            annotations::get(ing, "ssl-redirect").is_some_and(|v| v.eq_ignore_ascii_case("false"))
-        })
-        .map(|&(id, _)| id)
-        .collect();
+    // Plain HTTP to a host with TLS is redirected, unless the rule's Ingress
+    // opts out; `force-ssl-redirect` redirects with or without TLS.
+    let flagged = |name: &str, value: &str| -> std::collections::HashSet<&NamespacedName> {
+        ours.iter()
+            .filter(|(_, ing)| {
+                annotations::get(ing, name).is_some_and(|v| v.eq_ignore_ascii_case(value))
+            })
+            .map(|&(id, _)| id)
+            .collect()
+    };
+    let no_redirect = flagged("ssl-redirect", "false");
+    let forced = flagged("force-ssl-redirect", "true");
     for (key, rules) in hosts.iter_mut() {
         let has_tls = match key {
             HostKey::Any => false,
@@ -285,7 +293,8 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
             k => tls_hosts.contains(&k.to_string()),
         };
         for rule in rules.values_mut() {
-            rule.redirect_https = has_tls && !no_redirect.contains(&*rule.ingress);
+            rule.redirect_https = (has_tls && !no_redirect.contains(&*rule.ingress))
+                || forced.contains(&*rule.ingress);
         }
     }
     if default_backend.is_none()
@@ -649,6 +658,65 @@ impl<'a> Cx<'a> {
             depth,
             pass_certificate,
         })))
+    }
+
+    /// `permanent-redirect` (301, or `permanent-redirect-code`), else
+    /// `temporal-redirect` (302, or `temporal-redirect-code`): an absolute
+    /// http(s) URL every request of the Ingress is sent to.
+    fn redirect(&mut self, id: &NamespacedName, ing: &Ingress) -> Option<Arc<Redirect>> {
+        let (kind, url, default_code) = match annotations::get(ing, "permanent-redirect") {
+            Some(url) => ("permanent-redirect", url, 301),
+            None => (
+                "temporal-redirect",
+                annotations::get(ing, "temporal-redirect")?,
+                302,
+            ),
+        };
+        let valid = (url.starts_with("http://") || url.starts_with("https://"))
+            && url.len() > "https://".len()
+            && url.bytes().all(|b| b.is_ascii_graphic());
+        if !valid {
+            self.warn_ingress(
+                id,
+                &format!("{kind} {url:?} is not an absolute http(s) URL; ignored"),
+            );
+            return None;
+        }
+        let code_name = format!("{kind}-code");
+        let code = match annotations::get(ing, &code_name) {
+            None => default_code,
+            Some(v) => match v.parse::<u16>() {
+                Ok(c) if (300..=308).contains(&c) => c,
+                _ => {
+                    self.warn_ingress(
+                        id,
+                        &format!("{code_name} {v:?} is not a redirect code (300-308); using {default_code}"),
+                    );
+                    default_code
+                }
+            },
+        };
+        Some(Arc::new(Redirect {
+            code,
+            location: url.into(),
+        }))
+    }
+
+    /// `app-root`: a path on the same host that requests for `/` go to.
+    fn app_root(&mut self, id: &NamespacedName, ing: &Ingress) -> Option<Arc<str>> {
+        let v = annotations::get(ing, "app-root")?;
+        let valid = v.starts_with('/')
+            && !v.starts_with("//")
+            && v.len() > 1
+            && v.bytes().all(|b| b.is_ascii_graphic());
+        if !valid {
+            self.warn_ingress(
+                id,
+                &format!("app-root {v:?} is not a path like /app; ignored"),
+            );
+            return None;
+        }
+        Some(v.into())
     }
 
     /// `proxy-read-timeout`: whole seconds, as ingress-nginx takes it.

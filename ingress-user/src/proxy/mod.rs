@@ -86,8 +86,8 @@ impl ConnState {
 /// What the route says to do with a request.
 enum Decision {
     Forward(Target),
-    /// 308 to this Location.
-    Redirect(HeaderValue),
+    /// A 3xx to this Location.
+    Redirect(StatusCode, HeaderValue),
 }
 
 /// Where a request goes, and what the rule says about it.
@@ -181,7 +181,7 @@ impl Proxy {
         self.report_flow(&down, conn, &decision);
         let result = match decision {
             Ok(Decision::Forward(target)) => self.forward(&down, req, target).await,
-            Ok(Decision::Redirect(location)) => Ok(redirect(location)),
+            Ok(Decision::Redirect(status, location)) => Ok(redirect(status, location)),
             Err(e) => Err(e),
         };
         let response = result.unwrap_or_else(|e| {
@@ -254,9 +254,15 @@ impl Proxy {
             && rule.redirect_https
         {
             return (
-                https_location(host, port, target).map(Decision::Redirect),
+                https_location(host, port, target)
+                    .map(|l| Decision::Redirect(StatusCode::PERMANENT_REDIRECT, l)),
                 stats,
             );
+        }
+        if let Some(rule) = route.rule
+            && let Some(decision) = rule_redirect(rule, down, raw_host, path)
+        {
+            return (decision, stats);
         }
         // After the redirect: plain HTTP to a TLS host goes to HTTPS first.
         let client_cert = match route.rule.and_then(|r| r.client_auth.as_deref()) {
@@ -570,11 +576,47 @@ fn https_location(host: &str, port: u16, pq: &str) -> Result<HeaderValue, ProxyE
         .map_err(|_| ProxyError::BadRequest("cannot build the redirect"))
 }
 
-const REDIRECT_BODY: &[u8] = b"308 permanent redirect to HTTPS\n";
+/// The redirect the rule's Ingress asks for (`permanent-redirect`,
+/// `temporal-redirect`, `app-root` for `/`), if any.
+fn rule_redirect(
+    rule: &crate::model::PathRule,
+    down: &Downstream,
+    raw_host: Option<&str>,
+    path: &str,
+) -> Option<Result<Decision, ProxyError>> {
+    let location = |l: &str| {
+        HeaderValue::from_str(l).map_err(|_| ProxyError::BadRequest("cannot build the redirect"))
+    };
+    if let Some(r) = &rule.redirect {
+        let status = StatusCode::from_u16(r.code).unwrap_or(StatusCode::MOVED_PERMANENTLY);
+        return Some(location(&r.location).map(|l| Decision::Redirect(status, l)));
+    }
+    let root = rule.app_root.as_deref().filter(|_| path == "/")?;
+    // nginx's `$scheme://$http_host$app_root`: the Host as the client sent it.
+    let scheme = if down.tls { "https" } else { "http" };
+    let host = raw_host.unwrap_or_default();
+    Some(
+        location(&format!("{scheme}://{host}{root}"))
+            .map(|l| Decision::Redirect(StatusCode::FOUND, l)),
+    )
+}
 
-fn redirect(location: HeaderValue) -> Response<ProxyBody> {
-    let mut resp = Response::new(Either::Right(Full::new(Bytes::from_static(REDIRECT_BODY))));
-    *resp.status_mut() = StatusCode::PERMANENT_REDIRECT;
+/// The body of a redirect the proxy answers itself.
+fn redirect_body(status: StatusCode) -> &'static [u8] {
+    match status {
+        StatusCode::MOVED_PERMANENTLY => b"301 moved permanently\n",
+        StatusCode::FOUND => b"302 found\n",
+        StatusCode::SEE_OTHER => b"303 see other\n",
+        StatusCode::TEMPORARY_REDIRECT => b"307 temporary redirect\n",
+        StatusCode::PERMANENT_REDIRECT => b"308 permanent redirect\n",
+        _ => b"redirect\n",
+    }
+}
+
+fn redirect(status: StatusCode, location: HeaderValue) -> Response<ProxyBody> {
+    let body = Bytes::from_static(redirect_body(status));
+    let mut resp = Response::new(Either::Right(Full::new(body)));
+    *resp.status_mut() = status;
     resp.headers_mut().insert(LOCATION, location);
     headers::ensure_server(resp.headers_mut());
     resp

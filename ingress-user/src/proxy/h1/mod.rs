@@ -394,10 +394,10 @@ impl Proxy {
         };
         let target = match decision {
             Ok(Decision::Forward(t)) => t,
-            Ok(Decision::Redirect(location)) => {
+            Ok(Decision::Redirect(status, location)) => {
                 return reply(
-                    StatusCode::PERMANENT_REDIRECT,
-                    super::REDIRECT_BODY,
+                    status,
+                    super::redirect_body(status),
                     Some(location.as_bytes().to_vec()),
                 );
             }
