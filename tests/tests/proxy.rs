@@ -660,3 +660,50 @@ fn redirect_annotations_answer_without_the_pod() {
         Some(&*format!("https://forced.test:{port}/a?b")),
     );
 }
+
+#[test]
+fn rewrite_target_sends_the_pod_the_rewritten_target() {
+    let live = pods("live", 1);
+    let dir = ManifestDir::new();
+    dir.write("class.yaml", CLASS);
+    dir.write("svc.yaml", &service("live", &[&live[0]]));
+    dir.write(
+        "ing.yaml",
+        "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: rw\n  annotations:\n    \
+         nginx.ingress.kubernetes.io/rewrite-target: /$2\n\
+         spec:\n  rules:\n  - host: rw.test\n    http:\n      paths:\n      \
+         - {path: \"/something(/|$)(.*)\", pathType: ImplementationSpecific, backend: {service: {name: live, port: {number: 80}}}}\n",
+    );
+    let agent = ready_agent(&dir, &[]);
+    for version in ["1.1", "1.0"] {
+        for (path, want) in [
+            ("/something", "/"),
+            ("/something/", "/"),
+            ("/something/new?x=1", "/new?x=1"),
+            ("/Something/a/b", "/a/b"),
+        ] {
+            let r = http1::Conn::connect(agent.http)
+                .unwrap()
+                .raw(
+                    format!(
+                        "GET {path} HTTP/{version}\r\nHost: rw.test\r\nConnection: close\r\n\r\n"
+                    )
+                    .as_bytes(),
+                )
+                .unwrap();
+            assert_eq!(r.status, 200, "{path} HTTP/{version}: {}", r.text());
+            assert_eq!(
+                r.echo_field("uri").as_deref(),
+                Some(want),
+                "{path} HTTP/{version}"
+            );
+        }
+    }
+    // Outside the pattern: no rule.
+    assert_eq!(
+        http1::get(agent.http, "rw.test", "/somethingelse")
+            .unwrap()
+            .status,
+        404
+    );
+}

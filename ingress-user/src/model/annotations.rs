@@ -43,9 +43,11 @@ pub const SUPPORTED: &[&str] = &[
     "permanent-redirect-code",
     "proxy-body-size",
     "proxy-read-timeout",
+    "rewrite-target",
     "ssl-redirect",
     "temporal-redirect",
     "temporal-redirect-code",
+    "use-regex",
     "whitelist-source-range",
 ];
 

@@ -12,6 +12,11 @@ pub enum PathKind {
     Exact,
     /// Element-wise prefix (also used for ImplementationSpecific).
     Prefix,
+    /// A Prefix or ImplementationSpecific path of an Ingress with
+    /// `use-regex` or `rewrite-target`: a case-insensitive regular
+    /// expression anchored at the start of the path, as ingress-nginx's
+    /// `location ~*` is.
+    Regex,
 }
 
 /// One path of one host.
@@ -27,6 +32,11 @@ pub struct PathRule {
     /// Plain-HTTP requests get a 308 to HTTPS: the host has TLS and the
     /// Ingress does not say `ssl-redirect: "false"`.
     pub redirect_https: bool,
+    /// `PathKind::Regex`: the compiled path.
+    pub regex: Option<Arc<regex::Regex>>,
+    /// `rewrite-target`: the path the pod is sent instead, `$1`…`$9` the
+    /// path's capture groups; the query is kept.
+    pub rewrite: Option<Arc<str>>,
     /// Every request gets this redirect (`permanent-redirect`,
     /// `temporal-redirect`) instead of being forwarded.
     pub redirect: Option<Arc<super::annotations::Redirect>>,
@@ -65,7 +75,43 @@ impl PathRule {
         match self.kind {
             PathKind::Exact => *self.path == *path,
             PathKind::Prefix => path_matches(&self.path, path),
+            PathKind::Regex => self.regex.as_ref().is_some_and(|r| r.is_match(path)),
         }
+    }
+
+    /// The request target the pod gets under `rewrite-target` (`None`:
+    /// unchanged): the target with `$N` replaced by the path's Nth capture
+    /// group, then the original query (after `&` if the target has its own).
+    pub fn rewritten(&self, path: &str, query: Option<&str>) -> Option<String> {
+        let target = self.rewrite.as_deref()?;
+        let caps = self.regex.as_ref()?.captures(path)?;
+        let mut out = String::with_capacity(target.len() + path.len());
+        let mut rest = target;
+        while let Some(i) = rest.find('$') {
+            out.push_str(&rest[..i]);
+            let after = &rest[i + 1..];
+            match after.bytes().next() {
+                Some(d @ b'1'..=b'9') => {
+                    if let Some(m) = caps.get(usize::from(d - b'0')) {
+                        out.push_str(m.as_str());
+                    }
+                    rest = &after[1..];
+                }
+                _ => {
+                    out.push('$');
+                    rest = after;
+                }
+            }
+        }
+        out.push_str(rest);
+        if !out.starts_with('/') {
+            out.insert(0, '/');
+        }
+        if let Some(q) = query.filter(|q| !q.is_empty()) {
+            out.push(if out.contains('?') { '&' } else { '?' });
+            out.push_str(q);
+        }
+        Some(out)
     }
 }
 

@@ -524,7 +524,7 @@ fn unimplemented_annotations_are_noted_and_unenforceable_access_rules_refuse() {
         service("a", 1, 1),
         with(
             "ignored",
-            "nginx.ingress.kubernetes.io/rewrite-target: /, xingress.dev/use-regex: \"true\", \
+            "nginx.ingress.kubernetes.io/enable-cors: \"true\", xingress.dev/proxy-buffering: \"on\", \
              nginx.ingress.kubernetes.io/proxy-body-size: 8m, other.example/x: y"
         ),
         with(
@@ -553,7 +553,7 @@ fn unimplemented_annotations_are_noted_and_unenforceable_access_rules_refuse() {
     assert!(
         ignored[0]
             .message
-            .ends_with("ignored: rewrite-target, use-regex"),
+            .ends_with("ignored: enable-cors, proxy-buffering"),
         "{}",
         ignored[0].message
     );
@@ -807,4 +807,122 @@ fn redirect_annotations_are_validated_per_ingress() {
         "permanent-redirect \"/relative\" is not an absolute http(s) URL"
     ));
     assert!(warned("app-root \"//evil.example\" is not a path"));
+}
+
+#[test]
+fn use_regex_and_rewrite_target_follow_ingress_nginx() {
+    let with = |name: &str, annotations: &str, paths: &[(&str, &str, &str)]| {
+        format!(
+            "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: {name}\n  annotations: {{{annotations}}}\n\
+             spec:\n  ingressClassName: xingress\n  rules:\n{}---\n",
+            rule("r.test", paths)
+        )
+    };
+    let p = "nginx.ingress.kubernetes.io/";
+    let yaml = format!(
+        "{CLASS}{}{}{}{}{}",
+        service("a", 1, 1),
+        service("b", 2, 1),
+        with(
+            "rewrite",
+            &format!("{p}rewrite-target: /$2"),
+            &[("/something(/|$)(.*)", "ImplementationSpecific", "a")]
+        ),
+        with(
+            "regex",
+            &format!("{p}use-regex: \"true\""),
+            &[
+                ("/api/v[0-9]+/users", "Prefix", "b"),
+                ("/exact", "Exact", "b"),
+                ("/broken(", "Prefix", "b"),
+            ]
+        ),
+        with("plain", "", &[("/plain", "Prefix", "a")]),
+    );
+    let mut o = Objects::default();
+    parse_documents(&yaml, "test.yaml", &mut o);
+    let t = translate(&o, &TranslateOptions::default());
+    let hit = |path: &str| {
+        t.table
+            .route(Some("r.test"), path)
+            .map(|r| r.backend.service.name.clone())
+    };
+    let rewritten = |path: &str, query: Option<&str>| {
+        t.table
+            .route(Some("r.test"), path)
+            .and_then(|r| r.rule)
+            .and_then(|r| r.rewritten(path, query))
+    };
+    assert_eq!(rewritten("/something", None).as_deref(), Some("/"));
+    assert_eq!(rewritten("/something/", None).as_deref(), Some("/"));
+    assert_eq!(
+        rewritten("/something/new/x", None).as_deref(),
+        Some("/new/x")
+    );
+    // Case-insensitive, and the query stays.
+    assert_eq!(
+        rewritten("/SOMETHING/new", Some("a=1")).as_deref(),
+        Some("/new?a=1")
+    );
+    // `(/|$)` does not match "else": not this rule.
+    assert_eq!(hit("/somethingelse"), None);
+    assert_eq!(hit("/api/v2/users/7").as_deref(), Some("b"));
+    assert_eq!(hit("/API/V10/users").as_deref(), Some("b"));
+    assert_eq!(hit("/api/vx/users"), None);
+    assert_eq!(rewritten("/api/v2/users", None), None);
+    // Exact stays exact; other Ingresses keep Prefix semantics.
+    assert_eq!(hit("/exact").as_deref(), Some("b"));
+    assert_eq!(hit("/exact/more"), None);
+    assert_eq!(hit("/plain/x").as_deref(), Some("a"));
+    assert_eq!(hit("/plainer"), None);
+    // A pattern that does not compile: a warning, and the path is skipped.
+    assert!(
+        t.warnings.iter().any(|w| w
+            .message
+            .contains("\"/broken(\" is not a regular expression")),
+        "{:?}",
+        t.warnings
+    );
+    assert_eq!(hit("/broken("), None);
+}
+
+#[test]
+fn rewrite_targets_expand_captures_like_nginx() {
+    let rule = |pattern: &str, target: &str| PathRule {
+        path: pattern.into(),
+        kind: PathKind::Regex,
+        backend: Arc::new(Backend::new(
+            NamespacedName::new("d", "b"),
+            String::new(),
+            BackendTarget::MissingService,
+        )),
+        ingress: Arc::new(NamespacedName::new("d", "i")),
+        redirect_https: false,
+        regex: Some(Arc::new(
+            regex::RegexBuilder::new(&format!("^(?:{pattern})"))
+                .case_insensitive(true)
+                .build()
+                .unwrap(),
+        )),
+        rewrite: Some(target.into()),
+        redirect: None,
+        app_root: None,
+        allow: None,
+        deny: None,
+        body_limit: None,
+        read_timeout: None,
+        client_auth: None,
+        limit: None,
+    };
+    let r = rule("/(a)(b)?/(.*)", "/x/$1-$2-$3/$9$$z?k=v");
+    // A missing group is empty; `$` not before a digit is kept.
+    assert_eq!(
+        r.rewritten("/a/rest", Some("q=1")).as_deref(),
+        Some("/x/a--rest/$$z?k=v&q=1")
+    );
+    // A target without a leading slash still makes an origin-form target.
+    let r = rule("/app/(.*)", "$1");
+    assert_eq!(r.rewritten("/app/page", None).as_deref(), Some("/page"));
+    // No match: nothing to rewrite.
+    assert_eq!(r.rewritten("/other", None), None);
 }

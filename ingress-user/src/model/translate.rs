@@ -179,6 +179,11 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
         let body_limit = cx.body_limit(id, ing);
         let read_timeout = cx.read_timeout(id, ing);
         let redirect = cx.redirect(id, ing);
+        let rewrite = annotations::get(ing, "rewrite-target")
+            .filter(|t| !t.is_empty())
+            .map(Arc::<str>::from);
+        let use_regex = rewrite.is_some()
+            || annotations::get(ing, "use-regex").is_some_and(|v| v.eq_ignore_ascii_case("true"));
         let app_root = cx.app_root(id, ing);
         let limit = cx.rate_limit(id, ing).map(|l| {
             limits.push((id.clone(), l));
@@ -235,7 +240,13 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
             }
             let slot = hosts.entry(host.clone()).or_default();
             for p in &http.paths {
-                let (path, kind) = match parse_path(p.path.as_deref(), &p.path_type) {
+                let parsed = match p.path_type.as_str() {
+                    "Prefix" | "ImplementationSpecific" if use_regex => {
+                        regex_path(p.path.as_deref())
+                    }
+                    _ => parse_path(p.path.as_deref(), &p.path_type).map(|(p, k)| (p, k, None)),
+                };
+                let (path, kind, regex) = match parsed {
                     Ok(v) => v,
                     Err(msg) => {
                         cx.warn_ingress(id, &msg);
@@ -260,6 +271,8 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
                             backend,
                             ingress: shared_id.clone(),
                             redirect_https: false,
+                            regex,
+                            rewrite: rewrite.clone().filter(|_| kind == PathKind::Regex),
                             redirect: redirect.clone(),
                             app_root: app_root.clone(),
                             allow: allow.clone(),
@@ -431,6 +444,30 @@ fn parse_path(path: Option<&str>, path_type: &str) -> Result<(Box<str>, PathKind
         _ => path,
     };
     Ok((path.into(), kind))
+}
+
+/// Under `use-regex` (or `rewrite-target`), Prefix and
+/// ImplementationSpecific paths are regular expressions: as written (the
+/// trailing slash is part of the pattern), case-insensitive, anchored at
+/// the start. Exact paths stay exact.
+#[allow(clippy::type_complexity)]
+fn regex_path(
+    written: Option<&str>,
+) -> Result<(Box<str>, PathKind, Option<Arc<regex::Regex>>), String> {
+    let pattern: Box<str> = written.filter(|w| !w.is_empty()).unwrap_or("/").into();
+    if !pattern.starts_with('/') || pattern.bytes().any(|b| b.is_ascii_control()) {
+        return Err(format!(
+            "path {pattern:?} must start with '/'; path skipped"
+        ));
+    }
+    let compiled = regex::RegexBuilder::new(&format!("^(?:{pattern})"))
+        .case_insensitive(true)
+        .size_limit(1 << 20)
+        .build()
+        .map_err(|e| {
+            format!("path {pattern:?} is not a regular expression (use-regex): {e}; path skipped")
+        })?;
+    Ok((pattern, PathKind::Regex, Some(Arc::new(compiled))))
 }
 
 type SliceRef<'a> = (&'a NamespacedName, &'a EndpointSlice);

@@ -98,12 +98,23 @@ struct Target {
     /// The pod must send the response head, and each read of the body,
     /// within this (the rule's `proxy-read-timeout`, else the default).
     read_timeout: std::time::Duration,
-    /// The route asks for client certificates: what the pod is told
-    /// (`ssl-client-verify`, and `ssl-client-cert` when passed on).
-    client_cert: Option<(HeaderValue, Option<HeaderValue>)>,
+    /// What the pod gets other than the request as received; only for
+    /// routes that ask (hyper's path serves them), boxed so the common
+    /// target stays small.
+    changes: Option<Box<Changes>>,
     /// Counts the request against its source's `limit-connections` until
     /// the response body ends (or the upgraded connection closes).
     in_flight: Option<LimitGuard>,
+}
+
+/// What a route changes in the request on its way to the pod.
+#[derive(Default)]
+struct Changes {
+    /// The route asks for client certificates: what the pod is told
+    /// (`ssl-client-verify`, and `ssl-client-cert` when passed on).
+    client_cert: Option<(HeaderValue, Option<HeaderValue>)>,
+    /// `rewrite-target`: the request target the pod gets instead.
+    rewritten: Option<String>,
 }
 
 /// Whether the connection carries what `required` asks for; if so, the
@@ -272,6 +283,10 @@ impl Proxy {
                 Err(why) => return (Err(ProxyError::ClientCert(why)), stats),
             },
         };
+        let rewritten = route.rule.and_then(|r| {
+            let query = target.split_once('?').map(|(_, q)| q);
+            r.rewritten(path, query)
+        });
         let body_limit = route
             .rule
             .map_or(Some(DEFAULT_BODY_LIMIT), |r| r.body_limit);
@@ -288,7 +303,12 @@ impl Proxy {
                     backend: route.backend.clone(),
                     body_limit,
                     read_timeout,
-                    client_cert,
+                    changes: (client_cert.is_some() || rewritten.is_some()).then(|| {
+                        Box::new(Changes {
+                            client_cert,
+                            rewritten,
+                        })
+                    }),
                     in_flight,
                 })
             })
@@ -376,7 +396,8 @@ impl Proxy {
                 .headers
                 .insert(TE, HeaderValue::from_static("trailers"));
         }
-        if let Some((verify, cert)) = target.client_cert.take() {
+        let changes = target.changes.take().map(|c| *c).unwrap_or_default();
+        if let Some((verify, cert)) = changes.client_cert {
             // Only the proxy speaks for the client's certificate.
             for name in headers::SSL_CLIENT {
                 parts.headers.remove(name);
@@ -393,7 +414,12 @@ impl Proxy {
             parts.headers.insert(UPGRADE, proto.clone());
         }
         let tls = matches!(protocol, BackendProtocol::Https | BackendProtocol::H2Tls);
-        let original_uri = std::mem::take(&mut parts.uri);
+        let original_uri = match changes.rewritten {
+            Some(r) => r
+                .parse::<Uri>()
+                .map_err(|_| ProxyError::BadRequest("rewrite-target made an invalid target"))?,
+            None => std::mem::take(&mut parts.uri),
+        };
         parts.uri = upstream_uri(&target.peer, tls, &original_uri)?;
         parts.version = upstream_version(protocol);
         // Kept for a retry only when one is possible.

@@ -409,8 +409,8 @@ impl Proxy {
         let Peer::Addr(peer) = target.peer else {
             return Prepared::HandOff;
         };
-        // Client-certificate headers for the pod: hyper's path sets them.
-        if target.backend.protocol != BackendProtocol::Http || target.client_cert.is_some() {
+        // Client-certificate headers and rewritten targets: hyper's path.
+        if target.backend.protocol != BackendProtocol::Http || target.changes.is_some() {
             return Prepared::HandOff;
         }
         if let (Framing::Length(n), Some(limit)) = (framing, target.body_limit)
