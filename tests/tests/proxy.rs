@@ -707,3 +707,36 @@ fn rewrite_target_sends_the_pod_the_rewritten_target() {
         404
     );
 }
+
+#[test]
+fn upstream_vhost_and_forwarded_prefix_reach_the_pod() {
+    let p = "nginx.ingress.kubernetes.io/";
+    let (_live, dir) = one_pod_per_host(&[
+        (
+            "vhost",
+            &format!("{p}upstream-vhost: internal.svc.local, {p}x-forwarded-prefix: /api"),
+        ),
+        // Not a host: ignored with a warning, the Ingress still served.
+        ("badvhost", &format!("{p}upstream-vhost: \"a/b\"")),
+    ]);
+    let agent = ready_agent(&dir, &[]);
+    for version in ["1.1", "1.0"] {
+        let r = http1::Conn::connect(agent.http)
+            .unwrap()
+            .raw(
+                format!("GET /x HTTP/{version}\r\nHost: vhost.test\r\nConnection: close\r\n\r\n")
+                    .as_bytes(),
+            )
+            .unwrap();
+        assert_eq!(r.status, 200, "HTTP/{version}: {}", r.text());
+        assert_eq!(r.echo_field("host").as_deref(), Some("internal.svc.local"));
+        assert_eq!(
+            r.echo_field("x-forwarded-host").as_deref(),
+            Some("vhost.test")
+        );
+        assert_eq!(r.echo_field("x-forwarded-prefix").as_deref(), Some("/api"));
+    }
+    let r = http1::get(agent.http, "badvhost.test", "/").unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.echo_field("host").as_deref(), Some("badvhost.test"));
+}

@@ -47,7 +47,9 @@ pub const SUPPORTED: &[&str] = &[
     "ssl-redirect",
     "temporal-redirect",
     "temporal-redirect-code",
+    "upstream-vhost",
     "use-regex",
+    "x-forwarded-prefix",
     "whitelist-source-range",
 ];
 

@@ -37,6 +37,11 @@ pub struct PathRule {
     /// `rewrite-target`: the path the pod is sent instead, `$1`…`$9` the
     /// path's capture groups; the query is kept.
     pub rewrite: Option<Arc<str>>,
+    /// The Host header the pod gets (`upstream-vhost`); X-Forwarded-Host
+    /// keeps the client's.
+    pub upstream_vhost: Option<Arc<str>>,
+    /// Sent to the pod as X-Forwarded-Prefix (`x-forwarded-prefix`).
+    pub forwarded_prefix: Option<Arc<str>>,
     /// Every request gets this redirect (`permanent-redirect`,
     /// `temporal-redirect`) instead of being forwarded.
     pub redirect: Option<Arc<super::annotations::Redirect>>,

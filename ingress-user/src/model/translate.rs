@@ -179,6 +179,12 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
         let body_limit = cx.body_limit(id, ing);
         let read_timeout = cx.read_timeout(id, ing);
         let redirect = cx.redirect(id, ing);
+        let upstream_vhost = cx.header_value(id, ing, "upstream-vhost", |v| {
+            v.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
+        });
+        let forwarded_prefix =
+            cx.header_value(id, ing, "x-forwarded-prefix", |v| v.starts_with('/'));
         let rewrite = annotations::get(ing, "rewrite-target")
             .filter(|t| !t.is_empty())
             .map(Arc::<str>::from);
@@ -274,6 +280,8 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
                             regex,
                             rewrite: rewrite.clone().filter(|_| kind == PathKind::Regex),
                             redirect: redirect.clone(),
+                            upstream_vhost: upstream_vhost.clone(),
+                            forwarded_prefix: forwarded_prefix.clone(),
                             app_root: app_root.clone(),
                             allow: allow.clone(),
                             deny: deny.clone(),
@@ -737,6 +745,23 @@ impl<'a> Cx<'a> {
             code,
             location: url.into(),
         }))
+    }
+
+    /// An annotation whose value becomes a request header: printable ASCII
+    /// and `valid`, else a warning and ignored.
+    fn header_value(
+        &mut self,
+        id: &NamespacedName,
+        ing: &Ingress,
+        name: &str,
+        valid: impl Fn(&str) -> bool,
+    ) -> Option<Arc<str>> {
+        let v = annotations::get(ing, name)?;
+        if v.is_empty() || !v.bytes().all(|b| b.is_ascii_graphic()) || !valid(v) {
+            self.warn_ingress(id, &format!("{name} {v:?} is not a valid value; ignored"));
+            return None;
+        }
+        Some(v.into())
     }
 
     /// `app-root`: a path on the same host that requests for `/` go to.

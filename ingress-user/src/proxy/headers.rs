@@ -59,6 +59,9 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// `x-forwarded-prefix`'s header.
+pub const X_FORWARDED_PREFIX: HeaderName = HeaderName::from_static("x-forwarded-prefix");
+
 /// ingress-nginx's client-certificate headers (`auth-tls-*`).
 pub const SSL_CLIENT_VERIFY: HeaderName = HeaderName::from_static("ssl-client-verify");
 pub const SSL_CLIENT_CERT: HeaderName = HeaderName::from_static("ssl-client-cert");

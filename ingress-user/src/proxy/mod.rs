@@ -115,6 +115,10 @@ struct Changes {
     client_cert: Option<(HeaderValue, Option<HeaderValue>)>,
     /// `rewrite-target`: the request target the pod gets instead.
     rewritten: Option<String>,
+    /// `upstream-vhost`: the Host header the pod gets.
+    host: Option<HeaderValue>,
+    /// `x-forwarded-prefix`.
+    forwarded_prefix: Option<HeaderValue>,
 }
 
 /// Whether the connection carries what `required` asks for; if so, the
@@ -287,6 +291,19 @@ impl Proxy {
             let query = target.split_once('?').map(|(_, q)| q);
             r.rewritten(path, query)
         });
+        let header =
+            |v: &Option<Arc<str>>| v.as_deref().and_then(|v| HeaderValue::from_str(v).ok());
+        let changes = Changes {
+            client_cert,
+            rewritten,
+            host: route.rule.and_then(|r| header(&r.upstream_vhost)),
+            forwarded_prefix: route.rule.and_then(|r| header(&r.forwarded_prefix)),
+        };
+        let changes = (changes.client_cert.is_some()
+            || changes.rewritten.is_some()
+            || changes.host.is_some()
+            || changes.forwarded_prefix.is_some())
+        .then(|| Box::new(changes));
         let body_limit = route
             .rule
             .map_or(Some(DEFAULT_BODY_LIMIT), |r| r.body_limit);
@@ -303,12 +320,7 @@ impl Proxy {
                     backend: route.backend.clone(),
                     body_limit,
                     read_timeout,
-                    changes: (client_cert.is_some() || rewritten.is_some()).then(|| {
-                        Box::new(Changes {
-                            client_cert,
-                            rewritten,
-                        })
-                    }),
+                    changes,
                     in_flight,
                 })
             })
@@ -397,6 +409,12 @@ impl Proxy {
                 .insert(TE, HeaderValue::from_static("trailers"));
         }
         let changes = target.changes.take().map(|c| *c).unwrap_or_default();
+        if let Some(host) = changes.host {
+            parts.headers.insert(HOST, host);
+        }
+        if let Some(prefix) = changes.forwarded_prefix {
+            parts.headers.insert(headers::X_FORWARDED_PREFIX, prefix);
+        }
         if let Some((verify, cert)) = changes.client_cert {
             // Only the proxy speaks for the client's certificate.
             for name in headers::SSL_CLIENT {
