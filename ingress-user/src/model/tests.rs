@@ -907,6 +907,8 @@ fn rewrite_targets_expand_captures_like_nginx() {
         rewrite: Some(target.into()),
         redirect: None,
         app_root: None,
+        upstream_vhost: None,
+        forwarded_prefix: None,
         allow: None,
         deny: None,
         body_limit: None,
