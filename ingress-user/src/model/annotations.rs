@@ -31,7 +31,14 @@ pub const SUPPORTED: &[&str] = &[
     "auth-tls-verify-client",
     "auth-tls-verify-depth",
     "backend-protocol",
+    "cors-allow-credentials",
+    "cors-allow-headers",
+    "cors-allow-methods",
+    "cors-allow-origin",
+    "cors-expose-headers",
+    "cors-max-age",
     "denylist-source-range",
+    "enable-cors",
     "force-ssl-redirect",
     "limit-allowlist",
     "limit-burst-multiplier",
@@ -131,6 +138,86 @@ pub struct Redirect {
     pub code: u16,
     /// An absolute http(s) URL, or for `app-root` a path on the same host.
     pub location: Box<str>,
+}
+
+/// `enable-cors` and its `cors-*` settings (ingress-nginx's defaults).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cors {
+    /// `cors-allow-origin`: empty means `*`.
+    pub origins: Vec<CorsOrigin>,
+    pub methods: Box<str>,
+    pub headers: Box<str>,
+    pub expose: Option<Box<str>>,
+    pub credentials: bool,
+    pub max_age: u32,
+}
+
+/// One entry of `cors-allow-origin`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CorsOrigin {
+    /// `scheme://host[:port]`, lowercase.
+    Exact(Box<str>),
+    /// `scheme://*.parent[:port]`: one more label in front of `parent`;
+    /// `prefix` is `scheme://`, `suffix` is `.parent[:port]`.
+    Wildcard { prefix: Box<str>, suffix: Box<str> },
+}
+
+pub const CORS_METHODS: &str = "GET, PUT, POST, DELETE, PATCH, OPTIONS";
+pub const CORS_HEADERS: &str = "DNT,Keep-Alive,User-Agent,X-Requested-With,If-Modified-Since,Cache-Control,Content-Type,Range,Authorization";
+pub const CORS_MAX_AGE: u32 = 1_728_000;
+
+impl Cors {
+    /// Whether a request's `Origin` may have the response.
+    pub fn allows(&self, origin: &str) -> bool {
+        self.origins.is_empty()
+            || self.origins.iter().any(|o| match o {
+                CorsOrigin::Exact(e) => e.eq_ignore_ascii_case(origin),
+                CorsOrigin::Wildcard { prefix, suffix } => {
+                    let lower = origin.to_ascii_lowercase();
+                    lower
+                        .strip_prefix(&**prefix)
+                        .and_then(|rest| rest.strip_suffix(&**suffix))
+                        .is_some_and(|label| {
+                            !label.is_empty()
+                                && label
+                                    .bytes()
+                                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                        })
+                }
+            })
+    }
+}
+
+/// One `cors-allow-origin` entry, or why it is not one.
+pub fn cors_origin(entry: &str) -> Result<CorsOrigin, String> {
+    let lower = entry.to_ascii_lowercase();
+    let (scheme, rest) = lower
+        .split_once("://")
+        .filter(|(s, _)| *s == "http" || *s == "https")
+        .ok_or_else(|| format!("{entry:?} is not http(s)://host[:port]"))?;
+    let host = rest.split(':').next().unwrap_or_default();
+    let port_ok = rest
+        .split_once(':')
+        .is_none_or(|(_, p)| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    let (wild, name) = match host.strip_prefix("*.") {
+        Some(parent) => (true, parent),
+        None => (false, host),
+    };
+    let name_ok = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+    if !port_ok || !name_ok {
+        return Err(format!("{entry:?} is not http(s)://host[:port]"));
+    }
+    Ok(if wild {
+        CorsOrigin::Wildcard {
+            prefix: format!("{scheme}://").into(),
+            suffix: rest[1..].into(),
+        }
+    } else {
+        CorsOrigin::Exact(lower.into())
+    })
 }
 
 /// Client certificates an Ingress asks for (`auth-tls-*`): verified against

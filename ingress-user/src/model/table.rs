@@ -42,6 +42,9 @@ pub struct PathRule {
     pub upstream_vhost: Option<Arc<str>>,
     /// Sent to the pod as X-Forwarded-Prefix (`x-forwarded-prefix`).
     pub forwarded_prefix: Option<Arc<str>>,
+    /// `enable-cors`: preflights are answered, responses get the
+    /// Access-Control headers.
+    pub cors: Option<Arc<super::annotations::Cors>>,
     /// Every request gets this redirect (`permanent-redirect`,
     /// `temporal-redirect`) instead of being forwarded.
     pub redirect: Option<Arc<super::annotations::Redirect>>,

@@ -909,6 +909,7 @@ fn rewrite_targets_expand_captures_like_nginx() {
         app_root: None,
         upstream_vhost: None,
         forwarded_prefix: None,
+        cors: None,
         allow: None,
         deny: None,
         body_limit: None,
@@ -927,4 +928,40 @@ fn rewrite_targets_expand_captures_like_nginx() {
     assert_eq!(r.rewritten("/app/page", None).as_deref(), Some("/page"));
     // No match: nothing to rewrite.
     assert_eq!(r.rewritten("/other", None), None);
+}
+
+#[test]
+fn cors_origins_are_exact_or_one_label_wildcards() {
+    use annotations::{CorsOrigin, cors_origin};
+    assert_eq!(
+        cors_origin("HTTPS://App.Example").unwrap(),
+        CorsOrigin::Exact("https://app.example".into())
+    );
+    for bad in ["app.example", "ftp://x.example", "https://", "https://x.example:", "https://a b"] {
+        assert!(cors_origin(bad).is_err(), "{bad}");
+    }
+    let cors = annotations::Cors {
+        origins: vec![
+            cors_origin("https://*.corp.example:8443").unwrap(),
+            cors_origin("http://localhost:3000").unwrap(),
+        ],
+        methods: "GET".into(),
+        headers: "X".into(),
+        expose: None,
+        credentials: true,
+        max_age: 1,
+    };
+    assert!(cors.allows("https://a.corp.example:8443"));
+    assert!(cors.allows("HTTPS://A-1.CORP.EXAMPLE:8443"));
+    assert!(cors.allows("http://localhost:3000"));
+    for no in [
+        "https://corp.example:8443",
+        "https://a.b.corp.example:8443",
+        "https://a.corp.example",
+        "http://a.corp.example:8443",
+        "https://a.corp.example:8443.evil",
+        "http://localhost:30000",
+    ] {
+        assert!(!cors.allows(no), "{no}");
+    }
 }

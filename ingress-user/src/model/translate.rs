@@ -17,7 +17,7 @@ use serde::Serialize;
 use super::{
     Backend, BackendTarget, ClassOptions, HostRules, NamespacedName, Objects, PathKind, PathRule,
     RoutingTable,
-    annotations::{self, BackendProtocol, ClientAuth, ClientVerify, RateLimit, Redirect},
+    annotations::{self, BackendProtocol, ClientAuth, ClientVerify, Cors, RateLimit, Redirect},
     cidr::{self, Cidr},
     table::ANY_HOST_LABEL,
 };
@@ -179,6 +179,7 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
         let body_limit = cx.body_limit(id, ing);
         let read_timeout = cx.read_timeout(id, ing);
         let redirect = cx.redirect(id, ing);
+        let cors = cx.cors(id, ing);
         let upstream_vhost = cx.header_value(id, ing, "upstream-vhost", |v| {
             v.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
@@ -281,6 +282,7 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
                             rewrite: rewrite.clone().filter(|_| kind == PathKind::Regex),
                             redirect: redirect.clone(),
                             upstream_vhost: upstream_vhost.clone(),
+                            cors: cors.clone(),
                             forwarded_prefix: forwarded_prefix.clone(),
                             app_root: app_root.clone(),
                             allow: allow.clone(),
@@ -744,6 +746,79 @@ impl<'a> Cx<'a> {
         Some(Arc::new(Redirect {
             code,
             location: url.into(),
+        }))
+    }
+
+    /// `enable-cors: "true"` and the `cors-*` settings, ingress-nginx's
+    /// defaults for those unset.
+    fn cors(&mut self, id: &NamespacedName, ing: &Ingress) -> Option<Arc<Cors>> {
+        if !annotations::get(ing, "enable-cors").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
+            return None;
+        }
+        let mut origins = Vec::new();
+        let mut any = false;
+        for entry in annotations::get(ing, "cors-allow-origin")
+            .unwrap_or("*")
+            .split(',')
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+        {
+            if entry == "*" {
+                any = true;
+                continue;
+            }
+            match annotations::cors_origin(entry) {
+                Ok(o) => origins.push(o),
+                Err(e) => self.warn_ingress(id, &format!("cors-allow-origin: {e}; entry ignored")),
+            }
+        }
+        if any {
+            origins.clear();
+        } else if origins.is_empty() {
+            self.warn_ingress(
+                id,
+                "cors-allow-origin has no valid entry: no origin gets CORS headers",
+            );
+            return None;
+        }
+        let text = |cx: &mut Self, name: &str, default: &str| -> Box<str> {
+            match annotations::get(ing, name) {
+                None => default.into(),
+                Some(v) if v.bytes().all(|b| b.is_ascii_graphic() || b == b' ') => v.into(),
+                Some(v) => {
+                    cx.warn_ingress(
+                        id,
+                        &format!("{name} {v:?} is not a header value; using the default"),
+                    );
+                    default.into()
+                }
+            }
+        };
+        let methods = text(self, "cors-allow-methods", annotations::CORS_METHODS);
+        let headers = text(self, "cors-allow-headers", annotations::CORS_HEADERS);
+        let expose = Some(text(self, "cors-expose-headers", "")).filter(|e| !e.is_empty());
+        let credentials = !annotations::get(ing, "cors-allow-credentials")
+            .is_some_and(|v| v.eq_ignore_ascii_case("false"));
+        let max_age = match annotations::get(ing, "cors-max-age") {
+            None => annotations::CORS_MAX_AGE,
+            Some(v) => v.parse().unwrap_or_else(|_| {
+                self.warn_ingress(
+                    id,
+                    &format!(
+                        "cors-max-age {v:?} is not a whole number of seconds; using {}",
+                        annotations::CORS_MAX_AGE
+                    ),
+                );
+                annotations::CORS_MAX_AGE
+            }),
+        };
+        Some(Arc::new(Cors {
+            origins,
+            methods,
+            headers,
+            expose,
+            credentials,
+            max_age,
         }))
     }
 

@@ -88,6 +88,8 @@ enum Decision {
     Forward(Target),
     /// A 3xx to this Location.
     Redirect(StatusCode, HeaderValue),
+    /// A CORS preflight (`enable-cors`): 204 with these headers.
+    Preflight(Box<http::HeaderMap>),
 }
 
 /// Where a request goes, and what the rule says about it.
@@ -119,6 +121,58 @@ struct Changes {
     host: Option<HeaderValue>,
     /// `x-forwarded-prefix`.
     forwarded_prefix: Option<HeaderValue>,
+    /// `enable-cors`: added to the pod's response.
+    cors: Option<http::HeaderMap>,
+}
+
+/// What CORS needs of a request: whether it is a preflight (OPTIONS), and
+/// its Origin, looked up only for routes with `enable-cors`.
+struct CorsRequest<'a> {
+    options: bool,
+    origin: &'a dyn Fn() -> Option<&'a [u8]>,
+}
+
+/// The Access-Control headers for a request from `origin` (`None` when
+/// the route's CORS does not cover it), for a preflight or a response.
+fn cors_headers(
+    cors: &crate::model::annotations::Cors,
+    origin: Option<&[u8]>,
+    preflight: bool,
+) -> Option<http::HeaderMap> {
+    use http::header::{
+        ACCESS_CONTROL_ALLOW_CREDENTIALS, ACCESS_CONTROL_ALLOW_HEADERS,
+        ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_EXPOSE_HEADERS,
+        ACCESS_CONTROL_MAX_AGE, VARY,
+    };
+    let mut h = http::HeaderMap::new();
+    if cors.origins.is_empty() {
+        h.insert(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    } else {
+        let origin = origin
+            .and_then(|o| std::str::from_utf8(o).ok())
+            .filter(|o| cors.allows(o))?;
+        h.insert(
+            ACCESS_CONTROL_ALLOW_ORIGIN,
+            HeaderValue::from_str(origin).ok()?,
+        );
+        // The answer depends on the Origin: caches must key on it.
+        h.insert(VARY, HeaderValue::from_static("Origin"));
+    }
+    if cors.credentials {
+        h.insert(
+            ACCESS_CONTROL_ALLOW_CREDENTIALS,
+            HeaderValue::from_static("true"),
+        );
+    }
+    let text = |v: &str| HeaderValue::from_str(v).ok();
+    if preflight {
+        h.insert(ACCESS_CONTROL_ALLOW_METHODS, text(&cors.methods)?);
+        h.insert(ACCESS_CONTROL_ALLOW_HEADERS, text(&cors.headers)?);
+        h.insert(ACCESS_CONTROL_MAX_AGE, HeaderValue::from(cors.max_age));
+    } else if let Some(expose) = &cors.expose {
+        h.insert(ACCESS_CONTROL_EXPOSE_HEADERS, text(expose)?);
+    }
+    Some(h)
 }
 
 /// Whether the connection carries what `required` asks for; if so, the
@@ -197,6 +251,7 @@ impl Proxy {
         let result = match decision {
             Ok(Decision::Forward(target)) => self.forward(&down, req, target).await,
             Ok(Decision::Redirect(status, location)) => Ok(redirect(status, location)),
+            Ok(Decision::Preflight(headers)) => Ok(preflight(*headers)),
             Err(e) => Err(e),
         };
         let response = result.unwrap_or_else(|e| {
@@ -224,7 +279,16 @@ impl Proxy {
             .and_then(|h| h.to_str().ok())
             .or_else(|| req.uri().authority().map(|a| a.as_str()));
         let pq = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
-        self.route(down, conn, raw_host, req.uri().path(), pq)
+        let origin = || {
+            req.headers()
+                .get(http::header::ORIGIN)
+                .map(HeaderValue::as_bytes)
+        };
+        let cors = CorsRequest {
+            options: req.method() == http::Method::OPTIONS,
+            origin: &origin,
+        };
+        self.route(down, conn, raw_host, req.uri().path(), pq, &cors)
     }
 
     /// Route and peer for a request to `raw_host` (as sent) and `path`;
@@ -236,6 +300,7 @@ impl Proxy {
         raw_host: Option<&str>,
         path: &str,
         target: &str,
+        cors_req: &CorsRequest<'_>,
     ) -> (Result<Decision, ProxyError>, Arc<HostStats>) {
         let snap = self.snapshots.load();
         if snap.generation == 0 {
@@ -291,6 +356,17 @@ impl Proxy {
             let query = target.split_once('?').map(|(_, q)| q);
             r.rewritten(path, query)
         });
+        let cors = match route.rule.and_then(|r| r.cors.as_deref()) {
+            None => None,
+            Some(c) => match cors_headers(c, (cors_req.origin)(), cors_req.options) {
+                Some(h) if cors_req.options => {
+                    return (Ok(Decision::Preflight(Box::new(h))), stats);
+                }
+                // A response's headers; or an origin the route does not
+                // cover: the pod answers as to anyone.
+                other => other,
+            },
+        };
         let header =
             |v: &Option<Arc<str>>| v.as_deref().and_then(|v| HeaderValue::from_str(v).ok());
         let changes = Changes {
@@ -298,11 +374,13 @@ impl Proxy {
             rewritten,
             host: route.rule.and_then(|r| header(&r.upstream_vhost)),
             forwarded_prefix: route.rule.and_then(|r| header(&r.forwarded_prefix)),
+            cors,
         };
         let changes = (changes.client_cert.is_some()
             || changes.rewritten.is_some()
             || changes.host.is_some()
-            || changes.forwarded_prefix.is_some())
+            || changes.forwarded_prefix.is_some()
+            || changes.cors.is_some())
         .then(|| Box::new(changes));
         let body_limit = route
             .rule
@@ -475,6 +553,16 @@ impl Proxy {
         }
         headers::strip_hop_by_hop(resp.headers_mut());
         headers::ensure_server(resp.headers_mut());
+        if let Some(cors) = &changes.cors {
+            // Ours replace the pod's (nginx's more_set_headers); Vary adds.
+            for (name, value) in cors {
+                if name == http::header::VARY {
+                    resp.headers_mut().append(name, value.clone());
+                } else {
+                    resp.headers_mut().insert(name, value.clone());
+                }
+            }
+        }
         let in_flight = target.in_flight.take();
         let read_timeout = Some(target.read_timeout);
         Ok(resp.map(|b| Either::Left(ResponseBody::new(b, in_flight, read_timeout))))
@@ -655,6 +743,15 @@ fn redirect_body(status: StatusCode) -> &'static [u8] {
         StatusCode::PERMANENT_REDIRECT => b"308 permanent redirect\n",
         _ => b"redirect\n",
     }
+}
+
+/// 204 to a CORS preflight, with its Access-Control headers.
+fn preflight(access_control: http::HeaderMap) -> Response<ProxyBody> {
+    let mut resp = Response::new(Either::Right(Full::new(Bytes::new())));
+    *resp.status_mut() = StatusCode::NO_CONTENT;
+    *resp.headers_mut() = access_control;
+    headers::ensure_server(resp.headers_mut());
+    resp
 }
 
 fn redirect(status: StatusCode, location: HeaderValue) -> Response<ProxyBody> {

@@ -379,7 +379,17 @@ impl Proxy {
         let head_request = method == "HEAD";
         let (path, _query) = target.split_once('?').unwrap_or((target, ""));
         let raw_host = info.host.and_then(|h| std::str::from_utf8(h).ok());
-        let (decision, stats) = self.route(down, conn, raw_host, path, target);
+        let origin = || {
+            req.headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case("origin"))
+                .map(|h| h.value)
+        };
+        let cors = super::CorsRequest {
+            options: method == "OPTIONS",
+            origin: &origin,
+        };
+        let (decision, stats) = self.route(down, conn, raw_host, path, target, &cors);
         self.report_flow(down, conn, &decision);
         let reply = |status, body, location| {
             Prepared::Reply(Reply {
@@ -394,6 +404,8 @@ impl Proxy {
         };
         let target = match decision {
             Ok(Decision::Forward(t)) => t,
+            // CORS preflights: hyper's path answers them.
+            Ok(Decision::Preflight(_)) => return Prepared::HandOff,
             Ok(Decision::Redirect(status, location)) => {
                 return reply(
                     status,
