@@ -814,3 +814,79 @@ fn cors_preflights_are_answered_and_responses_carry_the_headers() {
     let r = ask("GET", "strict.test", None);
     assert_eq!(r.header("access-control-allow-origin"), None);
 }
+
+#[test]
+fn cookie_affinity_keeps_a_client_on_one_pod() {
+    let sticky = pods("sticky", 3);
+    let dir = ManifestDir::new();
+    dir.write("class.yaml", CLASS);
+    dir.write(
+        "svc.yaml",
+        &service("sticky", &sticky.iter().collect::<Vec<_>>()),
+    );
+    let p = "nginx.ingress.kubernetes.io/";
+    let ingress = |name: &str, annotations: &str| {
+        format!(
+            "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: {name}\n  annotations: {{{annotations}}}\n\
+             spec:\n  rules:\n  - host: {name}.test\n    http:\n      paths:\n      - {{path: /, pathType: Prefix, backend: {{service: {{name: sticky, port: {{number: 80}}}}}}}}\n---\n"
+        )
+    };
+    dir.write(
+        "ing.yaml",
+        &[
+            ingress("aff", &format!("{p}affinity: cookie")),
+            ingress(
+                "custom",
+                &format!(
+                    "{p}affinity: cookie, {p}session-cookie-name: route, {p}session-cookie-max-age: \"3600\", \
+                     {p}session-cookie-samesite: None"
+                ),
+            ),
+        ]
+        .concat(),
+    );
+    let agent = ready_agent(&dir, &[]);
+    let get = |host: &str, cookie: Option<&str>| {
+        let cookie = cookie
+            .map(|c| format!("Cookie: {c}\r\n"))
+            .unwrap_or_default();
+        http1::Conn::connect(agent.http)
+            .unwrap()
+            .raw(
+                format!("GET / HTTP/1.1\r\nHost: {host}\r\n{cookie}Connection: close\r\n\r\n")
+                    .as_bytes(),
+            )
+            .unwrap()
+    };
+    let first = get("aff.test", None);
+    assert_eq!(first.status, 200, "{}", first.text());
+    let set = first.header("set-cookie").expect("Set-Cookie").to_string();
+    assert!(set.starts_with("INGRESSCOOKIE="), "{set}");
+    assert!(set.ends_with("; Path=/; HttpOnly"), "{set}");
+    let value = set.split(';').next().unwrap().to_string();
+    let pod = first.header("x-pod").unwrap().to_string();
+    // Every later request with the cookie, among other cookies: the same
+    // pod, and no new cookie.
+    for _ in 0..6 {
+        let r = get("aff.test", Some(&format!("a=1; {value}; b=2")));
+        assert_eq!(r.header("x-pod"), Some(pod.as_str()));
+        assert_eq!(r.header("set-cookie"), None);
+    }
+    // Without it, requests spread; a value naming no pod gets a new cookie.
+    let pods_seen: std::collections::BTreeSet<String> = (0..6)
+        .map(|_| get("aff.test", None).header("x-pod").unwrap().to_string())
+        .collect();
+    assert_eq!(pods_seen.len(), 3, "{pods_seen:?}");
+    let r = get("aff.test", Some("INGRESSCOOKIE=0123456789abcdef"));
+    assert!(r.header("set-cookie").is_some());
+    // Name and attributes from the annotations.
+    let set = get("custom.test", None)
+        .header("set-cookie")
+        .unwrap()
+        .to_string();
+    assert!(set.starts_with("route="), "{set}");
+    assert!(
+        set.ends_with("; Path=/; Max-Age=3600; SameSite=None; Secure; HttpOnly"),
+        "{set}"
+    );
+}

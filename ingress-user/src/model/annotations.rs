@@ -24,6 +24,8 @@ pub fn get<'a>(ing: &'a Ingress, name: &str) -> Option<&'a str> {
 
 /// The annotations xingress implements, under either prefix.
 pub const SUPPORTED: &[&str] = &[
+    "affinity",
+    "affinity-mode",
     "allowlist-source-range",
     "app-root",
     "auth-tls-pass-certificate-to-upstream",
@@ -51,6 +53,11 @@ pub const SUPPORTED: &[&str] = &[
     "proxy-body-size",
     "proxy-read-timeout",
     "rewrite-target",
+    "session-cookie-max-age",
+    "session-cookie-name",
+    "session-cookie-path",
+    "session-cookie-samesite",
+    "session-cookie-secure",
     "ssl-redirect",
     "temporal-redirect",
     "temporal-redirect-code",
@@ -218,6 +225,17 @@ pub fn cors_origin(entry: &str) -> Result<CorsOrigin, String> {
     } else {
         CorsOrigin::Exact(lower.into())
     })
+}
+
+/// `affinity: cookie`: a client's requests stick to the endpoint its
+/// cookie names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Affinity {
+    /// `session-cookie-name`, default `INGRESSCOOKIE`.
+    pub name: Box<str>,
+    /// The rest of the Set-Cookie header after `NAME=VALUE`:
+    /// `; Path=…; Max-Age=…; SameSite=…; Secure; HttpOnly`.
+    pub attributes: Box<str>,
 }
 
 /// Client certificates an Ingress asks for (`auth-tls-*`): verified against

@@ -36,6 +36,9 @@ pub struct Backend {
     pub target: BackendTarget,
     pub protocol: BackendProtocol,
     next: AtomicUsize,
+    /// `affinity: cookie`: each endpoint's cookie value (same order as the
+    /// endpoints), made on first use.
+    tokens: std::sync::OnceLock<Vec<Box<str>>>,
 }
 
 /// Where one request goes.
@@ -70,6 +73,7 @@ impl Backend {
             target,
             protocol: BackendProtocol::Http,
             next: AtomicUsize::new(0),
+            tokens: std::sync::OnceLock::new(),
         }
     }
 
@@ -91,6 +95,37 @@ impl Backend {
             BackendTarget::MissingService => Err(BackendError::MissingService),
             BackendTarget::Unsupported(_) => Err(BackendError::Unsupported),
         }
+    }
+
+    /// `affinity: cookie`: the endpoint the client's cookie value names if
+    /// it is still ready, else the next one round robin and the cookie value
+    /// to give the client for it. A value is a hash of the endpoint's
+    /// address: the same across agents and restarts, and it names nothing
+    /// but a ready endpoint of this backend.
+    pub fn pick_sticky(&self, cookie: Option<&[u8]>) -> Result<(Peer, Option<&str>), BackendError> {
+        let BackendTarget::Endpoints(eps) = &self.target else {
+            return self.pick().map(|p| (p, None));
+        };
+        let tokens = self.tokens.get_or_init(|| {
+            eps.iter()
+                .map(|a| {
+                    let d = ring::digest::digest(
+                        &ring::digest::SHA256,
+                        format!("xingress affinity {a}").as_bytes(),
+                    );
+                    d.as_ref()[..8]
+                        .iter()
+                        .map(|b| format!("{b:02x}"))
+                        .collect::<String>()
+                        .into()
+                })
+                .collect()
+        });
+        if let Some(i) = cookie.and_then(|c| tokens.iter().position(|t| t.as_bytes() == c)) {
+            return Ok((Peer::Addr(eps[i]), None));
+        }
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % eps.len();
+        Ok((Peer::Addr(eps[i]), Some(&tokens[i])))
     }
 
     pub fn ready_endpoints(&self) -> usize {

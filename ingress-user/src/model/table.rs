@@ -45,6 +45,8 @@ pub struct PathRule {
     /// `enable-cors`: preflights are answered, responses get the
     /// Access-Control headers.
     pub cors: Option<Arc<super::annotations::Cors>>,
+    /// `affinity: cookie`.
+    pub affinity: Option<Arc<super::annotations::Affinity>>,
     /// Every request gets this redirect (`permanent-redirect`,
     /// `temporal-redirect`) instead of being forwarded.
     pub redirect: Option<Arc<super::annotations::Redirect>>,

@@ -910,6 +910,7 @@ fn rewrite_targets_expand_captures_like_nginx() {
         upstream_vhost: None,
         forwarded_prefix: None,
         cors: None,
+        affinity: None,
         allow: None,
         deny: None,
         body_limit: None,
@@ -937,7 +938,13 @@ fn cors_origins_are_exact_or_one_label_wildcards() {
         cors_origin("HTTPS://App.Example").unwrap(),
         CorsOrigin::Exact("https://app.example".into())
     );
-    for bad in ["app.example", "ftp://x.example", "https://", "https://x.example:", "https://a b"] {
+    for bad in [
+        "app.example",
+        "ftp://x.example",
+        "https://",
+        "https://x.example:",
+        "https://a b",
+    ] {
         assert!(cors_origin(bad).is_err(), "{bad}");
     }
     let cors = annotations::Cors {

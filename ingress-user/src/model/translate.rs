@@ -17,7 +17,9 @@ use serde::Serialize;
 use super::{
     Backend, BackendTarget, ClassOptions, HostRules, NamespacedName, Objects, PathKind, PathRule,
     RoutingTable,
-    annotations::{self, BackendProtocol, ClientAuth, ClientVerify, Cors, RateLimit, Redirect},
+    annotations::{
+        self, Affinity, BackendProtocol, ClientAuth, ClientVerify, Cors, RateLimit, Redirect,
+    },
     cidr::{self, Cidr},
     table::ANY_HOST_LABEL,
 };
@@ -180,6 +182,7 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
         let read_timeout = cx.read_timeout(id, ing);
         let redirect = cx.redirect(id, ing);
         let cors = cx.cors(id, ing);
+        let affinity = cx.affinity(id, ing);
         let upstream_vhost = cx.header_value(id, ing, "upstream-vhost", |v| {
             v.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
@@ -283,6 +286,7 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
                             redirect: redirect.clone(),
                             upstream_vhost: upstream_vhost.clone(),
                             cors: cors.clone(),
+                            affinity: affinity.clone(),
                             forwarded_prefix: forwarded_prefix.clone(),
                             app_root: app_root.clone(),
                             allow: allow.clone(),
@@ -746,6 +750,75 @@ impl<'a> Cx<'a> {
         Some(Arc::new(Redirect {
             code,
             location: url.into(),
+        }))
+    }
+
+    /// `affinity: cookie` and its `session-cookie-*` settings.
+    fn affinity(&mut self, id: &NamespacedName, ing: &Ingress) -> Option<Arc<Affinity>> {
+        match annotations::get(ing, "affinity")? {
+            "cookie" => {}
+            v => {
+                self.warn_ingress(id, &format!("affinity {v:?} is not \"cookie\"; ignored"));
+                return None;
+            }
+        }
+        let token = |v: &str| {
+            !v.is_empty()
+                && v.bytes()
+                    .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b))
+        };
+        let name = match annotations::get(ing, "session-cookie-name") {
+            None => "INGRESSCOOKIE",
+            Some(v) if token(v) => v,
+            Some(v) => {
+                self.warn_ingress(
+                    id,
+                    &format!("session-cookie-name {v:?} is not a cookie name; using INGRESSCOOKIE"),
+                );
+                "INGRESSCOOKIE"
+            }
+        };
+        let mut attributes = String::new();
+        let path = annotations::get(ing, "session-cookie-path").unwrap_or("/");
+        if path.starts_with('/') && path.bytes().all(|b| b.is_ascii_graphic() && b != b';') {
+            attributes.push_str(&format!("; Path={path}"));
+        } else {
+            self.warn_ingress(
+                id,
+                &format!("session-cookie-path {path:?} is not a path; using /"),
+            );
+            attributes.push_str("; Path=/");
+        }
+        if let Some(v) = annotations::get(ing, "session-cookie-max-age") {
+            match v.parse::<u32>() {
+                Ok(n) => attributes.push_str(&format!("; Max-Age={n}")),
+                Err(_) => self.warn_ingress(
+                    id,
+                    &format!("session-cookie-max-age {v:?} is not a whole number of seconds; a session cookie is used"),
+                ),
+            }
+        }
+        if let Some(v) = annotations::get(ing, "session-cookie-samesite") {
+            match v.to_ascii_lowercase().as_str() {
+                "none" => attributes.push_str("; SameSite=None"),
+                "lax" => attributes.push_str("; SameSite=Lax"),
+                "strict" => attributes.push_str("; SameSite=Strict"),
+                _ => self.warn_ingress(
+                    id,
+                    &format!("session-cookie-samesite {v:?} is not None, Lax or Strict; not set"),
+                ),
+            }
+        }
+        if annotations::get(ing, "session-cookie-secure")
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+            || attributes.ends_with("SameSite=None")
+        {
+            attributes.push_str("; Secure");
+        }
+        attributes.push_str("; HttpOnly");
+        Some(Arc::new(Affinity {
+            name: name.into(),
+            attributes: attributes.into(),
         }))
     }
 

@@ -123,13 +123,42 @@ struct Changes {
     forwarded_prefix: Option<HeaderValue>,
     /// `enable-cors`: added to the pod's response.
     cors: Option<http::HeaderMap>,
+    /// `affinity: cookie`: the cookie that makes the client stick to the
+    /// endpoint picked, added to the pod's response.
+    set_cookie: Option<HeaderValue>,
 }
 
-/// What CORS needs of a request: whether it is a preflight (OPTIONS), and
-/// its Origin, looked up only for routes with `enable-cors`.
-struct CorsRequest<'a> {
+impl Changes {
+    fn is_empty(&self) -> bool {
+        self.client_cert.is_none()
+            && self.rewritten.is_none()
+            && self.host.is_none()
+            && self.forwarded_prefix.is_none()
+            && self.cors.is_none()
+            && self.set_cookie.is_none()
+    }
+}
+
+/// What routing needs of a request besides its host and target, looked up
+/// only for routes that ask (CORS, affinity).
+struct RequestView<'a> {
+    /// OPTIONS: a CORS preflight on a route with `enable-cors`.
     options: bool,
     origin: &'a dyn Fn() -> Option<&'a [u8]>,
+    /// The value of the named cookie.
+    cookie: &'a dyn Fn(&str) -> Option<&'a [u8]>,
+}
+
+/// The value of cookie `name` in Cookie header `fields` (HTTP/2 may split
+/// them).
+fn cookie_value<'a>(fields: impl Iterator<Item = &'a [u8]>, name: &str) -> Option<&'a [u8]> {
+    fields
+        .flat_map(|f| f.split(|&b| b == b';'))
+        .find_map(|pair| {
+            let pair = pair.trim_ascii();
+            let (k, v) = pair.split_at(pair.iter().position(|&b| b == b'=')?);
+            (k == name.as_bytes()).then(|| &v[1..])
+        })
 }
 
 /// The Access-Control headers for a request from `origin` (`None` when
@@ -284,11 +313,16 @@ impl Proxy {
                 .get(http::header::ORIGIN)
                 .map(HeaderValue::as_bytes)
         };
-        let cors = CorsRequest {
+        let cookie = |name: &str| {
+            let fields = req.headers().get_all(http::header::COOKIE).iter();
+            cookie_value(fields.map(HeaderValue::as_bytes), name)
+        };
+        let view = RequestView {
             options: req.method() == http::Method::OPTIONS,
             origin: &origin,
+            cookie: &cookie,
         };
-        self.route(down, conn, raw_host, req.uri().path(), pq, &cors)
+        self.route(down, conn, raw_host, req.uri().path(), pq, &view)
     }
 
     /// Route and peer for a request to `raw_host` (as sent) and `path`;
@@ -300,7 +334,7 @@ impl Proxy {
         raw_host: Option<&str>,
         path: &str,
         target: &str,
-        cors_req: &CorsRequest<'_>,
+        req: &RequestView<'_>,
     ) -> (Result<Decision, ProxyError>, Arc<HostStats>) {
         let snap = self.snapshots.load();
         if snap.generation == 0 {
@@ -358,14 +392,30 @@ impl Proxy {
         });
         let cors = match route.rule.and_then(|r| r.cors.as_deref()) {
             None => None,
-            Some(c) => match cors_headers(c, (cors_req.origin)(), cors_req.options) {
-                Some(h) if cors_req.options => {
+            Some(c) => match cors_headers(c, (req.origin)(), req.options) {
+                Some(h) if req.options => {
                     return (Ok(Decision::Preflight(Box::new(h))), stats);
                 }
                 // A response's headers; or an origin the route does not
                 // cover: the pod answers as to anyone.
                 other => other,
             },
+        };
+        let picked = match route.rule.and_then(|r| r.affinity.as_deref()) {
+            None => route.backend.pick().map(|p| (p, None)),
+            Some(a) => route
+                .backend
+                .pick_sticky((req.cookie)(&a.name))
+                .map(|(p, token)| {
+                    let set = token.and_then(|t| {
+                        HeaderValue::from_str(&format!("{}={t}{}", a.name, a.attributes)).ok()
+                    });
+                    (p, set)
+                }),
+        };
+        let (peer, set_cookie) = match picked {
+            Ok(v) => v,
+            Err(e) => return (Err(ProxyError::Backend(e)), stats),
         };
         let header =
             |v: &Option<Arc<str>>| v.as_deref().and_then(|v| HeaderValue::from_str(v).ok());
@@ -375,13 +425,8 @@ impl Proxy {
             host: route.rule.and_then(|r| header(&r.upstream_vhost)),
             forwarded_prefix: route.rule.and_then(|r| header(&r.forwarded_prefix)),
             cors,
+            set_cookie,
         };
-        let changes = (changes.client_cert.is_some()
-            || changes.rewritten.is_some()
-            || changes.host.is_some()
-            || changes.forwarded_prefix.is_some()
-            || changes.cors.is_some())
-        .then(|| Box::new(changes));
         let body_limit = route
             .rule
             .map_or(Some(DEFAULT_BODY_LIMIT), |r| r.body_limit);
@@ -389,21 +434,15 @@ impl Proxy {
             .rule
             .and_then(|r| r.read_timeout)
             .unwrap_or(self.limits.upstream_response_timeout);
-        let decision = route
-            .backend
-            .pick()
-            .map(|peer| {
-                Decision::Forward(Target {
-                    peer,
-                    backend: route.backend.clone(),
-                    body_limit,
-                    read_timeout,
-                    changes,
-                    in_flight,
-                })
-            })
-            .map_err(ProxyError::Backend);
-        (decision, stats)
+        let decision = Decision::Forward(Target {
+            peer,
+            backend: route.backend.clone(),
+            body_limit,
+            read_timeout,
+            changes: (!changes.is_empty()).then(|| Box::new(changes)),
+            in_flight,
+        });
+        (Ok(decision), stats)
     }
 
     /// For a connection's first request, tells XDP the agent's verdict if
@@ -553,6 +592,10 @@ impl Proxy {
         }
         headers::strip_hop_by_hop(resp.headers_mut());
         headers::ensure_server(resp.headers_mut());
+        if let Some(cookie) = &changes.set_cookie {
+            resp.headers_mut()
+                .append(http::header::SET_COOKIE, cookie.clone());
+        }
         if let Some(cors) = &changes.cors {
             // Ours replace the pod's (nginx's more_set_headers); Vary adds.
             for (name, value) in cors {
@@ -801,4 +844,27 @@ fn error_response(e: &ProxyError) -> Response<ProxyBody> {
     );
     headers::ensure_server(h);
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cookie_value;
+
+    #[test]
+    fn cookie_values_are_found_by_exact_name_across_fields() {
+        let find = |fields: &[&str], name: &str| {
+            cookie_value(fields.iter().map(|f| f.as_bytes()), name)
+                .map(|v| String::from_utf8(v.to_vec()).unwrap())
+        };
+        assert_eq!(find(&["a=1; route=x; b=2"], "route").as_deref(), Some("x"));
+        assert_eq!(find(&["a=1;route=x"], "route").as_deref(), Some("x"));
+        // HTTP/2 sends cookies as separate fields.
+        assert_eq!(find(&["a=1", "route=y"], "route").as_deref(), Some("y"));
+        // A longer name, a name without a value, an empty value.
+        assert_eq!(find(&["route2=z; xroute=z"], "route"), None);
+        assert_eq!(find(&["route"], "route"), None);
+        assert_eq!(find(&["route="], "route").as_deref(), Some(""));
+        // The first one wins, as in nginx's $cookie_NAME.
+        assert_eq!(find(&["route=1; route=2"], "route").as_deref(), Some("1"));
+    }
 }

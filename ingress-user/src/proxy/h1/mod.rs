@@ -385,11 +385,19 @@ impl Proxy {
                 .find(|h| h.name.eq_ignore_ascii_case("origin"))
                 .map(|h| h.value)
         };
-        let cors = super::CorsRequest {
+        let cookie = |name: &str| {
+            let fields = req
+                .headers
+                .iter()
+                .filter(|h| h.name.eq_ignore_ascii_case("cookie"));
+            super::cookie_value(fields.map(|h| h.value), name)
+        };
+        let view = super::RequestView {
             options: method == "OPTIONS",
             origin: &origin,
+            cookie: &cookie,
         };
-        let (decision, stats) = self.route(down, conn, raw_host, path, target, &cors);
+        let (decision, stats) = self.route(down, conn, raw_host, path, target, &view);
         self.report_flow(down, conn, &decision);
         let reply = |status, body, location| {
             Prepared::Reply(Reply {
