@@ -524,7 +524,7 @@ fn unimplemented_annotations_are_noted_and_unenforceable_access_rules_refuse() {
         service("a", 1, 1),
         with(
             "ignored",
-            "nginx.ingress.kubernetes.io/enable-cors: \"true\", xingress.dev/proxy-buffering: \"on\", \
+            "nginx.ingress.kubernetes.io/configuration-snippet: \"return 200;\", xingress.dev/proxy-buffering: \"on\", \
              nginx.ingress.kubernetes.io/proxy-body-size: 8m, other.example/x: y"
         ),
         with(
@@ -553,7 +553,7 @@ fn unimplemented_annotations_are_noted_and_unenforceable_access_rules_refuse() {
     assert!(
         ignored[0]
             .message
-            .ends_with("ignored: enable-cors, proxy-buffering"),
+            .ends_with("ignored: configuration-snippet, proxy-buffering"),
         "{}",
         ignored[0].message
     );
