@@ -890,3 +890,74 @@ fn cookie_affinity_keeps_a_client_on_one_pod() {
         "{set}"
     );
 }
+
+#[test]
+fn a_canary_ingress_takes_its_share_and_what_its_header_or_cookie_asks() {
+    let stable = pods("stable", 1);
+    let canary = pods("canary", 1);
+    let dir = ManifestDir::new();
+    dir.write("class.yaml", CLASS);
+    dir.write(
+        "svc.yaml",
+        &format!(
+            "{}{}",
+            service("stable", &[&stable[0]]),
+            service("canary", &[&canary[0]])
+        ),
+    );
+    let p = "nginx.ingress.kubernetes.io/";
+    let ingress = |name: &str, svc: &str, annotations: &str| {
+        format!(
+            "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: {name}\n  annotations: {{{annotations}}}\n\
+             spec:\n  rules:\n  - host: c.test\n    http:\n      paths:\n      - {{path: /, pathType: Prefix, backend: {{service: {{name: {svc}, port: {{number: 80}}}}}}}}\n---\n"
+        )
+    };
+    dir.write(
+        "ing.yaml",
+        &[
+            ingress("main", "stable", ""),
+            ingress(
+                "new",
+                "canary",
+                &format!(
+                    "{p}canary: \"true\", {p}canary-weight: \"25\", {p}canary-by-header: X-Canary, {p}canary-by-cookie: canary"
+                ),
+            ),
+        ]
+        .concat(),
+    );
+    let agent = ready_agent(&dir, &[]);
+    let pod = |extra: &str| {
+        let r = http1::Conn::connect(agent.http)
+            .unwrap()
+            .raw(
+                format!("GET / HTTP/1.1\r\nHost: c.test\r\n{extra}Connection: close\r\n\r\n")
+                    .as_bytes(),
+            )
+            .unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.header("x-pod")
+            .unwrap()
+            .split('-')
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    // 25 of 100: every 4th request.
+    let picks: Vec<String> = (0..8).map(|_| pod("")).collect();
+    assert_eq!(
+        picks.iter().filter(|p| *p == "canary").count(),
+        2,
+        "{picks:?}"
+    );
+    // The header decides first, then the cookie; other values fall through.
+    for _ in 0..4 {
+        assert_eq!(pod("X-Canary: always\r\n"), "canary");
+        assert_eq!(
+            pod("X-Canary: never\r\nCookie: canary=always\r\n"),
+            "stable"
+        );
+        assert_eq!(pod("Cookie: canary=always\r\n"), "canary");
+        assert_eq!(pod("X-Canary: maybe\r\nCookie: canary=never\r\n"), "stable");
+    }
+}

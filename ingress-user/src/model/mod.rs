@@ -21,7 +21,9 @@ pub use annotations::{BackendProtocol, ClientAuth, ClientVerify};
 pub use backend::{Backend, BackendError, BackendTarget, Peer};
 pub use cidr::Cidr;
 pub use matching::{HOST_BUF_LEN, normalize_host, path_matches};
-pub use table::{ANY_HOST_LABEL, HostRules, PathKind, PathRule, Route, RouteRow, RoutingTable};
+pub use table::{
+    ANY_HOST_LABEL, Canary, HostRules, PathKind, PathRule, Route, RouteRow, RoutingTable,
+};
 /// Writes `n` in decimal at the start of `buf` (20 bytes hold any u64);
 /// returns the length. For hot paths where `write!` costs too much.
 pub fn put_decimal(buf: &mut [u8], mut n: u64) -> usize {

@@ -45,6 +45,9 @@ pub struct PathRule {
     /// `enable-cors`: preflights are answered, responses get the
     /// Access-Control headers.
     pub cors: Option<Arc<super::annotations::Cors>>,
+    /// A canary Ingress's backend for the same host and path, and which
+    /// requests go to it.
+    pub canary: Option<Arc<Canary>>,
     /// `affinity: cookie`.
     pub affinity: Option<Arc<super::annotations::Affinity>>,
     /// Every request gets this redirect (`permanent-redirect`,
@@ -67,6 +70,66 @@ pub struct PathRule {
     pub client_auth: Option<Arc<super::annotations::ClientAuth>>,
     /// Index into `RoutingTable::limits`: the Ingress's per-source limits.
     pub limit: Option<u32>,
+}
+
+/// `canary: "true"` on an Ingress with the same host and path as a main
+/// one: some requests go to its backend. A header decides first, then a
+/// cookie, then the weight.
+#[derive(Debug)]
+pub struct Canary {
+    pub backend: Arc<Backend>,
+    pub ingress: Arc<NamespacedName>,
+    /// `canary-by-header`: `always` → canary, `never` → main (or equal to
+    /// `canary-by-header-value` → canary); other values fall through.
+    pub header: Option<Box<str>>,
+    pub header_value: Option<Box<str>>,
+    /// `canary-by-cookie`: `always` or `never`; other values fall through.
+    pub cookie: Option<Box<str>>,
+    /// `canary-weight` out of `canary-weight-total` (100).
+    pub weight: u32,
+    pub total: u32,
+    /// Spreads weighted requests evenly (per request, like the balancer).
+    pub next: std::sync::atomic::AtomicU32,
+}
+
+impl Canary {
+    /// Whether this request goes to the canary; `header` and `cookie` look
+    /// up the request's header and cookie values.
+    pub fn takes<'a>(
+        &self,
+        header: &dyn Fn(&str) -> Option<&'a [u8]>,
+        cookie: &dyn Fn(&str) -> Option<&'a [u8]>,
+    ) -> bool {
+        if let Some(name) = &self.header
+            && let Some(v) = header(name)
+        {
+            match &self.header_value {
+                Some(want) if v == want.as_bytes() => return true,
+                Some(_) => {}
+                None if v == b"always" => return true,
+                None if v == b"never" => return false,
+                None => {}
+            }
+        }
+        if let Some(name) = &self.cookie
+            && let Some(v) = cookie(name)
+        {
+            match v {
+                b"always" => return true,
+                b"never" => return false,
+                _ => {}
+            }
+        }
+        if self.weight == 0 {
+            return false;
+        }
+        // Request n goes to the canary when n·weight/total crosses a whole
+        // number: evenly spread (every 4th at 25 of 100), not in a burst.
+        let n =
+            u64::from(self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % self.total);
+        let (w, t) = (u64::from(self.weight), u64::from(self.total));
+        (n + 1) * w / t > n * w / t
+    }
 }
 
 impl PathRule {

@@ -911,6 +911,7 @@ fn rewrite_targets_expand_captures_like_nginx() {
         forwarded_prefix: None,
         cors: None,
         affinity: None,
+        canary: None,
         allow: None,
         deny: None,
         body_limit: None,
@@ -971,4 +972,45 @@ fn cors_origins_are_exact_or_one_label_wildcards() {
     ] {
         assert!(!cors.allows(no), "{no}");
     }
+}
+
+#[test]
+fn canary_ingresses_attach_to_the_main_rule_of_their_host_and_path() {
+    let with = |name: &str, svc: &str, host: &str, annotations: &str| {
+        format!(
+            "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: {name}\n  annotations: {{{annotations}}}\n\
+             spec:\n  ingressClassName: xingress\n  rules:\n{}---\n",
+            rule(host, &[("/", "Prefix", svc)])
+        )
+    };
+    let c = "nginx.ingress.kubernetes.io/canary: \"true\"";
+    let yaml = format!(
+        "{CLASS}{}{}{}{}{}{}",
+        service("a", 1, 1),
+        service("b", 2, 1),
+        // The canary is older than the main Ingress: still the canary.
+        with(
+            "a-canary",
+            "b",
+            "m.test",
+            &format!("{c}, nginx.ingress.kubernetes.io/canary-weight: \"30\"")
+        ),
+        with("b-main", "a", "m.test", ""),
+        with("c-second", "b", "m.test", c),
+        with("d-orphan", "b", "o.test", c),
+    );
+    let mut o = Objects::default();
+    parse_documents(&yaml, "test.yaml", &mut o);
+    let t = translate(&o, &TranslateOptions::default());
+    let route = t.table.route(Some("m.test"), "/").unwrap();
+    assert_eq!(route.backend.service.name, "a");
+    let canary = route.rule.unwrap().canary.as_ref().expect("a canary");
+    assert_eq!(canary.backend.service.name, "b");
+    assert_eq!((canary.weight, canary.total), (30, 100));
+    assert_eq!(canary.ingress.name, "a-canary");
+    // A canary with no main rule does not serve on its own.
+    assert!(t.table.route(Some("o.test"), "/").is_none());
+    let warned = |needle: &str| t.warnings.iter().any(|w| w.message.contains(needle));
+    assert!(warned("already has the canary Ingress default/a-canary"));
+    assert!(warned("no main Ingress defines it"));
 }

@@ -15,8 +15,8 @@ use k8s_openapi::api::{
 use serde::Serialize;
 
 use super::{
-    Backend, BackendTarget, ClassOptions, HostRules, NamespacedName, Objects, PathKind, PathRule,
-    RoutingTable,
+    Backend, BackendTarget, Canary, ClassOptions, HostRules, NamespacedName, Objects, PathKind,
+    PathRule, RoutingTable,
     annotations::{
         self, Affinity, BackendProtocol, ClientAuth, ClientVerify, Cors, RateLimit, Redirect,
     },
@@ -132,7 +132,11 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
     let mut tls_hosts: std::collections::HashSet<String> = std::collections::HashSet::new();
     let mut limits = Vec::new();
     let mut client_auth_hosts: BTreeMap<String, Arc<ClientAuth>> = BTreeMap::new();
-    for &(id, ing) in &ours {
+    // Canary Ingresses attach to the rules of the main ones, after them.
+    let (canaries, mains): (Vec<_>, Vec<_>) = ours.iter().partition(|(_, ing)| {
+        annotations::get(ing, "canary").is_some_and(|v| v.eq_ignore_ascii_case("true"))
+    });
+    for &(id, ing) in &mains {
         let spec = ing.spec.as_ref();
         let protocol = cx.protocol(id, ing);
         let shared_id = Arc::new(id.clone());
@@ -287,6 +291,7 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
                             upstream_vhost: upstream_vhost.clone(),
                             cors: cors.clone(),
                             affinity: affinity.clone(),
+                            canary: None,
                             forwarded_prefix: forwarded_prefix.clone(),
                             app_root: app_root.clone(),
                             allow: allow.clone(),
@@ -300,6 +305,9 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
                 }
             }
         }
+    }
+    for &(id, ing) in &canaries {
+        cx.attach_canary(id, ing, &mut hosts);
     }
     // Plain HTTP to a host with TLS is redirected, unless the rule's Ingress
     // opts out; `force-ssl-redirect` redirects with or without TLS.
@@ -751,6 +759,97 @@ impl<'a> Cx<'a> {
             code,
             location: url.into(),
         }))
+    }
+
+    /// A canary Ingress: each of its paths gives its backend to the main
+    /// rule with the same host and path (its other settings are the main
+    /// Ingress's, as in ingress-nginx).
+    fn attach_canary(
+        &mut self,
+        id: &NamespacedName,
+        ing: &Ingress,
+        hosts: &mut BTreeMap<HostKey, BTreeMap<(Box<str>, PathKind), PathRule>>,
+    ) {
+        let text = |name: &str| {
+            annotations::get(ing, name)
+                .filter(|v| !v.is_empty())
+                .map(Box::<str>::from)
+        };
+        let number = |cx: &mut Self, name: &str, default: u32| match annotations::get(ing, name) {
+            None => default,
+            Some(v) => v.parse().unwrap_or_else(|_| {
+                cx.warn_ingress(
+                    id,
+                    &format!("{name} {v:?} is not a whole number; using {default}"),
+                );
+                default
+            }),
+        };
+        let total = number(self, "canary-weight-total", 100).max(1);
+        let weight = number(self, "canary-weight", 0).min(total);
+        let protocol = self.protocol(id, ing);
+        let shared_id = Arc::new(id.clone());
+        let spec = ing.spec.as_ref();
+        let use_regex = annotations::get(ing, "use-regex")
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+            || annotations::get(ing, "rewrite-target").is_some();
+        for rule in spec.and_then(|s| s.rules.as_ref()).into_iter().flatten() {
+            let Ok(host) = parse_host(rule.host.as_deref()) else {
+                self.warn_ingress(
+                    id,
+                    &format!("canary host {:?} is not valid; ignored", rule.host),
+                );
+                continue;
+            };
+            for p in rule.http.iter().flat_map(|h| &h.paths) {
+                let parsed = match p.path_type.as_str() {
+                    "Prefix" | "ImplementationSpecific" if use_regex => {
+                        regex_path(p.path.as_deref())
+                    }
+                    _ => parse_path(p.path.as_deref(), &p.path_type).map(|(p, k)| (p, k, None)),
+                };
+                let Ok((path, kind, _)) = parsed else {
+                    self.warn_ingress(
+                        id,
+                        &format!("canary path {:?} is not valid; ignored", p.path),
+                    );
+                    continue;
+                };
+                let Some(main) = hosts
+                    .get_mut(&host)
+                    .and_then(|r| r.get_mut(&(path.clone(), kind)))
+                else {
+                    self.warn_ingress(
+                        id,
+                        &format!(
+                            "canary {host} {path} ({kind:?}): no main Ingress defines it; ignored"
+                        ),
+                    );
+                    continue;
+                };
+                if let Some(other) = &main.canary {
+                    self.warn_ingress(
+                        id,
+                        &format!(
+                            "{host} {path} already has the canary Ingress {}; this one is ignored",
+                            other.ingress
+                        ),
+                    );
+                    continue;
+                }
+                let backend = self.backend(id, protocol, &p.backend);
+                main.canary = Some(Arc::new(Canary {
+                    backend,
+                    ingress: shared_id.clone(),
+                    header: text("canary-by-header"),
+                    header_value: text("canary-by-header-value"),
+                    cookie: text("canary-by-cookie"),
+                    weight,
+                    total,
+                    next: std::sync::atomic::AtomicU32::new(0),
+                }));
+            }
+        }
     }
 
     /// `affinity: cookie` and its `session-cookie-*` settings.

@@ -144,7 +144,8 @@ impl Changes {
 struct RequestView<'a> {
     /// OPTIONS: a CORS preflight on a route with `enable-cors`.
     options: bool,
-    origin: &'a dyn Fn() -> Option<&'a [u8]>,
+    /// The first value of the named header.
+    header: &'a dyn Fn(&str) -> Option<&'a [u8]>,
     /// The value of the named cookie.
     cookie: &'a dyn Fn(&str) -> Option<&'a [u8]>,
 }
@@ -308,18 +309,14 @@ impl Proxy {
             .and_then(|h| h.to_str().ok())
             .or_else(|| req.uri().authority().map(|a| a.as_str()));
         let pq = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
-        let origin = || {
-            req.headers()
-                .get(http::header::ORIGIN)
-                .map(HeaderValue::as_bytes)
-        };
+        let header = |name: &str| req.headers().get(name).map(HeaderValue::as_bytes);
         let cookie = |name: &str| {
             let fields = req.headers().get_all(http::header::COOKIE).iter();
             cookie_value(fields.map(HeaderValue::as_bytes), name)
         };
         let view = RequestView {
             options: req.method() == http::Method::OPTIONS,
-            origin: &origin,
+            header: &header,
             cookie: &cookie,
         };
         self.route(down, conn, raw_host, req.uri().path(), pq, &view)
@@ -392,7 +389,7 @@ impl Proxy {
         });
         let cors = match route.rule.and_then(|r| r.cors.as_deref()) {
             None => None,
-            Some(c) => match cors_headers(c, (req.origin)(), req.options) {
+            Some(c) => match cors_headers(c, (req.header)("origin"), req.options) {
                 Some(h) if req.options => {
                     return (Ok(Decision::Preflight(Box::new(h))), stats);
                 }
@@ -401,10 +398,14 @@ impl Proxy {
                 other => other,
             },
         };
+        // A canary Ingress takes the requests its header, cookie or weight say.
+        let backend = match route.rule.and_then(|r| r.canary.as_deref()) {
+            Some(c) if c.takes(req.header, req.cookie) => &c.backend,
+            _ => route.backend,
+        };
         let picked = match route.rule.and_then(|r| r.affinity.as_deref()) {
-            None => route.backend.pick().map(|p| (p, None)),
-            Some(a) => route
-                .backend
+            None => backend.pick().map(|p| (p, None)),
+            Some(a) => backend
                 .pick_sticky((req.cookie)(&a.name))
                 .map(|(p, token)| {
                     let set = token.and_then(|t| {
@@ -436,7 +437,7 @@ impl Proxy {
             .unwrap_or(self.limits.upstream_response_timeout);
         let decision = Decision::Forward(Target {
             peer,
-            backend: route.backend.clone(),
+            backend: backend.clone(),
             body_limit,
             read_timeout,
             changes: (!changes.is_empty()).then(|| Box::new(changes)),

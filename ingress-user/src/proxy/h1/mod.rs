@@ -379,10 +379,10 @@ impl Proxy {
         let head_request = method == "HEAD";
         let (path, _query) = target.split_once('?').unwrap_or((target, ""));
         let raw_host = info.host.and_then(|h| std::str::from_utf8(h).ok());
-        let origin = || {
+        let header = |name: &str| {
             req.headers
                 .iter()
-                .find(|h| h.name.eq_ignore_ascii_case("origin"))
+                .find(|h| h.name.eq_ignore_ascii_case(name))
                 .map(|h| h.value)
         };
         let cookie = |name: &str| {
@@ -394,7 +394,7 @@ impl Proxy {
         };
         let view = super::RequestView {
             options: method == "OPTIONS",
-            origin: &origin,
+            header: &header,
             cookie: &cookie,
         };
         let (decision, stats) = self.route(down, conn, raw_host, path, target, &view);
