@@ -1,0 +1,601 @@
+//! An Ingress's settings from its annotations (methods of `Cx`): each
+//! reads one annotation family into a typed value, and for a bad value
+//! warns and says what is used instead, so one bad annotation never costs
+//! the Ingress anything else.
+
+use super::*;
+
+impl Cx<'_> {
+    /// `proxy-body-size`: nginx size syntax, "0" for no limit.
+    pub(super) fn body_limit(&mut self, id: &NamespacedName, ing: &Ingress) -> Option<u64> {
+        let Some(v) = annotations::get(ing, "proxy-body-size") else {
+            return Some(annotations::DEFAULT_BODY_LIMIT);
+        };
+        match annotations::parse_size(v) {
+            Some(0) => None,
+            Some(n) => Some(n),
+            None => {
+                self.warn_ingress(
+                    id,
+                    &format!(
+                        "proxy-body-size {v:?} is not a size (like 512k, 8m, 1g, or 0 for no limit); using 1m"
+                    ),
+                );
+                Some(annotations::DEFAULT_BODY_LIMIT)
+            }
+        }
+    }
+
+    /// Records that TLS handshakes for `host` ask for client certificates
+    /// as `auth` says; the oldest Ingress's setting of a host stays.
+    pub(super) fn client_auth_host(
+        &mut self,
+        id: &NamespacedName,
+        host: &HostKey,
+        auth: &Arc<ClientAuth>,
+        hosts: &mut BTreeMap<String, Arc<ClientAuth>>,
+    ) {
+        if *host == HostKey::Any {
+            self.warn_ingress(
+                id,
+                "auth-tls-secret on a rule without a host: no TLS handshake can ask for its certificate, so its requests are refused (403)",
+            );
+            return;
+        }
+        match hosts.entry(host.to_string()) {
+            std::collections::btree_map::Entry::Vacant(e) => {
+                e.insert(auth.clone());
+            }
+            std::collections::btree_map::Entry::Occupied(e) if **e.get() != **auth => {
+                self.warn_ingress(
+                    id,
+                    &format!(
+                        "{host} already asks for client certificates differently (an older Ingress's auth-tls-*); this Ingress's requests on it are refused (421)"
+                    ),
+                );
+            }
+            std::collections::btree_map::Entry::Occupied(_) => {}
+        }
+    }
+
+    /// The `auth-tls-*` annotations. `Err` when they ask for client
+    /// certificates in a way that cannot be honoured: the Ingress refuses.
+    pub(super) fn client_auth(
+        &mut self,
+        id: &NamespacedName,
+        ing: &Ingress,
+    ) -> Result<Option<Arc<ClientAuth>>, &'static str> {
+        const REFUSED: &str = "client certificate settings that cannot be honoured";
+        let Some(secret) = annotations::get(ing, "auth-tls-secret") else {
+            return Ok(None);
+        };
+        // Secrets are never shared across namespaces.
+        let secret = match secret.split_once('/') {
+            None if !secret.is_empty() => NamespacedName::new(&id.namespace, secret),
+            Some((ns, name)) if ns == id.namespace && !name.is_empty() => {
+                NamespacedName::new(ns, name)
+            }
+            _ => {
+                self.warn_ingress(
+                    id,
+                    &format!(
+                        "auth-tls-secret {secret:?} must name a Secret of the Ingress's own namespace ({}); its paths answer 503",
+                        id.namespace
+                    ),
+                );
+                return Err(REFUSED);
+            }
+        };
+        let verify = match annotations::get(ing, "auth-tls-verify-client")
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
+            None | Some("on") => ClientVerify::On,
+            Some("optional") => ClientVerify::Optional,
+            Some("optional_no_ca") => ClientVerify::OptionalNoCa,
+            Some("off") => return Ok(None),
+            Some(v) => {
+                self.warn_ingress(
+                    id,
+                    &format!(
+                        "auth-tls-verify-client {v:?} is not on, optional, optional_no_ca or off; its paths answer 503"
+                    ),
+                );
+                return Err(REFUSED);
+            }
+        };
+        let depth = match annotations::get(ing, "auth-tls-verify-depth") {
+            None => 1,
+            Some(v) => match v.parse::<u8>() {
+                Ok(n) if n > 0 => n,
+                _ => {
+                    self.warn_ingress(
+                        id,
+                        &format!(
+                            "auth-tls-verify-depth {v:?} is not a positive whole number; its paths answer 503"
+                        ),
+                    );
+                    return Err(REFUSED);
+                }
+            },
+        };
+        let pass_certificate = annotations::get(ing, "auth-tls-pass-certificate-to-upstream")
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        Ok(Some(Arc::new(ClientAuth {
+            secret,
+            verify,
+            depth,
+            pass_certificate,
+        })))
+    }
+
+    /// `permanent-redirect` (301, or `permanent-redirect-code`), else
+    /// `temporal-redirect` (302, or `temporal-redirect-code`): an absolute
+    /// http(s) URL every request of the Ingress is sent to.
+    pub(super) fn redirect(&mut self, id: &NamespacedName, ing: &Ingress) -> Option<Arc<Redirect>> {
+        let (kind, url, default_code) = match annotations::get(ing, "permanent-redirect") {
+            Some(url) => ("permanent-redirect", url, 301),
+            None => (
+                "temporal-redirect",
+                annotations::get(ing, "temporal-redirect")?,
+                302,
+            ),
+        };
+        let valid = (url.starts_with("http://") || url.starts_with("https://"))
+            && url.len() > "https://".len()
+            && url.bytes().all(|b| b.is_ascii_graphic());
+        if !valid {
+            self.warn_ingress(
+                id,
+                &format!("{kind} {url:?} is not an absolute http(s) URL; ignored"),
+            );
+            return None;
+        }
+        let code_name = format!("{kind}-code");
+        let code = match annotations::get(ing, &code_name) {
+            None => default_code,
+            Some(v) => match v.parse::<u16>() {
+                Ok(c) if (300..=308).contains(&c) => c,
+                _ => {
+                    self.warn_ingress(
+                        id,
+                        &format!("{code_name} {v:?} is not a redirect code (300-308); using {default_code}"),
+                    );
+                    default_code
+                }
+            },
+        };
+        Some(Arc::new(Redirect {
+            code,
+            location: url.into(),
+        }))
+    }
+
+    /// A canary Ingress: each of its paths gives its backend to the main
+    /// rule with the same host and path (its other settings are the main
+    /// Ingress's, as in ingress-nginx).
+    pub(super) fn attach_canary(
+        &mut self,
+        id: &NamespacedName,
+        ing: &Ingress,
+        hosts: &mut BTreeMap<HostKey, BTreeMap<(Box<str>, PathKind), PathRule>>,
+    ) {
+        let text = |name: &str| {
+            annotations::get(ing, name)
+                .filter(|v| !v.is_empty())
+                .map(Box::<str>::from)
+        };
+        let number = |cx: &mut Self, name: &str, default: u32| match annotations::get(ing, name) {
+            None => default,
+            Some(v) => v.parse().unwrap_or_else(|_| {
+                cx.warn_ingress(
+                    id,
+                    &format!("{name} {v:?} is not a whole number; using {default}"),
+                );
+                default
+            }),
+        };
+        let total = number(self, "canary-weight-total", 100).max(1);
+        let weight = number(self, "canary-weight", 0).min(total);
+        let protocol = self.protocol(id, ing);
+        let shared_id = Arc::new(id.clone());
+        let spec = ing.spec.as_ref();
+        let use_regex = annotations::get(ing, "use-regex")
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+            || annotations::get(ing, "rewrite-target").is_some();
+        for rule in spec.and_then(|s| s.rules.as_ref()).into_iter().flatten() {
+            let Ok(host) = parse_host(rule.host.as_deref()) else {
+                self.warn_ingress(
+                    id,
+                    &format!("canary host {:?} is not valid; ignored", rule.host),
+                );
+                continue;
+            };
+            for p in rule.http.iter().flat_map(|h| &h.paths) {
+                let parsed = match p.path_type.as_str() {
+                    "Prefix" | "ImplementationSpecific" if use_regex => {
+                        regex_path(p.path.as_deref())
+                    }
+                    _ => parse_path(p.path.as_deref(), &p.path_type).map(|(p, k)| (p, k, None)),
+                };
+                let Ok((path, kind, _)) = parsed else {
+                    self.warn_ingress(
+                        id,
+                        &format!("canary path {:?} is not valid; ignored", p.path),
+                    );
+                    continue;
+                };
+                let Some(main) = hosts
+                    .get_mut(&host)
+                    .and_then(|r| r.get_mut(&(path.clone(), kind)))
+                else {
+                    self.warn_ingress(
+                        id,
+                        &format!(
+                            "canary {host} {path} ({kind:?}): no main Ingress defines it; ignored"
+                        ),
+                    );
+                    continue;
+                };
+                if let Some(other) = &main.canary {
+                    self.warn_ingress(
+                        id,
+                        &format!(
+                            "{host} {path} already has the canary Ingress {}; this one is ignored",
+                            other.ingress
+                        ),
+                    );
+                    continue;
+                }
+                let backend = self.backend(id, protocol, &p.backend);
+                main.canary = Some(Arc::new(Canary {
+                    backend,
+                    ingress: shared_id.clone(),
+                    header: text("canary-by-header"),
+                    header_value: text("canary-by-header-value"),
+                    cookie: text("canary-by-cookie"),
+                    weight,
+                    total,
+                    next: std::sync::atomic::AtomicU32::new(0),
+                }));
+            }
+        }
+    }
+
+    /// `affinity: cookie` and its `session-cookie-*` settings.
+    pub(super) fn affinity(&mut self, id: &NamespacedName, ing: &Ingress) -> Option<Arc<Affinity>> {
+        match annotations::get(ing, "affinity")? {
+            "cookie" => {}
+            v => {
+                self.warn_ingress(id, &format!("affinity {v:?} is not \"cookie\"; ignored"));
+                return None;
+            }
+        }
+        let token = |v: &str| {
+            !v.is_empty()
+                && v.bytes()
+                    .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b))
+        };
+        let name = match annotations::get(ing, "session-cookie-name") {
+            None => "INGRESSCOOKIE",
+            Some(v) if token(v) => v,
+            Some(v) => {
+                self.warn_ingress(
+                    id,
+                    &format!("session-cookie-name {v:?} is not a cookie name; using INGRESSCOOKIE"),
+                );
+                "INGRESSCOOKIE"
+            }
+        };
+        let mut attributes = String::new();
+        let path = annotations::get(ing, "session-cookie-path").unwrap_or("/");
+        if path.starts_with('/') && path.bytes().all(|b| b.is_ascii_graphic() && b != b';') {
+            attributes.push_str(&format!("; Path={path}"));
+        } else {
+            self.warn_ingress(
+                id,
+                &format!("session-cookie-path {path:?} is not a path; using /"),
+            );
+            attributes.push_str("; Path=/");
+        }
+        if let Some(v) = annotations::get(ing, "session-cookie-max-age") {
+            match v.parse::<u32>() {
+                Ok(n) => attributes.push_str(&format!("; Max-Age={n}")),
+                Err(_) => self.warn_ingress(
+                    id,
+                    &format!("session-cookie-max-age {v:?} is not a whole number of seconds; a session cookie is used"),
+                ),
+            }
+        }
+        if let Some(v) = annotations::get(ing, "session-cookie-samesite") {
+            match v.to_ascii_lowercase().as_str() {
+                "none" => attributes.push_str("; SameSite=None"),
+                "lax" => attributes.push_str("; SameSite=Lax"),
+                "strict" => attributes.push_str("; SameSite=Strict"),
+                _ => self.warn_ingress(
+                    id,
+                    &format!("session-cookie-samesite {v:?} is not None, Lax or Strict; not set"),
+                ),
+            }
+        }
+        if annotations::get(ing, "session-cookie-secure")
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+            || attributes.ends_with("SameSite=None")
+        {
+            attributes.push_str("; Secure");
+        }
+        attributes.push_str("; HttpOnly");
+        Some(Arc::new(Affinity {
+            name: name.into(),
+            attributes: attributes.into(),
+        }))
+    }
+
+    /// `enable-cors: "true"` and the `cors-*` settings, ingress-nginx's
+    /// defaults for those unset.
+    pub(super) fn cors(&mut self, id: &NamespacedName, ing: &Ingress) -> Option<Arc<Cors>> {
+        if !annotations::get(ing, "enable-cors").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
+            return None;
+        }
+        let mut origins = Vec::new();
+        let mut any = false;
+        for entry in annotations::get(ing, "cors-allow-origin")
+            .unwrap_or("*")
+            .split(',')
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+        {
+            if entry == "*" {
+                any = true;
+                continue;
+            }
+            match annotations::cors_origin(entry) {
+                Ok(o) => origins.push(o),
+                Err(e) => self.warn_ingress(id, &format!("cors-allow-origin: {e}; entry ignored")),
+            }
+        }
+        if any {
+            origins.clear();
+        } else if origins.is_empty() {
+            self.warn_ingress(
+                id,
+                "cors-allow-origin has no valid entry: no origin gets CORS headers",
+            );
+            return None;
+        }
+        let text = |cx: &mut Self, name: &str, default: &str| -> Box<str> {
+            match annotations::get(ing, name) {
+                None => default.into(),
+                Some(v) if v.bytes().all(|b| b.is_ascii_graphic() || b == b' ') => v.into(),
+                Some(v) => {
+                    cx.warn_ingress(
+                        id,
+                        &format!("{name} {v:?} is not a header value; using the default"),
+                    );
+                    default.into()
+                }
+            }
+        };
+        let methods = text(self, "cors-allow-methods", annotations::CORS_METHODS);
+        let headers = text(self, "cors-allow-headers", annotations::CORS_HEADERS);
+        let expose = Some(text(self, "cors-expose-headers", "")).filter(|e| !e.is_empty());
+        let credentials = !annotations::get(ing, "cors-allow-credentials")
+            .is_some_and(|v| v.eq_ignore_ascii_case("false"));
+        let max_age = match annotations::get(ing, "cors-max-age") {
+            None => annotations::CORS_MAX_AGE,
+            Some(v) => v.parse().unwrap_or_else(|_| {
+                self.warn_ingress(
+                    id,
+                    &format!(
+                        "cors-max-age {v:?} is not a whole number of seconds; using {}",
+                        annotations::CORS_MAX_AGE
+                    ),
+                );
+                annotations::CORS_MAX_AGE
+            }),
+        };
+        Some(Arc::new(Cors {
+            origins,
+            methods,
+            headers,
+            expose,
+            credentials,
+            max_age,
+        }))
+    }
+
+    /// An annotation whose value becomes a request header: printable ASCII
+    /// and `valid`, else a warning and ignored.
+    pub(super) fn header_value(
+        &mut self,
+        id: &NamespacedName,
+        ing: &Ingress,
+        name: &str,
+        valid: impl Fn(&str) -> bool,
+    ) -> Option<Arc<str>> {
+        let v = annotations::get(ing, name)?;
+        if v.is_empty() || !v.bytes().all(|b| b.is_ascii_graphic()) || !valid(v) {
+            self.warn_ingress(id, &format!("{name} {v:?} is not a valid value; ignored"));
+            return None;
+        }
+        Some(v.into())
+    }
+
+    /// `app-root`: a path on the same host that requests for `/` go to.
+    pub(super) fn app_root(&mut self, id: &NamespacedName, ing: &Ingress) -> Option<Arc<str>> {
+        let v = annotations::get(ing, "app-root")?;
+        let valid = v.starts_with('/')
+            && !v.starts_with("//")
+            && v.len() > 1
+            && v.bytes().all(|b| b.is_ascii_graphic());
+        if !valid {
+            self.warn_ingress(
+                id,
+                &format!("app-root {v:?} is not a path like /app; ignored"),
+            );
+            return None;
+        }
+        Some(v.into())
+    }
+
+    /// `proxy-read-timeout`: whole seconds, as ingress-nginx takes it.
+    pub(super) fn read_timeout(
+        &mut self,
+        id: &NamespacedName,
+        ing: &Ingress,
+    ) -> Option<std::time::Duration> {
+        let v = annotations::get(ing, "proxy-read-timeout")?;
+        match v.parse::<u32>() {
+            Ok(n) if n > 0 => Some(std::time::Duration::from_secs(n.into())),
+            _ => {
+                self.warn_ingress(
+                    id,
+                    &format!(
+                        "proxy-read-timeout {v:?} is not a positive whole number of seconds; using the default, 60"
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    /// The `limit-*` annotations; `None` when the Ingress sets no limit.
+    pub(super) fn rate_limit(&mut self, id: &NamespacedName, ing: &Ingress) -> Option<RateLimit> {
+        let count = |cx: &mut Self, name: &str| {
+            let v = annotations::get(ing, name)?;
+            match v.parse::<u32>() {
+                Ok(n) if n > 0 => Some(n),
+                _ => {
+                    cx.warn_ingress(
+                        id,
+                        &format!("{name} {v:?} is not a positive whole number; ignored"),
+                    );
+                    None
+                }
+            }
+        };
+        let connections = count(self, "limit-connections");
+        let rps = count(self, "limit-rps");
+        let rpm = count(self, "limit-rpm");
+        let burst_multiplier =
+            count(self, "limit-burst-multiplier").unwrap_or(annotations::DEFAULT_BURST_MULTIPLIER);
+        if connections.is_none() && rps.is_none() && rpm.is_none() {
+            return None;
+        }
+        let exempt = match annotations::get(ing, "limit-allowlist")
+            .or_else(|| annotations::get(ing, "limit-whitelist"))
+        {
+            Some(value) => {
+                let (list, bad) = cidr::parse_list(value);
+                for e in bad {
+                    self.warn_ingress(id, &format!("limit-allowlist: {e}; entry ignored"));
+                }
+                list.into()
+            }
+            None => Arc::from([]),
+        };
+        Some(RateLimit {
+            connections,
+            rps,
+            rpm,
+            burst_multiplier,
+            exempt,
+        })
+    }
+
+    /// `allowlist-source-range` (or its older name `whitelist-source-range`).
+    pub(super) fn allow_list(&mut self, id: &NamespacedName, ing: &Ingress) -> Option<Arc<[Cidr]>> {
+        let value = annotations::get(ing, "allowlist-source-range")
+            .or_else(|| annotations::get(ing, "whitelist-source-range"))?;
+        let (list, bad) = cidr::parse_list(value);
+        for e in bad {
+            self.warn_ingress(id, &format!("allowlist-source-range: {e}; entry ignored"));
+        }
+        if list.is_empty() {
+            self.warn_ingress(
+                id,
+                "allowlist-source-range has no valid entry: every source is refused",
+            );
+        }
+        Some(list.into())
+    }
+
+    /// `denylist-source-range`: sources refused even where an allow list
+    /// admits them. An entry that does not parse cannot be enforced, so it
+    /// refuses the Ingress (`Err`) rather than let that range in.
+    pub(super) fn deny_list(
+        &mut self,
+        id: &NamespacedName,
+        ing: &Ingress,
+    ) -> Result<Option<Arc<[Cidr]>>, &'static str> {
+        let Some(value) = annotations::get(ing, "denylist-source-range") else {
+            return Ok(None);
+        };
+        let (list, bad) = cidr::parse_list(value);
+        if !bad.is_empty() {
+            for e in bad {
+                self.warn_ingress(
+                    id,
+                    &format!("denylist-source-range: {e}; its paths answer 503 until it is fixed"),
+                );
+            }
+            return Err("a denylist-source-range entry that does not parse");
+        }
+        Ok((!list.is_empty()).then(|| list.into()))
+    }
+
+    /// Tells about annotations under either prefix that xingress does not
+    /// implement: a note for those it ignores; for one that restricts
+    /// access, an error and what to refuse the Ingress's paths for.
+    pub(super) fn check_annotations(
+        &mut self,
+        id: &NamespacedName,
+        ing: &Ingress,
+    ) -> Option<&'static str> {
+        let names = annotations::prefixed_names(ing);
+        let (unenforced, ignored): (Vec<&str>, Vec<&str>) = names
+            .into_iter()
+            .filter(|n| !annotations::SUPPORTED.contains(n))
+            .partition(|n| annotations::UNENFORCED_ACCESS.contains(n));
+        if !ignored.is_empty() {
+            self.warnings.push(
+                Warning::note(
+                    format!("Ingress {id}"),
+                    format!(
+                        "annotations xingress does not implement are ignored: {}",
+                        ignored.join(", ")
+                    ),
+                )
+                .because("UnsupportedAnnotation"),
+            );
+        }
+        if unenforced.is_empty() {
+            return None;
+        }
+        self.warn_because(
+            format!("Ingress {id}"),
+            &format!(
+                "{} restricts who may use this Ingress, and xingress does not implement it: its paths answer 503 rather than serve without it",
+                unenforced.join(", ")
+            ),
+            "UnsupportedAnnotation",
+        );
+        Some("access control xingress does not implement")
+    }
+
+    /// The Ingress's `backend-protocol`, read once for all its backends.
+    pub(super) fn protocol(&mut self, id: &NamespacedName, ing: &Ingress) -> BackendProtocol {
+        match annotations::get(ing, "backend-protocol") {
+            None => BackendProtocol::Http,
+            Some(v) => BackendProtocol::parse(v).unwrap_or_else(|| {
+                self.warn_ingress(
+                    id,
+                    &format!(
+                        "unknown backend-protocol {v:?} (HTTP, HTTPS, GRPC, GRPCS, H2C); using HTTP"
+                    ),
+                );
+                BackendProtocol::Http
+            }),
+        }
+    }
+}
