@@ -468,6 +468,15 @@ fn external_name_services_route_only_when_enabled() {
     assert_eq!(r.header("x-pod"), Some("ext-1"));
 }
 
+/// An Ingress `name` with `annotations` (flow-style YAML map entries)
+/// routing `host` `/` to Service `svc`.
+fn ingress_yaml(name: &str, host: &str, svc: &str, annotations: &str) -> String {
+    format!(
+        "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: {name}\n  annotations: {{{annotations}}}\n\
+         spec:\n  rules:\n  - host: {host}\n    http:\n      paths:\n      - {{path: /, pathType: Prefix, backend: {{service: {{name: {svc}, port: {{number: 80}}}}}}}}\n---\n"
+    )
+}
+
 /// One echo pod behind Service `live`, and per `(name, annotations)` an
 /// Ingress routing `name.test` to it with those annotations.
 fn one_pod_per_host(ingresses: &[(&str, &str)]) -> (Vec<Backend>, ManifestDir) {
@@ -477,15 +486,29 @@ fn one_pod_per_host(ingresses: &[(&str, &str)]) -> (Vec<Backend>, ManifestDir) {
     dir.write("svc.yaml", &service("live", &[&live[0]]));
     let yaml: String = ingresses
         .iter()
-        .map(|(name, annotations)| {
-            format!(
-                "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: {name}\n  annotations: {{{annotations}}}\n\
-                 spec:\n  rules:\n  - host: {name}.test\n    http:\n      paths:\n      - {{path: /, pathType: Prefix, backend: {{service: {{name: live, port: {{number: 80}}}}}}}}\n---\n"
-            )
-        })
+        .map(|(name, annotations)| ingress_yaml(name, &format!("{name}.test"), "live", annotations))
         .collect();
     dir.write("ing.yaml", &yaml);
     (live, dir)
+}
+
+/// One request on a new connection: `METHOD TARGET HTTP/VERSION`, Host,
+/// the `extra` header lines (each ending in CRLF), Connection: close.
+fn send(
+    agent: &Agent,
+    method: &str,
+    host: &str,
+    target: &str,
+    version: &str,
+    extra: &str,
+) -> http1::Response {
+    http1::Conn::connect(agent.http)
+        .unwrap()
+        .raw(
+            format!("{method} {target} HTTP/{version}\r\nHost: {host}\r\n{extra}Connection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .unwrap()
 }
 
 #[test]
@@ -612,15 +635,7 @@ fn redirect_annotations_answer_without_the_pod() {
     let check = |host: &str, path: &str, status: u16, location: Option<&str>| {
         // The fast path (HTTP/1.1) and hyper's (HTTP/1.0) answer alike.
         for version in ["1.1", "1.0"] {
-            let r = http1::Conn::connect(agent.http)
-                .unwrap()
-                .raw(
-                    format!(
-                        "GET {path} HTTP/{version}\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-                    )
-                    .as_bytes(),
-                )
-                .unwrap();
+            let r = send(&agent, "GET", host, path, version, "");
             assert_eq!(
                 r.status,
                 status,
@@ -682,15 +697,7 @@ fn rewrite_target_sends_the_pod_the_rewritten_target() {
             ("/something/new?x=1", "/new?x=1"),
             ("/Something/a/b", "/a/b"),
         ] {
-            let r = http1::Conn::connect(agent.http)
-                .unwrap()
-                .raw(
-                    format!(
-                        "GET {path} HTTP/{version}\r\nHost: rw.test\r\nConnection: close\r\n\r\n"
-                    )
-                    .as_bytes(),
-                )
-                .unwrap();
+            let r = send(&agent, "GET", "rw.test", path, version, "");
             assert_eq!(r.status, 200, "{path} HTTP/{version}: {}", r.text());
             assert_eq!(
                 r.echo_field("uri").as_deref(),
@@ -721,13 +728,7 @@ fn upstream_vhost_and_forwarded_prefix_reach_the_pod() {
     ]);
     let agent = ready_agent(&dir, &[]);
     for version in ["1.1", "1.0"] {
-        let r = http1::Conn::connect(agent.http)
-            .unwrap()
-            .raw(
-                format!("GET /x HTTP/{version}\r\nHost: vhost.test\r\nConnection: close\r\n\r\n")
-                    .as_bytes(),
-            )
-            .unwrap();
+        let r = send(&agent, "GET", "vhost.test", "/x", version, "");
         assert_eq!(r.status, 200, "HTTP/{version}: {}", r.text());
         assert_eq!(r.echo_field("host").as_deref(), Some("internal.svc.local"));
         assert_eq!(
@@ -759,15 +760,7 @@ fn cors_preflights_are_answered_and_responses_carry_the_headers() {
         let origin = origin
             .map(|o| format!("Origin: {o}\r\n"))
             .unwrap_or_default();
-        http1::Conn::connect(agent.http)
-            .unwrap()
-            .raw(
-                format!(
-                    "{method} /x HTTP/1.1\r\nHost: {host}\r\n{origin}Connection: close\r\n\r\n"
-                )
-                .as_bytes(),
-            )
-            .unwrap()
+        send(&agent, method, host, "/x", "1.1", &origin)
     };
     // Any origin: the preflight is answered here with ingress-nginx's defaults.
     let r = ask("OPTIONS", "open.test", Some("https://x.example"));
@@ -826,10 +819,7 @@ fn cookie_affinity_keeps_a_client_on_one_pod() {
     );
     let p = "nginx.ingress.kubernetes.io/";
     let ingress = |name: &str, annotations: &str| {
-        format!(
-            "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: {name}\n  annotations: {{{annotations}}}\n\
-             spec:\n  rules:\n  - host: {name}.test\n    http:\n      paths:\n      - {{path: /, pathType: Prefix, backend: {{service: {{name: sticky, port: {{number: 80}}}}}}}}\n---\n"
-        )
+        ingress_yaml(name, &format!("{name}.test"), "sticky", annotations)
     };
     dir.write(
         "ing.yaml",
@@ -850,13 +840,7 @@ fn cookie_affinity_keeps_a_client_on_one_pod() {
         let cookie = cookie
             .map(|c| format!("Cookie: {c}\r\n"))
             .unwrap_or_default();
-        http1::Conn::connect(agent.http)
-            .unwrap()
-            .raw(
-                format!("GET / HTTP/1.1\r\nHost: {host}\r\n{cookie}Connection: close\r\n\r\n")
-                    .as_bytes(),
-            )
-            .unwrap()
+        send(&agent, "GET", host, "/", "1.1", &cookie)
     };
     let first = get("aff.test", None);
     assert_eq!(first.status, 200, "{}", first.text());
@@ -906,12 +890,8 @@ fn a_canary_ingress_takes_its_share_and_what_its_header_or_cookie_asks() {
         ),
     );
     let p = "nginx.ingress.kubernetes.io/";
-    let ingress = |name: &str, svc: &str, annotations: &str| {
-        format!(
-            "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: {name}\n  annotations: {{{annotations}}}\n\
-             spec:\n  rules:\n  - host: c.test\n    http:\n      paths:\n      - {{path: /, pathType: Prefix, backend: {{service: {{name: {svc}, port: {{number: 80}}}}}}}}\n---\n"
-        )
-    };
+    let ingress =
+        |name: &str, svc: &str, annotations: &str| ingress_yaml(name, "c.test", svc, annotations);
     dir.write(
         "ing.yaml",
         &[
@@ -928,13 +908,7 @@ fn a_canary_ingress_takes_its_share_and_what_its_header_or_cookie_asks() {
     );
     let agent = ready_agent(&dir, &[]);
     let pod = |extra: &str| {
-        let r = http1::Conn::connect(agent.http)
-            .unwrap()
-            .raw(
-                format!("GET / HTTP/1.1\r\nHost: c.test\r\n{extra}Connection: close\r\n\r\n")
-                    .as_bytes(),
-            )
-            .unwrap();
+        let r = send(&agent, "GET", "c.test", "/", "1.1", extra);
         assert_eq!(r.status, 200, "{}", r.text());
         r.header("x-pod")
             .unwrap()
