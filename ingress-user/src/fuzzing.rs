@@ -47,7 +47,11 @@ pub fn manifests(data: &[u8]) {
         let normal = normalize_host(&host, &mut buf);
         assert!(normal.is_some(), "table host {name:?} does not normalize");
         for row in &rows {
-            let _ = t.table.route(normal, &row.path);
+            let rule = t.table.route(normal, &row.path).and_then(|r| r.rule);
+            // A rewritten target is always origin-form.
+            if let Some(out) = rule.and_then(|r| r.rewritten(&row.path, Some("q=1"))) {
+                assert!(out.starts_with('/'), "{out:?}");
+            }
         }
     }
 }
