@@ -58,6 +58,7 @@ pub const SUPPORTED: &[&str] = &[
     "permanent-redirect-code",
     "proxy-body-size",
     "proxy-read-timeout",
+    "server-alias",
     "rewrite-target",
     "session-cookie-max-age",
     "session-cookie-name",

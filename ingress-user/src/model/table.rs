@@ -20,7 +20,7 @@ pub enum PathKind {
 }
 
 /// One path of one host.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct PathRule {
     /// For Prefix: without its trailing slash ("/" stays "/").
     pub path: Box<str>,

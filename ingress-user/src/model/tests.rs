@@ -1014,3 +1014,44 @@ fn canary_ingresses_attach_to_the_main_rule_of_their_host_and_path() {
     assert!(warned("already has the canary Ingress default/a-canary"));
     assert!(warned("no main Ingress defines it"));
 }
+
+#[test]
+fn server_aliases_serve_the_hosts_rules_but_never_take_a_host() {
+    let with = |name: &str, host: &str, svc: &str, annotations: &str| {
+        format!(
+            "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: {name}\n  annotations: {{{annotations}}}\n\
+             spec:\n  ingressClassName: xingress\n  rules:\n{}---\n",
+            rule(host, &[("/", "Prefix", svc), ("/api", "Prefix", svc)])
+        )
+    };
+    let yaml = format!(
+        "{CLASS}{}{}{}{}",
+        service("a", 1, 1),
+        service("b", 2, 1),
+        with(
+            "main",
+            "www.test",
+            "a",
+            "nginx.ingress.kubernetes.io/server-alias: \"alias.test, other.test, *.wild.test\""
+        ),
+        with("other", "other.test", "b", ""),
+    );
+    let mut o = Objects::default();
+    parse_documents(&yaml, "test.yaml", &mut o);
+    let t = translate(&o, &TranslateOptions::default());
+    let svc = |host: &str, path: &str| {
+        t.table
+            .route(Some(host), path)
+            .map(|r| r.backend.service.name.clone())
+    };
+    assert_eq!(svc("alias.test", "/api/x").as_deref(), Some("a"));
+    assert_eq!(svc("alias.test", "/").as_deref(), Some("a"));
+    // A host with rules of its own keeps them.
+    assert_eq!(svc("other.test", "/").as_deref(), Some("b"));
+    let warned = |needle: &str| t.warnings.iter().any(|w| w.message.contains(needle));
+    assert!(warned(
+        "server-alias other.test is a host with rules of its own"
+    ));
+    assert!(warned("server-alias \"*.wild.test\" is not a host name"));
+    assert!(t.table.host_names().any(|h| h == "alias.test"));
+}

@@ -334,6 +334,43 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
                 || forced.contains(&*rule.ingress);
         }
     }
+    // `server-alias`: more names for a host's rules (all of them, as
+    // nginx's server_name), never taking a name that has rules of its own.
+    for &(id, ing) in &mains {
+        let Some(aliases) = annotations::get(ing, "server-alias") else {
+            continue;
+        };
+        let own: Vec<HostKey> = ing
+            .spec
+            .iter()
+            .flat_map(|s| s.rules.iter().flatten())
+            .filter_map(|r| parse_host(r.host.as_deref()).ok())
+            .filter(|h| matches!(h, HostKey::Exact(_)))
+            .collect();
+        for alias in aliases.split(',').map(str::trim).filter(|a| !a.is_empty()) {
+            let key = match parse_host(Some(alias)) {
+                Ok(k @ HostKey::Exact(_)) => k,
+                _ => {
+                    cx.warn_ingress(
+                        id,
+                        &format!("server-alias {alias:?} is not a host name; ignored"),
+                    );
+                    continue;
+                }
+            };
+            if hosts.contains_key(&key) {
+                cx.warn_ingress(
+                    id,
+                    &format!("server-alias {alias} is a host with rules of its own; ignored"),
+                );
+                continue;
+            }
+            let Some(rules) = own.first().and_then(|h| hosts.get(h)).cloned() else {
+                continue;
+            };
+            hosts.insert(key, rules);
+        }
+    }
     if default_backend.is_none()
         && let Some(svc) = &opts.default_backend
     {
