@@ -50,6 +50,15 @@ fn rule(host: &str, paths: &[(&str, &str, &str)]) -> String {
     format!("  - {host}http:\n      paths:\n{paths}")
 }
 
+/// An Ingress of class xingress named `name`, with `annotations` (flow-map
+/// entries) and `rules` (from [`rule`]).
+fn annotated(name: &str, annotations: &str, rules: &str) -> String {
+    format!(
+        "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: {name}\n  annotations: {{{annotations}}}\n\
+         spec:\n  ingressClassName: xingress\n  rules:\n{rules}---\n"
+    )
+}
+
 /// Which service answers `host` + `path`, or None for 404.
 fn routed(t: &Translation, host: &str, path: &str) -> Option<String> {
     let mut buf = [0u8; HOST_BUF_LEN];
@@ -429,10 +438,10 @@ fn resource_backends_are_503_with_a_warning() {
 #[test]
 fn limit_annotations_give_one_limit_per_ingress() {
     let with = |name: &str, host: &str, annotations: &str| {
-        format!(
-            "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: {name}\n  annotations: {{{annotations}}}\n\
-             spec:\n  ingressClassName: xingress\n  rules:\n{}---\n",
-            rule(host, &[("/", "Prefix", "a"), ("/x", "Exact", "a")])
+        annotated(
+            name,
+            annotations,
+            &rule(host, &[("/", "Prefix", "a"), ("/x", "Exact", "a")]),
         )
     };
     let yaml = format!(
@@ -640,11 +649,7 @@ fn proxy_read_timeout_is_whole_seconds_per_ingress() {
 #[test]
 fn client_certificate_annotations_bind_hosts_or_refuse_the_ingress() {
     let with = |name: &str, host: &str, annotations: &str| {
-        format!(
-            "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: {name}\n  annotations: {{{annotations}}}\n\
-             spec:\n  ingressClassName: xingress\n  rules:\n{}---\n",
-            rule(host, &[("/", "Prefix", "a")])
-        )
+        annotated(name, annotations, &rule(host, &[("/", "Prefix", "a")]))
     };
     let p = "nginx.ingress.kubernetes.io/";
     let yaml = format!(
@@ -739,10 +744,10 @@ fn client_certificate_annotations_bind_hosts_or_refuse_the_ingress() {
 #[test]
 fn redirect_annotations_are_validated_per_ingress() {
     let with = |name: &str, annotations: &str| {
-        format!(
-            "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: {name}\n  annotations: {{{annotations}}}\n\
-             spec:\n  ingressClassName: xingress\n  rules:\n{}---\n",
-            rule(&format!("{name}.test"), &[("/", "Prefix", "a")])
+        annotated(
+            name,
+            annotations,
+            &rule(&format!("{name}.test"), &[("/", "Prefix", "a")]),
         )
     };
     let p = "nginx.ingress.kubernetes.io/";
@@ -812,11 +817,7 @@ fn redirect_annotations_are_validated_per_ingress() {
 #[test]
 fn use_regex_and_rewrite_target_follow_ingress_nginx() {
     let with = |name: &str, annotations: &str, paths: &[(&str, &str, &str)]| {
-        format!(
-            "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: {name}\n  annotations: {{{annotations}}}\n\
-             spec:\n  ingressClassName: xingress\n  rules:\n{}---\n",
-            rule("r.test", paths)
-        )
+        annotated(name, annotations, &rule("r.test", paths))
     };
     let p = "nginx.ingress.kubernetes.io/";
     let yaml = format!(
@@ -977,11 +978,7 @@ fn cors_origins_are_exact_or_one_label_wildcards() {
 #[test]
 fn canary_ingresses_attach_to_the_main_rule_of_their_host_and_path() {
     let with = |name: &str, svc: &str, host: &str, annotations: &str| {
-        format!(
-            "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: {name}\n  annotations: {{{annotations}}}\n\
-             spec:\n  ingressClassName: xingress\n  rules:\n{}---\n",
-            rule(host, &[("/", "Prefix", svc)])
-        )
+        annotated(name, annotations, &rule(host, &[("/", "Prefix", svc)]))
     };
     let c = "nginx.ingress.kubernetes.io/canary: \"true\"";
     let yaml = format!(
@@ -1018,10 +1015,10 @@ fn canary_ingresses_attach_to_the_main_rule_of_their_host_and_path() {
 #[test]
 fn server_aliases_serve_the_hosts_rules_but_never_take_a_host() {
     let with = |name: &str, host: &str, svc: &str, annotations: &str| {
-        format!(
-            "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: {name}\n  annotations: {{{annotations}}}\n\
-             spec:\n  ingressClassName: xingress\n  rules:\n{}---\n",
-            rule(host, &[("/", "Prefix", svc), ("/api", "Prefix", svc)])
+        annotated(
+            name,
+            annotations,
+            &rule(host, &[("/", "Prefix", svc), ("/api", "Prefix", svc)]),
         )
     };
     let yaml = format!(
