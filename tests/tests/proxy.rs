@@ -935,3 +935,26 @@ fn a_canary_ingress_takes_its_share_and_what_its_header_or_cookie_asks() {
         assert_eq!(pod("X-Canary: maybe\r\nCookie: canary=never\r\n"), "stable");
     }
 }
+
+#[test]
+fn a_request_handed_to_hyper_is_counted_once() {
+    // One token per source: a second count of the same request is a 503.
+    let p = "nginx.ingress.kubernetes.io/";
+    let limit = format!("{p}limit-rps: \"1\", {p}limit-burst-multiplier: \"1\"");
+    let (_live, dir) = one_pod_per_host(&[
+        // upstream-vhost takes hyper's path.
+        ("handed", &format!("{limit}, {p}upstream-vhost: inner.svc")),
+        ("fast", &limit),
+    ]);
+    let agent = ready_agent(&dir, &[]);
+    for host in ["handed.test", "fast.test"] {
+        let r = send(&agent, "GET", host, "/", "1.1", "");
+        assert_eq!(r.status, 200, "{host}: {}", r.text());
+        // The limit does bite: the bucket is now empty.
+        assert_eq!(
+            send(&agent, "GET", host, "/", "1.1", "").status,
+            503,
+            "{host}"
+        );
+    }
+}

@@ -99,6 +99,12 @@ pub fn prefixed_names(ing: &Ingress) -> Vec<&str> {
     names
 }
 
+/// Whether annotation `name` is set to `value` (case-insensitive), as
+/// `"true"` / `"false"` flags are.
+pub fn is(ing: &Ingress, name: &str, value: &str) -> bool {
+    get(ing, name).is_some_and(|v| v.eq_ignore_ascii_case(value))
+}
+
 /// Request body limit when an Ingress sets no `proxy-body-size` (ingress-nginx's default).
 pub const DEFAULT_BODY_LIMIT: u64 = 1 << 20;
 

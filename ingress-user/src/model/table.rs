@@ -152,6 +152,22 @@ impl PathRule {
         }
     }
 
+    /// Whether hyper's path must serve this rule: the HTTP/1.1 fast path
+    /// forwards requests as received, to plain-HTTP pods.
+    pub fn needs_hyper(&self) -> bool {
+        self.client_auth.is_some()
+            || self.rewrite.is_some()
+            || self.upstream_vhost.is_some()
+            || self.forwarded_prefix.is_some()
+            || self.cors.is_some()
+            || self.affinity.is_some()
+            || !self.backend.plain_http()
+            || self
+                .canary
+                .as_ref()
+                .is_some_and(|c| !c.backend.plain_http())
+    }
+
     /// The request target the pod gets under `rewrite-target` (`None`:
     /// unchanged): the target with `$N` replaced by the path's Nth capture
     /// group, then the original query (after `&` if the target has its own).

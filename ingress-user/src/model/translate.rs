@@ -10,7 +10,7 @@ use std::{
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::{
     core::v1::Service,
-    networking::v1::{Ingress, IngressBackend},
+    networking::v1::{HTTPIngressPath, Ingress, IngressBackend},
 };
 use serde::Serialize;
 
@@ -135,9 +135,9 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
     let mut limits = Vec::new();
     let mut client_auth_hosts: BTreeMap<String, Arc<ClientAuth>> = BTreeMap::new();
     // Canary Ingresses attach to the rules of the main ones, after them.
-    let (canaries, mains): (Vec<_>, Vec<_>) = ours.iter().partition(|(_, ing)| {
-        annotations::get(ing, "canary").is_some_and(|v| v.eq_ignore_ascii_case("true"))
-    });
+    let (canaries, mains): (Vec<_>, Vec<_>) = ours
+        .iter()
+        .partition(|(_, ing)| annotations::is(ing, "canary", "true"));
     for &(id, ing) in &mains {
         let spec = ing.spec.as_ref();
         let protocol = cx.protocol(id, ing);
@@ -195,11 +195,8 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
         });
         let forwarded_prefix =
             cx.header_value(id, ing, "x-forwarded-prefix", |v| v.starts_with('/'));
-        let rewrite = annotations::get(ing, "rewrite-target")
-            .filter(|t| !t.is_empty())
-            .map(Arc::<str>::from);
-        let use_regex = rewrite.is_some()
-            || annotations::get(ing, "use-regex").is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        let rewrite = rewrite_target(ing);
+        let use_regex = uses_regex(ing);
         let app_root = cx.app_root(id, ing);
         let limit = cx.rate_limit(id, ing).map(|l| {
             limits.push((id.clone(), l));
@@ -256,13 +253,7 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
             }
             let slot = hosts.entry(host.clone()).or_default();
             for p in &http.paths {
-                let parsed = match p.path_type.as_str() {
-                    "Prefix" | "ImplementationSpecific" if use_regex => {
-                        regex_path(p.path.as_deref())
-                    }
-                    _ => parse_path(p.path.as_deref(), &p.path_type).map(|(p, k)| (p, k, None)),
-                };
-                let (path, kind, regex) = match parsed {
+                let (path, kind, regex) = match rule_path(p, use_regex) {
                     Ok(v) => v,
                     Err(msg) => {
                         cx.warn_ingress(id, &msg);
@@ -315,9 +306,7 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
     // opts out; `force-ssl-redirect` redirects with or without TLS.
     let flagged = |name: &str, value: &str| -> std::collections::HashSet<&NamespacedName> {
         ours.iter()
-            .filter(|(_, ing)| {
-                annotations::get(ing, name).is_some_and(|v| v.eq_ignore_ascii_case(value))
-            })
+            .filter(|(_, ing)| annotations::is(ing, name, value))
             .map(|&(id, _)| id)
             .collect()
     };
@@ -505,6 +494,31 @@ fn parse_path(path: Option<&str>, path_type: &str) -> Result<(Box<str>, PathKind
         _ => path,
     };
     Ok((path.into(), kind))
+}
+
+/// `rewrite-target`, when set to something.
+fn rewrite_target(ing: &Ingress) -> Option<Arc<str>> {
+    annotations::get(ing, "rewrite-target")
+        .filter(|t| !t.is_empty())
+        .map(Arc::from)
+}
+
+/// `use-regex`, which `rewrite-target` implies (as in ingress-nginx).
+fn uses_regex(ing: &Ingress) -> bool {
+    rewrite_target(ing).is_some() || annotations::is(ing, "use-regex", "true")
+}
+
+/// A rule path as the Ingress means it: a regular expression for Prefix
+/// and ImplementationSpecific under `use-regex`, else as the spec says.
+#[allow(clippy::type_complexity)]
+fn rule_path(
+    p: &HTTPIngressPath,
+    use_regex: bool,
+) -> Result<(Box<str>, PathKind, Option<Arc<regex::Regex>>), String> {
+    match p.path_type.as_str() {
+        "Prefix" | "ImplementationSpecific" if use_regex => regex_path(p.path.as_deref()),
+        _ => parse_path(p.path.as_deref(), &p.path_type).map(|(p, k)| (p, k, None)),
+    }
 }
 
 /// Under `use-regex` (or `rewrite-target`), Prefix and

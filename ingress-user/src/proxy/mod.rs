@@ -90,6 +90,10 @@ enum Decision {
     Redirect(StatusCode, HeaderValue),
     /// A CORS preflight (`enable-cors`): 204 with these headers.
     Preflight(Box<http::HeaderMap>),
+    /// On the HTTP/1.1 fast path: the route needs hyper's path, decided
+    /// before anything is counted (limits, balancers, canary weights), so
+    /// that hyper's path counts the request once.
+    HandOff,
 }
 
 /// Where a request goes, and what the rule says about it.
@@ -142,6 +146,8 @@ impl Changes {
 /// What routing needs of a request besides its host and target, looked up
 /// only for routes that ask (CORS, affinity).
 struct RequestView<'a> {
+    /// Asked by the HTTP/1.1 fast path, which hands off what it cannot serve.
+    fast_path: bool,
     /// OPTIONS: a CORS preflight on a route with `enable-cors`.
     options: bool,
     /// The first value of the named header.
@@ -282,6 +288,10 @@ impl Proxy {
             Ok(Decision::Forward(target)) => self.forward(&down, req, target).await,
             Ok(Decision::Redirect(status, location)) => Ok(redirect(status, location)),
             Ok(Decision::Preflight(headers)) => Ok(preflight(*headers)),
+            // Only the fast path is handed off (`RequestView::fast_path`).
+            Ok(Decision::HandOff) => Err(ProxyError::Upstream(
+                "internal: a hand-off on hyper's path".into(),
+            )),
             Err(e) => Err(e),
         };
         let response = result.unwrap_or_else(|e| {
@@ -315,6 +325,7 @@ impl Proxy {
             cookie_value(fields.map(HeaderValue::as_bytes), name)
         };
         let view = RequestView {
+            fast_path: false,
             options: req.method() == http::Method::OPTIONS,
             header: &header,
             cookie: &cookie,
@@ -349,6 +360,14 @@ impl Proxy {
             .clone();
         if route.rule.is_some_and(|r| !r.admits(down.client.ip())) {
             return (Err(ProxyError::Forbidden), stats);
+        }
+        if req.fast_path
+            && route.rule.map_or(
+                !route.backend.plain_http(),
+                crate::model::PathRule::needs_hyper,
+            )
+        {
+            return (Ok(Decision::HandOff), stats);
         }
         let in_flight = match route
             .rule

@@ -110,10 +110,10 @@ impl HostAuth {
             // The handshake verified it.
             Check::Ca(_) => "SUCCESS".into(),
             // Not required to verify: say whether it does, as nginx does.
-            Check::Any(webpki) => match webpki
-                .as_ref()
-                .map(|w| self.verifier.verify_with(w.as_ref(), leaf, &chain[1..]))
-            {
+            Check::Any(webpki) => match webpki.as_ref().map(|w| {
+                self.verifier
+                    .verify_with(w.as_ref(), leaf, &chain[1..], UnixTime::now())
+            }) {
                 Some(Ok(_)) => "SUCCESS".into(),
                 Some(Err(e)) => format!("FAILED:{e}").into(),
                 None => "FAILED:no CA".into(),
@@ -190,18 +190,21 @@ struct ClientVerifier {
 }
 
 impl ClientVerifier {
+    /// `webpki`'s verdict on `leaf`, with the client's intermediates only
+    /// when the depth allows them.
     fn verify_with(
         &self,
         webpki: &dyn ClientCertVerifier,
         leaf: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
         let intermediates = if self.intermediates {
             intermediates
         } else {
             &[]
         };
-        webpki.verify_client_cert(leaf, intermediates, UnixTime::now())
+        webpki.verify_client_cert(leaf, intermediates, now)
     }
 }
 
@@ -228,14 +231,7 @@ impl ClientCertVerifier for ClientVerifier {
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
         match &self.check {
-            Check::Ca(w) => {
-                let intermediates = if self.intermediates {
-                    intermediates
-                } else {
-                    &[]
-                };
-                w.verify_client_cert(end_entity, intermediates, now)
-            }
+            Check::Ca(w) => self.verify_with(w.as_ref(), end_entity, intermediates, now),
             Check::Any(_) => Ok(ClientCertVerified::assertion()),
             Check::Refuse => Err(rustls::Error::InvalidCertificate(
                 rustls::CertificateError::UnknownIssuer,

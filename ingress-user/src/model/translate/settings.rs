@@ -119,8 +119,8 @@ impl Cx<'_> {
                 }
             },
         };
-        let pass_certificate = annotations::get(ing, "auth-tls-pass-certificate-to-upstream")
-            .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        let pass_certificate =
+            annotations::is(ing, "auth-tls-pass-certificate-to-upstream", "true");
         Ok(Some(Arc::new(ClientAuth {
             secret,
             verify,
@@ -200,9 +200,7 @@ impl Cx<'_> {
         let protocol = self.protocol(id, ing);
         let shared_id = Arc::new(id.clone());
         let spec = ing.spec.as_ref();
-        let use_regex = annotations::get(ing, "use-regex")
-            .is_some_and(|v| v.eq_ignore_ascii_case("true"))
-            || annotations::get(ing, "rewrite-target").is_some();
+        let use_regex = uses_regex(ing);
         for rule in spec.and_then(|s| s.rules.as_ref()).into_iter().flatten() {
             let Ok(host) = parse_host(rule.host.as_deref()) else {
                 self.warn_ingress(
@@ -212,13 +210,7 @@ impl Cx<'_> {
                 continue;
             };
             for p in rule.http.iter().flat_map(|h| &h.paths) {
-                let parsed = match p.path_type.as_str() {
-                    "Prefix" | "ImplementationSpecific" if use_regex => {
-                        regex_path(p.path.as_deref())
-                    }
-                    _ => parse_path(p.path.as_deref(), &p.path_type).map(|(p, k)| (p, k, None)),
-                };
-                let Ok((path, kind, _)) = parsed else {
+                let Ok((path, kind, _)) = rule_path(p, use_regex) else {
                     self.warn_ingress(
                         id,
                         &format!("canary path {:?} is not valid; ignored", p.path),
@@ -318,8 +310,7 @@ impl Cx<'_> {
                 ),
             }
         }
-        if annotations::get(ing, "session-cookie-secure")
-            .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+        if annotations::is(ing, "session-cookie-secure", "true")
             || attributes.ends_with("SameSite=None")
         {
             attributes.push_str("; Secure");
@@ -334,7 +325,7 @@ impl Cx<'_> {
     /// `enable-cors: "true"` and the `cors-*` settings, ingress-nginx's
     /// defaults for those unset.
     pub(super) fn cors(&mut self, id: &NamespacedName, ing: &Ingress) -> Option<Arc<Cors>> {
-        if !annotations::get(ing, "enable-cors").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
+        if !annotations::is(ing, "enable-cors", "true") {
             return None;
         }
         let mut origins = Vec::new();
@@ -379,8 +370,7 @@ impl Cx<'_> {
         let methods = text(self, "cors-allow-methods", annotations::CORS_METHODS);
         let headers = text(self, "cors-allow-headers", annotations::CORS_HEADERS);
         let expose = Some(text(self, "cors-expose-headers", "")).filter(|e| !e.is_empty());
-        let credentials = !annotations::get(ing, "cors-allow-credentials")
-            .is_some_and(|v| v.eq_ignore_ascii_case("false"));
+        let credentials = !annotations::is(ing, "cors-allow-credentials", "false");
         let max_age = match annotations::get(ing, "cors-max-age") {
             None => annotations::CORS_MAX_AGE,
             Some(v) => v.parse().unwrap_or_else(|_| {

@@ -393,11 +393,16 @@ impl Proxy {
             super::cookie_value(fields.map(|h| h.value), name)
         };
         let view = super::RequestView {
+            fast_path: true,
             options: method == "OPTIONS",
             header: &header,
             cookie: &cookie,
         };
         let (decision, stats) = self.route(down, conn, raw_host, path, target, &view);
+        if matches!(decision, Ok(Decision::HandOff)) {
+            // hyper's path routes the request again, and counts it.
+            return Prepared::HandOff;
+        }
         self.report_flow(down, conn, &decision);
         let reply = |status, body, location| {
             Prepared::Reply(Reply {
@@ -412,8 +417,8 @@ impl Proxy {
         };
         let target = match decision {
             Ok(Decision::Forward(t)) => t,
-            // CORS preflights: hyper's path answers them.
-            Ok(Decision::Preflight(_)) => return Prepared::HandOff,
+            // Not asked of the fast path: `route` hands these rules off.
+            Ok(Decision::Preflight(_) | Decision::HandOff) => return Prepared::HandOff,
             Ok(Decision::Redirect(status, location)) => {
                 return reply(
                     status,
@@ -429,7 +434,8 @@ impl Proxy {
         let Peer::Addr(peer) = target.peer else {
             return Prepared::HandOff;
         };
-        // Client-certificate headers and rewritten targets: hyper's path.
+        // `route` hands these off before counting anything; kept so that a
+        // target the fast path cannot forward never reaches it.
         if target.backend.protocol != BackendProtocol::Http || target.changes.is_some() {
             return Prepared::HandOff;
         }
