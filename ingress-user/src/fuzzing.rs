@@ -52,6 +52,13 @@ pub fn manifests(data: &[u8]) {
             if let Some(out) = rule.and_then(|r| r.rewritten(&row.path, Some("q=1"))) {
                 assert!(out.starts_with('/'), "{out:?}");
             }
+            // Any Authorization value is checked without a panic, and
+            // one that is not `Basic` credentials never passes.
+            if let Some(auth) = rule.and_then(|r| r.basic_auth.as_deref()) {
+                let refused = crate::model::basic_auth::Check::Refused;
+                assert_eq!(auth.check(Some(row.path.as_bytes()), |f| f()), refused);
+                let _ = auth.check(Some(format!("Basic {}", row.path).as_bytes()), |f| f());
+            }
         }
     }
 }

@@ -267,6 +267,10 @@ impl ManifestDir {
         fs::write(&aside, text).expect("write manifest");
         fs::rename(&aside, self.path.join(name)).expect("rename manifest");
     }
+
+    pub fn remove(&self, name: &str) {
+        fs::remove_file(self.path.join(name)).expect("remove manifest");
+    }
 }
 
 impl Default for ManifestDir {

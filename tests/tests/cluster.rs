@@ -509,3 +509,44 @@ fn updates_of_every_kind_are_served() {
     });
     assert_eq!(served(), leaf(&fixture("rot-b.crt")));
 }
+
+#[test]
+fn basic_auth_reads_opaque_secrets_from_the_api_server() {
+    use base64::Engine as _;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let pod = backend::start(SocketAddr::from(([127, 0, 0, 1], 0)), "staff-1", Mode::Echo).unwrap();
+    let api = FakeApi::start();
+    api.apply_yaml(&format!(
+        "{CLASS}---\n{}\
+         apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: staff\n  annotations:\n    \
+         nginx.ingress.kubernetes.io/auth-type: basic\n    nginx.ingress.kubernetes.io/auth-secret: users\n\
+         spec:\n  rules:\n  - host: staff.test\n    http:\n      paths:\n      \
+         - {{path: /, pathType: Prefix, backend: {{service: {{name: staff, port: {{number: 80}}}}}}}}\n---\n\
+         apiVersion: v1\nkind: Secret\nmetadata: {{name: users, namespace: default}}\ntype: Opaque\ndata:\n  auth: {}\n",
+        service_yaml("staff", 80, &[&pod]),
+        b64("alice:$apr1$sAlT1234$oxRisveopu06NEn52YXjC.\n"),
+    ));
+    let dir = ManifestDir::new();
+    let agent = cluster_agent(&api, &dir);
+    let ask = |credentials: Option<&str>| {
+        let auth = credentials
+            .map(|c| format!("Authorization: Basic {}\r\n", b64(c)))
+            .unwrap_or_default();
+        http1::Conn::connect(agent.http)
+            .unwrap()
+            .raw(
+                format!("GET / HTTP/1.1\r\nHost: staff.test\r\n{auth}Connection: close\r\n\r\n")
+                    .as_bytes(),
+            )
+            .unwrap()
+            .status
+    };
+    assert_eq!(ask(Some("alice:p@ss word")), 200);
+    assert_eq!(ask(Some("alice:nope")), 401);
+    assert_eq!(ask(None), 401);
+    // Without the Secret the Ingress refuses rather than serve open.
+    api.delete("Secret", "default", "users");
+    agent.eventually("503 once the Secret is gone", || {
+        ask(Some("alice:p@ss word")) == 503
+    });
+}

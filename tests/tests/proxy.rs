@@ -521,7 +521,7 @@ fn source_ranges_and_unimplemented_access_rules_are_enforced() {
         ),
         (
             "auth",
-            "nginx.ingress.kubernetes.io/auth-type: basic, nginx.ingress.kubernetes.io/auth-secret: users",
+            "nginx.ingress.kubernetes.io/auth-url: http://auth.example/check",
         ),
         (
             "baddeny",
@@ -544,7 +544,7 @@ fn source_ranges_and_unimplemented_access_rules_are_enforced() {
     // Denied inside the allow list, and outside the allow list.
     assert_eq!(status([127, 0, 0, 3], "lists.test"), 403);
     assert_eq!(status([127, 0, 1, 5], "lists.test"), 403);
-    // Authentication xingress does not implement: refused, never served open.
+    // External authentication xingress does not implement: refused, never served open.
     assert_eq!(status([127, 0, 0, 2], "auth.test"), 503);
     // A deny list with an entry that does not parse cannot be enforced.
     assert_eq!(status([127, 0, 0, 2], "baddeny.test"), 503);
@@ -957,4 +957,102 @@ fn a_request_handed_to_hyper_is_counted_once() {
             "{host}"
         );
     }
+}
+
+/// An Opaque Secret `users` with an htpasswd file: alice's password is
+/// "p@ss word" (Apache MD5), erin's "secret" (SHA-512 crypt); both hashes
+/// were written by `openssl passwd`.
+const HTPASSWD: &str = "apiVersion: v1\nkind: Secret\nmetadata: {name: users}\ntype: Opaque\nstringData:\n  auth: |\n    \
+    alice:$apr1$sAlT1234$oxRisveopu06NEn52YXjC.\n    \
+    erin:$6$saltsalt$TVLlQcbpFVof5W3Yz4DTP6gRstiNuHwwTt6GLc1E5n0U0aDehy0S5knV8wiOQSpT0Y77vwPZN.Pq.H91p5hVO1\n";
+
+fn basic(user: &str, password: &str) -> String {
+    use base64::Engine as _;
+    let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    format!("Authorization: Basic {token}\r\n")
+}
+
+#[test]
+fn basic_auth_admits_the_secrets_users_and_challenges_everyone_else() {
+    let p = "nginx.ingress.kubernetes.io/";
+    let (_live, dir) = one_pod_per_host(&[
+        (
+            "private",
+            &format!("{p}auth-type: basic, {p}auth-secret: users, {p}auth-realm: \"Staff only\""),
+        ),
+        ("public", ""),
+    ]);
+    dir.write("users.yaml", HTPASSWD);
+    let agent = ready_agent(&dir, &[]);
+    let ask = |host: &str, extra: &str| send(&agent, "GET", host, "/x", "1.1", extra);
+
+    for (user, password) in [("alice", "p@ss word"), ("erin", "secret")] {
+        let r = ask("private.test", &basic(user, password));
+        assert_eq!(r.status, 200, "{user}: {}", r.text());
+        // The pod sees the credentials, as behind ingress-nginx.
+        assert_eq!(
+            r.echo_field("authorization"),
+            Some(
+                basic(user, password)["Authorization: ".len()..]
+                    .trim_end()
+                    .to_string()
+            )
+        );
+    }
+    for extra in [
+        String::new(),
+        basic("alice", "wrong"),
+        basic("mallory", "p@ss word"),
+        "Authorization: Bearer abc\r\n".to_string(),
+    ] {
+        let r = ask("private.test", &extra);
+        assert_eq!(r.status, 401, "{extra:?}");
+        assert_eq!(
+            r.header("www-authenticate"),
+            Some("Basic realm=\"Staff only\"")
+        );
+        assert_eq!(r.text(), "401 authorization required\n");
+    }
+    // HTTP/1.0 and keep-alive requests are checked each time.
+    let r = send(&agent, "GET", "private.test", "/", "1.0", "");
+    assert_eq!(r.status, 401);
+    let mut conn = http1::Conn::connect(agent.http).unwrap();
+    let authed = conn
+        .raw(
+            format!(
+                "GET / HTTP/1.1\r\nHost: private.test\r\n{}\r\n",
+                basic("alice", "p@ss word")
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+    assert_eq!(authed.status, 200);
+    let again = conn
+        .raw(b"GET / HTTP/1.1\r\nHost: private.test\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    assert_eq!(again.status, 401);
+    // Other Ingresses are not touched.
+    assert_eq!(ask("public.test", "").status, 200);
+
+    // A changed Secret applies without a restart: alice's old password stops working.
+    dir.replace(
+        "users.yaml",
+        &HTPASSWD.replace(
+            "alice:$apr1$sAlT1234$oxRisveopu06NEn52YXjC.",
+            "alice:{PLAIN}new one",
+        ),
+    );
+    agent.eventually("the new htpasswd file", || {
+        ask("private.test", &basic("alice", "new one")).status == 200
+    });
+    assert_eq!(
+        ask("private.test", &basic("alice", "p@ss word")).status,
+        401
+    );
+    // A deleted Secret: the paths refuse (503), never served open.
+    dir.remove("users.yaml");
+    agent.eventually("503 without the Secret", || {
+        ask("private.test", &basic("alice", "new one")).status == 503
+    });
+    assert_eq!(ask("public.test", "").status, 200);
 }

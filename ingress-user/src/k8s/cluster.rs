@@ -71,7 +71,7 @@ pub async fn client(kubeconfig: Option<&Path>) -> Result<Client, ClusterError> {
     Ok(Client::try_from(config)?)
 }
 
-/// The five stores.
+/// One store per kind (two for Secrets: TLS and Opaque).
 #[derive(Clone)]
 pub struct Stores {
     ingresses: Store<Ingress>,
@@ -79,6 +79,8 @@ pub struct Stores {
     services: Store<Service>,
     slices: Store<EndpointSlice>,
     secrets: Store<Secret>,
+    /// Opaque Secrets: htpasswd files for `auth-type: basic`.
+    opaque: Store<Secret>,
 }
 
 fn namespaced<K>(client: &Client, namespace: Option<&str>) -> Api<K>
@@ -100,8 +102,10 @@ pub fn start(
     shutdown: &Shutdown,
 ) -> Stores {
     let all = watcher::Config::default();
-    // Only TLS Secrets: the agent never needs any other.
+    // TLS Secrets (certificates, client CAs) and Opaque ones (htpasswd
+    // files); never service-account tokens, Helm releases or the like.
     let tls = watcher::Config::default().fields("type=kubernetes.io/tls");
+    let opaque = watcher::Config::default().fields("type=Opaque");
     Stores {
         ingresses: reflect(
             namespaced::<Ingress>(client, namespace),
@@ -130,6 +134,12 @@ pub fn start(
         secrets: reflect(
             namespaced::<Secret>(client, namespace),
             tls,
+            &changed,
+            shutdown,
+        ),
+        opaque: reflect(
+            namespaced::<Secret>(client, namespace),
+            opaque,
             &changed,
             shutdown,
         ),
@@ -182,7 +192,8 @@ impl Stores {
         self.classes.wait_until_ready().await?;
         self.services.wait_until_ready().await?;
         self.slices.wait_until_ready().await?;
-        self.secrets.wait_until_ready().await
+        self.secrets.wait_until_ready().await?;
+        self.opaque.wait_until_ready().await
     }
 
     /// Every Ingress as the API server last showed it (status included).
@@ -204,7 +215,7 @@ impl Stores {
             "Ingress" => get(&self.ingresses, id),
             "Service" => get(&self.services, id),
             "EndpointSlice" => get(&self.slices, id),
-            "Secret" => get(&self.secrets, id),
+            "Secret" => get(&self.secrets, id).or_else(|| get(&self.opaque, id)),
             _ => None,
         }
     }
@@ -241,6 +252,7 @@ impl Stores {
                 .secrets
                 .state()
                 .iter()
+                .chain(&self.opaque.state())
                 .map(|s| (id(&**s), s.clone()))
                 .collect(),
         }

@@ -28,10 +28,14 @@ pub const SUPPORTED: &[&str] = &[
     "affinity-mode",
     "allowlist-source-range",
     "app-root",
+    "auth-realm",
+    "auth-secret",
+    "auth-secret-type",
     "auth-tls-pass-certificate-to-upstream",
     "auth-tls-secret",
     "auth-tls-verify-client",
     "auth-tls-verify-depth",
+    "auth-type",
     "backend-protocol",
     "canary",
     "canary-by-cookie",
@@ -75,11 +79,11 @@ pub const SUPPORTED: &[&str] = &[
 ];
 
 /// ingress-nginx annotations that restrict who may use an Ingress and that
-/// xingress does not implement (HTTP authentication, external auth, a
-/// client certificate's CN). Serving such an Ingress without them would open what its
+/// xingress does not implement (external auth, a client certificate's CN;
+/// `auth-type` other than basic is refused where it is read). Serving such an Ingress without them would open what its
 /// author closed, so its paths answer 503 instead, as ingress-nginx denies a
 /// location whose auth annotation it cannot apply.
-pub const UNENFORCED_ACCESS: &[&str] = &["auth-type", "auth-url", "auth-tls-match-cn"];
+pub const UNENFORCED_ACCESS: &[&str] = &["auth-url", "auth-tls-match-cn"];
 
 /// The names (without prefix) of the Ingress's annotations under either
 /// prefix, sorted, each once.

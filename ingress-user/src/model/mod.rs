@@ -4,6 +4,7 @@
 
 pub mod annotations;
 mod backend;
+pub mod basic_auth;
 pub mod cidr;
 mod matching;
 mod table;
@@ -19,6 +20,7 @@ use k8s_openapi::api::{
 
 pub use annotations::{BackendProtocol, ClientAuth, ClientVerify};
 pub use backend::{Backend, BackendError, BackendTarget, Peer};
+pub use basic_auth::BasicAuth;
 pub use cidr::Cidr;
 pub use matching::{HOST_BUF_LEN, normalize_host, path_matches};
 pub use table::{

@@ -68,6 +68,8 @@ pub struct PathRule {
     pub read_timeout: Option<std::time::Duration>,
     /// Client certificates the rule's Ingress asks for (`auth-tls-*`).
     pub client_auth: Option<Arc<super::annotations::ClientAuth>>,
+    /// Users who may use the rule (`auth-type: basic`).
+    pub basic_auth: Option<Arc<super::BasicAuth>>,
     /// Index into `RoutingTable::limits`: the Ingress's per-source limits.
     pub limit: Option<u32>,
 }
@@ -156,6 +158,7 @@ impl PathRule {
     /// forwards requests as received, to plain-HTTP pods.
     pub fn needs_hyper(&self) -> bool {
         self.client_auth.is_some()
+            || self.basic_auth.is_some()
             || self.rewrite.is_some()
             || self.upstream_vhost.is_some()
             || self.forwarded_prefix.is_some()

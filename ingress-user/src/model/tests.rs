@@ -918,6 +918,7 @@ fn rewrite_targets_expand_captures_like_nginx() {
         body_limit: None,
         read_timeout: None,
         client_auth: None,
+        basic_auth: None,
         limit: None,
     };
     let r = rule("/(a)(b)?/(.*)", "/x/$1-$2-$3/$9$$z?k=v");
@@ -1051,4 +1052,133 @@ fn server_aliases_serve_the_hosts_rules_but_never_take_a_host() {
     ));
     assert!(warned("server-alias \"*.wild.test\" is not a host name"));
     assert!(t.table.host_names().any(|h| h == "alias.test"));
+}
+
+#[test]
+fn basic_auth_reads_its_secret_or_refuses_the_ingress() {
+    use crate::model::basic_auth::Check;
+    let secret = |name: &str, data: &str| {
+        format!(
+            "apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}}}\ntype: Opaque\nstringData:\n{data}---\n"
+        )
+    };
+    let auth = |name: &str, annotations: &str| {
+        annotated(
+            name,
+            annotations,
+            &rule(&format!("{name}.test"), &[("/", "Prefix", "a")]),
+        )
+    };
+    let yaml = [
+        CLASS.to_string(),
+        service("a", 1, 1),
+        secret(
+            "file",
+            "  auth: |\n    alice:{PLAIN}wonderland\n    bob:rl0uE2tF/cGzA\n",
+        ),
+        secret("map", "  carol: \"{PLAIN}c\"\n  dave: \"{PLAIN}d\"\n"),
+        secret("nothing", "  other: x\n"),
+        auth(
+            "file",
+            "nginx.ingress.kubernetes.io/auth-type: basic, nginx.ingress.kubernetes.io/auth-secret: file, \
+             nginx.ingress.kubernetes.io/auth-realm: Staff only",
+        ),
+        auth(
+            "map",
+            "xingress.dev/auth-type: Basic, xingress.dev/auth-secret: default/map, xingress.dev/auth-secret-type: auth-map",
+        ),
+        auth(
+            "digest",
+            "nginx.ingress.kubernetes.io/auth-type: digest, nginx.ingress.kubernetes.io/auth-secret: file",
+        ),
+        auth("no-type", "nginx.ingress.kubernetes.io/auth-secret: file"),
+        auth("no-secret", "nginx.ingress.kubernetes.io/auth-type: basic"),
+        auth(
+            "missing",
+            "nginx.ingress.kubernetes.io/auth-type: basic, nginx.ingress.kubernetes.io/auth-secret: gone",
+        ),
+        auth(
+            "elsewhere",
+            "nginx.ingress.kubernetes.io/auth-type: basic, nginx.ingress.kubernetes.io/auth-secret: other/file",
+        ),
+        auth(
+            "no-key",
+            "nginx.ingress.kubernetes.io/auth-type: basic, nginx.ingress.kubernetes.io/auth-secret: nothing",
+        ),
+        auth(
+            "bad-kind",
+            "nginx.ingress.kubernetes.io/auth-type: basic, nginx.ingress.kubernetes.io/auth-secret: file, \
+             nginx.ingress.kubernetes.io/auth-secret-type: ldap",
+        ),
+        auth("open", ""),
+    ]
+    .concat();
+    let mut o = Objects::default();
+    parse_documents(&yaml, "test.yaml", &mut o);
+    let t = translate(&o, &TranslateOptions::default());
+    let of = |name: &str| -> Vec<String> {
+        t.warnings
+            .iter()
+            .filter(|w| w.object == format!("Ingress default/{name}"))
+            .map(|w| w.message.clone())
+            .collect()
+    };
+    let rule = |host: &str| t.table.route(Some(host), "/").unwrap().rule.unwrap();
+    let basic = |user: &str, pw: &str| {
+        use base64::Engine as _;
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pw}"));
+        format!("Basic {token}").into_bytes()
+    };
+    let check = |host: &str, user: &str, pw: &str| {
+        rule(host)
+            .basic_auth
+            .as_ref()
+            .unwrap()
+            .check(Some(&basic(user, pw)), |f| f())
+    };
+
+    let file = rule("file.test").basic_auth.clone().unwrap();
+    assert_eq!(file.challenge, "Basic realm=\"Staff only\"");
+    assert_eq!(file.users(), 1);
+    assert_eq!(check("file.test", "alice", "wonderland"), Check::Allowed);
+    assert_eq!(check("file.test", "alice", "x"), Check::Refused);
+    assert!(rule("file.test").needs_hyper());
+    // The DES line is named by number and costs nobody else anything.
+    assert_eq!(
+        of("file"),
+        [
+            "auth-secret default/file: entry 2 is ignored: traditional DES crypt hashes are not supported (use htpasswd -B or -m)"
+        ]
+    );
+    assert_eq!(check("map.test", "dave", "d"), Check::Allowed);
+    assert_eq!(check("map.test", "carol", "d"), Check::Refused);
+    assert!(of("map").is_empty(), "{:?}", of("map"));
+
+    // Authentication that cannot be applied refuses the Ingress (503).
+    for (name, says) in [
+        ("digest", "auth-type \"digest\" is not implemented"),
+        ("no-type", "auth-secret is set without auth-type"),
+        ("no-secret", "auth-type: basic needs auth-secret"),
+        ("missing", "auth-secret default/gone not found"),
+        (
+            "elsewhere",
+            "must name a Secret of the Ingress's own namespace",
+        ),
+        ("no-key", "has no key \"auth\""),
+        (
+            "bad-kind",
+            "auth-secret-type \"ldap\" is not auth-file or auth-map",
+        ),
+    ] {
+        let r = rule(&format!("{name}.test"));
+        assert_eq!(r.backend.pick(), Err(BackendError::Unsupported), "{name}");
+        assert!(r.basic_auth.is_none());
+        assert!(
+            of(name).iter().any(|m| m.contains(says)),
+            "{name}: {:?}",
+            of(name)
+        );
+    }
+    assert!(rule("open.test").basic_auth.is_none());
+    assert!(rule("open.test").backend.pick().is_ok());
 }

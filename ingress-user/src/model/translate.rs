@@ -15,11 +15,12 @@ use k8s_openapi::api::{
 use serde::Serialize;
 
 use super::{
-    Backend, BackendTarget, Canary, ClassOptions, HostRules, NamespacedName, Objects, PathKind,
-    PathRule, RoutingTable,
+    Backend, BackendTarget, BasicAuth, Canary, ClassOptions, HostRules, NamespacedName, Objects,
+    PathKind, PathRule, RoutingTable,
     annotations::{
         self, Affinity, BackendProtocol, ClientAuth, ClientVerify, Cors, RateLimit, Redirect,
     },
+    basic_auth,
     cidr::{self, Cidr},
     table::ANY_HOST_LABEL,
 };
@@ -167,6 +168,19 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
                 None
             }
         };
+        let basic_auth = match cx.basic_auth(id, ing) {
+            Ok(auth) => auth,
+            Err(what) => {
+                refused.get_or_insert_with(|| {
+                    Arc::new(Backend::new(
+                        id.clone(),
+                        String::new(),
+                        BackendTarget::Unsupported(what),
+                    ))
+                });
+                None
+            }
+        };
         // A refused Ingress asks no handshake for anything.
         let client_auth = client_auth.filter(|_| refused.is_none());
         let backend_of = |cx: &mut Cx, b: &IngressBackend| match &refused {
@@ -290,6 +304,7 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
                             allow: allow.clone(),
                             deny: deny.clone(),
                             client_auth: client_auth.clone(),
+                            basic_auth: basic_auth.clone(),
                             body_limit,
                             read_timeout,
                             limit,

@@ -52,6 +52,10 @@ pub enum ProxyError {
     Limited(crate::limit::Limited),
     #[error("client certificate: {0:?}")]
     ClientCert(CertRefusal),
+    /// No or wrong credentials for a route with `auth-type: basic`; the
+    /// value is the route's `WWW-Authenticate` challenge.
+    #[error("authentication required")]
+    Unauthorized(http::HeaderValue),
 }
 
 /// Why a route that asks for client certificates (`auth-tls-*`) refused.
@@ -86,6 +90,7 @@ impl ProxyError {
             ProxyError::ClientCert(CertRefusal::Missing) => StatusCode::BAD_REQUEST,
             ProxyError::ClientCert(CertRefusal::Misdirected) => StatusCode::MISDIRECTED_REQUEST,
             ProxyError::ClientCert(CertRefusal::NotTls) => StatusCode::FORBIDDEN,
+            ProxyError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
         }
     }
 
@@ -99,7 +104,8 @@ impl ProxyError {
             | ProxyError::HeadTooLarge
             | ProxyError::NotImplemented
             | ProxyError::Limited(_)
-            | ProxyError::ClientCert(_) => ErrorSource::Client,
+            | ProxyError::ClientCert(_)
+            | ProxyError::Unauthorized(_) => ErrorSource::Client,
             ProxyError::UpstreamConnect(_)
             | ProxyError::UpstreamTimeout
             | ProxyError::Upstream(_) => ErrorSource::Upstream,
@@ -140,6 +146,7 @@ impl ProxyError {
             ProxyError::ClientCert(CertRefusal::NotTls) => {
                 "403 forbidden: this host needs a client certificate over HTTPS\n"
             }
+            ProxyError::Unauthorized(_) => "401 authorization required\n",
         }
     }
 }

@@ -417,6 +417,13 @@ impl Proxy {
                 other => other,
             },
         };
+        // After the redirects and a CORS preflight, as nginx's access phase.
+        if let Some(auth) = route.rule.and_then(|r| r.basic_auth.as_deref())
+            && auth.check((req.header)("authorization"), hash_off_loop)
+                == crate::model::basic_auth::Check::Refused
+        {
+            return (Err(ProxyError::Unauthorized(auth.challenge.clone())), stats);
+        }
         // A canary Ingress takes the requests its header, cookie or weight say.
         let backend = match route.rule.and_then(|r| r.canary.as_deref()) {
             Some(c) if c.takes(req.header, req.cookie) => &c.backend,
@@ -852,6 +859,16 @@ fn write_authority<'a>(peer: &Peer, buf: &'a mut [u8; AUTHORITY_BUF]) -> Option<
     std::str::from_utf8(&buf[..n]).ok()
 }
 
+/// Runs a slow password hash (bcrypt, SHA-crypt) without stalling the
+/// other connections of this worker: on the multi-threaded runtime the
+/// worker hands its queue to another thread for the duration.
+fn hash_off_loop(verify: &dyn Fn() -> bool) -> bool {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(verify),
+        _ => verify(),
+    }
+}
+
 fn error_response(e: &ProxyError) -> Response<ProxyBody> {
     let mut resp = Response::new(Either::Right(Full::new(Bytes::from_static(
         e.body().as_bytes(),
@@ -862,6 +879,9 @@ fn error_response(e: &ProxyError) -> Response<ProxyBody> {
         http::header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
+    if let ProxyError::Unauthorized(challenge) = e {
+        h.insert(http::header::WWW_AUTHENTICATE, challenge.clone());
+    }
     headers::ensure_server(h);
     resp
 }

@@ -248,7 +248,7 @@ impl CertStore {
                 Warning::error(
                     format!("Secret {id}"),
                     format!(
-                        "not found (auth-tls-secret; in Kubernetes mode only kubernetes.io/tls Secrets are read); {refuse}"
+                        "not found (auth-tls-secret; in Kubernetes mode kubernetes.io/tls and Opaque Secrets are read); {refuse}"
                     ),
                 )
                 .because("SecretNotFound"),

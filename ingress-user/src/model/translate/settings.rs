@@ -58,6 +58,133 @@ impl Cx<'_> {
         }
     }
 
+    /// `NAME` or `NAMESPACE/NAME` of a Secret in the Ingress's own namespace
+    /// (Secrets are never shared across namespaces); warns otherwise.
+    fn own_secret(
+        &mut self,
+        id: &NamespacedName,
+        annotation: &str,
+        value: &str,
+    ) -> Option<NamespacedName> {
+        match value.split_once('/') {
+            None if !value.is_empty() => Some(NamespacedName::new(&id.namespace, value)),
+            Some((ns, name)) if ns == id.namespace && !name.is_empty() => {
+                Some(NamespacedName::new(ns, name))
+            }
+            _ => {
+                self.warn_ingress(
+                    id,
+                    &format!(
+                        "{annotation} {value:?} must name a Secret of the Ingress's own namespace ({}); its paths answer 503",
+                        id.namespace
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    /// HTTP basic authentication (`auth-type: basic`, `auth-secret`,
+    /// `auth-secret-type`, `auth-realm`). `Err` when the Ingress asks for
+    /// authentication that cannot be applied: its paths answer 503, as
+    /// ingress-nginx denies such a location.
+    pub(super) fn basic_auth(
+        &mut self,
+        id: &NamespacedName,
+        ing: &Ingress,
+    ) -> Result<Option<Arc<BasicAuth>>, &'static str> {
+        const REFUSED: &str = "authentication settings that cannot be honoured";
+        let auth_type = annotations::get(ing, "auth-type");
+        let secret = annotations::get(ing, "auth-secret");
+        let auth_type = match (auth_type, secret) {
+            (None, None) => return Ok(None),
+            (None, Some(_)) => {
+                self.warn_ingress(
+                    id,
+                    "auth-secret is set without auth-type: basic; its paths answer 503 rather than guess",
+                );
+                return Err(REFUSED);
+            }
+            (Some(t), _) => t.to_ascii_lowercase(),
+        };
+        if auth_type != "basic" {
+            self.warn_because(
+                format!("Ingress {id}"),
+                &format!(
+                    "auth-type {auth_type:?} is not implemented (only basic): its paths answer 503 rather than serve without it"
+                ),
+                "UnsupportedAnnotation",
+            );
+            return Err(REFUSED);
+        }
+        let Some(secret) = secret else {
+            self.warn_ingress(
+                id,
+                "auth-type: basic needs auth-secret; its paths answer 503",
+            );
+            return Err(REFUSED);
+        };
+        let secret_id = self.own_secret(id, "auth-secret", secret).ok_or(REFUSED)?;
+        let Some(found) = self.objects.secrets.get(&secret_id).cloned() else {
+            self.warn_ingress(
+                id,
+                &format!("auth-secret {secret_id} not found; its paths answer 503"),
+            );
+            return Err(REFUSED);
+        };
+        let fields = secret_fields(&found);
+        let (users, errors) = match annotations::get(ing, "auth-secret-type").unwrap_or("auth-file")
+        {
+            "auth-file" => match fields.iter().find(|(k, _)| k == "auth") {
+                Some((_, text)) => basic_auth::parse_htpasswd(&String::from_utf8_lossy(text)),
+                None => {
+                    self.warn_ingress(
+                        id,
+                        &format!(
+                            "auth-secret {secret_id} has no key \"auth\" (an htpasswd file); its paths answer 503"
+                        ),
+                    );
+                    return Err(REFUSED);
+                }
+            },
+            // One key per user, the hash as its value.
+            "auth-map" => {
+                let lines: String = fields
+                    .iter()
+                    .map(|(user, hash)| {
+                        format!("{user}:{}\n", String::from_utf8_lossy(hash).trim())
+                    })
+                    .collect();
+                basic_auth::parse_htpasswd(&lines)
+            }
+            other => {
+                self.warn_ingress(
+                    id,
+                    &format!(
+                        "auth-secret-type {other:?} is not auth-file or auth-map; its paths answer 503"
+                    ),
+                );
+                return Err(REFUSED);
+            }
+        };
+        for (line, why) in errors {
+            self.warn_ingress(
+                id,
+                &format!("auth-secret {secret_id}: entry {line} is ignored: {why}"),
+            );
+        }
+        if users.is_empty() {
+            self.warn_ingress(
+                id,
+                &format!(
+                    "auth-secret {secret_id} holds no usable user: every request is refused (401)"
+                ),
+            );
+        }
+        let realm = annotations::get(ing, "auth-realm").unwrap_or("");
+        Ok(Some(Arc::new(BasicAuth::new(realm, users))))
+    }
+
     /// The `auth-tls-*` annotations. `Err` when they ask for client
     /// certificates in a way that cannot be honoured: the Ingress refuses.
     pub(super) fn client_auth(
@@ -69,23 +196,9 @@ impl Cx<'_> {
         let Some(secret) = annotations::get(ing, "auth-tls-secret") else {
             return Ok(None);
         };
-        // Secrets are never shared across namespaces.
-        let secret = match secret.split_once('/') {
-            None if !secret.is_empty() => NamespacedName::new(&id.namespace, secret),
-            Some((ns, name)) if ns == id.namespace && !name.is_empty() => {
-                NamespacedName::new(ns, name)
-            }
-            _ => {
-                self.warn_ingress(
-                    id,
-                    &format!(
-                        "auth-tls-secret {secret:?} must name a Secret of the Ingress's own namespace ({}); its paths answer 503",
-                        id.namespace
-                    ),
-                );
-                return Err(REFUSED);
-            }
-        };
+        let secret = self
+            .own_secret(id, "auth-tls-secret", secret)
+            .ok_or(REFUSED)?;
         let verify = match annotations::get(ing, "auth-tls-verify-client")
             .map(str::to_ascii_lowercase)
             .as_deref()
@@ -588,4 +701,19 @@ impl Cx<'_> {
             }),
         }
     }
+}
+
+/// A Secret's fields, `data` and `stringData` (which wins, as the API
+/// server merges it), sorted by key.
+fn secret_fields(secret: &k8s_openapi::api::core::v1::Secret) -> Vec<(String, Vec<u8>)> {
+    let mut fields: BTreeMap<String, Vec<u8>> = secret
+        .data
+        .iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v.0.clone()))
+        .collect();
+    for (k, v) in secret.string_data.iter().flatten() {
+        fields.insert(k.clone(), v.as_bytes().to_vec());
+    }
+    fields.into_iter().collect()
 }
