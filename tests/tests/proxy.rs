@@ -1033,6 +1033,19 @@ fn basic_auth_admits_the_secrets_users_and_challenges_everyone_else() {
     assert_eq!(again.status, 401);
     // Other Ingresses are not touched.
     assert_eq!(ask("public.test", "").status, 200);
+    // HTTP/2 (hyper's path) checks the same way.
+    assert_eq!(
+        h2_statuses(
+            agent.http,
+            "private.test",
+            &["", &basic("erin", "secret"), &basic("erin", "x")]
+        ),
+        [
+            (401, Some("Basic realm=\"Staff only\"".to_string())),
+            (200, None),
+            (401, Some("Basic realm=\"Staff only\"".to_string()))
+        ]
+    );
 
     // A changed Secret applies without a restart: alice's old password stops working.
     dir.replace(
@@ -1055,4 +1068,46 @@ fn basic_auth_admits_the_secrets_users_and_challenges_everyone_else() {
         ask("private.test", &basic("alice", "new one")).status == 503
     });
     assert_eq!(ask("public.test", "").status, 200);
+}
+
+/// Status and WWW-Authenticate of one h2c request per `extra` header line
+/// (`Name: value\r\n`, or empty), all on one HTTP/2 connection.
+fn h2_statuses(
+    addr: std::net::SocketAddr,
+    host: &str,
+    extra: &[&str],
+) -> Vec<(u16, Option<String>)> {
+    use http_body_util::Empty;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (mut send, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+                .await
+                .expect("h2c handshake");
+        tokio::spawn(conn);
+        let mut out = Vec::new();
+        for line in extra {
+            let mut req = http::Request::get(format!("http://{host}/"));
+            if let Some((name, value)) = line.trim_end().split_once(": ") {
+                req = req.header(name, value);
+            }
+            let resp = send
+                .send_request(req.body(Empty::<bytes::Bytes>::new()).unwrap())
+                .await
+                .expect("h2 request");
+            assert_eq!(resp.version(), http::Version::HTTP_2);
+            out.push((
+                resp.status().as_u16(),
+                resp.headers()
+                    .get("www-authenticate")
+                    .map(|v| v.to_str().unwrap().to_string()),
+            ));
+        }
+        out
+    })
 }

@@ -83,9 +83,18 @@ struct Scenario {
     https: bool,
     path: &'static str,
     load: Load,
+    /// An extra request header (the basic-auth scenario's credentials).
+    header: Option<&'static str>,
 }
 
-const SCENARIOS: [Scenario; 4] = [
+/// The user of the basic-auth scenario: `staff:staff` in an htpasswd file
+/// in Apache MD5 (`$apr1$`, what `htpasswd` writes by default), which both
+/// proxies read.
+const HTPASSWD: &str = "staff:$apr1$Zx9Q2w1e$x8p4GE1vtFtQUhpJgkrhh1\n";
+/// `Authorization: Basic base64("staff:staff")`.
+const STAFF_CREDENTIALS: &str = "Authorization: Basic c3RhZmY6c3RhZmY=";
+
+const SCENARIOS: [Scenario; 5] = [
     Scenario {
         name: "HTTP/1.1 keep-alive",
         https: false,
@@ -94,6 +103,7 @@ const SCENARIOS: [Scenario; 4] = [
             connections: KEEPALIVE_CONNECTIONS,
             close: false,
         },
+        header: None,
     },
     Scenario {
         name: "HTTPS keep-alive",
@@ -103,6 +113,7 @@ const SCENARIOS: [Scenario; 4] = [
             connections: KEEPALIVE_CONNECTIONS,
             close: false,
         },
+        header: None,
     },
     Scenario {
         name: "HTTP/2 (TLS)",
@@ -112,6 +123,7 @@ const SCENARIOS: [Scenario; 4] = [
             connections: 16,
             streams: 8,
         },
+        header: None,
     },
     Scenario {
         name: "new TLS connections",
@@ -121,6 +133,17 @@ const SCENARIOS: [Scenario; 4] = [
             connections: HANDSHAKE_CONNECTIONS,
             close: true,
         },
+        header: None,
+    },
+    Scenario {
+        name: "HTTP/1.1 basic auth",
+        https: false,
+        path: "/staff",
+        load: Load::Wrk {
+            connections: KEEPALIVE_CONNECTIONS,
+            close: false,
+        },
+        header: Some(STAFF_CREDENTIALS),
     },
 ];
 
@@ -200,13 +223,15 @@ fn proxy() -> Result<()> {
         wait_port(p)?;
     }
 
+    let htpasswd = work.join("htpasswd");
+    std::fs::write(&htpasswd, HTPASSWD)?;
     // Both proxies run side by side on core 0; the idle one costs nothing.
     let nginx = UnderTest {
         name: "nginx",
         http: HTTP_PORT,
         https: HTTPS_PORT,
         proc: Proc::spawn(
-            nginx_command(&work, "proxy", &proxy_nginx_conf(&fixtures), 0)?,
+            nginx_command(&work, "proxy", &proxy_nginx_conf(&fixtures, &htpasswd), 0)?,
             &work.join("nginx-proxy.log"),
         )?,
     };
@@ -442,7 +467,7 @@ fn load(s: &Scenario, p: &UnderTest, duration: Duration) -> Result<Measured> {
     };
     match s.load {
         Load::Wrk { connections, close } => {
-            let out = wrk(&url, connections, close, duration)?;
+            let out = wrk(&url, connections, close, s.header, duration)?;
             parse_wrk(&out).with_context(|| format!("wrk output:\n{out}"))
         }
         Load::H2load {
@@ -452,7 +477,13 @@ fn load(s: &Scenario, p: &UnderTest, duration: Duration) -> Result<Measured> {
     }
 }
 
-fn wrk(url: &str, connections: u32, close: bool, duration: Duration) -> Result<String> {
+fn wrk(
+    url: &str,
+    connections: u32,
+    close: bool,
+    header: Option<&str>,
+    duration: Duration,
+) -> Result<String> {
     let mut cmd = Cmd::new("taskset").args([
         "-c",
         "1",
@@ -466,6 +497,9 @@ fn wrk(url: &str, connections: u32, close: bool, duration: Duration) -> Result<S
     ]);
     if close {
         cmd = cmd.args(["-H", "Connection: close"]);
+    }
+    if let Some(h) = header {
+        cmd = cmd.args(["-H", h]);
     }
     cmd.args([url]).output()
 }
@@ -639,7 +673,7 @@ fn backend_conf() -> String {
 /// nginx as an Ingress-style proxy for the cafe routes, tuned like a
 /// production ingress: upstream keep-alive, no access log, unlimited
 /// client keep-alive requests.
-fn proxy_nginx_conf(fixtures: &Path) -> String {
+fn proxy_nginx_conf(fixtures: &Path, htpasswd: &Path) -> String {
     let upstream = |name: &str, ports: &[u16]| {
         let servers: String = ports
             .iter()
@@ -647,9 +681,9 @@ fn proxy_nginx_conf(fixtures: &Path) -> String {
             .collect();
         format!("  upstream {name} {{\n{servers}    keepalive 64;\n  }}\n")
     };
-    let location = |path: &str, up: &str| {
+    let location = |path: &str, up: &str, extra: &str| {
         format!(
-            "    location {path} {{\n      proxy_pass http://{up};\n      proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n      \
+            "    location {path} {{\n{extra}      proxy_pass http://{up};\n      proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n      \
              proxy_set_header Host $host;\n      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n      \
              proxy_set_header X-Real-IP $remote_addr;\n      proxy_set_header X-Forwarded-Proto $scheme;\n    }}\n"
         )
@@ -657,13 +691,21 @@ fn proxy_nginx_conf(fixtures: &Path) -> String {
     format!(
         "{NGINX_COMMON}http {{\n  access_log off;\n  keepalive_requests 1000000;\n{}{}  server {{\n    listen 127.0.0.1:{HTTP_PORT};\n    \
          listen 127.0.0.1:{HTTPS_PORT} ssl http2;\n    server_name cafe.example.com;\n    ssl_certificate {};\n    ssl_certificate_key {};\n    \
-         ssl_protocols TLSv1.2 TLSv1.3;\n{}{}    location / {{ return 404; }}\n  }}\n}}\n",
+         ssl_protocols TLSv1.2 TLSv1.3;\n{}{}{}    location / {{ return 404; }}\n  }}\n}}\n",
         upstream("tea", &BACKEND_PORTS[..2]),
         upstream("coffee", &BACKEND_PORTS[2..]),
         fixtures.join("cafe.crt").display(),
         fixtures.join("cafe.key").display(),
-        location("/tea", "tea"),
-        location("/coffee", "coffee"),
+        location("/tea", "tea", ""),
+        location("/coffee", "coffee", ""),
+        location(
+            "/staff",
+            "tea",
+            &format!(
+                "      auth_basic \"staff\";\n      auth_basic_user_file {};\n",
+                htpasswd.display()
+            )
+        ),
     )
 }
 
@@ -682,9 +724,15 @@ fn xingress_manifests(fixtures: &Path) -> Result<String> {
          apiVersion: v1\nkind: Secret\nmetadata: {{name: cafe-secret}}\ntype: kubernetes.io/tls\ndata:\n  tls.crt: {}\n  tls.key: {}\n---\n\
          apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: cafe\n  annotations: {{xingress.dev/ssl-redirect: \"false\"}}\nspec:\n  tls: [{{hosts: [cafe.example.com], secretName: cafe-secret}}]\n  rules:\n  - host: cafe.example.com\n    http:\n      paths:\n\
          \x20     - {{path: /tea, pathType: Prefix, backend: {{service: {{name: tea, port: {{number: 80}}}}}}}}\n\
-         \x20     - {{path: /coffee, pathType: Prefix, backend: {{service: {{name: coffee, port: {{number: 80}}}}}}}}\n---\n",
+         \x20     - {{path: /coffee, pathType: Prefix, backend: {{service: {{name: coffee, port: {{number: 80}}}}}}}}\n---\n\
+         apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: staff\n  annotations:\n    xingress.dev/ssl-redirect: \"false\"\n    \
+         nginx.ingress.kubernetes.io/auth-type: basic\n    nginx.ingress.kubernetes.io/auth-secret: staff-users\n    nginx.ingress.kubernetes.io/auth-realm: staff\n\
+         spec:\n  rules:\n  - host: cafe.example.com\n    http:\n      paths:\n\
+         \x20     - {{path: /staff, pathType: Prefix, backend: {{service: {{name: tea, port: {{number: 80}}}}}}}}\n---\n\
+         apiVersion: v1\nkind: Secret\nmetadata: {{name: staff-users}}\ntype: Opaque\nstringData:\n  auth: \"{}\"\n---\n",
         b64(fixtures.join("cafe.crt"))?,
-        b64(fixtures.join("cafe.key"))?
+        b64(fixtures.join("cafe.key"))?,
+        HTPASSWD.escape_default(),
     );
     for (svc, ports) in [
         ("tea", &BACKEND_PORTS[..2]),

@@ -158,7 +158,6 @@ impl PathRule {
     /// forwards requests as received, to plain-HTTP pods.
     pub fn needs_hyper(&self) -> bool {
         self.client_auth.is_some()
-            || self.basic_auth.is_some()
             || self.rewrite.is_some()
             || self.upstream_vhost.is_some()
             || self.forwarded_prefix.is_some()

@@ -482,7 +482,7 @@ pub fn write_local_response(
     out: &mut Vec<u8>,
     status: http::StatusCode,
     body: &[u8],
-    location: Option<&[u8]>,
+    field: Option<(&[u8], &[u8])>,
     head_request: bool,
     close: bool,
 ) {
@@ -493,8 +493,8 @@ pub fn write_local_response(
         status.canonical_reason().unwrap_or("")
     );
     put_date(out);
-    if let Some(l) = location {
-        put_field(out, b"Location", l);
+    if let Some((name, value)) = field {
+        put_field(out, name, value);
     }
     let _ = write!(
         out,

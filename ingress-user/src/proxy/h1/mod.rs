@@ -85,7 +85,8 @@ enum Prepared {
 struct Reply {
     status: StatusCode,
     body: &'static [u8],
-    location: Option<Vec<u8>>,
+    /// One more header field: a redirect's Location, a 401's challenge.
+    field: Option<(&'static [u8], Vec<u8>)>,
     head_len: usize,
     head_request: bool,
     /// Close after it: the request was malformed, or its body is unread.
@@ -293,7 +294,7 @@ impl Reply {
         Reply {
             status: e.status(),
             body: e.body().as_bytes(),
-            location: None,
+            field: None,
             head_len: 0,
             head_request: false,
             close: true,
@@ -307,7 +308,7 @@ impl Reply {
             out,
             self.status,
             self.body,
-            self.location.as_deref(),
+            self.field.as_ref().map(|(n, v)| (*n, &v[..])),
             self.head_request,
             close,
         );
@@ -404,11 +405,11 @@ impl Proxy {
             return Prepared::HandOff;
         }
         self.report_flow(down, conn, &decision);
-        let reply = |status, body, location| {
+        let reply = |status, body, field| {
             Prepared::Reply(Reply {
                 status,
                 body,
-                location,
+                field,
                 head_len,
                 head_request,
                 close: has_body || info.close,
@@ -423,12 +424,18 @@ impl Proxy {
                 return reply(
                     status,
                     super::redirect_body(status),
-                    Some(location.as_bytes().to_vec()),
+                    Some((&b"Location"[..], location.as_bytes().to_vec())),
                 );
             }
             Err(e) => {
                 self.metrics.error(e.source());
-                return reply(e.status(), e.body().as_bytes(), None);
+                let field = match &e {
+                    ProxyError::Unauthorized(challenge) => {
+                        Some((&b"WWW-Authenticate"[..], challenge.as_bytes().to_vec()))
+                    }
+                    _ => None,
+                };
+                return reply(e.status(), e.body().as_bytes(), field);
             }
         };
         let Peer::Addr(peer) = target.peer else {

@@ -292,7 +292,7 @@ fn local_responses_are_complete() {
         &mut out,
         http::StatusCode::PERMANENT_REDIRECT,
         b"x",
-        Some(b"https://a/"),
+        Some((b"Location", b"https://a/")),
         true,
         false,
     );
