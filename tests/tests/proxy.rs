@@ -521,7 +521,7 @@ fn source_ranges_and_unimplemented_access_rules_are_enforced() {
         ),
         (
             "auth",
-            "nginx.ingress.kubernetes.io/auth-url: http://auth.example/check",
+            "nginx.ingress.kubernetes.io/auth-tls-match-cn: \"CN=admin\"",
         ),
         (
             "baddeny",
@@ -544,7 +544,7 @@ fn source_ranges_and_unimplemented_access_rules_are_enforced() {
     // Denied inside the allow list, and outside the allow list.
     assert_eq!(status([127, 0, 0, 3], "lists.test"), 403);
     assert_eq!(status([127, 0, 1, 5], "lists.test"), 403);
-    // External authentication xingress does not implement: refused, never served open.
+    // An access rule xingress does not implement: refused, never served open.
     assert_eq!(status([127, 0, 0, 2], "auth.test"), 503);
     // A deny list with an entry that does not parse cannot be enforced.
     assert_eq!(status([127, 0, 0, 2], "baddeny.test"), 503);
@@ -1110,4 +1110,181 @@ fn h2_statuses(
         }
         out
     })
+}
+
+/// A small auth service on loopback: by the request's Authorization,
+/// `Bearer good` → 200 with X-Auth-Request-User: alice, `Bearer banned` →
+/// 403, `Bearer broken` → 502, anything else → 401 with a challenge. It
+/// keeps every request head it got.
+struct AuthService {
+    addr: std::net::SocketAddr,
+    heads: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl AuthService {
+    fn start() -> Self {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let heads = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = heads.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { return };
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let mut head = String::new();
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    head.push_str(&line);
+                }
+                let lower = head.to_ascii_lowercase();
+                let reply = if lower.contains("\r\nauthorization: bearer good\r\n") {
+                    "200 OK\r\nX-Auth-Request-User: alice\r\nX-Other: not copied"
+                } else if lower.contains("\r\nauthorization: bearer banned\r\n") {
+                    "403 Forbidden"
+                } else if lower.contains("\r\nauthorization: bearer broken\r\n") {
+                    "502 Bad Gateway"
+                } else {
+                    "401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"auth\""
+                };
+                seen.lock().unwrap().push(head);
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 {reply}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                );
+            }
+        });
+        Self { addr, heads }
+    }
+
+    fn last_head(&self) -> String {
+        self.heads
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+#[test]
+fn auth_url_asks_the_auth_service_before_the_pod() {
+    let auth = AuthService::start();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed_port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let p = "nginx.ingress.kubernetes.io/";
+    let (_live, dir) = one_pod_per_host(&[
+        (
+            "private",
+            &format!(
+                "{p}auth-url: \"http://{}/check?for=$host\", {p}auth-response-headers: X-Auth-Request-User",
+                auth.addr
+            ),
+        ),
+        (
+            "signin",
+            &format!(
+                "{p}auth-url: \"http://{}/check\", {p}auth-signin: \"https://login.test/start\"",
+                auth.addr
+            ),
+        ),
+        (
+            "down",
+            &format!("{p}auth-url: \"http://127.0.0.1:{closed_port}/check\""),
+        ),
+    ]);
+    let agent = ready_agent(&dir, &[]);
+    let ask = |host: &str, token: Option<&str>, extra: &str| {
+        let auth = token
+            .map(|t| format!("Authorization: Bearer {t}\r\n"))
+            .unwrap_or_default();
+        send(
+            &agent,
+            "GET",
+            host,
+            "/x?y=1",
+            "1.1",
+            &format!("{auth}{extra}"),
+        )
+    };
+
+    // Allowed: the pod gets the request, with the auth service's user in
+    // place of the one the client claimed.
+    let r = ask(
+        "private.test",
+        Some("good"),
+        "X-Auth-Request-User: mallory\r\n",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.echo_field("x-auth-request-user").as_deref(),
+        Some("alice")
+    );
+    assert_eq!(r.echo_field("x-other"), None);
+    let head = auth.last_head();
+    assert!(
+        head.starts_with("GET /check?for=private.test HTTP/1.1\r\n"),
+        "{head}"
+    );
+    for line in [
+        "x-original-url: http://private.test/x?y=1",
+        "x-original-method: GET",
+        "x-auth-request-redirect: /x?y=1",
+        "x-real-ip: 127.0.0.1",
+        &format!("host: {}", auth.addr),
+        "authorization: Bearer good",
+    ] {
+        assert!(head.contains(&format!("{line}\r\n")), "{line} in {head}");
+    }
+    // Without the auth service's header, the client's is dropped, never passed.
+    let r = ask("private.test", Some("banned"), "");
+    assert_eq!(r.status, 403);
+    let r = ask("private.test", None, "X-Auth-Request-User: mallory\r\n");
+    assert_eq!(r.status, 401);
+    assert_eq!(r.header("www-authenticate"), Some("Bearer realm=\"auth\""));
+    // An auth service that fails is a 500, as nginx's auth_request.
+    assert_eq!(ask("private.test", Some("broken"), "").status, 500);
+    assert_eq!(ask("down.test", Some("good"), "").status, 500);
+
+    // A POST body goes to the pod, not to the auth service.
+    let r = http1::Conn::connect(agent.http)
+        .unwrap()
+        .raw(
+            b"POST /form HTTP/1.1\r\nHost: private.test\r\nAuthorization: Bearer good\r\n\
+              Content-Length: 5\r\nConnection: close\r\n\r\nhello",
+        )
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.echo_field("body-bytes").as_deref(), Some("5"));
+    let head = auth.last_head();
+    assert!(head.contains("x-original-method: POST\r\n"), "{head}");
+    assert!(
+        !head.to_ascii_lowercase().contains("content-length: 5"),
+        "{head}"
+    );
+
+    // With auth-signin a 401 becomes a redirect to sign in, with the way back.
+    let r = ask("signin.test", None, "");
+    assert_eq!(r.status, 302);
+    assert_eq!(
+        r.header("location"),
+        Some("https://login.test/start?rd=http%3A%2F%2Fsignin.test%2Fx%3Fy%3D1")
+    );
+    assert_eq!(ask("signin.test", Some("good"), "").status, 200);
+    // HTTP/2 asks the same way.
+    assert_eq!(
+        h2_statuses(
+            agent.http,
+            "private.test",
+            &["", "Authorization: Bearer good\r\n"]
+        ),
+        [
+            (401, Some("Bearer realm=\"auth\"".to_string())),
+            (200, None)
+        ]
+    );
 }

@@ -28,14 +28,20 @@ pub const SUPPORTED: &[&str] = &[
     "affinity-mode",
     "allowlist-source-range",
     "app-root",
+    "auth-method",
     "auth-realm",
+    "auth-request-redirect",
+    "auth-response-headers",
     "auth-secret",
     "auth-secret-type",
+    "auth-signin",
+    "auth-signin-redirect-param",
     "auth-tls-pass-certificate-to-upstream",
     "auth-tls-secret",
     "auth-tls-verify-client",
     "auth-tls-verify-depth",
     "auth-type",
+    "auth-url",
     "backend-protocol",
     "canary",
     "canary-by-cookie",
@@ -79,11 +85,11 @@ pub const SUPPORTED: &[&str] = &[
 ];
 
 /// ingress-nginx annotations that restrict who may use an Ingress and that
-/// xingress does not implement (external auth, a client certificate's CN;
-/// `auth-type` other than basic is refused where it is read). Serving such an Ingress without them would open what its
+/// xingress does not implement (a client certificate's CN; `auth-type`
+/// other than basic is refused where it is read). Serving such an Ingress without them would open what its
 /// author closed, so its paths answer 503 instead, as ingress-nginx denies a
 /// location whose auth annotation it cannot apply.
-pub const UNENFORCED_ACCESS: &[&str] = &["auth-url", "auth-tls-match-cn"];
+pub const UNENFORCED_ACCESS: &[&str] = &["auth-tls-match-cn"];
 
 /// The names (without prefix) of the Ingress's annotations under either
 /// prefix, sorted, each once.

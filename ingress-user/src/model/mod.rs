@@ -6,6 +6,7 @@ pub mod annotations;
 mod backend;
 pub mod basic_auth;
 pub mod cidr;
+pub mod external_auth;
 mod matching;
 mod table;
 mod translate;
@@ -22,6 +23,7 @@ pub use annotations::{BackendProtocol, ClientAuth, ClientVerify};
 pub use backend::{Backend, BackendError, BackendTarget, Peer};
 pub use basic_auth::BasicAuth;
 pub use cidr::Cidr;
+pub use external_auth::ExternalAuth;
 pub use matching::{HOST_BUF_LEN, normalize_host, path_matches};
 pub use table::{
     ANY_HOST_LABEL, Canary, HostRules, PathKind, PathRule, Route, RouteRow, RoutingTable,

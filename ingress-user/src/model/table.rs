@@ -70,6 +70,8 @@ pub struct PathRule {
     pub client_auth: Option<Arc<super::annotations::ClientAuth>>,
     /// Users who may use the rule (`auth-type: basic`).
     pub basic_auth: Option<Arc<super::BasicAuth>>,
+    /// An auth service asked before each request (`auth-url`).
+    pub external_auth: Option<Arc<super::ExternalAuth>>,
     /// Index into `RoutingTable::limits`: the Ingress's per-source limits.
     pub limit: Option<u32>,
 }
@@ -158,6 +160,7 @@ impl PathRule {
     /// forwards requests as received, to plain-HTTP pods.
     pub fn needs_hyper(&self) -> bool {
         self.client_auth.is_some()
+            || self.external_auth.is_some()
             || self.rewrite.is_some()
             || self.upstream_vhost.is_some()
             || self.forwarded_prefix.is_some()

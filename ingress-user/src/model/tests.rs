@@ -538,7 +538,7 @@ fn unimplemented_annotations_are_noted_and_unenforceable_access_rules_refuse() {
         ),
         with(
             "auth",
-            "nginx.ingress.kubernetes.io/auth-url: http://auth.test/"
+            "nginx.ingress.kubernetes.io/auth-tls-match-cn: \"CN=admin\""
         ),
         with(
             "deny",
@@ -568,11 +568,12 @@ fn unimplemented_annotations_are_noted_and_unenforceable_access_rules_refuse() {
     );
     let pick = |host: &str| t.table.route(Some(host), "/").unwrap().backend.pick();
     assert!(pick("ignored.test").is_ok());
-    // External auth: an error, and every path of that Ingress refuses.
+    // An access rule xingress does not implement: an error, and every path
+    // of that Ingress refuses.
     let auth = of("auth");
     assert!(
-        auth.iter()
-            .any(|w| w.severity == Severity::Error && w.message.starts_with("auth-url restricts")),
+        auth.iter().any(|w| w.severity == Severity::Error
+            && w.message.starts_with("auth-tls-match-cn restricts")),
         "{auth:?}"
     );
     assert_eq!(pick("auth.test"), Err(BackendError::Unsupported));
@@ -919,6 +920,7 @@ fn rewrite_targets_expand_captures_like_nginx() {
         read_timeout: None,
         client_auth: None,
         basic_auth: None,
+        external_auth: None,
         limit: None,
     };
     let r = rule("/(a)(b)?/(.*)", "/x/$1-$2-$3/$9$$z?k=v");
@@ -1182,4 +1184,115 @@ fn basic_auth_reads_its_secret_or_refuses_the_ingress() {
     }
     assert!(rule("open.test").basic_auth.is_none());
     assert!(rule("open.test").backend.pick().is_ok());
+}
+
+#[test]
+fn auth_url_settings_are_read_or_refuse_the_ingress() {
+    let with = |name: &str, host: &str, annotations: &str| {
+        annotated(
+            name,
+            annotations,
+            &rule(host, &[(&format!("/{name}"), "Prefix", "a")]),
+        )
+    };
+    let p = "nginx.ingress.kubernetes.io/";
+    let yaml = [
+        CLASS.to_string(),
+        service("a", 1, 1),
+        with(
+            "full",
+            "full.test",
+            &format!(
+                "{p}auth-url: \"https://$host/oauth2/auth\", {p}auth-signin: \"https://$host/oauth2/start\", \
+                 {p}auth-method: post, {p}auth-response-headers: \"X-Auth-Request-User, X-Auth-Request-Email\", \
+                 {p}auth-signin-redirect-param: next, {p}auth-request-redirect: /landing"
+            ),
+        ),
+        with("plain", "plain.test", &format!("{p}auth-url: http://auth.svc:4180/check")),
+        with("bad-url", "bad-url.test", &format!("{p}auth-url: \"auth.svc/check\"")),
+        with("bad-var", "bad-var.test", &format!("{p}auth-url: \"http://auth/$cookie_session\"")),
+        with("http-host", "http-host.test", &format!("{p}auth-url: \"http://$http_host/auth\"")),
+        with(
+            "bad-method",
+            "bad-method.test",
+            &format!("{p}auth-url: http://auth/, {p}auth-method: \"GE T\""),
+        ),
+        with(
+            "bad-header",
+            "bad-header.test",
+            &format!("{p}auth-url: http://auth/, {p}auth-response-headers: \"X-Ok, bad header\""),
+        ),
+        with(
+            "bad-signin",
+            "bad-signin.test",
+            &format!("{p}auth-url: http://auth/, {p}auth-signin: /start"),
+        ),
+        // No host: `$host` would be the client's choice.
+        with("any-host", "", &format!("{p}auth-url: \"http://$host/auth\"")),
+        with("any-fixed", "", &format!("{p}auth-url: \"http://auth.svc/check\"")),
+    ]
+    .concat();
+    let mut o = Objects::default();
+    parse_documents(&yaml, "test.yaml", &mut o);
+    let t = translate(&o, &TranslateOptions::default());
+    let of = |name: &str| -> Vec<String> {
+        t.warnings
+            .iter()
+            .filter(|w| w.object == format!("Ingress default/{name}"))
+            .map(|w| w.message.clone())
+            .collect()
+    };
+    let rule = |host: Option<&str>, path: &str| t.table.route(host, path).unwrap().rule.unwrap();
+
+    let full = rule(Some("full.test"), "/full")
+        .external_auth
+        .clone()
+        .unwrap();
+    assert_eq!(full.method, http::Method::POST);
+    assert_eq!(full.redirect_param, "next");
+    assert_eq!(full.request_redirect.as_deref(), Some("/landing"));
+    assert_eq!(
+        full.response_headers,
+        ["x-auth-request-user", "x-auth-request-email"]
+    );
+    assert!(full.signin.is_some());
+    assert!(rule(Some("full.test"), "/full").needs_hyper());
+    assert!(of("full").is_empty(), "{:?}", of("full"));
+    let plain = rule(Some("plain.test"), "/plain")
+        .external_auth
+        .clone()
+        .unwrap();
+    assert_eq!(plain.method, http::Method::GET);
+    assert_eq!(plain.redirect_param, "rd");
+    assert!(plain.signin.is_none() && plain.response_headers.is_empty());
+
+    for (name, says) in [
+        ("bad-url", "not an absolute http or https URL"),
+        ("bad-var", "$cookie_session is not one xingress fills in"),
+        ("http-host", "uses $http_host"),
+        ("bad-method", "is not an HTTP method"),
+        ("bad-header", "\"bad header\" is not a header name"),
+        ("bad-signin", "auth-signin \"/start\""),
+    ] {
+        let r = rule(Some(&format!("{name}.test")), &format!("/{name}"));
+        assert_eq!(r.backend.pick(), Err(BackendError::Unsupported), "{name}");
+        assert!(r.external_auth.is_none());
+        assert!(
+            of(name).iter().any(|m| m.contains(says)),
+            "{name}: {:?}",
+            of(name)
+        );
+    }
+    assert_eq!(
+        rule(None, "/any-host").backend.pick(),
+        Err(BackendError::Unsupported)
+    );
+    assert!(
+        of("any-host")
+            .iter()
+            .any(|m| m.contains("the client would choose")),
+        "{:?}",
+        of("any-host")
+    );
+    assert!(rule(None, "/any-fixed").backend.pick().is_ok());
 }

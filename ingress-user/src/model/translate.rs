@@ -15,13 +15,14 @@ use k8s_openapi::api::{
 use serde::Serialize;
 
 use super::{
-    Backend, BackendTarget, BasicAuth, Canary, ClassOptions, HostRules, NamespacedName, Objects,
-    PathKind, PathRule, RoutingTable,
+    Backend, BackendTarget, BasicAuth, Canary, ClassOptions, ExternalAuth, HostRules,
+    NamespacedName, Objects, PathKind, PathRule, RoutingTable,
     annotations::{
         self, Affinity, BackendProtocol, ClientAuth, ClientVerify, Cors, RateLimit, Redirect,
     },
     basic_auth,
     cidr::{self, Cidr},
+    external_auth,
     table::ANY_HOST_LABEL,
 };
 
@@ -181,6 +182,19 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
                 None
             }
         };
+        let external_auth = match cx.external_auth(id, ing) {
+            Ok(auth) => auth,
+            Err(what) => {
+                refused.get_or_insert_with(|| {
+                    Arc::new(Backend::new(
+                        id.clone(),
+                        String::new(),
+                        BackendTarget::Unsupported(what),
+                    ))
+                });
+                None
+            }
+        };
         // A refused Ingress asks no handshake for anything.
         let client_auth = client_auth.filter(|_| refused.is_none());
         let backend_of = |cx: &mut Cx, b: &IngressBackend| match &refused {
@@ -265,6 +279,23 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
             if let Some(auth) = &client_auth {
                 cx.client_auth_host(id, &host, auth, &mut client_auth_hosts);
             }
+            // `$host` of a host-less rule is whatever the client sends: the
+            // client would choose where the auth request goes.
+            let auth_host_is_clients = host == HostKey::Any
+                && external_auth
+                    .as_ref()
+                    .is_some_and(|a| a.url.uses(external_auth::Var::Host));
+            let rule_refused = auth_host_is_clients.then(|| {
+                cx.warn_ingress(
+                    id,
+                    "auth-url uses $host on a rule without a host, so the client would choose where the auth request goes; that rule's paths answer 503",
+                );
+                Arc::new(Backend::new(
+                    id.clone(),
+                    String::new(),
+                    BackendTarget::Unsupported("external authentication that cannot be honoured"),
+                ))
+            });
             let slot = hosts.entry(host.clone()).or_default();
             for p in &http.paths {
                 let (path, kind, regex) = match rule_path(p, use_regex) {
@@ -274,7 +305,10 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
                         continue;
                     }
                 };
-                let backend = backend_of(&mut cx, &p.backend);
+                let backend = match &rule_refused {
+                    Some(r) => r.clone(),
+                    None => backend_of(&mut cx, &p.backend),
+                };
                 match slot.entry((path, kind)) {
                     std::collections::btree_map::Entry::Occupied(winner) => {
                         let msg = format!(
@@ -305,6 +339,7 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
                             deny: deny.clone(),
                             client_auth: client_auth.clone(),
                             basic_auth: basic_auth.clone(),
+                            external_auth: external_auth.clone(),
                             body_limit,
                             read_timeout,
                             limit,

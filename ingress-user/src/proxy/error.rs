@@ -55,7 +55,14 @@ pub enum ProxyError {
     /// No or wrong credentials for a route with `auth-type: basic`; the
     /// value is the route's `WWW-Authenticate` challenge.
     #[error("authentication required")]
-    Unauthorized(http::HeaderValue),
+    Unauthorized(Option<http::HeaderValue>),
+    /// The `auth-url` service refused the request (403).
+    #[error("the auth service refused the request")]
+    AuthForbidden,
+    /// The `auth-url` service failed or gave an answer that is not 2xx,
+    /// 401 or 403: 500, as nginx's `auth_request`.
+    #[error("auth service: {0}")]
+    AuthService(String),
 }
 
 /// Why a route that asks for client certificates (`auth-tls-*`) refused.
@@ -91,6 +98,8 @@ impl ProxyError {
             ProxyError::ClientCert(CertRefusal::Misdirected) => StatusCode::MISDIRECTED_REQUEST,
             ProxyError::ClientCert(CertRefusal::NotTls) => StatusCode::FORBIDDEN,
             ProxyError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ProxyError::AuthForbidden => StatusCode::FORBIDDEN,
+            ProxyError::AuthService(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -105,8 +114,10 @@ impl ProxyError {
             | ProxyError::NotImplemented
             | ProxyError::Limited(_)
             | ProxyError::ClientCert(_)
-            | ProxyError::Unauthorized(_) => ErrorSource::Client,
+            | ProxyError::Unauthorized(_)
+            | ProxyError::AuthForbidden => ErrorSource::Client,
             ProxyError::UpstreamConnect(_)
+            | ProxyError::AuthService(_)
             | ProxyError::UpstreamTimeout
             | ProxyError::Upstream(_) => ErrorSource::Upstream,
             ProxyError::NotReady | ProxyError::Backend(_) => ErrorSource::Internal,
@@ -147,6 +158,10 @@ impl ProxyError {
                 "403 forbidden: this host needs a client certificate over HTTPS\n"
             }
             ProxyError::Unauthorized(_) => "401 authorization required\n",
+            ProxyError::AuthForbidden => "403 forbidden\n",
+            ProxyError::AuthService(_) => {
+                "500 internal server error: the authentication service failed\n"
+            }
         }
     }
 }

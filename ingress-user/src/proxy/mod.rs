@@ -8,6 +8,7 @@
 mod abort;
 mod body;
 mod error;
+mod external_auth;
 mod h1;
 #[doc(hidden)]
 pub use h1::fuzz as h1_fuzz;
@@ -130,6 +131,8 @@ struct Changes {
     /// `affinity: cookie`: the cookie that makes the client stick to the
     /// endpoint picked, added to the pod's response.
     set_cookie: Option<HeaderValue>,
+    /// `auth-url`: asked before the pod.
+    external_auth: Option<Arc<crate::model::ExternalAuth>>,
 }
 
 impl Changes {
@@ -140,6 +143,7 @@ impl Changes {
             && self.forwarded_prefix.is_none()
             && self.cors.is_none()
             && self.set_cookie.is_none()
+            && self.external_auth.is_none()
     }
 }
 
@@ -285,7 +289,7 @@ impl Proxy {
         let (decision, stats) = self.pick(&down, conn, &req);
         self.report_flow(&down, conn, &decision);
         let result = match decision {
-            Ok(Decision::Forward(target)) => self.forward(&down, req, target).await,
+            Ok(Decision::Forward(target)) => self.authorized_forward(&down, req, target).await,
             Ok(Decision::Redirect(status, location)) => Ok(redirect(status, location)),
             Ok(Decision::Preflight(headers)) => Ok(preflight(*headers)),
             // Only the fast path is handed off (`RequestView::fast_path`).
@@ -422,7 +426,10 @@ impl Proxy {
             && auth.check((req.header)("authorization"), hash_off_loop)
                 == crate::model::basic_auth::Check::Refused
         {
-            return (Err(ProxyError::Unauthorized(auth.challenge.clone())), stats);
+            return (
+                Err(ProxyError::Unauthorized(Some(auth.challenge.clone()))),
+                stats,
+            );
         }
         // A canary Ingress takes the requests its header, cookie or weight say.
         let backend = match route.rule.and_then(|r| r.canary.as_deref()) {
@@ -453,6 +460,7 @@ impl Proxy {
             forwarded_prefix: route.rule.and_then(|r| header(&r.forwarded_prefix)),
             cors,
             set_cookie,
+            external_auth: route.rule.and_then(|r| r.external_auth.clone()),
         };
         let body_limit = route
             .rule
@@ -509,6 +517,24 @@ impl Proxy {
     /// Filter the request, forward it to the target's peer, filter the
     /// response. A refused connection is retried on another endpoint when
     /// the request is idempotent and has no body (so nothing was consumed).
+    /// Forwards, after asking the route's auth service if it has one.
+    async fn authorized_forward(
+        &self,
+        down: &Downstream,
+        mut req: Request<Incoming>,
+        mut target: Target,
+    ) -> Result<Response<ProxyBody>, ProxyError> {
+        let auth = target.changes.as_mut().and_then(|c| c.external_auth.take());
+        if let Some(auth) = auth
+            && let Some(answer) = self
+                .external_auth(&auth, down, &mut req, target.read_timeout)
+                .await?
+        {
+            return Ok(answer);
+        }
+        self.forward(down, req, target).await
+    }
+
     async fn forward(
         &self,
         down: &Downstream,
@@ -879,7 +905,7 @@ fn error_response(e: &ProxyError) -> Response<ProxyBody> {
         http::header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
-    if let ProxyError::Unauthorized(challenge) = e {
+    if let ProxyError::Unauthorized(Some(challenge)) = e {
         h.insert(http::header::WWW_AUTHENTICATE, challenge.clone());
     }
     headers::ensure_server(h);

@@ -185,6 +185,103 @@ impl Cx<'_> {
         Ok(Some(Arc::new(BasicAuth::new(realm, users))))
     }
 
+    /// External authentication (`auth-url` and its companions). `Err` when
+    /// it cannot be applied as written: the Ingress's paths answer 503.
+    pub(super) fn external_auth(
+        &mut self,
+        id: &NamespacedName,
+        ing: &Ingress,
+    ) -> Result<Option<Arc<ExternalAuth>>, &'static str> {
+        const REFUSED: &str = "external authentication that cannot be honoured";
+        let Some(url) = annotations::get(ing, "auth-url") else {
+            return Ok(None);
+        };
+        let refuse = |cx: &mut Self, what: String| {
+            cx.warn_ingress(id, &format!("{what}; its paths answer 503"));
+            REFUSED
+        };
+        let url = match external_auth::UrlTemplate::parse(url) {
+            // The Host header as sent carries a port the client chose.
+            Ok(t) if t.uses(external_auth::Var::HttpHost) => {
+                return Err(refuse(
+                    self,
+                    format!(
+                        "auth-url {url:?} uses $http_host, which lets the client choose the port the auth request goes to (use $host)"
+                    ),
+                ));
+            }
+            Ok(t) => t,
+            Err(e) => return Err(refuse(self, format!("auth-url {url:?}: {e}"))),
+        };
+        let method = match annotations::get(ing, "auth-method") {
+            None => http::Method::GET,
+            Some(m) => match http::Method::from_bytes(m.to_ascii_uppercase().as_bytes()) {
+                Ok(m) => m,
+                Err(_) => {
+                    return Err(refuse(
+                        self,
+                        format!("auth-method {m:?} is not an HTTP method"),
+                    ));
+                }
+            },
+        };
+        let signin = match annotations::get(ing, "auth-signin") {
+            None => None,
+            Some(s) => match external_auth::UrlTemplate::parse(s) {
+                Ok(t) => Some(t),
+                Err(e) => return Err(refuse(self, format!("auth-signin {s:?}: {e}"))),
+            },
+        };
+        let redirect_param = annotations::get(ing, "auth-signin-redirect-param").unwrap_or("rd");
+        if redirect_param.is_empty()
+            || !redirect_param
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        {
+            return Err(refuse(
+                self,
+                format!(
+                    "auth-signin-redirect-param {redirect_param:?} is not a query parameter name"
+                ),
+            ));
+        }
+        let mut response_headers = Vec::new();
+        for name in annotations::get(ing, "auth-response-headers")
+            .unwrap_or("")
+            .split(',')
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+        {
+            match http::HeaderName::from_bytes(name.as_bytes()) {
+                Ok(h) => response_headers.push(h),
+                Err(_) => {
+                    return Err(refuse(
+                        self,
+                        format!("auth-response-headers: {name:?} is not a header name"),
+                    ));
+                }
+            }
+        }
+        let request_redirect = match annotations::get(ing, "auth-request-redirect") {
+            None => None,
+            Some(v) if http::HeaderValue::from_str(v).is_ok() => Some(v.to_string()),
+            Some(v) => {
+                return Err(refuse(
+                    self,
+                    format!("auth-request-redirect {v:?} is not a valid header value"),
+                ));
+            }
+        };
+        Ok(Some(Arc::new(ExternalAuth {
+            url,
+            method,
+            signin,
+            redirect_param: redirect_param.to_string(),
+            response_headers,
+            request_redirect,
+        })))
+    }
+
     /// The `auth-tls-*` annotations. `Err` when they ask for client
     /// certificates in a way that cannot be honoured: the Ingress refuses.
     pub(super) fn client_auth(

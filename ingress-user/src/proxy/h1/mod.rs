@@ -430,7 +430,7 @@ impl Proxy {
             Err(e) => {
                 self.metrics.error(e.source());
                 let field = match &e {
-                    ProxyError::Unauthorized(challenge) => {
+                    ProxyError::Unauthorized(Some(challenge)) => {
                         Some((&b"WWW-Authenticate"[..], challenge.as_bytes().to_vec()))
                     }
                     _ => None,

@@ -1,0 +1,144 @@
+//! `auth-url`: the auth service is asked before the pod (nginx's
+//! `auth_request`, with ingress-nginx's headers).
+
+use std::time::Duration;
+
+use http::{
+    HeaderName, HeaderValue, Request, Response, StatusCode, Uri,
+    header::{CONTENT_LENGTH, EXPECT, HOST, TRANSFER_ENCODING, WWW_AUTHENTICATE},
+};
+use hyper::body::Incoming;
+
+use super::{Proxy, ProxyBody, ProxyError, body::RequestBody, headers, headers::Downstream};
+use crate::model::{
+    BackendProtocol, ExternalAuth, HOST_BUF_LEN, external_auth::Values, normalize_host,
+};
+
+const X_ORIGINAL_URL: HeaderName = HeaderName::from_static("x-original-url");
+const X_ORIGINAL_METHOD: HeaderName = HeaderName::from_static("x-original-method");
+const X_SENT_FROM: HeaderName = HeaderName::from_static("x-sent-from");
+const X_AUTH_REQUEST_REDIRECT: HeaderName = HeaderName::from_static("x-auth-request-redirect");
+const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+
+impl Proxy {
+    /// Asks `auth` about `req`, within `timeout`. `None`: on to the pod
+    /// (with the `auth-response-headers` in `req`); `Some`: the client's
+    /// answer (401, or the sign-in redirect). Fails (403, or 500 when the
+    /// service cannot be reached or answers anything but 2xx, 401 or 403).
+    pub(super) async fn external_auth(
+        &self,
+        auth: &ExternalAuth,
+        down: &Downstream,
+        req: &mut Request<Incoming>,
+        timeout: Duration,
+    ) -> Result<Option<Response<ProxyBody>>, ProxyError> {
+        let http_host = req
+            .headers()
+            .get(HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| req.uri().authority().map(|a| a.as_str()))
+            .unwrap_or("")
+            .to_string();
+        let mut buf = [0u8; HOST_BUF_LEN];
+        let host = normalize_host(&http_host, &mut buf)
+            .unwrap_or("")
+            .to_string();
+        let request_uri = req
+            .uri()
+            .path_and_query()
+            .map_or("/", |pq| pq.as_str())
+            .to_string();
+        let remote_addr = down.client.ip().to_string();
+        let values = Values {
+            host: &host,
+            http_host: &http_host,
+            scheme: if down.tls { "https" } else { "http" },
+            request_uri: &request_uri,
+            remote_addr: &remote_addr,
+        };
+        let url = auth.url.fill(&values);
+        let uri: Uri = url
+            .parse()
+            .map_err(|_| ProxyError::AuthService(format!("auth-url became {url:?}")))?;
+        let protocol = match uri.scheme_str() {
+            Some("https") => BackendProtocol::Https,
+            _ => BackendProtocol::Http,
+        };
+        let authority = uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+            .ok_or_else(|| ProxyError::AuthService(format!("auth-url {url:?} has no host")))?;
+
+        // The client's headers, no body, and what ingress-nginx adds.
+        let mut h = req.headers().clone();
+        headers::strip_hop_by_hop(&mut h);
+        for name in [CONTENT_LENGTH, TRANSFER_ENCODING, EXPECT] {
+            h.remove(name);
+        }
+        let value = |s: &str| HeaderValue::from_str(s).ok();
+        h.insert(HOST, authority);
+        let original = format!("{}://{}{}", values.scheme, http_host, request_uri);
+        for (name, v) in [
+            (X_ORIGINAL_URL, value(&original)),
+            (X_ORIGINAL_METHOD, value(req.method().as_str())),
+            (X_SENT_FROM, Some(HeaderValue::from_static("xingress"))),
+            (X_REAL_IP, value(&remote_addr)),
+            (X_FORWARDED_FOR, value(&remote_addr)),
+            (X_FORWARDED_PROTO, value(values.scheme)),
+            (
+                X_AUTH_REQUEST_REDIRECT,
+                value(auth.request_redirect.as_deref().unwrap_or(&request_uri)),
+            ),
+        ] {
+            match v {
+                Some(v) => h.insert(name, v),
+                None => h.remove(name),
+            };
+        }
+        let mut ask = Request::new(RequestBody::Empty);
+        *ask.method_mut() = auth.method.clone();
+        *ask.uri_mut() = uri;
+        *ask.headers_mut() = h;
+        let answer = self
+            .upstream
+            .send(protocol, ask, timeout)
+            .await
+            .map_err(|e| ProxyError::AuthService(format!("{url}: {e}")))?;
+        let status = answer.status();
+        if status.is_success() {
+            // Only the auth service speaks for these: a client's own
+            // values never reach the pod.
+            for name in &auth.response_headers {
+                req.headers_mut().remove(name);
+                for v in answer.headers().get_all(name) {
+                    req.headers_mut().append(name, v.clone());
+                }
+            }
+            return Ok(None);
+        }
+        match status {
+            StatusCode::UNAUTHORIZED => match auth.signin_location(&values) {
+                Some(location) => {
+                    let location = HeaderValue::from_str(&location).map_err(|_| {
+                        ProxyError::AuthService(format!("auth-signin became {location:?}"))
+                    })?;
+                    Ok(Some(super::redirect(StatusCode::FOUND, location)))
+                }
+                None => {
+                    let mut resp = super::error_response(&ProxyError::Unauthorized(None));
+                    if let Some(challenge) = answer.headers().get(WWW_AUTHENTICATE) {
+                        resp.headers_mut()
+                            .insert(WWW_AUTHENTICATE, challenge.clone());
+                    }
+                    Ok(Some(resp))
+                }
+            },
+            StatusCode::FORBIDDEN => Err(ProxyError::AuthForbidden),
+            other => Err(ProxyError::AuthService(format!(
+                "{url} answered {other}, not 2xx, 401 or 403"
+            ))),
+        }
+    }
+}
