@@ -1047,6 +1047,20 @@ fn basic_auth_admits_the_secrets_users_and_challenges_everyone_else() {
         ]
     );
 
+    // A catch-all Ingress (only a defaultBackend) keeps its auth there.
+    dir.write(
+        "catchall.yaml",
+        &format!(
+            "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: catch-all\n  annotations:\n    \
+             {p}auth-type: basic\n    {p}auth-secret: users\nspec:\n  \
+             defaultBackend: {{service: {{name: live, port: {{number: 80}}}}}}\n"
+        ),
+    );
+    agent.eventually("the catch-all Ingress", || {
+        ask("elsewhere.test", "").status == 401
+    });
+    assert_eq!(ask("elsewhere.test", &basic("erin", "secret")).status, 200);
+    assert_eq!(ask("public.test", "").status, 200);
     // A changed Secret applies without a restart: alice's old password stops working.
     dir.replace(
         "users.yaml",

@@ -263,6 +263,9 @@ pub struct RoutingTable {
     pub(super) any_host: HostRules,
     /// The Ingress defaultBackend, else the controller's default backend.
     pub(super) default_backend: Option<Arc<Backend>>,
+    /// The settings of the Ingress that set the default backend (its
+    /// access rules, limits, timeouts); none for the controller's own.
+    pub(super) default_rule: Option<PathRule>,
     /// Metrics label per host; index 0 is `ANY_HOST_LABEL`.
     pub(super) labels: Vec<Box<str>>,
     /// Per-source limits, one per Ingress that sets them (see `PathRule::limit`).
@@ -294,7 +297,7 @@ impl RoutingTable {
             }),
             None => self.default_backend.as_ref().map(|backend| Route {
                 backend,
-                rule: None,
+                rule: self.default_rule.as_ref(),
                 label: 0,
             }),
         }

@@ -1296,3 +1296,39 @@ fn auth_url_settings_are_read_or_refuse_the_ingress() {
     );
     assert!(rule(None, "/any-fixed").backend.pick().is_ok());
 }
+
+#[test]
+fn a_catch_all_ingress_keeps_its_access_rules_on_the_default_backend() {
+    let yaml = format!(
+        "{CLASS}{}apiVersion: v1\nkind: Secret\nmetadata: {{name: users}}\ntype: Opaque\nstringData: {{auth: \"alice:{{PLAIN}}x\\n\"}}\n---\n\
+         apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: catch-all\n  annotations:\n    \
+         nginx.ingress.kubernetes.io/auth-type: basic\n    nginx.ingress.kubernetes.io/auth-secret: users\n    \
+         nginx.ingress.kubernetes.io/allowlist-source-range: 10.0.0.0/8\n    nginx.ingress.kubernetes.io/proxy-body-size: 2k\n\
+         spec:\n  ingressClassName: xingress\n  defaultBackend: {{service: {{name: a, port: {{number: 80}}}}}}\n---\n{}",
+        service("a", 1, 1),
+        ingress("open", &rule("open.test", &[("/", "Prefix", "a")])),
+    );
+    let t = translate(&objects(&yaml), &TranslateOptions::default());
+    let fallback = t.table.route(Some("anything.test"), "/x").unwrap();
+    let rule = fallback
+        .rule
+        .expect("the default backend carries its Ingress's settings");
+    assert_eq!(*rule.ingress, NamespacedName::new("default", "catch-all"));
+    assert!(rule.basic_auth.is_some());
+    assert!(!rule.admits("192.0.2.1".parse().unwrap()));
+    assert!(rule.admits("10.1.2.3".parse().unwrap()));
+    assert_eq!(rule.body_limit, Some(2048));
+    // Other Ingresses' rules are untouched.
+    let open = t.table.route(Some("open.test"), "/").unwrap().rule.unwrap();
+    assert!(open.basic_auth.is_none() && open.allow.is_none());
+    // The controller's own default backend has no settings.
+    let o = objects(&format!("{CLASS}{}", service("a", 1, 1)));
+    let t = translate(
+        &o,
+        &TranslateOptions {
+            default_backend: Some(NamespacedName::new("default", "a")),
+            ..Default::default()
+        },
+    );
+    assert!(t.table.route(Some("x.test"), "/").unwrap().rule.is_none());
+}

@@ -201,16 +201,6 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
             Some(r) => r.clone(),
             None => cx.backend(id, protocol, b),
         };
-        if let Some(db) = spec.and_then(|s| s.default_backend.as_ref()) {
-            let backend = backend_of(&mut cx, db);
-            match &default_backend {
-                None => default_backend = Some(backend),
-                Some(_) => cx.warn_ingress(
-                    id,
-                    "defaultBackend ignored: an older Ingress already sets one",
-                ),
-            }
-        }
         let allow = cx.allow_list(id, ing);
         let body_limit = cx.body_limit(id, ing);
         let read_timeout = cx.read_timeout(id, ing);
@@ -230,6 +220,48 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
             limits.push((id.clone(), l));
             (limits.len() - 1) as u32
         });
+        // Every rule of this Ingress carries its settings.
+        let rule_of = |path: Box<str>, kind: PathKind, regex, backend| PathRule {
+            path,
+            kind,
+            backend,
+            ingress: shared_id.clone(),
+            redirect_https: false,
+            regex,
+            rewrite: rewrite.clone().filter(|_| kind == PathKind::Regex),
+            redirect: redirect.clone(),
+            upstream_vhost: upstream_vhost.clone(),
+            cors: cors.clone(),
+            affinity: affinity.clone(),
+            canary: None,
+            forwarded_prefix: forwarded_prefix.clone(),
+            app_root: app_root.clone(),
+            allow: allow.clone(),
+            deny: deny.clone(),
+            client_auth: client_auth.clone(),
+            basic_auth: basic_auth.clone(),
+            external_auth: external_auth.clone(),
+            body_limit,
+            read_timeout,
+            limit,
+        };
+        // The default backend too, as ingress-nginx applies a catch-all
+        // Ingress's annotations to it: its access rules hold there.
+        if let Some(db) = spec.and_then(|s| s.default_backend.as_ref()) {
+            let backend = backend_of(&mut cx, db);
+            match &default_backend {
+                None => {
+                    default_backend = Some((
+                        backend.clone(),
+                        Some(rule_of("/".into(), PathKind::Prefix, None, backend)),
+                    ));
+                }
+                Some(_) => cx.warn_ingress(
+                    id,
+                    "defaultBackend ignored: an older Ingress already sets one",
+                ),
+            }
+        }
         let rule_hosts = || -> Vec<String> {
             spec.and_then(|s| s.rules.as_ref())
                 .into_iter()
@@ -320,30 +352,7 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
                     }
                     std::collections::btree_map::Entry::Vacant(place) => {
                         let path = place.key().0.clone();
-                        place.insert(PathRule {
-                            path,
-                            kind,
-                            backend,
-                            ingress: shared_id.clone(),
-                            redirect_https: false,
-                            regex,
-                            rewrite: rewrite.clone().filter(|_| kind == PathKind::Regex),
-                            redirect: redirect.clone(),
-                            upstream_vhost: upstream_vhost.clone(),
-                            cors: cors.clone(),
-                            affinity: affinity.clone(),
-                            canary: None,
-                            forwarded_prefix: forwarded_prefix.clone(),
-                            app_root: app_root.clone(),
-                            allow: allow.clone(),
-                            deny: deny.clone(),
-                            client_auth: client_auth.clone(),
-                            basic_auth: basic_auth.clone(),
-                            external_auth: external_auth.clone(),
-                            body_limit,
-                            read_timeout,
-                            limit,
-                        });
+                        place.insert(rule_of(path, kind, regex, backend));
                     }
                 }
             }
@@ -413,11 +422,17 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
     if default_backend.is_none()
         && let Some(svc) = &opts.default_backend
     {
-        default_backend = Some(cx.controller_default_backend(svc));
+        default_backend = Some((cx.controller_default_backend(svc), None));
     }
+    // `force-ssl-redirect` holds on a default backend too.
+    if let Some((_, Some(rule))) = &mut default_backend {
+        rule.redirect_https = forced.contains(&*rule.ingress);
+    }
+    let (default_backend, default_rule) = default_backend.unzip();
 
     let mut table = RoutingTable {
         default_backend,
+        default_rule: default_rule.flatten(),
         labels: Vec::with_capacity(hosts.len() + 1),
         limits,
         ..Default::default()
