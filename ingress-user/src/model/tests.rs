@@ -529,8 +529,17 @@ fn unimplemented_annotations_are_noted_and_unenforceable_access_rules_refuse() {
         )
     };
     let yaml = format!(
-        "{CLASS}{}{}{}{}",
+        "{CLASS}{}{}{}{}{}{}",
         service("a", 1, 1),
+        with(
+            "verify",
+            "nginx.ingress.kubernetes.io/backend-protocol: HTTPS, nginx.ingress.kubernetes.io/proxy-ssl-verify: \"on\", \
+             nginx.ingress.kubernetes.io/proxy-ssl-secret: default/ca"
+        ),
+        with(
+            "noverify",
+            "nginx.ingress.kubernetes.io/backend-protocol: HTTPS, nginx.ingress.kubernetes.io/proxy-ssl-verify: \"off\""
+        ),
         with(
             "ignored",
             "nginx.ingress.kubernetes.io/configuration-snippet: \"return 200;\", xingress.dev/proxy-buffering: \"on\", \
@@ -579,6 +588,22 @@ fn unimplemented_annotations_are_noted_and_unenforceable_access_rules_refuse() {
     assert_eq!(pick("auth.test"), Err(BackendError::Unsupported));
     // Its default backend too.
     assert_eq!(pick("elsewhere.test"), Err(BackendError::Unsupported));
+    // Asked to verify the pod's certificate: refused, never unverified.
+    assert_eq!(pick("verify.test"), Err(BackendError::Unsupported));
+    assert!(
+        of("verify")
+            .iter()
+            .any(|w| w.severity == Severity::Error
+                && w.message.starts_with("proxy-ssl-verify: on asks")),
+        "{:?}",
+        of("verify")
+    );
+    assert!(pick("noverify.test").is_ok());
+    assert!(
+        of("noverify")[0]
+            .message
+            .ends_with("ignored: proxy-ssl-verify")
+    );
     // The deny list refuses its sources, and nobody else.
     let rule = t.table.route(Some("deny.test"), "/").unwrap().rule.unwrap();
     assert!(!rule.admits("10.1.200.3".parse().unwrap()));

@@ -753,9 +753,13 @@ impl Cx<'_> {
         ing: &Ingress,
     ) -> Option<&'static str> {
         let names = annotations::prefixed_names(ing);
+        // Verifying the pod's certificate is a security setting: talking
+        // to a pod nobody verified is not what such an Ingress asks for.
+        let verify_pod = annotations::is(ing, "proxy-ssl-verify", "on");
         let (unenforced, ignored): (Vec<&str>, Vec<&str>) = names
             .into_iter()
             .filter(|n| !annotations::SUPPORTED.contains(n))
+            .filter(|n| !(verify_pod && n.starts_with("proxy-ssl-")))
             .partition(|n| annotations::UNENFORCED_ACCESS.contains(n));
         if !ignored.is_empty() {
             self.warnings.push(
@@ -768,6 +772,14 @@ impl Cx<'_> {
                 )
                 .because("UnsupportedAnnotation"),
             );
+        }
+        if verify_pod {
+            self.warn_because(
+                format!("Ingress {id}"),
+                "proxy-ssl-verify: on asks for the pod's certificate to be verified, and xingress does not implement it: its paths answer 503 rather than talk to a pod nobody verified",
+                "UnsupportedAnnotation",
+            );
+            return Some("pod certificate verification xingress does not implement");
         }
         if unenforced.is_empty() {
             return None;
