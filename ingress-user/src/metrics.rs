@@ -90,6 +90,8 @@ const RELOAD_PHASES: [&str; 2] = ["read", "build"];
 #[derive(Debug)]
 pub struct Metrics {
     errors: [AtomicU64; 3],
+    /// Connections spliced to a pod undecrypted (`ssl-passthrough`).
+    passthrough: AtomicU64,
     /// Microseconds the last reload spent in each phase.
     reload_us: [AtomicU64; 2],
     upstream_latency: Histogram,
@@ -104,6 +106,7 @@ impl Default for Metrics {
         let hosts = HashMap::from([(Box::from(ANY_HOST_LABEL), any_host.clone())]);
         Self {
             errors: Default::default(),
+            passthrough: AtomicU64::new(0),
             reload_us: Default::default(),
             upstream_latency: Histogram::default(),
             hosts: Mutex::new(hosts),
@@ -150,6 +153,10 @@ impl Metrics {
         self.errors[i].fetch_add(1, Relaxed);
     }
 
+    pub fn passthrough_connection(&self) {
+        self.passthrough.fetch_add(1, Relaxed);
+    }
+
     pub fn render(&self, out: &mut String) {
         out.push_str("# HELP xingress_requests_total Requests answered, by status class and Ingress host (\"*\": no host rule).\n");
         out.push_str("# TYPE xingress_requests_total counter\n");
@@ -180,6 +187,13 @@ impl Metrics {
                 self.errors[i].load(Relaxed)
             );
         }
+        out.push_str("# HELP xingress_passthrough_connections_total TLS connections passed to a pod undecrypted (ssl-passthrough).\n");
+        out.push_str("# TYPE xingress_passthrough_connections_total counter\n");
+        let _ = writeln!(
+            out,
+            "xingress_passthrough_connections_total {}",
+            self.passthrough.load(Relaxed)
+        );
         out.push_str("# HELP xingress_upstream_response_seconds Time from forwarding a request to a pod to its response head.\n");
         out.push_str("# TYPE xingress_upstream_response_seconds histogram\n");
         self.upstream_latency

@@ -635,3 +635,125 @@ fn client_certificates_are_asked_for_and_verified_per_host() {
         assert_eq!(r.echo_field("ssl-client-verify"), None);
     }
 }
+
+#[test]
+fn ssl_passthrough_hands_tls_to_the_pod_undecrypted() {
+    // The pod terminates TLS with its own certificate.
+    let pod = backend::start_with(
+        local(),
+        "pass-1",
+        Mode::Echo,
+        Some(backend::tls_config(
+            &fixture("rsa.crt"),
+            &fixture("rsa.key"),
+        )),
+    )
+    .unwrap();
+    let plain_pod = backend::start(local(), "plain-1", Mode::Echo).unwrap();
+    let dir = ManifestDir::new();
+    dir.write("class.yaml", CLASS);
+    dir.write("secret.yaml", &secret_yaml("cafe-secret", "cafe"));
+    service(&dir, "pass", &[&pod]);
+    service(&dir, "plain", &[&plain_pod]);
+    dir.write(
+        "pass.yaml",
+        &ingress(
+            "pass",
+            &["pass.test"],
+            "pass",
+            &[],
+            &[("nginx.ingress.kubernetes.io/ssl-passthrough", "true")],
+        ),
+    );
+    dir.write(
+        "cafe.yaml",
+        &ingress(
+            "cafe",
+            &["cafe.example.com"],
+            "plain",
+            &[("cafe-secret", &["cafe.example.com"])],
+            &[],
+        ),
+    );
+    let agent = ready(&dir, &[]);
+    let config = tls_client::config(&[b"http/1.1"]);
+
+    // The pod's certificate comes back, and the pod answers: the agent
+    // only read the server name.
+    let (mut conn, info) = tls_client::connect(agent.https, "pass.test", &config).unwrap();
+    assert_eq!(info.chain[0], leaf(&fixture("rsa.crt")));
+    let r = conn.get("pass.test", "/inside").unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-pod"), Some("pass-1"));
+    // No X-Forwarded-For: nobody but the client wrote this request.
+    assert_eq!(r.echo_field("x-forwarded-for"), None);
+    // Several requests on the spliced connection.
+    assert_eq!(conn.get("pass.test", "/again").unwrap().status, 200);
+    assert_eq!(
+        agent.metric("xingress_passthrough_connections_total"),
+        Some(1.0)
+    );
+
+    // A ClientHello that arrives in two segments (as large post-quantum
+    // key shares make it) is waited for, then passed through whole.
+    {
+        use std::io::{Read, Write};
+        let name = rustls::pki_types::ServerName::try_from("pass.test").unwrap();
+        let mut tls = rustls::ClientConnection::new(config.clone(), name).unwrap();
+        let mut hello = Vec::new();
+        tls.write_tls(&mut hello).unwrap();
+        let mut tcp = std::net::TcpStream::connect(agent.https).unwrap();
+        tcp.set_nodelay(true).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        tcp.write_all(&hello[..hello.len() / 2]).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        tcp.write_all(&hello[hello.len() / 2..]).unwrap();
+        while tls.is_handshaking() {
+            tls.complete_io(&mut tcp).unwrap();
+        }
+        assert_eq!(
+            tls.peer_certificates().unwrap()[0].as_ref(),
+            &leaf(&fixture("rsa.crt"))[..]
+        );
+        let mut stream = rustls::Stream::new(&mut tls, &mut tcp);
+        stream
+            .write_all(b"GET /split HTTP/1.1\r\nHost: pass.test\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer);
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(answer.contains("uri: /split\n"), "{answer}");
+    }
+    assert_eq!(
+        agent.metric("xingress_passthrough_connections_total"),
+        Some(2.0)
+    );
+
+    // Other hosts on the same listener are terminated as usual.
+    let (mut conn, info) = tls_client::connect(agent.https, "cafe.example.com", &config).unwrap();
+    assert_eq!(info.chain[0], leaf(&fixture("cafe.crt")));
+    let r = conn.get("cafe.example.com", "/").unwrap();
+    assert_eq!(r.header("x-pod"), Some("plain-1"));
+    assert!(r.echo_field("x-forwarded-for").is_some());
+    assert_eq!(
+        agent.metric("xingress_passthrough_connections_total"),
+        Some(2.0)
+    );
+
+    // Turned off, the host is terminated by the agent again.
+    dir.replace(
+        "pass.yaml",
+        &ingress(
+            "pass",
+            &["pass.test"],
+            "pass",
+            &[],
+            &[("nginx.ingress.kubernetes.io/ssl-passthrough", "false")],
+        ),
+    );
+    agent.eventually("pass-through off", || {
+        tls_client::connect(agent.https, "pass.test", &config)
+            .is_ok_and(|(_, info)| info.chain[0] != leaf(&fixture("rsa.crt")))
+    });
+}

@@ -75,6 +75,7 @@ pub const SUPPORTED: &[&str] = &[
     "session-cookie-path",
     "session-cookie-samesite",
     "session-cookie-secure",
+    "ssl-passthrough",
     "ssl-redirect",
     "temporal-redirect",
     "temporal-redirect-code",

@@ -26,7 +26,8 @@ pub use cidr::Cidr;
 pub use external_auth::ExternalAuth;
 pub use matching::{HOST_BUF_LEN, normalize_host, path_matches};
 pub use table::{
-    ANY_HOST_LABEL, Canary, HostRules, PathKind, PathRule, Route, RouteRow, RoutingTable,
+    ANY_HOST_LABEL, Canary, HostRules, Passthrough, PathKind, PathRule, Route, RouteRow,
+    RoutingTable,
 };
 /// Writes `n` in decimal at the start of `buf` (20 bytes hold any u64);
 /// returns the length. For hot paths where `write!` costs too much.

@@ -139,11 +139,7 @@ impl Canary {
 impl PathRule {
     /// Whether `client` may use this rule.
     pub fn admits(&self, client: std::net::IpAddr) -> bool {
-        let listed = |list: &Option<Arc<[Cidr]>>| {
-            list.as_ref()
-                .map(|list| list.iter().any(|c| c.contains(client)))
-        };
-        listed(&self.deny) != Some(true) && listed(&self.allow) != Some(false)
+        admits(&self.allow, &self.deny, client)
     }
 }
 
@@ -270,6 +266,39 @@ pub struct RoutingTable {
     pub(super) labels: Vec<Box<str>>,
     /// Per-source limits, one per Ingress that sets them (see `PathRule::limit`).
     pub(super) limits: Vec<(NamespacedName, RateLimit)>,
+    /// `ssl-passthrough` hosts (`*.parent` as written): TLS for them goes
+    /// to the pod untouched.
+    pub(super) passthrough: HashMap<Box<str>, Arc<Passthrough>>,
+}
+
+/// A host whose TLS connections go to a pod as they are (`ssl-passthrough`):
+/// the agent reads the SNI, never terminates.
+#[derive(Debug)]
+pub struct Passthrough {
+    pub backend: Arc<Backend>,
+    pub ingress: Arc<NamespacedName>,
+    pub allow: Option<Arc<[Cidr]>>,
+    pub deny: Option<Arc<[Cidr]>>,
+}
+
+impl Passthrough {
+    /// Whether `client` may connect (the Ingress's source lists; nothing
+    /// else of it can apply to bytes the agent does not decrypt).
+    pub fn admits(&self, client: std::net::IpAddr) -> bool {
+        admits(&self.allow, &self.deny, client)
+    }
+}
+
+fn admits(
+    allow: &Option<Arc<[Cidr]>>,
+    deny: &Option<Arc<[Cidr]>>,
+    client: std::net::IpAddr,
+) -> bool {
+    let listed = |list: &Option<Arc<[Cidr]>>| {
+        list.as_ref()
+            .map(|list| list.iter().any(|c| c.contains(client)))
+    };
+    listed(deny) != Some(true) && listed(allow) != Some(false)
 }
 
 impl RoutingTable {
@@ -301,6 +330,21 @@ impl RoutingTable {
                 label: 0,
             }),
         }
+    }
+
+    /// The pass-through of a TLS server name (normalized): exact, then the
+    /// wildcard of its parent.
+    pub fn passthrough(&self, sni: &str) -> Option<&Arc<Passthrough>> {
+        self.passthrough.get(sni).or_else(|| {
+            let (_, parent) = sni.split_once('.')?;
+            self.passthrough.get(format!("*.{parent}").as_str())
+        })
+    }
+
+    /// Whether any host is passed through (then the HTTPS listener reads
+    /// each ClientHello's SNI before the handshake).
+    pub fn has_passthrough(&self) -> bool {
+        !self.passthrough.is_empty()
     }
 
     /// Whether some request to any host name is served (host-less rules or

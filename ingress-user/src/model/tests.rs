@@ -1357,3 +1357,90 @@ fn a_catch_all_ingress_keeps_its_access_rules_on_the_default_backend() {
     );
     assert!(t.table.route(Some("x.test"), "/").unwrap().rule.is_none());
 }
+
+#[test]
+fn ssl_passthrough_hosts_go_to_their_first_paths_backend() {
+    let p = "nginx.ingress.kubernetes.io/";
+    let yaml = [
+        CLASS.to_string(),
+        service("a", 1, 1),
+        service("b", 2, 1),
+        annotated(
+            "pass",
+            &format!("{p}ssl-passthrough: \"true\", {p}allowlist-source-range: 10.0.0.0/8"),
+            &[
+                rule(
+                    "pass.test",
+                    &[("/", "Prefix", "a"), ("/other", "Prefix", "b")],
+                ),
+                rule("*.wild.test", &[("/", "Prefix", "b")]),
+                rule("", &[("/nohost", "Prefix", "a")]),
+            ]
+            .concat(),
+        ),
+        annotated(
+            "pass2",
+            &format!("{p}ssl-passthrough: \"true\""),
+            &rule("pass.test", &[("/later", "Prefix", "b")]),
+        ),
+        annotated(
+            "auth",
+            &format!("{p}ssl-passthrough: \"true\", {p}auth-url: http://auth.svc/check"),
+            &rule("auth.test", &[("/", "Prefix", "a")]),
+        ),
+        annotated("plain", "", &rule("plain.test", &[("/", "Prefix", "a")])),
+    ]
+    .concat();
+    let mut o = Objects::default();
+    parse_documents(&yaml, "test.yaml", &mut o);
+    let t = translate(&o, &TranslateOptions::default());
+    let of = |name: &str| -> Vec<String> {
+        t.warnings
+            .iter()
+            .filter(|w| w.object == format!("Ingress default/{name}"))
+            .map(|w| w.message.clone())
+            .collect()
+    };
+    let pass = t.table.passthrough("pass.test").unwrap();
+    assert_eq!(pass.backend.service.name, "a");
+    assert_eq!(*pass.ingress, NamespacedName::new("default", "pass"));
+    assert!(pass.admits("10.9.9.9".parse().unwrap()));
+    assert!(!pass.admits("192.0.2.1".parse().unwrap()));
+    assert_eq!(
+        t.table
+            .passthrough("x.wild.test")
+            .unwrap()
+            .backend
+            .service
+            .name,
+        "b"
+    );
+    assert!(t.table.passthrough("wild.test").is_none());
+    assert!(t.table.passthrough("plain.test").is_none());
+    assert!(t.table.has_passthrough());
+    let warned = of("pass");
+    for says in ["its paths cannot be told apart", "on a rule without a host"] {
+        assert!(
+            warned.iter().any(|m| m.contains(says)),
+            "{says}: {warned:?}"
+        );
+    }
+    assert!(
+        of("pass2")
+            .iter()
+            .any(|m| m.contains("already set by the older Ingress default/pass"))
+    );
+    // Plain HTTP still routes by path.
+    assert_eq!(routed(&t, "pass.test", "/other").as_deref(), Some("b"));
+    // Auth cannot apply to bytes the agent never decrypts: refused.
+    assert!(t.table.passthrough("auth.test").is_none());
+    let r = t.table.route(Some("auth.test"), "/").unwrap();
+    assert_eq!(r.backend.pick(), Err(BackendError::Unsupported));
+    assert!(
+        of("auth")
+            .iter()
+            .any(|m| m.contains("auth-url cannot be applied")),
+        "{:?}",
+        of("auth")
+    );
+}

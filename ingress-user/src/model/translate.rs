@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use super::{
     Backend, BackendTarget, BasicAuth, Canary, ClassOptions, ExternalAuth, HostRules,
-    NamespacedName, Objects, PathKind, PathRule, RoutingTable,
+    NamespacedName, Objects, Passthrough, PathKind, PathRule, RoutingTable,
     annotations::{
         self, Affinity, BackendProtocol, ClientAuth, ClientVerify, Cors, RateLimit, Redirect,
     },
@@ -136,6 +136,7 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
     let mut tls_hosts: std::collections::HashSet<String> = std::collections::HashSet::new();
     let mut limits = Vec::new();
     let mut client_auth_hosts: BTreeMap<String, Arc<ClientAuth>> = BTreeMap::new();
+    let mut passthroughs: HashMap<Box<str>, Arc<Passthrough>> = HashMap::new();
     // Canary Ingresses attach to the rules of the main ones, after them.
     let (canaries, mains): (Vec<_>, Vec<_>) = ours
         .iter()
@@ -195,6 +196,35 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
                 None
             }
         };
+        // `ssl-passthrough`: the agent never decrypts these connections, so
+        // settings that need the request cannot hold; rather than drop
+        // them, the Ingress refuses.
+        let passthrough = annotations::is(ing, "ssl-passthrough", "true");
+        if passthrough && refused.is_none() {
+            let needs_request: Vec<&str> = [
+                ("auth-type", basic_auth.is_some()),
+                ("auth-url", external_auth.is_some()),
+                ("auth-tls-secret", client_auth.is_some()),
+            ]
+            .into_iter()
+            .filter_map(|(name, set)| set.then_some(name))
+            .collect();
+            if !needs_request.is_empty() {
+                let what = "access control that ssl-passthrough cannot apply";
+                cx.warn_ingress(
+                    id,
+                    &format!(
+                        "ssl-passthrough passes TLS through undecrypted, so {} cannot be applied: its paths answer 503",
+                        needs_request.join(", ")
+                    ),
+                );
+                refused = Some(Arc::new(Backend::new(
+                    id.clone(),
+                    String::new(),
+                    BackendTarget::Unsupported(what),
+                )));
+            }
+        }
         // A refused Ingress asks no handshake for anything.
         let client_auth = client_auth.filter(|_| refused.is_none());
         let backend_of = |cx: &mut Cx, b: &IngressBackend| match &refused {
@@ -328,6 +358,18 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
                     BackendTarget::Unsupported("external authentication that cannot be honoured"),
                 ))
             });
+            if passthrough && refused.is_none() {
+                cx.add_passthrough(
+                    id,
+                    &host,
+                    &http.paths,
+                    &shared_id,
+                    &allow,
+                    &deny,
+                    &mut passthroughs,
+                    protocol,
+                );
+            }
             let slot = hosts.entry(host.clone()).or_default();
             for p in &http.paths {
                 let (path, kind, regex) = match rule_path(p, use_regex) {
@@ -433,6 +475,7 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
     let mut table = RoutingTable {
         default_backend,
         default_rule: default_rule.flatten(),
+        passthrough: passthroughs,
         labels: Vec::with_capacity(hosts.len() + 1),
         limits,
         ..Default::default()

@@ -221,6 +221,15 @@ pub async fn serve_https(
             shutdown.clone(),
         );
         tokio::spawn(async move {
+            // Pass-through hosts are spliced to a pod before any handshake.
+            let stream = if proxy.snapshots.load().table.has_passthrough() {
+                match proxy.passthrough(stream, client, handshake_timeout).await {
+                    Some(stream) => stream,
+                    None => return,
+                }
+            } else {
+                stream
+            };
             let handshake = handshake(&proxy, &acceptor, stream);
             match tokio::time::timeout(handshake_timeout, handshake).await {
                 Ok(Ok((tls, mut conn_state))) => {

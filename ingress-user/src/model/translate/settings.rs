@@ -282,6 +282,61 @@ impl Cx<'_> {
         })))
     }
 
+    /// `ssl-passthrough` for one rule: its host's TLS connections go to the
+    /// backend of its first path (paths mean nothing without decryption).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn add_passthrough(
+        &mut self,
+        id: &NamespacedName,
+        host: &HostKey,
+        paths: &[k8s_openapi::api::networking::v1::HTTPIngressPath],
+        ingress: &Arc<NamespacedName>,
+        allow: &Option<Arc<[Cidr]>>,
+        deny: &Option<Arc<[Cidr]>>,
+        passthroughs: &mut HashMap<Box<str>, Arc<Passthrough>>,
+        protocol: BackendProtocol,
+    ) {
+        if *host == HostKey::Any {
+            self.warn_ingress(
+                id,
+                "ssl-passthrough on a rule without a host: a connection is passed through by its TLS server name, so this rule is served as usual",
+            );
+            return;
+        }
+        let Some(first) = paths.first() else { return };
+        if paths.len() > 1 {
+            self.warn_ingress(
+                id,
+                &format!(
+                    "ssl-passthrough: TLS for {host} is not decrypted, so its paths cannot be told apart; all of it goes to the first path's backend"
+                ),
+            );
+        }
+        let name: Box<str> = host.to_string().into();
+        if let Some(older) = passthroughs.get(&name) {
+            if *older.ingress != *id {
+                self.warn_ingress(
+                    id,
+                    &format!(
+                        "ssl-passthrough for {host} is already set by the older Ingress {}; this one's is ignored",
+                        older.ingress
+                    ),
+                );
+            }
+            return;
+        }
+        let backend = self.backend(id, protocol, &first.backend);
+        passthroughs.insert(
+            name,
+            Arc::new(Passthrough {
+                backend,
+                ingress: ingress.clone(),
+                allow: allow.clone(),
+                deny: deny.clone(),
+            }),
+        );
+    }
+
     /// The `auth-tls-*` annotations. `Err` when they ask for client
     /// certificates in a way that cannot be honoured: the Ingress refuses.
     pub(super) fn client_auth(
