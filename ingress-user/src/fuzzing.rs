@@ -12,8 +12,17 @@ use crate::{
 };
 
 /// HTTP/1.1 request heads and chunked bodies (the fast path's codec).
+/// Also the first bytes of a TLS connection, as the pass-through listener
+/// reads them: a server name is always inside the bytes, and more is
+/// asked for only past what is there.
 pub fn http1_request(data: &[u8]) {
     crate::proxy::h1_fuzz::request(data);
+    use crate::proxy::passthrough::{Hello, client_hello};
+    match client_hello(data) {
+        Hello::Name(name) => assert!(name.len() < data.len()),
+        Hello::Incomplete(n) => assert!(n > data.len(), "{n} for {} bytes", data.len()),
+        Hello::Other => {}
+    }
 }
 
 /// Manifest text → objects → routing table → XDP policy, then lookups of

@@ -10,7 +10,7 @@ mod body;
 mod error;
 mod external_auth;
 mod h1;
-mod passthrough;
+pub mod passthrough;
 #[doc(hidden)]
 pub use h1::fuzz as h1_fuzz;
 pub mod headers;
