@@ -195,6 +195,61 @@ impl TestCa {
         )
     }
 
+    /// A server certificate for `names` (DNS SANs) signed by this CA: PEM
+    /// chain and key.
+    pub fn server(&self, names: &[&str]) -> (String, String) {
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let params = rcgen::CertificateParams::new(names).expect("params");
+        let key = rcgen::KeyPair::generate().expect("server key");
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .expect("server certificate");
+        (cert.pem(), key.serialize_pem())
+    }
+
+    /// A client certificate for `cn` signed by this CA: PEM chain and key.
+    pub fn client_pem(&self, cn: &str) -> (String, String) {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, cn);
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let key = rcgen::KeyPair::generate().expect("client key");
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .expect("client certificate");
+        (cert.pem(), key.serialize_pem())
+    }
+
+    /// A server config for a pod with this certificate that requires a
+    /// client certificate signed by `clients`.
+    pub fn server_requiring_clients(
+        (cert_pem, key_pem): &(String, String),
+        clients: &TestCa,
+    ) -> Arc<rustls::ServerConfig> {
+        use rustls::pki_types::pem::PemObject;
+        let chain: Vec<_> = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+            .collect::<Result<_, _>>()
+            .expect("certificate");
+        let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).expect("key");
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(clients.issuer.der().clone()).expect("CA");
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            xingress::tls::provider(),
+        )
+        .build()
+        .expect("client verifier");
+        let mut c = rustls::ServerConfig::builder_with_provider(xingress::tls::provider())
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(chain, key)
+            .expect("certificate and key");
+        c.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Arc::new(c)
+    }
+
     /// A Secret of `name` holding this CA as `ca.crt`.
     pub fn secret_yaml(&self, name: &str) -> String {
         let pem: String = self.pem().lines().map(|l| format!("    {l}\n")).collect();

@@ -757,3 +757,119 @@ fn ssl_passthrough_hands_tls_to_the_pod_undecrypted() {
             .is_ok_and(|(_, info)| info.chain[0] != leaf(&fixture("rsa.crt")))
     });
 }
+
+#[test]
+fn proxy_ssl_verify_checks_https_pods_and_shows_a_client_certificate() {
+    use xingress_tests::tls_client::TestCa;
+    let ca = TestCa::new("pods CA");
+    let other_ca = TestCa::new("someone else");
+    let pod_cert = ca.server(&["pod.internal", "secure.default.svc"]);
+    let pod = backend::start_with(
+        local(),
+        "secure-1",
+        Mode::Echo,
+        Some(backend::tls_config(
+            pod_cert.0.as_bytes(),
+            pod_cert.1.as_bytes(),
+        )),
+    )
+    .unwrap();
+    // A pod that only talks to clients with a certificate from `ca`.
+    let strict_pod = backend::start_with(
+        local(),
+        "strict-1",
+        Mode::Echo,
+        Some(TestCa::server_requiring_clients(&pod_cert, &ca)),
+    )
+    .unwrap();
+    let dir = ManifestDir::new();
+    dir.write("class.yaml", CLASS);
+    service(&dir, "secure", &[&pod]);
+    service(&dir, "strict", &[&strict_pod]);
+    dir.write("ca.yaml", &ca.secret_yaml("pods-ca"));
+    dir.write("other.yaml", &other_ca.secret_yaml("other-ca"));
+    let (client_crt, client_key) = ca.client_pem("xingress");
+    let indent = |pem: &str| -> String { pem.lines().map(|l| format!("    {l}\n")).collect() };
+    dir.write(
+        "client.yaml",
+        &format!(
+            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: with-client\nstringData:\n  ca.crt: |\n{}  tls.crt: |\n{}  tls.key: |\n{}",
+            indent(&ca.pem()),
+            indent(&client_crt),
+            indent(&client_key)
+        ),
+    );
+    let p = "nginx.ingress.kubernetes.io/";
+    let verified = |name: &str, svc: &str, extra: &[(&str, &str)]| {
+        let mut a = vec![
+            (format!("{p}backend-protocol"), "HTTPS".to_string()),
+            (format!("{p}proxy-ssl-verify"), "on".to_string()),
+        ];
+        a.extend(
+            extra
+                .iter()
+                .map(|(k, v)| (format!("{p}{k}"), v.to_string())),
+        );
+        let a: Vec<(&str, &str)> = a.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        ingress(name, &[&format!("{name}.test")], svc, &[], &a) + "---\n"
+    };
+    let ingresses = [
+        verified(
+            "named",
+            "secure",
+            &[
+                ("proxy-ssl-secret", "pods-ca"),
+                ("proxy-ssl-name", "pod.internal"),
+            ],
+        ),
+        // No proxy-ssl-name: the Service's name, secure.default.svc.
+        verified("svcname", "secure", &[("proxy-ssl-secret", "pods-ca")]),
+        verified(
+            "wrongname",
+            "secure",
+            &[
+                ("proxy-ssl-secret", "pods-ca"),
+                ("proxy-ssl-name", "other.internal"),
+            ],
+        ),
+        verified(
+            "wrongca",
+            "secure",
+            &[
+                ("proxy-ssl-secret", "other-ca"),
+                ("proxy-ssl-name", "pod.internal"),
+            ],
+        ),
+        verified(
+            "mtls",
+            "strict",
+            &[
+                ("proxy-ssl-secret", "with-client"),
+                ("proxy-ssl-name", "pod.internal"),
+            ],
+        ),
+        verified(
+            "nocert",
+            "strict",
+            &[
+                ("proxy-ssl-secret", "pods-ca"),
+                ("proxy-ssl-name", "pod.internal"),
+            ],
+        ),
+    ]
+    .concat();
+    dir.write("ing.yaml", &ingresses);
+    let agent = ready(&dir, &[]);
+    let status = |host: &str| {
+        let r = http1::get(agent.http, host, "/").unwrap();
+        (r.status, r.header("x-pod").map(str::to_string))
+    };
+    assert_eq!(status("named.test"), (200, Some("secure-1".into())));
+    assert_eq!(status("svcname.test"), (200, Some("secure-1".into())));
+    // A certificate for another name, or from another CA: never reached.
+    assert_eq!(status("wrongname.test").0, 502);
+    assert_eq!(status("wrongca.test").0, 502);
+    // The Secret's tls.crt/tls.key is the client certificate the pod asks for.
+    assert_eq!(status("mtls.test"), (200, Some("strict-1".into())));
+    assert_eq!(status("nocert.test").0, 502);
+}

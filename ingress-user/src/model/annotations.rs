@@ -68,6 +68,11 @@ pub const SUPPORTED: &[&str] = &[
     "permanent-redirect-code",
     "proxy-body-size",
     "proxy-read-timeout",
+    "proxy-ssl-name",
+    "proxy-ssl-secret",
+    "proxy-ssl-server-name",
+    "proxy-ssl-verify",
+    "proxy-ssl-verify-depth",
     "server-alias",
     "rewrite-target",
     "session-cookie-max-age",
@@ -286,6 +291,26 @@ pub enum ClientVerify {
     Optional,
     /// Asked for and passed on, not verified (the pod decides).
     OptionalNoCa,
+}
+
+/// How the agent checks an HTTPS pod (`proxy-ssl-*`): the CA that must
+/// have signed its certificate, the name it must carry, and the client
+/// certificate the agent shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct UpstreamTls {
+    /// The Secret the CA (`ca.crt`) and client pair came from.
+    pub secret: super::NamespacedName,
+    /// `ca.crt`, PEM; `None`: the pod's certificate is not verified
+    /// (`proxy-ssl-verify: off`), only the client certificate is shown.
+    pub ca_pem: Option<Vec<u8>>,
+    /// `tls.crt` and `tls.key` of the Secret, PEM, when both are there.
+    pub client_pem: Option<(Vec<u8>, Vec<u8>)>,
+    /// `proxy-ssl-name`; `None`: `SERVICE.NAMESPACE.svc` of the backend.
+    pub name: Option<String>,
+    /// `proxy-ssl-server-name: on`: the name is sent as SNI too.
+    pub sni: bool,
+    /// `proxy-ssl-verify-depth` (1: signed by the CA itself).
+    pub depth: u8,
 }
 
 /// ingress-nginx's default `limit-burst-multiplier`.

@@ -19,7 +19,7 @@ use k8s_openapi::api::{
     networking::v1::{Ingress, IngressClass},
 };
 
-pub use annotations::{BackendProtocol, ClientAuth, ClientVerify};
+pub use annotations::{BackendProtocol, ClientAuth, ClientVerify, UpstreamTls};
 pub use backend::{Backend, BackendError, BackendTarget, Peer};
 pub use basic_auth::BasicAuth;
 pub use cidr::Cidr;

@@ -72,6 +72,8 @@ pub struct PathRule {
     pub basic_auth: Option<Arc<super::BasicAuth>>,
     /// An auth service asked before each request (`auth-url`).
     pub external_auth: Option<Arc<super::ExternalAuth>>,
+    /// How an HTTPS pod is checked (`proxy-ssl-*`); `None`: not verified.
+    pub upstream_tls: Option<Arc<super::UpstreamTls>>,
     /// Index into `RoutingTable::limits`: the Ingress's per-source limits.
     pub limit: Option<u32>,
 }

@@ -588,22 +588,17 @@ fn unimplemented_annotations_are_noted_and_unenforceable_access_rules_refuse() {
     assert_eq!(pick("auth.test"), Err(BackendError::Unsupported));
     // Its default backend too.
     assert_eq!(pick("elsewhere.test"), Err(BackendError::Unsupported));
-    // Asked to verify the pod's certificate: refused, never unverified.
+    // Asked to verify the pod's certificate without the CA: refused,
+    // never unverified.
     assert_eq!(pick("verify.test"), Err(BackendError::Unsupported));
     assert!(
-        of("verify")
-            .iter()
-            .any(|w| w.severity == Severity::Error
-                && w.message.starts_with("proxy-ssl-verify: on asks")),
+        of("verify").iter().any(|w| w.severity == Severity::Error
+            && w.message == "proxy-ssl-secret default/ca not found; its paths answer 503"),
         "{:?}",
         of("verify")
     );
     assert!(pick("noverify.test").is_ok());
-    assert!(
-        of("noverify")[0]
-            .message
-            .ends_with("ignored: proxy-ssl-verify")
-    );
+    assert!(of("noverify").is_empty(), "{:?}", of("noverify"));
     // The deny list refuses its sources, and nobody else.
     let rule = t.table.route(Some("deny.test"), "/").unwrap().rule.unwrap();
     assert!(!rule.admits("10.1.200.3".parse().unwrap()));
@@ -946,6 +941,7 @@ fn rewrite_targets_expand_captures_like_nginx() {
         client_auth: None,
         basic_auth: None,
         external_auth: None,
+        upstream_tls: None,
         limit: None,
     };
     let r = rule("/(a)(b)?/(.*)", "/x/$1-$2-$3/$9$$z?k=v");
@@ -1443,4 +1439,106 @@ fn ssl_passthrough_hosts_go_to_their_first_paths_backend() {
         "{:?}",
         of("auth")
     );
+}
+
+#[test]
+fn proxy_ssl_settings_verify_https_pods_or_refuse_the_ingress() {
+    let ca = rcgen::generate_simple_self_signed(vec!["ca.test".to_string()]).unwrap();
+    let ca_pem: String = ca
+        .cert
+        .pem()
+        .lines()
+        .map(|l| format!("    {l}\n"))
+        .collect();
+    let secret = |name: &str, ca: &str| {
+        format!(
+            "apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}}}\nstringData:\n  ca.crt: |\n{ca}---\n"
+        )
+    };
+    let p = "nginx.ingress.kubernetes.io/";
+    let https = format!("{p}backend-protocol: HTTPS");
+    let with = |name: &str, annotations: &str| {
+        annotated(
+            name,
+            annotations,
+            &rule(&format!("{name}.test"), &[("/", "Prefix", "a")]),
+        )
+    };
+    let yaml = [
+        CLASS.to_string(),
+        service("a", 1, 1),
+        secret("ca", &ca_pem),
+        secret("junk", "    not a certificate\n"),
+        with(
+            "full",
+            &format!(
+                "{https}, {p}proxy-ssl-verify: \"on\", {p}proxy-ssl-secret: default/ca, {p}proxy-ssl-name: pod.internal, \
+                 {p}proxy-ssl-server-name: \"on\", {p}proxy-ssl-verify-depth: \"2\""
+            ),
+        ),
+        with("defaults", &format!("{https}, {p}proxy-ssl-verify: \"on\", {p}proxy-ssl-secret: ca")),
+        with("no-secret", &format!("{https}, {p}proxy-ssl-verify: \"on\"")),
+        with("junk", &format!("{https}, {p}proxy-ssl-verify: \"on\", {p}proxy-ssl-secret: junk")),
+        with(
+            "bad-name",
+            &format!("{https}, {p}proxy-ssl-verify: \"on\", {p}proxy-ssl-secret: ca, {p}proxy-ssl-name: \"a b\""),
+        ),
+        with("bad-verify", &format!("{https}, {p}proxy-ssl-verify: maybe")),
+        with("plain", &format!("{p}proxy-ssl-verify: \"on\", {p}proxy-ssl-secret: ca")),
+    ]
+    .concat();
+    let mut o = Objects::default();
+    parse_documents(&yaml, "test.yaml", &mut o);
+    let t = translate(&o, &TranslateOptions::default());
+    let of = |name: &str| -> Vec<String> {
+        t.warnings
+            .iter()
+            .filter(|w| w.object == format!("Ingress default/{name}"))
+            .map(|w| w.message.clone())
+            .collect()
+    };
+    let rule = |name: &str| {
+        t.table
+            .route(Some(&format!("{name}.test")), "/")
+            .unwrap()
+            .rule
+            .unwrap()
+    };
+
+    let full = rule("full").upstream_tls.clone().unwrap();
+    assert!(full.ca_pem.is_some());
+    assert_eq!(full.name.as_deref(), Some("pod.internal"));
+    assert!(full.sni);
+    assert_eq!(full.depth, 2);
+    assert!(crate::tls::client_config(&full).is_ok());
+    let defaults = rule("defaults").upstream_tls.clone().unwrap();
+    assert_eq!(
+        (defaults.name.as_deref(), defaults.sni, defaults.depth),
+        (None, false, 1)
+    );
+    for name in ["full", "defaults"] {
+        assert!(of(name).is_empty(), "{name}: {:?}", of(name));
+        assert!(rule(name).backend.pick().is_ok());
+    }
+    for (name, says) in [
+        ("no-secret", "needs proxy-ssl-secret"),
+        ("junk", "has no readable ca.crt"),
+        ("bad-name", "is not a DNS name or IP address"),
+        ("bad-verify", "is not on or off"),
+    ] {
+        assert_eq!(
+            rule(name).backend.pick(),
+            Err(BackendError::Unsupported),
+            "{name}"
+        );
+        assert!(
+            of(name).iter().any(|m| m.contains(says)),
+            "{name}: {:?}",
+            of(name)
+        );
+    }
+    // A plain-HTTP backend has no certificate to check.
+    assert!(rule("plain").upstream_tls.is_none());
+    assert!(rule("plain").backend.pick().is_ok());
+    assert!(of("plain")[0].contains("applies to HTTPS backends"));
 }

@@ -19,6 +19,7 @@ use super::{
     NamespacedName, Objects, Passthrough, PathKind, PathRule, RoutingTable,
     annotations::{
         self, Affinity, BackendProtocol, ClientAuth, ClientVerify, Cors, RateLimit, Redirect,
+        UpstreamTls,
     },
     basic_auth,
     cidr::{self, Cidr},
@@ -196,6 +197,19 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
                 None
             }
         };
+        let upstream_tls = match cx.upstream_tls(id, ing, protocol) {
+            Ok(tls) => tls,
+            Err(what) => {
+                refused.get_or_insert_with(|| {
+                    Arc::new(Backend::new(
+                        id.clone(),
+                        String::new(),
+                        BackendTarget::Unsupported(what),
+                    ))
+                });
+                None
+            }
+        };
         // `ssl-passthrough`: the agent never decrypts these connections, so
         // settings that need the request cannot hold; rather than drop
         // them, the Ingress refuses.
@@ -271,6 +285,7 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
             client_auth: client_auth.clone(),
             basic_auth: basic_auth.clone(),
             external_auth: external_auth.clone(),
+            upstream_tls: upstream_tls.clone(),
             body_limit,
             read_timeout,
             limit,

@@ -103,7 +103,7 @@ impl Proxy {
         *ask.headers_mut() = h;
         let answer = self
             .upstream
-            .send(protocol, ask, timeout)
+            .send(protocol, None, ask, timeout)
             .await
             .map_err(|e| ProxyError::AuthService(format!("{url}: {e}")))?;
         let status = answer.status();

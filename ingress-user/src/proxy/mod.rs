@@ -113,6 +113,22 @@ struct Target {
     /// Counts the request against its source's `limit-connections` until
     /// the response body ends (or the upgraded connection closes).
     in_flight: Option<LimitGuard>,
+    /// `proxy-ssl-*`: how an HTTPS pod is checked.
+    upstream_tls: Option<Arc<crate::model::UpstreamTls>>,
+}
+
+impl Target {
+    /// The check for an HTTPS pod: the Ingress's settings, and the name its
+    /// certificate must carry (`proxy-ssl-name`, else the Service's
+    /// `NAME.NAMESPACE.svc`).
+    fn verify(&self) -> Option<upstream::Verify<'_>> {
+        let tls = self.upstream_tls.as_ref()?;
+        let name = tls.name.clone().unwrap_or_else(|| {
+            let svc = &self.backend.service;
+            format!("{}.{}.svc", svc.name, svc.namespace)
+        });
+        Some(upstream::Verify { tls, name })
+    }
 }
 
 /// What a route changes in the request on its way to the pod.
@@ -477,6 +493,7 @@ impl Proxy {
             read_timeout,
             changes: (!changes.is_empty()).then(|| Box::new(changes)),
             in_flight,
+            upstream_tls: route.rule.and_then(|r| r.upstream_tls.clone()),
         });
         (Ok(decision), stats)
     }
@@ -623,6 +640,7 @@ impl Proxy {
             .upstream
             .send(
                 protocol,
+                target.verify().as_ref(),
                 Request::from_parts(parts, RequestBody::new(body, target.body_limit)),
                 target.read_timeout,
             )
@@ -687,7 +705,12 @@ impl Proxy {
             *req.uri_mut() = upstream_uri(&peer, tls, uri)?;
             *req.version_mut() = upstream_version(protocol);
             *req.headers_mut() = headers.clone();
-            match self.upstream.send(protocol, req, target.read_timeout).await {
+            let verify = target.verify();
+            match self
+                .upstream
+                .send(protocol, verify.as_ref(), req, target.read_timeout)
+                .await
+            {
                 Err(ProxyError::UpstreamConnect(e)) => last = ProxyError::UpstreamConnect(e),
                 other => return other,
             }

@@ -5,7 +5,9 @@
 mod certs;
 mod client_auth;
 mod resolver;
+mod upstream;
 
 pub use certs::{CertError, CertStore, TlsTable, certified_key, provider};
-pub use client_auth::{ClientCert, HostAuth};
+pub use client_auth::{ClientCert, HostAuth, ca_roots};
 pub use resolver::{SniResolver, UnverifiedChain, server_config};
+pub use upstream::client_config;

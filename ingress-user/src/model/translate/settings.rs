@@ -337,6 +337,132 @@ impl Cx<'_> {
         );
     }
 
+    /// `proxy-ssl-*`: checking an HTTPS pod's certificate, and the client
+    /// certificate shown to it. `Err` when verification is asked for and
+    /// cannot be done: the Ingress refuses rather than talk to a pod
+    /// nobody verified.
+    pub(super) fn upstream_tls(
+        &mut self,
+        id: &NamespacedName,
+        ing: &Ingress,
+        protocol: BackendProtocol,
+    ) -> Result<Option<Arc<UpstreamTls>>, &'static str> {
+        const REFUSED: &str = "pod certificate verification that cannot be done";
+        let verify = match annotations::get(ing, "proxy-ssl-verify").map(str::to_ascii_lowercase) {
+            None => false,
+            Some(v) if v == "on" => true,
+            Some(v) if v == "off" => false,
+            Some(v) => {
+                self.warn_ingress(
+                    id,
+                    &format!("proxy-ssl-verify {v:?} is not on or off; its paths answer 503"),
+                );
+                return Err(REFUSED);
+            }
+        };
+        let Some(secret) = annotations::get(ing, "proxy-ssl-secret") else {
+            if verify {
+                self.warn_ingress(
+                    id,
+                    "proxy-ssl-verify: on needs proxy-ssl-secret (a Secret with ca.crt); its paths answer 503",
+                );
+                return Err(REFUSED);
+            }
+            return Ok(None);
+        };
+        if !matches!(protocol, BackendProtocol::Https | BackendProtocol::H2Tls) {
+            self.warn_ingress(
+                id,
+                "proxy-ssl-* applies to HTTPS backends (backend-protocol: HTTPS or GRPCS); ignored for this plain one",
+            );
+            return Ok(None);
+        }
+        let secret_id = self
+            .own_secret(id, "proxy-ssl-secret", secret)
+            .ok_or(REFUSED)?;
+        let Some(found) = self.objects.secrets.get(&secret_id).cloned() else {
+            if verify {
+                self.warn_ingress(
+                    id,
+                    &format!("proxy-ssl-secret {secret_id} not found; its paths answer 503"),
+                );
+                return Err(REFUSED);
+            }
+            self.warn_ingress(
+                id,
+                &format!("proxy-ssl-secret {secret_id} not found; no client certificate is shown to the pod"),
+            );
+            return Ok(None);
+        };
+        let fields: BTreeMap<String, Vec<u8>> = secret_fields(&found).into_iter().collect();
+        let ca_pem = match fields.get("ca.crt") {
+            Some(pem) if crate::tls::ca_roots(pem).is_ok() => Some(pem.clone()),
+            _ if verify => {
+                self.warn_ingress(
+                    id,
+                    &format!(
+                        "proxy-ssl-secret {secret_id} has no readable ca.crt to verify the pod with; its paths answer 503"
+                    ),
+                );
+                return Err(REFUSED);
+            }
+            _ => None,
+        };
+        let client_pem = match (fields.get("tls.crt"), fields.get("tls.key")) {
+            (Some(crt), Some(key)) if crate::tls::certified_key(crt, key).is_ok() => {
+                Some((crt.clone(), key.clone()))
+            }
+            (Some(_), Some(_)) => {
+                self.warn_ingress(
+                    id,
+                    &format!(
+                        "proxy-ssl-secret {secret_id}: tls.crt and tls.key do not make a certificate and key; its paths answer 503"
+                    ),
+                );
+                return Err(REFUSED);
+            }
+            _ => None,
+        };
+        let name = match annotations::get(ing, "proxy-ssl-name") {
+            None => None,
+            Some(n) if rustls::pki_types::ServerName::try_from(n.to_string()).is_ok() => {
+                Some(n.to_string())
+            }
+            Some(n) => {
+                self.warn_ingress(
+                    id,
+                    &format!(
+                        "proxy-ssl-name {n:?} is not a DNS name or IP address; its paths answer 503"
+                    ),
+                );
+                return Err(REFUSED);
+            }
+        };
+        let depth = match annotations::get(ing, "proxy-ssl-verify-depth") {
+            None => 1,
+            Some(v) => match v.parse::<u8>() {
+                Ok(n) if n > 0 => n,
+                _ => {
+                    self.warn_ingress(
+                        id,
+                        &format!(
+                            "proxy-ssl-verify-depth {v:?} is not a positive whole number; its paths answer 503"
+                        ),
+                    );
+                    return Err(REFUSED);
+                }
+            },
+        };
+        Ok(Some(Arc::new(UpstreamTls {
+            secret: secret_id,
+            ca_pem: if verify { ca_pem } else { None },
+            client_pem,
+            name,
+            sni: annotations::is(ing, "proxy-ssl-server-name", "on"),
+            depth,
+        })))
+    }
+
     /// The `auth-tls-*` annotations. `Err` when they ask for client
     /// certificates in a way that cannot be honoured: the Ingress refuses.
     pub(super) fn client_auth(
@@ -808,13 +934,9 @@ impl Cx<'_> {
         ing: &Ingress,
     ) -> Option<&'static str> {
         let names = annotations::prefixed_names(ing);
-        // Verifying the pod's certificate is a security setting: talking
-        // to a pod nobody verified is not what such an Ingress asks for.
-        let verify_pod = annotations::is(ing, "proxy-ssl-verify", "on");
         let (unenforced, ignored): (Vec<&str>, Vec<&str>) = names
             .into_iter()
             .filter(|n| !annotations::SUPPORTED.contains(n))
-            .filter(|n| !(verify_pod && n.starts_with("proxy-ssl-")))
             .partition(|n| annotations::UNENFORCED_ACCESS.contains(n));
         if !ignored.is_empty() {
             self.warnings.push(
@@ -827,14 +949,6 @@ impl Cx<'_> {
                 )
                 .because("UnsupportedAnnotation"),
             );
-        }
-        if verify_pod {
-            self.warn_because(
-                format!("Ingress {id}"),
-                "proxy-ssl-verify: on asks for the pod's certificate to be verified, and xingress does not implement it: its paths answer 503 rather than talk to a pod nobody verified",
-                "UnsupportedAnnotation",
-            );
-            return Some("pod certificate verification xingress does not implement");
         }
         if unenforced.is_empty() {
             return None;
