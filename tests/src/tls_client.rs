@@ -180,6 +180,14 @@ impl TestCa {
 
     /// A client certificate for `cn` signed by this CA: chain and key.
     pub fn client(&self, cn: &str) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
+        let (cert, key) = self.client_cert(cn);
+        (
+            vec![cert.der().clone()],
+            PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )
+    }
+
+    fn client_cert(&self, cn: &str) -> (rcgen::Certificate, rcgen::KeyPair) {
         let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
         params
             .distinguished_name
@@ -189,10 +197,7 @@ impl TestCa {
         let cert = params
             .signed_by(&key, &self.issuer)
             .expect("client certificate");
-        (
-            vec![cert.der().clone()],
-            PrivateKeyDer::Pkcs8(key.serialize_der().into()),
-        )
+        (cert, key)
     }
 
     /// A server certificate for `names` (DNS SANs) signed by this CA: PEM
@@ -209,15 +214,7 @@ impl TestCa {
 
     /// A client certificate for `cn` signed by this CA: PEM chain and key.
     pub fn client_pem(&self, cn: &str) -> (String, String) {
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, cn);
-        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
-        let key = rcgen::KeyPair::generate().expect("client key");
-        let cert = params
-            .signed_by(&key, &self.issuer)
-            .expect("client certificate");
+        let (cert, key) = self.client_cert(cn);
         (cert.pem(), key.serialize_pem())
     }
 

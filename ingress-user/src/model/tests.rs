@@ -59,6 +59,15 @@ fn annotated(name: &str, annotations: &str, rules: &str) -> String {
     )
 }
 
+/// The warning messages about Ingress `default/NAME`.
+fn messages(t: &Translation, name: &str) -> Vec<String> {
+    t.warnings
+        .iter()
+        .filter(|w| w.object == format!("Ingress default/{name}"))
+        .map(|w| w.message.clone())
+        .collect()
+}
+
 /// Which service answers `host` + `path`, or None for 404.
 fn routed(t: &Translation, host: &str, path: &str) -> Option<String> {
     let mut buf = [0u8; HOST_BUF_LEN];
@@ -1139,13 +1148,7 @@ fn basic_auth_reads_its_secret_or_refuses_the_ingress() {
     let mut o = Objects::default();
     parse_documents(&yaml, "test.yaml", &mut o);
     let t = translate(&o, &TranslateOptions::default());
-    let of = |name: &str| -> Vec<String> {
-        t.warnings
-            .iter()
-            .filter(|w| w.object == format!("Ingress default/{name}"))
-            .map(|w| w.message.clone())
-            .collect()
-    };
+    let of = |name: &str| messages(&t, name);
     let rule = |host: &str| t.table.route(Some(host), "/").unwrap().rule.unwrap();
     let basic = |user: &str, pw: &str| {
         use base64::Engine as _;
@@ -1256,13 +1259,7 @@ fn auth_url_settings_are_read_or_refuse_the_ingress() {
     let mut o = Objects::default();
     parse_documents(&yaml, "test.yaml", &mut o);
     let t = translate(&o, &TranslateOptions::default());
-    let of = |name: &str| -> Vec<String> {
-        t.warnings
-            .iter()
-            .filter(|w| w.object == format!("Ingress default/{name}"))
-            .map(|w| w.message.clone())
-            .collect()
-    };
+    let of = |name: &str| messages(&t, name);
     let rule = |host: Option<&str>, path: &str| t.table.route(host, path).unwrap().rule.unwrap();
 
     let full = rule(Some("full.test"), "/full")
@@ -1390,13 +1387,7 @@ fn ssl_passthrough_hosts_go_to_their_first_paths_backend() {
     let mut o = Objects::default();
     parse_documents(&yaml, "test.yaml", &mut o);
     let t = translate(&o, &TranslateOptions::default());
-    let of = |name: &str| -> Vec<String> {
-        t.warnings
-            .iter()
-            .filter(|w| w.object == format!("Ingress default/{name}"))
-            .map(|w| w.message.clone())
-            .collect()
-    };
+    let of = |name: &str| messages(&t, name);
     let pass = t.table.passthrough("pass.test").unwrap();
     assert_eq!(pass.backend.service.name, "a");
     assert_eq!(*pass.ingress, NamespacedName::new("default", "pass"));
@@ -1490,13 +1481,7 @@ fn proxy_ssl_settings_verify_https_pods_or_refuse_the_ingress() {
     let mut o = Objects::default();
     parse_documents(&yaml, "test.yaml", &mut o);
     let t = translate(&o, &TranslateOptions::default());
-    let of = |name: &str| -> Vec<String> {
-        t.warnings
-            .iter()
-            .filter(|w| w.object == format!("Ingress default/{name}"))
-            .map(|w| w.message.clone())
-            .collect()
-    };
+    let of = |name: &str| messages(&t, name);
     let rule = |name: &str| {
         t.table
             .route(Some(&format!("{name}.test")), "/")

@@ -119,6 +119,28 @@ pub struct Translation {
 }
 
 /// Builds the routing table from the objects.
+/// The backend of an Ingress that refuses every request (503): what it
+/// asks for cannot be applied.
+fn refusal(id: &NamespacedName, what: &'static str) -> Arc<Backend> {
+    Arc::new(Backend::new(
+        id.clone(),
+        String::new(),
+        BackendTarget::Unsupported(what),
+    ))
+}
+
+/// A setting's value; on `Err` the Ingress refuses (the first reason stays).
+fn refuse_on_err<T>(
+    setting: Result<Option<T>, &'static str>,
+    id: &NamespacedName,
+    refused: &mut Option<Arc<Backend>>,
+) -> Option<T> {
+    setting.unwrap_or_else(|what| {
+        refused.get_or_insert_with(|| refusal(id, what));
+        None
+    })
+}
+
 pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
     let mut cx = Cx {
         objects,
@@ -150,66 +172,14 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
         // every path rather than serve without them.
         let deny = cx.deny_list(id, ing);
         let mut refused = match (cx.check_annotations(id, ing), &deny) {
-            (Some(what), _) | (None, &Err(what)) => Some(Arc::new(Backend::new(
-                id.clone(),
-                String::new(),
-                BackendTarget::Unsupported(what),
-            ))),
+            (Some(what), _) | (None, &Err(what)) => Some(refusal(id, what)),
             (None, Ok(_)) => None,
         };
         let deny = deny.unwrap_or(None);
-        let client_auth = match cx.client_auth(id, ing) {
-            Ok(auth) => auth,
-            Err(what) => {
-                refused.get_or_insert_with(|| {
-                    Arc::new(Backend::new(
-                        id.clone(),
-                        String::new(),
-                        BackendTarget::Unsupported(what),
-                    ))
-                });
-                None
-            }
-        };
-        let basic_auth = match cx.basic_auth(id, ing) {
-            Ok(auth) => auth,
-            Err(what) => {
-                refused.get_or_insert_with(|| {
-                    Arc::new(Backend::new(
-                        id.clone(),
-                        String::new(),
-                        BackendTarget::Unsupported(what),
-                    ))
-                });
-                None
-            }
-        };
-        let external_auth = match cx.external_auth(id, ing) {
-            Ok(auth) => auth,
-            Err(what) => {
-                refused.get_or_insert_with(|| {
-                    Arc::new(Backend::new(
-                        id.clone(),
-                        String::new(),
-                        BackendTarget::Unsupported(what),
-                    ))
-                });
-                None
-            }
-        };
-        let upstream_tls = match cx.upstream_tls(id, ing, protocol) {
-            Ok(tls) => tls,
-            Err(what) => {
-                refused.get_or_insert_with(|| {
-                    Arc::new(Backend::new(
-                        id.clone(),
-                        String::new(),
-                        BackendTarget::Unsupported(what),
-                    ))
-                });
-                None
-            }
-        };
+        let client_auth = refuse_on_err(cx.client_auth(id, ing), id, &mut refused);
+        let basic_auth = refuse_on_err(cx.basic_auth(id, ing), id, &mut refused);
+        let external_auth = refuse_on_err(cx.external_auth(id, ing), id, &mut refused);
+        let upstream_tls = refuse_on_err(cx.upstream_tls(id, ing, protocol), id, &mut refused);
         // `ssl-passthrough`: the agent never decrypts these connections, so
         // settings that need the request cannot hold; rather than drop
         // them, the Ingress refuses.
@@ -232,11 +202,7 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
                         needs_request.join(", ")
                     ),
                 );
-                refused = Some(Arc::new(Backend::new(
-                    id.clone(),
-                    String::new(),
-                    BackendTarget::Unsupported(what),
-                )));
+                refused = Some(refusal(id, what));
             }
         }
         // A refused Ingress asks no handshake for anything.
@@ -367,11 +333,7 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
                     id,
                     "auth-url uses $host on a rule without a host, so the client would choose where the auth request goes; that rule's paths answer 503",
                 );
-                Arc::new(Backend::new(
-                    id.clone(),
-                    String::new(),
-                    BackendTarget::Unsupported("external authentication that cannot be honoured"),
-                ))
+                refusal(id, "external authentication that cannot be honoured")
             });
             if passthrough && refused.is_none() {
                 cx.add_passthrough(
@@ -785,9 +747,7 @@ impl<'a> Cx<'a> {
                 "backend names no service"
             };
             self.warn_ingress(id, &format!("{what}; requests to it get 503"));
-            let unsupported =
-                Backend::new(id.clone(), String::new(), BackendTarget::Unsupported(what));
-            return Arc::new(unsupported);
+            return refusal(id, what);
         };
         let port = match svc.port.as_ref().map(|p| (p.number, p.name.as_deref())) {
             Some((Some(n), None)) => PortRef::Number(n),

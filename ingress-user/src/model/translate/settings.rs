@@ -58,6 +58,24 @@ impl Cx<'_> {
         }
     }
 
+    /// A certificate chain depth annotation: 1 (signed by the CA itself)
+    /// when unset; `None` (warned) when it is not a positive number.
+    fn verify_depth(&mut self, id: &NamespacedName, ing: &Ingress, name: &str) -> Option<u8> {
+        let Some(v) = annotations::get(ing, name) else {
+            return Some(1);
+        };
+        match v.parse::<u8>() {
+            Ok(n) if n > 0 => Some(n),
+            _ => {
+                self.warn_ingress(
+                    id,
+                    &format!("{name} {v:?} is not a positive whole number; its paths answer 503"),
+                );
+                None
+            }
+        }
+    }
+
     /// `NAME` or `NAMESPACE/NAME` of a Secret in the Ingress's own namespace
     /// (Secrets are never shared across namespaces); warns otherwise.
     fn own_secret(
@@ -438,21 +456,9 @@ impl Cx<'_> {
                 return Err(REFUSED);
             }
         };
-        let depth = match annotations::get(ing, "proxy-ssl-verify-depth") {
-            None => 1,
-            Some(v) => match v.parse::<u8>() {
-                Ok(n) if n > 0 => n,
-                _ => {
-                    self.warn_ingress(
-                        id,
-                        &format!(
-                            "proxy-ssl-verify-depth {v:?} is not a positive whole number; its paths answer 503"
-                        ),
-                    );
-                    return Err(REFUSED);
-                }
-            },
-        };
+        let depth = self
+            .verify_depth(id, ing, "proxy-ssl-verify-depth")
+            .ok_or(REFUSED)?;
         Ok(Some(Arc::new(UpstreamTls {
             secret: secret_id,
             ca_pem: if verify { ca_pem } else { None },
@@ -495,21 +501,9 @@ impl Cx<'_> {
                 return Err(REFUSED);
             }
         };
-        let depth = match annotations::get(ing, "auth-tls-verify-depth") {
-            None => 1,
-            Some(v) => match v.parse::<u8>() {
-                Ok(n) if n > 0 => n,
-                _ => {
-                    self.warn_ingress(
-                        id,
-                        &format!(
-                            "auth-tls-verify-depth {v:?} is not a positive whole number; its paths answer 503"
-                        ),
-                    );
-                    return Err(REFUSED);
-                }
-            },
-        };
+        let depth = self
+            .verify_depth(id, ing, "auth-tls-verify-depth")
+            .ok_or(REFUSED)?;
         let pass_certificate =
             annotations::is(ing, "auth-tls-pass-certificate-to-upstream", "true");
         Ok(Some(Arc::new(ClientAuth {
