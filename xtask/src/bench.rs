@@ -94,7 +94,7 @@ const HTPASSWD: &str = "staff:$apr1$Zx9Q2w1e$x8p4GE1vtFtQUhpJgkrhh1\n";
 /// `Authorization: Basic base64("staff:staff")`.
 const STAFF_CREDENTIALS: &str = "Authorization: Basic c3RhZmY6c3RhZmY=";
 
-const SCENARIOS: [Scenario; 5] = [
+const SCENARIOS: [Scenario; 6] = [
     Scenario {
         name: "HTTP/1.1 keep-alive",
         https: false,
@@ -144,6 +144,16 @@ const SCENARIOS: [Scenario; 5] = [
             close: false,
         },
         header: Some(STAFF_CREDENTIALS),
+    },
+    Scenario {
+        name: "HTTP/1.1 external auth",
+        https: false,
+        path: "/ext",
+        load: Load::Wrk {
+            connections: KEEPALIVE_CONNECTIONS,
+            close: false,
+        },
+        header: None,
     },
 ];
 
@@ -691,7 +701,10 @@ fn proxy_nginx_conf(fixtures: &Path, htpasswd: &Path) -> String {
     format!(
         "{NGINX_COMMON}http {{\n  access_log off;\n  keepalive_requests 1000000;\n{}{}  server {{\n    listen 127.0.0.1:{HTTP_PORT};\n    \
          listen 127.0.0.1:{HTTPS_PORT} ssl http2;\n    server_name cafe.example.com;\n    ssl_certificate {};\n    ssl_certificate_key {};\n    \
-         ssl_protocols TLSv1.2 TLSv1.3;\n{}{}{}    location / {{ return 404; }}\n  }}\n}}\n",
+         ssl_protocols TLSv1.2 TLSv1.3;\n{}{}{}{}    location = /_auth {{\n      internal;\n      proxy_pass http://tea/auth;\n      \
+         proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n      proxy_pass_request_body off;\n      \
+         proxy_set_header Content-Length \"\";\n      proxy_set_header X-Original-URL $scheme://$http_host$request_uri;\n      \
+         proxy_set_header X-Original-Method $request_method;\n      proxy_set_header X-Real-IP $remote_addr;\n    }}\n    location / {{ return 404; }}\n  }}\n}}\n",
         upstream("tea", &BACKEND_PORTS[..2]),
         upstream("coffee", &BACKEND_PORTS[2..]),
         fixtures.join("cafe.crt").display(),
@@ -706,6 +719,9 @@ fn proxy_nginx_conf(fixtures: &Path, htpasswd: &Path) -> String {
                 htpasswd.display()
             )
         ),
+        // ingress-nginx's auth-url, with keep-alive to the auth service
+        // (its auth-keepalive) so that both proxies reuse connections.
+        location("/ext", "tea", "      auth_request /_auth;\n"),
     )
 }
 
@@ -729,10 +745,15 @@ fn xingress_manifests(fixtures: &Path) -> Result<String> {
          nginx.ingress.kubernetes.io/auth-type: basic\n    nginx.ingress.kubernetes.io/auth-secret: staff-users\n    nginx.ingress.kubernetes.io/auth-realm: staff\n\
          spec:\n  rules:\n  - host: cafe.example.com\n    http:\n      paths:\n\
          \x20     - {{path: /staff, pathType: Prefix, backend: {{service: {{name: tea, port: {{number: 80}}}}}}}}\n---\n\
-         apiVersion: v1\nkind: Secret\nmetadata: {{name: staff-users}}\ntype: Opaque\nstringData:\n  auth: \"{}\"\n---\n",
+         apiVersion: v1\nkind: Secret\nmetadata: {{name: staff-users}}\ntype: Opaque\nstringData:\n  auth: \"{}\"\n---\n\
+         apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: ext\n  annotations:\n    xingress.dev/ssl-redirect: \"false\"\n    \
+         nginx.ingress.kubernetes.io/auth-url: http://127.0.0.1:{}/auth\n\
+         spec:\n  rules:\n  - host: cafe.example.com\n    http:\n      paths:\n\
+         \x20     - {{path: /ext, pathType: Prefix, backend: {{service: {{name: tea, port: {{number: 80}}}}}}}}\n---\n",
         b64(fixtures.join("cafe.crt"))?,
         b64(fixtures.join("cafe.key"))?,
         HTPASSWD.escape_default(),
+        BACKEND_PORTS[0],
     );
     for (svc, ports) in [
         ("tea", &BACKEND_PORTS[..2]),
