@@ -46,6 +46,7 @@ pub const SUPPORTED: &[&str] = &[
     "canary",
     "canary-by-cookie",
     "canary-by-header",
+    "canary-by-header-pattern",
     "canary-by-header-value",
     "canary-weight",
     "canary-weight-total",

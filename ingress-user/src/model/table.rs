@@ -89,6 +89,9 @@ pub struct Canary {
     /// `canary-by-header-value` → canary); other values fall through.
     pub header: Option<Box<str>>,
     pub header_value: Option<Box<str>>,
+    /// `canary-by-header-pattern` (when no value is set): a header value it
+    /// matches anywhere → canary; others fall through.
+    pub header_pattern: Option<regex::bytes::Regex>,
     /// `canary-by-cookie`: `always` or `never`; other values fall through.
     pub cookie: Option<Box<str>>,
     /// `canary-weight` out of `canary-weight-total` (100).
@@ -109,12 +112,14 @@ impl Canary {
         if let Some(name) = &self.header
             && let Some(v) = header(name)
         {
-            match &self.header_value {
-                Some(want) if v == want.as_bytes() => return true,
-                Some(_) => {}
-                None if v == b"always" => return true,
-                None if v == b"never" => return false,
-                None => {}
+            match (&self.header_value, &self.header_pattern) {
+                (Some(want), _) if v == want.as_bytes() => return true,
+                (Some(_), _) => {}
+                (None, Some(pattern)) if pattern.is_match(v) => return true,
+                (None, Some(_)) => {}
+                (None, None) if v == b"always" => return true,
+                (None, None) if v == b"never" => return false,
+                (None, None) => {}
             }
         }
         if let Some(name) = &self.cookie

@@ -1527,3 +1527,73 @@ fn proxy_ssl_settings_verify_https_pods_or_refuse_the_ingress() {
     assert!(rule("plain").backend.pick().is_ok());
     assert!(of("plain")[0].contains("applies to HTTPS backends"));
 }
+
+#[test]
+fn canary_by_header_pattern_takes_matching_values_and_falls_through_otherwise() {
+    let p = "nginx.ingress.kubernetes.io/";
+    let main = |host: &str| {
+        annotated(
+            &format!("main-{host}"),
+            "",
+            &rule(host, &[("/", "Prefix", "a")]),
+        )
+    };
+    let canary = |host: &str, annotations: &str| {
+        annotated(
+            &format!("z-canary-{host}"),
+            &format!("{p}canary: \"true\", {annotations}"),
+            &rule(host, &[("/", "Prefix", "b")]),
+        )
+    };
+    let yaml = [
+        CLASS.to_string(),
+        service("a", 1, 1),
+        service("b", 2, 1),
+        main("p.test"),
+        canary(
+            "p.test",
+            &format!("{p}canary-by-header: X-Canary, {p}canary-by-header-pattern: \"^(beta|alpha)-[0-9]+$\""),
+        ),
+        main("v.test"),
+        // A value wins over a pattern, as ingress-nginx.
+        canary(
+            "v.test",
+            &format!("{p}canary-by-header: X-Canary, {p}canary-by-header-value: exact, {p}canary-by-header-pattern: \".*\""),
+        ),
+        main("bad.test"),
+        canary(
+            "bad.test",
+            &format!("{p}canary-by-header: X-Canary, {p}canary-by-header-pattern: \"(unclosed\""),
+        ),
+    ]
+    .concat();
+    let mut o = Objects::default();
+    parse_documents(&yaml, "test.yaml", &mut o);
+    let t = translate(&o, &TranslateOptions::default());
+    let takes = |host: &str, value: Option<&'static str>| {
+        let route = t.table.route(Some(host), "/").unwrap();
+        let canary = route.rule.unwrap().canary.as_ref().unwrap();
+        let header = move |name: &str| {
+            assert_eq!(name, "X-Canary");
+            value.map(str::as_bytes)
+        };
+        canary.takes(&header, &|_| None)
+    };
+    assert!(takes("p.test", Some("beta-7")));
+    assert!(takes("p.test", Some("alpha-12")));
+    for other in [Some("gamma-1"), Some("beta-"), Some("always"), None] {
+        assert!(!takes("p.test", other), "{other:?}");
+    }
+    assert!(takes("v.test", Some("exact")));
+    assert!(!takes("v.test", Some("anything")));
+    assert!(
+        messages(&t, "z-canary-bad.test")
+            .iter()
+            .any(|m| m
+                .contains("canary-by-header-pattern \"(unclosed\" is not a regular expression")),
+        "{:?}",
+        t.warnings
+    );
+    // Without its pattern the canary still falls back to always/never.
+    assert!(takes("bad.test", Some("always")));
+}

@@ -582,6 +582,20 @@ impl Cx<'_> {
         };
         let total = number(self, "canary-weight-total", 100).max(1);
         let weight = number(self, "canary-weight", 0).min(total);
+        let header_pattern = annotations::get(ing, "canary-by-header-pattern")
+            .filter(|_| text("canary-by-header-value").is_none())
+            .and_then(|p| {
+                regex::bytes::RegexBuilder::new(p)
+                    .size_limit(1 << 20)
+                    .build()
+                    .map_err(|e| {
+                        self.warn_ingress(
+                            id,
+                            &format!("canary-by-header-pattern {p:?} is not a regular expression ({e}); ignored"),
+                        );
+                    })
+                    .ok()
+            });
         let protocol = self.protocol(id, ing);
         let shared_id = Arc::new(id.clone());
         let spec = ing.spec.as_ref();
@@ -630,6 +644,7 @@ impl Cx<'_> {
                     ingress: shared_id.clone(),
                     header: text("canary-by-header"),
                     header_value: text("canary-by-header-value"),
+                    header_pattern: header_pattern.clone(),
                     cookie: text("canary-by-cookie"),
                     weight,
                     total,
