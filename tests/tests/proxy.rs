@@ -1210,6 +1210,14 @@ fn auth_url_asks_the_auth_service_before_the_pod() {
             "down",
             &format!("{p}auth-url: \"http://127.0.0.1:{closed_port}/check\""),
         ),
+        (
+            "cached",
+            &format!(
+                "{p}auth-url: \"http://{}/check\", {p}auth-cache-key: \"$http_authorization\", \
+                 {p}auth-cache-duration: \"200 1m\", {p}auth-response-headers: X-Auth-Request-User",
+                auth.addr
+            ),
+        ),
     ]);
     let agent = ready_agent(&dir, &[]);
     let ask = |host: &str, token: Option<&str>, extra: &str| {
@@ -1289,6 +1297,28 @@ fn auth_url_asks_the_auth_service_before_the_pod() {
         Some("https://login.test/start?rd=http%3A%2F%2Fsignin.test%2Fx%3Fy%3D1")
     );
     assert_eq!(ask("signin.test", Some("good"), "").status, 200);
+    // auth-cache-key: one question per token while the answer is kept
+    // (200 for a minute); 401s are not kept here, so asked each time.
+    let asked = || auth.heads.lock().unwrap().len();
+    let before = asked();
+    for _ in 0..3 {
+        let r = ask(
+            "cached.test",
+            Some("good"),
+            "X-Auth-Request-User: mallory\r\n",
+        );
+        assert_eq!(r.status, 200);
+        // The kept answer's headers still replace the client's.
+        assert_eq!(
+            r.echo_field("x-auth-request-user").as_deref(),
+            Some("alice")
+        );
+    }
+    assert_eq!(asked(), before + 1);
+    for _ in 0..2 {
+        assert_eq!(ask("cached.test", None, "").status, 401);
+    }
+    assert_eq!(asked(), before + 3);
     // HTTP/2 asks the same way.
     assert_eq!(
         h2_statuses(

@@ -28,6 +28,8 @@ pub const SUPPORTED: &[&str] = &[
     "affinity-mode",
     "allowlist-source-range",
     "app-root",
+    "auth-cache-duration",
+    "auth-cache-key",
     "auth-method",
     "auth-realm",
     "auth-request-redirect",

@@ -63,3 +63,15 @@ pub fn path_matches(prefix: &str, path: &str) -> bool {
         None => false,
     }
 }
+
+/// The value of cookie `name` in Cookie header `fields` (HTTP/2 may split
+/// them).
+pub fn cookie_value<'a>(fields: impl Iterator<Item = &'a [u8]>, name: &str) -> Option<&'a [u8]> {
+    fields
+        .flat_map(|f| f.split(|&b| b == b';'))
+        .find_map(|pair| {
+            let pair = pair.trim_ascii();
+            let (k, v) = pair.split_at(pair.iter().position(|&b| b == b'=')?);
+            (k == name.as_bytes()).then(|| &v[1..])
+        })
+}

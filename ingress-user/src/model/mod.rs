@@ -24,7 +24,7 @@ pub use backend::{Backend, BackendError, BackendTarget, Peer};
 pub use basic_auth::BasicAuth;
 pub use cidr::Cidr;
 pub use external_auth::ExternalAuth;
-pub use matching::{HOST_BUF_LEN, normalize_host, path_matches};
+pub use matching::{HOST_BUF_LEN, cookie_value, normalize_host, path_matches};
 pub use table::{
     ANY_HOST_LABEL, Canary, HostRules, Passthrough, PathKind, PathRule, Route, RouteRow,
     RoutingTable,

@@ -1,17 +1,19 @@
 //! `auth-url`: the auth service is asked before the pod (nginx's
 //! `auth_request`, with ingress-nginx's headers).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http::{
-    HeaderName, HeaderValue, Request, Response, StatusCode, Uri,
+    HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, Uri,
     header::{CONTENT_LENGTH, EXPECT, HOST, TRANSFER_ENCODING, WWW_AUTHENTICATE},
 };
 use hyper::body::Incoming;
 
 use super::{Proxy, ProxyBody, ProxyError, body::RequestBody, headers, headers::Downstream};
 use crate::model::{
-    BackendProtocol, ExternalAuth, HOST_BUF_LEN, external_auth::Values, normalize_host,
+    BackendProtocol, ExternalAuth, HOST_BUF_LEN,
+    external_auth::{Cached, Values},
+    normalize_host,
 };
 
 const X_ORIGINAL_URL: HeaderName = HeaderName::from_static("x-original-url");
@@ -57,7 +59,22 @@ impl Proxy {
             scheme: if down.tls { "https" } else { "http" },
             request_uri: &request_uri,
             remote_addr: &remote_addr,
+            headers: req.headers(),
         };
+        let cache_key = auth.cache.as_ref().map(|c| c.key(&values));
+        if let (Some(cache), Some(key)) = (&auth.cache, &cache_key)
+            && let Some(kept) = cache.get(key, Instant::now())
+        {
+            let status = StatusCode::from_u16(kept.status).unwrap_or(StatusCode::FORBIDDEN);
+            let mut headers = HeaderMap::new();
+            for (name, value) in kept.headers {
+                headers.append(name, value);
+            }
+            let signin = (status == StatusCode::UNAUTHORIZED)
+                .then(|| auth.signin_location(&values))
+                .flatten();
+            return verdict(auth, status, &headers, signin, req, "the kept answer");
+        }
         let url = auth.url.fill(&values);
         let uri: Uri = url
             .parse()
@@ -107,38 +124,77 @@ impl Proxy {
             .await
             .map_err(|e| ProxyError::AuthService(format!("{url}: {e}")))?;
         let status = answer.status();
-        if status.is_success() {
-            // Only the auth service speaks for these: a client's own
-            // values never reach the pod.
-            for name in &auth.response_headers {
-                req.headers_mut().remove(name);
-                for v in answer.headers().get_all(name) {
-                    req.headers_mut().append(name, v.clone());
-                }
+        let signin = (status == StatusCode::UNAUTHORIZED)
+            .then(|| auth.signin_location(&values))
+            .flatten();
+        if let (Some(cache), Some(key)) = (&auth.cache, cache_key) {
+            let kept: &[HeaderName] = if status.is_success() {
+                &auth.response_headers
+            } else {
+                std::slice::from_ref(&WWW_AUTHENTICATE)
+            };
+            let headers = kept
+                .iter()
+                .flat_map(|n| {
+                    answer
+                        .headers()
+                        .get_all(n)
+                        .iter()
+                        .map(|v| (n.clone(), v.clone()))
+                })
+                .collect();
+            let kept = Cached {
+                status: status.as_u16(),
+                headers,
+            };
+            cache.put(key, kept, Instant::now());
+        }
+        verdict(auth, status, answer.headers(), signin, req, &url)
+    }
+}
+
+/// The verdict of an auth service's answer (live or kept): `None` on to
+/// the pod with the `auth-response-headers` copied into `req`; `Some` the
+/// client's 401 or sign-in redirect; `Err` 403, or 500 for anything else.
+fn verdict(
+    auth: &ExternalAuth,
+    status: StatusCode,
+    headers: &HeaderMap,
+    signin: Option<String>,
+    req: &mut Request<Incoming>,
+    from: &str,
+) -> Result<Option<Response<ProxyBody>>, ProxyError> {
+    if status.is_success() {
+        // Only the auth service speaks for these: a client's own values
+        // never reach the pod.
+        for name in &auth.response_headers {
+            req.headers_mut().remove(name);
+            for v in headers.get_all(name) {
+                req.headers_mut().append(name, v.clone());
             }
-            return Ok(None);
         }
-        match status {
-            StatusCode::UNAUTHORIZED => match auth.signin_location(&values) {
-                Some(location) => {
-                    let location = HeaderValue::from_str(&location).map_err(|_| {
-                        ProxyError::AuthService(format!("auth-signin became {location:?}"))
-                    })?;
-                    Ok(Some(super::redirect(StatusCode::FOUND, location)))
+        return Ok(None);
+    }
+    match status {
+        StatusCode::UNAUTHORIZED => match signin {
+            Some(location) => {
+                let location = HeaderValue::from_str(&location).map_err(|_| {
+                    ProxyError::AuthService(format!("auth-signin became {location:?}"))
+                })?;
+                Ok(Some(super::redirect(StatusCode::FOUND, location)))
+            }
+            None => {
+                let mut resp = super::error_response(&ProxyError::Unauthorized(None));
+                if let Some(challenge) = headers.get(WWW_AUTHENTICATE) {
+                    resp.headers_mut()
+                        .insert(WWW_AUTHENTICATE, challenge.clone());
                 }
-                None => {
-                    let mut resp = super::error_response(&ProxyError::Unauthorized(None));
-                    if let Some(challenge) = answer.headers().get(WWW_AUTHENTICATE) {
-                        resp.headers_mut()
-                            .insert(WWW_AUTHENTICATE, challenge.clone());
-                    }
-                    Ok(Some(resp))
-                }
-            },
-            StatusCode::FORBIDDEN => Err(ProxyError::AuthForbidden),
-            other => Err(ProxyError::AuthService(format!(
-                "{url} answered {other}, not 2xx, 401 or 403"
-            ))),
-        }
+                Ok(Some(resp))
+            }
+        },
+        StatusCode::FORBIDDEN => Err(ProxyError::AuthForbidden),
+        other => Err(ProxyError::AuthService(format!(
+            "{from} answered {other}, not 2xx, 401 or 403"
+        ))),
     }
 }

@@ -39,7 +39,7 @@ use crate::{
     metrics::{HostStats, Metrics},
     model::{
         Backend, BackendProtocol, HOST_BUF_LEN, Peer, annotations::DEFAULT_BODY_LIMIT,
-        normalize_host,
+        cookie_value, normalize_host,
     },
     snapshot::SnapshotCell,
     tls::ClientCert,
@@ -175,18 +175,6 @@ struct RequestView<'a> {
     header: &'a dyn Fn(&str) -> Option<&'a [u8]>,
     /// The value of the named cookie.
     cookie: &'a dyn Fn(&str) -> Option<&'a [u8]>,
-}
-
-/// The value of cookie `name` in Cookie header `fields` (HTTP/2 may split
-/// them).
-fn cookie_value<'a>(fields: impl Iterator<Item = &'a [u8]>, name: &str) -> Option<&'a [u8]> {
-    fields
-        .flat_map(|f| f.split(|&b| b == b';'))
-        .find_map(|pair| {
-            let pair = pair.trim_ascii();
-            let (k, v) = pair.split_at(pair.iter().position(|&b| b == b'=')?);
-            (k == name.as_bytes()).then(|| &v[1..])
-        })
 }
 
 /// The Access-Control headers for a request from `origin` (`None` when
@@ -938,7 +926,7 @@ fn error_response(e: &ProxyError) -> Response<ProxyBody> {
 
 #[cfg(test)]
 mod tests {
-    use super::cookie_value;
+    use crate::model::cookie_value;
 
     #[test]
     fn cookie_values_are_found_by_exact_name_across_fields() {

@@ -290,7 +290,28 @@ impl Cx<'_> {
                 ));
             }
         };
+        let cache = match annotations::get(ing, "auth-cache-key") {
+            None => None,
+            Some(key) => {
+                let durations = annotations::get(ing, "auth-cache-duration")
+                    .unwrap_or(external_auth::AuthCache::DEFAULT_DURATION);
+                match external_auth::AuthCache::parse(key, durations) {
+                    Ok(c) => Some(Arc::new(c)),
+                    // Without the cache every request asks: slower, never open.
+                    Err(e) => {
+                        self.warn_ingress(
+                            id,
+                            &format!(
+                                "auth-cache-key / auth-cache-duration: {e}; answers are not kept"
+                            ),
+                        );
+                        None
+                    }
+                }
+            }
+        };
         Ok(Some(Arc::new(ExternalAuth {
+            cache,
             url,
             method,
             signin,
