@@ -1332,3 +1332,57 @@ fn auth_url_asks_the_auth_service_before_the_pod() {
         ]
     );
 }
+
+/// A loopback listener whose accept queue is full: a new connection to it
+/// gets no answer to its SYN, as a pod on a dead node.
+fn unanswering_listener() -> (socket2::Socket, Vec<std::net::TcpStream>) {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    socket
+        .bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .unwrap();
+    socket.listen(0).unwrap();
+    let addr = socket.local_addr().unwrap().as_socket().unwrap();
+    let mut held = Vec::new();
+    for _ in 0..16 {
+        match std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+            Ok(s) => held.push(s),
+            Err(_) => return (socket, held),
+        }
+    }
+    panic!("the accept queue of {addr} never filled");
+}
+
+#[test]
+fn proxy_connect_timeout_bounds_the_connect_per_ingress() {
+    let (listener, _held) = unanswering_listener();
+    let addr = listener.local_addr().unwrap().as_socket().unwrap();
+    let dir = ManifestDir::new();
+    dir.write("class.yaml", CLASS);
+    dir.write(
+        "svc.yaml",
+        &xingress_tests::backend::service_yaml_at("dead", 80, &[addr]),
+    );
+    dir.write(
+        "ing.yaml",
+        &ingress_yaml(
+            "quick",
+            "quick.test",
+            "dead",
+            "nginx.ingress.kubernetes.io/proxy-connect-timeout: \"1\"",
+        ),
+    );
+    let agent = ready_agent(&dir, &[]);
+    // The fast path (HTTP/1.1) and hyper's (HTTP/1.0) both give up after
+    // the Ingress's second, not the agent's default five.
+    for version in ["1.1", "1.0"] {
+        let started = std::time::Instant::now();
+        let r = send(&agent, "GET", "quick.test", "/", version, "");
+        let took = started.elapsed();
+        assert_eq!(r.status, 502, "HTTP/{version}: {}", r.text());
+        assert!(
+            took >= Duration::from_millis(900) && took < Duration::from_secs(3),
+            "HTTP/{version}: {took:?}"
+        );
+    }
+}

@@ -70,6 +70,7 @@ pub const SUPPORTED: &[&str] = &[
     "permanent-redirect",
     "permanent-redirect-code",
     "proxy-body-size",
+    "proxy-connect-timeout",
     "proxy-read-timeout",
     "proxy-ssl-name",
     "proxy-ssl-secret",

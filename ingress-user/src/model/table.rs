@@ -66,6 +66,9 @@ pub struct PathRule {
     /// of the body after (`proxy-read-timeout`); `None`: the agent's
     /// default (60 s, as ingress-nginx).
     pub read_timeout: Option<std::time::Duration>,
+    /// How long connecting to a pod may take (`proxy-connect-timeout`);
+    /// `None`: the agent's default (5 s, as ingress-nginx).
+    pub connect_timeout: Option<std::time::Duration>,
     /// Client certificates the rule's Ingress asks for (`auth-tls-*`).
     pub client_auth: Option<Arc<super::annotations::ClientAuth>>,
     /// Users who may use the rule (`auth-type: basic`).

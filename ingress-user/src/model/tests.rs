@@ -674,6 +674,23 @@ fn proxy_read_timeout_is_whole_seconds_per_ingress() {
         })
     };
     assert!(!warned("long") && warned("zero") && warned("unit"));
+    // proxy-connect-timeout reads the same way.
+    let o = objects(&format!(
+        "{CLASS}{}{}",
+        service("a", 1, 1),
+        annotated(
+            "c",
+            "nginx.ingress.kubernetes.io/proxy-connect-timeout: \"2\"",
+            &rule("c.test", &[("/", "Prefix", "a")])
+        )
+    ));
+    let t = translate(&o, &TranslateOptions::default());
+    let rule = t.table.route(Some("c.test"), "/").unwrap().rule.unwrap();
+    assert_eq!(
+        rule.connect_timeout,
+        Some(std::time::Duration::from_secs(2))
+    );
+    assert_eq!(rule.read_timeout, None);
 }
 
 #[test]
@@ -951,6 +968,7 @@ fn rewrite_targets_expand_captures_like_nginx() {
         basic_auth: None,
         external_auth: None,
         upstream_tls: None,
+        connect_timeout: None,
         limit: None,
     };
     let r = rule("/(a)(b)?/(.*)", "/x/$1-$2-$3/$9$$z?k=v");

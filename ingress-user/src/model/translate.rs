@@ -213,7 +213,8 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
         };
         let allow = cx.allow_list(id, ing);
         let body_limit = cx.body_limit(id, ing);
-        let read_timeout = cx.read_timeout(id, ing);
+        let read_timeout = cx.seconds(id, ing, "proxy-read-timeout");
+        let connect_timeout = cx.seconds(id, ing, "proxy-connect-timeout");
         let redirect = cx.redirect(id, ing);
         let cors = cx.cors(id, ing);
         let affinity = cx.affinity(id, ing);
@@ -254,6 +255,7 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
             upstream_tls: upstream_tls.clone(),
             body_limit,
             read_timeout,
+            connect_timeout,
             limit,
         };
         // The default backend too, as ingress-nginx applies a catch-all

@@ -120,7 +120,7 @@ impl Proxy {
         *ask.headers_mut() = h;
         let answer = self
             .upstream
-            .send(protocol, None, ask, timeout)
+            .send(protocol, &Default::default(), ask, timeout)
             .await
             .map_err(|e| ProxyError::AuthService(format!("{url}: {e}")))?;
         let status = answer.status();

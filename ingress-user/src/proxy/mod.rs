@@ -115,19 +115,26 @@ struct Target {
     in_flight: Option<LimitGuard>,
     /// `proxy-ssl-*`: how an HTTPS pod is checked.
     upstream_tls: Option<Arc<crate::model::UpstreamTls>>,
+    /// `proxy-connect-timeout`; `None`: the agent's default.
+    connect_timeout: Option<std::time::Duration>,
 }
 
 impl Target {
-    /// The check for an HTTPS pod: the Ingress's settings, and the name its
-    /// certificate must carry (`proxy-ssl-name`, else the Service's
-    /// `NAME.NAMESPACE.svc`).
-    fn verify(&self) -> Option<upstream::Verify<'_>> {
-        let tls = self.upstream_tls.as_ref()?;
-        let name = tls.name.clone().unwrap_or_else(|| {
-            let svc = &self.backend.service;
-            format!("{}.{}.svc", svc.name, svc.namespace)
+    /// How this route reaches its pods: for an HTTPS pod the Ingress's
+    /// check and the name its certificate must carry (`proxy-ssl-name`,
+    /// else the Service's `NAME.NAMESPACE.svc`); its connect timeout.
+    fn via(&self) -> upstream::Via<'_> {
+        let verify = self.upstream_tls.as_ref().map(|tls| {
+            let name = tls.name.clone().unwrap_or_else(|| {
+                let svc = &self.backend.service;
+                format!("{}.{}.svc", svc.name, svc.namespace)
+            });
+            (tls, name)
         });
-        Some(upstream::Verify { tls, name })
+        upstream::Via {
+            verify,
+            connect_timeout: self.connect_timeout,
+        }
     }
 }
 
@@ -482,6 +489,7 @@ impl Proxy {
             changes: (!changes.is_empty()).then(|| Box::new(changes)),
             in_flight,
             upstream_tls: route.rule.and_then(|r| r.upstream_tls.clone()),
+            connect_timeout: route.rule.and_then(|r| r.connect_timeout),
         });
         (Ok(decision), stats)
     }
@@ -628,7 +636,7 @@ impl Proxy {
             .upstream
             .send(
                 protocol,
-                target.verify().as_ref(),
+                &target.via(),
                 Request::from_parts(parts, RequestBody::new(body, target.body_limit)),
                 target.read_timeout,
             )
@@ -693,10 +701,9 @@ impl Proxy {
             *req.uri_mut() = upstream_uri(&peer, tls, uri)?;
             *req.version_mut() = upstream_version(protocol);
             *req.headers_mut() = headers.clone();
-            let verify = target.verify();
             match self
                 .upstream
-                .send(protocol, verify.as_ref(), req, target.read_timeout)
+                .send(protocol, &target.via(), req, target.read_timeout)
                 .await
             {
                 Err(ProxyError::UpstreamConnect(e)) => last = ProxyError::UpstreamConnect(e),

@@ -31,20 +31,34 @@ pub struct Upstream {
     h2_tls: Tls,
     connector: HttpConnector,
     limits: ProxyLimits,
-    /// Clients for `proxy-ssl-*` settings: (settings, name checked, h2).
-    verified: std::sync::Mutex<HashMap<VerifiedKey, Tls>>,
+    /// Clients for routes with their own settings (`proxy-ssl-*`,
+    /// `proxy-connect-timeout`), built on first use.
+    custom: std::sync::Mutex<HashMap<CustomKey, AnyClient>>,
 }
 
-type VerifiedKey = (Arc<UpstreamTls>, String, bool);
+type CustomKey = (
+    BackendProtocol,
+    Option<(Arc<UpstreamTls>, String)>,
+    Option<std::time::Duration>,
+);
 
-/// Distinct `proxy-ssl-*` clients kept; the set starts over past this.
-const MAX_VERIFIED_CLIENTS: usize = 64;
+#[derive(Clone)]
+enum AnyClient {
+    Plain(Plain),
+    Tls(Tls),
+}
 
-/// How a request to an HTTPS pod is checked: the Ingress's settings and
-/// the name the pod's certificate must carry.
-pub struct Verify<'a> {
-    pub tls: &'a Arc<UpstreamTls>,
-    pub name: String,
+/// Distinct custom clients kept; the set starts over past this.
+const MAX_CUSTOM_CLIENTS: usize = 64;
+
+/// How a route reaches its pods when it differs from the defaults.
+#[derive(Default)]
+pub struct Via<'a> {
+    /// `proxy-ssl-*`: the Ingress's settings and the name the pod's
+    /// certificate must carry.
+    pub verify: Option<(&'a Arc<UpstreamTls>, String)>,
+    /// `proxy-connect-timeout`.
+    pub connect_timeout: Option<std::time::Duration>,
 }
 
 impl Upstream {
@@ -61,14 +75,7 @@ impl Upstream {
             b
         };
         // hyper-rustls sets ALPN from the HTTP versions enabled below.
-        let tls = || {
-            ClientConfig::builder_with_provider(provider())
-                .with_safe_default_protocol_versions()
-                .expect("the ring provider supports the default TLS versions")
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(UnverifiedChain::new()))
-                .with_no_client_auth()
-        };
+        let tls = unverified_tls;
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls())
             .https_only()
@@ -86,44 +93,66 @@ impl Upstream {
             h2_tls: builder().http2_only(true).build(h2_tls),
             connector,
             limits: limits.clone(),
-            verified: std::sync::Mutex::new(HashMap::new()),
+            custom: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
-    /// The client for `verify`, built on first use.
-    fn verified_client(&self, verify: &Verify<'_>, h2: bool) -> Result<Tls, ProxyError> {
-        let key: VerifiedKey = (verify.tls.clone(), verify.name.clone(), h2);
-        let mut clients = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+    /// The client for a route's own settings, built on first use.
+    fn custom_client(
+        &self,
+        protocol: BackendProtocol,
+        via: &Via<'_>,
+    ) -> Result<AnyClient, ProxyError> {
+        let key: CustomKey = (
+            protocol,
+            via.verify.as_ref().map(|(t, n)| ((*t).clone(), n.clone())),
+            via.connect_timeout,
+        );
+        let mut clients = self.custom.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(c) = clients.get(&key) {
             return Ok(c.clone());
         }
-        let config = crate::tls::client_config(verify.tls)
-            .map_err(|e| ProxyError::UpstreamConnect(format!("proxy-ssl settings: {e}")))?;
-        let name = ServerName::try_from(verify.name.clone()).map_err(|_| {
-            ProxyError::UpstreamConnect(format!("{:?} is not a server name", verify.name))
-        })?;
-        let builder = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(config)
-            .https_only()
-            .with_server_name_resolver(FixedServerNameResolver::new(name));
+        let mut connector = self.connector.clone();
+        if let Some(t) = via.connect_timeout {
+            connector.set_connect_timeout(Some(t));
+        }
         let mut b = Client::builder(TokioExecutor::new());
         b.pool_timer(TokioTimer::new())
             .pool_idle_timeout(self.limits.upstream_idle_timeout)
             .timer(TokioTimer::new());
-        let client = if h2 {
-            b.http2_only(true).build(
-                builder
-                    .enable_http2()
-                    .wrap_connector(self.connector.clone()),
-            )
-        } else {
-            b.build(
-                builder
-                    .enable_http1()
-                    .wrap_connector(self.connector.clone()),
-            )
+        let h2 = matches!(protocol, BackendProtocol::H2c | BackendProtocol::H2Tls);
+        if h2 {
+            b.http2_only(true);
+        }
+        let client = match protocol {
+            BackendProtocol::Http | BackendProtocol::H2c => AnyClient::Plain(b.build(connector)),
+            BackendProtocol::Https | BackendProtocol::H2Tls => {
+                let config = match &via.verify {
+                    Some((tls, _)) => crate::tls::client_config(tls).map_err(|e| {
+                        ProxyError::UpstreamConnect(format!("proxy-ssl settings: {e}"))
+                    })?,
+                    None => unverified_tls(),
+                };
+                let builder = hyper_rustls::HttpsConnectorBuilder::new()
+                    .with_tls_config(config)
+                    .https_only();
+                let builder = match &via.verify {
+                    Some((_, name)) => {
+                        let name = ServerName::try_from(name.clone()).map_err(|_| {
+                            ProxyError::UpstreamConnect(format!("{name:?} is not a server name"))
+                        })?;
+                        builder.with_server_name_resolver(FixedServerNameResolver::new(name))
+                    }
+                    None => builder,
+                };
+                AnyClient::Tls(if h2 {
+                    b.build(builder.enable_http2().wrap_connector(connector))
+                } else {
+                    b.build(builder.enable_http1().wrap_connector(connector))
+                })
+            }
         };
-        if clients.len() >= MAX_VERIFIED_CLIENTS {
+        if clients.len() >= MAX_CUSTOM_CLIENTS {
             clients.clear();
         }
         clients.insert(key, client.clone());
@@ -135,17 +164,22 @@ impl Upstream {
     pub async fn send(
         &self,
         protocol: BackendProtocol,
-        verify: Option<&Verify<'_>>,
+        via: &Via<'_>,
         req: Request<RequestBody>,
         timeout: std::time::Duration,
     ) -> Result<Response<Incoming>, ProxyError> {
-        let fut = match (protocol, verify) {
-            (BackendProtocol::Http, _) => self.http1.request(req),
-            (BackendProtocol::H2c, _) => self.h2c.request(req),
-            (BackendProtocol::Https, None) => self.https.request(req),
-            (BackendProtocol::H2Tls, None) => self.h2_tls.request(req),
-            (BackendProtocol::Https, Some(v)) => self.verified_client(v, false)?.request(req),
-            (BackendProtocol::H2Tls, Some(v)) => self.verified_client(v, true)?.request(req),
+        let fut = if via.verify.is_none() && via.connect_timeout.is_none() {
+            match protocol {
+                BackendProtocol::Http => self.http1.request(req),
+                BackendProtocol::H2c => self.h2c.request(req),
+                BackendProtocol::Https => self.https.request(req),
+                BackendProtocol::H2Tls => self.h2_tls.request(req),
+            }
+        } else {
+            match self.custom_client(protocol, via)? {
+                AnyClient::Plain(c) => c.request(req),
+                AnyClient::Tls(c) => c.request(req),
+            }
         };
         match tokio::time::timeout(timeout, fut).await {
             Err(_) => Err(ProxyError::UpstreamTimeout),
@@ -158,6 +192,16 @@ impl Upstream {
             Ok(Ok(resp)) => Ok(resp),
         }
     }
+}
+
+/// TLS to pods without verifying them, as ingress-nginx by default.
+fn unverified_tls() -> ClientConfig {
+    ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .expect("the ring provider supports the default TLS versions")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(UnverifiedChain::new()))
+        .with_no_client_auth()
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

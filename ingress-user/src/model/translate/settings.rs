@@ -849,20 +849,23 @@ impl Cx<'_> {
         Some(v.into())
     }
 
-    /// `proxy-read-timeout`: whole seconds, as ingress-nginx takes it.
-    pub(super) fn read_timeout(
+    /// A timeout annotation in whole seconds, as ingress-nginx takes it
+    /// (`proxy-read-timeout`, `proxy-connect-timeout`); `None` when unset
+    /// or bad (warned): the agent's default.
+    pub(super) fn seconds(
         &mut self,
         id: &NamespacedName,
         ing: &Ingress,
+        name: &str,
     ) -> Option<std::time::Duration> {
-        let v = annotations::get(ing, "proxy-read-timeout")?;
+        let v = annotations::get(ing, name)?;
         match v.parse::<u32>() {
             Ok(n) if n > 0 => Some(std::time::Duration::from_secs(n.into())),
             _ => {
                 self.warn_ingress(
                     id,
                     &format!(
-                        "proxy-read-timeout {v:?} is not a positive whole number of seconds; using the default, 60"
+                        "{name} {v:?} is not a positive whole number of seconds; using the default"
                     ),
                 );
                 None

@@ -497,7 +497,7 @@ impl Proxy {
             if let Err(e) = self.send_request(c, &mut up, f, up_head, out).await {
                 if may_retry && up.reused {
                     may_retry = false;
-                    up = self.connect(peer).await?;
+                    up = self.connect(peer, f).await?;
                     continue 'attempt;
                 }
                 return Err(e);
@@ -508,7 +508,7 @@ impl Proxy {
                 if let Err(e) = read_more(&mut up, &mut c.pod_deadline).await {
                     if may_retry && up.reused && up.buf.is_empty() {
                         may_retry = false;
-                        up = self.connect(peer).await?;
+                        up = self.connect(peer, f).await?;
                         continue 'attempt;
                     }
                     return Err(e.into());
@@ -584,7 +584,7 @@ impl Proxy {
         if let Some(conn) = self.pool.take(*peer, now) {
             return Ok(conn);
         }
-        let mut last = match self.connect(*peer).await {
+        let mut last = match self.connect(*peer, f).await {
             Ok(conn) => return Ok(conn),
             Err(e) => e,
         };
@@ -594,7 +594,7 @@ impl Proxy {
         let mut others = Retries::new(&f.target.backend, Peer::Addr(*peer));
         while let Some(next) = others.next() {
             let Peer::Addr(next) = next else { break };
-            match self.connect(next).await {
+            match self.connect(next, f).await {
                 Ok(conn) => {
                     *peer = next;
                     return Ok(conn);
@@ -605,13 +605,13 @@ impl Proxy {
         Err(last)
     }
 
-    async fn connect(&self, peer: SocketAddr) -> Result<UpConn, Failed> {
-        match tokio::time::timeout(
-            self.limits.upstream_connect_timeout,
-            TcpStream::connect(peer),
-        )
-        .await
-        {
+    /// A new connection to `peer`, within the route's connect timeout.
+    async fn connect(&self, peer: SocketAddr, f: &Forward) -> Result<UpConn, Failed> {
+        let limit = f
+            .target
+            .connect_timeout
+            .unwrap_or(self.limits.upstream_connect_timeout);
+        match tokio::time::timeout(limit, TcpStream::connect(peer)).await {
             Ok(Ok(stream)) => {
                 let _ = stream.set_nodelay(true);
                 Ok(UpConn::new(stream))
