@@ -532,6 +532,22 @@ fn client_certificates_are_asked_for_and_verified_per_host() {
         ),
     );
     site.dir.write(
+        "cn.yaml",
+        &ingress(
+            "cn",
+            &["cn.test"],
+            "site",
+            &[],
+            &[
+                ("nginx.ingress.kubernetes.io/auth-tls-secret", "client-ca"),
+                (
+                    "nginx.ingress.kubernetes.io/auth-tls-match-cn",
+                    "^CN=(alice|bob)$",
+                ),
+            ],
+        ),
+    );
+    site.dir.write(
         "noca.yaml",
         &ingress(
             "noca",
@@ -567,7 +583,11 @@ fn client_certificates_are_asked_for_and_verified_per_host() {
         cert.starts_with("-----BEGIN%20CERTIFICATE-----%0A"),
         "{cert}"
     );
-    assert_eq!(r.echo_field("ssl-client-subject-dn"), None);
+    // The subject the pod is told is the certificate's, not the client's claim.
+    assert_eq!(
+        r.echo_field("ssl-client-subject-dn").as_deref(),
+        Some("CN=alice")
+    );
     // A resumed session keeps the certificate it was made with.
     let (mut conn, info) = tls_client::connect(agent.https, "mtls.test", &good).unwrap();
     assert!(info.resumed);
@@ -627,6 +647,15 @@ fn client_certificates_are_asked_for_and_verified_per_host() {
         get("noca.test", &none, "noca.test", "").unwrap().status,
         400
     );
+
+    // auth-tls-match-cn: a certificate of the CA whose subject does not
+    // match is refused (403), as ingress-nginx.
+    let r = get("cn.test", &good, "cn.test", "").unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let mallory = config_with_client_cert(&[], ca.client("mallory"));
+    let r = get("cn.test", &mallory, "cn.test", "").unwrap();
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert_eq!(r.header("x-pod"), None);
 
     // Hosts that ask for nothing are unchanged, with or without a certificate.
     for config in [&none, &good] {

@@ -38,6 +38,7 @@ pub const SUPPORTED: &[&str] = &[
     "auth-secret-type",
     "auth-signin",
     "auth-signin-redirect-param",
+    "auth-tls-match-cn",
     "auth-tls-pass-certificate-to-upstream",
     "auth-tls-secret",
     "auth-tls-verify-client",
@@ -95,11 +96,12 @@ pub const SUPPORTED: &[&str] = &[
 ];
 
 /// ingress-nginx annotations that restrict who may use an Ingress and that
-/// xingress does not implement (a client certificate's CN; `auth-type`
-/// other than basic is refused where it is read). Serving such an Ingress without them would open what its
-/// author closed, so its paths answer 503 instead, as ingress-nginx denies a
-/// location whose auth annotation it cannot apply.
-pub const UNENFORCED_ACCESS: &[&str] = &["auth-tls-match-cn"];
+/// xingress does not implement: none today (`auth-type` other than basic,
+/// and settings that cannot be applied, are refused where they are read).
+/// Serving such an Ingress without them would open what its author closed,
+/// so its paths answer 503 instead, as ingress-nginx denies a location
+/// whose auth annotation it cannot apply.
+pub const UNENFORCED_ACCESS: &[&str] = &[];
 
 /// The names (without prefix) of the Ingress's annotations under either
 /// prefix, sorted, each once.

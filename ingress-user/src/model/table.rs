@@ -71,6 +71,9 @@ pub struct PathRule {
     pub connect_timeout: Option<std::time::Duration>,
     /// Client certificates the rule's Ingress asks for (`auth-tls-*`).
     pub client_auth: Option<Arc<super::annotations::ClientAuth>>,
+    /// `auth-tls-match-cn`: the client certificate's subject (RFC 2253)
+    /// must match.
+    pub client_cn: Option<Arc<regex::Regex>>,
     /// Users who may use the rule (`auth-type: basic`).
     pub basic_auth: Option<Arc<super::BasicAuth>>,
     /// An auth service asked before each request (`auth-url`).

@@ -591,7 +591,8 @@ fn unimplemented_annotations_are_noted_and_unenforceable_access_rules_refuse() {
     let auth = of("auth");
     assert!(
         auth.iter().any(|w| w.severity == Severity::Error
-            && w.message.starts_with("auth-tls-match-cn restricts")),
+            && w.message
+                .starts_with("auth-tls-match-cn needs auth-tls-secret")),
         "{auth:?}"
     );
     assert_eq!(pick("auth.test"), Err(BackendError::Unsupported));
@@ -700,7 +701,7 @@ fn client_certificate_annotations_bind_hosts_or_refuse_the_ingress() {
     };
     let p = "nginx.ingress.kubernetes.io/";
     let yaml = format!(
-        "{CLASS}{}{}{}{}{}{}{}",
+        "{CLASS}{}{}{}{}{}{}{}{}",
         service("a", 1, 1),
         with(
             "a-on",
@@ -732,7 +733,12 @@ fn client_certificate_annotations_bind_hosts_or_refuse_the_ingress() {
         with(
             "f-cn",
             "z.test",
-            &format!("{p}auth-tls-secret: ca, {p}auth-tls-match-cn: CN=alice")
+            &format!("{p}auth-tls-secret: ca, {p}auth-tls-match-cn: \"CN=(alice|bob)\"")
+        ),
+        with(
+            "g-cn-alone",
+            "w.test",
+            &format!("{p}auth-tls-match-cn: CN=alice")
         ),
     );
     let mut o = Objects::default();
@@ -747,9 +753,15 @@ fn client_certificate_annotations_bind_hosts_or_refuse_the_ingress() {
         hosts,
         [
             ("*.wild.test", ClientVerify::OptionalNoCa, 2),
-            ("on.test", ClientVerify::On, 1)
+            ("on.test", ClientVerify::On, 1),
+            ("z.test", ClientVerify::On, 1)
         ]
     );
+    // auth-tls-match-cn: a subject pattern on the rule.
+    let cn = t.table.route(Some("z.test"), "/").unwrap().rule.unwrap();
+    let cn = cn.client_cn.as_ref().expect("a subject pattern");
+    assert!(cn.is_match("CN=bob,O=Example"));
+    assert!(!cn.is_match("CN=mallory"));
     let rule_auth = |host: &str| {
         t.table
             .route(Some(host), "/")
@@ -774,8 +786,9 @@ fn client_certificate_annotations_bind_hosts_or_refuse_the_ingress() {
             .pick()
             .is_ok()
     );
-    // Another namespace's Secret, an unknown mode, a CN match: refused.
-    for host in ["x.test", "y.test", "z.test"] {
+    // Another namespace's Secret, an unknown mode, a CN match without a
+    // certificate to match: refused.
+    for host in ["x.test", "y.test", "w.test"] {
         assert_eq!(
             t.table.route(Some(host), "/").unwrap().backend.pick(),
             Err(BackendError::Unsupported),
@@ -785,7 +798,7 @@ fn client_certificate_annotations_bind_hosts_or_refuse_the_ingress() {
     let warned = |needle: &str| t.warnings.iter().any(|w| w.message.contains(needle));
     assert!(warned("must name a Secret of the Ingress's own namespace"));
     assert!(warned("auth-tls-verify-client \"maybe\""));
-    assert!(warned("auth-tls-match-cn restricts"));
+    assert!(warned("auth-tls-match-cn needs auth-tls-secret"));
 }
 
 #[test]
@@ -966,6 +979,7 @@ fn rewrite_targets_expand_captures_like_nginx() {
         read_timeout: None,
         client_auth: None,
         basic_auth: None,
+        client_cn: None,
         external_auth: None,
         upstream_tls: None,
         connect_timeout: None,

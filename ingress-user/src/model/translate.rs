@@ -205,6 +205,11 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
                 refused = Some(refusal(id, what));
             }
         }
+        let client_cn = refuse_on_err(
+            cx.client_cn(id, ing, client_auth.is_some()),
+            id,
+            &mut refused,
+        );
         // A refused Ingress asks no handshake for anything.
         let client_auth = client_auth.filter(|_| refused.is_none());
         let backend_of = |cx: &mut Cx, b: &IngressBackend| match &refused {
@@ -251,6 +256,7 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
             deny: deny.clone(),
             client_auth: client_auth.clone(),
             basic_auth: basic_auth.clone(),
+            client_cn: client_cn.clone(),
             external_auth: external_auth.clone(),
             upstream_tls: upstream_tls.clone(),
             body_limit,

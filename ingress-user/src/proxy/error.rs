@@ -76,6 +76,8 @@ pub enum CertRefusal {
     Misdirected,
     /// Plain HTTP to a route that needs a certificate.
     NotTls,
+    /// The certificate's subject does not match `auth-tls-match-cn`.
+    Subject,
 }
 
 impl ProxyError {
@@ -96,7 +98,9 @@ impl ProxyError {
             ProxyError::Limited(_) => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::ClientCert(CertRefusal::Missing) => StatusCode::BAD_REQUEST,
             ProxyError::ClientCert(CertRefusal::Misdirected) => StatusCode::MISDIRECTED_REQUEST,
-            ProxyError::ClientCert(CertRefusal::NotTls) => StatusCode::FORBIDDEN,
+            ProxyError::ClientCert(CertRefusal::NotTls | CertRefusal::Subject) => {
+                StatusCode::FORBIDDEN
+            }
             ProxyError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ProxyError::AuthForbidden => StatusCode::FORBIDDEN,
             ProxyError::AuthService(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -156,6 +160,9 @@ impl ProxyError {
             }
             ProxyError::ClientCert(CertRefusal::NotTls) => {
                 "403 forbidden: this host needs a client certificate over HTTPS\n"
+            }
+            ProxyError::ClientCert(CertRefusal::Subject) => {
+                "403 forbidden: this client certificate's subject may not use this host\n"
             }
             ProxyError::Unauthorized(_) => "401 authorization required\n",
             ProxyError::AuthForbidden => "403 forbidden\n",

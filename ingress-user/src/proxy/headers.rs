@@ -65,12 +65,13 @@ pub const X_FORWARDED_PREFIX: HeaderName = HeaderName::from_static("x-forwarded-
 /// ingress-nginx's client-certificate headers (`auth-tls-*`).
 pub const SSL_CLIENT_VERIFY: HeaderName = HeaderName::from_static("ssl-client-verify");
 pub const SSL_CLIENT_CERT: HeaderName = HeaderName::from_static("ssl-client-cert");
+pub const SSL_CLIENT_SUBJECT_DN: HeaderName = HeaderName::from_static("ssl-client-subject-dn");
 /// Every `ssl-client-*` header ingress-nginx may set: a client's own are
 /// removed on routes that ask for certificates.
 pub const SSL_CLIENT: [HeaderName; 4] = [
     SSL_CLIENT_VERIFY,
     SSL_CLIENT_CERT,
-    HeaderName::from_static("ssl-client-subject-dn"),
+    SSL_CLIENT_SUBJECT_DN,
     HeaderName::from_static("ssl-client-issuer-dn"),
 ];
 

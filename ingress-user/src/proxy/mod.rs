@@ -143,7 +143,7 @@ impl Target {
 struct Changes {
     /// The route asks for client certificates: what the pod is told
     /// (`ssl-client-verify`, and `ssl-client-cert` when passed on).
-    client_cert: Option<(HeaderValue, Option<HeaderValue>)>,
+    client_cert: Option<ClientCertHeaders>,
     /// `rewrite-target`: the request target the pod gets instead.
     rewritten: Option<String>,
     /// `upstream-vhost`: the Host header the pod gets.
@@ -233,7 +233,8 @@ fn client_cert_headers(
     down: &Downstream,
     conn: &ConnState,
     required: &crate::model::ClientAuth,
-) -> Result<(HeaderValue, Option<HeaderValue>), CertRefusal> {
+    match_cn: Option<&regex::Regex>,
+) -> Result<ClientCertHeaders, CertRefusal> {
     let Some(cert) = &conn.client_cert else {
         return Err(if down.tls {
             CertRefusal::Misdirected
@@ -247,9 +248,31 @@ fn client_cert_headers(
     if cert.leaf.is_none() && required.verify == crate::model::ClientVerify::On {
         return Err(CertRefusal::Missing);
     }
+    // `auth-tls-match-cn`: the subject must match, as nginx's
+    // `$ssl_client_s_dn !~ pattern` → 403.
+    if let Some(pattern) = match_cn
+        && !cert.subject.as_deref().is_some_and(|s| pattern.is_match(s))
+    {
+        return Err(CertRefusal::Subject);
+    }
     let verify = HeaderValue::from_str(&cert.verify)
         .unwrap_or(HeaderValue::from_static("FAILED:unprintable reason"));
-    Ok((verify, cert.escaped.clone()))
+    let subject = cert
+        .subject
+        .as_deref()
+        .and_then(|s| HeaderValue::from_str(s).ok());
+    Ok(ClientCertHeaders {
+        verify,
+        cert: cert.escaped.clone(),
+        subject,
+    })
+}
+
+/// What the pod is told about the client's certificate (`ssl-client-*`).
+struct ClientCertHeaders {
+    verify: HeaderValue,
+    cert: Option<HeaderValue>,
+    subject: Option<HeaderValue>,
 }
 
 /// Attempts at most for a request that may be retried (another endpoint each time).
@@ -413,10 +436,13 @@ impl Proxy {
         // After the redirect: plain HTTP to a TLS host goes to HTTPS first.
         let client_cert = match route.rule.and_then(|r| r.client_auth.as_deref()) {
             None => None,
-            Some(required) => match client_cert_headers(down, conn, required) {
-                Ok(headers) => Some(headers),
-                Err(why) => return (Err(ProxyError::ClientCert(why)), stats),
-            },
+            Some(required) => {
+                let cn = route.rule.and_then(|r| r.client_cn.as_deref());
+                match client_cert_headers(down, conn, required, cn) {
+                    Ok(headers) => Some(headers),
+                    Err(why) => return (Err(ProxyError::ClientCert(why)), stats),
+                }
+            }
         };
         let rewritten = route.rule.and_then(|r| {
             let query = target.split_once('?').map(|(_, q)| q);
@@ -599,14 +625,19 @@ impl Proxy {
         if let Some(prefix) = changes.forwarded_prefix {
             parts.headers.insert(headers::X_FORWARDED_PREFIX, prefix);
         }
-        if let Some((verify, cert)) = changes.client_cert {
+        if let Some(c) = changes.client_cert {
             // Only the proxy speaks for the client's certificate.
             for name in headers::SSL_CLIENT {
                 parts.headers.remove(name);
             }
-            parts.headers.insert(headers::SSL_CLIENT_VERIFY, verify);
-            if let Some(cert) = cert {
+            parts.headers.insert(headers::SSL_CLIENT_VERIFY, c.verify);
+            if let Some(cert) = c.cert {
                 parts.headers.insert(headers::SSL_CLIENT_CERT, cert);
+            }
+            if let Some(subject) = c.subject {
+                parts
+                    .headers
+                    .insert(headers::SSL_CLIENT_SUBJECT_DN, subject);
             }
         }
         if let Some(proto) = &upgrade {

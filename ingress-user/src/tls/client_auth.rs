@@ -103,6 +103,7 @@ impl HostAuth {
                 asked: self.auth.clone(),
                 verify: "NONE".into(),
                 leaf: None,
+                subject: None,
                 escaped: None,
             };
         };
@@ -128,6 +129,7 @@ impl HostAuth {
         ClientCert {
             asked: self.auth.clone(),
             verify,
+            subject: super::subject_dn(leaf).map(Into::into),
             leaf: Some(leaf.clone().into_owned()),
             escaped,
         }
@@ -142,6 +144,8 @@ pub struct ClientCert {
     /// `SUCCESS`, `NONE` or `FAILED:reason`.
     pub verify: Box<str>,
     pub leaf: Option<CertificateDer<'static>>,
+    /// The leaf's subject, RFC 2253 (nginx's `$ssl_client_s_dn`).
+    pub subject: Option<Box<str>>,
     /// The leaf as `ssl-client-cert` carries it, when the route passes it on.
     pub escaped: Option<http::HeaderValue>,
 }

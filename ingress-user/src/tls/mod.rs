@@ -5,9 +5,11 @@
 mod certs;
 mod client_auth;
 mod resolver;
+mod subject;
 mod upstream;
 
 pub use certs::{CertError, CertStore, TlsTable, certified_key, provider};
 pub use client_auth::{ClientCert, HostAuth, ca_roots};
 pub use resolver::{SniResolver, UnverifiedChain, server_config};
+pub use subject::subject_dn;
 pub use upstream::client_config;

@@ -490,6 +490,43 @@ impl Cx<'_> {
         })))
     }
 
+    /// `auth-tls-match-cn`: a regular expression the client certificate's
+    /// subject must match. `Err` when it cannot be applied (not a regular
+    /// expression, or no `auth-tls-secret` to ask for a certificate).
+    pub(super) fn client_cn(
+        &mut self,
+        id: &NamespacedName,
+        ing: &Ingress,
+        asks_for_certificates: bool,
+    ) -> Result<Option<Arc<regex::Regex>>, &'static str> {
+        const REFUSED: &str = "a client certificate subject check that cannot be applied";
+        let Some(pattern) = annotations::get(ing, "auth-tls-match-cn") else {
+            return Ok(None);
+        };
+        if !asks_for_certificates {
+            self.warn_ingress(
+                id,
+                "auth-tls-match-cn needs auth-tls-secret (no certificate is asked for without it); its paths answer 503",
+            );
+            return Err(REFUSED);
+        }
+        match regex::RegexBuilder::new(pattern)
+            .size_limit(1 << 20)
+            .build()
+        {
+            Ok(re) => Ok(Some(Arc::new(re))),
+            Err(e) => {
+                self.warn_ingress(
+                    id,
+                    &format!(
+                        "auth-tls-match-cn {pattern:?} is not a regular expression ({e}); its paths answer 503"
+                    ),
+                );
+                Err(REFUSED)
+            }
+        }
+    }
+
     /// The `auth-tls-*` annotations. `Err` when they ask for client
     /// certificates in a way that cannot be honoured: the Ingress refuses.
     pub(super) fn client_auth(
