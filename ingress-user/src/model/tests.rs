@@ -59,6 +59,15 @@ fn annotated(name: &str, annotations: &str, rules: &str) -> String {
     )
 }
 
+/// An Ingress `name` with `annotations` routing `NAME.test` `/` to Service `a`.
+fn own_host(name: &str, annotations: &str) -> String {
+    annotated(
+        name,
+        annotations,
+        &rule(&format!("{name}.test"), &[("/", "Prefix", "a")]),
+    )
+}
+
 /// The warning messages about Ingress `default/NAME`.
 fn messages(t: &Translation, name: &str) -> Vec<String> {
     t.warnings
@@ -803,13 +812,7 @@ fn client_certificate_annotations_bind_hosts_or_refuse_the_ingress() {
 
 #[test]
 fn redirect_annotations_are_validated_per_ingress() {
-    let with = |name: &str, annotations: &str| {
-        annotated(
-            name,
-            annotations,
-            &rule(&format!("{name}.test"), &[("/", "Prefix", "a")]),
-        )
-    };
+    let with = own_host;
     let p = "nginx.ingress.kubernetes.io/";
     let yaml = format!(
         "{CLASS}{}{}{}{}{}{}{}",
@@ -1126,13 +1129,7 @@ fn basic_auth_reads_its_secret_or_refuses_the_ingress() {
             "apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}}}\ntype: Opaque\nstringData:\n{data}---\n"
         )
     };
-    let auth = |name: &str, annotations: &str| {
-        annotated(
-            name,
-            annotations,
-            &rule(&format!("{name}.test"), &[("/", "Prefix", "a")]),
-        )
-    };
+    let auth = own_host;
     let yaml = [
         CLASS.to_string(),
         service("a", 1, 1),
@@ -1480,13 +1477,7 @@ fn proxy_ssl_settings_verify_https_pods_or_refuse_the_ingress() {
     };
     let p = "nginx.ingress.kubernetes.io/";
     let https = format!("{p}backend-protocol: HTTPS");
-    let with = |name: &str, annotations: &str| {
-        annotated(
-            name,
-            annotations,
-            &rule(&format!("{name}.test"), &[("/", "Prefix", "a")]),
-        )
-    };
+    let with = own_host;
     let yaml = [
         CLASS.to_string(),
         service("a", 1, 1),
