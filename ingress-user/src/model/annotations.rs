@@ -302,7 +302,7 @@ pub enum ClientVerify {
 /// How the agent checks an HTTPS pod (`proxy-ssl-*`): the CA that must
 /// have signed its certificate, the name it must carry, and the client
 /// certificate the agent shows it.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UpstreamTls {
     /// The Secret the CA (`ca.crt`) and client pair came from.
     pub secret: super::NamespacedName,
@@ -317,6 +317,22 @@ pub struct UpstreamTls {
     pub sni: bool,
     /// `proxy-ssl-verify-depth` (1: signed by the CA itself).
     pub depth: u8,
+}
+
+/// Hashes what tells settings apart cheaply (Secret, name, flags, PEM
+/// lengths) but not the PEM bytes: the proxy looks its client up by these
+/// settings on every request, and equality still compares everything.
+impl std::hash::Hash for UpstreamTls {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.secret.hash(state);
+        self.name.hash(state);
+        (self.sni, self.depth).hash(state);
+        self.ca_pem.as_ref().map(Vec::len).hash(state);
+        self.client_pem
+            .as_ref()
+            .map(|(c, k)| (c.len(), k.len()))
+            .hash(state);
+    }
 }
 
 /// ingress-nginx's default `limit-burst-multiplier`.

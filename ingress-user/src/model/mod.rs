@@ -49,6 +49,30 @@ pub fn put_decimal(buf: &mut [u8], mut n: u64) -> usize {
 
 pub use translate::{Severity, TlsBinding, TranslateOptions, Translation, Warning, translate};
 
+/// A Secret's fields from `data` and `stringData` (which wins, as the API
+/// server merges it on write), sorted by key.
+pub fn secret_fields(secret: &Secret) -> Vec<(String, Vec<u8>)> {
+    let mut fields: BTreeMap<String, Vec<u8>> = secret
+        .data
+        .iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v.0.clone()))
+        .collect();
+    for (k, v) in secret.string_data.iter().flatten() {
+        fields.insert(k.clone(), v.as_bytes().to_vec());
+    }
+    fields.into_iter().collect()
+}
+
+/// One field of a Secret, as [`secret_fields`] reads it.
+pub fn secret_field(secret: &Secret, name: &str) -> Option<Vec<u8>> {
+    let from_string = secret.string_data.as_ref().and_then(|d| d.get(name));
+    match from_string {
+        Some(s) => Some(s.as_bytes().to_vec()),
+        None => secret.data.as_ref()?.get(name).map(|b| b.0.clone()),
+    }
+}
+
 /// `namespace/name` of a namespaced object.
 #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct NamespacedName {

@@ -25,10 +25,8 @@ type Plain = Client<HttpConnector, RequestBody>;
 type Tls = Client<HttpsConnector<HttpConnector>, RequestBody>;
 
 pub struct Upstream {
-    http1: Plain,
-    h2c: Plain,
-    https: Tls,
-    h2_tls: Tls,
+    /// The default client per protocol, in `PROTOCOLS` order.
+    defaults: [AnyClient; 4],
     connector: HttpConnector,
     limits: ProxyLimits,
     /// Clients for routes with their own settings (`proxy-ssl-*`,
@@ -61,36 +59,25 @@ pub struct Via<'a> {
     pub connect_timeout: Option<std::time::Duration>,
 }
 
+const PROTOCOLS: [BackendProtocol; 4] = [
+    BackendProtocol::Http,
+    BackendProtocol::H2c,
+    BackendProtocol::Https,
+    BackendProtocol::H2Tls,
+];
+
 impl Upstream {
     pub fn new(limits: &ProxyLimits) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(limits.upstream_connect_timeout));
         connector.enforce_http(false);
-        let builder = || {
-            let mut b = Client::builder(TokioExecutor::new());
-            b.pool_timer(TokioTimer::new())
-                .pool_idle_timeout(limits.upstream_idle_timeout)
-                .timer(TokioTimer::new());
-            b
-        };
-        // hyper-rustls sets ALPN from the HTTP versions enabled below.
-        let tls = unverified_tls;
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls())
-            .https_only()
-            .enable_http1()
-            .wrap_connector(connector.clone());
-        let h2_tls = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls())
-            .https_only()
-            .enable_http2()
-            .wrap_connector(connector.clone());
+        let defaults = PROTOCOLS.map(|p| {
+            build_client(limits, connector.clone(), p, None)
+                .expect("the default clients need no settings that can fail")
+        });
         Self {
-            http1: builder().build(connector.clone()),
-            h2c: builder().http2_only(true).build(connector.clone()),
-            https: builder().build(https),
-            h2_tls: builder().http2_only(true).build(h2_tls),
+            defaults,
             connector,
             limits: limits.clone(),
             custom: std::sync::Mutex::new(HashMap::new()),
@@ -116,42 +103,7 @@ impl Upstream {
         if let Some(t) = via.connect_timeout {
             connector.set_connect_timeout(Some(t));
         }
-        let mut b = Client::builder(TokioExecutor::new());
-        b.pool_timer(TokioTimer::new())
-            .pool_idle_timeout(self.limits.upstream_idle_timeout)
-            .timer(TokioTimer::new());
-        let h2 = matches!(protocol, BackendProtocol::H2c | BackendProtocol::H2Tls);
-        if h2 {
-            b.http2_only(true);
-        }
-        let client = match protocol {
-            BackendProtocol::Http | BackendProtocol::H2c => AnyClient::Plain(b.build(connector)),
-            BackendProtocol::Https | BackendProtocol::H2Tls => {
-                let config = match &via.verify {
-                    Some((tls, _)) => crate::tls::client_config(tls).map_err(|e| {
-                        ProxyError::UpstreamConnect(format!("proxy-ssl settings: {e}"))
-                    })?,
-                    None => unverified_tls(),
-                };
-                let builder = hyper_rustls::HttpsConnectorBuilder::new()
-                    .with_tls_config(config)
-                    .https_only();
-                let builder = match &via.verify {
-                    Some((_, name)) => {
-                        let name = ServerName::try_from(name.clone()).map_err(|_| {
-                            ProxyError::UpstreamConnect(format!("{name:?} is not a server name"))
-                        })?;
-                        builder.with_server_name_resolver(FixedServerNameResolver::new(name))
-                    }
-                    None => builder,
-                };
-                AnyClient::Tls(if h2 {
-                    b.build(builder.enable_http2().wrap_connector(connector))
-                } else {
-                    b.build(builder.enable_http1().wrap_connector(connector))
-                })
-            }
-        };
+        let client = build_client(&self.limits, connector, protocol, via.verify.as_ref())?;
         if clients.len() >= MAX_CUSTOM_CLIENTS {
             clients.clear();
         }
@@ -168,18 +120,17 @@ impl Upstream {
         req: Request<RequestBody>,
         timeout: std::time::Duration,
     ) -> Result<Response<Incoming>, ProxyError> {
-        let fut = if via.verify.is_none() && via.connect_timeout.is_none() {
-            match protocol {
-                BackendProtocol::Http => self.http1.request(req),
-                BackendProtocol::H2c => self.h2c.request(req),
-                BackendProtocol::Https => self.https.request(req),
-                BackendProtocol::H2Tls => self.h2_tls.request(req),
-            }
+        let custom;
+        let client = if via.verify.is_none() && via.connect_timeout.is_none() {
+            let slot = PROTOCOLS.iter().position(|p| *p == protocol).unwrap_or(0);
+            &self.defaults[slot]
         } else {
-            match self.custom_client(protocol, via)? {
-                AnyClient::Plain(c) => c.request(req),
-                AnyClient::Tls(c) => c.request(req),
-            }
+            custom = self.custom_client(protocol, via)?;
+            &custom
+        };
+        let fut = match client {
+            AnyClient::Plain(c) => c.request(req),
+            AnyClient::Tls(c) => c.request(req),
         };
         match tokio::time::timeout(timeout, fut).await {
             Err(_) => Err(ProxyError::UpstreamTimeout),
@@ -192,6 +143,50 @@ impl Upstream {
             Ok(Ok(resp)) => Ok(resp),
         }
     }
+}
+
+/// A pooled client for `protocol` over `connector`; for TLS, verifying
+/// the pod as `verify` says (the settings and the name), else not at all.
+fn build_client(
+    limits: &ProxyLimits,
+    connector: HttpConnector,
+    protocol: BackendProtocol,
+    verify: Option<&(&Arc<UpstreamTls>, String)>,
+) -> Result<AnyClient, ProxyError> {
+    let mut b = Client::builder(TokioExecutor::new());
+    b.pool_timer(TokioTimer::new())
+        .pool_idle_timeout(limits.upstream_idle_timeout)
+        .timer(TokioTimer::new());
+    let h2 = matches!(protocol, BackendProtocol::H2c | BackendProtocol::H2Tls);
+    if h2 {
+        b.http2_only(true);
+    }
+    if matches!(protocol, BackendProtocol::Http | BackendProtocol::H2c) {
+        return Ok(AnyClient::Plain(b.build(connector)));
+    }
+    let config = match verify {
+        Some((tls, _)) => crate::tls::client_config(tls)
+            .map_err(|e| ProxyError::UpstreamConnect(format!("proxy-ssl settings: {e}")))?,
+        None => unverified_tls(),
+    };
+    let builder = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(config)
+        .https_only();
+    let builder = match verify {
+        Some((_, name)) => {
+            let name = ServerName::try_from(name.clone()).map_err(|_| {
+                ProxyError::UpstreamConnect(format!("{name:?} is not a server name"))
+            })?;
+            builder.with_server_name_resolver(FixedServerNameResolver::new(name))
+        }
+        None => builder,
+    };
+    // hyper-rustls sets ALPN from the HTTP version enabled here.
+    Ok(AnyClient::Tls(if h2 {
+        b.build(builder.enable_http2().wrap_connector(connector))
+    } else {
+        b.build(builder.enable_http1().wrap_connector(connector))
+    }))
 }
 
 /// TLS to pods without verifying them, as ingress-nginx by default.

@@ -15,7 +15,7 @@ use rustls::{
 };
 
 use super::client_auth::{CA_CRT, HostAuth, ca_roots};
-use crate::model::{ClientAuth, NamespacedName, Objects, TlsBinding, Warning};
+use crate::model::{ClientAuth, NamespacedName, Objects, TlsBinding, Warning, secret_field};
 
 const TLS_CRT: &str = "tls.crt";
 const TLS_KEY: &str = "tls.key";
@@ -355,22 +355,6 @@ impl CertStore {
             "the default certificate is served instead"
         }
     }
-}
-
-/// A field of a Secret, from `data` or `stringData`.
-fn secret_field(secret: &Secret, name: &str) -> Option<Vec<u8>> {
-    secret
-        .data
-        .as_ref()
-        .and_then(|d| d.get(name))
-        .map(|b| b.0.clone())
-        .or_else(|| {
-            secret
-                .string_data
-                .as_ref()
-                .and_then(|d| d.get(name))
-                .map(|s| s.as_bytes().to_vec())
-        })
 }
 
 /// SHA-256 of a DER certificate, hex, as `openssl x509 -fingerprint -sha256` shows it.

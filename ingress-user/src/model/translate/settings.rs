@@ -150,7 +150,7 @@ impl Cx<'_> {
             );
             return Err(REFUSED);
         };
-        let fields = secret_fields(&found);
+        let fields = super::super::secret_fields(&found);
         let (users, errors) = match annotations::get(ing, "auth-secret-type").unwrap_or("auth-file")
         {
             "auth-file" => match fields.iter().find(|(k, _)| k == "auth") {
@@ -433,7 +433,8 @@ impl Cx<'_> {
             );
             return Ok(None);
         };
-        let fields: BTreeMap<String, Vec<u8>> = secret_fields(&found).into_iter().collect();
+        let fields: BTreeMap<String, Vec<u8>> =
+            super::super::secret_fields(&found).into_iter().collect();
         let ca_pem = match fields.get("ca.crt") {
             Some(pem) if crate::tls::ca_roots(pem).is_ok() => Some(pem.clone()),
             _ if verify => {
@@ -1049,19 +1050,4 @@ impl Cx<'_> {
             }),
         }
     }
-}
-
-/// A Secret's fields, `data` and `stringData` (which wins, as the API
-/// server merges it), sorted by key.
-fn secret_fields(secret: &k8s_openapi::api::core::v1::Secret) -> Vec<(String, Vec<u8>)> {
-    let mut fields: BTreeMap<String, Vec<u8>> = secret
-        .data
-        .iter()
-        .flatten()
-        .map(|(k, v)| (k.clone(), v.0.clone()))
-        .collect();
-    for (k, v) in secret.string_data.iter().flatten() {
-        fields.insert(k.clone(), v.as_bytes().to_vec());
-    }
-    fields.into_iter().collect()
 }
