@@ -19,7 +19,7 @@ use crate::{
     limit::Limiters,
     metrics::{Metrics, ReloadPhase},
     model::{NamespacedName, Objects, Severity, TranslateOptions, Warning, translate},
-    proxy::{self, Proxy},
+    proxy::{self, Proxy, guard::UpstreamGuard},
     shutdown::{self, Shutdown},
     snapshot::{Snapshot, SnapshotCell},
     tls::{CertError, CertStore, server_config},
@@ -100,6 +100,14 @@ pub async fn run(config: Config) -> Result<(), AppError> {
         config.limits.clone(),
         Some(https_port),
         dataplane.as_ref().map(Dataplane::flows),
+        UpstreamGuard::new(
+            [&http, &https, &admin_listener]
+                .iter()
+                .filter_map(|l| l.local_addr().ok())
+                .collect(),
+            !config.allow_loopback_upstreams,
+            config.allow_link_local_upstreams,
+        ),
     );
     let tls = server_config(snapshots.clone())?;
 

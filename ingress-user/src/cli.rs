@@ -102,6 +102,15 @@ pub struct RunArgs {
     /// Route to ExternalName Services (off: they let an Ingress author reach any host).
     #[arg(long, env = "XINGRESS_ENABLE_EXTERNAL_NAME_SERVICES")]
     pub enable_external_name_services: bool,
+    /// Connect to link-local addresses (169.254.0.0/16, fe80::/10) named by
+    /// endpoints or auth-url (off: cloud metadata services live there).
+    #[arg(long, env = "XINGRESS_ALLOW_LINK_LOCAL_UPSTREAMS")]
+    pub allow_link_local_upstreams: bool,
+    /// In Kubernetes mode, connect to loopback addresses named by endpoints
+    /// or auth-url (off: no pod is the node's loopback; file mode always
+    /// allows them).
+    #[arg(long, env = "XINGRESS_ALLOW_LOOPBACK_UPSTREAMS")]
+    pub allow_loopback_upstreams: bool,
     /// Seconds a client has to send a request's headers (and to finish the TLS handshake).
     #[arg(
         long,
@@ -264,6 +273,10 @@ pub struct Config {
     pub watch_namespace: Option<String>,
     pub default_backend: Option<NamespacedName>,
     pub allow_external_name: bool,
+    /// `--allow-link-local-upstreams`.
+    pub allow_link_local_upstreams: bool,
+    /// Loopback upstreams: file mode, or `--allow-loopback-upstreams`.
+    pub allow_loopback_upstreams: bool,
     pub xdp: Option<XdpConfig>,
     pub limits: ProxyLimits,
     /// `None`: one per core.
@@ -409,6 +422,8 @@ impl RunArgs {
             }),
             None => None,
         };
+        let allow_loopback_upstreams =
+            self.allow_loopback_upstreams || matches!(source, Source::Manifests(_));
         Ok(Config {
             source,
             http_addr: self.http_addr,
@@ -423,6 +438,8 @@ impl RunArgs {
             watch_namespace: self.watch_namespace,
             default_backend,
             allow_external_name: self.enable_external_name_services,
+            allow_link_local_upstreams: self.allow_link_local_upstreams,
+            allow_loopback_upstreams,
             xdp,
             limits: ProxyLimits {
                 header_read_timeout: match self.client_header_timeout {

@@ -92,6 +92,11 @@ pub struct Metrics {
     errors: [AtomicU64; 3],
     /// Connections spliced to a pod undecrypted (`ssl-passthrough`).
     passthrough: AtomicU64,
+    /// Endpoints ejected by passive health, and back in rotation.
+    ejections: AtomicU64,
+    returns: AtomicU64,
+    /// Requests sent again to another endpoint (`proxy-next-upstream`).
+    retries: AtomicU64,
     /// Microseconds the last reload spent in each phase.
     reload_us: [AtomicU64; 2],
     upstream_latency: Histogram,
@@ -107,6 +112,9 @@ impl Default for Metrics {
         Self {
             errors: Default::default(),
             passthrough: AtomicU64::new(0),
+            ejections: AtomicU64::new(0),
+            returns: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
             reload_us: Default::default(),
             upstream_latency: Histogram::default(),
             hosts: Mutex::new(hosts),
@@ -157,6 +165,18 @@ impl Metrics {
         self.passthrough.fetch_add(1, Relaxed);
     }
 
+    pub fn endpoint_ejected(&self) {
+        self.ejections.fetch_add(1, Relaxed);
+    }
+
+    pub fn endpoint_returned(&self) {
+        self.returns.fetch_add(1, Relaxed);
+    }
+
+    pub fn upstream_retry(&self) {
+        self.retries.fetch_add(1, Relaxed);
+    }
+
     pub fn render(&self, out: &mut String) {
         out.push_str("# HELP xingress_requests_total Requests answered, by status class and Ingress host (\"*\": no host rule).\n");
         out.push_str("# TYPE xingress_requests_total counter\n");
@@ -194,6 +214,29 @@ impl Metrics {
             "xingress_passthrough_connections_total {}",
             self.passthrough.load(Relaxed)
         );
+        for (name, help, v) in [
+            (
+                "xingress_upstream_ejections_total",
+                "Endpoints skipped by passive health after upstream-max-fails failures within upstream-fail-timeout.",
+                &self.ejections,
+            ),
+            (
+                "xingress_upstream_returns_total",
+                "Ejected endpoints that answered again.",
+                &self.returns,
+            ),
+            (
+                "xingress_upstream_retries_total",
+                "Requests sent again to another endpoint (proxy-next-upstream).",
+                &self.retries,
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                v.load(Relaxed)
+            );
+        }
         out.push_str("# HELP xingress_upstream_response_seconds Time from forwarding a request to a pod to its response head.\n");
         out.push_str("# TYPE xingress_upstream_response_seconds histogram\n");
         self.upstream_latency

@@ -116,7 +116,9 @@ impl Agent {
         let http = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let kc = kubeconfig.to_str().expect("utf-8 path");
-        let mut args = vec!["--kubeconfig", kc];
+        // The test pods listen on loopback, which Kubernetes mode refuses
+        // by default (`cluster.rs` checks that refusal on its own).
+        let mut args = vec!["--kubeconfig", kc, "--allow-loopback-upstreams"];
         args.extend_from_slice(extra);
         Self::spawn(&args, http, admin, None)
     }

@@ -1,5 +1,5 @@
-//! Endpoint churn and shutdown: retries on refused connections for
-//! idempotent requests only, removed endpoints finishing what they started,
+//! Endpoint churn and shutdown: retries on refused connections (every
+//! method: nothing was sent) and passive health, removed endpoints finishing what they started,
 //! and SIGTERM draining in-flight requests before a clean exit.
 
 use std::{
@@ -50,40 +50,71 @@ fn request(agent: &Agent, method: &str, path: &str, body: &str) -> u16 {
 }
 
 #[test]
-fn refused_connections_are_retried_for_idempotent_requests_only() {
+fn refused_connections_are_retried_for_every_method_and_the_endpoint_ejected() {
     let live = pod("live-1");
     let dead = refused_port();
     let dir = ManifestDir::new();
     let agent = start(&dir, &[live.addr, dead]);
-    // Round robin sends every other request to the dead endpoint: the
-    // bodiless idempotent ones are retried on the live one.
-    for method in ["GET", "PUT", "DELETE", "OPTIONS"] {
-        for _ in 0..4 {
-            assert_eq!(request(&agent, method, "/", ""), 200, "{method}");
+    // A refused connection sent nothing: every request goes on to the live
+    // endpoint, bodies and non-idempotent methods included (issue 23).
+    for method in ["GET", "PUT", "DELETE", "OPTIONS", "POST", "PATCH"] {
+        for body in ["", "data"] {
+            for _ in 0..3 {
+                assert_eq!(request(&agent, method, "/", body), 200, "{method} {body:?}");
+            }
         }
     }
-    // POST is not idempotent, and a request with a body may have been
-    // consumed: no retry, so the dead endpoint's share gets 502.
-    let posts: Vec<u16> = (0..4).map(|_| request(&agent, "POST", "/", "")).collect();
-    let puts: Vec<u16> = (0..4)
-        .map(|_| request(&agent, "PUT", "/", "data"))
-        .collect();
-    for statuses in [&posts, &puts] {
-        assert_eq!(
-            statuses.iter().filter(|s| **s == 502).count(),
-            2,
-            "{statuses:?}"
-        );
-        assert_eq!(
-            statuses.iter().filter(|s| **s == 200).count(),
-            2,
-            "{statuses:?}"
-        );
-    }
+    // The first refusal ejected the dead endpoint (upstream-max-fails 1,
+    // upstream-fail-timeout 10 s): later requests did not try it.
+    assert_eq!(
+        agent.metric("xingress_upstream_ejections_total"),
+        Some(1.0),
+        "{}",
+        agent.logs()
+    );
+    assert!(
+        agent.metric("xingress_upstream_retries_total").unwrap() <= 1.0,
+        "{}",
+        agent.logs()
+    );
+    assert!(
+        agent.logs().contains("endpoint ejected"),
+        "{}",
+        agent.logs()
+    );
     // Every endpoint refusing: 502 after trying each once.
     let dir2 = ManifestDir::new();
     let all_dead = start(&dir2, &[refused_port(), refused_port()]);
     assert_eq!(request(&all_dead, "GET", "/", ""), 502);
+    assert_eq!(request(&all_dead, "POST", "/", "x"), 502);
+}
+
+#[test]
+fn next_upstream_off_and_max_fails_zero_keep_the_old_failures() {
+    let live = pod("live-1");
+    let dead = refused_port();
+    let dir = ManifestDir::new();
+    dir.write(
+        "app.yaml",
+        &format!(
+            "{}{}",
+            service(&[live.addr, dead]),
+            INGRESS.replace(
+                "kubernetes.io/ingress.class: xingress",
+                "kubernetes.io/ingress.class: xingress, nginx.ingress.kubernetes.io/proxy-next-upstream: \"off\", \
+                 nginx.ingress.kubernetes.io/upstream-max-fails: \"0\""
+            )
+        ),
+    );
+    let mut agent = Agent::start_local(&dir.path, &[]).unwrap();
+    agent.wait_ready().unwrap();
+    let statuses: Vec<u16> = (0..6).map(|_| request(&agent, "GET", "/", "")).collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 502).count(),
+        3,
+        "round robin, no retry, no ejection: {statuses:?}"
+    );
+    assert_eq!(agent.metric("xingress_upstream_ejections_total"), Some(0.0));
 }
 
 #[test]

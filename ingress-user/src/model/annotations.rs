@@ -72,7 +72,11 @@ pub const SUPPORTED: &[&str] = &[
     "permanent-redirect-code",
     "proxy-body-size",
     "proxy-connect-timeout",
+    "proxy-next-upstream",
+    "proxy-next-upstream-timeout",
+    "proxy-next-upstream-tries",
     "proxy-read-timeout",
+    "proxy-send-timeout",
     "proxy-ssl-name",
     "proxy-ssl-secret",
     "proxy-ssl-server-name",
@@ -89,6 +93,8 @@ pub const SUPPORTED: &[&str] = &[
     "ssl-redirect",
     "temporal-redirect",
     "temporal-redirect-code",
+    "upstream-fail-timeout",
+    "upstream-max-fails",
     "upstream-vhost",
     "use-regex",
     "x-forwarded-prefix",
@@ -388,5 +394,120 @@ mod tests {
         for bad in ["", "m", "1.5m", "-1", "10x", "1mb", "99999999999999999999g"] {
             assert_eq!(parse_size(bad), None, "{bad}");
         }
+    }
+}
+
+/// When a request goes to another endpoint, and when an endpoint is
+/// skipped: `proxy-next-upstream*`, `upstream-max-fails`,
+/// `upstream-fail-timeout`, `proxy-send-timeout` (ingress-nginx's names,
+/// defaults and meanings).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UpstreamPolicy {
+    /// `proxy-next-upstream`: the cases ([`NEXT_ERROR`], ...) that send a
+    /// request on to the next endpoint; 0 is `off`.
+    pub next_upstream: u16,
+    /// `proxy-next-upstream-tries`: endpoints tried at most, the first
+    /// included; 0: every endpoint.
+    pub tries: u32,
+    /// `proxy-next-upstream-timeout`: no new try after this much time.
+    pub next_timeout: Option<std::time::Duration>,
+    /// `upstream-max-fails`: failures within `fail_timeout` that get an
+    /// endpoint skipped for `fail_timeout`; 0: never.
+    pub max_fails: u32,
+    pub fail_timeout: std::time::Duration,
+    /// `proxy-send-timeout`: how long one write of the request to the pod
+    /// may wait.
+    pub send_timeout: std::time::Duration,
+}
+
+pub const NEXT_ERROR: u16 = 1;
+pub const NEXT_TIMEOUT: u16 = 1 << 1;
+pub const NEXT_INVALID_HEADER: u16 = 1 << 2;
+pub const NEXT_HTTP_500: u16 = 1 << 3;
+pub const NEXT_HTTP_502: u16 = 1 << 4;
+pub const NEXT_HTTP_503: u16 = 1 << 5;
+pub const NEXT_HTTP_504: u16 = 1 << 6;
+pub const NEXT_HTTP_403: u16 = 1 << 7;
+pub const NEXT_HTTP_404: u16 = 1 << 8;
+pub const NEXT_HTTP_429: u16 = 1 << 9;
+pub const NEXT_NON_IDEMPOTENT: u16 = 1 << 10;
+
+/// `proxy-next-upstream`'s words.
+pub const NEXT_UPSTREAM_WORDS: [(&str, u16); 11] = [
+    ("error", NEXT_ERROR),
+    ("timeout", NEXT_TIMEOUT),
+    ("invalid_header", NEXT_INVALID_HEADER),
+    ("http_500", NEXT_HTTP_500),
+    ("http_502", NEXT_HTTP_502),
+    ("http_503", NEXT_HTTP_503),
+    ("http_504", NEXT_HTTP_504),
+    ("http_403", NEXT_HTTP_403),
+    ("http_404", NEXT_HTTP_404),
+    ("http_429", NEXT_HTTP_429),
+    ("non_idempotent", NEXT_NON_IDEMPOTENT),
+];
+
+/// ingress-nginx's defaults: `error timeout`, 3 tries, no time limit;
+/// nginx's `max_fails=1 fail_timeout=10s`; 60 s send timeout.
+pub const DEFAULT_UPSTREAM_POLICY: UpstreamPolicy = UpstreamPolicy {
+    next_upstream: NEXT_ERROR | NEXT_TIMEOUT,
+    tries: 3,
+    next_timeout: None,
+    max_fails: 1,
+    fail_timeout: std::time::Duration::from_secs(10),
+    send_timeout: std::time::Duration::from_secs(60),
+};
+
+impl Default for UpstreamPolicy {
+    fn default() -> Self {
+        DEFAULT_UPSTREAM_POLICY
+    }
+}
+
+impl UpstreamPolicy {
+    pub fn retries_on(&self, case: u16) -> bool {
+        self.next_upstream & case != 0
+    }
+
+    /// The `proxy-next-upstream` case of a response status, if it is one.
+    pub fn status_case(status: u16) -> Option<u16> {
+        Some(match status {
+            500 => NEXT_HTTP_500,
+            502 => NEXT_HTTP_502,
+            503 => NEXT_HTTP_503,
+            504 => NEXT_HTTP_504,
+            403 => NEXT_HTTP_403,
+            404 => NEXT_HTTP_404,
+            429 => NEXT_HTTP_429,
+            _ => return None,
+        })
+    }
+
+    /// Whether a response with `status` goes on to the next endpoint, and
+    /// whether it counts as the endpoint's failure (nginx: 403, 404 and 429
+    /// never do).
+    pub fn on_status(&self, status: u16) -> (bool, bool) {
+        match Self::status_case(status) {
+            Some(case) if self.retries_on(case) => (true, status >= 500),
+            _ => (false, false),
+        }
+    }
+
+    /// Parses `proxy-next-upstream` (words separated by spaces).
+    pub fn parse_next_upstream(v: &str) -> Result<u16, String> {
+        let mut on = 0;
+        for word in v.split_ascii_whitespace() {
+            if word == "off" {
+                return Ok(0);
+            }
+            match NEXT_UPSTREAM_WORDS.iter().find(|(w, _)| *w == word) {
+                Some((_, bit)) => on |= bit,
+                None => return Err(format!("{word:?} is not a proxy-next-upstream case")),
+            }
+        }
+        if on == 0 {
+            return Err("no case given".into());
+        }
+        Ok(on)
     }
 }

@@ -97,12 +97,46 @@ impl Backend {
         }
     }
 
+    /// Picks the next endpoint round robin, passing over those `skip`
+    /// names (ejected by passive health); when it names them all, the
+    /// round-robin one anyway (a guess beats refusing everything).
+    pub fn pick_healthy(&self, skip: &dyn Fn(SocketAddr) -> bool) -> Result<Peer, BackendError> {
+        let BackendTarget::Endpoints(eps) = &self.target else {
+            return self.pick();
+        };
+        let i = self.next.fetch_add(1, Ordering::Relaxed);
+        let n = eps.len();
+        let found = (0..n).map(|k| eps[(i + k) % n]).find(|a| !skip(*a));
+        Ok(Peer::Addr(found.unwrap_or(eps[i % n])))
+    }
+
+    /// For a retry: an endpoint not `tried`, preferring those `skip` does
+    /// not name; `None` when every endpoint was tried. Each call starts at
+    /// a fresh round-robin position, so concurrent retries spread out.
+    pub fn pick_untried(
+        &self,
+        tried: &dyn Fn(SocketAddr) -> bool,
+        skip: &dyn Fn(SocketAddr) -> bool,
+    ) -> Option<SocketAddr> {
+        let BackendTarget::Endpoints(eps) = &self.target else {
+            return None;
+        };
+        let i = self.next.fetch_add(1, Ordering::Relaxed);
+        let n = eps.len();
+        let order = || (0..n).map(|k| eps[(i + k) % n]).filter(|a| !tried(*a));
+        order().find(|a| !skip(*a)).or_else(|| order().next())
+    }
+
     /// `affinity: cookie`: the endpoint the client's cookie value names if
     /// it is still ready, else the next one round robin and the cookie value
     /// to give the client for it. A value is a hash of the endpoint's
     /// address: the same across agents and restarts, and it names nothing
     /// but a ready endpoint of this backend.
-    pub fn pick_sticky(&self, cookie: Option<&[u8]>) -> Result<(Peer, Option<&str>), BackendError> {
+    pub fn pick_sticky(
+        &self,
+        cookie: Option<&[u8]>,
+        skip: &dyn Fn(SocketAddr) -> bool,
+    ) -> Result<(Peer, Option<&str>), BackendError> {
         let BackendTarget::Endpoints(eps) = &self.target else {
             return self.pick().map(|p| (p, None));
         };
@@ -121,10 +155,17 @@ impl Backend {
                 })
                 .collect()
         });
-        if let Some(i) = cookie.and_then(|c| tokens.iter().position(|t| t.as_bytes() == c)) {
+        if let Some(i) = cookie.and_then(|c| tokens.iter().position(|t| t.as_bytes() == c))
+            && !skip(eps[i])
+        {
             return Ok((Peer::Addr(eps[i]), None));
         }
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % eps.len();
+        // A new pick; an ejected endpoint's clients move on, as nginx's
+        // sticky module does when the server is down.
+        let Ok(Peer::Addr(a)) = self.pick_healthy(skip) else {
+            return self.pick().map(|p| (p, None));
+        };
+        let i = eps.iter().position(|e| *e == a).unwrap_or(0);
         Ok((Peer::Addr(eps[i]), Some(&tokens[i])))
     }
 
@@ -149,5 +190,74 @@ impl Backend {
             BackendProtocol::Http => format!("{}:{}", self.service, self.port),
             p => format!("{}:{} ({})", self.service, self.port, p.label()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn backend(n: u8) -> Backend {
+        let eps = (1..=n)
+            .map(|i| SocketAddr::from(([10, 0, 0, i], 80)))
+            .collect();
+        Backend::new(
+            NamespacedName::new("ns", "svc"),
+            "80".into(),
+            BackendTarget::Endpoints(eps),
+        )
+    }
+
+    fn ep(i: u8) -> SocketAddr {
+        SocketAddr::from(([10, 0, 0, i], 80))
+    }
+
+    #[test]
+    fn healthy_picks_pass_over_skipped_endpoints_unless_all_are() {
+        let b = backend(3);
+        let skip2 = |a: SocketAddr| a == ep(2);
+        let picks: Vec<Peer> = (0..6).map(|_| b.pick_healthy(&skip2).unwrap()).collect();
+        assert!(!picks.contains(&Peer::Addr(ep(2))), "{picks:?}");
+        assert!(picks.contains(&Peer::Addr(ep(1))) && picks.contains(&Peer::Addr(ep(3))));
+        // Everything skipped: still an answer.
+        assert!(b.pick_healthy(&|_| true).is_ok());
+    }
+
+    #[test]
+    fn retries_pick_untried_endpoints_whatever_the_shared_counter_says() {
+        let b = backend(2);
+        for _ in 0..10 {
+            // Other requests move the counter between our picks.
+            let _ = b.pick();
+            assert_eq!(b.pick_untried(&|a| a == ep(1), &|_| false), Some(ep(2)));
+        }
+        assert_eq!(b.pick_untried(&|_| true, &|_| false), None);
+        // An ejected untried endpoint only when no other is left.
+        let b = backend(3);
+        for _ in 0..5 {
+            assert_eq!(
+                b.pick_untried(&|a| a == ep(1), &|a| a == ep(2)),
+                Some(ep(3))
+            );
+        }
+        assert_eq!(
+            b.pick_untried(&|a| a != ep(2), &|a| a == ep(2)),
+            Some(ep(2))
+        );
+    }
+
+    #[test]
+    fn sticky_clients_of_an_ejected_endpoint_move_on() {
+        let b = backend(2);
+        let (first, token) = b.pick_sticky(None, &|_| false).unwrap();
+        let token = token.unwrap().to_string();
+        let (again, none) = b.pick_sticky(Some(token.as_bytes()), &|_| false).unwrap();
+        assert_eq!((again.clone(), none), (first.clone(), None));
+        let Peer::Addr(addr) = first else { panic!() };
+        let (moved, new_token) = b
+            .pick_sticky(Some(token.as_bytes()), &|a| a == addr)
+            .unwrap();
+        assert_ne!(moved, first);
+        assert!(new_token.is_some_and(|t| t != token));
     }
 }

@@ -7,7 +7,9 @@ mod backend;
 pub mod basic_auth;
 pub mod cidr;
 pub mod external_auth;
+pub mod header_rules;
 mod matching;
+pub mod path;
 mod table;
 mod translate;
 
@@ -25,6 +27,7 @@ pub use basic_auth::BasicAuth;
 pub use cidr::Cidr;
 pub use external_auth::ExternalAuth;
 pub use matching::{HOST_BUF_LEN, cookie_value, normalize_host, path_matches};
+pub use path::{PathError, normalize_path};
 pub use table::{
     ANY_HOST_LABEL, Canary, HostRules, Passthrough, PathKind, PathRule, Route, RouteRow,
     RoutingTable,

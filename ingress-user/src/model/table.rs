@@ -82,6 +82,9 @@ pub struct PathRule {
     pub upstream_tls: Option<Arc<super::UpstreamTls>>,
     /// Index into `RoutingTable::limits`: the Ingress's per-source limits.
     pub limit: Option<u32>,
+    /// Retries and passive health (`proxy-next-upstream*`,
+    /// `upstream-max-fails`, ...); `None`: ingress-nginx's defaults.
+    pub upstream_policy: Option<Arc<super::annotations::UpstreamPolicy>>,
 }
 
 /// `canary: "true"` on an Ingress with the same host and path as a main

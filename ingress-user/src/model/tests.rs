@@ -987,6 +987,7 @@ fn rewrite_targets_expand_captures_like_nginx() {
         upstream_tls: None,
         connect_timeout: None,
         limit: None,
+        upstream_policy: None,
     };
     let r = rule("/(a)(b)?/(.*)", "/x/$1-$2-$3/$9$$z?k=v");
     // A missing group is empty; `$` not before a digit is kept.
@@ -1276,6 +1277,16 @@ fn auth_url_settings_are_read_or_refuse_the_ingress() {
             &format!("{p}auth-url: http://auth/, {p}auth-response-headers: \"X-Ok, bad header\""),
         ),
         with(
+            "framing-header",
+            "framing-header.test",
+            &format!("{p}auth-url: http://auth/, {p}auth-response-headers: \"X-Ok, Content-Length\""),
+        ),
+        with(
+            "hop-header",
+            "hop-header.test",
+            &format!("{p}auth-url: http://auth/, {p}auth-response-headers: \"Transfer-Encoding\""),
+        ),
+        with(
             "bad-signin",
             "bad-signin.test",
             &format!("{p}auth-url: http://auth/, {p}auth-signin: /start"),
@@ -1319,6 +1330,8 @@ fn auth_url_settings_are_read_or_refuse_the_ingress() {
         ("http-host", "uses $http_host"),
         ("bad-method", "is not an HTTP method"),
         ("bad-header", "\"bad header\" is not a header name"),
+        ("framing-header", "\"Content-Length\" frames the message"),
+        ("hop-header", "\"Transfer-Encoding\" frames the message"),
         ("bad-signin", "auth-signin \"/start\""),
     ] {
         let r = rule(Some(&format!("{name}.test")), &format!("/{name}"));

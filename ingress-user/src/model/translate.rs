@@ -220,6 +220,7 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
         let body_limit = cx.body_limit(id, ing);
         let read_timeout = cx.seconds(id, ing, "proxy-read-timeout");
         let connect_timeout = cx.seconds(id, ing, "proxy-connect-timeout");
+        let upstream_policy = cx.upstream_policy(id, ing);
         let redirect = cx.redirect(id, ing);
         let cors = cx.cors(id, ing);
         let affinity = cx.affinity(id, ing);
@@ -263,6 +264,7 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
             read_timeout,
             connect_timeout,
             limit,
+            upstream_policy: upstream_policy.clone(),
         };
         // The default backend too, as ingress-nginx applies a catch-all
         // Ingress's annotations to it: its access rules hold there.

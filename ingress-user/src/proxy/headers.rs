@@ -101,9 +101,11 @@ pub fn add_forwarded(headers: &mut HeaderMap, down: &Downstream, host: Option<&H
     headers.insert(X_REAL_IP.clone(), ip_value);
     let proto = if down.tls { "https" } else { "http" };
     headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
-    if let Some(h) = host {
-        headers.insert(X_FORWARDED_HOST.clone(), h.clone());
-    }
+    // Only the proxy speaks for the host: a client's own is never passed on.
+    match host {
+        Some(h) => headers.insert(X_FORWARDED_HOST.clone(), h.clone()),
+        None => headers.remove(&X_FORWARDED_HOST),
+    };
     headers.insert(
         X_FORWARDED_PORT.clone(),
         HeaderValue::from(down.local.port()),

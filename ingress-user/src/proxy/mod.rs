@@ -9,8 +9,11 @@ mod abort;
 mod body;
 mod error;
 mod external_auth;
+pub mod guard;
 mod h1;
+mod health;
 pub mod passthrough;
+mod retry;
 #[doc(hidden)]
 pub use h1::fuzz as h1_fuzz;
 pub mod headers;
@@ -38,8 +41,11 @@ use crate::{
     limit::LimitGuard,
     metrics::{HostStats, Metrics},
     model::{
-        Backend, BackendProtocol, HOST_BUF_LEN, Peer, annotations::DEFAULT_BODY_LIMIT,
-        cookie_value, normalize_host,
+        Backend, BackendProtocol, HOST_BUF_LEN, Peer,
+        annotations::{
+            DEFAULT_BODY_LIMIT, DEFAULT_UPSTREAM_POLICY, NEXT_ERROR, NEXT_TIMEOUT, UpstreamPolicy,
+        },
+        cookie_value, normalize_host, normalize_path,
     },
     snapshot::SnapshotCell,
     tls::ClientCert,
@@ -62,6 +68,10 @@ pub struct Proxy {
     pub https_port: Option<u16>,
     /// XDP's flow table, to record the agent's verdict on UNDECIDED flows.
     pub flows: Option<FlowTable>,
+    /// Addresses never connected to (the agent's own listeners, ...).
+    pub guard: Arc<guard::UpstreamGuard>,
+    /// Passive health of endpoints (`upstream-max-fails`).
+    health: health::Health,
 }
 
 /// Per-connection state.
@@ -117,9 +127,18 @@ struct Target {
     upstream_tls: Option<Arc<crate::model::UpstreamTls>>,
     /// `proxy-connect-timeout`; `None`: the agent's default.
     connect_timeout: Option<std::time::Duration>,
+    /// The request target (path and query) the pod gets when normalising
+    /// the path changed it; `None`: as sent.
+    normalized: Option<Box<str>>,
+    /// Retries and passive health; `None`: the defaults.
+    policy: Option<Arc<UpstreamPolicy>>,
 }
 
 impl Target {
+    fn policy(&self) -> &UpstreamPolicy {
+        self.policy.as_deref().unwrap_or(&DEFAULT_UPSTREAM_POLICY)
+    }
+
     /// How this route reaches its pods: for an HTTPS pod the Ingress's
     /// check and the name its certificate must carry (`proxy-ssl-name`,
     /// else the Service's `NAME.NAMESPACE.svc`); its connect timeout.
@@ -275,9 +294,6 @@ struct ClientCertHeaders {
     subject: Option<HeaderValue>,
 }
 
-/// Attempts at most for a request that may be retried (another endpoint each time).
-const MAX_ATTEMPTS: usize = 3;
-
 impl Proxy {
     pub fn new(
         snapshots: Arc<SnapshotCell>,
@@ -285,9 +301,13 @@ impl Proxy {
         limits: ProxyLimits,
         https_port: Option<u16>,
         flows: Option<FlowTable>,
+        guard: guard::UpstreamGuard,
     ) -> Arc<Self> {
+        let guard = Arc::new(guard);
         Arc::new(Self {
-            upstream: Upstream::new(&limits),
+            upstream: Upstream::new(&limits, guard.clone()),
+            guard,
+            health: health::Health::new(metrics.clone()),
             pool: h1::Pool::new(limits.upstream_idle_timeout),
             snapshots,
             metrics,
@@ -352,11 +372,10 @@ impl Proxy {
         conn: &ConnState,
         req: &Request<Incoming>,
     ) -> (Result<Decision, ProxyError>, Arc<HostStats>) {
-        let raw_host = req
-            .headers()
-            .get(HOST)
-            .and_then(|h| h.to_str().ok())
-            .or_else(|| req.uri().authority().map(|a| a.as_str()));
+        let raw_host = match request_host(req) {
+            Ok(h) => h,
+            Err(e) => return (Err(e), self.metrics.any_host().clone()),
+        };
         let pq = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
         let header = |name: &str| req.headers().get(name).map(HeaderValue::as_bytes);
         let cookie = |name: &str| {
@@ -389,6 +408,24 @@ impl Proxy {
         }
         let mut buf = [0u8; HOST_BUF_LEN];
         let host = raw_host.and_then(|h| normalize_host(h, &mut buf));
+        // Routing, access rules and the pod all see the normalised path.
+        let path = match normalize_path(path) {
+            Ok(p) => p,
+            Err(e) => {
+                return (
+                    Err(ProxyError::BadRequest(e.reason())),
+                    self.metrics.any_host().clone(),
+                );
+            }
+        };
+        let normalized = match &path {
+            std::borrow::Cow::Borrowed(_) => None,
+            std::borrow::Cow::Owned(p) => Some(match target.split_once('?') {
+                Some((_, q)) => format!("{p}?{q}").into_boxed_str(),
+                None => p.clone().into_boxed_str(),
+            }),
+        };
+        let path: &str = &path;
         let Some(route) = snap.table.route(host, path) else {
             return (Err(ProxyError::NoRoute), self.metrics.any_host().clone());
         };
@@ -474,10 +511,11 @@ impl Proxy {
             Some(c) if c.takes(req.header, req.cookie) => &c.backend,
             _ => route.backend,
         };
+        let ejected = |a| self.health.is_ejected(a);
         let picked = match route.rule.and_then(|r| r.affinity.as_deref()) {
-            None => backend.pick().map(|p| (p, None)),
+            None => backend.pick_healthy(&ejected).map(|p| (p, None)),
             Some(a) => backend
-                .pick_sticky((req.cookie)(&a.name))
+                .pick_sticky((req.cookie)(&a.name), &ejected)
                 .map(|(p, token)| {
                     let set = token.and_then(|t| {
                         HeaderValue::from_str(&format!("{}={t}{}", a.name, a.attributes)).ok()
@@ -516,6 +554,8 @@ impl Proxy {
             in_flight,
             upstream_tls: route.rule.and_then(|r| r.upstream_tls.clone()),
             connect_timeout: route.rule.and_then(|r| r.connect_timeout),
+            normalized,
+            policy: route.rule.and_then(|r| r.upstream_policy.clone()),
         });
         (Ok(decision), stats)
     }
@@ -592,8 +632,11 @@ impl Proxy {
 
         // Same target, method and body; hop-by-hop headers out,
         // X-Forwarded-* in.
+        let host_header = request_host(&req)
+            .ok()
+            .flatten()
+            .and_then(|h| HeaderValue::from_str(h).ok());
         let (mut parts, body) = req.into_parts();
-        let host_header = parts.headers.get(HOST).cloned();
         let te_trailers = parts
             .headers
             .get(TE)
@@ -604,13 +647,10 @@ impl Proxy {
             });
         headers::strip_hop_by_hop(&mut parts.headers);
         headers::add_forwarded(&mut parts.headers, down, host_header.as_ref());
-        if host_header.is_none()
-            && let Some(a) = parts.uri.authority()
-        {
-            // HTTP/2 and absolute-form requests carry the host in the URI.
-            if let Ok(v) = HeaderValue::from_str(a.as_str()) {
-                parts.headers.insert(HOST, v);
-            }
+        // HTTP/2 and absolute-form requests carry the host in the URI: the
+        // pod gets it as Host.
+        if let Some(h) = host_header {
+            parts.headers.insert(HOST, h);
         }
         if te_trailers {
             // gRPC needs it end to end; it is the one TE value a proxy may forward.
@@ -647,7 +687,10 @@ impl Proxy {
             parts.headers.insert(UPGRADE, proto.clone());
         }
         let tls = matches!(protocol, BackendProtocol::Https | BackendProtocol::H2Tls);
-        let original_uri = match changes.rewritten {
+        let original_uri = match changes
+            .rewritten
+            .or(target.normalized.take().map(String::from))
+        {
             Some(r) => r
                 .parse::<Uri>()
                 .map_err(|_| ProxyError::BadRequest("rewrite-target made an invalid target"))?,
@@ -655,15 +698,29 @@ impl Proxy {
         };
         parts.uri = upstream_uri(&target.peer, tls, &original_uri)?;
         parts.version = upstream_version(protocol);
-        // Kept for a retry only when one is possible.
-        let retry = (hyper::body::Body::is_end_stream(&body)
-            && parts.method.is_idempotent()
-            && upgrade.is_none()
-            && target.backend.ready_endpoints() > 1)
+        // Retries (`proxy-next-upstream`): a bodiless request can be built
+        // again for another endpoint; one with a body streams it to the
+        // first and is not retried on this path.
+        let bodiless = hyper::body::Body::is_end_stream(&body) && upgrade.is_none();
+        let policy = target.policy();
+        let first = match &target.peer {
+            Peer::Addr(a) => Some(*a),
+            Peer::Name(..) => None,
+        };
+        let mut attempts = first.map(|a| {
+            retry::Attempts::new(
+                &target.backend,
+                policy,
+                a,
+                bodiless,
+                parts.method.is_idempotent(),
+            )
+        });
+        let resend = (bodiless && first.is_some() && target.backend.ready_endpoints() > 1)
             .then(|| (parts.method.clone(), parts.headers.clone()));
 
         let sent = Instant::now();
-        let first = self
+        let mut result = self
             .upstream
             .send(
                 protocol,
@@ -672,13 +729,58 @@ impl Proxy {
                 target.read_timeout,
             )
             .await;
-        let mut resp = match (first, retry) {
-            (Err(ProxyError::UpstreamConnect(e)), Some((method, headers))) => {
-                self.retry(&target, tls, &original_uri, method, headers, e)
-                    .await?
+        let mut peer = first;
+        while let Some(at) = peer {
+            let (case, sent_to_pod, why) = match &result {
+                Ok(resp) => {
+                    let status = resp.status().as_u16();
+                    let (go_on, counts) = policy.on_status(status);
+                    if counts {
+                        self.health
+                            .failed(at, policy, &format!("answered {status}"));
+                    } else {
+                        self.health.succeeded(at);
+                    }
+                    match UpstreamPolicy::status_case(status) {
+                        Some(case) if go_on => (case, true, None),
+                        _ => break,
+                    }
+                }
+                Err(e @ ProxyError::UpstreamConnect(m)) => {
+                    let case = if m.contains("timed out") {
+                        NEXT_TIMEOUT
+                    } else {
+                        NEXT_ERROR
+                    };
+                    (case, false, Some(e.to_string()))
+                }
+                Err(e @ ProxyError::UpstreamTimeout) => (NEXT_TIMEOUT, true, Some(e.to_string())),
+                Err(e @ ProxyError::Upstream(_)) => (NEXT_ERROR, true, Some(e.to_string())),
+                Err(_) => break,
+            };
+            if let Some(why) = &why {
+                self.health.failed(at, policy, why);
             }
-            (result, _) => result?,
-        };
+            let (Some((method, headers)), Some(attempts)) = (&resend, attempts.as_mut()) else {
+                break;
+            };
+            let Some(next) = attempts.next(case, sent_to_pod, &self.health) else {
+                break;
+            };
+            tracing::debug!(failed = %at, retry = %next, "trying another endpoint");
+            self.metrics.upstream_retry();
+            let mut req = Request::new(RequestBody::Empty);
+            *req.method_mut() = method.clone();
+            *req.uri_mut() = upstream_uri(&Peer::Addr(next), tls, &original_uri)?;
+            *req.version_mut() = upstream_version(protocol);
+            *req.headers_mut() = headers.clone();
+            result = self
+                .upstream
+                .send(protocol, &target.via(), req, target.read_timeout)
+                .await;
+            peer = Some(next);
+        }
+        let mut resp = result?;
         self.metrics.upstream_latency(sent.elapsed());
 
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS
@@ -711,71 +813,29 @@ impl Proxy {
     }
 }
 
-impl Proxy {
-    /// Sends a bodiless idempotent request to other endpoints after `peer`
-    /// refused the connection.
-    async fn retry(
-        &self,
-        target: &Target,
-        tls: bool,
-        uri: &Uri,
-        method: http::Method,
-        headers: http::HeaderMap,
-        first_error: String,
-    ) -> Result<Response<Incoming>, ProxyError> {
-        let protocol = target.backend.protocol;
-        let mut last = ProxyError::UpstreamConnect(first_error);
-        let mut others = Retries::new(&target.backend, target.peer.clone());
-        while let Some(peer) = others.next() {
-            let mut req = Request::new(RequestBody::Empty);
-            *req.method_mut() = method.clone();
-            *req.uri_mut() = upstream_uri(&peer, tls, uri)?;
-            *req.version_mut() = upstream_version(protocol);
-            *req.headers_mut() = headers.clone();
-            match self
-                .upstream
-                .send(protocol, &target.via(), req, target.read_timeout)
-                .await
-            {
-                Err(ProxyError::UpstreamConnect(e)) => last = ProxyError::UpstreamConnect(e),
-                other => return other,
-            }
-        }
-        Err(last)
+/// The host a request is for (RFC 9112 §3.2, RFC 9113 §8.3.1): the
+/// target's authority (HTTP/2's `:authority`, an absolute-form target)
+/// wins over Host. 400: an HTTP/1.1 request without Host, more than one
+/// Host, or an HTTP/2 `host` that disagrees with `:authority`.
+fn request_host<B>(req: &Request<B>) -> Result<Option<&str>, ProxyError> {
+    let mut hosts = req.headers().get_all(HOST).iter();
+    let host = hosts.next();
+    if hosts.next().is_some() {
+        return Err(ProxyError::BadRequest("more than one Host"));
     }
-}
-
-/// The endpoints to try after `first` refused the connection: the
-/// backend's next picks in round-robin order, each at most once, and at
-/// most [`MAX_ATTEMPTS`] attempts in all (the first included).
-struct Retries<'a> {
-    backend: &'a Backend,
-    tried: Vec<Peer>,
-    left: usize,
-}
-
-impl<'a> Retries<'a> {
-    fn new(backend: &'a Backend, first: Peer) -> Self {
-        Self {
-            backend,
-            left: MAX_ATTEMPTS
-                .min(backend.ready_endpoints())
-                .saturating_sub(1),
-            tried: vec![first],
+    let host = match host.map(HeaderValue::to_str) {
+        Some(Err(_)) => return Err(ProxyError::BadRequest("Host is not text")),
+        Some(Ok(h)) => Some(h),
+        None => None,
+    };
+    let authority = req.uri().authority().map(|a| a.as_str());
+    match (req.version(), authority, host) {
+        (Version::HTTP_2, Some(a), Some(h)) if !a.eq_ignore_ascii_case(h) => {
+            Err(ProxyError::BadRequest("host disagrees with :authority"))
         }
-    }
-
-    fn next(&mut self) -> Option<Peer> {
-        while self.left > 0 {
-            self.left -= 1;
-            let peer = self.backend.pick().ok()?;
-            if !self.tried.contains(&peer) {
-                tracing::debug!(failed = %self.tried[self.tried.len() - 1], retry = %peer, "endpoint refused the connection; retrying an idempotent request on another");
-                self.tried.push(peer.clone());
-                return Some(peer);
-            }
-        }
-        None
+        (Version::HTTP_11, _, None) => Err(ProxyError::BadRequest("HTTP/1.1 request without Host")),
+        (_, Some(a), _) => Ok(Some(a)),
+        (_, None, h) => Ok(h),
     }
 }
 

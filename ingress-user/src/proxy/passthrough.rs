@@ -168,6 +168,10 @@ impl Proxy {
                 }
             }
         };
+        if let Err(why) = self.guard.check(peer) {
+            tracing::warn!(%client, %peer, service = %backend.service, "pass-through refused: {}", why.reason());
+            return None;
+        }
         let connect = TcpStream::connect(peer);
         let mut upstream =
             match tokio::time::timeout(self.limits.upstream_connect_timeout, connect).await {

@@ -14,20 +14,58 @@ use hyper_util::{
 };
 use rustls::{ClientConfig, pki_types::ServerName};
 
-use super::ProxyError;
+use super::{ProxyError, guard::UpstreamGuard};
 use crate::{
     cli::ProxyLimits,
     model::{BackendProtocol, UpstreamTls},
     tls::{UnverifiedChain, provider},
 };
 
-type Plain = Client<HttpConnector, RequestBody>;
-type Tls = Client<HttpsConnector<HttpConnector>, RequestBody>;
+type Plain = Client<Guarded, RequestBody>;
+type Tls = Client<HttpsConnector<Guarded>, RequestBody>;
+
+/// hyper's connector, refusing what [`UpstreamGuard`] refuses once the
+/// address is known (after DNS), before a byte is sent.
+#[derive(Clone)]
+pub struct Guarded {
+    inner: HttpConnector,
+    guard: Arc<UpstreamGuard>,
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl tower_service::Service<http::Uri> for Guarded {
+    type Response = hyper_util::rt::TokioIo<tokio::net::TcpStream>;
+    type Error = BoxError;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Self::Response, BoxError>> + Send>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, dst: http::Uri) -> Self::Future {
+        let connecting = self.inner.call(dst);
+        let guard = self.guard.clone();
+        Box::pin(async move {
+            let io = connecting.await?;
+            let peer = io.inner().peer_addr()?;
+            if let Err(why) = guard.check(peer) {
+                return Err(format!("{peer} refused: {}", why.reason()).into());
+            }
+            Ok(io)
+        })
+    }
+}
 
 pub struct Upstream {
     /// The default client per protocol, in `PROTOCOLS` order.
     defaults: [AnyClient; 4],
-    connector: HttpConnector,
+    connector: Guarded,
     limits: ProxyLimits,
     /// Clients for routes with their own settings (`proxy-ssl-*`,
     /// `proxy-connect-timeout`), built on first use.
@@ -67,11 +105,12 @@ const PROTOCOLS: [BackendProtocol; 4] = [
 ];
 
 impl Upstream {
-    pub fn new(limits: &ProxyLimits) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(limits.upstream_connect_timeout));
-        connector.enforce_http(false);
+    pub fn new(limits: &ProxyLimits, guard: Arc<UpstreamGuard>) -> Self {
+        let mut inner = HttpConnector::new();
+        inner.set_nodelay(true);
+        inner.set_connect_timeout(Some(limits.upstream_connect_timeout));
+        inner.enforce_http(false);
+        let connector = Guarded { inner, guard };
         let defaults = PROTOCOLS.map(|p| {
             build_client(limits, connector.clone(), p, None)
                 .expect("the default clients need no settings that can fail")
@@ -101,7 +140,7 @@ impl Upstream {
         }
         let mut connector = self.connector.clone();
         if let Some(t) = via.connect_timeout {
-            connector.set_connect_timeout(Some(t));
+            connector.inner.set_connect_timeout(Some(t));
         }
         let client = build_client(&self.limits, connector, protocol, via.verify.as_ref())?;
         if clients.len() >= MAX_CUSTOM_CLIENTS {
@@ -149,7 +188,7 @@ impl Upstream {
 /// the pod as `verify` says (the settings and the name), else not at all.
 fn build_client(
     limits: &ProxyLimits,
-    connector: HttpConnector,
+    connector: Guarded,
     protocol: BackendProtocol,
     verify: Option<&(&Arc<UpstreamTls>, String)>,
 ) -> Result<AnyClient, ProxyError> {

@@ -271,6 +271,14 @@ impl Cx<'_> {
             .filter(|n| !n.is_empty())
         {
             match http::HeaderName::from_bytes(name.as_bytes()) {
+                Ok(h) if crate::model::header_rules::framing_or_hop_by_hop(&h) => {
+                    return Err(refuse(
+                        self,
+                        format!(
+                            "auth-response-headers: {name:?} frames the message or describes one hop; copying it from the auth service would desynchronise the pod connection"
+                        ),
+                    ));
+                }
                 Ok(h) => response_headers.push(h),
                 Err(_) => {
                     return Err(refuse(
@@ -909,6 +917,64 @@ impl Cx<'_> {
                 None
             }
         }
+    }
+
+    /// `proxy-next-upstream*`, `upstream-max-fails`, `upstream-fail-timeout`
+    /// and `proxy-send-timeout`; `None` when the Ingress sets none of them.
+    /// A bad value warns and keeps that setting's default.
+    pub(super) fn upstream_policy(
+        &mut self,
+        id: &NamespacedName,
+        ing: &Ingress,
+    ) -> Option<Arc<annotations::UpstreamPolicy>> {
+        const NAMES: [&str; 6] = [
+            "proxy-next-upstream",
+            "proxy-next-upstream-tries",
+            "proxy-next-upstream-timeout",
+            "upstream-max-fails",
+            "upstream-fail-timeout",
+            "proxy-send-timeout",
+        ];
+        if NAMES.iter().all(|n| annotations::get(ing, n).is_none()) {
+            return None;
+        }
+        let mut p = annotations::UpstreamPolicy::default();
+        if let Some(v) = annotations::get(ing, "proxy-next-upstream") {
+            match annotations::UpstreamPolicy::parse_next_upstream(v) {
+                Ok(on) => p.next_upstream = on,
+                Err(e) => self.warn_ingress(
+                    id,
+                    &format!("proxy-next-upstream {v:?}: {e}; using \"error timeout\""),
+                ),
+            }
+        }
+        // Whole numbers, 0 allowed (it means "no limit" / "off" for these).
+        let count = |cx: &mut Self, name: &str, default: u32| -> u32 {
+            let Some(v) = annotations::get(ing, name) else {
+                return default;
+            };
+            match v.parse::<u32>() {
+                Ok(n) => n,
+                Err(_) => {
+                    cx.warn_ingress(
+                        id,
+                        &format!("{name} {v:?} is not a whole number; using {default}"),
+                    );
+                    default
+                }
+            }
+        };
+        p.tries = count(self, "proxy-next-upstream-tries", p.tries);
+        p.max_fails = count(self, "upstream-max-fails", p.max_fails);
+        let timeout = count(self, "proxy-next-upstream-timeout", 0);
+        p.next_timeout = (timeout > 0).then(|| std::time::Duration::from_secs(timeout.into()));
+        if let Some(t) = self.seconds(id, ing, "upstream-fail-timeout") {
+            p.fail_timeout = t;
+        }
+        if let Some(t) = self.seconds(id, ing, "proxy-send-timeout") {
+            p.send_timeout = t;
+        }
+        Some(Arc::new(p))
     }
 
     /// The `limit-*` annotations; `None` when the Ingress sets no limit.

@@ -183,11 +183,11 @@ pub fn analyze_request<'b>(headers: &[httparse::Header<'b>]) -> Result<RequestIn
     }
     info.upgrade = upgrade_token && has_upgrade_field;
     info.framing = if chunked {
-        // Transfer-Encoding wins over Content-Length (RFC 9112 §6.3); a
-        // message with both may be a smuggling attempt, so the connection
-        // closes after it.
+        // Both Content-Length and Transfer-Encoding: a smuggling attempt
+        // (or a broken client) either way; nginx answers 400, and so do we
+        // rather than guess which framing the pod will believe.
         if length.is_some() {
-            info.close = true;
+            return Err(HeadError::Bad("both Content-Length and Transfer-Encoding"));
         }
         Framing::Chunked
     } else {
@@ -262,10 +262,12 @@ pub fn write_request_head(
     req: &httparse::Request<'_, '_>,
     info: &RequestInfo<'_>,
     fwd: &Forwarded,
+    normalized: Option<&str>,
 ) {
     let (Some(method), Some(path)) = (req.method, req.path) else {
         return;
     };
+    let path = normalized.unwrap_or(path);
     out.extend_from_slice(method.as_bytes());
     out.push(b' ');
     out.extend_from_slice(path.as_bytes());

@@ -21,7 +21,7 @@ use std::{
     pin::{Pin, pin},
     sync::Arc,
     task::Poll,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use http::StatusCode;
@@ -32,12 +32,18 @@ use tokio::{
 };
 
 use super::{
-    ConnState, Decision, Proxy, ProxyError, Retries, Target, abort::Abort, headers::Downstream,
+    ConnState, Decision, Proxy, ProxyError, Target,
+    abort::Abort,
+    headers::Downstream,
+    retry::{self, Attempts},
     rewind::Rewind,
 };
 use crate::{
     metrics::HostStats,
-    model::{BackendProtocol, Peer},
+    model::{
+        BackendProtocol, Peer,
+        annotations::{NEXT_ERROR, NEXT_TIMEOUT},
+    },
     shutdown::Shutdown,
 };
 use codec::{Chunked, Forwarded, Framing, HeadError, MAX_HEADERS};
@@ -100,10 +106,25 @@ struct Forward {
     head_len: usize,
     framing: Framing,
     head_request: bool,
-    /// Bodiless and idempotent: safe to send again on another connection.
-    retryable: bool,
+    /// GET, HEAD, PUT, DELETE, OPTIONS, TRACE.
+    idempotent: bool,
     close: bool,
     stats: Arc<HostStats>,
+}
+
+impl Forward {
+    /// Whether a request that failed on a stale pooled connection can be
+    /// sent again: bodiless and idempotent (a body was consumed as sent).
+    fn resendable_on_stale(&self) -> bool {
+        self.framing == Framing::Empty && self.idempotent
+    }
+}
+
+/// How one exchange with a pod failed.
+enum Exchange {
+    /// Before any response byte, on the way there or back.
+    Stale(ProxyError),
+    Failed(Failed),
 }
 
 /// How a forwarded request failed.
@@ -372,7 +393,13 @@ impl Proxy {
                 return Prepared::Reply(Reply::error(error));
             }
         };
-        if info.upgrade || info.expect || info.host.is_none() {
+        if info.host.is_none() {
+            // RFC 9112 §3.2: an HTTP/1.1 request without Host is a 400.
+            return Prepared::Reply(Reply::error(ProxyError::BadRequest(
+                "HTTP/1.1 request without Host",
+            )));
+        }
+        if info.upgrade || info.expect {
             return Prepared::HandOff;
         }
         let framing = info.framing;
@@ -453,14 +480,10 @@ impl Proxy {
             self.metrics.error(e.source());
             return reply(e.status(), e.body().as_bytes(), None);
         }
-        codec::write_request_head(up_head, &req, &info, fwd);
-        let idempotent = matches!(
-            method,
-            "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"
-        );
+        codec::write_request_head(up_head, &req, &info, fwd, target.normalized.as_deref());
         Prepared::Forward(Forward {
             peer,
-            retryable: idempotent && !has_body,
+            idempotent: retry::idempotent(method.as_bytes()),
             target,
             head_len,
             framing,
@@ -486,41 +509,87 @@ impl Proxy {
         let send_timeout = self.limits.client_send_timeout;
         let sent = tokio::time::Instant::now();
         c.now = sent;
-        let mut peer = f.peer;
-        let mut up = self.upstream_conn(f, &mut peer, sent.into_std()).await?;
         let fired = shutdown.is_fired();
-        // A pooled connection the pod closed meanwhile fails before any
-        // response byte: the request goes once more on a new connection
-        // when it can be sent again.
-        let mut may_retry = f.retryable;
-        let head = 'attempt: loop {
-            if let Err(e) = self.send_request(c, &mut up, f, up_head, out).await {
-                if may_retry && up.reused {
-                    may_retry = false;
-                    up = self.connect(peer, f).await?;
-                    continue 'attempt;
-                }
-                return Err(e);
-            }
-            up.buf.clear();
-            c.pod_deadline.set(sent + f.target.read_timeout);
-            loop {
-                if let Err(e) = read_more(&mut up, &mut c.pod_deadline).await {
-                    if may_retry && up.reused && up.buf.is_empty() {
-                        may_retry = false;
-                        up = self.connect(peer, f).await?;
-                        continue 'attempt;
+        let policy = f.target.policy();
+        let mut attempts = Attempts::new(
+            &f.target.backend,
+            policy,
+            f.peer,
+            f.framing == Framing::Empty,
+            f.idempotent,
+        );
+        let mut peer = f.peer;
+        let (up, head) = loop {
+            let (mut up, fresh) = match self.pool.take(peer, sent.into_std()) {
+                Some(conn) => (conn, false),
+                None => match self.connect(peer, f).await {
+                    Ok(conn) => (conn, true),
+                    Err((e, case)) => {
+                        self.health.failed(peer, policy, &e.to_string());
+                        // Nothing was sent: any request may go on.
+                        if let Some(next) = attempts.next(case, false, &self.health) {
+                            tracing::debug!(failed = %peer, retry = %next, "{e}; trying another endpoint");
+                            self.metrics.upstream_retry();
+                            peer = next;
+                            continue;
+                        }
+                        return Err(e.into());
                     }
-                    return Err(e.into());
+                },
+            };
+            let mut exchange = self.exchange(c, &mut up, f, up_head, out, fired).await;
+            if !fresh && matches!(exchange, Err(Exchange::Stale(_))) && f.resendable_on_stale() {
+                // A pooled connection the pod closed meanwhile failed before
+                // any response byte: once more on a new connection.
+                match self.connect(peer, f).await {
+                    Ok(conn) => up = conn,
+                    Err((e, _)) => {
+                        self.health.failed(peer, policy, &e.to_string());
+                        return Err(e.into());
+                    }
                 }
-                if let Some(head) = response_head(&mut up.buf, f, out, fired)? {
-                    break 'attempt head;
-                }
-                if up.buf.len() > MAX_RESPONSE_HEAD {
-                    return Err(ProxyError::Upstream("response head too large".into()).into());
-                }
+                exchange = self.exchange(c, &mut up, f, up_head, out, fired).await;
             }
+            let (e, case) = match exchange {
+                Ok(head) => {
+                    let (go_on, counts) = policy.on_status(head.code);
+                    if counts {
+                        self.health
+                            .failed(peer, policy, &format!("answered {}", head.code));
+                    } else {
+                        self.health.succeeded(peer);
+                    }
+                    if go_on && let Some(next) = attempts.next_on_status(head.code, &self.health) {
+                        tracing::debug!(failed = %peer, retry = %next, status = head.code, "trying another endpoint");
+                        self.metrics.upstream_retry();
+                        // The response is not read: the connection goes.
+                        peer = next;
+                        continue;
+                    }
+                    break (up, head);
+                }
+                Err(Exchange::Stale(e)) => (e, NEXT_ERROR),
+                Err(Exchange::Failed(Failed::Late)) => return Err(Failed::Late),
+                Err(Exchange::Failed(Failed::Early(e))) => {
+                    let case = match &e {
+                        ProxyError::UpstreamTimeout => NEXT_TIMEOUT,
+                        ProxyError::Upstream(_) => NEXT_ERROR,
+                        // The client's fault (body too large, closed): no retry.
+                        _ => return Err(e.into()),
+                    };
+                    (e, case)
+                }
+            };
+            self.health.failed(peer, policy, &e.to_string());
+            if let Some(next) = attempts.next(case, true, &self.health) {
+                tracing::debug!(failed = %peer, retry = %next, "{e}; trying another endpoint");
+                self.metrics.upstream_retry();
+                peer = next;
+                continue;
+            }
+            return Err(e.into());
         };
+        let mut up = up;
         c.now = tokio::time::Instant::now();
         self.metrics.upstream_latency(c.now - sent);
         let framing = head.framing;
@@ -572,52 +641,75 @@ impl Proxy {
         Ok(!head.close)
     }
 
-    /// A pooled or new connection to `peer`; when a new one is refused and
-    /// the request is retryable, other endpoints of the backend are tried
-    /// (`peer` is updated to the one that answered).
-    async fn upstream_conn(
+    /// One request and its response head on `up`. `Stale`: the connection
+    /// failed before any byte of a response (a pooled one the pod closed).
+    async fn exchange<S>(
         &self,
+        c: &mut Client<S>,
+        up: &mut UpConn,
         f: &Forward,
-        peer: &mut SocketAddr,
-        now: Instant,
-    ) -> Result<UpConn, Failed> {
-        if let Some(conn) = self.pool.take(*peer, now) {
-            return Ok(conn);
-        }
-        let mut last = match self.connect(*peer, f).await {
-            Ok(conn) => return Ok(conn),
-            Err(e) => e,
-        };
-        if !f.retryable {
-            return Err(last);
-        }
-        let mut others = Retries::new(&f.target.backend, Peer::Addr(*peer));
-        while let Some(next) = others.next() {
-            let Peer::Addr(next) = next else { break };
-            match self.connect(next, f).await {
-                Ok(conn) => {
-                    *peer = next;
-                    return Ok(conn);
+        up_head: &[u8],
+        out: &mut Vec<u8>,
+        fired: bool,
+    ) -> Result<ResponseHead, Exchange>
+    where
+        S: AsyncRead + AsyncWrite + Abort + Unpin,
+    {
+        if let Err(e) = self.send_request(c, up, f, up_head, out).await {
+            return Err(match e {
+                Failed::Early(ProxyError::Upstream(why)) => {
+                    Exchange::Stale(ProxyError::Upstream(why))
                 }
-                Err(e) => last = e,
+                other => Exchange::Failed(other),
+            });
+        }
+        up.buf.clear();
+        c.pod_deadline
+            .set(tokio::time::Instant::now() + f.target.read_timeout);
+        loop {
+            if let Err(e) = read_more(up, &mut c.pod_deadline).await {
+                if up.buf.is_empty() && !matches!(e, ProxyError::UpstreamTimeout) {
+                    return Err(Exchange::Stale(e));
+                }
+                return Err(Exchange::Failed(e.into()));
+            }
+            match response_head(&mut up.buf, f, out, fired) {
+                Ok(Some(head)) => return Ok(head),
+                Ok(None) => {}
+                Err(e) => return Err(Exchange::Failed(e.into())),
+            }
+            if up.buf.len() > MAX_RESPONSE_HEAD {
+                return Err(Exchange::Failed(
+                    ProxyError::Upstream("response head too large".into()).into(),
+                ));
             }
         }
-        Err(last)
     }
 
-    /// A new connection to `peer`, within the route's connect timeout.
-    async fn connect(&self, peer: SocketAddr, f: &Forward) -> Result<UpConn, Failed> {
+    /// A new connection to `peer`, within the route's connect timeout; on
+    /// failure, the `proxy-next-upstream` case it is.
+    async fn connect(&self, peer: SocketAddr, f: &Forward) -> Result<UpConn, (ProxyError, u16)> {
         let limit = f
             .target
             .connect_timeout
             .unwrap_or(self.limits.upstream_connect_timeout);
+        if let Err(why) = self.guard.check(peer) {
+            let e = ProxyError::UpstreamConnect(format!("{peer} refused: {}", why.reason()));
+            return Err((e, NEXT_ERROR));
+        }
         match tokio::time::timeout(limit, TcpStream::connect(peer)).await {
             Ok(Ok(stream)) => {
                 let _ = stream.set_nodelay(true);
                 Ok(UpConn::new(stream))
             }
-            Ok(Err(e)) => Err(ProxyError::UpstreamConnect(format!("{peer}: {e}")).into()),
-            Err(_) => Err(ProxyError::UpstreamConnect(format!("{peer}: connect timed out")).into()),
+            Ok(Err(e)) => Err((
+                ProxyError::UpstreamConnect(format!("{peer}: {e}")),
+                NEXT_ERROR,
+            )),
+            Err(_) => Err((
+                ProxyError::UpstreamConnect(format!("{peer}: connect timed out")),
+                NEXT_TIMEOUT,
+            )),
         }
     }
 
@@ -635,13 +727,12 @@ impl Proxy {
     where
         S: AsyncRead + AsyncWrite + Abort + Unpin,
     {
-        let upstream_err = |e: io::Error| ProxyError::Upstream(format!("sending the request: {e}"));
+        // `proxy-send-timeout`: each write may wait this long for the pod.
+        let send_limit = f.target.policy().send_timeout;
         if f.framing == Framing::Empty {
-            return up
-                .stream
-                .write_all(up_head)
+            return write_pod(&mut up.stream, up_head, send_limit)
                 .await
-                .map_err(|e| upstream_err(e).into());
+                .map_err(Into::into);
         }
         let limit = f.target.body_limit.unwrap_or(u64::MAX);
         let mut body = BodyProgress::new(f.framing);
@@ -651,7 +742,7 @@ impl Proxy {
         scratch.extend_from_slice(up_head);
         scratch.extend_from_slice(&c.buf[..taken]);
         c.buf.drain(..taken);
-        up.stream.write_all(scratch).await.map_err(upstream_err)?;
+        write_pod(&mut up.stream, scratch, send_limit).await?;
         while !body.done() {
             if c.buf.capacity() - c.buf.len() < 1024 {
                 c.buf.reserve(BODY_READ);
@@ -668,13 +759,25 @@ impl Proxy {
             };
             let taken = body.take(&c.buf[..n]).map_err(ProxyError::BadRequest)?;
             check_limit(&body, limit)?;
-            up.stream
-                .write_all(&c.buf[..taken])
-                .await
-                .map_err(upstream_err)?;
+            write_pod(&mut up.stream, &c.buf[..taken], send_limit).await?;
             c.buf.drain(..taken);
         }
         Ok(())
+    }
+}
+
+/// Writes to the pod; one that reads nothing for `limit`
+/// (`proxy-send-timeout`) fails the request.
+async fn write_pod(
+    stream: &mut TcpStream,
+    bytes: &[u8],
+    limit: Duration,
+) -> Result<(), ProxyError> {
+    match tokio::time::timeout(limit, stream.write_all(bytes)).await {
+        Ok(r) => r.map_err(|e| ProxyError::Upstream(format!("sending the request: {e}"))),
+        Err(_) => Err(ProxyError::Upstream(format!(
+            "the pod read nothing for {limit:?} (proxy-send-timeout)"
+        ))),
     }
 }
 

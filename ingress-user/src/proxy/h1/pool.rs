@@ -95,17 +95,30 @@ impl Pool {
         }
     }
 
-    /// The most recently used idle connection to `peer` that has not timed out.
+    /// The most recently used idle connection to `peer` that has not timed
+    /// out and has nothing waiting to be read: bytes the pod sent while no
+    /// request was out (a response to nothing, or the rest of a body it
+    /// did not frame as we did) would be read as the next request's
+    /// answer, which belongs to another client; such a connection, or one
+    /// the pod closed, is dropped.
     pub fn take(&self, peer: SocketAddr, now: Instant) -> Option<UpConn> {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        let list = idle.get_mut(&peer)?;
-        while let Some(mut i) = list.pop() {
-            if now.saturating_duration_since(i.since) < self.idle_timeout {
+        loop {
+            let mut i = {
+                let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+                let list = idle.get_mut(&peer)?;
+                loop {
+                    let i = list.pop()?;
+                    if now.saturating_duration_since(i.since) < self.idle_timeout {
+                        break i;
+                    }
+                }
+            };
+            if quiet(&i.conn.stream) {
                 i.conn.reused = true;
                 return Some(i.conn);
             }
+            tracing::debug!(%peer, "dropped a pooled pod connection with unread bytes or closed");
         }
-        None
     }
 
     /// Keeps a connection whose last response ended cleanly.
@@ -139,6 +152,13 @@ impl Pool {
     }
 }
 
+/// Nothing to read and not closed. No system call unless the socket was
+/// reported readable since its last empty read.
+fn quiet(stream: &TcpStream) -> bool {
+    let mut byte = [0u8; 1];
+    matches!(stream.try_read(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,5 +189,33 @@ mod tests {
             pool.take(addr, Instant::now()).is_none(),
             "a timed-out connection is not reused"
         );
+    }
+
+    #[tokio::test]
+    async fn connections_with_unsolicited_bytes_or_closed_are_not_reused() {
+        use tokio::io::AsyncWriteExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let pool = Pool::new(Duration::from_secs(60));
+        let talker = TcpStream::connect(addr).await.unwrap();
+        let (mut pod_side, _) = listener.accept().await.unwrap();
+        let closer = TcpStream::connect(addr).await.unwrap();
+        let (pod_closed, _) = listener.accept().await.unwrap();
+        let fine = TcpStream::connect(addr).await.unwrap();
+        let fine_port = fine.local_addr().unwrap().port();
+        let (_pod_fine, _) = listener.accept().await.unwrap();
+        pool.put(addr, UpConn::new(fine), Instant::now());
+        pool.put(addr, UpConn::new(closer), Instant::now());
+        pool.put(addr, UpConn::new(talker), Instant::now());
+        // A response nobody asked for, and a pod that closed.
+        pod_side
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+            .await
+            .unwrap();
+        drop(pod_closed);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let got = pool.take(addr, Instant::now()).unwrap();
+        assert_eq!(got.stream.local_addr().unwrap().port(), fine_port);
+        assert_eq!(pool.idle_count(), 0);
     }
 }

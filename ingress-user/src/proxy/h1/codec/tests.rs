@@ -7,7 +7,7 @@ fn parse_req(raw: &[u8]) -> (Vec<u8>, Result<(), HeadError>) {
     let mut out = Vec::new();
     let fwd = Forwarded::from_parts("10.1.2.3".parse().unwrap(), 80, false);
     let result = analyze_request(req.headers).map(|info| {
-        write_request_head(&mut out, &req, &info, &fwd);
+        write_request_head(&mut out, &req, &info, &fwd, None);
     });
     (out, result)
 }
@@ -100,11 +100,16 @@ fn request_framing() {
         framing(&head("Transfer-Encoding: CHUNKED\r\n")),
         Ok((Framing::Chunked, false))
     );
-    // Both: chunked wins and the connection closes after.
-    assert_eq!(
-        framing(&head("Content-Length: 4\r\nTransfer-Encoding: chunked\r\n")),
-        Ok((Framing::Chunked, true))
-    );
+    // Both, in either order: 400, as nginx (issue 23, fix 8).
+    for both in [
+        "Content-Length: 4\r\nTransfer-Encoding: chunked\r\n",
+        "Transfer-Encoding: chunked\r\nContent-Length: 0\r\n",
+    ] {
+        assert!(
+            matches!(framing(&head(both)), Err(HeadError::Bad(_))),
+            "{both}"
+        );
+    }
     assert!(matches!(
         framing(&head("Transfer-Encoding: chunked, gzip\r\n")),
         Err(HeadError::Bad(_))
