@@ -72,6 +72,8 @@ async fn serve_any<I>(
         return serve_connection(proxy, builder, io, down, watcher, conn_state).await;
     }
     if let Some(rest) = super::h1::serve(&proxy, io, down, &conn_state, &shutdown).await {
+        // hyper reads the rest under the fast path's framing rules.
+        let rest = super::h1::Checked::new(rest, proxy.limits.max_header_bytes);
         serve_connection(proxy, builder, rest, down, watcher, conn_state).await;
     }
 }

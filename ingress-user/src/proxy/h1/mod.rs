@@ -9,6 +9,7 @@
 //! targets, requests without Host, TLS/h2c/ExternalName backends) hands the
 //! connection, with the bytes already read put back, to the hyper path.
 
+mod checked;
 mod codec;
 #[doc(hidden)]
 pub mod fuzz;
@@ -46,6 +47,7 @@ use crate::{
     },
     shutdown::Shutdown,
 };
+pub use checked::Checked;
 use codec::{Chunked, Forwarded, Framing, HeadError, MAX_HEADERS};
 pub use pool::Pool;
 use pool::UpConn;
