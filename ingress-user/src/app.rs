@@ -51,6 +51,8 @@ async fn bind(addr: SocketAddr, what: &'static str) -> Result<TcpListener, AppEr
 
 /// Runs until SIGINT or SIGTERM, then drains and detaches.
 pub async fn run(config: Config) -> Result<(), AppError> {
+    // Before anything else: a SIGHUP during start-up must not kill us.
+    let mut signals = Signals::new()?;
     let http = bind(config.http_addr, "HTTP").await?;
     let https = bind(config.https_addr, "HTTPS").await?;
     let admin_listener = bind(config.admin_addr, "admin").await?;
@@ -66,6 +68,8 @@ pub async fn run(config: Config) -> Result<(), AppError> {
     let snapshots = SnapshotCell::new();
     let metrics = Arc::new(Metrics::default());
     let (trigger, shutdown) = shutdown::channel();
+    // Readiness turns off first, the listeners close `--shutdown-delay` later.
+    let (ready_off, not_ready) = shutdown::channel();
 
     // XDP is an accelerator: when it cannot load, L7 still serves every route.
     let listeners = [(http_port, F_LISTENER_HTTP), (https_port, F_LISTENER_TLS)];
@@ -92,7 +96,7 @@ pub async fn run(config: Config) -> Result<(), AppError> {
         snapshots: snapshots.clone(),
         metrics: metrics.clone(),
         xdp: dataplane.as_ref().map(Dataplane::stats),
-        shutdown: shutdown.clone(),
+        shutdown: not_ready,
     });
     let proxy = Proxy::new(
         snapshots.clone(),
@@ -150,8 +154,21 @@ pub async fn run(config: Config) -> Result<(), AppError> {
     let http_task = tokio::spawn(proxy::serve_http(proxy.clone(), http, shutdown.clone()));
     let https_task = tokio::spawn(proxy::serve_https(proxy, https, tls, shutdown.clone()));
 
-    wait_for_signal().await?;
-    tracing::info!("shutting down: readiness off, draining in-flight requests");
+    signals.next().await;
+    // Readiness off first; the listeners keep serving for the delay, so
+    // load balancers stop sending new clients before anyone is refused.
+    ready_off.fire();
+    if !config.shutdown_delay.is_zero() {
+        tracing::info!(
+            delay = ?config.shutdown_delay,
+            "shutting down: /readyz answers 503; listeners stay open for --shutdown-delay (a second signal skips it)"
+        );
+        tokio::select! {
+            () = tokio::time::sleep(config.shutdown_delay) => {}
+            () = signals.next() => {}
+        }
+    }
+    tracing::info!(grace = ?config.limits.drain_timeout, "shutting down: listeners closed, draining in-flight requests");
     trigger.fire();
     let _ = tokio::join!(http_task, https_task, source);
     admin_stop.fire();
@@ -176,15 +193,38 @@ fn start_dataplane(
     Ok(dp)
 }
 
-async fn wait_for_signal() -> Result<(), AppError> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).map_err(AppError::Signal)?;
-    let mut int = signal(SignalKind::interrupt()).map_err(AppError::Signal)?;
-    tokio::select! {
-        _ = term.recv() => {},
-        _ = int.recv() => {},
+/// SIGTERM and SIGINT stop the agent; SIGHUP is logged and ignored (the
+/// configuration is watched and applied as it changes: there is nothing
+/// to re-read), where its default action would kill the agent silently.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> Result<Self, AppError> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let s = |kind| signal(kind).map_err(AppError::Signal);
+        Ok(Self {
+            term: s(SignalKind::terminate())?,
+            int: s(SignalKind::interrupt())?,
+            hup: s(SignalKind::hangup())?,
+        })
     }
-    Ok(())
+
+    /// The next SIGTERM or SIGINT.
+    async fn next(&mut self) {
+        loop {
+            tokio::select! {
+                _ = self.term.recv() => return,
+                _ = self.int.recv() => return,
+                _ = self.hup.recv() => tracing::info!(
+                    "SIGHUP ignored: the configuration is watched and applied as it changes"
+                ),
+            }
+        }
+    }
 }
 
 /// Turns object sets into published snapshots; shared by every source.

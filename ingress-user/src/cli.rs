@@ -127,6 +127,24 @@ pub struct RunArgs {
         default_value_t = 60
     )]
     pub client_send_timeout: u64,
+    /// Seconds between SIGTERM and closing the listeners: /readyz answers
+    /// 503 at once while requests are still served, so load balancers and
+    /// the kubelet stop sending new clients first.
+    #[arg(
+        long,
+        env = "XINGRESS_SHUTDOWN_DELAY",
+        value_name = "SECONDS",
+        default_value_t = 0
+    )]
+    pub shutdown_delay: u64,
+    /// Seconds in-flight requests get to finish once the listeners close.
+    #[arg(
+        long,
+        env = "XINGRESS_SHUTDOWN_GRACE_PERIOD",
+        value_name = "SECONDS",
+        default_value_t = 10
+    )]
+    pub shutdown_grace_period: u64,
     /// Runtime worker threads (default: one per core; 1 runs a single-threaded runtime).
     #[arg(long, env = "XINGRESS_WORKER_THREADS", value_name = "N")]
     pub worker_threads: Option<usize>,
@@ -279,6 +297,8 @@ pub struct Config {
     pub allow_loopback_upstreams: bool,
     pub xdp: Option<XdpConfig>,
     pub limits: ProxyLimits,
+    /// `--shutdown-delay`: /readyz is 503 this long before the listeners close.
+    pub shutdown_delay: Duration,
     /// `None`: one per core.
     pub worker_threads: Option<usize>,
     /// How often the manifest directory is checked for changes.
@@ -462,8 +482,10 @@ impl RunArgs {
                     }
                     s => Duration::from_secs(s),
                 },
+                drain_timeout: Duration::from_secs(self.shutdown_grace_period),
                 ..ProxyLimits::default()
             },
+            shutdown_delay: Duration::from_secs(self.shutdown_delay),
             worker_threads: match self.worker_threads {
                 Some(0) => {
                     return Err(ConfigError::Invalid {

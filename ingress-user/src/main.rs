@@ -13,7 +13,10 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    if let Err(e) = init_tracing() {
+        eprintln!("xingress: {e}");
+        return ExitCode::from(EXIT_CONFIG);
+    }
     match cli.command {
         Command::Run(args) => {
             let config = match args.into_config() {
@@ -53,14 +56,30 @@ fn run(config: xingress::cli::Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn init_tracing() {
+/// The agent's log on stderr, filtered by `XINGRESS_LOG` (else `RUST_LOG`,
+/// else `info`). A filter that does not parse is an error naming it, not a
+/// silent `info`.
+fn init_tracing() -> Result<(), String> {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("XINGRESS_LOG")
-        .or_else(|_| EnvFilter::try_from_default_env())
-        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let mut chosen = None;
+    for var in ["XINGRESS_LOG", "RUST_LOG"] {
+        if let Ok(v) = std::env::var(var)
+            && !v.trim().is_empty()
+        {
+            chosen = Some((var, v));
+            break;
+        }
+    }
+    let filter = match chosen {
+        None => EnvFilter::new("info"),
+        Some((var, v)) => {
+            EnvFilter::try_new(&v).map_err(|e| format!("invalid {var} {v:?}: {e}"))?
+        }
+    };
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
+    Ok(())
 }

@@ -9,6 +9,7 @@ use k8s_openapi::api::{
     apps::v1::DaemonSet,
     core::v1::{Namespace, ServiceAccount},
     networking::v1::IngressClass,
+    policy::v1::PodDisruptionBudget,
     rbac::v1::{ClusterRole, ClusterRoleBinding},
 };
 use serde::Deserialize;
@@ -62,6 +63,9 @@ fn every_manifest_parses_into_its_type() {
                 "ClusterRoleBinding" => serde_json::from_value::<ClusterRoleBinding>(doc).map(drop),
                 "IngressClass" => serde_json::from_value::<IngressClass>(doc).map(drop),
                 "DaemonSet" => serde_json::from_value::<DaemonSet>(doc).map(drop),
+                "PodDisruptionBudget" => {
+                    serde_json::from_value::<PodDisruptionBudget>(doc).map(drop)
+                }
                 other => panic!("{file}: unexpected kind {other:?}"),
             };
             parsed.unwrap_or_else(|e| panic!("{file}: {kind}: {e}"));
@@ -75,10 +79,22 @@ fn every_manifest_parses_into_its_type() {
         "ClusterRoleBinding",
         "IngressClass",
         "DaemonSet",
+        "PodDisruptionBudget",
     ] {
         assert!(kinds.contains(k), "deploy/ has no {k}");
     }
     assert!(deploy_dir().join("Dockerfile").exists());
+}
+
+fn ds_grace_period() -> u64 {
+    daemonset()
+        .spec
+        .unwrap()
+        .template
+        .spec
+        .unwrap()
+        .termination_grace_period_seconds
+        .unwrap() as u64
 }
 
 fn daemonset() -> DaemonSet {
@@ -187,6 +203,22 @@ fn the_daemonset_arguments_are_valid_for_the_agent() {
         panic!("not `run`")
     };
     assert_eq!(run.admin_addr.port(), 10254);
+    // /metrics stays on the node: loopback, probed by the kubelet there.
+    assert!(run.admin_addr.ip().is_loopback());
+    for probe in [&c.readiness_probe, &c.liveness_probe] {
+        let get = probe.as_ref().unwrap().http_get.as_ref().unwrap();
+        assert_eq!(get.host.as_deref(), Some("127.0.0.1"));
+        assert_eq!(
+            get.port,
+            k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(10254)
+        );
+    }
+    // The grace period covers the delay, the drain and a margin.
+    let grace = ds_grace_period();
+    assert!(
+        grace >= run.shutdown_delay + run.shutdown_grace_period + 5,
+        "terminationGracePeriodSeconds {grace}"
+    );
     assert_eq!(run.xdp_iface.as_deref(), Some("eth0"));
     let config = run.into_config().unwrap();
     assert_eq!(

@@ -208,3 +208,61 @@ fn sigterm_drains_in_flight_requests_and_exits_zero() {
     assert!(status.success(), "exit status {status:?}\n{}", agent.logs());
     assert!(signalled.elapsed() < Duration::from_secs(5));
 }
+
+#[test]
+fn sighup_is_logged_and_ignored() {
+    let p = pod("app-1");
+    let dir = ManifestDir::new();
+    let mut agent = start(&dir, &[p.addr]);
+    // SAFETY: kill(2) with a pid we own.
+    unsafe { libc::kill(agent.pid() as libc::pid_t, libc::SIGHUP) };
+    agent.eventually("the SIGHUP log line", || {
+        agent.logs().contains("SIGHUP ignored")
+    });
+    assert_eq!(http1::get(agent.http, "app.test", "/").unwrap().status, 200);
+    let status = agent.stop(Duration::from_secs(10)).unwrap();
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn shutdown_delay_turns_readiness_off_while_still_serving() {
+    let p = pod("app-1");
+    let dir = ManifestDir::new();
+    dir.write("app.yaml", &format!("{}{INGRESS}", service(&[p.addr])));
+    let mut agent = Agent::start_local(
+        &dir.path,
+        &["--shutdown-delay", "2", "--shutdown-grace-period", "3"],
+    )
+    .unwrap();
+    agent.wait_ready().unwrap();
+    let signalled = Instant::now();
+    agent.terminate();
+    agent.eventually("/readyz turning 503", || {
+        http1::get(agent.admin, "localhost", "/readyz").is_ok_and(|r| r.status == 503)
+    });
+    // During the delay new clients are still served.
+    let r = http1::get(agent.http, "app.test", "/").unwrap();
+    assert_eq!(r.status, 200);
+    assert!(signalled.elapsed() < Duration::from_millis(1500));
+    agent.eventually("the listener closing", || {
+        std::net::TcpStream::connect(agent.http).is_err()
+    });
+    assert!(signalled.elapsed() >= Duration::from_secs(2));
+    let status = agent.wait(Duration::from_secs(10)).unwrap();
+    assert!(status.success(), "{status:?}\n{}", agent.logs());
+}
+
+#[test]
+fn an_invalid_log_filter_is_an_error_at_start() {
+    let out = std::process::Command::new(xingress_tests::agent::xingress_bin())
+        .args(["run", "--manifests", "/nonexistent"])
+        .env("XINGRESS_LOG", "xingress=loud")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("invalid XINGRESS_LOG \"xingress=loud\""),
+        "{stderr}"
+    );
+}
