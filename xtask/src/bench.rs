@@ -34,13 +34,15 @@ pub fn run(what: Option<&str>) -> Result<()> {
             routing()?;
             scale()?;
             xdp()?;
-            proxy()
+            proxy()?;
+            idle()
         }
         Some("routing") => routing(),
         Some("scale") => scale(),
         Some("xdp") => xdp(),
         Some("proxy") => proxy(),
-        Some(other) => bail!("unknown benchmark {other:?}: routing, scale, xdp or proxy"),
+        Some("idle") => idle(),
+        Some(other) => bail!("unknown benchmark {other:?}: routing, scale, xdp, proxy or idle"),
     }
 }
 
@@ -213,19 +215,30 @@ struct UnderTest {
     proc: Proc,
 }
 
-fn proxy() -> Result<()> {
-    step("proxy benchmark: xingress vs nginx, each pinned to core 0 with one worker");
+/// The backend, and nginx and xingress on the cafe routes, both on core 0.
+struct Pair {
+    proxies: [UnderTest; 2],
+    work: PathBuf,
+    manifests: PathBuf,
+    _backend: Proc,
+    _cleanup: RemoveDir,
+}
+
+fn start_pair(what: &str) -> Result<Pair> {
+    step(what);
     ensure_tools()?;
     if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
-        bail!("the proxy benchmark needs two cores (proxy on one, load and backends on the other)");
+        bail!("the proxy benchmarks need two cores (proxy on one, load and backends on the other)");
     }
     util::cargo(&["build", "--release", "-p", "ingress-user"]).run()?;
+    // Children inherit it: 10,000 idle clients need more than 1,024 files.
+    raise_fd_limit(65_536);
     let work = std::env::temp_dir().join(format!("xingress-bench-{}", std::process::id()));
     std::fs::create_dir_all(&work)?;
-    let _cleanup = RemoveDir(work.clone());
+    let cleanup = RemoveDir(work.clone());
     let fixtures = util::root().join("tests/fixtures/tls");
 
-    let _backend = Proc::spawn(
+    let backend = Proc::spawn(
         nginx_command(&work, "backend", &backend_conf(), 1)?,
         &work.join("backend.log"),
     )?;
@@ -255,7 +268,54 @@ fn proxy() -> Result<()> {
         wait_port(p.https)?;
     }
     wait_ready()?;
+    Ok(Pair {
+        proxies,
+        work,
+        manifests,
+        _backend: backend,
+        _cleanup: cleanup,
+    })
+}
 
+fn raise_fd_limit(n: u64) {
+    let lim = libc::rlimit {
+        rlim_cur: n,
+        rlim_max: n,
+    };
+    // SAFETY: setrlimit with a valid struct; failure keeps the old limit.
+    unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) };
+}
+
+/// Memory per idle client connection, both proxies in one run (the
+/// `idle` bench of the tests crate opens the connections and reads RSS).
+fn idle() -> Result<()> {
+    // Fresh proxies per protocol: memory freed by the first set of
+    // connections would otherwise serve the second and flatter it.
+    for protocol in ["http", "tls"] {
+        let pair = start_pair(&format!(
+            "idle-connection memory ({protocol}): xingress vs nginx, 10,000 keep-alive clients each"
+        ))?;
+        let targets: String = pair
+            .proxies
+            .iter()
+            .map(|p| format!("{}:{}:{}:{};", p.name, p.proc.id(), p.http, p.https))
+            .collect();
+        util::cargo(&["bench", "-p", "xingress-tests", "--bench", "idle"])
+            .env("IDLE_TARGETS", targets)
+            .env("IDLE_PROTOCOL", protocol)
+            .run()?;
+    }
+    Ok(())
+}
+
+fn proxy() -> Result<()> {
+    let Pair {
+        proxies,
+        work,
+        manifests,
+        _backend,
+        _cleanup,
+    } = start_pair("proxy benchmark: xingress vs nginx, each pinned to core 0 with one worker")?;
     let mut results = Vec::new();
     for s in &SCENARIOS {
         for p in &proxies {
@@ -668,7 +728,7 @@ fn nginx_command(work: &Path, name: &str, conf: &str, cpu: u32) -> Result<Comman
     Ok(cmd)
 }
 
-const NGINX_COMMON: &str = "worker_processes 1;\nerror_log logs/error.log warn;\npid logs/nginx.pid;\nevents { worker_connections 4096; }\n";
+const NGINX_COMMON: &str = "worker_processes 1;\nworker_rlimit_nofile 65536;\nerror_log logs/error.log warn;\npid logs/nginx.pid;\nevents { worker_connections 32768; }\n";
 
 fn backend_conf() -> String {
     let listens: String = BACKEND_PORTS

@@ -33,14 +33,15 @@ const USAGE: &str = "usage: cargo xtask <command>
                xdp_first_segment), SECONDS each (default 300, optimized build; `test`
                runs 20 each from a quicker dev build),
                results in target/fuzz-results.txt; needs root for the XDP target
-  bench [routing|scale|xdp|proxy]
+  bench [routing|scale|xdp|proxy|idle]
                benchmarks (both by default), results in target/bench-results/:
                routing: the model at 10,000 Ingresses / 50,000 paths (translate time
                and memory, lookup ns and allocations);
                xdp: ns per packet by path (BPF_PROG_TEST_RUN with repeat);
                proxy: xingress vs nginx-light for the cafe routes, each pinned to one
                core with one worker (HTTP/1.1 and HTTPS keep-alive, new TLS
-               connections): req/s, p50/p99, CPU µs per request, ratios";
+               connections): req/s, p50/p99, CPU µs per request, ratios;
+               idle: RSS per idle keep-alive client (10,000, HTTP/1.1 and TLS), both proxies";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();

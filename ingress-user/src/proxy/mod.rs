@@ -80,8 +80,9 @@ pub struct ConnState {
     /// The first request's verdict was reported to XDP.
     flow_reported: std::sync::atomic::AtomicBool,
     /// The TLS handshake asked for a client certificate (its SNI names a
-    /// host with `auth-tls-*`): what it asked, and what came.
-    client_cert: Option<ClientCert>,
+    /// host with `auth-tls-*`): what it asked, and what came. Boxed: most
+    /// connections have none, and each connection keeps this state.
+    client_cert: Option<Box<ClientCert>>,
     /// TLS with ALPN `h2`: hyper serves the connection from the start.
     alpn_h2: bool,
 }
@@ -89,7 +90,7 @@ pub struct ConnState {
 impl ConnState {
     pub fn with_client_cert(cert: ClientCert) -> Self {
         Self {
-            client_cert: Some(cert),
+            client_cert: Some(Box::new(cert)),
             ..Self::default()
         }
     }

@@ -69,12 +69,20 @@ async fn serve_any<I>(
 {
     let conn_state = Arc::new(conn_state);
     if conn_state.alpn_h2 {
-        return serve_connection(proxy, builder, io, down, watcher, conn_state).await;
+        return Box::pin(serve_connection(
+            proxy, builder, io, down, watcher, conn_state,
+        ))
+        .await;
     }
     if let Some(rest) = super::h1::serve(&proxy, io, down, &conn_state, &shutdown).await {
-        // hyper reads the rest under the fast path's framing rules.
+        // hyper reads the rest under the fast path's framing rules. Boxed:
+        // the task of every HTTP/1.1 connection would otherwise be as
+        // large as hyper's connection state, idle or not.
         let rest = super::h1::Checked::new(rest, proxy.limits.max_header_bytes);
-        serve_connection(proxy, builder, rest, down, watcher, conn_state).await;
+        Box::pin(serve_connection(
+            proxy, builder, rest, down, watcher, conn_state,
+        ))
+        .await;
     }
 }
 
@@ -224,8 +232,10 @@ pub async fn serve_https(
         );
         tokio::spawn(async move {
             // Pass-through hosts are spliced to a pod before any handshake.
+            // The pass-through and handshake states are boxed: they live
+            // for a moment, while this task lives as long as the connection.
             let stream = if proxy.snapshots.load().table.has_passthrough() {
-                match proxy.passthrough(stream, client, handshake_timeout).await {
+                match Box::pin(proxy.passthrough(stream, client, handshake_timeout)).await {
                     Some(stream) => stream,
                     None => return,
                 }
@@ -233,7 +243,7 @@ pub async fn serve_https(
                 stream
             };
             let handshake = handshake(&proxy, &acceptor, stream);
-            match tokio::time::timeout(handshake_timeout, handshake).await {
+            match Box::pin(tokio::time::timeout(handshake_timeout, handshake)).await {
                 Ok(Ok((tls, mut conn_state))) => {
                     conn_state.alpn_h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
                     serve_any(proxy, builder, tls, down, watcher, shutdown, conn_state).await;

@@ -9,6 +9,7 @@
 //! targets, requests without Host, TLS/h2c/ExternalName backends) hands the
 //! connection, with the bytes already read put back, to the hyper path.
 
+mod bufs;
 mod checked;
 mod codec;
 #[doc(hidden)]
@@ -55,6 +56,8 @@ use timer::Deadline;
 
 /// Initial client read buffer; it grows up to the header limit for a head.
 const CLIENT_BUF: usize = 8 * 1024;
+/// Initial upstream head and client output buffers.
+const HEAD_BUF: usize = 2048;
 /// Read size while streaming bodies.
 const BODY_READ: usize = 16 * 1024;
 /// Largest response head accepted from a pod (502 past it).
@@ -70,10 +73,10 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n";
 struct Client<S> {
     io: S,
     buf: Vec<u8>,
-    /// The next request head (and body reads) must arrive by this.
-    client_deadline: Deadline,
-    /// The pod must answer (and keep sending) by this.
-    pod_deadline: Deadline,
+    /// One timer, used by one phase at a time: the next request head (and
+    /// body reads) must arrive by it, then the pod's answer (and each read
+    /// of its body). One timer per connection, not two.
+    deadline: Deadline,
     /// The clock at the last request sent or response head received: close
     /// enough for deadlines and idle times, and one clock read less.
     now: tokio::time::Instant,
@@ -157,98 +160,163 @@ where
     S: AsyncRead + AsyncWrite + Abort + Unpin,
 {
     let now = tokio::time::Instant::now();
+    // Buffers are taken when a request's bytes come and handed back when
+    // the connection waits for the next one (`bufs`).
     let mut c = Client {
         io,
-        buf: Vec::with_capacity(CLIENT_BUF),
-        client_deadline: Deadline::new(now + proxy.limits.header_read_timeout),
-        pod_deadline: Deadline::new(now + proxy.limits.upstream_response_timeout),
+        buf: Vec::new(),
+        deadline: Deadline::new(now + proxy.limits.header_read_timeout),
         now,
     };
     let fwd = Forwarded::new(&down);
-    let mut up_head = Vec::with_capacity(2048);
-    let mut out = Vec::with_capacity(2048);
+    let mut up_head = Vec::new();
+    let mut out = Vec::new();
     let mut stop = pin!(shutdown.wait());
     let mut first = true;
-    let limits = &proxy.limits;
-    let send_timeout = limits.client_send_timeout;
     loop {
+        c.deadline.set(c.now + proxy.limits.header_read_timeout);
+        if c.buf.is_empty() {
+            // Between requests: nothing held but this small state, the task
+            // and the socket; the request's state is boxed below.
+            bufs::give(&mut c.buf);
+            bufs::give(&mut up_head);
+            bufs::give(&mut out);
+            let read = tokio::select! {
+                biased;
+                r = c.deadline.run(bufs::read_into(&mut c.io, &mut c.buf, CLIENT_BUF)) => r,
+                () = &mut stop => return None,
+            };
+            match read {
+                Some(Ok(n)) if n > 0 => {}
+                // Closed, failed, or idle past the header timeout.
+                _ => return None,
+            }
+        }
+        let bufs = Buffers {
+            up_head: &mut up_head,
+            out: &mut out,
+        };
+        let step = Box::pin(proxy.serve_request(&mut c, &down, &fwd, conn, shutdown, bufs, first));
+        first = false;
+        match step.await {
+            Step::Next => {}
+            Step::Close => {
+                let _ = c.io.shutdown().await;
+                return None;
+            }
+            Step::Gone => return None,
+            Step::HandOff => return Some(Rewind::new(c.buf, c.io)),
+        }
+    }
+}
+
+/// What a connection does after a request.
+enum Step {
+    /// Serve the next request.
+    Next,
+    /// Shut down the connection (it asked to close, or we are stopping).
+    Close,
+    /// The connection is already done with (error, reply and linger).
+    Gone,
+    /// hyper serves it from here, the unread bytes in front.
+    HandOff,
+}
+
+/// The upstream head and client output buffers of a connection.
+struct Buffers<'a> {
+    up_head: &'a mut Vec<u8>,
+    out: &'a mut Vec<u8>,
+}
+
+impl Proxy {
+    /// Reads the rest of a request head whose first bytes are in `c.buf`,
+    /// then answers or forwards it.
+    #[allow(clippy::too_many_arguments)]
+    async fn serve_request<S>(
+        &self,
+        c: &mut Client<S>,
+        down: &Downstream,
+        fwd: &Forwarded,
+        conn: &ConnState,
+        shutdown: &Shutdown,
+        bufs: Buffers<'_>,
+        first: bool,
+    ) -> Step
+    where
+        S: AsyncRead + AsyncWrite + Abort + Unpin,
+    {
+        let Buffers { up_head, out } = bufs;
+        let limits = &self.limits;
+        let send_timeout = limits.client_send_timeout;
         // Read until a whole head is in the buffer.
-        c.client_deadline.set(c.now + limits.header_read_timeout);
         let prepared = loop {
-            if !c.buf.is_empty() {
-                if first && is_h2_preface(&c.buf) {
-                    if c.buf.len() < H2_PREFACE.len() {
-                        // Could still be the preface: read on.
-                    } else {
-                        return Some(Rewind::new(c.buf, c.io));
-                    }
-                } else {
-                    up_head.clear();
-                    match proxy.prepare(&c.buf, &down, &fwd, conn, &mut up_head) {
-                        Prepared::Incomplete => {}
-                        other => break other,
-                    }
+            if first && is_h2_preface(&c.buf) {
+                if c.buf.len() >= H2_PREFACE.len() {
+                    return Step::HandOff;
                 }
-                if c.buf.len() >= limits.max_header_bytes {
-                    break Prepared::Reply(Reply::error(ProxyError::HeadTooLarge));
+                // Could still be the preface: read on.
+            } else {
+                if up_head.capacity() == 0 {
+                    *up_head = bufs::take(HEAD_BUF);
                 }
+                up_head.clear();
+                match self.prepare(&c.buf, down, fwd, conn, up_head) {
+                    Prepared::Incomplete => {}
+                    other => break other,
+                }
+            }
+            if c.buf.len() >= limits.max_header_bytes {
+                break Prepared::Reply(Reply::error(ProxyError::HeadTooLarge));
             }
             if c.buf.capacity() - c.buf.len() < 1024 {
                 c.buf.reserve(CLIENT_BUF);
             }
-            let idle = c.buf.is_empty();
-            let read = tokio::select! {
-                biased;
-                r = c.client_deadline.run(c.io.read_buf(&mut c.buf)) => r,
-                () = &mut stop, if idle => return None,
-            };
-            match read {
-                Some(Ok(0)) | Some(Err(_)) => return None,
-                Some(Ok(_)) => {}
-                // Slow or idle past the header timeout: close.
-                None => return None,
+            match c.deadline.run(c.io.read_buf(&mut c.buf)).await {
+                Some(Ok(n)) if n > 0 => {}
+                // Closed, failed, or slow past the header timeout.
+                _ => return Step::Gone,
             }
         };
-        first = false;
+        if out.capacity() == 0 {
+            *out = bufs::take(HEAD_BUF);
+        }
         let keep_alive = match prepared {
             Prepared::Incomplete => unreachable!("the loop above only ends with a full head"),
-            Prepared::HandOff => return Some(Rewind::new(c.buf, c.io)),
+            Prepared::HandOff => return Step::HandOff,
             Prepared::Reply(reply) => {
                 let close = reply.close || shutdown.is_fired();
-                reply.write(&mut out, close);
-                if write_all(&mut c.io, &out, send_timeout).await.is_err() {
-                    return None;
+                reply.write(out, close);
+                if write_all(&mut c.io, out, send_timeout).await.is_err() {
+                    return Step::Gone;
                 }
                 if close {
-                    linger(&mut c).await;
-                    return None;
+                    linger(c).await;
+                    return Step::Gone;
                 }
                 c.buf.drain(..reply.head_len);
                 true
             }
             Prepared::Forward(f) => {
                 c.buf.drain(..f.head_len);
-                match proxy
-                    .forward_h1(&mut c, &f, &up_head, &mut out, shutdown)
-                    .await
-                {
+                match self.forward_h1(c, &f, up_head, out, shutdown).await {
                     Ok(keep) => keep && !f.close,
-                    Err(Failed::Late) => false,
+                    Err(Failed::Late) => return Step::Gone,
                     Err(Failed::Early(e)) => {
                         // The request body may be half read: close after.
                         f.stats.record(e.status());
-                        Reply::error_page(&proxy.metrics, &e, &mut out);
-                        if write_all(&mut c.io, &out, send_timeout).await.is_ok() {
-                            linger(&mut c).await;
+                        Reply::error_page(&self.metrics, &e, out);
+                        if write_all(&mut c.io, out, send_timeout).await.is_ok() {
+                            linger(c).await;
                         }
-                        return None;
+                        return Step::Gone;
                     }
                 }
             }
         };
         if !keep_alive || shutdown.is_fired() {
-            let _ = c.io.shutdown().await;
-            return None;
+            Step::Close
+        } else {
+            Step::Next
         }
     }
 }
@@ -302,7 +370,9 @@ async fn linger<S: AsyncRead + AsyncWrite + Unpin>(c: &mut Client<S>) {
     let _ = c.io.shutdown().await;
     let deadline = tokio::time::Instant::now() + LINGER;
     let mut drained = 0;
-    let mut scratch = [0u8; 4096];
+    // On the heap: an array here would make every connection's task 4 KiB
+    // larger for the rare error reply.
+    let mut scratch = vec![0u8; 4096];
     while drained < LINGER_BYTES {
         match timeout_at(deadline, c.io.read(&mut scratch)).await {
             Ok(Ok(n)) if n > 0 => drained += n,
@@ -612,9 +682,9 @@ impl Proxy {
         // The rest of the body.
         while !body.done() {
             up.buf.clear();
-            c.pod_deadline
+            c.deadline
                 .set(tokio::time::Instant::now() + f.target.read_timeout);
-            let n = match c.pod_deadline.run(up.stream.read_buf(&mut up.buf)).await {
+            let n = match c.deadline.run(up.stream.read_buf(&mut up.buf)).await {
                 Some(Ok(n)) => n,
                 _ => return Err(Failed::Late),
             };
@@ -666,10 +736,10 @@ impl Proxy {
             });
         }
         up.buf.clear();
-        c.pod_deadline
+        c.deadline
             .set(tokio::time::Instant::now() + f.target.read_timeout);
         loop {
-            if let Err(e) = read_more(up, &mut c.pod_deadline).await {
+            if let Err(e) = read_more(up, &mut c.deadline).await {
                 if up.buf.is_empty() && !matches!(e, ProxyError::UpstreamTimeout) {
                     return Err(Exchange::Stale(e));
                 }
@@ -749,9 +819,9 @@ impl Proxy {
             if c.buf.capacity() - c.buf.len() < 1024 {
                 c.buf.reserve(BODY_READ);
             }
-            c.client_deadline
+            c.deadline
                 .set(tokio::time::Instant::now() + self.limits.header_read_timeout);
-            let n = match c.client_deadline.run(c.io.read_buf(&mut c.buf)).await {
+            let n = match c.deadline.run(c.io.read_buf(&mut c.buf)).await {
                 Some(Ok(n)) if n > 0 => n,
                 Some(Ok(_)) => {
                     return Err(ProxyError::ClientBody("client closed mid-body".into()).into());
