@@ -18,6 +18,8 @@ pub struct Admin {
     pub xdp: Option<StatsHandle>,
     /// Readiness turns false as soon as shutdown starts.
     pub shutdown: Shutdown,
+    /// Its lines and drops are on /metrics.
+    pub access_log: Option<Arc<crate::proxy::access_log::AccessLog>>,
 }
 
 impl Admin {
@@ -47,6 +49,27 @@ impl Admin {
         out.push_str("# TYPE xingress_config_warnings gauge\n");
         let _ = writeln!(out, "xingress_config_warnings {}", snap.warnings.len());
         self.metrics.render(&mut out);
+        if let Some(log) = &self.access_log {
+            use std::sync::atomic::Ordering::Relaxed;
+            for (name, help, v) in [
+                (
+                    "xingress_access_log_lines_total",
+                    "Access log lines queued for writing.",
+                    &log.lines,
+                ),
+                (
+                    "xingress_access_log_dropped_total",
+                    "Access log lines dropped because the writer could not keep up (stdout blocked or slow).",
+                    &log.dropped,
+                ),
+            ] {
+                let _ = writeln!(
+                    out,
+                    "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                    v.load(Relaxed)
+                );
+            }
+        }
         crate::dataplane::render_metrics(self.xdp.as_ref(), &mut out);
         out
     }

@@ -35,6 +35,8 @@ pub enum AppError {
     },
     #[error("signal handler: {0}")]
     Signal(std::io::Error),
+    #[error("access log writer: {0}")]
+    AccessLog(std::io::Error),
     #[error("TLS: {0}")]
     Tls(#[from] rustls::Error),
     #[error("{0}")]
@@ -92,7 +94,19 @@ pub async fn run(config: Config) -> Result<(), AppError> {
         _ => None,
     };
 
+    let access_log = match config.access_log {
+        None => None,
+        Some(format) => Some(
+            proxy::access_log::AccessLog::start(
+                format,
+                config.access_log_buffer,
+                Box::new(std::io::stdout()),
+            )
+            .map_err(AppError::AccessLog)?,
+        ),
+    };
     let admin = Arc::new(Admin {
+        access_log: access_log.clone(),
         snapshots: snapshots.clone(),
         metrics: metrics.clone(),
         xdp: dataplane.as_ref().map(Dataplane::stats),
@@ -112,6 +126,7 @@ pub async fn run(config: Config) -> Result<(), AppError> {
             !config.allow_loopback_upstreams,
             config.allow_link_local_upstreams,
         ),
+        access_log,
     );
     let tls = server_config(snapshots.clone())?;
 

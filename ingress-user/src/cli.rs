@@ -127,6 +127,25 @@ pub struct RunArgs {
         default_value_t = 60
     )]
     pub client_send_timeout: u64,
+    /// The access log on stdout, one line per request: `upstreaminfo`
+    /// (ingress-nginx's default line), `json`, or `off`.
+    #[arg(
+        long,
+        env = "XINGRESS_ACCESS_LOG",
+        value_name = "FORMAT",
+        default_value = "upstreaminfo"
+    )]
+    pub access_log: String,
+    /// Access log lines queued for the writer; past it lines are dropped
+    /// (and counted) rather than slow a request.
+    #[arg(
+        long,
+        env = "XINGRESS_ACCESS_LOG_BUFFER",
+        value_name = "LINES",
+        default_value_t = crate::proxy::access_log::DEFAULT_BUFFER,
+        hide = true
+    )]
+    pub access_log_buffer: usize,
     /// Seconds between SIGTERM and closing the listeners: /readyz answers
     /// 503 at once while requests are still served, so load balancers and
     /// the kubelet stop sending new clients first.
@@ -299,6 +318,9 @@ pub struct Config {
     pub limits: ProxyLimits,
     /// `--shutdown-delay`: /readyz is 503 this long before the listeners close.
     pub shutdown_delay: Duration,
+    /// `--access-log`: the format, `None` for off.
+    pub access_log: Option<crate::proxy::access_log::Format>,
+    pub access_log_buffer: usize,
     /// `None`: one per core.
     pub worker_threads: Option<usize>,
     /// How often the manifest directory is checked for changes.
@@ -442,6 +464,16 @@ impl RunArgs {
             }),
             None => None,
         };
+        let access_log = match self.access_log.as_str() {
+            "off" => None,
+            v => Some(crate::proxy::access_log::Format::parse(v).ok_or_else(|| {
+                ConfigError::Invalid {
+                    flag: "--access-log",
+                    value: v.into(),
+                    reason: "expected upstreaminfo, json or off".into(),
+                }
+            })?),
+        };
         let allow_loopback_upstreams =
             self.allow_loopback_upstreams || matches!(source, Source::Manifests(_));
         Ok(Config {
@@ -486,6 +518,8 @@ impl RunArgs {
                 ..ProxyLimits::default()
             },
             shutdown_delay: Duration::from_secs(self.shutdown_delay),
+            access_log,
+            access_log_buffer: self.access_log_buffer,
             worker_threads: match self.worker_threads {
                 Some(0) => {
                     return Err(ConfigError::Invalid {

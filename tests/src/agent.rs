@@ -77,6 +77,31 @@ impl Agent {
         admin: SocketAddr,
         ns: Option<&Netns>,
     ) -> io::Result<Self> {
+        Self::spawn_with_stdout(args, http, admin, ns, None)
+    }
+
+    /// `xingress run --manifests DIR EXTRA...` on loopback with its stdout
+    /// (the access log) going to `stdout` instead of a file.
+    pub fn start_local_with_stdout(
+        manifests: &Path,
+        extra: &[&str],
+        stdout: Stdio,
+    ) -> io::Result<Self> {
+        let http = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let dir = manifests.to_str().expect("utf-8 path");
+        let mut args = vec!["--manifests", dir];
+        args.extend_from_slice(extra);
+        Self::spawn_with_stdout(&args, http, admin, None, Some(stdout))
+    }
+
+    fn spawn_with_stdout(
+        args: &[&str],
+        http: SocketAddr,
+        admin: SocketAddr,
+        ns: Option<&Netns>,
+        stdout: Option<Stdio>,
+    ) -> io::Result<Self> {
         let bin = xingress_bin();
         let mut cmd = match ns {
             Some(ns) => ns.command(bin.to_str().expect("utf-8 path")),
@@ -99,7 +124,10 @@ impl Agent {
             .args(args)
             .env("XINGRESS_LOG", "info,xingress=debug")
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(match stdout {
+                Some(s) => s,
+                None => fs::File::create(log.with_extension("access.log"))?.into(),
+            })
             .stderr(fs::File::create(&log)?);
         let child = cmd.spawn()?;
         Ok(Self {
@@ -132,6 +160,11 @@ impl Agent {
 
     pub fn logs(&self) -> String {
         fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// What the agent wrote to stdout: its access log.
+    pub fn access_log(&self) -> String {
+        fs::read_to_string(self.log.with_extension("access.log")).unwrap_or_default()
     }
 
     /// Waits for /readyz to answer 200 (call from the agent's namespace).
@@ -222,6 +255,7 @@ impl Drop for Agent {
             let _ = self.stop(Duration::from_secs(5));
         }
         let _ = fs::remove_file(&self.log);
+        let _ = fs::remove_file(self.log.with_extension("access.log"));
     }
 }
 

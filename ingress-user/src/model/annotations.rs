@@ -60,6 +60,7 @@ pub const SUPPORTED: &[&str] = &[
     "cors-expose-headers",
     "cors-max-age",
     "denylist-source-range",
+    "enable-access-log",
     "enable-cors",
     "force-ssl-redirect",
     "limit-allowlist",

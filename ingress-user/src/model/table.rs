@@ -85,6 +85,8 @@ pub struct PathRule {
     /// Retries and passive health (`proxy-next-upstream*`,
     /// `upstream-max-fails`, ...); `None`: ingress-nginx's defaults.
     pub upstream_policy: Option<Arc<super::annotations::UpstreamPolicy>>,
+    /// `enable-access-log: "false"`: no access log line for its requests.
+    pub access_log_off: bool,
 }
 
 /// `canary: "true"` on an Ingress with the same host and path as a main

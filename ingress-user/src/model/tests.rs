@@ -988,6 +988,7 @@ fn rewrite_targets_expand_captures_like_nginx() {
         connect_timeout: None,
         limit: None,
         upstream_policy: None,
+        access_log_off: false,
     };
     let r = rule("/(a)(b)?/(.*)", "/x/$1-$2-$3/$9$$z?k=v");
     // A missing group is empty; `$` not before a digit is kept.

@@ -221,6 +221,7 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
         let read_timeout = cx.seconds(id, ing, "proxy-read-timeout");
         let connect_timeout = cx.seconds(id, ing, "proxy-connect-timeout");
         let upstream_policy = cx.upstream_policy(id, ing);
+        let access_log_off = annotations::is(ing, "enable-access-log", "false");
         let redirect = cx.redirect(id, ing);
         let cors = cx.cors(id, ing);
         let affinity = cx.affinity(id, ing);
@@ -265,6 +266,7 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
             connect_timeout,
             limit,
             upstream_policy: upstream_policy.clone(),
+            access_log_off,
         };
         // The default backend too, as ingress-nginx applies a catch-all
         // Ingress's annotations to it: its access rules hold there.

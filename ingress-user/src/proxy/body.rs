@@ -108,9 +108,32 @@ pub fn body_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a Re
 /// `limit-connections` slot until the body has been passed on (or dropped).
 /// A pod that sends nothing for the read timeout (`proxy-read-timeout`)
 /// has its response cut, as on the HTTP/1.1 fast path.
+/// An access log line waiting for the end of the response body.
+pub struct PendingLog {
+    record: Box<super::access_log::Record>,
+    log: std::sync::Arc<super::access_log::AccessLog>,
+    started: std::time::Instant,
+}
+
+impl PendingLog {
+    pub fn new(
+        record: Box<super::access_log::Record>,
+        log: std::sync::Arc<super::access_log::AccessLog>,
+        started: std::time::Instant,
+    ) -> Box<Self> {
+        Box::new(Self {
+            record,
+            log,
+            started,
+        })
+    }
+}
+
 pub struct ResponseBody {
     inner: Incoming,
     _in_flight: Option<LimitGuard>,
+    /// Written when the body has been passed on, or dropped.
+    log: Option<Box<PendingLog>>,
     read_timeout: Option<Duration>,
     /// The read timer, made on the first wait and reset on later ones.
     idle: Option<Pin<Box<tokio::time::Sleep>>>,
@@ -133,9 +156,28 @@ impl ResponseBody {
         Self {
             inner,
             _in_flight: in_flight,
+            log: None,
             read_timeout,
             idle: None,
             armed: false,
+        }
+    }
+
+    pub fn with_log(mut self, log: Box<PendingLog>) -> Self {
+        self.log = Some(log);
+        self
+    }
+}
+
+impl Drop for ResponseBody {
+    fn drop(&mut self) {
+        if let Some(mut p) = self.log.take() {
+            p.record.request_time = p.started.elapsed();
+            let sent = p.record.body_bytes_sent;
+            if let Some(last) = p.record.tries.last_mut() {
+                last.response_length = sent;
+            }
+            p.log.log(&p.record);
         }
     }
 }
@@ -153,6 +195,11 @@ impl Body for ResponseBody {
             Poll::Ready(frame) => {
                 // Data came (or the end): the next wait starts afresh.
                 this.armed = false;
+                if let (Some(p), Some(Ok(f))) = (this.log.as_mut(), frame.as_ref())
+                    && let Some(data) = f.data_ref()
+                {
+                    p.record.body_bytes_sent += data.len() as u64;
+                }
                 Poll::Ready(frame.map(|f| f.map_err(Into::into)))
             }
             Poll::Pending => {

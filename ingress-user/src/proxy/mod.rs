@@ -6,6 +6,7 @@
 //! tunnel); an error's source decides its status.
 
 mod abort;
+pub mod access_log;
 mod body;
 mod error;
 mod external_auth;
@@ -72,6 +73,8 @@ pub struct Proxy {
     pub guard: Arc<guard::UpstreamGuard>,
     /// Passive health of endpoints (`upstream-max-fails`).
     health: health::Health,
+    /// The access log; `None`: `--access-log off`.
+    pub access_log: Option<Arc<access_log::AccessLog>>,
 }
 
 /// Per-connection state.
@@ -202,6 +205,8 @@ struct RequestView<'a> {
     header: &'a dyn Fn(&str) -> Option<&'a [u8]>,
     /// The value of the named cookie.
     cookie: &'a dyn Fn(&str) -> Option<&'a [u8]>,
+    /// Set by routing: the rule says `enable-access-log: "false"`.
+    log_off: std::cell::Cell<bool>,
 }
 
 /// The Access-Control headers for a request from `origin` (`None` when
@@ -303,12 +308,14 @@ impl Proxy {
         https_port: Option<u16>,
         flows: Option<FlowTable>,
         guard: guard::UpstreamGuard,
+        access_log: Option<Arc<access_log::AccessLog>>,
     ) -> Arc<Self> {
         let guard = Arc::new(guard);
         Arc::new(Self {
             upstream: Upstream::new(&limits, guard.clone()),
             guard,
             health: health::Health::new(metrics.clone()),
+            access_log,
             pool: h1::Pool::new(limits.upstream_idle_timeout),
             snapshots,
             metrics,
@@ -342,10 +349,21 @@ impl Proxy {
         conn: &ConnState,
         req: Request<Incoming>,
     ) -> Result<Response<ProxyBody>, Infallible> {
-        let (decision, stats) = self.pick(&down, conn, &req);
+        let started = Instant::now();
+        let (decision, stats, log) = self.pick(&down, conn, &req);
+        let mut record = match &self.access_log {
+            Some(_) if log => Some(Box::new(log_record(&down, &req))),
+            _ => None,
+        };
         self.report_flow(&down, conn, &decision);
         let result = match decision {
-            Ok(Decision::Forward(target)) => self.authorized_forward(&down, req, target).await,
+            Ok(Decision::Forward(target)) => {
+                if let Some(r) = record.as_deref_mut() {
+                    r.upstream_name = Some(access_log::upstream_name(&target.backend));
+                }
+                self.authorized_forward(&down, req, target, record.as_deref_mut())
+                    .await
+            }
             Ok(Decision::Redirect(status, location)) => Ok(redirect(status, location)),
             Ok(Decision::Preflight(headers)) => Ok(preflight(*headers)),
             // Only the fast path is handed off (`RequestView::fast_path`).
@@ -362,7 +380,26 @@ impl Proxy {
             error_response(&e)
         });
         stats.record(response.status());
-        Ok(response)
+        Ok(match (record, &self.access_log) {
+            (Some(mut r), Some(log)) => {
+                r.status = response.status().as_u16();
+                let log = log.clone();
+                response.map(|body| match body {
+                    // Logged when the body has been passed on (or dropped).
+                    Either::Left(streamed) => {
+                        Either::Left(streamed.with_log(body::PendingLog::new(r, log, started)))
+                    }
+                    Either::Right(full) => {
+                        r.body_bytes_sent =
+                            hyper::body::Body::size_hint(&full).exact().unwrap_or(0);
+                        r.request_time = started.elapsed();
+                        log.log(&r);
+                        Either::Right(full)
+                    }
+                })
+            }
+            _ => response,
+        })
     }
 
     /// Pick route and peer on the live snapshot, and let go of it before
@@ -372,10 +409,10 @@ impl Proxy {
         down: &Downstream,
         conn: &ConnState,
         req: &Request<Incoming>,
-    ) -> (Result<Decision, ProxyError>, Arc<HostStats>) {
+    ) -> (Result<Decision, ProxyError>, Arc<HostStats>, bool) {
         let raw_host = match request_host(req) {
             Ok(h) => h,
-            Err(e) => return (Err(e), self.metrics.any_host().clone()),
+            Err(e) => return (Err(e), self.metrics.any_host().clone(), true),
         };
         let pq = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
         let header = |name: &str| req.headers().get(name).map(HeaderValue::as_bytes);
@@ -388,8 +425,10 @@ impl Proxy {
             options: req.method() == http::Method::OPTIONS,
             header: &header,
             cookie: &cookie,
+            log_off: std::cell::Cell::new(false),
         };
-        self.route(down, conn, raw_host, req.uri().path(), pq, &view)
+        let (decision, stats) = self.route(down, conn, raw_host, req.uri().path(), pq, &view);
+        (decision, stats, !view.log_off.get())
     }
 
     /// Route and peer for a request to `raw_host` (as sent) and `path`;
@@ -430,6 +469,8 @@ impl Proxy {
         let Some(route) = snap.table.route(host, path) else {
             return (Err(ProxyError::NoRoute), self.metrics.any_host().clone());
         };
+        req.log_off
+            .set(route.rule.is_some_and(|r| r.access_log_off));
         let stats = snap
             .host_stats
             .get(route.label as usize)
@@ -604,6 +645,7 @@ impl Proxy {
         down: &Downstream,
         mut req: Request<Incoming>,
         mut target: Target,
+        record: Option<&mut access_log::Record>,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         let auth = target.changes.as_mut().and_then(|c| c.external_auth.take());
         if let Some(auth) = auth
@@ -613,7 +655,7 @@ impl Proxy {
         {
             return Ok(answer);
         }
-        self.forward(down, req, target).await
+        self.forward(down, req, target, record).await
     }
 
     async fn forward(
@@ -621,6 +663,7 @@ impl Proxy {
         down: &Downstream,
         mut req: Request<Incoming>,
         mut target: Target,
+        mut record: Option<&mut access_log::Record>,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         let protocol = target.backend.protocol;
         if let Some(limit) = target.body_limit
@@ -648,6 +691,15 @@ impl Proxy {
             });
         headers::strip_hop_by_hop(&mut parts.headers);
         headers::add_forwarded(&mut parts.headers, down, host_header.as_ref());
+        if let Some(r) = record.as_deref_mut()
+            && r.request_id.is_none()
+        {
+            r.request_id = parts
+                .headers
+                .get(&headers::X_REQUEST_ID)
+                .and_then(|v| v.to_str().ok())
+                .map(Into::into);
+        }
         // HTTP/2 and absolute-form requests carry the host in the URI: the
         // pod gets it as Host.
         if let Some(h) = host_header {
@@ -731,7 +783,19 @@ impl Proxy {
             )
             .await;
         let mut peer = first;
+        let mut try_started = sent;
         while let Some(at) = peer {
+            if let Some(r) = record.as_deref_mut() {
+                r.tries.push(access_log::Try {
+                    addr: at.to_string(),
+                    status: Some(match &result {
+                        Ok(resp) => resp.status().as_u16(),
+                        Err(e) => e.status().as_u16(),
+                    }),
+                    response_length: 0,
+                    response_time: try_started.elapsed(),
+                });
+            }
             let (case, sent_to_pod, why) = match &result {
                 Ok(resp) => {
                     let status = resp.status().as_u16();
@@ -775,11 +839,25 @@ impl Proxy {
             *req.uri_mut() = upstream_uri(&Peer::Addr(next), tls, &original_uri)?;
             *req.version_mut() = upstream_version(protocol);
             *req.headers_mut() = headers.clone();
+            try_started = Instant::now();
             result = self
                 .upstream
                 .send(protocol, &target.via(), req, target.read_timeout)
                 .await;
             peer = Some(next);
+        }
+        if first.is_none()
+            && let Some(r) = record
+        {
+            r.tries.push(access_log::Try {
+                addr: target.peer.to_string(),
+                status: Some(match &result {
+                    Ok(resp) => resp.status().as_u16(),
+                    Err(e) => e.status().as_u16(),
+                }),
+                response_length: 0,
+                response_time: sent.elapsed(),
+            });
         }
         let mut resp = result?;
         self.metrics.upstream_latency(sent.elapsed());
@@ -812,6 +890,40 @@ impl Proxy {
         let read_timeout = Some(target.read_timeout);
         Ok(resp.map(|b| Either::Left(ResponseBody::new(b, in_flight, read_timeout))))
     }
+}
+
+/// The access log's record of a request on hyper's path.
+fn log_record(down: &Downstream, req: &Request<Incoming>) -> access_log::Record {
+    let version = match req.version() {
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_11 => "HTTP/1.1",
+        Version::HTTP_2 => "HTTP/2.0",
+        _ => "HTTP/1.1",
+    };
+    let header = |name: &str| req.headers().get(name).map(|v| v.as_bytes().to_vec());
+    let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    let mut r = access_log::Record::request(
+        down.client.ip(),
+        req.method().as_str(),
+        target,
+        version,
+        &header,
+    );
+    if r.host.is_none() {
+        r.host = req.uri().authority().map(|a| a.as_str().into());
+    }
+    // The head as sent, near enough: request line and fields, and the body
+    // it declares.
+    let head: usize = req
+        .headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum::<usize>()
+        + req.method().as_str().len()
+        + target.len()
+        + 12;
+    r.request_length = head as u64 + content_length(req).unwrap_or(0);
+    r
 }
 
 /// The host a request is for (RFC 9112 §3.2, RFC 9113 §8.3.1): the

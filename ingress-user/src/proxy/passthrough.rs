@@ -187,9 +187,30 @@ impl Proxy {
             };
         let _ = upstream.set_nodelay(true);
         self.metrics.passthrough_connection();
+        let started = std::time::Instant::now();
         let mut stream = stream;
-        if let Err(e) = tokio::io::copy_bidirectional(&mut stream, &mut upstream).await {
-            tracing::debug!(%client, %peer, service = %backend.service, "pass-through ended: {e}");
+        let (from_client, to_client) = match tokio::io::copy_bidirectional(
+            &mut stream,
+            &mut upstream,
+        )
+        .await
+        {
+            Ok(counts) => counts,
+            Err(e) => {
+                tracing::debug!(%client, %peer, service = %backend.service, "pass-through ended: {e}");
+                (0, 0)
+            }
+        };
+        if let Some(log) = &self.access_log {
+            log.log_stream(&super::access_log::StreamRecord {
+                client: client.ip(),
+                sni: &name,
+                upstream: peer,
+                upstream_name: &super::access_log::upstream_name(&backend),
+                bytes_from_client: from_client,
+                bytes_to_client: to_client,
+                duration: started.elapsed(),
+            });
         }
         None
     }

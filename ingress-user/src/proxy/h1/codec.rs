@@ -263,6 +263,7 @@ pub fn write_request_head(
     info: &RequestInfo<'_>,
     fwd: &Forwarded,
     normalized: Option<&str>,
+    request_id: Option<&[u8; 32]>,
 ) {
     let (Some(method), Some(path)) = (req.method, req.path) else {
         return;
@@ -326,7 +327,10 @@ pub fn write_request_head(
     out.extend_from_slice(b"\r\n");
     if !info.has_request_id {
         out.extend_from_slice(b"X-Request-ID: ");
-        out.extend_from_slice(&crate::proxy::headers::request_id_hex());
+        match request_id {
+            Some(id) => out.extend_from_slice(id),
+            None => out.extend_from_slice(&crate::proxy::headers::request_id_hex()),
+        }
         out.extend_from_slice(b"\r\n");
     }
     if info.te_trailers {

@@ -36,6 +36,7 @@ use tokio::{
 use super::{
     ConnState, Decision, Proxy, ProxyError, Target,
     abort::Abort,
+    access_log::{Record, Try},
     headers::Downstream,
     retry::{self, Attempts},
     rewind::Rewind,
@@ -72,6 +73,8 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n";
 /// A client connection, its unread input and its two timers.
 struct Client<S> {
     io: S,
+    /// The client's address (for log lines of unroutable requests).
+    client: std::net::IpAddr,
     buf: Vec<u8>,
     /// One timer, used by one phase at a time: the next request head (and
     /// body reads) must arrive by it, then the pod's answer (and each read
@@ -103,6 +106,8 @@ struct Reply {
     /// Close after it: the request was malformed, or its body is unread.
     close: bool,
     stats: Option<Arc<HostStats>>,
+    /// The access log's record, when the request is logged.
+    record: Option<Box<Record>>,
 }
 
 struct Forward {
@@ -115,6 +120,8 @@ struct Forward {
     idempotent: bool,
     close: bool,
     stats: Arc<HostStats>,
+    /// The access log's record, when the request is logged.
+    record: Option<Box<Record>>,
 }
 
 impl Forward {
@@ -164,6 +171,7 @@ where
     // the connection waits for the next one (`bufs`).
     let mut c = Client {
         io,
+        client: down.client.ip(),
         buf: Vec::new(),
         deadline: Deadline::new(now + proxy.limits.header_read_timeout),
         now,
@@ -246,6 +254,7 @@ impl Proxy {
         S: AsyncRead + AsyncWrite + Abort + Unpin,
     {
         let Buffers { up_head, out } = bufs;
+        let started = std::time::Instant::now();
         let limits = &self.limits;
         let send_timeout = limits.client_send_timeout;
         // Read until a whole head is in the buffer.
@@ -283,9 +292,10 @@ impl Proxy {
         let keep_alive = match prepared {
             Prepared::Incomplete => unreachable!("the loop above only ends with a full head"),
             Prepared::HandOff => return Step::HandOff,
-            Prepared::Reply(reply) => {
+            Prepared::Reply(mut reply) => {
                 let close = reply.close || shutdown.is_fired();
                 reply.write(out, close);
+                self.log_reply(c, &mut reply, started);
                 if write_all(&mut c.io, out, send_timeout).await.is_err() {
                     return Step::Gone;
                 }
@@ -296,14 +306,34 @@ impl Proxy {
                 c.buf.drain(..reply.head_len);
                 true
             }
-            Prepared::Forward(f) => {
+            Prepared::Forward(mut f) => {
                 c.buf.drain(..f.head_len);
-                match self.forward_h1(c, &f, up_head, out, shutdown).await {
-                    Ok(keep) => keep && !f.close,
-                    Err(Failed::Late) => return Step::Gone,
+                let mut record = f.record.take();
+                let forwarded = self
+                    .forward_h1(c, &f, up_head, out, shutdown, record.as_deref_mut())
+                    .await;
+                let logged = |status: Option<u16>| {
+                    if let (Some(log), Some(mut r)) = (&self.access_log, record) {
+                        if let Some(status) = status {
+                            r.status = status;
+                        }
+                        r.request_time = started.elapsed();
+                        log.log(&r);
+                    }
+                };
+                match forwarded {
+                    Ok(keep) => {
+                        logged(None);
+                        keep && !f.close
+                    }
+                    Err(Failed::Late) => {
+                        logged(None);
+                        return Step::Gone;
+                    }
                     Err(Failed::Early(e)) => {
                         // The request body may be half read: close after.
                         f.stats.record(e.status());
+                        logged(Some(e.status().as_u16()));
                         Reply::error_page(&self.metrics, &e, out);
                         if write_all(&mut c.io, out, send_timeout).await.is_ok() {
                             linger(c).await;
@@ -381,6 +411,33 @@ async fn linger<S: AsyncRead + AsyncWrite + Unpin>(c: &mut Client<S>) {
     }
 }
 
+impl Proxy {
+    /// The access log line of a reply the proxy wrote itself; a request
+    /// too malformed to route gets one too (with what could be read).
+    fn log_reply<S>(&self, c: &Client<S>, reply: &mut Reply, started: std::time::Instant) {
+        let Some(log) = &self.access_log else { return };
+        let mut r = match reply.record.take() {
+            Some(r) => r,
+            // No record: refused before routing (a malformed head).
+            None if reply.stats.is_none() => Box::new(Record {
+                client: Some(c.client),
+                version: "HTTP/1.1",
+                ..Record::default()
+            }),
+            // Routed to a rule with `enable-access-log: "false"`.
+            None => return,
+        };
+        r.status = reply.status.as_u16();
+        r.body_bytes_sent = if reply.head_request {
+            0
+        } else {
+            reply.body.len() as u64
+        };
+        r.request_time = started.elapsed();
+        log.log(&r);
+    }
+}
+
 impl Reply {
     /// An error about the request itself; the connection closes after it.
     fn error(e: ProxyError) -> Self {
@@ -392,6 +449,7 @@ impl Reply {
             head_request: false,
             close: true,
             stats: None,
+            record: None,
         }
     }
 
@@ -497,6 +555,7 @@ impl Proxy {
             options: method == "OPTIONS",
             header: &header,
             cookie: &cookie,
+            log_off: std::cell::Cell::new(false),
         };
         let (decision, stats) = self.route(down, conn, raw_host, path, target, &view);
         if matches!(decision, Ok(Decision::HandOff)) {
@@ -504,7 +563,21 @@ impl Proxy {
             return Prepared::HandOff;
         }
         self.report_flow(down, conn, &decision);
-        let reply = |status, body, field| {
+        // X-Request-ID: the client's, or ours (the pod and the log get it).
+        let request_id = (!info.has_request_id).then(super::headers::request_id_hex);
+        let mut record = match &self.access_log {
+            Some(_) if !view.log_off.get() => {
+                let header = |name: &str| header(name).map(<[u8]>::to_vec);
+                let mut r = Record::request(down.client.ip(), method, target, "HTTP/1.1", &header);
+                if let Some(id) = &request_id {
+                    r.request_id = std::str::from_utf8(id).ok().map(Into::into);
+                }
+                r.request_length = head_len as u64;
+                Some(Box::new(r))
+            }
+            _ => None,
+        };
+        let mut reply = |status, body, field| {
             Prepared::Reply(Reply {
                 status,
                 body,
@@ -513,6 +586,7 @@ impl Proxy {
                 head_request,
                 close: has_body || info.close,
                 stats: Some(stats.clone()),
+                record: record.take(),
             })
         };
         let target = match decision {
@@ -552,7 +626,17 @@ impl Proxy {
             self.metrics.error(e.source());
             return reply(e.status(), e.body().as_bytes(), None);
         }
-        codec::write_request_head(up_head, &req, &info, fwd, target.normalized.as_deref());
+        codec::write_request_head(
+            up_head,
+            &req,
+            &info,
+            fwd,
+            target.normalized.as_deref(),
+            request_id.as_ref(),
+        );
+        if let Some(r) = record.as_deref_mut() {
+            r.upstream_name = Some(super::access_log::upstream_name(&target.backend));
+        }
         Prepared::Forward(Forward {
             peer,
             idempotent: retry::idempotent(method.as_bytes()),
@@ -562,6 +646,7 @@ impl Proxy {
             head_request,
             close: info.close,
             stats,
+            record,
         })
     }
 
@@ -574,11 +659,11 @@ impl Proxy {
         up_head: &[u8],
         out: &mut Vec<u8>,
         shutdown: &Shutdown,
+        mut rec: Option<&mut Record>,
     ) -> Result<bool, Failed>
     where
         S: AsyncRead + AsyncWrite + Abort + Unpin,
     {
-        let send_timeout = self.limits.client_send_timeout;
         let sent = tokio::time::Instant::now();
         c.now = sent;
         let fired = shutdown.is_fired();
@@ -591,12 +676,15 @@ impl Proxy {
             f.idempotent,
         );
         let mut peer = f.peer;
+        let mut body_sent = 0;
         let (up, head) = loop {
+            let try_started = std::time::Instant::now();
             let (mut up, fresh) = match self.pool.take(peer, sent.into_std()) {
                 Some(conn) => (conn, false),
                 None => match self.connect(peer, f).await {
                     Ok(conn) => (conn, true),
                     Err((e, case)) => {
+                        note_try(&mut rec, peer, upstream_status(&e), try_started);
                         self.health.failed(peer, policy, &e.to_string());
                         // Nothing was sent: any request may go on.
                         if let Some(next) = attempts.next(case, false, &self.health) {
@@ -609,7 +697,9 @@ impl Proxy {
                     }
                 },
             };
-            let mut exchange = self.exchange(c, &mut up, f, up_head, out, fired).await;
+            let mut exchange = self
+                .exchange(c, &mut up, f, up_head, out, fired, &mut body_sent)
+                .await;
             if !fresh && matches!(exchange, Err(Exchange::Stale(_))) && f.resendable_on_stale() {
                 // A pooled connection the pod closed meanwhile failed before
                 // any response byte: once more on a new connection.
@@ -620,10 +710,13 @@ impl Proxy {
                         return Err(e.into());
                     }
                 }
-                exchange = self.exchange(c, &mut up, f, up_head, out, fired).await;
+                exchange = self
+                    .exchange(c, &mut up, f, up_head, out, fired, &mut body_sent)
+                    .await;
             }
             let (e, case) = match exchange {
                 Ok(head) => {
+                    note_try(&mut rec, peer, head.code, try_started);
                     let (go_on, counts) = policy.on_status(head.code);
                     if counts {
                         self.health
@@ -652,6 +745,7 @@ impl Proxy {
                     (e, case)
                 }
             };
+            note_try(&mut rec, peer, upstream_status(&e), try_started);
             self.health.failed(peer, policy, &e.to_string());
             if let Some(next) = attempts.next(case, true, &self.health) {
                 tracing::debug!(failed = %peer, retry = %next, "{e}; trying another endpoint");
@@ -662,6 +756,10 @@ impl Proxy {
             return Err(e.into());
         };
         let mut up = up;
+        if let Some(r) = rec.as_deref_mut() {
+            r.status = head.code;
+            r.request_length += body_sent;
+        }
         c.now = tokio::time::Instant::now();
         self.metrics.upstream_latency(c.now - sent);
         let framing = head.framing;
@@ -671,10 +769,54 @@ impl Proxy {
             .take(rest)
             .map_err(|e| ProxyError::Upstream(e.into()))?;
         out.extend_from_slice(&rest[..taken]);
+        let mut bytes_out = taken as u64;
         // Bytes past the response: the pod is out of step; never reuse it.
         let mut reusable = taken == rest.len() && !head.pod_closes;
         f.stats
             .record(StatusCode::from_u16(head.code).unwrap_or(StatusCode::BAD_GATEWAY));
+        let result = self
+            .stream_body(
+                c,
+                f,
+                &mut up,
+                out,
+                peer,
+                body,
+                &mut bytes_out,
+                &mut reusable,
+            )
+            .await;
+        if let Some(r) = rec {
+            r.body_bytes_sent = bytes_out;
+            if let Some(last) = r.tries.last_mut() {
+                last.response_length = bytes_out;
+            }
+        }
+        result?;
+        if reusable && framing != Framing::Close {
+            self.pool.put(peer, up, c.now.into_std());
+        }
+        Ok(!head.close)
+    }
+
+    /// Writes the response head (in `out`) and the body to the client.
+    #[allow(clippy::too_many_arguments)]
+    async fn stream_body<S>(
+        &self,
+        c: &mut Client<S>,
+        f: &Forward,
+        up: &mut UpConn,
+        out: &[u8],
+        peer: SocketAddr,
+        mut body: BodyProgress,
+        bytes_out: &mut u64,
+        reusable: &mut bool,
+    ) -> Result<(), Failed>
+    where
+        S: AsyncRead + AsyncWrite + Abort + Unpin,
+    {
+        let send_timeout = self.limits.client_send_timeout;
+        let framing = body.framing();
         if write_all(&mut c.io, out, send_timeout).await.is_err() {
             return Err(Failed::Late);
         }
@@ -699,22 +841,21 @@ impl Proxy {
                 tracing::debug!(peer = %peer, "bad response body framing: {e}");
                 Failed::Late
             })?;
-            reusable &= taken == up.buf.len();
+            *reusable &= taken == up.buf.len();
             if write_all(&mut c.io, &up.buf[..taken], send_timeout)
                 .await
                 .is_err()
             {
                 return Err(Failed::Late);
             }
+            *bytes_out += taken as u64;
         }
-        if reusable && framing != Framing::Close {
-            self.pool.put(peer, up, c.now.into_std());
-        }
-        Ok(!head.close)
+        Ok(())
     }
 
     /// One request and its response head on `up`. `Stale`: the connection
     /// failed before any byte of a response (a pooled one the pod closed).
+    #[allow(clippy::too_many_arguments)]
     async fn exchange<S>(
         &self,
         c: &mut Client<S>,
@@ -723,11 +864,12 @@ impl Proxy {
         up_head: &[u8],
         out: &mut Vec<u8>,
         fired: bool,
+        body_sent: &mut u64,
     ) -> Result<ResponseHead, Exchange>
     where
         S: AsyncRead + AsyncWrite + Abort + Unpin,
     {
-        if let Err(e) = self.send_request(c, up, f, up_head, out).await {
+        if let Err(e) = self.send_request(c, up, f, up_head, out, body_sent).await {
             return Err(match e {
                 Failed::Early(ProxyError::Upstream(why)) => {
                     Exchange::Stale(ProxyError::Upstream(why))
@@ -795,6 +937,7 @@ impl Proxy {
         f: &Forward,
         up_head: &[u8],
         scratch: &mut Vec<u8>,
+        body_sent: &mut u64,
     ) -> Result<(), Failed>
     where
         S: AsyncRead + AsyncWrite + Abort + Unpin,
@@ -814,6 +957,7 @@ impl Proxy {
         scratch.extend_from_slice(up_head);
         scratch.extend_from_slice(&c.buf[..taken]);
         c.buf.drain(..taken);
+        *body_sent += taken as u64;
         write_pod(&mut up.stream, scratch, send_limit).await?;
         while !body.done() {
             if c.buf.capacity() - c.buf.len() < 1024 {
@@ -833,9 +977,33 @@ impl Proxy {
             check_limit(&body, limit)?;
             write_pod(&mut up.stream, &c.buf[..taken], send_limit).await?;
             c.buf.drain(..taken);
+            *body_sent += taken as u64;
         }
         Ok(())
     }
+}
+
+/// Adds an upstream try to the access log record, if there is one.
+fn note_try(
+    rec: &mut Option<&mut Record>,
+    peer: SocketAddr,
+    status: u16,
+    started: std::time::Instant,
+) {
+    if let Some(r) = rec.as_deref_mut() {
+        r.tries.push(Try {
+            addr: peer.to_string(),
+            status: Some(status),
+            response_length: 0,
+            response_time: started.elapsed(),
+        });
+    }
+}
+
+/// nginx's `$upstream_status` for a try without a response: 504 for a
+/// timeout, else 502.
+fn upstream_status(e: &ProxyError) -> u16 {
+    e.status().as_u16()
 }
 
 /// Writes to the pod; one that reads nothing for `limit`
@@ -969,6 +1137,15 @@ impl BodyProgress {
             }
             BodyProgress::Chunked(c) => c.scan(buf),
             BodyProgress::Close => Ok(buf.len()),
+        }
+    }
+
+    fn framing(&self) -> Framing {
+        match self {
+            BodyProgress::Length { total: 0, .. } => Framing::Empty,
+            BodyProgress::Length { total, .. } => Framing::Length(*total),
+            BodyProgress::Chunked(_) => Framing::Chunked,
+            BodyProgress::Close => Framing::Close,
         }
     }
 

@@ -7,7 +7,7 @@ fn parse_req(raw: &[u8]) -> (Vec<u8>, Result<(), HeadError>) {
     let mut out = Vec::new();
     let fwd = Forwarded::from_parts("10.1.2.3".parse().unwrap(), 80, false);
     let result = analyze_request(req.headers).map(|info| {
-        write_request_head(&mut out, &req, &info, &fwd, None);
+        write_request_head(&mut out, &req, &info, &fwd, None, None);
     });
     (out, result)
 }
