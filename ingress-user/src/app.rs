@@ -115,18 +115,21 @@ pub async fn run(config: Config) -> Result<(), AppError> {
     let proxy = Proxy::new(
         snapshots.clone(),
         metrics.clone(),
-        config.limits.clone(),
-        Some(https_port),
         dataplane.as_ref().map(Dataplane::flows),
-        UpstreamGuard::new(
-            [&http, &https, &admin_listener]
-                .iter()
-                .filter_map(|l| l.local_addr().ok())
-                .collect(),
-            !config.allow_loopback_upstreams,
-            config.allow_link_local_upstreams,
-        ),
-        access_log,
+        proxy::ProxySettings {
+            limits: config.limits.clone(),
+            https_port: Some(https_port),
+            guard: UpstreamGuard::new(
+                [&http, &https, &admin_listener]
+                    .iter()
+                    .filter_map(|l| l.local_addr().ok())
+                    .collect(),
+                !config.allow_loopback_upstreams,
+                config.allow_link_local_upstreams,
+            ),
+            access_log,
+            client_address: config.client_address.clone(),
+        },
     );
     let tls = server_config(snapshots.clone())?;
 

@@ -146,6 +146,30 @@ pub struct RunArgs {
         hide = true
     )]
     pub access_log_buffer: usize,
+    /// Both listeners expect a PROXY protocol header (v1 or v2) first, from
+    /// an L4 load balancer: its client address is the request's
+    /// (ingress-nginx's `use-proxy-protocol`).
+    #[arg(long, env = "XINGRESS_USE_PROXY_PROTOCOL")]
+    pub use_proxy_protocol: bool,
+    /// Trust X-Forwarded-For (and -Proto, -Host, -Port) from sources in
+    /// --proxy-real-ip-cidr: behind an L7 load balancer (ingress-nginx's
+    /// `use-forwarded-headers`).
+    #[arg(long, env = "XINGRESS_USE_FORWARDED_HEADERS")]
+    pub use_forwarded_headers: bool,
+    /// Append the peer's address to the client's X-Forwarded-For instead of
+    /// replacing it (ingress-nginx's `compute-full-forwarded-for`).
+    #[arg(long, env = "XINGRESS_COMPUTE_FULL_FORWARDED_FOR")]
+    pub compute_full_forwarded_for: bool,
+    /// Sources whose X-Forwarded-For is trusted (ingress-nginx's
+    /// `proxy-real-ip-cidr`).
+    #[arg(
+        long,
+        env = "XINGRESS_PROXY_REAL_IP_CIDR",
+        value_name = "CIDR",
+        value_delimiter = ',',
+        default_value = "0.0.0.0/0,::/0"
+    )]
+    pub proxy_real_ip_cidr: Vec<String>,
     /// Seconds between SIGTERM and closing the listeners: /readyz answers
     /// 503 at once while requests are still served, so load balancers and
     /// the kubelet stop sending new clients first.
@@ -320,6 +344,8 @@ pub struct Config {
     pub shutdown_delay: Duration,
     /// `--access-log`: the format, `None` for off.
     pub access_log: Option<crate::proxy::access_log::Format>,
+    /// Where the client's address comes from.
+    pub client_address: crate::proxy::headers::ClientAddress,
     pub access_log_buffer: usize,
     /// `None`: one per core.
     pub worker_threads: Option<usize>,
@@ -520,6 +546,22 @@ impl RunArgs {
             shutdown_delay: Duration::from_secs(self.shutdown_delay),
             access_log,
             access_log_buffer: self.access_log_buffer,
+            client_address: crate::proxy::headers::ClientAddress {
+                proxy_protocol: self.use_proxy_protocol,
+                use_forwarded_headers: self.use_forwarded_headers,
+                compute_full_forwarded_for: self.compute_full_forwarded_for,
+                trusted: self
+                    .proxy_real_ip_cidr
+                    .iter()
+                    .map(|v| {
+                        v.parse::<Cidr>().map_err(|reason| ConfigError::Invalid {
+                            flag: "--proxy-real-ip-cidr",
+                            value: v.clone(),
+                            reason,
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?,
+            },
             worker_threads: match self.worker_threads {
                 Some(0) => {
                     return Err(ConfigError::Invalid {

@@ -97,6 +97,8 @@ pub struct Metrics {
     returns: AtomicU64,
     /// Requests sent again to another endpoint (`proxy-next-upstream`).
     retries: AtomicU64,
+    /// Connections closed for a missing or malformed PROXY protocol header.
+    proxy_protocol_errors: AtomicU64,
     /// Microseconds the last reload spent in each phase.
     reload_us: [AtomicU64; 2],
     upstream_latency: Histogram,
@@ -115,6 +117,7 @@ impl Default for Metrics {
             ejections: AtomicU64::new(0),
             returns: AtomicU64::new(0),
             retries: AtomicU64::new(0),
+            proxy_protocol_errors: AtomicU64::new(0),
             reload_us: Default::default(),
             upstream_latency: Histogram::default(),
             hosts: Mutex::new(hosts),
@@ -177,6 +180,10 @@ impl Metrics {
         self.retries.fetch_add(1, Relaxed);
     }
 
+    pub fn proxy_protocol_error(&self) {
+        self.proxy_protocol_errors.fetch_add(1, Relaxed);
+    }
+
     pub fn render(&self, out: &mut String) {
         out.push_str("# HELP xingress_requests_total Requests answered, by status class and Ingress host (\"*\": no host rule).\n");
         out.push_str("# TYPE xingress_requests_total counter\n");
@@ -229,6 +236,11 @@ impl Metrics {
                 "xingress_upstream_retries_total",
                 "Requests sent again to another endpoint (proxy-next-upstream).",
                 &self.retries,
+            ),
+            (
+                "xingress_proxy_protocol_errors_total",
+                "Connections closed for a missing or malformed PROXY protocol header (--use-proxy-protocol).",
+                &self.proxy_protocol_errors,
             ),
         ] {
             let _ = writeln!(

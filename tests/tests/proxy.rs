@@ -144,9 +144,10 @@ fn forwarded_headers_are_added_and_the_request_is_otherwise_unchanged() {
     assert_eq!(r.echo_field("version").as_deref(), Some("HTTP/1.1"));
     assert_eq!(r.echo_field("user-agent").as_deref(), Some("curl/8.0"));
     assert_eq!(r.echo_field("host").as_deref(), Some("cafe.example.com"));
+    // ingress-nginx's default: the client's own list is replaced.
     assert_eq!(
         r.echo_field("x-forwarded-for").as_deref(),
-        Some("192.0.2.7, 127.0.0.1")
+        Some("127.0.0.1")
     );
     assert_eq!(r.echo_field("x-real-ip").as_deref(), Some("127.0.0.1"));
     assert_eq!(r.echo_field("x-forwarded-proto").as_deref(), Some("http"));

@@ -75,41 +75,121 @@ pub const SSL_CLIENT: [HeaderName; 4] = [
     HeaderName::from_static("ssl-client-issuer-dn"),
 ];
 
+/// Where the client's address comes from (`--use-proxy-protocol`,
+/// `--use-forwarded-headers`, `--compute-full-forwarded-for`,
+/// `--proxy-real-ip-cidr`: ingress-nginx's ConfigMap keys of those names).
+#[derive(Clone, Debug, Default)]
+pub struct ClientAddress {
+    pub proxy_protocol: bool,
+    pub use_forwarded_headers: bool,
+    pub compute_full_forwarded_for: bool,
+    pub trusted: Vec<crate::model::Cidr>,
+}
+
+impl ClientAddress {
+    /// The request's client (nginx's realip with `real_ip_recursive on`):
+    /// with `use-forwarded-headers` and a trusted connection, the
+    /// right-most X-Forwarded-For address that is not itself trusted.
+    pub fn client<'a>(
+        &self,
+        connection: std::net::IpAddr,
+        xff: impl DoubleEndedIterator<Item = &'a [u8]>,
+    ) -> std::net::IpAddr {
+        let trusted = |ip: std::net::IpAddr| self.trusted.iter().any(|c| c.contains(ip));
+        if !self.use_forwarded_headers || !trusted(connection) {
+            return connection;
+        }
+        let mut found = connection;
+        let fields: Vec<&[u8]> = xff.collect();
+        for field in fields.iter().rev() {
+            for part in field.rsplit(|&b| b == b',') {
+                let Some(ip) = std::str::from_utf8(part)
+                    .ok()
+                    .and_then(|p| p.trim().parse::<std::net::IpAddr>().ok())
+                else {
+                    return found;
+                };
+                found = ip;
+                if !trusted(ip) {
+                    return ip;
+                }
+            }
+        }
+        found
+    }
+}
+
 /// What the proxy knows about the downstream connection.
 #[derive(Clone, Copy, Debug)]
 pub struct Downstream {
+    /// The request's client: the TCP peer, or what the PROXY protocol or a
+    /// trusted X-Forwarded-For says.
     pub client: SocketAddr,
+    /// The connection's client: the TCP peer, or the PROXY protocol's
+    /// source (what `compute-full-forwarded-for` appends).
+    pub origin: SocketAddr,
+    /// The TCP peer (what XDP sees).
+    pub peer: SocketAddr,
     /// The local address the client connected to.
     pub local: SocketAddr,
     pub tls: bool,
 }
 
-/// Adds X-Forwarded-For (appended), X-Real-IP, X-Forwarded-Proto/Host/Port
-/// and an X-Request-ID when the client sent none.
-pub fn add_forwarded(headers: &mut HeaderMap, down: &Downstream, host: Option<&HeaderValue>) {
+/// Sets X-Forwarded-For (the client's address; with
+/// `compute-full-forwarded-for`, the client's list with the connection's
+/// address appended), X-Real-IP, X-Forwarded-Proto/Host/Port (the client's
+/// own only with `use-forwarded-headers`) and an X-Request-ID when the
+/// client sent none.
+pub fn add_forwarded(
+    headers: &mut HeaderMap,
+    down: &Downstream,
+    host: Option<&HeaderValue>,
+    rules: &ClientAddress,
+) {
     let ip = down.client.ip().to_canonical();
     let mut ip_buf = [0u8; 40];
     let ip_str = fmt_ip(ip, &mut ip_buf);
     let ip_value = HeaderValue::from_str(ip_str).unwrap_or(HeaderValue::from_static("unknown"));
-    let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prev) if !prev.is_empty() => {
-            HeaderValue::from_str(&format!("{prev}, {ip_str}")).unwrap_or(ip_value.clone())
+    let xff = if rules.compute_full_forwarded_for {
+        let prev: Vec<&str> = headers
+            .get_all(&X_FORWARDED_FOR)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .collect();
+        let origin = down.origin.ip().to_canonical().to_string();
+        if prev.is_empty() {
+            HeaderValue::from_str(&origin).unwrap_or(ip_value.clone())
+        } else {
+            HeaderValue::from_str(&format!("{}, {origin}", prev.join(", ")))
+                .unwrap_or(ip_value.clone())
         }
-        _ => ip_value.clone(),
+    } else {
+        ip_value.clone()
     };
     headers.insert(X_FORWARDED_FOR.clone(), xff);
     headers.insert(X_REAL_IP.clone(), ip_value);
-    let proto = if down.tls { "https" } else { "http" };
-    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
-    // Only the proxy speaks for the host: a client's own is never passed on.
-    match host {
-        Some(h) => headers.insert(X_FORWARDED_HOST.clone(), h.clone()),
+    let passed = |headers: &HeaderMap, name: &HeaderName| {
+        rules
+            .use_forwarded_headers
+            .then(|| headers.get(name).cloned())
+            .flatten()
+    };
+    let proto =
+        passed(headers, &X_FORWARDED_PROTO).unwrap_or(HeaderValue::from_static(if down.tls {
+            "https"
+        } else {
+            "http"
+        }));
+    headers.insert(X_FORWARDED_PROTO.clone(), proto);
+    // Only the proxy speaks for the host, unless told to trust the client.
+    match passed(headers, &X_FORWARDED_HOST).or_else(|| host.cloned()) {
+        Some(h) => headers.insert(X_FORWARDED_HOST.clone(), h),
         None => headers.remove(&X_FORWARDED_HOST),
     };
-    headers.insert(
-        X_FORWARDED_PORT.clone(),
-        HeaderValue::from(down.local.port()),
-    );
+    let port = passed(headers, &X_FORWARDED_PORT).unwrap_or(HeaderValue::from(down.local.port()));
+    headers.insert(X_FORWARDED_PORT.clone(), port);
     if !headers.contains_key(&X_REQUEST_ID) {
         headers.insert(X_REQUEST_ID.clone(), request_id());
     }
@@ -175,5 +255,48 @@ mod tests {
         for gone in ["x-drop", "keep-alive", "connection"] {
             assert!(h.get(gone).is_none(), "{gone}");
         }
+    }
+}
+
+#[cfg(test)]
+mod client_tests {
+    use super::ClientAddress;
+
+    #[test]
+    fn the_client_is_the_rightmost_untrusted_forwarded_address() {
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        let rules = ClientAddress {
+            use_forwarded_headers: true,
+            trusted: vec!["10.0.0.0/8".parse().unwrap()],
+            ..ClientAddress::default()
+        };
+        let xff = |fields: &[&'static str]| fields.iter().map(|f| f.as_bytes()).collect::<Vec<_>>();
+        let lb = ip("10.0.0.5");
+        assert_eq!(
+            rules.client(lb, xff(&["198.51.100.1, 192.0.2.7, 10.0.0.9"]).into_iter()),
+            ip("192.0.2.7")
+        );
+        // Fields in order, the last one last.
+        assert_eq!(
+            rules.client(lb, xff(&["192.0.2.1", "192.0.2.2"]).into_iter()),
+            ip("192.0.2.2")
+        );
+        // All trusted: the left-most; garbage stops the walk.
+        assert_eq!(
+            rules.client(lb, xff(&["10.1.1.1, 10.2.2.2"]).into_iter()),
+            ip("10.1.1.1")
+        );
+        assert_eq!(
+            rules.client(lb, xff(&["192.0.2.9, junk, 10.2.2.2"]).into_iter()),
+            ip("10.2.2.2")
+        );
+        // An untrusted connection's header is ignored; so is everything
+        // without use-forwarded-headers.
+        assert_eq!(
+            rules.client(ip("203.0.113.4"), xff(&["192.0.2.7"]).into_iter()),
+            ip("203.0.113.4")
+        );
+        let off = ClientAddress::default();
+        assert_eq!(off.client(lb, xff(&["192.0.2.7"]).into_iter()), lb);
     }
 }

@@ -14,6 +14,7 @@ pub mod guard;
 mod h1;
 mod health;
 pub mod passthrough;
+pub mod proxy_protocol;
 mod retry;
 #[doc(hidden)]
 pub use h1::fuzz as h1_fuzz;
@@ -75,6 +76,8 @@ pub struct Proxy {
     health: health::Health,
     /// The access log; `None`: `--access-log off`.
     pub access_log: Option<Arc<access_log::AccessLog>>,
+    /// Where the client's address comes from.
+    pub client_address: headers::ClientAddress,
 }
 
 /// Per-connection state.
@@ -300,22 +303,37 @@ struct ClientCertHeaders {
     subject: Option<HeaderValue>,
 }
 
+/// How the proxy is set up (from the command line).
+pub struct ProxySettings {
+    pub limits: ProxyLimits,
+    /// Port of the HTTPS listener, for redirects.
+    pub https_port: Option<u16>,
+    pub guard: guard::UpstreamGuard,
+    pub access_log: Option<Arc<access_log::AccessLog>>,
+    pub client_address: headers::ClientAddress,
+}
+
 impl Proxy {
     pub fn new(
         snapshots: Arc<SnapshotCell>,
         metrics: Arc<Metrics>,
-        limits: ProxyLimits,
-        https_port: Option<u16>,
         flows: Option<FlowTable>,
-        guard: guard::UpstreamGuard,
-        access_log: Option<Arc<access_log::AccessLog>>,
+        settings: ProxySettings,
     ) -> Arc<Self> {
+        let ProxySettings {
+            limits,
+            https_port,
+            guard,
+            access_log,
+            client_address,
+        } = settings;
         let guard = Arc::new(guard);
         Arc::new(Self {
             upstream: Upstream::new(&limits, guard.clone()),
             guard,
             health: health::Health::new(metrics.clone()),
             access_log,
+            client_address,
             pool: h1::Pool::new(limits.upstream_idle_timeout),
             snapshots,
             metrics,
@@ -350,6 +368,13 @@ impl Proxy {
         req: Request<Incoming>,
     ) -> Result<Response<ProxyBody>, Infallible> {
         let started = Instant::now();
+        let down = self.request_downstream(
+            down,
+            req.headers()
+                .get_all(&headers::X_FORWARDED_FOR)
+                .iter()
+                .map(HeaderValue::as_bytes),
+        );
         let (decision, stats, log) = self.pick(&down, conn, &req);
         let mut record = match &self.access_log {
             Some(_) if log => Some(Box::new(log_record(&down, &req))),
@@ -400,6 +425,23 @@ impl Proxy {
             }
             _ => response,
         })
+    }
+
+    /// The connection's downstream with the request's client: a trusted
+    /// X-Forwarded-For's (`use-forwarded-headers`), else the connection's.
+    fn request_downstream<'a>(
+        &self,
+        down: Downstream,
+        xff: impl DoubleEndedIterator<Item = &'a [u8]>,
+    ) -> Downstream {
+        if !self.client_address.use_forwarded_headers {
+            return down;
+        }
+        let ip = self.client_address.client(down.origin.ip(), xff);
+        Downstream {
+            client: std::net::SocketAddr::new(ip, down.client.port()),
+            ..down
+        }
     }
 
     /// Pick route and peer on the live snapshot, and let go of it before
@@ -622,12 +664,7 @@ impl Proxy {
             Err(ProxyError::Forbidden) => ingress_common::VERDICT_REJECT,
             _ => ingress_common::VERDICT_L7,
         };
-        match flows.decide_undecided(
-            down.client,
-            down.local,
-            verdict,
-            ingress_common::REASON_AGENT,
-        ) {
+        match flows.decide_undecided(down.peer, down.local, verdict, ingress_common::REASON_AGENT) {
             Ok(true) => {
                 tracing::debug!(client = %down.client, verdict, "decided a flow XDP left undecided")
             }
@@ -690,7 +727,12 @@ impl Proxy {
                     .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
             });
         headers::strip_hop_by_hop(&mut parts.headers);
-        headers::add_forwarded(&mut parts.headers, down, host_header.as_ref());
+        headers::add_forwarded(
+            &mut parts.headers,
+            down,
+            host_header.as_ref(),
+            &self.client_address,
+        );
         if let Some(r) = record.as_deref_mut()
             && r.request_id.is_none()
         {

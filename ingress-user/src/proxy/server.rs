@@ -185,9 +185,36 @@ pub async fn serve_http(proxy: Arc<Proxy>, listener: TcpListener, shutdown: Shut
         let local = stream.local_addr().unwrap_or(fallback_local);
         let down = Downstream {
             client,
+            origin: client,
+            peer: client,
             local,
             tls: false,
         };
+        if proxy.client_address.proxy_protocol {
+            let (proxy, builder, watcher, shutdown) = (
+                proxy.clone(),
+                builder.clone(),
+                graceful.watcher(),
+                shutdown.clone(),
+            );
+            tokio::spawn(async move {
+                let mut stream = stream;
+                let Some(down) = proxy.proxy_header(&mut stream, down).await else {
+                    return;
+                };
+                serve_any(
+                    proxy,
+                    builder,
+                    stream,
+                    down,
+                    watcher,
+                    shutdown,
+                    ConnState::default(),
+                )
+                .await;
+            });
+            continue;
+        }
         tokio::spawn(serve_any(
             proxy.clone(),
             builder.clone(),
@@ -220,6 +247,8 @@ pub async fn serve_https(
         let local = stream.local_addr().unwrap_or(fallback_local);
         let down = Downstream {
             client,
+            origin: client,
+            peer: client,
             local,
             tls: true,
         };
@@ -231,6 +260,16 @@ pub async fn serve_https(
             shutdown.clone(),
         );
         tokio::spawn(async move {
+            let mut stream = stream;
+            let down = if proxy.client_address.proxy_protocol {
+                match proxy.proxy_header(&mut stream, down).await {
+                    Some(down) => down,
+                    None => return,
+                }
+            } else {
+                down
+            };
+            let client = down.client;
             // Pass-through hosts are spliced to a pod before any handshake.
             // The pass-through and handshake states are boxed: they live
             // for a moment, while this task lives as long as the connection.
@@ -255,4 +294,32 @@ pub async fn serve_https(
     }
     drop(listener);
     drain(&proxy, graceful).await;
+}
+
+impl Proxy {
+    /// Reads the PROXY protocol header of a new connection (within the
+    /// header timeout): the downstream with the client it names, or `None`
+    /// (the connection is dropped, and counted) when it is missing or
+    /// malformed.
+    async fn proxy_header(&self, stream: &mut TcpStream, down: Downstream) -> Option<Downstream> {
+        let read = super::proxy_protocol::read(stream);
+        match tokio::time::timeout(self.limits.header_read_timeout, read).await {
+            Ok(Ok(super::proxy_protocol::Header::Proxied { source, .. })) => Some(Downstream {
+                client: source,
+                origin: source,
+                ..down
+            }),
+            Ok(Ok(super::proxy_protocol::Header::Local)) => Some(down),
+            Ok(Err(e)) => {
+                self.metrics.proxy_protocol_error();
+                tracing::debug!(peer = %down.peer, "connection closed: {e}");
+                None
+            }
+            Err(_) => {
+                self.metrics.proxy_protocol_error();
+                tracing::debug!(peer = %down.peer, "connection closed: no PROXY protocol header in time");
+                None
+            }
+        }
+    }
 }

@@ -219,19 +219,38 @@ pub struct Forwarded {
     port: [u8; 5],
     port_len: usize,
     tls: bool,
+    /// `compute-full-forwarded-for`: the client's list, then this address
+    /// (the connection's client).
+    append: Option<([u8; 48], usize)>,
+    /// `use-forwarded-headers`: the client's X-Forwarded-Proto/Host/Port
+    /// are passed on when present.
+    pass: bool,
+}
+
+fn ip_text(ip: IpAddr) -> ([u8; 48], usize) {
+    let mut buf = [0u8; 48];
+    let mut c = std::io::Cursor::new(&mut buf[..]);
+    // An IP address is at most 45 characters: the write cannot fail.
+    let _ = write!(c, "{}", ip.to_canonical());
+    let len = c.position() as usize;
+    (buf, len)
 }
 
 impl Forwarded {
-    pub fn new(down: &super::super::headers::Downstream) -> Self {
-        Self::from_parts(down.client.ip(), down.local.port(), down.tls)
+    pub fn new(
+        down: &super::super::headers::Downstream,
+        rules: &super::super::headers::ClientAddress,
+    ) -> Self {
+        let mut f = Self::from_parts(down.client.ip(), down.local.port(), down.tls);
+        if rules.compute_full_forwarded_for {
+            f.append = Some(ip_text(down.origin.ip()));
+        }
+        f.pass = rules.use_forwarded_headers;
+        f
     }
 
     pub fn from_parts(client: IpAddr, local_port: u16, tls: bool) -> Self {
-        let mut ip = [0u8; 48];
-        let mut c = std::io::Cursor::new(&mut ip[..]);
-        // An IP address is at most 45 characters: the write cannot fail.
-        let _ = write!(c, "{}", client.to_canonical());
-        let ip_len = c.position() as usize;
+        let (ip, ip_len) = ip_text(client);
         let mut port = [0u8; 5];
         let port_len = put_decimal(&mut port, u64::from(local_port));
         Self {
@@ -240,6 +259,8 @@ impl Forwarded {
             port,
             port_len,
             tls,
+            append: None,
+            pass: false,
         }
     }
 
@@ -289,42 +310,67 @@ pub fn write_request_head(
             _ => {}
         }
     }
-    // Earlier X-Forwarded-For fields joined into one, then our peer appended.
+    // X-Forwarded-For: the client; with `compute-full-forwarded-for`, the
+    // client's own fields joined, then the connection's client appended.
     let mut xff_prev = false;
-    if has_xff {
-        for (h, kind) in req.headers.iter().zip(info.fields) {
-            let value = h.value.trim_ascii();
-            if kind == Field::XForwardedFor && !value.is_empty() {
-                out.extend_from_slice(if xff_prev {
-                    b", "
-                } else {
-                    b"X-Forwarded-For: "
-                });
-                out.extend_from_slice(value);
-                xff_prev = true;
+    if let Some((append, append_len)) = &fwd.append {
+        if has_xff {
+            for (h, kind) in req.headers.iter().zip(info.fields) {
+                let value = h.value.trim_ascii();
+                if kind == Field::XForwardedFor && !value.is_empty() {
+                    out.extend_from_slice(if xff_prev {
+                        b", "
+                    } else {
+                        b"X-Forwarded-For: "
+                    });
+                    out.extend_from_slice(value);
+                    xff_prev = true;
+                }
             }
         }
-    }
-    out.extend_from_slice(if xff_prev {
-        b", "
+        out.extend_from_slice(if xff_prev {
+            b", "
+        } else {
+            b"X-Forwarded-For: "
+        });
+        out.extend_from_slice(&append[..*append_len]);
     } else {
-        b"X-Forwarded-For: "
-    });
-    out.extend_from_slice(fwd.ip());
+        out.extend_from_slice(b"X-Forwarded-For: ");
+        out.extend_from_slice(fwd.ip());
+    }
     out.extend_from_slice(b"\r\nX-Real-IP: ");
     out.extend_from_slice(fwd.ip());
     out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(if fwd.tls {
-        b"X-Forwarded-Proto: https\r\n"
-    } else {
-        b"X-Forwarded-Proto: http\r\n"
-    });
-    if let Some(host) = info.host {
+    // `use-forwarded-headers`: the client's own values, when it sent them.
+    let passed = |name: &str| {
+        fwd.pass
+            .then(|| {
+                req.headers
+                    .iter()
+                    .find(|h| h.name.eq_ignore_ascii_case(name))
+                    .map(|h| h.value)
+            })
+            .flatten()
+    };
+    match passed("x-forwarded-proto") {
+        Some(v) => put_field(out, b"X-Forwarded-Proto", v),
+        None => out.extend_from_slice(if fwd.tls {
+            b"X-Forwarded-Proto: https\r\n"
+        } else {
+            b"X-Forwarded-Proto: http\r\n"
+        }),
+    }
+    if let Some(host) = passed("x-forwarded-host").or(info.host) {
         put_field(out, b"X-Forwarded-Host", host);
     }
-    out.extend_from_slice(b"X-Forwarded-Port: ");
-    out.extend_from_slice(&fwd.port[..fwd.port_len]);
-    out.extend_from_slice(b"\r\n");
+    match passed("x-forwarded-port") {
+        Some(v) => put_field(out, b"X-Forwarded-Port", v),
+        None => {
+            out.extend_from_slice(b"X-Forwarded-Port: ");
+            out.extend_from_slice(&fwd.port[..fwd.port_len]);
+            out.extend_from_slice(b"\r\n");
+        }
+    }
     if !info.has_request_id {
         out.extend_from_slice(b"X-Request-ID: ");
         match request_id {

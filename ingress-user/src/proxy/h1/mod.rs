@@ -176,7 +176,7 @@ where
         deadline: Deadline::new(now + proxy.limits.header_read_timeout),
         now,
     };
-    let fwd = Forwarded::new(&down);
+    let fwd = Forwarded::new(&down, &proxy.client_address);
     let mut up_head = Vec::new();
     let mut out = Vec::new();
     let mut stop = pin!(shutdown.wait());
@@ -522,6 +522,21 @@ impl Proxy {
                 };
                 return Prepared::Reply(Reply::error(error));
             }
+        };
+        // `use-forwarded-headers`: this request's client, and what the pod
+        // is told, come from a trusted X-Forwarded-For.
+        let (request_down, request_fwd);
+        let (down, fwd) = if self.client_address.use_forwarded_headers {
+            let xff = req
+                .headers
+                .iter()
+                .filter(|h| h.name.eq_ignore_ascii_case("x-forwarded-for"))
+                .map(|h| h.value);
+            request_down = self.request_downstream(*down, xff);
+            request_fwd = Forwarded::new(&request_down, &self.client_address);
+            (&request_down, &request_fwd)
+        } else {
+            (down, fwd)
         };
         if info.host.is_none() {
             // RFC 9112 §3.2: an HTTP/1.1 request without Host is a 400.

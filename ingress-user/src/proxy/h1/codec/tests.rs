@@ -42,7 +42,8 @@ fn request_heads_lose_hop_by_hop_fields_and_gain_forwarding_ones() {
     }
     for kept in [
         "Accept: */*\r\n",
-        "X-Forwarded-For: 192.0.2.1, 10.1.2.3\r\n",
+        // ingress-nginx's default: the client's own list is replaced.
+        "X-Forwarded-For: 10.1.2.3\r\n",
         "X-Real-IP: 10.1.2.3\r\n",
         "X-Forwarded-Proto: http\r\n",
         "X-Forwarded-Host: cafe.example.com\r\n",
@@ -52,6 +53,68 @@ fn request_heads_lose_hop_by_hop_fields_and_gain_forwarding_ones() {
         assert!(out.contains(kept), "{kept:?} missing in {out}");
     }
     assert!(out.ends_with("\r\n\r\n"));
+    assert!(!out.contains("192.0.2.1"), "{out}");
+}
+
+#[test]
+fn full_forwarded_for_appends_and_forwarded_headers_pass_when_trusted() {
+    let raw = b"GET / HTTP/1.1\r\nHost: a.test\r\nX-Forwarded-For: 192.0.2.1\r\nX-Forwarded-For: 192.0.2.2\r\n\
+                X-Forwarded-Proto: https\r\nX-Forwarded-Port: 443\r\nX-Forwarded-Host: b.test\r\n\r\n";
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    req.parse(raw).unwrap();
+    let info = analyze_request(req.headers).unwrap();
+    let down = crate::proxy::headers::Downstream {
+        client: "192.0.2.2:1".parse().unwrap(),
+        origin: "10.0.0.9:1".parse().unwrap(),
+        peer: "10.0.0.9:1".parse().unwrap(),
+        local: "10.0.0.1:80".parse().unwrap(),
+        tls: false,
+    };
+    let rules = crate::proxy::headers::ClientAddress {
+        compute_full_forwarded_for: true,
+        use_forwarded_headers: true,
+        ..Default::default()
+    };
+    let mut out = Vec::new();
+    write_request_head(
+        &mut out,
+        &req,
+        &info,
+        &Forwarded::new(&down, &rules),
+        None,
+        None,
+    );
+    let out = text(&out);
+    for kept in [
+        "X-Forwarded-For: 192.0.2.1, 192.0.2.2, 10.0.0.9\r\n",
+        "X-Real-IP: 192.0.2.2\r\n",
+        "X-Forwarded-Proto: https\r\n",
+        "X-Forwarded-Port: 443\r\n",
+        "X-Forwarded-Host: b.test\r\n",
+    ] {
+        assert!(out.contains(kept), "{kept:?} missing in {out}");
+    }
+    // Without use-forwarded-headers the proxy's own values.
+    let rules = crate::proxy::headers::ClientAddress::default();
+    let mut out = Vec::new();
+    write_request_head(
+        &mut out,
+        &req,
+        &info,
+        &Forwarded::new(&down, &rules),
+        None,
+        None,
+    );
+    let out = text(&out);
+    for kept in [
+        "X-Forwarded-For: 192.0.2.2\r\n",
+        "X-Forwarded-Proto: http\r\n",
+        "X-Forwarded-Port: 80\r\n",
+        "X-Forwarded-Host: a.test\r\n",
+    ] {
+        assert!(out.contains(kept), "{kept:?} missing in {out}");
+    }
 }
 
 #[test]
