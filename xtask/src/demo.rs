@@ -110,6 +110,17 @@ impl Drop for Cleanup {
     }
 }
 
+/// The agent's access log (its stdout) of the demo's requests.
+fn print_access_log(agent_log: &Path) {
+    step("access log (the agent's stdout: ingress-nginx's upstreaminfo format)");
+    // Lines are written by a thread of their own: give it a moment.
+    std::thread::sleep(Duration::from_millis(300));
+    print!(
+        "{}",
+        std::fs::read_to_string(agent_log.with_extension("access.log")).unwrap_or_default()
+    );
+}
+
 fn spawn(mut cmd: Command, log: &Path) -> Result<Child> {
     use std::os::unix::process::CommandExt;
     // SAFETY: only sigemptyset and sigprocmask (async-signal-safe) between
@@ -125,7 +136,8 @@ fn spawn(mut cmd: Command, log: &Path) -> Result<Child> {
     }
     let child = cmd
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        // The agent's stdout is its access log.
+        .stdout(std::fs::File::create(log.with_extension("access.log"))?)
         .stderr(std::fs::File::create(log)?)
         .spawn()
         .context("spawn")?;
@@ -270,6 +282,7 @@ fn run_with_xdp() -> Result<()> {
         .args(["xdp", "stats"])
         .output()?;
     print!("{stats}");
+    print_access_log(&agent_log);
     step("agent log");
     print!(
         "{}",
@@ -519,6 +532,7 @@ fn run_without_xdp() -> Result<()> {
     step(&format!("requests to {http} and {https}"));
     let answers = send_requests(http, https, None)?;
     verify(&answers, https.port())?;
+    print_access_log(&log);
     let _ = std::fs::remove_dir_all(&dir);
     println!("\ndemo OK (without XDP: run `cargo xtask demo` as root for the XDP topology)");
     Ok(())
