@@ -266,3 +266,41 @@ fn an_invalid_log_filter_is_an_error_at_start() {
         "{stderr}"
     );
 }
+
+#[test]
+fn hypers_path_takes_an_unsent_body_to_the_next_endpoint() {
+    let live = pod("live-1");
+    let dead = refused_port();
+    let dir = ManifestDir::new();
+    // No ejection: every other request meets the refusing endpoint.
+    dir.write(
+        "app.yaml",
+        &format!(
+            "{}{}",
+            service(&[live.addr, dead]),
+            INGRESS.replace(
+                "kubernetes.io/ingress.class: xingress",
+                "kubernetes.io/ingress.class: xingress, nginx.ingress.kubernetes.io/upstream-max-fails: \"0\""
+            )
+        ),
+    );
+    let mut agent = Agent::start_local(&dir.path, &[]).unwrap();
+    agent.wait_ready().unwrap();
+    // HTTP/1.0 takes hyper's path; the bodies must reach the live pod whole.
+    for i in 0..6 {
+        let body = format!("order number {i}");
+        let r = Conn::connect(agent.http)
+            .unwrap()
+            .raw(
+                format!(
+                    "POST /o HTTP/1.0\r\nHost: app.test\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                )
+                .as_bytes(),
+            )
+            .unwrap();
+        assert_eq!(r.status, 200, "request {i}: {}", r.text());
+        assert!(r.text().contains(&body), "{}", r.text());
+    }
+    assert!(agent.metric("xingress_upstream_retries_total").unwrap() >= 2.0);
+}

@@ -5,6 +5,7 @@
 use std::{
     future::Future,
     pin::Pin,
+    sync::{Arc, Mutex},
     task::{Context, Poll},
     time::Duration,
 };
@@ -31,9 +32,42 @@ pub enum RequestBody {
         limit: u64,
     },
     Empty,
+    /// A body the proxy can take back if the request never reached a pod
+    /// (the connection failed): it then goes to another endpoint.
+    Reclaimable(Arc<Mutex<Held>>),
+}
+
+/// A reclaimable body, and whether anything was read from it yet.
+pub struct Held {
+    body: Option<RequestBody>,
+    polled: bool,
+}
+
+/// The proxy's handle on a reclaimable body.
+pub struct Reclaim(Arc<Mutex<Held>>);
+
+impl Reclaim {
+    /// The body, if no byte of it was read (so the request never reached
+    /// a pod); a new reclaimable body around it, and its handle.
+    pub fn take_unsent(&self) -> Option<(RequestBody, Reclaim)> {
+        let mut held = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if held.polled {
+            return None;
+        }
+        held.body.take().map(RequestBody::reclaimable)
+    }
 }
 
 impl RequestBody {
+    /// This body behind a handle that can take it back while unread.
+    pub fn reclaimable(self) -> (Self, Reclaim) {
+        let held = Arc::new(Mutex::new(Held {
+            body: Some(self),
+            polled: false,
+        }));
+        (RequestBody::Reclaimable(held.clone()), Reclaim(held))
+    }
+
     pub fn new(inner: Incoming, limit: Option<u64>) -> Self {
         let limit = limit.unwrap_or(u64::MAX);
         RequestBody::Stream {
@@ -52,13 +86,21 @@ impl Body for RequestBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, RequestBodyError>>> {
-        let RequestBody::Stream {
-            inner,
-            remaining,
-            limit,
-        } = self.get_mut()
-        else {
-            return Poll::Ready(None);
+        let (inner, remaining, limit) = match self.get_mut() {
+            RequestBody::Stream {
+                inner,
+                remaining,
+                limit,
+            } => (inner, remaining, limit),
+            RequestBody::Empty => return Poll::Ready(None),
+            RequestBody::Reclaimable(held) => {
+                let mut held = held.lock().unwrap_or_else(|e| e.into_inner());
+                held.polled = true;
+                return match held.body.as_mut() {
+                    Some(body) => Pin::new(body).poll_frame(cx),
+                    None => Poll::Ready(None),
+                };
+            }
         };
         match Pin::new(inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
@@ -81,6 +123,12 @@ impl Body for RequestBody {
         match self {
             RequestBody::Stream { inner, .. } => inner.is_end_stream(),
             RequestBody::Empty => true,
+            RequestBody::Reclaimable(held) => held
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .body
+                .as_ref()
+                .is_none_or(Body::is_end_stream),
         }
     }
 
@@ -88,6 +136,12 @@ impl Body for RequestBody {
         match self {
             RequestBody::Stream { inner, .. } => inner.size_hint(),
             RequestBody::Empty => SizeHint::with_exact(0),
+            RequestBody::Reclaimable(held) => held
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .body
+                .as_ref()
+                .map_or(SizeHint::with_exact(0), Body::size_hint),
         }
     }
 }

@@ -794,8 +794,8 @@ impl Proxy {
         parts.uri = upstream_uri(&target.peer, tls, &original_uri)?;
         parts.version = upstream_version(protocol);
         // Retries (`proxy-next-upstream`): a bodiless request can be built
-        // again for another endpoint; one with a body streams it to the
-        // first and is not retried on this path.
+        // again for another endpoint; one with a body only while the body
+        // is unread (the connection failed).
         let bodiless = hyper::body::Body::is_end_stream(&body) && upgrade.is_none();
         let policy = target.policy();
         let first = match &target.peer {
@@ -811,8 +811,18 @@ impl Proxy {
                 parts.method.is_idempotent(),
             )
         });
-        let resend = (bodiless && first.is_some() && target.backend.ready_endpoints() > 1)
-            .then(|| (parts.method.clone(), parts.headers.clone()));
+        let may_retry =
+            first.is_some() && upgrade.is_none() && target.backend.ready_endpoints() > 1;
+        let resend = may_retry.then(|| (parts.method.clone(), parts.headers.clone()));
+        // A body is kept reclaimable: a request whose connection failed
+        // never read it, and takes it to the next endpoint.
+        let (body, mut reclaim) = match RequestBody::new(body, target.body_limit) {
+            b if may_retry && !bodiless => {
+                let (b, r) = b.reclaimable();
+                (b, Some(r))
+            }
+            b => (b, None),
+        };
 
         let sent = Instant::now();
         let mut result = self
@@ -820,7 +830,7 @@ impl Proxy {
             .send(
                 protocol,
                 &target.via(),
-                Request::from_parts(parts, RequestBody::new(body, target.body_limit)),
+                Request::from_parts(parts, body),
                 target.read_timeout,
             )
             .await;
@@ -874,9 +884,20 @@ impl Proxy {
             let Some(next) = attempts.next(case, sent_to_pod, &self.health) else {
                 break;
             };
+            let body = match &reclaim {
+                None => RequestBody::Empty,
+                // Unread: the pod never got it.
+                Some(r) => match r.take_unsent() {
+                    Some((body, again)) => {
+                        reclaim = Some(again);
+                        body
+                    }
+                    None => break,
+                },
+            };
             tracing::debug!(failed = %at, retry = %next, "trying another endpoint");
             self.metrics.upstream_retry();
-            let mut req = Request::new(RequestBody::Empty);
+            let mut req = Request::new(body);
             *req.method_mut() = method.clone();
             *req.uri_mut() = upstream_uri(&Peer::Addr(next), tls, &original_uri)?;
             *req.version_mut() = upstream_version(protocol);
