@@ -59,6 +59,35 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// The forwarding rules on hyper's path (the fast path's writer of the
+/// same rules is `h1::codec::write_request_head`; a test holds the two
+/// together): hop-by-hop fields out, X-Forwarded-* and X-Real-IP in, Host
+/// the request's host (HTTP/2's `:authority`, an absolute-form target's),
+/// and `TE: trailers` kept (gRPC needs it end to end; it is the one TE
+/// value a proxy forwards).
+pub fn to_pod(
+    headers: &mut HeaderMap,
+    down: &Downstream,
+    host: Option<HeaderValue>,
+    rules: &ClientAddress,
+) {
+    let te_trailers = headers
+        .get(TE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
+        });
+    strip_hop_by_hop(headers);
+    add_forwarded(headers, down, host.as_ref(), rules);
+    if let Some(h) = host {
+        headers.insert(http::header::HOST, h);
+    }
+    if te_trailers {
+        headers.insert(TE, HeaderValue::from_static("trailers"));
+    }
+}
+
 /// `x-forwarded-prefix`'s header.
 pub const X_FORWARDED_PREFIX: HeaderName = HeaderName::from_static("x-forwarded-prefix");
 

@@ -28,7 +28,7 @@ use std::{convert::Infallible, sync::Arc, time::Instant};
 use bytes::Bytes;
 use http::{
     HeaderValue, Request, Response, StatusCode, Uri, Version,
-    header::{CONNECTION, HOST, LOCATION, TE, UPGRADE},
+    header::{CONNECTION, HOST, LOCATION, UPGRADE},
 };
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
@@ -718,21 +718,7 @@ impl Proxy {
             .flatten()
             .and_then(|h| HeaderValue::from_str(h).ok());
         let (mut parts, body) = req.into_parts();
-        let te_trailers = parts
-            .headers
-            .get(TE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| {
-                v.split(',')
-                    .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
-            });
-        headers::strip_hop_by_hop(&mut parts.headers);
-        headers::add_forwarded(
-            &mut parts.headers,
-            down,
-            host_header.as_ref(),
-            &self.client_address,
-        );
+        headers::to_pod(&mut parts.headers, down, host_header, &self.client_address);
         if let Some(r) = record.as_deref_mut()
             && r.request_id.is_none()
         {
@@ -741,17 +727,6 @@ impl Proxy {
                 .get(&headers::X_REQUEST_ID)
                 .and_then(|v| v.to_str().ok())
                 .map(Into::into);
-        }
-        // HTTP/2 and absolute-form requests carry the host in the URI: the
-        // pod gets it as Host.
-        if let Some(h) = host_header {
-            parts.headers.insert(HOST, h);
-        }
-        if te_trailers {
-            // gRPC needs it end to end; it is the one TE value a proxy may forward.
-            parts
-                .headers
-                .insert(TE, HeaderValue::from_static("trailers"));
         }
         let changes = target.changes.take().map(|c| *c).unwrap_or_default();
         if let Some(host) = changes.host {

@@ -429,3 +429,94 @@ fn connection_cannot_remove_routing_or_framing_fields() {
     assert!(out.contains("\r\nContent-Length: 3\r\n"), "{out}");
     assert!(!out.contains("X-Drop"), "{out}");
 }
+
+/// The fast path's writer and hyper's (`headers::to_pod`) carry out the same
+/// forwarding rules: the same request gives the pod the same fields, for
+/// each client-address setting.
+#[test]
+fn both_writers_give_the_pod_the_same_fields() {
+    use crate::proxy::headers::{ClientAddress, Downstream, to_pod};
+    let raw =
+        b"POST /tea?x=1 HTTP/1.1\r\nHost: cafe.example.com\r\nConnection: keep-alive, X-Secret\r\n\
+        X-Secret: 1\r\nKeep-Alive: 5\r\nProxy-Authorization: basic x\r\nTE: trailers, deflate\r\n\
+        X-Forwarded-For: 192.0.2.1\r\nX-Forwarded-For: 192.0.2.2\r\nX-Forwarded-Host: evil\r\n\
+        X-Forwarded-Proto: https\r\nX-Forwarded-Port: 8443\r\nX-Real-IP: 1.1.1.1\r\n\
+        X-Request-ID: abc\r\nAccept: */*\r\nContent-Length: 4\r\n\r\n";
+    let down = Downstream {
+        client: "192.0.2.2:1000".parse().unwrap(),
+        origin: "10.0.0.9:1000".parse().unwrap(),
+        peer: "10.0.0.9:1000".parse().unwrap(),
+        local: "10.0.0.1:80".parse().unwrap(),
+        tls: false,
+    };
+    for rules in [
+        ClientAddress::default(),
+        ClientAddress {
+            compute_full_forwarded_for: true,
+            ..ClientAddress::default()
+        },
+        ClientAddress {
+            use_forwarded_headers: true,
+            compute_full_forwarded_for: true,
+            ..ClientAddress::default()
+        },
+    ] {
+        // The fast path.
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut req = httparse::Request::new(&mut headers);
+        req.parse(raw).unwrap();
+        let info = analyze_request(req.headers).unwrap();
+        let mut out = Vec::new();
+        write_request_head(
+            &mut out,
+            &req,
+            &info,
+            &Forwarded::new(&down, &rules),
+            None,
+            None,
+        );
+        let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut sent = httparse::Request::new(&mut fields);
+        sent.parse(&out).unwrap();
+        let fast = collect(
+            sent.headers
+                .iter()
+                .map(|h| (h.name.to_string(), h.value.to_vec())),
+        );
+        // hyper's path.
+        let mut map = http::HeaderMap::new();
+        for h in req.headers.iter() {
+            map.append(
+                http::HeaderName::from_bytes(h.name.as_bytes()).unwrap(),
+                http::HeaderValue::from_bytes(h.value).unwrap(),
+            );
+        }
+        let host = map.get("host").cloned();
+        to_pod(&mut map, &down, host, &rules);
+        let hyper = collect(
+            map.iter()
+                .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec())),
+        );
+        assert_eq!(fast, hyper, "{rules:?}");
+    }
+}
+
+/// Field name (lowercase) → values, in order, one X-Forwarded-For value
+/// split into its list elements (the writers may fold it differently).
+fn collect(
+    fields: impl Iterator<Item = (String, Vec<u8>)>,
+) -> std::collections::BTreeMap<String, Vec<String>> {
+    let mut m: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for (k, v) in fields {
+        let k = k.to_ascii_lowercase();
+        let v = String::from_utf8(v).unwrap();
+        if k == "x-forwarded-for" {
+            m.entry(k)
+                .or_default()
+                .extend(v.split(',').map(|e| e.trim().to_string()));
+        } else {
+            m.entry(k).or_default().push(v);
+        }
+    }
+    m
+}
