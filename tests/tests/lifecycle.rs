@@ -37,6 +37,18 @@ fn start(dir: &ManifestDir, pods: &[SocketAddr]) -> Agent {
     agent
 }
 
+/// `start` with more annotations on the Ingress.
+fn start_annotated(dir: &ManifestDir, pods: &[SocketAddr], annotations: &str) -> Agent {
+    let ingress = INGRESS.replace(
+        "kubernetes.io/ingress.class: xingress",
+        &format!("kubernetes.io/ingress.class: xingress, {annotations}"),
+    );
+    dir.write("app.yaml", &format!("{}{ingress}", service(pods)));
+    let mut agent = Agent::start_local(&dir.path, &[]).unwrap();
+    agent.wait_ready().unwrap();
+    agent
+}
+
 fn request(agent: &Agent, method: &str, path: &str, body: &str) -> u16 {
     let req = format!(
         "{method} {path} HTTP/1.1\r\nHost: app.test\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -94,20 +106,12 @@ fn next_upstream_off_and_max_fails_zero_keep_the_old_failures() {
     let live = pod("live-1");
     let dead = refused_port();
     let dir = ManifestDir::new();
-    dir.write(
-        "app.yaml",
-        &format!(
-            "{}{}",
-            service(&[live.addr, dead]),
-            INGRESS.replace(
-                "kubernetes.io/ingress.class: xingress",
-                "kubernetes.io/ingress.class: xingress, nginx.ingress.kubernetes.io/proxy-next-upstream: \"off\", \
-                 nginx.ingress.kubernetes.io/upstream-max-fails: \"0\""
-            )
-        ),
+    let agent = start_annotated(
+        &dir,
+        &[live.addr, dead],
+        "nginx.ingress.kubernetes.io/proxy-next-upstream: \"off\", \
+         nginx.ingress.kubernetes.io/upstream-max-fails: \"0\"",
     );
-    let mut agent = Agent::start_local(&dir.path, &[]).unwrap();
-    agent.wait_ready().unwrap();
     let statuses: Vec<u16> = (0..6).map(|_| request(&agent, "GET", "/", "")).collect();
     assert_eq!(
         statuses.iter().filter(|s| **s == 502).count(),
@@ -273,19 +277,11 @@ fn hypers_path_takes_an_unsent_body_to_the_next_endpoint() {
     let dead = refused_port();
     let dir = ManifestDir::new();
     // No ejection: every other request meets the refusing endpoint.
-    dir.write(
-        "app.yaml",
-        &format!(
-            "{}{}",
-            service(&[live.addr, dead]),
-            INGRESS.replace(
-                "kubernetes.io/ingress.class: xingress",
-                "kubernetes.io/ingress.class: xingress, nginx.ingress.kubernetes.io/upstream-max-fails: \"0\""
-            )
-        ),
+    let agent = start_annotated(
+        &dir,
+        &[live.addr, dead],
+        "nginx.ingress.kubernetes.io/upstream-max-fails: \"0\"",
     );
-    let mut agent = Agent::start_local(&dir.path, &[]).unwrap();
-    agent.wait_ready().unwrap();
     // HTTP/1.0 takes hyper's path; the bodies must reach the live pod whole.
     for i in 0..6 {
         let body = format!("order number {i}");

@@ -692,77 +692,71 @@ impl Proxy {
         );
         let mut peer = f.peer;
         let mut body_sent = 0;
-        let (up, head) = loop {
+        let (up, head) = 'tries: loop {
             let try_started = std::time::Instant::now();
-            let (mut up, fresh) = match self.pool.take(peer, sent.into_std()) {
-                Some(conn) => (conn, false),
-                None => match self.connect(peer, f).await {
-                    Ok(conn) => (conn, true),
-                    Err((e, case)) => {
-                        note_try(&mut rec, peer, upstream_status(&e), try_started);
-                        self.health.failed(peer, policy, &e.to_string());
+            // Every failure of this try ends below: (error, case, whether
+            // the request reached the pod).
+            let (e, case, reached) = 'attempt: {
+                let (mut up, fresh) = match self.pool.take(peer, sent.into_std()) {
+                    Some(conn) => (conn, false),
+                    None => match self.connect(peer, f).await {
+                        Ok(conn) => (conn, true),
                         // Nothing was sent: any request may go on.
-                        if let Some(next) = attempts.next(case, false, &self.health) {
-                            tracing::debug!(failed = %peer, retry = %next, "{e}; trying another endpoint");
-                            self.metrics.upstream_retry();
-                            peer = next;
-                            continue;
-                        }
-                        return Err(e.into());
-                    }
-                },
-            };
-            let mut exchange = self
-                .exchange(c, &mut up, f, up_head, out, fired, &mut body_sent)
-                .await;
-            if !fresh && matches!(exchange, Err(Exchange::Stale(_))) && f.resendable_on_stale() {
-                // A pooled connection the pod closed meanwhile failed before
-                // any response byte: once more on a new connection.
-                match self.connect(peer, f).await {
-                    Ok(conn) => up = conn,
-                    Err((e, _)) => {
-                        self.health.failed(peer, policy, &e.to_string());
-                        return Err(e.into());
-                    }
-                }
-                exchange = self
+                        Err((e, case)) => break 'attempt (e, case, false),
+                    },
+                };
+                let mut exchange = self
                     .exchange(c, &mut up, f, up_head, out, fired, &mut body_sent)
                     .await;
-            }
-            let (e, case) = match exchange {
-                Ok(head) => {
-                    note_try(&mut rec, peer, head.code, try_started);
-                    let (go_on, counts) = policy.on_status(head.code);
-                    if counts {
-                        self.health
-                            .failed(peer, policy, &format!("answered {}", head.code));
-                    } else {
-                        self.health.succeeded(peer);
+                if !fresh && matches!(exchange, Err(Exchange::Stale(_))) && f.resendable_on_stale()
+                {
+                    // A pooled connection the pod closed meanwhile failed
+                    // before any response byte: once more on a new one.
+                    match self.connect(peer, f).await {
+                        Ok(conn) => up = conn,
+                        Err((e, case)) => break 'attempt (e, case, false),
                     }
-                    if go_on && let Some(next) = attempts.next_on_status(head.code, &self.health) {
-                        tracing::debug!(failed = %peer, retry = %next, status = head.code, "trying another endpoint");
-                        self.metrics.upstream_retry();
-                        // The response is not read: the connection goes.
-                        peer = next;
-                        continue;
-                    }
-                    break (up, head);
+                    exchange = self
+                        .exchange(c, &mut up, f, up_head, out, fired, &mut body_sent)
+                        .await;
                 }
-                Err(Exchange::Stale(e)) => (e, NEXT_ERROR),
-                Err(Exchange::Failed(Failed::Late)) => return Err(Failed::Late),
-                Err(Exchange::Failed(Failed::Early(e))) => {
-                    let case = match &e {
-                        ProxyError::UpstreamTimeout => NEXT_TIMEOUT,
-                        ProxyError::Upstream(_) => NEXT_ERROR,
-                        // The client's fault (body too large, closed): no retry.
-                        _ => return Err(e.into()),
-                    };
-                    (e, case)
+                match exchange {
+                    Ok(head) => {
+                        note_try(&mut rec, peer, head.code, try_started);
+                        let (go_on, counts) = policy.on_status(head.code);
+                        if counts {
+                            self.health
+                                .failed(peer, policy, &format!("answered {}", head.code));
+                        } else {
+                            self.health.succeeded(peer);
+                        }
+                        if go_on
+                            && let Some(next) = attempts.next_on_status(head.code, &self.health)
+                        {
+                            tracing::debug!(failed = %peer, retry = %next, status = head.code, "trying another endpoint");
+                            self.metrics.upstream_retry();
+                            // The response is not read: the connection goes.
+                            peer = next;
+                            continue 'tries;
+                        }
+                        break 'tries (up, head);
+                    }
+                    Err(Exchange::Stale(e)) => (e, NEXT_ERROR, true),
+                    Err(Exchange::Failed(Failed::Late)) => return Err(Failed::Late),
+                    Err(Exchange::Failed(Failed::Early(e))) => {
+                        let case = match &e {
+                            ProxyError::UpstreamTimeout => NEXT_TIMEOUT,
+                            ProxyError::Upstream(_) => NEXT_ERROR,
+                            // The client's fault (body too large, closed): no retry.
+                            _ => return Err(e.into()),
+                        };
+                        (e, case, true)
+                    }
                 }
             };
             note_try(&mut rec, peer, upstream_status(&e), try_started);
             self.health.failed(peer, policy, &e.to_string());
-            if let Some(next) = attempts.next(case, true, &self.health) {
+            if let Some(next) = attempts.next(case, reached, &self.health) {
                 tracing::debug!(failed = %peer, retry = %next, "{e}; trying another endpoint");
                 self.metrics.upstream_retry();
                 peer = next;
