@@ -129,6 +129,10 @@ pub async fn run(config: Config) -> Result<(), AppError> {
             ),
             access_log,
             client_address: config.client_address.clone(),
+            hsts: config
+                .hsts
+                .as_deref()
+                .and_then(|v| http::HeaderValue::from_str(v).ok()),
         },
     );
     let tls = server_config(snapshots.clone())?;

@@ -170,6 +170,42 @@ pub struct RunArgs {
         default_value = "0.0.0.0/0,::/0"
     )]
     pub proxy_real_ip_cidr: Vec<String>,
+    /// Send Strict-Transport-Security on responses over TLS (ingress-nginx's
+    /// `hsts`, on by default there too); `--hsts=false` turns it off.
+    #[arg(
+        long,
+        env = "XINGRESS_HSTS",
+        value_name = "BOOL",
+        default_value_t = true,
+        action = clap::ArgAction::Set
+    )]
+    pub hsts: bool,
+    /// Its max-age in seconds (`hsts-max-age`: one year).
+    #[arg(
+        long,
+        env = "XINGRESS_HSTS_MAX_AGE",
+        value_name = "SECONDS",
+        default_value_t = 31_536_000
+    )]
+    pub hsts_max_age: u64,
+    /// Add includeSubDomains (`hsts-include-subdomains`).
+    #[arg(
+        long,
+        env = "XINGRESS_HSTS_INCLUDE_SUBDOMAINS",
+        value_name = "BOOL",
+        default_value_t = true,
+        action = clap::ArgAction::Set
+    )]
+    pub hsts_include_subdomains: bool,
+    /// Add preload (`hsts-preload`).
+    #[arg(
+        long,
+        env = "XINGRESS_HSTS_PRELOAD",
+        value_name = "BOOL",
+        default_value_t = false,
+        action = clap::ArgAction::Set
+    )]
+    pub hsts_preload: bool,
     /// Seconds between SIGTERM and closing the listeners: /readyz answers
     /// 503 at once while requests are still served, so load balancers and
     /// the kubelet stop sending new clients first.
@@ -346,6 +382,8 @@ pub struct Config {
     pub access_log: Option<crate::proxy::access_log::Format>,
     /// Where the client's address comes from.
     pub client_address: crate::proxy::headers::ClientAddress,
+    /// The Strict-Transport-Security value; `None`: `--hsts=false`.
+    pub hsts: Option<String>,
     pub access_log_buffer: usize,
     /// `None`: one per core.
     pub worker_threads: Option<usize>,
@@ -546,6 +584,16 @@ impl RunArgs {
             shutdown_delay: Duration::from_secs(self.shutdown_delay),
             access_log,
             access_log_buffer: self.access_log_buffer,
+            hsts: self.hsts.then(|| {
+                let mut v = format!("max-age={}", self.hsts_max_age);
+                if self.hsts_include_subdomains {
+                    v.push_str("; includeSubDomains");
+                }
+                if self.hsts_preload {
+                    v.push_str("; preload");
+                }
+                v
+            }),
             client_address: crate::proxy::headers::ClientAddress {
                 proxy_protocol: self.use_proxy_protocol,
                 use_forwarded_headers: self.use_forwarded_headers,

@@ -78,6 +78,8 @@ pub struct Proxy {
     pub access_log: Option<Arc<access_log::AccessLog>>,
     /// Where the client's address comes from.
     pub client_address: headers::ClientAddress,
+    /// `Strict-Transport-Security` for responses over TLS; `None`: `--hsts=false`.
+    pub hsts: Option<HeaderValue>,
 }
 
 /// Per-connection state.
@@ -311,6 +313,7 @@ pub struct ProxySettings {
     pub guard: guard::UpstreamGuard,
     pub access_log: Option<Arc<access_log::AccessLog>>,
     pub client_address: headers::ClientAddress,
+    pub hsts: Option<HeaderValue>,
 }
 
 impl Proxy {
@@ -326,6 +329,7 @@ impl Proxy {
             guard,
             access_log,
             client_address,
+            hsts,
         } = settings;
         let guard = Arc::new(guard);
         Arc::new(Self {
@@ -334,6 +338,7 @@ impl Proxy {
             health: health::Health::new(metrics.clone()),
             access_log,
             client_address,
+            hsts,
             pool: h1::Pool::new(limits.upstream_idle_timeout),
             snapshots,
             metrics,
@@ -405,6 +410,14 @@ impl Proxy {
             error_response(&e)
         });
         stats.record(response.status());
+        let mut response = response;
+        if down.tls
+            && let Some(hsts) = &self.hsts
+        {
+            response
+                .headers_mut()
+                .insert(http::header::STRICT_TRANSPORT_SECURITY, hsts.clone());
+        }
         Ok(match (record, &self.access_log) {
             (Some(mut r), Some(log)) => {
                 r.status = response.status().as_u16();
@@ -425,6 +438,14 @@ impl Proxy {
             }
             _ => response,
         })
+    }
+
+    /// The HSTS header's value for a response on a connection (TLS only).
+    fn hsts(&self, tls: bool) -> Option<&[u8]> {
+        self.hsts
+            .as_ref()
+            .filter(|_| tls)
+            .map(HeaderValue::as_bytes)
     }
 
     /// The connection's downstream with the request's client: a trusted

@@ -497,6 +497,7 @@ pub fn write_response_head(
     resp: &httparse::Response<'_, '_>,
     info: &ResponseInfo<'_>,
     close: bool,
+    hsts: Option<&[u8]>,
 ) {
     let code = resp.code.unwrap_or(502);
     out.extend_from_slice(b"HTTP/1.1 ");
@@ -511,11 +512,16 @@ pub fn write_response_head(
             // With chunked framing any Content-Length is wrong. Without,
             // it is the body's framing: Connection cannot remove it.
             Field::ContentLength => !info.chunked,
+            // `hsts`: ours replaces the pod's (nginx's more_set_headers).
+            _ if hsts.is_some() && name.eq_ignore_ascii_case(b"strict-transport-security") => false,
             _ => !named_by_connection(&info.connection_names, name),
         };
         if keep {
             put_field(out, name, h.value);
         }
+    }
+    if let Some(v) = hsts {
+        put_field(out, b"Strict-Transport-Security", v);
     }
     if !info.has_server {
         out.extend_from_slice(b"Server: xingress\r\n");
@@ -537,6 +543,7 @@ pub fn write_local_response(
     field: Option<(&[u8], &[u8])>,
     head_request: bool,
     close: bool,
+    hsts: Option<&[u8]>,
 ) {
     let _ = write!(
         out,
@@ -547,6 +554,9 @@ pub fn write_local_response(
     put_date(out);
     if let Some((name, value)) = field {
         put_field(out, name, value);
+    }
+    if let Some(v) = hsts {
+        put_field(out, b"Strict-Transport-Security", v);
     }
     let _ = write!(
         out,

@@ -75,6 +75,8 @@ struct Client<S> {
     io: S,
     /// The client's address (for log lines of unroutable requests).
     client: std::net::IpAddr,
+    /// Over TLS: responses carry the HSTS header (`--hsts`).
+    tls: bool,
     buf: Vec<u8>,
     /// One timer, used by one phase at a time: the next request head (and
     /// body reads) must arrive by it, then the pod's answer (and each read
@@ -172,6 +174,7 @@ where
     let mut c = Client {
         io,
         client: down.client.ip(),
+        tls: down.tls,
         buf: Vec::new(),
         deadline: Deadline::new(now + proxy.limits.header_read_timeout),
         now,
@@ -294,7 +297,7 @@ impl Proxy {
             Prepared::HandOff => return Step::HandOff,
             Prepared::Reply(mut reply) => {
                 let close = reply.close || shutdown.is_fired();
-                reply.write(out, close);
+                reply.write(out, close, self.hsts(c.tls));
                 self.log_reply(c, &mut reply, started);
                 if write_all(&mut c.io, out, send_timeout).await.is_err() {
                     return Step::Gone;
@@ -334,7 +337,7 @@ impl Proxy {
                         // The request body may be half read: close after.
                         f.stats.record(e.status());
                         logged(Some(e.status().as_u16()));
-                        Reply::error_page(&self.metrics, &e, out);
+                        Reply::error_page(&self.metrics, &e, out, self.hsts(c.tls));
                         if write_all(&mut c.io, out, send_timeout).await.is_ok() {
                             linger(c).await;
                         }
@@ -453,7 +456,7 @@ impl Reply {
         }
     }
 
-    fn write(&self, out: &mut Vec<u8>, close: bool) {
+    fn write(&self, out: &mut Vec<u8>, close: bool, hsts: Option<&[u8]>) {
         out.clear();
         codec::write_local_response(
             out,
@@ -462,6 +465,7 @@ impl Reply {
             self.field.as_ref().map(|(n, v)| (*n, &v[..])),
             self.head_request,
             close,
+            hsts,
         );
         if let Some(stats) = &self.stats {
             stats.record(self.status);
@@ -469,13 +473,26 @@ impl Reply {
     }
 
     /// The error page for a request that failed before its response began.
-    fn error_page(metrics: &crate::metrics::Metrics, e: &ProxyError, out: &mut Vec<u8>) {
+    fn error_page(
+        metrics: &crate::metrics::Metrics,
+        e: &ProxyError,
+        out: &mut Vec<u8>,
+        hsts: Option<&[u8]>,
+    ) {
         metrics.error(e.source());
         if e.source() == super::ErrorSource::Upstream {
             tracing::debug!("{e}");
         }
         out.clear();
-        codec::write_local_response(out, e.status(), e.body().as_bytes(), None, false, true);
+        codec::write_local_response(
+            out,
+            e.status(),
+            e.body().as_bytes(),
+            None,
+            false,
+            true,
+            hsts,
+        );
     }
 }
 
@@ -896,7 +913,7 @@ impl Proxy {
                 }
                 return Err(Exchange::Failed(e.into()));
             }
-            match response_head(&mut up.buf, f, out, fired) {
+            match response_head(&mut up.buf, f, out, fired, self.hsts(c.tls)) {
                 Ok(Some(head)) => return Ok(head),
                 Ok(None) => {}
                 Err(e) => return Err(Exchange::Failed(e.into())),
@@ -1063,6 +1080,7 @@ fn response_head(
     f: &Forward,
     out: &mut Vec<u8>,
     shutting_down: bool,
+    hsts: Option<&[u8]>,
 ) -> Result<Option<ResponseHead>, ProxyError> {
     loop {
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -1092,7 +1110,7 @@ fn response_head(
         // delimited by that close does.
         let close = info.framing == Framing::Close || f.close || shutting_down;
         out.clear();
-        codec::write_response_head(out, &resp, &info, close);
+        codec::write_response_head(out, &resp, &info, close, hsts);
         return Ok(Some(ResponseHead {
             code,
             len,

@@ -226,7 +226,7 @@ fn parse_resp(raw: &[u8], head_request: bool, close: bool) -> (Framing, bool, St
     assert!(resp.parse(raw).unwrap().is_complete());
     let info = analyze_response(resp.code.unwrap(), head_request, resp.headers).unwrap();
     let mut out = Vec::new();
-    write_response_head(&mut out, &resp, &info, close);
+    write_response_head(&mut out, &resp, &info, close, None);
     (info.framing, info.close, text(&out))
 }
 
@@ -345,6 +345,7 @@ fn local_responses_are_complete() {
         None,
         false,
         true,
+        None,
     );
     let t = text(&out);
     assert!(
@@ -363,10 +364,15 @@ fn local_responses_are_complete() {
         Some((b"Location", b"https://a/")),
         true,
         false,
+        Some(b"max-age=31536000"),
     );
     let t = text(&out);
     assert!(
         t.contains("Location: https://a/\r\n") && t.ends_with("Content-Length: 1\r\n\r\n"),
+        "{t}"
+    );
+    assert!(
+        t.contains("Strict-Transport-Security: max-age=31536000\r\n"),
         "{t}"
     );
 }
@@ -519,4 +525,25 @@ fn collect(
         }
     }
     m
+}
+
+#[test]
+fn hsts_replaces_the_pods_own() {
+    let raw =
+        b"HTTP/1.1 200 OK\r\nStrict-Transport-Security: max-age=0\r\nContent-Length: 0\r\n\r\n";
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut headers);
+    resp.parse(raw).unwrap();
+    let info = analyze_response(200, false, resp.headers).unwrap();
+    let mut out = Vec::new();
+    write_response_head(&mut out, &resp, &info, false, Some(b"max-age=31536000"));
+    let t = text(&out);
+    assert!(
+        t.contains("Strict-Transport-Security: max-age=31536000\r\n"),
+        "{t}"
+    );
+    assert!(!t.contains("max-age=0"), "{t}");
+    let mut out = Vec::new();
+    write_response_head(&mut out, &resp, &info, false, None);
+    assert!(text(&out).contains("Strict-Transport-Security: max-age=0\r\n"));
 }
