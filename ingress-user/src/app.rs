@@ -278,6 +278,7 @@ impl Publisher {
                 watch_namespace: config.watch_namespace.clone(),
                 default_backend: config.default_backend.clone(),
                 allow_external_name: config.allow_external_name,
+                configmap: config.configmap.clone(),
             },
             default_certificate: config.default_certificate.clone(),
             certs: {
@@ -461,7 +462,13 @@ async fn watch_cluster(
     shutdown: Shutdown,
 ) {
     let changed = Arc::new(tokio::sync::Notify::new());
-    let stores = cluster::start(&client, namespace.as_deref(), changed.clone(), &shutdown);
+    let stores = cluster::start(
+        &client,
+        namespace.as_deref(),
+        publisher.opts.configmap.as_ref(),
+        changed.clone(),
+        &shutdown,
+    );
     let (leading, election) = leader::spawn(client.clone(), status.lease, shutdown.clone());
     let (live_tx, live) = tokio::sync::watch::channel(None);
     let writer = tokio::spawn(status::run(

@@ -18,6 +18,8 @@ pub struct Report {
     pub routes: Vec<RouteRow>,
     /// Hosts served with a certificate of their own.
     pub tls_hosts: Vec<String>,
+    /// The controller ConfigMap's keys (`--configmap`): applied, invalid, ignored.
+    pub configmap_keys: Vec<crate::model::config::KeyStatus>,
     pub warnings: Vec<Warning>,
 }
 
@@ -30,6 +32,7 @@ pub fn report(args: &CheckArgs) -> std::io::Result<Report> {
             controller_name: args.controller_name.clone(),
             watch_without_class: args.watch_ingress_without_class,
         },
+        configmap: args.configmap.clone(),
         ..Default::default()
     };
     let t = translate(&loaded.objects, &opts);
@@ -58,6 +61,7 @@ pub fn report(args: &CheckArgs) -> std::io::Result<Report> {
         ingresses: t.ingresses.iter().map(ToString::to_string).collect(),
         routes: t.table.rows(),
         tls_hosts,
+        configmap_keys: t.config_keys,
         warnings,
     })
 }
@@ -133,6 +137,21 @@ fn print_text(r: &Report) {
     }
     if !r.tls_hosts.is_empty() {
         println!("TLS: {}", r.tls_hosts.join(", "));
+    }
+    for (status, label) in [
+        ("applied", "ConfigMap keys applied"),
+        ("invalid", "ConfigMap keys invalid (defaults kept)"),
+        ("ignored", "ConfigMap keys ignored (not implemented)"),
+    ] {
+        let keys: Vec<&str> = r
+            .configmap_keys
+            .iter()
+            .filter(|k| k.status == status)
+            .map(|k| k.key.as_str())
+            .collect();
+        if !keys.is_empty() {
+            println!("{label}: {}", keys.join(", "));
+        }
     }
     for w in &r.warnings {
         let level = match w.severity {

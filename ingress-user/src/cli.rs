@@ -99,6 +99,10 @@ pub struct RunArgs {
         hide = true
     )]
     pub lease_duration: u64,
+    /// The controller ConfigMap, ingress-nginx's keys (file mode: the
+    /// ConfigMap of that name among the manifests).
+    #[arg(long, env = "XINGRESS_CONFIGMAP", value_name = "NS/NAME", value_parser = parse_namespaced)]
+    pub configmap: Option<NamespacedName>,
     /// Route to ExternalName Services (off: they let an Ingress author reach any host).
     #[arg(long, env = "XINGRESS_ENABLE_EXTERNAL_NAME_SERVICES")]
     pub enable_external_name_services: bool,
@@ -270,6 +274,9 @@ pub struct CheckArgs {
     /// Default certificate Secret to validate (as `run`).
     #[arg(long, value_name = "NS/NAME", value_parser = parse_namespaced)]
     pub default_ssl_certificate: Option<NamespacedName>,
+    /// The controller ConfigMap to validate (as `run`).
+    #[arg(long, value_name = "NS/NAME", value_parser = parse_namespaced)]
+    pub configmap: Option<NamespacedName>,
 }
 
 fn parse_namespaced(v: &str) -> Result<NamespacedName, String> {
@@ -369,6 +376,8 @@ pub struct Config {
     pub default_certificate: Option<NamespacedName>,
     pub watch_namespace: Option<String>,
     pub default_backend: Option<NamespacedName>,
+    /// `--configmap`.
+    pub configmap: Option<NamespacedName>,
     pub allow_external_name: bool,
     /// `--allow-link-local-upstreams`.
     pub allow_link_local_upstreams: bool,
@@ -554,6 +563,7 @@ impl RunArgs {
             watch_namespace: self.watch_namespace,
             default_backend,
             allow_external_name: self.enable_external_name_services,
+            configmap: self.configmap,
             allow_link_local_upstreams: self.allow_link_local_upstreams,
             allow_loopback_upstreams,
             xdp,

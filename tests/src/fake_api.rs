@@ -23,12 +23,13 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::backend::ChannelBody;
 
 /// (resource, group/version, kind)
-const KINDS: [(&str, &str, &str); 7] = [
+const KINDS: [(&str, &str, &str); 8] = [
     ("ingresses", "networking.k8s.io/v1", "Ingress"),
     ("ingressclasses", "networking.k8s.io/v1", "IngressClass"),
     ("services", "v1", "Service"),
     ("endpointslices", "discovery.k8s.io/v1", "EndpointSlice"),
     ("secrets", "v1", "Secret"),
+    ("configmaps", "v1", "ConfigMap"),
     ("leases", "coordination.k8s.io/v1", "Lease"),
     ("events", "events.k8s.io/v1", "Event"),
 ];
@@ -336,6 +337,7 @@ fn matches(obj: &Value, ns: &Option<String>, field_selector: Option<&str>) -> bo
     match field_selector {
         Some(sel) => sel.split(',').all(|term| match term.split_once('=') {
             Some(("type", v)) => obj["type"].as_str() == Some(v),
+            Some(("metadata.name", v)) => obj["metadata"]["name"].as_str() == Some(v),
             _ => true,
         }),
         None => true,

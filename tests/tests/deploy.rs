@@ -265,6 +265,8 @@ fn rbac_grants_only_what_the_agent_uses() {
         "services",
         "secrets",
         "endpointslices",
+        // The controller ConfigMap (--configmap).
+        "configmaps",
     ] {
         assert!(
             grants.contains(&format!("{r}:watch")),

@@ -10,7 +10,7 @@ use futures::StreamExt;
 use k8s_openapi::{
     NamespaceResourceScope,
     api::{
-        core::v1::{Secret, Service},
+        core::v1::{ConfigMap, Secret, Service},
         discovery::v1::EndpointSlice,
         networking::v1::{Ingress, IngressClass},
     },
@@ -81,6 +81,8 @@ pub struct Stores {
     secrets: Store<Secret>,
     /// Opaque Secrets: htpasswd files for `auth-type: basic`.
     opaque: Store<Secret>,
+    /// The controller ConfigMap (`--configmap`), watched by name.
+    config_map: Option<Store<ConfigMap>>,
 }
 
 fn namespaced<K>(client: &Client, namespace: Option<&str>) -> Api<K>
@@ -98,6 +100,7 @@ where
 pub fn start(
     client: &Client,
     namespace: Option<&str>,
+    configmap: Option<&NamespacedName>,
     changed: Arc<Notify>,
     shutdown: &Shutdown,
 ) -> Stores {
@@ -143,6 +146,14 @@ pub fn start(
             &changed,
             shutdown,
         ),
+        config_map: configmap.map(|id| {
+            reflect(
+                Api::<ConfigMap>::namespaced(client.clone(), &id.namespace),
+                watcher::Config::default().fields(&format!("metadata.name={}", id.name)),
+                &changed,
+                shutdown,
+            )
+        }),
     }
 }
 
@@ -193,6 +204,9 @@ impl Stores {
         self.services.wait_until_ready().await?;
         self.slices.wait_until_ready().await?;
         self.secrets.wait_until_ready().await?;
+        if let Some(cm) = &self.config_map {
+            cm.wait_until_ready().await?;
+        }
         self.opaque.wait_until_ready().await
     }
 
@@ -254,6 +268,12 @@ impl Stores {
                 .iter()
                 .chain(&self.opaque.state())
                 .map(|s| (id(&**s), s.clone()))
+                .collect(),
+            config_maps: self
+                .config_map
+                .iter()
+                .flat_map(Store::state)
+                .map(|c| (id(&*c), c))
                 .collect(),
         }
     }

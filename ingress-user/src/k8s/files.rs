@@ -219,6 +219,13 @@ fn merge(into: &mut LoadResult, origin: &str, objects: &Objects) {
     kind(&mut o.endpoints, &objects.endpoints, "Endpoints", origin, w);
     kind(&mut o.secrets, &objects.secrets, "Secret", origin, w);
     kind(
+        &mut o.config_maps,
+        &objects.config_maps,
+        "ConfigMap",
+        origin,
+        w,
+    );
+    kind(
         &mut o.ingress_classes,
         &objects.ingress_classes,
         "IngressClass",

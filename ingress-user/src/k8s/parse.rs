@@ -168,6 +168,12 @@ fn add_document(mut doc: Value, place: &str, objects: &mut Objects, out: &mut Pa
         ("", "Secret") => {
             typed(doc).map(|v| objects.secrets.insert(id.clone(), Arc::new(v)).is_some())
         }
+        ("", "ConfigMap") => typed(doc).map(|v| {
+            objects
+                .config_maps
+                .insert(id.clone(), Arc::new(v))
+                .is_some()
+        }),
         ("discovery.k8s.io", "EndpointSlice") => {
             doc["apiVersion"] = Value::from("discovery.k8s.io/v1");
             typed(doc).map(|v| {

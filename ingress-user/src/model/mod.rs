@@ -6,6 +6,7 @@ pub mod annotations;
 mod backend;
 pub mod basic_auth;
 pub mod cidr;
+pub mod config;
 pub mod external_auth;
 pub mod header_rules;
 mod matching;
@@ -16,7 +17,7 @@ mod translate;
 use std::{collections::BTreeMap, fmt, sync::Arc};
 
 use k8s_openapi::api::{
-    core::v1::{Endpoints, Secret, Service},
+    core::v1::{ConfigMap, Endpoints, Secret, Service},
     discovery::v1::EndpointSlice,
     networking::v1::{Ingress, IngressClass},
 };
@@ -139,6 +140,8 @@ pub struct Objects {
     pub endpoint_slices: BTreeMap<NamespacedName, Arc<EndpointSlice>>,
     pub endpoints: BTreeMap<NamespacedName, Arc<Endpoints>>,
     pub secrets: BTreeMap<NamespacedName, Arc<Secret>>,
+    /// ConfigMaps (the controller's, `--configmap`).
+    pub config_maps: BTreeMap<NamespacedName, Arc<ConfigMap>>,
 }
 
 #[cfg(test)]

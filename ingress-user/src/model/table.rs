@@ -287,6 +287,10 @@ pub struct RoutingTable {
     /// `ssl-passthrough` hosts (`*.parent` as written): TLS for them goes
     /// to the pod untouched.
     pub(super) passthrough: HashMap<Box<str>, Arc<Passthrough>>,
+    /// The ConfigMap's `disable-access-log`.
+    pub access_log_off: bool,
+    /// The ConfigMap's `skip-access-log-urls`: paths never logged.
+    pub skip_access_log_urls: Vec<Box<str>>,
 }
 
 /// A host whose TLS connections go to a pod as they are (`ssl-passthrough`):

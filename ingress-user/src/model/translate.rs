@@ -44,6 +44,8 @@ pub struct TranslateOptions {
     /// `--enable-external-name-services`: off by default, because an
     /// ExternalName Service lets an Ingress author send traffic to any host.
     pub allow_external_name: bool,
+    /// `--configmap`: the controller ConfigMap.
+    pub configmap: Option<NamespacedName>,
 }
 
 /// Something about one object worth telling; with `Severity::Error` the
@@ -116,6 +118,8 @@ pub struct Translation {
     /// Hosts (wildcards as `*.parent`) whose TLS handshakes ask for a
     /// client certificate, and how; the oldest Ingress's setting per host.
     pub client_auth: Vec<(String, Arc<ClientAuth>)>,
+    /// The controller ConfigMap's keys: applied, invalid or ignored.
+    pub config_keys: Vec<super::config::KeyStatus>,
 }
 
 /// Builds the routing table from the objects.
@@ -142,13 +146,16 @@ fn refuse_on_err<T>(
 }
 
 pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
+    let mut warnings = Vec::new();
+    let (config, config_keys) = controller_config(objects, opts, &mut warnings);
     let mut cx = Cx {
         objects,
         allow_external_name: opts.allow_external_name,
-        warnings: Vec::new(),
+        warnings,
         backends: HashMap::new(),
         key: String::new(),
         slices: index_slices(objects),
+        config,
     };
     let ours = cx.our_ingresses(opts);
 
@@ -218,8 +225,12 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
         };
         let allow = cx.allow_list(id, ing);
         let body_limit = cx.body_limit(id, ing);
-        let read_timeout = cx.seconds(id, ing, "proxy-read-timeout");
-        let connect_timeout = cx.seconds(id, ing, "proxy-connect-timeout");
+        let read_timeout = cx
+            .seconds(id, ing, "proxy-read-timeout")
+            .or(cx.config.read_timeout);
+        let connect_timeout = cx
+            .seconds(id, ing, "proxy-connect-timeout")
+            .or(cx.config.connect_timeout);
         let upstream_policy = cx.upstream_policy(id, ing);
         let access_log_off = annotations::is(ing, "enable-access-log", "false");
         let redirect = cx.redirect(id, ing);
@@ -400,8 +411,26 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
             .map(|&(id, _)| id)
             .collect()
     };
-    let no_redirect = flagged("ssl-redirect", "false");
-    let forced = flagged("force-ssl-redirect", "true");
+    // The ConfigMap's `ssl-redirect` / `force-ssl-redirect` for Ingresses
+    // that do not say.
+    let no_redirect: std::collections::HashSet<&NamespacedName> = if cx.config.ssl_redirect {
+        flagged("ssl-redirect", "false")
+    } else {
+        let yes = flagged("ssl-redirect", "true");
+        ours.iter()
+            .map(|&(id, _)| id)
+            .filter(|id| !yes.contains(id))
+            .collect()
+    };
+    let forced: std::collections::HashSet<&NamespacedName> = if cx.config.force_ssl_redirect {
+        let no = flagged("force-ssl-redirect", "false");
+        ours.iter()
+            .map(|&(id, _)| id)
+            .filter(|id| !no.contains(id))
+            .collect()
+    } else {
+        flagged("force-ssl-redirect", "true")
+    };
     for (key, rules) in hosts.iter_mut() {
         let has_tls = match key {
             HostKey::Any => false,
@@ -467,6 +496,8 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
         passthrough: passthroughs,
         labels: Vec::with_capacity(hosts.len() + 1),
         limits,
+        access_log_off: cx.config.access_log_off,
+        skip_access_log_urls: cx.config.skip_access_log_urls.clone(),
         ..Default::default()
     };
     table.labels.push(ANY_HOST_LABEL.into());
@@ -501,7 +532,53 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
         warnings: cx.warnings,
         ingresses: ours.into_iter().map(|(id, _)| id.clone()).collect(),
         client_auth: client_auth_hosts.into_iter().collect(),
+        config_keys,
     }
+}
+
+/// The controller ConfigMap (`--configmap`), read; its bad keys warned
+/// about, its unknown ones noted.
+fn controller_config(
+    objects: &Objects,
+    opts: &TranslateOptions,
+    warnings: &mut Vec<Warning>,
+) -> (
+    super::config::ControllerConfig,
+    Vec<super::config::KeyStatus>,
+) {
+    let Some(id) = &opts.configmap else {
+        return Default::default();
+    };
+    let object = format!("ConfigMap {id}");
+    let Some(cm) = objects.config_maps.get(id) else {
+        warnings.push(
+            Warning::error(
+                object,
+                "the controller ConfigMap (--configmap) does not exist; ingress-nginx's defaults apply",
+            )
+            .because("MissingConfigMap"),
+        );
+        return Default::default();
+    };
+    let empty = BTreeMap::new();
+    let (config, keys) = super::config::read(cm.data.as_ref().unwrap_or(&empty));
+    for k in &keys {
+        match k.status {
+            "invalid" => warnings.push(
+                Warning::error(object.clone(), format!("key {}: {}", k.key, k.detail))
+                    .because("InvalidConfigMapKey"),
+            ),
+            "ignored" => warnings.push(
+                Warning::note(
+                    object.clone(),
+                    format!("key {} is ignored: {}", k.key, k.detail),
+                )
+                .because("IgnoredConfigMapKey"),
+            ),
+            _ => {}
+        }
+    }
+    (config, keys)
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -655,6 +732,8 @@ struct Cx<'a> {
     key: String,
     /// EndpointSlices by (namespace, kubernetes.io/service-name).
     slices: HashMap<(&'a str, &'a str), Vec<SliceRef<'a>>>,
+    /// The controller ConfigMap's defaults.
+    config: super::config::ControllerConfig,
 }
 
 fn index_slices(objects: &Objects) -> HashMap<(&str, &str), Vec<SliceRef<'_>>> {

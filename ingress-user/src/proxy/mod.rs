@@ -530,10 +530,14 @@ impl Proxy {
         };
         let path: &str = &path;
         let Some(route) = snap.table.route(host, path) else {
+            req.log_off.set(snap.table.access_log_off);
             return (Err(ProxyError::NoRoute), self.metrics.any_host().clone());
         };
-        req.log_off
-            .set(route.rule.is_some_and(|r| r.access_log_off));
+        req.log_off.set(
+            route.rule.is_some_and(|r| r.access_log_off)
+                || snap.table.access_log_off
+                || snap.table.skip_access_log_urls.iter().any(|u| **u == *path),
+        );
         let stats = snap
             .host_stats
             .get(route.label as usize)

@@ -9,7 +9,7 @@ impl Cx<'_> {
     /// `proxy-body-size`: nginx size syntax, "0" for no limit.
     pub(super) fn body_limit(&mut self, id: &NamespacedName, ing: &Ingress) -> Option<u64> {
         let Some(v) = annotations::get(ing, "proxy-body-size") else {
-            return Some(annotations::DEFAULT_BODY_LIMIT);
+            return self.config.body_limit;
         };
         match annotations::parse_size(v) {
             Some(0) => None,
@@ -936,9 +936,15 @@ impl Cx<'_> {
             "proxy-send-timeout",
         ];
         if NAMES.iter().all(|n| annotations::get(ing, n).is_none()) {
-            return None;
+            return self.config.upstream_policy.clone();
         }
-        let mut p = annotations::UpstreamPolicy::default();
+        // The ConfigMap's settings, then the Ingress's.
+        let mut p = self
+            .config
+            .upstream_policy
+            .as_deref()
+            .copied()
+            .unwrap_or_default();
         if let Some(v) = annotations::get(ing, "proxy-next-upstream") {
             match annotations::UpstreamPolicy::parse_next_upstream(v) {
                 Ok(on) => p.next_upstream = on,

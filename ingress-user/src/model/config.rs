@@ -1,0 +1,238 @@
+//! The controller ConfigMap (`--configmap NS/NAME`): ingress-nginx's
+//! controller-wide keys, with its names, meanings and defaults. A bad value
+//! is a warning naming the key (its default stays, the other keys apply);
+//! a key of ingress-nginx's that xingress does not implement is listed as
+//! ignored, never silently dropped.
+
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
+
+use serde::Serialize;
+
+use super::annotations::{self, UpstreamPolicy};
+
+/// What the ConfigMap says, as the translate uses it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ControllerConfig {
+    /// `proxy-body-size` for rules without the annotation (1m; `None`: no limit).
+    pub body_limit: Option<u64>,
+    /// `proxy-read-timeout` / `proxy-connect-timeout` for rules without
+    /// the annotation; `None`: the agent's flag.
+    pub read_timeout: Option<Duration>,
+    pub connect_timeout: Option<Duration>,
+    /// `proxy-next-upstream*`, `proxy-send-timeout` for rules without
+    /// their annotations; `None`: ingress-nginx's defaults.
+    pub upstream_policy: Option<Arc<UpstreamPolicy>>,
+    /// `ssl-redirect` (true) and `force-ssl-redirect` (false).
+    pub ssl_redirect: bool,
+    pub force_ssl_redirect: bool,
+    /// `disable-access-log`.
+    pub access_log_off: bool,
+    /// `skip-access-log-urls`: paths whose requests are not logged.
+    pub skip_access_log_urls: Vec<Box<str>>,
+}
+
+impl Default for ControllerConfig {
+    fn default() -> Self {
+        Self {
+            body_limit: Some(annotations::DEFAULT_BODY_LIMIT),
+            read_timeout: None,
+            connect_timeout: None,
+            upstream_policy: None,
+            ssl_redirect: true,
+            force_ssl_redirect: false,
+            access_log_off: false,
+            skip_access_log_urls: Vec::new(),
+        }
+    }
+}
+
+/// What became of one key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct KeyStatus {
+    pub key: String,
+    /// `applied`, `invalid` (the default stays) or `ignored`.
+    pub status: &'static str,
+    /// Why, for `invalid` and `ignored`.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub detail: String,
+}
+
+/// The keys xingress applies from the ConfigMap.
+pub const SUPPORTED: &[&str] = &[
+    "disable-access-log",
+    "force-ssl-redirect",
+    "proxy-body-size",
+    "proxy-connect-timeout",
+    "proxy-next-upstream",
+    "proxy-next-upstream-timeout",
+    "proxy-next-upstream-tries",
+    "proxy-read-timeout",
+    "proxy-send-timeout",
+    "skip-access-log-urls",
+    "ssl-redirect",
+];
+
+fn boolean(v: &str) -> Option<bool> {
+    match v.trim() {
+        "true" => Some(true),
+        "false" => Some(false),
+        _ => None,
+    }
+}
+
+fn seconds(v: &str) -> Option<Duration> {
+    v.trim()
+        .parse::<u32>()
+        .ok()
+        .filter(|n| *n > 0)
+        .map(|n| Duration::from_secs(n.into()))
+}
+
+/// Reads the ConfigMap's data.
+pub fn read(data: &BTreeMap<String, String>) -> (ControllerConfig, Vec<KeyStatus>) {
+    let mut c = ControllerConfig::default();
+    let mut report = Vec::new();
+    let mut policy = UpstreamPolicy::default();
+    let mut policy_set = false;
+    for (key, v) in data {
+        let ok: Result<(), String> = match key.as_str() {
+            "proxy-body-size" => match annotations::parse_size(v.trim()) {
+                Some(0) => {
+                    c.body_limit = None;
+                    Ok(())
+                }
+                Some(n) => {
+                    c.body_limit = Some(n);
+                    Ok(())
+                }
+                None => Err("not a size (like 512k, 8m, 1g, or 0 for no limit); 1m stays".into()),
+            },
+            "proxy-read-timeout" | "proxy-connect-timeout" | "proxy-send-timeout" => {
+                match seconds(v) {
+                    Some(d) => {
+                        match key.as_str() {
+                            "proxy-read-timeout" => c.read_timeout = Some(d),
+                            "proxy-connect-timeout" => c.connect_timeout = Some(d),
+                            _ => {
+                                policy.send_timeout = d;
+                                policy_set = true;
+                            }
+                        }
+                        Ok(())
+                    }
+                    None => Err("not a positive whole number of seconds; the default stays".into()),
+                }
+            }
+            "proxy-next-upstream" => match UpstreamPolicy::parse_next_upstream(v) {
+                Ok(on) => {
+                    policy.next_upstream = on;
+                    policy_set = true;
+                    Ok(())
+                }
+                Err(e) => Err(format!("{e}; \"error timeout\" stays")),
+            },
+            "proxy-next-upstream-tries" | "proxy-next-upstream-timeout" => {
+                match v.trim().parse::<u32>() {
+                    Ok(n) => {
+                        if key == "proxy-next-upstream-tries" {
+                            policy.tries = n;
+                        } else {
+                            policy.next_timeout = (n > 0).then(|| Duration::from_secs(n.into()));
+                        }
+                        policy_set = true;
+                        Ok(())
+                    }
+                    Err(_) => Err("not a whole number; the default stays".into()),
+                }
+            }
+            "ssl-redirect" | "force-ssl-redirect" | "disable-access-log" => match boolean(v) {
+                Some(b) => {
+                    match key.as_str() {
+                        "ssl-redirect" => c.ssl_redirect = b,
+                        "force-ssl-redirect" => c.force_ssl_redirect = b,
+                        _ => c.access_log_off = b,
+                    }
+                    Ok(())
+                }
+                None => Err("not \"true\" or \"false\"; the default stays".into()),
+            },
+            "skip-access-log-urls" => {
+                c.skip_access_log_urls = v
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|u| !u.is_empty())
+                    .map(Into::into)
+                    .collect();
+                Ok(())
+            }
+            _ => {
+                report.push(KeyStatus {
+                    key: key.clone(),
+                    status: "ignored",
+                    detail: "not implemented by xingress".into(),
+                });
+                continue;
+            }
+        };
+        report.push(match ok {
+            Ok(()) => KeyStatus {
+                key: key.clone(),
+                status: "applied",
+                detail: String::new(),
+            },
+            Err(detail) => KeyStatus {
+                key: key.clone(),
+                status: "invalid",
+                detail: format!("{v:?} is {detail}"),
+            },
+        });
+    }
+    if policy_set {
+        c.upstream_policy = Some(Arc::new(policy));
+    }
+    (c, report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn keys_apply_bad_values_keep_defaults_unknown_keys_are_listed() {
+        let (c, report) = read(&data(&[
+            ("proxy-body-size", "8m"),
+            ("proxy-read-timeout", "120"),
+            ("proxy-connect-timeout", "soon"),
+            ("ssl-redirect", "false"),
+            ("proxy-next-upstream", "error timeout http_502"),
+            ("proxy-next-upstream-tries", "2"),
+            ("skip-access-log-urls", "/healthz, /metrics"),
+            ("use-gzip", "true"),
+        ]));
+        assert_eq!(c.body_limit, Some(8 << 20));
+        assert_eq!(c.read_timeout, Some(Duration::from_secs(120)));
+        assert_eq!(c.connect_timeout, None);
+        assert!(!c.ssl_redirect);
+        let p = c.upstream_policy.unwrap();
+        assert!(p.retries_on(annotations::NEXT_HTTP_502));
+        assert_eq!(p.tries, 2);
+        assert_eq!(
+            c.skip_access_log_urls,
+            vec!["/healthz".into(), "/metrics".into()] as Vec<Box<str>>
+        );
+        let status = |k: &str| report.iter().find(|s| s.key == k).unwrap().status;
+        assert_eq!(status("proxy-body-size"), "applied");
+        assert_eq!(status("proxy-connect-timeout"), "invalid");
+        assert_eq!(status("use-gzip"), "ignored");
+        let (c, _) = read(&data(&[("proxy-body-size", "0")]));
+        assert_eq!(c.body_limit, None);
+        assert_eq!(read(&BTreeMap::new()).0, ControllerConfig::default());
+    }
+}

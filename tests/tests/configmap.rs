@@ -1,0 +1,186 @@
+//! The controller ConfigMap (issue 19): ingress-nginx's keys applied as
+//! defaults, a bad value warned about with its default kept, unknown keys
+//! listed as ignored, a change served live under load, in file mode and
+//! from the API server.
+
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
+};
+
+use xingress_tests::{
+    agent::{Agent, ManifestDir},
+    backend::{self, Backend, Mode, service_yaml},
+    fake_api::FakeApi,
+    http1::Conn,
+    tls_client,
+};
+
+const CONFIGMAP: &str = "xingress/xingress-controller";
+
+fn configmap(data: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: xingress-controller, namespace: xingress}}\ndata:\n{data}---\n"
+    )
+}
+
+fn ingress() -> String {
+    "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: app\n  annotations: {kubernetes.io/ingress.class: xingress}\n\
+     spec:\n  tls: [{hosts: [app.test], secretName: app-tls}]\n  rules:\n  - host: app.test\n    http:\n      paths:\n      \
+     - {path: /, pathType: Prefix, backend: {service: {name: app, port: {number: 80}}}}\n---\n"
+        .to_string()
+}
+
+fn pod() -> Backend {
+    backend::start(SocketAddr::from(([127, 0, 0, 1], 0)), "app-1", Mode::Echo).unwrap()
+}
+
+fn post(agent: &Agent, len: usize) -> u16 {
+    let mut r = format!("POST /up HTTP/1.1\r\nHost: app.test\r\nContent-Length: {len}\r\n\r\n")
+        .into_bytes();
+    r.extend(std::iter::repeat_n(b'x', len));
+    Conn::connect(agent.http)
+        .and_then(|mut c| c.raw(&r))
+        .map_or(0, |r| r.status)
+}
+
+fn get(agent: &Agent, path: &str) -> u16 {
+    Conn::connect(agent.http)
+        .and_then(|mut c| c.get("app.test", path))
+        .map_or(0, |r| r.status)
+}
+
+const DATA: &str = "  proxy-body-size: 2k\n  ssl-redirect: \"false\"\n  proxy-connect-timeout: soon\n  \
+                    use-gzip: \"true\"\n  skip-access-log-urls: /healthz\n";
+
+#[test]
+fn keys_apply_in_file_mode_and_a_change_is_served_live() {
+    let app = pod();
+    let dir = ManifestDir::new();
+    dir.write(
+        "all.yaml",
+        &format!(
+            "{}{}{}",
+            service_yaml("app", 80, &[&app]),
+            ingress(),
+            tls_client::secret_yaml("app-tls", "cafe")
+        ),
+    );
+    dir.write("config.yaml", &configmap(DATA));
+    let mut agent = Agent::start_local(&dir.path, &["--configmap", CONFIGMAP]).unwrap();
+    agent.wait_ready().unwrap();
+    // proxy-body-size: 2k for every Ingress that does not say.
+    assert_eq!(post(&agent, 2048), 200);
+    assert_eq!(post(&agent, 3000), 413);
+    // ssl-redirect "false": plain HTTP to a TLS host is served.
+    assert_eq!(get(&agent, "/x"), 200);
+    // skip-access-log-urls.
+    assert_eq!(get(&agent, "/healthz"), 200);
+    agent.eventually("the access log", || agent.access_log().lines().count() >= 3);
+    assert!(
+        !agent.access_log().contains("/healthz"),
+        "{}",
+        agent.access_log()
+    );
+    // The bad key and the unknown one are told, naming the key.
+    let logs = agent.logs();
+    assert!(
+        logs.contains("key proxy-connect-timeout: \"soon\""),
+        "{logs}"
+    );
+    assert!(logs.contains("key use-gzip is ignored"), "{logs}");
+
+    // A change under load: no failed request, the new limit served.
+    let stop = Arc::new(AtomicBool::new(false));
+    let failed = Arc::new(AtomicUsize::new(0));
+    let http = agent.http;
+    let load = {
+        let (stop, failed) = (stop.clone(), failed.clone());
+        std::thread::spawn(move || {
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) && n < 20_000 {
+                let ok = Conn::connect(http)
+                    .and_then(|mut c| c.get("app.test", "/load"))
+                    .is_ok_and(|r| r.status == 200);
+                if !ok {
+                    failed.fetch_add(1, Ordering::Relaxed);
+                }
+                n += 1;
+            }
+        })
+    };
+    dir.replace(
+        "config.yaml",
+        &configmap("  proxy-body-size: 8k\n  ssl-redirect: \"false\"\n"),
+    );
+    agent.eventually("the new body limit", || post(&agent, 3000) == 200);
+    assert_eq!(post(&agent, 9000), 413);
+    stop.store(true, Ordering::Relaxed);
+    load.join().unwrap();
+    assert_eq!(failed.load(Ordering::Relaxed), 0);
+
+    // A ConfigMap that goes away: ingress-nginx's defaults (ssl-redirect
+    // on: plain HTTP to the TLS host is redirected), said so.
+    dir.remove("config.yaml");
+    agent.eventually("the default ssl-redirect", || get(&agent, "/x") == 308);
+    assert!(
+        agent
+            .logs()
+            .contains("does not exist; ingress-nginx's defaults apply")
+    );
+}
+
+#[test]
+fn check_lists_the_keys_applied_invalid_and_ignored() {
+    let app = pod();
+    let dir = ManifestDir::new();
+    dir.write(
+        "all.yaml",
+        &format!("{}{}", service_yaml("app", 80, &[&app]), configmap(DATA)),
+    );
+    let out = std::process::Command::new(xingress_tests::agent::xingress_bin())
+        .arg("check")
+        .arg(&dir.path)
+        .args(["--configmap", CONFIGMAP])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(
+            "ConfigMap keys applied: proxy-body-size, skip-access-log-urls, ssl-redirect"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("ConfigMap keys invalid (defaults kept): proxy-connect-timeout"),
+        "{text}"
+    );
+    assert!(
+        text.contains("ConfigMap keys ignored (not implemented): use-gzip"),
+        "{text}"
+    );
+}
+
+#[test]
+fn keys_apply_from_the_api_server() {
+    let app = pod();
+    let api = FakeApi::start();
+    api.apply_yaml(&format!(
+        "{}{}",
+        service_yaml("app", 80, &[&app]),
+        ingress().replace("  tls: [{hosts: [app.test], secretName: app-tls}]\n", "")
+    ));
+    api.apply_yaml(&configmap("  proxy-body-size: 1k\n"));
+    let dir = ManifestDir::new();
+    dir.write("kubeconfig", &api.kubeconfig());
+    let mut agent =
+        Agent::start_cluster(&dir.path.join("kubeconfig"), &["--configmap", CONFIGMAP]).unwrap();
+    agent.wait_ready().unwrap();
+    assert_eq!(post(&agent, 1024), 200);
+    assert_eq!(post(&agent, 2000), 413);
+    api.apply_yaml(&configmap("  proxy-body-size: \"0\"\n"));
+    agent.eventually("no body limit", || post(&agent, 4_000_000) == 200);
+}
