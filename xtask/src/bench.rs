@@ -261,7 +261,7 @@ fn start_pair(what: &str) -> Result<Pair> {
     let manifests = work.join("manifests");
     std::fs::create_dir_all(&manifests)?;
     std::fs::write(manifests.join("cafe.yaml"), xingress_manifests(&fixtures)?)?;
-    let xingress = xingress_under_test(&work, &manifests, "xingress", "0", 1, 1)?;
+    let xingress = xingress_under_test(&work, &manifests, "xingress", "0", 1, 1, true)?;
     let proxies = [nginx, xingress];
     for p in &proxies {
         wait_port(p.http)?;
@@ -342,11 +342,34 @@ fn proxy() -> Result<()> {
     // worker costs anything per request (contention, cross-thread wakeups).
     let one = measure_alone(&SCENARIOS[0], &proxies[1])?;
     drop(proxies);
-    let two_workers = xingress_under_test(&work, &manifests, "xingress (2 workers)", "0,1", 2, 2)?;
+    let two_workers =
+        xingress_under_test(&work, &manifests, "xingress (2 workers)", "0,1", 2, 2, true)?;
     wait_port(two_workers.http)?;
     wait_ready()?;
     let two = measure_alone(&SCENARIOS[0], &two_workers)?;
-    report(&results, &TwoWorkers { one, two })
+    drop(two_workers);
+    // The access log's cost: the same agent with the log off.
+    let quiet = xingress_under_test(&work, &manifests, "xingress (no log)", "0", 1, 3, false)?;
+    wait_port(quiet.http)?;
+    wait_ready()?;
+    let log_off = measure_alone(&SCENARIOS[0], &quiet)?;
+    report(
+        &results,
+        &TwoWorkers {
+            one: one.clone(),
+            two,
+        },
+        &LogCost {
+            on: one,
+            off: log_off,
+        },
+    )
+}
+
+/// xingress on the first scenario with its access log on and off.
+struct LogCost {
+    on: Measured,
+    off: Measured,
 }
 
 /// The release agent on the cafe manifests, pinned to `cpus` with `workers`
@@ -358,6 +381,7 @@ fn xingress_under_test(
     cpus: &str,
     workers: u32,
     offset: u16,
+    access_log: bool,
 ) -> Result<UnderTest> {
     let mut cmd = Command::new("taskset");
     cmd.args(["-c", cpus])
@@ -377,11 +401,22 @@ fn xingress_under_test(
             "default/cafe-secret",
         ]);
     cmd.env("XINGRESS_LOG", "warn");
+    // The access log on, to a file, as in production (nginx likewise).
+    let stdout = if access_log {
+        Some(work.join(format!("xingress-{offset}-access.log")))
+    } else {
+        cmd.args(["--access-log", "off"]);
+        None
+    };
     Ok(UnderTest {
         name,
         http: HTTP_PORT + offset,
         https: HTTPS_PORT + offset,
-        proc: Proc::spawn(cmd, &work.join(format!("xingress-{workers}.log")))?,
+        proc: Proc::spawn_to(
+            cmd,
+            &work.join(format!("xingress-{offset}.log")),
+            stdout.as_deref(),
+        )?,
     })
 }
 
@@ -463,7 +498,7 @@ impl Compared {
     }
 }
 
-fn report(results: &[Compared], two_workers: &TwoWorkers) -> Result<()> {
+fn report(results: &[Compared], two_workers: &TwoWorkers, log: &LogCost) -> Result<()> {
     let mut md = format!(
         "| scenario | nginx req/s | xingress req/s | req/s ratio (median of {ROUNDS} paired rounds) | per-core ratio (CPU/req nginx ÷ xingress) | p99 ms nginx / xingress | CPU µs/req nginx / xingress | errors |\n|---|---|---|---|---|---|---|---|\n"
     );
@@ -515,9 +550,25 @@ fn report(results: &[Compared], two_workers: &TwoWorkers) -> Result<()> {
         two.p99_ms
     );
     let _ = writeln!(
+        md,
+        "\nxingress, {}, access log on (upstreaminfo to a file) vs off: {:.1} vs {:.1} µs CPU per request ({:.3}×; goal ≤ 1.05×), {:.0} vs {:.0} req/s. nginx logs its upstreaminfo line to a file in every row above, as ingress-nginx does.",
+        SCENARIOS[0].name,
+        log.on.cpu_us_per_request,
+        log.off.cpu_us_per_request,
+        log.on.cpu_us_per_request / log.off.cpu_us_per_request,
+        log.on.rps,
+        log.off.rps
+    );
+    let _ = writeln!(
         json,
-        "],\"two_workers\":{{\"scenario\":\"{}\",\"one_rps\":{:.0},\"two_rps\":{:.0},\"one_cpu_us\":{:.2},\"two_cpu_us\":{:.2}}}}}",
-        SCENARIOS[0].name, one.rps, two.rps, one.cpu_us_per_request, two.cpu_us_per_request
+        "],\"two_workers\":{{\"scenario\":\"{}\",\"one_rps\":{:.0},\"two_rps\":{:.0},\"one_cpu_us\":{:.2},\"two_cpu_us\":{:.2}}},\"access_log\":{{\"on_cpu_us\":{:.2},\"off_cpu_us\":{:.2}}}}}",
+        SCENARIOS[0].name,
+        one.rps,
+        two.rps,
+        one.cpu_us_per_request,
+        two.cpu_us_per_request,
+        log.on.cpu_us_per_request,
+        log.off.cpu_us_per_request
     );
     println!("\n{md}");
     let dir = util::target_dir().join("bench-results");
@@ -728,6 +779,9 @@ fn nginx_command(work: &Path, name: &str, conf: &str, cpu: u32) -> Result<Comman
     Ok(cmd)
 }
 
+/// ingress-nginx's default access log line (`log_format upstreaminfo`).
+const NGINX_UPSTREAMINFO: &str = "log_format upstreaminfo '$remote_addr - $remote_user [$time_local] \"$request\" $status $body_bytes_sent \"$http_referer\" \"$http_user_agent\" $request_length $request_time [$proxy_host] [] $upstream_addr $upstream_response_length $upstream_response_time $upstream_status $request_id';\n";
+
 const NGINX_COMMON: &str = "worker_processes 1;\nworker_rlimit_nofile 65536;\nerror_log logs/error.log warn;\npid logs/nginx.pid;\nevents { worker_connections 32768; }\n";
 
 fn backend_conf() -> String {
@@ -759,7 +813,7 @@ fn proxy_nginx_conf(fixtures: &Path, htpasswd: &Path) -> String {
         )
     };
     format!(
-        "{NGINX_COMMON}http {{\n  access_log off;\n  keepalive_requests 1000000;\n{}{}  server {{\n    listen 127.0.0.1:{HTTP_PORT};\n    \
+        "{NGINX_COMMON}http {{\n  {NGINX_UPSTREAMINFO}  access_log logs/access.log upstreaminfo;\n  keepalive_requests 1000000;\n{}{}  server {{\n    listen 127.0.0.1:{HTTP_PORT};\n    \
          listen 127.0.0.1:{HTTPS_PORT} ssl http2;\n    server_name cafe.example.com;\n    ssl_certificate {};\n    ssl_certificate_key {};\n    \
          ssl_protocols TLSv1.2 TLSv1.3;\n{}{}{}{}    location = /_auth {{\n      internal;\n      proxy_pass http://tea/auth;\n      \
          proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n      proxy_pass_request_body off;\n      \
@@ -838,10 +892,19 @@ fn xingress_manifests(fixtures: &Path) -> Result<String> {
 struct Proc(Child);
 
 impl Proc {
-    fn spawn(mut cmd: Command, log: &Path) -> Result<Self> {
+    fn spawn(cmd: Command, log: &Path) -> Result<Self> {
+        Self::spawn_to(cmd, log, None)
+    }
+
+    /// With stdout to `stdout` (an access log), else discarded.
+    fn spawn_to(mut cmd: Command, log: &Path, stdout: Option<&Path>) -> Result<Self> {
+        let out = match stdout {
+            Some(p) => Stdio::from(std::fs::File::create(p)?),
+            None => Stdio::null(),
+        };
         let child = cmd
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(out)
             .stderr(std::fs::File::create(log)?)
             .spawn()
             .with_context(|| format!("spawn {cmd:?}"))?;
