@@ -13,7 +13,6 @@ use std::{
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering::Relaxed},
-        mpsc::{Receiver, SyncSender, TrySendError, sync_channel},
     },
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
@@ -109,9 +108,34 @@ pub fn upstream_name(backend: &crate::model::Backend) -> Box<str> {
 
 pub struct AccessLog {
     format: Format,
-    tx: SyncSender<Vec<u8>>,
+    shared: Arc<Shared>,
     pub lines: AtomicU64,
     pub dropped: AtomicU64,
+}
+
+/// Lines waiting for the writer: appended under a short lock, taken in
+/// batches. The writer is not woken per line (a wake-up per request cost
+/// more than the line itself), but every `FLUSH_EVERY`, or at once when
+/// `WAKE_AT` bytes wait.
+struct Shared {
+    pending: std::sync::Mutex<Pending>,
+    wake: std::sync::Condvar,
+    /// Lines held at most; more are dropped.
+    max_lines: usize,
+}
+
+#[derive(Default)]
+struct Pending {
+    bytes: Vec<u8>,
+    lines: usize,
+}
+
+const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+const WAKE_AT: usize = 256 * 1024;
+
+thread_local! {
+    /// Where this thread formats its lines.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 impl AccessLog {
@@ -121,34 +145,53 @@ impl AccessLog {
         buffer: usize,
         out: Box<dyn std::io::Write + Send>,
     ) -> std::io::Result<Arc<Self>> {
-        let (tx, rx) = sync_channel(buffer.max(1));
+        let shared = Arc::new(Shared {
+            pending: std::sync::Mutex::new(Pending::default()),
+            wake: std::sync::Condvar::new(),
+            max_lines: buffer.max(1),
+        });
+        let writer = shared.clone();
         std::thread::Builder::new()
             .name("access-log".into())
-            .spawn(move || write_lines(rx, out))?;
+            .spawn(move || write_lines(&writer, out))?;
         Ok(Arc::new(Self {
             format,
-            tx,
+            shared,
             lines: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
         }))
     }
 
-    /// Formats and queues one line; never waits.
+    /// Formats and queues one line; never waits for the writer.
     pub fn log(&self, r: &Record) {
-        let mut line = Vec::with_capacity(256);
-        match self.format {
-            Format::Upstreaminfo => upstreaminfo(r, SystemTime::now(), &mut line),
-            Format::Json => json(r, SystemTime::now(), &mut line),
-        }
-        line.push(b'\n');
-        match self.tx.try_send(line) {
-            Ok(()) => {
-                self.lines.fetch_add(1, Relaxed);
+        SCRATCH.with(|scratch| {
+            let mut line = scratch.borrow_mut();
+            line.clear();
+            match self.format {
+                Format::Upstreaminfo => upstreaminfo(r, SystemTime::now(), &mut line),
+                Format::Json => json(r, SystemTime::now(), &mut line),
             }
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+            line.push(b'\n');
+            let mut p = self
+                .shared
+                .pending
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if p.lines >= self.shared.max_lines {
+                drop(p);
                 self.dropped.fetch_add(1, Relaxed);
+                return;
             }
-        }
+            let before = p.bytes.len();
+            p.bytes.extend_from_slice(&line);
+            p.lines += 1;
+            let crossed = before < WAKE_AT && p.bytes.len() >= WAKE_AT;
+            drop(p);
+            if crossed {
+                self.shared.wake.notify_one();
+            }
+            self.lines.fetch_add(1, Relaxed);
+        });
     }
 
     /// A line for a TLS pass-through connection (ingress-nginx's stream
@@ -188,17 +231,29 @@ pub struct StreamRecord<'a> {
     pub duration: Duration,
 }
 
-fn write_lines(rx: Receiver<Vec<u8>>, out: Box<dyn std::io::Write + Send>) {
-    let mut out = std::io::BufWriter::with_capacity(64 * 1024, out);
-    while let Ok(line) = rx.recv() {
-        if out.write_all(&line).is_err() {
-            continue;
+fn write_lines(shared: &Shared, out: Box<dyn std::io::Write + Send>) {
+    let mut out = out;
+    let mut batch = Vec::new();
+    loop {
+        {
+            let mut p = shared.pending.lock().unwrap_or_else(|e| e.into_inner());
+            if p.bytes.len() < WAKE_AT {
+                p = shared
+                    .wake
+                    .wait_timeout(p, FLUSH_EVERY)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+            }
+            std::mem::swap(&mut batch, &mut p.bytes);
+            p.lines = 0;
         }
-        // Whatever else is queued goes in the same write.
-        while let Ok(more) = rx.try_recv() {
-            let _ = out.write_all(&more);
+        if !batch.is_empty() {
+            let _ = out.write_all(&batch);
+            let _ = out.flush();
+            batch.clear();
+            // Keep a batch-sized buffer, not the largest one ever seen.
+            batch.shrink_to(WAKE_AT);
         }
-        let _ = out.flush();
     }
 }
 
@@ -226,8 +281,24 @@ fn split_time(t: SystemTime) -> (i64, u32, u32, u64) {
     (y, m, d, secs % 86_400)
 }
 
+thread_local! {
+    /// The last second formatted, and its text (one format per second).
+    static TIME_LOCAL: std::cell::RefCell<(u64, String)> = const { std::cell::RefCell::new((u64::MAX, String::new())) };
+}
+
 /// nginx's `$time_local` (in UTC): `04/Dec/2026:17:10:00 +0000`.
 pub fn time_local(t: SystemTime) -> String {
+    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    TIME_LOCAL.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.0 != secs {
+            *c = (secs, format_time_local(t));
+        }
+        c.1.clone()
+    })
+}
+
+fn format_time_local(t: SystemTime) -> String {
     let (y, m, d, s) = split_time(t);
     format!(
         "{d:02}/{}/{y}:{:02}:{:02}:{:02} +0000",
