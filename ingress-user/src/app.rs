@@ -127,7 +127,7 @@ pub async fn run(config: Config) -> Result<(), AppError> {
                 !config.allow_loopback_upstreams,
                 config.allow_link_local_upstreams,
             ),
-            access_log,
+            access_log: access_log.clone(),
             client_address: config.client_address.clone(),
             hsts: config
                 .hsts
@@ -137,7 +137,9 @@ pub async fn run(config: Config) -> Result<(), AppError> {
     );
     let tls = server_config(snapshots.clone())?;
 
-    let publisher = Publisher::new(&config, snapshots.clone(), metrics, policy)?;
+    let mut publisher = Publisher::new(&config, snapshots.clone(), metrics, policy)?;
+    // The ConfigMap's `log-format-upstream` reaches the log with each snapshot.
+    publisher.access_log = access_log;
     let source = match &config.source {
         Source::Manifests(dir) => tokio::spawn(watch_manifests(
             ManifestDir::new(dir),
@@ -259,6 +261,8 @@ pub struct Publisher {
     snapshots: Arc<SnapshotCell>,
     metrics: Arc<Metrics>,
     reported: HashSet<Warning>,
+    /// The access log, told the ConfigMap's log format on each publish.
+    pub access_log: Option<Arc<proxy::access_log::AccessLog>>,
     /// Per-source limiter counters, kept across snapshots.
     limiters: Limiters,
     /// The XDP policy maps and the flags that shape them, when XDP is on.
@@ -273,6 +277,7 @@ impl Publisher {
         policy: Option<(PolicySync, PolicyFlags)>,
     ) -> Result<Self, CertError> {
         Ok(Self {
+            access_log: None,
             opts: TranslateOptions {
                 classes: config.classes.clone(),
                 watch_namespace: config.watch_namespace.clone(),
@@ -300,6 +305,9 @@ impl Publisher {
         let started = std::time::Instant::now();
         let mut translation = translate(objects, &self.opts);
         warnings.append(&mut translation.warnings);
+        if let Some(log) = &self.access_log {
+            log.set_template(translation.log_template.clone());
+        }
         let mut tls = self.certs.build(
             objects,
             &translation.tls,

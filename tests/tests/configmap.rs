@@ -184,3 +184,59 @@ fn keys_apply_from_the_api_server() {
     api.apply_yaml(&configmap("  proxy-body-size: \"0\"\n"));
     agent.eventually("no body limit", || post(&agent, 4_000_000) == 200);
 }
+
+#[test]
+fn log_format_upstream_templates_the_access_log() {
+    let app = pod();
+    let dir = ManifestDir::new();
+    dir.write(
+        "all.yaml",
+        &format!(
+            "{}{}",
+            service_yaml("app", 80, &[&app]),
+            ingress().replace("  tls: [{hosts: [app.test], secretName: app-tls}]\n", "")
+        ),
+    );
+    dir.write(
+        "config.yaml",
+        &configmap(
+            "  log-format-escape-json: \"true\"\n  log-format-upstream: '{\"ip\": \"$remote_addr\", \"uri\": \"$request_uri\", \
+             \"status\": $status, \"up\": \"$upstream_addr\", \"id\": \"$req_id\", \"ua\": \"$http_user_agent\"}'\n",
+        ),
+    );
+    let mut agent = Agent::start_local(&dir.path, &["--configmap", CONFIGMAP]).unwrap();
+    agent.wait_ready().unwrap();
+    let r = Conn::connect(agent.http)
+        .unwrap()
+        .raw(b"GET /q?a=%221%22 HTTP/1.1\r\nHost: app.test\r\nUser-Agent: say \"hi\" \\o/\r\n\r\n")
+        .unwrap();
+    assert_eq!(r.status, 200);
+    agent.eventually("a line", || agent.access_log().lines().count() >= 1);
+    let line = agent.access_log().lines().next().unwrap().to_string();
+    let v: serde_json::Value =
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    assert_eq!(v["ip"], "127.0.0.1");
+    assert_eq!(v["uri"], "/q?a=%221%22");
+    assert_eq!(v["status"], 200);
+    assert_eq!(v["up"], app.addr.to_string());
+    assert_eq!(v["ua"], "say \"hi\" \\o/");
+    assert_eq!(v["id"].as_str().unwrap().len(), 32);
+    // An unknown variable: refused at load, naming it; the default line.
+    dir.replace(
+        "config.yaml",
+        &configmap("  log-format-upstream: '$remote_addr $geoip_country_code'\n"),
+    );
+    agent.eventually("the warning", || {
+        agent
+            .logs()
+            .contains("$geoip_country_code is not a variable")
+    });
+    let r = Conn::connect(agent.http)
+        .unwrap()
+        .get("app.test", "/plain")
+        .unwrap();
+    assert_eq!(r.status, 200);
+    agent.eventually("a second line", || agent.access_log().lines().count() >= 2);
+    let line = agent.access_log().lines().nth(1).unwrap().to_string();
+    assert!(line.starts_with("127.0.0.1 - - ["), "{line}");
+}

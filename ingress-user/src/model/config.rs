@@ -29,6 +29,9 @@ pub struct ControllerConfig {
     pub access_log_off: bool,
     /// `skip-access-log-urls`: paths whose requests are not logged.
     pub skip_access_log_urls: Vec<Box<str>>,
+    /// `log-format-upstream` (with `log-format-escape-json`); `None`: the
+    /// agent's `--access-log` format.
+    pub log_template: Option<Arc<LogTemplate>>,
 }
 
 impl Default for ControllerConfig {
@@ -42,6 +45,7 @@ impl Default for ControllerConfig {
             force_ssl_redirect: false,
             access_log_off: false,
             skip_access_log_urls: Vec::new(),
+            log_template: None,
         }
     }
 }
@@ -61,6 +65,8 @@ pub struct KeyStatus {
 pub const SUPPORTED: &[&str] = &[
     "disable-access-log",
     "force-ssl-redirect",
+    "log-format-escape-json",
+    "log-format-upstream",
     "proxy-body-size",
     "proxy-connect-timeout",
     "proxy-next-upstream",
@@ -156,6 +162,23 @@ pub fn read(data: &BTreeMap<String, String>) -> (ControllerConfig, Vec<KeyStatus
                 }
                 None => Err("not \"true\" or \"false\"; the default stays".into()),
             },
+            "log-format-upstream" => {
+                let escape = data
+                    .get("log-format-escape-json")
+                    .and_then(|v| boolean(v))
+                    .unwrap_or(false);
+                match LogTemplate::parse(v, escape) {
+                    Ok(t) => {
+                        c.log_template = Some(Arc::new(t));
+                        Ok(())
+                    }
+                    Err(e) => Err(format!("not a log format: {e}; the default format stays")),
+                }
+            }
+            "log-format-escape-json" => match boolean(v) {
+                Some(_) => Ok(()),
+                None => Err("not \"true\" or \"false\"; false stays".into()),
+            },
             "skip-access-log-urls" => {
                 c.skip_access_log_urls = v
                     .split(',')
@@ -234,5 +257,161 @@ mod tests {
         let (c, _) = read(&data(&[("proxy-body-size", "0")]));
         assert_eq!(c.body_limit, None);
         assert_eq!(read(&BTreeMap::new()).0, ControllerConfig::default());
+    }
+}
+
+/// A parsed `log-format-upstream`: text and ingress-nginx's `$variables`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogTemplate {
+    pub pieces: Vec<LogPiece>,
+    /// `log-format-escape-json`: values escaped for a JSON string, not
+    /// nginx's `\xHH`.
+    pub escape_json: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LogPiece {
+    Text(String),
+    Var(LogVar),
+}
+
+/// The variables a template may use (the common ones of ingress-nginx's
+/// log formats).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogVar {
+    RemoteAddr,
+    RemoteUser,
+    TimeLocal,
+    TimeIso8601,
+    Msec,
+    Request,
+    RequestMethod,
+    RequestUri,
+    Uri,
+    Args,
+    ServerProtocol,
+    Status,
+    BodyBytesSent,
+    HttpReferer,
+    HttpUserAgent,
+    Host,
+    RequestLength,
+    RequestTime,
+    ProxyUpstreamName,
+    ProxyAlternativeUpstreamName,
+    UpstreamAddr,
+    UpstreamResponseLength,
+    UpstreamResponseTime,
+    UpstreamStatus,
+    ReqId,
+}
+
+const LOG_VARS: &[(&str, LogVar)] = &[
+    ("remote_addr", LogVar::RemoteAddr),
+    ("remote_user", LogVar::RemoteUser),
+    ("time_local", LogVar::TimeLocal),
+    ("time_iso8601", LogVar::TimeIso8601),
+    ("msec", LogVar::Msec),
+    ("request", LogVar::Request),
+    ("request_method", LogVar::RequestMethod),
+    ("request_uri", LogVar::RequestUri),
+    ("uri", LogVar::Uri),
+    ("args", LogVar::Args),
+    ("server_protocol", LogVar::ServerProtocol),
+    ("status", LogVar::Status),
+    ("body_bytes_sent", LogVar::BodyBytesSent),
+    ("http_referer", LogVar::HttpReferer),
+    ("http_user_agent", LogVar::HttpUserAgent),
+    ("host", LogVar::Host),
+    ("http_host", LogVar::Host),
+    ("request_length", LogVar::RequestLength),
+    ("request_time", LogVar::RequestTime),
+    ("proxy_upstream_name", LogVar::ProxyUpstreamName),
+    (
+        "proxy_alternative_upstream_name",
+        LogVar::ProxyAlternativeUpstreamName,
+    ),
+    ("upstream_addr", LogVar::UpstreamAddr),
+    ("upstream_response_length", LogVar::UpstreamResponseLength),
+    ("upstream_response_time", LogVar::UpstreamResponseTime),
+    ("upstream_status", LogVar::UpstreamStatus),
+    ("req_id", LogVar::ReqId),
+    ("request_id", LogVar::ReqId),
+];
+
+impl LogTemplate {
+    /// Parses `$name` and `${name}`; an unknown variable is an error
+    /// naming it (reported at load, never a surprise at run time).
+    pub fn parse(format: &str, escape_json: bool) -> Result<Self, String> {
+        let mut pieces = Vec::new();
+        let mut text = String::new();
+        let mut rest = format;
+        while let Some(i) = rest.find('$') {
+            text.push_str(&rest[..i]);
+            rest = &rest[i + 1..];
+            let (name, after) = if let Some(braced) = rest.strip_prefix('{') {
+                let end = braced
+                    .find('}')
+                    .ok_or_else(|| "an unclosed ${".to_string())?;
+                (&braced[..end], &braced[end + 1..])
+            } else {
+                let end = rest
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .unwrap_or(rest.len());
+                (&rest[..end], &rest[end..])
+            };
+            if name.is_empty() {
+                text.push('$');
+                rest = after;
+                continue;
+            }
+            let var = LOG_VARS
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| *v)
+                .ok_or_else(|| format!("${name} is not a variable xingress fills in"))?;
+            if !text.is_empty() {
+                pieces.push(LogPiece::Text(std::mem::take(&mut text)));
+            }
+            pieces.push(LogPiece::Var(var));
+            rest = after;
+        }
+        text.push_str(rest);
+        if !text.is_empty() {
+            pieces.push(LogPiece::Text(text));
+        }
+        Ok(Self {
+            pieces,
+            escape_json,
+        })
+    }
+}
+
+#[cfg(test)]
+mod template_tests {
+    use super::*;
+
+    #[test]
+    fn templates_parse_and_unknown_variables_are_refused() {
+        let t = LogTemplate::parse(
+            "{\"s\": $status, \"u\": \"${request_uri}x\", \"c\": 5$}",
+            true,
+        )
+        .unwrap();
+        assert_eq!(
+            t.pieces,
+            vec![
+                LogPiece::Text("{\"s\": ".into()),
+                LogPiece::Var(LogVar::Status),
+                LogPiece::Text(", \"u\": \"".into()),
+                LogPiece::Var(LogVar::RequestUri),
+                LogPiece::Text("x\", \"c\": 5$}".into()),
+            ]
+        );
+        assert_eq!(
+            LogTemplate::parse("$remote_addr $geoip_country", false).unwrap_err(),
+            "$geoip_country is not a variable xingress fills in"
+        );
+        assert!(LogTemplate::parse("${status", false).is_err());
     }
 }

@@ -120,6 +120,8 @@ pub struct Translation {
     pub client_auth: Vec<(String, Arc<ClientAuth>)>,
     /// The controller ConfigMap's keys: applied, invalid or ignored.
     pub config_keys: Vec<super::config::KeyStatus>,
+    /// Its `log-format-upstream`, if any.
+    pub log_template: Option<Arc<super::config::LogTemplate>>,
 }
 
 /// Builds the routing table from the objects.
@@ -533,6 +535,7 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
         ingresses: ours.into_iter().map(|(id, _)| id.clone()).collect(),
         client_auth: client_auth_hosts.into_iter().collect(),
         config_keys,
+        log_template: cx.config.log_template.clone(),
     }
 }
 

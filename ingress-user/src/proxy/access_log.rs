@@ -7,6 +7,8 @@
 //! Formats: ingress-nginx's default `upstreaminfo` line, field for field,
 //! and JSON (one object per line, stable field names, the same values).
 
+use crate::model::config::{LogPiece, LogTemplate, LogVar};
+
 use std::{
     io::Write as _,
     net::IpAddr,
@@ -108,6 +110,8 @@ pub fn upstream_name(backend: &crate::model::Backend) -> Box<str> {
 
 pub struct AccessLog {
     format: Format,
+    /// The ConfigMap's `log-format-upstream`, when it sets one.
+    template: arc_swap::ArcSwapOption<LogTemplate>,
     shared: Arc<Shared>,
     pub lines: AtomicU64,
     pub dropped: AtomicU64,
@@ -156,6 +160,7 @@ impl AccessLog {
             .spawn(move || write_lines(&writer, out))?;
         Ok(Arc::new(Self {
             format,
+            template: arc_swap::ArcSwapOption::empty(),
             shared,
             lines: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
@@ -167,9 +172,11 @@ impl AccessLog {
         SCRATCH.with(|scratch| {
             let mut line = scratch.borrow_mut();
             line.clear();
-            match self.format {
-                Format::Upstreaminfo => upstreaminfo(r, SystemTime::now(), &mut line),
-                Format::Json => json(r, SystemTime::now(), &mut line),
+            let template = self.template.load();
+            match (template.as_deref(), self.format) {
+                (Some(t), _) => render(t, r, SystemTime::now(), &mut line),
+                (None, Format::Upstreaminfo) => upstreaminfo(r, SystemTime::now(), &mut line),
+                (None, Format::Json) => json(r, SystemTime::now(), &mut line),
             }
             line.push(b'\n');
             let mut p = self
@@ -192,6 +199,12 @@ impl AccessLog {
             }
             self.lines.fetch_add(1, Relaxed);
         });
+    }
+
+    /// The ConfigMap's `log-format-upstream` from now on (`None`: the
+    /// `--access-log` format).
+    pub fn set_template(&self, template: Option<Arc<LogTemplate>>) {
+        self.template.store(template);
     }
 
     /// A line for a TLS pass-through connection (ingress-nginx's stream
@@ -411,6 +424,66 @@ pub fn upstreaminfo(r: &Record, now: SystemTime, out: &mut Vec<u8>) {
     push_escaped(out, dash(r.request_id.as_deref()));
 }
 
+/// A line in the ConfigMap's `log-format-upstream`: its text as written,
+/// each variable's value escaped as nginx does (`\xHH`), or for a JSON
+/// string with `log-format-escape-json`. An empty value is `-`.
+pub fn render(t: &LogTemplate, r: &Record, now: SystemTime, out: &mut Vec<u8>) {
+    let f = fields(r);
+    let (path, args) = r.target.split_once('?').unwrap_or((&r.target, ""));
+    for piece in &t.pieces {
+        let var = match piece {
+            LogPiece::Text(text) => {
+                out.extend_from_slice(text.as_bytes());
+                continue;
+            }
+            LogPiece::Var(v) => v,
+        };
+        let value: String = match var {
+            LogVar::RemoteAddr => r
+                .client
+                .map(|c| c.to_canonical().to_string())
+                .unwrap_or_default(),
+            LogVar::RemoteUser => r.remote_user.as_deref().unwrap_or("").into(),
+            LogVar::TimeLocal => time_local(now),
+            LogVar::TimeIso8601 => time_iso8601(now),
+            LogVar::Msec => {
+                let d = now.duration_since(UNIX_EPOCH).unwrap_or_default();
+                format!("{}.{:03}", d.as_secs(), d.subsec_millis())
+            }
+            LogVar::Request if r.method.is_empty() => String::new(),
+            LogVar::Request => format!("{} {} {}", r.method, r.target, r.version),
+            LogVar::RequestMethod => r.method.to_string(),
+            LogVar::RequestUri => r.target.to_string(),
+            LogVar::Uri => path.to_string(),
+            LogVar::Args => args.to_string(),
+            LogVar::ServerProtocol => r.version.to_string(),
+            LogVar::Status => r.status.to_string(),
+            LogVar::BodyBytesSent => r.body_bytes_sent.to_string(),
+            LogVar::HttpReferer => r.referer.as_deref().unwrap_or("").into(),
+            LogVar::HttpUserAgent => r.user_agent.as_deref().unwrap_or("").into(),
+            LogVar::Host => r.host.as_deref().unwrap_or("").into(),
+            LogVar::RequestLength => r.request_length.to_string(),
+            LogVar::RequestTime => secs(r.request_time),
+            LogVar::ProxyUpstreamName => r.upstream_name.as_deref().unwrap_or("").into(),
+            LogVar::ProxyAlternativeUpstreamName => {
+                r.alternative_upstream_name.as_deref().unwrap_or("").into()
+            }
+            LogVar::UpstreamAddr => f.upstream_addr.clone(),
+            LogVar::UpstreamResponseLength => f.upstream_response_length.clone(),
+            LogVar::UpstreamResponseTime => f.upstream_response_time.clone(),
+            LogVar::UpstreamStatus => f.upstream_status.clone(),
+            LogVar::ReqId => r.request_id.as_deref().unwrap_or("").into(),
+        };
+        let value = if value.is_empty() { "-" } else { &value };
+        if t.escape_json {
+            let quoted = serde_json::to_string(value).unwrap_or_default();
+            out.extend_from_slice(quoted[1..quoted.len() - 1].as_bytes());
+        } else {
+            push_escaped(out, value);
+        }
+    }
+}
+
 /// One JSON object with the same values under stable names.
 pub fn json(r: &Record, now: SystemTime, out: &mut Vec<u8>) {
     let f = fields(r);
@@ -535,6 +608,47 @@ mod tests {
             log.dropped.load(Relaxed) >= 90,
             "{}",
             log.dropped.load(Relaxed)
+        );
+    }
+}
+
+#[cfg(test)]
+mod template_tests {
+    use super::*;
+
+    #[test]
+    fn templates_render_their_variables_escaped() {
+        let r = Record {
+            client: Some("192.0.2.7".parse().unwrap()),
+            method: "GET".into(),
+            target: "/a\"b?x=1".into(),
+            version: "HTTP/1.1",
+            status: 404,
+            ..Record::default()
+        };
+        let t = UNIX_EPOCH + Duration::from_secs(1_796_404_200);
+        let json = LogTemplate::parse(
+            "{\"ip\": \"$remote_addr\", \"uri\": \"$uri\", \"args\": \"$args\", \"s\": $status, \"up\": \"$upstream_addr\"}",
+            true,
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        render(&json, &r, t, &mut out);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["uri"], "/a\"b");
+        assert_eq!(v["args"], "x=1");
+        assert_eq!(v["s"], 404);
+        assert_eq!(v["up"], "-");
+        let plain = LogTemplate::parse(
+            "$remote_addr [$time_local] \"$request\" $remote_user",
+            false,
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        render(&plain, &r, t, &mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "192.0.2.7 [04/Dec/2026:17:10:00 +0000] \"GET /a\\x22b?x=1 HTTP/1.1\" -"
         );
     }
 }
