@@ -477,7 +477,7 @@ pub fn render(t: &LogTemplate, r: &Record, now: SystemTime, out: &mut Vec<u8>) {
         let value = if value.is_empty() { "-" } else { &value };
         if t.escape_json {
             let quoted = serde_json::to_string(value).unwrap_or_default();
-            out.extend_from_slice(quoted[1..quoted.len() - 1].as_bytes());
+            out.extend_from_slice(&quoted.as_bytes()[1..quoted.len() - 1]);
         } else {
             push_escaped(out, value);
         }
