@@ -494,6 +494,49 @@ impl UpstreamPolicy {
         }
     }
 
+    /// The keys of this policy, the same as annotations and as ConfigMap
+    /// keys.
+    pub const KEYS: [&'static str; 6] = [
+        "proxy-next-upstream",
+        "proxy-next-upstream-tries",
+        "proxy-next-upstream-timeout",
+        "upstream-max-fails",
+        "upstream-fail-timeout",
+        "proxy-send-timeout",
+    ];
+
+    /// Sets one of [`Self::KEYS`] from its text; on an error nothing
+    /// changes and the message says why (`is ...`: the caller names the
+    /// key and the value).
+    pub fn set(&mut self, key: &str, v: &str) -> Result<(), String> {
+        let v = v.trim();
+        // Whole numbers, 0 allowed (no limit / off for these).
+        let count = || {
+            v.parse::<u32>()
+                .map_err(|_| "is not a whole number; the default stays".to_string())
+        };
+        let seconds = || match v.parse::<u32>() {
+            Ok(n) if n > 0 => Ok(std::time::Duration::from_secs(n.into())),
+            _ => Err("is not a positive whole number of seconds; the default stays".to_string()),
+        };
+        match key {
+            "proxy-next-upstream" => {
+                self.next_upstream = Self::parse_next_upstream(v)
+                    .map_err(|e| format!("is refused: {e}; \"error timeout\" stays"))?;
+            }
+            "proxy-next-upstream-tries" => self.tries = count()?,
+            "proxy-next-upstream-timeout" => {
+                let n = count()?;
+                self.next_timeout = (n > 0).then(|| std::time::Duration::from_secs(n.into()));
+            }
+            "upstream-max-fails" => self.max_fails = count()?,
+            "upstream-fail-timeout" => self.fail_timeout = seconds()?,
+            "proxy-send-timeout" => self.send_timeout = seconds()?,
+            other => return Err(format!("{other} is not an upstream policy key")),
+        }
+        Ok(())
+    }
+
     /// Parses `proxy-next-upstream` (words separated by spaces).
     pub fn parse_next_upstream(v: &str) -> Result<u16, String> {
         let mut on = 0;

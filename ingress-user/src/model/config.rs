@@ -111,45 +111,25 @@ pub fn read(data: &BTreeMap<String, String>) -> (ControllerConfig, Vec<KeyStatus
                     c.body_limit = Some(n);
                     Ok(())
                 }
-                None => Err("not a size (like 512k, 8m, 1g, or 0 for no limit); 1m stays".into()),
-            },
-            "proxy-read-timeout" | "proxy-connect-timeout" | "proxy-send-timeout" => {
-                match seconds(v) {
-                    Some(d) => {
-                        match key.as_str() {
-                            "proxy-read-timeout" => c.read_timeout = Some(d),
-                            "proxy-connect-timeout" => c.connect_timeout = Some(d),
-                            _ => {
-                                policy.send_timeout = d;
-                                policy_set = true;
-                            }
-                        }
-                        Ok(())
-                    }
-                    None => Err("not a positive whole number of seconds; the default stays".into()),
+                None => {
+                    Err("is not a size (like 512k, 8m, 1g, or 0 for no limit); 1m stays".into())
                 }
-            }
-            "proxy-next-upstream" => match UpstreamPolicy::parse_next_upstream(v) {
-                Ok(on) => {
-                    policy.next_upstream = on;
-                    policy_set = true;
+            },
+            "proxy-read-timeout" | "proxy-connect-timeout" => match seconds(v) {
+                Some(d) => {
+                    if key == "proxy-read-timeout" {
+                        c.read_timeout = Some(d);
+                    } else {
+                        c.connect_timeout = Some(d);
+                    }
                     Ok(())
                 }
-                Err(e) => Err(format!("{e}; \"error timeout\" stays")),
+                None => Err("is not a positive whole number of seconds; the default stays".into()),
             },
-            "proxy-next-upstream-tries" | "proxy-next-upstream-timeout" => {
-                match v.trim().parse::<u32>() {
-                    Ok(n) => {
-                        if key == "proxy-next-upstream-tries" {
-                            policy.tries = n;
-                        } else {
-                            policy.next_timeout = (n > 0).then(|| Duration::from_secs(n.into()));
-                        }
-                        policy_set = true;
-                        Ok(())
-                    }
-                    Err(_) => Err("not a whole number; the default stays".into()),
-                }
+            // The same keys, and the same reader, as the annotations.
+            k if UpstreamPolicy::KEYS.contains(&k) && !k.starts_with("upstream-") => {
+                policy_set = true;
+                policy.set(k, v)
             }
             "ssl-redirect" | "force-ssl-redirect" | "disable-access-log" => match boolean(v) {
                 Some(b) => {
@@ -160,7 +140,7 @@ pub fn read(data: &BTreeMap<String, String>) -> (ControllerConfig, Vec<KeyStatus
                     }
                     Ok(())
                 }
-                None => Err("not \"true\" or \"false\"; the default stays".into()),
+                None => Err("is not \"true\" or \"false\"; the default stays".into()),
             },
             "log-format-upstream" => {
                 let escape = data
@@ -172,12 +152,14 @@ pub fn read(data: &BTreeMap<String, String>) -> (ControllerConfig, Vec<KeyStatus
                         c.log_template = Some(Arc::new(t));
                         Ok(())
                     }
-                    Err(e) => Err(format!("not a log format: {e}; the default format stays")),
+                    Err(e) => Err(format!(
+                        "is not a log format: {e}; the default format stays"
+                    )),
                 }
             }
             "log-format-escape-json" => match boolean(v) {
                 Some(_) => Ok(()),
-                None => Err("not \"true\" or \"false\"; false stays".into()),
+                None => Err("is not \"true\" or \"false\"; false stays".into()),
             },
             "skip-access-log-urls" => {
                 c.skip_access_log_urls = v
@@ -206,7 +188,7 @@ pub fn read(data: &BTreeMap<String, String>) -> (ControllerConfig, Vec<KeyStatus
             Err(detail) => KeyStatus {
                 key: key.clone(),
                 status: "invalid",
-                detail: format!("{v:?} is {detail}"),
+                detail: format!("{v:?} {detail}"),
             },
         });
     }

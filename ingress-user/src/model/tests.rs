@@ -1634,3 +1634,57 @@ fn canary_by_header_pattern_takes_matching_values_and_falls_through_otherwise() 
     // Without its pattern the canary still falls back to always/never.
     assert!(takes("bad.test", Some("always")));
 }
+
+#[test]
+fn upstream_policy_annotations_apply_over_the_configmaps() {
+    let p = "nginx.ingress.kubernetes.io/";
+    let yaml = format!(
+        "{CLASS}{}{}{}{}",
+        service("a", 1, 1),
+        own_host(
+            "tuned",
+            &format!(
+                "{p}proxy-next-upstream-tries: \"x\", {p}upstream-max-fails: \"2\", {p}proxy-next-upstream: \"error http_503\""
+            ),
+        ),
+        own_host("plain", ""),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c, namespace: ns}\ndata: {proxy-next-upstream-timeout: \"7\", proxy-next-upstream-tries: \"5\"}\n---\n",
+    );
+    let mut o = Objects::default();
+    parse_documents(&yaml, "test.yaml", &mut o);
+    let opts = TranslateOptions {
+        configmap: Some(NamespacedName::new("ns", "c")),
+        ..TranslateOptions::default()
+    };
+    let t = translate(&o, &opts);
+    let policy = |host: &str| {
+        *t.table
+            .route(Some(host), "/")
+            .unwrap()
+            .rule
+            .unwrap()
+            .upstream_policy
+            .clone()
+            .unwrap()
+    };
+    let tuned = policy("tuned.test");
+    // The ConfigMap's timeout and tries stay where the Ingress says nothing
+    // valid; the Ingress's own keys win.
+    assert_eq!(tuned.next_timeout, Some(std::time::Duration::from_secs(7)));
+    assert_eq!(tuned.tries, 5);
+    assert_eq!(tuned.max_fails, 2);
+    assert!(tuned.retries_on(annotations::NEXT_HTTP_503));
+    assert!(!tuned.retries_on(annotations::NEXT_TIMEOUT));
+    assert!(
+        messages(&t, "tuned").iter().any(
+            |m| m == "proxy-next-upstream-tries \"x\" is not a whole number; the default stays"
+        ),
+        "{:?}",
+        messages(&t, "tuned")
+    );
+    let plain = policy("plain.test");
+    assert_eq!(
+        (plain.tries, plain.next_timeout),
+        (5, Some(std::time::Duration::from_secs(7)))
+    );
+}

@@ -75,15 +75,15 @@ pub struct Record {
 
 impl Record {
     /// The start of a record from a request's fields.
-    pub fn request(
+    pub fn request<'a>(
         client: IpAddr,
         method: &str,
         target: &str,
         version: &'static str,
-        header: &dyn Fn(&str) -> Option<Vec<u8>>,
+        header: &dyn Fn(&str) -> Option<&'a [u8]>,
     ) -> Self {
         let text = |name: &str| {
-            header(name).map(|v| String::from_utf8_lossy(&v).into_owned().into_boxed_str())
+            header(name).map(|v| String::from_utf8_lossy(v).into_owned().into_boxed_str())
         };
         Record {
             client: Some(client),
@@ -96,6 +96,19 @@ impl Record {
             request_id: text("x-request-id"),
             ..Record::default()
         }
+    }
+}
+
+impl Record {
+    /// One more upstream try (its response length is filled in once the
+    /// body has passed).
+    pub fn tried(&mut self, addr: &dyn std::fmt::Display, status: u16, took: Duration) {
+        self.tries.push(Try {
+            addr: addr.to_string(),
+            status: Some(status),
+            response_length: 0,
+            response_time: took,
+        });
     }
 }
 

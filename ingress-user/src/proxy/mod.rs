@@ -738,10 +738,12 @@ impl Proxy {
 
         // Same target, method and body; hop-by-hop headers out,
         // X-Forwarded-* in.
-        let host_header = request_host(&req)
-            .ok()
-            .flatten()
-            .and_then(|h| HeaderValue::from_str(h).ok());
+        // The request's host as `request_host` chose it when routing: the
+        // target's authority, else Host (a clone, not a copy).
+        let host_header = match req.uri().authority() {
+            Some(a) => HeaderValue::from_str(a.as_str()).ok(),
+            None => req.headers().get(HOST).cloned(),
+        };
         let (mut parts, body) = req.into_parts();
         headers::to_pod(&mut parts.headers, down, host_header, &self.client_address);
         if let Some(r) = record.as_deref_mut()
@@ -838,15 +840,7 @@ impl Proxy {
         let mut try_started = sent;
         while let Some(at) = peer {
             if let Some(r) = record.as_deref_mut() {
-                r.tries.push(access_log::Try {
-                    addr: at.to_string(),
-                    status: Some(match &result {
-                        Ok(resp) => resp.status().as_u16(),
-                        Err(e) => e.status().as_u16(),
-                    }),
-                    response_length: 0,
-                    response_time: try_started.elapsed(),
-                });
+                r.tried(&at, answered(&result), try_started.elapsed());
             }
             let (case, sent_to_pod, why) = match &result {
                 Ok(resp) => {
@@ -912,15 +906,7 @@ impl Proxy {
         if first.is_none()
             && let Some(r) = record
         {
-            r.tries.push(access_log::Try {
-                addr: target.peer.to_string(),
-                status: Some(match &result {
-                    Ok(resp) => resp.status().as_u16(),
-                    Err(e) => e.status().as_u16(),
-                }),
-                response_length: 0,
-                response_time: sent.elapsed(),
-            });
+            r.tried(&target.peer, answered(&result), sent.elapsed());
         }
         let mut resp = result?;
         self.metrics.upstream_latency(sent.elapsed());
@@ -955,6 +941,15 @@ impl Proxy {
     }
 }
 
+/// The status of one upstream try, as nginx's `$upstream_status` says it
+/// (the error's status when there was no response: 502, 504).
+fn answered(result: &Result<Response<Incoming>, ProxyError>) -> u16 {
+    match result {
+        Ok(resp) => resp.status().as_u16(),
+        Err(e) => e.status().as_u16(),
+    }
+}
+
 /// The access log's record of a request on hyper's path.
 fn log_record(down: &Downstream, req: &Request<Incoming>) -> access_log::Record {
     let version = match req.version() {
@@ -963,7 +958,7 @@ fn log_record(down: &Downstream, req: &Request<Incoming>) -> access_log::Record 
         Version::HTTP_2 => "HTTP/2.0",
         _ => "HTTP/1.1",
     };
-    let header = |name: &str| req.headers().get(name).map(|v| v.as_bytes().to_vec());
+    let header = |name: &str| req.headers().get(name).map(HeaderValue::as_bytes);
     let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
     let mut r = access_log::Record::request(
         down.client.ip(),

@@ -83,10 +83,8 @@ impl<'a> Attempts<'a> {
     }
 }
 
-/// Idempotent methods (RFC 9110 §9.2.2), from the method's bytes.
+/// Idempotent methods (RFC 9110 §9.2.2), from the method's bytes: the
+/// same rule as hyper's path (`http::Method::is_idempotent`).
 pub(super) fn idempotent(method: &[u8]) -> bool {
-    matches!(
-        method,
-        b"GET" | b"HEAD" | b"OPTIONS" | b"TRACE" | b"PUT" | b"DELETE"
-    )
+    http::Method::from_bytes(method).is_ok_and(|m| m.is_idempotent())
 }

@@ -199,7 +199,7 @@ pub async fn serve_http(proxy: Arc<Proxy>, listener: TcpListener, shutdown: Shut
             );
             tokio::spawn(async move {
                 let mut stream = stream;
-                let Some(down) = proxy.proxy_header(&mut stream, down).await else {
+                let Some(down) = Box::pin(proxy.proxy_header(&mut stream, down)).await else {
                     return;
                 };
                 serve_any(
@@ -262,7 +262,7 @@ pub async fn serve_https(
         tokio::spawn(async move {
             let mut stream = stream;
             let down = if proxy.client_address.proxy_protocol {
-                match proxy.proxy_header(&mut stream, down).await {
+                match Box::pin(proxy.proxy_header(&mut stream, down)).await {
                     Some(down) => down,
                     None => return,
                 }

@@ -927,15 +927,8 @@ impl Cx<'_> {
         id: &NamespacedName,
         ing: &Ingress,
     ) -> Option<Arc<annotations::UpstreamPolicy>> {
-        const NAMES: [&str; 6] = [
-            "proxy-next-upstream",
-            "proxy-next-upstream-tries",
-            "proxy-next-upstream-timeout",
-            "upstream-max-fails",
-            "upstream-fail-timeout",
-            "proxy-send-timeout",
-        ];
-        if NAMES.iter().all(|n| annotations::get(ing, n).is_none()) {
+        let keys = annotations::UpstreamPolicy::KEYS;
+        if keys.iter().all(|n| annotations::get(ing, n).is_none()) {
             return self.config.upstream_policy.clone();
         }
         // The ConfigMap's settings, then the Ingress's.
@@ -945,40 +938,12 @@ impl Cx<'_> {
             .as_deref()
             .copied()
             .unwrap_or_default();
-        if let Some(v) = annotations::get(ing, "proxy-next-upstream") {
-            match annotations::UpstreamPolicy::parse_next_upstream(v) {
-                Ok(on) => p.next_upstream = on,
-                Err(e) => self.warn_ingress(
-                    id,
-                    &format!("proxy-next-upstream {v:?}: {e}; using \"error timeout\""),
-                ),
+        for key in keys {
+            if let Some(v) = annotations::get(ing, key)
+                && let Err(e) = p.set(key, v)
+            {
+                self.warn_ingress(id, &format!("{key} {v:?} {e}"));
             }
-        }
-        // Whole numbers, 0 allowed (it means "no limit" / "off" for these).
-        let count = |cx: &mut Self, name: &str, default: u32| -> u32 {
-            let Some(v) = annotations::get(ing, name) else {
-                return default;
-            };
-            match v.parse::<u32>() {
-                Ok(n) => n,
-                Err(_) => {
-                    cx.warn_ingress(
-                        id,
-                        &format!("{name} {v:?} is not a whole number; using {default}"),
-                    );
-                    default
-                }
-            }
-        };
-        p.tries = count(self, "proxy-next-upstream-tries", p.tries);
-        p.max_fails = count(self, "upstream-max-fails", p.max_fails);
-        let timeout = count(self, "proxy-next-upstream-timeout", 0);
-        p.next_timeout = (timeout > 0).then(|| std::time::Duration::from_secs(timeout.into()));
-        if let Some(t) = self.seconds(id, ing, "upstream-fail-timeout") {
-            p.fail_timeout = t;
-        }
-        if let Some(t) = self.seconds(id, ing, "proxy-send-timeout") {
-            p.send_timeout = t;
         }
         Some(Arc::new(p))
     }

@@ -65,6 +65,14 @@ fn scan(watch: &mut Watch, head: &mut Vec<u8>, max_head: usize, mut bytes: &[u8]
             Watch::Head => {
                 let before = head.len();
                 head.extend_from_slice(bytes);
+                // A head ends at a line end: parse only when one came (a
+                // head trickled in byte by byte is parsed once per line).
+                if !bytes.contains(&b'\n') {
+                    if head.len() > max_head {
+                        return Some(offset + bytes.len() - 1);
+                    }
+                    return None;
+                }
                 let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
                 let mut req = httparse::Request::new(&mut fields);
                 let end = match req.parse(head) {

@@ -36,7 +36,7 @@ use tokio::{
 use super::{
     ConnState, Decision, Proxy, ProxyError, Target,
     abort::Abort,
-    access_log::{Record, Try},
+    access_log::Record,
     headers::Downstream,
     retry::{self, Attempts},
     rewind::Rewind,
@@ -70,7 +70,7 @@ const LINGER_BYTES: usize = 1 << 20;
 /// The HTTP/2 connection preface's first line (h2c with prior knowledge).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n";
 
-/// A client connection, its unread input and its two timers.
+/// A client connection, its unread input and its timer.
 struct Client<S> {
     io: S,
     /// The client's address (for log lines of unroutable requests).
@@ -261,13 +261,18 @@ impl Proxy {
         let limits = &self.limits;
         let send_timeout = limits.client_send_timeout;
         // Read until a whole head is in the buffer.
+        // A head can only have ended where a line ended: bytes before
+        // `unseen` held no new line end, so a head trickled in byte by byte
+        // is parsed once per line, not once per byte.
+        let mut unseen = 0;
         let prepared = loop {
             if first && is_h2_preface(&c.buf) {
                 if c.buf.len() >= H2_PREFACE.len() {
                     return Step::HandOff;
                 }
                 // Could still be the preface: read on.
-            } else {
+            } else if c.buf[unseen..].contains(&b'\n') {
+                unseen = c.buf.len();
                 if up_head.capacity() == 0 {
                     *up_head = bufs::take(HEAD_BUF);
                 }
@@ -599,7 +604,6 @@ impl Proxy {
         let request_id = (!info.has_request_id).then(super::headers::request_id_hex);
         let mut record = match &self.access_log {
             Some(_) if !view.log_off.get() => {
-                let header = |name: &str| header(name).map(<[u8]>::to_vec);
                 let mut r = Record::request(down.client.ip(), method, target, "HTTP/1.1", &header);
                 if let Some(id) = &request_id {
                     r.request_id = std::str::from_utf8(id).ok().map(Into::into);
@@ -771,7 +775,7 @@ impl Proxy {
                     }
                 }
             };
-            note_try(&mut rec, peer, upstream_status(&e), try_started);
+            note_try(&mut rec, peer, e.status().as_u16(), try_started);
             self.health.failed(peer, policy, &e.to_string());
             if let Some(next) = attempts.next(case, reached, &self.health) {
                 tracing::debug!(failed = %peer, retry = %next, "{e}; trying another endpoint");
@@ -1017,19 +1021,8 @@ fn note_try(
     started: std::time::Instant,
 ) {
     if let Some(r) = rec.as_deref_mut() {
-        r.tries.push(Try {
-            addr: peer.to_string(),
-            status: Some(status),
-            response_length: 0,
-            response_time: started.elapsed(),
-        });
+        r.tried(&peer, status, started.elapsed());
     }
-}
-
-/// nginx's `$upstream_status` for a try without a response: 504 for a
-/// timeout, else 502.
-fn upstream_status(e: &ProxyError) -> u16 {
-    e.status().as_u16()
 }
 
 /// Writes to the pod; one that reads nothing for `limit`
