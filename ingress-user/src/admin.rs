@@ -9,7 +9,12 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
-use crate::{dataplane::StatsHandle, metrics::Metrics, shutdown::Shutdown, snapshot::SnapshotCell};
+use crate::{
+    dataplane::StatsHandle,
+    metrics::{Metrics, header},
+    shutdown::Shutdown,
+    snapshot::SnapshotCell,
+};
 
 pub struct Admin {
     pub snapshots: Arc<SnapshotCell>,
@@ -38,36 +43,19 @@ impl Admin {
     fn render_metrics(&self) -> String {
         let mut out = String::with_capacity(4096);
         let snap = self.snapshots.load();
-        out.push_str(
-            "# HELP xingress_snapshot_generation Generation of the live routing snapshot.\n",
-        );
-        out.push_str("# TYPE xingress_snapshot_generation gauge\n");
+        header(&mut out, "xingress_snapshot_generation");
         let _ = writeln!(out, "xingress_snapshot_generation {}", snap.generation);
-        out.push_str(
-            "# HELP xingress_config_warnings Objects skipped or degraded in the live snapshot.\n",
-        );
-        out.push_str("# TYPE xingress_config_warnings gauge\n");
+        header(&mut out, "xingress_config_warnings");
         let _ = writeln!(out, "xingress_config_warnings {}", snap.warnings.len());
         self.metrics.render(&mut out);
         if let Some(log) = &self.access_log {
             use std::sync::atomic::Ordering::Relaxed;
-            for (name, help, v) in [
-                (
-                    "xingress_access_log_lines_total",
-                    "Access log lines queued for writing.",
-                    &log.lines,
-                ),
-                (
-                    "xingress_access_log_dropped_total",
-                    "Access log lines dropped because the writer could not keep up (stdout blocked or slow).",
-                    &log.dropped,
-                ),
+            for (name, v) in [
+                ("xingress_access_log_lines_total", &log.lines),
+                ("xingress_access_log_dropped_total", &log.dropped),
             ] {
-                let _ = writeln!(
-                    out,
-                    "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
-                    v.load(Relaxed)
-                );
+                header(&mut out, name);
+                let _ = writeln!(out, "{name} {}", v.load(Relaxed));
             }
         }
         crate::dataplane::render_metrics(self.xdp.as_ref(), &mut out);

@@ -260,6 +260,7 @@ pub struct RunArgs {
 pub struct CheckArgs {
     /// Directory of manifests to validate.
     pub dir: PathBuf,
+    /// How to print the route table and the notes.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
     /// Class name for the legacy annotation (as `run`).
@@ -293,6 +294,7 @@ pub enum XdpCommand {
 
 #[derive(Debug, Args)]
 pub struct XdpReadArgs {
+    /// How to print what the maps hold.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
     /// Where the running agent pinned its maps (its --xdp-pin-path).

@@ -10,6 +10,7 @@ pub mod app;
 pub mod check;
 pub mod cli;
 pub mod dataplane;
+pub mod docs;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod k8s;

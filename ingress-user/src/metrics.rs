@@ -30,6 +30,145 @@ const SOURCES: [ErrorSource; 3] = [
     ErrorSource::Internal,
 ];
 
+/// One metric on /metrics, as the reference page lists it. Every `# HELP`
+/// and `# TYPE` line is written from here ([`header`]), so a metric cannot
+/// be exported without its entry.
+#[derive(Debug, Clone, Copy)]
+pub struct MetricDoc {
+    pub name: &'static str,
+    /// `counter`, `gauge` or `histogram`.
+    pub kind: &'static str,
+    pub labels: &'static [&'static str],
+    pub help: &'static str,
+}
+
+const fn m(
+    name: &'static str,
+    kind: &'static str,
+    labels: &'static [&'static str],
+    help: &'static str,
+) -> MetricDoc {
+    MetricDoc {
+        name,
+        kind,
+        labels,
+        help,
+    }
+}
+
+pub const CATALOG: &[MetricDoc] = &[
+    m(
+        "xingress_snapshot_generation",
+        "gauge",
+        &[],
+        "Generation of the live routing snapshot.",
+    ),
+    m(
+        "xingress_config_warnings",
+        "gauge",
+        &[],
+        "Objects skipped or degraded in the live snapshot.",
+    ),
+    m(
+        "xingress_requests_total",
+        "counter",
+        &["class", "host"],
+        "Requests answered, by status class and Ingress host (\"*\": no host rule).",
+    ),
+    m(
+        "xingress_request_errors_total",
+        "counter",
+        &["source"],
+        "Failed requests, by who caused them.",
+    ),
+    m(
+        "xingress_passthrough_connections_total",
+        "counter",
+        &[],
+        "TLS connections passed to a pod undecrypted (ssl-passthrough).",
+    ),
+    m(
+        "xingress_upstream_ejections_total",
+        "counter",
+        &[],
+        "Endpoints skipped by passive health after upstream-max-fails failures within upstream-fail-timeout.",
+    ),
+    m(
+        "xingress_upstream_returns_total",
+        "counter",
+        &[],
+        "Ejected endpoints that answered again.",
+    ),
+    m(
+        "xingress_upstream_retries_total",
+        "counter",
+        &[],
+        "Requests sent again to another endpoint (proxy-next-upstream).",
+    ),
+    m(
+        "xingress_proxy_protocol_errors_total",
+        "counter",
+        &[],
+        "Connections closed for a missing or malformed PROXY protocol header (--use-proxy-protocol).",
+    ),
+    m(
+        "xingress_upstream_response_seconds",
+        "histogram",
+        &["le"],
+        "Time from forwarding a request to a pod to its response head.",
+    ),
+    m(
+        "xingress_config_reload_seconds",
+        "gauge",
+        &["phase"],
+        "Time the last configuration reload took, by phase (read: manifests read and parsed; build: translate, certificates, XDP policy, publish).",
+    ),
+    m(
+        "xingress_access_log_lines_total",
+        "counter",
+        &[],
+        "Access log lines queued for writing.",
+    ),
+    m(
+        "xingress_access_log_dropped_total",
+        "counter",
+        &[],
+        "Access log lines dropped because the writer could not keep up (stdout blocked or slow).",
+    ),
+    m(
+        "xingress_xdp_attached",
+        "gauge",
+        &["iface", "mode"],
+        "1 when the XDP program is attached (labels: interface, mode).",
+    ),
+    m(
+        "xingress_xdp_packets_total",
+        "counter",
+        &["class"],
+        "Packets and flows seen by the XDP program, by class and verdict.",
+    ),
+    m(
+        "xingress_xdp_host_flows_total",
+        "counter",
+        &["host", "verdict"],
+        "Flows XDP classified to each host, by verdict.",
+    ),
+];
+
+/// Writes the `# HELP` and `# TYPE` lines of `name` from [`CATALOG`].
+pub fn header(out: &mut String, name: &str) {
+    match CATALOG.iter().find(|m| m.name == name) {
+        Some(m) => {
+            let _ = writeln!(
+                out,
+                "# HELP {} {}\n# TYPE {} {}",
+                m.name, m.help, m.name, m.kind
+            );
+        }
+        None => debug_assert!(false, "metric {name} is not in metrics::CATALOG"),
+    }
+}
+
 /// Requests of one host label, by status class.
 #[derive(Debug, Default)]
 pub struct HostStats {
@@ -185,8 +324,7 @@ impl Metrics {
     }
 
     pub fn render(&self, out: &mut String) {
-        out.push_str("# HELP xingress_requests_total Requests answered, by status class and Ingress host (\"*\": no host rule).\n");
-        out.push_str("# TYPE xingress_requests_total counter\n");
+        header(out, "xingress_requests_total");
         let hosts: Vec<(Box<str>, Arc<HostStats>)> = {
             let map = self.hosts.lock().unwrap_or_else(|e| e.into_inner());
             let mut v: Vec<_> = map.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
@@ -204,8 +342,7 @@ impl Metrics {
                 );
             }
         }
-        out.push_str("# HELP xingress_request_errors_total Failed requests, by who caused them.\n");
-        out.push_str("# TYPE xingress_request_errors_total counter\n");
+        header(out, "xingress_request_errors_total");
         for (i, s) in SOURCES.iter().enumerate() {
             let _ = writeln!(
                 out,
@@ -214,47 +351,28 @@ impl Metrics {
                 self.errors[i].load(Relaxed)
             );
         }
-        out.push_str("# HELP xingress_passthrough_connections_total TLS connections passed to a pod undecrypted (ssl-passthrough).\n");
-        out.push_str("# TYPE xingress_passthrough_connections_total counter\n");
+        header(out, "xingress_passthrough_connections_total");
         let _ = writeln!(
             out,
             "xingress_passthrough_connections_total {}",
             self.passthrough.load(Relaxed)
         );
-        for (name, help, v) in [
-            (
-                "xingress_upstream_ejections_total",
-                "Endpoints skipped by passive health after upstream-max-fails failures within upstream-fail-timeout.",
-                &self.ejections,
-            ),
-            (
-                "xingress_upstream_returns_total",
-                "Ejected endpoints that answered again.",
-                &self.returns,
-            ),
-            (
-                "xingress_upstream_retries_total",
-                "Requests sent again to another endpoint (proxy-next-upstream).",
-                &self.retries,
-            ),
+        for (name, v) in [
+            ("xingress_upstream_ejections_total", &self.ejections),
+            ("xingress_upstream_returns_total", &self.returns),
+            ("xingress_upstream_retries_total", &self.retries),
             (
                 "xingress_proxy_protocol_errors_total",
-                "Connections closed for a missing or malformed PROXY protocol header (--use-proxy-protocol).",
                 &self.proxy_protocol_errors,
             ),
         ] {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
-                v.load(Relaxed)
-            );
+            header(out, name);
+            let _ = writeln!(out, "{name} {}", v.load(Relaxed));
         }
-        out.push_str("# HELP xingress_upstream_response_seconds Time from forwarding a request to a pod to its response head.\n");
-        out.push_str("# TYPE xingress_upstream_response_seconds histogram\n");
+        header(out, "xingress_upstream_response_seconds");
         self.upstream_latency
             .render("xingress_upstream_response_seconds", out);
-        out.push_str("# HELP xingress_config_reload_seconds Time the last configuration reload took, by phase (read: manifests read and parsed; build: translate, certificates, XDP policy, publish).\n");
-        out.push_str("# TYPE xingress_config_reload_seconds gauge\n");
+        header(out, "xingress_config_reload_seconds");
         for (i, phase) in RELOAD_PHASES.iter().enumerate() {
             let _ = writeln!(
                 out,

@@ -795,7 +795,7 @@ fn backend_conf() -> String {
 }
 
 /// nginx as an Ingress-style proxy for the cafe routes, tuned like a
-/// production ingress: upstream keep-alive, no access log, unlimited
+/// production ingress: upstream keep-alive, ingress-nginx's `upstreaminfo` access log to a file, unlimited
 /// client keep-alive requests.
 fn proxy_nginx_conf(fixtures: &Path, htpasswd: &Path) -> String {
     let upstream = |name: &str, ports: &[u16]| {

@@ -1,4 +1,4 @@
-//! `cargo xtask setup | build-ebpf | build | demo | test | bench`.
+//! `cargo xtask setup | build-ebpf | build | demo | test | docs | bench`.
 
 mod bench;
 mod demo;
@@ -33,6 +33,8 @@ const USAGE: &str = "usage: cargo xtask <command>
                xdp_first_segment), SECONDS each (default 300, optimized build; `test`
                runs 20 each from a quicker dev build),
                results in target/fuzz-results.txt; needs root for the XDP target
+  docs         write docs/reference/ (CLI, annotations, ConfigMap keys, metrics) from the
+               code; `test` fails when the checked-in pages differ
   bench [routing|scale|xdp|proxy|idle]
                benchmarks (both by default), results in target/bench-results/:
                routing: the model at 10,000 Ingresses / 50,000 paths (translate time
@@ -56,6 +58,7 @@ fn main() -> Result<()> {
         "build" => setup::build_all().map(drop),
         "demo" => demo::run(rest.iter().any(|a| a == "--no-xdp")),
         "test" => test(rest.iter().any(|a| a == "--no-lint")),
+        "docs" => docs(),
         "bench" => bench::run(rest.first().map(String::as_str)),
         "fuzz" => {
             let (seconds, targets) = match rest.first().map(|s| s.parse::<u64>()) {
@@ -70,6 +73,24 @@ fn main() -> Result<()> {
         }
         other => bail!("unknown command {other:?}\n\n{USAGE}"),
     }
+}
+
+/// Regenerates docs/reference/ through the test that otherwise checks it.
+fn docs() -> Result<()> {
+    util::step("docs/reference/ from the code");
+    util::cargo(&[
+        "test",
+        "-p",
+        "ingress-user",
+        "--lib",
+        "docs::tests::generated_reference_pages_are_current",
+        "--",
+        "--exact",
+    ])
+    .env("XINGRESS_UPDATE_DOCS", "1")
+    .run()?;
+    println!("written: docs/reference/{{cli,annotations,configmap,metrics}}.md");
+    Ok(())
 }
 
 /// Per target, by hand; `test` runs each for `CI_FUZZ_SECONDS`.

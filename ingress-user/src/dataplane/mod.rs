@@ -130,8 +130,7 @@ impl StatsHandle {
 
 /// Appends the XDP metrics; `xingress_xdp_attached 0` when XDP is off.
 pub fn render_metrics(stats: Option<&StatsHandle>, out: &mut String) {
-    out.push_str("# HELP xingress_xdp_attached 1 when the XDP program is attached (labels: interface, mode).\n");
-    out.push_str("# TYPE xingress_xdp_attached gauge\n");
+    crate::metrics::header(out, "xingress_xdp_attached");
     let attached = stats.and_then(|s| s.attached());
     match &attached {
         Some((iface, mode)) => {
@@ -146,8 +145,7 @@ pub fn render_metrics(stats: Option<&StatsHandle>, out: &mut String) {
     let Some(stats) = stats else { return };
     match stats.read() {
         Ok(values) => {
-            out.push_str("# HELP xingress_xdp_packets_total Packets and flows seen by the XDP program, by class and verdict.\n");
-            out.push_str("# TYPE xingress_xdp_packets_total counter\n");
+            crate::metrics::header(out, "xingress_xdp_packets_total");
             for s in Stat::ALL {
                 let _ = writeln!(
                     out,
@@ -159,10 +157,7 @@ pub fn render_metrics(stats: Option<&StatsHandle>, out: &mut String) {
         }
         Err(e) => tracing::warn!("reading XDP counters failed: {e}"),
     }
-    out.push_str(
-        "# HELP xingress_xdp_host_flows_total Flows XDP classified to each host, by verdict.\n",
-    );
-    out.push_str("# TYPE xingress_xdp_host_flows_total counter\n");
+    crate::metrics::header(out, "xingress_xdp_host_flows_total");
     for (host, c) in stats.hosts() {
         let _ = writeln!(
             out,

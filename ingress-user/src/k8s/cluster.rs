@@ -275,6 +275,8 @@ impl Stores {
                 .flat_map(Store::state)
                 .map(|c| (id(&*c), c))
                 .collect(),
+            // Gateway API objects are read from manifests only, so far.
+            ..Objects::default()
         }
     }
 }

@@ -232,6 +232,35 @@ fn merge(into: &mut LoadResult, origin: &str, objects: &Objects) {
         origin,
         w,
     );
+    kind(
+        &mut o.namespaces,
+        &objects.namespaces,
+        "Namespace",
+        origin,
+        w,
+    );
+    kind(
+        &mut o.gateway_classes,
+        &objects.gateway_classes,
+        "GatewayClass",
+        origin,
+        w,
+    );
+    kind(&mut o.gateways, &objects.gateways, "Gateway", origin, w);
+    kind(
+        &mut o.http_routes,
+        &objects.http_routes,
+        "HTTPRoute",
+        origin,
+        w,
+    );
+    kind(
+        &mut o.reference_grants,
+        &objects.reference_grants,
+        "ReferenceGrant",
+        origin,
+        w,
+    );
 }
 
 #[cfg(test)]

@@ -129,7 +129,8 @@ fn add_document(mut doc: Value, place: &str, objects: &mut Objects, out: &mut Pa
     }
     let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
     // Namespaced kinds default to "default", as kubectl does.
-    if kind != "IngressClass" && doc.pointer("/metadata/namespace").is_none() {
+    let cluster_scoped = matches!(kind.as_str(), "IngressClass" | "GatewayClass" | "Namespace");
+    if !cluster_scoped && doc.pointer("/metadata/namespace").is_none() {
         doc["metadata"]["namespace"] = Value::from("default");
     }
     let namespace = doc
@@ -183,6 +184,51 @@ fn add_document(mut doc: Value, place: &str, objects: &mut Objects, out: &mut Pa
                     .is_some()
             })
         }
+        ("", "Namespace") => typed(doc).map(|v| {
+            objects
+                .namespaces
+                .insert(name.clone(), Arc::new(v))
+                .is_some()
+        }),
+        (GATEWAY_GROUP, "GatewayClass") if GATEWAY_VERSIONS.contains(&api_version.as_str()) => {
+            typed(doc).map(|v| {
+                objects
+                    .gateway_classes
+                    .insert(name.clone(), Arc::new(v))
+                    .is_some()
+            })
+        }
+        (GATEWAY_GROUP, "Gateway") if GATEWAY_VERSIONS.contains(&api_version.as_str()) => {
+            typed(doc).map(|v| objects.gateways.insert(id.clone(), Arc::new(v)).is_some())
+        }
+        (GATEWAY_GROUP, "HTTPRoute") if GATEWAY_VERSIONS.contains(&api_version.as_str()) => {
+            typed(doc).map(|v| {
+                objects
+                    .http_routes
+                    .insert(id.clone(), Arc::new(v))
+                    .is_some()
+            })
+        }
+        (GATEWAY_GROUP, "ReferenceGrant")
+            if api_version.ends_with("/v1beta1")
+                || api_version.ends_with("/v1")
+                || api_version.ends_with("/v1alpha2") =>
+        {
+            typed(doc).map(|v| {
+                objects
+                    .reference_grants
+                    .insert(id.clone(), Arc::new(v))
+                    .is_some()
+            })
+        }
+        (GATEWAY_GROUP, _) => {
+            out.warnings.push(Warning::note(
+                label,
+                format!("{api_version} {kind} is not served by xingress (GatewayClass, Gateway and HTTPRoute in v1 or v1beta1, ReferenceGrant); skipped"),
+            ));
+            out.ignored += 1;
+            return;
+        }
         _ => {
             out.ignored += 1;
             return;
@@ -209,6 +255,12 @@ pub(super) fn defined_twice(label: String, kind: &str, id: &dyn std::fmt::Displa
         format!("{kind} {id} is defined more than once; the definition read last wins"),
     )
 }
+
+const GATEWAY_GROUP: &str = crate::model::gateway::types::GROUP;
+const GATEWAY_VERSIONS: [&str; 2] = [
+    "gateway.networking.k8s.io/v1",
+    "gateway.networking.k8s.io/v1beta1",
+];
 
 fn typed<T: DeserializeOwned>(doc: Value) -> Result<T, serde_json::Error> {
     serde_json::from_value(doc)

@@ -25,6 +25,10 @@ pub enum BackendTarget {
     MissingService,
     /// A backend we refuse to route to (resource backend, ExternalName...).
     Unsupported(&'static str),
+    /// A Gateway API backend reference that cannot be resolved (no such
+    /// Service, a kind that is not a Service, a reference not granted):
+    /// the spec's 500.
+    Invalid(&'static str),
 }
 
 /// One backend of the routing table, shared by every rule that names it.
@@ -63,6 +67,7 @@ pub enum BackendError {
     NoEndpoints,
     MissingService,
     Unsupported,
+    Invalid,
 }
 
 impl Backend {
@@ -94,6 +99,7 @@ impl Backend {
             BackendTarget::NoEndpoints => Err(BackendError::NoEndpoints),
             BackendTarget::MissingService => Err(BackendError::MissingService),
             BackendTarget::Unsupported(_) => Err(BackendError::Unsupported),
+            BackendTarget::Invalid(_) => Err(BackendError::Invalid),
         }
     }
 

@@ -16,7 +16,7 @@ pub struct ControllerConfig {
     /// `proxy-body-size` for rules without the annotation (1m; `None`: no limit).
     pub body_limit: Option<u64>,
     /// `proxy-read-timeout` / `proxy-connect-timeout` for rules without
-    /// the annotation; `None`: the agent's flag.
+    /// the annotation; `None`: the agent's defaults (60 s, 5 s).
     pub read_timeout: Option<Duration>,
     pub connect_timeout: Option<Duration>,
     /// `proxy-next-upstream*`, `proxy-send-timeout` for rules without
@@ -61,21 +61,128 @@ pub struct KeyStatus {
     pub detail: String,
 }
 
-/// The keys xingress applies from the ConfigMap.
-pub const SUPPORTED: &[&str] = &[
-    "disable-access-log",
-    "force-ssl-redirect",
-    "log-format-escape-json",
-    "log-format-upstream",
-    "proxy-body-size",
-    "proxy-connect-timeout",
-    "proxy-next-upstream",
-    "proxy-next-upstream-timeout",
-    "proxy-next-upstream-tries",
-    "proxy-read-timeout",
-    "proxy-send-timeout",
-    "skip-access-log-urls",
-    "ssl-redirect",
+/// One key xingress applies from the ConfigMap, as `docs/reference/configmap.md`
+/// lists it (`cargo xtask docs` renders this table).
+#[derive(Debug, Clone, Copy)]
+pub struct ConfigKey {
+    pub name: &'static str,
+    pub values: &'static str,
+    pub default: &'static str,
+    pub meaning: &'static str,
+    /// A valid value (tests apply each key with it).
+    pub example: &'static str,
+}
+
+const fn key(
+    name: &'static str,
+    values: &'static str,
+    default: &'static str,
+    meaning: &'static str,
+    example: &'static str,
+) -> ConfigKey {
+    ConfigKey {
+        name,
+        values,
+        default,
+        meaning,
+        example,
+    }
+}
+
+/// The keys xingress applies from the ConfigMap, sorted by name. Each
+/// applies to every Ingress that does not set the annotation of the same name.
+pub const KEYS: &[ConfigKey] = &[
+    key(
+        "disable-access-log",
+        "\"true\" | \"false\"",
+        "false",
+        "Turns the access log off for every Ingress.",
+        "true",
+    ),
+    key(
+        "force-ssl-redirect",
+        "\"true\" | \"false\"",
+        "false",
+        "Redirects plain HTTP to HTTPS (308) even for hosts without a TLS section.",
+        "true",
+    ),
+    key(
+        "log-format-escape-json",
+        "\"true\" | \"false\"",
+        "false",
+        "Escapes the values put into `log-format-upstream` for JSON instead of nginx's default escaping.",
+        "true",
+    ),
+    key(
+        "log-format-upstream",
+        "a template of `$variables`",
+        "ingress-nginx's `upstreaminfo` line",
+        "The access log line. Variables: `remote_addr`, `remote_user`, `time_local`, `time_iso8601`, `msec`, `request`, `request_method`, `request_uri`, `uri`, `args`, `server_protocol`, `status`, `body_bytes_sent`, `http_referer`, `http_user_agent`, `host`, `request_length`, `request_time`, `proxy_upstream_name`, `proxy_alternative_upstream_name`, `upstream_addr`, `upstream_response_length`, `upstream_response_time`, `upstream_status`, `req_id`. Any other is an error naming it, and the default line stays.",
+        "$remote_addr $status $request_time",
+    ),
+    key(
+        "proxy-body-size",
+        "size: bytes or k/m/g, 0 = none",
+        "1m",
+        "Largest request body; larger gets 413.",
+        "8m",
+    ),
+    key(
+        "proxy-connect-timeout",
+        "whole seconds",
+        "5",
+        "Time to connect to a pod, then the next endpoint or 502.",
+        "3",
+    ),
+    key(
+        "proxy-next-upstream",
+        "`error`, `timeout`, `invalid_header`, `http_500`, `http_502`, `http_503`, `http_504`, `http_403`, `http_404`, `http_429`, `non_idempotent`, `off`, space-separated",
+        "error timeout",
+        "Which failures send a request on to another endpoint.",
+        "error timeout http_503",
+    ),
+    key(
+        "proxy-next-upstream-timeout",
+        "whole seconds, 0 = none",
+        "0",
+        "Time limit for a request's tries together.",
+        "10",
+    ),
+    key(
+        "proxy-next-upstream-tries",
+        "number, 0 = no limit",
+        "3",
+        "Most tries of one request, the first included.",
+        "2",
+    ),
+    key(
+        "proxy-read-timeout",
+        "whole seconds",
+        "60",
+        "Time the pod has for the response head (then 504) and for each read of the body (then the response is cut).",
+        "30",
+    ),
+    key(
+        "proxy-send-timeout",
+        "whole seconds",
+        "60",
+        "Time for each write of the request to the pod (HTTP/1.1 fast path).",
+        "30",
+    ),
+    key(
+        "skip-access-log-urls",
+        "paths, comma-separated",
+        "-",
+        "Requests for these paths are not logged.",
+        "/healthz,/metrics",
+    ),
+    key(
+        "ssl-redirect",
+        "\"true\" | \"false\"",
+        "true",
+        "Redirects plain HTTP to HTTPS (308) for hosts with a TLS section.",
+        "false",
+    ),
 ];
 
 fn boolean(v: &str) -> Option<bool> {

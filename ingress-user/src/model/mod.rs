@@ -2,12 +2,14 @@
 //! Pure: no I/O, no clocks, no globals — the same objects give the same table
 //! whichever source (files or the API server) delivered them.
 
+pub mod annotation_table;
 pub mod annotations;
 mod backend;
 pub mod basic_auth;
 pub mod cidr;
 pub mod config;
 pub mod external_auth;
+pub mod gateway;
 pub mod header_rules;
 mod matching;
 pub mod path;
@@ -17,7 +19,7 @@ mod translate;
 use std::{collections::BTreeMap, fmt, sync::Arc};
 
 use k8s_openapi::api::{
-    core::v1::{ConfigMap, Endpoints, Secret, Service},
+    core::v1::{ConfigMap, Endpoints, Namespace, Secret, Service},
     discovery::v1::EndpointSlice,
     networking::v1::{Ingress, IngressClass},
 };
@@ -142,6 +144,14 @@ pub struct Objects {
     pub secrets: BTreeMap<NamespacedName, Arc<Secret>>,
     /// ConfigMaps (the controller's, `--configmap`).
     pub config_maps: BTreeMap<NamespacedName, Arc<ConfigMap>>,
+    /// Namespaces, by name: their labels select Gateway API routes
+    /// (`allowedRoutes.namespaces.from: Selector`).
+    pub namespaces: BTreeMap<String, Arc<Namespace>>,
+    /// Gateway API objects.
+    pub gateway_classes: BTreeMap<String, Arc<gateway::types::GatewayClass>>,
+    pub gateways: BTreeMap<NamespacedName, Arc<gateway::types::Gateway>>,
+    pub http_routes: BTreeMap<NamespacedName, Arc<gateway::types::HTTPRoute>>,
+    pub reference_grants: BTreeMap<NamespacedName, Arc<gateway::types::ReferenceGrant>>,
 }
 
 #[cfg(test)]

@@ -4,7 +4,12 @@ use std::{collections::HashMap, sync::Arc};
 
 use serde::Serialize;
 
-use super::{Backend, Cidr, NamespacedName, annotations::RateLimit, matching::path_matches};
+use super::{
+    Backend, Cidr, NamespacedName,
+    annotations::RateLimit,
+    gateway::{MatchInput, NoRequest},
+    matching::path_matches,
+};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub enum PathKind {
@@ -87,6 +92,17 @@ pub struct PathRule {
     pub upstream_policy: Option<Arc<super::annotations::UpstreamPolicy>>,
     /// `enable-access-log: "false"`: no access log line for its requests.
     pub access_log_off: bool,
+    /// Gateway API: the method, headers and query parameters a request
+    /// must also have (`HTTPRoute` matches); `None`: host and path decide.
+    pub matcher: Option<Arc<super::gateway::RequestMatch>>,
+    /// Gateway API: weighted backends (`backendRefs`); `backend` is then
+    /// the first, for listings.
+    pub split: Option<Arc<super::gateway::Split>>,
+    /// Gateway API: the rule's filters.
+    pub filters: Option<Arc<super::gateway::Filters>>,
+    /// Tie-break among rules equal in path and match: lower first (Ingress
+    /// rules 0, then Gateway API rules, oldest route first).
+    pub order: u32,
 }
 
 /// `canary: "true"` on an Ingress with the same host and path as a main
@@ -162,12 +178,13 @@ impl PathRule {
 }
 
 impl PathRule {
-    fn matches(&self, path: &str) -> bool {
-        match self.kind {
+    fn matches(&self, path: &str, req: &dyn MatchInput) -> bool {
+        let path_ok = match self.kind {
             PathKind::Exact => *self.path == *path,
             PathKind::Prefix => path_matches(&self.path, path),
             PathKind::Regex => self.regex.as_ref().is_some_and(|r| r.is_match(path)),
-        }
+        };
+        path_ok && self.matcher.as_ref().is_none_or(|m| m.matches(req))
     }
 
     /// Whether hyper's path must serve this rule: the HTTP/1.1 fast path
@@ -181,6 +198,11 @@ impl PathRule {
             || self.cors.is_some()
             || self.affinity.is_some()
             || !self.backend.plain_http()
+            || self.filters.as_ref().is_some_and(|f| f.edits_request())
+            || self
+                .split
+                .as_ref()
+                .is_some_and(|s| s.backends.iter().any(|(b, _)| !b.plain_http()))
             || self
                 .canary
                 .as_ref()
@@ -234,18 +256,23 @@ pub struct HostRules {
 
 impl HostRules {
     pub fn new(mut rules: Vec<PathRule>, label: u32) -> Self {
+        let rank = |r: &PathRule| r.matcher.as_ref().map(|m| m.rank()).unwrap_or_default();
         rules.sort_by(|a, b| {
             b.path
                 .len()
                 .cmp(&a.path.len())
                 .then(a.kind.cmp(&b.kind))
                 .then(a.path.cmp(&b.path))
+                // Gateway API: a method, more headers, more query
+                // parameters first; then the older route.
+                .then(rank(b).cmp(&rank(a)))
+                .then(a.order.cmp(&b.order))
         });
         Self { rules, label }
     }
 
-    pub fn find(&self, path: &str) -> Option<&PathRule> {
-        self.rules.iter().find(|r| r.matches(path))
+    pub fn find(&self, path: &str, req: &dyn MatchInput) -> Option<&PathRule> {
+        self.rules.iter().find(|r| r.matches(path, req))
     }
 
     pub fn rules(&self) -> &[PathRule] {
@@ -273,6 +300,9 @@ pub struct RoutingTable {
     pub(super) hosts: HashMap<Box<str>, HostRules>,
     /// `*.parent` rules, keyed by `parent`.
     pub(super) wildcards: HashMap<Box<str>, HostRules>,
+    /// Gateway API `*.parent` hostnames, which also match names more than
+    /// one label below `parent` (an Ingress wildcard matches one label).
+    pub(super) deep_wildcards: HashMap<Box<str>, HostRules>,
     /// Rules without a host.
     pub(super) any_host: HostRules,
     /// The Ingress defaultBackend, else the controller's default backend.
@@ -327,19 +357,49 @@ impl RoutingTable {
     /// Routes a normalised host and a path (never the query): precise host,
     /// then wildcard, then host-less rules, then the default backend.
     pub fn route<'a>(&'a self, host: Option<&str>, path: &str) -> Option<Route<'a>> {
+        self.route_request(host, path, &NoRequest)
+    }
+
+    /// [`Self::route`] for a request whose method, headers and query the
+    /// Gateway API's matches may look at.
+    pub fn route_request<'a>(
+        &'a self,
+        host: Option<&str>,
+        path: &str,
+        req: &dyn MatchInput,
+    ) -> Option<Route<'a>> {
         let found = host
             .and_then(|h| {
                 let exact = self
                     .hosts
                     .get(h)
-                    .and_then(|r| Some((r.find(path)?, r.label)));
+                    .and_then(|r| Some((r.find(path, req)?, r.label)));
                 exact.or_else(|| {
                     let (_, parent) = h.split_once('.')?;
-                    let rules = self.wildcards.get(parent)?;
-                    Some((rules.find(path)?, rules.label))
+                    if let Some(found) = self
+                        .wildcards
+                        .get(parent)
+                        .and_then(|rules| Some((rules.find(path, req)?, rules.label)))
+                    {
+                        return Some(found);
+                    }
+                    // Deeper Gateway API wildcards, the most specific first.
+                    let mut rest = parent;
+                    while !self.deep_wildcards.is_empty() {
+                        let (_, up) = rest.split_once('.')?;
+                        if let Some(found) = self
+                            .deep_wildcards
+                            .get(up)
+                            .and_then(|rules| Some((rules.find(path, req)?, rules.label)))
+                        {
+                            return Some(found);
+                        }
+                        rest = up;
+                    }
+                    None
                 })
             })
-            .or_else(|| Some((self.any_host.find(path)?, 0)));
+            .or_else(|| Some((self.any_host.find(path, req)?, 0)));
         match found {
             Some((rule, label)) => Some(Route {
                 backend: &rule.backend,

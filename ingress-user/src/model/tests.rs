@@ -989,6 +989,10 @@ fn rewrite_targets_expand_captures_like_nginx() {
         limit: None,
         upstream_policy: None,
         access_log_off: false,
+        matcher: None,
+        split: None,
+        filters: None,
+        order: 0,
     };
     let r = rule("/(a)(b)?/(.*)", "/x/$1-$2-$3/$9$$z?k=v");
     // A missing group is empty; `$` not before a digit is kept.
@@ -1686,5 +1690,32 @@ fn upstream_policy_annotations_apply_over_the_configmaps() {
     assert_eq!(
         (plain.tries, plain.next_timeout),
         (5, Some(std::time::Duration::from_secs(7)))
+    );
+}
+
+#[test]
+fn a_bad_body_size_annotation_falls_back_to_the_configmaps() {
+    let p = "nginx.ingress.kubernetes.io/";
+    let yaml = format!(
+        "{CLASS}{}{}{}",
+        service("a", 1, 1),
+        own_host("bad", &format!("{p}proxy-body-size: \"lots\"")),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c, namespace: ns}\ndata: {proxy-body-size: \"8m\"}\n---\n",
+    );
+    let mut o = Objects::default();
+    parse_documents(&yaml, "test.yaml", &mut o);
+    let opts = TranslateOptions {
+        configmap: Some(NamespacedName::new("ns", "c")),
+        ..TranslateOptions::default()
+    };
+    let t = translate(&o, &opts);
+    let rule = t.table.route(Some("bad.test"), "/").unwrap().rule.unwrap();
+    assert_eq!(rule.body_limit, Some(8 << 20));
+    assert!(
+        messages(&t, "bad")
+            .iter()
+            .any(|m| m.contains("proxy-body-size \"lots\"") && m.contains("8388608 bytes")),
+        "{:?}",
+        messages(&t, "bad")
     );
 }

@@ -280,6 +280,10 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
             limit,
             upstream_policy: upstream_policy.clone(),
             access_log_off,
+            matcher: None,
+            split: None,
+            filters: None,
+            order: 0,
         };
         // The default backend too, as ingress-nginx applies a catch-all
         // Ingress's annotations to it: its access rules hold there.

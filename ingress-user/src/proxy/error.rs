@@ -85,6 +85,7 @@ impl ProxyError {
         match self {
             ProxyError::NotReady => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
+            ProxyError::Backend(BackendError::Invalid) => StatusCode::INTERNAL_SERVER_ERROR,
             ProxyError::Backend(_) => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ProxyError::Forbidden => StatusCode::FORBIDDEN,
@@ -138,6 +139,9 @@ impl ProxyError {
             }
             ProxyError::Backend(BackendError::MissingService) => {
                 "503 service unavailable: the backend Service does not exist\n"
+            }
+            ProxyError::Backend(BackendError::Invalid) => {
+                "500 internal server error: the route's backend reference is not valid\n"
             }
             ProxyError::Backend(BackendError::Unsupported) => {
                 "503 service unavailable: this route's configuration is not supported\n"

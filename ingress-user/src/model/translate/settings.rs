@@ -18,10 +18,14 @@ impl Cx<'_> {
                 self.warn_ingress(
                     id,
                     &format!(
-                        "proxy-body-size {v:?} is not a size (like 512k, 8m, 1g, or 0 for no limit); using 1m"
+                        "proxy-body-size {v:?} is not a size (like 512k, 8m, 1g, or 0 for no limit); using the default ({})",
+                        match self.config.body_limit {
+                            Some(n) => format!("{n} bytes"),
+                            None => "no limit".into(),
+                        }
                     ),
                 );
-                Some(annotations::DEFAULT_BODY_LIMIT)
+                self.config.body_limit
             }
         }
     }
@@ -1044,7 +1048,7 @@ impl Cx<'_> {
         let names = annotations::prefixed_names(ing);
         let (unenforced, ignored): (Vec<&str>, Vec<&str>) = names
             .into_iter()
-            .filter(|n| !annotations::SUPPORTED.contains(n))
+            .filter(|n| crate::model::annotation_table::find(n).is_none())
             .partition(|n| annotations::UNENFORCED_ACCESS.contains(n));
         if !ignored.is_empty() {
             self.warnings.push(
