@@ -284,6 +284,13 @@ impl Publisher {
                 default_backend: config.default_backend.clone(),
                 allow_external_name: config.allow_external_name,
                 configmap: config.configmap.clone(),
+                gateway_controller: config.gateway_controller.clone(),
+                gateway_addresses: config
+                    .status
+                    .addresses
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect(),
             },
             default_certificate: config.default_certificate.clone(),
             certs: {

@@ -20,6 +20,9 @@ pub struct Report {
     pub tls_hosts: Vec<String>,
     /// The controller ConfigMap's keys (`--configmap`): applied, invalid, ignored.
     pub configmap_keys: Vec<crate::model::config::KeyStatus>,
+    /// The status conditions of our Gateway API objects, as the leader
+    /// would write them.
+    pub gateway_api: crate::model::GatewayReport,
     pub warnings: Vec<Warning>,
 }
 
@@ -33,6 +36,7 @@ pub fn report(args: &CheckArgs) -> std::io::Result<Report> {
             watch_without_class: args.watch_ingress_without_class,
         },
         configmap: args.configmap.clone(),
+        gateway_controller: args.gateway_controller_name.clone(),
         ..Default::default()
     };
     let t = translate(&loaded.objects, &opts);
@@ -62,6 +66,7 @@ pub fn report(args: &CheckArgs) -> std::io::Result<Report> {
         routes: t.table.rows(),
         tls_hosts,
         configmap_keys: t.config_keys,
+        gateway_api: t.gateway,
         warnings,
     })
 }
@@ -153,11 +158,66 @@ fn print_text(r: &Report) {
             println!("{label}: {}", keys.join(", "));
         }
     }
+    print_gateway_api(&r.gateway_api);
     for w in &r.warnings {
         let level = match w.severity {
             Severity::Error => "error",
             Severity::Note => "note",
         };
         println!("{level}: {}: {}", w.object, w.message);
+    }
+}
+
+fn conditions(list: &[crate::model::gateway::types::Condition]) -> String {
+    list.iter()
+        .map(|c| {
+            let mut s = format!("{}={} ({}", c.type_, c.status, c.reason);
+            if !c.message.is_empty() {
+                s.push_str(": ");
+                s.push_str(&c.message);
+            }
+            s.push(')');
+            s
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn print_gateway_api(g: &crate::model::GatewayReport) {
+    for c in &g.classes {
+        println!(
+            "GatewayClass {}: {}",
+            c.name,
+            conditions(&c.status.conditions)
+        );
+    }
+    for gw in &g.gateways {
+        println!("Gateway {}: {}", gw.name, conditions(&gw.status.conditions));
+        for l in &gw.status.listeners {
+            println!(
+                "  listener {}: {} attached routes; {}",
+                l.name,
+                l.attached_routes,
+                conditions(&l.conditions)
+            );
+        }
+    }
+    for r in &g.routes {
+        for p in &r.status.parents {
+            let section = p
+                .parent_ref
+                .section_name
+                .as_deref()
+                .map(|s| format!(" ({s})"))
+                .unwrap_or_default();
+            println!(
+                "{} {} on Gateway {}/{}{section}: {}",
+                r.kind,
+                r.name,
+                p.parent_ref.namespace.as_deref().unwrap_or(""),
+                p.parent_ref.name,
+                conditions(&p.conditions)
+            );
+        }
     }
 }

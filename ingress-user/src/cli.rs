@@ -61,6 +61,13 @@ pub struct RunArgs {
         default_value = "xingress.dev/controller"
     )]
     pub controller_name: String,
+    /// GatewayClass spec.controllerName value that marks Gateway API classes as ours.
+    #[arg(
+        long,
+        env = "XINGRESS_GATEWAY_CONTROLLER_NAME",
+        default_value = crate::model::DEFAULT_GATEWAY_CONTROLLER
+    )]
+    pub gateway_controller_name: String,
     /// Also serve Ingresses that name no class.
     #[arg(long, env = "XINGRESS_WATCH_INGRESS_WITHOUT_CLASS")]
     pub watch_ingress_without_class: bool,
@@ -269,6 +276,9 @@ pub struct CheckArgs {
     /// Controller name for IngressClass ownership (as `run`).
     #[arg(long, default_value = "xingress.dev/controller")]
     pub controller_name: String,
+    /// Controller name for GatewayClass ownership (as `run`).
+    #[arg(long, default_value = crate::model::DEFAULT_GATEWAY_CONTROLLER)]
+    pub gateway_controller_name: String,
     /// Treat Ingresses without a class as ours (as `run`).
     #[arg(long)]
     pub watch_ingress_without_class: bool,
@@ -374,6 +384,8 @@ pub struct Config {
     pub https_addr: SocketAddr,
     pub admin_addr: SocketAddr,
     pub classes: ClassOptions,
+    /// `--gateway-controller-name`.
+    pub gateway_controller: String,
     /// `--default-ssl-certificate`; else a self-signed certificate.
     pub default_certificate: Option<NamespacedName>,
     pub watch_namespace: Option<String>,
@@ -562,6 +574,7 @@ impl RunArgs {
                 controller_name: self.controller_name,
                 watch_without_class: self.watch_ingress_without_class,
             },
+            gateway_controller: self.gateway_controller_name,
             watch_namespace: self.watch_namespace,
             default_backend,
             allow_external_name: self.enable_external_name_services,

@@ -215,6 +215,11 @@ async fn echo(name: &str, req: Request<Incoming>) -> Response<EchoBody> {
     for (k, v) in req.headers() {
         text.push_str(&format!("{k}: {}\n", String::from_utf8_lossy(v.as_bytes())));
     }
+    let set_headers: Option<String> = req
+        .headers()
+        .get("x-echo-set-header")
+        .and_then(|v| v.to_str().ok())
+        .map(String::from);
     let body = req
         .into_body()
         .collect()
@@ -229,6 +234,20 @@ async fn echo(name: &str, req: Request<Incoming>) -> Response<EchoBody> {
         http::header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
+    // The Gateway API suite's echo server: `X-Echo-Set-Header: Name:value,...`
+    // become response headers.
+    for (name, value) in set_headers
+        .iter()
+        .flat_map(|v| v.split(','))
+        .filter_map(|kv| kv.split_once(':'))
+    {
+        if let (Ok(n), Ok(v)) = (
+            http::HeaderName::from_bytes(name.trim().as_bytes()),
+            HeaderValue::from_str(value.trim()),
+        ) {
+            r.headers_mut().append(n, v);
+        }
+    }
     r
 }
 

@@ -53,7 +53,10 @@ pub fn put_decimal(buf: &mut [u8], mut n: u64) -> usize {
     len
 }
 
-pub use translate::{Severity, TlsBinding, TranslateOptions, Translation, Warning, translate};
+pub use translate::{
+    DEFAULT_GATEWAY_CONTROLLER, GatewayReport, Severity, TlsBinding, TranslateOptions, Translation,
+    Warning, translate,
+};
 
 /// A Secret's fields from `data` and `stringData` (which wins, as the API
 /// server merges it on write), sorted by key.

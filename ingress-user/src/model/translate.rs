@@ -27,7 +27,10 @@ use super::{
     table::ANY_HOST_LABEL,
 };
 
+mod gateway;
 mod settings;
+
+pub use gateway::{DEFAULT_GATEWAY_CONTROLLER, GatewayReport};
 
 const CLASS_ANNOTATION: &str = "kubernetes.io/ingress.class";
 const DEFAULT_CLASS_ANNOTATION: &str = "ingressclass.kubernetes.io/is-default-class";
@@ -46,6 +49,11 @@ pub struct TranslateOptions {
     pub allow_external_name: bool,
     /// `--configmap`: the controller ConfigMap.
     pub configmap: Option<NamespacedName>,
+    /// `spec.controllerName` of our GatewayClasses; empty: the default,
+    /// `xingress.dev/gateway-controller`.
+    pub gateway_controller: String,
+    /// Addresses reported in our Gateways' status (`--publish-address`).
+    pub gateway_addresses: Vec<String>,
 }
 
 /// Something about one object worth telling; with `Severity::Error` the
@@ -100,6 +108,8 @@ impl Warning {
 /// Ingress's own namespace: Secrets are never shared across namespaces).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TlsBinding {
+    /// `Ingress` or `Gateway`: the kind of the object that asks.
+    pub kind: &'static str,
     pub ingress: NamespacedName,
     /// `None`: TLS with the default certificate.
     pub secret: Option<NamespacedName>,
@@ -122,6 +132,8 @@ pub struct Translation {
     pub config_keys: Vec<super::config::KeyStatus>,
     /// Its `log-format-upstream`, if any.
     pub log_template: Option<Arc<super::config::LogTemplate>>,
+    /// The status of the Gateway API objects of ours.
+    pub gateway: gateway::GatewayReport,
 }
 
 /// Builds the routing table from the objects.
@@ -330,6 +342,7 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
                 tls_hosts.insert(h.clone());
             }
             tls.push(TlsBinding {
+                kind: "Ingress",
                 ingress: id.clone(),
                 secret: t
                     .secret_name
@@ -495,6 +508,26 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
         rule.redirect_https = forced.contains(&*rule.ingress);
     }
     let (default_backend, default_rule) = default_backend.unzip();
+    // Gateway API routes join the Ingress rules host by host (the
+    // precedence of `HostRules::new`: path, then the Gateway API's match
+    // ranks; a full tie goes to the Ingress).
+    let gateway = cx.gateway_api(opts);
+    tls.extend(gateway.tls);
+    let mut gateway_rules: BTreeMap<HostKey, Vec<PathRule>> = BTreeMap::new();
+    for (key, rule) in gateway.rules {
+        gateway_rules.entry(key).or_default().push(rule);
+    }
+    let mut ingress_rules: BTreeMap<HostKey, Vec<PathRule>> = hosts
+        .into_iter()
+        .map(|(k, rules)| (k, rules.into_values().collect()))
+        .collect();
+    for (key, rules) in &gateway_rules {
+        ingress_rules
+            .entry(key.clone())
+            .or_default()
+            .extend(rules.iter().cloned());
+    }
+    let hosts = ingress_rules;
 
     let mut table = RoutingTable {
         default_backend,
@@ -521,7 +554,16 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
                 (table.labels.len() - 1) as u32
             }
         };
-        let rules = HostRules::new(rules.into_values().collect(), label);
+        // A Gateway API wildcard also matches names more than one label
+        // deep: its rules alone, under the same label.
+        if let HostKey::Wildcard(parent) = &key
+            && let Some(deep) = gateway_rules.remove(&key)
+        {
+            table
+                .deep_wildcards
+                .insert(parent.clone(), HostRules::new(deep, label));
+        }
+        let rules = HostRules::new(rules, label);
         match key {
             HostKey::Exact(h) => {
                 table.hosts.insert(h, rules);
@@ -540,6 +582,7 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
         client_auth: client_auth_hosts.into_iter().collect(),
         config_keys,
         log_template: cx.config.log_template.clone(),
+        gateway: gateway.report,
     }
 }
 

@@ -185,6 +185,8 @@ struct Changes {
     set_cookie: Option<HeaderValue>,
     /// `auth-url`: asked before the pod.
     external_auth: Option<Arc<crate::model::ExternalAuth>>,
+    /// Gateway API header modifiers of the request and the response.
+    filters: Option<Arc<crate::model::gateway::Filters>>,
 }
 
 impl Changes {
@@ -196,6 +198,7 @@ impl Changes {
             && self.cors.is_none()
             && self.set_cookie.is_none()
             && self.external_auth.is_none()
+            && self.filters.is_none()
     }
 }
 
@@ -204,6 +207,8 @@ impl Changes {
 struct RequestView<'a> {
     /// Asked by the HTTP/1.1 fast path, which hands off what it cannot serve.
     fast_path: bool,
+    /// The request method (Gateway API method matches).
+    method: &'a str,
     /// OPTIONS: a CORS preflight on a route with `enable-cors`.
     options: bool,
     /// The first value of the named header.
@@ -212,6 +217,28 @@ struct RequestView<'a> {
     cookie: &'a dyn Fn(&str) -> Option<&'a [u8]>,
     /// Set by routing: the rule says `enable-access-log: "false"`.
     log_off: std::cell::Cell<bool>,
+}
+
+/// A request as the Gateway API's matches see it.
+struct MatchView<'v, 'a> {
+    view: &'v RequestView<'a>,
+    query: Option<&'v str>,
+    tls: bool,
+}
+
+impl crate::model::gateway::MatchInput for MatchView<'_, '_> {
+    fn method(&self) -> &str {
+        self.view.method
+    }
+    fn header(&self, name: &str) -> Option<&[u8]> {
+        (self.view.header)(name)
+    }
+    fn query(&self) -> Option<&str> {
+        self.query
+    }
+    fn tls(&self) -> Option<bool> {
+        Some(self.tls)
+    }
 }
 
 /// The Access-Control headers for a request from `origin` (`None` when
@@ -485,6 +512,7 @@ impl Proxy {
         };
         let view = RequestView {
             fast_path: false,
+            method: req.method().as_str(),
             options: req.method() == http::Method::OPTIONS,
             header: &header,
             cookie: &cookie,
@@ -529,7 +557,12 @@ impl Proxy {
             }),
         };
         let path: &str = &path;
-        let Some(route) = snap.table.route(host, path) else {
+        let matching = MatchView {
+            view: req,
+            query: target.split_once('?').map(|(_, q)| q),
+            tls: down.tls,
+        };
+        let Some(route) = snap.table.route_request(host, path, &matching) else {
             req.log_off.set(snap.table.access_log_off);
             return (Err(ProxyError::NoRoute), self.metrics.any_host().clone());
         };
@@ -579,6 +612,27 @@ impl Proxy {
         {
             return (decision, stats);
         }
+        // Gateway API `RequestRedirect`.
+        if let Some(rule) = route.rule
+            && let Some(r) = rule.filters.as_ref().and_then(|f| f.redirect.as_ref())
+        {
+            let location = crate::model::gateway::Filters::location(
+                r,
+                if down.tls { "https" } else { "http" },
+                raw_host.unwrap_or_default(),
+                path,
+                &rule.path,
+                matching.query,
+                if down.tls { 443 } else { 80 },
+            );
+            let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::FOUND);
+            return (
+                HeaderValue::from_str(&location)
+                    .map(|l| Decision::Redirect(status, l))
+                    .map_err(|_| ProxyError::BadRequest("cannot build the redirect")),
+                stats,
+            );
+        }
         // After the redirect: plain HTTP to a TLS host goes to HTTPS first.
         let client_cert = match route.rule.and_then(|r| r.client_auth.as_deref()) {
             None => None,
@@ -590,8 +644,19 @@ impl Proxy {
                 }
             }
         };
+        let filters = route.rule.and_then(|r| r.filters.clone());
+        let rewrite = filters.as_ref().and_then(|f| f.rewrite.as_ref());
         let rewritten = route.rule.and_then(|r| {
             let query = target.split_once('?').map(|(_, q)| q);
+            // Gateway API `URLRewrite` of the path, the query kept.
+            if let Some(change) = rewrite.and_then(|w| w.path.as_ref()) {
+                let mut p = change.apply(path, &r.path);
+                if let Some(q) = query {
+                    p.push('?');
+                    p.push_str(q);
+                }
+                return Some(p);
+            }
             r.rewritten(path, query)
         });
         let cors = match route.rule.and_then(|r| r.cors.as_deref()) {
@@ -615,9 +680,22 @@ impl Proxy {
                 stats,
             );
         }
-        // A canary Ingress takes the requests its header, cookie or weight say.
-        let backend = match route.rule.and_then(|r| r.canary.as_deref()) {
-            Some(c) if c.takes(req.header, req.cookie) => &c.backend,
+        // A canary Ingress takes the requests its header, cookie or weight
+        // say; a Gateway API rule's weights pick among its backends.
+        let backend = match (
+            route.rule.and_then(|r| r.canary.as_deref()),
+            route.rule.and_then(|r| r.split.as_deref()),
+        ) {
+            (Some(c), _) if c.takes(req.header, req.cookie) => &c.backend,
+            (_, Some(split)) => match split.pick() {
+                Some(b) => b,
+                None => {
+                    return (
+                        Err(ProxyError::Backend(crate::model::BackendError::Invalid)),
+                        stats,
+                    );
+                }
+            },
             _ => route.backend,
         };
         let ejected = |a| self.health.is_ejected(a);
@@ -641,11 +719,16 @@ impl Proxy {
         let changes = Changes {
             client_cert,
             rewritten,
-            host: route.rule.and_then(|r| header(&r.upstream_vhost)),
+            host: route
+                .rule
+                .and_then(|r| header(&r.upstream_vhost))
+                .or_else(|| rewrite.and_then(|w| w.hostname.clone())),
             forwarded_prefix: route.rule.and_then(|r| header(&r.forwarded_prefix)),
             cors,
             set_cookie,
             external_auth: route.rule.and_then(|r| r.external_auth.clone()),
+            filters: filters
+                .filter(|f| f.request_headers.is_some() || f.response_headers.is_some()),
         };
         let body_limit = route
             .rule
@@ -761,6 +844,13 @@ impl Proxy {
         }
         if let Some(prefix) = changes.forwarded_prefix {
             parts.headers.insert(headers::X_FORWARDED_PREFIX, prefix);
+        }
+        if let Some(edit) = changes
+            .filters
+            .as_ref()
+            .and_then(|f| f.request_headers.as_ref())
+        {
+            edit.apply(&mut parts.headers);
         }
         if let Some(c) = changes.client_cert {
             // Only the proxy speaks for the client's certificate.
@@ -924,6 +1014,13 @@ impl Proxy {
         if let Some(cookie) = &changes.set_cookie {
             resp.headers_mut()
                 .append(http::header::SET_COOKIE, cookie.clone());
+        }
+        if let Some(edit) = changes
+            .filters
+            .as_ref()
+            .and_then(|f| f.response_headers.as_ref())
+        {
+            edit.apply(resp.headers_mut());
         }
         if let Some(cors) = &changes.cors {
             // Ours replace the pod's (nginx's more_set_headers); Vary adds.

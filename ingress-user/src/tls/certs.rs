@@ -164,22 +164,29 @@ impl CertStore {
         let mut table = TlsTable::default();
         let mut owner: HashMap<&str, &NamespacedName> = HashMap::new();
         let mut used: HashSet<&NamespacedName> = HashSet::new();
+        let mut listener_default = None;
         for b in bindings {
             let Some(secret) = &b.secret else { continue };
             let Some(key) = self.load(
                 objects,
                 secret,
-                &|| format!("Ingress {}", b.ingress),
+                &|| format!("{} {}", b.kind, b.ingress),
                 warnings,
             ) else {
                 continue;
             };
             used.insert(secret);
             for host in &b.hosts {
+                // A Gateway listener without a hostname: its certificate
+                // for every name nothing else covers.
+                if host == "*" {
+                    listener_default.get_or_insert_with(|| key.clone());
+                    continue;
+                }
                 match owner.get(host.as_str()) {
                     Some(first) if *first != secret => warnings.push(Warning::error(
-                        format!("Ingress {}", b.ingress),
-                        format!("TLS host {host} already uses Secret {first} from an older Ingress; Secret {secret} is not used for it"),
+                        format!("{} {}", b.kind, b.ingress),
+                        format!("TLS host {host} already uses Secret {first} from an older Ingress or Gateway; Secret {secret} is not used for it"),
                     )),
                     Some(_) => {}
                     None => {
@@ -196,7 +203,11 @@ impl CertStore {
             used.insert(d);
             self.load(objects, d, &|| "--default-ssl-certificate".into(), warnings)
         });
-        table.default = Some(configured_default.unwrap_or_else(|| self.self_signed.clone()));
+        table.default = Some(
+            listener_default
+                .or(configured_default)
+                .unwrap_or_else(|| self.self_signed.clone()),
+        );
         self.cache.retain(|k, _| used.contains(k));
         table
     }

@@ -21,7 +21,14 @@ pub trait MatchInput {
     fn header(&self, name: &str) -> Option<&[u8]>;
     /// The query string (without `?`), if any.
     fn query(&self) -> Option<&str>;
+    /// Whether the request came over TLS (the HTTPS listener); `None`: unknown.
+    fn tls(&self) -> Option<bool>;
 }
+
+/// Bit of [`RequestMatch::listeners`]: the agent's HTTP listener.
+pub const ON_HTTP: u8 = 1;
+/// The agent's HTTPS listener.
+pub const ON_HTTPS: u8 = 2;
 
 /// A lookup that knows only host and path: no rule with a [`RequestMatch`]
 /// matches it.
@@ -37,9 +44,12 @@ impl MatchInput for NoRequest {
     fn query(&self) -> Option<&str> {
         None
     }
+    fn tls(&self) -> Option<bool> {
+        None
+    }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum ValueMatch {
     Exact(Box<str>),
     Regex(regex::bytes::Regex),
@@ -57,6 +67,9 @@ impl ValueMatch {
 /// An HTTPRoute match's method, headers and query parameters (all must hold).
 #[derive(Debug, Default)]
 pub struct RequestMatch {
+    /// The agent listeners whose requests may match (`ON_HTTP`,
+    /// `ON_HTTPS` bits: the Gateway listeners the route attached to); 0: any.
+    pub listeners: u8,
     pub method: Option<Box<str>>,
     /// Names in lowercase.
     pub headers: Vec<(Box<str>, ValueMatch)>,
@@ -66,6 +79,12 @@ pub struct RequestMatch {
 
 impl RequestMatch {
     pub fn matches(&self, req: &dyn MatchInput) -> bool {
+        if self.listeners != 0
+            && let Some(tls) = req.tls()
+            && self.listeners & if tls { ON_HTTPS } else { ON_HTTP } == 0
+        {
+            return false;
+        }
         if let Some(m) = &self.method
             && **m != *req.method()
         {

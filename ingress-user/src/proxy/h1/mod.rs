@@ -589,6 +589,7 @@ impl Proxy {
         };
         let view = super::RequestView {
             fast_path: true,
+            method,
             options: method == "OPTIONS",
             header: &header,
             cookie: &cookie,

@@ -30,6 +30,7 @@ fn secret(ns: &str, name: &str, crt: &[u8], key: &[u8]) -> Arc<Secret> {
 
 fn binding(secret: &str, hosts: &[&str]) -> TlsBinding {
     TlsBinding {
+        kind: "Ingress",
         ingress: NamespacedName::new("default", "ing"),
         secret: Some(NamespacedName::new("default", secret)),
         hosts: hosts.iter().map(|h| h.to_string()).collect(),
