@@ -477,10 +477,12 @@ async fn watch_cluster(
     shutdown: Shutdown,
 ) {
     let changed = Arc::new(tokio::sync::Notify::new());
+    let gateway_api = cluster::gateway_api_installed(&client).await;
     let stores = cluster::start(
         &client,
         namespace.as_deref(),
         publisher.opts.configmap.as_ref(),
+        gateway_api,
         changed.clone(),
         &shutdown,
     );

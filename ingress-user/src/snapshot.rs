@@ -26,6 +26,8 @@ pub struct Snapshot {
     pub limiters: Vec<Arc<Limiter>>,
     /// Certificates by SNI.
     pub tls: TlsTable,
+    /// The status of our Gateway API objects, for the leader to write.
+    pub gateway: crate::model::GatewayReport,
 }
 
 /// The single publication point: readers `load()`, the source `publish()`es.
@@ -58,6 +60,7 @@ impl SnapshotCell {
             table: translation.table,
             warnings: translation.warnings,
             ingresses: translation.ingresses,
+            gateway: translation.gateway,
             host_stats,
             limiters,
             tls,

@@ -1,5 +1,5 @@
 //! A fake Kubernetes API server speaking the real list/watch protocol for
-//! the five kinds the agent reads: resourceVersions, newline-delimited watch
+//! the kinds the agent reads (Ingress's and the Gateway API's): resourceVersions, newline-delimited watch
 //! events, bookmarks, 410 Gone after compaction, and watches it can drop.
 //! It also takes what the agent writes: status merge patches, Leases (with
 //! optimistic concurrency on resourceVersion) and Events.
@@ -23,7 +23,20 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::backend::ChannelBody;
 
 /// (resource, group/version, kind)
-const KINDS: [(&str, &str, &str); 8] = [
+const KINDS: [(&str, &str, &str); 13] = [
+    ("namespaces", "v1", "Namespace"),
+    (
+        "gatewayclasses",
+        "gateway.networking.k8s.io/v1",
+        "GatewayClass",
+    ),
+    ("gateways", "gateway.networking.k8s.io/v1", "Gateway"),
+    ("httproutes", "gateway.networking.k8s.io/v1", "HTTPRoute"),
+    (
+        "referencegrants",
+        "gateway.networking.k8s.io/v1beta1",
+        "ReferenceGrant",
+    ),
     ("ingresses", "networking.k8s.io/v1", "Ingress"),
     ("ingressclasses", "networking.k8s.io/v1", "IngressClass"),
     ("services", "v1", "Service"),
@@ -49,6 +62,8 @@ struct State {
     lists: usize,
     /// Writes by clients: (method, resource, namespace/name[/subresource]).
     writes: Vec<(String, String, String)>,
+    /// Resources answered 404, as a cluster without their CRDs does.
+    hidden: Vec<String>,
 }
 
 impl State {
@@ -61,6 +76,20 @@ impl State {
             obj["metadata"]["uid"] = json!(format!("uid-{resource}-{ns}-{name}"));
         }
         let key = (resource.to_string(), ns, name);
+        // metadata.generation, as the API server keeps it: 1 on create,
+        // +1 when the spec changes (never for status).
+        let generation = match self.objects.get(&key) {
+            None => 1,
+            Some(old) => {
+                let g = old["metadata"]["generation"].as_i64().unwrap_or(1);
+                if old.get("spec") != obj.get("spec") {
+                    g + 1
+                } else {
+                    g
+                }
+            }
+        };
+        obj["metadata"]["generation"] = json!(generation);
         let kind_of_event = if self.objects.contains_key(&key) {
             "MODIFIED"
         } else {
@@ -157,12 +186,20 @@ impl FakeApi {
         }
     }
 
+    /// Answers 404 for these resources from now on, as a cluster without
+    /// their CRDs (e.g. the Gateway API's) does.
+    pub fn hide(&self, resources: &[&str]) {
+        let mut st = self.state.lock().unwrap();
+        st.hidden.extend(resources.iter().map(|r| r.to_string()));
+    }
+
     /// Creates or updates an object (a full manifest with apiVersion and kind).
     pub fn apply(&self, mut obj: Value) {
         let kind = obj["kind"].as_str().expect("kind").to_string();
         let resource =
             resource_of(&kind).unwrap_or_else(|| panic!("the fake API does not serve {kind}"));
-        if kind != "IngressClass" && obj["metadata"]["namespace"].is_null() {
+        let cluster_scoped = matches!(kind.as_str(), "IngressClass" | "GatewayClass" | "Namespace");
+        if !cluster_scoped && obj["metadata"]["namespace"].is_null() {
             obj["metadata"]["namespace"] = json!("default");
         }
         let ns = obj["metadata"]["namespace"]
@@ -356,6 +393,13 @@ async fn handle(
     let Some(&(_, api_version, kind)) = KINDS.iter().find(|(r, _, _)| *r == target.resource) else {
         return Ok(status(404, "NotFound", "no such resource"));
     };
+    if state.lock().unwrap().hidden.contains(&target.resource) {
+        return Ok(status(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        ));
+    }
     if req.method() != http::Method::GET || target.name.is_some() {
         return Ok(write(&state, &changed, target, req).await);
     }

@@ -550,3 +550,164 @@ fn basic_auth_reads_opaque_secrets_from_the_api_server() {
         ask(Some("alice:p@ss word")) == 503
     });
 }
+
+const GATEWAY: &str = "\
+apiVersion: v1
+kind: Namespace
+metadata: {name: default, labels: {team: cafe}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: xingress}
+spec: {controllerName: xingress.dev/gateway-controller}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: edge, namespace: default}
+spec:
+  gatewayClassName: xingress
+  listeners:
+  - {name: http, port: 80, protocol: HTTP}
+---
+";
+
+fn http_route(name: &str, host: &str, svc: &str) -> String {
+    format!(
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: {name}, namespace: default}}\n\
+         spec:\n  parentRefs: [{{name: edge}}]\n  hostnames: [{host}]\n  rules:\n  - backendRefs: [{{name: {svc}, port: 80}}]\n---\n"
+    )
+}
+
+/// The conditions of type `t` in a status list: (status, reason, observedGeneration, lastTransitionTime).
+fn condition_of(conds: &serde_json::Value, t: &str) -> Option<(String, String, i64, String)> {
+    conds.as_array()?.iter().find(|c| c["type"] == t).map(|c| {
+        (
+            c["status"].as_str().unwrap_or("").to_string(),
+            c["reason"].as_str().unwrap_or("").to_string(),
+            c["observedGeneration"].as_i64().unwrap_or(-1),
+            c["lastTransitionTime"].as_str().unwrap_or("").to_string(),
+        )
+    })
+}
+
+#[test]
+fn gateway_api_objects_route_and_get_status_from_the_leader() {
+    let c = cafe();
+    let api = FakeApi::start();
+    api.apply_yaml(&c.yaml);
+    api.apply_yaml(GATEWAY);
+    api.apply_yaml(&http_route("tea", "tea.gw.test", "tea-svc"));
+    // Another controller's parent entry on the route: kept as it is.
+    let mut route = api.get("HTTPRoute", "default", "tea").unwrap();
+    route["status"] = serde_json::json!({"parents": [{
+        "parentRef": {"name": "elsewhere"}, "controllerName": "example.com/other",
+        "conditions": [{"type": "Accepted", "status": "True", "reason": "Accepted", "message": "", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}]});
+    api.apply(route);
+    let dir = ManifestDir::new();
+    let agent = status_agent(&api, &dir, "agent-a", "192.0.2.10");
+    assert_eq!(probe(&agent, "tea.gw.test", "/"), (200, "tea-".into()));
+    agent.eventually("route status written", || {
+        api.get("HTTPRoute", "default", "tea").is_some_and(|r| {
+            r["status"]["parents"]
+                .as_array()
+                .is_some_and(|p| p.len() == 2)
+        })
+    });
+    let route = api.get("HTTPRoute", "default", "tea").unwrap();
+    let parents = route["status"]["parents"].as_array().unwrap();
+    assert!(
+        parents
+            .iter()
+            .any(|p| p["controllerName"] == "example.com/other"),
+        "{parents:?}"
+    );
+    let ours = parents
+        .iter()
+        .find(|p| p["controllerName"] == "xingress.dev/gateway-controller")
+        .unwrap();
+    let accepted = condition_of(&ours["conditions"], "Accepted").unwrap();
+    assert_eq!(
+        (accepted.0.as_str(), accepted.1.as_str(), accepted.2),
+        ("True", "Accepted", 1)
+    );
+    assert!(
+        accepted.3.ends_with('Z') && accepted.3.len() == 20,
+        "{accepted:?}"
+    );
+    agent.eventually("gateway status written", || {
+        api.get("Gateway", "default", "edge").is_some_and(|g| {
+            condition_of(&g["status"]["conditions"], "Programmed").is_some_and(|c| c.0 == "True")
+                && g["status"]["addresses"][0]["value"] == "192.0.2.10"
+                && g["status"]["listeners"][0]["attachedRoutes"] == 1
+        })
+    });
+    agent.eventually("class status written", || {
+        api.get("GatewayClass", "", "xingress").is_some_and(|g| {
+            condition_of(&g["status"]["conditions"], "Accepted").is_some_and(|c| c.0 == "True")
+        })
+    });
+    // A change of the route's spec: routed, and observedGeneration follows,
+    // while the Accepted condition keeps its transition time.
+    api.apply_yaml(&http_route("tea", "tea.gw.test", "coffee-svc"));
+    agent.eventually("the route's new backend", || {
+        probe(&agent, "tea.gw.test", "/") == (200, "coffee-".into())
+    });
+    agent.eventually("observedGeneration 2", || {
+        api.get("HTTPRoute", "default", "tea").is_some_and(|r| {
+            r["status"]["parents"].as_array().unwrap().iter().any(|p| {
+                condition_of(&p["conditions"], "Accepted")
+                    .is_some_and(|c| c.2 == 2 && c.3 == accepted.3)
+            })
+        })
+    });
+    // A route to a missing Service: accepted, unresolved, 500.
+    api.apply_yaml(&http_route("broken", "broken.gw.test", "missing-svc"));
+    agent.eventually("the broken route answers 500", || {
+        probe(&agent, "broken.gw.test", "/").0 == 500
+    });
+    agent.eventually("ResolvedRefs False", || {
+        api.get("HTTPRoute", "default", "broken").is_some_and(|r| {
+            r["status"]["parents"].as_array().is_some_and(|ps| {
+                ps.iter().any(|p| {
+                    condition_of(&p["conditions"], "ResolvedRefs")
+                        .is_some_and(|c| c.0 == "False" && c.1 == "BackendNotFound")
+                })
+            })
+        })
+    });
+    // Writes are status writes only.
+    assert!(
+        api.writes()
+            .iter()
+            .filter(|(_, r, _)| r.starts_with("gateway") || r == "httproutes")
+            .all(|(m, _, path)| m == "PATCH" && path.ends_with("/status")),
+        "{:?}",
+        api.writes()
+    );
+}
+
+#[test]
+fn without_the_gateway_api_installed_ingresses_are_still_served() {
+    let c = cafe();
+    let api = FakeApi::start();
+    api.hide(&[
+        "gatewayclasses",
+        "gateways",
+        "httproutes",
+        "referencegrants",
+    ]);
+    api.apply_yaml(&c.yaml);
+    let dir = ManifestDir::new();
+    let agent = cluster_agent(&api, &dir);
+    assert_eq!(
+        probe(&agent, "cafe.example.com", "/tea"),
+        (200, "tea-".into())
+    );
+    assert!(
+        agent
+            .logs()
+            .contains("Gateway API (gateway.networking.k8s.io/v1) is not installed"),
+        "{}",
+        agent.logs()
+    );
+}

@@ -248,6 +248,12 @@ fn rbac_grants_only_what_the_agent_uses() {
     let allowed_writes = [
         "ingresses/status:update",
         "ingresses/status:patch",
+        "gatewayclasses/status:update",
+        "gatewayclasses/status:patch",
+        "gateways/status:update",
+        "gateways/status:patch",
+        "httproutes/status:update",
+        "httproutes/status:patch",
         "leases:create",
         "leases:update",
         "events:create",
@@ -267,6 +273,12 @@ fn rbac_grants_only_what_the_agent_uses() {
         "endpointslices",
         // The controller ConfigMap (--configmap).
         "configmaps",
+        // Gateway API, and the Namespaces its listeners select routes by.
+        "gatewayclasses",
+        "gateways",
+        "httproutes",
+        "referencegrants",
+        "namespaces",
     ] {
         assert!(
             grants.contains(&format!("{r}:watch")),

@@ -10,7 +10,7 @@ use futures::StreamExt;
 use k8s_openapi::{
     NamespaceResourceScope,
     api::{
-        core::v1::{ConfigMap, Secret, Service},
+        core::v1::{ConfigMap, Namespace, Secret, Service},
         discovery::v1::EndpointSlice,
         networking::v1::{Ingress, IngressClass},
     },
@@ -27,7 +27,10 @@ use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 
 use crate::{
-    model::{NamespacedName, Objects},
+    model::{
+        NamespacedName, Objects,
+        gateway::types::{Gateway, GatewayClass, HTTPRoute, ReferenceGrant},
+    },
     shutdown::Shutdown,
 };
 
@@ -83,6 +86,39 @@ pub struct Stores {
     opaque: Store<Secret>,
     /// The controller ConfigMap (`--configmap`), watched by name.
     config_map: Option<Store<ConfigMap>>,
+    /// Gateway API objects, when the cluster serves their API.
+    gateway: Option<GatewayStores>,
+}
+
+#[derive(Clone)]
+pub struct GatewayStores {
+    classes: Store<GatewayClass>,
+    gateways: Store<Gateway>,
+    routes: Store<HTTPRoute>,
+    grants: Store<ReferenceGrant>,
+    /// Their labels select routes (`allowedRoutes.namespaces.from: Selector`).
+    namespaces: Store<Namespace>,
+}
+
+/// Whether the cluster serves the Gateway API (its CRDs are installed):
+/// without them the agent serves Ingresses only, and says so.
+pub async fn gateway_api_installed(client: &Client) -> bool {
+    let api: Api<GatewayClass> = Api::all(client.clone());
+    match api.list(&kube::api::ListParams::default().limit(1)).await {
+        Ok(_) => true,
+        Err(kube::Error::Api(s)) if s.code == 404 => {
+            tracing::info!(
+                "the Gateway API (gateway.networking.k8s.io/v1) is not installed in this cluster: serving Ingresses only; install its CRDs and restart the agent to serve Gateways"
+            );
+            false
+        }
+        Err(e) => {
+            // Installed or not, the reflectors retry; better to wait for
+            // them than to ignore Gateways that exist.
+            tracing::warn!("cannot tell whether the Gateway API is installed ({e}); watching it");
+            true
+        }
+    }
 }
 
 fn namespaced<K>(client: &Client, namespace: Option<&str>) -> Api<K>
@@ -101,6 +137,7 @@ pub fn start(
     client: &Client,
     namespace: Option<&str>,
     configmap: Option<&NamespacedName>,
+    gateway_api: bool,
     changed: Arc<Notify>,
     shutdown: &Shutdown,
 ) -> Stores {
@@ -153,6 +190,38 @@ pub fn start(
                 &changed,
                 shutdown,
             )
+        }),
+        gateway: gateway_api.then(|| GatewayStores {
+            classes: reflect(
+                Api::<GatewayClass>::all(client.clone()),
+                watcher::Config::default(),
+                &changed,
+                shutdown,
+            ),
+            gateways: reflect(
+                namespaced::<Gateway>(client, namespace),
+                watcher::Config::default(),
+                &changed,
+                shutdown,
+            ),
+            routes: reflect(
+                namespaced::<HTTPRoute>(client, namespace),
+                watcher::Config::default(),
+                &changed,
+                shutdown,
+            ),
+            grants: reflect(
+                namespaced::<ReferenceGrant>(client, namespace),
+                watcher::Config::default(),
+                &changed,
+                shutdown,
+            ),
+            namespaces: reflect(
+                Api::<Namespace>::all(client.clone()),
+                watcher::Config::default(),
+                &changed,
+                shutdown,
+            ),
         }),
     }
 }
@@ -207,12 +276,24 @@ impl Stores {
         if let Some(cm) = &self.config_map {
             cm.wait_until_ready().await?;
         }
+        if let Some(g) = &self.gateway {
+            g.classes.wait_until_ready().await?;
+            g.gateways.wait_until_ready().await?;
+            g.routes.wait_until_ready().await?;
+            g.grants.wait_until_ready().await?;
+            g.namespaces.wait_until_ready().await?;
+        }
         self.opaque.wait_until_ready().await
     }
 
     /// Every Ingress as the API server last showed it (status included).
     pub fn ingresses(&self) -> Vec<Arc<Ingress>> {
         self.ingresses.state()
+    }
+
+    /// The Gateway API stores, when the cluster serves the API.
+    pub fn gateway(&self) -> Option<&GatewayStores> {
+        self.gateway.as_ref()
     }
 
     /// The uid of a stored object of one of the five kinds.
@@ -230,6 +311,8 @@ impl Stores {
             "Service" => get(&self.services, id),
             "EndpointSlice" => get(&self.slices, id),
             "Secret" => get(&self.secrets, id).or_else(|| get(&self.opaque, id)),
+            "Gateway" => get(&self.gateway.as_ref()?.gateways, id),
+            "HTTPRoute" => get(&self.gateway.as_ref()?.routes, id),
             _ => None,
         }
     }
@@ -275,9 +358,54 @@ impl Stores {
                 .flat_map(Store::state)
                 .map(|c| (id(&*c), c))
                 .collect(),
-            // Gateway API objects are read from manifests only, so far.
-            ..Objects::default()
+            namespaces: self
+                .gateway
+                .iter()
+                .flat_map(|g| g.namespaces.state())
+                .map(|n| (n.metadata.name.clone().unwrap_or_default(), n))
+                .collect(),
+            gateway_classes: self
+                .gateway
+                .iter()
+                .flat_map(|g| g.classes.state())
+                .map(|c| (c.metadata.name.clone().unwrap_or_default(), c))
+                .collect(),
+            gateways: self
+                .gateway
+                .iter()
+                .flat_map(|g| g.gateways.state())
+                .map(|o| (id(&*o), o))
+                .collect(),
+            http_routes: self
+                .gateway
+                .iter()
+                .flat_map(|g| g.routes.state())
+                .map(|o| (id(&*o), o))
+                .collect(),
+            reference_grants: self
+                .gateway
+                .iter()
+                .flat_map(|g| g.grants.state())
+                .map(|o| (id(&*o), o))
+                .collect(),
         }
+    }
+}
+
+impl GatewayStores {
+    /// The stored object's status and generation, to compare with ours.
+    pub fn class(&self, name: &str) -> Option<Arc<GatewayClass>> {
+        self.classes.get(&ObjectRef::new(name))
+    }
+
+    pub fn gateway(&self, id: &NamespacedName) -> Option<Arc<Gateway>> {
+        self.gateways
+            .get(&ObjectRef::new(&id.name).within(&id.namespace))
+    }
+
+    pub fn route(&self, id: &NamespacedName) -> Option<Arc<HTTPRoute>> {
+        self.routes
+            .get(&ObjectRef::new(&id.name).within(&id.namespace))
     }
 }
 

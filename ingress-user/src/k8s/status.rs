@@ -25,9 +25,16 @@ use kube::{
 use serde_json::json;
 use tokio::sync::watch;
 
-use super::cluster::Stores;
+use super::cluster::{GatewayStores, Stores};
 use crate::{
-    model::{NamespacedName, Severity, Warning},
+    model::{
+        NamespacedName, Severity, Warning,
+        gateway::types::{
+            Condition, Gateway, GatewayClass, GatewayClassStatus, HTTPRoute, RouteParentStatus,
+            RouteStatus,
+        },
+    },
+    proxy::access_log::time_iso8601,
     shutdown::Shutdown,
     snapshot::Snapshot,
 };
@@ -85,6 +92,8 @@ struct Writer {
     written: HashMap<NamespacedName, (Vec<String>, Option<String>)>,
     /// Warnings already published as Events while leading.
     emitted: HashSet<Warning>,
+    /// The last Gateway API status patch per object.
+    gateway_written: HashMap<String, serde_json::Value>,
 }
 
 impl Writer {
@@ -99,6 +108,7 @@ impl Writer {
             addresses: config.addresses.iter().map(IpAddr::to_string).collect(),
             written: HashMap::new(),
             emitted: HashSet::new(),
+            gateway_written: HashMap::new(),
         }
     }
 
@@ -106,13 +116,125 @@ impl Writer {
     fn forget(&mut self) {
         self.written.clear();
         self.emitted.clear();
+        self.gateway_written.clear();
     }
 
     async fn reconcile(&mut self, stores: &Stores, snap: &Snapshot) {
         if !self.addresses.is_empty() {
             self.reconcile_status(stores, snap).await;
         }
+        if let Some(g) = stores.gateway() {
+            self.reconcile_gateway_api(g, snap).await;
+        }
         self.publish_events(stores, snap).await;
+    }
+
+    /// Gateway API status: each condition as the snapshot computed it,
+    /// its lastTransitionTime kept while its status stays; route parents of
+    /// other controllers kept as they are.
+    async fn reconcile_gateway_api(&mut self, stores: &GatewayStores, snap: &Snapshot) {
+        let now = time_iso8601(std::time::SystemTime::now()).replace("+00:00", "Z");
+        for c in &snap.gateway.classes {
+            let Some(current) = stores.class(&c.name) else {
+                continue;
+            };
+            let have = current.status.clone().unwrap_or_default();
+            let want = GatewayClassStatus {
+                conditions: with_times(&c.status.conditions, &have.conditions, &now),
+            };
+            if want != have {
+                let api: Api<GatewayClass> = Api::all(self.client.clone());
+                self.patch_gateway_status(&api, "GatewayClass", &c.name, &want)
+                    .await;
+            }
+        }
+        for g in &snap.gateway.gateways {
+            let Some(id) = NamespacedName::parse(&g.name) else {
+                continue;
+            };
+            let Some(current) = stores.gateway(&id) else {
+                continue;
+            };
+            let have = current.status.clone().unwrap_or_default();
+            let mut want = g.status.clone();
+            want.conditions = with_times(&want.conditions, &have.conditions, &now);
+            for l in &mut want.listeners {
+                let before = have
+                    .listeners
+                    .iter()
+                    .find(|h| h.name == l.name)
+                    .map(|h| h.conditions.as_slice())
+                    .unwrap_or_default();
+                l.conditions = with_times(&l.conditions, before, &now);
+            }
+            if want != have {
+                let api: Api<Gateway> = Api::namespaced(self.client.clone(), &id.namespace);
+                self.patch_gateway_status(&api, "Gateway", &id.name, &want)
+                    .await;
+            }
+        }
+        for r in &snap.gateway.routes {
+            let Some(id) = NamespacedName::parse(&r.name) else {
+                continue;
+            };
+            let Some(current) = stores.route(&id) else {
+                continue;
+            };
+            let have = current.status.clone().unwrap_or_default();
+            let ours = r
+                .status
+                .parents
+                .first()
+                .map(|p| p.controller_name.clone())
+                .unwrap_or_default();
+            // Other controllers' entries stay; ours are replaced.
+            let mut parents: Vec<RouteParentStatus> = have
+                .parents
+                .iter()
+                .filter(|p| p.controller_name != ours)
+                .cloned()
+                .collect();
+            for p in &r.status.parents {
+                let mut p = p.clone();
+                let before = have
+                    .parents
+                    .iter()
+                    .find(|h| h.controller_name == ours && h.parent_ref == p.parent_ref)
+                    .map(|h| h.conditions.as_slice())
+                    .unwrap_or_default();
+                p.conditions = with_times(&p.conditions, before, &now);
+                parents.push(p);
+            }
+            let want = RouteStatus { parents };
+            if want != have {
+                let api: Api<HTTPRoute> = Api::namespaced(self.client.clone(), &id.namespace);
+                self.patch_gateway_status(&api, "HTTPRoute", &id.name, &want)
+                    .await;
+            }
+        }
+    }
+
+    async fn patch_gateway_status<K, S>(&mut self, api: &Api<K>, kind: &str, name: &str, status: &S)
+    where
+        K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+        S: serde::Serialize,
+    {
+        let patch = json!({"status": status});
+        let key = format!("{kind} {}/{name}", api.resource_url());
+        if self.gateway_written.get(&key) == Some(&patch) {
+            return; // patched already; the store has not seen it yet
+        }
+        match api
+            .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => {
+                tracing::info!(kind, name, "Gateway API status written");
+                self.gateway_written.insert(key, patch);
+            }
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => tracing::warn!(kind, name, "cannot write status (retried later): {e}"),
+        }
     }
 
     async fn reconcile_status(&mut self, stores: &Stores, snap: &Snapshot) {
@@ -222,6 +344,7 @@ fn reference(stores: &Stores, object: &str) -> Option<ObjectReference> {
     let id = NamespacedName::parse(id)?;
     let api_version = match kind {
         "Ingress" => "networking.k8s.io/v1",
+        "Gateway" | "HTTPRoute" => "gateway.networking.k8s.io/v1",
         "Service" | "Secret" | "Endpoints" => "v1",
         "EndpointSlice" => "discovery.k8s.io/v1",
         _ => return None,
@@ -234,6 +357,23 @@ fn reference(stores: &Stores, object: &str) -> Option<ObjectReference> {
         name: Some(id.name),
         ..Default::default()
     })
+}
+
+/// `want` with each condition's lastTransitionTime: the one `before` has
+/// for the same type and status, else `now`.
+fn with_times(want: &[Condition], before: &[Condition], now: &str) -> Vec<Condition> {
+    want.iter()
+        .map(|c| {
+            let mut c = c.clone();
+            c.last_transition_time = before
+                .iter()
+                .find(|b| {
+                    b.type_ == c.type_ && b.status == c.status && !b.last_transition_time.is_empty()
+                })
+                .map_or_else(|| now.to_string(), |b| b.last_transition_time.clone());
+            c
+        })
+        .collect()
 }
 
 fn truncate(s: &str, max: usize) -> String {
