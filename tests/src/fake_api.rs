@@ -23,7 +23,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::backend::ChannelBody;
 
 /// (resource, group/version, kind)
-const KINDS: [(&str, &str, &str); 13] = [
+const KINDS: [(&str, &str, &str); 14] = [
     ("namespaces", "v1", "Namespace"),
     (
         "gatewayclasses",
@@ -32,6 +32,7 @@ const KINDS: [(&str, &str, &str); 13] = [
     ),
     ("gateways", "gateway.networking.k8s.io/v1", "Gateway"),
     ("httproutes", "gateway.networking.k8s.io/v1", "HTTPRoute"),
+    ("grpcroutes", "gateway.networking.k8s.io/v1", "GRPCRoute"),
     (
         "referencegrants",
         "gateway.networking.k8s.io/v1beta1",

@@ -254,6 +254,8 @@ fn rbac_grants_only_what_the_agent_uses() {
         "gateways/status:patch",
         "httproutes/status:update",
         "httproutes/status:patch",
+        "grpcroutes/status:update",
+        "grpcroutes/status:patch",
         "leases:create",
         "leases:update",
         "events:create",
@@ -277,6 +279,7 @@ fn rbac_grants_only_what_the_agent_uses() {
         "gatewayclasses",
         "gateways",
         "httproutes",
+        "grpcroutes",
         "referencegrants",
         "namespaces",
     ] {

@@ -300,7 +300,10 @@ fn simple_same_namespace_route_is_accepted_and_served() {
     assert_eq!(l["attachedRoutes"], 1);
     assert_eq!(
         l["supportedKinds"],
-        serde_json::json!([{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute"}])
+        serde_json::json!([
+            {"group": "gateway.networking.k8s.io", "kind": "HTTPRoute"},
+            {"group": "gateway.networking.k8s.io", "kind": "GRPCRoute"}
+        ])
     );
     for t in ["Accepted", "ResolvedRefs", "Programmed"] {
         assert_eq!(condition(&l["conditions"], t).0, "True", "{t}");
@@ -1325,4 +1328,109 @@ fn ingress_and_gateway_routes_share_a_host() {
             && backend_of(&get(&s, "GET", "shared.test", "/new/x", &[]))
                 == format!("{INFRA}/infra-backend-v1")
     });
+}
+
+/// GRPCExactMethodMatching and GRPCRouteHeaderMatching: gRPC over h2c
+/// (prior knowledge) to the HTTP listener, routed by service and method.
+#[test]
+fn grpc_routes_match_service_method_and_headers() {
+    const SVC: &str = "gateway_api_conformance.echo_basic.grpcecho.GrpcEcho";
+    let grpc_pods: Vec<Backend> = ["grpc-infra-backend-v1", "grpc-infra-backend-v2"]
+        .iter()
+        .map(|n| {
+            backend::start(
+                SocketAddr::from(([127, 0, 0, 1], 0)),
+                &format!("{INFRA}/{n}-1"),
+                Mode::GrpcStream,
+            )
+            .unwrap()
+        })
+        .collect();
+    let mut yaml = String::new();
+    for (name, pod) in ["grpc-infra-backend-v1", "grpc-infra-backend-v2"]
+        .iter()
+        .zip(&grpc_pods)
+    {
+        yaml.push_str(&format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: {INFRA}}}\n\
+             spec:\n  ports: [{{name: grpc, port: 8080, appProtocol: kubernetes.io/h2c}}]\n---\n\
+             apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n\
+             metadata: {{name: {name}-1, namespace: {INFRA}, labels: {{kubernetes.io/service-name: {name}}}}}\n\
+             addressType: IPv4\nports: [{{name: grpc, port: {}}}]\n\
+             endpoints: [{{addresses: [\"127.0.0.1\"], conditions: {{ready: true}}}}]\n---\n",
+            pod.addr.port()
+        ));
+    }
+    yaml.push_str(&format!(
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: GRPCRoute\nmetadata: {{name: exact-matching, namespace: {INFRA}}}\n\
+         spec:\n  parentRefs: [{{name: same-namespace}}]\n  hostnames: [grpc.test]\n  rules:\n\
+         \x20 - matches: [{{method: {{service: {SVC}, method: Echo}}}}]\n    backendRefs: [{{name: grpc-infra-backend-v1, port: 8080}}]\n\
+         \x20 - matches: [{{method: {{service: {SVC}, method: EchoTwo}}}}]\n    backendRefs: [{{name: grpc-infra-backend-v2, port: 8080}}]\n\
+         \x20 - matches: [{{headers: [{{name: version, value: two}}]}}]\n    backendRefs: [{{name: grpc-infra-backend-v2, port: 8080}}]\n---\n"
+    ));
+    let s = suite(&yaml);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let call = |method: &str, headers: &[(&str, &str)]| -> (u16, String) {
+        rt.block_on(async {
+            use http_body_util::{BodyExt, Full};
+            let tcp = tokio::net::TcpStream::connect(s.agent.http).await.unwrap();
+            let (mut send, conn) = hyper::client::conn::http2::handshake(
+                hyper_util::rt::TokioExecutor::new(),
+                hyper_util::rt::TokioIo::new(tcp),
+            )
+            .await
+            .unwrap();
+            tokio::spawn(conn);
+            let mut req = http::Request::post(format!("http://grpc.test/{SVC}/{method}"))
+                .header("content-type", "application/grpc")
+                .header("te", "trailers");
+            for (k, v) in headers {
+                req = req.header(*k, *v);
+            }
+            let resp = send
+                .send_request(
+                    req.body(Full::new(bytes::Bytes::from_static(&[0, 0, 0, 0, 0])))
+                        .unwrap(),
+                )
+                .await
+                .unwrap();
+            let status = resp.status().as_u16();
+            let pod = resp
+                .headers()
+                .get("x-pod")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .trim_end_matches("-1")
+                .to_string();
+            let _ = resp.into_body().collect().await;
+            (status, pod)
+        })
+    };
+    assert_eq!(
+        call("Echo", &[]),
+        (200, format!("{INFRA}/grpc-infra-backend-v1"))
+    );
+    assert_eq!(
+        call("EchoTwo", &[]),
+        (200, format!("{INFRA}/grpc-infra-backend-v2"))
+    );
+    // No rule for EchoThree: no route (grpc-go reads the 404 as UNIMPLEMENTED).
+    assert_eq!(call("EchoThree", &[]).0, 404);
+    assert_eq!(
+        call("EchoThree", &[("version", "two")]),
+        (200, format!("{INFRA}/grpc-infra-backend-v2"))
+    );
+    let rep = report(&s.dir);
+    let p = route_parent(&rep, &format!("{INFRA}/exact-matching"), "same-namespace");
+    assert_eq!(
+        condition(&p["conditions"], "Accepted"),
+        is("True", "Accepted")
+    );
+    assert_eq!(
+        named(&rep["routes"], &format!("{INFRA}/exact-matching"))["kind"],
+        "GRPCRoute"
+    );
 }

@@ -29,7 +29,7 @@ use tokio::sync::Notify;
 use crate::{
     model::{
         NamespacedName, Objects,
-        gateway::types::{Gateway, GatewayClass, HTTPRoute, ReferenceGrant},
+        gateway::types::{GRPCRoute, Gateway, GatewayClass, HTTPRoute, ReferenceGrant},
     },
     shutdown::Shutdown,
 };
@@ -95,6 +95,7 @@ pub struct GatewayStores {
     classes: Store<GatewayClass>,
     gateways: Store<Gateway>,
     routes: Store<HTTPRoute>,
+    grpc_routes: Store<GRPCRoute>,
     grants: Store<ReferenceGrant>,
     /// Their labels select routes (`allowedRoutes.namespaces.from: Selector`).
     namespaces: Store<Namespace>,
@@ -210,6 +211,12 @@ pub fn start(
                 &changed,
                 shutdown,
             ),
+            grpc_routes: reflect(
+                namespaced::<GRPCRoute>(client, namespace),
+                watcher::Config::default(),
+                &changed,
+                shutdown,
+            ),
             grants: reflect(
                 namespaced::<ReferenceGrant>(client, namespace),
                 watcher::Config::default(),
@@ -280,6 +287,7 @@ impl Stores {
             g.classes.wait_until_ready().await?;
             g.gateways.wait_until_ready().await?;
             g.routes.wait_until_ready().await?;
+            g.grpc_routes.wait_until_ready().await?;
             g.grants.wait_until_ready().await?;
             g.namespaces.wait_until_ready().await?;
         }
@@ -313,6 +321,7 @@ impl Stores {
             "Secret" => get(&self.secrets, id).or_else(|| get(&self.opaque, id)),
             "Gateway" => get(&self.gateway.as_ref()?.gateways, id),
             "HTTPRoute" => get(&self.gateway.as_ref()?.routes, id),
+            "GRPCRoute" => get(&self.gateway.as_ref()?.grpc_routes, id),
             _ => None,
         }
     }
@@ -382,6 +391,12 @@ impl Stores {
                 .flat_map(|g| g.routes.state())
                 .map(|o| (id(&*o), o))
                 .collect(),
+            grpc_routes: self
+                .gateway
+                .iter()
+                .flat_map(|g| g.grpc_routes.state())
+                .map(|o| (id(&*o), o))
+                .collect(),
             reference_grants: self
                 .gateway
                 .iter()
@@ -405,6 +420,11 @@ impl GatewayStores {
 
     pub fn route(&self, id: &NamespacedName) -> Option<Arc<HTTPRoute>> {
         self.routes
+            .get(&ObjectRef::new(&id.name).within(&id.namespace))
+    }
+
+    pub fn grpc_route(&self, id: &NamespacedName) -> Option<Arc<GRPCRoute>> {
+        self.grpc_routes
             .get(&ObjectRef::new(&id.name).within(&id.namespace))
     }
 }

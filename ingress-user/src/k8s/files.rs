@@ -248,6 +248,13 @@ fn merge(into: &mut LoadResult, origin: &str, objects: &Objects) {
     );
     kind(&mut o.gateways, &objects.gateways, "Gateway", origin, w);
     kind(
+        &mut o.grpc_routes,
+        &objects.grpc_routes,
+        "GRPCRoute",
+        origin,
+        w,
+    );
+    kind(
         &mut o.http_routes,
         &objects.http_routes,
         "HTTPRoute",

@@ -30,8 +30,8 @@ use crate::{
     model::{
         NamespacedName, Severity, Warning,
         gateway::types::{
-            Condition, Gateway, GatewayClass, GatewayClassStatus, HTTPRoute, RouteParentStatus,
-            RouteStatus,
+            Condition, GRPCRoute, Gateway, GatewayClass, GatewayClassStatus, HTTPRoute,
+            RouteParentStatus, RouteStatus,
         },
     },
     proxy::access_log::time_iso8601,
@@ -177,10 +177,14 @@ impl Writer {
             let Some(id) = NamespacedName::parse(&r.name) else {
                 continue;
             };
-            let Some(current) = stores.route(&id) else {
+            let have = match r.kind {
+                "GRPCRoute" => stores.grpc_route(&id).map(|c| c.status.clone()),
+                _ => stores.route(&id).map(|c| c.status.clone()),
+            };
+            let Some(have) = have else {
                 continue;
             };
-            let have = current.status.clone().unwrap_or_default();
+            let have = have.unwrap_or_default();
             let ours = r
                 .status
                 .parents
@@ -207,9 +211,15 @@ impl Writer {
             }
             let want = RouteStatus { parents };
             if want != have {
-                let api: Api<HTTPRoute> = Api::namespaced(self.client.clone(), &id.namespace);
-                self.patch_gateway_status(&api, "HTTPRoute", &id.name, &want)
-                    .await;
+                if r.kind == "GRPCRoute" {
+                    let api: Api<GRPCRoute> = Api::namespaced(self.client.clone(), &id.namespace);
+                    self.patch_gateway_status(&api, r.kind, &id.name, &want)
+                        .await;
+                } else {
+                    let api: Api<HTTPRoute> = Api::namespaced(self.client.clone(), &id.namespace);
+                    self.patch_gateway_status(&api, r.kind, &id.name, &want)
+                        .await;
+                }
             }
         }
     }
@@ -344,7 +354,7 @@ fn reference(stores: &Stores, object: &str) -> Option<ObjectReference> {
     let id = NamespacedName::parse(id)?;
     let api_version = match kind {
         "Ingress" => "networking.k8s.io/v1",
-        "Gateway" | "HTTPRoute" => "gateway.networking.k8s.io/v1",
+        "Gateway" | "HTTPRoute" | "GRPCRoute" => "gateway.networking.k8s.io/v1",
         "Service" | "Secret" | "Endpoints" => "v1",
         "EndpointSlice" => "discovery.k8s.io/v1",
         _ => return None,

@@ -154,6 +154,7 @@ pub struct Objects {
     pub gateway_classes: BTreeMap<String, Arc<gateway::types::GatewayClass>>,
     pub gateways: BTreeMap<NamespacedName, Arc<gateway::types::Gateway>>,
     pub http_routes: BTreeMap<NamespacedName, Arc<gateway::types::HTTPRoute>>,
+    pub grpc_routes: BTreeMap<NamespacedName, Arc<gateway::types::GRPCRoute>>,
     pub reference_grants: BTreeMap<NamespacedName, Arc<gateway::types::ReferenceGrant>>,
 }
 

@@ -16,9 +16,9 @@ use crate::model::gateway::{
     Filters, GatewayRedirect, GatewayRewrite, HeaderEdit, ON_HTTP, ON_HTTPS, PathChange,
     RequestMatch, Split, ValueMatch,
     types::{
-        Condition, GROUP, Gateway, GatewayClassStatus, GatewayStatus, HTTPRoute, HTTPRouteFilter,
-        HTTPRouteRule, Listener, ListenerStatus, ParentReference, RouteGroupKind,
-        RouteParentStatus, RouteStatus,
+        Condition, GROUP, GRPCMethodMatch, GRPCRoute, Gateway, GatewayClassStatus, GatewayStatus,
+        HTTPPathMatch, HTTPRoute, HTTPRouteFilter, HTTPRouteMatch, HTTPRouteRule, Listener,
+        ListenerStatus, ParentReference, RouteGroupKind, RouteParentStatus, RouteStatus,
     },
 };
 
@@ -28,6 +28,8 @@ pub const DEFAULT_GATEWAY_CONTROLLER: &str = "xingress.dev/gateway-controller";
 /// The Gateway listener ports the agent's HTTP and HTTPS listeners serve
 /// (whatever `--http-addr` and `--https-addr` bind).
 pub const HTTP_PORT: i32 = 80;
+/// The route kinds HTTP and HTTPS listeners take.
+const ROUTE_KINDS: [&str; 2] = ["HTTPRoute", "GRPCRoute"];
 pub const HTTPS_PORT: i32 = 443;
 
 /// The status xingress computes for Gateway API objects: what the leader
@@ -72,6 +74,89 @@ fn cond(
         reason: reason.into(),
         message: message.into(),
     }
+}
+
+/// An HTTPRoute, or a GRPCRoute read as one (its service/method matches
+/// become paths: gRPC calls are `POST /SERVICE/METHOD` over HTTP/2).
+struct RouteView<'a> {
+    kind: &'static str,
+    meta: &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    parent_refs: &'a [ParentReference],
+    hostnames: &'a [String],
+    rules: std::borrow::Cow<'a, [HTTPRouteRule]>,
+}
+
+impl<'a> RouteView<'a> {
+    fn http(r: &'a HTTPRoute) -> Self {
+        Self {
+            kind: "HTTPRoute",
+            meta: &r.metadata,
+            parent_refs: &r.spec.parent_refs,
+            hostnames: &r.spec.hostnames,
+            rules: std::borrow::Cow::Borrowed(&r.spec.rules),
+        }
+    }
+
+    fn grpc(r: &'a GRPCRoute) -> Result<Self, String> {
+        let mut rules = Vec::with_capacity(r.spec.rules.len());
+        for rule in &r.spec.rules {
+            let mut matches = Vec::new();
+            for m in &rule.matches {
+                let path = match &m.method {
+                    None => None,
+                    Some(mm) => Some(grpc_path(mm)?),
+                };
+                matches.push(HTTPRouteMatch {
+                    path,
+                    headers: m.headers.clone(),
+                    ..Default::default()
+                });
+            }
+            rules.push(HTTPRouteRule {
+                name: rule.name.clone(),
+                matches,
+                filters: rule.filters.clone(),
+                backend_refs: rule.backend_refs.clone(),
+                timeouts: None,
+            });
+        }
+        Ok(Self {
+            kind: "GRPCRoute",
+            meta: &r.metadata,
+            parent_refs: &r.spec.parent_refs,
+            hostnames: &r.spec.hostnames,
+            rules: std::borrow::Cow::Owned(rules),
+        })
+    }
+}
+
+/// The path match of a GRPCRoute method match.
+fn grpc_path(m: &GRPCMethodMatch) -> Result<HTTPPathMatch, String> {
+    let name_ok = |s: &str| !s.is_empty() && !s.contains('/');
+    let regex = m.type_.as_deref() == Some("RegularExpression");
+    if let Some(t) = m.type_.as_deref()
+        && t != "Exact"
+        && t != "RegularExpression"
+    {
+        return Err(format!("method match type {t:?} is not supported"));
+    }
+    let (value, type_) = match (m.service.as_deref(), m.method.as_deref(), regex) {
+        (None, None, _) => return Err("a method match needs a service or a method".into()),
+        (Some(s), Some(me), false) if name_ok(s) && name_ok(me) => (format!("/{s}/{me}"), "Exact"),
+        (Some(s), None, false) if name_ok(s) => (format!("/{s}"), "PathPrefix"),
+        (None, Some(me), false) if name_ok(me) => {
+            (format!("/[^/]+/{}", regex::escape(me)), "RegularExpression")
+        }
+        (s, me, true) => (
+            format!("/{}/{}", s.unwrap_or("[^/]+"), me.unwrap_or("[^/]+")),
+            "RegularExpression",
+        ),
+        _ => return Err("a service or method name contains '/'".into()),
+    };
+    Ok(HTTPPathMatch {
+        type_: Some(type_.into()),
+        value: Some(value),
+    })
 }
 
 /// One listener as routes see it.
@@ -214,22 +299,34 @@ impl Cx<'_> {
             statuses.push(((*id).clone(), status, gw.metadata.generation));
             listeners.extend(views);
         }
-        // Routes, oldest first.
-        let mut routes: Vec<(&NamespacedName, &HTTPRoute)> = objects
+        // Routes (HTTPRoutes and GRPCRoutes), oldest first.
+        let watched = |id: &NamespacedName| {
+            opts.watch_namespace
+                .as_ref()
+                .is_none_or(|ns| *ns == id.namespace)
+        };
+        let mut routes: Vec<(&NamespacedName, RouteView)> = objects
             .http_routes
             .iter()
-            .filter(|(id, _)| {
-                opts.watch_namespace
-                    .as_ref()
-                    .is_none_or(|ns| *ns == id.namespace)
-            })
-            .map(|(id, r)| (id, &**r))
+            .filter(|(id, _)| watched(id))
+            .map(|(id, r)| (id, RouteView::http(r)))
             .collect();
+        for (id, r) in objects.grpc_routes.iter().filter(|(id, _)| watched(id)) {
+            match RouteView::grpc(r) {
+                Ok(view) => routes.push((id, view)),
+                Err(e) => self.warn_because(
+                    format!("GRPCRoute {id}"),
+                    &format!("{e}; the route is not served"),
+                    "UnsupportedValue",
+                ),
+            }
+        }
         routes.sort_by(|(a_id, a), (b_id, b)| {
-            a.metadata
+            a.meta
                 .creation_timestamp
-                .cmp(&b.metadata.creation_timestamp)
+                .cmp(&b.meta.creation_timestamp)
                 .then_with(|| a_id.cmp(b_id))
+                .then_with(|| a.kind.cmp(b.kind))
         });
         for (order, (id, route)) in routes.iter().enumerate() {
             let status = self.http_route(
@@ -241,7 +338,7 @@ impl Cx<'_> {
             );
             if !status.parents.is_empty() {
                 out.report.routes.push(Named {
-                    kind: "HTTPRoute",
+                    kind: route.kind,
                     name: id.to_string(),
                     status,
                 });
@@ -383,17 +480,21 @@ impl Cx<'_> {
             let mut resolved: Result<(), (&str, String)> = Ok(());
             if accepted.is_ok() {
                 match l.allowed_routes.as_ref().and_then(|a| a.kinds.as_ref()) {
-                    None => kinds.push(RouteGroupKind {
-                        group: Some(GROUP.into()),
-                        kind: "HTTPRoute".into(),
-                    }),
+                    None => {
+                        for kind in ROUTE_KINDS {
+                            kinds.push(RouteGroupKind {
+                                group: Some(GROUP.into()),
+                                kind: kind.into(),
+                            });
+                        }
+                    }
                     Some(listed) => {
                         for k in listed {
                             let group = k.group.as_deref().unwrap_or(GROUP);
-                            if group == GROUP && k.kind == "HTTPRoute" {
+                            if group == GROUP && ROUTE_KINDS.contains(&k.kind.as_str()) {
                                 kinds.push(RouteGroupKind {
                                     group: Some(GROUP.into()),
-                                    kind: "HTTPRoute".into(),
+                                    kind: k.kind.clone(),
                                 });
                             } else {
                                 resolved = Err((
@@ -651,22 +752,23 @@ impl Cx<'_> {
     /// it attaches to.
     fn http_route(
         &mut self,
-        (id, route): (&NamespacedName, &HTTPRoute),
+        (id, route): (&NamespacedName, &RouteView),
         listeners: &mut [ListenerView],
         (ours, controller): (&[NamespacedName], &str),
         order: u32,
         rules_out: &mut Vec<(HostKey, PathRule)>,
     ) -> RouteStatus {
-        let generation = route.metadata.generation;
-        let object = format!("HTTPRoute {id}");
+        let generation = route.meta.generation;
+        let object = format!("{} {id}", route.kind);
+        let grpc = route.kind == "GRPCRoute";
         let mut status = RouteStatus::default();
         // Rules once, whichever parents they serve.
         let mut built: Vec<BuiltRule> = Vec::new();
         let mut resolved: Result<(), (&'static str, String)> = Ok(());
         let mut dropped: Vec<String> = Vec::new();
         let shared_id = Arc::new(id.clone());
-        for (i, rule) in route.spec.rules.iter().enumerate() {
-            match self.route_rule(id, rule, &mut resolved) {
+        for (i, rule) in route.rules.iter().enumerate() {
+            match self.route_rule((id, route.kind), rule, grpc, &mut resolved) {
                 Ok(r) => built.push(r),
                 Err(why) => {
                     let message = format!("rule {i} dropped: {why}");
@@ -680,7 +782,7 @@ impl Cx<'_> {
         }
         // Host → listener mask, per attached parent.
         let mut served: BTreeMap<Option<String>, u8> = BTreeMap::new();
-        for parent in &route.spec.parent_refs {
+        for parent in route.parent_refs {
             let group = parent.group.as_deref().unwrap_or(GROUP);
             let kind = parent.kind.as_deref().unwrap_or("Gateway");
             if group != GROUP || kind != "Gateway" {
@@ -708,7 +810,7 @@ impl Cx<'_> {
                     continue;
                 }
                 by_ref += 1;
-                let kind_ok = l.kinds.iter().any(|k| k.kind == "HTTPRoute");
+                let kind_ok = l.kinds.iter().any(|k| k.kind == route.kind);
                 let from = l
                     .listener
                     .allowed_routes
@@ -725,7 +827,7 @@ impl Cx<'_> {
                     continue;
                 }
                 allowed += 1;
-                let hosts = effective_hosts(l.hostname.as_deref(), &route.spec.hostnames);
+                let hosts = effective_hosts(l.hostname.as_deref(), route.hostnames);
                 if hosts.is_empty() {
                     continue;
                 }
@@ -868,8 +970,9 @@ impl Cx<'_> {
     /// the rule (their share of requests gets 500) and set `resolved`.
     fn route_rule(
         &mut self,
-        id: &NamespacedName,
+        (id, kind_of_route): (&NamespacedName, &'static str),
         rule: &HTTPRouteRule,
+        grpc: bool,
         resolved: &mut Result<(), (&'static str, String)>,
     ) -> Result<BuiltRule, String> {
         let mut matches = Vec::new();
@@ -977,7 +1080,7 @@ impl Cx<'_> {
                 );
                 invalid("backend reference of an unsupported kind")
             } else if ns != id.namespace
-                && !self.granted("HTTPRoute", &id.namespace, "", "Service", &ns, &r.name)
+                && !self.granted(kind_of_route, &id.namespace, "", "Service", &ns, &r.name)
             {
                 set_first(
                     resolved,
@@ -1001,9 +1104,14 @@ impl Cx<'_> {
                 invalid("Service not found")
             } else if let Some(port) = r.port {
                 let svc = NamespacedName::new(ns.clone(), r.name.clone());
-                let protocol = self.app_protocol(&svc, port);
+                // gRPC is HTTP/2: with prior knowledge to the pod.
+                let protocol = if grpc {
+                    BackendProtocol::H2c
+                } else {
+                    self.app_protocol(&svc, port)
+                };
                 self.service_backend(&ns, &r.name, PortRef::Number(port), protocol, &|| {
-                    format!("HTTPRoute {id}")
+                    format!("{kind_of_route} {id}")
                 })
             } else {
                 set_first(
