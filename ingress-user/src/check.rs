@@ -126,7 +126,7 @@ fn print_text(r: &Report) {
         .unwrap_or(7)
         .max(7);
     println!(
-        "{:w_host$}  {:w_path$}  {:6}  {:w_backend$}  {:5}  INGRESS",
+        "{:w_host$}  {:w_path$}  {:6}  {:w_backend$}  {:5}  FROM",
         "HOST", "PATH", "TYPE", "BACKEND", "READY"
     );
     for row in &r.routes {

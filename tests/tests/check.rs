@@ -20,7 +20,7 @@ fn cafe_example_checks_clean() {
     let out = check(&dir, false);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
-    assert!(text.contains("cafe.example.com  /coffee"), "{text}");
+    assert!(text.contains("cafe.example.com      /coffee"), "{text}");
     assert!(text.contains("default/tea-svc:80"), "{text}");
     assert!(text.contains("TLS: cafe.example.com"), "{text}");
     assert!(
@@ -35,11 +35,29 @@ fn cafe_example_checks_clean() {
         serde_json::json!(["default/cafe-ingress"])
     );
     let routes = report["routes"].as_array().unwrap();
-    assert_eq!(routes.len(), 2);
-    assert!(
+    assert_eq!(routes.len(), 4);
+    let from = |host: &str| {
         routes
             .iter()
-            .all(|r| r["ready_endpoints"] == 2 && r["ingress"] == "default/cafe-ingress")
+            .filter(|r| r["host"] == host)
+            .map(|r| {
+                (
+                    r["ingress"].as_str().unwrap(),
+                    r["ready_endpoints"].as_u64().unwrap(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(from("cafe.example.com"), [("default/cafe-ingress", 2); 2]);
+    // The same cafe through a Gateway and an HTTPRoute (cafe-gateway.yaml).
+    assert_eq!(from("cafe.gateway.example"), [("default/cafe-route", 2); 2]);
+    let gateway = &report["gateway_api"];
+    assert!(gateway.to_string().contains("cafe-route"), "{gateway}");
+    assert!(
+        text.contains(
+            "HTTPRoute default/cafe-route on Gateway default/cafe-gateway: Accepted=True"
+        ),
+        "{text}"
     );
 }
 

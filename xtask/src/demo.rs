@@ -42,6 +42,8 @@ const PODS: [(&str, &str); 5] = [
 const POD_PORT: u16 = 8080;
 const ADMIN: &str = "127.0.0.1:10254";
 const REQUESTS_PER_PATH: usize = 4;
+/// The host of the Gateway's listener and the HTTPRoute in cafe-gateway.yaml.
+const GATEWAY_HOST: &str = "cafe.gateway.example";
 
 /// Child processes to kill at exit, whichever way the demo ends.
 static CHILDREN: Mutex<Vec<u32>> = Mutex::new(Vec::new());
@@ -409,6 +411,23 @@ fn send_requests(
     }
     push(secure("/milk")?);
     push(plain("kubia.example.com", "/")?);
+    // The same cafe through a Gateway and an HTTPRoute (cafe-gateway.yaml),
+    // whose filter tags each response.
+    for path in ["/tea", "/coffee"] {
+        for _ in 0..REQUESTS_PER_PATH {
+            let get = move || http1::get(http, GATEWAY_HOST, path);
+            let r = match client {
+                Some(ns) => ns.run(get)??,
+                None => get()?,
+            };
+            let who = format!(
+                "{} (X-Routed-By: {})",
+                r.header("x-pod").unwrap_or("-"),
+                r.header("x-routed-by").unwrap_or("-")
+            );
+            push((format!("http://{GATEWAY_HOST}{path}"), r.status, who));
+        }
+    }
     Ok(out)
 }
 
@@ -419,8 +438,23 @@ fn verify(answers: &[Answer], https_port: u16) -> Result<()> {
         format!(":{https_port}")
     };
     let mut by_path: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    let mut gateway: BTreeMap<&str, std::collections::BTreeSet<&str>> = BTreeMap::new();
     for (url, status, who) in answers {
-        if url.starts_with("http://cafe.example.com/tea") {
+        if let Some(path) = url.strip_prefix(&format!("http://{GATEWAY_HOST}")) {
+            let want = format!("{}-", path.trim_start_matches('/'));
+            if *status != 200
+                || !who.starts_with(&want)
+                || !who.ends_with("(X-Routed-By: gateway-api)")
+            {
+                bail!(
+                    "{url} (HTTPRoute) should reach a {want} pod with the route's header, got {status} {who}"
+                );
+            }
+            gateway
+                .entry(path)
+                .or_default()
+                .insert(who.split(' ').next().unwrap_or(""));
+        } else if url.starts_with("http://cafe.example.com/tea") {
             let want = format!("https://cafe.example.com{port}/tea");
             if *status != 308 || *who != want {
                 bail!("{url} should redirect (308) to {want}, got {status} {who}");
@@ -455,7 +489,14 @@ fn verify(answers: &[Answer], https_port: u16) -> Result<()> {
     println!(
         "  curl) every /tea went to a tea pod and every /coffee to a coffee pod, both pods of each answering;"
     );
+    if gateway.len() != 2 || gateway.values().any(|pods| pods.len() < 2) {
+        bail!("the HTTPRoute did not spread /tea and /coffee over both pods each: {gateway:?}");
+    }
     println!("  unmatched requests got the default backend");
+    println!(
+        "  through the Gateway and HTTPRoute (cafe.gateway.example), /tea and /coffee reached both pods of"
+    );
+    println!("  their Service, each response tagged by the route's ResponseHeaderModifier");
     Ok(())
 }
 
