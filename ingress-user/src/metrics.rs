@@ -106,6 +106,12 @@ pub const CATALOG: &[MetricDoc] = &[
         "Requests sent again to another endpoint (proxy-next-upstream).",
     ),
     m(
+        "xingress_upstream_mirrored_total",
+        "counter",
+        &[],
+        "Copies of requests sent to a Gateway API RequestMirror backend.",
+    ),
+    m(
         "xingress_proxy_protocol_errors_total",
         "counter",
         &[],
@@ -236,6 +242,7 @@ pub struct Metrics {
     returns: AtomicU64,
     /// Requests sent again to another endpoint (`proxy-next-upstream`).
     retries: AtomicU64,
+    mirrored: AtomicU64,
     /// Connections closed for a missing or malformed PROXY protocol header.
     proxy_protocol_errors: AtomicU64,
     /// Microseconds the last reload spent in each phase.
@@ -256,6 +263,7 @@ impl Default for Metrics {
             ejections: AtomicU64::new(0),
             returns: AtomicU64::new(0),
             retries: AtomicU64::new(0),
+            mirrored: AtomicU64::new(0),
             proxy_protocol_errors: AtomicU64::new(0),
             reload_us: Default::default(),
             upstream_latency: Histogram::default(),
@@ -319,6 +327,10 @@ impl Metrics {
         self.retries.fetch_add(1, Relaxed);
     }
 
+    pub fn upstream_mirrored(&self) {
+        self.mirrored.fetch_add(1, Relaxed);
+    }
+
     pub fn proxy_protocol_error(&self) {
         self.proxy_protocol_errors.fetch_add(1, Relaxed);
     }
@@ -361,6 +373,7 @@ impl Metrics {
             ("xingress_upstream_ejections_total", &self.ejections),
             ("xingress_upstream_returns_total", &self.returns),
             ("xingress_upstream_retries_total", &self.retries),
+            ("xingress_upstream_mirrored_total", &self.mirrored),
             (
                 "xingress_proxy_protocol_errors_total",
                 &self.proxy_protocol_errors,

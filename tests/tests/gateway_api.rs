@@ -89,7 +89,7 @@ const SERVICES: &[(&str, &str)] = &[
 
 struct Suite {
     dir: ManifestDir,
-    _pods: Vec<Backend>,
+    pods: Vec<Backend>,
     agent: Agent,
 }
 
@@ -130,11 +130,7 @@ fn suite(routes: &str) -> Suite {
     dir.write("test.yaml", routes);
     let mut agent = Agent::start_local(&dir.path, &[]).unwrap();
     agent.wait_ready().unwrap();
-    Suite {
-        dir,
-        _pods: pods,
-        agent,
-    }
+    Suite { dir, pods, agent }
 }
 
 /// A request to the HTTP listener.
@@ -1432,5 +1428,207 @@ fn grpc_routes_match_service_method_and_headers() {
     assert_eq!(
         named(&rep["routes"], &format!("{INFRA}/exact-matching"))["kind"],
         "GRPCRoute"
+    );
+}
+
+/// The requests pod `i` of `SERVICES` got, waiting up to 2 s for `want` of
+/// them (mirrored copies travel on their own task).
+fn seen_by(s: &Suite, i: usize, path: &str, want: usize) -> usize {
+    let count = || {
+        s.pods[i]
+            .requests()
+            .iter()
+            .filter(|r| r.split(' ').nth(1) == Some(path))
+            .count()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    while count() < want && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // Past `want`, a late copy would still show: look once more.
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    count()
+}
+
+/// HTTPRouteRequestMirror, HTTPRouteRequestMultipleMirrors and
+/// HTTPRouteRequestPercentageMirror: the client gets the backendRef's
+/// answer; each mirror's pod gets a copy of the request as the backend
+/// got it (its share of them for a fraction); a mirror to a missing
+/// Service is reported and the route keeps serving.
+#[test]
+fn request_mirrors_copy_requests_to_their_backends() {
+    let mirror = |svc: &str, extra: &str| {
+        format!(
+            "{{type: RequestMirror, requestMirror: {{backendRef: {{name: {svc}, port: 8080}}{extra}}}}}"
+        )
+    };
+    let rules = format!(
+        "  - matches: [{{path: {{type: PathPrefix, value: /mirror}}}}]\n    filters: [{}]\n{}\
+         \x20 - matches: [{{path: {{type: PathPrefix, value: /multi-mirror}}}}]\n    filters: [{}, {}, {{type: RequestHeaderModifier, requestHeaderModifier: {{set: [{{name: X-Header-Set, value: mirrored}}]}}}}]\n{}\
+         \x20 - matches: [{{path: {{type: PathPrefix, value: /half}}}}]\n    filters: [{}]\n{}\
+         \x20 - matches: [{{path: {{type: PathPrefix, value: /tenth}}}}]\n    filters: [{}]\n{}",
+        mirror("infra-backend-v2", ""),
+        backend_ref("infra-backend-v1"),
+        mirror("infra-backend-v2", ""),
+        mirror("infra-backend-v3", ""),
+        backend_ref("infra-backend-v1"),
+        mirror("infra-backend-v2", ", percent: 50"),
+        backend_ref("infra-backend-v1"),
+        mirror(
+            "infra-backend-v3",
+            ", fraction: {numerator: 1, denominator: 10}"
+        ),
+        backend_ref("infra-backend-v1"),
+    );
+    let broken = route(
+        "mirror-to-nowhere",
+        INFRA,
+        "same-namespace",
+        "  hostnames: [broken-mirror.test]\n",
+        &format!(
+            "  - filters: [{}]\n{}",
+            mirror("no-such-service", ""),
+            backend_ref("infra-backend-v1")
+        ),
+    );
+    let s = suite(&format!(
+        "{}{broken}",
+        route(
+            "request-mirror",
+            INFRA,
+            "same-namespace",
+            "  hostnames: [mirror.test]\n",
+            &rules
+        )
+    ));
+    // One mirror: the client's answer is the backendRef's.
+    expect(&s, "mirror.test", "/mirror", &[], INFRA, "infra-backend-v1");
+    assert_eq!(seen_by(&s, 0, "/mirror", 1), 1);
+    assert_eq!(seen_by(&s, 1, "/mirror", 1), 1, "the mirror got no copy");
+    assert_eq!(seen_by(&s, 2, "/mirror", 0), 0);
+    // Two mirrors, after the request's header edit: each gets the request
+    // as the backend did.
+    let r = get(&s, "GET", "mirror.test", "/multi-mirror", &[]);
+    assert_eq!(r.echo_field("x-header-set").as_deref(), Some("mirrored"));
+    assert_eq!(seen_by(&s, 1, "/multi-mirror", 1), 1);
+    assert_eq!(seen_by(&s, 2, "/multi-mirror", 1), 1);
+    // Shares: 50% of 20 requests, 1/10 of 20, spread evenly.
+    for _ in 0..20 {
+        expect(&s, "mirror.test", "/half", &[], INFRA, "infra-backend-v1");
+        expect(&s, "mirror.test", "/tenth", &[], INFRA, "infra-backend-v1");
+    }
+    assert_eq!(seen_by(&s, 1, "/half", 10), 10);
+    assert_eq!(seen_by(&s, 2, "/tenth", 2), 2);
+    // A mirror to a Service that does not exist: reported, and the route
+    // still answers from its backend.
+    expect(
+        &s,
+        "broken-mirror.test",
+        "/x",
+        &[],
+        INFRA,
+        "infra-backend-v1",
+    );
+    let rep = report(&s.dir);
+    let parent = route_parent(
+        &rep,
+        &format!("{INFRA}/mirror-to-nowhere"),
+        "same-namespace",
+    );
+    assert_eq!(
+        condition(&parent["conditions"], "ResolvedRefs"),
+        is("False", "BackendNotFound")
+    );
+    let parent = route_parent(&rep, &format!("{INFRA}/request-mirror"), "same-namespace");
+    assert_eq!(
+        condition(&parent["conditions"], "ResolvedRefs"),
+        is("True", "ResolvedRefs")
+    );
+    let metrics = xingress_tests::http1::get(s.agent.admin, "localhost", "/metrics")
+        .unwrap()
+        .text();
+    assert!(
+        metrics.contains("xingress_upstream_mirrored_total 15"),
+        "1 + 2 + 10 + 2 copies: {metrics}"
+    );
+}
+
+/// HTTPRouteTimeoutRequest and HTTPRouteTimeoutBackendRequest: a pod
+/// slower than `timeouts.request` (or `backendRequest`) gets the client a
+/// 504 when the timeout passes, a quick one answers; a rule whose
+/// backendRequest exceeds its request timeout, or with a malformed
+/// duration, is dropped and said so.
+#[test]
+fn route_timeouts_answer_504_when_the_pod_is_slower() {
+    let s = suite(&format!(
+        "{}{}",
+        route(
+            "request-timeout",
+            INFRA,
+            "same-namespace",
+            "  hostnames: [timeout.test]\n",
+            &format!(
+                "  - matches: [{{path: {{type: PathPrefix, value: /delay}}}}]\n    timeouts: {{request: 500ms}}\n{}\
+                 \x20 - matches: [{{path: {{type: PathPrefix, value: /backend/delay}}}}]\n    timeouts: {{backendRequest: 300ms}}\n    filters: [{{type: URLRewrite, urlRewrite: {{path: {{type: ReplacePrefixMatch, replacePrefixMatch: /delay}}}}}}]\n{}\
+                 \x20 - matches: [{{path: {{type: PathPrefix, value: /none/delay}}}}]\n    timeouts: {{request: 0s}}\n    filters: [{{type: URLRewrite, urlRewrite: {{path: {{type: ReplacePrefixMatch, replacePrefixMatch: /delay}}}}}}]\n{}",
+                backend_ref("infra-backend-v1"),
+                backend_ref("infra-backend-v1"),
+                backend_ref("infra-backend-v1"),
+            )
+        ),
+        route(
+            "bad-timeouts",
+            INFRA,
+            "same-namespace",
+            "  hostnames: [bad-timeout.test]\n",
+            &format!(
+                "  - matches: [{{path: {{type: PathPrefix, value: /inverted}}}}]\n    timeouts: {{request: 1s, backendRequest: 2s}}\n{}\
+                 \x20 - matches: [{{path: {{type: PathPrefix, value: /days}}}}]\n    timeouts: {{request: 1d}}\n{}\
+                 \x20 -\n{}",
+                backend_ref("infra-backend-v1"),
+                backend_ref("infra-backend-v1"),
+                backend_ref("infra-backend-v2"),
+            )
+        ),
+    ));
+    let timed = |path: &str| {
+        let t = std::time::Instant::now();
+        let r = get(&s, "GET", "timeout.test", path, &[]);
+        (r.status, t.elapsed())
+    };
+    let (status, took) = timed("/delay/2000");
+    assert_eq!(status, 504);
+    assert!(
+        took >= std::time::Duration::from_millis(450)
+            && took < std::time::Duration::from_millis(1500),
+        "504 after {took:?}, not at the 500ms timeout"
+    );
+    assert_eq!(timed("/delay/10").0, 200);
+    let (status, took) = timed("/backend/delay/2000");
+    assert_eq!(status, 504);
+    assert!(
+        took < std::time::Duration::from_millis(1500),
+        "504 after {took:?}, not at the 300ms backendRequest timeout"
+    );
+    assert_eq!(timed("/backend/delay/10").0, 200);
+    // 0s: no timeout of the route's own (the agent's 60 s read timeout).
+    assert_eq!(timed("/none/delay/700").0, 200);
+    // The invalid rules are gone (their paths fall to the catch-all rule).
+    for path in ["/inverted", "/days"] {
+        expect(&s, "bad-timeout.test", path, &[], INFRA, "infra-backend-v2");
+    }
+    let rep = report(&s.dir);
+    let parent = route_parent(&rep, &format!("{INFRA}/bad-timeouts"), "same-namespace");
+    let partially = parent["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "PartiallyInvalid")
+        .unwrap_or_else(|| panic!("{parent:#}"));
+    let message = partially["message"].as_str().unwrap();
+    assert!(
+        message.contains("backendRequest 2s is longer than timeouts.request 1s")
+            && message.contains("duration \"1d\""),
+        "{message}"
     );
 }

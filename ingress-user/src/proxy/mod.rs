@@ -141,6 +141,9 @@ struct Target {
     normalized: Option<Box<str>>,
     /// Retries and passive health; `None`: the defaults.
     policy: Option<Arc<UpstreamPolicy>>,
+    /// Gateway API `timeouts.request`: the response head must come within
+    /// this of the request's arrival (else 504).
+    request_timeout: Option<std::time::Duration>,
 }
 
 impl Target {
@@ -418,8 +421,20 @@ impl Proxy {
                 if let Some(r) = record.as_deref_mut() {
                     r.upstream_name = Some(access_log::upstream_name(&target.backend));
                 }
-                self.authorized_forward(&down, req, target, record.as_deref_mut())
-                    .await
+                match target.request_timeout {
+                    None => {
+                        self.authorized_forward(&down, req, target, record.as_deref_mut())
+                            .await
+                    }
+                    Some(limit) => {
+                        let left = limit.saturating_sub(started.elapsed());
+                        let forward =
+                            self.authorized_forward(&down, req, target, record.as_deref_mut());
+                        tokio::time::timeout(left, forward)
+                            .await
+                            .unwrap_or(Err(ProxyError::UpstreamTimeout))
+                    }
+                }
             }
             Ok(Decision::Redirect(status, location)) => Ok(redirect(status, location)),
             Ok(Decision::Preflight(headers)) => Ok(preflight(*headers)),
@@ -645,6 +660,7 @@ impl Proxy {
             }
         };
         let filters = route.rule.and_then(|r| r.filters.clone());
+        let request_timeout = filters.as_ref().and_then(|f| f.request_timeout);
         let rewrite = filters.as_ref().and_then(|f| f.rewrite.as_ref());
         let rewritten = route.rule.and_then(|r| {
             let query = target.split_once('?').map(|(_, q)| q);
@@ -727,8 +743,9 @@ impl Proxy {
             cors,
             set_cookie,
             external_auth: route.rule.and_then(|r| r.external_auth.clone()),
-            filters: filters
-                .filter(|f| f.request_headers.is_some() || f.response_headers.is_some()),
+            filters: filters.filter(|f| {
+                f.request_headers.is_some() || f.response_headers.is_some() || !f.mirrors.is_empty()
+            }),
         };
         let body_limit = route
             .rule
@@ -748,6 +765,7 @@ impl Proxy {
             connect_timeout: route.rule.and_then(|r| r.connect_timeout),
             normalized,
             policy: route.rule.and_then(|r| r.upstream_policy.clone()),
+            request_timeout,
         });
         (Ok(decision), stats)
     }
@@ -885,6 +903,15 @@ impl Proxy {
         };
         parts.uri = upstream_uri(&target.peer, tls, &original_uri)?;
         parts.version = upstream_version(protocol);
+        if let Some(f) = &changes.filters {
+            self.mirror(
+                &f.mirrors,
+                &parts,
+                &original_uri,
+                &body,
+                target.read_timeout,
+            );
+        }
         // Retries (`proxy-next-upstream`): a bodiless request can be built
         // again for another endpoint; one with a body only while the body
         // is unread (the connection failed).
@@ -1035,6 +1062,53 @@ impl Proxy {
         let in_flight = target.in_flight.take();
         let read_timeout = Some(target.read_timeout);
         Ok(resp.map(|b| Either::Left(ResponseBody::new(b, in_flight, read_timeout))))
+    }
+}
+
+impl Proxy {
+    /// `RequestMirror`: a copy of the request, as its pod gets it, to a pod
+    /// of each mirror backend whose share takes this request. Requests
+    /// with a body are not copied (the body streams once, to the pod).
+    fn mirror(
+        &self,
+        mirrors: &[crate::model::gateway::Mirror],
+        parts: &http::request::Parts,
+        original: &Uri,
+        body: &Incoming,
+        timeout: std::time::Duration,
+    ) {
+        if mirrors.is_empty() {
+            return;
+        }
+        if !hyper::body::Body::is_end_stream(body) {
+            tracing::debug!(uri = %original, "not mirrored: the request has a body");
+            return;
+        }
+        for m in mirrors {
+            if !m.takes() {
+                continue;
+            }
+            let ejected = |a| self.health.is_ejected(a);
+            let peer = match m.backend.pick_healthy(&ejected) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::debug!(backend = %m.backend.service, "not mirrored: {e:?}");
+                    continue;
+                }
+            };
+            let protocol = m.backend.protocol;
+            let tls = matches!(protocol, BackendProtocol::Https | BackendProtocol::H2Tls);
+            let Ok(uri) = upstream_uri(&peer, tls, original) else {
+                continue;
+            };
+            let mut req = Request::new(RequestBody::Empty);
+            *req.method_mut() = parts.method.clone();
+            *req.uri_mut() = uri;
+            *req.version_mut() = upstream_version(protocol);
+            *req.headers_mut() = parts.headers.clone();
+            self.metrics.upstream_mirrored();
+            self.upstream.mirror(protocol, req, timeout);
+        }
     }
 }
 

@@ -152,6 +152,36 @@ impl Upstream {
 
     /// Sends the request and waits for the response head (the body
     /// streams), at most `timeout` (504 after).
+    /// Sends a copy of a request (`RequestMirror`) on its own task: the
+    /// answer is read and dropped, a failure only logged; the client's
+    /// request never waits for it.
+    pub fn mirror(
+        &self,
+        protocol: BackendProtocol,
+        req: Request<RequestBody>,
+        timeout: std::time::Duration,
+    ) {
+        let slot = PROTOCOLS.iter().position(|p| *p == protocol).unwrap_or(0);
+        let target = req.uri().clone();
+        let fut = match &self.defaults[slot] {
+            AnyClient::Plain(c) => c.request(req),
+            AnyClient::Tls(c) => c.request(req),
+        };
+        tokio::spawn(async move {
+            let answered = tokio::time::timeout(timeout, async move {
+                let resp = fut.await?;
+                http_body_util::BodyExt::collect(resp.into_body()).await?;
+                Ok::<_, BoxError>(())
+            })
+            .await;
+            match answered {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::debug!(%target, "mirrored request failed: {e}"),
+                Err(_) => tracing::debug!(%target, "mirrored request timed out"),
+            }
+        });
+    }
+
     pub async fn send(
         &self,
         protocol: BackendProtocol,

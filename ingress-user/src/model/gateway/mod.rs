@@ -271,6 +271,40 @@ pub struct GatewayRewrite {
     pub path: Option<PathChange>,
 }
 
+/// A `RequestMirror` filter: a copy of `numerator` of every `denominator`
+/// requests goes to `backend`, spread evenly (not at random).
+#[derive(Debug)]
+pub struct Mirror {
+    pub backend: Arc<Backend>,
+    numerator: u64,
+    denominator: u64,
+    seen: std::sync::atomic::AtomicU64,
+}
+
+impl Mirror {
+    /// `numerator/denominator` of the requests (both as the spec bounds
+    /// them: 0 ≤ numerator ≤ denominator, denominator ≥ 1).
+    pub fn new(backend: Arc<Backend>, numerator: u64, denominator: u64) -> Self {
+        let denominator = denominator.max(1);
+        Self {
+            backend,
+            numerator: numerator.min(denominator),
+            denominator,
+            seen: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// Whether this request is copied: the n-th request is when
+    /// ⌊(n+1)·num/den⌋ > ⌊n·num/den⌋, so exactly `num` of each `den` are.
+    pub fn takes(&self) -> bool {
+        if self.numerator == self.denominator {
+            return true;
+        }
+        let n = self.seen.fetch_add(1, Ordering::Relaxed) % self.denominator;
+        (n + 1) * self.numerator / self.denominator > n * self.numerator / self.denominator
+    }
+}
+
 /// What an HTTPRoute rule's filters do to its requests and responses.
 #[derive(Debug, Default)]
 pub struct Filters {
@@ -278,13 +312,23 @@ pub struct Filters {
     pub response_headers: Option<HeaderEdit>,
     pub redirect: Option<GatewayRedirect>,
     pub rewrite: Option<GatewayRewrite>,
+    /// `RequestMirror`: copies of the request sent to these backends, their
+    /// answers dropped.
+    pub mirrors: Vec<Mirror>,
+    /// `timeouts.request`: the pod's response head must arrive within this
+    /// from the request's arrival, retries included (else 504).
+    pub request_timeout: Option<std::time::Duration>,
 }
 
 impl Filters {
     /// Whether a request must be changed on its way (hyper's path carries
     /// that out; a redirect is answered by either).
     pub fn edits_request(&self) -> bool {
-        self.request_headers.is_some() || self.response_headers.is_some() || self.rewrite.is_some()
+        self.request_headers.is_some()
+            || self.response_headers.is_some()
+            || self.rewrite.is_some()
+            || !self.mirrors.is_empty()
+            || self.request_timeout.is_some()
     }
 
     /// The Location of the redirect, for a request with `scheme`, `host`
@@ -345,6 +389,25 @@ mod tests {
             "80".into(),
             BackendTarget::NoEndpoints,
         ))
+    }
+
+    #[test]
+    fn mirror_shares_are_exact_per_cycle_and_spread() {
+        let taken = |num, den, n| {
+            let m = Mirror::new(backend("m"), num, den);
+            (0..n).map(|_| m.takes()).collect::<Vec<_>>()
+        };
+        assert!(taken(100, 100, 7).iter().all(|t| *t));
+        assert!(taken(0, 100, 300).iter().all(|t| !*t));
+        let half = taken(50, 100, 10);
+        assert_eq!(half, [false, true].repeat(5));
+        let tenth = taken(1, 10, 30);
+        assert_eq!(tenth.iter().filter(|t| **t).count(), 3);
+        assert_eq!(tenth.iter().position(|t| *t), Some(9));
+        // 3/7: three of every seven, never two copies in a row here.
+        let t = taken(3, 7, 70);
+        assert_eq!(t.iter().filter(|t| **t).count(), 30);
+        assert!(t.windows(2).all(|w| !(w[0] && w[1])));
     }
 
     #[test]

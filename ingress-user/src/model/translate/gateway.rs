@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use super::*;
 use crate::model::gateway::{
-    Filters, GatewayRedirect, GatewayRewrite, HeaderEdit, ON_HTTP, ON_HTTPS, PathChange,
+    Filters, GatewayRedirect, GatewayRewrite, HeaderEdit, Mirror, ON_HTTP, ON_HTTPS, PathChange,
     RequestMatch, Split, ValueMatch,
     types::{
         Condition, GROUP, GRPCMethodMatch, GRPCRoute, Gateway, GatewayClassStatus, GatewayStatus,
@@ -943,7 +943,7 @@ impl Cx<'_> {
                             allow: None,
                             deny: None,
                             body_limit: self.config.body_limit,
-                            read_timeout: self.config.read_timeout,
+                            read_timeout: b.backend_timeout.or(self.config.read_timeout),
                             connect_timeout: self.config.connect_timeout,
                             client_auth: None,
                             client_cn: None,
@@ -1056,71 +1056,59 @@ impl Cx<'_> {
                 query,
             });
         }
-        let filters = self.filters(&rule.filters)?;
+        let mut filters = self.filters(&rule.filters)?;
+        // Mirrors resolve like backendRefs (their problems in ResolvedRefs).
+        for f in rule.filters.iter().filter(|f| f.type_ == "RequestMirror") {
+            let Some(m) = &f.request_mirror else {
+                return Err("RequestMirror without requestMirror".into());
+            };
+            let (num, den) = match (m.percent, &m.fraction) {
+                (Some(_), Some(_)) => return Err("a mirror sets both percent and fraction".into()),
+                (Some(p), None) => (p, 100),
+                (None, Some(f)) => (f.numerator, f.denominator.unwrap_or(100)),
+                (None, None) => (100, 100),
+            };
+            if den < 1 || num < 0 || num > den {
+                return Err(format!("mirror fraction {num}/{den} is not within 0..=1"));
+            }
+            let backend = self.backend_ref((id, kind_of_route), &m.backend_ref, grpc, resolved);
+            filters
+                .get_or_insert_with(Filters::default)
+                .mirrors
+                .push(Mirror::new(backend, num as u64, den as u64));
+        }
+        // `timeouts`: the request's (from arrival, retries included) and
+        // each try's (the pod's response head and each body read).
+        let mut backend_timeout = None;
+        if let Some(t) = &rule.timeouts {
+            let request = t
+                .request
+                .as_deref()
+                .map(gateway_duration)
+                .transpose()?
+                .flatten();
+            backend_timeout = t
+                .backend_request
+                .as_deref()
+                .map(gateway_duration)
+                .transpose()?
+                .flatten();
+            if let (Some(r), Some(b)) = (request, backend_timeout)
+                && b > r
+            {
+                return Err(format!(
+                    "timeouts.backendRequest {b:?} is longer than timeouts.request {r:?}"
+                ));
+            }
+            if request.is_some() {
+                filters.get_or_insert_with(Filters::default).request_timeout = request;
+            }
+        }
         // Backends.
         let mut backends: Vec<(Arc<Backend>, u32)> = Vec::new();
         for b in &rule.backend_refs {
             let weight = b.weight.unwrap_or(1).max(0) as u32;
-            let r = &b.backend;
-            let ns = r.namespace.clone().unwrap_or_else(|| id.namespace.clone());
-            let invalid = |what: &'static str| {
-                Arc::new(Backend::new(
-                    NamespacedName::new(ns.clone(), r.name.clone()),
-                    r.port.map(|p| p.to_string()).unwrap_or_default(),
-                    BackendTarget::Invalid(what),
-                ))
-            };
-            let group = r.group.as_deref().unwrap_or("");
-            let kind = r.kind.as_deref().unwrap_or("Service");
-            let backend = if !group.is_empty() || kind != "Service" {
-                set_first(
-                    resolved,
-                    "InvalidKind",
-                    format!("backendRef {group}/{kind} {} is not a Service", r.name),
-                );
-                invalid("backend reference of an unsupported kind")
-            } else if ns != id.namespace
-                && !self.granted(kind_of_route, &id.namespace, "", "Service", &ns, &r.name)
-            {
-                set_first(
-                    resolved,
-                    "RefNotPermitted",
-                    format!(
-                        "Service {ns}/{} is in another namespace and no ReferenceGrant allows it",
-                        r.name
-                    ),
-                );
-                invalid("cross-namespace reference not granted")
-            } else if !self
-                .objects
-                .services
-                .contains_key(&NamespacedName::new(ns.clone(), r.name.clone()))
-            {
-                set_first(
-                    resolved,
-                    "BackendNotFound",
-                    format!("Service {ns}/{} not found", r.name),
-                );
-                invalid("Service not found")
-            } else if let Some(port) = r.port {
-                let svc = NamespacedName::new(ns.clone(), r.name.clone());
-                // gRPC is HTTP/2: with prior knowledge to the pod.
-                let protocol = if grpc {
-                    BackendProtocol::H2c
-                } else {
-                    self.app_protocol(&svc, port)
-                };
-                self.service_backend(&ns, &r.name, PortRef::Number(port), protocol, &|| {
-                    format!("{kind_of_route} {id}")
-                })
-            } else {
-                set_first(
-                    resolved,
-                    "UnsupportedProtocol",
-                    format!("backendRef to Service {ns}/{} needs a port", r.name),
-                );
-                invalid("backend reference without a port")
-            };
+            let backend = self.backend_ref((id, kind_of_route), &b.backend, grpc, resolved);
             if !b.filters.is_empty() {
                 return Err("filters on a backendRef are not supported".into());
             }
@@ -1153,7 +1141,78 @@ impl Cx<'_> {
             backend,
             split,
             filters: filters.map(Arc::new),
+            backend_timeout,
         })
+    }
+
+    /// A Service reference of a route (a backendRef, a mirror's): its
+    /// backend, or an invalid one answering 500 with `resolved` saying why.
+    fn backend_ref(
+        &mut self,
+        (id, kind_of_route): (&NamespacedName, &'static str),
+        r: &crate::model::gateway::types::BackendObjectReference,
+        grpc: bool,
+        resolved: &mut Result<(), (&'static str, String)>,
+    ) -> Arc<Backend> {
+        let ns = r.namespace.clone().unwrap_or_else(|| id.namespace.clone());
+        let invalid = |what: &'static str| {
+            Arc::new(Backend::new(
+                NamespacedName::new(ns.clone(), r.name.clone()),
+                r.port.map(|p| p.to_string()).unwrap_or_default(),
+                BackendTarget::Invalid(what),
+            ))
+        };
+        let group = r.group.as_deref().unwrap_or("");
+        let kind = r.kind.as_deref().unwrap_or("Service");
+        if !group.is_empty() || kind != "Service" {
+            set_first(
+                resolved,
+                "InvalidKind",
+                format!("backendRef {group}/{kind} {} is not a Service", r.name),
+            );
+            invalid("backend reference of an unsupported kind")
+        } else if ns != id.namespace
+            && !self.granted(kind_of_route, &id.namespace, "", "Service", &ns, &r.name)
+        {
+            set_first(
+                resolved,
+                "RefNotPermitted",
+                format!(
+                    "Service {ns}/{} is in another namespace and no ReferenceGrant allows it",
+                    r.name
+                ),
+            );
+            invalid("cross-namespace reference not granted")
+        } else if !self
+            .objects
+            .services
+            .contains_key(&NamespacedName::new(ns.clone(), r.name.clone()))
+        {
+            set_first(
+                resolved,
+                "BackendNotFound",
+                format!("Service {ns}/{} not found", r.name),
+            );
+            invalid("Service not found")
+        } else if let Some(port) = r.port {
+            let svc = NamespacedName::new(ns.clone(), r.name.clone());
+            // gRPC is HTTP/2: with prior knowledge to the pod.
+            let protocol = if grpc {
+                BackendProtocol::H2c
+            } else {
+                self.app_protocol(&svc, port)
+            };
+            self.service_backend(&ns, &r.name, PortRef::Number(port), protocol, &|| {
+                format!("{kind_of_route} {id}")
+            })
+        } else {
+            set_first(
+                resolved,
+                "UnsupportedProtocol",
+                format!("backendRef to Service {ns}/{} needs a port", r.name),
+            );
+            invalid("backend reference without a port")
+        }
     }
 
     /// `appProtocol: kubernetes.io/h2c` on the Service port: HTTP/2 with prior knowledge.
@@ -1222,6 +1281,8 @@ impl Cx<'_> {
                         path: r.path.as_ref().map(path_change).transpose()?,
                     });
                 }
+                // Resolved by the caller, which knows the route.
+                "RequestMirror" => {}
                 other => return Err(format!("filter {other} is not supported")),
             }
         }
@@ -1304,4 +1365,69 @@ struct BuiltRule {
     backend: Arc<Backend>,
     split: Option<Arc<Split>>,
     filters: Option<Arc<Filters>>,
+    /// `timeouts.backendRequest`.
+    backend_timeout: Option<std::time::Duration>,
+}
+
+/// A Gateway API duration (GEP-2257): one to four `<digits><unit>` with
+/// units `h`, `m`, `s`, `ms` (`1h30m`, `500ms`); zero means none.
+fn gateway_duration(s: &str) -> Result<Option<std::time::Duration>, String> {
+    let bad = || format!("duration {s:?} is not like 10s, 1m30s or 500ms");
+    let mut total = std::time::Duration::ZERO;
+    let mut rest = s;
+    let mut parts = 0;
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 || digits > 5 {
+            return Err(bad());
+        }
+        let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let (unit, len) = if rest.starts_with("ms") {
+            (std::time::Duration::from_millis(1), 2)
+        } else {
+            match rest.as_bytes().first() {
+                Some(b'h') => (std::time::Duration::from_secs(3600), 1),
+                Some(b'm') => (std::time::Duration::from_secs(60), 1),
+                Some(b's') => (std::time::Duration::from_secs(1), 1),
+                _ => return Err(bad()),
+            }
+        };
+        total += unit * u32::try_from(n).map_err(|_| bad())?;
+        rest = &rest[len..];
+        parts += 1;
+    }
+    if parts == 0 || parts > 4 {
+        return Err(bad());
+    }
+    Ok((!total.is_zero()).then_some(total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::gateway_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn gateway_durations_parse_as_gep_2257_says() {
+        let ok = |s: &str| gateway_duration(s).unwrap();
+        assert_eq!(ok("10s"), Some(Duration::from_secs(10)));
+        assert_eq!(ok("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(ok("1h30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(ok("1m1s1ms"), Some(Duration::from_millis(61_001)));
+        assert_eq!(ok("0s"), None);
+        for bad in [
+            "",
+            "1d",
+            "10",
+            "s",
+            "1.5s",
+            "-1s",
+            "123456s",
+            "1h1m1s1ms1s",
+            "10 s",
+        ] {
+            assert!(gateway_duration(bad).is_err(), "{bad:?} accepted");
+        }
+    }
 }
