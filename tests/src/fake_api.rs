@@ -23,7 +23,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::backend::ChannelBody;
 
 /// (resource, group/version, kind)
-const KINDS: [(&str, &str, &str); 14] = [
+const KINDS: [(&str, &str, &str); 15] = [
     ("namespaces", "v1", "Namespace"),
     (
         "gatewayclasses",
@@ -33,6 +33,11 @@ const KINDS: [(&str, &str, &str); 14] = [
     ("gateways", "gateway.networking.k8s.io/v1", "Gateway"),
     ("httproutes", "gateway.networking.k8s.io/v1", "HTTPRoute"),
     ("grpcroutes", "gateway.networking.k8s.io/v1", "GRPCRoute"),
+    (
+        "tlsroutes",
+        "gateway.networking.k8s.io/v1alpha2",
+        "TLSRoute",
+    ),
     (
         "referencegrants",
         "gateway.networking.k8s.io/v1beta1",

@@ -675,14 +675,53 @@ fn gateway_api_objects_route_and_get_status_from_the_leader() {
             })
         })
     });
+    // A TLSRoute (v1alpha2) on the HTTP-only Gateway: watched, and told why
+    // it is not attached.
+    api.apply_yaml(
+        "apiVersion: gateway.networking.k8s.io/v1alpha2\nkind: TLSRoute\nmetadata: {name: tls, namespace: default}\n\
+         spec:\n  parentRefs: [{name: edge}]\n  hostnames: [tls.gw.test]\n  rules:\n  - backendRefs: [{name: tea-svc, port: 80}]\n",
+    );
+    agent.eventually("TLSRoute status written", || {
+        api.get("TLSRoute", "default", "tls").is_some_and(|r| {
+            r["status"]["parents"].as_array().is_some_and(|ps| {
+                ps.iter().any(|p| {
+                    condition_of(&p["conditions"], "Accepted")
+                        .is_some_and(|c| c.0 == "False" && c.1 == "NotAllowedByListeners")
+                })
+            })
+        })
+    });
     // Writes are status writes only.
     assert!(
         api.writes()
             .iter()
-            .filter(|(_, r, _)| r.starts_with("gateway") || r == "httproutes")
+            .filter(|(_, r, _)| r.starts_with("gateway") || r.ends_with("routes"))
             .all(|(m, _, path)| m == "PATCH" && path.ends_with("/status")),
         "{:?}",
         api.writes()
+    );
+}
+
+#[test]
+fn without_tlsroute_installed_gateways_are_still_served() {
+    let c = cafe();
+    let api = FakeApi::start();
+    // The standard channel's CRDs: no TLSRoute.
+    api.hide(&["tlsroutes"]);
+    api.apply_yaml(&c.yaml);
+    api.apply_yaml(GATEWAY);
+    api.apply_yaml(&http_route("tea", "tea.gw.test", "tea-svc"));
+    let dir = ManifestDir::new();
+    let agent = cluster_agent(&api, &dir);
+    agent.eventually("the HTTPRoute served", || {
+        probe(&agent, "tea.gw.test", "/") == (200, "tea-".into())
+    });
+    assert!(
+        agent
+            .logs()
+            .contains("TLSRoute (gateway.networking.k8s.io/v1alpha2) is not installed"),
+        "{}",
+        agent.logs()
     );
 }
 

@@ -256,6 +256,8 @@ fn rbac_grants_only_what_the_agent_uses() {
         "httproutes/status:patch",
         "grpcroutes/status:update",
         "grpcroutes/status:patch",
+        "tlsroutes/status:update",
+        "tlsroutes/status:patch",
         "leases:create",
         "leases:update",
         "events:create",
@@ -280,6 +282,7 @@ fn rbac_grants_only_what_the_agent_uses() {
         "gateways",
         "httproutes",
         "grpcroutes",
+        "tlsroutes",
         "referencegrants",
         "namespaces",
     ] {

@@ -1632,3 +1632,162 @@ fn route_timeouts_answer_504_when_the_pod_is_slower() {
         "{message}"
     );
 }
+
+/// A Service of one pod at `addr` in `ns`, port 443.
+fn tls_service(ns: &str, name: &str, addr: SocketAddr) -> String {
+    format!(
+        "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: {ns}}}\n\
+         spec:\n  ports: [{{name: https, port: 443}}]\n---\n\
+         apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n\
+         metadata: {{name: {name}-1, namespace: {ns}, labels: {{kubernetes.io/service-name: {name}}}}}\n\
+         addressType: IPv4\nports: [{{name: https, port: {}}}]\n\
+         endpoints: [{{addresses: [\"{}\"], conditions: {{ready: true}}}}]\n---\n",
+        addr.port(),
+        addr.ip()
+    )
+}
+
+/// TLSRouteSimpleSameNamespace, TLSRouteInvalidReferenceGrant and the
+/// hostname rules of TLSRoute: a TLS listener in Passthrough mode sends
+/// connections by server name to the route's pod, which terminates TLS
+/// with its own certificate; the agent never decrypts them. HTTPS
+/// termination on the same port goes on for other names. A TLSRoute
+/// refused by the listener, a cross-namespace backend without a grant, and
+/// a listener asking to terminate say why in status.
+#[test]
+fn tls_routes_pass_tls_through_by_server_name() {
+    // The pod's own certificate, for abc.example.com.
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["abc.example.com".to_string()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let pod_der = cert.der().to_vec();
+    let tls_pod = backend::start_with(
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        "tls-backend-1",
+        Mode::Echo,
+        Some(backend::tls_config(
+            cert.pem().as_bytes(),
+            key.serialize_pem().as_bytes(),
+        )),
+    )
+    .unwrap();
+    let (secret, listener_der) = certificate(INFRA, "listener-cert", &["terminated.example.com"]);
+    let gateway = format!(
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {{name: gateway-tlsroute, namespace: {INFRA}}}\n\
+         spec:\n  gatewayClassName: xingress\n  listeners:\n\
+         \x20 - {{name: tls, port: 443, protocol: TLS, hostname: \"*.example.com\", tls: {{mode: Passthrough}}}}\n\
+         \x20 - {{name: https, port: 443, protocol: HTTPS, hostname: terminated.example.com, tls: {{certificateRefs: [{{name: listener-cert}}]}}}}\n\
+         \x20 - {{name: tls-terminate, port: 443, protocol: TLS, hostname: terminate.test, tls: {{mode: Terminate, certificateRefs: [{{name: listener-cert}}]}}}}\n---\n"
+    );
+    let tls_route = |name: &str, parent: &str, hosts: &str, backend_ns: &str| {
+        format!(
+            "apiVersion: gateway.networking.k8s.io/v1alpha2\nkind: TLSRoute\nmetadata: {{name: {name}, namespace: {INFRA}}}\n\
+             spec:\n  parentRefs: [{{name: gateway-tlsroute, sectionName: {parent}}}]\n  hostnames: {hosts}\n\
+             \x20 rules:\n  - backendRefs: [{{name: tls-backend, namespace: {backend_ns}, port: 443}}]\n---\n"
+        )
+    };
+    let https_route = format!(
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: terminated, namespace: {INFRA}}}\n\
+         spec:\n  parentRefs: [{{name: gateway-tlsroute, sectionName: https}}]\n  rules:\n  -\n{}---\n",
+        backend_ref("infra-backend-v1")
+    );
+    let s = suite(&format!(
+        "{secret}{gateway}{}{}{}{}{}{https_route}",
+        tls_service(INFRA, "tls-backend", tls_pod.addr),
+        tls_service(APP, "tls-backend", tls_pod.addr),
+        // abc.example.com meets the listener's *.example.com; other.org does not.
+        tls_route(
+            "gateway-conformance-infra-test",
+            "tls",
+            "[abc.example.com, other.org]",
+            INFRA
+        ),
+        // No ReferenceGrant lets infra's routes reach the app namespace.
+        tls_route(
+            "invalid-reference-grant",
+            "tls",
+            "[ungranted.example.com]",
+            APP
+        ),
+        // An HTTP listener takes no TLSRoute.
+        &format!(
+            "apiVersion: gateway.networking.k8s.io/v1alpha2\nkind: TLSRoute\nmetadata: {{name: on-http, namespace: {INFRA}}}\n\
+             spec:\n  parentRefs: [{{name: same-namespace}}]\n  hostnames: [http.example.com]\n\
+             \x20 rules:\n  - backendRefs: [{{name: tls-backend, port: 443}}]\n---\n"
+        ),
+    ));
+    let config = tls_client::config(&[b"http/1.1"]);
+    // The pod's certificate comes back and the pod answers: passed through.
+    let (mut conn, info) = tls_client::connect(s.agent.https, "abc.example.com", &config).unwrap();
+    assert_eq!(info.chain[0], pod_der, "the pod's own certificate");
+    let r = conn.get("abc.example.com", "/inside").unwrap();
+    assert_eq!(
+        (r.status, r.header("x-pod")),
+        (200, Some("tls-backend-1")),
+        "{}",
+        r.text()
+    );
+    // Nobody but the client wrote the request the pod got.
+    assert_eq!(r.echo_field("x-forwarded-for"), None);
+    // The HTTPS listener on the same port still terminates its own name.
+    let (mut conn, info) =
+        tls_client::connect(s.agent.https, "terminated.example.com", &config).unwrap();
+    assert_eq!(info.chain[0], listener_der);
+    let r = conn.get("terminated.example.com", "/").unwrap();
+    assert_eq!(backend_of(&r), format!("{INFRA}/infra-backend-v1"));
+    // other.org is outside the listener's hostname, ungranted.example.com
+    // has no backend it may use: neither reaches the pod.
+    for sni in ["other.org", "ungranted.example.com"] {
+        let passed = tls_client::connect(s.agent.https, sni, &config)
+            .map(|(_, info)| info.chain[0] == pod_der)
+            .unwrap_or(false);
+        assert!(!passed, "{sni} reached the pod");
+    }
+
+    let rep = report(&s.dir);
+    let gw = format!("{INFRA}/gateway-tlsroute");
+    let parent = route_parent(
+        &rep,
+        &format!("{INFRA}/gateway-conformance-infra-test"),
+        "gateway-tlsroute",
+    );
+    assert_eq!(
+        condition(&parent["conditions"], "Accepted"),
+        is("True", "Accepted")
+    );
+    assert_eq!(
+        condition(&parent["conditions"], "ResolvedRefs"),
+        is("True", "ResolvedRefs")
+    );
+    let parent = route_parent(
+        &rep,
+        &format!("{INFRA}/invalid-reference-grant"),
+        "gateway-tlsroute",
+    );
+    assert_eq!(
+        condition(&parent["conditions"], "Accepted"),
+        is("True", "Accepted")
+    );
+    assert_eq!(
+        condition(&parent["conditions"], "ResolvedRefs"),
+        is("False", "RefNotPermitted")
+    );
+    let parent = route_parent(&rep, &format!("{INFRA}/on-http"), "same-namespace");
+    assert_eq!(
+        condition(&parent["conditions"], "Accepted"),
+        is("False", "NotAllowedByListeners")
+    );
+    let l = listener(&rep, &gw, "tls");
+    assert_eq!(l["attachedRoutes"], 2);
+    assert_eq!(l["supportedKinds"][0]["kind"], "TLSRoute");
+    for t in ["Accepted", "ResolvedRefs", "Programmed"] {
+        assert_eq!(condition(&l["conditions"], t).0, "True", "{t}: {l:#}");
+    }
+    let l = listener(&rep, &gw, "tls-terminate");
+    assert_eq!(
+        condition(&l["conditions"], "Accepted"),
+        is("False", "UnsupportedValue")
+    );
+}

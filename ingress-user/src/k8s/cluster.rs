@@ -29,7 +29,7 @@ use tokio::sync::Notify;
 use crate::{
     model::{
         NamespacedName, Objects,
-        gateway::types::{GRPCRoute, Gateway, GatewayClass, HTTPRoute, ReferenceGrant},
+        gateway::types::{GRPCRoute, Gateway, GatewayClass, HTTPRoute, ReferenceGrant, TLSRoute},
     },
     shutdown::Shutdown,
 };
@@ -96,27 +96,59 @@ pub struct GatewayStores {
     gateways: Store<Gateway>,
     routes: Store<HTTPRoute>,
     grpc_routes: Store<GRPCRoute>,
+    /// `None`: the cluster does not serve TLSRoute.
+    tls_routes: Option<Store<TLSRoute>>,
     grants: Store<ReferenceGrant>,
     /// Their labels select routes (`allowedRoutes.namespaces.from: Selector`).
     namespaces: Store<Namespace>,
 }
 
+/// What of the Gateway API the cluster serves.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GatewayApi {
+    /// GatewayClass, Gateway, HTTPRoute, GRPCRoute, ReferenceGrant.
+    pub installed: bool,
+    /// TLSRoute `v1alpha2` (the experimental channel's CRDs).
+    pub tls_routes: bool,
+}
+
 /// Whether the cluster serves the Gateway API (its CRDs are installed):
-/// without them the agent serves Ingresses only, and says so.
-pub async fn gateway_api_installed(client: &Client) -> bool {
-    let api: Api<GatewayClass> = Api::all(client.clone());
+/// without them the agent serves Ingresses only, and says so. TLSRoute
+/// comes with the experimental channel's CRDs only, so it is asked apart.
+pub async fn gateway_api_installed(client: &Client) -> GatewayApi {
+    let installed = served(Api::<GatewayClass>::all(client.clone())).await;
+    if !installed {
+        tracing::info!(
+            "the Gateway API (gateway.networking.k8s.io/v1) is not installed in this cluster: serving Ingresses only; install its CRDs and restart the agent to serve Gateways"
+        );
+        return GatewayApi::default();
+    }
+    let tls_routes = served(Api::<TLSRoute>::all(client.clone())).await;
+    if !tls_routes {
+        tracing::info!(
+            "TLSRoute (gateway.networking.k8s.io/v1alpha2) is not installed in this cluster: TLS listeners have no routes; install the experimental channel's CRDs and restart the agent to serve them"
+        );
+    }
+    GatewayApi {
+        installed,
+        tls_routes,
+    }
+}
+
+/// Whether the API server serves a kind (a list of one item answers).
+async fn served<K>(api: Api<K>) -> bool
+where
+    K: Resource + Clone + DeserializeOwned + Debug,
+    K::DynamicType: Default,
+{
     match api.list(&kube::api::ListParams::default().limit(1)).await {
         Ok(_) => true,
-        Err(kube::Error::Api(s)) if s.code == 404 => {
-            tracing::info!(
-                "the Gateway API (gateway.networking.k8s.io/v1) is not installed in this cluster: serving Ingresses only; install its CRDs and restart the agent to serve Gateways"
-            );
-            false
-        }
+        Err(kube::Error::Api(s)) if s.code == 404 => false,
         Err(e) => {
             // Installed or not, the reflectors retry; better to wait for
-            // them than to ignore Gateways that exist.
-            tracing::warn!("cannot tell whether the Gateway API is installed ({e}); watching it");
+            // them than to ignore objects that exist.
+            let kind = K::kind(&Default::default()).to_string();
+            tracing::warn!("cannot tell whether {kind} is served ({e}); watching it");
             true
         }
     }
@@ -138,7 +170,7 @@ pub fn start(
     client: &Client,
     namespace: Option<&str>,
     configmap: Option<&NamespacedName>,
-    gateway_api: bool,
+    gateway_api: GatewayApi,
     changed: Arc<Notify>,
     shutdown: &Shutdown,
 ) -> Stores {
@@ -192,7 +224,7 @@ pub fn start(
                 shutdown,
             )
         }),
-        gateway: gateway_api.then(|| GatewayStores {
+        gateway: gateway_api.installed.then(|| GatewayStores {
             classes: reflect(
                 Api::<GatewayClass>::all(client.clone()),
                 watcher::Config::default(),
@@ -217,6 +249,14 @@ pub fn start(
                 &changed,
                 shutdown,
             ),
+            tls_routes: gateway_api.tls_routes.then(|| {
+                reflect(
+                    namespaced::<TLSRoute>(client, namespace),
+                    watcher::Config::default(),
+                    &changed,
+                    shutdown,
+                )
+            }),
             grants: reflect(
                 namespaced::<ReferenceGrant>(client, namespace),
                 watcher::Config::default(),
@@ -288,6 +328,9 @@ impl Stores {
             g.gateways.wait_until_ready().await?;
             g.routes.wait_until_ready().await?;
             g.grpc_routes.wait_until_ready().await?;
+            if let Some(t) = &g.tls_routes {
+                t.wait_until_ready().await?;
+            }
             g.grants.wait_until_ready().await?;
             g.namespaces.wait_until_ready().await?;
         }
@@ -322,6 +365,7 @@ impl Stores {
             "Gateway" => get(&self.gateway.as_ref()?.gateways, id),
             "HTTPRoute" => get(&self.gateway.as_ref()?.routes, id),
             "GRPCRoute" => get(&self.gateway.as_ref()?.grpc_routes, id),
+            "TLSRoute" => get(self.gateway.as_ref()?.tls_routes.as_ref()?, id),
             _ => None,
         }
     }
@@ -397,6 +441,13 @@ impl Stores {
                 .flat_map(|g| g.grpc_routes.state())
                 .map(|o| (id(&*o), o))
                 .collect(),
+            tls_routes: self
+                .gateway
+                .iter()
+                .filter_map(|g| g.tls_routes.as_ref())
+                .flat_map(|t| t.state())
+                .map(|o| (id(&*o), o))
+                .collect(),
             reference_grants: self
                 .gateway
                 .iter()
@@ -425,6 +476,12 @@ impl GatewayStores {
 
     pub fn grpc_route(&self, id: &NamespacedName) -> Option<Arc<GRPCRoute>> {
         self.grpc_routes
+            .get(&ObjectRef::new(&id.name).within(&id.namespace))
+    }
+
+    pub fn tls_route(&self, id: &NamespacedName) -> Option<Arc<TLSRoute>> {
+        self.tls_routes
+            .as_ref()?
             .get(&ObjectRef::new(&id.name).within(&id.namespace))
     }
 }

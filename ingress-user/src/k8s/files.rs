@@ -255,6 +255,13 @@ fn merge(into: &mut LoadResult, origin: &str, objects: &Objects) {
         w,
     );
     kind(
+        &mut o.tls_routes,
+        &objects.tls_routes,
+        "TLSRoute",
+        origin,
+        w,
+    );
+    kind(
         &mut o.http_routes,
         &objects.http_routes,
         "HTTPRoute",

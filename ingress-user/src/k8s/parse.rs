@@ -217,6 +217,13 @@ fn add_document(mut doc: Value, place: &str, objects: &mut Objects, out: &mut Pa
                     .is_some()
             })
         }
+        (GATEWAY_GROUP, "TLSRoute")
+            if api_version.ends_with("/v1alpha2")
+                || api_version.ends_with("/v1alpha3")
+                || api_version.ends_with("/v1") =>
+        {
+            typed(doc).map(|v| objects.tls_routes.insert(id.clone(), Arc::new(v)).is_some())
+        }
         (GATEWAY_GROUP, "ReferenceGrant")
             if api_version.ends_with("/v1beta1")
                 || api_version.ends_with("/v1")
@@ -232,7 +239,7 @@ fn add_document(mut doc: Value, place: &str, objects: &mut Objects, out: &mut Pa
         (GATEWAY_GROUP, _) => {
             out.warnings.push(Warning::note(
                 label,
-                format!("{api_version} {kind} is not served by xingress (GatewayClass, Gateway, HTTPRoute and GRPCRoute in v1 or v1beta1, ReferenceGrant); skipped"),
+                format!("{api_version} {kind} is not served by xingress (GatewayClass, Gateway, HTTPRoute and GRPCRoute in v1 or v1beta1, TLSRoute, ReferenceGrant); skipped"),
             ));
             out.ignored += 1;
             return;

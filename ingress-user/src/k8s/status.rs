@@ -31,7 +31,7 @@ use crate::{
         NamespacedName, Severity, Warning,
         gateway::types::{
             Condition, GRPCRoute, Gateway, GatewayClass, GatewayClassStatus, HTTPRoute,
-            RouteParentStatus, RouteStatus,
+            RouteParentStatus, RouteStatus, TLSRoute,
         },
     },
     proxy::access_log::time_iso8601,
@@ -179,6 +179,7 @@ impl Writer {
             };
             let have = match r.kind {
                 "GRPCRoute" => stores.grpc_route(&id).map(|c| c.status.clone()),
+                "TLSRoute" => stores.tls_route(&id).map(|c| c.status.clone()),
                 _ => stores.route(&id).map(|c| c.status.clone()),
             };
             let Some(have) = have else {
@@ -213,6 +214,10 @@ impl Writer {
             if want != have {
                 if r.kind == "GRPCRoute" {
                     let api: Api<GRPCRoute> = Api::namespaced(self.client.clone(), &id.namespace);
+                    self.patch_gateway_status(&api, r.kind, &id.name, &want)
+                        .await;
+                } else if r.kind == "TLSRoute" {
+                    let api: Api<TLSRoute> = Api::namespaced(self.client.clone(), &id.namespace);
                     self.patch_gateway_status(&api, r.kind, &id.name, &want)
                         .await;
                 } else {
@@ -355,6 +360,7 @@ fn reference(stores: &Stores, object: &str) -> Option<ObjectReference> {
     let api_version = match kind {
         "Ingress" => "networking.k8s.io/v1",
         "Gateway" | "HTTPRoute" | "GRPCRoute" => "gateway.networking.k8s.io/v1",
+        "TLSRoute" => "gateway.networking.k8s.io/v1alpha2",
         "Service" | "Secret" | "Endpoints" => "v1",
         "EndpointSlice" => "discovery.k8s.io/v1",
         _ => return None,

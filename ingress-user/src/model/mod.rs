@@ -155,6 +155,7 @@ pub struct Objects {
     pub gateways: BTreeMap<NamespacedName, Arc<gateway::types::Gateway>>,
     pub http_routes: BTreeMap<NamespacedName, Arc<gateway::types::HTTPRoute>>,
     pub grpc_routes: BTreeMap<NamespacedName, Arc<gateway::types::GRPCRoute>>,
+    pub tls_routes: BTreeMap<NamespacedName, Arc<gateway::types::TLSRoute>>,
     pub reference_grants: BTreeMap<NamespacedName, Arc<gateway::types::ReferenceGrant>>,
 }
 

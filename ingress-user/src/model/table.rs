@@ -328,6 +328,8 @@ pub struct RoutingTable {
 #[derive(Debug)]
 pub struct Passthrough {
     pub backend: Arc<Backend>,
+    /// A TLSRoute's weighted backends (then `backend` is the first).
+    pub split: Option<Arc<super::gateway::Split>>,
     pub ingress: Arc<NamespacedName>,
     pub allow: Option<Arc<[Cidr]>>,
     pub deny: Option<Arc<[Cidr]>>,

@@ -513,6 +513,23 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
     // ranks; a full tie goes to the Ingress).
     let gateway = cx.gateway_api(opts);
     tls.extend(gateway.tls);
+    // TLSRoutes after the Ingresses' ssl-passthrough, which keeps a name
+    // both claim; the older route keeps one two TLSRoutes claim.
+    for (name, p) in gateway.passthrough {
+        match passthroughs.get(&name) {
+            Some(older) => cx.warn_because(
+                format!("TLSRoute {}", p.ingress),
+                &format!(
+                    "{name} is already passed through for {}; this route's is ignored",
+                    older.ingress
+                ),
+                "HostnameConflict",
+            ),
+            None => {
+                passthroughs.insert(name, p);
+            }
+        }
+    }
     let mut gateway_rules: BTreeMap<HostKey, Vec<PathRule>> = BTreeMap::new();
     for (key, rule) in gateway.rules {
         gateway_rules.entry(key).or_default().push(rule);

@@ -160,8 +160,17 @@ impl Proxy {
                 tracing::debug!(%client, host = name, "pass-through refused: source not admitted");
                 return None;
             }
-            match p.backend.pick() {
-                Ok(Peer::Addr(peer)) => (peer, p.backend.clone()),
+            // A TLSRoute's weights pick the backend; all 0: none.
+            let backend = match &p.split {
+                None => Some(&p.backend),
+                Some(split) => split.pick(),
+            };
+            let Some(backend) = backend else {
+                tracing::debug!(%client, host = name, "pass-through: every backend has weight 0");
+                return None;
+            };
+            match backend.pick() {
+                Ok(Peer::Addr(peer)) => (peer, backend.clone()),
                 Ok(_) | Err(_) => {
                     tracing::debug!(%client, host = name, "pass-through: no ready endpoint");
                     return None;

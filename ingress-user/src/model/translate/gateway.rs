@@ -18,7 +18,7 @@ use crate::model::gateway::{
     types::{
         Condition, GROUP, GRPCMethodMatch, GRPCRoute, Gateway, GatewayClassStatus, GatewayStatus,
         HTTPPathMatch, HTTPRoute, HTTPRouteFilter, HTTPRouteMatch, HTTPRouteRule, Listener,
-        ListenerStatus, ParentReference, RouteGroupKind, RouteParentStatus, RouteStatus,
+        ListenerStatus, ParentReference, RouteGroupKind, RouteParentStatus, RouteStatus, TLSRoute,
     },
 };
 
@@ -29,7 +29,9 @@ pub const DEFAULT_GATEWAY_CONTROLLER: &str = "xingress.dev/gateway-controller";
 /// (whatever `--http-addr` and `--https-addr` bind).
 pub const HTTP_PORT: i32 = 80;
 /// The route kinds HTTP and HTTPS listeners take.
-const ROUTE_KINDS: [&str; 2] = ["HTTPRoute", "GRPCRoute"];
+const ROUTE_KINDS: &[&str] = &["HTTPRoute", "GRPCRoute"];
+/// The route kinds TLS (pass-through) listeners take.
+const TLS_ROUTE_KINDS: &[&str] = &["TLSRoute"];
 pub const HTTPS_PORT: i32 = 443;
 
 /// The status xingress computes for Gateway API objects: what the leader
@@ -56,8 +58,13 @@ pub(super) struct GatewayRules {
     /// matches names several labels deep).
     pub rules: Vec<(HostKey, PathRule)>,
     pub tls: Vec<TlsBinding>,
+    /// TLSRoutes: server names passed through to their backends.
+    pub passthrough: PassthroughOut,
     pub report: GatewayReport,
 }
+
+/// Server names and what they are passed through to.
+type PassthroughOut = Vec<(Box<str>, Arc<Passthrough>)>;
 
 fn cond(
     type_: &str,
@@ -94,6 +101,27 @@ impl<'a> RouteView<'a> {
             parent_refs: &r.spec.parent_refs,
             hostnames: &r.spec.hostnames,
             rules: std::borrow::Cow::Borrowed(&r.spec.rules),
+        }
+    }
+
+    /// A TLSRoute as a route whose rules have backends only.
+    fn tls(r: &'a TLSRoute) -> Self {
+        let rules = r
+            .spec
+            .rules
+            .iter()
+            .map(|rule| HTTPRouteRule {
+                name: rule.name.clone(),
+                backend_refs: rule.backend_refs.clone(),
+                ..Default::default()
+            })
+            .collect::<Vec<_>>();
+        Self {
+            kind: "TLSRoute",
+            meta: &r.metadata,
+            parent_refs: &r.spec.parent_refs,
+            hostnames: &r.spec.hostnames,
+            rules: std::borrow::Cow::Owned(rules),
         }
     }
 
@@ -321,6 +349,13 @@ impl Cx<'_> {
                 ),
             }
         }
+        routes.extend(
+            objects
+                .tls_routes
+                .iter()
+                .filter(|(id, _)| watched(id))
+                .map(|(id, r)| (id, RouteView::tls(r))),
+        );
         routes.sort_by(|(a_id, a), (b_id, b)| {
             a.meta
                 .creation_timestamp
@@ -334,7 +369,7 @@ impl Cx<'_> {
                 &mut listeners,
                 (&our_ids, controller),
                 order as u32 + 1,
-                &mut out.rules,
+                (&mut out.rules, &mut out.passthrough),
             );
             if !status.parents.is_empty() {
                 out.report.routes.push(Named {
@@ -428,14 +463,30 @@ impl Cx<'_> {
                 .is_some_and(|n| *n > 1);
             let on = match (l.protocol.as_str(), l.port) {
                 ("HTTP", HTTP_PORT) => ON_HTTP,
-                ("HTTPS", HTTPS_PORT) => ON_HTTPS,
+                ("HTTPS" | "TLS", HTTPS_PORT) => ON_HTTPS,
                 _ => 0,
             };
+            let passthrough = l.protocol == "TLS";
+            let allowed_kinds = if passthrough {
+                TLS_ROUTE_KINDS
+            } else {
+                ROUTE_KINDS
+            };
             let mut accepted = Ok(());
-            if !matches!(l.protocol.as_str(), "HTTP" | "HTTPS") {
+            if !matches!(l.protocol.as_str(), "HTTP" | "HTTPS" | "TLS") {
                 accepted = Err((
                     "UnsupportedProtocol",
-                    format!("protocol {} is not served (HTTP and HTTPS are)", l.protocol),
+                    format!(
+                        "protocol {} is not served (HTTP, HTTPS and TLS are)",
+                        l.protocol
+                    ),
+                ));
+            } else if passthrough && on == 0 {
+                accepted = Err((
+                    "PortUnavailable",
+                    format!(
+                        "xingress passes TLS through on port {HTTPS_PORT} only (the agent's --https-addr listener)"
+                    ),
                 ));
             } else if on == 0 {
                 accepted = Err((
@@ -465,11 +516,18 @@ impl Cx<'_> {
                     "UnsupportedValue",
                     format!("hostname {h:?} is not a DNS name"),
                 ));
-            } else if l
-                .tls
-                .as_ref()
-                .and_then(|t| t.mode.as_deref())
-                .is_some_and(|m| m != "Terminate")
+            } else if passthrough
+                && l.tls.as_ref().and_then(|t| t.mode.as_deref()) != Some("Passthrough")
+            {
+                accepted = Err((
+                    "UnsupportedValue",
+                    "TLS listeners pass TLS through (tls.mode: Passthrough); terminating them is not served".into(),
+                ));
+            } else if !passthrough
+                && l.tls
+                    .as_ref()
+                    .and_then(|t| t.mode.as_deref())
+                    .is_some_and(|m| m != "Terminate")
             {
                 accepted = Err((
                     "UnsupportedValue",
@@ -481,17 +539,17 @@ impl Cx<'_> {
             if accepted.is_ok() {
                 match l.allowed_routes.as_ref().and_then(|a| a.kinds.as_ref()) {
                     None => {
-                        for kind in ROUTE_KINDS {
+                        for kind in allowed_kinds {
                             kinds.push(RouteGroupKind {
                                 group: Some(GROUP.into()),
-                                kind: kind.into(),
+                                kind: (*kind).into(),
                             });
                         }
                     }
                     Some(listed) => {
                         for k in listed {
                             let group = k.group.as_deref().unwrap_or(GROUP);
-                            if group == GROUP && ROUTE_KINDS.contains(&k.kind.as_str()) {
+                            if group == GROUP && allowed_kinds.contains(&k.kind.as_str()) {
                                 kinds.push(RouteGroupKind {
                                     group: Some(GROUP.into()),
                                     kind: k.kind.clone(),
@@ -507,7 +565,7 @@ impl Cx<'_> {
                 }
             }
             // Certificates.
-            if accepted.is_ok() && on == ON_HTTPS {
+            if accepted.is_ok() && on == ON_HTTPS && !passthrough {
                 match self.listener_certificate(id, l) {
                     Ok(secret) => {
                         if resolved.is_ok() {
@@ -756,7 +814,7 @@ impl Cx<'_> {
         listeners: &mut [ListenerView],
         (ours, controller): (&[NamespacedName], &str),
         order: u32,
-        rules_out: &mut Vec<(HostKey, PathRule)>,
+        (rules_out, passthrough_out): (&mut Vec<(HostKey, PathRule)>, &mut PassthroughOut),
     ) -> RouteStatus {
         let generation = route.meta.generation;
         let object = format!("{} {id}", route.kind);
@@ -903,6 +961,10 @@ impl Cx<'_> {
                 conditions,
             });
         }
+        if route.kind == "TLSRoute" {
+            self.tls_route_out(id, &object, served.into_keys(), &built, passthrough_out);
+            return status;
+        }
         for (host, mask) in served {
             let key = match host.as_deref() {
                 None => HostKey::Any,
@@ -963,6 +1025,44 @@ impl Cx<'_> {
             }
         }
         status
+    }
+
+    /// A TLSRoute's server names, passed through to its first rule's
+    /// backends (a TLSRoute's rules cannot be told apart: nothing of the
+    /// connection but its server name is read).
+    fn tls_route_out(
+        &mut self,
+        id: &NamespacedName,
+        object: &str,
+        hosts: impl Iterator<Item = Option<String>>,
+        built: &[BuiltRule],
+        out: &mut PassthroughOut,
+    ) {
+        let Some(rule) = built.first() else { return };
+        if built.len() > 1 {
+            self.warn_because(
+                object.to_string(),
+                "only the first rule of a TLSRoute is served: connections are told apart by server name alone",
+                "UnsupportedValue",
+            );
+        }
+        let shared = Arc::new(Passthrough {
+            backend: rule.backend.clone(),
+            split: rule.split.clone(),
+            ingress: Arc::new(id.clone()),
+            allow: None,
+            deny: None,
+        });
+        for host in hosts {
+            match host {
+                Some(h) => out.push((h.into_boxed_str(), shared.clone())),
+                None => self.warn_because(
+                    object.to_string(),
+                    "a TLSRoute without hostnames on a listener without one matches no server name; give it hostnames",
+                    "UnsupportedValue",
+                ),
+            }
+        }
     }
 
     /// One rule: its matches, backends and filters; `Err` drops the rule

@@ -381,6 +381,7 @@ impl Cx<'_> {
             name,
             Arc::new(Passthrough {
                 backend,
+                split: None,
                 ingress: ingress.clone(),
                 allow: allow.clone(),
                 deny: deny.clone(),
