@@ -136,8 +136,17 @@ pub async fn run(config: Config) -> Result<(), AppError> {
         },
     );
     let tls = server_config(snapshots.clone())?;
+    // Gateway listeners on ports other than 80 and 443.
+    let gateway_ports = proxy::ports::GatewayPorts::new(
+        (config.http_addr.ip(), config.https_addr.ip()),
+        proxy.clone(),
+        tls.clone(),
+        shutdown.clone(),
+    );
 
     let mut publisher = Publisher::new(&config, snapshots.clone(), metrics, policy)?;
+    publisher.opts.gateway_ports = Some(gateway_ports.clone());
+    publisher.ports = Some(gateway_ports.clone());
     // The ConfigMap's `log-format-upstream` reaches the log with each snapshot.
     publisher.access_log = access_log;
     let source = match &config.source {
@@ -194,7 +203,7 @@ pub async fn run(config: Config) -> Result<(), AppError> {
     }
     tracing::info!(grace = ?config.limits.drain_timeout, "shutting down: listeners closed, draining in-flight requests");
     trigger.fire();
-    let _ = tokio::join!(http_task, https_task, source);
+    let _ = tokio::join!(http_task, https_task, source, gateway_ports.drained());
     admin_stop.fire();
     let _ = admin_task.await;
     if let Some(dp) = dataplane.as_mut()
@@ -267,6 +276,8 @@ pub struct Publisher {
     limiters: Limiters,
     /// The XDP policy maps and the flags that shape them, when XDP is on.
     policy: Option<(PolicySync, PolicyFlags)>,
+    /// Gateway listener ports, served as each snapshot says.
+    pub ports: Option<Arc<proxy::ports::GatewayPorts>>,
 }
 
 impl Publisher {
@@ -291,6 +302,7 @@ impl Publisher {
                     .iter()
                     .map(ToString::to_string)
                     .collect(),
+                gateway_ports: None,
             },
             default_certificate: config.default_certificate.clone(),
             certs: {
@@ -303,6 +315,7 @@ impl Publisher {
             reported: HashSet::new(),
             limiters: Limiters::default(),
             policy,
+            ports: None,
         })
     }
 
@@ -354,6 +367,9 @@ impl Publisher {
         let snap = self
             .snapshots
             .publish(translation, host_stats, limiters, tls);
+        if let Some(ports) = &self.ports {
+            ports.sync(&snap.table.gateway_ports);
+        }
         let took = started.elapsed();
         self.metrics.reload_phase(ReloadPhase::Build, took);
         tracing::info!(

@@ -1791,3 +1791,153 @@ fn tls_routes_pass_tls_through_by_server_name() {
         is("False", "UnsupportedValue")
     );
 }
+
+/// A GET to `addr` (a Gateway port) with `host`.
+fn get_at(addr: SocketAddr, host: &str, path: &str) -> std::io::Result<Response> {
+    Conn::connect(addr)?
+        .raw(format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes())
+}
+
+/// GatewayWithAttachedRoutes' listener on 8080, and listeners on ports
+/// other than 80 and 443 as they come and go: the agent opens the port
+/// (HTTP or HTTPS) for the routes attached to that listener alone, closes
+/// it when the listener goes, and reports a port it cannot bind
+/// (`PortUnavailable`) or one two Gateways want with different protocols
+/// (`ProtocolConflict`) while every other listener serves.
+#[test]
+fn gateway_listeners_on_other_ports_open_and_close_with_them() {
+    let port = xingress_tests::agent::free_port();
+    let tls_port = xingress_tests::agent::free_port();
+    // A port somebody else holds.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_port = taken.local_addr().unwrap().port();
+    let (secret, der) = certificate(INFRA, "ports-cert", &["secure.ports.test"]);
+    let gateway = |listeners: &str| {
+        format!(
+            "{secret}apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {{name: ports, namespace: {INFRA}}}\n\
+             spec:\n  gatewayClassName: xingress\n  listeners:\n{listeners}---\n"
+        )
+    };
+    let all_listeners = format!(
+        "  - {{name: http, port: 80, protocol: HTTP}}\n\
+         \x20 - {{name: extra, port: {port}, protocol: HTTP}}\n\
+         \x20 - {{name: secure, port: {tls_port}, protocol: HTTPS, tls: {{certificateRefs: [{{name: ports-cert}}]}}}}\n\
+         \x20 - {{name: taken, port: {taken_port}, protocol: HTTP}}\n"
+    );
+    let routes = format!(
+        "{}{}{}",
+        route(
+            "on-extra",
+            INFRA,
+            "ports",
+            "  hostnames: [ports.test]\n",
+            &format!("  -\n{}", backend_ref("infra-backend-v1"))
+        )
+        .replace(
+            "[{name: ports, namespace",
+            "[{name: ports, sectionName: extra, namespace"
+        ),
+        route(
+            "on-main",
+            INFRA,
+            "ports",
+            "  hostnames: [ports.test]\n",
+            &format!("  -\n{}", backend_ref("infra-backend-v2"))
+        )
+        .replace(
+            "[{name: ports, namespace",
+            "[{name: ports, sectionName: http, namespace"
+        ),
+        route(
+            "on-secure",
+            INFRA,
+            "ports",
+            "  hostnames: [secure.ports.test]\n",
+            &format!("  -\n{}", backend_ref("infra-backend-v3"))
+        )
+        .replace(
+            "[{name: ports, namespace",
+            "[{name: ports, sectionName: secure, namespace"
+        ),
+    );
+    let s = suite(&routes);
+    s.dir.write("gateway.yaml", &gateway(&all_listeners));
+    let extra = SocketAddr::from(([127, 0, 0, 1], port));
+    s.agent.eventually("the Gateway port serves", || {
+        get_at(extra, "ports.test", "/").is_ok_and(|r| r.status == 200)
+    });
+    // Each listener serves the routes attached to it, and only those.
+    let r = get_at(extra, "ports.test", "/").unwrap();
+    assert_eq!(backend_of(&r), format!("{INFRA}/infra-backend-v1"));
+    expect(&s, "ports.test", "/", &[], INFRA, "infra-backend-v2");
+    assert_eq!(get_at(extra, "secure.ports.test", "/").unwrap().status, 404);
+    assert_eq!(get_at(extra, "unknown.test", "/").unwrap().status, 404);
+    // The HTTPS port terminates with the listener's certificate.
+    let config = tls_client::config(&[b"http/1.1"]);
+    let (mut conn, info) = tls_client::connect(
+        SocketAddr::from(([127, 0, 0, 1], tls_port)),
+        "secure.ports.test",
+        &config,
+    )
+    .unwrap();
+    assert_eq!(info.chain[0], der);
+    let r = conn.get("secure.ports.test", "/").unwrap();
+    assert_eq!(backend_of(&r), format!("{INFRA}/infra-backend-v3"));
+    // The port somebody holds: said in the log (the status in Kubernetes
+    // mode), and nothing else suffers.
+    s.agent.eventually("the unbindable port is reported", || {
+        s.agent.logs().contains(&format!(
+            "listener taken: cannot listen on 127.0.0.1:{taken_port}"
+        ))
+    });
+    drop(taken);
+
+    // The listener goes: its port closes; it comes back: open again.
+    s.dir.replace(
+        "gateway.yaml",
+        &gateway("  - {name: http, port: 80, protocol: HTTP}\n"),
+    );
+    s.agent.eventually("the Gateway port closed", || {
+        std::net::TcpStream::connect(extra).is_err()
+    });
+    expect(&s, "ports.test", "/", &[], INFRA, "infra-backend-v2");
+    s.dir.replace("gateway.yaml", &gateway(&all_listeners));
+    s.agent.eventually("the Gateway port open again", || {
+        get_at(extra, "ports.test", "/").is_ok_and(|r| r.status == 200)
+    });
+    // Now free, the once-taken port opens too.
+    let taken_addr = SocketAddr::from(([127, 0, 0, 1], taken_port));
+    s.agent.eventually("the freed port serves", || {
+        get_at(taken_addr, "ports.test", "/").is_ok_and(|r| r.status == 404)
+    });
+
+    // Two Gateways wanting one port with different protocols: the older
+    // keeps it (as `xingress check` reports it).
+    s.dir.write(
+        "conflict.yaml",
+        &format!(
+            "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {{name: zz-conflict, namespace: {INFRA}, creationTimestamp: \"2030-01-01T00:00:00Z\"}}\n\
+             spec:\n  gatewayClassName: xingress\n  listeners:\n\
+             \x20 - {{name: wants-https, port: {port}, protocol: HTTPS, tls: {{certificateRefs: [{{name: ports-cert}}]}}}}\n---\n"
+        ),
+    );
+    let rep = report(&s.dir);
+    let l = listener(&rep, &format!("{INFRA}/zz-conflict"), "wants-https");
+    assert_eq!(
+        condition(&l["conditions"], "Accepted"),
+        is("False", "ProtocolConflict")
+    );
+    assert_eq!(
+        condition(&l["conditions"], "Conflicted"),
+        is("True", "ProtocolConflict")
+    );
+    let l = listener(&rep, &format!("{INFRA}/ports"), "extra");
+    assert_eq!(l["attachedRoutes"], 1);
+    for t in ["Accepted", "Programmed"] {
+        assert_eq!(condition(&l["conditions"], t).0, "True", "{t}: {l:#}");
+    }
+    s.agent
+        .eventually("the older Gateway keeps its HTTP port", || {
+            get_at(extra, "ports.test", "/").is_ok_and(|r| r.status == 200)
+        });
+}

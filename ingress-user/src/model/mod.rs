@@ -32,8 +32,8 @@ pub use external_auth::ExternalAuth;
 pub use matching::{HOST_BUF_LEN, cookie_value, normalize_host, path_matches};
 pub use path::{PathError, normalize_path};
 pub use table::{
-    ANY_HOST_LABEL, Canary, HostRules, Passthrough, PathKind, PathRule, Route, RouteRow,
-    RoutingTable,
+    ANY_HOST_LABEL, Canary, GatewayPort, HostRules, Passthrough, PathKind, PathRule, Route,
+    RouteRow, RoutingTable,
 };
 /// Writes `n` in decimal at the start of `buf` (20 bytes hold any u64);
 /// returns the length. For hot paths where `write!` costs too much.
@@ -54,8 +54,8 @@ pub fn put_decimal(buf: &mut [u8], mut n: u64) -> usize {
 }
 
 pub use translate::{
-    DEFAULT_GATEWAY_CONTROLLER, GatewayReport, Severity, TlsBinding, TranslateOptions, Translation,
-    Warning, translate,
+    DEFAULT_GATEWAY_CONTROLLER, GatewayReport, PortClaims, Severity, TlsBinding, TranslateOptions,
+    Translation, Warning, translate,
 };
 
 /// A Secret's fields from `data` and `stringData` (which wins, as the API

@@ -184,7 +184,12 @@ impl PathRule {
             PathKind::Prefix => path_matches(&self.path, path),
             PathKind::Regex => self.regex.as_ref().is_some_and(|r| r.is_match(path)),
         };
-        path_ok && self.matcher.as_ref().is_none_or(|m| m.matches(req))
+        path_ok
+            && match &self.matcher {
+                Some(m) => m.matches(req),
+                // Ingress rules are not served on Gateway ports.
+                None => !req.listener().is_some_and(super::gateway::is_gateway_port),
+            }
     }
 
     /// Whether hyper's path must serve this rule: the HTTP/1.1 fast path
@@ -321,6 +326,17 @@ pub struct RoutingTable {
     pub access_log_off: bool,
     /// The ConfigMap's `skip-access-log-urls`: paths never logged.
     pub skip_access_log_urls: Vec<Box<str>>,
+    /// Gateway listener ports other than 80 and 443 the agent opens, and
+    /// whether each speaks HTTPS; index `i` is listener bit
+    /// `1 << (FIRST_PORT_BIT + i)`.
+    pub gateway_ports: Vec<GatewayPort>,
+}
+
+/// A port a Gateway listener opens beside the agent's HTTP and HTTPS ones.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+pub struct GatewayPort {
+    pub port: u16,
+    pub tls: bool,
 }
 
 /// A host whose TLS connections go to a pod as they are (`ssl-passthrough`):
@@ -356,6 +372,16 @@ fn admits(
 }
 
 impl RoutingTable {
+    /// The listener bit of a connection to local `port` (`tls` on the
+    /// agent's HTTPS listener or an HTTPS Gateway port).
+    pub fn listener_bit(&self, port: u16, tls: bool) -> u64 {
+        match self.gateway_ports.iter().position(|p| p.port == port) {
+            Some(i) => 1 << (super::gateway::FIRST_PORT_BIT + i as u32),
+            None if tls => super::gateway::ON_HTTPS,
+            None => super::gateway::ON_HTTP,
+        }
+    }
+
     /// Routes a normalised host and a path (never the query): precise host,
     /// then wildcard, then host-less rules, then the default backend.
     pub fn route<'a>(&'a self, host: Option<&str>, path: &str) -> Option<Route<'a>> {
@@ -408,6 +434,8 @@ impl RoutingTable {
                 rule: Some(rule),
                 label,
             }),
+            // Gateway ports serve their routes only.
+            None if req.listener().is_some_and(super::gateway::is_gateway_port) => None,
             None => self.default_backend.as_ref().map(|backend| Route {
                 backend,
                 rule: self.default_rule.as_ref(),

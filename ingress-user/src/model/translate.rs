@@ -54,6 +54,17 @@ pub struct TranslateOptions {
     pub gateway_controller: String,
     /// Addresses reported in our Gateways' status (`--publish-address`).
     pub gateway_addresses: Vec<String>,
+    /// Opens the ports of Gateway listeners other than 80 and 443, so
+    /// their status says whether they could be; `None` (`xingress check`):
+    /// assumed open.
+    pub gateway_ports: Option<std::sync::Arc<dyn PortClaims>>,
+}
+
+/// What opens Gateway listener ports for translate().
+pub trait PortClaims: Send + Sync + std::fmt::Debug {
+    /// Makes sure `port` can be served (binding it if it is not yet):
+    /// `Err` says why not.
+    fn claim(&self, port: u16, tls: bool) -> Result<(), String>;
 }
 
 /// Something about one object worth telling; with `Severity::Error` the
@@ -547,6 +558,7 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
     let hosts = ingress_rules;
 
     let mut table = RoutingTable {
+        gateway_ports: gateway.ports,
         default_backend,
         default_rule: default_rule.flatten(),
         passthrough: passthroughs,

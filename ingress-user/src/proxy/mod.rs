@@ -14,6 +14,7 @@ pub mod guard;
 mod h1;
 mod health;
 pub mod passthrough;
+pub mod ports;
 pub mod proxy_protocol;
 mod retry;
 #[doc(hidden)]
@@ -226,7 +227,8 @@ struct RequestView<'a> {
 struct MatchView<'v, 'a> {
     view: &'v RequestView<'a>,
     query: Option<&'v str>,
-    tls: bool,
+    /// The listener bit of the connection (`RoutingTable::listener_bit`).
+    listener: u64,
 }
 
 impl crate::model::gateway::MatchInput for MatchView<'_, '_> {
@@ -239,8 +241,8 @@ impl crate::model::gateway::MatchInput for MatchView<'_, '_> {
     fn query(&self) -> Option<&str> {
         self.query
     }
-    fn tls(&self) -> Option<bool> {
-        Some(self.tls)
+    fn listener(&self) -> Option<u64> {
+        Some(self.listener)
     }
 }
 
@@ -575,7 +577,7 @@ impl Proxy {
         let matching = MatchView {
             view: req,
             query: target.split_once('?').map(|(_, q)| q),
-            tls: down.tls,
+            listener: snap.table.listener_bit(down.local.port(), down.tls),
         };
         let Some(route) = snap.table.route_request(host, path, &matching) else {
             req.log_off.set(snap.table.access_log_off);
@@ -638,7 +640,15 @@ impl Proxy {
                 path,
                 &rule.path,
                 matching.query,
-                if down.tls { 443 } else { 80 },
+                // The Gateway listener's port (80 and 443 for the agent's own).
+                match (
+                    crate::model::gateway::is_gateway_port(matching.listener),
+                    down.tls,
+                ) {
+                    (true, _) => down.local.port(),
+                    (false, true) => 443,
+                    (false, false) => 80,
+                },
             );
             let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::FOUND);
             return (

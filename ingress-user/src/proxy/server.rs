@@ -273,7 +273,10 @@ pub async fn serve_https(
             // Pass-through hosts are spliced to a pod before any handshake.
             // The pass-through and handshake states are boxed: they live
             // for a moment, while this task lives as long as the connection.
-            let stream = if proxy.snapshots.load().table.has_passthrough() {
+            // Only on the agent's HTTPS listener: Gateway ports terminate.
+            let stream = if proxy.snapshots.load().table.has_passthrough()
+                && proxy.https_port.is_none_or(|p| p == down.local.port())
+            {
                 match Box::pin(proxy.passthrough(stream, client, handshake_timeout)).await {
                     Some(stream) => stream,
                     None => return,

@@ -21,14 +21,26 @@ pub trait MatchInput {
     fn header(&self, name: &str) -> Option<&[u8]>;
     /// The query string (without `?`), if any.
     fn query(&self) -> Option<&str>;
-    /// Whether the request came over TLS (the HTTPS listener); `None`: unknown.
-    fn tls(&self) -> Option<bool>;
+    /// The listener the request came in on, as a bit of
+    /// [`RequestMatch::listeners`]; `None`: unknown (any).
+    fn listener(&self) -> Option<u64>;
 }
 
 /// Bit of [`RequestMatch::listeners`]: the agent's HTTP listener.
-pub const ON_HTTP: u8 = 1;
+pub const ON_HTTP: u64 = 1;
 /// The agent's HTTPS listener.
-pub const ON_HTTPS: u8 = 2;
+pub const ON_HTTPS: u64 = 2;
+/// Gateway listeners on other ports: bit `1 << (FIRST_PORT_BIT + i)` for
+/// the table's `gateway_ports[i]`.
+pub const FIRST_PORT_BIT: u32 = 2;
+/// Ports other than 80 and 443 the Gateways of one table may open.
+pub const MAX_GATEWAY_PORTS: usize = 62;
+
+/// Whether a listener bit is a Gateway port's (only Gateway API rules
+/// serve those; Ingresses and the default backend do not).
+pub fn is_gateway_port(bit: u64) -> bool {
+    bit >= 1 << FIRST_PORT_BIT
+}
 
 /// A lookup that knows only host and path: no rule with a [`RequestMatch`]
 /// matches it.
@@ -44,7 +56,7 @@ impl MatchInput for NoRequest {
     fn query(&self) -> Option<&str> {
         None
     }
-    fn tls(&self) -> Option<bool> {
+    fn listener(&self) -> Option<u64> {
         None
     }
 }
@@ -67,9 +79,10 @@ impl ValueMatch {
 /// An HTTPRoute match's method, headers and query parameters (all must hold).
 #[derive(Debug, Default)]
 pub struct RequestMatch {
-    /// The agent listeners whose requests may match (`ON_HTTP`,
-    /// `ON_HTTPS` bits: the Gateway listeners the route attached to); 0: any.
-    pub listeners: u8,
+    /// The agent listeners whose requests may match (`ON_HTTP`, `ON_HTTPS`
+    /// and Gateway port bits: the Gateway listeners the route attached to);
+    /// 0: any.
+    pub listeners: u64,
     pub method: Option<Box<str>>,
     /// Names in lowercase.
     pub headers: Vec<(Box<str>, ValueMatch)>,
@@ -80,8 +93,8 @@ pub struct RequestMatch {
 impl RequestMatch {
     pub fn matches(&self, req: &dyn MatchInput) -> bool {
         if self.listeners != 0
-            && let Some(tls) = req.tls()
-            && self.listeners & if tls { ON_HTTPS } else { ON_HTTP } == 0
+            && let Some(bit) = req.listener()
+            && self.listeners & bit == 0
         {
             return false;
         }

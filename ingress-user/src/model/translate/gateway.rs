@@ -12,6 +12,7 @@ use http::{HeaderName, HeaderValue};
 use serde::Serialize;
 
 use super::*;
+use crate::model::GatewayPort;
 use crate::model::gateway::{
     Filters, GatewayRedirect, GatewayRewrite, HeaderEdit, Mirror, ON_HTTP, ON_HTTPS, PathChange,
     RequestMatch, Split, ValueMatch,
@@ -60,6 +61,8 @@ pub(super) struct GatewayRules {
     pub tls: Vec<TlsBinding>,
     /// TLSRoutes: server names passed through to their backends.
     pub passthrough: PassthroughOut,
+    /// Listener ports other than 80 and 443 (see `RoutingTable::gateway_ports`).
+    pub ports: Vec<crate::model::table::GatewayPort>,
     pub report: GatewayReport,
 }
 
@@ -191,8 +194,9 @@ fn grpc_path(m: &GRPCMethodMatch) -> Result<HTTPPathMatch, String> {
 struct ListenerView<'a> {
     gateway: NamespacedName,
     listener: &'a Listener,
-    /// Which agent listener serves it; 0: none (not accepted).
-    on: u8,
+    /// Which agent listener serves it (a `RequestMatch::listeners` bit);
+    /// 0: none (not accepted).
+    on: u64,
     /// Accepted: routes may attach (a listener with broken certificate
     /// references is still accepted, as the spec says).
     accepted: bool,
@@ -322,8 +326,7 @@ impl Cx<'_> {
         let mut listeners: Vec<ListenerView> = Vec::new();
         let mut statuses: Vec<(NamespacedName, GatewayStatus, Option<i64>)> = Vec::new();
         for (id, gw) in &gateways {
-            let (status, views) =
-                self.gateway_status(id, gw, &opts.gateway_addresses, &mut out.tls);
+            let (status, views) = self.gateway_status(id, gw, opts, (&mut out.tls, &mut out.ports));
             statuses.push(((*id).clone(), status, gw.metadata.generation));
             listeners.extend(views);
         }
@@ -401,9 +404,10 @@ impl Cx<'_> {
         &mut self,
         id: &NamespacedName,
         gw: &'g Gateway,
-        addresses: &[String],
-        tls: &mut Vec<TlsBinding>,
+        opts: &TranslateOptions,
+        (tls, ports): (&mut Vec<TlsBinding>, &mut Vec<GatewayPort>),
     ) -> (GatewayStatus, Vec<ListenerView<'g>>) {
+        let addresses = &opts.gateway_addresses;
         let generation = gw.metadata.generation;
         let mut status = GatewayStatus {
             addresses: addresses
@@ -461,7 +465,7 @@ impl Cx<'_> {
             let conflicted = seen
                 .get(&(l.port, hostname.clone()))
                 .is_some_and(|n| *n > 1);
-            let on = match (l.protocol.as_str(), l.port) {
+            let mut on = match (l.protocol.as_str(), l.port) {
                 ("HTTP", HTTP_PORT) => ON_HTTP,
                 ("HTTPS" | "TLS", HTTPS_PORT) => ON_HTTPS,
                 _ => 0,
@@ -486,24 +490,6 @@ impl Cx<'_> {
                     "PortUnavailable",
                     format!(
                         "xingress passes TLS through on port {HTTPS_PORT} only (the agent's --https-addr listener)"
-                    ),
-                ));
-            } else if on == 0 {
-                accepted = Err((
-                    "PortUnavailable",
-                    format!(
-                        "xingress serves {} listeners on port {} only (the agent's {} listener)",
-                        l.protocol,
-                        if l.protocol == "HTTP" {
-                            HTTP_PORT
-                        } else {
-                            HTTPS_PORT
-                        },
-                        if l.protocol == "HTTP" {
-                            "--http-addr"
-                        } else {
-                            "--https-addr"
-                        },
                     ),
                 ));
             } else if let Some(h) = &hostname
@@ -534,6 +520,15 @@ impl Cx<'_> {
                     "HTTPS listeners terminate TLS; passthrough is not served yet".into(),
                 ));
             }
+            // Another port, opened for Gateway routes alone: last, so only
+            // a listener valid otherwise opens it.
+            if accepted.is_ok() && on == 0 && !conflicted {
+                match gateway_port(l, ports, opts.gateway_ports.as_deref()) {
+                    Ok(bit) => on = bit,
+                    Err(e) => accepted = Err(e),
+                }
+            }
+            let protocol_conflict = matches!(accepted, Err(("ProtocolConflict", _)));
             // Route kinds.
             let mut resolved: Result<(), (&str, String)> = Ok(());
             if accepted.is_ok() {
@@ -565,7 +560,7 @@ impl Cx<'_> {
                 }
             }
             // Certificates.
-            if accepted.is_ok() && on == ON_HTTPS && !passthrough {
+            if accepted.is_ok() && l.protocol == "HTTPS" {
                 match self.listener_certificate(id, l) {
                     Ok(secret) => {
                         if resolved.is_ok() {
@@ -630,7 +625,9 @@ impl Cx<'_> {
                     generation,
                 )
             });
-            conditions.push(if conflicted {
+            conditions.push(if protocol_conflict {
+                cond("Conflicted", true, "ProtocolConflict", "", generation)
+            } else if conflicted {
                 cond("Conflicted", true, "HostnameConflict", "", generation)
             } else {
                 cond("Conflicted", false, "NoConflicts", "", generation)
@@ -839,7 +836,7 @@ impl Cx<'_> {
             self.warn_because(object.clone(), message, "BackendNotResolved");
         }
         // Host → listener mask, per attached parent.
-        let mut served: BTreeMap<Option<String>, u8> = BTreeMap::new();
+        let mut served: BTreeMap<Option<String>, u64> = BTreeMap::new();
         for parent in route.parent_refs {
             let group = parent.group.as_deref().unwrap_or(GROUP);
             let kind = parent.kind.as_deref().unwrap_or("Gateway");
@@ -1467,6 +1464,55 @@ struct BuiltRule {
     filters: Option<Arc<Filters>>,
     /// `timeouts.backendRequest`.
     backend_timeout: Option<std::time::Duration>,
+}
+
+/// The listener bit of a Gateway listener on a port other than 80 and
+/// 443, opening the port (`claims`) the first time a table asks for it.
+/// One port speaks one protocol: the oldest Gateway's listener decides.
+fn gateway_port(
+    l: &Listener,
+    ports: &mut Vec<GatewayPort>,
+    claims: Option<&dyn PortClaims>,
+) -> Result<u64, (&'static str, String)> {
+    let tls = l.protocol == "HTTPS";
+    let port = u16::try_from(l.port)
+        .ok()
+        .filter(|p| *p != 0)
+        .ok_or_else(|| {
+            (
+                "PortUnavailable",
+                format!("port {} is not a TCP port", l.port),
+            )
+        })?;
+    let bit = |i: usize| 1u64 << (crate::model::gateway::FIRST_PORT_BIT + i as u32);
+    if let Some(i) = ports.iter().position(|p| p.port == port) {
+        if ports[i].tls != tls {
+            return Err((
+                "ProtocolConflict",
+                format!(
+                    "port {port} already serves {} for an older Gateway",
+                    if ports[i].tls { "HTTPS" } else { "HTTP" }
+                ),
+            ));
+        }
+        return Ok(bit(i));
+    }
+    if ports.len() == crate::model::gateway::MAX_GATEWAY_PORTS {
+        return Err((
+            "PortUnavailable",
+            format!(
+                "the Gateways already open {} ports besides 80 and 443",
+                crate::model::gateway::MAX_GATEWAY_PORTS
+            ),
+        ));
+    }
+    if let Some(claims) = claims {
+        claims
+            .claim(port, tls)
+            .map_err(|why| ("PortUnavailable", why))?;
+    }
+    ports.push(GatewayPort { port, tls });
+    Ok(bit(ports.len() - 1))
 }
 
 /// A Gateway API duration (GEP-2257): one to four `<digits><unit>` with
