@@ -5,23 +5,33 @@
 //! routes, with one echo pod per Service (answering `x-pod:
 //! NAMESPACE/SERVICE-1`). Responses are checked as the suite checks them
 //! (status, backend and namespace, the headers the pod got); status
-//! conditions through `xingress check --output json`, which prints what the
-//! leader writes in Kubernetes mode.
+//! conditions through `xingress check --output json`.
+//!
+//! Every test runs twice: in file mode, and in Kubernetes mode with the
+//! same manifests applied to the fake API server (edits as `kubectl apply`,
+//! objects gone from a file deleted). There the status the elected leader
+//! writes must say what `xingress check` says of the same objects (times,
+//! generations and addresses aside), every condition at its object's
+//! generation, before the test's own assertions run on it.
 //!
 //! Not ported here, and why: HTTPRouteMultipleGateways (every Gateway of a
 //! node shares the node's listeners, so two Gateways cannot send the same
-//! host and path to different backends), the observedGeneration tests (no
-//! generations without an API server), GatewayModifyListeners (needs live
-//! edits of one Gateway object; the file-watch test below covers
-//! reconfiguration), HTTPRouteServiceTypes (headless and manual slices route
+//! host and path to different backends), HTTPRouteServiceTypes (headless and manual slices route
 //! the same as any EndpointSlice here).
 
-use std::{net::SocketAddr, process::Command};
+use std::{
+    cell::RefCell,
+    collections::BTreeMap,
+    net::SocketAddr,
+    process::Command,
+    time::{Duration, Instant},
+};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use xingress_tests::{
     agent::{Agent, ManifestDir, xingress_bin},
     backend::{self, Backend, Mode},
+    fake_api::FakeApi,
     http1::{Conn, Response},
     tls_client,
 };
@@ -87,11 +97,33 @@ const SERVICES: &[(&str, &str)] = &[
     (WEB, "web-backend"),
 ];
 
+/// Where the agent reads the manifests from: a directory (file mode), or
+/// the fake API server they are applied to (Kubernetes mode, status written
+/// by the elected leader). Every test runs in both.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Source {
+    Files,
+    Kube,
+}
+
 struct Suite {
+    /// The manifests as files: served in file mode; in Kubernetes mode what
+    /// `xingress check` is asked about, so that the status the leader
+    /// writes is compared with what check says of the same objects.
     dir: ManifestDir,
+    kube: Option<Kube>,
     pods: Vec<Backend>,
     agent: Agent,
 }
+
+struct Kube {
+    api: FakeApi,
+    _config: ManifestDir,
+    /// The objects each file put in the API: (kind, namespace, name).
+    applied: RefCell<BTreeMap<String, Vec<ObjectKey>>>,
+}
+
+const CONTROLLER: &str = "xingress.dev/gateway-controller";
 
 fn services_yaml(pods: &[(String, SocketAddr)]) -> String {
     let mut out = String::new();
@@ -110,8 +142,9 @@ fn services_yaml(pods: &[(String, SocketAddr)]) -> String {
     out
 }
 
-/// The base manifests, the test's own (`routes`), and the agent serving them.
-fn suite(routes: &str) -> Suite {
+/// The base manifests, the test's own (`routes`), and the agent serving
+/// them from `src`.
+fn suite(src: Source, routes: &str) -> Suite {
     let dir = ManifestDir::new();
     let pods: Vec<Backend> = SERVICES
         .iter()
@@ -125,12 +158,222 @@ fn suite(routes: &str) -> Suite {
         })
         .collect();
     let addrs: Vec<(String, SocketAddr)> = pods.iter().map(|p| (String::new(), p.addr)).collect();
-    dir.write("base.yaml", BASE);
-    dir.write("services.yaml", &services_yaml(&addrs));
-    dir.write("test.yaml", routes);
-    let mut agent = Agent::start_local(&dir.path, &[]).unwrap();
+    let (kube, mut agent) = match src {
+        Source::Files => {
+            dir.write("base.yaml", BASE);
+            dir.write("services.yaml", &services_yaml(&addrs));
+            dir.write("test.yaml", routes);
+            (None, Agent::start_local(&dir.path, &[]).unwrap())
+        }
+        Source::Kube => {
+            let kube = Kube {
+                api: FakeApi::start(),
+                _config: ManifestDir::new(),
+                applied: RefCell::default(),
+            };
+            kube.apply(&dir, "base.yaml", BASE);
+            kube.apply(&dir, "services.yaml", &services_yaml(&addrs));
+            kube.apply(&dir, "test.yaml", routes);
+            let config = kube._config.path.join("kubeconfig");
+            std::fs::write(&config, kube.api.kubeconfig()).unwrap();
+            let agent = Agent::start_cluster(
+                &config,
+                &[
+                    "--publish-address",
+                    "192.0.2.10",
+                    "--pod-name",
+                    "agent-0",
+                    "--pod-namespace",
+                    "xingress",
+                    "--lease-duration",
+                    "2",
+                ],
+            )
+            .unwrap();
+            (Some(kube), agent)
+        }
+    };
     agent.wait_ready().unwrap();
-    Suite { dir, pods, agent }
+    Suite {
+        dir,
+        kube,
+        pods,
+        agent,
+    }
+}
+
+/// (kind, namespace, name) of an object.
+type ObjectKey = (String, String, String);
+
+/// The key of a manifest, as the fake API stores it.
+fn key_of(doc: &Value) -> ObjectKey {
+    let kind = doc["kind"].as_str().unwrap().to_string();
+    let cluster_scoped = matches!(kind.as_str(), "Namespace" | "GatewayClass" | "IngressClass");
+    let ns = match doc["metadata"]["namespace"].as_str() {
+        _ if cluster_scoped => "",
+        Some(ns) => ns,
+        None => "default",
+    };
+    (
+        kind,
+        ns.to_string(),
+        doc["metadata"]["name"].as_str().unwrap().to_string(),
+    )
+}
+
+impl Kube {
+    /// As `kubectl apply` of the file would, and the file's objects that
+    /// are gone from it deleted; the file is written for `xingress check`.
+    fn apply(&self, dir: &ManifestDir, name: &str, yaml: &str) {
+        use serde::Deserialize;
+        dir.replace(name, yaml);
+        let docs: Vec<Value> = serde_yaml::Deserializer::from_str(yaml)
+            .map(|d| Value::deserialize(d).unwrap())
+            .filter(|v| !v.is_null())
+            .collect();
+        let keys: Vec<_> = docs.iter().map(key_of).collect();
+        for doc in docs {
+            self.api.apply(doc);
+        }
+        let before = self
+            .applied
+            .borrow_mut()
+            .insert(name.to_string(), keys.clone())
+            .unwrap_or_default();
+        for (kind, ns, n) in before.iter().filter(|k| !keys.contains(k)) {
+            self.api.delete(kind, ns, n);
+        }
+    }
+
+    /// The Gateway API objects' status as the leader wrote it, in the shape
+    /// of `xingress check --output json`'s `gateway_api`.
+    fn report(&self) -> Value {
+        let named = |kinds: &[&str]| -> Value {
+            let mut out = Vec::new();
+            for kind in kinds {
+                // Objects nobody wrote status for are not listed, as check
+                // lists only what our controller reports on.
+                for o in self
+                    .api
+                    .list(kind)
+                    .into_iter()
+                    .filter(|o| !o["status"].is_null())
+                {
+                    let (_, ns, name) = key_of(&o);
+                    let name = if ns.is_empty() {
+                        name
+                    } else {
+                        format!("{ns}/{name}")
+                    };
+                    out.push(json!({"kind": kind, "name": name, "status": o["status"],
+                        "generation": o["metadata"]["generation"]}));
+                }
+            }
+            Value::Array(out)
+        };
+        json!({
+            "classes": named(&["GatewayClass"]),
+            "gateways": named(&["Gateway"]),
+            "routes": named(&["HTTPRoute", "GRPCRoute", "TLSRoute"]),
+        })
+    }
+}
+
+/// A status as compared between the two modes: without times and
+/// generations (which files do not have), addresses (`--publish-address`),
+/// and other controllers' route parents.
+fn comparable(status: &Value) -> Value {
+    fn strip(v: &mut Value) {
+        match v {
+            Value::Object(m) => {
+                m.remove("lastTransitionTime");
+                m.remove("observedGeneration");
+                m.remove("addresses");
+                if let Some(Value::Array(ps)) = m.get_mut("parents") {
+                    ps.retain(|p| p["controllerName"] == CONTROLLER);
+                }
+                m.values_mut().for_each(strip);
+            }
+            Value::Array(a) => a.iter_mut().for_each(strip),
+            _ => {}
+        }
+    }
+    let mut v = status.clone();
+    strip(&mut v);
+    match v {
+        // Nothing written for a route none of our Gateways is asked for.
+        Value::Null => json!({"parents": []}),
+        v => v,
+    }
+}
+
+/// Whether every condition in `status` carries `generation`.
+fn at_generation(status: &Value, generation: &Value) -> bool {
+    match status {
+        Value::Object(m) => {
+            m.get("observedGeneration").is_none_or(|g| g == generation)
+                && m.values().all(|v| at_generation(v, generation))
+        }
+        Value::Array(a) => a.iter().all(|v| at_generation(v, generation)),
+        _ => true,
+    }
+}
+
+impl Suite {
+    /// Writes (or rewrites) manifest file `name`: in Kubernetes mode its
+    /// objects are applied to the API server instead.
+    fn write(&self, name: &str, yaml: &str) {
+        match &self.kube {
+            None => self.dir.replace(name, yaml),
+            Some(k) => k.apply(&self.dir, name, yaml),
+        }
+    }
+
+    /// The Gateway API objects' status: in file mode what `xingress check
+    /// --output json` reports; in Kubernetes mode what the leader wrote,
+    /// once it says what check says of the same objects (and every
+    /// condition carries its object's generation).
+    fn report(&self) -> Value {
+        let expected = report(&self.dir);
+        let Some(k) = &self.kube else {
+            return expected;
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let written = k.report();
+            let mut differs = Vec::new();
+            for list in ["classes", "gateways", "routes"] {
+                for want in expected[list].as_array().unwrap() {
+                    let name = want["name"].as_str().unwrap();
+                    let have = written[list]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .find(|o| o["name"] == name && o["kind"] == want["kind"]);
+                    let have_status = have.map(|h| h["status"].clone()).unwrap_or_default();
+                    let ok = comparable(&have_status) == comparable(&want["status"])
+                        && have.is_none_or(|h| at_generation(&h["status"], &h["generation"]));
+                    if !ok {
+                        differs.push(format!(
+                            "{name}:\n  check says {:#}\n  the leader wrote {:#}",
+                            comparable(&want["status"]),
+                            have_status
+                        ));
+                    }
+                }
+            }
+            if differs.is_empty() {
+                return written;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "status in Kubernetes mode differs from xingress check's:\n{}\n{}",
+                differs.join("\n"),
+                self.agent.logs()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
 }
 
 /// A request to the HTTP listener.
@@ -250,15 +493,17 @@ fn backend_ref(svc: &str) -> String {
     format!("    backendRefs: [{{name: {svc}, port: 8080}}]\n")
 }
 
-#[test]
-fn simple_same_namespace_route_is_accepted_and_served() {
-    let s = suite(&route(
-        "gateway-conformance-infra-test",
-        INFRA,
-        "same-namespace",
-        "",
-        &format!("  -\n{}", backend_ref("infra-backend-v1")),
-    ));
+fn simple_same_namespace_route_is_accepted_and_served(src: Source) {
+    let s = suite(
+        src,
+        &route(
+            "gateway-conformance-infra-test",
+            INFRA,
+            "same-namespace",
+            "",
+            &format!("  -\n{}", backend_ref("infra-backend-v1")),
+        ),
+    );
     expect(&s, "any.example", "/", &[], INFRA, "infra-backend-v1");
     expect(
         &s,
@@ -268,7 +513,7 @@ fn simple_same_namespace_route_is_accepted_and_served() {
         INFRA,
         "infra-backend-v1",
     );
-    let rep = report(&s.dir);
+    let rep = s.report();
     let class = named(&rep["classes"], "xingress");
     assert_eq!(
         condition(&class["status"]["conditions"], "Accepted"),
@@ -322,8 +567,7 @@ fn simple_same_namespace_route_is_accepted_and_served() {
     );
 }
 
-#[test]
-fn exact_paths_and_path_match_order() {
+fn exact_paths_and_path_match_order(src: Source) {
     let rules = "  - matches: [{path: {type: Exact, value: /one}}]\n    backendRefs: [{name: infra-backend-v1, port: 8080}]\n\
                  \x20 - matches: [{path: {type: Exact, value: /two}}]\n    backendRefs: [{name: infra-backend-v2, port: 8080}]\n";
     let order = "  - matches: [{path: {type: Exact, value: /match}}]\n    backendRefs: [{name: infra-backend-v1, port: 8080}]\n\
@@ -332,23 +576,26 @@ fn exact_paths_and_path_match_order() {
                  \x20 - matches: [{path: {type: PathPrefix, value: /match/}}]\n    backendRefs: [{name: infra-backend-v3, port: 8080}]\n\
                  \x20 - matches: [{path: {type: PathPrefix, value: /match/prefix/}}]\n    backendRefs: [{name: infra-backend-v1, port: 8080}]\n\
                  \x20 - matches: [{path: {type: PathPrefix, value: /match/prefix/one}}]\n    backendRefs: [{name: infra-backend-v2, port: 8080}]\n";
-    let s = suite(&format!(
-        "{}{}",
-        route(
-            "exact-matching",
-            INFRA,
-            "same-namespace",
-            "  hostnames: [exact.test]\n",
-            rules
+    let s = suite(
+        src,
+        &format!(
+            "{}{}",
+            route(
+                "exact-matching",
+                INFRA,
+                "same-namespace",
+                "  hostnames: [exact.test]\n",
+                rules
+            ),
+            route(
+                "path-matching-order",
+                INFRA,
+                "same-namespace",
+                "  hostnames: [order.test]\n",
+                order
+            )
         ),
-        route(
-            "path-matching-order",
-            INFRA,
-            "same-namespace",
-            "  hostnames: [order.test]\n",
-            order
-        )
-    ));
+    );
     expect(&s, "exact.test", "/one", &[], INFRA, "infra-backend-v1");
     expect(&s, "exact.test", "/two", &[], INFRA, "infra-backend-v2");
     for p in ["/", "/one/example", "/two/", "/Two"] {
@@ -366,8 +613,7 @@ fn exact_paths_and_path_match_order() {
     }
 }
 
-#[test]
-fn header_matching_and_combined_matches() {
+fn header_matching_and_combined_matches(src: Source) {
     let hdr = |name: &str, v: &str| format!("{{name: {name}, value: {v}}}");
     let rule = |headers: &[String], svc: &str| {
         format!(
@@ -395,23 +641,26 @@ fn header_matching_and_combined_matches() {
     .concat();
     let matching = "  - matches: [{path: {type: PathPrefix, value: /}, headers: [{name: version, value: one}]}]\n    backendRefs: [{name: infra-backend-v1, port: 8080}]\n\
                     \x20 - matches: [{path: {type: PathPrefix, value: /v2}, headers: [{name: version, value: two}]}]\n    backendRefs: [{name: infra-backend-v2, port: 8080}]\n";
-    let s = suite(&format!(
-        "{}{}",
-        route(
-            "header-matching",
-            INFRA,
-            "same-namespace",
-            "  hostnames: [headers.test]\n",
-            &rules
+    let s = suite(
+        src,
+        &format!(
+            "{}{}",
+            route(
+                "header-matching",
+                INFRA,
+                "same-namespace",
+                "  hostnames: [headers.test]\n",
+                &rules
+            ),
+            route(
+                "matching",
+                INFRA,
+                "same-namespace",
+                "  hostnames: [matching.test]\n",
+                matching
+            ),
         ),
-        route(
-            "matching",
-            INFRA,
-            "same-namespace",
-            "  hostnames: [matching.test]\n",
-            matching
-        ),
-    ));
+    );
     let (v1, v2) = ("infra-backend-v1", "infra-backend-v2");
     for (headers, want) in [
         (vec![("Version", "one")], Some(v1)),
@@ -450,8 +699,7 @@ fn header_matching_and_combined_matches() {
     );
 }
 
-#[test]
-fn hostname_intersection_with_listener_hostnames() {
+fn hostname_intersection_with_listener_hostnames(src: Source) {
     let gateway = format!(
         "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {{name: httproute-hostname-intersection, namespace: {INFRA}}}\n\
          spec:\n  gatewayClassName: xingress\n  listeners:\n\
@@ -471,39 +719,42 @@ fn hostname_intersection_with_listener_hostnames() {
             ),
         )
     };
-    let s = suite(&format!(
-        "{gateway}{}{}{}{}{}",
-        r(
-            "specific-host-matches-listener-specific-host",
-            "non.matching.com, \"*.nonmatchingwildcard.io\", very.specific.com",
-            "/s1",
-            "infra-backend-v1"
+    let s = suite(
+        src,
+        &format!(
+            "{gateway}{}{}{}{}{}",
+            r(
+                "specific-host-matches-listener-specific-host",
+                "non.matching.com, \"*.nonmatchingwildcard.io\", very.specific.com",
+                "/s1",
+                "infra-backend-v1"
+            ),
+            r(
+                "specific-host-matches-listener-wildcard-host",
+                "non.matching.com, wildcard.io, foo.wildcard.io, bar.wildcard.io, foo.bar.wildcard.io",
+                "/s2",
+                "infra-backend-v2"
+            ),
+            r(
+                "wildcard-host-matches-listener-specific-host",
+                "non.matching.com, \"*.specific.com\"",
+                "/s3",
+                "infra-backend-v3"
+            ),
+            r(
+                "wildcard-host-matches-listener-wildcard-host",
+                "\"*.anotherwildcard.io\"",
+                "/s4",
+                "infra-backend-v1"
+            ),
+            r(
+                "no-intersecting-hosts",
+                "specific.but.wrong.com, wildcard.io",
+                "/s5",
+                "infra-backend-v2"
+            ),
         ),
-        r(
-            "specific-host-matches-listener-wildcard-host",
-            "non.matching.com, wildcard.io, foo.wildcard.io, bar.wildcard.io, foo.bar.wildcard.io",
-            "/s2",
-            "infra-backend-v2"
-        ),
-        r(
-            "wildcard-host-matches-listener-specific-host",
-            "non.matching.com, \"*.specific.com\"",
-            "/s3",
-            "infra-backend-v3"
-        ),
-        r(
-            "wildcard-host-matches-listener-wildcard-host",
-            "\"*.anotherwildcard.io\"",
-            "/s4",
-            "infra-backend-v1"
-        ),
-        r(
-            "no-intersecting-hosts",
-            "specific.but.wrong.com, wildcard.io",
-            "/s5",
-            "infra-backend-v2"
-        ),
-    ));
+    );
     let (v1, v2, v3) = ("infra-backend-v1", "infra-backend-v2", "infra-backend-v3");
     expect(&s, "very.specific.com", "/s1", &[], INFRA, v1);
     expect(&s, "very.specific.com:1234", "/s1", &[], INFRA, v1);
@@ -538,7 +789,7 @@ fn hostname_intersection_with_listener_hostnames() {
     for h in ["specific.but.wrong.com", "wildcard.io"] {
         expect_status(&s, h, "/s5", &[], 404);
     }
-    let rep = report(&s.dir);
+    let rep = s.report();
     let gw = format!("{INFRA}/httproute-hostname-intersection");
     assert_eq!(listener(&rep, &gw, "listener-1")["attachedRoutes"], 2);
     assert_eq!(listener(&rep, &gw, "listener-2")["attachedRoutes"], 1);
@@ -554,8 +805,7 @@ fn hostname_intersection_with_listener_hostnames() {
     );
 }
 
-#[test]
-fn listener_hostname_matching_by_section_name() {
+fn listener_hostname_matching_by_section_name(src: Source) {
     let gateway = format!(
         "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {{name: httproute-listener-hostname-matching, namespace: {INFRA}}}\n\
          spec:\n  gatewayClassName: xingress\n  listeners:\n\
@@ -582,16 +832,19 @@ fn listener_hostname_matching_by_section_name() {
          spec:\n  parentRefs: [{{name: same-namespace, namespace: {INFRA}, port: 80, sectionName: http1}}]\n  rules:\n  -\n{}---\n",
         backend_ref("infra-backend-v1")
     );
-    let s = suite(&format!(
-        "{gateway}{unmatched}{}{}{}",
-        r("backend-v1", &["listener-1"], "infra-backend-v1"),
-        r("backend-v2", &["listener-2"], "infra-backend-v2"),
-        r(
-            "backend-v3",
-            &["listener-3", "listener-4"],
-            "infra-backend-v3"
+    let s = suite(
+        src,
+        &format!(
+            "{gateway}{unmatched}{}{}{}",
+            r("backend-v1", &["listener-1"], "infra-backend-v1"),
+            r("backend-v2", &["listener-2"], "infra-backend-v2"),
+            r(
+                "backend-v3",
+                &["listener-3", "listener-4"],
+                "infra-backend-v3"
+            ),
         ),
-    ));
+    );
     expect(&s, "bar.com", "/", &[], INFRA, "infra-backend-v1");
     expect(&s, "foo.bar.com", "/", &[], INFRA, "infra-backend-v2");
     for h in [
@@ -605,7 +858,7 @@ fn listener_hostname_matching_by_section_name() {
     for h in ["foo.com", "no.matching.host"] {
         expect_status(&s, h, "/", &[], 404);
     }
-    let rep = report(&s.dir);
+    let rep = s.report();
     let p = route_parent(
         &rep,
         &format!("{INFRA}/httproute-listener-not-matching-section-name"),
@@ -621,8 +874,7 @@ fn listener_hostname_matching_by_section_name() {
     );
 }
 
-#[test]
-fn cross_namespace_routes_and_reference_grants() {
+fn cross_namespace_routes_and_reference_grants(src: Source) {
     let grant = |name: &str, ns: &str, to_name: Option<&str>| {
         format!(
             "apiVersion: gateway.networking.k8s.io/v1beta1\nkind: ReferenceGrant\nmetadata: {{name: {name}, namespace: {ns}}}\n\
@@ -640,41 +892,44 @@ fn cross_namespace_routes_and_reference_grants() {
             &format!("  - backendRefs: [{{name: {svc}, namespace: {ns}, port: 8080}}]\n"),
         )
     };
-    let s = suite(&format!(
-        "{}{}{}{}{}{}",
-        // HTTPRouteCrossNamespace: a route in web-backend on the Gateway that selects it.
-        route(
-            "cross-namespace",
-            WEB,
-            "backend-namespaces",
-            "  hostnames: [cross.test]\n",
-            &format!("  -\n{}", backend_ref("web-backend"))
+    let s = suite(
+        src,
+        &format!(
+            "{}{}{}{}{}{}",
+            // HTTPRouteCrossNamespace: a route in web-backend on the Gateway that selects it.
+            route(
+                "cross-namespace",
+                WEB,
+                "backend-namespaces",
+                "  hostnames: [cross.test]\n",
+                &format!("  -\n{}", backend_ref("web-backend"))
+            ),
+            // HTTPRouteInvalidCrossNamespaceParentRef: same-namespace allows only its own namespace.
+            route(
+                "invalid-cross-namespace-parent-ref",
+                WEB,
+                "same-namespace",
+                "  hostnames: [refused.test]\n",
+                &format!("  -\n{}", backend_ref("web-backend"))
+            ),
+            // HTTPRouteReferenceGrant.
+            cross("reference-grant", "granted.test", WEB, "web-backend"),
+            grant("reference-grant", WEB, Some("web-backend")),
+            // HTTPRouteInvalidCrossNamespaceBackendRef: no grant in app-backend for app-backend-v2.
+            cross(
+                "invalid-cross-namespace-backend-ref",
+                "ungranted.test",
+                APP,
+                "app-backend-v2"
+            ),
+            grant("only-v1", APP, Some("app-backend-v1")),
         ),
-        // HTTPRouteInvalidCrossNamespaceParentRef: same-namespace allows only its own namespace.
-        route(
-            "invalid-cross-namespace-parent-ref",
-            WEB,
-            "same-namespace",
-            "  hostnames: [refused.test]\n",
-            &format!("  -\n{}", backend_ref("web-backend"))
-        ),
-        // HTTPRouteReferenceGrant.
-        cross("reference-grant", "granted.test", WEB, "web-backend"),
-        grant("reference-grant", WEB, Some("web-backend")),
-        // HTTPRouteInvalidCrossNamespaceBackendRef: no grant in app-backend for app-backend-v2.
-        cross(
-            "invalid-cross-namespace-backend-ref",
-            "ungranted.test",
-            APP,
-            "app-backend-v2"
-        ),
-        grant("only-v1", APP, Some("app-backend-v1")),
-    ));
+    );
     expect(&s, "cross.test", "/", &[], WEB, "web-backend");
     expect_status(&s, "refused.test", "/", &[], 404);
     expect(&s, "granted.test", "/", &[], WEB, "web-backend");
     expect_status(&s, "ungranted.test", "/", &[], 500);
-    let rep = report(&s.dir);
+    let rep = s.report();
     let p = route_parent(
         &rep,
         &format!("{WEB}/cross-namespace"),
@@ -712,7 +967,7 @@ fn cross_namespace_routes_and_reference_grants() {
         is("False", "RefNotPermitted")
     );
     // Deleting the grant revokes the reference, live.
-    s.dir.write(
+    s.write(
         "test.yaml",
         &cross("reference-grant", "granted.test", WEB, "web-backend"),
     );
@@ -721,35 +976,37 @@ fn cross_namespace_routes_and_reference_grants() {
     });
 }
 
-#[test]
-fn invalid_backend_refs_answer_500_and_say_why() {
-    let s = suite(&format!(
-        "{}{}{}",
-        route(
-            "invalid-nonexistent-backend-ref",
-            INFRA,
-            "same-namespace",
-            "  hostnames: [missing.test]\n",
-            &format!("  -\n{}", backend_ref("nonexistent"))
+fn invalid_backend_refs_answer_500_and_say_why(src: Source) {
+    let s = suite(
+        src,
+        &format!(
+            "{}{}{}",
+            route(
+                "invalid-nonexistent-backend-ref",
+                INFRA,
+                "same-namespace",
+                "  hostnames: [missing.test]\n",
+                &format!("  -\n{}", backend_ref("nonexistent"))
+            ),
+            route(
+                "invalid-backend-ref-unknown-kind",
+                INFRA,
+                "same-namespace",
+                "  hostnames: [kind.test]\n",
+                "  - backendRefs: [{group: unknownkind.example.com, kind: NonExistent, name: infra-backend-v1, port: 8080}]\n"
+            ),
+            route(
+                "omitted-backendrefs",
+                INFRA,
+                "same-namespace",
+                "  hostnames: [omitted.test]\n",
+                &format!(
+                    "  - matches: [{{path: {{type: Exact, value: /omitted-no-forward}}}}]\n  - matches: [{{path: {{type: Exact, value: /empty-no-forward}}}}]\n    backendRefs: []\n  -\n{}",
+                    backend_ref("infra-backend-v1")
+                )
+            ),
         ),
-        route(
-            "invalid-backend-ref-unknown-kind",
-            INFRA,
-            "same-namespace",
-            "  hostnames: [kind.test]\n",
-            "  - backendRefs: [{group: unknownkind.example.com, kind: NonExistent, name: infra-backend-v1, port: 8080}]\n"
-        ),
-        route(
-            "omitted-backendrefs",
-            INFRA,
-            "same-namespace",
-            "  hostnames: [omitted.test]\n",
-            &format!(
-                "  - matches: [{{path: {{type: Exact, value: /omitted-no-forward}}}}]\n  - matches: [{{path: {{type: Exact, value: /empty-no-forward}}}}]\n    backendRefs: []\n  -\n{}",
-                backend_ref("infra-backend-v1")
-            )
-        ),
-    ));
+    );
     expect_status(&s, "missing.test", "/", &[], 500);
     expect_status(&s, "kind.test", "/v2", &[], 500);
     expect(
@@ -762,7 +1019,7 @@ fn invalid_backend_refs_answer_500_and_say_why() {
     );
     expect_status(&s, "omitted.test", "/omitted-no-forward", &[], 500);
     expect_status(&s, "omitted.test", "/empty-no-forward", &[], 500);
-    let rep = report(&s.dir);
+    let rep = s.report();
     let p = route_parent(
         &rep,
         &format!("{INFRA}/invalid-nonexistent-backend-ref"),
@@ -796,15 +1053,17 @@ fn invalid_backend_refs_answer_500_and_say_why() {
     );
 }
 
-#[test]
-fn weighted_backends_split_requests_by_weight() {
-    let s = suite(&route(
-        "weighted-backends",
-        INFRA,
-        "same-namespace",
-        "",
-        "  - backendRefs:\n    - {name: infra-backend-v1, port: 8080, weight: 70}\n    - {name: infra-backend-v2, port: 8080, weight: 30}\n    - {name: infra-backend-v3, port: 8080, weight: 0}\n",
-    ));
+fn weighted_backends_split_requests_by_weight(src: Source) {
+    let s = suite(
+        src,
+        &route(
+            "weighted-backends",
+            INFRA,
+            "same-namespace",
+            "",
+            "  - backendRefs:\n    - {name: infra-backend-v1, port: 8080, weight: 70}\n    - {name: infra-backend-v2, port: 8080, weight: 30}\n    - {name: infra-backend-v3, port: 8080, weight: 0}\n",
+        ),
+    );
     let mut counts = std::collections::BTreeMap::new();
     for _ in 0..200 {
         let r = get(&s, "GET", "weights.test", "/", &[]);
@@ -824,8 +1083,7 @@ fn weighted_backends_split_requests_by_weight() {
     assert_eq!(share("infra-backend-v3"), 0.0, "{counts:?}");
 }
 
-#[test]
-fn redirects_rewrites_and_header_modifiers() {
+fn redirects_rewrites_and_header_modifiers(src: Source) {
     let rules = "  - matches: [{path: {type: PathPrefix, value: /hostname-redirect}}]\n    filters: [{type: RequestRedirect, requestRedirect: {hostname: example.org}}]\n\
                  \x20 - matches: [{path: {type: PathPrefix, value: /host-and-status}}]\n    filters: [{type: RequestRedirect, requestRedirect: {hostname: example.org, statusCode: 301}}]\n\
                  \x20 - matches: [{path: {type: PathPrefix, value: /scheme-and-prefix}}]\n    filters: [{type: RequestRedirect, requestRedirect: {scheme: https, path: {type: ReplacePrefixMatch, replacePrefixMatch: /new}}}]\n\
@@ -835,13 +1093,16 @@ fn redirects_rewrites_and_header_modifiers() {
                  \x20 - matches: [{path: {type: PathPrefix, value: /response}}]\n    filters: [{type: ResponseHeaderModifier, responseHeaderModifier: {set: [{name: X-Resp-Set, value: ours}], add: [{name: X-Resp-Add, value: added}], remove: [X-Resp-Remove]}}]\n    backendRefs: [{name: infra-backend-v1, port: 8080}]\n\
                  \x20 - matches: [{path: {type: PathPrefix, value: /strip-prefix}}]\n    filters: [{type: URLRewrite, urlRewrite: {hostname: rewritten.test, path: {type: ReplacePrefixMatch, replacePrefixMatch: /}}}]\n    backendRefs: [{name: infra-backend-v1, port: 8080}]\n\
                  \x20 - matches: [{path: {type: PathPrefix, value: /full}}]\n    filters: [{type: URLRewrite, urlRewrite: {path: {type: ReplaceFullPath, replaceFullPath: /one}}}]\n    backendRefs: [{name: infra-backend-v1, port: 8080}]\n";
-    let s = suite(&route(
-        "filters",
-        INFRA,
-        "same-namespace",
-        "  hostnames: [filters.test]\n",
-        rules,
-    ));
+    let s = suite(
+        src,
+        &route(
+            "filters",
+            INFRA,
+            "same-namespace",
+            "  hostnames: [filters.test]\n",
+            rules,
+        ),
+    );
     let r = get(&s, "GET", "filters.test", "/hostname-redirect/x?q=1", &[]);
     assert_eq!(
         (r.status, r.header("location")),
@@ -937,8 +1198,7 @@ fn redirects_rewrites_and_header_modifiers() {
     assert_eq!(pod_header(&r, "uri").as_deref(), Some("/one"));
 }
 
-#[test]
-fn query_parameter_and_method_matching() {
+fn query_parameter_and_method_matching(src: Source) {
     let q = |name: &str, v: &str| format!("{{name: {name}, value: {v}}}");
     let rules = format!(
         "  - matches: [{{queryParams: [{}]}}]\n{}\
@@ -968,23 +1228,26 @@ fn query_parameter_and_method_matching() {
         backend_ref("infra-backend-v2"),
         backend_ref("infra-backend-v1"),
     );
-    let s = suite(&format!(
-        "{}{}",
-        route(
-            "query-param-matching",
-            INFRA,
-            "same-namespace",
-            "  hostnames: [query.test]\n",
-            &rules
+    let s = suite(
+        src,
+        &format!(
+            "{}{}",
+            route(
+                "query-param-matching",
+                INFRA,
+                "same-namespace",
+                "  hostnames: [query.test]\n",
+                &rules
+            ),
+            route(
+                "method-matching",
+                INFRA,
+                "same-namespace",
+                "  hostnames: [method.test]\n",
+                &methods
+            ),
         ),
-        route(
-            "method-matching",
-            INFRA,
-            "same-namespace",
-            "  hostnames: [method.test]\n",
-            &methods
-        ),
-    ));
+    );
     let (v1, v2, v3) = ("infra-backend-v1", "infra-backend-v2", "infra-backend-v3");
     for (path, headers, want) in [
         ("/?animal=whale", vec![], Some(v1)),
@@ -1039,8 +1302,7 @@ fn certificate(ns: &str, name: &str, names: &[&str]) -> (String, Vec<u8>) {
     )
 }
 
-#[test]
-fn https_listeners_terminate_with_their_certificates() {
+fn https_listeners_terminate_with_their_certificates(src: Source) {
     let (secret, der) = certificate(
         INFRA,
         "tls-validity-checks-certificate",
@@ -1059,19 +1321,22 @@ fn https_listeners_terminate_with_their_certificates() {
             backend_ref(svc)
         )
     };
-    let s = suite(&format!(
-        "{secret}{gateway}{}{}",
-        https_route(
-            "httproute-https-test",
-            "  parentRefs: [{name: same-namespace-with-https-listener}]\n  hostnames: [example.org]\n",
-            "infra-backend-v1"
+    let s = suite(
+        src,
+        &format!(
+            "{secret}{gateway}{}{}",
+            https_route(
+                "httproute-https-test",
+                "  parentRefs: [{name: same-namespace-with-https-listener}]\n  hostnames: [example.org]\n",
+                "infra-backend-v1"
+            ),
+            https_route(
+                "httproute-https-test-no-hostname",
+                "  parentRefs: [{name: same-namespace-with-https-listener, sectionName: https-with-hostname}]\n",
+                "infra-backend-v2"
+            ),
         ),
-        https_route(
-            "httproute-https-test-no-hostname",
-            "  parentRefs: [{name: same-namespace-with-https-listener, sectionName: https-with-hostname}]\n",
-            "infra-backend-v2"
-        ),
-    ));
+    );
     let config = tls_client::config(&[b"http/1.1"]);
     let https = |sni: &str| -> (Response, Vec<u8>) {
         let (mut conn, info) = tls_client::connect(s.agent.https, sni, &config).unwrap();
@@ -1099,7 +1364,7 @@ fn https_listeners_terminate_with_their_certificates() {
     );
     // An HTTPS-only route is not served on the HTTP listener.
     expect_status(&s, "example.org", "/", &[], 404);
-    let rep = report(&s.dir);
+    let rep = s.report();
     for l in ["https", "https-with-hostname"] {
         let l = listener(
             &rep,
@@ -1112,8 +1377,7 @@ fn https_listeners_terminate_with_their_certificates() {
     }
 }
 
-#[test]
-fn invalid_listeners_are_reported_and_the_rest_serves() {
+fn invalid_listeners_are_reported_and_the_rest_serves(src: Source) {
     let (good, _) = certificate(WEB, "certificate", &["*"]);
     let gw = |name: &str, listeners: &str| {
         format!(
@@ -1141,44 +1405,47 @@ fn invalid_listeners_are_reported_and_the_rest_serves() {
         "  gatewayClassName: xingress\n",
         "  gatewayClassName: xingress\n  infrastructure: {parametersRef: {group: invalid.io, kind: InvalidParameters, name: invalid}}\n",
     );
-    let s = suite(&format!(
-        "{good}{malformed}{with_params}{grant_all}{}{}{}{}{}{}{}{}",
-        gw(
-            "gateway-only-unsupported-protocols",
-            "  - {name: invalid, port: 1111, protocol: INVALID}\n"
+    let s = suite(
+        src,
+        &format!(
+            "{good}{malformed}{with_params}{grant_all}{}{}{}{}{}{}{}{}",
+            gw(
+                "gateway-only-unsupported-protocols",
+                "  - {name: invalid, port: 1111, protocol: INVALID}\n"
+            ),
+            gw(
+                "gateway-supported-and-unsupported-protocols",
+                "  - {name: http, port: 80, protocol: HTTP}\n  - {name: invalid, port: 1111, protocol: INVALID}\n"
+            ),
+            gw(
+                "gateway-only-invalid-route-kind",
+                "  - {name: http, port: 80, protocol: HTTP, allowedRoutes: {kinds: [{kind: InvalidRoute}]}}\n"
+            ),
+            gw(
+                "gateway-certificate-nonexistent-secret",
+                &https("{name: nonexistent-certificate}")
+            ),
+            gw(
+                "gateway-certificate-unsupported-group",
+                &https(
+                    "{group: wrong.group.company.io, kind: Secret, name: tls-validity-checks-certificate}"
+                )
+            ),
+            gw(
+                "gateway-certificate-unsupported-kind",
+                &https("{group: \"\", kind: WrongKind, name: tls-validity-checks-certificate}")
+            ),
+            gw(
+                "gateway-certificate-malformed-secret",
+                &https("{name: malformed-certificate}")
+            ),
+            gw(
+                "gateway-secret-missing-reference-grant",
+                &https(&format!("{{name: certificate, namespace: {WEB}}}"))
+            ),
         ),
-        gw(
-            "gateway-supported-and-unsupported-protocols",
-            "  - {name: http, port: 80, protocol: HTTP}\n  - {name: invalid, port: 1111, protocol: INVALID}\n"
-        ),
-        gw(
-            "gateway-only-invalid-route-kind",
-            "  - {name: http, port: 80, protocol: HTTP, allowedRoutes: {kinds: [{kind: InvalidRoute}]}}\n"
-        ),
-        gw(
-            "gateway-certificate-nonexistent-secret",
-            &https("{name: nonexistent-certificate}")
-        ),
-        gw(
-            "gateway-certificate-unsupported-group",
-            &https(
-                "{group: wrong.group.company.io, kind: Secret, name: tls-validity-checks-certificate}"
-            )
-        ),
-        gw(
-            "gateway-certificate-unsupported-kind",
-            &https("{group: \"\", kind: WrongKind, name: tls-validity-checks-certificate}")
-        ),
-        gw(
-            "gateway-certificate-malformed-secret",
-            &https("{name: malformed-certificate}")
-        ),
-        gw(
-            "gateway-secret-missing-reference-grant",
-            &https(&format!("{{name: certificate, namespace: {WEB}}}"))
-        ),
-    ));
-    let rep = report(&s.dir);
+    );
+    let rep = s.report();
     let gw_status =
         |name: &str| named(&rep["gateways"], &format!("{INFRA}/{name}"))["status"].clone();
     let g = gw_status("gateway-only-unsupported-protocols");
@@ -1246,7 +1513,7 @@ fn invalid_listeners_are_reported_and_the_rest_serves() {
         is("False", "InvalidParameters")
     );
     // Without the grant, RefNotPermitted.
-    s.dir.write(
+    s.write(
         "test.yaml",
         &format!(
             "{good}{}",
@@ -1256,7 +1523,7 @@ fn invalid_listeners_are_reported_and_the_rest_serves() {
             )
         ),
     );
-    let rep = report(&s.dir);
+    let rep = s.report();
     let l = listener(
         &rep,
         &format!("{INFRA}/gateway-secret-missing-reference-grant"),
@@ -1267,7 +1534,7 @@ fn invalid_listeners_are_reported_and_the_rest_serves() {
         is("False", "RefNotPermitted")
     );
     // The agent still serves the base Gateways.
-    s.dir.write(
+    s.write(
         "route.yaml",
         &route(
             "still-serving",
@@ -1282,8 +1549,7 @@ fn invalid_listeners_are_reported_and_the_rest_serves() {
     });
 }
 
-#[test]
-fn ingress_and_gateway_routes_share_a_host() {
+fn ingress_and_gateway_routes_share_a_host(src: Source) {
     let ingress = format!(
         "apiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata: {{name: xingress}}\nspec: {{controller: xingress.dev/controller}}\n---\n\
          apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {{name: legacy, namespace: {INFRA}}}\n\
@@ -1294,16 +1560,19 @@ fn ingress_and_gateway_routes_share_a_host() {
     let rules = "  - matches: [{path: {type: PathPrefix, value: /api}, headers: [{name: x-canary, value: \"yes\"}]}]\n    backendRefs: [{name: infra-backend-v2, port: 8080}]\n\
                  \x20 - matches: [{path: {type: PathPrefix, value: /api}}]\n    backendRefs: [{name: infra-backend-v3, port: 8080}]\n\
                  \x20 - matches: [{path: {type: PathPrefix, value: /new}}]\n    backendRefs: [{name: infra-backend-v3, port: 8080}]\n";
-    let s = suite(&format!(
-        "{ingress}{}",
-        route(
-            "gateway-side",
-            INFRA,
-            "same-namespace",
-            "  hostnames: [shared.test]\n",
-            rules
-        )
-    ));
+    let s = suite(
+        src,
+        &format!(
+            "{ingress}{}",
+            route(
+                "gateway-side",
+                INFRA,
+                "same-namespace",
+                "  hostnames: [shared.test]\n",
+                rules
+            )
+        ),
+    );
     // The most specific match wins whichever API defined it; on a full tie
     // (same path, no other match) the Ingress's rule.
     expect(&s, "shared.test", "/", &[], INFRA, "infra-backend-v1");
@@ -1318,7 +1587,7 @@ fn ingress_and_gateway_routes_share_a_host() {
     );
     expect(&s, "shared.test", "/api", &[], INFRA, "infra-backend-v1");
     // Removing the route is served live.
-    s.dir.write("test.yaml", &ingress);
+    s.write("test.yaml", &ingress);
     s.agent.eventually("the Gateway route is gone", || {
         get(&s, "GET", "shared.test", "/new/x", &[]).status == 200
             && backend_of(&get(&s, "GET", "shared.test", "/new/x", &[]))
@@ -1328,8 +1597,7 @@ fn ingress_and_gateway_routes_share_a_host() {
 
 /// GRPCExactMethodMatching and GRPCRouteHeaderMatching: gRPC over h2c
 /// (prior knowledge) to the HTTP listener, routed by service and method.
-#[test]
-fn grpc_routes_match_service_method_and_headers() {
+fn grpc_routes_match_service_method_and_headers(src: Source) {
     const SVC: &str = "gateway_api_conformance.echo_basic.grpcecho.GrpcEcho";
     let grpc_pods: Vec<Backend> = ["grpc-infra-backend-v1", "grpc-infra-backend-v2"]
         .iter()
@@ -1364,7 +1632,7 @@ fn grpc_routes_match_service_method_and_headers() {
          \x20 - matches: [{{method: {{service: {SVC}, method: EchoTwo}}}}]\n    backendRefs: [{{name: grpc-infra-backend-v2, port: 8080}}]\n\
          \x20 - matches: [{{headers: [{{name: version, value: two}}]}}]\n    backendRefs: [{{name: grpc-infra-backend-v2, port: 8080}}]\n---\n"
     ));
-    let s = suite(&yaml);
+    let s = suite(src, &yaml);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -1419,7 +1687,7 @@ fn grpc_routes_match_service_method_and_headers() {
         call("EchoThree", &[("version", "two")]),
         (200, format!("{INFRA}/grpc-infra-backend-v2"))
     );
-    let rep = report(&s.dir);
+    let rep = s.report();
     let p = route_parent(&rep, &format!("{INFRA}/exact-matching"), "same-namespace");
     assert_eq!(
         condition(&p["conditions"], "Accepted"),
@@ -1455,8 +1723,7 @@ fn seen_by(s: &Suite, i: usize, path: &str, want: usize) -> usize {
 /// answer; each mirror's pod gets a copy of the request as the backend
 /// got it (its share of them for a fraction); a mirror to a missing
 /// Service is reported and the route keeps serving.
-#[test]
-fn request_mirrors_copy_requests_to_their_backends() {
+fn request_mirrors_copy_requests_to_their_backends(src: Source) {
     let mirror = |svc: &str, extra: &str| {
         format!(
             "{{type: RequestMirror, requestMirror: {{backendRef: {{name: {svc}, port: 8080}}{extra}}}}}"
@@ -1491,16 +1758,19 @@ fn request_mirrors_copy_requests_to_their_backends() {
             backend_ref("infra-backend-v1")
         ),
     );
-    let s = suite(&format!(
-        "{}{broken}",
-        route(
-            "request-mirror",
-            INFRA,
-            "same-namespace",
-            "  hostnames: [mirror.test]\n",
-            &rules
-        )
-    ));
+    let s = suite(
+        src,
+        &format!(
+            "{}{broken}",
+            route(
+                "request-mirror",
+                INFRA,
+                "same-namespace",
+                "  hostnames: [mirror.test]\n",
+                &rules
+            )
+        ),
+    );
     // One mirror: the client's answer is the backendRef's.
     expect(&s, "mirror.test", "/mirror", &[], INFRA, "infra-backend-v1");
     assert_eq!(seen_by(&s, 0, "/mirror", 1), 1);
@@ -1529,7 +1799,7 @@ fn request_mirrors_copy_requests_to_their_backends() {
         INFRA,
         "infra-backend-v1",
     );
-    let rep = report(&s.dir);
+    let rep = s.report();
     let parent = route_parent(
         &rep,
         &format!("{INFRA}/mirror-to-nowhere"),
@@ -1558,39 +1828,41 @@ fn request_mirrors_copy_requests_to_their_backends() {
 /// 504 when the timeout passes, a quick one answers; a rule whose
 /// backendRequest exceeds its request timeout, or with a malformed
 /// duration, is dropped and said so.
-#[test]
-fn route_timeouts_answer_504_when_the_pod_is_slower() {
-    let s = suite(&format!(
-        "{}{}",
-        route(
-            "request-timeout",
-            INFRA,
-            "same-namespace",
-            "  hostnames: [timeout.test]\n",
-            &format!(
-                "  - matches: [{{path: {{type: PathPrefix, value: /delay}}}}]\n    timeouts: {{request: 500ms}}\n{}\
+fn route_timeouts_answer_504_when_the_pod_is_slower(src: Source) {
+    let s = suite(
+        src,
+        &format!(
+            "{}{}",
+            route(
+                "request-timeout",
+                INFRA,
+                "same-namespace",
+                "  hostnames: [timeout.test]\n",
+                &format!(
+                    "  - matches: [{{path: {{type: PathPrefix, value: /delay}}}}]\n    timeouts: {{request: 500ms}}\n{}\
                  \x20 - matches: [{{path: {{type: PathPrefix, value: /backend/delay}}}}]\n    timeouts: {{backendRequest: 300ms}}\n    filters: [{{type: URLRewrite, urlRewrite: {{path: {{type: ReplacePrefixMatch, replacePrefixMatch: /delay}}}}}}]\n{}\
                  \x20 - matches: [{{path: {{type: PathPrefix, value: /none/delay}}}}]\n    timeouts: {{request: 0s}}\n    filters: [{{type: URLRewrite, urlRewrite: {{path: {{type: ReplacePrefixMatch, replacePrefixMatch: /delay}}}}}}]\n{}",
-                backend_ref("infra-backend-v1"),
-                backend_ref("infra-backend-v1"),
-                backend_ref("infra-backend-v1"),
-            )
-        ),
-        route(
-            "bad-timeouts",
-            INFRA,
-            "same-namespace",
-            "  hostnames: [bad-timeout.test]\n",
-            &format!(
-                "  - matches: [{{path: {{type: PathPrefix, value: /inverted}}}}]\n    timeouts: {{request: 1s, backendRequest: 2s}}\n{}\
+                    backend_ref("infra-backend-v1"),
+                    backend_ref("infra-backend-v1"),
+                    backend_ref("infra-backend-v1"),
+                )
+            ),
+            route(
+                "bad-timeouts",
+                INFRA,
+                "same-namespace",
+                "  hostnames: [bad-timeout.test]\n",
+                &format!(
+                    "  - matches: [{{path: {{type: PathPrefix, value: /inverted}}}}]\n    timeouts: {{request: 1s, backendRequest: 2s}}\n{}\
                  \x20 - matches: [{{path: {{type: PathPrefix, value: /days}}}}]\n    timeouts: {{request: 1d}}\n{}\
                  \x20 -\n{}",
-                backend_ref("infra-backend-v1"),
-                backend_ref("infra-backend-v1"),
-                backend_ref("infra-backend-v2"),
-            )
+                    backend_ref("infra-backend-v1"),
+                    backend_ref("infra-backend-v1"),
+                    backend_ref("infra-backend-v2"),
+                )
+            ),
         ),
-    ));
+    );
     let timed = |path: &str| {
         let t = std::time::Instant::now();
         let r = get(&s, "GET", "timeout.test", path, &[]);
@@ -1617,7 +1889,7 @@ fn route_timeouts_answer_504_when_the_pod_is_slower() {
     for path in ["/inverted", "/days"] {
         expect(&s, "bad-timeout.test", path, &[], INFRA, "infra-backend-v2");
     }
-    let rep = report(&s.dir);
+    let rep = s.report();
     let parent = route_parent(&rep, &format!("{INFRA}/bad-timeouts"), "same-namespace");
     let partially = parent["conditions"]
         .as_array()
@@ -1654,8 +1926,7 @@ fn tls_service(ns: &str, name: &str, addr: SocketAddr) -> String {
 /// termination on the same port goes on for other names. A TLSRoute
 /// refused by the listener, a cross-namespace backend without a grant, and
 /// a listener asking to terminate say why in status.
-#[test]
-fn tls_routes_pass_tls_through_by_server_name() {
+fn tls_routes_pass_tls_through_by_server_name(src: Source) {
     // The pod's own certificate, for abc.example.com.
     let key = rcgen::KeyPair::generate().unwrap();
     let cert = rcgen::CertificateParams::new(vec!["abc.example.com".to_string()])
@@ -1693,31 +1964,34 @@ fn tls_routes_pass_tls_through_by_server_name() {
          spec:\n  parentRefs: [{{name: gateway-tlsroute, sectionName: https}}]\n  rules:\n  -\n{}---\n",
         backend_ref("infra-backend-v1")
     );
-    let s = suite(&format!(
-        "{secret}{gateway}{}{}{}{}{}{https_route}",
-        tls_service(INFRA, "tls-backend", tls_pod.addr),
-        tls_service(APP, "tls-backend", tls_pod.addr),
-        // abc.example.com meets the listener's *.example.com; other.org does not.
-        tls_route(
-            "gateway-conformance-infra-test",
-            "tls",
-            "[abc.example.com, other.org]",
-            INFRA
-        ),
-        // No ReferenceGrant lets infra's routes reach the app namespace.
-        tls_route(
-            "invalid-reference-grant",
-            "tls",
-            "[ungranted.example.com]",
-            APP
-        ),
-        // An HTTP listener takes no TLSRoute.
+    let s = suite(
+        src,
         &format!(
-            "apiVersion: gateway.networking.k8s.io/v1alpha2\nkind: TLSRoute\nmetadata: {{name: on-http, namespace: {INFRA}}}\n\
+            "{secret}{gateway}{}{}{}{}{}{https_route}",
+            tls_service(INFRA, "tls-backend", tls_pod.addr),
+            tls_service(APP, "tls-backend", tls_pod.addr),
+            // abc.example.com meets the listener's *.example.com; other.org does not.
+            tls_route(
+                "gateway-conformance-infra-test",
+                "tls",
+                "[abc.example.com, other.org]",
+                INFRA
+            ),
+            // No ReferenceGrant lets infra's routes reach the app namespace.
+            tls_route(
+                "invalid-reference-grant",
+                "tls",
+                "[ungranted.example.com]",
+                APP
+            ),
+            // An HTTP listener takes no TLSRoute.
+            &format!(
+                "apiVersion: gateway.networking.k8s.io/v1alpha2\nkind: TLSRoute\nmetadata: {{name: on-http, namespace: {INFRA}}}\n\
              spec:\n  parentRefs: [{{name: same-namespace}}]\n  hostnames: [http.example.com]\n\
              \x20 rules:\n  - backendRefs: [{{name: tls-backend, port: 443}}]\n---\n"
+            ),
         ),
-    ));
+    );
     let config = tls_client::config(&[b"http/1.1"]);
     // The pod's certificate comes back and the pod answers: passed through.
     let (mut conn, info) = tls_client::connect(s.agent.https, "abc.example.com", &config).unwrap();
@@ -1746,7 +2020,7 @@ fn tls_routes_pass_tls_through_by_server_name() {
         assert!(!passed, "{sni} reached the pod");
     }
 
-    let rep = report(&s.dir);
+    let rep = s.report();
     let gw = format!("{INFRA}/gateway-tlsroute");
     let parent = route_parent(
         &rep,
@@ -1804,8 +2078,7 @@ fn get_at(addr: SocketAddr, host: &str, path: &str) -> std::io::Result<Response>
 /// it when the listener goes, and reports a port it cannot bind
 /// (`PortUnavailable`) or one two Gateways want with different protocols
 /// (`ProtocolConflict`) while every other listener serves.
-#[test]
-fn gateway_listeners_on_other_ports_open_and_close_with_them() {
+fn gateway_listeners_on_other_ports_open_and_close_with_them(src: Source) {
     let port = xingress_tests::agent::free_port();
     let tls_port = xingress_tests::agent::free_port();
     // A port somebody else holds.
@@ -1860,8 +2133,8 @@ fn gateway_listeners_on_other_ports_open_and_close_with_them() {
             "[{name: ports, sectionName: secure, namespace"
         ),
     );
-    let s = suite(&routes);
-    s.dir.write("gateway.yaml", &gateway(&all_listeners));
+    let s = suite(src, &routes);
+    s.write("gateway.yaml", &gateway(&all_listeners));
     let extra = SocketAddr::from(([127, 0, 0, 1], port));
     s.agent.eventually("the Gateway port serves", || {
         get_at(extra, "ports.test", "/").is_ok_and(|r| r.status == 200)
@@ -1890,10 +2163,25 @@ fn gateway_listeners_on_other_ports_open_and_close_with_them() {
             "listener taken: cannot listen on 127.0.0.1:{taken_port}"
         ))
     });
+    if let Some(k) = &s.kube {
+        s.agent
+            .eventually("PortUnavailable in the Gateway's status", || {
+                let rep = k.report();
+                rep["gateways"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|g| g["name"] == format!("{INFRA}/ports"))
+                    && condition(
+                        &listener(&rep, &format!("{INFRA}/ports"), "taken")["conditions"],
+                        "Accepted",
+                    ) == is("False", "PortUnavailable")
+            });
+    }
     drop(taken);
 
     // The listener goes: its port closes; it comes back: open again.
-    s.dir.replace(
+    s.write(
         "gateway.yaml",
         &gateway("  - {name: http, port: 80, protocol: HTTP}\n"),
     );
@@ -1901,7 +2189,7 @@ fn gateway_listeners_on_other_ports_open_and_close_with_them() {
         std::net::TcpStream::connect(extra).is_err()
     });
     expect(&s, "ports.test", "/", &[], INFRA, "infra-backend-v2");
-    s.dir.replace("gateway.yaml", &gateway(&all_listeners));
+    s.write("gateway.yaml", &gateway(&all_listeners));
     s.agent.eventually("the Gateway port open again", || {
         get_at(extra, "ports.test", "/").is_ok_and(|r| r.status == 200)
     });
@@ -1913,7 +2201,7 @@ fn gateway_listeners_on_other_ports_open_and_close_with_them() {
 
     // Two Gateways wanting one port with different protocols: the older
     // keeps it (as `xingress check` reports it).
-    s.dir.write(
+    s.write(
         "conflict.yaml",
         &format!(
             "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {{name: zz-conflict, namespace: {INFRA}, creationTimestamp: \"2030-01-01T00:00:00Z\"}}\n\
@@ -1921,7 +2209,7 @@ fn gateway_listeners_on_other_ports_open_and_close_with_them() {
              \x20 - {{name: wants-https, port: {port}, protocol: HTTPS, tls: {{certificateRefs: [{{name: ports-cert}}]}}}}\n---\n"
         ),
     );
-    let rep = report(&s.dir);
+    let rep = s.report();
     let l = listener(&rep, &format!("{INFRA}/zz-conflict"), "wants-https");
     assert_eq!(
         condition(&l["conditions"], "Accepted"),
@@ -1941,3 +2229,145 @@ fn gateway_listeners_on_other_ports_open_and_close_with_them() {
             get_at(extra, "ports.test", "/").is_ok_and(|r| r.status == 200)
         });
 }
+
+/// GatewayModifyListeners and HTTPRouteObservedGenerationBump: a listener
+/// added to a live Gateway serves and is reported with the routes attached
+/// to it, one removed goes from status; a route's new backend is served;
+/// in Kubernetes mode every condition follows the objects' new generations.
+fn modified_listeners_and_routes_are_reported_at_their_generation(src: Source) {
+    let (secret, _) = certificate(
+        INFRA,
+        "tls-validity-checks-certificate",
+        &["secure.test.com"],
+    );
+    let gateway = |listeners: &str| {
+        format!(
+            "{secret}apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {{name: gateway-add-listener, namespace: {INFRA}}}\n\
+             spec:\n  gatewayClassName: xingress\n  listeners:\n{listeners}---\n"
+        )
+    };
+    let https = "  - {name: https, port: 443, protocol: HTTPS, hostname: secure.test.com, allowedRoutes: {namespaces: {from: All}}, tls: {certificateRefs: [{name: tls-validity-checks-certificate}]}}\n";
+    let http = "  - {name: http, port: 80, protocol: HTTP, hostname: data.test.com, allowedRoutes: {namespaces: {from: All}}}\n";
+    let http_route = |svc: &str| {
+        route(
+            "http-route-1",
+            INFRA,
+            "gateway-add-listener",
+            "",
+            &format!("  -\n{}", backend_ref(svc)),
+        )
+    };
+    let s = suite(
+        src,
+        &format!("{}{}", gateway(https), http_route("infra-backend-v1")),
+    );
+    let gw = format!("{INFRA}/gateway-add-listener");
+    let listeners = |rep: &Value| -> Vec<(String, i64)> {
+        named(&rep["gateways"], &gw)["status"]["listeners"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| {
+                for t in ["Accepted", "ResolvedRefs", "Programmed"] {
+                    assert_eq!(condition(&l["conditions"], t).0, "True", "{t}: {l:#}");
+                }
+                (
+                    l["name"].as_str().unwrap().to_string(),
+                    l["attachedRoutes"].as_i64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(listeners(&s.report()), [("https".to_string(), 1)]);
+    expect_status(&s, "data.test.com", "/", &[], 404);
+
+    // Add the HTTP listener: the route (no sectionName) attaches to both.
+    s.write(
+        "test.yaml",
+        &format!(
+            "{}{}",
+            gateway(&format!("{https}{http}")),
+            http_route("infra-backend-v1")
+        ),
+    );
+    assert_eq!(
+        listeners(&s.report()),
+        [("https".to_string(), 1), ("http".to_string(), 1)]
+    );
+    s.agent.eventually("the added listener serves", || {
+        backend_of(&get(&s, "GET", "data.test.com", "/", &[]))
+            == format!("{INFRA}/infra-backend-v1")
+    });
+
+    // Remove the HTTPS listener, and send the route elsewhere.
+    s.write(
+        "test.yaml",
+        &format!("{}{}", gateway(http), http_route("infra-backend-v2")),
+    );
+    let rep = s.report();
+    assert_eq!(listeners(&rep), [("http".to_string(), 1)]);
+    let p = route_parent(
+        &rep,
+        &format!("{INFRA}/http-route-1"),
+        "gateway-add-listener",
+    );
+    assert_eq!(
+        condition(&p["conditions"], "ResolvedRefs"),
+        is("True", "ResolvedRefs")
+    );
+    s.agent.eventually("the route's new backend", || {
+        backend_of(&get(&s, "GET", "data.test.com", "/", &[]))
+            == format!("{INFRA}/infra-backend-v2")
+    });
+    if let Some(k) = &s.kube {
+        // The report above waited for every condition at these generations.
+        let generation = |kind: &str, name: &str| {
+            k.api.get(kind, INFRA, name).unwrap()["metadata"]["generation"].clone()
+        };
+        assert_eq!(generation("Gateway", "gateway-add-listener"), 3);
+        assert_eq!(generation("HTTPRoute", "http-route-1"), 2);
+        let g = named(&rep["gateways"], &gw);
+        assert_eq!(
+            g["status"]["conditions"][0]["observedGeneration"], 3,
+            "{g:#}"
+        );
+    }
+}
+
+/// Each test in file mode and in Kubernetes mode.
+macro_rules! in_both_modes {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn files() {
+                super::$name(super::Source::Files)
+            }
+            #[test]
+            fn kube() {
+                super::$name(super::Source::Kube)
+            }
+        }
+    )*};
+}
+
+in_both_modes!(
+    simple_same_namespace_route_is_accepted_and_served,
+    exact_paths_and_path_match_order,
+    header_matching_and_combined_matches,
+    hostname_intersection_with_listener_hostnames,
+    listener_hostname_matching_by_section_name,
+    cross_namespace_routes_and_reference_grants,
+    invalid_backend_refs_answer_500_and_say_why,
+    weighted_backends_split_requests_by_weight,
+    redirects_rewrites_and_header_modifiers,
+    query_parameter_and_method_matching,
+    https_listeners_terminate_with_their_certificates,
+    invalid_listeners_are_reported_and_the_rest_serves,
+    ingress_and_gateway_routes_share_a_host,
+    grpc_routes_match_service_method_and_headers,
+    request_mirrors_copy_requests_to_their_backends,
+    route_timeouts_answer_504_when_the_pod_is_slower,
+    tls_routes_pass_tls_through_by_server_name,
+    gateway_listeners_on_other_ports_open_and_close_with_them,
+    modified_listeners_and_routes_are_reported_at_their_generation,
+);
