@@ -193,7 +193,9 @@ impl FakeApi {
     }
 
     /// Answers 404 for these resources from now on, as a cluster without
-    /// their CRDs (e.g. the Gateway API's) does.
+    /// their CRDs (e.g. the Gateway API's) does; `RESOURCE/VERSION` for one
+    /// version of it (objects are served in any other, as the API server
+    /// converts them).
     pub fn hide(&self, resources: &[&str]) {
         let mut st = self.state.lock().unwrap();
         st.hidden.extend(resources.iter().map(|r| r.to_string()));
@@ -332,6 +334,7 @@ fn json_response(status: StatusCode, v: &Value) -> Response<Body> {
 /// An API path: namespace, resource, object name, subresource.
 struct Target {
     ns: Option<String>,
+    version: String,
     resource: String,
     name: Option<String>,
     sub: Option<String>,
@@ -339,9 +342,9 @@ struct Target {
 
 fn route(path: &str) -> Option<Target> {
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let rest = match parts.as_slice() {
-        ["api", "v1", rest @ ..] => rest,
-        ["apis", _group, _version, rest @ ..] => rest,
+    let (version, rest) = match parts.as_slice() {
+        ["api", "v1", rest @ ..] => ("v1", rest),
+        ["apis", _group, version, rest @ ..] => (*version, rest),
         _ => return None,
     };
     let (ns, rest) = match rest {
@@ -357,6 +360,7 @@ fn route(path: &str) -> Option<Target> {
     };
     Some(Target {
         ns,
+        version: version.to_string(),
         resource,
         name,
         sub,
@@ -399,7 +403,12 @@ async fn handle(
     let Some(&(_, api_version, kind)) = KINDS.iter().find(|(r, _, _)| *r == target.resource) else {
         return Ok(status(404, "NotFound", "no such resource"));
     };
-    if state.lock().unwrap().hidden.contains(&target.resource) {
+    let hidden = {
+        let hidden = &state.lock().unwrap().hidden;
+        hidden.contains(&target.resource)
+            || hidden.contains(&format!("{}/{}", target.resource, target.version))
+    };
+    if hidden {
         return Ok(status(
             404,
             "NotFound",

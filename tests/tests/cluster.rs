@@ -719,10 +719,45 @@ fn without_tlsroute_installed_gateways_are_still_served() {
     assert!(
         agent
             .logs()
-            .contains("TLSRoute (gateway.networking.k8s.io/v1alpha2) is not installed"),
+            .contains("TLSRoute (gateway.networking.k8s.io/v1 or v1alpha2) is not installed"),
         "{}",
         agent.logs()
     );
+}
+
+/// The standard channel of Gateway API v1.5+ serves TLSRoute in `v1`
+/// only; older experimental channels in `v1alpha2` only. Either way the
+/// agent watches the version served and writes status in it (a write in a
+/// version the fake API does not serve would fail).
+#[test]
+fn tls_routes_are_watched_in_the_version_the_cluster_serves() {
+    for (hidden, manifest_version) in [("tlsroutes/v1alpha2", "v1"), ("tlsroutes/v1", "v1alpha2")] {
+        let c = cafe();
+        let api = FakeApi::start();
+        api.hide(&[hidden]);
+        api.apply_yaml(&c.yaml);
+        api.apply_yaml(GATEWAY);
+        api.apply_yaml(&format!(
+            "apiVersion: gateway.networking.k8s.io/{manifest_version}\nkind: TLSRoute\nmetadata: {{name: tls, namespace: default}}\n\
+             spec:\n  parentRefs: [{{name: edge}}]\n  hostnames: [tls.gw.test]\n  rules:\n  - backendRefs: [{{name: tea-svc, port: 80}}]\n"
+        ));
+        let dir = ManifestDir::new();
+        let agent = status_agent(&api, &dir, "agent-a", "192.0.2.10");
+        agent.eventually(
+            &format!("TLSRoute status written with {hidden} hidden"),
+            || {
+                api.get("TLSRoute", "default", "tls").is_some_and(|r| {
+                    r["status"]["parents"].as_array().is_some_and(|ps| {
+                        ps.iter().any(|p| {
+                            condition_of(&p["conditions"], "Accepted")
+                                .is_some_and(|c| c.0 == "False" && c.1 == "NotAllowedByListeners")
+                        })
+                    })
+                })
+            },
+        );
+        assert!(!agent.logs().contains("not installed"), "{}", agent.logs());
+    }
 }
 
 #[test]

@@ -1954,7 +1954,7 @@ fn tls_routes_pass_tls_through_by_server_name(src: Source) {
     );
     let tls_route = |name: &str, parent: &str, hosts: &str, backend_ns: &str| {
         format!(
-            "apiVersion: gateway.networking.k8s.io/v1alpha2\nkind: TLSRoute\nmetadata: {{name: {name}, namespace: {INFRA}}}\n\
+            "apiVersion: gateway.networking.k8s.io/v1\nkind: TLSRoute\nmetadata: {{name: {name}, namespace: {INFRA}}}\n\
              spec:\n  parentRefs: [{{name: gateway-tlsroute, sectionName: {parent}}}]\n  hostnames: {hosts}\n\
              \x20 rules:\n  - backendRefs: [{{name: tls-backend, namespace: {backend_ns}, port: 443}}]\n---\n"
         )

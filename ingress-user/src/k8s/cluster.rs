@@ -29,7 +29,9 @@ use tokio::sync::Notify;
 use crate::{
     model::{
         NamespacedName, Objects,
-        gateway::types::{GRPCRoute, Gateway, GatewayClass, HTTPRoute, ReferenceGrant, TLSRoute},
+        gateway::types::{
+            GRPCRoute, Gateway, GatewayClass, HTTPRoute, ReferenceGrant, TLSRoute, TLSRouteV1,
+        },
     },
     shutdown::Shutdown,
 };
@@ -97,7 +99,7 @@ pub struct GatewayStores {
     routes: Store<HTTPRoute>,
     grpc_routes: Store<GRPCRoute>,
     /// `None`: the cluster does not serve TLSRoute.
-    tls_routes: Option<Store<TLSRoute>>,
+    tls_routes: Option<TlsRoutes>,
     grants: Store<ReferenceGrant>,
     /// Their labels select routes (`allowedRoutes.namespaces.from: Selector`).
     namespaces: Store<Namespace>,
@@ -108,8 +110,61 @@ pub struct GatewayStores {
 pub struct GatewayApi {
     /// GatewayClass, Gateway, HTTPRoute, GRPCRoute, ReferenceGrant.
     pub installed: bool,
-    /// TLSRoute `v1alpha2` (the experimental channel's CRDs).
-    pub tls_routes: bool,
+    /// The TLSRoute version watched: `v1` when served (the standard
+    /// channel from v1.5 on), else `v1alpha2` (older experimental
+    /// channels); `None` when neither is.
+    pub tls_routes: Option<TlsRouteVersion>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlsRouteVersion {
+    V1,
+    V1alpha2,
+}
+
+impl TlsRouteVersion {
+    pub fn api_version(self) -> &'static str {
+        match self {
+            Self::V1 => "gateway.networking.k8s.io/v1",
+            Self::V1alpha2 => "gateway.networking.k8s.io/v1alpha2",
+        }
+    }
+}
+
+/// TLSRoutes in the version the cluster serves.
+#[derive(Clone)]
+enum TlsRoutes {
+    V1(Store<TLSRouteV1>),
+    V1alpha2(Store<TLSRoute>),
+}
+
+impl TlsRoutes {
+    async fn wait_until_ready(&self) -> Result<(), reflector::store::WriterDropped> {
+        match self {
+            Self::V1(s) => s.wait_until_ready().await,
+            Self::V1alpha2(s) => s.wait_until_ready().await,
+        }
+    }
+
+    fn state(&self) -> Vec<Arc<TLSRoute>> {
+        match self {
+            Self::V1(s) => s
+                .state()
+                .iter()
+                .map(|r| Arc::new(TLSRoute::from(&**r)))
+                .collect(),
+            Self::V1alpha2(s) => s.state(),
+        }
+    }
+
+    fn get(&self, id: &NamespacedName) -> Option<Arc<TLSRoute>> {
+        match self {
+            Self::V1(s) => s
+                .get(&ObjectRef::new(&id.name).within(&id.namespace))
+                .map(|r| Arc::new(TLSRoute::from(&*r))),
+            Self::V1alpha2(s) => s.get(&ObjectRef::new(&id.name).within(&id.namespace)),
+        }
+    }
 }
 
 /// Whether the cluster serves the Gateway API (its CRDs are installed):
@@ -123,12 +178,16 @@ pub async fn gateway_api_installed(client: &Client) -> GatewayApi {
         );
         return GatewayApi::default();
     }
-    let tls_routes = served(Api::<TLSRoute>::all(client.clone())).await;
-    if !tls_routes {
+    let tls_routes = if served(Api::<TLSRouteV1>::all(client.clone())).await {
+        Some(TlsRouteVersion::V1)
+    } else if served(Api::<TLSRoute>::all(client.clone())).await {
+        Some(TlsRouteVersion::V1alpha2)
+    } else {
         tracing::info!(
-            "TLSRoute (gateway.networking.k8s.io/v1alpha2) is not installed in this cluster: TLS listeners have no routes; install the experimental channel's CRDs and restart the agent to serve them"
+            "TLSRoute (gateway.networking.k8s.io/v1 or v1alpha2) is not installed in this cluster: TLS listeners have no routes; install the Gateway API's CRDs of v1.5 or later and restart the agent to serve them"
         );
-    }
+        None
+    };
     GatewayApi {
         installed,
         tls_routes,
@@ -249,13 +308,19 @@ pub fn start(
                 &changed,
                 shutdown,
             ),
-            tls_routes: gateway_api.tls_routes.then(|| {
-                reflect(
+            tls_routes: gateway_api.tls_routes.map(|v| match v {
+                TlsRouteVersion::V1 => TlsRoutes::V1(reflect(
+                    namespaced::<TLSRouteV1>(client, namespace),
+                    watcher::Config::default(),
+                    &changed,
+                    shutdown,
+                )),
+                TlsRouteVersion::V1alpha2 => TlsRoutes::V1alpha2(reflect(
                     namespaced::<TLSRoute>(client, namespace),
                     watcher::Config::default(),
                     &changed,
                     shutdown,
-                )
+                )),
             }),
             grants: reflect(
                 namespaced::<ReferenceGrant>(client, namespace),
@@ -365,7 +430,7 @@ impl Stores {
             "Gateway" => get(&self.gateway.as_ref()?.gateways, id),
             "HTTPRoute" => get(&self.gateway.as_ref()?.routes, id),
             "GRPCRoute" => get(&self.gateway.as_ref()?.grpc_routes, id),
-            "TLSRoute" => get(self.gateway.as_ref()?.tls_routes.as_ref()?, id),
+            "TLSRoute" => self.gateway.as_ref()?.tls_route(id)?.metadata.uid.clone(),
             _ => None,
         }
     }
@@ -480,9 +545,15 @@ impl GatewayStores {
     }
 
     pub fn tls_route(&self, id: &NamespacedName) -> Option<Arc<TLSRoute>> {
-        self.tls_routes
-            .as_ref()?
-            .get(&ObjectRef::new(&id.name).within(&id.namespace))
+        self.tls_routes.as_ref()?.get(id)
+    }
+
+    /// The TLSRoute version watched (its status is written in it).
+    pub fn tls_route_version(&self) -> Option<TlsRouteVersion> {
+        match self.tls_routes.as_ref()? {
+            TlsRoutes::V1(_) => Some(TlsRouteVersion::V1),
+            TlsRoutes::V1alpha2(_) => Some(TlsRouteVersion::V1alpha2),
+        }
     }
 }
 

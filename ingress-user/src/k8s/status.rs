@@ -25,13 +25,13 @@ use kube::{
 use serde_json::json;
 use tokio::sync::watch;
 
-use super::cluster::{GatewayStores, Stores};
+use super::cluster::{GatewayStores, Stores, TlsRouteVersion};
 use crate::{
     model::{
         NamespacedName, Severity, Warning,
         gateway::types::{
             Condition, GRPCRoute, Gateway, GatewayClass, GatewayClassStatus, HTTPRoute,
-            RouteParentStatus, RouteStatus, TLSRoute,
+            RouteParentStatus, RouteStatus, TLSRoute, TLSRouteV1,
         },
     },
     proxy::access_log::time_iso8601,
@@ -217,9 +217,19 @@ impl Writer {
                     self.patch_gateway_status(&api, r.kind, &id.name, &want)
                         .await;
                 } else if r.kind == "TLSRoute" {
-                    let api: Api<TLSRoute> = Api::namespaced(self.client.clone(), &id.namespace);
-                    self.patch_gateway_status(&api, r.kind, &id.name, &want)
-                        .await;
+                    // In the version watched: the standard channel serves
+                    // only v1.
+                    if stores.tls_route_version() == Some(TlsRouteVersion::V1) {
+                        let api: Api<TLSRouteV1> =
+                            Api::namespaced(self.client.clone(), &id.namespace);
+                        self.patch_gateway_status(&api, r.kind, &id.name, &want)
+                            .await;
+                    } else {
+                        let api: Api<TLSRoute> =
+                            Api::namespaced(self.client.clone(), &id.namespace);
+                        self.patch_gateway_status(&api, r.kind, &id.name, &want)
+                            .await;
+                    }
                 } else {
                     let api: Api<HTTPRoute> = Api::namespaced(self.client.clone(), &id.namespace);
                     self.patch_gateway_status(&api, r.kind, &id.name, &want)
@@ -360,7 +370,7 @@ fn reference(stores: &Stores, object: &str) -> Option<ObjectReference> {
     let api_version = match kind {
         "Ingress" => "networking.k8s.io/v1",
         "Gateway" | "HTTPRoute" | "GRPCRoute" => "gateway.networking.k8s.io/v1",
-        "TLSRoute" => "gateway.networking.k8s.io/v1alpha2",
+        "TLSRoute" => stores.gateway()?.tls_route_version()?.api_version(),
         "Service" | "Secret" | "Endpoints" => "v1",
         "EndpointSlice" => "discovery.k8s.io/v1",
         _ => return None,

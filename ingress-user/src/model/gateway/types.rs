@@ -557,6 +557,34 @@ pub struct TLSRouteSpec {
     pub rules: Vec<TLSRouteRule>,
 }
 
+/// TLSRoute as `v1` serves it (the standard channel from Gateway API v1.5
+/// on; `v1alpha2` is not served there): the same fields. Kubernetes mode
+/// watches this version when the cluster serves it, else `v1alpha2`.
+#[derive(CustomResource, Clone, Debug, Default, Serialize, Deserialize)]
+#[kube(
+    group = "gateway.networking.k8s.io",
+    version = "v1",
+    kind = "TLSRoute",
+    root = "TLSRouteV1",
+    namespaced,
+    status = "RouteStatus",
+    schema = "disabled"
+)]
+pub struct TLSRouteV1Spec {
+    #[serde(flatten)]
+    pub spec: TLSRouteSpec,
+}
+
+impl From<&TLSRouteV1> for TLSRoute {
+    fn from(r: &TLSRouteV1) -> Self {
+        TLSRoute {
+            metadata: r.metadata.clone(),
+            spec: r.spec.spec.clone(),
+            status: r.status.clone(),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TLSRouteRule {
