@@ -2334,6 +2334,1356 @@ fn modified_listeners_and_routes_are_reported_at_their_generation(src: Source) {
     }
 }
 
+/// Where a redirect sends the client: (status, scheme, host, port, path),
+/// the port empty when the Location has none.
+fn redirect_of(r: &Response) -> (u16, String, String, String, String) {
+    let loc = r
+        .header("location")
+        .unwrap_or_else(|| panic!("no Location: {}", r.text()));
+    let (scheme, rest) = loc.split_once("://").unwrap_or_else(|| panic!("{loc}"));
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) => (h, p),
+        None => (authority, ""),
+    };
+    (
+        r.status,
+        scheme.to_string(),
+        host.to_string(),
+        port.to_string(),
+        path.to_string(),
+    )
+}
+
+/// As the suite compares a redirect: host only when given, the port
+/// "" meaning absent or the scheme's well-known one.
+#[track_caller]
+fn expect_redirect(r: &Response, status: u16, scheme: &str, host: &str, port: &str, path: &str) {
+    let (st, sc, h, p, pa) = redirect_of(r);
+    let well_known = match sc.as_str() {
+        "http" => "80",
+        _ => "443",
+    };
+    let port_ok = if port.is_empty() {
+        p.is_empty() || p == well_known
+    } else {
+        p == port
+    };
+    assert!(
+        st == status && sc == scheme && (host.is_empty() || h == host) && port_ok && pa == path,
+        "want {status} {scheme}://{host}:{port}{path}, got {:?}",
+        r.header("location")
+    );
+}
+
+/// HTTPRouteRedirectPath, -Port, -Scheme, HTTPRoute303/307/308Redirect and
+/// HTTPRouteRedirectPortAndScheme: a listener's own port is kept when
+/// neither scheme nor port is set, the scheme's well-known one used when
+/// the scheme changes; HTTPS listeners redirect as https.
+fn redirects_keep_or_change_scheme_and_port_as_the_spec_says(src: Source) {
+    let port_8080 = xingress_tests::agent::free_port();
+    let (secret, _) = certificate(
+        INFRA,
+        "tls-validity-checks-certificate",
+        &["*", "*.org", "*.wildcard.org"],
+    );
+    let redirect = |prefix: &str, filter: &str| {
+        format!(
+            "  - matches: [{{path: {{type: PathPrefix, value: {prefix}}}}}]\n    filters: [{{type: RequestRedirect, requestRedirect: {filter}}}]\n"
+        )
+    };
+    let mut on_80 = String::new();
+    for (p, f) in [
+        (
+            "/original-prefix",
+            "{path: {type: ReplacePrefixMatch, replacePrefixMatch: /replacement-prefix}}",
+        ),
+        (
+            "/full",
+            "{path: {type: ReplaceFullPath, replaceFullPath: /full-path-replacement}}",
+        ),
+        (
+            "/path-and-host",
+            "{hostname: example.org, path: {type: ReplacePrefixMatch, replacePrefixMatch: /replacement-prefix}}",
+        ),
+        (
+            "/path-and-status",
+            "{path: {type: ReplacePrefixMatch, replacePrefixMatch: /replacement-prefix}, statusCode: 301}",
+        ),
+        (
+            "/full-path-and-host",
+            "{hostname: example.org, path: {type: ReplaceFullPath, replaceFullPath: /replacement-full}}",
+        ),
+        (
+            "/full-path-and-status",
+            "{path: {type: ReplaceFullPath, replaceFullPath: /replacement-full}, statusCode: 301}",
+        ),
+        ("/port", "{port: 8083}"),
+        ("/port-and-host", "{hostname: example.org, port: 8083}"),
+        ("/port-and-status", "{port: 8083, statusCode: 301}"),
+        (
+            "/port-and-host-and-status",
+            "{port: 8083, hostname: example.org, statusCode: 302}",
+        ),
+        ("/scheme", "{scheme: https}"),
+        ("/scheme-and-host", "{hostname: example.org, scheme: https}"),
+        ("/scheme-and-status", "{scheme: https, statusCode: 301}"),
+        (
+            "/scheme-and-host-and-status",
+            "{scheme: https, statusCode: 302, hostname: example.org}",
+        ),
+        ("/see-other", "{statusCode: 303}"),
+        ("/temporary", "{statusCode: 307}"),
+        ("/permanent", "{statusCode: 308}"),
+        ("/scheme-nil-and-port-nil", "{hostname: example.org}"),
+        (
+            "/scheme-nil-and-port-80",
+            "{hostname: example.org, port: 80}",
+        ),
+        (
+            "/scheme-nil-and-port-8080",
+            "{hostname: example.org, port: 8080}",
+        ),
+        (
+            "/scheme-https-and-port-nil",
+            "{hostname: example.org, scheme: https}",
+        ),
+        (
+            "/scheme-https-and-port-443",
+            "{hostname: example.org, scheme: https, port: 443}",
+        ),
+        (
+            "/scheme-https-and-port-8443",
+            "{hostname: example.org, scheme: https, port: 8443}",
+        ),
+    ] {
+        on_80.push_str(&redirect(p, f));
+    }
+    let mut on_8080 = String::new();
+    for (p, f) in [
+        ("/scheme-nil-and-port-nil", "{hostname: example.org}"),
+        (
+            "/scheme-nil-and-port-80",
+            "{hostname: example.org, port: 80}",
+        ),
+        (
+            "/scheme-https-and-port-nil",
+            "{hostname: example.org, scheme: https}",
+        ),
+    ] {
+        on_8080.push_str(&redirect(p, f));
+    }
+    let mut on_443 = String::new();
+    for (p, f) in [
+        ("/scheme-nil-and-port-nil", "{hostname: example.org}"),
+        (
+            "/scheme-nil-and-port-443",
+            "{hostname: example.org, port: 443}",
+        ),
+        (
+            "/scheme-nil-and-port-8443",
+            "{hostname: example.org, port: 8443}",
+        ),
+        (
+            "/scheme-http-and-port-nil",
+            "{hostname: example.org, scheme: http}",
+        ),
+        (
+            "/scheme-http-and-port-80",
+            "{hostname: example.org, scheme: http, port: 80}",
+        ),
+        (
+            "/scheme-http-and-port-8080",
+            "{hostname: example.org, scheme: http, port: 8080}",
+        ),
+    ] {
+        on_443.push_str(&redirect(p, f));
+    }
+    let s = suite(
+        src,
+        &format!(
+            "{secret}apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {{name: same-namespace-with-http-listener-on-8080, namespace: {INFRA}}}\n\
+             spec:\n  gatewayClassName: xingress\n  listeners:\n  - {{name: http, port: {port_8080}, protocol: HTTP, allowedRoutes: {{namespaces: {{from: Same}}}}}}\n---\n\
+             apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {{name: same-namespace-with-https-listener, namespace: {INFRA}}}\n\
+             spec:\n  gatewayClassName: xingress\n  listeners:\n\
+             \x20 - {{name: https, port: 443, protocol: HTTPS, tls: {{certificateRefs: [{{name: tls-validity-checks-certificate}}]}}}}\n\
+             \x20 - {{name: https-with-hostname, port: 443, protocol: HTTPS, hostname: second-example.org, tls: {{certificateRefs: [{{name: tls-validity-checks-certificate}}]}}}}\n\
+             \x20 - {{name: https-with-wildcard-hostname, port: 443, protocol: HTTPS, hostname: \"*.wildcard.org\", tls: {{certificateRefs: [{{name: tls-validity-checks-certificate}}]}}}}\n\
+             \x20 - {{name: https-with-hostname-matching-wildcard, port: 443, protocol: HTTPS, hostname: fourth-example.wildcard.org, tls: {{certificateRefs: [{{name: tls-validity-checks-certificate}}]}}}}\n---\n\
+             {}{}{}",
+            route(
+                "http-route-for-listener-on-port-80",
+                INFRA,
+                "same-namespace",
+                "",
+                &on_80
+            ),
+            route(
+                "http-route-for-listener-on-port-8080",
+                INFRA,
+                "same-namespace-with-http-listener-on-8080",
+                "",
+                &on_8080
+            ),
+            route(
+                "http-route-for-listener-on-port-443",
+                INFRA,
+                "same-namespace-with-https-listener",
+                "",
+                &on_443
+            ),
+        ),
+    );
+    let rep = s.report();
+    for (r, gw) in [
+        ("http-route-for-listener-on-port-80", "same-namespace"),
+        (
+            "http-route-for-listener-on-port-8080",
+            "same-namespace-with-http-listener-on-8080",
+        ),
+        (
+            "http-route-for-listener-on-port-443",
+            "same-namespace-with-https-listener",
+        ),
+    ] {
+        let p = route_parent(&rep, &format!("{INFRA}/{r}"), gw);
+        assert_eq!(
+            condition(&p["conditions"], "Accepted"),
+            is("True", "Accepted")
+        );
+        assert_eq!(
+            condition(&p["conditions"], "ResolvedRefs"),
+            is("True", "ResolvedRefs")
+        );
+    }
+    let at = |path: &str| get(&s, "GET", "redirect.test", path, &[]);
+    // HTTPRouteRedirectPath: prefixes are replaced segment-wise.
+    expect_redirect(
+        &at("/original-prefix/lemon"),
+        302,
+        "http",
+        "",
+        "",
+        "/replacement-prefix/lemon",
+    );
+    expect_redirect(
+        &at("/full/path/original"),
+        302,
+        "http",
+        "",
+        "",
+        "/full-path-replacement",
+    );
+    expect_redirect(
+        &at("/path-and-host"),
+        302,
+        "http",
+        "example.org",
+        "",
+        "/replacement-prefix",
+    );
+    expect_redirect(
+        &at("/path-and-status"),
+        301,
+        "http",
+        "",
+        "",
+        "/replacement-prefix",
+    );
+    expect_redirect(
+        &at("/full-path-and-host"),
+        302,
+        "http",
+        "example.org",
+        "",
+        "/replacement-full",
+    );
+    expect_redirect(
+        &at("/full-path-and-status"),
+        301,
+        "http",
+        "",
+        "",
+        "/replacement-full",
+    );
+    // HTTPRouteRedirectPort.
+    expect_redirect(&at("/port"), 302, "http", "", "8083", "/port");
+    expect_redirect(
+        &at("/port-and-host"),
+        302,
+        "http",
+        "example.org",
+        "8083",
+        "/port-and-host",
+    );
+    expect_redirect(
+        &at("/port-and-status"),
+        301,
+        "http",
+        "",
+        "8083",
+        "/port-and-status",
+    );
+    expect_redirect(
+        &at("/port-and-host-and-status"),
+        302,
+        "http",
+        "example.org",
+        "8083",
+        "/port-and-host-and-status",
+    );
+    // HTTPRouteRedirectScheme: to https, without the listener's port 80.
+    expect_redirect(&at("/scheme"), 302, "https", "", "", "/scheme");
+    expect_redirect(
+        &at("/scheme-and-host"),
+        302,
+        "https",
+        "example.org",
+        "",
+        "/scheme-and-host",
+    );
+    expect_redirect(
+        &at("/scheme-and-status"),
+        301,
+        "https",
+        "",
+        "",
+        "/scheme-and-status",
+    );
+    expect_redirect(
+        &at("/scheme-and-host-and-status"),
+        302,
+        "https",
+        "example.org",
+        "",
+        "/scheme-and-host-and-status",
+    );
+    // HTTPRoute303/307/308Redirect (303 to a POST).
+    expect_redirect(
+        &get(&s, "POST", "redirect.test", "/see-other", &[]),
+        303,
+        "http",
+        "",
+        "",
+        "/see-other",
+    );
+    expect_redirect(&at("/temporary"), 307, "http", "", "", "/temporary");
+    expect_redirect(&at("/permanent"), 308, "http", "", "", "/permanent");
+    // HTTPRouteRedirectPortAndScheme, port 80.
+    expect_redirect(
+        &at("/scheme-nil-and-port-nil"),
+        302,
+        "http",
+        "example.org",
+        "",
+        "/scheme-nil-and-port-nil",
+    );
+    expect_redirect(
+        &at("/scheme-nil-and-port-80"),
+        302,
+        "http",
+        "example.org",
+        "",
+        "/scheme-nil-and-port-80",
+    );
+    expect_redirect(
+        &at("/scheme-nil-and-port-8080"),
+        302,
+        "http",
+        "example.org",
+        "8080",
+        "/scheme-nil-and-port-8080",
+    );
+    expect_redirect(
+        &at("/scheme-https-and-port-nil"),
+        302,
+        "https",
+        "example.org",
+        "",
+        "/scheme-https-and-port-nil",
+    );
+    expect_redirect(
+        &at("/scheme-https-and-port-443"),
+        302,
+        "https",
+        "example.org",
+        "",
+        "/scheme-https-and-port-443",
+    );
+    expect_redirect(
+        &at("/scheme-https-and-port-8443"),
+        302,
+        "https",
+        "example.org",
+        "8443",
+        "/scheme-https-and-port-8443",
+    );
+    // ... on the listener of port 8080: its port is kept while the scheme is.
+    let on_8080 = SocketAddr::from(([127, 0, 0, 1], port_8080));
+    s.agent.eventually("the 8080 listener serves", || {
+        get_at(on_8080, "redirect.test", "/scheme-nil-and-port-nil").is_ok_and(|r| r.status == 302)
+    });
+    let at_8080 = |path: &str| get_at(on_8080, "redirect.test", path).unwrap();
+    expect_redirect(
+        &at_8080("/scheme-nil-and-port-nil"),
+        302,
+        "http",
+        "example.org",
+        &port_8080.to_string(),
+        "/scheme-nil-and-port-nil",
+    );
+    expect_redirect(
+        &at_8080("/scheme-nil-and-port-80"),
+        302,
+        "http",
+        "example.org",
+        "",
+        "/scheme-nil-and-port-80",
+    );
+    expect_redirect(
+        &at_8080("/scheme-https-and-port-nil"),
+        302,
+        "https",
+        "example.org",
+        "",
+        "/scheme-https-and-port-nil",
+    );
+    // ... on the HTTPS listener: https unless the filter says http.
+    let config = tls_client::config(&[b"http/1.1"]);
+    let at_443 = |path: &str| {
+        let (mut conn, _) = tls_client::connect(s.agent.https, "example.org", &config).unwrap();
+        conn.raw(
+            format!("GET {path} HTTP/1.1\r\nHost: example.org\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .unwrap()
+    };
+    expect_redirect(
+        &at_443("/scheme-nil-and-port-nil"),
+        302,
+        "https",
+        "example.org",
+        "",
+        "/scheme-nil-and-port-nil",
+    );
+    expect_redirect(
+        &at_443("/scheme-nil-and-port-443"),
+        302,
+        "https",
+        "example.org",
+        "",
+        "/scheme-nil-and-port-443",
+    );
+    expect_redirect(
+        &at_443("/scheme-nil-and-port-8443"),
+        302,
+        "https",
+        "example.org",
+        "8443",
+        "/scheme-nil-and-port-8443",
+    );
+    expect_redirect(
+        &at_443("/scheme-http-and-port-nil"),
+        302,
+        "http",
+        "example.org",
+        "",
+        "/scheme-http-and-port-nil",
+    );
+    expect_redirect(
+        &at_443("/scheme-http-and-port-80"),
+        302,
+        "http",
+        "example.org",
+        "",
+        "/scheme-http-and-port-80",
+    );
+    expect_redirect(
+        &at_443("/scheme-http-and-port-8080"),
+        302,
+        "http",
+        "example.org",
+        "8080",
+        "/scheme-http-and-port-8080",
+    );
+}
+
+/// GatewaySecretInvalidReferenceGrant, GatewaySecretReferenceGrantSpecific,
+/// HTTPRouteInvalidReferenceGrant and
+/// HTTPRoutePartiallyInvalidViaInvalidReferenceGrant: a grant counts only
+/// when its namespace, from (group, kind, namespace) and to (group, kind,
+/// name) all fit; one rule's refused backend leaves the others serving.
+fn reference_grants_count_only_when_every_field_fits(src: Source) {
+    let (cert, _) = certificate(WEB, "certificate", &["*"]);
+    let grant = |ns: &str, name: &str, from: &str, to: &str| {
+        format!(
+            "apiVersion: gateway.networking.k8s.io/v1beta1\nkind: ReferenceGrant\nmetadata: {{name: {name}, namespace: {ns}}}\n\
+             spec:\n  from: [{from}]\n  to: [{to}]\n---\n"
+        )
+    };
+    let gw_from =
+        format!("{{group: gateway.networking.k8s.io, kind: Gateway, namespace: {INFRA}}}");
+    let secret_to = "{group: \"\", kind: Secret, name: certificate}";
+    let https_gateway = |name: &str| {
+        format!(
+            "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {{name: {name}, namespace: {INFRA}}}\n\
+             spec:\n  gatewayClassName: xingress\n  listeners:\n\
+             \x20 - {{name: https, port: 443, protocol: HTTPS, allowedRoutes: {{namespaces: {{from: All}}}}, tls: {{certificateRefs: [{{group: \"\", kind: Secret, name: certificate, namespace: {WEB}}}]}}}}\n---\n"
+        )
+    };
+    // GatewaySecretInvalidReferenceGrant.
+    let invalid = [
+        grant(APP, "reference-grant-wrong-namespace", &gw_from, secret_to),
+        grant(WEB, "reference-grant-wrong-from-group", &format!("{{group: not-the-group-youre-looking-for, kind: Gateway, namespace: {INFRA}}}"), secret_to),
+        grant(WEB, "reference-grant-wrong-from-kind", &format!("{{group: gateway.networking.k8s.io, kind: HTTPRoute, namespace: {INFRA}}}"), secret_to),
+        grant(WEB, "reference-grant-wrong-from-namespace", "{group: gateway.networking.k8s.io, kind: Gateway, namespace: not-the-namespace-youre-looking-for}", secret_to),
+        grant(WEB, "reference-grant-wrong-to-group", &gw_from, "{group: not-the-group-youre-looking-for, kind: Secret, name: not-the-certificate-youre-looking-for}"),
+        grant(WEB, "reference-grant-wrong-to-kind", &gw_from, "{group: \"\", kind: Service, name: certificate}"),
+        grant(WEB, "reference-grant-wrong-to-name", &gw_from, "{group: \"\", kind: Secret, name: not-the-certificate-youre-looking-for}"),
+    ]
+    .concat();
+    let s = suite(
+        src,
+        &format!(
+            "{cert}{}{invalid}",
+            https_gateway("gateway-secret-invalid-reference-grant")
+        ),
+    );
+    let rep = s.report();
+    let l = listener(
+        &rep,
+        &format!("{INFRA}/gateway-secret-invalid-reference-grant"),
+        "https",
+    );
+    assert_eq!(
+        condition(&l["conditions"], "ResolvedRefs"),
+        is("False", "RefNotPermitted")
+    );
+    assert_eq!(l["attachedRoutes"], 0);
+    assert!(
+        l["supportedKinds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|k| k["kind"] == "HTTPRoute"),
+        "{l:#}"
+    );
+
+    // GatewaySecretReferenceGrantSpecific.
+    s.write(
+        "test.yaml",
+        &format!(
+            "{cert}{}{}",
+            https_gateway("gateway-secret-reference-grant-specific"),
+            grant(WEB, "reference-grant-specific", &gw_from, secret_to)
+        ),
+    );
+    let rep = s.report();
+    let l = listener(
+        &rep,
+        &format!("{INFRA}/gateway-secret-reference-grant-specific"),
+        "https",
+    );
+    assert_eq!(
+        condition(&l["conditions"], "Programmed"),
+        is("True", "Programmed")
+    );
+    assert_eq!(condition(&l["conditions"], "ResolvedRefs").0, "True");
+    assert_eq!(l["attachedRoutes"], 0);
+
+    // HTTPRouteInvalidReferenceGrant: every grant is wrong in one field.
+    let route_from =
+        format!("{{group: gateway.networking.k8s.io, kind: HTTPRoute, namespace: {INFRA}}}");
+    let service_to = "{group: \"\", kind: Service, name: web-backend}";
+    let invalid = [
+        grant(INFRA, "reference-grant-wrong-namespace", &route_from, service_to),
+        grant(WEB, "reference-grant-wrong-from-group", &format!("{{group: not-the-group-youre-looking-for, kind: HTTPRoute, namespace: {INFRA}}}"), service_to),
+        grant(WEB, "reference-grant-wrong-from-kind", &format!("{{group: gateway.networking.k8s.io, kind: Gateway, namespace: {INFRA}}}"), service_to),
+        grant(WEB, "reference-grant-wrong-from-namespace", "{group: gateway.networking.k8s.io, kind: HTTPRoute, namespace: not-the-namespace-youre-looking-for}", service_to),
+        grant(WEB, "reference-grant-wrong-to-group", &route_from, "{group: not-the-group-youre-looking-for, kind: Service, name: web-backend}"),
+        grant(WEB, "reference-grant-wrong-to-kind", &route_from, "{group: \"\", kind: Secret, name: web-backend}"),
+        grant(WEB, "reference-grant-wrong-to-name", &route_from, "{group: \"\", kind: Secret, name: not-the-service-youre-looking-for}"),
+    ]
+    .concat();
+    s.write(
+        "test.yaml",
+        &format!(
+            "{invalid}{}",
+            route(
+                "reference-grant",
+                INFRA,
+                "same-namespace",
+                "",
+                &format!(
+                    "  - backendRefs: [{{name: web-backend, namespace: {WEB}, port: 8080}}]\n"
+                )
+            )
+        ),
+    );
+    let rep = s.report();
+    let p = route_parent(&rep, &format!("{INFRA}/reference-grant"), "same-namespace");
+    assert_eq!(
+        condition(&p["conditions"], "Accepted"),
+        is("True", "Accepted")
+    );
+    assert_eq!(
+        condition(&p["conditions"], "ResolvedRefs"),
+        is("False", "RefNotPermitted")
+    );
+    s.agent.eventually("the refused backend answers 500", || {
+        get(&s, "GET", "any.test", "/", &[]).status == 500
+    });
+
+    // HTTPRoutePartiallyInvalidViaInvalidReferenceGrant.
+    s.write(
+        "test.yaml",
+        &format!(
+            "{}{}",
+            grant(APP, "invalid-reference-grant", &route_from, "{group: \"\", kind: Service, name: app-backend-v1}"),
+            route(
+                "invalid-reference-grant",
+                INFRA,
+                "same-namespace",
+                "",
+                &format!(
+                    "  - matches: [{{path: {{type: PathPrefix, value: /v2}}}}]\n    backendRefs: [{{name: app-backend-v2, namespace: {APP}, port: 8080}}]\n\
+                     \x20 - backendRefs: [{{name: app-backend-v1, namespace: {APP}, port: 8080}}]\n"
+                )
+            )
+        ),
+    );
+    let rep = s.report();
+    let p = route_parent(
+        &rep,
+        &format!("{INFRA}/invalid-reference-grant"),
+        "same-namespace",
+    );
+    assert_eq!(
+        condition(&p["conditions"], "Accepted"),
+        is("True", "Accepted")
+    );
+    assert_eq!(
+        condition(&p["conditions"], "ResolvedRefs"),
+        is("False", "RefNotPermitted")
+    );
+    s.agent.eventually("the granted rule serves", || {
+        backend_of(&get(&s, "GET", "any.test", "/", &[])) == format!("{APP}/app-backend-v1")
+    });
+    expect_status(&s, "any.test", "/v2", &[], 500);
+}
+
+/// HTTPRouteMatchingAcrossRoutes: precedence is decided over the rules of
+/// every route of a host together (a header match beats a bare `/`).
+fn matching_is_ordered_across_routes(src: Source) {
+    let s = suite(
+        src,
+        &format!(
+            "{}{}",
+            route(
+                "matching-part1",
+                INFRA,
+                "same-namespace",
+                "  hostnames: [example.com, example.net]\n",
+                "  - matches: [{path: {type: PathPrefix, value: /}}, {headers: [{name: version, value: one}]}]\n    backendRefs: [{name: infra-backend-v1, port: 8080}]\n"
+            ),
+            route(
+                "matching-part2",
+                INFRA,
+                "same-namespace",
+                "  hostnames: [example.com]\n",
+                "  - matches: [{path: {type: PathPrefix, value: /v2}}, {headers: [{name: version, value: two}]}]\n    backendRefs: [{name: infra-backend-v2, port: 8080}]\n"
+            ),
+        ),
+    );
+    let rep = s.report();
+    for r in ["matching-part1", "matching-part2"] {
+        let p = route_parent(&rep, &format!("{INFRA}/{r}"), "same-namespace");
+        assert_eq!(
+            condition(&p["conditions"], "Accepted"),
+            is("True", "Accepted")
+        );
+        assert_eq!(
+            condition(&p["conditions"], "ResolvedRefs"),
+            is("True", "ResolvedRefs")
+        );
+    }
+    let v1 = "infra-backend-v1";
+    let v2 = "infra-backend-v2";
+    expect(&s, "example.com", "/", &[], INFRA, v1);
+    expect(&s, "example.com", "/example", &[], INFRA, v1);
+    expect(&s, "example.net", "/example", &[], INFRA, v1);
+    expect(
+        &s,
+        "example.com",
+        "/example",
+        &[("Version", "one")],
+        INFRA,
+        v1,
+    );
+    expect(&s, "example.com", "/v2", &[], INFRA, v2);
+    expect(&s, "example.net", "/v2", &[], INFRA, v1);
+    expect(&s, "example.com", "/v2/example", &[], INFRA, v2);
+    expect(&s, "example.com", "/", &[("Version", "two")], INFRA, v2);
+    let r = get(&s, "GET", "example.com", "/v2/example", &[]);
+    assert_eq!(r.echo_field("host").as_deref(), Some("example.com"));
+    assert_eq!(r.echo_field("uri").as_deref(), Some("/v2/example"));
+}
+
+/// Whether the agent closes a TLS connection for `sni` during the
+/// handshake (EOF or reset, as the suite's rejection check wants; a TLS
+/// alert does not count).
+fn rejected(addr: SocketAddr, sni: &str) -> bool {
+    let config = tls_client::config(&[b"http/1.1"]);
+    match tls_client::connect(addr, sni, &config) {
+        Ok(_) => false,
+        Err(e) => {
+            let text = e.to_string();
+            matches!(
+                e.kind(),
+                std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset
+            ) && !text.contains("alert")
+        }
+    }
+}
+
+/// HTTPRouteDisallowedKind, TLSRouteInvalidNoMatchingListener,
+/// TLSRouteInvalidNoMatchingListenerHostname,
+/// TLSRouteListenerPassthroughSupportedKinds,
+/// TLSRouteListenerTerminateNotSupported and TLSRouteInvalidBackendRef
+/// {Nonexistent,UnknownKind}: routes that cannot attach, and listeners
+/// that cannot take them, say why; a server name whose route has no
+/// backend is closed during the handshake.
+fn tls_listeners_and_routes_that_do_not_fit_say_why(src: Source) {
+    let (secret, _) = certificate(INFRA, "tls-validity-checks-certificate", &["*", "*.org"]);
+    let (terminate, _) = certificate(
+        INFRA,
+        "tls-terminate-checks-certificate",
+        &["tls.example.com"],
+    );
+    let gateway = |name: &str, listener: &str| {
+        format!(
+            "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {{name: {name}, namespace: {INFRA}}}\n\
+             spec:\n  gatewayClassName: xingress\n  listeners:\n  - {listener}\n---\n"
+        )
+    };
+    let passthrough = |name: &str, extra: &str| {
+        format!(
+            "{{name: {name}, port: 443, protocol: TLS, {extra}allowedRoutes: {{namespaces: {{from: Same}}, kinds: [{{kind: TLSRoute}}]}}, tls: {{mode: Passthrough}}}}"
+        )
+    };
+    let tls_route = |name: &str, parent: &str, hosts: &str, backend: &str| {
+        format!(
+            "apiVersion: gateway.networking.k8s.io/v1\nkind: TLSRoute\nmetadata: {{name: {name}, namespace: {INFRA}}}\n\
+             spec:\n  parentRefs: [{parent}]\n  hostnames: {hosts}\n  rules:\n  - backendRefs: [{backend}]\n---\n"
+        )
+    };
+    let tls_backend = "{name: tls-backend, port: 443}";
+    let yaml = [
+        secret,
+        terminate,
+        // HTTPRouteDisallowedKind.
+        gateway("tlsroutes-only", &passthrough("tls", "")),
+        route("disallowed-kind", INFRA, "tlsroutes-only", "", &format!("  -\n{}", backend_ref("infra-backend-v1"))),
+        // TLSRouteInvalidNoMatchingListener.
+        gateway("gateway-tlsroute-tls-passthrough-only", "{name: tls-passthrough, port: 443, protocol: TLS, allowedRoutes: {namespaces: {from: Same}}, tls: {mode: Passthrough}}"),
+        gateway("gateway-tlsroute-http-only", "{name: http, port: 80, protocol: HTTP, allowedRoutes: {namespaces: {from: Same}}}"),
+        gateway("gateway-tlsroute-https-only", &format!("{{name: https, port: 443, protocol: HTTPS, allowedRoutes: {{namespaces: {{from: Same}}}}, tls: {{mode: Terminate, certificateRefs: [{{name: tls-validity-checks-certificate, namespace: {INFRA}}}]}}}}")),
+        tls_route("tlsroute-not-allowed-protocol-http", "{name: gateway-tlsroute-http-only}", "[tls.example.com]", tls_backend),
+        tls_route("tlsroute-not-allowed-protocol-https", "{name: gateway-tlsroute-https-only}", "[tls.example.com]", tls_backend),
+        tls_route("tlsroute-no-matching-section-name", "{name: gateway-tlsroute-tls-passthrough-only, sectionName: nonexistent-listener}", "[tls.example.com]", tls_backend),
+        // TLSRouteInvalidNoMatchingListenerHostname.
+        gateway("gateway-tls-exact-hostname", &passthrough("tls", "hostname: www.example.com, ")),
+        gateway("gateway-tls-wildcard-hostname", &passthrough("tls", "hostname: \"*.example.com\", ")),
+        tls_route("tlsroute-hostname-mismatch-1", "{name: gateway-tls-exact-hostname}", "[www.nomatch.com, \"*.nomatch.com\"]", tls_backend),
+        tls_route("tlsroute-hostname-mismatch-2", "{name: gateway-tls-wildcard-hostname}", "[www.different.com, \"*.different.com\"]", tls_backend),
+        // TLSRouteListenerPassthroughSupportedKinds.
+        gateway("gateway-tlsroute-passthrough-supported-kind", "{name: tls-passthrough, port: 443, protocol: TLS, allowedRoutes: {namespaces: {from: Same}, kinds: [{kind: TCPRoute}, {kind: TLSRoute}]}, tls: {mode: Passthrough}}"),
+        // TLSRouteListenerTerminateNotSupported.
+        gateway("gateway-tlsroute-terminate-unsupported", "{name: tls-terminate, port: 8443, protocol: TLS, hostname: terminate.example.com, allowedRoutes: {namespaces: {from: Same}, kinds: [{kind: TLSRoute}]}, tls: {mode: Terminate, certificateRefs: [{name: tls-terminate-checks-certificate}]}}"),
+        // TLSRouteInvalidBackendRef{Nonexistent,UnknownKind}.
+        gateway("gateway-tlsroute-invalid-backend-ref", "{name: tls, port: 443, protocol: TLS, allowedRoutes: {namespaces: {from: Same}}, tls: {mode: Passthrough}}"),
+        tls_route("invalid-backend-ref-nonexistent", &format!("{{name: gateway-tlsroute-invalid-backend-ref, namespace: {INFRA}}}"), "[nonexistent.example.com]", &format!("{{name: nonexistent, namespace: {INFRA}, port: 443}}")),
+        tls_route("invalid-backend-ref-unknown-kind", &format!("{{name: gateway-tlsroute-invalid-backend-ref, namespace: {INFRA}}}"), "[unknown-kind.example.com]", "{group: unknownkind.example.com, kind: NonExistent, name: tls-backend, port: 443}"),
+    ]
+    .concat();
+    let s = suite(src, &yaml);
+    let rep = s.report();
+    let parent_conds =
+        |r: &str, gw: &str| route_parent(&rep, &format!("{INFRA}/{r}"), gw)["conditions"].clone();
+    let only_parent = |r: &str| {
+        let parents = named(&rep["routes"], &format!("{INFRA}/{r}"))["status"]["parents"]
+            .as_array()
+            .unwrap()
+            .clone();
+        assert_eq!(parents.len(), 1, "{r}: {parents:#?}");
+        assert_eq!(
+            condition(&parents[0]["conditions"], "Accepted").0,
+            "False",
+            "{r}"
+        );
+    };
+    let zero_routes = |gw: &str| {
+        let g = named(&rep["gateways"], &format!("{INFRA}/{gw}"));
+        let ls = g["status"]["listeners"].as_array().unwrap();
+        assert!(ls.len() == 1 && ls[0]["attachedRoutes"] == 0, "{gw}: {g:#}");
+    };
+    // HTTPRouteDisallowedKind.
+    let c = parent_conds("disallowed-kind", "tlsroutes-only");
+    assert_eq!(condition(&c, "ResolvedRefs"), is("True", "ResolvedRefs"));
+    assert_eq!(
+        condition(&c, "Accepted"),
+        is("False", "NotAllowedByListeners")
+    );
+    only_parent("disallowed-kind");
+    zero_routes("tlsroutes-only");
+    let g = named(&rep["gateways"], &format!("{INFRA}/tlsroutes-only"));
+    for t in ["Accepted", "Programmed"] {
+        assert_eq!(
+            condition(&g["status"]["conditions"], t).0,
+            "True",
+            "{t}: {g:#}"
+        );
+    }
+    // TLSRouteInvalidNoMatchingListener.
+    for (r, gw, reason) in [
+        (
+            "tlsroute-not-allowed-protocol-http",
+            "gateway-tlsroute-http-only",
+            "NotAllowedByListeners",
+        ),
+        (
+            "tlsroute-not-allowed-protocol-https",
+            "gateway-tlsroute-https-only",
+            "NotAllowedByListeners",
+        ),
+        (
+            "tlsroute-no-matching-section-name",
+            "gateway-tlsroute-tls-passthrough-only",
+            "NoMatchingParent",
+        ),
+    ] {
+        assert_eq!(
+            condition(&parent_conds(r, gw), "Accepted"),
+            is("False", reason),
+            "{r}"
+        );
+        only_parent(r);
+    }
+    zero_routes("gateway-tlsroute-http-only");
+    zero_routes("gateway-tlsroute-https-only");
+    // TLSRouteInvalidNoMatchingListenerHostname.
+    for (r, gw) in [
+        ("tlsroute-hostname-mismatch-1", "gateway-tls-exact-hostname"),
+        (
+            "tlsroute-hostname-mismatch-2",
+            "gateway-tls-wildcard-hostname",
+        ),
+    ] {
+        assert_eq!(
+            condition(&parent_conds(r, gw), "Accepted"),
+            is("False", "NoMatchingListenerHostname"),
+            "{r}"
+        );
+        only_parent(r);
+        zero_routes(gw);
+    }
+    // TLSRouteListenerPassthroughSupportedKinds.
+    let l = listener(
+        &rep,
+        &format!("{INFRA}/gateway-tlsroute-passthrough-supported-kind"),
+        "tls-passthrough",
+    );
+    assert_eq!(
+        condition(&l["conditions"], "ResolvedRefs"),
+        is("False", "InvalidRouteKinds")
+    );
+    assert_eq!(l["attachedRoutes"], 0);
+    assert!(
+        l["supportedKinds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|k| k["kind"] == "TLSRoute"),
+        "{l:#}"
+    );
+    // TLSRouteListenerTerminateNotSupported: no kinds supported at all.
+    let l = listener(
+        &rep,
+        &format!("{INFRA}/gateway-tlsroute-terminate-unsupported"),
+        "tls-terminate",
+    );
+    assert_eq!(
+        condition(&l["conditions"], "Accepted"),
+        is("False", "UnsupportedValue")
+    );
+    assert_eq!(l["attachedRoutes"], 0);
+    assert!(
+        l["supportedKinds"].as_array().is_none_or(|k| k.is_empty()),
+        "{l:#}"
+    );
+    // TLSRouteInvalidBackendRef{Nonexistent,UnknownKind}.
+    for (r, reason, sni) in [
+        (
+            "invalid-backend-ref-nonexistent",
+            "BackendNotFound",
+            "nonexistent.example.com",
+        ),
+        (
+            "invalid-backend-ref-unknown-kind",
+            "InvalidKind",
+            "unknown-kind.example.com",
+        ),
+    ] {
+        let c = parent_conds(r, "gateway-tlsroute-invalid-backend-ref");
+        assert_eq!(condition(&c, "Accepted"), is("True", "Accepted"), "{r}");
+        assert_eq!(condition(&c, "ResolvedRefs"), is("False", reason), "{r}");
+        s.agent
+            .eventually(&format!("{sni} closed in the handshake"), || {
+                rejected(s.agent.https, sni)
+            });
+    }
+}
+
+/// GatewayClassObservedGenerationBump, GatewayNameMaximumLength and
+/// GatewayObservedGenerationBump: a second class of ours, a Gateway with a
+/// 253-character name, and a listener added to a live Gateway are reported
+/// at their objects' new generations (which `Suite::report` checks in
+/// Kubernetes mode).
+fn classes_and_gateways_are_reported_at_their_generation(src: Source) {
+    let class = |description: &str| {
+        format!(
+            "apiVersion: gateway.networking.k8s.io/v1\nkind: GatewayClass\nmetadata: {{name: gatewayclass-observed-generation-bump}}\n\
+             spec: {{controllerName: xingress.dev/gateway-controller, description: {description}}}\n---\n"
+        )
+    };
+    let long_name = format!("gateway-name-maximum-length-{}", "a".repeat(225));
+    assert_eq!(long_name.len(), 253);
+    let gateways = |extra: &str| {
+        format!(
+            "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {{name: {long_name}, namespace: {INFRA}, annotations: {{gateway-api/skip-this-for-readiness: \"true\"}}}}\n\
+             spec:\n  gatewayClassName: xingress\n  listeners:\n  - {{name: http, port: 80, protocol: HTTP}}\n---\n\
+             apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {{name: gateway-observed-generation-bump, namespace: {INFRA}}}\n\
+             spec:\n  gatewayClassName: xingress\n  listeners:\n  - {{name: http, hostname: bar.com, port: 80, protocol: HTTP, allowedRoutes: {{namespaces: {{from: All}}}}}}\n{extra}---\n"
+        )
+    };
+    let s = suite(src, &format!("{}{}", class("old"), gateways("")));
+    let ready = |rep: &Value, gw: &str, listeners: usize| {
+        let g = named(&rep["gateways"], &format!("{INFRA}/{gw}"));
+        for t in ["Accepted", "Programmed"] {
+            assert_eq!(
+                condition(&g["status"]["conditions"], t).0,
+                "True",
+                "{t}: {g:#}"
+            );
+        }
+        assert_eq!(
+            g["status"]["listeners"].as_array().unwrap().len(),
+            listeners
+        );
+    };
+    let rep = s.report();
+    let c = named(&rep["classes"], "gatewayclass-observed-generation-bump");
+    assert_eq!(
+        condition(&c["status"]["conditions"], "Accepted"),
+        is("True", "Accepted")
+    );
+    ready(&rep, &long_name, 1);
+    ready(&rep, "gateway-observed-generation-bump", 1);
+    s.write(
+        "test.yaml",
+        &format!(
+            "{}{}",
+            class("new"),
+            gateways("  - {name: alternate, hostname: foo.com, port: 80, protocol: HTTP, allowedRoutes: {namespaces: {from: All}}}\n")
+        ),
+    );
+    let rep = s.report();
+    ready(&rep, "gateway-observed-generation-bump", 2);
+    let c = named(&rep["classes"], "gatewayclass-observed-generation-bump");
+    assert_eq!(
+        condition(&c["status"]["conditions"], "Accepted"),
+        is("True", "Accepted")
+    );
+    if let Some(k) = &s.kube {
+        let generation = |kind: &str, ns: &str, name: &str| {
+            k.api.get(kind, ns, name).unwrap()["metadata"]["generation"].clone()
+        };
+        assert_eq!(
+            generation("GatewayClass", "", "gatewayclass-observed-generation-bump"),
+            2
+        );
+        assert_eq!(
+            generation("Gateway", INFRA, "gateway-observed-generation-bump"),
+            2
+        );
+        assert_eq!(
+            c["status"]["conditions"][0]["observedGeneration"], 2,
+            "{c:#}"
+        );
+    }
+}
+
+/// A TLS echo pod named `name` whose certificate (DER, returned too) is
+/// for `names`.
+fn tls_pod(name: &str, names: &[&str]) -> (Backend, Vec<u8>) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert =
+        rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+    let pod = backend::start_with(
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        name,
+        Mode::Echo,
+        Some(backend::tls_config(
+            cert.pem().as_bytes(),
+            key.serialize_pem().as_bytes(),
+        )),
+    )
+    .unwrap();
+    (pod, cert.der().to_vec())
+}
+
+/// TLSRouteHostnameIntersection: a connection goes to the route whose
+/// hostnames, intersected with its listener's, name the server most
+/// specifically (a Gateway wildcard covering any number of labels); a name
+/// the listener's hostname covers but no route's is closed in the
+/// handshake. Two deviations, both from Gateways sharing the node's port
+/// 443 with each other and with Ingresses: the suite's four Gateways are
+/// applied one at a time here (at once they would be one listener, see
+/// HTTPRouteMultipleGateways), and a name outside every listener's hostname
+/// (x-1 and x-2's non.matching.com) gets the agent's default certificate,
+/// as ingress-nginx serves names nobody claims, where the suite expects the
+/// connection closed.
+fn tls_route_hostnames_intersect_with_listener_hostnames(src: Source) {
+    let (one, pod_der) = tls_pod("tls-backend-1", &["abc.example.com", "other.example.com"]);
+    let (two, _) = tls_pod("tls-backend-2-1", &["abc.example.com", "other.example.com"]);
+    let services = format!(
+        "{}{}",
+        tls_service(INFRA, "tls-backend", one.addr),
+        tls_service(INFRA, "tls-backend-2", two.addr)
+    );
+    let case = |gw: &str, listener: &str, hostname: &str, routes: &[(&str, &str, &str)]| {
+        let mut y = format!(
+            "{services}apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {{name: {gw}, namespace: {INFRA}}}\n\
+             spec:\n  gatewayClassName: xingress\n  listeners:\n\
+             \x20 - {{name: {listener}, port: 443, protocol: TLS, {hostname}allowedRoutes: {{namespaces: {{from: Same}}, kinds: [{{kind: TLSRoute}}]}}, tls: {{mode: Passthrough}}}}\n---\n"
+        );
+        for (name, host, backend) in routes {
+            y.push_str(&format!(
+                "apiVersion: gateway.networking.k8s.io/v1\nkind: TLSRoute\nmetadata: {{name: {name}, namespace: {INFRA}}}\n\
+                 spec:\n  parentRefs: [{{name: {gw}, namespace: {INFRA}}}]\n  hostnames: [\"{host}\"]\n\
+                 \x20 rules:\n  - backendRefs: [{{name: {backend}, port: 443}}]\n---\n"
+            ));
+        }
+        y
+    };
+    let cases = [
+        (
+            case(
+                "gw-tlsroute-exact-hostname-x-1",
+                "listener-exact-hostname",
+                "hostname: abc.example.com, ",
+                &[(
+                    "tlsroute-more-specific-wc-hostname-x-1",
+                    "*.example.com",
+                    "tls-backend",
+                )],
+            ),
+            "gw-tlsroute-exact-hostname-x-1",
+            false,
+            "non.matching.com",
+        ),
+        (
+            case(
+                "gw-tlsroute-more-specific-wc-hostname-x-2",
+                "listener-more-specific-wc-hostname",
+                "hostname: \"*.example.com\", ",
+                &[
+                    (
+                        "tlsroute-exact-hostname-x-2",
+                        "abc.example.com",
+                        "tls-backend",
+                    ),
+                    (
+                        "tlsroute-less-specific-wc-hostname-x-2",
+                        "*.com",
+                        "tls-backend-2",
+                    ),
+                ],
+            ),
+            "gw-tlsroute-more-specific-wc-hostname-x-2",
+            true,
+            "non.matching.com",
+        ),
+        (
+            case(
+                "gw-tlsroute-less-specific-wc-hostname-x-3",
+                "listener-less-specific-wc-hostname",
+                "hostname: \"*.com\", ",
+                &[
+                    (
+                        "tlsroute-exact-hostname-x-3",
+                        "abc.example.com",
+                        "tls-backend",
+                    ),
+                    (
+                        "tlsroute-more-specific-wc-hostname-x-3",
+                        "*.example.com",
+                        "tls-backend-2",
+                    ),
+                ],
+            ),
+            "gw-tlsroute-less-specific-wc-hostname-x-3",
+            true,
+            "non.matching.com",
+        ),
+        (
+            case(
+                "gw-tlsroute-empty-hostname-x-4",
+                "listener-empty-hostname",
+                "",
+                &[
+                    (
+                        "tlsroute-exact-hostname-x-4",
+                        "abc.example.com",
+                        "tls-backend",
+                    ),
+                    (
+                        "tlsroute-less-specific-wc-hostname-x-4",
+                        "*.com",
+                        "tls-backend-2",
+                    ),
+                ],
+            ),
+            "gw-tlsroute-empty-hostname-x-4",
+            true,
+            "non.matching.org",
+        ),
+    ];
+    let s = suite(src, &cases[0].0);
+    let config = tls_client::config(&[b"http/1.1"]);
+    let pod = |sni: &str| -> Option<String> {
+        let (mut conn, _) = tls_client::connect(s.agent.https, sni, &config).ok()?;
+        let r = conn.get(sni, "/").ok()?;
+        r.header("x-pod").map(str::to_string)
+    };
+    for (yaml, gw, other, unmatched) in &cases {
+        s.write("test.yaml", yaml);
+        let rep = s.report();
+        for r in rep["routes"].as_array().unwrap() {
+            let Some(p) = r["status"]["parents"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|p| p["parentRef"]["name"] == *gw)
+            else {
+                continue;
+            };
+            assert_eq!(
+                condition(&p["conditions"], "Accepted"),
+                is("True", "Accepted"),
+                "{r:#}"
+            );
+            assert_eq!(
+                condition(&p["conditions"], "ResolvedRefs"),
+                is("True", "ResolvedRefs"),
+                "{r:#}"
+            );
+        }
+        // abc.example.com: the exact route where there is one (x-1: the
+        // wildcard route, narrowed to the listener's name).
+        s.agent
+            .eventually(&format!("{gw}: abc.example.com to tls-backend"), || {
+                pod("abc.example.com").as_deref() == Some("tls-backend-1")
+            });
+        if *other {
+            assert_eq!(
+                pod("other.example.com").as_deref(),
+                Some("tls-backend-2-1"),
+                "{gw}"
+            );
+        }
+        if gw.contains("x-1") || gw.contains("x-2") {
+            // Outside the listener's hostname: the default certificate, no pod.
+            let (mut conn, info) = tls_client::connect(s.agent.https, unmatched, &config).unwrap();
+            assert_ne!(info.chain[0], pod_der, "{gw}");
+            assert_eq!(conn.get(unmatched, "/").unwrap().status, 404, "{gw}");
+        } else {
+            assert!(
+                rejected(s.agent.https, unmatched),
+                "{gw}: {unmatched} not closed"
+            );
+        }
+    }
+}
+
+/// A gRPC Echo call over h2c to `addr` with this `:authority`: the HTTP
+/// status and the answering pod (`NAMESPACE/NAME`).
+fn grpc_echo(rt: &tokio::runtime::Runtime, addr: SocketAddr, authority: &str) -> (u16, String) {
+    const SVC: &str = "gateway_api_conformance.echo_basic.grpcecho.GrpcEcho";
+    rt.block_on(async {
+        use http_body_util::Full;
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (mut send, conn) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(tcp),
+        )
+        .await
+        .unwrap();
+        tokio::spawn(conn);
+        let req = http::Request::post(format!("http://{authority}/{SVC}/Echo"))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(Full::new(bytes::Bytes::from_static(&[0, 0, 0, 0, 0])))
+            .unwrap();
+        let resp = send.send_request(req).await.unwrap();
+        let status = resp.status().as_u16();
+        let pod = resp
+            .headers()
+            .get("x-pod")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .trim_end_matches("-1")
+            .to_string();
+        // The pod is known from the head; its streamed body is not waited for.
+        drop(resp);
+        (status, pod)
+    })
+}
+
+/// GRPCRouteListenerHostnameMatching and GRPCRouteWeight: GRPCRoutes
+/// attached to listeners by section name take the listener's hostname
+/// (wildcards match several labels, exact beats wildcard); weights split
+/// calls, weight 0 takes none.
+fn grpc_routes_take_listener_hostnames_and_weights(src: Source) {
+    let names = [
+        "grpc-infra-backend-v1",
+        "grpc-infra-backend-v2",
+        "grpc-infra-backend-v3",
+    ];
+    let pods: Vec<Backend> = names
+        .iter()
+        .map(|n| {
+            backend::start(
+                SocketAddr::from(([127, 0, 0, 1], 0)),
+                &format!("{INFRA}/{n}-1"),
+                Mode::GrpcStream,
+            )
+            .unwrap()
+        })
+        .collect();
+    let mut services = String::new();
+    for (name, pod) in names.iter().zip(&pods) {
+        services.push_str(&format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: {INFRA}}}\n\
+             spec:\n  ports: [{{name: grpc, port: 8080, appProtocol: kubernetes.io/h2c}}]\n---\n\
+             apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n\
+             metadata: {{name: {name}-1, namespace: {INFRA}, labels: {{kubernetes.io/service-name: {name}}}}}\n\
+             addressType: IPv4\nports: [{{name: grpc, port: {}}}]\n\
+             endpoints: [{{addresses: [\"127.0.0.1\"], conditions: {{ready: true}}}}]\n---\n",
+            pod.addr.port()
+        ));
+    }
+    let gw = "grpcroute-listener-hostname-matching";
+    let grpc_route = |name: &str, sections: &[&str], backends: &str| {
+        let parents: Vec<String> = sections
+            .iter()
+            .map(|s| format!("{{name: {gw}, namespace: {INFRA}, sectionName: {s}}}"))
+            .collect();
+        format!(
+            "apiVersion: gateway.networking.k8s.io/v1\nkind: GRPCRoute\nmetadata: {{name: {name}, namespace: {INFRA}}}\n\
+             spec:\n  parentRefs: [{}]\n  rules:\n  - backendRefs: [{backends}]\n---\n",
+            parents.join(", ")
+        )
+    };
+    let hostnames = format!(
+        "{services}apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {{name: {gw}, namespace: {INFRA}}}\n\
+         spec:\n  gatewayClassName: xingress\n  listeners:\n\
+         \x20 - {{name: listener-1, port: 80, protocol: HTTP, hostname: bar.com, allowedRoutes: {{namespaces: {{from: Same}}}}}}\n\
+         \x20 - {{name: listener-2, port: 80, protocol: HTTP, hostname: foo.bar.com, allowedRoutes: {{namespaces: {{from: Same}}}}}}\n\
+         \x20 - {{name: listener-3, port: 80, protocol: HTTP, hostname: \"*.bar.com\", allowedRoutes: {{namespaces: {{from: Same}}}}}}\n\
+         \x20 - {{name: listener-4, port: 80, protocol: HTTP, hostname: \"*.foo.com\", allowedRoutes: {{namespaces: {{from: Same}}}}}}\n---\n\
+         {}{}{}",
+        grpc_route(
+            "backend-v1",
+            &["listener-1"],
+            "{name: grpc-infra-backend-v1, port: 8080}"
+        ),
+        grpc_route(
+            "backend-v2",
+            &["listener-2"],
+            "{name: grpc-infra-backend-v2, port: 8080}"
+        ),
+        grpc_route(
+            "backend-v3",
+            &["listener-3", "listener-4"],
+            "{name: grpc-infra-backend-v3, port: 8080}"
+        ),
+    );
+    let s = suite(src, &hostnames);
+    let rep = s.report();
+    for r in ["backend-v1", "backend-v2", "backend-v3"] {
+        let p = route_parent(&rep, &format!("{INFRA}/{r}"), gw);
+        assert_eq!(
+            condition(&p["conditions"], "Accepted"),
+            is("True", "Accepted"),
+            "{r}"
+        );
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let v = |n: u8| (200, format!("{INFRA}/grpc-infra-backend-v{n}"));
+    for (authority, want) in [
+        ("bar.com", v(1)),
+        ("foo.bar.com", v(2)),
+        ("baz.bar.com", v(3)),
+        ("boo.bar.com", v(3)),
+        ("multiple.prefixes.bar.com", v(3)),
+        ("multiple.prefixes.foo.com", v(3)),
+    ] {
+        assert_eq!(grpc_echo(&rt, s.agent.http, authority), want, "{authority}");
+    }
+    // No route: 404, which gRPC clients read as UNIMPLEMENTED.
+    for authority in ["foo.com", "no.matching.host"] {
+        assert_eq!(
+            grpc_echo(&rt, s.agent.http, authority).0,
+            404,
+            "{authority}"
+        );
+    }
+
+    // GRPCRouteWeight: 70/30/0 over 500 calls, within the suite's ±5 %.
+    s.write(
+        "test.yaml",
+        &format!(
+            "{services}apiVersion: gateway.networking.k8s.io/v1\nkind: GRPCRoute\nmetadata: {{name: weighted-backends, namespace: {INFRA}}}\n\
+             spec:\n  parentRefs: [{{name: same-namespace}}]\n  rules:\n  - backendRefs:\n\
+             \x20   - {{name: grpc-infra-backend-v1, port: 8080, weight: 70}}\n\
+             \x20   - {{name: grpc-infra-backend-v2, port: 8080, weight: 30}}\n\
+             \x20   - {{name: grpc-infra-backend-v3, port: 8080, weight: 0}}\n---\n"
+        ),
+    );
+    s.agent.eventually("the weighted route serves", || {
+        grpc_echo(&rt, s.agent.http, "weights.test").0 == 200
+    });
+    let mut seen = std::collections::HashMap::<String, u32>::new();
+    for _ in 0..500 {
+        let (status, pod) = grpc_echo(&rt, s.agent.http, "weights.test");
+        assert_eq!(status, 200);
+        *seen.entry(pod).or_default() += 1;
+    }
+    let share = |n: u8| f64::from(*seen.get(&v(n).1).unwrap_or(&0)) / 500.0;
+    assert!(
+        (share(1) - 0.7).abs() <= 0.05 && (share(2) - 0.3).abs() <= 0.05,
+        "{seen:?}"
+    );
+    assert_eq!(share(3), 0.0, "{seen:?}");
+}
+
 /// Each test in file mode and in Kubernetes mode.
 macro_rules! in_both_modes {
     ($($name:ident),* $(,)?) => {$(
@@ -2370,4 +3720,11 @@ in_both_modes!(
     tls_routes_pass_tls_through_by_server_name,
     gateway_listeners_on_other_ports_open_and_close_with_them,
     modified_listeners_and_routes_are_reported_at_their_generation,
+    redirects_keep_or_change_scheme_and_port_as_the_spec_says,
+    reference_grants_count_only_when_every_field_fits,
+    matching_is_ordered_across_routes,
+    tls_listeners_and_routes_that_do_not_fit_say_why,
+    classes_and_gateways_are_reported_at_their_generation,
+    tls_route_hostnames_intersect_with_listener_hostnames,
+    grpc_routes_take_listener_hostnames_and_weights,
 );

@@ -322,6 +322,11 @@ pub struct RoutingTable {
     /// `ssl-passthrough` hosts (`*.parent` as written): TLS for them goes
     /// to the pod untouched.
     pub(super) passthrough: HashMap<Box<str>, Arc<Passthrough>>,
+    /// Hostnames of Gateway TLS listeners in Passthrough mode (`*.suffix`
+    /// for any number of labels, `*` for a listener without one): a name
+    /// they cover that no TLSRoute passes through and no certificate
+    /// serves is closed during the handshake.
+    pub(super) passthrough_claims: Vec<Box<str>>,
     /// The ConfigMap's `disable-access-log`.
     pub access_log_off: bool,
     /// The ConfigMap's `skip-access-log-urls`: paths never logged.
@@ -343,6 +348,9 @@ pub struct GatewayPort {
 /// the agent reads the SNI, never terminates.
 #[derive(Debug)]
 pub struct Passthrough {
+    /// A Gateway API name: its wildcard matches any number of labels (an
+    /// Ingress's one).
+    pub gateway: bool,
     pub backend: Arc<Backend>,
     /// A TLSRoute's weighted backends (then `backend` is the first).
     pub split: Option<Arc<super::gateway::Split>>,
@@ -447,16 +455,42 @@ impl RoutingTable {
     /// The pass-through of a TLS server name (normalized): exact, then the
     /// wildcard of its parent.
     pub fn passthrough(&self, sni: &str) -> Option<&Arc<Passthrough>> {
-        self.passthrough.get(sni).or_else(|| {
-            let (_, parent) = sni.split_once('.')?;
-            self.passthrough.get(format!("*.{parent}").as_str())
-        })
+        if let Some(p) = self.passthrough.get(sni) {
+            return Some(p);
+        }
+        // `*.parent`, then (Gateway API names only) each shorter suffix:
+        // the most specific wildcard first.
+        let mut rest = sni;
+        let mut first = true;
+        while let Some((_, parent)) = rest.split_once('.') {
+            if let Some(p) = self.passthrough.get(format!("*.{parent}").as_str())
+                && (first || p.gateway)
+            {
+                return Some(p);
+            }
+            first = false;
+            rest = parent;
+        }
+        None
+    }
+
+    /// Whether a Gateway TLS listener in Passthrough mode covers `sni`
+    /// (lowercased): then, with no TLSRoute for it, the connection is
+    /// closed unless a certificate serves the name.
+    pub fn passthrough_claimed(&self, sni: &str) -> bool {
+        self.passthrough_claims
+            .iter()
+            .any(|claim| match claim.strip_prefix("*") {
+                Some("") => true,
+                Some(suffix) => sni.len() > suffix.len() && sni.ends_with(suffix),
+                None => **claim == *sni,
+            })
     }
 
     /// Whether any host is passed through (then the HTTPS listener reads
     /// each ClientHello's SNI before the handshake).
     pub fn has_passthrough(&self) -> bool {
-        !self.passthrough.is_empty()
+        !self.passthrough.is_empty() || !self.passthrough_claims.is_empty()
     }
 
     /// Whether some request to any host name is served (host-less rules or

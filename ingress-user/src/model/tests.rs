@@ -1450,6 +1450,8 @@ fn ssl_passthrough_hosts_go_to_their_first_paths_backend() {
         "b"
     );
     assert!(t.table.passthrough("wild.test").is_none());
+    // An Ingress wildcard covers one label (a Gateway API one any number).
+    assert!(t.table.passthrough("x.y.wild.test").is_none());
     assert!(t.table.passthrough("plain.test").is_none());
     assert!(t.table.has_passthrough());
     let warned = of("pass");

@@ -562,6 +562,7 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
         default_backend,
         default_rule: default_rule.flatten(),
         passthrough: passthroughs,
+        passthrough_claims: gateway.passthrough_claims,
         labels: Vec::with_capacity(hosts.len() + 1),
         limits,
         access_log_off: cx.config.access_log_off,

@@ -154,6 +154,12 @@ impl Proxy {
         let (peer, backend) = {
             let snap = self.snapshots.load();
             let Some(p) = snap.table.passthrough(&name) else {
+                // A Gateway's TLS listener takes the name, no TLSRoute does,
+                // and no certificate would terminate it: closed.
+                if snap.table.passthrough_claimed(&name) && !snap.tls.has_own(&name) {
+                    tracing::debug!(%client, host = name, "pass-through: no TLSRoute for this name");
+                    return None;
+                }
                 return Some(stream);
             };
             if !p.admits(client.ip()) {

@@ -106,6 +106,15 @@ impl TlsTable {
         by_name.or(self.default.as_ref())
     }
 
+    /// Whether `name` (lowercased) has a certificate of its own, not the
+    /// default one.
+    pub fn has_own(&self, name: &str) -> bool {
+        self.exact.contains_key(name)
+            || name
+                .split_once('.')
+                .is_some_and(|(_, parent)| self.wildcard.contains_key(parent))
+    }
+
     /// Host names with a certificate of their own (wildcards as `*.parent`).
     pub fn hosts(&self) -> Vec<String> {
         let mut v: Vec<String> = self.exact.keys().map(|h| h.to_string()).collect();

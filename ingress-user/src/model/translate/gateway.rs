@@ -61,6 +61,8 @@ pub(super) struct GatewayRules {
     pub tls: Vec<TlsBinding>,
     /// TLSRoutes: server names passed through to their backends.
     pub passthrough: PassthroughOut,
+    /// Hostnames of accepted TLS listeners in Passthrough mode (`*`: none).
+    pub passthrough_claims: Vec<Box<str>>,
     /// Listener ports other than 80 and 443 (see `RoutingTable::gateway_ports`).
     pub ports: Vec<crate::model::table::GatewayPort>,
     pub report: GatewayReport,
@@ -326,7 +328,12 @@ impl Cx<'_> {
         let mut listeners: Vec<ListenerView> = Vec::new();
         let mut statuses: Vec<(NamespacedName, GatewayStatus, Option<i64>)> = Vec::new();
         for (id, gw) in &gateways {
-            let (status, views) = self.gateway_status(id, gw, opts, (&mut out.tls, &mut out.ports));
+            let (status, views) = self.gateway_status(
+                id,
+                gw,
+                opts,
+                (&mut out.tls, &mut out.ports, &mut out.passthrough_claims),
+            );
             statuses.push(((*id).clone(), status, gw.metadata.generation));
             listeners.extend(views);
         }
@@ -405,7 +412,11 @@ impl Cx<'_> {
         id: &NamespacedName,
         gw: &'g Gateway,
         opts: &TranslateOptions,
-        (tls, ports): (&mut Vec<TlsBinding>, &mut Vec<GatewayPort>),
+        (tls, ports, claims): (
+            &mut Vec<TlsBinding>,
+            &mut Vec<GatewayPort>,
+            &mut Vec<Box<str>>,
+        ),
     ) -> (GatewayStatus, Vec<ListenerView<'g>>) {
         let addresses = &opts.gateway_addresses;
         let generation = gw.metadata.generation;
@@ -485,6 +496,13 @@ impl Cx<'_> {
                         l.protocol
                     ),
                 ));
+            } else if passthrough
+                && l.tls.as_ref().and_then(|t| t.mode.as_deref()) != Some("Passthrough")
+            {
+                accepted = Err((
+                    "UnsupportedValue",
+                    "TLS listeners pass TLS through (tls.mode: Passthrough); terminating them is not served".into(),
+                ));
             } else if passthrough && on == 0 {
                 accepted = Err((
                     "PortUnavailable",
@@ -501,13 +519,6 @@ impl Cx<'_> {
                 accepted = Err((
                     "UnsupportedValue",
                     format!("hostname {h:?} is not a DNS name"),
-                ));
-            } else if passthrough
-                && l.tls.as_ref().and_then(|t| t.mode.as_deref()) != Some("Passthrough")
-            {
-                accepted = Err((
-                    "UnsupportedValue",
-                    "TLS listeners pass TLS through (tls.mode: Passthrough); terminating them is not served".into(),
                 ));
             } else if !passthrough
                 && l.tls
@@ -634,6 +645,9 @@ impl Cx<'_> {
             });
             if ok {
                 valid += 1;
+                if passthrough && resolved.is_ok() {
+                    claims.push(hostname.clone().unwrap_or_else(|| "*".into()).into());
+                }
             }
             status.listeners.push(ListenerStatus {
                 name: l.name.clone(),
@@ -1044,6 +1058,7 @@ impl Cx<'_> {
             );
         }
         let shared = Arc::new(Passthrough {
+            gateway: true,
             backend: rule.backend.clone(),
             split: rule.split.clone(),
             ingress: Arc::new(id.clone()),

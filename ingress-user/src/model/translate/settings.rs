@@ -380,6 +380,7 @@ impl Cx<'_> {
         passthroughs.insert(
             name,
             Arc::new(Passthrough {
+                gateway: false,
                 backend,
                 split: None,
                 ingress: ingress.clone(),
