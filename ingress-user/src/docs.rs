@@ -294,7 +294,13 @@ mod tests {
         for k in KEYS {
             let data =
                 std::collections::BTreeMap::from([(k.name.to_string(), k.example.to_string())]);
-            let (_, report) = crate::model::config::read(&data);
+            // Keys naming a ConfigMap name one with a field.
+            let (_, report) = crate::model::config::read(&data, &|_| {
+                Some(std::collections::BTreeMap::from([(
+                    "X-Example".to_string(),
+                    "yes".to_string(),
+                )]))
+            });
             assert_eq!(report.len(), 1);
             assert_eq!(report[0].status, "applied", "{}: {:?}", k.name, report[0]);
         }

@@ -201,11 +201,15 @@ fn default_backend(req: &Request<Incoming>) -> Response<EchoBody> {
     r
 }
 
-/// Echoes the request; a path starting `/delay/MS` answers after MS milliseconds.
+/// Echoes the request; a path starting `/delay/MS` answers after MS
+/// milliseconds, one starting `/status/NNN` with status NNN.
 async fn echo(name: &str, req: Request<Incoming>) -> Response<EchoBody> {
     if let Some(ms) = path_number(&req, "/delay/") {
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
+    let status = path_number(&req, "/status/")
+        .and_then(|n| StatusCode::from_u16(u16::try_from(n).ok()?).ok())
+        .unwrap_or(StatusCode::OK);
     let mut text = format!(
         "pod: {name}\nmethod: {}\nuri: {}\nversion: {:?}\n",
         req.method(),
@@ -230,6 +234,7 @@ async fn echo(name: &str, req: Request<Incoming>) -> Response<EchoBody> {
     let mut out = text.into_bytes();
     out.extend_from_slice(&body);
     let mut r = Response::new(full(out));
+    *r.status_mut() = status;
     r.headers_mut().insert(
         http::header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),

@@ -86,8 +86,11 @@ pub struct Stores {
     secrets: Store<Secret>,
     /// Opaque Secrets: htpasswd files for `auth-type: basic`.
     opaque: Store<Secret>,
-    /// The controller ConfigMap (`--configmap`), watched by name.
-    config_map: Option<Store<ConfigMap>>,
+    /// ConfigMaps: the controller's (`--configmap`) and those its keys and
+    /// the Ingresses' `custom-headers` name, anywhere (as ingress-nginx
+    /// watches them); with `--watch-namespace`, that namespace's and the
+    /// controller's by name.
+    config_maps: Vec<Store<ConfigMap>>,
     /// Gateway API objects, when the cluster serves their API.
     gateway: Option<GatewayStores>,
 }
@@ -275,14 +278,25 @@ pub fn start(
             &changed,
             shutdown,
         ),
-        config_map: configmap.map(|id| {
-            reflect(
-                Api::<ConfigMap>::namespaced(client.clone(), &id.namespace),
-                watcher::Config::default().fields(&format!("metadata.name={}", id.name)),
+        config_maps: {
+            let mut stores = vec![reflect(
+                namespaced::<ConfigMap>(client, namespace),
+                watcher::Config::default(),
                 &changed,
                 shutdown,
-            )
-        }),
+            )];
+            if let (Some(ns), Some(id)) = (namespace, configmap)
+                && id.namespace != ns
+            {
+                stores.push(reflect(
+                    Api::<ConfigMap>::namespaced(client.clone(), &id.namespace),
+                    watcher::Config::default().fields(&format!("metadata.name={}", id.name)),
+                    &changed,
+                    shutdown,
+                ));
+            }
+            stores
+        },
         gateway: gateway_api.installed.then(|| GatewayStores {
             classes: reflect(
                 Api::<GatewayClass>::all(client.clone()),
@@ -385,7 +399,7 @@ impl Stores {
         self.services.wait_until_ready().await?;
         self.slices.wait_until_ready().await?;
         self.secrets.wait_until_ready().await?;
-        if let Some(cm) = &self.config_map {
+        for cm in &self.config_maps {
             cm.wait_until_ready().await?;
         }
         if let Some(g) = &self.gateway {
@@ -471,7 +485,7 @@ impl Stores {
                 .map(|s| (id(&**s), s.clone()))
                 .collect(),
             config_maps: self
-                .config_map
+                .config_maps
                 .iter()
                 .flat_map(Store::state)
                 .map(|c| (id(&*c), c))

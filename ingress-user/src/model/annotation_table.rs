@@ -36,6 +36,7 @@ pub enum Group {
     ClientCertificates,
     Sources,
     Logging,
+    HeadersAndErrors,
 }
 
 impl Group {
@@ -53,6 +54,7 @@ impl Group {
             Group::ClientCertificates => "Client certificates (mutual TLS)",
             Group::Sources => "Source addresses and rate limits",
             Group::Logging => "Logging",
+            Group::HeadersAndErrors => "Response headers and error pages",
         }
     }
 }
@@ -338,6 +340,30 @@ pub const ANNOTATIONS: &[Annotation] = &[
         default: "1728000",
         meaning: "`Access-Control-Max-Age` of preflight answers.",
         nginx_difference: "",
+    },
+    Annotation {
+        name: "custom-headers",
+        group: Group::HeadersAndErrors,
+        values: "NAMESPACE/NAME of a ConfigMap",
+        default: "-",
+        meaning: "Each key of that ConfigMap is a field set on the Ingress's responses (replacing the pod's), if the controller ConfigMap's `global-allowed-response-headers` lists it; others are reported and not set. On both proxy paths.",
+        nginx_difference: "",
+    },
+    Annotation {
+        name: "custom-http-errors",
+        group: Group::HeadersAndErrors,
+        values: "status codes 400-599, comma-separated",
+        default: "the ConfigMap's `custom-http-errors`",
+        meaning: "A pod answering one of these is not passed on: the error backend (`default-backend`, else `--default-backend-service`) is asked with the same path and X-Code, X-Format, X-Original-URI, X-Namespace, X-Ingress-Name, X-Service-Name, X-Service-Port, X-Request-ID, and its answer is the client's. The Ingress's routes leave the HTTP/1.1 fast path.",
+        nginx_difference: "The error backend gets a GET without the request's body.",
+    },
+    Annotation {
+        name: "default-backend",
+        group: Group::HeadersAndErrors,
+        values: "name of a Service in the Ingress's namespace",
+        default: "-",
+        meaning: "The error backend of `custom-http-errors` for this Ingress (port 80, else the Service's first port).",
+        nginx_difference: "Not (yet) used for rules whose Service has no ready endpoint; they answer 503.",
     },
     Annotation {
         name: "denylist-source-range",

@@ -60,6 +60,24 @@ pub fn is(ing: &Ingress, name: &str, value: &str) -> bool {
 /// Request body limit when an Ingress sets no `proxy-body-size` (ingress-nginx's default).
 pub const DEFAULT_BODY_LIMIT: u64 = 1 << 20;
 
+/// `custom-http-errors`: status codes 400 to 599, comma-separated.
+pub fn status_codes(v: &str) -> Result<Vec<u16>, String> {
+    let mut codes = Vec::new();
+    for c in v.split(',').map(str::trim).filter(|c| !c.is_empty()) {
+        match c.parse::<u16>() {
+            Ok(n) if (400..=599).contains(&n) => codes.push(n),
+            _ => {
+                return Err(format!(
+                    "{c:?} is not an error status (400 to 599); none applies"
+                ));
+            }
+        }
+    }
+    codes.sort_unstable();
+    codes.dedup();
+    Ok(codes)
+}
+
 /// An nginx size: bytes, or a number with k, m or g (powers of 1024).
 pub fn parse_size(v: &str) -> Option<u64> {
     let v = v.trim();

@@ -8,7 +8,13 @@ use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use serde::Serialize;
 
-use super::annotations::{self, UpstreamPolicy};
+use http::HeaderName;
+
+use super::{
+    NamespacedName,
+    annotations::{self, UpstreamPolicy},
+    header_rules::{self, HeaderEdit},
+};
 
 /// What the ConfigMap says, as the translate uses it.
 #[derive(Clone, Debug, PartialEq)]
@@ -32,6 +38,16 @@ pub struct ControllerConfig {
     /// `log-format-upstream` (with `log-format-escape-json`); `None`: the
     /// agent's `--access-log` format.
     pub log_template: Option<Arc<LogTemplate>>,
+    /// `add-headers` (set) and `hide-headers` (removed): every response
+    /// from a pod.
+    pub response_edit: Option<Arc<HeaderEdit>>,
+    /// `proxy-set-headers`: every request to a pod.
+    pub request_edit: Option<Arc<HeaderEdit>>,
+    /// `custom-http-errors`: pod statuses the error backend answers for.
+    pub custom_http_errors: Arc<[u16]>,
+    /// `global-allowed-response-headers`: the fields the `custom-headers`
+    /// annotation may set.
+    pub allowed_response_headers: Vec<HeaderName>,
 }
 
 impl Default for ControllerConfig {
@@ -46,6 +62,10 @@ impl Default for ControllerConfig {
             access_log_off: false,
             skip_access_log_urls: Vec::new(),
             log_template: None,
+            response_edit: None,
+            request_edit: None,
+            custom_http_errors: Arc::new([]),
+            allowed_response_headers: Vec::new(),
         }
     }
 }
@@ -93,6 +113,20 @@ const fn key(
 /// applies to every Ingress that does not set the annotation of the same name.
 pub const KEYS: &[ConfigKey] = &[
     key(
+        "add-headers",
+        "NAMESPACE/NAME of a ConfigMap",
+        "-",
+        "Each key of that ConfigMap is a field set on every response from a pod, replacing the pod's of that name (nginx's `more_set_headers`). Framing and hop-by-hop names are refused.",
+        "ingress-nginx/custom-headers",
+    ),
+    key(
+        "custom-http-errors",
+        "status codes, comma-separated",
+        "-",
+        "Pod responses with these statuses are replaced by the answer of the error backend (the Ingress's `default-backend` annotation, else `--default-backend-service`), asked with ingress-nginx's X-Code, X-Format, X-Original-URI, X-Namespace, X-Ingress-Name, X-Service-Name, X-Service-Port and X-Request-ID. Routes with it leave the HTTP/1.1 fast path.",
+        "404,503",
+    ),
+    key(
         "disable-access-log",
         "\"true\" | \"false\"",
         "false",
@@ -105,6 +139,20 @@ pub const KEYS: &[ConfigKey] = &[
         "false",
         "Redirects plain HTTP to HTTPS (308) even for hosts without a TLS section.",
         "true",
+    ),
+    key(
+        "global-allowed-response-headers",
+        "header names, comma-separated",
+        "-",
+        "The fields the `custom-headers` annotation may set; an Ingress asking for another is told so and it is not set (as ingress-nginx 1.12+).",
+        "X-Frame-Options,X-Content-Type-Options",
+    ),
+    key(
+        "hide-headers",
+        "header names, comma-separated",
+        "-",
+        "Fields of the pods' responses not passed to clients (nginx's `proxy_hide_header`).",
+        "X-Powered-By,X-AspNet-Version",
     ),
     key(
         "log-format-escape-json",
@@ -170,6 +218,13 @@ pub const KEYS: &[ConfigKey] = &[
         "30",
     ),
     key(
+        "proxy-set-headers",
+        "NAMESPACE/NAME of a ConfigMap",
+        "-",
+        "Each key of that ConfigMap is a field set on every request to a pod, replacing the client's of that name. Values are literal (nginx `$variables` are not expanded). Framing and hop-by-hop names are refused.",
+        "ingress-nginx/custom-headers",
+    ),
+    key(
         "skip-access-log-urls",
         "paths, comma-separated",
         "-",
@@ -201,9 +256,50 @@ fn seconds(v: &str) -> Option<Duration> {
         .map(|n| Duration::from_secs(n.into()))
 }
 
+/// A ConfigMap's data by namespace and name (`add-headers` and
+/// `proxy-set-headers` name one).
+pub type ConfigMaps<'a> = &'a dyn Fn(&NamespacedName) -> Option<BTreeMap<String, String>>;
+
+/// The fields of the ConfigMap a key names.
+fn fields_from(
+    v: &str,
+    config_maps: ConfigMaps<'_>,
+) -> Result<Vec<(HeaderName, http::HeaderValue)>, String> {
+    let id = NamespacedName::parse(v.trim())
+        .ok_or("is not NAMESPACE/NAME of a ConfigMap; no field is set")?;
+    let data = config_maps(&id).ok_or(format!(
+        "names ConfigMap {id}, which does not exist; no field is set"
+    ))?;
+    let (fields, errors) = header_rules::fields_of(&data);
+    if errors.is_empty() {
+        Ok(fields)
+    } else {
+        Err(format!(
+            "names ConfigMap {id}, where {}; no field is set",
+            errors.join(", ")
+        ))
+    }
+}
+
+/// Header names, comma-separated.
+fn names(v: &str) -> Result<Vec<HeaderName>, String> {
+    v.split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(|n| {
+            HeaderName::from_bytes(n.as_bytes())
+                .map_err(|_| format!("{n:?} is not a header name; none applies"))
+        })
+        .collect()
+}
+
 /// Reads the ConfigMap's data.
-pub fn read(data: &BTreeMap<String, String>) -> (ControllerConfig, Vec<KeyStatus>) {
+pub fn read(
+    data: &BTreeMap<String, String>,
+    config_maps: ConfigMaps<'_>,
+) -> (ControllerConfig, Vec<KeyStatus>) {
     let mut c = ControllerConfig::default();
+    let mut response_edit = HeaderEdit::default();
     let mut report = Vec::new();
     let mut policy = UpstreamPolicy::default();
     let mut policy_set = false;
@@ -268,6 +364,32 @@ pub fn read(data: &BTreeMap<String, String>) -> (ControllerConfig, Vec<KeyStatus
                 Some(_) => Ok(()),
                 None => Err("is not \"true\" or \"false\"; false stays".into()),
             },
+            "add-headers" => fields_from(v, config_maps).map(|f| response_edit.set = f),
+            "hide-headers" => names(v).map(|n| response_edit.remove = n),
+            "proxy-set-headers" => fields_from(v, config_maps)
+                .and_then(|set| {
+                    // What the agent says of the client is its own to set.
+                    let ours: Vec<&str> = set
+                        .iter()
+                        .map(|(n, _)| n.as_str())
+                        .filter(|n| n.starts_with("x-forwarded-") || *n == "x-real-ip" || *n == "x-request-id")
+                        .collect();
+                    if ours.is_empty() {
+                        Ok(set)
+                    } else {
+                        Err(format!("sets {}, which the agent sets itself (use-forwarded-headers trusts a balancer's); no field is set", ours.join(", ")))
+                    }
+                })
+                .map(|set| {
+                c.request_edit = (!set.is_empty()).then(|| {
+                    Arc::new(HeaderEdit {
+                        set,
+                        ..Default::default()
+                    })
+                })
+            }),
+            "global-allowed-response-headers" => names(v).map(|n| c.allowed_response_headers = n),
+            "custom-http-errors" => annotations::status_codes(v).map(|codes| c.custom_http_errors = codes.into()),
             "skip-access-log-urls" => {
                 c.skip_access_log_urls = v
                     .split(',')
@@ -302,6 +424,9 @@ pub fn read(data: &BTreeMap<String, String>) -> (ControllerConfig, Vec<KeyStatus
     if policy_set {
         c.upstream_policy = Some(Arc::new(policy));
     }
+    if !response_edit.is_empty() {
+        c.response_edit = Some(Arc::new(response_edit));
+    }
     (c, report)
 }
 
@@ -318,16 +443,19 @@ mod tests {
 
     #[test]
     fn keys_apply_bad_values_keep_defaults_unknown_keys_are_listed() {
-        let (c, report) = read(&data(&[
-            ("proxy-body-size", "8m"),
-            ("proxy-read-timeout", "120"),
-            ("proxy-connect-timeout", "soon"),
-            ("ssl-redirect", "false"),
-            ("proxy-next-upstream", "error timeout http_502"),
-            ("proxy-next-upstream-tries", "2"),
-            ("skip-access-log-urls", "/healthz, /metrics"),
-            ("use-gzip", "true"),
-        ]));
+        let (c, report) = read(
+            &data(&[
+                ("proxy-body-size", "8m"),
+                ("proxy-read-timeout", "120"),
+                ("proxy-connect-timeout", "soon"),
+                ("ssl-redirect", "false"),
+                ("proxy-next-upstream", "error timeout http_502"),
+                ("proxy-next-upstream-tries", "2"),
+                ("skip-access-log-urls", "/healthz, /metrics"),
+                ("use-gzip", "true"),
+            ]),
+            &|_| None,
+        );
         assert_eq!(c.body_limit, Some(8 << 20));
         assert_eq!(c.read_timeout, Some(Duration::from_secs(120)));
         assert_eq!(c.connect_timeout, None);
@@ -343,9 +471,12 @@ mod tests {
         assert_eq!(status("proxy-body-size"), "applied");
         assert_eq!(status("proxy-connect-timeout"), "invalid");
         assert_eq!(status("use-gzip"), "ignored");
-        let (c, _) = read(&data(&[("proxy-body-size", "0")]));
+        let (c, _) = read(&data(&[("proxy-body-size", "0")]), &|_| None);
         assert_eq!(c.body_limit, None);
-        assert_eq!(read(&BTreeMap::new()).0, ControllerConfig::default());
+        assert_eq!(
+            read(&BTreeMap::new(), &|_| None).0,
+            ControllerConfig::default()
+        );
     }
 }
 

@@ -1,9 +1,102 @@
-//! Header names no setting may copy or set: what frames a message or
-//! describes one hop (RFC 9110 §7.6.1), and Host. Every setting that copies
-//! or adds header fields (`auth-response-headers`, and those to come)
-//! refuses them when it is read.
+//! Header edits, decided once when the configuration is read and carried
+//! out by either transport (hyper's `HeaderMap`, the HTTP/1.1 fast path's
+//! bytes): the Gateway API's header modifiers, ingress-nginx's
+//! `custom-headers`, `add-headers`, `hide-headers` and `proxy-set-headers`.
+//! And the header names no setting may copy or set: what frames a message
+//! or describes one hop (RFC 9110 §7.6.1), and Host. Every setting that
+//! copies or adds header fields refuses them when it is read.
 
-use http::HeaderName;
+use std::collections::BTreeMap;
+
+use http::{HeaderName, HeaderValue};
+
+/// Set replaces, add appends (to a header the message already has:
+/// `old,new`), remove deletes.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct HeaderEdit {
+    pub set: Vec<(HeaderName, HeaderValue)>,
+    pub add: Vec<(HeaderName, HeaderValue)>,
+    pub remove: Vec<HeaderName>,
+}
+
+impl HeaderEdit {
+    pub fn apply(&self, headers: &mut http::HeaderMap) {
+        for (name, value) in &self.set {
+            headers.insert(name.clone(), value.clone());
+        }
+        for (name, value) in &self.add {
+            let joined = headers.get(name).map(|old| {
+                let mut v = old.as_bytes().to_vec();
+                v.push(b',');
+                v.extend_from_slice(value.as_bytes());
+                v
+            });
+            match joined.and_then(|v| HeaderValue::from_bytes(&v).ok()) {
+                Some(v) => {
+                    headers.insert(name.clone(), v);
+                }
+                None => {
+                    headers.insert(name.clone(), value.clone());
+                }
+            }
+        }
+        for name in &self.remove {
+            headers.remove(name);
+        }
+    }
+
+    /// Whether a field named `name` (as sent) of the message is left out
+    /// of what is written: set replaces it, remove deletes it.
+    pub fn drops(&self, name: &[u8]) -> bool {
+        self.set
+            .iter()
+            .map(|(n, _)| n)
+            .chain(&self.remove)
+            .any(|n| n.as_str().as_bytes().eq_ignore_ascii_case(name))
+    }
+
+    /// Writes the set and added fields as HTTP/1.1 field lines (an added
+    /// field beside the message's own of that name is the same as one
+    /// comma-joined line).
+    pub fn write_h1(&self, out: &mut Vec<u8>) {
+        for (name, value) in self.set.iter().chain(&self.add) {
+            out.extend_from_slice(name.as_str().as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty() && self.add.is_empty() && self.remove.is_empty()
+    }
+}
+
+/// The fields of a ConfigMap's data (`add-headers`, `proxy-set-headers`,
+/// `custom-headers`): header name to value. An entry that is not a valid
+/// field, or names a framing or hop-by-hop one, is an error naming it; the
+/// others apply.
+pub fn fields_of(data: &BTreeMap<String, String>) -> (Vec<(HeaderName, HeaderValue)>, Vec<String>) {
+    let mut fields = Vec::new();
+    let mut errors = Vec::new();
+    for (k, v) in data {
+        let Ok(name) = HeaderName::from_bytes(k.trim().as_bytes()) else {
+            errors.push(format!("{k:?} is not a header name"));
+            continue;
+        };
+        if framing_or_hop_by_hop(&name) {
+            errors.push(format!(
+                "{k} frames the message or describes one hop: not set"
+            ));
+            continue;
+        }
+        match HeaderValue::from_str(v.trim()) {
+            Ok(value) => fields.push((name, value)),
+            Err(_) => errors.push(format!("the value of {k} is not a header value")),
+        }
+    }
+    (fields, errors)
+}
 
 /// Framing (Content-Length, Transfer-Encoding), hop-by-hop fields and Host:
 /// copied from elsewhere they would desynchronise a connection (a GET

@@ -100,6 +100,12 @@ pub struct PathRule {
     pub split: Option<Arc<super::gateway::Split>>,
     /// Gateway API: the rule's filters.
     pub filters: Option<Arc<super::gateway::Filters>>,
+    /// Fields of the pod's response set, added or removed (`custom-headers`,
+    /// a Gateway API `ResponseHeaderModifier`), on either proxy path.
+    pub response_edit: Option<Arc<super::header_rules::HeaderEdit>>,
+    /// `custom-http-errors`: which pod statuses the error backend answers
+    /// for instead.
+    pub error_pages: Option<Arc<ErrorPages>>,
     /// Tie-break among rules equal in path and match: lower first (Ingress
     /// rules 0, then Gateway API rules, oldest route first).
     pub order: u32,
@@ -204,6 +210,7 @@ impl PathRule {
             || self.affinity.is_some()
             || !self.backend.plain_http()
             || self.filters.as_ref().is_some_and(|f| f.edits_request())
+            || self.error_pages.is_some()
             || self
                 .split
                 .as_ref()
@@ -327,6 +334,11 @@ pub struct RoutingTable {
     /// they cover that no TLSRoute passes through and no certificate
     /// serves is closed during the handshake.
     pub(super) passthrough_claims: Vec<Box<str>>,
+    /// The ConfigMap's `add-headers` and `hide-headers`: every response
+    /// from a pod.
+    pub response_edit: Option<Arc<super::header_rules::HeaderEdit>>,
+    /// The ConfigMap's `proxy-set-headers`: every request to a pod.
+    pub request_edit: Option<Arc<super::header_rules::HeaderEdit>>,
     /// The ConfigMap's `disable-access-log`.
     pub access_log_off: bool,
     /// The ConfigMap's `skip-access-log-urls`: paths never logged.
@@ -342,6 +354,16 @@ pub struct RoutingTable {
 pub struct GatewayPort {
     pub port: u16,
     pub tls: bool,
+}
+
+/// `custom-http-errors`: a pod answering one of `codes` is not passed on;
+/// `backend` (the Ingress's `default-backend`, else
+/// `--default-backend-service`) is asked instead, with ingress-nginx's
+/// X-Code and kin, and its answer is the client's.
+#[derive(Debug)]
+pub struct ErrorPages {
+    pub codes: Arc<[u16]>,
+    pub backend: Arc<Backend>,
 }
 
 /// A host whose TLS connections go to a pod as they are (`ssl-passthrough`):

@@ -992,6 +992,8 @@ fn rewrite_targets_expand_captures_like_nginx() {
         matcher: None,
         split: None,
         filters: None,
+        response_edit: None,
+        error_pages: None,
         order: 0,
     };
     let r = rule("/(a)(b)?/(.*)", "/x/$1-$2-$3/$9$$z?k=v");

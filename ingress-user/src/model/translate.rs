@@ -196,6 +196,12 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
     let (canaries, mains): (Vec<_>, Vec<_>) = ours
         .iter()
         .partition(|(_, ing)| annotations::is(ing, "canary", "true"));
+    // `custom-http-errors` without a `default-backend` annotation asks the
+    // controller's default backend.
+    let error_backend = opts
+        .default_backend
+        .as_ref()
+        .map(|svc| cx.controller_default_backend(svc));
     for &(id, ing) in &mains {
         let spec = ing.spec.as_ref();
         let protocol = cx.protocol(id, ing);
@@ -268,6 +274,8 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
         let forwarded_prefix =
             cx.header_value(id, ing, "x-forwarded-prefix", |v| v.starts_with('/'));
         let rewrite = rewrite_target(ing);
+        let response_edit = cx.custom_headers(id, ing);
+        let error_pages = cx.error_pages(id, ing, &error_backend);
         let use_regex = uses_regex(ing);
         let app_root = cx.app_root(id, ing);
         let limit = cx.rate_limit(id, ing).map(|l| {
@@ -306,6 +314,8 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
             matcher: None,
             split: None,
             filters: None,
+            response_edit: response_edit.clone(),
+            error_pages: error_pages.clone(),
             order: 0,
         };
         // The default backend too, as ingress-nginx applies a catch-all
@@ -563,6 +573,8 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
         default_rule: default_rule.flatten(),
         passthrough: passthroughs,
         passthrough_claims: gateway.passthrough_claims,
+        response_edit: cx.config.response_edit.clone(),
+        request_edit: cx.config.request_edit.clone(),
         labels: Vec::with_capacity(hosts.len() + 1),
         limits,
         access_log_off: cx.config.access_log_off,
@@ -641,7 +653,11 @@ fn controller_config(
         return Default::default();
     };
     let empty = BTreeMap::new();
-    let (config, keys) = super::config::read(cm.data.as_ref().unwrap_or(&empty));
+    let config_maps = |id: &NamespacedName| {
+        let cm = objects.config_maps.get(id)?;
+        Some(cm.data.clone().unwrap_or_default())
+    };
+    let (config, keys) = super::config::read(cm.data.as_ref().unwrap_or(&empty), &config_maps);
     for k in &keys {
         match k.status {
             "invalid" => warnings.push(

@@ -48,7 +48,9 @@ use crate::{
         annotations::{
             DEFAULT_BODY_LIMIT, DEFAULT_UPSTREAM_POLICY, NEXT_ERROR, NEXT_TIMEOUT, UpstreamPolicy,
         },
-        cookie_value, normalize_host, normalize_path,
+        cookie_value,
+        header_rules::HeaderEdit,
+        normalize_host, normalize_path,
     },
     snapshot::SnapshotCell,
     tls::ClientCert,
@@ -145,6 +147,56 @@ struct Target {
     /// Gateway API `timeouts.request`: the response head must come within
     /// this of the request's arrival (else 504).
     request_timeout: Option<std::time::Duration>,
+    /// Header edits either transport carries out.
+    edits: Edits,
+}
+
+/// The header edits of one request, decided with its route and carried
+/// out by either transport (hyper's path edits a `HeaderMap`, the fast
+/// path writes bytes): the ConfigMap's `proxy-set-headers` on the request;
+/// on the pod's response the ConfigMap's `add-headers`/`hide-headers`,
+/// then the route's own (`custom-headers`, `ResponseHeaderModifier`),
+/// which win.
+#[derive(Default)]
+pub struct Edits {
+    pub request: Option<Arc<HeaderEdit>>,
+    pub response: [Option<Arc<HeaderEdit>>; 2],
+}
+
+impl Edits {
+    /// The response edits, in order.
+    pub fn response(&self) -> impl Iterator<Item = &HeaderEdit> {
+        self.response.iter().flatten().map(|e| &**e)
+    }
+
+    /// Whether the pod's response field `name` is left out.
+    pub fn drops_response(&self, name: &[u8]) -> bool {
+        self.response().any(|e| e.drops(name))
+    }
+
+    /// Writes the response fields set and added, as `response()` applied
+    /// in order to a `HeaderMap` leaves them: the route's replace the
+    /// ConfigMap's of the same name.
+    pub fn write_response_h1(&self, out: &mut Vec<u8>) {
+        let [global, route] = &self.response;
+        if let Some(g) = global {
+            for (name, value) in g.set.iter().chain(&g.add) {
+                if route
+                    .as_ref()
+                    .is_some_and(|r| r.drops(name.as_str().as_bytes()))
+                {
+                    continue;
+                }
+                out.extend_from_slice(name.as_str().as_bytes());
+                out.extend_from_slice(b": ");
+                out.extend_from_slice(value.as_bytes());
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+        if let Some(r) = route {
+            r.write_h1(out);
+        }
+    }
 }
 
 impl Target {
@@ -191,6 +243,11 @@ struct Changes {
     external_auth: Option<Arc<crate::model::ExternalAuth>>,
     /// Gateway API header modifiers of the request and the response.
     filters: Option<Arc<crate::model::gateway::Filters>>,
+    /// `custom-http-errors`, and the Ingress the route is of.
+    error_pages: Option<(
+        Arc<crate::model::ErrorPages>,
+        Arc<crate::model::NamespacedName>,
+    )>,
 }
 
 impl Changes {
@@ -203,6 +260,7 @@ impl Changes {
             && self.set_cookie.is_none()
             && self.external_auth.is_none()
             && self.filters.is_none()
+            && self.error_pages.is_none()
     }
 }
 
@@ -753,9 +811,10 @@ impl Proxy {
             cors,
             set_cookie,
             external_auth: route.rule.and_then(|r| r.external_auth.clone()),
-            filters: filters.filter(|f| {
-                f.request_headers.is_some() || f.response_headers.is_some() || !f.mirrors.is_empty()
-            }),
+            filters: filters.filter(|f| f.request_headers.is_some() || !f.mirrors.is_empty()),
+            error_pages: route
+                .rule
+                .and_then(|r| Some((r.error_pages.clone()?, r.ingress.clone()))),
         };
         let body_limit = route
             .rule
@@ -776,6 +835,13 @@ impl Proxy {
             normalized,
             policy: route.rule.and_then(|r| r.upstream_policy.clone()),
             request_timeout,
+            edits: Edits {
+                request: snap.table.request_edit.clone(),
+                response: [
+                    snap.table.response_edit.clone(),
+                    route.rule.and_then(|r| r.response_edit.clone()),
+                ],
+            },
         });
         (Ok(decision), stats)
     }
@@ -880,6 +946,9 @@ impl Proxy {
         {
             edit.apply(&mut parts.headers);
         }
+        if let Some(edit) = &target.edits.request {
+            edit.apply(&mut parts.headers);
+        }
         if let Some(c) = changes.client_cert {
             // Only the proxy speaks for the client's certificate.
             for name in headers::SSL_CLIENT {
@@ -913,6 +982,17 @@ impl Proxy {
         };
         parts.uri = upstream_uri(&target.peer, tls, &original_uri)?;
         parts.version = upstream_version(protocol);
+        // What the error backend is told of the request, should the pod's
+        // answer be one of `custom-http-errors`.
+        let error_ask = changes.error_pages.as_ref().map(|_| ErrorAsk {
+            // Path and query only (HTTP/2 requests carry the authority too).
+            uri: original_uri
+                .path_and_query()
+                .map_or_else(|| Uri::from_static("/"), |pq| Uri::from(pq.clone())),
+            host: parts.headers.get(HOST).cloned(),
+            accept: parts.headers.get(http::header::ACCEPT).cloned(),
+            request_id: parts.headers.get(&headers::X_REQUEST_ID).cloned(),
+        });
         if let Some(f) = &changes.filters {
             self.mirror(
                 &f.mirrors,
@@ -1037,6 +1117,27 @@ impl Proxy {
         }
         let mut resp = result?;
         self.metrics.upstream_latency(sent.elapsed());
+        if let (Some((pages, ingress)), Some(ask)) = (&changes.error_pages, &error_ask)
+            && pages.codes.contains(&resp.status().as_u16())
+        {
+            let code = resp.status().as_u16();
+            match self
+                .error_page(
+                    pages,
+                    ingress,
+                    &target.backend,
+                    code,
+                    ask,
+                    target.read_timeout,
+                )
+                .await
+            {
+                Ok(page) => resp = page,
+                Err(e) => {
+                    tracing::debug!(code, backend = %pages.backend.service, "error backend failed, the pod's answer passes: {e}");
+                }
+            }
+        }
 
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS
             && let Some(client) = client_upgrade
@@ -1052,11 +1153,7 @@ impl Proxy {
             resp.headers_mut()
                 .append(http::header::SET_COOKIE, cookie.clone());
         }
-        if let Some(edit) = changes
-            .filters
-            .as_ref()
-            .and_then(|f| f.response_headers.as_ref())
-        {
+        for edit in target.edits.response() {
             edit.apply(resp.headers_mut());
         }
         if let Some(cors) = &changes.cors {
@@ -1075,7 +1172,75 @@ impl Proxy {
     }
 }
 
+/// What `custom-http-errors`' backend is told of the request.
+struct ErrorAsk {
+    uri: Uri,
+    host: Option<HeaderValue>,
+    accept: Option<HeaderValue>,
+    request_id: Option<HeaderValue>,
+}
+
 impl Proxy {
+    /// `custom-http-errors`: asks the error backend for the page of `code`
+    /// with ingress-nginx's headers (X-Code, X-Format, X-Original-URI,
+    /// X-Namespace, X-Ingress-Name, X-Service-Name, X-Service-Port,
+    /// X-Request-ID); its answer replaces the pod's.
+    async fn error_page(
+        &self,
+        pages: &crate::model::ErrorPages,
+        ingress: &crate::model::NamespacedName,
+        backend: &Backend,
+        code: u16,
+        ask: &ErrorAsk,
+        timeout: std::time::Duration,
+    ) -> Result<Response<Incoming>, ProxyError> {
+        let ejected = |a| self.health.is_ejected(a);
+        let peer = pages
+            .backend
+            .pick_healthy(&ejected)
+            .map_err(ProxyError::Backend)?;
+        if let Peer::Addr(a) = &peer {
+            self.guard
+                .check(*a)
+                .map_err(|why| ProxyError::Upstream(why.reason().into()))?;
+        }
+        let protocol = pages.backend.protocol;
+        let tls = matches!(protocol, BackendProtocol::Https | BackendProtocol::H2Tls);
+        let mut req = Request::new(RequestBody::Empty);
+        *req.uri_mut() = upstream_uri(&peer, tls, &ask.uri)?;
+        *req.version_mut() = upstream_version(protocol);
+        let h = req.headers_mut();
+        if let Some(host) = &ask.host {
+            h.insert(HOST, host.clone());
+        }
+        let value = |s: &str| HeaderValue::from_str(s).ok();
+        let fields = [
+            ("x-code", value(&code.to_string())),
+            (
+                "x-format",
+                ask.accept
+                    .clone()
+                    .or(Some(HeaderValue::from_static("text/html"))),
+            ),
+            ("x-original-uri", value(&ask.uri.to_string())),
+            ("x-namespace", value(&ingress.namespace)),
+            ("x-ingress-name", value(&ingress.name)),
+            ("x-service-name", value(&backend.service.name)),
+            ("x-service-port", value(&backend.port)),
+            ("x-request-id", ask.request_id.clone()),
+        ];
+        for (name, v) in fields {
+            if let Some(v) = v {
+                h.insert(http::HeaderName::from_static(name), v);
+            }
+        }
+        let via = upstream::Via {
+            verify: None,
+            connect_timeout: None,
+        };
+        self.upstream.send(protocol, &via, req, timeout).await
+    }
+
     /// `RequestMirror`: a copy of the request, as its pod gets it, to a pod
     /// of each mirror backend whose share takes this request. Requests
     /// with a body are not copied (the body streams once, to the pod).

@@ -10,7 +10,7 @@ use std::sync::{
     atomic::{AtomicUsize, Ordering},
 };
 
-use http::{HeaderName, HeaderValue};
+use http::HeaderValue;
 
 use super::Backend;
 
@@ -204,41 +204,7 @@ fn gcd(a: u64, b: u64) -> u64 {
     if b == 0 { a } else { gcd(b, a % b) }
 }
 
-/// `RequestHeaderModifier` / `ResponseHeaderModifier`: set replaces, add
-/// appends (to a header the request already has: `old,new`), remove deletes.
-#[derive(Debug, Default, Clone)]
-pub struct HeaderEdit {
-    pub set: Vec<(HeaderName, HeaderValue)>,
-    pub add: Vec<(HeaderName, HeaderValue)>,
-    pub remove: Vec<HeaderName>,
-}
-
-impl HeaderEdit {
-    pub fn apply(&self, headers: &mut http::HeaderMap) {
-        for (name, value) in &self.set {
-            headers.insert(name.clone(), value.clone());
-        }
-        for (name, value) in &self.add {
-            let joined = headers.get(name).map(|old| {
-                let mut v = old.as_bytes().to_vec();
-                v.push(b',');
-                v.extend_from_slice(value.as_bytes());
-                v
-            });
-            match joined.and_then(|v| HeaderValue::from_bytes(&v).ok()) {
-                Some(v) => {
-                    headers.insert(name.clone(), v);
-                }
-                None => {
-                    headers.insert(name.clone(), value.clone());
-                }
-            }
-        }
-        for name in &self.remove {
-            headers.remove(name);
-        }
-    }
-}
+pub use super::header_rules::HeaderEdit;
 
 /// A path change of `RequestRedirect` or `URLRewrite`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -322,7 +288,8 @@ impl Mirror {
 #[derive(Debug, Default)]
 pub struct Filters {
     pub request_headers: Option<HeaderEdit>,
-    pub response_headers: Option<HeaderEdit>,
+    /// Carried out as the rule's `PathRule::response_edit`.
+    pub response_headers: Option<std::sync::Arc<HeaderEdit>>,
     pub redirect: Option<GatewayRedirect>,
     pub rewrite: Option<GatewayRewrite>,
     /// `RequestMirror`: copies of the request sent to these backends, their
@@ -338,7 +305,6 @@ impl Filters {
     /// that out; a redirect is answered by either).
     pub fn edits_request(&self) -> bool {
         self.request_headers.is_some()
-            || self.response_headers.is_some()
             || self.rewrite.is_some()
             || !self.mirrors.is_empty()
             || self.request_timeout.is_some()
@@ -395,6 +361,7 @@ impl Filters {
 mod tests {
     use super::*;
     use crate::model::{BackendTarget, NamespacedName};
+    use http::HeaderName;
 
     fn backend(name: &str) -> Arc<Backend> {
         Arc::new(Backend::new(

@@ -1029,6 +1029,11 @@ impl Cx<'_> {
                             matcher: Some(Arc::new(matcher)),
                             split: b.split.clone(),
                             filters: b.filters.clone(),
+                            response_edit: b
+                                .filters
+                                .as_ref()
+                                .and_then(|f| f.response_headers.clone()),
+                            error_pages: None,
                             order: order * 1024 + rule_index.min(1023) as u32,
                         },
                     ));
@@ -1355,7 +1360,8 @@ impl Cx<'_> {
                     out.request_headers = Some(header_edit(f.request_header_modifier.as_ref())?);
                 }
                 "ResponseHeaderModifier" => {
-                    out.response_headers = Some(header_edit(f.response_header_modifier.as_ref())?);
+                    out.response_headers =
+                        Some(Arc::new(header_edit(f.response_header_modifier.as_ref())?));
                 }
                 "RequestRedirect" => {
                     let r = f.request_redirect.clone().unwrap_or_default();

@@ -884,6 +884,104 @@ impl Cx<'_> {
         Some(v.into())
     }
 
+    /// `custom-headers: NAMESPACE/NAME`: that ConfigMap's fields set on the
+    /// Ingress's responses, each only if the controller ConfigMap's
+    /// `global-allowed-response-headers` lists it (as ingress-nginx 1.12+:
+    /// an Ingress author cannot set what the operator has not allowed).
+    pub(super) fn custom_headers(
+        &mut self,
+        id: &NamespacedName,
+        ing: &Ingress,
+    ) -> Option<Arc<crate::model::header_rules::HeaderEdit>> {
+        let v = annotations::get(ing, "custom-headers")?;
+        let Some(cm_id) = NamespacedName::parse(v.trim()) else {
+            self.warn_ingress(
+                id,
+                &format!("custom-headers {v:?} is not NAMESPACE/NAME of a ConfigMap; ignored"),
+            );
+            return None;
+        };
+        let Some(cm) = self.objects.config_maps.get(&cm_id) else {
+            self.warn_ingress(
+                id,
+                &format!(
+                    "custom-headers names ConfigMap {cm_id}, which does not exist; no field is set"
+                ),
+            );
+            return None;
+        };
+        let (fields, errors) =
+            crate::model::header_rules::fields_of(cm.data.as_ref().unwrap_or(&BTreeMap::new()));
+        for e in errors {
+            self.warn_ingress(id, &format!("custom-headers (ConfigMap {cm_id}): {e}"));
+        }
+        let (allowed, refused): (Vec<_>, Vec<_>) = fields
+            .into_iter()
+            .partition(|(name, _)| self.config.allowed_response_headers.contains(name));
+        if !refused.is_empty() {
+            let names: Vec<&str> = refused.iter().map(|(n, _)| n.as_str()).collect();
+            self.warn_ingress(
+                id,
+                &format!(
+                    "custom-headers: {} not in the controller ConfigMap's global-allowed-response-headers; not set",
+                    names.join(", ")
+                ),
+            );
+        }
+        (!allowed.is_empty()).then(|| {
+            Arc::new(crate::model::header_rules::HeaderEdit {
+                set: allowed,
+                ..Default::default()
+            })
+        })
+    }
+
+    /// `custom-http-errors` (else the ConfigMap's) and the error backend:
+    /// the Ingress's `default-backend` Service (port 80 or its first),
+    /// else `--default-backend-service`.
+    pub(super) fn error_pages(
+        &mut self,
+        id: &NamespacedName,
+        ing: &Ingress,
+        controller_backend: &Option<Arc<Backend>>,
+    ) -> Option<Arc<crate::model::ErrorPages>> {
+        let codes: Arc<[u16]> = match annotations::get(ing, "custom-http-errors") {
+            Some(v) => match annotations::status_codes(v) {
+                Ok(c) => c.into(),
+                Err(e) => {
+                    self.warn_ingress(id, &format!("custom-http-errors {e}"));
+                    self.config.custom_http_errors.clone()
+                }
+            },
+            None => self.config.custom_http_errors.clone(),
+        };
+        let own = annotations::get(ing, "default-backend").map(str::trim);
+        let backend = match own {
+            Some(name) if !name.is_empty() && !name.contains('/') => {
+                Some(self.controller_default_backend(&NamespacedName::new(&id.namespace, name)))
+            }
+            Some(name) => {
+                self.warn_ingress(
+                    id,
+                    &format!("default-backend {name:?} is not the name of a Service in the Ingress's namespace; ignored"),
+                );
+                controller_backend.clone()
+            }
+            None => controller_backend.clone(),
+        };
+        if codes.is_empty() {
+            return None;
+        }
+        let Some(backend) = backend else {
+            self.warn_ingress(
+                id,
+                "custom-http-errors without an error backend (no default-backend annotation, no --default-backend-service): the pods' answers pass as they are",
+            );
+            return None;
+        };
+        Some(Arc::new(crate::model::ErrorPages { codes, backend }))
+    }
+
     /// `app-root`: a path on the same host that requests for `/` go to.
     pub(super) fn app_root(&mut self, id: &NamespacedName, ing: &Ingress) -> Option<Arc<str>> {
         let v = annotations::get(ing, "app-root")?;

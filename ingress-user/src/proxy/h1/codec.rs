@@ -3,6 +3,7 @@
 //! chunked-body scanner that finds where a body ends while the bytes pass
 //! through unchanged.
 
+use crate::{model::header_rules::HeaderEdit, proxy::Edits};
 use std::{io::Write as _, net::IpAddr};
 
 use crate::model::put_decimal;
@@ -285,6 +286,7 @@ pub fn write_request_head(
     fwd: &Forwarded,
     normalized: Option<&str>,
     request_id: Option<&[u8; 32]>,
+    edit: Option<&HeaderEdit>,
 ) {
     let (Some(method), Some(path)) = (req.method, req.path) else {
         return;
@@ -302,7 +304,8 @@ pub fn write_request_head(
             // header cannot take it away from the pod.
             Field::Host | Field::XRequestId => put_field(out, name, h.value),
             Field::Expect | Field::Server | Field::Date | Field::Other
-                if !named_by_connection(&info.connection_names, name) =>
+                if !named_by_connection(&info.connection_names, name)
+                    && !edit.is_some_and(|e| e.drops(name)) =>
             {
                 put_field(out, name, h.value);
             }
@@ -378,6 +381,9 @@ pub fn write_request_head(
             None => out.extend_from_slice(&crate::proxy::headers::request_id_hex()),
         }
         out.extend_from_slice(b"\r\n");
+    }
+    if let Some(e) = edit {
+        e.write_h1(out);
     }
     if info.te_trailers {
         out.extend_from_slice(b"TE: trailers\r\n");
@@ -498,6 +504,7 @@ pub fn write_response_head(
     info: &ResponseInfo<'_>,
     close: bool,
     hsts: Option<&[u8]>,
+    edits: &Edits,
 ) {
     let code = resp.code.unwrap_or(502);
     out.extend_from_slice(b"HTTP/1.1 ");
@@ -514,6 +521,7 @@ pub fn write_response_head(
             Field::ContentLength => !info.chunked,
             // `hsts`: ours replaces the pod's (nginx's more_set_headers).
             _ if hsts.is_some() && name.eq_ignore_ascii_case(b"strict-transport-security") => false,
+            _ if edits.drops_response(name) => false,
             _ => !named_by_connection(&info.connection_names, name),
         };
         if keep {
@@ -523,6 +531,7 @@ pub fn write_response_head(
     if let Some(v) = hsts {
         put_field(out, b"Strict-Transport-Security", v);
     }
+    edits.write_response_h1(out);
     if !info.has_server {
         out.extend_from_slice(b"Server: xingress\r\n");
     }

@@ -20,7 +20,7 @@ pub fn request(data: &[u8]) {
     if let Ok(info) = codec::analyze_request(req.headers) {
         let fwd = Forwarded::from_parts(IpAddr::from([192, 0, 2, 1]), 80, false);
         let mut out = Vec::new();
-        codec::write_request_head(&mut out, &req, &info, &fwd, None, None);
+        codec::write_request_head(&mut out, &req, &info, &fwd, None, None, None);
         // Room for the fields we add.
         let mut again_headers = [httparse::EMPTY_HEADER; MAX_HEADERS + 16];
         let mut again = httparse::Request::new(&mut again_headers);

@@ -670,6 +670,7 @@ impl Proxy {
             fwd,
             target.normalized.as_deref(),
             request_id.as_ref(),
+            target.edits.request.as_deref(),
         );
         if let Some(r) = record.as_deref_mut() {
             r.upstream_name = Some(super::access_log::upstream_name(&target.backend));
@@ -1104,7 +1105,7 @@ fn response_head(
         // delimited by that close does.
         let close = info.framing == Framing::Close || f.close || shutting_down;
         out.clear();
-        codec::write_response_head(out, &resp, &info, close, hsts);
+        codec::write_response_head(out, &resp, &info, close, hsts, &f.target.edits);
         return Ok(Some(ResponseHead {
             code,
             len,

@@ -7,7 +7,7 @@ fn parse_req(raw: &[u8]) -> (Vec<u8>, Result<(), HeadError>) {
     let mut out = Vec::new();
     let fwd = Forwarded::from_parts("10.1.2.3".parse().unwrap(), 80, false);
     let result = analyze_request(req.headers).map(|info| {
-        write_request_head(&mut out, &req, &info, &fwd, None, None);
+        write_request_head(&mut out, &req, &info, &fwd, None, None, None);
     });
     (out, result)
 }
@@ -84,6 +84,7 @@ fn full_forwarded_for_appends_and_forwarded_headers_pass_when_trusted() {
         &Forwarded::new(&down, &rules),
         None,
         None,
+        None,
     );
     let out = text(&out);
     for kept in [
@@ -103,6 +104,7 @@ fn full_forwarded_for_appends_and_forwarded_headers_pass_when_trusted() {
         &req,
         &info,
         &Forwarded::new(&down, &rules),
+        None,
         None,
         None,
     );
@@ -226,7 +228,7 @@ fn parse_resp(raw: &[u8], head_request: bool, close: bool) -> (Framing, bool, St
     assert!(resp.parse(raw).unwrap().is_complete());
     let info = analyze_response(resp.code.unwrap(), head_request, resp.headers).unwrap();
     let mut out = Vec::new();
-    write_response_head(&mut out, &resp, &info, close, None);
+    write_response_head(&mut out, &resp, &info, close, None, &Default::default());
     (info.framing, info.close, text(&out))
 }
 
@@ -436,9 +438,26 @@ fn connection_cannot_remove_routing_or_framing_fields() {
     assert!(!out.contains("X-Drop"), "{out}");
 }
 
+/// `proxy-set-headers`, as both writers carry it out.
+fn request_edit() -> crate::model::header_rules::HeaderEdit {
+    crate::model::header_rules::HeaderEdit {
+        set: vec![
+            (
+                http::HeaderName::from_static("accept"),
+                http::HeaderValue::from_static("text/plain"),
+            ),
+            (
+                http::HeaderName::from_static("x-team"),
+                http::HeaderValue::from_static("platform"),
+            ),
+        ],
+        ..Default::default()
+    }
+}
+
 /// The fast path's writer and hyper's (`headers::to_pod`) carry out the same
 /// forwarding rules: the same request gives the pod the same fields, for
-/// each client-address setting.
+/// each client-address setting, the ConfigMap's `proxy-set-headers` too.
 #[test]
 fn both_writers_give_the_pod_the_same_fields() {
     use crate::proxy::headers::{ClientAddress, Downstream, to_pod};
@@ -480,6 +499,7 @@ fn both_writers_give_the_pod_the_same_fields() {
             &Forwarded::new(&down, &rules),
             None,
             None,
+            Some(&request_edit()),
         );
         let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut sent = httparse::Request::new(&mut fields);
@@ -499,11 +519,14 @@ fn both_writers_give_the_pod_the_same_fields() {
         }
         let host = map.get("host").cloned();
         to_pod(&mut map, &down, host, &rules);
+        request_edit().apply(&mut map);
         let hyper = collect(
             map.iter()
                 .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec())),
         );
         assert_eq!(fast, hyper, "{rules:?}");
+        assert_eq!(fast["accept"], ["text/plain"]);
+        assert_eq!(fast["x-team"], ["platform"]);
     }
 }
 
@@ -527,6 +550,86 @@ fn collect(
     m
 }
 
+/// `add-headers`/`hide-headers` and a route's own edit, as both writers
+/// carry them out on a pod's response: the route's win.
+#[test]
+fn both_writers_edit_the_response_alike() {
+    use crate::model::header_rules::HeaderEdit;
+    use http::{HeaderName as N, HeaderValue as V};
+    let raw = b"HTTP/1.1 200 OK\r\nX-Frame-Options: ALLOW\r\nX-Powered-By: php\r\n\
+        X-Extra: pod\r\nX-Kept: 1\r\nContent-Length: 0\r\n\r\n";
+    let edits = crate::proxy::Edits {
+        request: None,
+        response: [
+            Some(std::sync::Arc::new(HeaderEdit {
+                set: vec![
+                    (N::from_static("x-frame-options"), V::from_static("DENY")),
+                    (N::from_static("x-served-by"), V::from_static("edge")),
+                ],
+                remove: vec![N::from_static("x-powered-by")],
+                ..Default::default()
+            })),
+            Some(std::sync::Arc::new(HeaderEdit {
+                set: vec![(
+                    N::from_static("x-frame-options"),
+                    V::from_static("SAMEORIGIN"),
+                )],
+                add: vec![(N::from_static("x-extra"), V::from_static("route"))],
+                remove: vec![N::from_static("x-served-by")],
+            })),
+        ],
+    };
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut headers);
+    resp.parse(raw).unwrap();
+    let info = analyze_response(200, false, resp.headers).unwrap();
+    let mut out = Vec::new();
+    write_response_head(&mut out, &resp, &info, false, None, &edits);
+    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut written = httparse::Response::new(&mut fields);
+    written.parse(&out).unwrap();
+    let fast = collect(
+        written
+            .headers
+            .iter()
+            .filter(|h| {
+                !["date", "server", "content-length"].contains(&&*h.name.to_ascii_lowercase())
+            })
+            .map(|h| (h.name.to_string(), h.value.to_vec())),
+    );
+    let mut map = http::HeaderMap::new();
+    for h in resp
+        .headers
+        .iter()
+        .filter(|h| !h.name.eq_ignore_ascii_case("content-length"))
+    {
+        map.append(
+            N::from_bytes(h.name.as_bytes()).unwrap(),
+            V::from_bytes(h.value).unwrap(),
+        );
+    }
+    for e in edits.response() {
+        e.apply(&mut map);
+    }
+    // hyper's map holds an added value comma-joined; the fast path writes
+    // a second line: the same field to HTTP.
+    let mut hyper = collect(
+        map.iter()
+            .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec())),
+    );
+    for values in hyper.values_mut() {
+        *values = values
+            .iter()
+            .flat_map(|v| v.split(',').map(str::to_string))
+            .collect();
+    }
+    assert_eq!(fast, hyper);
+    assert_eq!(fast["x-frame-options"], ["SAMEORIGIN"]);
+    assert_eq!(fast["x-extra"], ["pod", "route"]);
+    assert!(!fast.contains_key("x-powered-by") && !fast.contains_key("x-served-by"));
+    assert_eq!(fast["x-kept"], ["1"]);
+}
+
 #[test]
 fn hsts_replaces_the_pods_own() {
     let raw =
@@ -536,7 +639,14 @@ fn hsts_replaces_the_pods_own() {
     resp.parse(raw).unwrap();
     let info = analyze_response(200, false, resp.headers).unwrap();
     let mut out = Vec::new();
-    write_response_head(&mut out, &resp, &info, false, Some(b"max-age=31536000"));
+    write_response_head(
+        &mut out,
+        &resp,
+        &info,
+        false,
+        Some(b"max-age=31536000"),
+        &Default::default(),
+    );
     let t = text(&out);
     assert!(
         t.contains("Strict-Transport-Security: max-age=31536000\r\n"),
@@ -544,6 +654,6 @@ fn hsts_replaces_the_pods_own() {
     );
     assert!(!t.contains("max-age=0"), "{t}");
     let mut out = Vec::new();
-    write_response_head(&mut out, &resp, &info, false, None);
+    write_response_head(&mut out, &resp, &info, false, None, &Default::default());
     assert!(text(&out).contains("Strict-Transport-Security: max-age=0\r\n"));
 }
