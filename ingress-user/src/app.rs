@@ -272,6 +272,8 @@ pub struct Publisher {
     reported: HashSet<Warning>,
     /// The access log, told the ConfigMap's log format on each publish.
     pub access_log: Option<Arc<proxy::access_log::AccessLog>>,
+    /// Where the access log goes now (`None`: stdout).
+    access_log_path: Option<std::path::PathBuf>,
     /// Per-source limiter counters, kept across snapshots.
     limiters: Limiters,
     /// The XDP policy maps and the flags that shape them, when XDP is on.
@@ -289,6 +291,7 @@ impl Publisher {
     ) -> Result<Self, CertError> {
         Ok(Self {
             access_log: None,
+            access_log_path: None,
             opts: TranslateOptions {
                 classes: config.classes.clone(),
                 watch_namespace: config.watch_namespace.clone(),
@@ -327,6 +330,29 @@ impl Publisher {
         warnings.append(&mut translation.warnings);
         if let Some(log) = &self.access_log {
             log.set_template(translation.log_template.clone());
+            // `access-log-path`: reopened when it changes; one that cannot
+            // be opened is said, and the log stays where it was.
+            if translation.access_log_path != self.access_log_path {
+                match log.set_output(translation.access_log_path.as_deref()) {
+                    Ok(()) => {
+                        tracing::info!(path = ?translation.access_log_path, "the access log goes to a new place");
+                        self.access_log_path = translation.access_log_path.clone();
+                    }
+                    Err(e) => {
+                        let path = translation
+                            .access_log_path
+                            .as_deref()
+                            .unwrap_or(std::path::Path::new("/dev/stdout"));
+                        warnings.push(
+                            Warning::error(
+                                format!("ConfigMap {}", self.opts.configmap.as_ref().map(ToString::to_string).unwrap_or_default()),
+                                format!("key access-log-path: cannot open {}: {e}; the access log stays where it was", path.display()),
+                            )
+                            .because("InvalidConfigMapKey"),
+                        );
+                    }
+                }
+            }
         }
         let mut tls = self.certs.build(
             objects,

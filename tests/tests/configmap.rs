@@ -240,3 +240,78 @@ fn log_format_upstream_templates_the_access_log() {
     let line = agent.access_log().lines().nth(1).unwrap().to_string();
     assert!(line.starts_with("127.0.0.1 - - ["), "{line}");
 }
+
+/// `$namespace`, `$ingress_name`, `$service_name`, `$service_port` and
+/// `$http_NAME` on both proxy paths; `access-log-path` to a file, moved
+/// live, and a path that cannot be opened said while the log stays.
+#[test]
+fn log_variables_of_the_route_and_headers_and_the_access_log_path() {
+    let app = pod();
+    let dir = ManifestDir::new();
+    let logs = ManifestDir::new();
+    let first = logs.path.join("first.log");
+    let second = logs.path.join("second.log");
+    dir.write(
+        "all.yaml",
+        &format!(
+            "{}{}",
+            service_yaml("app", 80, &[&app]),
+            ingress().replace("  tls: [{hosts: [app.test], secretName: app-tls}]\n", "")
+        ),
+    );
+    let config = |path: &std::path::Path| {
+        configmap(&format!(
+            "  access-log-path: {}\n  log-format-upstream: '$namespace/$ingress_name $service_name:$service_port tenant=$http_x_tenant $request_uri'\n",
+            path.display()
+        ))
+    };
+    dir.write("config.yaml", &config(&first));
+    let mut agent = Agent::start_local(&dir.path, &["--configmap", CONFIGMAP]).unwrap();
+    agent.wait_ready().unwrap();
+    let send = |path: &str| {
+        let r = Conn::connect(agent.http)
+            .unwrap()
+            .raw(
+                format!("GET {path} HTTP/1.1\r\nHost: app.test\r\nX-Tenant: blue\r\n\r\n")
+                    .as_bytes(),
+            )
+            .unwrap();
+        assert_eq!(r.status, 200);
+    };
+    let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap_or_default();
+    // The fast path, then hyper's (which serves HTTP/1.0).
+    send("/fast");
+    let r = Conn::connect(agent.http)
+        .unwrap()
+        .raw(b"GET /hyper HTTP/1.0\r\nHost: app.test\r\nX-Tenant: green\r\n\r\n")
+        .unwrap();
+    assert_eq!(r.status, 200);
+    agent.eventually("two lines in the file", || {
+        read(&first).lines().count() >= 2
+    });
+    let text = read(&first);
+    assert!(
+        text.contains("default/app app:80 tenant=blue /fast\n")
+            && text.contains("default/app app:80 tenant=green /hyper\n"),
+        "{text}"
+    );
+    assert_eq!(agent.access_log(), "", "nothing on stdout");
+    // Moved live.
+    dir.replace("config.yaml", &config(&second));
+    agent.eventually("the new file", || {
+        send("/moved");
+        read(&second).contains("/moved\n")
+    });
+    // A path that cannot be opened: said, and the log stays in the second.
+    dir.replace(
+        "config.yaml",
+        &config(std::path::Path::new("/nonexistent-dir/xingress/access.log")),
+    );
+    agent.eventually("the warning", || {
+        agent
+            .logs()
+            .contains("key access-log-path: cannot open /nonexistent-dir/xingress/access.log")
+    });
+    send("/still");
+    agent.eventually("still logged", || read(&second).contains("/still\n"));
+}

@@ -48,6 +48,8 @@ pub struct ControllerConfig {
     /// `global-allowed-response-headers`: the fields the `custom-headers`
     /// annotation may set.
     pub allowed_response_headers: Vec<HeaderName>,
+    /// `access-log-path`; `None`: stdout.
+    pub access_log_path: Option<std::path::PathBuf>,
 }
 
 impl Default for ControllerConfig {
@@ -66,6 +68,7 @@ impl Default for ControllerConfig {
             request_edit: None,
             custom_http_errors: Arc::new([]),
             allowed_response_headers: Vec::new(),
+            access_log_path: None,
         }
     }
 }
@@ -112,6 +115,13 @@ const fn key(
 /// The keys xingress applies from the ConfigMap, sorted by name. Each
 /// applies to every Ingress that does not set the annotation of the same name.
 pub const KEYS: &[ConfigKey] = &[
+    key(
+        "access-log-path",
+        "an absolute file path, or /dev/stdout, /dev/stderr",
+        "/dev/stdout",
+        "Where the access log goes; a file is appended to (created if missing) and reopened when the key changes. One that cannot be opened is an error naming it, and the log stays where it was.",
+        "/var/log/xingress/access.log",
+    ),
     key(
         "add-headers",
         "NAMESPACE/NAME of a ConfigMap",
@@ -165,7 +175,7 @@ pub const KEYS: &[ConfigKey] = &[
         "log-format-upstream",
         "a template of `$variables`",
         "ingress-nginx's `upstreaminfo` line",
-        "The access log line. Variables: `remote_addr`, `remote_user`, `time_local`, `time_iso8601`, `msec`, `request`, `request_method`, `request_uri`, `uri`, `args`, `server_protocol`, `status`, `body_bytes_sent`, `http_referer`, `http_user_agent`, `host`, `request_length`, `request_time`, `proxy_upstream_name`, `proxy_alternative_upstream_name`, `upstream_addr`, `upstream_response_length`, `upstream_response_time`, `upstream_status`, `req_id`. Any other is an error naming it, and the default line stays.",
+        "The access log line. Variables: `remote_addr`, `remote_user`, `time_local`, `time_iso8601`, `msec`, `request`, `request_method`, `request_uri`, `uri`, `args`, `server_protocol`, `status`, `body_bytes_sent`, `http_referer`, `http_user_agent`, `host`, `request_length`, `request_time`, `proxy_upstream_name`, `proxy_alternative_upstream_name`, `upstream_addr`, `upstream_response_length`, `upstream_response_time`, `upstream_status`, `req_id`, `namespace`, `ingress_name`, `service_name`, `service_port` (the route's), and `http_NAME` for any request header. Any other is an error naming it, and the default line stays.",
         "$remote_addr $status $request_time",
     ),
     key(
@@ -365,6 +375,18 @@ pub fn read(
                 None => Err("is not \"true\" or \"false\"; false stays".into()),
             },
             "add-headers" => fields_from(v, config_maps).map(|f| response_edit.set = f),
+            "access-log-path" => {
+                let p = v.trim();
+                if p == "/dev/stdout" {
+                    c.access_log_path = None;
+                    Ok(())
+                } else if p.starts_with('/') && !p.ends_with('/') {
+                    c.access_log_path = Some(p.into());
+                    Ok(())
+                } else {
+                    Err("is not an absolute file path; the log stays on stdout".into())
+                }
+            }
             "hide-headers" => names(v).map(|n| response_edit.remove = n),
             "proxy-set-headers" => fields_from(v, config_maps)
                 .and_then(|set| {
@@ -484,6 +506,9 @@ mod tests {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LogTemplate {
     pub pieces: Vec<LogPiece>,
+    /// The request headers `$http_NAME` variables name (lowercase), which
+    /// a request's log record keeps.
+    pub headers: Vec<Box<str>>,
     /// `log-format-escape-json`: values escaped for a JSON string, not
     /// nginx's `\xHH`.
     pub escape_json: bool,
@@ -524,6 +549,15 @@ pub enum LogVar {
     UpstreamResponseTime,
     UpstreamStatus,
     ReqId,
+    /// The route's Ingress (or Gateway API route): its namespace and name.
+    Namespace,
+    IngressName,
+    /// The route's Service and port.
+    ServiceName,
+    ServicePort,
+    /// `$http_NAME`: the request header NAME (`_` for `-`), by its index
+    /// in `LogTemplate::headers`.
+    HttpHeader(u8),
 }
 
 const LOG_VARS: &[(&str, LogVar)] = &[
@@ -557,6 +591,10 @@ const LOG_VARS: &[(&str, LogVar)] = &[
     ("upstream_status", LogVar::UpstreamStatus),
     ("req_id", LogVar::ReqId),
     ("request_id", LogVar::ReqId),
+    ("namespace", LogVar::Namespace),
+    ("ingress_name", LogVar::IngressName),
+    ("service_name", LogVar::ServiceName),
+    ("service_port", LogVar::ServicePort),
 ];
 
 impl LogTemplate {
@@ -564,6 +602,7 @@ impl LogTemplate {
     /// naming it (reported at load, never a surprise at run time).
     pub fn parse(format: &str, escape_json: bool) -> Result<Self, String> {
         let mut pieces = Vec::new();
+        let mut headers: Vec<Box<str>> = Vec::new();
         let mut text = String::new();
         let mut rest = format;
         while let Some(i) = rest.find('$') {
@@ -585,11 +624,26 @@ impl LogTemplate {
                 rest = after;
                 continue;
             }
-            let var = LOG_VARS
-                .iter()
-                .find(|(n, _)| *n == name)
-                .map(|(_, v)| *v)
-                .ok_or_else(|| format!("${name} is not a variable xingress fills in"))?;
+            let known = LOG_VARS.iter().find(|(n, _)| *n == name).map(|(_, v)| *v);
+            let var = match (known, name.strip_prefix("http_")) {
+                (Some(v), _) => v,
+                // Any other request header, as nginx's $http_NAME.
+                (None, Some(header)) if !header.is_empty() => {
+                    let header: Box<str> = header.replace('_', "-").to_ascii_lowercase().into();
+                    let i = match headers.iter().position(|h| *h == header) {
+                        Some(i) => i,
+                        None => {
+                            headers.push(header);
+                            headers.len() - 1
+                        }
+                    };
+                    LogVar::HttpHeader(
+                        u8::try_from(i)
+                            .map_err(|_| "more than 256 $http_ variables".to_string())?,
+                    )
+                }
+                _ => return Err(format!("${name} is not a variable xingress fills in")),
+            };
             if !text.is_empty() {
                 pieces.push(LogPiece::Text(std::mem::take(&mut text)));
             }
@@ -602,6 +656,7 @@ impl LogTemplate {
         }
         Ok(Self {
             pieces,
+            headers,
             escape_json,
         })
     }

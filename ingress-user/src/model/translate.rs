@@ -143,6 +143,8 @@ pub struct Translation {
     pub config_keys: Vec<super::config::KeyStatus>,
     /// Its `log-format-upstream`, if any.
     pub log_template: Option<Arc<super::config::LogTemplate>>,
+    /// The ConfigMap's `access-log-path` (`None`: stdout).
+    pub access_log_path: Option<std::path::PathBuf>,
     /// The status of the Gateway API objects of ours.
     pub gateway: gateway::GatewayReport,
 }
@@ -624,6 +626,7 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
         client_auth: client_auth_hosts.into_iter().collect(),
         config_keys,
         log_template: cx.config.log_template.clone(),
+        access_log_path: cx.config.access_log_path.clone(),
         gateway: gateway.report,
     }
 }

@@ -71,6 +71,14 @@ pub struct Record {
     /// The canary's, when the rule has one (`$proxy_alternative_upstream_name`).
     pub alternative_upstream_name: Option<Box<str>>,
     pub tries: Vec<Try>,
+    /// The route's Ingress (or route) and Service: `$namespace`,
+    /// `$ingress_name`, `$service_name`, `$service_port`.
+    pub route: Option<(
+        Arc<crate::model::NamespacedName>,
+        Arc<crate::model::Backend>,
+    )>,
+    /// The values of the template's `$http_NAME` headers, in its order.
+    pub headers: Vec<Option<Box<str>>>,
 }
 
 impl Record {
@@ -100,6 +108,19 @@ impl Record {
 }
 
 impl Record {
+    /// Keeps the request headers the template's `$http_NAME` variables name.
+    pub fn keep_headers<'a>(
+        &mut self,
+        template: &LogTemplate,
+        header: &dyn Fn(&str) -> Option<&'a [u8]>,
+    ) {
+        self.headers = template
+            .headers
+            .iter()
+            .map(|name| header(name).map(|v| String::from_utf8_lossy(v).into()))
+            .collect();
+    }
+
     /// One more upstream try (its response length is filled in once the
     /// body has passed).
     pub fn tried(&mut self, addr: &dyn std::fmt::Display, status: u16, took: Duration) {
@@ -136,6 +157,9 @@ pub struct AccessLog {
 /// `WAKE_AT` bytes wait.
 struct Shared {
     pending: std::sync::Mutex<Pending>,
+    /// A new output (`access-log-path`), taken by the writer before its
+    /// next batch.
+    next_out: std::sync::Mutex<Option<Box<dyn std::io::Write + Send>>>,
     wake: std::sync::Condvar,
     /// Lines held at most; more are dropped.
     max_lines: usize,
@@ -164,6 +188,7 @@ impl AccessLog {
     ) -> std::io::Result<Arc<Self>> {
         let shared = Arc::new(Shared {
             pending: std::sync::Mutex::new(Pending::default()),
+            next_out: std::sync::Mutex::new(None),
             wake: std::sync::Condvar::new(),
             max_lines: buffer.max(1),
         });
@@ -212,6 +237,36 @@ impl AccessLog {
             }
             self.lines.fetch_add(1, Relaxed);
         });
+    }
+
+    /// Lines go to `path` from the next batch on (`None` or `/dev/stdout`:
+    /// stdout; `/dev/stderr`: stderr; else the file, appended to and
+    /// created if missing). The file is opened here, so an error is the
+    /// caller's to report; the output stays as it was then.
+    pub fn set_output(&self, path: Option<&std::path::Path>) -> std::io::Result<()> {
+        let out: Box<dyn std::io::Write + Send> = match path.and_then(|p| p.to_str()) {
+            None | Some("/dev/stdout") => Box::new(std::io::stdout()),
+            Some("/dev/stderr") => Box::new(std::io::stderr()),
+            Some(p) => Box::new(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(p)?,
+            ),
+        };
+        *self
+            .shared
+            .next_out
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(out);
+        self.shared.wake.notify_one();
+        Ok(())
+    }
+
+    /// The request headers the current template's `$http_NAME` variables
+    /// name: a request's record keeps their values.
+    pub fn http_headers(&self) -> Option<Arc<LogTemplate>> {
+        self.template.load_full().filter(|t| !t.headers.is_empty())
     }
 
     /// The ConfigMap's `log-format-upstream` from now on (`None`: the
@@ -272,6 +327,16 @@ fn write_lines(shared: &Shared, out: Box<dyn std::io::Write + Send>) {
             }
             std::mem::swap(&mut batch, &mut p.bytes);
             p.lines = 0;
+        }
+        // Lines queued before the switch go to the new output too.
+        if let Some(next) = shared
+            .next_out
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            let _ = out.flush();
+            out = next;
         }
         if !batch.is_empty() {
             let _ = out.write_all(&batch);
@@ -486,6 +551,32 @@ pub fn render(t: &LogTemplate, r: &Record, now: SystemTime, out: &mut Vec<u8>) {
             LogVar::UpstreamResponseTime => f.upstream_response_time.clone(),
             LogVar::UpstreamStatus => f.upstream_status.clone(),
             LogVar::ReqId => r.request_id.as_deref().unwrap_or("").into(),
+            LogVar::Namespace => r
+                .route
+                .as_ref()
+                .map(|(i, _)| i.namespace.clone())
+                .unwrap_or_default(),
+            LogVar::IngressName => r
+                .route
+                .as_ref()
+                .map(|(i, _)| i.name.clone())
+                .unwrap_or_default(),
+            LogVar::ServiceName => r
+                .route
+                .as_ref()
+                .map(|(_, b)| b.service.name.clone())
+                .unwrap_or_default(),
+            LogVar::ServicePort => r
+                .route
+                .as_ref()
+                .map(|(_, b)| b.port.clone())
+                .unwrap_or_default(),
+            LogVar::HttpHeader(i) => r
+                .headers
+                .get(usize::from(*i))
+                .and_then(|v| v.as_deref())
+                .unwrap_or("")
+                .into(),
         };
         let value = if value.is_empty() { "-" } else { &value };
         if t.escape_json {
@@ -523,6 +614,10 @@ pub fn json(r: &Record, now: SystemTime, out: &mut Vec<u8>) {
         "upstream_response_time": f.upstream_response_time,
         "upstream_status": f.upstream_status,
         "req_id": s(r.request_id.as_deref()),
+        "namespace": s(r.route.as_ref().map(|(i, _)| i.namespace.as_str())),
+        "ingress_name": s(r.route.as_ref().map(|(i, _)| i.name.as_str())),
+        "service_name": s(r.route.as_ref().map(|(_, b)| b.service.name.as_str())),
+        "service_port": s(r.route.as_ref().map(|(_, b)| b.port.as_str())),
     });
     let _ = serde_json::to_writer(&mut *out, &obj);
 }

@@ -149,6 +149,8 @@ struct Target {
     request_timeout: Option<std::time::Duration>,
     /// Header edits either transport carries out.
     edits: Edits,
+    /// The Ingress (or Gateway API route) of the rule, for the log.
+    ingress: Option<Arc<crate::model::NamespacedName>>,
 }
 
 /// The header edits of one request, decided with its route and carried
@@ -472,7 +474,7 @@ impl Proxy {
         );
         let (decision, stats, log) = self.pick(&down, conn, &req);
         let mut record = match &self.access_log {
-            Some(_) if log => Some(Box::new(log_record(&down, &req))),
+            Some(access_log) if log => Some(Box::new(log_record(&down, &req, access_log))),
             _ => None,
         };
         self.report_flow(&down, conn, &decision);
@@ -480,6 +482,7 @@ impl Proxy {
             Ok(Decision::Forward(target)) => {
                 if let Some(r) = record.as_deref_mut() {
                     r.upstream_name = Some(access_log::upstream_name(&target.backend));
+                    r.route = target.ingress.clone().map(|i| (i, target.backend.clone()));
                 }
                 match target.request_timeout {
                     None => {
@@ -835,6 +838,7 @@ impl Proxy {
             normalized,
             policy: route.rule.and_then(|r| r.upstream_policy.clone()),
             request_timeout,
+            ingress: route.rule.map(|r| r.ingress.clone()),
             edits: Edits {
                 request: snap.table.request_edit.clone(),
                 response: [
@@ -1297,7 +1301,11 @@ fn answered(result: &Result<Response<Incoming>, ProxyError>) -> u16 {
 }
 
 /// The access log's record of a request on hyper's path.
-fn log_record(down: &Downstream, req: &Request<Incoming>) -> access_log::Record {
+fn log_record(
+    down: &Downstream,
+    req: &Request<Incoming>,
+    log: &access_log::AccessLog,
+) -> access_log::Record {
     let version = match req.version() {
         Version::HTTP_10 => "HTTP/1.0",
         Version::HTTP_11 => "HTTP/1.1",
@@ -1313,6 +1321,9 @@ fn log_record(down: &Downstream, req: &Request<Incoming>) -> access_log::Record 
         version,
         &header,
     );
+    if let Some(t) = log.http_headers() {
+        r.keep_headers(&t, &header);
+    }
     if r.host.is_none() {
         r.host = req.uri().authority().map(|a| a.as_str().into());
     }

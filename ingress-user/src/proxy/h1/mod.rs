@@ -606,6 +606,9 @@ impl Proxy {
         let mut record = match &self.access_log {
             Some(_) if !view.log_off.get() => {
                 let mut r = Record::request(down.client.ip(), method, target, "HTTP/1.1", &header);
+                if let Some(t) = self.access_log.as_ref().and_then(|l| l.http_headers()) {
+                    r.keep_headers(&t, &header);
+                }
                 if let Some(id) = &request_id {
                     r.request_id = std::str::from_utf8(id).ok().map(Into::into);
                 }
@@ -674,6 +677,7 @@ impl Proxy {
         );
         if let Some(r) = record.as_deref_mut() {
             r.upstream_name = Some(super::access_log::upstream_name(&target.backend));
+            r.route = target.ingress.clone().map(|i| (i, target.backend.clone()));
         }
         Prepared::Forward(Forward {
             peer,
