@@ -69,6 +69,11 @@ pub async fn run(config: Config) -> Result<(), AppError> {
 
     let snapshots = SnapshotCell::new();
     let metrics = Arc::new(Metrics::default());
+    metrics.set_controller(
+        &config.classes.ingress_class,
+        &config.status.lease_namespace,
+        &config.status.identity,
+    );
     let (trigger, shutdown) = shutdown::channel();
     // Readiness turns off first, the listeners close `--shutdown-delay` later.
     let (ready_off, not_ready) = shutdown::channel();
@@ -388,11 +393,10 @@ impl Publisher {
         }
         translation.warnings = warnings;
         let ingresses = translation.ingresses.len();
-        let host_stats = self.metrics.host_stats(translation.table.labels());
+        let stats = self.metrics.route_stats(&translation.table.metric_labels());
         let limiters = self.limiters.for_table(translation.table.limits());
-        let snap = self
-            .snapshots
-            .publish(translation, host_stats, limiters, tls);
+        let snap = self.snapshots.publish(translation, stats, limiters, tls);
+        self.metrics.published();
         if let Some(ports) = &self.ports {
             ports.sync(&snap.table.gateway_ports);
         }

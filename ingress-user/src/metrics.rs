@@ -19,6 +19,51 @@ use http::StatusCode;
 
 use crate::{model::ANY_HOST_LABEL, proxy::ErrorSource};
 
+/// The labels of ingress-nginx's request metrics.
+const ROUTE_LABELS_STATUS: [&str; 10] = [
+    "controller_class",
+    "controller_namespace",
+    "controller_pod",
+    "host",
+    "ingress",
+    "method",
+    "namespace",
+    "path",
+    "service",
+    "status",
+];
+const ROUTE_LABELS_LE: [&str; 9] = [
+    "controller_class",
+    "controller_namespace",
+    "controller_pod",
+    "host",
+    "ingress",
+    "le",
+    "namespace",
+    "path",
+    "service",
+];
+const CONTROLLER_LABELS: [&str; 3] = ["controller_class", "controller_namespace", "controller_pod"];
+/// ingress-nginx's default `--time-buckets`, `--length-buckets` and
+/// `--size-buckets`.
+const TIME_BUCKETS: [f64; 11] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+const LENGTH_BUCKETS: [f64; 10] = [10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0, 100.0];
+const SIZE_BUCKETS: [f64; 7] = [10.0, 100.0, 1e3, 1e4, 1e5, 1e6, 1e7];
+/// Methods counted by name; any other is `OTHER`.
+const METHODS: [&str; 10] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE", "OTHER",
+];
+
+/// The index of a method in `METHODS`.
+pub fn method_index(method: &[u8]) -> u8 {
+    METHODS[..9]
+        .iter()
+        .position(|m| m.as_bytes() == method)
+        .unwrap_or(9) as u8
+}
+
 /// Upper bounds (seconds) of the upstream latency histogram.
 const BUCKETS: [f64; 12] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
@@ -159,6 +204,42 @@ pub const CATALOG: &[MetricDoc] = &[
         &["host", "verdict"],
         "Flows XDP classified to each host, by verdict.",
     ),
+    m(
+        "nginx_ingress_controller_requests",
+        "counter",
+        &ROUTE_LABELS_STATUS,
+        "Requests answered, by the route's Ingress, Service and path, status and method (ingress-nginx's name and labels, so its dashboards work unchanged).",
+    ),
+    m(
+        "nginx_ingress_controller_request_duration_seconds",
+        "histogram",
+        &ROUTE_LABELS_LE,
+        "Time from a request's head to the last byte of its response, by route.",
+    ),
+    m(
+        "nginx_ingress_controller_request_size",
+        "histogram",
+        &ROUTE_LABELS_LE,
+        "Request size in bytes (head and body), by route.",
+    ),
+    m(
+        "nginx_ingress_controller_response_size",
+        "histogram",
+        &ROUTE_LABELS_LE,
+        "Response body size in bytes, by route.",
+    ),
+    m(
+        "nginx_ingress_controller_config_last_reload_successful",
+        "gauge",
+        &CONTROLLER_LABELS,
+        "1 once a configuration is live (xingress never rejects a whole configuration: bad objects are skipped and counted in xingress_config_warnings).",
+    ),
+    m(
+        "nginx_ingress_controller_config_last_reload_successful_timestamp_seconds",
+        "gauge",
+        &CONTROLLER_LABELS,
+        "When the live configuration was published (Unix time).",
+    ),
 ];
 
 /// Writes the `# HELP` and `# TYPE` lines of `name` from [`CATALOG`].
@@ -188,6 +269,113 @@ impl HostStats {
             _ => 0,
         };
         self.by_class[class].fetch_add(1, Relaxed);
+    }
+}
+
+pub use crate::model::RouteLabels;
+
+/// The counters of one route: its host's (`xingress_requests_total`) and
+/// ingress-nginx's per-route ones.
+#[derive(Debug)]
+pub struct RouteStats {
+    pub host: Arc<HostStats>,
+    labels: RouteLabels,
+    /// (status, method index) → requests: a route sees few pairs.
+    counts: Mutex<Vec<(u16, u8, u64)>>,
+    duration: Buckets<11>,
+    request_size: Buckets<10>,
+    response_size: Buckets<7>,
+}
+
+impl RouteStats {
+    fn new(host: Arc<HostStats>, labels: RouteLabels) -> Self {
+        Self {
+            host,
+            labels,
+            counts: Mutex::new(Vec::new()),
+            duration: Buckets::default(),
+            request_size: Buckets::default(),
+            response_size: Buckets::default(),
+        }
+    }
+
+    /// The response head went out with `status` (`xingress_requests_total`).
+    pub fn record(&self, status: StatusCode) {
+        self.host.record(status);
+    }
+
+    /// The request is done: its response's last byte went out (or the
+    /// connection ended).
+    pub fn observe(
+        &self,
+        status: u16,
+        method: u8,
+        request_len: u64,
+        response_len: u64,
+        took: Duration,
+    ) {
+        {
+            let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+            match counts
+                .iter_mut()
+                .find(|(s, m, _)| *s == status && *m == method)
+            {
+                Some((_, _, n)) => *n += 1,
+                None => counts.push((status, method, 1)),
+            }
+        }
+        self.duration
+            .observe(&TIME_BUCKETS, took.as_secs_f64(), took.as_micros() as u64);
+        self.request_size
+            .observe(&LENGTH_BUCKETS, request_len as f64, request_len);
+        self.response_size
+            .observe(&SIZE_BUCKETS, response_len as f64, response_len);
+    }
+}
+
+/// A histogram over fixed bounds; the sum kept in whole units (µs, bytes).
+#[derive(Debug)]
+struct Buckets<const N: usize> {
+    buckets: [AtomicU64; N],
+    sum: AtomicU64,
+    count: AtomicU64,
+}
+
+impl<const N: usize> Default for Buckets<N> {
+    fn default() -> Self {
+        Self {
+            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+            sum: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+        }
+    }
+}
+
+impl<const N: usize> Buckets<N> {
+    fn observe(&self, bounds: &[f64; N], v: f64, units: u64) {
+        if let Some(i) = bounds.iter().position(|b| v <= *b) {
+            self.buckets[i].fetch_add(1, Relaxed);
+        }
+        self.sum.fetch_add(units, Relaxed);
+        self.count.fetch_add(1, Relaxed);
+    }
+
+    /// `NAME_bucket{labels,le=..}`, `NAME_sum{labels}`, `NAME_count{labels}`;
+    /// `scale` turns the sum's units into the metric's.
+    fn render(&self, name: &str, labels: &str, bounds: &[f64; N], scale: f64, out: &mut String) {
+        let mut cumulative = 0;
+        for (i, b) in bounds.iter().enumerate() {
+            cumulative += self.buckets[i].load(Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{b}\"}} {cumulative}");
+        }
+        let count = self.count.load(Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {count}");
+        let _ = writeln!(
+            out,
+            "{name}_sum{{{labels}}} {}",
+            self.sum.load(Relaxed) as f64 * scale
+        );
+        let _ = writeln!(out, "{name}_count{{{labels}}} {count}");
     }
 }
 
@@ -250,13 +438,25 @@ pub struct Metrics {
     upstream_latency: Histogram,
     /// Host label → counters; touched only when a snapshot is published or rendered.
     hosts: Mutex<HashMap<Box<str>, Arc<HostStats>>>,
-    any_host: Arc<HostStats>,
+    /// Route labels → counters, the same way.
+    routes: Mutex<HashMap<RouteLabels, Arc<RouteStats>>>,
+    any_host: Arc<RouteStats>,
+    /// `controller_class="..",controller_namespace="..",controller_pod=".."`.
+    controller: std::sync::OnceLock<String>,
+    /// When the live configuration was published (Unix seconds; 0: none yet).
+    published_at: AtomicU64,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
-        let any_host = Arc::new(HostStats::default());
-        let hosts = HashMap::from([(Box::from(ANY_HOST_LABEL), any_host.clone())]);
+        let host = Arc::new(HostStats::default());
+        let hosts = HashMap::from([(Box::from(ANY_HOST_LABEL), host.clone())]);
+        let any_labels = RouteLabels {
+            host: ANY_HOST_LABEL.into(),
+            ..RouteLabels::default()
+        };
+        let any_host = Arc::new(RouteStats::new(host, any_labels.clone()));
+        let routes = HashMap::from([(any_labels, any_host.clone())]);
         Self {
             errors: Default::default(),
             passthrough: AtomicU64::new(0),
@@ -268,30 +468,73 @@ impl Default for Metrics {
             reload_us: Default::default(),
             upstream_latency: Histogram::default(),
             hosts: Mutex::new(hosts),
+            routes: Mutex::new(routes),
             any_host,
+            controller: std::sync::OnceLock::new(),
+            published_at: AtomicU64::new(0),
         }
     }
 }
 
 impl Metrics {
     /// Counters for requests that matched no host (and before the first snapshot).
-    pub fn any_host(&self) -> &Arc<HostStats> {
+    pub fn any_host(&self) -> &Arc<RouteStats> {
         &self.any_host
     }
 
-    /// Counters for each label of a new routing table, in label order. Hosts
-    /// that left the configuration are dropped from the registry.
-    pub fn host_stats(&self, labels: &[Box<str>]) -> Vec<Arc<HostStats>> {
-        let mut hosts = self.hosts.lock().unwrap_or_else(|e| e.into_inner());
+    /// The controller labels of ingress-nginx's metrics: the IngressClass
+    /// name, and this agent's pod namespace and name. Set once at start.
+    pub fn set_controller(&self, class: &str, namespace: &str, pod: &str) {
+        let _ = self.controller.set(format!(
+            "controller_class=\"{}\",controller_namespace=\"{}\",controller_pod=\"{}\"",
+            escape(class),
+            escape(namespace),
+            escape(pod)
+        ));
+    }
+
+    /// A configuration was published now.
+    pub fn published(&self) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        self.published_at.store(now.as_secs(), Relaxed);
+    }
+
+    /// Counters for each of `labels`, in order (a route's host counters
+    /// shared with its host label's). Routes that left the configuration
+    /// are dropped from the registry.
+    pub fn route_stats(&self, labels: &[RouteLabels]) -> Vec<Arc<RouteStats>> {
+        let hosts: Vec<Box<str>> = {
+            let mut h: Vec<Box<str>> = labels.iter().map(|l| l.host.clone()).collect();
+            h.sort();
+            h.dedup();
+            h
+        };
+        let host_stats: HashMap<Box<str>, Arc<HostStats>> = {
+            let mut map = self.hosts.lock().unwrap_or_else(|e| e.into_inner());
+            let out = hosts
+                .iter()
+                .map(|h| (h.clone(), map.entry(h.clone()).or_default().clone()))
+                .collect();
+            map.retain(|k, _| **k == *ANY_HOST_LABEL || hosts.binary_search(k).is_ok());
+            out
+        };
+        let mut routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
         let out: Vec<_> = labels
             .iter()
-            .map(|l| match hosts.get(l) {
-                Some(stats) => stats.clone(),
-                None => hosts.entry(l.clone()).or_default().clone(),
+            .map(|l| {
+                routes
+                    .entry(l.clone())
+                    .or_insert_with(|| {
+                        Arc::new(RouteStats::new(host_stats[&l.host].clone(), l.clone()))
+                    })
+                    .clone()
             })
             .collect();
-        let live: std::collections::HashSet<&str> = labels.iter().map(|l| &**l).collect();
-        hosts.retain(|k, _| **k == *ANY_HOST_LABEL || live.contains(&**k));
+        let live: std::collections::HashSet<&RouteLabels> = labels.iter().collect();
+        let any = &self.any_host.labels;
+        routes.retain(|k, _| k == any || live.contains(k));
         out
     }
 
@@ -385,6 +628,7 @@ impl Metrics {
         header(out, "xingress_upstream_response_seconds");
         self.upstream_latency
             .render("xingress_upstream_response_seconds", out);
+        self.render_routes(out);
         header(out, "xingress_config_reload_seconds");
         for (i, phase) in RELOAD_PHASES.iter().enumerate() {
             let _ = writeln!(
@@ -393,6 +637,84 @@ impl Metrics {
                 self.reload_us[i].load(Relaxed) as f64 / 1e6
             );
         }
+    }
+}
+
+impl Metrics {
+    /// ingress-nginx's request and reload metrics.
+    fn render_routes(&self, out: &mut String) {
+        let controller = self.controller.get().map_or(
+            "controller_class=\"\",controller_namespace=\"\",controller_pod=\"\"",
+            String::as_str,
+        );
+        let mut routes: Vec<Arc<RouteStats>> = {
+            let map = self.routes.lock().unwrap_or_else(|e| e.into_inner());
+            map.values().cloned().collect()
+        };
+        routes.sort_by(|a, b| a.labels.cmp(&b.labels));
+        let labels_of = |r: &RouteStats| {
+            let l = &r.labels;
+            format!(
+                "{controller},host=\"{}\",ingress=\"{}\",namespace=\"{}\",path=\"{}\",service=\"{}\"",
+                escape(&l.host),
+                escape(&l.ingress),
+                escape(&l.namespace),
+                escape(&l.path),
+                escape(&l.service)
+            )
+        };
+        header(out, "nginx_ingress_controller_requests");
+        for r in &routes {
+            let labels = labels_of(r);
+            let mut counts = r.counts.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            counts.sort_unstable();
+            for (status, method, n) in counts {
+                let _ = writeln!(
+                    out,
+                    "nginx_ingress_controller_requests{{{labels},method=\"{}\",status=\"{status}\"}} {n}",
+                    METHODS[usize::from(method)]
+                );
+            }
+        }
+        for (name, pick, bounds_scale) in [
+            ("nginx_ingress_controller_request_duration_seconds", 0, 1e-6),
+            ("nginx_ingress_controller_request_size", 1, 1.0),
+            ("nginx_ingress_controller_response_size", 2, 1.0),
+        ] {
+            header(out, name);
+            for r in routes.iter().filter(|r| r.duration.count.load(Relaxed) > 0) {
+                let labels = labels_of(r);
+                match pick {
+                    0 => r
+                        .duration
+                        .render(name, &labels, &TIME_BUCKETS, bounds_scale, out),
+                    1 => r
+                        .request_size
+                        .render(name, &labels, &LENGTH_BUCKETS, bounds_scale, out),
+                    _ => r
+                        .response_size
+                        .render(name, &labels, &SIZE_BUCKETS, bounds_scale, out),
+                }
+            }
+        }
+        let at = self.published_at.load(Relaxed);
+        header(
+            out,
+            "nginx_ingress_controller_config_last_reload_successful",
+        );
+        let _ = writeln!(
+            out,
+            "nginx_ingress_controller_config_last_reload_successful{{{controller}}} {}",
+            u8::from(at > 0)
+        );
+        header(
+            out,
+            "nginx_ingress_controller_config_last_reload_successful_timestamp_seconds",
+        );
+        let _ = writeln!(
+            out,
+            "nginx_ingress_controller_config_last_reload_successful_timestamp_seconds{{{controller}}} {at}"
+        );
     }
 }
 

@@ -6,7 +6,7 @@ use arc_swap::ArcSwap;
 
 use crate::{
     limit::Limiter,
-    metrics::HostStats,
+    metrics::RouteStats,
     model::{NamespacedName, RoutingTable, Translation, Warning},
     tls::TlsTable,
 };
@@ -20,8 +20,9 @@ pub struct Snapshot {
     pub warnings: Vec<Warning>,
     /// The Ingresses these routes come from (ours), oldest first.
     pub ingresses: Vec<NamespacedName>,
-    /// Request counters per host label of `table` (same indices).
-    pub host_stats: Vec<Arc<HostStats>>,
+    /// Request counters per host label of `table` (same indices), then
+    /// per rule (`PathRule::stats` after them): `table.metric_labels()`.
+    pub stats: Vec<Arc<RouteStats>>,
     /// Per-source limiters per entry of `table.limits()` (same indices).
     pub limiters: Vec<Arc<Limiter>>,
     /// Certificates by SNI.
@@ -50,7 +51,7 @@ impl SnapshotCell {
     pub fn publish(
         &self,
         translation: Translation,
-        host_stats: Vec<Arc<HostStats>>,
+        stats: Vec<Arc<RouteStats>>,
         limiters: Vec<Arc<Limiter>>,
         tls: TlsTable,
     ) -> Arc<Snapshot> {
@@ -61,7 +62,7 @@ impl SnapshotCell {
             warnings: translation.warnings,
             ingresses: translation.ingresses,
             gateway: translation.gateway,
-            host_stats,
+            stats,
             limiters,
             tls,
         });

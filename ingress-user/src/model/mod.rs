@@ -33,7 +33,7 @@ pub use matching::{HOST_BUF_LEN, cookie_value, normalize_host, path_matches};
 pub use path::{PathError, normalize_path};
 pub use table::{
     ANY_HOST_LABEL, Canary, ErrorPages, GatewayPort, HostRules, Passthrough, PathKind, PathRule,
-    Route, RouteRow, RoutingTable,
+    Route, RouteLabels, RouteRow, RoutingTable,
 };
 /// Writes `n` in decimal at the start of `buf` (20 bytes hold any u64);
 /// returns the length. For hot paths where `write!` costs too much.

@@ -106,6 +106,8 @@ pub struct PathRule {
     /// `custom-http-errors`: which pod statuses the error backend answers
     /// for instead.
     pub error_pages: Option<Arc<ErrorPages>>,
+    /// Index of its metric labels in `RoutingTable::route_labels`.
+    pub stats: u32,
     /// Tie-break among rules equal in path and match: lower first (Ingress
     /// rules 0, then Gateway API rules, oldest route first).
     pub order: u32,
@@ -324,6 +326,9 @@ pub struct RoutingTable {
     pub(super) default_rule: Option<PathRule>,
     /// Metrics label per host; index 0 is `ANY_HOST_LABEL`.
     pub(super) labels: Vec<Box<str>>,
+    /// Metric labels, one per distinct (host, Ingress, Service, path) of
+    /// the rules (`PathRule::stats`).
+    pub(super) route_labels: Vec<RouteLabels>,
     /// Per-source limits, one per Ingress that sets them (see `PathRule::limit`).
     pub(super) limits: Vec<(NamespacedName, RateLimit)>,
     /// `ssl-passthrough` hosts (`*.parent` as written): TLS for them goes
@@ -354,6 +359,19 @@ pub struct RoutingTable {
 pub struct GatewayPort {
     pub port: u16,
     pub tls: bool,
+}
+
+/// What ingress-nginx's request metrics are labelled with: the route's
+/// host (the routing table's host label), its Ingress (or Gateway API
+/// route) and Service, and the rule's path; only the host for requests no
+/// rule took.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RouteLabels {
+    pub host: Box<str>,
+    pub namespace: Box<str>,
+    pub ingress: Box<str>,
+    pub service: Box<str>,
+    pub path: Box<str>,
 }
 
 /// `custom-http-errors`: a pod answering one of `codes` is not passed on;
@@ -554,6 +572,19 @@ impl RoutingTable {
     }
 
     /// Metrics labels by index (see `Route::label`).
+    /// The metric labels of each host label (in label order), then of the
+    /// rules (by `PathRule::stats`, offset by the number of host labels).
+    pub fn metric_labels(&self) -> Vec<RouteLabels> {
+        self.labels
+            .iter()
+            .map(|h| RouteLabels {
+                host: h.clone(),
+                ..RouteLabels::default()
+            })
+            .chain(self.route_labels.iter().cloned())
+            .collect()
+    }
+
     pub fn labels(&self) -> &[Box<str>] {
         &self.labels
     }

@@ -994,6 +994,7 @@ fn rewrite_targets_expand_captures_like_nginx() {
         filters: None,
         response_edit: None,
         error_pages: None,
+        stats: 0,
         order: 0,
     };
     let r = rule("/(a)(b)?/(.*)", "/x/$1-$2-$3/$9$$z?k=v");

@@ -24,7 +24,7 @@ use super::{
     basic_auth,
     cidr::{self, Cidr},
     external_auth,
-    table::ANY_HOST_LABEL,
+    table::{ANY_HOST_LABEL, RouteLabels},
 };
 
 mod gateway;
@@ -318,6 +318,7 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
             filters: None,
             response_edit: response_edit.clone(),
             error_pages: error_pages.clone(),
+            stats: 0,
             order: 0,
         };
         // The default backend too, as ingress-nginx applies a catch-all
@@ -590,7 +591,30 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
             .filter(|k| matches!(k, HostKey::Exact(_)))
             .count(),
     );
-    for (key, rules) in hosts {
+    // Metric labels of the rules, each distinct one once.
+    let mut interned: HashMap<RouteLabels, u32> = HashMap::new();
+    let mut intern = |table: &mut RoutingTable, host: &str, rule: &mut PathRule| {
+        let labels = RouteLabels {
+            host: host.into(),
+            namespace: rule.ingress.namespace.as_str().into(),
+            ingress: rule.ingress.name.as_str().into(),
+            service: rule.backend.service.name.as_str().into(),
+            path: rule.path.clone(),
+        };
+        rule.stats = *interned.entry(labels).or_insert_with_key(|l| {
+            table.route_labels.push(l.clone());
+            (table.route_labels.len() - 1) as u32
+        });
+    };
+    if let Some(mut rule) = table.default_rule.take() {
+        intern(&mut table, ANY_HOST_LABEL, &mut rule);
+        table.default_rule = Some(rule);
+    }
+    for (key, mut rules) in hosts {
+        let host_label = key.to_string();
+        for r in &mut rules {
+            intern(&mut table, &host_label, r);
+        }
         let label = match key {
             HostKey::Any => 0,
             _ => {
@@ -601,8 +625,11 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
         // A Gateway API wildcard also matches names more than one label
         // deep: its rules alone, under the same label.
         if let HostKey::Wildcard(parent) = &key
-            && let Some(deep) = gateway_rules.remove(&key)
+            && let Some(mut deep) = gateway_rules.remove(&key)
         {
+            for r in &mut deep {
+                intern(&mut table, &host_label, r);
+            }
             table
                 .deep_wildcards
                 .insert(parent.clone(), HostRules::new(deep, label));

@@ -183,11 +183,35 @@ impl PendingLog {
     }
 }
 
+/// A request's metrics, observed when its response's body has gone out.
+pub struct Done {
+    pub stats: std::sync::Arc<crate::metrics::RouteStats>,
+    pub status: u16,
+    pub method: u8,
+    pub request_length: u64,
+    pub started: std::time::Instant,
+}
+
+impl Done {
+    pub fn observe(&self, response_length: u64) {
+        self.stats.observe(
+            self.status,
+            self.method,
+            self.request_length,
+            response_length,
+            self.started.elapsed(),
+        );
+    }
+}
+
 pub struct ResponseBody {
     inner: Incoming,
     _in_flight: Option<LimitGuard>,
     /// Written when the body has been passed on, or dropped.
     log: Option<Box<PendingLog>>,
+    /// Observed then too, with the bytes passed on.
+    done: Option<Box<Done>>,
+    sent: u64,
     read_timeout: Option<Duration>,
     /// The read timer, made on the first wait and reset on later ones.
     idle: Option<Pin<Box<tokio::time::Sleep>>>,
@@ -211,6 +235,8 @@ impl ResponseBody {
             inner,
             _in_flight: in_flight,
             log: None,
+            done: None,
+            sent: 0,
             read_timeout,
             idle: None,
             armed: false,
@@ -221,10 +247,18 @@ impl ResponseBody {
         self.log = Some(log);
         self
     }
+
+    pub fn with_done(mut self, done: Box<Done>) -> Self {
+        self.done = Some(done);
+        self
+    }
 }
 
 impl Drop for ResponseBody {
     fn drop(&mut self) {
+        if let Some(done) = self.done.take() {
+            done.observe(self.sent);
+        }
         if let Some(mut p) = self.log.take() {
             p.record.request_time = p.started.elapsed();
             let sent = p.record.body_bytes_sent;
@@ -249,10 +283,13 @@ impl Body for ResponseBody {
             Poll::Ready(frame) => {
                 // Data came (or the end): the next wait starts afresh.
                 this.armed = false;
-                if let (Some(p), Some(Ok(f))) = (this.log.as_mut(), frame.as_ref())
+                if let Some(Ok(f)) = frame.as_ref()
                     && let Some(data) = f.data_ref()
                 {
-                    p.record.body_bytes_sent += data.len() as u64;
+                    this.sent += data.len() as u64;
+                    if let Some(p) = this.log.as_mut() {
+                        p.record.body_bytes_sent += data.len() as u64;
+                    }
                 }
                 Poll::Ready(frame.map(|f| f.map_err(Into::into)))
             }

@@ -42,7 +42,7 @@ use crate::{
     cli::ProxyLimits,
     dataplane::FlowTable,
     limit::LimitGuard,
-    metrics::{HostStats, Metrics},
+    metrics::{Metrics, RouteStats},
     model::{
         Backend, BackendProtocol, HOST_BUF_LEN, Peer,
         annotations::{
@@ -465,6 +465,8 @@ impl Proxy {
         req: Request<Incoming>,
     ) -> Result<Response<ProxyBody>, Infallible> {
         let started = Instant::now();
+        let method_name = req.method().clone();
+        let request_length = request_length(&req);
         let down = self.request_downstream(
             down,
             req.headers()
@@ -515,7 +517,21 @@ impl Proxy {
             error_response(&e)
         });
         stats.record(response.status());
-        let mut response = response;
+        // ingress-nginx's request metrics, once the body has gone out.
+        let done = body::Done {
+            stats,
+            status: response.status().as_u16(),
+            method: crate::metrics::method_index(method_name.as_str().as_bytes()),
+            request_length,
+            started,
+        };
+        let mut response = response.map(|b| match b {
+            Either::Left(streamed) => Either::Left(streamed.with_done(Box::new(done))),
+            Either::Right(full) => {
+                done.observe(hyper::body::Body::size_hint(&full).exact().unwrap_or(0));
+                Either::Right(full)
+            }
+        });
         if down.tls
             && let Some(hsts) = &self.hsts
         {
@@ -577,7 +593,7 @@ impl Proxy {
         down: &Downstream,
         conn: &ConnState,
         req: &Request<Incoming>,
-    ) -> (Result<Decision, ProxyError>, Arc<HostStats>, bool) {
+    ) -> (Result<Decision, ProxyError>, Arc<RouteStats>, bool) {
         let raw_host = match request_host(req) {
             Ok(h) => h,
             Err(e) => return (Err(e), self.metrics.any_host().clone(), true),
@@ -610,7 +626,7 @@ impl Proxy {
         path: &str,
         target: &str,
         req: &RequestView<'_>,
-    ) -> (Result<Decision, ProxyError>, Arc<HostStats>) {
+    ) -> (Result<Decision, ProxyError>, Arc<RouteStats>) {
         let snap = self.snapshots.load();
         if snap.generation == 0 {
             return (Err(ProxyError::NotReady), self.metrics.any_host().clone());
@@ -650,8 +666,11 @@ impl Proxy {
                 || snap.table.skip_access_log_urls.iter().any(|u| **u == *path),
         );
         let stats = snap
-            .host_stats
-            .get(route.label as usize)
+            .stats
+            .get(match route.rule {
+                Some(r) => snap.table.labels().len() + r.stats as usize,
+                None => route.label as usize,
+            })
             .unwrap_or(self.metrics.any_host())
             .clone();
         if route.rule.is_some_and(|r| !r.admits(down.client.ip())) {
@@ -1327,8 +1346,14 @@ fn log_record(
     if r.host.is_none() {
         r.host = req.uri().authority().map(|a| a.as_str().into());
     }
-    // The head as sent, near enough: request line and fields, and the body
-    // it declares.
+    r.request_length = request_length(req);
+    r
+}
+
+/// The request as sent, near enough: request line and fields, and the
+/// body it declares (`$request_length`, the request size metric).
+fn request_length(req: &Request<Incoming>) -> u64 {
+    let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
     let head: usize = req
         .headers()
         .iter()
@@ -1337,8 +1362,7 @@ fn log_record(
         + req.method().as_str().len()
         + target.len()
         + 12;
-    r.request_length = head as u64 + content_length(req).unwrap_or(0);
-    r
+    head as u64 + content_length(req).unwrap_or(0)
 }
 
 /// The host a request is for (RFC 9112 §3.2, RFC 9113 §8.3.1): the

@@ -1034,6 +1034,7 @@ impl Cx<'_> {
                                 .as_ref()
                                 .and_then(|f| f.response_headers.clone()),
                             error_pages: None,
+                            stats: 0,
                             order: order * 1024 + rule_index.min(1023) as u32,
                         },
                     ));

@@ -42,7 +42,7 @@ use super::{
     rewind::Rewind,
 };
 use crate::{
-    metrics::HostStats,
+    metrics::RouteStats,
     model::{
         BackendProtocol, Peer,
         annotations::{NEXT_ERROR, NEXT_TIMEOUT},
@@ -107,9 +107,11 @@ struct Reply {
     head_request: bool,
     /// Close after it: the request was malformed, or its body is unread.
     close: bool,
-    stats: Option<Arc<HostStats>>,
+    stats: Option<Arc<RouteStats>>,
     /// The access log's record, when the request is logged.
     record: Option<Box<Record>>,
+    /// The request method (`metrics::method_index`).
+    method: u8,
 }
 
 struct Forward {
@@ -121,9 +123,11 @@ struct Forward {
     /// GET, HEAD, PUT, DELETE, OPTIONS, TRACE.
     idempotent: bool,
     close: bool,
-    stats: Arc<HostStats>,
+    stats: Arc<RouteStats>,
     /// The access log's record, when the request is logged.
     record: Option<Box<Record>>,
+    /// The request method (`metrics::method_index`).
+    method: u8,
 }
 
 impl Forward {
@@ -341,6 +345,13 @@ impl Proxy {
                     Err(Failed::Early(e)) => {
                         // The request body may be half read: close after.
                         f.stats.record(e.status());
+                        f.stats.observe(
+                            e.status().as_u16(),
+                            f.method,
+                            f.head_len as u64,
+                            e.body().len() as u64,
+                            started.elapsed(),
+                        );
                         logged(Some(e.status().as_u16()));
                         Reply::error_page(&self.metrics, &e, out, self.hsts(c.tls));
                         if write_all(&mut c.io, out, send_timeout).await.is_ok() {
@@ -423,6 +434,20 @@ impl Proxy {
     /// The access log line of a reply the proxy wrote itself; a request
     /// too malformed to route gets one too (with what could be read).
     fn log_reply<S>(&self, c: &Client<S>, reply: &mut Reply, started: std::time::Instant) {
+        if let Some(stats) = &reply.stats {
+            let body = if reply.head_request {
+                0
+            } else {
+                reply.body.len() as u64
+            };
+            stats.observe(
+                reply.status.as_u16(),
+                reply.method,
+                reply.head_len as u64,
+                body,
+                started.elapsed(),
+            );
+        }
         let Some(log) = &self.access_log else { return };
         let mut r = match reply.record.take() {
             Some(r) => r,
@@ -458,6 +483,7 @@ impl Reply {
             close: true,
             stats: None,
             record: None,
+            method: 0,
         }
     }
 
@@ -627,6 +653,7 @@ impl Proxy {
                 close: has_body || info.close,
                 stats: Some(stats.clone()),
                 record: record.take(),
+                method: crate::metrics::method_index(method.as_bytes()),
             })
         };
         let target = match decision {
@@ -689,6 +716,7 @@ impl Proxy {
             close: info.close,
             stats,
             record,
+            method: crate::metrics::method_index(method.as_bytes()),
         })
     }
 
@@ -828,6 +856,13 @@ impl Proxy {
                 last.response_length = bytes_out;
             }
         }
+        f.stats.observe(
+            head.code,
+            f.method,
+            f.head_len as u64 + body_sent,
+            bytes_out,
+            sent.elapsed(),
+        );
         result?;
         if reusable && framing != Framing::Close {
             self.pool.put(peer, up, c.now.into_std());
