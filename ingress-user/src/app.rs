@@ -134,10 +134,6 @@ pub async fn run(config: Config) -> Result<(), AppError> {
             ),
             access_log: access_log.clone(),
             client_address: config.client_address.clone(),
-            hsts: config
-                .hsts
-                .as_deref()
-                .and_then(|v| http::HeaderValue::from_str(v).ok()),
         },
     );
     let tls = server_config(snapshots.clone())?;
@@ -311,6 +307,7 @@ impl Publisher {
                     .map(ToString::to_string)
                     .collect(),
                 gateway_ports: None,
+                hsts: config.hsts,
             },
             default_certificate: config.default_certificate.clone(),
             certs: {

@@ -405,8 +405,8 @@ pub struct Config {
     pub access_log: Option<crate::proxy::access_log::Format>,
     /// Where the client's address comes from.
     pub client_address: crate::proxy::headers::ClientAddress,
-    /// The Strict-Transport-Security value; `None`: `--hsts=false`.
-    pub hsts: Option<String>,
+    /// `--hsts*`, which the ConfigMap's `hsts*` keys override.
+    pub hsts: crate::model::config::Hsts,
     pub access_log_buffer: usize,
     /// `None`: one per core.
     pub worker_threads: Option<usize>,
@@ -609,16 +609,12 @@ impl RunArgs {
             shutdown_delay: Duration::from_secs(self.shutdown_delay),
             access_log,
             access_log_buffer: self.access_log_buffer,
-            hsts: self.hsts.then(|| {
-                let mut v = format!("max-age={}", self.hsts_max_age);
-                if self.hsts_include_subdomains {
-                    v.push_str("; includeSubDomains");
-                }
-                if self.hsts_preload {
-                    v.push_str("; preload");
-                }
-                v
-            }),
+            hsts: crate::model::config::Hsts {
+                on: self.hsts,
+                max_age: self.hsts_max_age,
+                include_subdomains: self.hsts_include_subdomains,
+                preload: self.hsts_preload,
+            },
             client_address: crate::proxy::headers::ClientAddress {
                 proxy_protocol: self.use_proxy_protocol,
                 use_forwarded_headers: self.use_forwarded_headers,

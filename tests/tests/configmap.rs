@@ -315,3 +315,49 @@ fn log_variables_of_the_route_and_headers_and_the_access_log_path() {
     send("/still");
     agent.eventually("still logged", || read(&second).contains("/still\n"));
 }
+
+/// `block-user-agents` (exact, `~`, `~*`) answers 403 before routing, on
+/// both paths; `limit-req-status-code` is the status of rate-limited
+/// requests.
+#[test]
+fn blocked_user_agents_and_the_limit_status() {
+    let app = pod();
+    let dir = ManifestDir::new();
+    dir.write(
+        "all.yaml",
+        &format!(
+            "{}{}",
+            service_yaml("app", 80, &[&app]),
+            ingress()
+                .replace("  tls: [{hosts: [app.test], secretName: app-tls}]\n", "")
+                .replace(
+                    "annotations: {kubernetes.io/ingress.class: xingress}",
+                    "annotations: {kubernetes.io/ingress.class: xingress, nginx.ingress.kubernetes.io/limit-rpm: \"1\", nginx.ingress.kubernetes.io/limit-burst-multiplier: \"1\"}"
+                )
+        ),
+    );
+    dir.write(
+        "config.yaml",
+        &configmap("  block-user-agents: \"~*crawler, EvilBot/1.0, ~^curl/7\"\n  limit-req-status-code: \"429\"\n"),
+    );
+    let mut agent = Agent::start_local(&dir.path, &["--configmap", CONFIGMAP]).unwrap();
+    agent.wait_ready().unwrap();
+    let with_agent = |version: &str, ua: &str| {
+        Conn::connect(agent.http)
+            .unwrap()
+            .raw(
+                format!("GET / {version}\r\nHost: app.test\r\nUser-Agent: {ua}\r\n\r\n").as_bytes(),
+            )
+            .unwrap()
+            .status
+    };
+    for version in ["HTTP/1.1", "HTTP/1.0"] {
+        assert_eq!(with_agent(version, "Big-CRAWLER 2"), 403, "{version}");
+        assert_eq!(with_agent(version, "EvilBot/1.0"), 403, "{version}");
+        assert_eq!(with_agent(version, "curl/7.88"), 403, "{version}");
+    }
+    // Not blocked: an exact string matches only itself, `~` is anchored as
+    // written. The first passes, then the one-a-minute limit answers 429.
+    assert_eq!(with_agent("HTTP/1.1", "EvilBot/1.0 (compatible)"), 200);
+    assert_eq!(with_agent("HTTP/1.1", "curl/8.5"), 429);
+}

@@ -77,3 +77,44 @@ fn responses_over_tls_carry_hsts_and_plain_http_does_not() {
         Some("max-age=600; preload")
     );
 }
+
+/// The ConfigMap's `hsts*` keys over the flags, live, on both paths.
+#[test]
+fn configmap_hsts_keys_override_the_flags_live() {
+    let app = backend::start(SocketAddr::from(([127, 0, 0, 1], 0)), "app-1", Mode::Echo).unwrap();
+    let dir = ManifestDir::new();
+    dir.write(
+        "all.yaml",
+        &format!("{}{INGRESS}", service_yaml("app", 80, &[&app])),
+    );
+    let config = |data: &str| {
+        format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: c, namespace: x}}\ndata:\n{data}"
+        )
+    };
+    dir.write(
+        "config.yaml",
+        &config("  hsts-max-age: \"600\"\n  hsts-preload: \"true\"\n"),
+    );
+    let mut agent = Agent::start_local(
+        &dir.path,
+        &["--configmap", "x/c", "--hsts-include-subdomains=false"],
+    )
+    .unwrap();
+    agent.wait_ready().unwrap();
+    for request in [
+        &b"GET / HTTP/1.1\r\nHost: app.test\r\n\r\n"[..],
+        b"GET / HTTP/1.0\r\nHost: app.test\r\n\r\n",
+    ] {
+        assert_eq!(
+            https(&agent, request).header("strict-transport-security"),
+            Some("max-age=600; preload")
+        );
+    }
+    dir.replace("config.yaml", &config("  hsts: \"false\"\n"));
+    agent.eventually("HSTS off", || {
+        https(&agent, b"GET / HTTP/1.1\r\nHost: app.test\r\n\r\n")
+            .header("strict-transport-security")
+            .is_none()
+    });
+}

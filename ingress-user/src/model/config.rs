@@ -16,6 +16,66 @@ use super::{
     header_rules::{self, HeaderEdit},
 };
 
+/// `Strict-Transport-Security` on responses over TLS: the flags'
+/// `--hsts*` (ingress-nginx's defaults), which the ConfigMap's `hsts*`
+/// keys override.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Hsts {
+    pub on: bool,
+    pub max_age: u64,
+    pub include_subdomains: bool,
+    pub preload: bool,
+}
+
+impl Default for Hsts {
+    fn default() -> Self {
+        Self {
+            on: true,
+            max_age: 31_536_000,
+            include_subdomains: true,
+            preload: false,
+        }
+    }
+}
+
+impl Hsts {
+    /// The header's value; `None` when off.
+    pub fn header(&self) -> Option<http::HeaderValue> {
+        if !self.on {
+            return None;
+        }
+        let mut v = format!("max-age={}", self.max_age);
+        if self.include_subdomains {
+            v.push_str("; includeSubDomains");
+        }
+        if self.preload {
+            v.push_str("; preload");
+        }
+        http::HeaderValue::from_str(&v).ok()
+    }
+}
+
+/// The ConfigMap's `hsts*` keys, each `None` when not set.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HstsKeys {
+    pub on: Option<bool>,
+    pub max_age: Option<u64>,
+    pub include_subdomains: Option<bool>,
+    pub preload: Option<bool>,
+}
+
+impl HstsKeys {
+    /// `flags` with the keys set here over them.
+    pub fn over(&self, flags: Hsts) -> Hsts {
+        Hsts {
+            on: self.on.unwrap_or(flags.on),
+            max_age: self.max_age.unwrap_or(flags.max_age),
+            include_subdomains: self.include_subdomains.unwrap_or(flags.include_subdomains),
+            preload: self.preload.unwrap_or(flags.preload),
+        }
+    }
+}
+
 /// What the ConfigMap says, as the translate uses it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ControllerConfig {
@@ -50,6 +110,13 @@ pub struct ControllerConfig {
     pub allowed_response_headers: Vec<HeaderName>,
     /// `access-log-path`; `None`: stdout.
     pub access_log_path: Option<std::path::PathBuf>,
+    /// `hsts`, `hsts-max-age`, `hsts-include-subdomains`, `hsts-preload`.
+    pub hsts: HstsKeys,
+    /// `block-user-agents`: requests whose User-Agent matches get 403.
+    pub block_user_agents: Option<Arc<UserAgents>>,
+    /// `limit-req-status-code` and `limit-conn-status-code` (503).
+    pub limit_req_status: u16,
+    pub limit_conn_status: u16,
 }
 
 impl Default for ControllerConfig {
@@ -69,6 +136,10 @@ impl Default for ControllerConfig {
             custom_http_errors: Arc::new([]),
             allowed_response_headers: Vec::new(),
             access_log_path: None,
+            hsts: HstsKeys::default(),
+            block_user_agents: None,
+            limit_req_status: 503,
+            limit_conn_status: 503,
         }
     }
 }
@@ -130,6 +201,13 @@ pub const KEYS: &[ConfigKey] = &[
         "ingress-nginx/custom-headers",
     ),
     key(
+        "block-user-agents",
+        "User-Agent patterns, comma-separated: exact strings, or nginx's `~` (regular expression) and `~*` (case-insensitive)",
+        "-",
+        "Requests whose User-Agent matches one get 403, before routing.",
+        "~*bot,BadCrawler/1.0",
+    ),
+    key(
         "custom-http-errors",
         "status codes, comma-separated",
         "-",
@@ -163,6 +241,48 @@ pub const KEYS: &[ConfigKey] = &[
         "-",
         "Fields of the pods' responses not passed to clients (nginx's `proxy_hide_header`).",
         "X-Powered-By,X-AspNet-Version",
+    ),
+    key(
+        "hsts",
+        "\"true\" | \"false\"",
+        "true (`--hsts`)",
+        "Strict-Transport-Security on responses over TLS, replacing the pod's; over `--hsts` and its kin.",
+        "false",
+    ),
+    key(
+        "hsts-include-subdomains",
+        "\"true\" | \"false\"",
+        "true",
+        "Adds includeSubDomains.",
+        "false",
+    ),
+    key(
+        "hsts-max-age",
+        "whole seconds",
+        "31536000",
+        "Its max-age.",
+        "600",
+    ),
+    key(
+        "hsts-preload",
+        "\"true\" | \"false\"",
+        "false",
+        "Adds preload.",
+        "true",
+    ),
+    key(
+        "limit-conn-status-code",
+        "status 400-599",
+        "503",
+        "The status of requests refused by `limit-connections`.",
+        "429",
+    ),
+    key(
+        "limit-req-status-code",
+        "status 400-599",
+        "503",
+        "The status of requests refused by `limit-rps` / `limit-rpm`.",
+        "429",
     ),
     key(
         "log-format-escape-json",
@@ -291,6 +411,41 @@ fn fields_from(
     }
 }
 
+/// `block-user-agents`, compiled; equal when written the same.
+#[derive(Debug)]
+pub struct UserAgents {
+    pub set: regex::RegexSet,
+}
+
+impl PartialEq for UserAgents {
+    fn eq(&self, other: &Self) -> bool {
+        self.set.patterns() == other.set.patterns()
+    }
+}
+
+/// `block-user-agents`: exact strings, `~regex` or `~*regex` (any case),
+/// as one set; `None` when empty.
+fn user_agent_patterns(v: &str) -> Result<Option<Arc<UserAgents>>, String> {
+    let mut patterns = Vec::new();
+    for p in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        patterns.push(if let Some(re) = p.strip_prefix("~*") {
+            format!("(?i){re}")
+        } else if let Some(re) = p.strip_prefix('~') {
+            re.to_string()
+        } else {
+            format!("^{}$", regex::escape(p))
+        });
+    }
+    if patterns.is_empty() {
+        return Ok(None);
+    }
+    regex::RegexSetBuilder::new(&patterns)
+        .size_limit(1 << 20)
+        .build()
+        .map(|set| Some(Arc::new(UserAgents { set })))
+        .map_err(|e| format!("has a pattern that is not a regular expression: {e}; none applies"))
+}
+
 /// Header names, comma-separated.
 fn names(v: &str) -> Result<Vec<HeaderName>, String> {
     v.split(',')
@@ -375,6 +530,38 @@ pub fn read(
                 None => Err("is not \"true\" or \"false\"; false stays".into()),
             },
             "add-headers" => fields_from(v, config_maps).map(|f| response_edit.set = f),
+            "hsts" | "hsts-include-subdomains" | "hsts-preload" => {
+                match boolean(v) {
+                    Some(b) => {
+                        match key.as_str() {
+                            "hsts" => c.hsts.on = Some(b),
+                            "hsts-include-subdomains" => c.hsts.include_subdomains = Some(b),
+                            _ => c.hsts.preload = Some(b),
+                        }
+                        Ok(())
+                    }
+                    None => Err("is not \"true\" or \"false\"; the default stays".into()),
+                }
+            }
+            "hsts-max-age" => match v.trim().parse::<u64>() {
+                Ok(n) => {
+                    c.hsts.max_age = Some(n);
+                    Ok(())
+                }
+                Err(_) => Err("is not a whole number of seconds; the default stays".into()),
+            },
+            "limit-req-status-code" | "limit-conn-status-code" => match v.trim().parse::<u16>() {
+                Ok(n) if (400..=599).contains(&n) => {
+                    if key == "limit-req-status-code" {
+                        c.limit_req_status = n;
+                    } else {
+                        c.limit_conn_status = n;
+                    }
+                    Ok(())
+                }
+                _ => Err("is not a status from 400 to 599; 503 stays".into()),
+            },
+            "block-user-agents" => user_agent_patterns(v).map(|set| c.block_user_agents = set),
             "access-log-path" => {
                 let p = v.trim();
                 if p == "/dev/stdout" {

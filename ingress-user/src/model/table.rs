@@ -344,6 +344,14 @@ pub struct RoutingTable {
     pub response_edit: Option<Arc<super::header_rules::HeaderEdit>>,
     /// The ConfigMap's `proxy-set-headers`: every request to a pod.
     pub request_edit: Option<Arc<super::header_rules::HeaderEdit>>,
+    /// Strict-Transport-Security for responses over TLS (`--hsts*` under
+    /// the ConfigMap's `hsts*`); `None`: off.
+    pub hsts: Option<http::HeaderValue>,
+    /// The ConfigMap's `block-user-agents`.
+    pub block_user_agents: Option<Arc<super::config::UserAgents>>,
+    /// `limit-req-status-code` and `limit-conn-status-code`.
+    pub limit_req_status: u16,
+    pub limit_conn_status: u16,
     /// The ConfigMap's `disable-access-log`.
     pub access_log_off: bool,
     /// The ConfigMap's `skip-access-log-urls`: paths never logged.

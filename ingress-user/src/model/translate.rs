@@ -58,6 +58,8 @@ pub struct TranslateOptions {
     /// their status says whether they could be; `None` (`xingress check`):
     /// assumed open.
     pub gateway_ports: Option<std::sync::Arc<dyn PortClaims>>,
+    /// `--hsts*`: what the ConfigMap's `hsts*` keys override.
+    pub hsts: super::config::Hsts,
 }
 
 /// What opens Gateway listener ports for translate().
@@ -578,6 +580,10 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
         passthrough_claims: gateway.passthrough_claims,
         response_edit: cx.config.response_edit.clone(),
         request_edit: cx.config.request_edit.clone(),
+        hsts: cx.config.hsts.over(opts.hsts).header(),
+        block_user_agents: cx.config.block_user_agents.clone(),
+        limit_req_status: cx.config.limit_req_status,
+        limit_conn_status: cx.config.limit_conn_status,
         labels: Vec::with_capacity(hosts.len() + 1),
         limits,
         access_log_off: cx.config.access_log_off,

@@ -49,7 +49,7 @@ pub enum ProxyError {
     #[error("transfer coding not implemented")]
     NotImplemented,
     #[error("per-source limit: {0:?}")]
-    Limited(crate::limit::Limited),
+    Limited(crate::limit::Limited, StatusCode),
     #[error("client certificate: {0:?}")]
     ClientCert(CertRefusal),
     /// No or wrong credentials for a route with `auth-type: basic`; the
@@ -96,7 +96,8 @@ impl ProxyError {
             ProxyError::HeadTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ProxyError::NotImplemented => StatusCode::NOT_IMPLEMENTED,
             // ingress-nginx's default limit-req-status-code and limit-conn-status-code.
-            ProxyError::Limited(_) => StatusCode::SERVICE_UNAVAILABLE,
+            // limit-req-status-code / limit-conn-status-code (503).
+            ProxyError::Limited(_, status) => *status,
             ProxyError::ClientCert(CertRefusal::Missing) => StatusCode::BAD_REQUEST,
             ProxyError::ClientCert(CertRefusal::Misdirected) => StatusCode::MISDIRECTED_REQUEST,
             ProxyError::ClientCert(CertRefusal::NotTls | CertRefusal::Subject) => {
@@ -117,7 +118,7 @@ impl ProxyError {
             | ProxyError::ClientBody(_)
             | ProxyError::HeadTooLarge
             | ProxyError::NotImplemented
-            | ProxyError::Limited(_)
+            | ProxyError::Limited(..)
             | ProxyError::ClientCert(_)
             | ProxyError::Unauthorized(_)
             | ProxyError::AuthForbidden => ErrorSource::Client,
@@ -153,9 +154,11 @@ impl ProxyError {
             ProxyError::UpstreamTimeout => "504 gateway timeout\n",
             ProxyError::HeadTooLarge => "431 request header fields too large\n",
             ProxyError::NotImplemented => "501 not implemented: unsupported transfer coding\n",
-            ProxyError::Limited(_) => {
-                "503 service unavailable: too many requests from your address\n"
-            }
+            ProxyError::Limited(_, status) => match status.as_u16() {
+                503 => "503 service unavailable: too many requests from your address\n",
+                429 => "429 too many requests from your address\n",
+                _ => "too many requests from your address\n",
+            },
             ProxyError::ClientCert(CertRefusal::Missing) => {
                 "400 bad request: no required SSL certificate was sent\n"
             }

@@ -81,8 +81,6 @@ pub struct Proxy {
     pub access_log: Option<Arc<access_log::AccessLog>>,
     /// Where the client's address comes from.
     pub client_address: headers::ClientAddress,
-    /// `Strict-Transport-Security` for responses over TLS; `None`: `--hsts=false`.
-    pub hsts: Option<HeaderValue>,
 }
 
 /// Per-connection state.
@@ -405,7 +403,6 @@ pub struct ProxySettings {
     pub guard: guard::UpstreamGuard,
     pub access_log: Option<Arc<access_log::AccessLog>>,
     pub client_address: headers::ClientAddress,
-    pub hsts: Option<HeaderValue>,
 }
 
 impl Proxy {
@@ -421,7 +418,6 @@ impl Proxy {
             guard,
             access_log,
             client_address,
-            hsts,
         } = settings;
         let guard = Arc::new(guard);
         Arc::new(Self {
@@ -430,7 +426,6 @@ impl Proxy {
             health: health::Health::new(metrics.clone()),
             access_log,
             client_address,
-            hsts,
             pool: h1::Pool::new(limits.upstream_idle_timeout),
             snapshots,
             metrics,
@@ -532,12 +527,10 @@ impl Proxy {
                 Either::Right(full)
             }
         });
-        if down.tls
-            && let Some(hsts) = &self.hsts
-        {
+        if let Some(hsts) = self.hsts(down.tls) {
             response
                 .headers_mut()
-                .insert(http::header::STRICT_TRANSPORT_SECURITY, hsts.clone());
+                .insert(http::header::STRICT_TRANSPORT_SECURITY, hsts);
         }
         Ok(match (record, &self.access_log) {
             (Some(mut r), Some(log)) => {
@@ -561,12 +554,13 @@ impl Proxy {
         })
     }
 
-    /// The HSTS header's value for a response on a connection (TLS only).
-    fn hsts(&self, tls: bool) -> Option<&[u8]> {
-        self.hsts
-            .as_ref()
-            .filter(|_| tls)
-            .map(HeaderValue::as_bytes)
+    /// The HSTS header's value for a response on a connection (TLS only),
+    /// as the live configuration says.
+    fn hsts(&self, tls: bool) -> Option<HeaderValue> {
+        if !tls {
+            return None;
+        }
+        self.snapshots.load().table.hsts.clone()
     }
 
     /// The connection's downstream with the request's client: a trusted
@@ -676,6 +670,13 @@ impl Proxy {
         if route.rule.is_some_and(|r| !r.admits(down.client.ip())) {
             return (Err(ProxyError::Forbidden), stats);
         }
+        // `block-user-agents`.
+        if let Some(agents) = &snap.table.block_user_agents
+            && (req.header)("user-agent")
+                .is_some_and(|ua| agents.set.is_match(&String::from_utf8_lossy(ua)))
+        {
+            return (Err(ProxyError::Forbidden), stats);
+        }
         if req.fast_path
             && route.rule.map_or(
                 !route.backend.plain_http(),
@@ -691,7 +692,15 @@ impl Proxy {
             None => None,
             Some(limiter) => match limiter.admit(down.client.ip(), Instant::now()) {
                 Ok(guard) => guard,
-                Err(why) => return (Err(ProxyError::Limited(why)), stats),
+                Err(why) => {
+                    let status = match why {
+                        crate::limit::Limited::Connections => snap.table.limit_conn_status,
+                        _ => snap.table.limit_req_status,
+                    };
+                    let status =
+                        StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+                    return (Err(ProxyError::Limited(why, status)), stats);
+                }
             },
         };
         if !down.tls

@@ -306,7 +306,7 @@ impl Proxy {
             Prepared::HandOff => return Step::HandOff,
             Prepared::Reply(mut reply) => {
                 let close = reply.close || shutdown.is_fired();
-                reply.write(out, close, self.hsts(c.tls));
+                reply.write(out, close, self.hsts(c.tls).as_ref().map(|v| v.as_bytes()));
                 self.log_reply(c, &mut reply, started);
                 if write_all(&mut c.io, out, send_timeout).await.is_err() {
                     return Step::Gone;
@@ -353,7 +353,12 @@ impl Proxy {
                             started.elapsed(),
                         );
                         logged(Some(e.status().as_u16()));
-                        Reply::error_page(&self.metrics, &e, out, self.hsts(c.tls));
+                        Reply::error_page(
+                            &self.metrics,
+                            &e,
+                            out,
+                            self.hsts(c.tls).as_ref().map(|v| v.as_bytes()),
+                        );
                         if write_all(&mut c.io, out, send_timeout).await.is_ok() {
                             linger(c).await;
                         }
@@ -958,7 +963,14 @@ impl Proxy {
                 }
                 return Err(Exchange::Failed(e.into()));
             }
-            match response_head(&mut up.buf, f, out, fired, self.hsts(c.tls)) {
+            let hsts = self.hsts(c.tls);
+            match response_head(
+                &mut up.buf,
+                f,
+                out,
+                fired,
+                hsts.as_ref().map(|v| v.as_bytes()),
+            ) {
                 Ok(Some(head)) => return Ok(head),
                 Ok(None) => {}
                 Err(e) => return Err(Exchange::Failed(e.into())),
