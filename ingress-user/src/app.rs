@@ -275,6 +275,8 @@ pub struct Publisher {
     pub access_log: Option<Arc<proxy::access_log::AccessLog>>,
     /// Where the access log goes now (`None`: stdout).
     access_log_path: Option<std::path::PathBuf>,
+    /// The flags' client-address rules, which the ConfigMap's keys override.
+    client_address: proxy::headers::ClientAddress,
     /// Per-source limiter counters, kept across snapshots.
     limiters: Limiters,
     /// The XDP policy maps and the flags that shape them, when XDP is on.
@@ -293,6 +295,7 @@ impl Publisher {
         Ok(Self {
             access_log: None,
             access_log_path: None,
+            client_address: config.client_address.clone(),
             opts: TranslateOptions {
                 classes: config.classes.clone(),
                 watch_namespace: config.watch_namespace.clone(),
@@ -392,7 +395,10 @@ impl Publisher {
         let ingresses = translation.ingresses.len();
         let stats = self.metrics.route_stats(&translation.table.metric_labels());
         let limiters = self.limiters.for_table(translation.table.limits());
-        let snap = self.snapshots.publish(translation, stats, limiters, tls);
+        let client_address = Arc::new(self.client_address.with_keys(&translation.client_address));
+        let snap = self
+            .snapshots
+            .publish(translation, stats, limiters, tls, client_address);
         self.metrics.published();
         if let Some(ports) = &self.ports {
             ports.sync(&snap.table.gateway_ports);

@@ -29,6 +29,9 @@ pub struct Snapshot {
     pub tls: TlsTable,
     /// The status of our Gateway API objects, for the leader to write.
     pub gateway: crate::model::GatewayReport,
+    /// The client-address rules: the flags under the ConfigMap's keys
+    /// (`None` before the first snapshot: the flags').
+    pub client_address: Option<Arc<crate::proxy::headers::ClientAddress>>,
 }
 
 /// The single publication point: readers `load()`, the source `publish()`es.
@@ -54,6 +57,7 @@ impl SnapshotCell {
         stats: Vec<Arc<RouteStats>>,
         limiters: Vec<Arc<Limiter>>,
         tls: TlsTable,
+        client_address: Arc<crate::proxy::headers::ClientAddress>,
     ) -> Arc<Snapshot> {
         let generation = self.current.load().generation + 1;
         let snap = Arc::new(Snapshot {
@@ -65,6 +69,7 @@ impl SnapshotCell {
             stats,
             limiters,
             tls,
+            client_address: Some(client_address),
         });
         self.current.store(snap.clone());
         snap

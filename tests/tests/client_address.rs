@@ -232,3 +232,54 @@ fn trusted_forwarded_headers_name_the_client_and_the_scheme() {
     .unwrap();
     assert_eq!(r.status, 403);
 }
+
+/// The ConfigMap's `use-forwarded-headers`, `proxy-real-ip-cidr` and
+/// `use-proxy-protocol` over the flags, changed live.
+#[test]
+fn configmap_keys_set_the_client_address_rules_live() {
+    let (agent, _app, dir) = site(&["--configmap", "x/c"]);
+    let config = |data: &str| {
+        format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: c, namespace: x}}\ndata:\n{data}"
+        )
+    };
+    let real_ip = |version: &str| {
+        send(
+            &agent,
+            b"",
+            &format!("GET / {version}\r\nHost: open.test\r\nX-Forwarded-For: 203.0.113.9\r\n\r\n"),
+        )
+        .and_then(|r| r.echo_field("x-real-ip"))
+    };
+    // No key: the flags' defaults (X-Forwarded-For not trusted).
+    assert_eq!(real_ip("HTTP/1.1").as_deref(), Some("127.0.0.1"));
+    dir.write(
+        "config.yaml",
+        &config("  use-forwarded-headers: \"true\"\n  proxy-real-ip-cidr: 127.0.0.1/32\n"),
+    );
+    agent.eventually("X-Forwarded-For trusted", || {
+        real_ip("HTTP/1.1").as_deref() == Some("203.0.113.9")
+    });
+    assert_eq!(
+        real_ip("HTTP/1.0").as_deref(),
+        Some("203.0.113.9"),
+        "hyper's path"
+    );
+    // Loopback no longer trusted.
+    dir.replace(
+        "config.yaml",
+        &config("  use-forwarded-headers: \"true\"\n  proxy-real-ip-cidr: 10.0.0.0/8\n"),
+    );
+    agent.eventually("the balancer not trusted", || {
+        real_ip("HTTP/1.1").as_deref() == Some("127.0.0.1")
+    });
+    // PROXY protocol from now on: a connection without the header is closed.
+    dir.replace("config.yaml", &config("  use-proxy-protocol: \"true\"\n"));
+    agent.eventually("PROXY protocol expected", || {
+        send(&agent, &v1("198.51.100.7"), &get("open.test"))
+            .and_then(|r| r.echo_field("x-real-ip"))
+            .as_deref()
+            == Some("198.51.100.7")
+    });
+    assert!(send(&agent, b"", &get("open.test")).is_none());
+}

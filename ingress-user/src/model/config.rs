@@ -76,6 +76,16 @@ impl HstsKeys {
     }
 }
 
+/// The ConfigMap's client-address keys, each `None` when not set (the
+/// flag of the same name stays).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClientAddressKeys {
+    pub use_proxy_protocol: Option<bool>,
+    pub use_forwarded_headers: Option<bool>,
+    pub compute_full_forwarded_for: Option<bool>,
+    pub proxy_real_ip_cidr: Option<Vec<super::Cidr>>,
+}
+
 /// What the ConfigMap says, as the translate uses it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ControllerConfig {
@@ -112,6 +122,9 @@ pub struct ControllerConfig {
     pub access_log_path: Option<std::path::PathBuf>,
     /// `hsts`, `hsts-max-age`, `hsts-include-subdomains`, `hsts-preload`.
     pub hsts: HstsKeys,
+    /// `use-proxy-protocol`, `use-forwarded-headers`,
+    /// `compute-full-forwarded-for`, `proxy-real-ip-cidr`.
+    pub client_address: ClientAddressKeys,
     /// `block-user-agents`: requests whose User-Agent matches get 403.
     pub block_user_agents: Option<Arc<UserAgents>>,
     /// `limit-req-status-code` and `limit-conn-status-code` (503).
@@ -137,6 +150,7 @@ impl Default for ControllerConfig {
             allowed_response_headers: Vec::new(),
             access_log_path: None,
             hsts: HstsKeys::default(),
+            client_address: ClientAddressKeys::default(),
             block_user_agents: None,
             limit_req_status: 503,
             limit_conn_status: 503,
@@ -206,6 +220,13 @@ pub const KEYS: &[ConfigKey] = &[
         "-",
         "Requests whose User-Agent matches one get 403, before routing.",
         "~*bot,BadCrawler/1.0",
+    ),
+    key(
+        "compute-full-forwarded-for",
+        "\"true\" | \"false\"",
+        "false (`--compute-full-forwarded-for`)",
+        "Appends the peer's address to the client's X-Forwarded-For instead of replacing it; over the flag.",
+        "true",
     ),
     key(
         "custom-http-errors",
@@ -341,6 +362,13 @@ pub const KEYS: &[ConfigKey] = &[
         "30",
     ),
     key(
+        "proxy-real-ip-cidr",
+        "addresses or CIDRs, comma-separated",
+        "0.0.0.0/0,::/0 (`--proxy-real-ip-cidr`)",
+        "Sources whose X-Forwarded-For is trusted with `use-forwarded-headers`; over the flag.",
+        "10.0.0.0/8,192.168.0.0/16",
+    ),
+    key(
         "proxy-send-timeout",
         "whole seconds",
         "60",
@@ -367,6 +395,20 @@ pub const KEYS: &[ConfigKey] = &[
         "true",
         "Redirects plain HTTP to HTTPS (308) for hosts with a TLS section.",
         "false",
+    ),
+    key(
+        "use-forwarded-headers",
+        "\"true\" | \"false\"",
+        "false (`--use-forwarded-headers`)",
+        "Trusts X-Forwarded-For (and -Proto, -Host, -Port) from `proxy-real-ip-cidr` sources; over the flag.",
+        "true",
+    ),
+    key(
+        "use-proxy-protocol",
+        "\"true\" | \"false\"",
+        "false (`--use-proxy-protocol`)",
+        "Both listeners expect a PROXY protocol header first; over the flag, for connections accepted from then on.",
+        "true",
     ),
 ];
 
@@ -530,6 +572,31 @@ pub fn read(
                 None => Err("is not \"true\" or \"false\"; false stays".into()),
             },
             "add-headers" => fields_from(v, config_maps).map(|f| response_edit.set = f),
+            "use-proxy-protocol" | "use-forwarded-headers" | "compute-full-forwarded-for" => {
+                match boolean(v) {
+                    Some(b) => {
+                        let k = &mut c.client_address;
+                        *match key.as_str() {
+                            "use-proxy-protocol" => &mut k.use_proxy_protocol,
+                            "use-forwarded-headers" => &mut k.use_forwarded_headers,
+                            _ => &mut k.compute_full_forwarded_for,
+                        } = Some(b);
+                        Ok(())
+                    }
+                    None => Err("is not \"true\" or \"false\"; the flag's value stays".into()),
+                }
+            }
+            "proxy-real-ip-cidr" => match super::cidr::parse_list(v) {
+                (cidrs, bad) if bad.is_empty() && !cidrs.is_empty() => {
+                    c.client_address.proxy_real_ip_cidr = Some(cidrs);
+                    Ok(())
+                }
+                (_, bad) => Err(format!(
+                    "has {} that {} not an address or CIDR; the flag's value stays",
+                    if bad.is_empty() { "nothing".to_string() } else { bad.join(", ") },
+                    if bad.len() == 1 { "is" } else { "are" }
+                )),
+            },
             "hsts" | "hsts-include-subdomains" | "hsts-preload" => {
                 match boolean(v) {
                     Some(b) => {

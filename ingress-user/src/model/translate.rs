@@ -147,6 +147,8 @@ pub struct Translation {
     pub log_template: Option<Arc<super::config::LogTemplate>>,
     /// The ConfigMap's `access-log-path` (`None`: stdout).
     pub access_log_path: Option<std::path::PathBuf>,
+    /// The ConfigMap's client-address keys.
+    pub client_address: super::config::ClientAddressKeys,
     /// The status of the Gateway API objects of ours.
     pub gateway: gateway::GatewayReport,
 }
@@ -660,6 +662,7 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
         config_keys,
         log_template: cx.config.log_template.clone(),
         access_log_path: cx.config.access_log_path.clone(),
+        client_address: cx.config.client_address.clone(),
         gateway: gateway.report,
     }
 }

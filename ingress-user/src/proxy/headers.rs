@@ -116,6 +116,23 @@ pub struct ClientAddress {
 }
 
 impl ClientAddress {
+    /// These rules (the flags) with the ConfigMap's keys over them.
+    pub fn with_keys(&self, keys: &crate::model::config::ClientAddressKeys) -> Self {
+        Self {
+            proxy_protocol: keys.use_proxy_protocol.unwrap_or(self.proxy_protocol),
+            use_forwarded_headers: keys
+                .use_forwarded_headers
+                .unwrap_or(self.use_forwarded_headers),
+            compute_full_forwarded_for: keys
+                .compute_full_forwarded_for
+                .unwrap_or(self.compute_full_forwarded_for),
+            trusted: keys
+                .proxy_real_ip_cidr
+                .clone()
+                .unwrap_or_else(|| self.trusted.clone()),
+        }
+    }
+
     /// The request's client (nginx's realip with `real_ip_recursive on`):
     /// with `use-forwarded-headers` and a trusted connection, the
     /// right-most X-Forwarded-For address that is not itself trusted.

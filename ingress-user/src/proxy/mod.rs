@@ -80,7 +80,10 @@ pub struct Proxy {
     /// The access log; `None`: `--access-log off`.
     pub access_log: Option<Arc<access_log::AccessLog>>,
     /// Where the client's address comes from.
-    pub client_address: headers::ClientAddress,
+    /// The flags' client-address rules (`--use-proxy-protocol`,
+    /// `--use-forwarded-headers`, ...), which the ConfigMap's keys
+    /// override in each snapshot (`Proxy::client_address`).
+    pub client_address_flags: Arc<headers::ClientAddress>,
 }
 
 /// Per-connection state.
@@ -425,7 +428,7 @@ impl Proxy {
             guard,
             health: health::Health::new(metrics.clone()),
             access_log,
-            client_address,
+            client_address_flags: Arc::new(client_address),
             pool: h1::Pool::new(limits.upstream_idle_timeout),
             snapshots,
             metrics,
@@ -462,7 +465,9 @@ impl Proxy {
         let started = Instant::now();
         let method_name = req.method().clone();
         let request_length = request_length(&req);
-        let down = self.request_downstream(
+        let rules = self.client_address();
+        let down = Self::request_downstream(
+            &rules,
             down,
             req.headers()
                 .get_all(&headers::X_FORWARDED_FOR)
@@ -563,17 +568,27 @@ impl Proxy {
         self.snapshots.load().table.hsts.clone()
     }
 
+    /// The client-address rules in force: the live snapshot's (the flags
+    /// under the ConfigMap's keys), the flags' before the first one.
+    pub(crate) fn client_address(&self) -> Arc<headers::ClientAddress> {
+        let snap = self.snapshots.load();
+        match &snap.client_address {
+            Some(rules) => rules.clone(),
+            None => self.client_address_flags.clone(),
+        }
+    }
+
     /// The connection's downstream with the request's client: a trusted
     /// X-Forwarded-For's (`use-forwarded-headers`), else the connection's.
     fn request_downstream<'a>(
-        &self,
+        rules: &headers::ClientAddress,
         down: Downstream,
         xff: impl DoubleEndedIterator<Item = &'a [u8]>,
     ) -> Downstream {
-        if !self.client_address.use_forwarded_headers {
+        if !rules.use_forwarded_headers {
             return down;
         }
-        let ip = self.client_address.client(down.origin.ip(), xff);
+        let ip = rules.client(down.origin.ip(), xff);
         Downstream {
             client: std::net::SocketAddr::new(ip, down.client.port()),
             ..down
@@ -954,7 +969,12 @@ impl Proxy {
             None => req.headers().get(HOST).cloned(),
         };
         let (mut parts, body) = req.into_parts();
-        headers::to_pod(&mut parts.headers, down, host_header, &self.client_address);
+        headers::to_pod(
+            &mut parts.headers,
+            down,
+            host_header,
+            &self.client_address(),
+        );
         if let Some(r) = record.as_deref_mut()
             && r.request_id.is_none()
         {

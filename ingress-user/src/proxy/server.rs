@@ -190,7 +190,7 @@ pub async fn serve_http(proxy: Arc<Proxy>, listener: TcpListener, shutdown: Shut
             local,
             tls: false,
         };
-        if proxy.client_address.proxy_protocol {
+        if proxy.client_address().proxy_protocol {
             let (proxy, builder, watcher, shutdown) = (
                 proxy.clone(),
                 builder.clone(),
@@ -261,7 +261,7 @@ pub async fn serve_https(
         );
         tokio::spawn(async move {
             let mut stream = stream;
-            let down = if proxy.client_address.proxy_protocol {
+            let down = if proxy.client_address().proxy_protocol {
                 match Box::pin(proxy.proxy_header(&mut stream, down)).await {
                     Some(down) => down,
                     None => return,

@@ -183,7 +183,8 @@ where
         deadline: Deadline::new(now + proxy.limits.header_read_timeout),
         now,
     };
-    let fwd = Forwarded::new(&down, &proxy.client_address);
+    let rules = proxy.client_address();
+    let fwd = Forwarded::new(&down, &rules);
     let mut up_head = Vec::new();
     let mut out = Vec::new();
     let mut stop = pin!(shutdown.wait());
@@ -579,14 +580,15 @@ impl Proxy {
         // `use-forwarded-headers`: this request's client, and what the pod
         // is told, come from a trusted X-Forwarded-For.
         let (request_down, request_fwd);
-        let (down, fwd) = if self.client_address.use_forwarded_headers {
+        let rules = self.client_address();
+        let (down, fwd) = if rules.use_forwarded_headers {
             let xff = req
                 .headers
                 .iter()
                 .filter(|h| h.name.eq_ignore_ascii_case("x-forwarded-for"))
                 .map(|h| h.value);
-            request_down = self.request_downstream(*down, xff);
-            request_fwd = Forwarded::new(&request_down, &self.client_address);
+            request_down = super::Proxy::request_downstream(&rules, *down, xff);
+            request_fwd = Forwarded::new(&request_down, &rules);
             (&request_down, &request_fwd)
         } else {
             (down, fwd)
