@@ -390,3 +390,36 @@ fn configmaps_named_by_keys_are_watched_in_kubernetes_mode() {
         all(&h1(&agent, "app.test", "/", &[]), "x-served-by") == ["edge-2"]
     });
 }
+
+/// The `default-backend` annotation also answers for the Ingress's rules
+/// whose Service has no ready endpoint (instead of 503).
+#[test]
+fn default_backend_answers_when_the_service_has_no_endpoints() {
+    let errors = pod("errors-1");
+    let dir = ManifestDir::new();
+    dir.write(
+        "all.yaml",
+        &format!(
+            "{}{}{}{}",
+            service_yaml("empty", 80, &[]),
+            service_yaml("errors", 80, &[&errors]),
+            ingress(
+                "shop",
+                "shop.test",
+                "empty",
+                ", nginx.ingress.kubernetes.io/default-backend: errors"
+            ),
+            ingress("plain", "plain.test", "empty", ""),
+        ),
+    );
+    let agent = start(&dir, &[]);
+    let r = h1(&agent, "shop.test", "/x", &[]);
+    assert_eq!(
+        (r.status, r.header("x-pod")),
+        (200, Some("errors-1")),
+        "{}",
+        r.text()
+    );
+    // Without the annotation: 503.
+    assert_eq!(h1(&agent, "plain.test", "/x", &[]).status, 503);
+}

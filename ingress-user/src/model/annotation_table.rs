@@ -362,8 +362,8 @@ pub const ANNOTATIONS: &[Annotation] = &[
         group: Group::HeadersAndErrors,
         values: "name of a Service in the Ingress's namespace",
         default: "-",
-        meaning: "The error backend of `custom-http-errors` for this Ingress (port 80, else the Service's first port).",
-        nginx_difference: "Not (yet) used for rules whose Service has no ready endpoint; they answer 503.",
+        meaning: "The error backend of `custom-http-errors` for this Ingress, and the backend of its rules whose Service has no ready endpoint (port 80, else the Service's first port).",
+        nginx_difference: "",
     },
     Annotation {
         name: "denylist-source-range",

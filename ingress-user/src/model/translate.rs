@@ -256,9 +256,22 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
         );
         // A refused Ingress asks no handshake for anything.
         let client_auth = client_auth.filter(|_| refused.is_none());
+        // `default-backend`: this Ingress's error backend, and the backend
+        // of its rules whose Service has no ready endpoint.
+        let own_default = cx.annotation_default_backend(id, ing);
         let backend_of = |cx: &mut Cx, b: &IngressBackend| match &refused {
             Some(r) => r.clone(),
-            None => cx.backend(id, protocol, b),
+            None => {
+                let backend = cx.backend(id, protocol, b);
+                match &own_default {
+                    Some(fallback)
+                        if matches!(backend.target, crate::model::BackendTarget::NoEndpoints) =>
+                    {
+                        fallback.clone()
+                    }
+                    _ => backend,
+                }
+            }
         };
         let allow = cx.allow_list(id, ing);
         let body_limit = cx.body_limit(id, ing);
@@ -281,7 +294,7 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
             cx.header_value(id, ing, "x-forwarded-prefix", |v| v.starts_with('/'));
         let rewrite = rewrite_target(ing);
         let response_edit = cx.custom_headers(id, ing);
-        let error_pages = cx.error_pages(id, ing, &error_backend);
+        let error_pages = cx.error_pages(id, ing, own_default.as_ref().or(error_backend.as_ref()));
         let use_regex = uses_regex(ing);
         let app_root = cx.app_root(id, ing);
         let limit = cx.rate_limit(id, ing).map(|l| {

@@ -936,14 +936,31 @@ impl Cx<'_> {
         })
     }
 
-    /// `custom-http-errors` (else the ConfigMap's) and the error backend:
-    /// the Ingress's `default-backend` Service (port 80 or its first),
-    /// else `--default-backend-service`.
+    /// The `default-backend` annotation: a Service in the Ingress's
+    /// namespace (port 80 or its first).
+    pub(super) fn annotation_default_backend(
+        &mut self,
+        id: &NamespacedName,
+        ing: &Ingress,
+    ) -> Option<Arc<Backend>> {
+        let name = annotations::get(ing, "default-backend")?.trim();
+        if name.is_empty() || name.contains('/') {
+            self.warn_ingress(
+                id,
+                &format!("default-backend {name:?} is not the name of a Service in the Ingress's namespace; ignored"),
+            );
+            return None;
+        }
+        Some(self.controller_default_backend(&NamespacedName::new(&id.namespace, name)))
+    }
+
+    /// `custom-http-errors` (else the ConfigMap's) and the error backend
+    /// (the Ingress's `default-backend`, else `--default-backend-service`).
     pub(super) fn error_pages(
         &mut self,
         id: &NamespacedName,
         ing: &Ingress,
-        controller_backend: &Option<Arc<Backend>>,
+        backend: Option<&Arc<Backend>>,
     ) -> Option<Arc<crate::model::ErrorPages>> {
         let codes: Arc<[u16]> = match annotations::get(ing, "custom-http-errors") {
             Some(v) => match annotations::status_codes(v) {
@@ -955,24 +972,10 @@ impl Cx<'_> {
             },
             None => self.config.custom_http_errors.clone(),
         };
-        let own = annotations::get(ing, "default-backend").map(str::trim);
-        let backend = match own {
-            Some(name) if !name.is_empty() && !name.contains('/') => {
-                Some(self.controller_default_backend(&NamespacedName::new(&id.namespace, name)))
-            }
-            Some(name) => {
-                self.warn_ingress(
-                    id,
-                    &format!("default-backend {name:?} is not the name of a Service in the Ingress's namespace; ignored"),
-                );
-                controller_backend.clone()
-            }
-            None => controller_backend.clone(),
-        };
         if codes.is_empty() {
             return None;
         }
-        let Some(backend) = backend else {
+        let Some(backend) = backend.cloned() else {
             self.warn_ingress(
                 id,
                 "custom-http-errors without an error backend (no default-backend annotation, no --default-backend-service): the pods' answers pass as they are",
