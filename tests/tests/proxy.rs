@@ -1387,3 +1387,57 @@ fn proxy_connect_timeout_bounds_the_connect_per_ingress() {
         );
     }
 }
+
+/// `upstream-hash-by`: one key, one pod, on both proxy paths; keys spread
+/// over the pods; a pod leaving moves only its own keys.
+#[test]
+fn upstream_hash_by_keeps_a_key_on_its_pod() {
+    let shop = pods("shop", 4);
+    let dir = ManifestDir::new();
+    let write = |pods: &[&Backend]| {
+        dir.replace(
+            "all.yaml",
+            &format!(
+                "{}{}",
+                service("shop", pods),
+                ingress_yaml(
+                    "shop",
+                    "shop.test",
+                    "shop",
+                    "nginx.ingress.kubernetes.io/upstream-hash-by: \"$http_x_user\""
+                )
+            ),
+        )
+    };
+    dir.write("class.yaml", CLASS);
+    write(&shop.iter().collect::<Vec<_>>());
+    let agent = ready_agent(&dir, &[]);
+    let pod_of = |user: &str, version: &str| -> String {
+        Conn::connect(agent.http)
+            .unwrap()
+            .raw(format!("GET / {version}\r\nHost: shop.test\r\nX-User: {user}\r\n\r\n").as_bytes())
+            .unwrap()
+            .header("x-pod")
+            .unwrap_or("")
+            .to_string()
+    };
+    let users: Vec<String> = (0..40).map(|i| format!("user-{i}")).collect();
+    let before: Vec<String> = users.iter().map(|u| pod_of(u, "HTTP/1.1")).collect();
+    for (u, pod) in users.iter().zip(&before) {
+        // Again on the fast path, and on hyper's (HTTP/1.0): the same pod.
+        assert_eq!(&pod_of(u, "HTTP/1.1"), pod, "{u}");
+        assert_eq!(&pod_of(u, "HTTP/1.0"), pod, "{u}");
+    }
+    let distinct: BTreeSet<&String> = before.iter().collect();
+    assert_eq!(distinct.len(), 4, "{before:?}");
+    // shop-2 leaves: its users move, nobody else's does.
+    write(&[&shop[0], &shop[2], &shop[3]]);
+    agent.eventually("shop-2 gone", || {
+        users.iter().all(|u| pod_of(u, "HTTP/1.1") != "shop-2")
+    });
+    for (u, was) in users.iter().zip(&before) {
+        if was != "shop-2" {
+            assert_eq!(&pod_of(u, "HTTP/1.1"), was, "{u} moved");
+        }
+    }
+}

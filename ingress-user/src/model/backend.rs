@@ -43,6 +43,29 @@ pub struct Backend {
     /// `affinity: cookie`: each endpoint's cookie value (same order as the
     /// endpoints), made on first use.
     tokens: std::sync::OnceLock<Vec<Box<str>>>,
+    /// `upstream-hash-by`: the endpoints' ring, made on first use.
+    ring: std::sync::OnceLock<super::hashing::Ring>,
+    /// `upstream-hash-by-subset`: (size, the groups, their ring).
+    subsets: std::sync::OnceLock<Subsets>,
+}
+
+/// Endpoints in groups of `size` (sorted by address), and a ring over the
+/// groups.
+#[derive(Debug)]
+struct Subsets {
+    size: usize,
+    groups: Vec<Vec<SocketAddr>>,
+    ring: super::hashing::Ring,
+}
+
+impl Subsets {
+    fn new(eps: &[SocketAddr], size: usize) -> Self {
+        let mut sorted = eps.to_vec();
+        sorted.sort();
+        let groups: Vec<Vec<SocketAddr>> = sorted.chunks(size.max(1)).map(<[_]>::to_vec).collect();
+        let ring = super::hashing::Ring::new(groups.len(), |i| format!("subset-{i}"));
+        Self { size, groups, ring }
+    }
 }
 
 /// Where one request goes.
@@ -79,6 +102,8 @@ impl Backend {
             protocol: BackendProtocol::Http,
             next: AtomicUsize::new(0),
             tokens: std::sync::OnceLock::new(),
+            ring: std::sync::OnceLock::new(),
+            subsets: std::sync::OnceLock::new(),
         }
     }
 
@@ -131,6 +156,46 @@ impl Backend {
         let n = eps.len();
         let order = || (0..n).map(|k| eps[(i + k) % n]).filter(|a| !tried(*a));
         order().find(|a| !skip(*a)).or_else(|| order().next())
+    }
+
+    /// `upstream-hash-by`: the endpoint of `key` on the ring, or the next
+    /// one the ring meets that `skip` does not name (passive health); with
+    /// a subset size, one of the key's group of endpoints, round robin.
+    pub fn pick_hashed(
+        &self,
+        key: u64,
+        subset: Option<usize>,
+        skip: &dyn Fn(SocketAddr) -> bool,
+    ) -> Result<Peer, BackendError> {
+        let BackendTarget::Endpoints(eps) = &self.target else {
+            return self.pick();
+        };
+        let candidates: Vec<SocketAddr> = match subset {
+            None => {
+                let ring = self.ring.get_or_init(|| super::hashing::Ring::of(eps));
+                return Ok(Peer::Addr(
+                    ring.walk(key)
+                        .map(|i| eps[i])
+                        .find(|a| !skip(*a))
+                        .unwrap_or_else(|| eps[ring.walk(key).next().unwrap_or(0)]),
+                ));
+            }
+            Some(size) => {
+                let cached = self.subsets.get_or_init(|| Subsets::new(eps, size));
+                let other;
+                let s = if cached.size == size {
+                    cached
+                } else {
+                    other = Subsets::new(eps, size);
+                    &other
+                };
+                s.groups[s.ring.walk(key).next().unwrap_or(0)].clone()
+            }
+        };
+        let i = self.next.fetch_add(1, Ordering::Relaxed);
+        let n = candidates.len();
+        let found = (0..n).map(|k| candidates[(i + k) % n]).find(|a| !skip(*a));
+        Ok(Peer::Addr(found.unwrap_or(candidates[i % n])))
     }
 
     /// `affinity: cookie`: the endpoint the client's cookie value names if

@@ -10,6 +10,7 @@ pub mod cidr;
 pub mod config;
 pub mod external_auth;
 pub mod gateway;
+pub mod hashing;
 pub mod header_rules;
 mod matching;
 pub mod path;

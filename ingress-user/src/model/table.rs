@@ -108,6 +108,8 @@ pub struct PathRule {
     pub error_pages: Option<Arc<ErrorPages>>,
     /// Index of its metric labels in `RoutingTable::route_labels`.
     pub stats: u32,
+    /// `upstream-hash-by`: requests with the same key go to the same pod.
+    pub hash_by: Option<Arc<super::hashing::HashBy>>,
     /// Tie-break among rules equal in path and match: lower first (Ingress
     /// rules 0, then Gateway API rules, oldest route first).
     pub order: u32,

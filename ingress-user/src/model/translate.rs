@@ -294,6 +294,7 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
             cx.header_value(id, ing, "x-forwarded-prefix", |v| v.starts_with('/'));
         let rewrite = rewrite_target(ing);
         let response_edit = cx.custom_headers(id, ing);
+        let hash_by = cx.hash_by(id, ing);
         let error_pages = cx.error_pages(id, ing, own_default.as_ref().or(error_backend.as_ref()));
         let use_regex = uses_regex(ing);
         let app_root = cx.app_root(id, ing);
@@ -336,6 +337,7 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
             response_edit: response_edit.clone(),
             error_pages: error_pages.clone(),
             stats: 0,
+            hash_by: hash_by.clone(),
             order: 0,
         };
         // The default backend too, as ingress-nginx applies a catch-all

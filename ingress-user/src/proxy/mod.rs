@@ -830,7 +830,22 @@ impl Proxy {
         };
         let ejected = |a| self.health.is_ejected(a);
         let picked = match route.rule.and_then(|r| r.affinity.as_deref()) {
-            None => backend.pick_healthy(&ejected).map(|p| (p, None)),
+            None => match route.rule.and_then(|r| r.hash_by.as_deref()) {
+                // `upstream-hash-by`: the key's pod.
+                Some(h) => {
+                    let key = h.key(&crate::model::hashing::KeyInput {
+                        request_uri: target,
+                        client: down.client.ip(),
+                        host: host.unwrap_or(""),
+                        header: req.header,
+                        cookie: req.cookie,
+                    });
+                    backend
+                        .pick_hashed(key, h.subset, &ejected)
+                        .map(|p| (p, None))
+                }
+                None => backend.pick_healthy(&ejected).map(|p| (p, None)),
+            },
             Some(a) => backend
                 .pick_sticky((req.cookie)(&a.name), &ejected)
                 .map(|(p, token)| {

@@ -1035,6 +1035,7 @@ impl Cx<'_> {
                                 .and_then(|f| f.response_headers.clone()),
                             error_pages: None,
                             stats: 0,
+                            hash_by: None,
                             order: order * 1024 + rule_index.min(1023) as u32,
                         },
                     ));

@@ -936,6 +936,42 @@ impl Cx<'_> {
         })
     }
 
+    /// `upstream-hash-by` with `upstream-hash-by-subset` and
+    /// `upstream-hash-by-subset-size` (3).
+    pub(super) fn hash_by(
+        &mut self,
+        id: &NamespacedName,
+        ing: &Ingress,
+    ) -> Option<Arc<crate::model::hashing::HashBy>> {
+        let template = annotations::get(ing, "upstream-hash-by")?;
+        let subset =
+            annotations::is(ing, "upstream-hash-by-subset", "true").then(
+                || match annotations::get(ing, "upstream-hash-by-subset-size")
+                    .map(|v| v.trim().parse::<usize>())
+                {
+                    None => 3,
+                    Some(Ok(n)) if n > 0 => n,
+                    Some(_) => {
+                        self.warn_ingress(
+                            id,
+                            "upstream-hash-by-subset-size is not a positive number; 3 is used",
+                        );
+                        3
+                    }
+                },
+            );
+        match crate::model::hashing::HashBy::parse(template, subset) {
+            Ok(h) => Some(Arc::new(h)),
+            Err(e) => {
+                self.warn_ingress(
+                    id,
+                    &format!("upstream-hash-by: {e}; requests are spread round robin"),
+                );
+                None
+            }
+        }
+    }
+
     /// The `default-backend` annotation: a Service in the Ingress's
     /// namespace (port 80 or its first).
     pub(super) fn annotation_default_backend(
