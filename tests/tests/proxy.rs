@@ -1441,3 +1441,41 @@ fn upstream_hash_by_keeps_a_key_on_its_pod() {
         }
     }
 }
+
+/// `from-to-www-redirect`: www.HOST → HOST and HOST → www.HOST with 308
+/// and the request's path and query; never over a host with rules.
+#[test]
+fn from_to_www_redirect_sends_the_other_name_to_the_ingress_host() {
+    let (_live, dir) = one_pod_per_host(&[]);
+    let www = "nginx.ingress.kubernetes.io/from-to-www-redirect: \"true\"";
+    dir.write(
+        "www.yaml",
+        &format!(
+            "{}{}{}",
+            ingress_yaml("bare", "shop.test", "live", www),
+            ingress_yaml("prefixed", "www.blog.test", "live", www),
+            ingress_yaml("both", "docs.test", "live", www)
+                + &ingress_yaml("both-www", "www.docs.test", "live", "")
+        ),
+    );
+    let agent = ready_agent(&dir, &[]);
+    let get = |host: &str, target: &str| {
+        Conn::connect(agent.http)
+            .unwrap()
+            .get(host, target)
+            .unwrap()
+    };
+    let r = get("www.shop.test", "/cart?id=7");
+    assert_eq!(
+        (r.status, r.header("location")),
+        (308, Some("http://shop.test/cart?id=7"))
+    );
+    let r = get("blog.test", "/post");
+    assert_eq!(
+        (r.status, r.header("location")),
+        (308, Some("http://www.blog.test/post"))
+    );
+    assert_eq!(get("shop.test", "/cart").status, 200);
+    // www.docs.test has an Ingress of its own: served, not redirected.
+    assert_eq!(get("www.docs.test", "/").status, 200);
+}

@@ -398,6 +398,14 @@ pub const ANNOTATIONS: &[Annotation] = &[
         nginx_difference: "",
     },
     Annotation {
+        name: "from-to-www-redirect",
+        group: Group::TlsAndRedirects,
+        values: "\"true\" | \"false\"",
+        default: "false",
+        meaning: "Requests for www.HOST get a 308 to the same path on HOST (and for HOST to www.HOST when the rule's host starts with www.), unless that name has rules of its own.",
+        nginx_difference: "",
+    },
+    Annotation {
         name: "limit-allowlist",
         group: Group::Sources,
         values: "CIDR list, comma-separated",

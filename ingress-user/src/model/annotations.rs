@@ -126,8 +126,11 @@ pub struct RateLimit {
 pub struct Redirect {
     /// 3xx.
     pub code: u16,
-    /// An absolute http(s) URL, or for `app-root` a path on the same host.
+    /// An absolute http(s) URL; with `to_host`, a host name the request
+    /// goes to as it is (`$scheme://HOST$request_uri`).
     pub location: Box<str>,
+    /// `from-to-www-redirect`: `location` is a host.
+    pub to_host: bool,
 }
 
 /// `enable-cors` and its `cors-*` settings (ingress-nginx's defaults).

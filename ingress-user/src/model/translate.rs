@@ -541,6 +541,50 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
             hosts.insert(key, rules);
         }
     }
+    // `from-to-www-redirect`: www.HOST to HOST (or HOST to www.HOST) with
+    // 308, unless that name has rules of its own.
+    for &(_, ing) in &mains {
+        if !annotations::is(ing, "from-to-www-redirect", "true") {
+            continue;
+        }
+        let own: Vec<String> = ing
+            .spec
+            .iter()
+            .flat_map(|s| s.rules.iter().flatten())
+            .filter_map(|r| match parse_host(r.host.as_deref()) {
+                Ok(HostKey::Exact(h)) => Some(h.to_string()),
+                _ => None,
+            })
+            .collect();
+        for host in own {
+            let other = match host.strip_prefix("www.") {
+                Some(bare) => bare.to_string(),
+                None => format!("www.{host}"),
+            };
+            let key = HostKey::Exact(other.as_str().into());
+            if hosts.contains_key(&key) {
+                continue;
+            }
+            let Some(mut rule) = hosts
+                .get(&HostKey::Exact(host.as_str().into()))
+                .and_then(|rules| rules.values().next().cloned())
+            else {
+                continue;
+            };
+            rule.path = "/".into();
+            rule.kind = PathKind::Prefix;
+            rule.regex = None;
+            rule.redirect = Some(Arc::new(Redirect {
+                code: 308,
+                location: host.as_str().into(),
+                to_host: true,
+            }));
+            hosts.insert(
+                key,
+                BTreeMap::from([((rule.path.clone(), PathKind::Prefix), rule)]),
+            );
+        }
+    }
     if default_backend.is_none()
         && let Some(svc) = &opts.default_backend
     {

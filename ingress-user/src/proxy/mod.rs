@@ -729,7 +729,7 @@ impl Proxy {
             );
         }
         if let Some(rule) = route.rule
-            && let Some(decision) = rule_redirect(rule, down, raw_host, path)
+            && let Some(decision) = rule_redirect(rule, down, raw_host, path, target)
         {
             return (decision, stats);
         }
@@ -1517,12 +1517,21 @@ fn rule_redirect(
     down: &Downstream,
     raw_host: Option<&str>,
     path: &str,
+    target: &str,
 ) -> Option<Result<Decision, ProxyError>> {
     let location = |l: &str| {
         HeaderValue::from_str(l).map_err(|_| ProxyError::BadRequest("cannot build the redirect"))
     };
     if let Some(r) = &rule.redirect {
         let status = StatusCode::from_u16(r.code).unwrap_or(StatusCode::MOVED_PERMANENTLY);
+        if r.to_host {
+            // `from-to-www-redirect`: the same request on the other name.
+            let scheme = if down.tls { "https" } else { "http" };
+            return Some(
+                location(&format!("{scheme}://{}{target}", r.location))
+                    .map(|l| Decision::Redirect(status, l)),
+            );
+        }
         return Some(location(&r.location).map(|l| Decision::Redirect(status, l)));
     }
     let root = rule.app_root.as_deref().filter(|_| path == "/")?;

@@ -626,6 +626,7 @@ impl Cx<'_> {
         Some(Arc::new(Redirect {
             code,
             location: url.into(),
+            to_host: false,
         }))
     }
 
