@@ -1479,3 +1479,45 @@ fn from_to_www_redirect_sends_the_other_name_to_the_ingress_host() {
     // www.docs.test has an Ingress of its own: served, not redirected.
     assert_eq!(get("www.docs.test", "/").status, 200);
 }
+
+/// `service-upstream`: the Service's cluster IP and port, not its
+/// endpoints (here the slice names a closed port, the cluster IP the pod).
+#[test]
+fn service_upstream_sends_requests_to_the_cluster_ip() {
+    let (live, dir) = one_pod_per_host(&[]);
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    dir.write(
+        "svc2.yaml",
+        &format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: vip}}\nspec:\n  clusterIP: 127.0.0.1\n  ports: [{{name: http, port: {}}}]\n---\n\
+             apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: vip-1, labels: {{kubernetes.io/service-name: vip}}}}\n\
+             addressType: IPv4\nports: [{{name: http, port: {}}}]\nendpoints: [{{addresses: [\"127.0.0.1\"], conditions: {{ready: true}}}}]\n---\n{}{}",
+            live[0].addr.port(),
+            closed.port(),
+            ingress_yaml("vip", "vip.test", "vip", "nginx.ingress.kubernetes.io/service-upstream: \"true\"")
+                .replace("number: 80", &format!("number: {}", live[0].addr.port())),
+            ingress_yaml("pods", "pods.test", "vip", "")
+                .replace("number: 80", &format!("number: {}", live[0].addr.port())),
+        ),
+    );
+    let agent = ready_agent(&dir, &[]);
+    let r = Conn::connect(agent.http)
+        .unwrap()
+        .get("vip.test", "/")
+        .unwrap();
+    assert_eq!(
+        (r.status, r.header("x-pod")),
+        (200, Some("live-1")),
+        "{}",
+        r.text()
+    );
+    // Without it, the endpoints (the closed port): 502.
+    let r = Conn::connect(agent.http)
+        .unwrap()
+        .get("pods.test", "/")
+        .unwrap();
+    assert_eq!(r.status, 502);
+}

@@ -582,6 +582,14 @@ pub const ANNOTATIONS: &[Annotation] = &[
         nginx_difference: "Only exact host names: wildcard names are reported and ignored.",
     },
     Annotation {
+        name: "service-upstream",
+        group: Group::Backends,
+        values: "\"true\" | \"false\"",
+        default: "false",
+        meaning: "Requests go to the Service's cluster IP and port instead of its pods (kube-proxy picks the pod); a Service without a cluster IP keeps its endpoints, and that is said. Retries and passive health then see one endpoint.",
+        nginx_difference: "",
+    },
+    Annotation {
         name: "session-cookie-max-age",
         group: Group::Affinity,
         values: "whole seconds",

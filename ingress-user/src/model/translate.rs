@@ -259,10 +259,17 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
         // `default-backend`: this Ingress's error backend, and the backend
         // of its rules whose Service has no ready endpoint.
         let own_default = cx.annotation_default_backend(id, ing);
+        let service_upstream = annotations::is(ing, "service-upstream", "true");
         let backend_of = |cx: &mut Cx, b: &IngressBackend| match &refused {
             Some(r) => r.clone(),
             None => {
                 let backend = cx.backend(id, protocol, b);
+                // `service-upstream`: the Service's cluster IP, not its pods.
+                let backend = if service_upstream {
+                    cx.cluster_ip_backend(id, backend)
+                } else {
+                    backend
+                };
                 match &own_default {
                     Some(fallback)
                         if matches!(backend.target, crate::model::BackendTarget::NoEndpoints) =>
@@ -1050,6 +1057,54 @@ impl<'a> Cx<'a> {
         self.service_backend(&id.namespace, &svc.name, port, protocol, &|| {
             format!("Ingress {id}")
         })
+    }
+
+    /// `service-upstream`: `backend` sent to its Service's cluster IP and
+    /// port (kube-proxy picks the pod); a Service without one (headless)
+    /// keeps its endpoints, said.
+    fn cluster_ip_backend(&mut self, id: &NamespacedName, backend: Arc<Backend>) -> Arc<Backend> {
+        let key = format!(
+            "cluster-ip\0{}\0{}\0{}",
+            backend.service, backend.port, backend.protocol as u8
+        );
+        if let Some(b) = self.backends.get(key.as_str()) {
+            return b.clone();
+        }
+        let Some(spec) = self
+            .objects
+            .services
+            .get(&backend.service)
+            .and_then(|s| s.spec.as_ref())
+        else {
+            return backend;
+        };
+        let ip = spec
+            .cluster_ip
+            .as_deref()
+            .and_then(|ip| ip.parse::<std::net::IpAddr>().ok());
+        let port = spec.ports.iter().flatten().find(|p| {
+            backend.port == p.port.to_string() || p.name.as_deref() == Some(backend.port.as_str())
+        });
+        let (Some(ip), Some(port)) = (ip, port.and_then(|p| u16::try_from(p.port).ok())) else {
+            self.warn_ingress(
+                id,
+                &format!(
+                    "service-upstream: Service {} has no cluster IP (headless?); its endpoints are used",
+                    backend.service
+                ),
+            );
+            return backend;
+        };
+        let b = Arc::new(
+            Backend::new(
+                backend.service.clone(),
+                backend.port.clone(),
+                BackendTarget::Endpoints(vec![SocketAddr::new(ip, port)]),
+            )
+            .with_protocol(backend.protocol),
+        );
+        self.backends.insert(key, b.clone());
+        b
     }
 
     fn controller_default_backend(&mut self, svc: &NamespacedName) -> Arc<Backend> {
