@@ -1521,3 +1521,79 @@ fn service_upstream_sends_requests_to_the_cluster_ip() {
         .unwrap();
     assert_eq!(r.status, 502);
 }
+
+/// A pod that answers every request 150 ms late (keep-alive).
+fn slow_pod() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                use std::io::{BufRead, BufReader, Write};
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut stream = stream;
+                loop {
+                    let mut line = String::new();
+                    // The head ends with an empty line; requests have no body.
+                    loop {
+                        line.clear();
+                        match reader.read_line(&mut line) {
+                            Ok(0) | Err(_) => return,
+                            Ok(_) if line == "\r\n" => break,
+                            Ok(_) => {}
+                        }
+                    }
+                    std::thread::sleep(Duration::from_millis(150));
+                    if stream
+                        .write_all(b"HTTP/1.1 200 OK\r\nx-pod: slow-1\r\nContent-Length: 0\r\n\r\n")
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// `load-balance: ewma`: a slow pod gets few requests once measured, on
+/// both proxy paths (round robin would give it half).
+#[test]
+fn ewma_load_balancing_avoids_a_slow_pod() {
+    let fast = pods("fast", 1);
+    let slow = slow_pod();
+    let dir = ManifestDir::new();
+    dir.write("class.yaml", CLASS);
+    dir.write(
+        "all.yaml",
+        &format!(
+            "{}{}",
+            backend::service_yaml_at("mixed", 80, &[fast[0].addr, slow]),
+            ingress_yaml(
+                "mixed",
+                "mixed.test",
+                "mixed",
+                "nginx.ingress.kubernetes.io/load-balance: ewma"
+            ),
+        ),
+    );
+    let agent = ready_agent(&dir, &[]);
+    for version in ["HTTP/1.1", "HTTP/1.0"] {
+        let mut to_slow = 0;
+        for _ in 0..60 {
+            let r = Conn::connect(agent.http)
+                .unwrap()
+                .raw(format!("GET / {version}\r\nHost: mixed.test\r\n\r\n").as_bytes())
+                .unwrap();
+            assert_eq!(r.status, 200);
+            if r.header("x-pod") == Some("slow-1") {
+                to_slow += 1;
+            }
+        }
+        assert!(
+            to_slow <= 6,
+            "{version}: {to_slow} of 60 went to the slow pod"
+        );
+    }
+}

@@ -454,6 +454,14 @@ pub const ANNOTATIONS: &[Annotation] = &[
         nginx_difference: "",
     },
     Annotation {
+        name: "load-balance",
+        group: Group::Backends,
+        values: "`round_robin` | `ewma`",
+        default: "the ConfigMap's `load-balance` (round_robin)",
+        meaning: "`ewma`: each request goes to the faster of two endpoints drawn at random, by a peak-sensitive moving average of their response latency (decaying over 10 s), as ingress-nginx's Lua balancer; unmeasured endpoints are tried first. `affinity` and `upstream-hash-by` win over it.",
+        nginx_difference: "The score is the latency alone, without ingress-nginx's in-flight request count.",
+    },
+    Annotation {
         name: "permanent-redirect",
         group: Group::TlsAndRedirects,
         values: "absolute http(s) URL",

@@ -130,6 +130,8 @@ pub struct ControllerConfig {
     /// `limit-req-status-code` and `limit-conn-status-code` (503).
     pub limit_req_status: u16,
     pub limit_conn_status: u16,
+    /// `load-balance: ewma` (else `round_robin`).
+    pub ewma: bool,
 }
 
 impl Default for ControllerConfig {
@@ -154,6 +156,7 @@ impl Default for ControllerConfig {
             block_user_agents: None,
             limit_req_status: 503,
             limit_conn_status: 503,
+            ewma: false,
         }
     }
 }
@@ -304,6 +307,13 @@ pub const KEYS: &[ConfigKey] = &[
         "503",
         "The status of requests refused by `limit-rps` / `limit-rpm`.",
         "429",
+    ),
+    key(
+        "load-balance",
+        "`round_robin` | `ewma`",
+        "round_robin",
+        "How a request's pod is picked: in turn, or the faster of two drawn at random by their peak-EWMA response latency (ingress-nginx's Lua balancer); per Ingress with the annotation of the same name.",
+        "ewma",
     ),
     key(
         "log-format-escape-json",
@@ -629,6 +639,17 @@ pub fn read(
                 _ => Err("is not a status from 400 to 599; 503 stays".into()),
             },
             "block-user-agents" => user_agent_patterns(v).map(|set| c.block_user_agents = set),
+            "load-balance" => match v.trim() {
+                "ewma" => {
+                    c.ewma = true;
+                    Ok(())
+                }
+                "round_robin" => {
+                    c.ewma = false;
+                    Ok(())
+                }
+                _ => Err("is not round_robin or ewma; round_robin stays".into()),
+            },
             "access-log-path" => {
                 let p = v.trim();
                 if p == "/dev/stdout" {

@@ -110,6 +110,8 @@ pub struct PathRule {
     pub stats: u32,
     /// `upstream-hash-by`: requests with the same key go to the same pod.
     pub hash_by: Option<Arc<super::hashing::HashBy>>,
+    /// `load-balance: ewma`: the faster of two endpoints drawn at random.
+    pub ewma: bool,
     /// Tie-break among rules equal in path and match: lower first (Ingress
     /// rules 0, then Gateway API rules, oldest route first).
     pub order: u32,

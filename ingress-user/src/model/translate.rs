@@ -302,6 +302,7 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
         let rewrite = rewrite_target(ing);
         let response_edit = cx.custom_headers(id, ing);
         let hash_by = cx.hash_by(id, ing);
+        let ewma = cx.load_balance(id, ing);
         let error_pages = cx.error_pages(id, ing, own_default.as_ref().or(error_backend.as_ref()));
         let use_regex = uses_regex(ing);
         let app_root = cx.app_root(id, ing);
@@ -345,6 +346,7 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
             error_pages: error_pages.clone(),
             stats: 0,
             hash_by: hash_by.clone(),
+            ewma,
             order: 0,
         };
         // The default backend too, as ingress-nginx applies a catch-all

@@ -9,6 +9,7 @@ mod abort;
 pub mod access_log;
 mod body;
 mod error;
+mod ewma;
 mod external_auth;
 pub mod guard;
 mod h1;
@@ -77,6 +78,8 @@ pub struct Proxy {
     pub guard: Arc<guard::UpstreamGuard>,
     /// Passive health of endpoints (`upstream-max-fails`).
     health: health::Health,
+    /// `load-balance: ewma`: the endpoints' measured latencies.
+    ewma: ewma::Ewma,
     /// The access log; `None`: `--access-log off`.
     pub access_log: Option<Arc<access_log::AccessLog>>,
     /// Where the client's address comes from.
@@ -152,6 +155,8 @@ struct Target {
     edits: Edits,
     /// The Ingress (or Gateway API route) of the rule, for the log.
     ingress: Option<Arc<crate::model::NamespacedName>>,
+    /// `load-balance: ewma`: the pod's latency is measured.
+    ewma: bool,
 }
 
 /// The header edits of one request, decided with its route and carried
@@ -427,6 +432,7 @@ impl Proxy {
             upstream: Upstream::new(&limits, guard.clone()),
             guard,
             health: health::Health::new(metrics.clone()),
+            ewma: ewma::Ewma::default(),
             access_log,
             client_address_flags: Arc::new(client_address),
             pool: h1::Pool::new(limits.upstream_idle_timeout),
@@ -844,6 +850,9 @@ impl Proxy {
                         .pick_hashed(key, h.subset, &ejected)
                         .map(|p| (p, None))
                 }
+                None if route.rule.is_some_and(|r| r.ewma) => {
+                    self.ewma.pick(backend, &ejected).map(|p| (p, None))
+                }
                 None => backend.pick_healthy(&ejected).map(|p| (p, None)),
             },
             Some(a) => backend
@@ -897,6 +906,7 @@ impl Proxy {
             policy: route.rule.and_then(|r| r.upstream_policy.clone()),
             request_timeout,
             ingress: route.rule.map(|r| r.ingress.clone()),
+            ewma: route.rule.is_some_and(|r| r.ewma),
             edits: Edits {
                 request: snap.table.request_edit.clone(),
                 response: [
@@ -1184,6 +1194,11 @@ impl Proxy {
         }
         let mut resp = result?;
         self.metrics.upstream_latency(sent.elapsed());
+        if target.ewma
+            && let Some(at) = peer
+        {
+            self.ewma.observe(at, try_started.elapsed());
+        }
         if let (Some((pages, ingress)), Some(ask)) = (&changes.error_pages, &error_ask)
             && pages.codes.contains(&resp.status().as_u16())
         {

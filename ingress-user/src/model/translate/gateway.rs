@@ -1036,6 +1036,7 @@ impl Cx<'_> {
                             error_pages: None,
                             stats: 0,
                             hash_by: None,
+                            ewma: self.config.ewma,
                             order: order * 1024 + rule_index.min(1023) as u32,
                         },
                     ));

@@ -937,6 +937,24 @@ impl Cx<'_> {
         })
     }
 
+    /// `load-balance` (else the ConfigMap's): `true` for `ewma`.
+    pub(super) fn load_balance(&mut self, id: &NamespacedName, ing: &Ingress) -> bool {
+        match annotations::get(ing, "load-balance").map(str::trim) {
+            None => self.config.ewma,
+            Some("ewma") => true,
+            Some("round_robin") => false,
+            Some(other) => {
+                self.warn_ingress(
+                    id,
+                    &format!(
+                        "load-balance {other:?} is not round_robin or ewma; the default is used"
+                    ),
+                );
+                self.config.ewma
+            }
+        }
+    }
+
     /// `upstream-hash-by` with `upstream-hash-by-subset` and
     /// `upstream-hash-by-subset-size` (3).
     pub(super) fn hash_by(

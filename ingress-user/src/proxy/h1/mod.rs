@@ -833,6 +833,9 @@ impl Proxy {
         }
         c.now = tokio::time::Instant::now();
         self.metrics.upstream_latency(c.now - sent);
+        if f.target.ewma {
+            self.ewma.observe(peer, c.now - sent);
+        }
         let framing = head.framing;
         let mut body = BodyProgress::new(framing);
         let rest = &up.buf[head.len..];
