@@ -6,7 +6,7 @@
 //! or describes one hop (RFC 9110 §7.6.1), and Host. Every setting that
 //! copies or adds header fields refuses them when it is read.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, sync::Arc};
 
 use http::{HeaderName, HeaderValue};
 
@@ -69,6 +69,54 @@ impl HeaderEdit {
 
     pub fn is_empty(&self) -> bool {
         self.set.is_empty() && self.add.is_empty() && self.remove.is_empty()
+    }
+}
+
+/// The header edits of one request, decided with its route and carried
+/// out by either transport (hyper's path edits a `HeaderMap`, the fast
+/// path writes bytes): the ConfigMap's `proxy-set-headers` on the request;
+/// on the pod's response the ConfigMap's `add-headers`/`hide-headers`,
+/// then the route's own (`custom-headers`, `ResponseHeaderModifier`),
+/// which win.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Edits {
+    pub request: Option<Arc<HeaderEdit>>,
+    pub response: [Option<Arc<HeaderEdit>>; 2],
+}
+
+impl Edits {
+    /// The response edits, in order.
+    pub fn response(&self) -> impl Iterator<Item = &HeaderEdit> {
+        self.response.iter().flatten().map(|e| &**e)
+    }
+
+    /// Whether the pod's response field `name` is left out.
+    pub fn drops_response(&self, name: &[u8]) -> bool {
+        self.response().any(|e| e.drops(name))
+    }
+
+    /// Writes the response fields set and added, as `response()` applied
+    /// in order to a `HeaderMap` leaves them: the route's replace the
+    /// ConfigMap's of the same name.
+    pub fn write_response_h1(&self, out: &mut Vec<u8>) {
+        let [global, route] = &self.response;
+        if let Some(g) = global {
+            for (name, value) in g.set.iter().chain(&g.add) {
+                if route
+                    .as_ref()
+                    .is_some_and(|r| r.drops(name.as_str().as_bytes()))
+                {
+                    continue;
+                }
+                out.extend_from_slice(name.as_str().as_bytes());
+                out.extend_from_slice(b": ");
+                out.extend_from_slice(value.as_bytes());
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+        if let Some(r) = route {
+            r.write_h1(out);
+        }
     }
 }
 

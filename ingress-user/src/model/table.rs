@@ -106,6 +106,9 @@ pub struct PathRule {
     /// `custom-http-errors`: which pod statuses the error backend answers
     /// for instead.
     pub error_pages: Option<Arc<ErrorPages>>,
+    /// Every header edit of its requests (the ConfigMap's and its own),
+    /// set when the table is built; `None`: none.
+    pub edits: Option<Arc<super::header_rules::Edits>>,
     /// Index of its metric labels in `RoutingTable::route_labels`.
     pub stats: u32,
     /// `upstream-hash-by`: requests with the same key go to the same pod.
@@ -348,6 +351,8 @@ pub struct RoutingTable {
     pub response_edit: Option<Arc<super::header_rules::HeaderEdit>>,
     /// The ConfigMap's `proxy-set-headers`: every request to a pod.
     pub request_edit: Option<Arc<super::header_rules::HeaderEdit>>,
+    /// The ConfigMap's edits alone, for requests no rule took.
+    pub edits: Option<Arc<super::header_rules::Edits>>,
     /// Strict-Transport-Security for responses over TLS (`--hsts*` under
     /// the ConfigMap's `hsts*`); `None`: off.
     pub hsts: Option<http::HeaderValue>,

@@ -993,6 +993,7 @@ fn rewrite_targets_expand_captures_like_nginx() {
         split: None,
         filters: None,
         response_edit: None,
+        edits: None,
         error_pages: None,
         stats: 0,
         hash_by: None,

@@ -343,6 +343,7 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
             split: None,
             filters: None,
             response_edit: response_edit.clone(),
+            edits: None,
             error_pages: error_pages.clone(),
             stats: 0,
             hash_by: hash_by.clone(),
@@ -669,7 +670,17 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
     );
     // Metric labels of the rules, each distinct one once.
     let mut interned: HashMap<RouteLabels, u32> = HashMap::new();
+    // Each rule's header edits, the ConfigMap's with its own, made once.
+    let edits_of = |table: &RoutingTable, own: Option<Arc<super::header_rules::HeaderEdit>>| {
+        let e = super::header_rules::Edits {
+            request: table.request_edit.clone(),
+            response: [table.response_edit.clone(), own],
+        };
+        (e != super::header_rules::Edits::default()).then(|| Arc::new(e))
+    };
+    table.edits = edits_of(&table, None);
     let mut intern = |table: &mut RoutingTable, host: &str, rule: &mut PathRule| {
+        rule.edits = edits_of(table, rule.response_edit.clone());
         let labels = RouteLabels {
             host: host.into(),
             namespace: rule.ingress.namespace.as_str().into(),

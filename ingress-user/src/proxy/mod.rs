@@ -50,7 +50,7 @@ use crate::{
             DEFAULT_BODY_LIMIT, DEFAULT_UPSTREAM_POLICY, NEXT_ERROR, NEXT_TIMEOUT, UpstreamPolicy,
         },
         cookie_value,
-        header_rules::HeaderEdit,
+        header_rules::Edits,
         normalize_host, normalize_path,
     },
     snapshot::SnapshotCell,
@@ -151,60 +151,13 @@ struct Target {
     /// Gateway API `timeouts.request`: the response head must come within
     /// this of the request's arrival (else 504).
     request_timeout: Option<std::time::Duration>,
-    /// Header edits either transport carries out.
-    edits: Edits,
+    /// Header edits either transport carries out (the rule's, decided
+    /// with the snapshot).
+    edits: Option<Arc<Edits>>,
     /// The Ingress (or Gateway API route) of the rule, for the log.
     ingress: Option<Arc<crate::model::NamespacedName>>,
     /// `load-balance: ewma`: the pod's latency is measured.
     ewma: bool,
-}
-
-/// The header edits of one request, decided with its route and carried
-/// out by either transport (hyper's path edits a `HeaderMap`, the fast
-/// path writes bytes): the ConfigMap's `proxy-set-headers` on the request;
-/// on the pod's response the ConfigMap's `add-headers`/`hide-headers`,
-/// then the route's own (`custom-headers`, `ResponseHeaderModifier`),
-/// which win.
-#[derive(Default)]
-pub struct Edits {
-    pub request: Option<Arc<HeaderEdit>>,
-    pub response: [Option<Arc<HeaderEdit>>; 2],
-}
-
-impl Edits {
-    /// The response edits, in order.
-    pub fn response(&self) -> impl Iterator<Item = &HeaderEdit> {
-        self.response.iter().flatten().map(|e| &**e)
-    }
-
-    /// Whether the pod's response field `name` is left out.
-    pub fn drops_response(&self, name: &[u8]) -> bool {
-        self.response().any(|e| e.drops(name))
-    }
-
-    /// Writes the response fields set and added, as `response()` applied
-    /// in order to a `HeaderMap` leaves them: the route's replace the
-    /// ConfigMap's of the same name.
-    pub fn write_response_h1(&self, out: &mut Vec<u8>) {
-        let [global, route] = &self.response;
-        if let Some(g) = global {
-            for (name, value) in g.set.iter().chain(&g.add) {
-                if route
-                    .as_ref()
-                    .is_some_and(|r| r.drops(name.as_str().as_bytes()))
-                {
-                    continue;
-                }
-                out.extend_from_slice(name.as_str().as_bytes());
-                out.extend_from_slice(b": ");
-                out.extend_from_slice(value.as_bytes());
-                out.extend_from_slice(b"\r\n");
-            }
-        }
-        if let Some(r) = route {
-            r.write_h1(out);
-        }
-    }
 }
 
 impl Target {
@@ -907,12 +860,9 @@ impl Proxy {
             request_timeout,
             ingress: route.rule.map(|r| r.ingress.clone()),
             ewma: route.rule.is_some_and(|r| r.ewma),
-            edits: Edits {
-                request: snap.table.request_edit.clone(),
-                response: [
-                    snap.table.response_edit.clone(),
-                    route.rule.and_then(|r| r.response_edit.clone()),
-                ],
+            edits: match route.rule {
+                Some(r) => r.edits.clone(),
+                None => snap.table.edits.clone(),
             },
         });
         (Ok(decision), stats)
@@ -1023,7 +973,7 @@ impl Proxy {
         {
             edit.apply(&mut parts.headers);
         }
-        if let Some(edit) = &target.edits.request {
+        if let Some(edit) = target.edits.as_ref().and_then(|e| e.request.as_ref()) {
             edit.apply(&mut parts.headers);
         }
         if let Some(c) = changes.client_cert {
@@ -1235,7 +1185,7 @@ impl Proxy {
             resp.headers_mut()
                 .append(http::header::SET_COOKIE, cookie.clone());
         }
-        for edit in target.edits.response() {
+        for edit in target.edits.iter().flat_map(|e| e.response()) {
             edit.apply(resp.headers_mut());
         }
         if let Some(cors) = &changes.cors {

@@ -1034,6 +1034,7 @@ impl Cx<'_> {
                                 .as_ref()
                                 .and_then(|f| f.response_headers.clone()),
                             error_pages: None,
+                            edits: None,
                             stats: 0,
                             hash_by: None,
                             ewma: self.config.ewma,

@@ -3,7 +3,7 @@
 //! chunked-body scanner that finds where a body ends while the bytes pass
 //! through unchanged.
 
-use crate::{model::header_rules::HeaderEdit, proxy::Edits};
+use crate::model::header_rules::{Edits, HeaderEdit};
 use std::{io::Write as _, net::IpAddr};
 
 use crate::model::put_decimal;
@@ -504,7 +504,7 @@ pub fn write_response_head(
     info: &ResponseInfo<'_>,
     close: bool,
     hsts: Option<&[u8]>,
-    edits: &Edits,
+    edits: Option<&Edits>,
 ) {
     let code = resp.code.unwrap_or(502);
     out.extend_from_slice(b"HTTP/1.1 ");
@@ -521,7 +521,7 @@ pub fn write_response_head(
             Field::ContentLength => !info.chunked,
             // `hsts`: ours replaces the pod's (nginx's more_set_headers).
             _ if hsts.is_some() && name.eq_ignore_ascii_case(b"strict-transport-security") => false,
-            _ if edits.drops_response(name) => false,
+            _ if edits.is_some_and(|e| e.drops_response(name)) => false,
             _ => !named_by_connection(&info.connection_names, name),
         };
         if keep {
@@ -531,7 +531,9 @@ pub fn write_response_head(
     if let Some(v) = hsts {
         put_field(out, b"Strict-Transport-Security", v);
     }
-    edits.write_response_h1(out);
+    if let Some(e) = edits {
+        e.write_response_h1(out);
+    }
     if !info.has_server {
         out.extend_from_slice(b"Server: xingress\r\n");
     }

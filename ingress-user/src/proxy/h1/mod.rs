@@ -707,7 +707,7 @@ impl Proxy {
             fwd,
             target.normalized.as_deref(),
             request_id.as_ref(),
-            target.edits.request.as_deref(),
+            target.edits.as_ref().and_then(|e| e.request.as_deref()),
         );
         if let Some(r) = record.as_deref_mut() {
             r.upstream_name = Some(super::access_log::upstream_name(&target.backend));
@@ -1161,7 +1161,7 @@ fn response_head(
         // delimited by that close does.
         let close = info.framing == Framing::Close || f.close || shutting_down;
         out.clear();
-        codec::write_response_head(out, &resp, &info, close, hsts, &f.target.edits);
+        codec::write_response_head(out, &resp, &info, close, hsts, f.target.edits.as_deref());
         return Ok(Some(ResponseHead {
             code,
             len,

@@ -228,7 +228,7 @@ fn parse_resp(raw: &[u8], head_request: bool, close: bool) -> (Framing, bool, St
     assert!(resp.parse(raw).unwrap().is_complete());
     let info = analyze_response(resp.code.unwrap(), head_request, resp.headers).unwrap();
     let mut out = Vec::new();
-    write_response_head(&mut out, &resp, &info, close, None, &Default::default());
+    write_response_head(&mut out, &resp, &info, close, None, None);
     (info.framing, info.close, text(&out))
 }
 
@@ -558,7 +558,7 @@ fn both_writers_edit_the_response_alike() {
     use http::{HeaderName as N, HeaderValue as V};
     let raw = b"HTTP/1.1 200 OK\r\nX-Frame-Options: ALLOW\r\nX-Powered-By: php\r\n\
         X-Extra: pod\r\nX-Kept: 1\r\nContent-Length: 0\r\n\r\n";
-    let edits = crate::proxy::Edits {
+    let edits = crate::model::header_rules::Edits {
         request: None,
         response: [
             Some(std::sync::Arc::new(HeaderEdit {
@@ -584,7 +584,7 @@ fn both_writers_edit_the_response_alike() {
     resp.parse(raw).unwrap();
     let info = analyze_response(200, false, resp.headers).unwrap();
     let mut out = Vec::new();
-    write_response_head(&mut out, &resp, &info, false, None, &edits);
+    write_response_head(&mut out, &resp, &info, false, None, Some(&edits));
     let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut written = httparse::Response::new(&mut fields);
     written.parse(&out).unwrap();
@@ -645,7 +645,7 @@ fn hsts_replaces_the_pods_own() {
         &info,
         false,
         Some(b"max-age=31536000"),
-        &Default::default(),
+        None,
     );
     let t = text(&out);
     assert!(
@@ -654,6 +654,6 @@ fn hsts_replaces_the_pods_own() {
     );
     assert!(!t.contains("max-age=0"), "{t}");
     let mut out = Vec::new();
-    write_response_head(&mut out, &resp, &info, false, None, &Default::default());
+    write_response_head(&mut out, &resp, &info, false, None, None);
     assert!(text(&out).contains("Strict-Transport-Security: max-age=0\r\n"));
 }
