@@ -29,6 +29,9 @@ pub enum Command {
     Run(Box<RunArgs>),
     /// Validate manifests and print the route table they produce.
     Check(CheckArgs),
+    /// What becomes of an ingress-nginx setup: per Ingress and annotation,
+    /// and per ConfigMap key, honoured (and any difference), ignored, refused.
+    Migrate(MigrateArgs),
     /// Read the XDP data plane's pinned maps.
     #[command(subcommand)]
     Xdp(XdpCommand),
@@ -286,6 +289,19 @@ pub struct CheckArgs {
     #[arg(long, value_name = "NS/NAME", value_parser = parse_namespaced)]
     pub default_ssl_certificate: Option<NamespacedName>,
     /// The controller ConfigMap to validate (as `run`).
+    #[arg(long, value_name = "NS/NAME", value_parser = parse_namespaced)]
+    pub configmap: Option<NamespacedName>,
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// Directory of manifests (Ingresses, Services, the ingress-nginx ConfigMap).
+    pub dir: PathBuf,
+    /// How to print the report.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+    /// ingress-nginx's controller ConfigMap (default: the one named
+    /// ingress-nginx-controller or nginx-configuration in DIR).
     #[arg(long, value_name = "NS/NAME", value_parser = parse_namespaced)]
     pub configmap: Option<NamespacedName>,
 }

@@ -16,6 +16,7 @@ pub mod fuzzing;
 pub mod k8s;
 pub mod limit;
 pub mod metrics;
+pub mod migrate;
 pub mod model;
 pub mod proxy;
 pub mod shutdown;

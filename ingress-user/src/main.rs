@@ -35,6 +35,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Check(args) => xingress::check::main(&args),
+        Command::Migrate(args) => xingress::migrate::main(&args),
         Command::Xdp(cmd) => xingress::dataplane::cli::main(&cmd),
     }
 }

@@ -34,6 +34,11 @@ fn ingress() -> String {
         .to_string()
 }
 
+/// The Ingress without its TLS section.
+fn plain_ingress() -> String {
+    ingress().replace("  tls: [{hosts: [app.test], secretName: app-tls}]\n", "")
+}
+
 fn pod() -> Backend {
     backend::start(SocketAddr::from(([127, 0, 0, 1], 0)), "app-1", Mode::Echo).unwrap()
 }
@@ -171,7 +176,7 @@ fn keys_apply_from_the_api_server() {
     api.apply_yaml(&format!(
         "{}{}",
         service_yaml("app", 80, &[&app]),
-        ingress().replace("  tls: [{hosts: [app.test], secretName: app-tls}]\n", "")
+        plain_ingress()
     ));
     api.apply_yaml(&configmap("  proxy-body-size: 1k\n"));
     let dir = ManifestDir::new();
@@ -191,11 +196,7 @@ fn log_format_upstream_templates_the_access_log() {
     let dir = ManifestDir::new();
     dir.write(
         "all.yaml",
-        &format!(
-            "{}{}",
-            service_yaml("app", 80, &[&app]),
-            ingress().replace("  tls: [{hosts: [app.test], secretName: app-tls}]\n", "")
-        ),
+        &format!("{}{}", service_yaml("app", 80, &[&app]), plain_ingress()),
     );
     dir.write(
         "config.yaml",
@@ -253,11 +254,7 @@ fn log_variables_of_the_route_and_headers_and_the_access_log_path() {
     let second = logs.path.join("second.log");
     dir.write(
         "all.yaml",
-        &format!(
-            "{}{}",
-            service_yaml("app", 80, &[&app]),
-            ingress().replace("  tls: [{hosts: [app.test], secretName: app-tls}]\n", "")
-        ),
+        &format!("{}{}", service_yaml("app", 80, &[&app]), plain_ingress()),
     );
     let config = |path: &std::path::Path| {
         configmap(&format!(
@@ -328,8 +325,7 @@ fn blocked_user_agents_and_the_limit_status() {
         &format!(
             "{}{}",
             service_yaml("app", 80, &[&app]),
-            ingress()
-                .replace("  tls: [{hosts: [app.test], secretName: app-tls}]\n", "")
+            plain_ingress()
                 .replace(
                     "annotations: {kubernetes.io/ingress.class: xingress}",
                     "annotations: {kubernetes.io/ingress.class: xingress, nginx.ingress.kubernetes.io/limit-rpm: \"1\", nginx.ingress.kubernetes.io/limit-burst-multiplier: \"1\"}"

@@ -2390,13 +2390,18 @@ fn redirects_keep_or_change_scheme_and_port_as_the_spec_says(src: Source) {
         "tls-validity-checks-certificate",
         &["*", "*.org", "*.wildcard.org"],
     );
-    let redirect = |prefix: &str, filter: &str| {
-        format!(
-            "  - matches: [{{path: {{type: PathPrefix, value: {prefix}}}}}]\n    filters: [{{type: RequestRedirect, requestRedirect: {filter}}}]\n"
-        )
+    // Rules of (path prefix, requestRedirect settings).
+    let redirects = |rules: &[(&str, &str)]| -> String {
+        rules
+            .iter()
+            .map(|(prefix, filter)| {
+                format!(
+                    "  - matches: [{{path: {{type: PathPrefix, value: {prefix}}}}}]\n    filters: [{{type: RequestRedirect, requestRedirect: {filter}}}]\n"
+                )
+            })
+            .collect()
     };
-    let mut on_80 = String::new();
-    for (p, f) in [
+    let on_80 = redirects(&[
         (
             "/original-prefix",
             "{path: {type: ReplacePrefixMatch, replacePrefixMatch: /replacement-prefix}}",
@@ -2459,11 +2464,8 @@ fn redirects_keep_or_change_scheme_and_port_as_the_spec_says(src: Source) {
             "/scheme-https-and-port-8443",
             "{hostname: example.org, scheme: https, port: 8443}",
         ),
-    ] {
-        on_80.push_str(&redirect(p, f));
-    }
-    let mut on_8080 = String::new();
-    for (p, f) in [
+    ]);
+    let on_8080 = redirects(&[
         ("/scheme-nil-and-port-nil", "{hostname: example.org}"),
         (
             "/scheme-nil-and-port-80",
@@ -2473,11 +2475,8 @@ fn redirects_keep_or_change_scheme_and_port_as_the_spec_says(src: Source) {
             "/scheme-https-and-port-nil",
             "{hostname: example.org, scheme: https}",
         ),
-    ] {
-        on_8080.push_str(&redirect(p, f));
-    }
-    let mut on_443 = String::new();
-    for (p, f) in [
+    ]);
+    let on_443 = redirects(&[
         ("/scheme-nil-and-port-nil", "{hostname: example.org}"),
         (
             "/scheme-nil-and-port-443",
@@ -2499,9 +2498,7 @@ fn redirects_keep_or_change_scheme_and_port_as_the_spec_says(src: Source) {
             "/scheme-http-and-port-8080",
             "{hostname: example.org, scheme: http, port: 8080}",
         ),
-    ] {
-        on_443.push_str(&redirect(p, f));
-    }
+    ]);
     let s = suite(
         src,
         &format!(
