@@ -1597,3 +1597,37 @@ fn ewma_load_balancing_avoids_a_slow_pod() {
         );
     }
 }
+
+/// `proxy-redirect-from`/`-to`, `proxy-cookie-path` and
+/// `proxy-cookie-domain` rewrite the pod's Location and Set-Cookie, on
+/// both proxy paths.
+#[test]
+fn proxy_redirect_and_cookie_rewrites() {
+    let (_live, dir) = one_pod_per_host(&[(
+        "app",
+        "nginx.ingress.kubernetes.io/proxy-redirect-from: http://pod.internal:8080/, nginx.ingress.kubernetes.io/proxy-redirect-to: https://app.test/shop/, nginx.ingress.kubernetes.io/proxy-cookie-path: \"/ /shop/\", nginx.ingress.kubernetes.io/proxy-cookie-domain: pod.internal app.test",
+    )]);
+    let agent = ready_agent(&dir, &[]);
+    for version in ["HTTP/1.1", "HTTP/1.0"] {
+        let r = Conn::connect(agent.http)
+            .unwrap()
+            .raw(
+                format!(
+                    "GET / {version}\r\nHost: app.test\r\nX-Echo-Set-Header: Location:http://pod.internal:8080/login?next=%2F,Set-Cookie:sid=7; Path=/cart; Domain=pod.internal\r\n\r\n"
+                )
+                .as_bytes(),
+            )
+            .unwrap();
+        assert_eq!(
+            r.header("location"),
+            Some("https://app.test/shop/login?next=%2F"),
+            "{version}: {:?}",
+            r.headers
+        );
+        assert_eq!(
+            r.header("set-cookie"),
+            Some("sid=7; Path=/shop/cart; Domain=app.test"),
+            "{version}"
+        );
+    }
+}

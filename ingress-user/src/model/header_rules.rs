@@ -11,16 +11,132 @@ use std::{collections::BTreeMap, sync::Arc};
 use http::{HeaderName, HeaderValue};
 
 /// Set replaces, add appends (to a header the message already has:
-/// `old,new`), remove deletes.
+/// `old,new`), remove deletes; rewrite changes part of a response field
+/// (`proxy-redirect-*`, `proxy-cookie-*`).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct HeaderEdit {
     pub set: Vec<(HeaderName, HeaderValue)>,
     pub add: Vec<(HeaderName, HeaderValue)>,
     pub remove: Vec<HeaderName>,
+    pub rewrite: Vec<Rewrite>,
+}
+
+/// Part of a pod's response field replaced, as nginx's `proxy_redirect`,
+/// `proxy_cookie_path` and `proxy_cookie_domain` do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rewrite {
+    /// Location, and Refresh's `url=`: a URL starting with `from` starts
+    /// with `to` instead.
+    Redirect { from: Box<str>, to: Box<str> },
+    /// Set-Cookie's `Path` attribute starting with `from`.
+    CookiePath { from: Box<str>, to: Box<str> },
+    /// Set-Cookie's `Domain` attribute equal to `from` (any case).
+    CookieDomain { from: Box<str>, to: Box<str> },
+}
+
+impl Rewrite {
+    /// `field`'s value with this rewrite carried out; `None`: unchanged.
+    pub fn apply(&self, field: &[u8], value: &[u8]) -> Option<Vec<u8>> {
+        let is = |n: &str| field.eq_ignore_ascii_case(n.as_bytes());
+        match self {
+            Rewrite::Redirect { from, to } if is("location") => {
+                let rest = value.strip_prefix(from.as_bytes())?;
+                Some([to.as_bytes(), rest].concat())
+            }
+            Rewrite::Redirect { from, to } if is("refresh") => {
+                let lower = value.to_ascii_lowercase();
+                let at = lower.windows(4).position(|w| w == b"url=")? + 4;
+                let url = value[at..].strip_prefix(from.as_bytes())?;
+                Some([&value[..at], to.as_bytes(), url].concat())
+            }
+            Rewrite::CookiePath { from, to } if is("set-cookie") => {
+                cookie_attribute(value, "path", |v| {
+                    v.strip_prefix(from.as_bytes())
+                        .map(|rest| [to.as_bytes(), rest].concat())
+                })
+            }
+            Rewrite::CookieDomain { from, to } if is("set-cookie") => {
+                cookie_attribute(value, "domain", |v| {
+                    v.eq_ignore_ascii_case(from.as_bytes())
+                        .then(|| to.as_bytes().to_vec())
+                })
+            }
+            _ => None,
+        }
+    }
+}
+
+/// A Set-Cookie value with attribute `name`'s value changed by `change`;
+/// `None`: no such attribute, or unchanged.
+fn cookie_attribute(
+    value: &[u8],
+    name: &str,
+    change: impl Fn(&[u8]) -> Option<Vec<u8>>,
+) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(value.len() + 16);
+    let mut changed = false;
+    for (i, part) in value.split(|b| *b == b';').enumerate() {
+        if i > 0 {
+            out.push(b';');
+        }
+        let trimmed = part.trim_ascii_start();
+        let lead = &part[..part.len() - trimmed.len()];
+        match trimmed.iter().position(|b| *b == b'=') {
+            Some(eq)
+                if i > 0
+                    && trimmed[..eq]
+                        .trim_ascii()
+                        .eq_ignore_ascii_case(name.as_bytes()) =>
+            {
+                match change(trimmed[eq + 1..].trim_ascii()) {
+                    Some(new) => {
+                        out.extend_from_slice(lead);
+                        out.extend_from_slice(&trimmed[..=eq]);
+                        out.extend_from_slice(&new);
+                        changed = true;
+                    }
+                    None => out.extend_from_slice(part),
+                }
+            }
+            _ => out.extend_from_slice(part),
+        }
+    }
+    changed.then_some(out)
 }
 
 impl HeaderEdit {
+    /// `field`'s value as the rewrites leave it; `None`: unchanged.
+    pub fn rewritten(&self, field: &[u8], value: &[u8]) -> Option<Vec<u8>> {
+        let mut out: Option<Vec<u8>> = None;
+        for r in &self.rewrite {
+            if let Some(new) = r.apply(field, out.as_deref().unwrap_or(value)) {
+                out = Some(new);
+            }
+        }
+        out
+    }
+
     pub fn apply(&self, headers: &mut http::HeaderMap) {
+        if !self.rewrite.is_empty() {
+            for name in [
+                http::header::LOCATION,
+                http::header::REFRESH,
+                http::header::SET_COOKIE,
+            ] {
+                let values: Vec<HeaderValue> = headers.get_all(&name).iter().cloned().collect();
+                if values.is_empty() {
+                    continue;
+                }
+                headers.remove(&name);
+                for v in values {
+                    let new = self
+                        .rewritten(name.as_str().as_bytes(), v.as_bytes())
+                        .and_then(|n| HeaderValue::from_bytes(&n).ok())
+                        .unwrap_or(v);
+                    headers.append(name.clone(), new);
+                }
+            }
+        }
         for (name, value) in &self.set {
             headers.insert(name.clone(), value.clone());
         }
@@ -68,7 +184,10 @@ impl HeaderEdit {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.set.is_empty() && self.add.is_empty() && self.remove.is_empty()
+        self.set.is_empty()
+            && self.add.is_empty()
+            && self.remove.is_empty()
+            && self.rewrite.is_empty()
     }
 }
 
@@ -93,6 +212,18 @@ impl Edits {
     /// Whether the pod's response field `name` is left out.
     pub fn drops_response(&self, name: &[u8]) -> bool {
         self.response().any(|e| e.drops(name))
+    }
+
+    /// The pod's response field `name` as the rewrites leave it; `None`:
+    /// unchanged.
+    pub fn rewritten_response(&self, name: &[u8], value: &[u8]) -> Option<Vec<u8>> {
+        let mut out: Option<Vec<u8>> = None;
+        for e in self.response() {
+            if let Some(new) = e.rewritten(name, out.as_deref().unwrap_or(value)) {
+                out = Some(new);
+            }
+        }
+        out
     }
 
     /// Writes the response fields set and added, as `response()` applied

@@ -301,6 +301,14 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
             cx.header_value(id, ing, "x-forwarded-prefix", |v| v.starts_with('/'));
         let rewrite = rewrite_target(ing);
         let response_edit = cx.custom_headers(id, ing);
+        let rewrites = cx.response_rewrites(id, ing);
+        let response_edit = if rewrites.is_empty() {
+            response_edit
+        } else {
+            let mut e = response_edit.map(|e| (*e).clone()).unwrap_or_default();
+            e.rewrite = rewrites;
+            Some(Arc::new(e))
+        };
         let hash_by = cx.hash_by(id, ing);
         let ewma = cx.load_balance(id, ing);
         let error_pages = cx.error_pages(id, ing, own_default.as_ref().or(error_backend.as_ref()));

@@ -477,6 +477,7 @@ mod tests {
                 HeaderValue::from_static("new"),
             )],
             remove: vec![HeaderName::from_static("x-gone")],
+            rewrite: vec![],
         };
         edit.apply(&mut h);
         assert_eq!(h["x-set"], "new");

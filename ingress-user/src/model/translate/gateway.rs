@@ -1452,6 +1452,7 @@ fn header_edit(
             .iter()
             .map(|n| name(n))
             .collect::<Result<_, String>>()?,
+        rewrite: Vec::new(),
     })
 }
 

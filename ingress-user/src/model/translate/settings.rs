@@ -937,6 +937,64 @@ impl Cx<'_> {
         })
     }
 
+    /// `proxy-redirect-from`/`-to`, `proxy-cookie-path`, `proxy-cookie-domain`
+    /// ("FROM TO", or "off"): parts of the pod's Location, Refresh and
+    /// Set-Cookie rewritten.
+    pub(super) fn response_rewrites(
+        &mut self,
+        id: &NamespacedName,
+        ing: &Ingress,
+    ) -> Vec<crate::model::header_rules::Rewrite> {
+        use crate::model::header_rules::Rewrite;
+        let mut out = Vec::new();
+        match (
+            annotations::get(ing, "proxy-redirect-from").map(str::trim),
+            annotations::get(ing, "proxy-redirect-to").map(str::trim),
+        ) {
+            (None, None) | (Some("off"), _) => {}
+            (Some("default"), _) => self.warn_ingress(
+                id,
+                "proxy-redirect-from: default is not implemented (name the URL prefix); ignored",
+            ),
+            (Some(from), Some(to)) if !from.is_empty() => out.push(Rewrite::Redirect {
+                from: from.into(),
+                to: to.into(),
+            }),
+            _ => self.warn_ingress(
+                id,
+                "proxy-redirect-from and proxy-redirect-to go together; ignored",
+            ),
+        }
+        for name in ["proxy-cookie-path", "proxy-cookie-domain"] {
+            let Some(v) = annotations::get(ing, name).map(str::trim) else {
+                continue;
+            };
+            if v == "off" {
+                continue;
+            }
+            let words: Vec<&str> = v.split_whitespace().collect();
+            let [from, to] = words[..] else {
+                self.warn_ingress(
+                    id,
+                    &format!("{name} {v:?} is not \"FROM TO\" or off; ignored"),
+                );
+                continue;
+            };
+            out.push(if name == "proxy-cookie-path" {
+                Rewrite::CookiePath {
+                    from: from.into(),
+                    to: to.into(),
+                }
+            } else {
+                Rewrite::CookieDomain {
+                    from: from.into(),
+                    to: to.into(),
+                }
+            });
+        }
+        out
+    }
+
     /// `load-balance` (else the ConfigMap's): `true` for `ewma`.
     pub(super) fn load_balance(&mut self, id: &NamespacedName, ing: &Ingress) -> bool {
         match annotations::get(ing, "load-balance").map(str::trim) {

@@ -525,7 +525,10 @@ pub fn write_response_head(
             _ => !named_by_connection(&info.connection_names, name),
         };
         if keep {
-            put_field(out, name, h.value);
+            match edits.and_then(|e| e.rewritten_response(name, h.value)) {
+                Some(v) => put_field(out, name, &v),
+                None => put_field(out, name, h.value),
+            }
         }
     }
     if let Some(v) = hsts {

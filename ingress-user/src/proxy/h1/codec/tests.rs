@@ -554,10 +554,12 @@ fn collect(
 /// carry them out on a pod's response: the route's win.
 #[test]
 fn both_writers_edit_the_response_alike() {
-    use crate::model::header_rules::HeaderEdit;
+    use crate::model::header_rules::{HeaderEdit, Rewrite};
     use http::{HeaderName as N, HeaderValue as V};
     let raw = b"HTTP/1.1 200 OK\r\nX-Frame-Options: ALLOW\r\nX-Powered-By: php\r\n\
-        X-Extra: pod\r\nX-Kept: 1\r\nContent-Length: 0\r\n\r\n";
+        X-Extra: pod\r\nX-Kept: 1\r\nLocation: http://pod:8080/login?next=1\r\n\
+        Refresh: 5; url=http://pod:8080/home\r\nSet-Cookie: sid=1; Path=/cart; Domain=POD.local; HttpOnly\r\n\
+        Set-Cookie: other=2; Path=/x\r\nContent-Length: 0\r\n\r\n";
     let edits = crate::model::header_rules::Edits {
         request: None,
         response: [
@@ -576,6 +578,20 @@ fn both_writers_edit_the_response_alike() {
                 )],
                 add: vec![(N::from_static("x-extra"), V::from_static("route"))],
                 remove: vec![N::from_static("x-served-by")],
+                rewrite: vec![
+                    Rewrite::Redirect {
+                        from: "http://pod:8080/".into(),
+                        to: "https://shop.test/app/".into(),
+                    },
+                    Rewrite::CookiePath {
+                        from: "/".into(),
+                        to: "/app/".into(),
+                    },
+                    Rewrite::CookieDomain {
+                        from: "pod.local".into(),
+                        to: "shop.test".into(),
+                    },
+                ],
             })),
         ],
     };
@@ -628,6 +644,15 @@ fn both_writers_edit_the_response_alike() {
     assert_eq!(fast["x-extra"], ["pod", "route"]);
     assert!(!fast.contains_key("x-powered-by") && !fast.contains_key("x-served-by"));
     assert_eq!(fast["x-kept"], ["1"]);
+    assert_eq!(fast["location"], ["https://shop.test/app/login?next=1"]);
+    assert_eq!(fast["refresh"], ["5; url=https://shop.test/app/home"]);
+    assert_eq!(
+        fast["set-cookie"],
+        [
+            "sid=1; Path=/app/cart; Domain=shop.test; HttpOnly",
+            "other=2; Path=/app/x"
+        ]
+    );
 }
 
 #[test]
