@@ -209,8 +209,9 @@ pub struct ResponseBody {
     _in_flight: Option<LimitGuard>,
     /// Written when the body has been passed on, or dropped.
     log: Option<Box<PendingLog>>,
-    /// Observed then too, with the bytes passed on.
-    done: Option<Box<Done>>,
+    /// Observed then too, with the bytes passed on (inline: no allocation
+    /// per response).
+    done: Option<Done>,
     sent: u64,
     read_timeout: Option<Duration>,
     /// The read timer, made on the first wait and reset on later ones.
@@ -248,7 +249,7 @@ impl ResponseBody {
         self
     }
 
-    pub fn with_done(mut self, done: Box<Done>) -> Self {
+    pub fn with_done(mut self, done: Done) -> Self {
         self.done = Some(done);
         self
     }

@@ -485,7 +485,7 @@ impl Proxy {
             started,
         };
         let mut response = response.map(|b| match b {
-            Either::Left(streamed) => Either::Left(streamed.with_done(Box::new(done))),
+            Either::Left(streamed) => Either::Left(streamed.with_done(done)),
             Either::Right(full) => {
                 done.observe(hyper::body::Body::size_hint(&full).exact().unwrap_or(0));
                 Either::Right(full)
