@@ -878,27 +878,14 @@ impl LogTemplate {
     pub fn parse(format: &str, escape_json: bool) -> Result<Self, String> {
         let mut pieces = Vec::new();
         let mut headers: Vec<Box<str>> = Vec::new();
-        let mut text = String::new();
-        let mut rest = format;
-        while let Some(i) = rest.find('$') {
-            text.push_str(&rest[..i]);
-            rest = &rest[i + 1..];
-            let (name, after) = if let Some(braced) = rest.strip_prefix('{') {
-                let end = braced
-                    .find('}')
-                    .ok_or_else(|| "an unclosed ${".to_string())?;
-                (&braced[..end], &braced[end + 1..])
-            } else {
-                let end = rest
-                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-                    .unwrap_or(rest.len());
-                (&rest[..end], &rest[end..])
+        for t in super::template::tokens(format)? {
+            let name = match t {
+                super::template::Token::Text(text) => {
+                    pieces.push(LogPiece::Text(text.to_string()));
+                    continue;
+                }
+                super::template::Token::Var(name) => name,
             };
-            if name.is_empty() {
-                text.push('$');
-                rest = after;
-                continue;
-            }
             let known = LOG_VARS.iter().find(|(n, _)| *n == name).map(|(_, v)| *v);
             let var = match (known, name.strip_prefix("http_")) {
                 (Some(v), _) => v,
@@ -919,15 +906,7 @@ impl LogTemplate {
                 }
                 _ => return Err(format!("${name} is not a variable xingress fills in")),
             };
-            if !text.is_empty() {
-                pieces.push(LogPiece::Text(std::mem::take(&mut text)));
-            }
             pieces.push(LogPiece::Var(var));
-            rest = after;
-        }
-        text.push_str(rest);
-        if !text.is_empty() {
-            pieces.push(LogPiece::Text(text));
         }
         Ok(Self {
             pieces,

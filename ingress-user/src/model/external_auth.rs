@@ -94,22 +94,13 @@ impl UrlTemplate {
 fn parts(s: &str, headers: bool) -> Result<Vec<Part>, String> {
     {
         let mut parts = Vec::new();
-        let mut text = String::new();
-        let mut rest = s;
-        while let Some(i) = rest.find('$') {
-            text.push_str(&rest[..i]);
-            let after = &rest[i + 1..];
-            let (name, tail) = match after.strip_prefix('{') {
-                Some(braced) => {
-                    let end = braced.find('}').ok_or("an unclosed ${")?;
-                    (&braced[..end], &braced[end + 1..])
+        for t in super::template::tokens(s)? {
+            let name = match t {
+                super::template::Token::Text(text) => {
+                    parts.push(Part::Text(text.to_string()));
+                    continue;
                 }
-                None => {
-                    let end = after
-                        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-                        .unwrap_or(after.len());
-                    (&after[..end], &after[end..])
-                }
+                super::template::Token::Var(name) => name,
             };
             let var = match name {
                 "host" => Var::Host,
@@ -136,15 +127,7 @@ fn parts(s: &str, headers: bool) -> Result<Vec<Part>, String> {
                     ));
                 }
             };
-            if !text.is_empty() {
-                parts.push(Part::Text(std::mem::take(&mut text)));
-            }
             parts.push(Part::Var(var));
-            rest = tail;
-        }
-        text.push_str(rest);
-        if !text.is_empty() {
-            parts.push(Part::Text(text));
         }
         Ok(parts)
     }

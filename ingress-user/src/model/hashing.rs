@@ -54,40 +54,22 @@ impl HashBy {
     /// error naming it.
     pub fn parse(template: &str, subset: Option<usize>) -> Result<Self, String> {
         let mut pieces = Vec::new();
-        let mut rest = template;
-        while let Some(i) = rest.find('$') {
-            if i > 0 {
-                pieces.push(Piece::Text(rest[..i].into()));
-            }
-            rest = &rest[i + 1..];
-            let (name, after) = match rest.strip_prefix('{') {
-                Some(braced) => {
-                    let end = braced.find('}').ok_or("an unclosed ${")?;
-                    (&braced[..end], &braced[end + 1..])
-                }
-                None => {
-                    let end = rest
-                        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-                        .unwrap_or(rest.len());
-                    (&rest[..end], &rest[end..])
-                }
-            };
-            pieces.push(match name {
-                "request_uri" => Piece::RequestUri,
-                "uri" => Piece::Uri,
-                "args" | "query_string" => Piece::Args,
-                "remote_addr" | "binary_remote_addr" => Piece::RemoteAddr,
-                "host" | "http_host" => Piece::Host,
-                n if n.starts_with("http_") && n.len() > 5 => {
-                    Piece::Header(n[5..].replace('_', "-").to_ascii_lowercase().into())
-                }
-                n if n.starts_with("cookie_") && n.len() > 7 => Piece::Cookie(n[7..].into()),
-                n => return Err(format!("${n} is not a variable upstream-hash-by can use")),
+        for t in super::template::tokens(template)? {
+            pieces.push(match t {
+                super::template::Token::Text(text) => Piece::Text(text.into()),
+                super::template::Token::Var(name) => match name {
+                    "request_uri" => Piece::RequestUri,
+                    "uri" => Piece::Uri,
+                    "args" | "query_string" => Piece::Args,
+                    "remote_addr" | "binary_remote_addr" => Piece::RemoteAddr,
+                    "host" | "http_host" => Piece::Host,
+                    n if n.starts_with("http_") && n.len() > 5 => {
+                        Piece::Header(n[5..].replace('_', "-").to_ascii_lowercase().into())
+                    }
+                    n if n.starts_with("cookie_") && n.len() > 7 => Piece::Cookie(n[7..].into()),
+                    n => return Err(format!("${n} is not a variable upstream-hash-by can use")),
+                },
             });
-            rest = after;
-        }
-        if !rest.is_empty() {
-            pieces.push(Piece::Text(rest.into()));
         }
         if !pieces.iter().any(|p| !matches!(p, Piece::Text(_))) {
             return Err(format!(

@@ -15,6 +15,7 @@ pub mod header_rules;
 mod matching;
 pub mod path;
 mod table;
+pub mod template;
 mod translate;
 
 use std::{collections::BTreeMap, fmt, sync::Arc};
