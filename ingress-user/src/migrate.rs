@@ -55,7 +55,6 @@ pub const NGINX_ANNOTATIONS_NOT_SERVED: &[&str] = &[
     "proxy-request-buffering",
     "proxy-ssl-ciphers",
     "proxy-ssl-protocols",
-    "satisfy",
     "server-snippet",
     "session-cookie-change-on-failure",
     "session-cookie-conditional-samesite-none",

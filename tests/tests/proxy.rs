@@ -1631,3 +1631,45 @@ fn proxy_redirect_and_cookie_rewrites() {
         );
     }
 }
+
+/// `satisfy: any`: an allowed source passes without credentials; another
+/// source with credentials passes too (403 without `satisfy: any`).
+#[test]
+fn satisfy_any_takes_the_allow_list_or_the_credentials() {
+    let (_live, dir) = one_pod_per_host(&[
+        (
+            "either",
+            "nginx.ingress.kubernetes.io/auth-type: basic, nginx.ingress.kubernetes.io/auth-secret: users, nginx.ingress.kubernetes.io/allowlist-source-range: 127.0.0.2/32, nginx.ingress.kubernetes.io/satisfy: any",
+        ),
+        (
+            "both",
+            "nginx.ingress.kubernetes.io/auth-type: basic, nginx.ingress.kubernetes.io/auth-secret: users, nginx.ingress.kubernetes.io/allowlist-source-range: 127.0.0.2/32",
+        ),
+    ]);
+    // staff:staff, {PLAIN}.
+    dir.write(
+        "users.yaml",
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: users}\ntype: Opaque\nstringData: {auth: \"staff:{PLAIN}staff\"}\n",
+    );
+    let agent = ready_agent(&dir, &[]);
+    let status = |from: [u8; 4], host: &str, credentials: bool| {
+        let mut c = Conn::connect_from(std::net::IpAddr::from(from), agent.http).unwrap();
+        let auth = if credentials {
+            "Authorization: Basic c3RhZmY6c3RhZmY=\r\n"
+        } else {
+            ""
+        };
+        c.raw(format!("GET / HTTP/1.1\r\nHost: {host}\r\n{auth}\r\n").as_bytes())
+            .unwrap()
+            .status
+    };
+    // Listed source: no credentials needed with satisfy any.
+    assert_eq!(status([127, 0, 0, 2], "either.test", false), 200);
+    // Another source: credentials instead.
+    assert_eq!(status([127, 0, 0, 3], "either.test", false), 401);
+    assert_eq!(status([127, 0, 0, 3], "either.test", true), 200);
+    // satisfy all (the default): both.
+    assert_eq!(status([127, 0, 0, 2], "both.test", false), 401);
+    assert_eq!(status([127, 0, 0, 3], "both.test", true), 403);
+    assert_eq!(status([127, 0, 0, 2], "both.test", true), 200);
+}

@@ -614,6 +614,14 @@ pub const ANNOTATIONS: &[Annotation] = &[
         nginx_difference: "Applies to that Ingress's paths only, not to every path of the host.",
     },
     Annotation {
+        name: "satisfy",
+        group: Group::Sources,
+        values: "`all` | `any`",
+        default: "all",
+        meaning: "`any`: a source the allow and deny lists admit needs no authentication (`auth-type`, `auth-url`), and any other source may still authenticate instead of getting 403. XDP then leaves the host's sources to the proxy.",
+        nginx_difference: "",
+    },
+    Annotation {
         name: "server-alias",
         group: Group::TlsAndRedirects,
         values: "host names, comma-separated",

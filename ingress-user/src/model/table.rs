@@ -115,6 +115,9 @@ pub struct PathRule {
     pub hash_by: Option<Arc<super::hashing::HashBy>>,
     /// `load-balance: ewma`: the faster of two endpoints drawn at random.
     pub ewma: bool,
+    /// `satisfy: any`: a source the allow and deny lists admit needs no
+    /// authentication; any other needs it (instead of 403).
+    pub satisfy_any: bool,
     /// Tie-break among rules equal in path and match: lower first (Ingress
     /// rules 0, then Gateway API rules, oldest route first).
     pub order: u32,
@@ -563,6 +566,11 @@ impl RoutingTable {
         let policy = |rules: &HostRules| -> Option<Vec<Cidr>> {
             let mut union = Vec::new();
             for r in rules.rules() {
+                // `satisfy: any`: other sources may still authenticate,
+                // so XDP must let them through.
+                if r.satisfy_any {
+                    return None;
+                }
                 union.extend(r.allow.as_ref()?.iter().copied());
             }
             union.sort();

@@ -998,6 +998,7 @@ fn rewrite_targets_expand_captures_like_nginx() {
         stats: 0,
         hash_by: None,
         ewma: false,
+        satisfy_any: false,
         order: 0,
     };
     let r = rule("/(a)(b)?/(.*)", "/x/$1-$2-$3/$9$$z?k=v");

@@ -311,6 +311,25 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
         };
         let hash_by = cx.hash_by(id, ing);
         let ewma = cx.load_balance(id, ing);
+        let satisfy_any = match annotations::get(ing, "satisfy").map(str::trim) {
+            None | Some("all") => false,
+            Some("any") => {
+                if basic_auth.is_none() && external_auth.is_none() {
+                    cx.warn_ingress(
+                        id,
+                        "satisfy: any without auth-type or auth-url changes nothing",
+                    );
+                }
+                true
+            }
+            Some(other) => {
+                cx.warn_ingress(
+                    id,
+                    &format!("satisfy {other:?} is not all or any; all is used"),
+                );
+                false
+            }
+        };
         let error_pages = cx.error_pages(id, ing, own_default.as_ref().or(error_backend.as_ref()));
         let use_regex = uses_regex(ing);
         let app_root = cx.app_root(id, ing);
@@ -356,6 +375,7 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
             stats: 0,
             hash_by: hash_by.clone(),
             ewma,
+            satisfy_any,
             order: 0,
         };
         // The default backend too, as ingress-nginx applies a catch-all

@@ -641,9 +641,16 @@ impl Proxy {
             })
             .unwrap_or(self.metrics.any_host())
             .clone();
-        if route.rule.is_some_and(|r| !r.admits(down.client.ip())) {
+        // `satisfy: any`: the source lists or the authentication, either.
+        let admitted = route.rule.is_none_or(|r| r.admits(down.client.ip()));
+        let satisfy_any = route.rule.is_some_and(|r| {
+            r.satisfy_any && (r.basic_auth.is_some() || r.external_auth.is_some())
+        });
+        if !admitted && !satisfy_any {
             return (Err(ProxyError::Forbidden), stats);
         }
+        // Whether authentication is still asked of this request.
+        let authenticate = !(satisfy_any && admitted);
         // `block-user-agents`.
         if let Some(agents) = &snap.table.block_user_agents
             && (req.header)("user-agent")
@@ -760,7 +767,10 @@ impl Proxy {
             },
         };
         // After the redirects and a CORS preflight, as nginx's access phase.
-        if let Some(auth) = route.rule.and_then(|r| r.basic_auth.as_deref())
+        if let Some(auth) = route
+            .rule
+            .and_then(|r| r.basic_auth.as_deref())
+            .filter(|_| authenticate)
             && auth.check((req.header)("authorization"), hash_off_loop)
                 == crate::model::basic_auth::Check::Refused
         {
@@ -833,7 +843,10 @@ impl Proxy {
             forwarded_prefix: route.rule.and_then(|r| header(&r.forwarded_prefix)),
             cors,
             set_cookie,
-            external_auth: route.rule.and_then(|r| r.external_auth.clone()),
+            external_auth: route
+                .rule
+                .and_then(|r| r.external_auth.clone())
+                .filter(|_| authenticate),
             filters: filters.filter(|f| f.request_headers.is_some() || !f.mirrors.is_empty()),
             error_pages: route
                 .rule

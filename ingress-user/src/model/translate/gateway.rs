@@ -1038,6 +1038,7 @@ impl Cx<'_> {
                             stats: 0,
                             hash_by: None,
                             ewma: self.config.ewma,
+                            satisfy_any: false,
                             order: order * 1024 + rule_index.min(1023) as u32,
                         },
                     ));
