@@ -396,6 +396,7 @@ impl Publisher {
         let stats = self.metrics.route_stats(&translation.table.metric_labels());
         let limiters = self.limiters.for_table(translation.table.limits());
         let client_address = Arc::new(self.client_address.with_keys(&translation.client_address));
+        self.metrics.set_cert_expiry(tls.expiry.clone());
         let snap = self
             .snapshots
             .publish(translation, stats, limiters, tls, client_address);

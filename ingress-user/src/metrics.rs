@@ -44,6 +44,14 @@ const ROUTE_LABELS_LE: [&str; 9] = [
     "service",
 ];
 const CONTROLLER_LABELS: [&str; 3] = ["controller_class", "controller_namespace", "controller_pod"];
+const CERT_LABELS: [&str; 6] = [
+    "controller_class",
+    "controller_namespace",
+    "controller_pod",
+    "host",
+    "namespace",
+    "secret_name",
+];
 /// ingress-nginx's default `--time-buckets`, `--length-buckets` and
 /// `--size-buckets`.
 const TIME_BUCKETS: [f64; 11] = [
@@ -239,6 +247,12 @@ pub const CATALOG: &[MetricDoc] = &[
         "gauge",
         &CONTROLLER_LABELS,
         "When the live configuration was published (Unix time).",
+    ),
+    m(
+        "nginx_ingress_controller_ssl_expire_time_seconds",
+        "gauge",
+        &CERT_LABELS,
+        "When each host's certificate expires (Unix time), by the Secret it comes from.",
     ),
 ];
 
@@ -445,6 +459,8 @@ pub struct Metrics {
     controller: std::sync::OnceLock<String>,
     /// When the live configuration was published (Unix seconds; 0: none yet).
     published_at: AtomicU64,
+    /// (host, Secret, expiry) of the live certificates.
+    cert_expiry: Mutex<Vec<(Box<str>, crate::model::NamespacedName, i64)>>,
 }
 
 impl Default for Metrics {
@@ -472,6 +488,7 @@ impl Default for Metrics {
             any_host,
             controller: std::sync::OnceLock::new(),
             published_at: AtomicU64::new(0),
+            cert_expiry: Mutex::new(Vec::new()),
         }
     }
 }
@@ -491,6 +508,11 @@ impl Metrics {
             escape(namespace),
             escape(pod)
         ));
+    }
+
+    /// The live certificates' expiry (host, Secret, Unix seconds).
+    pub fn set_cert_expiry(&self, expiry: Vec<(Box<str>, crate::model::NamespacedName, i64)>) {
+        *self.cert_expiry.lock().unwrap_or_else(|e| e.into_inner()) = expiry;
     }
 
     /// A configuration was published now.
@@ -696,6 +718,21 @@ impl Metrics {
                         .render(name, &labels, &SIZE_BUCKETS, bounds_scale, out),
                 }
             }
+        }
+        header(out, "nginx_ingress_controller_ssl_expire_time_seconds");
+        for (host, secret, at) in self
+            .cert_expiry
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            let _ = writeln!(
+                out,
+                "nginx_ingress_controller_ssl_expire_time_seconds{{{controller},host=\"{}\",namespace=\"{}\",secret_name=\"{}\"}} {at}",
+                escape(host),
+                escape(&secret.namespace),
+                escape(&secret.name)
+            );
         }
         let at = self.published_at.load(Relaxed);
         header(

@@ -197,3 +197,47 @@ fn the_dashboard_queries_only_exported_metrics() {
         }
     }
 }
+
+/// `nginx_ingress_controller_ssl_expire_time_seconds`: each TLS host's
+/// certificate expiry, by its Secret.
+#[test]
+fn certificate_expiry_is_exported_per_host() {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["secure.test".to_string()]).unwrap();
+    params.not_after = rcgen::date_time_ymd(2031, 3, 14);
+    let cert = params.self_signed(&key).unwrap();
+    let indent = |pem: String| {
+        pem.lines()
+            .map(|l| format!("    {l}\n"))
+            .collect::<String>()
+    };
+    let dir = ManifestDir::new();
+    dir.write(
+        "all.yaml",
+        &format!(
+            "apiVersion: v1\nkind: Secret\nmetadata: {{name: secure-tls, namespace: shop}}\ntype: kubernetes.io/tls\nstringData:\n  tls.crt: |\n{}  tls.key: |\n{}---\n{}",
+            indent(cert.pem()),
+            indent(key.serialize_pem()),
+            ingress("secure", "secure.test", "/", "api").replace(
+                "spec:\n  rules:",
+                "spec:\n  tls: [{hosts: [secure.test], secretName: secure-tls}]\n  rules:"
+            ),
+        ),
+    );
+    let mut agent = Agent::start_local(
+        &dir.path,
+        &["--pod-name", "edge-7", "--pod-namespace", "ingress"],
+    )
+    .unwrap();
+    agent.wait_ready().unwrap();
+    let text = metrics(&agent);
+    assert_eq!(
+        sample(
+            &text,
+            "nginx_ingress_controller_ssl_expire_time_seconds{controller_class=\"xingress\",controller_namespace=\"ingress\",controller_pod=\"edge-7\",host=\"secure.test\",namespace=\"shop\",secret_name=\"secure-tls\"}"
+        ),
+        // 2031-03-14T00:00:00Z
+        Some(1_931_212_800.0),
+        "{text}"
+    );
+}

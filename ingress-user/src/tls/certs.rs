@@ -77,6 +77,9 @@ pub struct TlsTable {
     client_auth: HashMap<Box<str>, Arc<HostAuth>>,
     /// The same for `*.parent` hosts, keyed by `parent`.
     client_auth_wildcard: HashMap<Box<str>, Arc<HostAuth>>,
+    /// (host, its certificate's Secret, when the certificate expires in
+    /// Unix seconds), for `nginx_ingress_controller_ssl_expire_time_seconds`.
+    pub expiry: Vec<(Box<str>, NamespacedName, i64)>,
 }
 
 impl TlsTable {
@@ -200,6 +203,9 @@ impl CertStore {
                     Some(_) => {}
                     None => {
                         owner.insert(host.as_str(), secret);
+                        if let Some(at) = key.cert.first().and_then(|c| super::subject::not_after(c)) {
+                            table.expiry.push((host.as_str().into(), secret.clone(), at));
+                        }
                         match host.strip_prefix("*.") {
                             Some(parent) => table.wildcard.insert(parent.into(), key.clone()),
                             None => table.exact.insert(host.as_str().into(), key.clone()),

@@ -65,6 +65,56 @@ fn dotted(oid: &[u8]) -> Option<String> {
 
 /// The subject of a DER certificate, RFC 2253 style; `None` when the
 /// certificate cannot be read that far.
+/// When a certificate (DER) expires: its `notAfter`, in Unix seconds.
+pub fn not_after(der: &[u8]) -> Option<i64> {
+    let (SEQUENCE, cert, _) = element(der)? else {
+        return None;
+    };
+    let (SEQUENCE, tbs, _) = element(cert)? else {
+        return None;
+    };
+    let mut rest = tbs;
+    // [0] version (optional), serial, signature, issuer, validity.
+    let (tag, _, after) = element(rest)?;
+    if tag == 0xa0 {
+        rest = after;
+    }
+    for _ in 0..3 {
+        rest = element(rest)?.2;
+    }
+    let (SEQUENCE, validity, _) = element(rest)? else {
+        return None;
+    };
+    let (_, _, after_not_before) = element(validity)?;
+    let (tag, time, _) = element(after_not_before)?;
+    let digits = std::str::from_utf8(time).ok()?.strip_suffix('Z')?;
+    let (year, rest) = match tag {
+        // UTCTime: YYMMDDHHMMSS, 1950-2049.
+        0x17 => {
+            let yy: i64 = digits.get(..2)?.parse().ok()?;
+            (
+                if yy < 50 { 2000 + yy } else { 1900 + yy },
+                digits.get(2..)?,
+            )
+        }
+        // GeneralizedTime: YYYYMMDDHHMMSS.
+        0x18 => (digits.get(..4)?.parse().ok()?, digits.get(4..)?),
+        _ => return None,
+    };
+    let field = |i: usize| -> Option<i64> { rest.get(i..i + 2)?.parse().ok() };
+    let (month, day, hour, minute, second) =
+        (field(0)?, field(2)?, field(4)?, field(6)?, field(8)?);
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + hour * 3_600 + minute * 60 + second)
+}
+
 pub fn subject_dn(der: &[u8]) -> Option<String> {
     let (SEQUENCE, cert, _) = element(der)? else {
         return None;
@@ -149,6 +199,20 @@ mod tests {
         }
         let key = rcgen::KeyPair::generate().unwrap();
         params.self_signed(&key).unwrap().der().to_vec()
+    }
+
+    #[test]
+    fn expiry_is_read_from_the_validity() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["a.test".to_string()]).unwrap();
+        params.not_after = rcgen::date_time_ymd(2031, 3, 14);
+        let der = params.self_signed(&key).unwrap().der().to_vec();
+        // 2031-03-14T00:00:00Z
+        assert_eq!(not_after(&der), Some(1_931_212_800));
+        params.not_after = rcgen::date_time_ymd(2051, 1, 2);
+        let der = params.self_signed(&key).unwrap().der().to_vec();
+        assert_eq!(not_after(&der), Some(2_556_230_400));
+        assert_eq!(not_after(b"\x30\x00"), None);
     }
 
     #[test]
