@@ -357,3 +357,43 @@ fn blocked_user_agents_and_the_limit_status() {
     assert_eq!(with_agent("HTTP/1.1", "EvilBot/1.0 (compatible)"), 200);
     assert_eq!(with_agent("HTTP/1.1", "curl/8.5"), 429);
 }
+
+/// `block-cidrs`: listed sources get 403 on every host and both proxy
+/// paths; the others are served.
+#[test]
+fn block_cidrs_refuse_listed_sources() {
+    let app = pod();
+    let dir = ManifestDir::new();
+    dir.write(
+        "all.yaml",
+        &format!("{}{}", service_yaml("app", 80, &[&app]), plain_ingress()),
+    );
+    dir.write(
+        "config.yaml",
+        &configmap("  block-cidrs: \"127.0.0.2/32, 10.9.0.0/16\"\n"),
+    );
+    let mut agent = Agent::start_local(&dir.path, &["--configmap", CONFIGMAP]).unwrap();
+    agent.wait_ready().unwrap();
+    let status = |from: [u8; 4], version: &str| {
+        Conn::connect_from(std::net::IpAddr::from(from), agent.http)
+            .unwrap()
+            .raw(format!("GET / {version}\r\nHost: app.test\r\n\r\n").as_bytes())
+            .unwrap()
+            .status
+    };
+    for version in ["HTTP/1.1", "HTTP/1.0"] {
+        assert_eq!(status([127, 0, 0, 2], version), 403, "{version}");
+        assert_eq!(status([127, 0, 0, 3], version), 200, "{version}");
+    }
+    // A bad entry: said, and nothing is blocked.
+    dir.replace(
+        "config.yaml",
+        &configmap("  block-cidrs: \"127.0.0.2/32, nonsense\"\n"),
+    );
+    agent.eventually("the bad key said", || {
+        agent.logs().contains("key block-cidrs") && agent.logs().contains("nonsense")
+    });
+    agent.eventually("nothing blocked", || {
+        status([127, 0, 0, 2], "HTTP/1.1") == 200
+    });
+}

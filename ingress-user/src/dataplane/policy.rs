@@ -51,21 +51,24 @@ impl Policy {
     pub fn new(table: &RoutingTable, flags: &PolicyFlags) -> Self {
         // Strict mode only rejects what nothing would serve.
         let strict = flags.strict_hosts && !table.serves_any_host();
+        // `--xdp-deny-cidr` and the ConfigMap's `block-cidrs`.
+        let deny: BTreeSet<Cidr> = flags
+            .deny
+            .iter()
+            .chain(table.block_cidrs.iter())
+            .copied()
+            .collect();
         Self {
             hosts: table.host_policies().into_iter().collect(),
-            deny: flags.deny.iter().copied().collect(),
             config: Config {
                 syn_rate: flags.syn_rate,
                 syn_burst: flags.syn_rate,
                 flags: if strict { F_CONFIG_STRICT_HOSTS } else { 0 }
-                    | if flags.deny.is_empty() {
-                        0
-                    } else {
-                        F_CONFIG_DENY
-                    },
+                    | if deny.is_empty() { 0 } else { F_CONFIG_DENY },
                 // PolicySync owns the generation.
                 flow_gen: 0,
             },
+            deny,
         }
     }
 }
@@ -411,5 +414,29 @@ mod tests {
             [DenyEntry::V6([0; 16], 0), DenyEntry::V4([0; 4], 0)]
         );
         assert_eq!(e("8000::/1").len(), 1);
+    }
+}
+
+#[cfg(test)]
+mod block_cidrs_tests {
+    use super::*;
+
+    /// The ConfigMap's `block-cidrs` join `--xdp-deny-cidr` in XDP's deny
+    /// list, and switch the deny check on.
+    #[test]
+    fn block_cidrs_join_the_deny_list() {
+        let flags = PolicyFlags {
+            deny: vec!["198.51.100.0/24".parse().unwrap()],
+            ..PolicyFlags::default()
+        };
+        let mut table = RoutingTable::default();
+        let none = Policy::new(&table, &PolicyFlags::default());
+        assert_eq!(none.config.flags & F_CONFIG_DENY, 0);
+        table.block_cidrs = vec!["192.0.2.0/24".parse().unwrap()].into();
+        let p = Policy::new(&table, &PolicyFlags::default());
+        assert_ne!(p.config.flags & F_CONFIG_DENY, 0);
+        assert!(p.deny.contains(&"192.0.2.0/24".parse().unwrap()));
+        let both = Policy::new(&table, &flags);
+        assert_eq!(both.deny.len(), 2);
     }
 }

@@ -132,6 +132,8 @@ pub struct ControllerConfig {
     pub limit_conn_status: u16,
     /// `load-balance: ewma` (else `round_robin`).
     pub ewma: bool,
+    /// `block-cidrs`: sources refused everywhere (403; dropped by XDP).
+    pub block_cidrs: Vec<super::Cidr>,
 }
 
 impl Default for ControllerConfig {
@@ -157,6 +159,7 @@ impl Default for ControllerConfig {
             limit_req_status: 503,
             limit_conn_status: 503,
             ewma: false,
+            block_cidrs: Vec::new(),
         }
     }
 }
@@ -216,6 +219,13 @@ pub const KEYS: &[ConfigKey] = &[
         "-",
         "Each key of that ConfigMap is a field set on every response from a pod, replacing the pod's of that name (nginx's `more_set_headers`). Framing and hop-by-hop names are refused.",
         "ingress-nginx/custom-headers",
+    ),
+    key(
+        "block-cidrs",
+        "addresses or CIDRs, comma-separated",
+        "-",
+        "Sources refused on every host: 403 from the proxy (the client address as found, PROXY protocol and trusted X-Forwarded-For included), and with XDP attached their packets dropped on the NIC (by the packet's source address).",
+        "192.0.2.0/24,2001:db8::/32",
     ),
     key(
         "block-user-agents",
@@ -596,6 +606,17 @@ pub fn read(
                     None => Err("is not \"true\" or \"false\"; the flag's value stays".into()),
                 }
             }
+            "block-cidrs" => match super::cidr::parse_list(v) {
+                (cidrs, bad) if bad.is_empty() => {
+                    c.block_cidrs = cidrs;
+                    Ok(())
+                }
+                (_, bad) => Err(format!(
+                    "has {} that {} not an address or CIDR; no source is blocked",
+                    bad.join(", "),
+                    if bad.len() == 1 { "is" } else { "are" }
+                )),
+            },
             "proxy-real-ip-cidr" => match super::cidr::parse_list(v) {
                 (cidrs, bad) if bad.is_empty() && !cidrs.is_empty() => {
                     c.client_address.proxy_real_ip_cidr = Some(cidrs);

@@ -361,6 +361,8 @@ pub struct RoutingTable {
     pub hsts: Option<http::HeaderValue>,
     /// The ConfigMap's `block-user-agents`.
     pub block_user_agents: Option<Arc<super::config::UserAgents>>,
+    /// The ConfigMap's `block-cidrs`.
+    pub block_cidrs: Arc<[Cidr]>,
     /// `limit-req-status-code` and `limit-conn-status-code`.
     pub limit_req_status: u16,
     pub limit_conn_status: u16,

@@ -681,6 +681,7 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
         request_edit: cx.config.request_edit.clone(),
         hsts: cx.config.hsts.over(opts.hsts).header(),
         block_user_agents: cx.config.block_user_agents.clone(),
+        block_cidrs: cx.config.block_cidrs.clone().into(),
         limit_req_status: cx.config.limit_req_status,
         limit_conn_status: cx.config.limit_conn_status,
         labels: Vec::with_capacity(hosts.len() + 1),

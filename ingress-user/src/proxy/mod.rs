@@ -651,6 +651,15 @@ impl Proxy {
         }
         // Whether authentication is still asked of this request.
         let authenticate = !(satisfy_any && admitted);
+        // `block-cidrs`.
+        if snap
+            .table
+            .block_cidrs
+            .iter()
+            .any(|c| c.contains(down.client.ip()))
+        {
+            return (Err(ProxyError::Forbidden), stats);
+        }
         // `block-user-agents`.
         if let Some(agents) = &snap.table.block_user_agents
             && (req.header)("user-agent")

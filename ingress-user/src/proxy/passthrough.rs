@@ -162,7 +162,13 @@ impl Proxy {
                 }
                 return Some(stream);
             };
-            if !p.admits(client.ip()) {
+            if !p.admits(client.ip())
+                || snap
+                    .table
+                    .block_cidrs
+                    .iter()
+                    .any(|c| c.contains(client.ip()))
+            {
                 tracing::debug!(%client, host = name, "pass-through refused: source not admitted");
                 return None;
             }
