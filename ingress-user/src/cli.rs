@@ -646,6 +646,7 @@ impl RunArgs {
                         })
                     })
                     .collect::<Result<Vec<_>, _>>()?,
+                no_request_id: false,
             },
             worker_threads: match self.worker_threads {
                 Some(0) => {

@@ -397,3 +397,43 @@ fn block_cidrs_refuse_listed_sources() {
         status([127, 0, 0, 2], "HTTP/1.1") == 200
     });
 }
+
+/// `generate-request-id: "false"`: the pod gets no X-Request-ID the client
+/// did not send, on both paths; a client's own still passes.
+#[test]
+fn generate_request_id_false_adds_none() {
+    let app = pod();
+    let dir = ManifestDir::new();
+    dir.write(
+        "all.yaml",
+        &format!("{}{}", service_yaml("app", 80, &[&app]), plain_ingress()),
+    );
+    dir.write(
+        "config.yaml",
+        &configmap("  generate-request-id: \"false\"\n"),
+    );
+    let mut agent = Agent::start_local(&dir.path, &["--configmap", CONFIGMAP]).unwrap();
+    agent.wait_ready().unwrap();
+    let id = |version: &str, extra: &str| {
+        Conn::connect(agent.http)
+            .unwrap()
+            .raw(format!("GET / {version}\r\nHost: app.test\r\n{extra}\r\n").as_bytes())
+            .unwrap()
+            .echo_field("x-request-id")
+    };
+    for version in ["HTTP/1.1", "HTTP/1.0"] {
+        assert_eq!(id(version, ""), None, "{version}");
+        assert_eq!(
+            id(version, "X-Request-ID: mine\r\n").as_deref(),
+            Some("mine")
+        );
+    }
+    // The default: one is made.
+    dir.replace(
+        "config.yaml",
+        &configmap("  generate-request-id: \"true\"\n"),
+    );
+    agent.eventually("an id again", || {
+        id("HTTP/1.1", "").is_some_and(|v| v.len() == 32)
+    });
+}

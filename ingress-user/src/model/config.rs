@@ -84,6 +84,8 @@ pub struct ClientAddressKeys {
     pub use_forwarded_headers: Option<bool>,
     pub compute_full_forwarded_for: Option<bool>,
     pub proxy_real_ip_cidr: Option<Vec<super::Cidr>>,
+    /// `generate-request-id` (true).
+    pub generate_request_id: Option<bool>,
 }
 
 /// What the ConfigMap says, as the translate uses it.
@@ -261,6 +263,13 @@ pub const KEYS: &[ConfigKey] = &[
         "false",
         "Redirects plain HTTP to HTTPS (308) even for hosts without a TLS section.",
         "true",
+    ),
+    key(
+        "generate-request-id",
+        "\"true\" | \"false\"",
+        "true",
+        "A request without X-Request-ID gets one (the pod and the access log see it); false passes it on without.",
+        "false",
     ),
     key(
         "global-allowed-response-headers",
@@ -592,13 +601,17 @@ pub fn read(
                 None => Err("is not \"true\" or \"false\"; false stays".into()),
             },
             "add-headers" => fields_from(v, config_maps).map(|f| response_edit.set = f),
-            "use-proxy-protocol" | "use-forwarded-headers" | "compute-full-forwarded-for" => {
+            "use-proxy-protocol"
+            | "use-forwarded-headers"
+            | "compute-full-forwarded-for"
+            | "generate-request-id" => {
                 match boolean(v) {
                     Some(b) => {
                         let k = &mut c.client_address;
                         *match key.as_str() {
                             "use-proxy-protocol" => &mut k.use_proxy_protocol,
                             "use-forwarded-headers" => &mut k.use_forwarded_headers,
+                            "generate-request-id" => &mut k.generate_request_id,
                             _ => &mut k.compute_full_forwarded_for,
                         } = Some(b);
                         Ok(())

@@ -113,6 +113,9 @@ pub struct ClientAddress {
     pub use_forwarded_headers: bool,
     pub compute_full_forwarded_for: bool,
     pub trusted: Vec<crate::model::Cidr>,
+    /// `generate-request-id: "false"`: a request without X-Request-ID is
+    /// passed on without one.
+    pub no_request_id: bool,
 }
 
 impl ClientAddress {
@@ -130,6 +133,7 @@ impl ClientAddress {
                 .proxy_real_ip_cidr
                 .clone()
                 .unwrap_or_else(|| self.trusted.clone()),
+            no_request_id: keys.generate_request_id == Some(false),
         }
     }
 
@@ -236,7 +240,7 @@ pub fn add_forwarded(
     };
     let port = passed(headers, &X_FORWARDED_PORT).unwrap_or(HeaderValue::from(down.local.port()));
     headers.insert(X_FORWARDED_PORT.clone(), port);
-    if !headers.contains_key(&X_REQUEST_ID) {
+    if !rules.no_request_id && !headers.contains_key(&X_REQUEST_ID) {
         headers.insert(X_REQUEST_ID.clone(), request_id());
     }
 }

@@ -226,6 +226,8 @@ pub struct Forwarded {
     /// `use-forwarded-headers`: the client's X-Forwarded-Proto/Host/Port
     /// are passed on when present.
     pass: bool,
+    /// `generate-request-id: "false"`.
+    no_request_id: bool,
 }
 
 fn ip_text(ip: IpAddr) -> ([u8; 48], usize) {
@@ -247,6 +249,7 @@ impl Forwarded {
             f.append = Some(ip_text(down.origin.ip()));
         }
         f.pass = rules.use_forwarded_headers;
+        f.no_request_id = rules.no_request_id;
         f
     }
 
@@ -262,6 +265,7 @@ impl Forwarded {
             tls,
             append: None,
             pass: false,
+            no_request_id: false,
         }
     }
 
@@ -374,7 +378,7 @@ pub fn write_request_head(
             out.extend_from_slice(b"\r\n");
         }
     }
-    if !info.has_request_id {
+    if !info.has_request_id && !fwd.no_request_id {
         out.extend_from_slice(b"X-Request-ID: ");
         match request_id {
             Some(id) => out.extend_from_slice(id),

@@ -635,7 +635,8 @@ impl Proxy {
         }
         self.report_flow(down, conn, &decision);
         // X-Request-ID: the client's, or ours (the pod and the log get it).
-        let request_id = (!info.has_request_id).then(super::headers::request_id_hex);
+        let request_id =
+            (!info.has_request_id && !rules.no_request_id).then(super::headers::request_id_hex);
         let mut record = match &self.access_log {
             Some(_) if !view.log_off.get() => {
                 let mut r = Record::request(down.client.ip(), method, target, "HTTP/1.1", &header);
