@@ -647,6 +647,7 @@ impl RunArgs {
                     })
                     .collect::<Result<Vec<_>, _>>()?,
                 no_request_id: false,
+                forwarded_for: None,
             },
             worker_threads: match self.worker_threads {
                 Some(0) => {

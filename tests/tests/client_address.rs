@@ -283,3 +283,32 @@ fn configmap_keys_set_the_client_address_rules_live() {
     });
     assert!(send(&agent, b"", &get("open.test")).is_none());
 }
+
+/// `forwarded-for-header`: a CDN's own header names the client (and
+/// X-Forwarded-For no longer does), on both paths.
+#[test]
+fn forwarded_for_header_names_the_header_the_client_is_in() {
+    let (agent, _app, dir) = site(&["--configmap", "x/c"]);
+    dir.write(
+        "config.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c, namespace: x}\ndata:\n  use-forwarded-headers: \"true\"\n  proxy-real-ip-cidr: 127.0.0.1/32\n  forwarded-for-header: CF-Connecting-IP\n",
+    );
+    let real_ip = |version: &str| {
+        send(
+            &agent,
+            b"",
+            &format!(
+                "GET / {version}\r\nHost: open.test\r\nX-Forwarded-For: 198.51.100.1\r\nCF-Connecting-IP: 203.0.113.50\r\n\r\n"
+            ),
+        )
+        .and_then(|r| r.echo_field("x-real-ip"))
+    };
+    agent.eventually("the CDN's header read", || {
+        real_ip("HTTP/1.1").as_deref() == Some("203.0.113.50")
+    });
+    assert_eq!(
+        real_ip("HTTP/1.0").as_deref(),
+        Some("203.0.113.50"),
+        "hyper's path"
+    );
+}

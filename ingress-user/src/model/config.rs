@@ -86,6 +86,8 @@ pub struct ClientAddressKeys {
     pub proxy_real_ip_cidr: Option<Vec<super::Cidr>>,
     /// `generate-request-id` (true).
     pub generate_request_id: Option<bool>,
+    /// `forwarded-for-header` (X-Forwarded-For).
+    pub forwarded_for_header: Option<HeaderName>,
 }
 
 /// What the ConfigMap says, as the translate uses it.
@@ -263,6 +265,13 @@ pub const KEYS: &[ConfigKey] = &[
         "false",
         "Redirects plain HTTP to HTTPS (308) even for hosts without a TLS section.",
         "true",
+    ),
+    key(
+        "forwarded-for-header",
+        "a header name",
+        "X-Forwarded-For",
+        "With `use-forwarded-headers`, the header a trusted source puts the client's address in (a CDN's `CF-Connecting-IP`, say); read right to left like X-Forwarded-For. What the pod gets is still X-Forwarded-For.",
+        "CF-Connecting-IP",
     ),
     key(
         "generate-request-id",
@@ -619,6 +628,13 @@ pub fn read(
                     None => Err("is not \"true\" or \"false\"; the flag's value stays".into()),
                 }
             }
+            "forwarded-for-header" => match HeaderName::from_bytes(v.trim().as_bytes()) {
+                Ok(h) if !header_rules::framing_or_hop_by_hop(&h) => {
+                    c.client_address.forwarded_for_header = Some(h);
+                    Ok(())
+                }
+                _ => Err("is not a header that can carry an address; X-Forwarded-For stays".into()),
+            },
             "block-cidrs" => match super::cidr::parse_list(v) {
                 (cidrs, bad) if bad.is_empty() => {
                     c.block_cidrs = cidrs;

@@ -116,6 +116,16 @@ pub struct ClientAddress {
     /// `generate-request-id: "false"`: a request without X-Request-ID is
     /// passed on without one.
     pub no_request_id: bool,
+    /// `forwarded-for-header`: where a trusted source puts the client's
+    /// address; `None`: X-Forwarded-For.
+    pub forwarded_for: Option<HeaderName>,
+}
+
+impl ClientAddress {
+    /// The header the client's address is read from.
+    pub fn forwarded_for_header(&self) -> &HeaderName {
+        self.forwarded_for.as_ref().unwrap_or(&X_FORWARDED_FOR)
+    }
 }
 
 impl ClientAddress {
@@ -134,6 +144,10 @@ impl ClientAddress {
                 .clone()
                 .unwrap_or_else(|| self.trusted.clone()),
             no_request_id: keys.generate_request_id == Some(false),
+            forwarded_for: keys
+                .forwarded_for_header
+                .clone()
+                .filter(|h| *h != X_FORWARDED_FOR),
         }
     }
 

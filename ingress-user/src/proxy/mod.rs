@@ -429,7 +429,7 @@ impl Proxy {
             &rules,
             down,
             req.headers()
-                .get_all(&headers::X_FORWARDED_FOR)
+                .get_all(rules.forwarded_for_header())
                 .iter()
                 .map(HeaderValue::as_bytes),
         );

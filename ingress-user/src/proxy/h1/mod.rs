@@ -585,7 +585,10 @@ impl Proxy {
             let xff = req
                 .headers
                 .iter()
-                .filter(|h| h.name.eq_ignore_ascii_case("x-forwarded-for"))
+                .filter(|h| {
+                    h.name
+                        .eq_ignore_ascii_case(rules.forwarded_for_header().as_str())
+                })
                 .map(|h| h.value);
             request_down = super::Proxy::request_downstream(&rules, *down, xff);
             request_fwd = Forwarded::new(&request_down, &rules);
