@@ -34,6 +34,21 @@ fn ingress() -> String {
         .to_string()
 }
 
+/// One pod behind the Ingress without its TLS section, the controller
+/// ConfigMap with `data`, and the agent serving them.
+fn plain_site(data: &str) -> (Agent, ManifestDir, Backend) {
+    let app = pod();
+    let dir = ManifestDir::new();
+    dir.write(
+        "all.yaml",
+        &format!("{}{}", service_yaml("app", 80, &[&app]), plain_ingress()),
+    );
+    dir.write("config.yaml", &configmap(data));
+    let mut agent = Agent::start_local(&dir.path, &["--configmap", CONFIGMAP]).unwrap();
+    agent.wait_ready().unwrap();
+    (agent, dir, app)
+}
+
 /// The Ingress without its TLS section.
 fn plain_ingress() -> String {
     ingress().replace("  tls: [{hosts: [app.test], secretName: app-tls}]\n", "")
@@ -192,21 +207,10 @@ fn keys_apply_from_the_api_server() {
 
 #[test]
 fn log_format_upstream_templates_the_access_log() {
-    let app = pod();
-    let dir = ManifestDir::new();
-    dir.write(
-        "all.yaml",
-        &format!("{}{}", service_yaml("app", 80, &[&app]), plain_ingress()),
-    );
-    dir.write(
-        "config.yaml",
-        &configmap(
-            "  log-format-escape-json: \"true\"\n  log-format-upstream: '{\"ip\": \"$remote_addr\", \"uri\": \"$request_uri\", \
+    let (agent, dir, app) = plain_site(
+        "  log-format-escape-json: \"true\"\n  log-format-upstream: '{\"ip\": \"$remote_addr\", \"uri\": \"$request_uri\", \
              \"status\": $status, \"up\": \"$upstream_addr\", \"id\": \"$req_id\", \"ua\": \"$http_user_agent\"}'\n",
-        ),
     );
-    let mut agent = Agent::start_local(&dir.path, &["--configmap", CONFIGMAP]).unwrap();
-    agent.wait_ready().unwrap();
     let r = Conn::connect(agent.http)
         .unwrap()
         .raw(b"GET /q?a=%221%22 HTTP/1.1\r\nHost: app.test\r\nUser-Agent: say \"hi\" \\o/\r\n\r\n")
@@ -362,18 +366,7 @@ fn blocked_user_agents_and_the_limit_status() {
 /// paths; the others are served.
 #[test]
 fn block_cidrs_refuse_listed_sources() {
-    let app = pod();
-    let dir = ManifestDir::new();
-    dir.write(
-        "all.yaml",
-        &format!("{}{}", service_yaml("app", 80, &[&app]), plain_ingress()),
-    );
-    dir.write(
-        "config.yaml",
-        &configmap("  block-cidrs: \"127.0.0.2/32, 10.9.0.0/16\"\n"),
-    );
-    let mut agent = Agent::start_local(&dir.path, &["--configmap", CONFIGMAP]).unwrap();
-    agent.wait_ready().unwrap();
+    let (agent, dir, _app) = plain_site("  block-cidrs: \"127.0.0.2/32, 10.9.0.0/16\"\n");
     let status = |from: [u8; 4], version: &str| {
         Conn::connect_from(std::net::IpAddr::from(from), agent.http)
             .unwrap()
@@ -402,18 +395,7 @@ fn block_cidrs_refuse_listed_sources() {
 /// did not send, on both paths; a client's own still passes.
 #[test]
 fn generate_request_id_false_adds_none() {
-    let app = pod();
-    let dir = ManifestDir::new();
-    dir.write(
-        "all.yaml",
-        &format!("{}{}", service_yaml("app", 80, &[&app]), plain_ingress()),
-    );
-    dir.write(
-        "config.yaml",
-        &configmap("  generate-request-id: \"false\"\n"),
-    );
-    let mut agent = Agent::start_local(&dir.path, &["--configmap", CONFIGMAP]).unwrap();
-    agent.wait_ready().unwrap();
+    let (agent, dir, _app) = plain_site("  generate-request-id: \"false\"\n");
     let id = |version: &str, extra: &str| {
         Conn::connect(agent.http)
             .unwrap()

@@ -63,10 +63,10 @@ fn dotted(oid: &[u8]) -> Option<String> {
     Some(out)
 }
 
-/// The subject of a DER certificate, RFC 2253 style; `None` when the
-/// certificate cannot be read that far.
-/// When a certificate (DER) expires: its `notAfter`, in Unix seconds.
-pub fn not_after(der: &[u8]) -> Option<i64> {
+/// The contents of the SEQUENCE that is field `index` of a DER
+/// certificate's TBSCertificate, counting from the serial (0) after the
+/// optional version: 3 is the validity, 4 the subject.
+fn tbs_sequence(der: &[u8], index: usize) -> Option<&[u8]> {
     let (SEQUENCE, cert, _) = element(der)? else {
         return None;
     };
@@ -74,17 +74,22 @@ pub fn not_after(der: &[u8]) -> Option<i64> {
         return None;
     };
     let mut rest = tbs;
-    // [0] version (optional), serial, signature, issuer, validity.
     let (tag, _, after) = element(rest)?;
     if tag == 0xa0 {
         rest = after;
     }
-    for _ in 0..3 {
+    for _ in 0..index {
         rest = element(rest)?.2;
     }
-    let (SEQUENCE, validity, _) = element(rest)? else {
+    let (SEQUENCE, field, _) = element(rest)? else {
         return None;
     };
+    Some(field)
+}
+
+/// When a certificate (DER) expires: its `notAfter`, in Unix seconds.
+pub fn not_after(der: &[u8]) -> Option<i64> {
+    let validity = tbs_sequence(der, 3)?;
     let (_, _, after_not_before) = element(validity)?;
     let (tag, time, _) = element(after_not_before)?;
     let digits = std::str::from_utf8(time).ok()?.strip_suffix('Z')?;
@@ -115,25 +120,10 @@ pub fn not_after(der: &[u8]) -> Option<i64> {
     Some(days * 86_400 + hour * 3_600 + minute * 60 + second)
 }
 
+/// The subject of a DER certificate, RFC 2253 style; `None` when the
+/// certificate cannot be read that far.
 pub fn subject_dn(der: &[u8]) -> Option<String> {
-    let (SEQUENCE, cert, _) = element(der)? else {
-        return None;
-    };
-    let (SEQUENCE, tbs, _) = element(cert)? else {
-        return None;
-    };
-    let mut rest = tbs;
-    // [0] version (optional), serial, signature, issuer, validity, subject.
-    let (tag, _, after) = element(rest)?;
-    if tag == 0xa0 {
-        rest = after;
-    }
-    for _ in 0..4 {
-        rest = element(rest)?.2;
-    }
-    let (SEQUENCE, mut name, _) = element(rest)? else {
-        return None;
-    };
+    let mut name = tbs_sequence(der, 4)?;
     let mut rdns = Vec::new();
     while !name.is_empty() {
         let (SET, mut set, next) = element(name)? else {
