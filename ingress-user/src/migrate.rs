@@ -50,7 +50,6 @@ pub const NGINX_ANNOTATIONS_NOT_SERVED: &[&str] = &[
     "proxy-buffering",
     "proxy-buffers-number",
     "proxy-busy-buffers-size",
-    "proxy-http-version",
     "proxy-max-temp-file-size",
     "proxy-request-buffering",
     "proxy-ssl-ciphers",

@@ -1673,3 +1673,26 @@ fn satisfy_any_takes_the_allow_list_or_the_credentials() {
     assert_eq!(status([127, 0, 0, 3], "both.test", true), 403);
     assert_eq!(status([127, 0, 0, 2], "both.test", true), 200);
 }
+
+/// `proxy-http-version: "1.0"`: the pod gets HTTP/1.0 (from either client
+/// protocol); without it, HTTP/1.1.
+#[test]
+fn proxy_http_version_sends_http_1_0_to_the_pod() {
+    let (_live, dir) = one_pod_per_host(&[
+        (
+            "old",
+            "nginx.ingress.kubernetes.io/proxy-http-version: \"1.0\"",
+        ),
+        ("new", ""),
+    ]);
+    let agent = ready_agent(&dir, &[]);
+    let version = |host: &str| {
+        Conn::connect(agent.http)
+            .unwrap()
+            .get(host, "/")
+            .unwrap()
+            .echo_field("version")
+    };
+    assert_eq!(version("old.test").as_deref(), Some("HTTP/1.0"));
+    assert_eq!(version("new.test").as_deref(), Some("HTTP/1.1"));
+}

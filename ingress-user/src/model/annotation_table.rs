@@ -510,6 +510,14 @@ pub const ANNOTATIONS: &[Annotation] = &[
         nginx_difference: "",
     },
     Annotation {
+        name: "proxy-http-version",
+        group: Group::Backends,
+        values: "`1.1` | `1.0`",
+        default: "1.1",
+        meaning: "`1.0`: requests reach the pods as HTTP/1.0 (one connection per request), for pods that speak nothing newer. Its routes are served by hyper's path.",
+        nginx_difference: "",
+    },
+    Annotation {
         name: "proxy-next-upstream",
         group: Group::Resilience,
         values: "`error`, `timeout`, `invalid_header`, `http_500`, `http_502`, `http_503`, `http_504`, `http_403`, `http_404`, `http_429`, `non_idempotent`, `off`, space-separated",

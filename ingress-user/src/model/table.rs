@@ -118,6 +118,8 @@ pub struct PathRule {
     /// `satisfy: any`: a source the allow and deny lists admit needs no
     /// authentication; any other needs it (instead of 403).
     pub satisfy_any: bool,
+    /// `proxy-http-version: "1.0"`: HTTP/1.0 to the pods.
+    pub http10: bool,
     /// Tie-break among rules equal in path and match: lower first (Ingress
     /// rules 0, then Gateway API rules, oldest route first).
     pub order: u32,
@@ -223,6 +225,7 @@ impl PathRule {
             || !self.backend.plain_http()
             || self.filters.as_ref().is_some_and(|f| f.edits_request())
             || self.error_pages.is_some()
+            || self.http10
             || self
                 .split
                 .as_ref()

@@ -999,6 +999,7 @@ fn rewrite_targets_expand_captures_like_nginx() {
         hash_by: None,
         ewma: false,
         satisfy_any: false,
+        http10: false,
         order: 0,
     };
     let r = rule("/(a)(b)?/(.*)", "/x/$1-$2-$3/$9$$z?k=v");

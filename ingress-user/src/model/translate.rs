@@ -311,6 +311,17 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
         };
         let hash_by = cx.hash_by(id, ing);
         let ewma = cx.load_balance(id, ing);
+        let http10 = match annotations::get(ing, "proxy-http-version").map(str::trim) {
+            None | Some("1.1") => false,
+            Some("1.0") => true,
+            Some(other) => {
+                cx.warn_ingress(
+                    id,
+                    &format!("proxy-http-version {other:?} is not 1.0 or 1.1; 1.1 is used"),
+                );
+                false
+            }
+        };
         let satisfy_any = match annotations::get(ing, "satisfy").map(str::trim) {
             None | Some("all") => false,
             Some("any") => {
@@ -376,6 +387,7 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
             hash_by: hash_by.clone(),
             ewma,
             satisfy_any,
+            http10,
             order: 0,
         };
         // The default backend too, as ingress-nginx applies a catch-all

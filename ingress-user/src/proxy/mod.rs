@@ -158,6 +158,8 @@ struct Target {
     ingress: Option<Arc<crate::model::NamespacedName>>,
     /// `load-balance: ewma`: the pod's latency is measured.
     ewma: bool,
+    /// `proxy-http-version: "1.0"`.
+    http10: bool,
 }
 
 impl Target {
@@ -882,6 +884,7 @@ impl Proxy {
             request_timeout,
             ingress: route.rule.map(|r| r.ingress.clone()),
             ewma: route.rule.is_some_and(|r| r.ewma),
+            http10: route.rule.is_some_and(|r| r.http10),
             edits: match route.rule {
                 Some(r) => r.edits.clone(),
                 None => snap.table.edits.clone(),
@@ -949,6 +952,11 @@ impl Proxy {
         mut record: Option<&mut access_log::Record>,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         let protocol = target.backend.protocol;
+        // `proxy-http-version: "1.0"` for plain and TLS HTTP/1 pods.
+        let version = match upstream_version(protocol) {
+            Version::HTTP_11 if target.http10 => Version::HTTP_10,
+            v => v,
+        };
         if let Some(limit) = target.body_limit
             && content_length(&req).is_some_and(|n| n > limit)
         {
@@ -1030,7 +1038,7 @@ impl Proxy {
             None => std::mem::take(&mut parts.uri),
         };
         parts.uri = upstream_uri(&target.peer, tls, &original_uri)?;
-        parts.version = upstream_version(protocol);
+        parts.version = version;
         // What the error backend is told of the request, should the pod's
         // answer be one of `custom-http-errors`.
         let error_ask = changes.error_pages.as_ref().map(|_| ErrorAsk {
@@ -1150,7 +1158,7 @@ impl Proxy {
             let mut req = Request::new(body);
             *req.method_mut() = method.clone();
             *req.uri_mut() = upstream_uri(&Peer::Addr(next), tls, &original_uri)?;
-            *req.version_mut() = upstream_version(protocol);
+            *req.version_mut() = version;
             *req.headers_mut() = headers.clone();
             try_started = Instant::now();
             result = self

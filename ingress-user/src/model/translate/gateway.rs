@@ -1039,6 +1039,7 @@ impl Cx<'_> {
                             hash_by: None,
                             ewma: self.config.ewma,
                             satisfy_any: false,
+                            http10: false,
                             order: order * 1024 + rule_index.min(1023) as u32,
                         },
                     ));
