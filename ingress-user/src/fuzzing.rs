@@ -94,3 +94,57 @@ pub fn host_and_path(data: &[u8]) {
     }
     let _ = path_matches("/", path);
 }
+
+/// Snippet text (`configuration-snippet` and the others): parsed in every
+/// scope; what parses runs on a request whose header values are the same
+/// bytes. Nothing may panic, and what a snippet decides stays inside what
+/// snippets may do: no framing or hop-by-hop field is ever set, statuses
+/// are 200 to 599, and a redirect's Location is absolute.
+pub fn snippet(data: &[u8]) {
+    use crate::model::{
+        header_rules::framing_or_hop_by_hop,
+        snippet::{Input, Outcome, Scope, Snippet},
+    };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    for scope in [Scope::Server, Scope::Location, Scope::Auth] {
+        let Ok(s) = Snippet::parse(text, scope) else {
+            continue;
+        };
+        let value = &data[..data.len().min(64)];
+        let header = |_: &str| Some(value);
+        let cookie = |_: &str| Some(value);
+        let mut out = Outcome::default();
+        s.run(
+            &Input {
+                method: "GET",
+                host: "fuzz.example",
+                path: "/a/b",
+                query: Some("x=1&y=2"),
+                request_uri: "/a/b?x=1&y=2",
+                client: std::net::IpAddr::from([192, 0, 2, 1]),
+                tls: false,
+                header: &header,
+                cookie: &cookie,
+            },
+            &mut out,
+        );
+        for (name, _) in out.request.set.iter().chain(&out.response.set) {
+            assert!(!framing_or_hop_by_hop(name), "{name} set");
+        }
+        if let Some((code, body)) = &out.reply {
+            assert!((200..=599).contains(code), "status {code}");
+            if matches!(code, 301 | 302 | 303 | 307 | 308) {
+                assert!(
+                    body.starts_with(b"http://") || body.starts_with(b"https://"),
+                    "Location {:?}",
+                    String::from_utf8_lossy(body)
+                );
+            }
+        }
+        if scope == Scope::Auth {
+            assert!(out.reply.is_none() && out.target.is_none() && out.response.is_empty());
+        }
+    }
+}

@@ -26,10 +26,7 @@ pub const NGINX_ANNOTATIONS_NOT_SERVED: &[&str] = &[
     "auth-keepalive-share-vars",
     "auth-keepalive-timeout",
     "auth-proxy-set-headers",
-    "auth-snippet",
     "auth-tls-error-page",
-    "client-body-buffer-size",
-    "configuration-snippet",
     "connection-proxy-header",
     "enable-global-auth",
     "enable-modsecurity",
@@ -51,10 +48,8 @@ pub const NGINX_ANNOTATIONS_NOT_SERVED: &[&str] = &[
     "proxy-buffers-number",
     "proxy-busy-buffers-size",
     "proxy-max-temp-file-size",
-    "proxy-request-buffering",
     "proxy-ssl-ciphers",
     "proxy-ssl-protocols",
-    "server-snippet",
     "session-cookie-change-on-failure",
     "session-cookie-conditional-samesite-none",
     "session-cookie-domain",
@@ -263,12 +258,10 @@ const PREFIXES: [&str; 2] = ["nginx.ingress.kubernetes.io/", "xingress.dev/"];
 fn why_not(name: &str) -> &'static str {
     match name {
         n if n.ends_with("snippet") => {
-            "nginx configuration text: not run (xingress has no nginx underneath)"
+            "nginx configuration text in this place is not run (xingress carries out configuration-, server- and auth-snippet only, a closed set of directives)"
         }
-        "allow-snippet-annotations"
-        | "annotations-risk-level"
-        | "annotation-value-word-blocklist" => {
-            "snippets are never run, so there is nothing to allow or screen"
+        "annotations-risk-level" | "annotation-value-word-blocklist" => {
+            "snippets are a closed set of directives (allow-snippet-annotations), so there is nothing else to screen"
         }
         n if n.contains("modsecurity") || n.contains("owasp") => {
             "no web application firewall in xingress"
@@ -556,9 +549,15 @@ mod tests {
     #[test]
     fn every_annotation_and_key_of_ingress_nginx_has_a_verdict() {
         assert_eq!(annotation("rewrite-target").verdict, "honoured");
-        assert_eq!(annotation("configuration-snippet").verdict, "ignored");
+        assert_eq!(annotation("configuration-snippet").verdict, "honoured");
         assert!(
             annotation("configuration-snippet")
+                .detail
+                .contains("closed set")
+        );
+        assert_eq!(annotation("stream-snippet").verdict, "ignored");
+        assert!(
+            annotation("stream-snippet")
                 .detail
                 .contains("nginx configuration")
         );

@@ -6,6 +6,7 @@ pub mod agent;
 pub mod alloc;
 pub mod backend;
 pub mod fake_api;
+pub mod h2c;
 pub mod http1;
 pub mod netns;
 pub mod scale;

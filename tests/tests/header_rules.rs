@@ -7,8 +7,6 @@
 
 use std::net::SocketAddr;
 
-use http_body_util::{BodyExt, Empty};
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use xingress_tests::{
     agent::{Agent, ManifestDir},
     backend::{self, Backend, Mode, service_yaml},
@@ -56,44 +54,7 @@ fn h1(agent: &Agent, host: &str, path: &str, headers: &[(&str, &str)]) -> Respon
 
 /// The same request over h2c (hyper's path).
 fn h2(agent: &Agent, host: &str, path: &str, headers: &[(&str, &str)]) -> Response {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let stream = tokio::net::TcpStream::connect(agent.http).await.unwrap();
-        let (mut send, conn) =
-            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-                .await
-                .unwrap();
-        tokio::spawn(conn);
-        let mut req = http::Request::get(format!("http://{host}{path}"));
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let resp = send
-            .send_request(req.body(Empty::<bytes::Bytes>::new()).unwrap())
-            .await
-            .unwrap();
-        let status = resp.status().as_u16();
-        let headers = resp
-            .headers()
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
-            .collect();
-        let body = resp
-            .into_body()
-            .collect()
-            .await
-            .unwrap()
-            .to_bytes()
-            .to_vec();
-        Response {
-            status,
-            headers,
-            body,
-        }
-    })
+    xingress_tests::h2c::request(agent.http, "GET", host, path, headers)
 }
 
 /// Every value of a response header, in order.

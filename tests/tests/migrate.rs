@@ -60,9 +60,23 @@ fn every_annotation_and_key_gets_a_verdict_with_its_reason() {
     let (v, detail) = verdict(api, "use-regex");
     assert_eq!(v, "honoured");
     assert!(detail.contains("that Ingress's paths only"), "{detail}");
+    // A snippet of the closed set is carried out; one with a `location`
+    // block refuses its Ingress, naming it.
     let (v, detail) = verdict(api, "configuration-snippet");
-    assert_eq!(v, "ignored");
-    assert!(detail.contains("nginx configuration"), "{detail}");
+    assert_eq!(v, "honoured");
+    assert!(detail.contains("closed set"), "{detail}");
+    assert_eq!(
+        ingress(&r, "shop/shop-api")["refused"],
+        serde_json::json!([])
+    );
+    let refused = ingress(&r, "shop/web")["refused"].as_array().unwrap();
+    assert!(
+        refused.iter().any(|m| {
+            let m = m.as_str().unwrap();
+            m.contains("server-snippet refused, line 1: location") && m.contains("503")
+        }),
+        "{refused:?}"
+    );
     // A typo is caught.
     let (v, detail) = verdict(api, "proxy-body-sise");
     assert_eq!(v, "unknown");

@@ -11,11 +11,12 @@ use crate::{
     util::{self, Cmd, step},
 };
 
-pub const TARGETS: [&str; 4] = [
+pub const TARGETS: [&str; 5] = [
     "http1_request",
     "manifests",
     "host_and_path",
     "xdp_first_segment",
+    "snippet",
 ];
 const CARGO_FUZZ_VERSION: &str = "0.13.2";
 

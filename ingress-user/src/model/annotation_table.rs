@@ -174,6 +174,14 @@ pub const ANNOTATIONS: &[Annotation] = &[
         nginx_difference: "",
     },
     Annotation {
+        name: "auth-snippet",
+        group: Group::ExternalAuth,
+        values: "nginx directives",
+        default: "-",
+        meaning: "With `allow-snippet-annotations`: `proxy_set_header`, `more_set_input_headers` and `more_clear_input_headers` edit the request to the `auth-url` service. Any other directive refuses the Ingress (503) with an error naming it.",
+        nginx_difference: "Only request header directives; nginx would run any directive in the auth location.",
+    },
+    Annotation {
         name: "auth-tls-match-cn",
         group: Group::ClientCertificates,
         values: "regular expression",
@@ -292,6 +300,22 @@ pub const ANNOTATIONS: &[Annotation] = &[
         default: "100",
         meaning: "What `canary-weight` is counted out of.",
         nginx_difference: "",
+    },
+    Annotation {
+        name: "client-body-buffer-size",
+        group: Group::Backends,
+        values: "size (8k, 64k)",
+        default: "8k (ConfigMap `client-body-buffer-size`)",
+        meaning: "With `proxy-request-buffering: on`: the bytes of a request body kept in memory; the rest goes to a temporary file, up to `proxy-body-size`.",
+        nginx_difference: "",
+    },
+    Annotation {
+        name: "configuration-snippet",
+        group: Group::Paths,
+        values: "nginx directives",
+        default: "-",
+        meaning: "With `allow-snippet-annotations` (off by default): the closed set `more_set_headers`, `more_clear_headers`, `more_set_input_headers`, `more_clear_input_headers`, `add_header`, `proxy_set_header`, `proxy_hide_header`, `return`, `rewrite`, `set`, `break` and `if`, each carried out as nginx would, variables from a fixed list (`$request_method`, `$host`, `$uri`, `$request_uri`, `$args`, `$arg_NAME`, `$http_NAME`, `$cookie_NAME`, `$remote_addr`, `$scheme`, `$1`-`$9`, and `set` ones). Anything else (Lua, `proxy_pass`, `location`, `include`, other directives, X-Forwarded-*, framing fields) refuses the Ingress: its paths answer 503 with an error naming the directive. Served on hyper's path.",
+        nginx_difference: "A closed set instead of any nginx text; `return` bodies are text/plain; `rewrite ... last` forwards to the same rule's pods (nginx searches the locations again); `return` answers before authentication as in nginx, but after the source allow and deny lists.",
     },
     Annotation {
         name: "cors-allow-credentials",
@@ -566,6 +590,14 @@ pub const ANNOTATIONS: &[Annotation] = &[
         nginx_difference: "",
     },
     Annotation {
+        name: "proxy-request-buffering",
+        group: Group::Backends,
+        values: "`on` | `off`",
+        default: "off (ConfigMap `proxy-request-buffering`)",
+        meaning: "`on`: the request body is read whole before a pod is chosen (a slow upload ties up no pod, the pod gets a Content-Length instead of chunked, a retry can send the body again), in memory up to `client-body-buffer-size` and in a temporary file past it; a client that sends nothing for 60 s gets 408. Served on hyper's path.",
+        nginx_difference: "ingress-nginx's default is on; ours is off, so bodies stream on the fast path (lower latency and memory). Set the ConfigMap key to `on` for ingress-nginx's behaviour.",
+    },
+    Annotation {
         name: "proxy-send-timeout",
         group: Group::Resilience,
         values: "whole seconds",
@@ -636,6 +668,14 @@ pub const ANNOTATIONS: &[Annotation] = &[
         default: "-",
         meaning: "More names for the Ingress's first host, each serving all of that host's rules. A name with rules of its own keeps them (the alias is reported and ignored).",
         nginx_difference: "Only exact host names: wildcard names are reported and ignored.",
+    },
+    Annotation {
+        name: "server-snippet",
+        group: Group::Paths,
+        values: "nginx directives",
+        default: "-",
+        meaning: "As `configuration-snippet`, run before it (nginx's server rewrite phase). `location` blocks are refused.",
+        nginx_difference: "Applies to the paths of the Ingress that carries it, not to every Ingress of the host.",
     },
     Annotation {
         name: "service-upstream",

@@ -138,6 +138,12 @@ pub struct ControllerConfig {
     pub ewma: bool,
     /// `block-cidrs`: sources refused everywhere (403; dropped by XDP).
     pub block_cidrs: Vec<super::Cidr>,
+    /// `allow-snippet-annotations` (false).
+    pub allow_snippets: bool,
+    /// `proxy-request-buffering` (off: bodies stream) and
+    /// `client-body-buffer-size` (8k).
+    pub request_buffering: bool,
+    pub client_body_buffer: u32,
 }
 
 impl Default for ControllerConfig {
@@ -164,6 +170,9 @@ impl Default for ControllerConfig {
             limit_conn_status: 503,
             ewma: false,
             block_cidrs: Vec::new(),
+            allow_snippets: false,
+            request_buffering: false,
+            client_body_buffer: 8 * 1024,
         }
     }
 }
@@ -225,6 +234,13 @@ pub const KEYS: &[ConfigKey] = &[
         "ingress-nginx/custom-headers",
     ),
     key(
+        "allow-snippet-annotations",
+        "\"true\" | \"false\"",
+        "false",
+        "Carries out the `configuration-snippet`, `server-snippet` and `auth-snippet` annotations: only a closed set of nginx directives (header edits, `return`, `rewrite`, `set`, `if`); a snippet with anything else is refused and its Ingress's paths answer 503. False: snippets are ignored, each with an error naming it.",
+        "true",
+    ),
+    key(
         "block-cidrs",
         "addresses or CIDRs, comma-separated",
         "-",
@@ -237,6 +253,13 @@ pub const KEYS: &[ConfigKey] = &[
         "-",
         "Requests whose User-Agent matches one get 403, before routing.",
         "~*bot,BadCrawler/1.0",
+    ),
+    key(
+        "client-body-buffer-size",
+        "size (8k, 64k, 1m)",
+        "8k",
+        "With `proxy-request-buffering: on`: how much of a request body is kept in memory; the rest goes to a temporary file (up to `proxy-body-size`).",
+        "16k",
     ),
     key(
         "compute-full-forwarded-for",
@@ -405,6 +428,13 @@ pub const KEYS: &[ConfigKey] = &[
         "0.0.0.0/0,::/0 (`--proxy-real-ip-cidr`)",
         "Sources whose X-Forwarded-For is trusted with `use-forwarded-headers`; over the flag.",
         "10.0.0.0/8,192.168.0.0/16",
+    ),
+    key(
+        "proxy-request-buffering",
+        "`on` | `off`",
+        "off",
+        "`on`: request bodies are read whole before a pod is chosen (a slow upload ties up no pod; the pod gets a Content-Length; a retry can resend the body), in memory up to `client-body-buffer-size` and in a temporary file past it. Off: bodies stream (ingress-nginx's default is on; see the README).",
+        "on",
     ),
     key(
         "proxy-send-timeout",
@@ -579,16 +609,38 @@ pub fn read(
                 policy_set = true;
                 policy.set(k, v)
             }
-            "ssl-redirect" | "force-ssl-redirect" | "disable-access-log" => match boolean(v) {
+            "ssl-redirect"
+            | "force-ssl-redirect"
+            | "disable-access-log"
+            | "allow-snippet-annotations" => match boolean(v) {
                 Some(b) => {
                     match key.as_str() {
                         "ssl-redirect" => c.ssl_redirect = b,
+                        "allow-snippet-annotations" => c.allow_snippets = b,
                         "force-ssl-redirect" => c.force_ssl_redirect = b,
                         _ => c.access_log_off = b,
                     }
                     Ok(())
                 }
                 None => Err("is not \"true\" or \"false\"; the default stays".into()),
+            },
+            "proxy-request-buffering" => match v.trim() {
+                "on" => {
+                    c.request_buffering = true;
+                    Ok(())
+                }
+                "off" => {
+                    c.request_buffering = false;
+                    Ok(())
+                }
+                _ => Err("is not on or off; off stays".into()),
+            },
+            "client-body-buffer-size" => match annotations::parse_size(v) {
+                Some(n) if (1..=64 << 20).contains(&n) => {
+                    c.client_body_buffer = n as u32;
+                    Ok(())
+                }
+                _ => Err("is not a size from 1 byte to 64m (like 8k); 8k stays".into()),
             },
             "log-format-upstream" => {
                 let escape = data

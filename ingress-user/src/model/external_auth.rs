@@ -325,6 +325,8 @@ pub struct ExternalAuth {
     pub request_redirect: Option<String>,
     /// `auth-cache-key` / `auth-cache-duration`.
     pub cache: Option<Arc<AuthCache>>,
+    /// `auth-snippet`: header edits of the auth request.
+    pub snippet: Option<Arc<super::snippet::Snippet>>,
 }
 
 impl ExternalAuth {
@@ -404,6 +406,7 @@ mod tests {
             response_headers: vec![],
             request_redirect: None,
             cache: None,
+            snippet: None,
         };
         assert_eq!(
             auth("https://$host/oauth2/start")

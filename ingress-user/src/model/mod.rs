@@ -14,6 +14,7 @@ pub mod hashing;
 pub mod header_rules;
 mod matching;
 pub mod path;
+pub mod snippet;
 mod table;
 pub mod template;
 mod translate;

@@ -120,6 +120,11 @@ pub struct PathRule {
     pub satisfy_any: bool,
     /// `proxy-http-version: "1.0"`: HTTP/1.0 to the pods.
     pub http10: bool,
+    /// `proxy-request-buffering: on`: bodies are read whole first, this
+    /// many bytes in memory (`client-body-buffer-size`), the rest in a file.
+    pub request_buffer: Option<u32>,
+    /// `server-snippet` and `configuration-snippet`, run per request.
+    pub snippets: Option<Arc<super::snippet::Snippets>>,
     /// Tie-break among rules equal in path and match: lower first (Ingress
     /// rules 0, then Gateway API rules, oldest route first).
     pub order: u32,
@@ -226,6 +231,8 @@ impl PathRule {
             || self.filters.as_ref().is_some_and(|f| f.edits_request())
             || self.error_pages.is_some()
             || self.http10
+            || self.snippets.is_some()
+            || self.request_buffer.is_some()
             || self
                 .split
                 .as_ref()

@@ -224,6 +224,7 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
         let basic_auth = refuse_on_err(cx.basic_auth(id, ing), id, &mut refused);
         let external_auth = refuse_on_err(cx.external_auth(id, ing), id, &mut refused);
         let upstream_tls = refuse_on_err(cx.upstream_tls(id, ing, protocol), id, &mut refused);
+        let snippets = refuse_on_err(cx.snippets(id, ing), id, &mut refused);
         // `ssl-passthrough`: the agent never decrypts these connections, so
         // settings that need the request cannot hold; rather than drop
         // them, the Ingress refuses.
@@ -310,6 +311,7 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
             Some(Arc::new(e))
         };
         let hash_by = cx.hash_by(id, ing);
+        let request_buffer = cx.request_buffer(id, ing);
         let ewma = cx.load_balance(id, ing);
         let http10 = match annotations::get(ing, "proxy-http-version").map(str::trim) {
             None | Some("1.1") => false,
@@ -388,6 +390,8 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
             ewma,
             satisfy_any,
             http10,
+            snippets: snippets.clone(),
+            request_buffer,
             order: 0,
         };
         // The default backend too, as ingress-nginx applies a catch-all

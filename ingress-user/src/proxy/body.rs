@@ -22,6 +22,8 @@ pub enum RequestBodyError {
     TooLarge(u64),
     #[error("reading the request body: {0}")]
     Client(#[source] hyper::Error),
+    #[error("reading the buffered request body: {0}")]
+    Spool(#[source] std::io::Error),
 }
 
 pub enum RequestBody {
@@ -35,6 +37,8 @@ pub enum RequestBody {
     /// A body the proxy can take back if the request never reached a pod
     /// (the connection failed): it then goes to another endpoint.
     Reclaimable(Arc<Mutex<Held>>),
+    /// Read whole before the pod was chosen (`proxy-request-buffering`).
+    Spooled(super::spool::SpoolBody),
 }
 
 /// A reclaimable body, and whether anything was read from it yet.
@@ -93,6 +97,7 @@ impl Body for RequestBody {
                 limit,
             } => (inner, remaining, limit),
             RequestBody::Empty => return Poll::Ready(None),
+            RequestBody::Spooled(b) => return Pin::new(b).poll_frame(cx),
             RequestBody::Reclaimable(held) => {
                 let mut held = held.lock().unwrap_or_else(|e| e.into_inner());
                 held.polled = true;
@@ -123,6 +128,7 @@ impl Body for RequestBody {
         match self {
             RequestBody::Stream { inner, .. } => inner.is_end_stream(),
             RequestBody::Empty => true,
+            RequestBody::Spooled(b) => b.is_end_stream(),
             RequestBody::Reclaimable(held) => held
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -136,6 +142,7 @@ impl Body for RequestBody {
         match self {
             RequestBody::Stream { inner, .. } => inner.size_hint(),
             RequestBody::Empty => SizeHint::with_exact(0),
+            RequestBody::Spooled(b) => b.size_hint(),
             RequestBody::Reclaimable(held) => held
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())

@@ -44,6 +44,8 @@ pub enum ProxyError {
     BodyTooLarge(u64),
     #[error("client body: {0}")]
     ClientBody(String),
+    #[error("client body: nothing arrived for {0:?} (client-body-timeout)")]
+    ClientBodyTimeout(std::time::Duration),
     #[error("request head larger than the limit")]
     HeadTooLarge,
     #[error("transfer coding not implemented")]
@@ -93,6 +95,7 @@ impl ProxyError {
             ProxyError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::ClientBody(_) => StatusCode::BAD_REQUEST,
+            ProxyError::ClientBodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ProxyError::HeadTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ProxyError::NotImplemented => StatusCode::NOT_IMPLEMENTED,
             // ingress-nginx's default limit-req-status-code and limit-conn-status-code.
@@ -116,6 +119,7 @@ impl ProxyError {
             | ProxyError::Forbidden
             | ProxyError::BodyTooLarge(_)
             | ProxyError::ClientBody(_)
+            | ProxyError::ClientBodyTimeout(_)
             | ProxyError::HeadTooLarge
             | ProxyError::NotImplemented
             | ProxyError::Limited(..)
@@ -149,6 +153,7 @@ impl ProxyError {
             }
             ProxyError::BadRequest(_) | ProxyError::ClientBody(_) => "400 bad request\n",
             ProxyError::BodyTooLarge(_) => "413 request entity too large\n",
+            ProxyError::ClientBodyTimeout(_) => "408 request timeout\n",
             ProxyError::Forbidden => "403 forbidden: your address may not use this host\n",
             ProxyError::UpstreamConnect(_) | ProxyError::Upstream(_) => "502 bad gateway\n",
             ProxyError::UpstreamTimeout => "504 gateway timeout\n",

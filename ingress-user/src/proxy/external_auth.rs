@@ -114,6 +114,30 @@ impl Proxy {
                 None => h.remove(name),
             };
         }
+        // `auth-snippet`: its request header edits, last.
+        if let Some(snippet) = &auth.snippet {
+            let header = |name: &str| req.headers().get(name).map(HeaderValue::as_bytes);
+            let cookie = |name: &str| {
+                let fields = req.headers().get_all(http::header::COOKIE).iter();
+                super::cookie_value(fields.map(HeaderValue::as_bytes), name)
+            };
+            let mut out = crate::model::snippet::Outcome::default();
+            snippet.run(
+                &crate::model::snippet::Input {
+                    method: req.method().as_str(),
+                    host: &host,
+                    path: req.uri().path(),
+                    query: req.uri().query(),
+                    request_uri: &request_uri,
+                    client: down.client.ip(),
+                    tls: down.tls,
+                    header: &header,
+                    cookie: &cookie,
+                },
+                &mut out,
+            );
+            out.request.apply(&mut h, None);
+        }
         let mut ask = Request::new(RequestBody::Empty);
         *ask.method_mut() = auth.method.clone();
         *ask.uri_mut() = uri;

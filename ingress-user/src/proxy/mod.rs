@@ -23,6 +23,7 @@ pub use h1::fuzz as h1_fuzz;
 pub mod headers;
 mod rewind;
 mod server;
+mod spool;
 mod upstream;
 
 use std::{convert::Infallible, sync::Arc, time::Instant};
@@ -118,6 +119,8 @@ enum Decision {
     Redirect(StatusCode, HeaderValue),
     /// A CORS preflight (`enable-cors`): 204 with these headers.
     Preflight(Box<http::HeaderMap>),
+    /// A snippet's `return` (or redirecting `rewrite`), answered here.
+    Reply(Box<Response<ProxyBody>>),
     /// On the HTTP/1.1 fast path: the route needs hyper's path, decided
     /// before anything is counted (limits, balancers, canary weights), so
     /// that hyper's path counts the request once.
@@ -160,6 +163,8 @@ struct Target {
     ewma: bool,
     /// `proxy-http-version: "1.0"`.
     http10: bool,
+    /// `proxy-request-buffering: on`: bytes of the body kept in memory.
+    request_buffer: Option<u32>,
 }
 
 impl Target {
@@ -211,6 +216,8 @@ struct Changes {
         Arc<crate::model::ErrorPages>,
         Arc<crate::model::NamespacedName>,
     )>,
+    /// A snippet's header edits of the request and of the response.
+    snippet: Option<(crate::model::snippet::Edit, crate::model::snippet::Edit)>,
 }
 
 impl Changes {
@@ -224,6 +231,7 @@ impl Changes {
             && self.external_auth.is_none()
             && self.filters.is_none()
             && self.error_pages.is_none()
+            && self.snippet.is_none()
     }
 }
 
@@ -464,6 +472,7 @@ impl Proxy {
             }
             Ok(Decision::Redirect(status, location)) => Ok(redirect(status, location)),
             Ok(Decision::Preflight(headers)) => Ok(preflight(*headers)),
+            Ok(Decision::Reply(response)) => Ok(*response),
             // Only the fast path is handed off (`RequestView::fast_path`).
             Ok(Decision::HandOff) => Err(ProxyError::Upstream(
                 "internal: a hand-off on hyper's path".into(),
@@ -739,6 +748,34 @@ impl Proxy {
                 stats,
             );
         }
+        // `server-snippet` and `configuration-snippet`: nginx's rewrite
+        // phase, after the redirects and before authentication (a `return`
+        // answers OPTIONS preflights as in nginx), but after the source lists.
+        let snippet = route.rule.and_then(|r| r.snippets.as_deref()).map(|s| {
+            s.run(&crate::model::snippet::Input {
+                method: req.method,
+                host: host.unwrap_or(""),
+                path,
+                query: target.split_once('?').map(|(_, q)| q),
+                request_uri: target,
+                client: down.client.ip(),
+                tls: down.tls,
+                header: req.header,
+                cookie: req.cookie,
+            })
+        });
+        if let Some(out) = &snippet
+            && let Some((code, text)) = &out.reply
+        {
+            return (
+                Ok(Decision::Reply(Box::new(snippet_reply(
+                    *code,
+                    text,
+                    &out.response,
+                )))),
+                stats,
+            );
+        }
         // After the redirect: plain HTTP to a TLS host goes to HTTPS first.
         let client_cert = match route.rule.and_then(|r| r.client_auth.as_deref()) {
             None => None,
@@ -766,6 +803,11 @@ impl Proxy {
             }
             r.rewritten(path, query)
         });
+        // A snippet's `rewrite` wins over `rewrite-target`.
+        let rewritten = snippet
+            .as_ref()
+            .and_then(|o| o.target.clone())
+            .or(rewritten);
         let cors = match route.rule.and_then(|r| r.cors.as_deref()) {
             None => None,
             Some(c) => match cors_headers(c, (req.header)("origin"), req.options) {
@@ -862,6 +904,9 @@ impl Proxy {
             error_pages: route
                 .rule
                 .and_then(|r| Some((r.error_pages.clone()?, r.ingress.clone()))),
+            snippet: snippet
+                .filter(|o| !o.request.is_empty() || !o.response.is_empty())
+                .map(|o| (o.request, o.response)),
         };
         let body_limit = route
             .rule
@@ -885,6 +930,7 @@ impl Proxy {
             ingress: route.rule.map(|r| r.ingress.clone()),
             ewma: route.rule.is_some_and(|r| r.ewma),
             http10: route.rule.is_some_and(|r| r.http10),
+            request_buffer: route.rule.and_then(|r| r.request_buffer),
             edits: match route.rule {
                 Some(r) => r.edits.clone(),
                 None => snap.table.edits.clone(),
@@ -974,6 +1020,33 @@ impl Proxy {
             None => req.headers().get(HOST).cloned(),
         };
         let (mut parts, body) = req.into_parts();
+        // `proxy-request-buffering: on`: the body read whole first.
+        let (spool, body) = match target.request_buffer {
+            Some(memory) if upgrade.is_none() && !hyper::body::Body::is_end_stream(&body) => {
+                let spool = spool::Spool::read(
+                    body,
+                    target.body_limit,
+                    memory as usize,
+                    &std::env::temp_dir(),
+                    CLIENT_BODY_TIMEOUT,
+                )
+                .await
+                .map_err(|e| match e {
+                    spool::SpoolError::Body(body::RequestBodyError::TooLarge(n)) => {
+                        ProxyError::BodyTooLarge(n)
+                    }
+                    spool::SpoolError::Timeout(t) => ProxyError::ClientBodyTimeout(t),
+                    spool::SpoolError::Body(e) => ProxyError::ClientBody(e.to_string()),
+                    e @ spool::SpoolError::File(..) => ProxyError::Upstream(e.to_string()),
+                })?;
+                parts.headers.remove(http::header::TRANSFER_ENCODING);
+                parts
+                    .headers
+                    .insert(http::header::CONTENT_LENGTH, HeaderValue::from(spool.len()));
+                (Some(spool), None)
+            }
+            _ => (None, Some(body)),
+        };
         headers::to_pod(
             &mut parts.headers,
             down,
@@ -1005,6 +1078,9 @@ impl Proxy {
         }
         if let Some(edit) = target.edits.as_ref().and_then(|e| e.request.as_ref()) {
             edit.apply(&mut parts.headers);
+        }
+        if let Some((edit, _)) = &changes.snippet {
+            edit.apply(&mut parts.headers, None);
         }
         if let Some(c) = changes.client_cert {
             // Only the proxy speaks for the client's certificate.
@@ -1050,19 +1126,22 @@ impl Proxy {
             accept: parts.headers.get(http::header::ACCEPT).cloned(),
             request_id: parts.headers.get(&headers::X_REQUEST_ID).cloned(),
         });
-        if let Some(f) = &changes.filters {
+        // Requests with a body are not mirrored, spooled ones neither.
+        if let Some(f) = changes.filters.as_ref().filter(|_| spool.is_none()) {
             self.mirror(
                 &f.mirrors,
                 &parts,
                 &original_uri,
-                &body,
+                body.as_ref(),
                 target.read_timeout,
             );
         }
         // Retries (`proxy-next-upstream`): a bodiless request can be built
         // again for another endpoint; one with a body only while the body
         // is unread (the connection failed).
-        let bodiless = hyper::body::Body::is_end_stream(&body) && upgrade.is_none();
+        // A spooled body can be sent again, like none.
+        let bodiless =
+            body.as_ref().is_none_or(hyper::body::Body::is_end_stream) && upgrade.is_none();
         let policy = target.policy();
         let first = match &target.peer {
             Peer::Addr(a) => Some(*a),
@@ -1082,12 +1161,21 @@ impl Proxy {
         let resend = may_retry.then(|| (parts.method.clone(), parts.headers.clone()));
         // A body is kept reclaimable: a request whose connection failed
         // never read it, and takes it to the next endpoint.
-        let (body, mut reclaim) = match RequestBody::new(body, target.body_limit) {
-            b if may_retry && !bodiless => {
+        let spooled = || -> Result<RequestBody, ProxyError> {
+            match &spool {
+                Some(s) => s.body().map(RequestBody::Spooled).map_err(|e| {
+                    ProxyError::Upstream(format!("cannot read the buffered request body: {e}"))
+                }),
+                None => Ok(RequestBody::Empty),
+            }
+        };
+        let (body, mut reclaim) = match body.map(|b| RequestBody::new(b, target.body_limit)) {
+            None => (spooled()?, None),
+            Some(b) if may_retry && !bodiless => {
                 let (b, r) = b.reclaimable();
                 (b, Some(r))
             }
-            b => (b, None),
+            Some(b) => (b, None),
         };
 
         let sent = Instant::now();
@@ -1143,7 +1231,7 @@ impl Proxy {
                 break;
             };
             let body = match &reclaim {
-                None => RequestBody::Empty,
+                None => spooled()?,
                 // Unread: the pod never got it.
                 Some(r) => match r.take_unsent() {
                     Some((body, again)) => {
@@ -1217,6 +1305,10 @@ impl Proxy {
         }
         for edit in target.edits.iter().flat_map(|e| e.response()) {
             edit.apply(resp.headers_mut());
+        }
+        if let Some((_, edit)) = &changes.snippet {
+            let status = resp.status().as_u16();
+            edit.apply(resp.headers_mut(), Some(status));
         }
         if let Some(cors) = &changes.cors {
             // Ours replace the pod's (nginx's more_set_headers); Vary adds.
@@ -1311,13 +1403,13 @@ impl Proxy {
         mirrors: &[crate::model::gateway::Mirror],
         parts: &http::request::Parts,
         original: &Uri,
-        body: &Incoming,
+        body: Option<&Incoming>,
         timeout: std::time::Duration,
     ) {
         if mirrors.is_empty() {
             return;
         }
-        if !hyper::body::Body::is_end_stream(body) {
+        if !body.is_none_or(hyper::body::Body::is_end_stream) {
             tracing::debug!(uri = %original, "not mirrored: the request has a body");
             return;
         }
@@ -1551,6 +1643,38 @@ fn redirect_body(status: StatusCode) -> &'static [u8] {
     }
 }
 
+/// A snippet's `return`: a 3xx with its URL as Location, else its text
+/// as a text/plain body (nginx would send its default type, text/html: a
+/// body echoing a request's variables must not become a page), with the
+/// snippet's response edits.
+fn snippet_reply(
+    code: u16,
+    text: &[u8],
+    edit: &crate::model::snippet::Edit,
+) -> Response<ProxyBody> {
+    let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let location = matches!(code, 301 | 302 | 303 | 307 | 308)
+        .then(|| HeaderValue::from_bytes(text).ok())
+        .flatten();
+    let mut resp = match location {
+        Some(l) => redirect(status, l),
+        None => {
+            let mut resp = Response::new(Either::Right(Full::new(Bytes::copy_from_slice(text))));
+            *resp.status_mut() = status;
+            if !text.is_empty() {
+                resp.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; charset=utf-8"),
+                );
+            }
+            headers::ensure_server(resp.headers_mut());
+            resp
+        }
+    };
+    edit.apply(resp.headers_mut(), Some(code));
+    resp
+}
+
 /// 204 to a CORS preflight, with its Access-Control headers.
 fn preflight(access_control: http::HeaderMap) -> Response<ProxyBody> {
     let mut resp = Response::new(Either::Right(Full::new(Bytes::new())));
@@ -1586,6 +1710,10 @@ fn upstream_uri(peer: &Peer, tls: bool, original: &Uri) -> Result<Uri, ProxyErro
 
 /// A DNS name (253) plus ":65535", or a socket address.
 const AUTHORITY_BUF: usize = 264;
+
+/// `proxy-request-buffering`: a client that sends no body byte for this
+/// long gets 408 (nginx's `client_body_timeout` default).
+const CLIENT_BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 fn write_authority<'a>(peer: &Peer, buf: &'a mut [u8; AUTHORITY_BUF]) -> Option<&'a str> {
     use std::io::Write;

@@ -206,6 +206,9 @@ impl Upstream {
             Ok(Err(ref e)) if let Some(b) = body_error(e) => Err(match b {
                 RequestBodyError::TooLarge(limit) => ProxyError::BodyTooLarge(*limit),
                 RequestBodyError::Client(c) => ProxyError::ClientBody(c.to_string()),
+                RequestBodyError::Spool(e) => {
+                    ProxyError::Upstream(format!("the buffered body: {e}"))
+                }
             }),
             Ok(Err(e)) if e.is_connect() => Err(ProxyError::UpstreamConnect(error_chain(&e))),
             Ok(Err(e)) => Err(ProxyError::Upstream(error_chain(&e))),

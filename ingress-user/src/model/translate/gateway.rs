@@ -1040,6 +1040,8 @@ impl Cx<'_> {
                             ewma: self.config.ewma,
                             satisfy_any: false,
                             http10: false,
+                            snippets: None,
+                            request_buffer: None,
                             order: order * 1024 + rule_index.min(1023) as u32,
                         },
                     ));

@@ -322,7 +322,11 @@ impl Cx<'_> {
                 }
             }
         };
+        let snippet = self
+            .snippet(id, ing, "auth-snippet", crate::model::snippet::Scope::Auth)?
+            .map(Arc::new);
         Ok(Some(Arc::new(ExternalAuth {
+            snippet,
             cache,
             url,
             method,
@@ -1290,6 +1294,96 @@ impl Cx<'_> {
             "UnsupportedAnnotation",
         );
         Some("access control xingress does not implement")
+    }
+
+    /// `proxy-request-buffering` and `client-body-buffer-size`: the bytes
+    /// of a body kept in memory when bodies are read whole first.
+    pub(super) fn request_buffer(&mut self, id: &NamespacedName, ing: &Ingress) -> Option<u32> {
+        let on = match annotations::get(ing, "proxy-request-buffering") {
+            None => self.config.request_buffering,
+            Some("on") => true,
+            Some("off") => false,
+            Some(v) => {
+                self.warn_ingress(
+                    id,
+                    &format!("proxy-request-buffering {v:?} is not on or off; the ConfigMap's setting applies"),
+                );
+                self.config.request_buffering
+            }
+        };
+        if !on {
+            return None;
+        }
+        Some(match annotations::get(ing, "client-body-buffer-size") {
+            None => self.config.client_body_buffer,
+            Some(v) => match annotations::parse_size(v) {
+                Some(n) if (1..=64 << 20).contains(&n) => n as u32,
+                _ => {
+                    self.warn_ingress(
+                        id,
+                        &format!(
+                            "client-body-buffer-size {v:?} is not a size from 1 byte to 64m; {} bytes are used",
+                            self.config.client_body_buffer
+                        ),
+                    );
+                    self.config.client_body_buffer
+                }
+            },
+        })
+    }
+
+    /// `server-snippet` and `configuration-snippet`. `Err` when one is
+    /// refused: its paths answer 503 rather than serve without what the
+    /// snippet does.
+    pub(super) fn snippets(
+        &mut self,
+        id: &NamespacedName,
+        ing: &Ingress,
+    ) -> Result<Option<Arc<crate::model::snippet::Snippets>>, &'static str> {
+        use crate::model::snippet::{Scope, Snippets};
+        let server = self.snippet(id, ing, "server-snippet", Scope::Server)?;
+        let location = self.snippet(id, ing, "configuration-snippet", Scope::Location)?;
+        if server.is_none() && location.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(Arc::new(Snippets { server, location })))
+    }
+
+    /// One snippet annotation, parsed when the ConfigMap allows snippets;
+    /// ignored (with an error naming it) when it does not.
+    pub(super) fn snippet(
+        &mut self,
+        id: &NamespacedName,
+        ing: &Ingress,
+        name: &str,
+        scope: crate::model::snippet::Scope,
+    ) -> Result<Option<crate::model::snippet::Snippet>, &'static str> {
+        let Some(src) = annotations::get(ing, name).filter(|s| !s.trim().is_empty()) else {
+            return Ok(None);
+        };
+        if !self.config.allow_snippets {
+            self.warn_because(
+                format!("Ingress {id}"),
+                &format!(
+                    "{name} is ignored: the controller ConfigMap does not set allow-snippet-annotations: \"true\" (off by default, as in ingress-nginx)"
+                ),
+                "SnippetsNotAllowed",
+            );
+            return Ok(None);
+        }
+        match crate::model::snippet::Snippet::parse(src, scope) {
+            Ok(s) => Ok(Some(s)),
+            Err(e) => {
+                self.warn_because(
+                    format!("Ingress {id}"),
+                    &format!(
+                        "{name} refused, {e}; its paths answer 503 rather than serve without the snippet"
+                    ),
+                    "SnippetRefused",
+                );
+                Err("a snippet xingress does not carry out")
+            }
+        }
     }
 
     /// The Ingress's `backend-protocol`, read once for all its backends.

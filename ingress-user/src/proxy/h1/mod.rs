@@ -670,7 +670,9 @@ impl Proxy {
         let target = match decision {
             Ok(Decision::Forward(t)) => t,
             // Not asked of the fast path: `route` hands these rules off.
-            Ok(Decision::Preflight(_) | Decision::HandOff) => return Prepared::HandOff,
+            Ok(Decision::Preflight(_) | Decision::Reply(_) | Decision::HandOff) => {
+                return Prepared::HandOff;
+            }
             Ok(Decision::Redirect(status, location)) => {
                 return reply(
                     status,

@@ -1,0 +1,242 @@
+//! `proxy-request-buffering` and `client-body-buffer-size` (issue 20,
+//! part 2), through real sockets: a body is read whole before any pod is
+//! asked, goes to the pod with a Content-Length, spills to a temporary file
+//! past the memory buffer (removed after), is refused with 413 past
+//! `proxy-body-size` before any pod sees it, and is sent again when a pod
+//! fails after reading it (`proxy-next-upstream: ... non_idempotent`).
+
+use std::{
+    io::{Read, Write},
+    net::{SocketAddr, TcpListener, TcpStream},
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use xingress_tests::{
+    agent::{Agent, ManifestDir},
+    backend::{self, Backend, Mode, service_yaml, service_yaml_at},
+    http1::Response,
+};
+
+fn pod(name: &str) -> Backend {
+    backend::start(SocketAddr::from(([127, 0, 0, 1], 0)), name, Mode::Echo).unwrap()
+}
+
+fn ingress(name: &str, host: &str, svc: &str, annotations: &str) -> String {
+    format!(
+        "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: {name}\n  annotations:\n    \
+         kubernetes.io/ingress.class: xingress\n{annotations}\
+         spec:\n  rules:\n  - host: {host}\n    http:\n      paths:\n      \
+         - {{path: /, pathType: Prefix, backend: {{service: {{name: {svc}, port: {{number: 80}}}}}}}}\n---\n"
+    )
+}
+
+/// A chunked POST sent in two halves with a pause between them; returns
+/// the stream after the first half, for the caller to finish.
+fn half_sent(agent: &Agent, host: &str, body: &[u8]) -> TcpStream {
+    let mut s = TcpStream::connect(agent.http).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let head = format!(
+        "POST /upload HTTP/1.1\r\nHost: {host}\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(&body[..body.len() / 2]).unwrap();
+    s
+}
+
+fn finish(mut s: TcpStream, body: &[u8]) -> Response {
+    // The agent may answer (413) before the rest is sent.
+    let _ = s.write_all(&body[body.len() / 2..]);
+    let _ = s.write_all(b"\r\n0\r\n\r\n");
+    let mut conn = xingress_tests::http1::Conn::over(Box::new(s));
+    conn.raw(b"").unwrap()
+}
+
+/// Open files of process `pid` whose path holds `needle`.
+fn open_files(pid: u32, needle: &str) -> Vec<String> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .map(|p| p.to_string_lossy().into_owned())
+        .filter(|p| p.contains(needle))
+        .collect()
+}
+
+#[test]
+fn bodies_are_read_whole_before_the_pod_and_spill_to_a_file() {
+    let buffered = pod("buffered-1");
+    let streamed = pod("streamed-1");
+    let dir = ManifestDir::new();
+    dir.write(
+        "all.yaml",
+        &format!(
+            "{}{}{}{}",
+            service_yaml("buffered", 80, &[&buffered]),
+            service_yaml("streamed", 80, &[&streamed]),
+            ingress(
+                "buffered",
+                "buffered.test",
+                "buffered",
+                "    nginx.ingress.kubernetes.io/proxy-request-buffering: \"on\"\n    \
+                 nginx.ingress.kubernetes.io/client-body-buffer-size: 1k\n    \
+                 nginx.ingress.kubernetes.io/proxy-body-size: 1m\n"
+            ),
+            ingress("streamed", "streamed.test", "streamed", ""),
+        ),
+    );
+    let mut agent = Agent::start_local(&dir.path, &[]).unwrap();
+    agent.wait_ready().unwrap();
+    let body: Vec<u8> = (0..200_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+
+    // Streaming (the default): the pod has the request before the body ends.
+    let s = half_sent(&agent, "streamed.test", &body);
+    let t = Instant::now();
+    while streamed.requests().is_empty() && t.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(streamed.requests().len(), 1, "streamed before the end");
+    let r = finish(s, &body);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.echo_field("transfer-encoding").as_deref(),
+        Some("chunked")
+    );
+
+    // Buffered: half a body reaches no pod; it is in a temporary file.
+    let s = half_sent(&agent, "buffered.test", &body);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(buffered.requests().is_empty(), "a pod saw half a body");
+    let files = open_files(agent.pid(), "xingress-body-");
+    assert_eq!(files.len(), 1, "past 1k the body goes to a file: {files:?}");
+    let r = finish(s, &body);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.echo_field("content-length"), Some(body.len().to_string()));
+    assert_eq!(r.echo_field("transfer-encoding"), None);
+    assert_eq!(r.echo_field("body-bytes"), Some(body.len().to_string()));
+    assert!(r.body.ends_with(&body), "the pod got the body as sent");
+    assert!(
+        !std::path::Path::new(&files[0]).exists(),
+        "the file is removed with the request"
+    );
+    assert!(open_files(agent.pid(), "xingress-body-").is_empty());
+
+    // A small body stays in memory: no file.
+    let small = &body[..800];
+    let s = half_sent(&agent, "buffered.test", small);
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(open_files(agent.pid(), "xingress-body-").is_empty());
+    let r = finish(s, small);
+    assert_eq!(r.echo_field("content-length").as_deref(), Some("800"));
+
+    // Past proxy-body-size: 413, and no pod ever sees it.
+    let seen = buffered.requests().len();
+    let big = vec![b'x'; 1_200_000];
+    let s = half_sent(&agent, "buffered.test", &big);
+    let r = finish(s, &big);
+    assert_eq!(r.status, 413, "{}", r.text());
+    assert_eq!(buffered.requests().len(), seen);
+    // Closed by tokio's blocking pool once its last write is done.
+    let t = Instant::now();
+    while !open_files(agent.pid(), "xingress-body-").is_empty()
+        && t.elapsed() < Duration::from_secs(3)
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let left = open_files(agent.pid(), "xingress-body-");
+    assert!(left.is_empty(), "{left:?}");
+}
+
+/// A pod that reads a whole request and closes without answering.
+fn swallowing_pod(hits: Arc<AtomicUsize>) -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { return };
+            let hits = hits.clone();
+            std::thread::spawn(move || {
+                s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                let mut got = Vec::new();
+                let mut buf = [0u8; 4096];
+                // Head, then as many bytes as Content-Length says.
+                while let Ok(n) = s.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    got.extend_from_slice(&buf[..n]);
+                    if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
+                        let len: usize = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length: "))
+                            .and_then(|v| v.trim().parse().ok())
+                            .unwrap_or(0);
+                        if got.len() >= end + 4 + len {
+                            hits.fetch_add(1, Ordering::Relaxed);
+                            break;
+                        }
+                    }
+                }
+                // Closed without a response.
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn a_buffered_body_is_sent_again_when_a_pod_fails_after_reading_it() {
+    let good = pod("good-1");
+    // One failing pod per Service: passive health ejects a pod for both.
+    let hits = Arc::new(AtomicUsize::new(0));
+    let bad = swallowing_pod(hits.clone());
+    let bad_plain = swallowing_pod(Arc::new(AtomicUsize::new(0)));
+    let dir = ManifestDir::new();
+    let policy =
+        "    nginx.ingress.kubernetes.io/proxy-next-upstream: error timeout non_idempotent\n";
+    dir.write(
+        "all.yaml",
+        &format!(
+            "{}{}{}{}",
+            service_yaml_at("app", 80, &[bad, good.addr]),
+            service_yaml_at("plain", 80, &[bad_plain, good.addr]),
+            ingress(
+                "app",
+                "app.test",
+                "app",
+                &format!(
+                    "{policy}    nginx.ingress.kubernetes.io/proxy-request-buffering: \"on\"\n"
+                )
+            ),
+            ingress("plain", "plain.test", "plain", policy),
+        ),
+    );
+    let mut agent = Agent::start_local(&dir.path, &[]).unwrap();
+    agent.wait_ready().unwrap();
+    let body = vec![b'z'; 5000];
+    let post = |host: &str| {
+        let s = half_sent(&agent, host, &body);
+        finish(s, &body)
+    };
+    // Buffered: every POST ends on the good pod with its whole body, also
+    // those the swallowing pod read first.
+    for _ in 0..4 {
+        let r = post("app.test");
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.echo_field("body-bytes").as_deref(), Some("5000"));
+    }
+    let swallowed = hits.load(Ordering::Relaxed);
+    assert!(swallowed >= 1, "the failing pod was tried");
+    // Streamed, the body cannot be sent twice: a POST the failing pod
+    // swallowed fails (the contrast this setting exists for).
+    let statuses: Vec<u16> = (0..4).map(|_| post("plain.test").status).collect();
+    assert!(
+        statuses.contains(&502),
+        "streamed bodies cannot be retried after the pod read them: {statuses:?}"
+    );
+}
