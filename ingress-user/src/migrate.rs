@@ -43,9 +43,6 @@ pub const NGINX_ANNOTATIONS_NOT_SERVED: &[&str] = &[
     "modsecurity-transaction-id",
     "opentelemetry-trust-incoming-span",
     "preserve-trailing-slash",
-    "proxy-buffer-size",
-    "proxy-buffering",
-    "proxy-buffers-number",
     "proxy-busy-buffers-size",
     "proxy-max-temp-file-size",
     "proxy-ssl-ciphers",
@@ -277,7 +274,7 @@ fn why_not(name: &str) -> &'static str {
             || n.ends_with("-buffering")
             || n == "proxy-max-temp-file-size" =>
         {
-            "xingress streams bodies; buffering settings are not implemented yet"
+            "this buffer setting is not implemented (proxy-buffering, proxy-buffer-size, proxy-buffers-number, proxy-request-buffering and client-body-buffer-size are; no temporary files for responses)"
         }
         n if n.starts_with("mirror-") => {
             "request mirroring by annotation is not implemented (a Gateway API RequestMirror filter is)"

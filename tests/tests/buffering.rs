@@ -240,3 +240,177 @@ fn a_buffered_body_is_sent_again_when_a_pod_fails_after_reading_it() {
         "streamed bodies cannot be retried after the pod read them: {statuses:?}"
     );
 }
+
+/// A pod that answers every request with `len` bytes and reports when its
+/// last byte went into the socket.
+fn big_answer_pod(len: usize, done: std::sync::mpsc::Sender<Instant>) -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { return };
+            let done = done.clone();
+            std::thread::spawn(move || {
+                let mut got = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {len}\r\n\r\n");
+                if s.write_all(head.as_bytes()).is_err() {
+                    return;
+                }
+                let chunk = vec![b'r'; 1 << 20];
+                let mut left = len;
+                while left > 0 {
+                    let n = left.min(chunk.len());
+                    if s.write_all(&chunk[..n]).is_err() {
+                        return;
+                    }
+                    left -= n;
+                }
+                let _ = done.send(Instant::now());
+                // Hold the connection as a pod would (keep-alive).
+                std::thread::sleep(Duration::from_secs(10));
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn a_buffered_response_frees_the_pod_while_the_client_is_slow() {
+    // More than every socket buffer on the way can hold (loopback's grow
+    // to a few MiB each), less than the read-ahead (4 × 16m).
+    const LEN: usize = 48 << 20;
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let pod = big_answer_pod(LEN, done_tx);
+    let dir = ManifestDir::new();
+    dir.write(
+        "all.yaml",
+        &format!(
+            "{}{}{}",
+            service_yaml_at("app", 80, &[pod]),
+            ingress(
+                "buffered",
+                "buffered.test",
+                "app",
+                "    nginx.ingress.kubernetes.io/proxy-buffering: \"on\"\n    \
+                 nginx.ingress.kubernetes.io/proxy-buffer-size: 16m\n"
+            ),
+            ingress("streamed", "streamed.test", "app", ""),
+        ),
+    );
+    let mut agent = Agent::start_local(&dir.path, &[]).unwrap();
+    agent.wait_ready().unwrap();
+    let ask = |host: &str| {
+        let mut s = TcpStream::connect(agent.http).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        s.write_all(format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes())
+            .unwrap();
+        s
+    };
+    let read_all = |mut s: TcpStream| {
+        let mut n = 0usize;
+        let mut buf = vec![0u8; 1 << 16];
+        let mut head = Vec::new();
+        // Head, then the body's bytes.
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            let k = s.read(&mut buf[..1]).unwrap();
+            assert!(k > 0, "closed in the head");
+            head.push(buf[0]);
+        }
+        while n < LEN {
+            let k = s.read(&mut buf).unwrap();
+            assert!(k > 0, "closed after {n} bytes");
+            assert!(buf[..k].iter().all(|b| *b == b'r'));
+            n += k;
+        }
+        assert!(String::from_utf8_lossy(&head).starts_with("HTTP/1.1 200"));
+        n
+    };
+
+    // Streamed: a client that reads nothing holds the pod.
+    let slow = ask("streamed.test");
+    assert!(
+        done_rx.recv_timeout(Duration::from_secs(2)).is_err(),
+        "streamed: the pod finished although the client read nothing"
+    );
+    assert_eq!(read_all(slow), LEN);
+    done_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+
+    // Buffered: the pod is done while the client has read nothing.
+    let slow = ask("buffered.test");
+    done_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("buffered: the pod should finish before the client reads");
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(read_all(slow), LEN, "every byte reaches the client");
+}
+
+/// Memory per buffered upload: 64 uploads of 1 MiB held half-sent at
+/// once. Past `client-body-buffer-size` the bodies are in files, so the
+/// agent's memory grows by the buffer, not the body; with a 1m buffer the
+/// same uploads are in memory (the contrast shows the measure can see it).
+#[test]
+fn memory_per_buffered_upload_is_the_buffer_not_the_body() {
+    const UPLOADS: usize = 64;
+    let app = pod("app-1");
+    let dir = ManifestDir::new();
+    let buffered = |size: &str| {
+        format!(
+            "    nginx.ingress.kubernetes.io/proxy-request-buffering: \"on\"\n    \
+             nginx.ingress.kubernetes.io/client-body-buffer-size: {size}\n    \
+             nginx.ingress.kubernetes.io/proxy-body-size: 2m\n"
+        )
+    };
+    dir.write(
+        "all.yaml",
+        &format!(
+            "{}{}{}",
+            service_yaml("app", 80, &[&app]),
+            ingress("files", "files.test", "app", &buffered("8k")),
+            ingress("memory", "memory.test", "app", &buffered("1m")),
+        ),
+    );
+    let mut agent = Agent::start_local(&dir.path, &[]).unwrap();
+    agent.wait_ready().unwrap();
+    let body = vec![b'm'; 1 << 20];
+    let mut per_upload = Vec::new();
+    for host in ["files.test", "memory.test"] {
+        // Warm up (the runtime's first buffers), then measure.
+        let r = finish(half_sent(&agent, host, &body), &body);
+        assert_eq!(r.status, 200);
+        let before = xingress_tests::agent::rss_kib(agent.pid());
+        let held: Vec<TcpStream> = (0..UPLOADS)
+            .map(|_| half_sent(&agent, host, &body))
+            .collect();
+        std::thread::sleep(Duration::from_millis(500));
+        let during = xingress_tests::agent::rss_kib(agent.pid());
+        let kib = during.saturating_sub(before) / UPLOADS as u64;
+        println!(
+            "{host}: {UPLOADS} half-sent 1 MiB uploads, RSS {before} -> {during} KiB, {kib} KiB each"
+        );
+        per_upload.push(kib);
+        for s in held {
+            let r = finish(s, &body);
+            assert_eq!(r.echo_field("body-bytes"), Some(body.len().to_string()));
+        }
+    }
+    // Measured 70-170 KiB (hyper's read buffer and the frame being
+    // written); the half MiB each upload has sent is in its file.
+    assert!(
+        per_upload[0] < 384 && per_upload[0] * 4 < per_upload[1],
+        "spilled uploads cost {} KiB each, in-memory ones {}",
+        per_upload[0],
+        per_upload[1]
+    );
+    assert!(
+        per_upload[1] > 256,
+        "in-memory uploads should show their half MiB: {} KiB each",
+        per_upload[1]
+    );
+}

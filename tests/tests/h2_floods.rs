@@ -135,15 +135,6 @@ fn reader(mut s: TcpStream) -> (Arc<Mutex<Seen>>, JoinHandle<()>) {
     (seen, handle)
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
-}
-
 fn h2c(addr: SocketAddr) -> TcpStream {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -209,7 +200,7 @@ fn rapid_reset_is_cut_off_with_goaway() {
 fn continuation_flood_is_bounded() {
     let s = site();
     let pid = s.agent.pid();
-    let before = rss_kib(pid);
+    let before = xingress_tests::agent::rss_kib(pid);
     let mut c = h2c(s.agent.http);
     let (seen, read) = reader(c.try_clone().unwrap());
     // One HEADERS without END_HEADERS, then up to 64 MiB of CONTINUATION
@@ -227,7 +218,7 @@ fn continuation_flood_is_bounded() {
         sent < 16 << 20,
         "the server read {sent} bytes of one header block before closing"
     );
-    let grown = rss_kib(pid).saturating_sub(before);
+    let grown = xingress_tests::agent::rss_kib(pid).saturating_sub(before);
     eprintln!("continuation: {sent} bytes sent, RSS +{grown} KiB");
     assert!(grown < 16 << 10, "RSS grew by {grown} KiB");
     assert!(s.pod.requests().is_empty(), "{:?}", s.pod.requests());

@@ -88,7 +88,9 @@ fn every_annotation_and_key_gets_a_verdict_with_its_reason() {
     let web = &ingress(&r, "shop/web")["annotations"];
     assert_eq!(verdict(web, "upstream-hash-by").0, "honoured");
     assert_eq!(verdict(web, "from-to-www-redirect").0, "honoured");
-    assert!(verdict(web, "proxy-buffering").1.contains("buffering"));
+    let (v, detail) = verdict(web, "proxy-buffering");
+    assert_eq!(v, "honoured");
+    assert!(detail.contains("proxy-max-temp-file-size"), "{detail}");
     // What xingress refuses: basic auth cannot apply to passed-through TLS.
     let refused = ingress(&r, "infra/vault")["refused"].as_array().unwrap();
     assert!(

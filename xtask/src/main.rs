@@ -30,7 +30,7 @@ const USAGE: &str = "usage: cargo xtask <command>
                --no-lint skips fmt and clippy
   fuzz [SECONDS] [TARGET...]
                the cargo-fuzz targets (http1_request, manifests, host_and_path,
-               xdp_first_segment), SECONDS each (default 300, optimized build; `test`
+               xdp_first_segment, snippet), SECONDS each (default 300, optimized build; `test`
                runs 20 each from a quicker dev build),
                results in target/fuzz-results.txt; needs root for the XDP target
   docs         write docs/reference/ (CLI, annotations, ConfigMap keys, metrics) from the

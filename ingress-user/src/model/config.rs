@@ -144,6 +144,11 @@ pub struct ControllerConfig {
     /// `client-body-buffer-size` (8k).
     pub request_buffering: bool,
     pub client_body_buffer: u32,
+    /// `proxy-buffering` (off), `proxy-buffer-size` (4k) and
+    /// `proxy-buffers-number` (4).
+    pub response_buffering: bool,
+    pub proxy_buffer_size: u32,
+    pub proxy_buffers: u32,
 }
 
 impl Default for ControllerConfig {
@@ -173,6 +178,9 @@ impl Default for ControllerConfig {
             allow_snippets: false,
             request_buffering: false,
             client_body_buffer: 8 * 1024,
+            response_buffering: false,
+            proxy_buffer_size: 4 * 1024,
+            proxy_buffers: 4,
         }
     }
 }
@@ -386,6 +394,27 @@ pub const KEYS: &[ConfigKey] = &[
         "1m",
         "Largest request body; larger gets 413.",
         "8m",
+    ),
+    key(
+        "proxy-buffer-size",
+        "size (4k, 16k)",
+        "4k",
+        "With `proxy-buffering: on`: the size of one response buffer.",
+        "16k",
+    ),
+    key(
+        "proxy-buffering",
+        "`on` | `off`",
+        "off",
+        "`on`: the pod's response is read ahead of the client into `proxy-buffers-number` × `proxy-buffer-size` bytes of memory, so a slow client ties up the pod only for what does not fit (nginx's buffering with `proxy-max-temp-file-size: 0`: no temporary files for responses).",
+        "on",
+    ),
+    key(
+        "proxy-buffers-number",
+        "a whole number, 1 to 1024",
+        "4",
+        "With `proxy-buffering: on`: how many response buffers a request may hold.",
+        "8",
     ),
     key(
         "proxy-connect-timeout",
@@ -623,6 +652,31 @@ pub fn read(
                     Ok(())
                 }
                 None => Err("is not \"true\" or \"false\"; the default stays".into()),
+            },
+            "proxy-buffering" => match v.trim() {
+                "on" => {
+                    c.response_buffering = true;
+                    Ok(())
+                }
+                "off" => {
+                    c.response_buffering = false;
+                    Ok(())
+                }
+                _ => Err("is not on or off; off stays".into()),
+            },
+            "proxy-buffer-size" => match annotations::parse_size(v) {
+                Some(n) if (1..=64 << 20).contains(&n) => {
+                    c.proxy_buffer_size = n as u32;
+                    Ok(())
+                }
+                _ => Err("is not a size from 1 byte to 64m (like 4k); 4k stays".into()),
+            },
+            "proxy-buffers-number" => match v.trim().parse::<u32>() {
+                Ok(n) if (1..=1024).contains(&n) => {
+                    c.proxy_buffers = n;
+                    Ok(())
+                }
+                _ => Err("is not a whole number from 1 to 1024; 4 stays".into()),
             },
             "proxy-request-buffering" => match v.trim() {
                 "on" => {

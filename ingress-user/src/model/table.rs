@@ -123,6 +123,9 @@ pub struct PathRule {
     /// `proxy-request-buffering: on`: bodies are read whole first, this
     /// many bytes in memory (`client-body-buffer-size`), the rest in a file.
     pub request_buffer: Option<u32>,
+    /// `proxy-buffering: on`: the pod's response read ahead of the client,
+    /// this many bytes at most (`proxy-buffers-number` × `proxy-buffer-size`).
+    pub response_buffer: Option<u32>,
     /// `server-snippet` and `configuration-snippet`, run per request.
     pub snippets: Option<Arc<super::snippet::Snippets>>,
     /// Tie-break among rules equal in path and match: lower first (Ingress
@@ -233,6 +236,7 @@ impl PathRule {
             || self.http10
             || self.snippets.is_some()
             || self.request_buffer.is_some()
+            || self.response_buffer.is_some()
             || self
                 .split
                 .as_ref()

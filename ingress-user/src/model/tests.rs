@@ -560,7 +560,7 @@ fn unimplemented_annotations_are_noted_and_unenforceable_access_rules_refuse() {
         ),
         with(
             "ignored",
-            "nginx.ingress.kubernetes.io/mirror-target: \"http://m/\", xingress.dev/proxy-buffering: \"on\", \
+            "nginx.ingress.kubernetes.io/mirror-target: \"http://m/\", xingress.dev/limit-rate: \"10\", \
              nginx.ingress.kubernetes.io/proxy-body-size: 8m, other.example/x: y"
         ),
         with(
@@ -589,7 +589,7 @@ fn unimplemented_annotations_are_noted_and_unenforceable_access_rules_refuse() {
     assert!(
         ignored[0]
             .message
-            .ends_with("ignored: mirror-target, proxy-buffering"),
+            .ends_with("ignored: limit-rate, mirror-target"),
         "{}",
         ignored[0].message
     );
@@ -1002,6 +1002,7 @@ fn rewrite_targets_expand_captures_like_nginx() {
         http10: false,
         snippets: None,
         request_buffer: None,
+        response_buffer: None,
         order: 0,
     };
     let r = rule("/(a)(b)?/(.*)", "/x/$1-$2-$3/$9$$z?k=v");

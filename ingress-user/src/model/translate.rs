@@ -312,6 +312,7 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
         };
         let hash_by = cx.hash_by(id, ing);
         let request_buffer = cx.request_buffer(id, ing);
+        let response_buffer = cx.response_buffer(id, ing);
         let ewma = cx.load_balance(id, ing);
         let http10 = match annotations::get(ing, "proxy-http-version").map(str::trim) {
             None | Some("1.1") => false,
@@ -392,6 +393,7 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
             http10,
             snippets: snippets.clone(),
             request_buffer,
+            response_buffer,
             order: 0,
         };
         // The default backend too, as ingress-nginx applies a catch-all

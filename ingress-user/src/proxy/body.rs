@@ -212,7 +212,7 @@ impl Done {
 }
 
 pub struct ResponseBody {
-    inner: Incoming,
+    inner: Inner,
     _in_flight: Option<LimitGuard>,
     /// Written when the body has been passed on, or dropped.
     log: Option<Box<PendingLog>>,
@@ -225,6 +225,140 @@ pub struct ResponseBody {
     idle: Option<Pin<Box<tokio::time::Sleep>>>,
     /// The timer runs for the current wait.
     armed: bool,
+}
+
+/// Where a response's bytes come from.
+enum Inner {
+    Pod(Incoming),
+    /// `proxy-buffering: on`: a task reads ahead of the client (boxed:
+    /// responses without it stay small).
+    ReadAhead(Box<ReadAhead>),
+}
+
+impl Inner {
+    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self {
+            Inner::Pod(b) => Pin::new(b)
+                .poll_frame(cx)
+                .map(|f| f.map(|f| f.map_err(Into::into))),
+            Inner::ReadAhead(r) => r.poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Inner::Pod(b) => b.is_end_stream(),
+            Inner::ReadAhead(r) => r.done,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Inner::Pod(b) => b.size_hint(),
+            Inner::ReadAhead(r) => r.hint,
+        }
+    }
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// `proxy-buffering: on` (nginx's `proxy_buffering` with
+/// `proxy_max_temp_file_size 0`): a task reads the pod's response ahead of
+/// the client, holding up to `room` bytes, so a slow client ties up the
+/// pod only for what does not fit; past that the client's pace applies.
+pub struct ReadAhead {
+    rx: tokio::sync::mpsc::UnboundedReceiver<Result<Frame<Bytes>, BoxError>>,
+    room: Arc<tokio::sync::Semaphore>,
+    cap: usize,
+    hint: SizeHint,
+    done: bool,
+}
+
+impl ReadAhead {
+    /// Starts reading `body` ahead, at most `cap` bytes held; the pod must
+    /// send something within `read_timeout` each time.
+    pub fn spawn(mut body: Incoming, cap: usize, read_timeout: Duration) -> Self {
+        let cap = cap.clamp(1, tokio::sync::Semaphore::MAX_PERMITS);
+        let room = Arc::new(tokio::sync::Semaphore::new(cap));
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let hint = body.size_hint();
+        let task_room = room.clone();
+        tokio::spawn(async move {
+            use http_body_util::BodyExt;
+            loop {
+                let frame = match tokio::time::timeout(read_timeout, body.frame()).await {
+                    Err(_) => {
+                        let _ = tx.send(Err(ReadTimeout(read_timeout).into()));
+                        return;
+                    }
+                    Ok(None) => return,
+                    Ok(Some(Err(e))) => {
+                        let _ = tx.send(Err(e.into()));
+                        return;
+                    }
+                    Ok(Some(Ok(f))) => f,
+                };
+                let n = f_len(&frame, cap);
+                // Room for it, or the client went away (closed).
+                match task_room.acquire_many(n as u32).await {
+                    Ok(p) => p.forget(),
+                    Err(_) => return,
+                }
+                if tx.send(Ok(frame)).is_err() {
+                    return;
+                }
+            }
+        });
+        Self {
+            rx,
+            room,
+            cap,
+            hint,
+            done: false,
+        }
+    }
+
+    /// A body that has ended (a placeholder while one is swapped in).
+    fn empty() -> Self {
+        let (_, rx) = tokio::sync::mpsc::unbounded_channel();
+        Self {
+            rx,
+            room: Arc::new(tokio::sync::Semaphore::new(0)),
+            cap: 0,
+            hint: SizeHint::with_exact(0),
+            done: true,
+        }
+    }
+
+    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.rx.poll_recv(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                self.room.add_permits(f_len(&frame, self.cap));
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                self.done = true;
+                Poll::Ready(Some(Err(e)))
+            }
+            Poll::Ready(None) => {
+                self.done = true;
+                Poll::Ready(None)
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl Drop for ReadAhead {
+    fn drop(&mut self) {
+        // A task waiting for room ends, and lets go of the pod.
+        self.room.close();
+    }
+}
+
+/// The room a frame takes: its data, at most the whole room.
+fn f_len(frame: &Frame<Bytes>, cap: usize) -> usize {
+    frame.data_ref().map_or(0, Bytes::len).min(cap)
 }
 
 /// The pod sent nothing for the read timeout.
@@ -240,7 +374,7 @@ impl ResponseBody {
         read_timeout: Option<Duration>,
     ) -> Self {
         Self {
-            inner,
+            inner: Inner::Pod(inner),
             _in_flight: in_flight,
             log: None,
             done: None,
@@ -249,6 +383,22 @@ impl ResponseBody {
             idle: None,
             armed: false,
         }
+    }
+
+    /// `proxy-buffering: on`: read ahead of the client, `cap` bytes at
+    /// most; the read timeout is the reading task's.
+    pub fn read_ahead(mut self, cap: usize) -> Self {
+        if let (Inner::Pod(_), Some(timeout)) = (&self.inner, self.read_timeout) {
+            let Inner::Pod(body) = std::mem::replace(
+                &mut self.inner,
+                Inner::ReadAhead(Box::new(ReadAhead::empty())),
+            ) else {
+                unreachable!("checked above")
+            };
+            self.inner = Inner::ReadAhead(Box::new(ReadAhead::spawn(body, cap, timeout)));
+            self.read_timeout = None;
+        }
+        self
     }
 
     pub fn with_log(mut self, log: Box<PendingLog>) -> Self {
@@ -287,7 +437,7 @@ impl Body for ResponseBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.inner).poll_frame(cx) {
+        match this.inner.poll_frame(cx) {
             Poll::Ready(frame) => {
                 // Data came (or the end): the next wait starts afresh.
                 this.armed = false;
@@ -299,7 +449,7 @@ impl Body for ResponseBody {
                         p.record.body_bytes_sent += data.len() as u64;
                     }
                 }
-                Poll::Ready(frame.map(|f| f.map_err(Into::into)))
+                Poll::Ready(frame)
             }
             Poll::Pending => {
                 let Some(timeout) = this.read_timeout else {

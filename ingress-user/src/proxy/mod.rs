@@ -163,8 +163,6 @@ struct Target {
     ewma: bool,
     /// `proxy-http-version: "1.0"`.
     http10: bool,
-    /// `proxy-request-buffering: on`: bytes of the body kept in memory.
-    request_buffer: Option<u32>,
 }
 
 impl Target {
@@ -218,6 +216,10 @@ struct Changes {
     )>,
     /// A snippet's header edits of the request and of the response.
     snippet: Option<(crate::model::snippet::Edit, crate::model::snippet::Edit)>,
+    /// `proxy-request-buffering: on`: bytes of the body kept in memory.
+    request_buffer: Option<u32>,
+    /// `proxy-buffering: on`: bytes of the response read ahead.
+    response_buffer: Option<u32>,
 }
 
 impl Changes {
@@ -232,6 +234,8 @@ impl Changes {
             && self.filters.is_none()
             && self.error_pages.is_none()
             && self.snippet.is_none()
+            && self.request_buffer.is_none()
+            && self.response_buffer.is_none()
     }
 }
 
@@ -907,6 +911,8 @@ impl Proxy {
             snippet: snippet
                 .filter(|o| !o.request.is_empty() || !o.response.is_empty())
                 .map(|o| (o.request, o.response)),
+            request_buffer: route.rule.and_then(|r| r.request_buffer),
+            response_buffer: route.rule.and_then(|r| r.response_buffer),
         };
         let body_limit = route
             .rule
@@ -930,7 +936,6 @@ impl Proxy {
             ingress: route.rule.map(|r| r.ingress.clone()),
             ewma: route.rule.is_some_and(|r| r.ewma),
             http10: route.rule.is_some_and(|r| r.http10),
-            request_buffer: route.rule.and_then(|r| r.request_buffer),
             edits: match route.rule {
                 Some(r) => r.edits.clone(),
                 None => snap.table.edits.clone(),
@@ -1021,7 +1026,8 @@ impl Proxy {
         };
         let (mut parts, body) = req.into_parts();
         // `proxy-request-buffering: on`: the body read whole first.
-        let (spool, body) = match target.request_buffer {
+        let request_buffer = target.changes.as_ref().and_then(|c| c.request_buffer);
+        let (spool, body) = match request_buffer {
             Some(memory) if upgrade.is_none() && !hyper::body::Body::is_end_stream(&body) => {
                 let spool = spool::Spool::read(
                     body,
@@ -1322,7 +1328,14 @@ impl Proxy {
         }
         let in_flight = target.in_flight.take();
         let read_timeout = Some(target.read_timeout);
-        Ok(resp.map(|b| Either::Left(ResponseBody::new(b, in_flight, read_timeout))))
+        let response_buffer = changes.response_buffer;
+        Ok(resp.map(|b| {
+            let body = ResponseBody::new(b, in_flight, read_timeout);
+            Either::Left(match response_buffer {
+                Some(cap) => body.read_ahead(cap as usize),
+                None => body,
+            })
+        }))
     }
 }
 

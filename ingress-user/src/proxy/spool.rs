@@ -18,7 +18,7 @@ use std::{
 use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
-use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, ReadBuf};
 
 use super::body::RequestBodyError;
 
@@ -74,7 +74,7 @@ impl Spool {
         let limit = limit.unwrap_or(u64::MAX);
         let mut len: u64 = 0;
         let mut mem = BytesMut::new();
-        let mut file: Option<(tokio::fs::File, PathBuf)> = None;
+        let mut file: Option<(std::fs::File, PathBuf)> = None;
         let mut guard = None;
         loop {
             let frame = match tokio::time::timeout(idle, body.frame()).await {
@@ -101,11 +101,10 @@ impl Spool {
                     std::process::id(),
                     NEXT.fetch_add(1, Ordering::Relaxed)
                 ));
-                let f = tokio::fs::OpenOptions::new()
+                let f = std::fs::OpenOptions::new()
                     .write(true)
                     .create_new(true)
                     .open(&path)
-                    .await
                     .map_err(|e| SpoolError::File(path.clone(), e))?;
                 // Removed on every way out from here on.
                 guard = Some(Spool {
@@ -114,22 +113,25 @@ impl Spool {
                 });
                 file = Some((f, path));
             }
-            if let Some((f, path)) = file.as_mut() {
-                let write = async {
-                    if !mem.is_empty() {
-                        f.write_all(&mem).await?;
-                        mem = BytesMut::new();
-                    }
-                    f.write_all(&data).await
-                };
-                write.await.map_err(|e| SpoolError::File(path.clone(), e))?;
+            if let Some((f, path)) = file.take() {
+                // Written off the runtime, the frame moved in and dropped
+                // there: nothing of it stays (a tokio File would keep a
+                // buffer as large as the largest frame).
+                let first = std::mem::take(&mut mem).freeze();
+                let (f, written) = tokio::task::spawn_blocking(move || {
+                    use std::io::Write;
+                    let mut f = f;
+                    let r = f.write_all(&first).and_then(|()| f.write_all(&data));
+                    (f, r)
+                })
+                .await
+                .map_err(|e| SpoolError::File(path.clone(), io::Error::other(e)))?;
+                written.map_err(|e| SpoolError::File(path.clone(), e))?;
+                file = Some((f, path));
             }
         }
         match (file, guard) {
-            (Some((mut f, path)), Some(mut spool)) => {
-                f.flush()
-                    .await
-                    .map_err(|e| SpoolError::File(path.clone(), e))?;
+            (Some(_), Some(mut spool)) => {
                 spool.len = len;
                 Ok(spool)
             }

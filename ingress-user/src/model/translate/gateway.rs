@@ -1042,6 +1042,7 @@ impl Cx<'_> {
                             http10: false,
                             snippets: None,
                             request_buffer: None,
+                            response_buffer: None,
                             order: order * 1024 + rule_index.min(1023) as u32,
                         },
                     ));

@@ -1332,6 +1332,62 @@ impl Cx<'_> {
         })
     }
 
+    /// `proxy-buffering`, `proxy-buffer-size` and `proxy-buffers-number`:
+    /// the bytes of a response read ahead of the client.
+    pub(super) fn response_buffer(&mut self, id: &NamespacedName, ing: &Ingress) -> Option<u32> {
+        let on = match annotations::get(ing, "proxy-buffering") {
+            None => self.config.response_buffering,
+            Some("on") => true,
+            Some("off") => false,
+            Some(v) => {
+                self.warn_ingress(
+                    id,
+                    &format!(
+                        "proxy-buffering {v:?} is not on or off; the ConfigMap's setting applies"
+                    ),
+                );
+                self.config.response_buffering
+            }
+        };
+        if !on {
+            return None;
+        }
+        let size = match annotations::get(ing, "proxy-buffer-size") {
+            None => self.config.proxy_buffer_size,
+            Some(v) => match annotations::parse_size(v) {
+                Some(n) if (1..=64 << 20).contains(&n) => n as u32,
+                _ => {
+                    self.warn_ingress(
+                        id,
+                        &format!(
+                            "proxy-buffer-size {v:?} is not a size from 1 byte to 64m; {} bytes are used",
+                            self.config.proxy_buffer_size
+                        ),
+                    );
+                    self.config.proxy_buffer_size
+                }
+            },
+        };
+        let number = match annotations::get(ing, "proxy-buffers-number") {
+            None => self.config.proxy_buffers,
+            Some(v) => match v.parse::<u32>() {
+                Ok(n) if (1..=1024).contains(&n) => n,
+                _ => {
+                    self.warn_ingress(
+                        id,
+                        &format!(
+                            "proxy-buffers-number {v:?} is not a whole number from 1 to 1024; {} is used",
+                            self.config.proxy_buffers
+                        ),
+                    );
+                    self.config.proxy_buffers
+                }
+            },
+        };
+        // At most 1 GiB read ahead per request.
+        Some(size.saturating_mul(number).min(1 << 30))
+    }
+
     /// `server-snippet` and `configuration-snippet`. `Err` when one is
     /// refused: its paths answer 503 rather than serve without what the
     /// snippet does.
