@@ -30,7 +30,6 @@ pub const NGINX_ANNOTATIONS_NOT_SERVED: &[&str] = &[
     "connection-proxy-header",
     "enable-global-auth",
     "enable-modsecurity",
-    "enable-opentelemetry",
     "enable-owasp-core-rules",
     "enable-rewrite-log",
     "http2-push-preload",
@@ -41,7 +40,6 @@ pub const NGINX_ANNOTATIONS_NOT_SERVED: &[&str] = &[
     "mirror-target",
     "modsecurity-snippet",
     "modsecurity-transaction-id",
-    "opentelemetry-trust-incoming-span",
     "preserve-trailing-slash",
     "proxy-busy-buffers-size",
     "proxy-max-temp-file-size",
@@ -263,12 +261,11 @@ fn why_not(name: &str) -> &'static str {
         n if n.contains("modsecurity") || n.contains("owasp") => {
             "no web application firewall in xingress"
         }
-        n if n.contains("opentelemetry")
-            || n.starts_with("otel")
-            || n.starts_with("otlp")
-            || n.starts_with("jaeger") =>
-        {
-            "tracing is not implemented yet"
+        "opentelemetry-config" => {
+            "the nginx module's own file: xingress reads the otel-* and otlp-* keys instead"
+        }
+        n if n.starts_with("jaeger") || n.starts_with("zipkin") || n.starts_with("datadog") => {
+            "only OpenTelemetry tracing (OTLP) is implemented"
         }
         n if n.contains("buffer")
             || n.ends_with("-buffering")

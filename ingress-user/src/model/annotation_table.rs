@@ -414,6 +414,14 @@ pub const ANNOTATIONS: &[Annotation] = &[
         nginx_difference: "",
     },
     Annotation {
+        name: "enable-opentelemetry",
+        group: Group::Logging,
+        values: "\"true\" | \"false\"",
+        default: "the ConfigMap's `enable-opentelemetry` (false)",
+        meaning: "Traces this Ingress's requests (see the ConfigMap's tracing keys; needs `otlp-collector-host`). Served on hyper's path.",
+        nginx_difference: "",
+    },
+    Annotation {
         name: "force-ssl-redirect",
         group: Group::TlsAndRedirects,
         values: "\"true\" | \"false\"",
@@ -484,6 +492,14 @@ pub const ANNOTATIONS: &[Annotation] = &[
         default: "the ConfigMap's `load-balance` (round_robin)",
         meaning: "`ewma`: each request goes to the faster of two endpoints drawn at random, by a peak-sensitive moving average of their response latency (decaying over 10 s), as ingress-nginx's Lua balancer; unmeasured endpoints are tried first. `affinity` and `upstream-hash-by` win over it.",
         nginx_difference: "The score is the latency alone, without ingress-nginx's in-flight request count.",
+    },
+    Annotation {
+        name: "opentelemetry-trust-incoming-span",
+        group: Group::Logging,
+        values: "\"true\" | \"false\"",
+        default: "the ConfigMap's key (false)",
+        meaning: "A client's `traceparent` becomes the parent of this Ingress's spans.",
+        nginx_difference: "ingress-nginx trusts incoming spans by default; xingress does not (a client would pick trace ids and, parent-based, sampling).",
     },
     Annotation {
         name: "permanent-redirect",

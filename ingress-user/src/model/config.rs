@@ -149,6 +149,8 @@ pub struct ControllerConfig {
     pub response_buffering: bool,
     pub proxy_buffer_size: u32,
     pub proxy_buffers: u32,
+    /// The tracing keys.
+    pub otel: super::otel::OtelKeys,
 }
 
 impl Default for ControllerConfig {
@@ -181,6 +183,7 @@ impl Default for ControllerConfig {
             response_buffering: false,
             proxy_buffer_size: 4 * 1024,
             proxy_buffers: 4,
+            otel: super::otel::OtelKeys::default(),
         }
     }
 }
@@ -291,6 +294,13 @@ pub const KEYS: &[ConfigKey] = &[
         "true",
     ),
     key(
+        "enable-opentelemetry",
+        "\"true\" | \"false\"",
+        "false",
+        "Traces requests: a span per request, exported over OTLP gRPC to `otlp-collector-host`, and a W3C `traceparent` (with our span as parent) sent to the pod; the `enable-opentelemetry` annotation overrides it per Ingress. Traced routes are served on hyper's path.",
+        "true",
+    ),
+    key(
         "force-ssl-redirect",
         "\"true\" | \"false\"",
         "false",
@@ -387,6 +397,83 @@ pub const KEYS: &[ConfigKey] = &[
         "ingress-nginx's `upstreaminfo` line",
         "The access log line. Variables: `remote_addr`, `remote_user`, `time_local`, `time_iso8601`, `msec`, `request`, `request_method`, `request_uri`, `uri`, `args`, `server_protocol`, `status`, `body_bytes_sent`, `http_referer`, `http_user_agent`, `host`, `request_length`, `request_time`, `proxy_upstream_name`, `proxy_alternative_upstream_name`, `upstream_addr`, `upstream_response_length`, `upstream_response_time`, `upstream_status`, `req_id`, `namespace`, `ingress_name`, `service_name`, `service_port` (the route's), and `http_NAME` for any request header. Any other is an error naming it, and the default line stays.",
         "$remote_addr $status $request_time",
+    ),
+    key(
+        "opentelemetry-operation-name",
+        "text with `$request_method`, `$uri`, `$host`, `$service_name`, `$namespace`, `$ingress_name`, `$location_path`",
+        "`METHOD PATH` (the rule's path)",
+        "The span name.",
+        "HTTP $request_method $service_name",
+    ),
+    key(
+        "opentelemetry-trust-incoming-span",
+        "\"true\" | \"false\"",
+        "false (ingress-nginx: true)",
+        "A client's `traceparent`/`tracestate` make our span a child of the client's; false: a new trace starts at the edge and the client's tracestate is not passed on.",
+        "true",
+    ),
+    key(
+        "otel-max-export-batch-size",
+        "a whole number",
+        "512",
+        "Spans per OTLP export.",
+        "256",
+    ),
+    key(
+        "otel-max-queuesize",
+        "a whole number",
+        "2048",
+        "Spans waiting for export; past it new spans are dropped (counted), never waited for.",
+        "4096",
+    ),
+    key(
+        "otel-sampler",
+        "`AlwaysOn` | `AlwaysOff` | `TraceIdRatioBased`",
+        "AlwaysOff",
+        "Which traces are recorded (`traceparent` is sent to pods either way, with the sampled flag).",
+        "AlwaysOn",
+    ),
+    key(
+        "otel-sampler-parent-based",
+        "\"true\" | \"false\"",
+        "false",
+        "A trusted incoming span's sampled flag decides instead of the sampler.",
+        "true",
+    ),
+    key(
+        "otel-sampler-ratio",
+        "a number from 0 to 1",
+        "0.01",
+        "The share of traces `TraceIdRatioBased` records.",
+        "0.5",
+    ),
+    key(
+        "otel-schedule-delay-millis",
+        "milliseconds",
+        "5000",
+        "The longest a span waits for its batch to be exported.",
+        "1000",
+    ),
+    key(
+        "otel-service-name",
+        "text",
+        "nginx",
+        "The `service.name` resource attribute of the spans (ingress-nginx's default, so existing queries keep working).",
+        "edge-ingress",
+    ),
+    key(
+        "otlp-collector-host",
+        "a host name or address",
+        "-",
+        "The OTLP gRPC collector; without it nothing is exported.",
+        "otel-collector.monitoring.svc",
+    ),
+    key(
+        "otlp-collector-port",
+        "a port",
+        "4317",
+        "The collector's OTLP gRPC port.",
+        "4317",
     ),
     key(
         "proxy-body-size",
@@ -653,6 +740,7 @@ pub fn read(
                 }
                 None => Err("is not \"true\" or \"false\"; the default stays".into()),
             },
+            k if super::otel::KEY_NAMES.contains(&k) => c.otel.set(k, v),
             "proxy-buffering" => match v.trim() {
                 "on" => {
                     c.response_buffering = true;

@@ -13,6 +13,7 @@ pub mod gateway;
 pub mod hashing;
 pub mod header_rules;
 mod matching;
+pub mod otel;
 pub mod path;
 pub mod snippet;
 mod table;

@@ -126,6 +126,8 @@ pub struct PathRule {
     /// `proxy-buffering: on`: the pod's response read ahead of the client,
     /// this many bytes at most (`proxy-buffers-number` × `proxy-buffer-size`).
     pub response_buffer: Option<u32>,
+    /// `enable-opentelemetry`: its requests are traced.
+    pub otel: Option<Arc<super::otel::OtelRoute>>,
     /// `server-snippet` and `configuration-snippet`, run per request.
     pub snippets: Option<Arc<super::snippet::Snippets>>,
     /// Tie-break among rules equal in path and match: lower first (Ingress
@@ -237,6 +239,7 @@ impl PathRule {
             || self.snippets.is_some()
             || self.request_buffer.is_some()
             || self.response_buffer.is_some()
+            || self.otel.is_some()
             || self
                 .split
                 .as_ref()
@@ -384,6 +387,9 @@ pub struct RoutingTable {
     pub access_log_off: bool,
     /// The ConfigMap's `skip-access-log-urls`: paths never logged.
     pub skip_access_log_urls: Vec<Box<str>>,
+    /// Where traced rules' spans are exported (`otlp-collector-*`,
+    /// `otel-*`); `None`: no collector named.
+    pub otel: Option<Arc<super::otel::OtelExport>>,
     /// Gateway listener ports other than 80 and 443 the agent opens, and
     /// whether each speaks HTTPS; index `i` is listener bit
     /// `1 << (FIRST_PORT_BIT + i)`.

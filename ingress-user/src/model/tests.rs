@@ -1003,6 +1003,7 @@ fn rewrite_targets_expand_captures_like_nginx() {
         snippets: None,
         request_buffer: None,
         response_buffer: None,
+        otel: None,
         order: 0,
     };
     let r = rule("/(a)(b)?/(.*)", "/x/$1-$2-$3/$9$$z?k=v");
@@ -1731,4 +1732,70 @@ fn a_bad_body_size_annotation_falls_back_to_the_configmaps() {
         "{:?}",
         messages(&t, "bad")
     );
+}
+
+#[test]
+fn tracing_needs_a_collector_and_says_so_once() {
+    let p = "nginx.ingress.kubernetes.io/";
+    let cm = |data: &str| {
+        format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: c, namespace: ns}}\ndata: {{{data}}}\n---\n"
+        )
+    };
+    let yaml = |data: &str| {
+        format!(
+            "{CLASS}{}{}{}{}",
+            service("a", 1, 1),
+            own_host("plain", ""),
+            own_host("asks", &format!("{p}enable-opentelemetry: \"true\"")),
+            cm(data),
+        )
+    };
+    let opts = TranslateOptions {
+        configmap: Some(NamespacedName::new("ns", "c")),
+        ..TranslateOptions::default()
+    };
+    let run = |data: &str| {
+        let mut o = Objects::default();
+        parse_documents(&yaml(data), "test.yaml", &mut o);
+        translate(&o, &opts)
+    };
+    let traced = |t: &Translation, host: &str| {
+        t.table
+            .route(Some(host), "/")
+            .unwrap()
+            .rule
+            .unwrap()
+            .otel
+            .is_some()
+    };
+    // No collector: nothing traced; the ConfigMap is told once, and the
+    // Ingress that asks for itself.
+    let t = run("enable-opentelemetry: \"true\"");
+    assert!(!traced(&t, "plain.test") && !traced(&t, "asks.test"));
+    assert!(
+        messages(&t, "plain").is_empty(),
+        "{:?}",
+        messages(&t, "plain")
+    );
+    assert!(
+        messages(&t, "asks")
+            .iter()
+            .any(|m| m.contains("otlp-collector-host"))
+    );
+    assert!(
+        t.warnings
+            .iter()
+            .any(|w| w.object == "ConfigMap ns/c"
+                && w.message.contains("without otlp-collector-host"))
+    );
+    // With one: the ConfigMap turns it on for all, the annotation off for one.
+    let t = run("otlp-collector-host: otel.test");
+    assert!(!traced(&t, "plain.test") && traced(&t, "asks.test"));
+    assert_eq!(
+        t.table.otel.as_ref().unwrap().endpoint,
+        "http://otel.test:4317"
+    );
+    let t = run("otlp-collector-host: otel.test, enable-opentelemetry: \"true\"");
+    assert!(traced(&t, "plain.test") && traced(&t, "asks.test"));
 }

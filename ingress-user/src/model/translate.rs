@@ -313,6 +313,7 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
         let hash_by = cx.hash_by(id, ing);
         let request_buffer = cx.request_buffer(id, ing);
         let response_buffer = cx.response_buffer(id, ing);
+        let otel = cx.otel(id, ing);
         let ewma = cx.load_balance(id, ing);
         let http10 = match annotations::get(ing, "proxy-http-version").map(str::trim) {
             None | Some("1.1") => false,
@@ -394,6 +395,7 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
             snippets: snippets.clone(),
             request_buffer,
             response_buffer,
+            otel: otel.clone(),
             order: 0,
         };
         // The default backend too, as ingress-nginx applies a catch-all
@@ -706,6 +708,7 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
         limits,
         access_log_off: cx.config.access_log_off,
         skip_access_log_urls: cx.config.skip_access_log_urls.clone(),
+        otel: cx.config.otel.export().map(Arc::new),
         ..Default::default()
     };
     table.labels.push(ANY_HOST_LABEL.into());
@@ -838,6 +841,15 @@ fn controller_config(
             ),
             _ => {}
         }
+    }
+    if config.otel.enabled && config.otel.host.is_none() {
+        warnings.push(
+            Warning::error(
+                object.clone(),
+                "enable-opentelemetry without otlp-collector-host: nothing is traced",
+            )
+            .because("InvalidConfigMapKey"),
+        );
     }
     (config, keys)
 }

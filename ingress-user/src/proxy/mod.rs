@@ -21,6 +21,7 @@ mod retry;
 #[doc(hidden)]
 pub use h1::fuzz as h1_fuzz;
 pub mod headers;
+mod otel;
 mod rewind;
 mod server;
 mod spool;
@@ -88,6 +89,8 @@ pub struct Proxy {
     /// `--use-forwarded-headers`, ...), which the ConfigMap's keys
     /// override in each snapshot (`Proxy::client_address`).
     pub client_address_flags: Arc<headers::ClientAddress>,
+    /// Where traced requests' spans go (`enable-opentelemetry`).
+    otel: otel::Exporters,
 }
 
 /// Per-connection state.
@@ -220,6 +223,13 @@ struct Changes {
     request_buffer: Option<u32>,
     /// `proxy-buffering: on`: bytes of the response read ahead.
     response_buffer: Option<u32>,
+    /// `enable-opentelemetry`: the rule's tracing, where its spans go, and
+    /// the rule's path (the span's `http.route`).
+    otel: Option<(
+        Arc<crate::model::otel::OtelRoute>,
+        Arc<crate::model::otel::OtelExport>,
+        Box<str>,
+    )>,
 }
 
 impl Changes {
@@ -236,6 +246,7 @@ impl Changes {
             && self.snippet.is_none()
             && self.request_buffer.is_none()
             && self.response_buffer.is_none()
+            && self.otel.is_none()
     }
 }
 
@@ -400,6 +411,7 @@ impl Proxy {
             guard,
             health: health::Health::new(metrics.clone()),
             ewma: ewma::Ewma::default(),
+            otel: otel::Exporters::default(),
             access_log,
             client_address_flags: Arc::new(client_address),
             pool: h1::Pool::new(limits.upstream_idle_timeout),
@@ -913,6 +925,9 @@ impl Proxy {
                 .map(|o| (o.request, o.response)),
             request_buffer: route.rule.and_then(|r| r.request_buffer),
             response_buffer: route.rule.and_then(|r| r.response_buffer),
+            otel: route
+                .rule
+                .and_then(|r| Some((r.otel.clone()?, snap.table.otel.clone()?, r.path.clone()))),
         };
         let body_limit = route
             .rule
@@ -1119,6 +1134,41 @@ impl Proxy {
                 .map_err(|_| ProxyError::BadRequest("rewrite-target made an invalid target"))?,
             None => std::mem::take(&mut parts.uri),
         };
+        // `enable-opentelemetry`: our span, and the pod's traceparent.
+        let span = changes.otel.as_ref().map(|(route, export, rule_path)| {
+            let host = parts
+                .headers
+                .get(HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("");
+            let svc = &target.backend.service;
+            let ingress = target.ingress.as_deref();
+            let span = otel::Span::start(
+                route,
+                export,
+                &parts.headers,
+                &otel::SpanInput {
+                    method: parts.method.as_str(),
+                    path: original_uri.path(),
+                    scheme: if down.tls { "https" } else { "http" },
+                    host,
+                    client: down.client.ip(),
+                    user_agent: parts
+                        .headers
+                        .get(http::header::USER_AGENT)
+                        .and_then(|v| v.to_str().ok()),
+                    rule_path,
+                    namespace: &svc.namespace,
+                    ingress: ingress.map_or("", |i| i.name.as_str()),
+                    service: &svc.name,
+                },
+            );
+            parts.headers.insert(otel::TRACEPARENT, span.traceparent());
+            if !route.trust_incoming {
+                parts.headers.remove(otel::TRACESTATE);
+            }
+            (span, export.clone())
+        });
         parts.uri = upstream_uri(&target.peer, tls, &original_uri)?;
         parts.version = version;
         // What the error backend is told of the request, should the pod's
@@ -1265,6 +1315,16 @@ impl Proxy {
             && let Some(r) = record
         {
             r.tried(&target.peer, answered(&result), sent.elapsed());
+        }
+        if let Some((span, export)) = span {
+            let (status, error) = match &result {
+                Ok(r) => (r.status().as_u16(), None),
+                Err(e) => (e.status().as_u16(), Some(e.to_string())),
+            };
+            let upstream = peer.map(|p| p.to_string());
+            if let Some(s) = span.end(Some(status), error.as_deref(), upstream.as_deref()) {
+                self.otel.get(&export).send(s);
+            }
         }
         let mut resp = result?;
         self.metrics.upstream_latency(sent.elapsed());

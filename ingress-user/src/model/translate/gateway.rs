@@ -1043,6 +1043,7 @@ impl Cx<'_> {
                             snippets: None,
                             request_buffer: None,
                             response_buffer: None,
+                            otel: None,
                             order: order * 1024 + rule_index.min(1023) as u32,
                         },
                     ));
