@@ -298,7 +298,7 @@ fn why_not(name: &str) -> &'static str {
             "an nginx process or table setting: xingress has no such tuning"
         }
         n if n.starts_with("ssl-") || n.contains("ssl-ciphers") || n.contains("ssl-protocols") => {
-            "TLS versions and ciphers are rustls' safe defaults (TLS 1.2 and 1.3, AEAD suites)"
+            "this TLS setting is not implemented (ssl-protocols, ssl-ciphers and ssl-session-tickets are; rustls offers TLS 1.2 and 1.3 with AEAD suites)"
         }
         n if n.starts_with("proxy-stream") => "TCP/UDP services are not implemented yet",
         n if n.starts_with("global-auth")

@@ -23,6 +23,8 @@ pub struct TlsInfo {
     pub alpn: Option<Vec<u8>>,
     pub resumed: bool,
     pub version: Option<rustls::ProtocolVersion>,
+    /// The negotiated cipher suite, as rustls names it.
+    pub suite: Option<String>,
 }
 
 /// A client config offering `alpn`; share it between connections to resume sessions.
@@ -68,6 +70,9 @@ pub fn connect(
         alpn: tls.alpn_protocol().map(<[u8]>::to_vec),
         resumed: matches!(tls.handshake_kind(), Some(rustls::HandshakeKind::Resumed)),
         version: tls.protocol_version(),
+        suite: tls
+            .negotiated_cipher_suite()
+            .map(|s| format!("{:?}", s.suite())),
     };
     Ok((Conn::over(Box::new(StreamOwned::new(tls, tcp))), info))
 }

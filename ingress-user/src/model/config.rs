@@ -151,6 +151,8 @@ pub struct ControllerConfig {
     pub proxy_buffers: u32,
     /// The tracing keys.
     pub otel: super::otel::OtelKeys,
+    /// `ssl-protocols`, `ssl-ciphers`, `ssl-session-tickets`.
+    pub tls: super::tls_policy::TlsPolicy,
 }
 
 impl Default for ControllerConfig {
@@ -184,6 +186,7 @@ impl Default for ControllerConfig {
             proxy_buffer_size: 4 * 1024,
             proxy_buffers: 4,
             otel: super::otel::OtelKeys::default(),
+            tls: super::tls_policy::TlsPolicy::default(),
         }
     }
 }
@@ -574,10 +577,31 @@ pub const KEYS: &[ConfigKey] = &[
         "/healthz,/metrics",
     ),
     key(
+        "ssl-ciphers",
+        "an OpenSSL cipher list (`:`-separated)",
+        "every AEAD suite rustls has (ECDHE with AES-GCM or ChaCha20-Poly1305; the TLS 1.3 suites)",
+        "The TLS 1.2 suites offered, by OpenSSL or IANA name; TLS 1.3 suites too if the list names any. Names rustls cannot offer (CBC, DHE, RSA key exchange, OpenSSL keywords) are reported and left out; a list with no suite rustls offers is refused.",
+        "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256",
+    ),
+    key(
+        "ssl-protocols",
+        "`TLSv1.2`, `TLSv1.3`, space-separated",
+        "TLSv1.2 TLSv1.3",
+        "The TLS versions offered; TLSv1 and TLSv1.1 are reported as not offered (rustls has neither).",
+        "TLSv1.3",
+    ),
+    key(
         "ssl-redirect",
         "\"true\" | \"false\"",
         "true",
         "Redirects plain HTTP to HTTPS (308) for hosts with a TLS section.",
+        "false",
+    ),
+    key(
+        "ssl-session-tickets",
+        "\"true\" | \"false\"",
+        "true (ingress-nginx: false)",
+        "TLS session tickets for resumption; false: resumption by the server's session cache only. On by default: rustls rotates the ticket key every 6 hours (nginx's static keys are why its default is off).",
         "false",
     ),
     key(
@@ -695,7 +719,18 @@ pub fn read(
     let mut policy = UpstreamPolicy::default();
     let mut policy_set = false;
     for (key, v) in data {
+        // A value applied in part says what was left out.
+        let mut note: Option<String> = None;
         let ok: Result<(), String> = match key.as_str() {
+            "ssl-protocols" => c.tls.set_protocols(v).map(|n| note = n),
+            "ssl-ciphers" => c.tls.set_ciphers(v).map(|n| note = n),
+            "ssl-session-tickets" => match boolean(v) {
+                Some(b) => {
+                    c.tls.tickets = b;
+                    Ok(())
+                }
+                None => Err("is not \"true\" or \"false\"; true stays".into()),
+            },
             "proxy-body-size" => match annotations::parse_size(v.trim()) {
                 Some(0) => {
                     c.body_limit = None;
@@ -953,7 +988,7 @@ pub fn read(
             Ok(()) => KeyStatus {
                 key: key.clone(),
                 status: "applied",
-                detail: String::new(),
+                detail: note.unwrap_or_default(),
             },
             Err(detail) => KeyStatus {
                 key: key.clone(),

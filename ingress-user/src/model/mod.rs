@@ -18,6 +18,7 @@ pub mod path;
 pub mod snippet;
 mod table;
 pub mod template;
+pub mod tls_policy;
 mod translate;
 
 use std::{collections::BTreeMap, fmt, sync::Arc};

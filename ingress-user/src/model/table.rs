@@ -390,6 +390,9 @@ pub struct RoutingTable {
     /// Where traced rules' spans are exported (`otlp-collector-*`,
     /// `otel-*`); `None`: no collector named.
     pub otel: Option<Arc<super::otel::OtelExport>>,
+    /// `ssl-protocols`, `ssl-ciphers`, `ssl-session-tickets`; `None`: the
+    /// defaults.
+    pub tls_policy: Option<Arc<super::tls_policy::TlsPolicy>>,
     /// Gateway listener ports other than 80 and 443 the agent opens, and
     /// whether each speaks HTTPS; index `i` is listener bit
     /// `1 << (FIRST_PORT_BIT + i)`.

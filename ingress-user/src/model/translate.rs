@@ -709,6 +709,7 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
         access_log_off: cx.config.access_log_off,
         skip_access_log_urls: cx.config.skip_access_log_urls.clone(),
         otel: cx.config.otel.export().map(Arc::new),
+        tls_policy: (!cx.config.tls.is_default()).then(|| Arc::new(cx.config.tls.clone())),
         ..Default::default()
     };
     table.labels.push(ANY_HOST_LABEL.into());
@@ -838,6 +839,10 @@ fn controller_config(
                     format!("key {} is ignored: {}", k.key, k.detail),
                 )
                 .because("IgnoredConfigMapKey"),
+            ),
+            "applied" if !k.detail.is_empty() => warnings.push(
+                Warning::note(object.clone(), format!("key {}: {}", k.key, k.detail))
+                    .because("PartlyAppliedConfigMapKey"),
             ),
             _ => {}
         }

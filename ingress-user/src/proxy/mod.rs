@@ -91,6 +91,13 @@ pub struct Proxy {
     pub client_address_flags: Arc<headers::ClientAddress>,
     /// Where traced requests' spans go (`enable-opentelemetry`).
     otel: otel::Exporters,
+    /// The TLS config of the ConfigMap's TLS policy, made when it changes.
+    tls_policy: std::sync::Mutex<
+        Option<(
+            Arc<crate::model::tls_policy::TlsPolicy>,
+            tokio_rustls::TlsAcceptor,
+        )>,
+    >,
 }
 
 /// Per-connection state.
@@ -412,6 +419,7 @@ impl Proxy {
             health: health::Health::new(metrics.clone()),
             ewma: ewma::Ewma::default(),
             otel: otel::Exporters::default(),
+            tls_policy: std::sync::Mutex::new(None),
             access_log,
             client_address_flags: Arc::new(client_address),
             pool: h1::Pool::new(limits.upstream_idle_timeout),
@@ -543,6 +551,31 @@ impl Proxy {
             }
             _ => response,
         })
+    }
+
+    /// The acceptor of the live TLS policy (`ssl-protocols`, ...); `None`:
+    /// the defaults (the listener's own acceptor).
+    pub(crate) fn tls_acceptor(&self) -> Option<tokio_rustls::TlsAcceptor> {
+        let policy = self.snapshots.load().table.tls_policy.clone()?;
+        let mut cur = self.tls_policy.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((p, a)) = &*cur
+            && (Arc::ptr_eq(p, &policy) || **p == *policy)
+        {
+            return Some(a.clone());
+        }
+        match crate::tls::server_config_for(self.snapshots.clone(), Some(&policy), None) {
+            Ok(config) => {
+                let a = tokio_rustls::TlsAcceptor::from(config);
+                *cur = Some((policy, a.clone()));
+                Some(a)
+            }
+            Err(e) => {
+                tracing::warn!(
+                    "the ConfigMap's TLS policy cannot be applied ({e}); the defaults stay"
+                );
+                None
+            }
+        }
     }
 
     /// The HSTS header's value for a response on a connection (TLS only),

@@ -149,6 +149,9 @@ async fn handshake(
     acceptor: &tokio_rustls::TlsAcceptor,
     stream: TcpStream,
 ) -> std::io::Result<(tokio_rustls::server::TlsStream<TcpStream>, ConnState)> {
+    // The ConfigMap's TLS policy, if it sets one.
+    let policy_acceptor = proxy.tls_acceptor();
+    let acceptor = policy_acceptor.as_ref().unwrap_or(acceptor);
     if !proxy.snapshots.load().tls.asks_for_client_certs() {
         return Ok((acceptor.accept(stream).await?, ConnState::default()));
     }

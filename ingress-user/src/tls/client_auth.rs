@@ -89,7 +89,12 @@ impl HostAuth {
             return Ok(c.clone());
         }
         let verifier: Arc<dyn ClientCertVerifier> = self.verifier.clone();
-        let config = super::resolver::server_config_with(snapshots.clone(), verifier)?;
+        let policy = snapshots.load().table.tls_policy.clone();
+        let config = super::resolver::server_config_for(
+            snapshots.clone(),
+            policy.as_deref(),
+            Some(verifier),
+        )?;
         Ok(self.config.get_or_init(|| config).clone())
     }
 

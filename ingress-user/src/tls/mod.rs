@@ -10,6 +10,6 @@ mod upstream;
 
 pub use certs::{CertError, CertStore, TlsTable, certified_key, provider};
 pub use client_auth::{ClientCert, HostAuth, ca_roots};
-pub use resolver::{SniResolver, UnverifiedChain, server_config};
+pub use resolver::{SniResolver, UnverifiedChain, server_config, server_config_for};
 pub use subject::subject_dn;
 pub use upstream::client_config;

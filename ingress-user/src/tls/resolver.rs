@@ -13,7 +13,7 @@ use rustls::{
 
 use super::provider;
 use crate::{
-    model::{HOST_BUF_LEN, normalize_host},
+    model::{HOST_BUF_LEN, normalize_host, tls_policy::TlsPolicy},
     snapshot::SnapshotCell,
 };
 
@@ -37,31 +37,45 @@ impl ResolvesServerCert for SniResolver {
 /// TLS 1.2 and 1.3, ALPN h2 and http/1.1, session resumption by tickets
 /// and by session id.
 pub fn server_config(snapshots: Arc<SnapshotCell>) -> Result<Arc<ServerConfig>, rustls::Error> {
-    finish(
-        ServerConfig::builder_with_provider(provider())
-            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
-            .with_no_client_auth()
-            .with_cert_resolver(Arc::new(SniResolver { snapshots })),
-    )
+    server_config_for(snapshots, None, None)
 }
 
-/// The same, asking clients for a certificate that `verifier` checks; its
-/// own ticketer and session cache.
-pub fn server_config_with(
+/// The same under the ConfigMap's TLS policy (`ssl-protocols`,
+/// `ssl-ciphers`, `ssl-session-tickets`; `None`: the defaults), asking
+/// clients for a certificate that `verifier` checks if there is one (its
+/// own ticketer and session cache then).
+pub fn server_config_for(
     snapshots: Arc<SnapshotCell>,
-    verifier: Arc<dyn ClientCertVerifier>,
+    policy: Option<&TlsPolicy>,
+    verifier: Option<Arc<dyn ClientCertVerifier>>,
 ) -> Result<Arc<ServerConfig>, rustls::Error> {
-    finish(
-        ServerConfig::builder_with_provider(provider())
-            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
-            .with_client_cert_verifier(verifier)
-            .with_cert_resolver(Arc::new(SniResolver { snapshots })),
-    )
-}
-
-fn finish(mut config: ServerConfig) -> Result<Arc<ServerConfig>, rustls::Error> {
+    let provider = match policy.and_then(|p| p.suites.as_ref()) {
+        None => provider(),
+        Some(names) => {
+            let mut p = (*provider()).clone();
+            p.cipher_suites
+                .retain(|s| names.iter().any(|n| *n == format!("{:?}", s.suite())));
+            Arc::new(p)
+        }
+    };
+    let mut versions: Vec<&'static rustls::SupportedProtocolVersion> = Vec::new();
+    if policy.is_none_or(|p| p.tls13) {
+        versions.push(&rustls::version::TLS13);
+    }
+    if policy.is_none_or(|p| p.tls12) {
+        versions.push(&rustls::version::TLS12);
+    }
+    let builder =
+        ServerConfig::builder_with_provider(provider).with_protocol_versions(&versions)?;
+    let builder = match verifier {
+        Some(v) => builder.with_client_cert_verifier(v),
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_cert_resolver(Arc::new(SniResolver { snapshots }));
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    config.ticketer = rustls::crypto::ring::Ticketer::new()?;
+    if policy.is_none_or(|p| p.tickets) {
+        config.ticketer = rustls::crypto::ring::Ticketer::new()?;
+    }
     Ok(Arc::new(config))
 }
 
@@ -116,5 +130,40 @@ impl ServerCertVerifier for UnverifiedChain {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_policy_shapes_the_server_config() {
+        let cell = SnapshotCell::new();
+        let default = server_config_for(cell.clone(), None, None).unwrap();
+        assert!(default.ticketer.enabled());
+        assert_eq!(default.crypto_provider().cipher_suites.len(), 9);
+        let mut policy = TlsPolicy {
+            tickets: false,
+            ..TlsPolicy::default()
+        };
+        policy
+            .set_ciphers("ECDHE-ECDSA-AES256-GCM-SHA384:TLS_AES_256_GCM_SHA384")
+            .unwrap();
+        let c = server_config_for(cell, Some(&policy), None).unwrap();
+        assert!(!c.ticketer.enabled(), "ssl-session-tickets: false");
+        let suites: Vec<String> = c
+            .crypto_provider()
+            .cipher_suites
+            .iter()
+            .map(|s| format!("{:?}", s.suite()))
+            .collect();
+        assert_eq!(
+            suites,
+            [
+                "TLS13_AES_256_GCM_SHA384",
+                "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384"
+            ]
+        );
     }
 }
