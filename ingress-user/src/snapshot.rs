@@ -60,6 +60,7 @@ impl SnapshotCell {
         client_address: Arc<crate::proxy::headers::ClientAddress>,
     ) -> Arc<Snapshot> {
         let generation = self.current.load().generation + 1;
+        crate::proxy::headers::set_server_tokens(translation.table.server_tokens);
         let snap = Arc::new(Snapshot {
             generation,
             table: translation.table,

@@ -414,3 +414,32 @@ fn memory_per_buffered_upload_is_the_buffer_not_the_body() {
         per_upload[1]
     );
 }
+
+#[test]
+fn a_client_silent_past_client_body_timeout_gets_408() {
+    let app = pod("app-1");
+    let dir = ManifestDir::new();
+    dir.write(
+        "all.yaml",
+        &format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: c, namespace: x}}\ndata:\n  \
+             proxy-request-buffering: \"on\"\n  client-body-timeout: \"1\"\n---\n{}{}",
+            service_yaml("app", 80, &[&app]),
+            ingress("app", "app.test", "app", ""),
+        ),
+    );
+    let mut agent = Agent::start_local(&dir.path, &["--configmap", "x/c"]).unwrap();
+    agent.wait_ready().unwrap();
+    let body = vec![b'q'; 10_000];
+    let s = half_sent(&agent, "app.test", &body);
+    let t = Instant::now();
+    let mut conn = xingress_tests::http1::Conn::over(Box::new(s));
+    let r = conn.raw(b"").unwrap();
+    assert_eq!(r.status, 408, "{}", r.text());
+    let waited = t.elapsed();
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(5),
+        "{waited:?}"
+    );
+    assert!(app.requests().is_empty());
+}

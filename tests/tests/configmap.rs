@@ -419,3 +419,29 @@ fn generate_request_id_false_adds_none() {
         id("HTTP/1.1", "").is_some_and(|v| v.len() == 32)
     });
 }
+
+#[test]
+fn server_tokens_name_the_version_in_our_server_header_live() {
+    let (agent, dir, _app) = plain_site("  server-tokens: \"true\"\n");
+    let versioned = concat!("xingress/", env!("CARGO_PKG_VERSION"));
+    let get = |path: &str| {
+        Conn::connect(agent.http)
+            .unwrap()
+            .get("app.test", path)
+            .unwrap()
+    };
+    // The echo pod sends no Server: ours is added; our own 404 too, and
+    // over h2c (hyper's path).
+    assert_eq!(get("/").header("server"), Some(versioned));
+    let r = Conn::connect(agent.http)
+        .unwrap()
+        .get("nothing.test", "/")
+        .unwrap();
+    assert_eq!((r.status, r.header("server")), (404, Some(versioned)));
+    let r = xingress_tests::h2c::request(agent.http, "GET", "app.test", "/", &[]);
+    assert_eq!(r.header("server"), Some(versioned));
+    dir.replace("config.yaml", &configmap("  server-tokens: \"false\"\n"));
+    agent.eventually("no version", || {
+        get("/").header("server") == Some("xingress")
+    });
+}

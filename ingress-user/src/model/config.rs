@@ -153,6 +153,10 @@ pub struct ControllerConfig {
     pub otel: super::otel::OtelKeys,
     /// `ssl-protocols`, `ssl-ciphers`, `ssl-session-tickets`.
     pub tls: super::tls_policy::TlsPolicy,
+    /// `server-tokens` (false).
+    pub server_tokens: bool,
+    /// `client-body-timeout` (60 s).
+    pub client_body_timeout: Duration,
 }
 
 impl Default for ControllerConfig {
@@ -187,6 +191,8 @@ impl Default for ControllerConfig {
             proxy_buffers: 4,
             otel: super::otel::OtelKeys::default(),
             tls: super::tls_policy::TlsPolicy::default(),
+            server_tokens: false,
+            client_body_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -274,6 +280,13 @@ pub const KEYS: &[ConfigKey] = &[
         "8k",
         "With `proxy-request-buffering: on`: how much of a request body is kept in memory; the rest goes to a temporary file (up to `proxy-body-size`).",
         "16k",
+    ),
+    key(
+        "client-body-timeout",
+        "seconds",
+        "60",
+        "With `proxy-request-buffering: on`: a client that sends no body byte for this long gets 408. Streamed bodies are bounded by the pod's read timeout instead.",
+        "30",
     ),
     key(
         "compute-full-forwarded-for",
@@ -570,6 +583,13 @@ pub const KEYS: &[ConfigKey] = &[
         "ingress-nginx/custom-headers",
     ),
     key(
+        "server-tokens",
+        "\"true\" | \"false\"",
+        "false",
+        "True: the Server header of our own answers (and of pods' answers without one) names the version, `xingress/VERSION`; false: `xingress`.",
+        "true",
+    ),
+    key(
         "skip-access-log-urls",
         "paths, comma-separated",
         "-",
@@ -724,6 +744,20 @@ pub fn read(
         let ok: Result<(), String> = match key.as_str() {
             "ssl-protocols" => c.tls.set_protocols(v).map(|n| note = n),
             "ssl-ciphers" => c.tls.set_ciphers(v).map(|n| note = n),
+            "client-body-timeout" => match v.trim().parse::<u64>() {
+                Ok(n) if (1..=3600).contains(&n) => {
+                    c.client_body_timeout = Duration::from_secs(n);
+                    Ok(())
+                }
+                _ => Err("is not a number of seconds from 1 to 3600; 60 stays".into()),
+            },
+            "server-tokens" => match boolean(v) {
+                Some(b) => {
+                    c.server_tokens = b;
+                    Ok(())
+                }
+                None => Err("is not \"true\" or \"false\"; false stays".into()),
+            },
             "ssl-session-tickets" => match boolean(v) {
                 Some(b) => {
                     c.tls.tickets = b;

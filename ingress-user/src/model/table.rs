@@ -393,6 +393,10 @@ pub struct RoutingTable {
     /// `ssl-protocols`, `ssl-ciphers`, `ssl-session-tickets`; `None`: the
     /// defaults.
     pub tls_policy: Option<Arc<super::tls_policy::TlsPolicy>>,
+    /// `server-tokens`: the Server header names our version.
+    pub server_tokens: bool,
+    /// `client-body-timeout`, for bodies read whole first; `None`: 60 s.
+    pub client_body_timeout: Option<std::time::Duration>,
     /// Gateway listener ports other than 80 and 443 the agent opens, and
     /// whether each speaks HTTPS; index `i` is listener bit
     /// `1 << (FIRST_PORT_BIT + i)`.

@@ -710,6 +710,8 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
         skip_access_log_urls: cx.config.skip_access_log_urls.clone(),
         otel: cx.config.otel.export().map(Arc::new),
         tls_policy: (!cx.config.tls.is_default()).then(|| Arc::new(cx.config.tls.clone())),
+        server_tokens: cx.config.server_tokens,
+        client_body_timeout: Some(cx.config.client_body_timeout),
         ..Default::default()
     };
     table.labels.push(ANY_HOST_LABEL.into());

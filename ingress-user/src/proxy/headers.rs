@@ -8,7 +8,6 @@ use http::{
     header::{CONNECTION, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, SERVER, TE, TRAILER, UPGRADE},
 };
 
-pub const SERVER_NAME: HeaderValue = HeaderValue::from_static("xingress");
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -283,10 +282,29 @@ pub fn request_id_hex() -> [u8; 32] {
     out
 }
 
-/// Adds `Server: xingress` to a response that has no Server header.
+/// `server-tokens` of the live configuration: the Server header names
+/// the version too (off by default, as in ingress-nginx).
+static SERVER_TOKENS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Set when a snapshot is published.
+pub fn set_server_tokens(on: bool) {
+    SERVER_TOKENS.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The Server header's value: `xingress`, or `xingress/VERSION` with
+/// `server-tokens`.
+pub fn server_value() -> &'static str {
+    if SERVER_TOKENS.load(std::sync::atomic::Ordering::Relaxed) {
+        concat!("xingress/", env!("CARGO_PKG_VERSION"))
+    } else {
+        "xingress"
+    }
+}
+
+/// Adds our Server header to a response that has none.
 pub fn ensure_server(headers: &mut HeaderMap) {
     if !headers.contains_key(SERVER) {
-        headers.insert(SERVER, SERVER_NAME);
+        headers.insert(SERVER, HeaderValue::from_static(server_value()));
     }
 }
 

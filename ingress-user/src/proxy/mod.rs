@@ -1082,7 +1082,11 @@ impl Proxy {
                     target.body_limit,
                     memory as usize,
                     &std::env::temp_dir(),
-                    CLIENT_BODY_TIMEOUT,
+                    self.snapshots
+                        .load()
+                        .table
+                        .client_body_timeout
+                        .unwrap_or(std::time::Duration::from_secs(60)),
                 )
                 .await
                 .map_err(|e| match e {
@@ -1816,10 +1820,6 @@ fn upstream_uri(peer: &Peer, tls: bool, original: &Uri) -> Result<Uri, ProxyErro
 
 /// A DNS name (253) plus ":65535", or a socket address.
 const AUTHORITY_BUF: usize = 264;
-
-/// `proxy-request-buffering`: a client that sends no body byte for this
-/// long gets 408 (nginx's `client_body_timeout` default).
-const CLIENT_BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 fn write_authority<'a>(peer: &Peer, buf: &'a mut [u8; AUTHORITY_BUF]) -> Option<&'a str> {
     use std::io::Write;

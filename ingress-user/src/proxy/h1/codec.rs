@@ -542,7 +542,11 @@ pub fn write_response_head(
         e.write_response_h1(out);
     }
     if !info.has_server {
-        out.extend_from_slice(b"Server: xingress\r\n");
+        put_field(
+            out,
+            b"Server",
+            super::super::headers::server_value().as_bytes(),
+        );
     }
     if !info.has_date {
         put_date(out);
@@ -565,9 +569,10 @@ pub fn write_local_response(
 ) {
     let _ = write!(
         out,
-        "HTTP/1.1 {} {}\r\nServer: xingress\r\n",
+        "HTTP/1.1 {} {}\r\nServer: {}\r\n",
         status.as_u16(),
-        status.canonical_reason().unwrap_or("")
+        status.canonical_reason().unwrap_or(""),
+        super::super::headers::server_value()
     );
     put_date(out);
     if let Some((name, value)) = field {
