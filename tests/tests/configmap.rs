@@ -445,3 +445,42 @@ fn server_tokens_name_the_version_in_our_server_header_live() {
         get("/").header("server") == Some("xingress")
     });
 }
+
+#[test]
+fn client_connection_keys_bound_keep_alive_live() {
+    use std::time::{Duration, Instant};
+    let (agent, dir, _app) = plain_site("  keep-alive-requests: \"2\"\n  keep-alive: \"1\"\n");
+    // keep-alive-requests: the second response says close, and closes.
+    let mut c = Conn::connect(agent.http).unwrap();
+    let r = c.get("app.test", "/").unwrap();
+    assert_eq!((r.status, r.header("connection")), (200, None));
+    let r = c.get("app.test", "/").unwrap();
+    assert_eq!(r.header("connection"), Some("close"));
+    let mut rest = Vec::new();
+    assert_eq!(c.read_rest(&mut rest).unwrap(), 0, "closed after it");
+    // keep-alive: an idle connection is closed after 1 s.
+    let mut c = Conn::connect(agent.http).unwrap();
+    assert_eq!(c.get("app.test", "/").unwrap().status, 200);
+    let t = Instant::now();
+    assert_eq!(c.read_rest(&mut rest).unwrap(), 0);
+    let idle = t.elapsed();
+    assert!(
+        idle >= Duration::from_millis(800) && idle < Duration::from_secs(5),
+        "{idle:?}"
+    );
+    // client-header-timeout, live: a head unfinished for 1 s is dropped.
+    dir.replace(
+        "config.yaml",
+        &configmap("  client-header-timeout: \"1\"\n"),
+    );
+    agent.eventually("the new header timeout", || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(agent.http).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: app.test\r\n")
+            .unwrap();
+        let t = Instant::now();
+        // Closed (0 bytes) within the new timeout, not the flag's 30 s.
+        matches!(s.read(&mut [0u8; 64]), Ok(0)) && t.elapsed() < Duration::from_secs(2)
+    });
+}

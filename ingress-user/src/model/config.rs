@@ -157,6 +157,18 @@ pub struct ControllerConfig {
     pub server_tokens: bool,
     /// `client-body-timeout` (60 s).
     pub client_body_timeout: Duration,
+    /// `upstream-keepalive-*`.
+    pub upstream_keepalive: crate::proxy::Keepalive,
+    /// `client-header-timeout`, `keep-alive`, `keep-alive-requests`.
+    pub client_keepalive: ClientKeepalive,
+}
+
+/// The ConfigMap's client connection keys; `None`s keep the flags'.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClientKeepalive {
+    pub header_timeout: Option<Duration>,
+    pub keep_alive: Option<Duration>,
+    pub requests: Option<u32>,
 }
 
 impl Default for ControllerConfig {
@@ -193,6 +205,8 @@ impl Default for ControllerConfig {
             tls: super::tls_policy::TlsPolicy::default(),
             server_tokens: false,
             client_body_timeout: Duration::from_secs(60),
+            upstream_keepalive: crate::proxy::Keepalive::default(),
+            client_keepalive: ClientKeepalive::default(),
         }
     }
 }
@@ -289,6 +303,13 @@ pub const KEYS: &[ConfigKey] = &[
         "30",
     ),
     key(
+        "client-header-timeout",
+        "seconds",
+        "30 (`--client-header-timeout`)",
+        "How long a client has to send a request head on the HTTP/1.1 fast path, live (hyper's path and TLS handshakes keep the flag's).",
+        "60",
+    ),
+    key(
         "compute-full-forwarded-for",
         "\"true\" | \"false\"",
         "false (`--compute-full-forwarded-for`)",
@@ -378,6 +399,20 @@ pub const KEYS: &[ConfigKey] = &[
         "false",
         "Adds preload.",
         "true",
+    ),
+    key(
+        "keep-alive",
+        "seconds (0: no keep-alive)",
+        "`client-header-timeout`",
+        "How long an idle keep-alive connection waits for its next request on the fast path; 0 closes each connection after one response (with Connection: close).",
+        "75",
+    ),
+    key(
+        "keep-alive-requests",
+        "a whole number",
+        "unlimited",
+        "Requests one client connection serves on the fast path; the last response says Connection: close.",
+        "1000",
     ),
     key(
         "limit-conn-status-code",
@@ -625,6 +660,27 @@ pub const KEYS: &[ConfigKey] = &[
         "false",
     ),
     key(
+        "upstream-keepalive-connections",
+        "a whole number (0: none)",
+        "128 per endpoint",
+        "Idle keep-alive connections to pods kept, per endpoint, on the HTTP/1.1 fast path; 0 closes each after its response.",
+        "32",
+    ),
+    key(
+        "upstream-keepalive-requests",
+        "a whole number",
+        "unlimited",
+        "Requests one connection to a pod carries before it is closed (fast path).",
+        "10000",
+    ),
+    key(
+        "upstream-keepalive-timeout",
+        "seconds",
+        "90 (`--upstream-idle-timeout`)",
+        "How long an idle connection to a pod is kept (fast path).",
+        "60",
+    ),
+    key(
         "use-forwarded-headers",
         "\"true\" | \"false\"",
         "false (`--use-forwarded-headers`)",
@@ -744,6 +800,48 @@ pub fn read(
         let ok: Result<(), String> = match key.as_str() {
             "ssl-protocols" => c.tls.set_protocols(v).map(|n| note = n),
             "ssl-ciphers" => c.tls.set_ciphers(v).map(|n| note = n),
+            "client-header-timeout" => match v.trim().parse::<u64>() {
+                Ok(n) if (1..=3600).contains(&n) => {
+                    c.client_keepalive.header_timeout = Some(Duration::from_secs(n));
+                    Ok(())
+                }
+                _ => Err("is not a number of seconds from 1 to 3600; the flag's value stays".into()),
+            },
+            "keep-alive" => match v.trim().parse::<u64>() {
+                Ok(n) if n <= 3600 => {
+                    c.client_keepalive.keep_alive = Some(Duration::from_secs(n));
+                    Ok(())
+                }
+                _ => Err("is not a number of seconds up to 3600; the default stays".into()),
+            },
+            "keep-alive-requests" => match v.trim().parse::<u32>() {
+                Ok(n) if n >= 1 => {
+                    c.client_keepalive.requests = Some(n);
+                    Ok(())
+                }
+                _ => Err("is not a whole number from 1; no limit stays".into()),
+            },
+            "upstream-keepalive-connections" => match v.trim().parse::<usize>() {
+                Ok(n) if n <= 65_536 => {
+                    c.upstream_keepalive.connections = Some(n);
+                    Ok(())
+                }
+                _ => Err("is not a whole number up to 65536; the default stays".into()),
+            },
+            "upstream-keepalive-requests" => match v.trim().parse::<u32>() {
+                Ok(n) if n >= 1 => {
+                    c.upstream_keepalive.requests = Some(n);
+                    Ok(())
+                }
+                _ => Err("is not a whole number from 1; no limit stays".into()),
+            },
+            "upstream-keepalive-timeout" => match v.trim().parse::<u64>() {
+                Ok(n) if (1..=3600).contains(&n) => {
+                    c.upstream_keepalive.timeout = Some(Duration::from_secs(n));
+                    Ok(())
+                }
+                _ => Err("is not a number of seconds from 1 to 3600; the default stays".into()),
+            },
             "client-body-timeout" => match v.trim().parse::<u64>() {
                 Ok(n) if (1..=3600).contains(&n) => {
                     c.client_body_timeout = Duration::from_secs(n);

@@ -395,6 +395,11 @@ pub struct RoutingTable {
     pub tls_policy: Option<Arc<super::tls_policy::TlsPolicy>>,
     /// `server-tokens`: the Server header names our version.
     pub server_tokens: bool,
+    /// `upstream-keepalive-connections`, `-timeout`, `-requests` for the
+    /// HTTP/1.1 fast path's pod connections.
+    pub upstream_keepalive: crate::proxy::Keepalive,
+    /// `client-header-timeout`, `keep-alive`, `keep-alive-requests`.
+    pub client_keepalive: super::config::ClientKeepalive,
     /// `client-body-timeout`, for bodies read whole first; `None`: 60 s.
     pub client_body_timeout: Option<std::time::Duration>,
     /// Gateway listener ports other than 80 and 443 the agent opens, and

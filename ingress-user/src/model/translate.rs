@@ -712,6 +712,8 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
         tls_policy: (!cx.config.tls.is_default()).then(|| Arc::new(cx.config.tls.clone())),
         server_tokens: cx.config.server_tokens,
         client_body_timeout: Some(cx.config.client_body_timeout),
+        upstream_keepalive: cx.config.upstream_keepalive,
+        client_keepalive: cx.config.client_keepalive,
         ..Default::default()
     };
     table.labels.push(ANY_HOST_LABEL.into());

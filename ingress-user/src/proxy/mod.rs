@@ -18,6 +18,7 @@ pub mod passthrough;
 pub mod ports;
 pub mod proxy_protocol;
 mod retry;
+pub use h1::Keepalive;
 #[doc(hidden)]
 pub use h1::fuzz as h1_fuzz;
 pub mod headers;
@@ -438,7 +439,8 @@ impl Proxy {
         loop {
             tokio::select! {
                 () = tokio::time::sleep(period) => {
-                    let closed = self.pool.sweep();
+                    let keep = self.snapshots.load().table.upstream_keepalive;
+                    let closed = self.pool.sweep(keep.timeout);
                     if closed > 0 {
                         tracing::debug!(closed, "closed idle pod connections");
                     }
@@ -551,6 +553,16 @@ impl Proxy {
             }
             _ => response,
         })
+    }
+
+    /// `client-header-timeout`, `keep-alive` and `keep-alive-requests` of
+    /// the live configuration, over the flags (`--client-header-timeout`
+    /// for both timeouts).
+    pub(crate) fn client_limits(&self) -> (std::time::Duration, std::time::Duration, Option<u32>) {
+        let snap = self.snapshots.load();
+        let k = &snap.table.client_keepalive;
+        let header = k.header_timeout.unwrap_or(self.limits.header_read_timeout);
+        (header, k.keep_alive.unwrap_or(header), k.requests)
     }
 
     /// The acceptor of the live TLS policy (`ssl-protocols`, ...); `None`:

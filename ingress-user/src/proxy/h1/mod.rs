@@ -51,8 +51,8 @@ use crate::{
 };
 pub use checked::Checked;
 use codec::{Chunked, Forwarded, Framing, HeadError, MAX_HEADERS};
-pub use pool::Pool;
 use pool::UpConn;
+pub use pool::{Keepalive, Pool};
 use timer::Deadline;
 
 /// Initial client read buffer; it grows up to the header limit for a head.
@@ -189,8 +189,17 @@ where
     let mut out = Vec::new();
     let mut stop = pin!(shutdown.wait());
     let mut first = true;
+    let mut served: u32 = 0;
     loop {
-        c.deadline.set(c.now + proxy.limits.header_read_timeout);
+        // `client-header-timeout` for a head, `keep-alive` for the wait
+        // before the next one, `keep-alive-requests` per connection.
+        let (header_timeout, keep_alive, max_requests) = proxy.client_limits();
+        let wait = if first || !c.buf.is_empty() {
+            header_timeout
+        } else {
+            keep_alive
+        };
+        c.deadline.set(c.now + wait);
         if c.buf.is_empty() {
             // Between requests: nothing held but this small state, the task
             // and the socket; the request's state is boxed below.
@@ -204,15 +213,20 @@ where
             };
             match read {
                 Some(Ok(n)) if n > 0 => {}
-                // Closed, failed, or idle past the header timeout.
+                // Closed, failed, or idle past the keep-alive timeout.
                 _ => return None,
             }
+            // A head has begun: the rest within the header timeout.
+            c.deadline.set(tokio::time::Instant::now() + header_timeout);
         }
+        served = served.saturating_add(1);
+        let last = keep_alive.is_zero() || max_requests.is_some_and(|m| served >= m);
         let bufs = Buffers {
             up_head: &mut up_head,
             out: &mut out,
         };
-        let step = Box::pin(proxy.serve_request(&mut c, &down, &fwd, conn, shutdown, bufs, first));
+        let step =
+            Box::pin(proxy.serve_request(&mut c, &down, &fwd, conn, shutdown, bufs, first, last));
         first = false;
         match step.await {
             Step::Next => {}
@@ -257,6 +271,7 @@ impl Proxy {
         shutdown: &Shutdown,
         bufs: Buffers<'_>,
         first: bool,
+        last: bool,
     ) -> Step
     where
         S: AsyncRead + AsyncWrite + Abort + Unpin,
@@ -301,6 +316,15 @@ impl Proxy {
         };
         if out.capacity() == 0 {
             *out = bufs::take(HEAD_BUF);
+        }
+        // The connection's last request says so (Connection: close).
+        let mut prepared = prepared;
+        if last {
+            match &mut prepared {
+                Prepared::Forward(f) => f.close = true,
+                Prepared::Reply(r) => r.close = true,
+                _ => {}
+            }
         }
         let keep_alive = match prepared {
             Prepared::Incomplete => unreachable!("the loop above only ends with a full head"),
@@ -765,7 +789,8 @@ impl Proxy {
             // Every failure of this try ends below: (error, case, whether
             // the request reached the pod).
             let (e, case, reached) = 'attempt: {
-                let (mut up, fresh) = match self.pool.take(peer, sent.into_std()) {
+                let keep = self.snapshots.load().table.upstream_keepalive;
+                let (mut up, fresh) = match self.pool.take(peer, sent.into_std(), &keep) {
                     Some(conn) => (conn, false),
                     None => match self.connect(peer, f).await {
                         Ok(conn) => (conn, true),
@@ -881,7 +906,8 @@ impl Proxy {
         );
         result?;
         if reusable && framing != Framing::Close {
-            self.pool.put(peer, up, c.now.into_std());
+            let keep = self.snapshots.load().table.upstream_keepalive;
+            self.pool.put(peer, up, c.now.into_std(), &keep);
         }
         Ok(!head.close)
     }

@@ -24,6 +24,8 @@ pub struct UpConn {
     pub buf: Vec<u8>,
     /// Came from the pool: the pod may have closed it meanwhile.
     pub reused: bool,
+    /// Requests it has carried (`upstream-keepalive-requests`).
+    pub requests: u32,
 }
 
 impl UpConn {
@@ -32,6 +34,7 @@ impl UpConn {
             stream,
             buf: Vec::with_capacity(UPSTREAM_BUF),
             reused: false,
+            requests: 0,
         }
     }
 }
@@ -87,6 +90,17 @@ pub struct Pool {
     idle_timeout: Duration,
 }
 
+/// The ConfigMap's `upstream-keepalive-*` for one take or put; `None`s
+/// keep the agent's defaults.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Keepalive {
+    /// Idle connections kept per endpoint (0: none).
+    pub connections: Option<usize>,
+    pub timeout: Option<Duration>,
+    /// Requests a connection carries before it is closed.
+    pub requests: Option<u32>,
+}
+
 impl Pool {
     pub fn new(idle_timeout: Duration) -> Self {
         Self {
@@ -101,14 +115,15 @@ impl Pool {
     /// did not frame as we did) would be read as the next request's
     /// answer, which belongs to another client; such a connection, or one
     /// the pod closed, is dropped.
-    pub fn take(&self, peer: SocketAddr, now: Instant) -> Option<UpConn> {
+    pub fn take(&self, peer: SocketAddr, now: Instant, keep: &Keepalive) -> Option<UpConn> {
+        let idle_timeout = keep.timeout.unwrap_or(self.idle_timeout);
         loop {
             let mut i = {
                 let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
                 let list = idle.get_mut(&peer)?;
                 loop {
                     let i = list.pop()?;
-                    if now.saturating_duration_since(i.since) < self.idle_timeout {
+                    if now.saturating_duration_since(i.since) < idle_timeout {
                         break i;
                     }
                 }
@@ -122,23 +137,30 @@ impl Pool {
     }
 
     /// Keeps a connection whose last response ended cleanly.
-    pub fn put(&self, peer: SocketAddr, mut conn: UpConn, now: Instant) {
+    pub fn put(&self, peer: SocketAddr, mut conn: UpConn, now: Instant, keep: &Keepalive) {
+        conn.requests = conn.requests.saturating_add(1);
+        if keep.requests.is_some_and(|max| conn.requests >= max) {
+            return;
+        }
         conn.buf.clear();
+        let max = keep.connections.unwrap_or(MAX_IDLE_PER_PEER);
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let list = idle.entry(peer).or_default();
-        if list.len() < MAX_IDLE_PER_PEER {
+        if list.len() < max {
             list.push(Idle { conn, since: now });
         }
     }
 
     /// Closes connections idle past the timeout (and forgets endpoints with
     /// none left).
-    pub fn sweep(&self) -> usize {
+    /// `timeout`: the ConfigMap's `upstream-keepalive-timeout`, if set.
+    pub fn sweep(&self, timeout: Option<Duration>) -> usize {
+        let timeout = timeout.unwrap_or(self.idle_timeout);
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let mut closed = 0;
         idle.retain(|_, list| {
             let before = list.len();
-            list.retain(|i| i.since.elapsed() < self.idle_timeout);
+            list.retain(|i| i.since.elapsed() < timeout);
             closed += before - list.len();
             !list.is_empty()
         });
@@ -168,25 +190,31 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let pool = Pool::new(Duration::from_millis(200));
-        assert!(pool.take(addr, Instant::now()).is_none());
+        assert!(
+            pool.take(addr, Instant::now(), &Keepalive::default())
+                .is_none()
+        );
         let a = TcpStream::connect(addr).await.unwrap();
         let b = TcpStream::connect(addr).await.unwrap();
         let b_port = b.local_addr().unwrap().port();
-        pool.put(addr, UpConn::new(a), Instant::now());
-        pool.put(addr, UpConn::new(b), Instant::now());
+        pool.put(addr, UpConn::new(a), Instant::now(), &Keepalive::default());
+        pool.put(addr, UpConn::new(b), Instant::now(), &Keepalive::default());
         assert_eq!(pool.idle_count(), 2);
-        let got = pool.take(addr, Instant::now()).unwrap();
+        let got = pool
+            .take(addr, Instant::now(), &Keepalive::default())
+            .unwrap();
         assert!(got.reused);
         assert_eq!(got.stream.local_addr().unwrap().port(), b_port);
-        pool.put(addr, got, Instant::now());
+        pool.put(addr, got, Instant::now(), &Keepalive::default());
         tokio::time::sleep(Duration::from_millis(250)).await;
-        assert_eq!(pool.sweep(), 2);
+        assert_eq!(pool.sweep(None), 2);
         assert_eq!(pool.idle_count(), 0);
         let c = TcpStream::connect(addr).await.unwrap();
-        pool.put(addr, UpConn::new(c), Instant::now());
+        pool.put(addr, UpConn::new(c), Instant::now(), &Keepalive::default());
         tokio::time::sleep(Duration::from_millis(250)).await;
         assert!(
-            pool.take(addr, Instant::now()).is_none(),
+            pool.take(addr, Instant::now(), &Keepalive::default())
+                .is_none(),
             "a timed-out connection is not reused"
         );
     }
@@ -204,9 +232,24 @@ mod tests {
         let fine = TcpStream::connect(addr).await.unwrap();
         let fine_port = fine.local_addr().unwrap().port();
         let (_pod_fine, _) = listener.accept().await.unwrap();
-        pool.put(addr, UpConn::new(fine), Instant::now());
-        pool.put(addr, UpConn::new(closer), Instant::now());
-        pool.put(addr, UpConn::new(talker), Instant::now());
+        pool.put(
+            addr,
+            UpConn::new(fine),
+            Instant::now(),
+            &Keepalive::default(),
+        );
+        pool.put(
+            addr,
+            UpConn::new(closer),
+            Instant::now(),
+            &Keepalive::default(),
+        );
+        pool.put(
+            addr,
+            UpConn::new(talker),
+            Instant::now(),
+            &Keepalive::default(),
+        );
         // A response nobody asked for, and a pod that closed.
         pod_side
             .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
@@ -214,8 +257,55 @@ mod tests {
             .unwrap();
         drop(pod_closed);
         tokio::time::sleep(Duration::from_millis(50)).await;
-        let got = pool.take(addr, Instant::now()).unwrap();
+        let got = pool
+            .take(addr, Instant::now(), &Keepalive::default())
+            .unwrap();
         assert_eq!(got.stream.local_addr().unwrap().port(), fine_port);
         assert_eq!(pool.idle_count(), 0);
+    }
+
+    #[tokio::test]
+    async fn the_configmaps_keepalive_limits_hold() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let pool = Pool::new(Duration::from_secs(60));
+        let conn = || async { UpConn::new(TcpStream::connect(addr).await.unwrap()) };
+        // upstream-keepalive-connections: 1 per endpoint; 0: none.
+        let one = Keepalive {
+            connections: Some(1),
+            ..Keepalive::default()
+        };
+        pool.put(addr, conn().await, Instant::now(), &one);
+        pool.put(addr, conn().await, Instant::now(), &one);
+        assert_eq!(pool.idle_count(), 1);
+        let none = Keepalive {
+            connections: Some(0),
+            ..Keepalive::default()
+        };
+        let taken = pool.take(addr, Instant::now(), &none).unwrap();
+        pool.put(addr, taken, Instant::now(), &none);
+        assert_eq!(pool.idle_count(), 0);
+        // upstream-keepalive-requests: 3 requests, then closed.
+        let three = Keepalive {
+            requests: Some(3),
+            ..Keepalive::default()
+        };
+        pool.put(addr, conn().await, Instant::now(), &three);
+        for _ in 0..2 {
+            let c = pool.take(addr, Instant::now(), &three).unwrap();
+            pool.put(addr, c, Instant::now(), &three);
+        }
+        assert_eq!(pool.idle_count(), 0, "the third request was its last");
+        // upstream-keepalive-timeout, shorter than the flag's.
+        let short = Keepalive {
+            timeout: Some(Duration::from_millis(100)),
+            ..Keepalive::default()
+        };
+        pool.put(addr, conn().await, Instant::now(), &short);
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert!(pool.take(addr, Instant::now(), &short).is_none());
+        pool.put(addr, conn().await, Instant::now(), &short);
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert_eq!(pool.sweep(short.timeout), 1);
     }
 }
