@@ -635,6 +635,7 @@ impl RunArgs {
                 proxy_protocol: self.use_proxy_protocol,
                 use_forwarded_headers: self.use_forwarded_headers,
                 compute_full_forwarded_for: self.compute_full_forwarded_for,
+                real_ip: false,
                 trusted: self
                     .proxy_real_ip_cidr
                     .iter()

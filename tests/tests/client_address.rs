@@ -312,3 +312,49 @@ fn forwarded_for_header_names_the_header_the_client_is_in() {
         "hyper's path"
     );
 }
+
+/// `enable-real-ip`: a trusted balancer's X-Forwarded-For names the
+/// client (allow lists see it), but its X-Forwarded-Proto is not believed,
+/// on both paths.
+#[test]
+fn enable_real_ip_takes_the_address_only() {
+    let (agent, _app, dir) = site(&["--configmap", "x/c"]);
+    dir.write(
+        "config.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c, namespace: x}\ndata:\n  enable-real-ip: \"true\"\n  proxy-real-ip-cidr: 127.0.0.1/32\n",
+    );
+    let ask = |host: &str, version: &str| {
+        send(
+            &agent,
+            b"",
+            &format!(
+                "GET / {version}\r\nHost: {host}\r\nX-Forwarded-For: 192.0.2.44\r\nX-Forwarded-Proto: https\r\n\r\n"
+            ),
+        )
+    };
+    agent.eventually("the balancer's X-Forwarded-For read", || {
+        ask("open.test", "HTTP/1.1")
+            .and_then(|r| r.echo_field("x-real-ip"))
+            .as_deref()
+            == Some("192.0.2.44")
+    });
+    for version in ["HTTP/1.1", "HTTP/1.0"] {
+        let r = ask("open.test", version).unwrap();
+        assert_eq!(
+            r.echo_field("x-real-ip").as_deref(),
+            Some("192.0.2.44"),
+            "{version}"
+        );
+        assert_eq!(
+            r.echo_field("x-forwarded-proto").as_deref(),
+            Some("http"),
+            "{version}"
+        );
+        // The allow list (192.0.2.0/24) sees the client, not loopback.
+        assert_eq!(
+            ask("listed.test", version).unwrap().status,
+            200,
+            "{version}"
+        );
+    }
+}

@@ -88,6 +88,8 @@ pub struct ClientAddressKeys {
     pub generate_request_id: Option<bool>,
     /// `forwarded-for-header` (X-Forwarded-For).
     pub forwarded_for_header: Option<HeaderName>,
+    /// `enable-real-ip` (false).
+    pub enable_real_ip: Option<bool>,
 }
 
 /// What the ConfigMap says, as the translate uses it.
@@ -335,6 +337,13 @@ pub const KEYS: &[ConfigKey] = &[
         "\"true\" | \"false\"",
         "false",
         "Traces requests: a span per request, exported over OTLP gRPC to `otlp-collector-host`, and a W3C `traceparent` (with our span as parent) sent to the pod; the `enable-opentelemetry` annotation overrides it per Ingress. Traced routes are served on hyper's path.",
+        "true",
+    ),
+    key(
+        "enable-real-ip",
+        "\"true\" | \"false\"",
+        "false",
+        "The client's address comes from `forwarded-for-header` when the connection is from `proxy-real-ip-cidr` (nginx's realip module), for allow lists, limits, logs and X-Real-IP; unlike `use-forwarded-headers`, the source's X-Forwarded-Proto, -Host and -Port are not passed on.",
         "true",
     ),
     key(
@@ -974,7 +983,8 @@ pub fn read(
             "use-proxy-protocol"
             | "use-forwarded-headers"
             | "compute-full-forwarded-for"
-            | "generate-request-id" => {
+            | "generate-request-id"
+            | "enable-real-ip" => {
                 match boolean(v) {
                     Some(b) => {
                         let k = &mut c.client_address;
@@ -982,6 +992,7 @@ pub fn read(
                             "use-proxy-protocol" => &mut k.use_proxy_protocol,
                             "use-forwarded-headers" => &mut k.use_forwarded_headers,
                             "generate-request-id" => &mut k.generate_request_id,
+                            "enable-real-ip" => &mut k.enable_real_ip,
                             _ => &mut k.compute_full_forwarded_for,
                         } = Some(b);
                         Ok(())

@@ -118,9 +118,18 @@ pub struct ClientAddress {
     /// `forwarded-for-header`: where a trusted source puts the client's
     /// address; `None`: X-Forwarded-For.
     pub forwarded_for: Option<HeaderName>,
+    /// `enable-real-ip`: a trusted source's forwarded-for header names
+    /// the client, but its X-Forwarded-Proto/Host/Port are not passed on.
+    pub real_ip: bool,
 }
 
 impl ClientAddress {
+    /// Whether the client's address may come from a forwarded-for header
+    /// (`use-forwarded-headers` or `enable-real-ip`).
+    pub fn reads_forwarded_for(&self) -> bool {
+        self.use_forwarded_headers || self.real_ip
+    }
+
     /// The header the client's address is read from.
     pub fn forwarded_for_header(&self) -> &HeaderName {
         self.forwarded_for.as_ref().unwrap_or(&X_FORWARDED_FOR)
@@ -147,6 +156,7 @@ impl ClientAddress {
                 .forwarded_for_header
                 .clone()
                 .filter(|h| *h != X_FORWARDED_FOR),
+            real_ip: keys.enable_real_ip.unwrap_or(self.real_ip),
         }
     }
 
@@ -159,7 +169,7 @@ impl ClientAddress {
         xff: impl DoubleEndedIterator<Item = &'a [u8]>,
     ) -> std::net::IpAddr {
         let trusted = |ip: std::net::IpAddr| self.trusted.iter().any(|c| c.contains(ip));
-        if !self.use_forwarded_headers || !trusted(connection) {
+        if !self.reads_forwarded_for() || !trusted(connection) {
             return connection;
         }
         let mut found = connection;

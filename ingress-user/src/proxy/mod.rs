@@ -616,7 +616,7 @@ impl Proxy {
         down: Downstream,
         xff: impl DoubleEndedIterator<Item = &'a [u8]>,
     ) -> Downstream {
-        if !rules.use_forwarded_headers {
+        if !rules.reads_forwarded_for() {
             return down;
         }
         let ip = rules.client(down.origin.ip(), xff);

@@ -605,7 +605,7 @@ impl Proxy {
         // is told, come from a trusted X-Forwarded-For.
         let (request_down, request_fwd);
         let rules = self.client_address();
-        let (down, fwd) = if rules.use_forwarded_headers {
+        let (down, fwd) = if rules.reads_forwarded_for() {
             let xff = req
                 .headers
                 .iter()
