@@ -484,3 +484,27 @@ fn client_connection_keys_bound_keep_alive_live() {
         matches!(s.read(&mut [0u8; 64]), Ok(0)) && t.elapsed() < Duration::from_secs(2)
     });
 }
+
+#[test]
+fn large_client_header_buffers_bound_the_head() {
+    let (agent, dir, _app) = plain_site("");
+    let head = |bytes: usize| {
+        let filler = "a".repeat(bytes);
+        Conn::connect(agent.http)
+            .unwrap()
+            .raw(
+                format!("GET / HTTP/1.1\r\nHost: app.test\r\nX-Filler: {filler}\r\n\r\n")
+                    .as_bytes(),
+            )
+            .map(|r| r.status)
+            .unwrap_or(0)
+    };
+    // The default (4 8k, 32 KiB) takes a 10 KB head.
+    assert_eq!(head(10_000), 200);
+    dir.replace(
+        "config.yaml",
+        &configmap("  large-client-header-buffers: \"2 4k\"\n"),
+    );
+    agent.eventually("8 KiB heads", || head(10_000) == 431);
+    assert_eq!(head(6_000), 200);
+}

@@ -171,6 +171,9 @@ pub struct ClientKeepalive {
     pub header_timeout: Option<Duration>,
     pub keep_alive: Option<Duration>,
     pub requests: Option<u32>,
+    /// `large-client-header-buffers` (`NUMBER SIZE`): the largest head,
+    /// NUMBER × SIZE bytes.
+    pub header_bytes: Option<usize>,
 }
 
 impl Default for ControllerConfig {
@@ -422,6 +425,13 @@ pub const KEYS: &[ConfigKey] = &[
         "unlimited",
         "Requests one client connection serves on the fast path; the last response says Connection: close.",
         "1000",
+    ),
+    key(
+        "large-client-header-buffers",
+        "NUMBER SIZE",
+        "4 8k (32 KiB)",
+        "The largest request head on the HTTP/1.1 fast path, NUMBER × SIZE bytes; past it 431. Unlike nginx, one line may use the whole size.",
+        "8 16k",
     ),
     key(
         "limit-conn-status-code",
@@ -823,6 +833,22 @@ pub fn read(
                 }
                 _ => Err("is not a number of seconds up to 3600; the default stays".into()),
             },
+            "large-client-header-buffers" => {
+                let mut parts = v.split_whitespace();
+                match (
+                    parts.next().and_then(|n| n.parse::<usize>().ok()),
+                    parts.next().and_then(annotations::parse_size),
+                    parts.next(),
+                ) {
+                    (Some(n), Some(size), None)
+                        if (1..=64).contains(&n) && (1024..=1 << 20).contains(&size) =>
+                    {
+                        c.client_keepalive.header_bytes = Some(n * size as usize);
+                        Ok(())
+                    }
+                    _ => Err("is not NUMBER SIZE (like 4 8k; 1 to 64 buffers of 1k to 1m); the flag's limit stays".into()),
+                }
+            }
             "keep-alive-requests" => match v.trim().parse::<u32>() {
                 Ok(n) if n >= 1 => {
                     c.client_keepalive.requests = Some(n);

@@ -565,6 +565,17 @@ impl Proxy {
         (header, k.keep_alive.unwrap_or(header), k.requests)
     }
 
+    /// `large-client-header-buffers` of the live configuration, over the
+    /// flag.
+    pub(crate) fn max_header_bytes(&self) -> usize {
+        self.snapshots
+            .load()
+            .table
+            .client_keepalive
+            .header_bytes
+            .unwrap_or(self.limits.max_header_bytes)
+    }
+
     /// The acceptor of the live TLS policy (`ssl-protocols`, ...); `None`:
     /// the defaults (the listener's own acceptor).
     pub(crate) fn tls_acceptor(&self) -> Option<tokio_rustls::TlsAcceptor> {

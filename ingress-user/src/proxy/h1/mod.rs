@@ -285,6 +285,7 @@ impl Proxy {
         // `unseen` held no new line end, so a head trickled in byte by byte
         // is parsed once per line, not once per byte.
         let mut unseen = 0;
+        let max_head = self.max_header_bytes();
         let prepared = loop {
             if first && is_h2_preface(&c.buf) {
                 if c.buf.len() >= H2_PREFACE.len() {
@@ -302,7 +303,7 @@ impl Proxy {
                     other => break other,
                 }
             }
-            if c.buf.len() >= limits.max_header_bytes {
+            if c.buf.len() >= max_head {
                 break Prepared::Reply(Reply::error(ProxyError::HeadTooLarge));
             }
             if c.buf.capacity() - c.buf.len() < 1024 {
