@@ -488,23 +488,35 @@ fn client_connection_keys_bound_keep_alive_live() {
 #[test]
 fn large_client_header_buffers_bound_the_head() {
     let (agent, dir, _app) = plain_site("");
-    let head = |bytes: usize| {
+    // HTTP/1.1 on the fast path, HTTP/1.0 on hyper's.
+    let head = |version: &str, bytes: usize| {
         let filler = "a".repeat(bytes);
         Conn::connect(agent.http)
             .unwrap()
             .raw(
-                format!("GET / HTTP/1.1\r\nHost: app.test\r\nX-Filler: {filler}\r\n\r\n")
+                format!("GET / {version}\r\nHost: app.test\r\nX-Filler: {filler}\r\n\r\n")
                     .as_bytes(),
             )
             .map(|r| r.status)
             .unwrap_or(0)
     };
     // The default (4 8k, 32 KiB) takes a 10 KB head.
-    assert_eq!(head(10_000), 200);
+    assert_eq!(head("HTTP/1.1", 10_000), 200);
+    assert_eq!(head("HTTP/1.0", 10_000), 200);
     dir.replace(
         "config.yaml",
         &configmap("  large-client-header-buffers: \"2 4k\"\n"),
     );
-    agent.eventually("8 KiB heads", || head(10_000) == 431);
-    assert_eq!(head(6_000), 200);
+    agent.eventually("8 KiB heads", || head("HTTP/1.1", 10_000) == 431);
+    assert_eq!(head("HTTP/1.0", 10_000), 431);
+    assert_eq!(head("HTTP/1.1", 6_000), 200);
+    assert_eq!(head("HTTP/1.0", 6_000), 200);
+    // HTTP/2 (hyper's path): the header list is bounded the same way.
+    let h2 = |bytes: usize| {
+        let filler = "a".repeat(bytes);
+        xingress_tests::h2c::request(agent.http, "GET", "app.test", "/", &[("x-filler", &filler)])
+            .status
+    };
+    assert_eq!(h2(6_000), 200);
+    assert_eq!(h2(10_000), 431, "hyper's path");
 }

@@ -311,7 +311,7 @@ pub const KEYS: &[ConfigKey] = &[
         "client-header-timeout",
         "seconds",
         "30 (`--client-header-timeout`)",
-        "How long a client has to send a request head on the HTTP/1.1 fast path, live (hyper's path and TLS handshakes keep the flag's).",
+        "How long a client has to send a request head, live, on both proxy paths (hyper's for connections accepted after a change; TLS handshakes keep the flag's).",
         "60",
     ),
     key(
@@ -430,7 +430,7 @@ pub const KEYS: &[ConfigKey] = &[
         "large-client-header-buffers",
         "NUMBER SIZE",
         "4 8k (32 KiB)",
-        "The largest request head on the HTTP/1.1 fast path, NUMBER × SIZE bytes; past it 431. Unlike nginx, one line may use the whole size.",
+        "The largest request head (HTTP/2: header list), NUMBER × SIZE bytes, on both proxy paths; past it 431. Unlike nginx, one line may use the whole size.",
         "8 16k",
     ),
     key(

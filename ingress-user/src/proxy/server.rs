@@ -30,21 +30,24 @@ const MAX_LOCAL_ERROR_RESETS: usize = 256;
 /// Back-off after a failed accept (EMFILE and friends), instead of spinning.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
+/// hyper's server settings under the live configuration
+/// (`client-header-timeout`, `large-client-header-buffers` over the flags).
 fn builder(proxy: &Proxy) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    let limits = &proxy.limits;
+    let (header_timeout, _, _) = proxy.client_limits();
+    let max_header_bytes = proxy.max_header_bytes();
     // A request head larger than the buffer gets 431 and the connection closes.
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(limits.max_header_bytes.max(8192));
+        .header_read_timeout(header_timeout)
+        .max_buf_size(max_header_bytes.max(8192));
     // HTTP/2: the same header budget (CONTINUATION floods end there), a cap
     // on concurrent streams, and h2's rapid-reset guards set explicitly.
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        .max_header_list_size(u32::try_from(max_header_bytes).unwrap_or(u32::MAX))
         .max_concurrent_streams(MAX_H2_STREAMS)
         .max_pending_accept_reset_streams(MAX_PENDING_RESETS)
         .max_local_error_reset_streams(MAX_LOCAL_ERROR_RESETS)
@@ -78,7 +81,7 @@ async fn serve_any<I>(
         // hyper reads the rest under the fast path's framing rules. Boxed:
         // the task of every HTTP/1.1 connection would otherwise be as
         // large as hyper's connection state, idle or not.
-        let rest = super::h1::Checked::new(rest, proxy.limits.max_header_bytes);
+        let rest = super::h1::Checked::new(rest, proxy.max_header_bytes());
         Box::pin(serve_connection(
             proxy, builder, rest, down, watcher, conn_state,
         ))
@@ -97,6 +100,16 @@ async fn serve_connection<I>(
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    // The ConfigMap's client keys: a builder of their own (the listener's
+    // carries the flags').
+    let keys = proxy.snapshots.load().table.client_keepalive;
+    let own;
+    let builder = if keys.header_timeout.is_some() || keys.header_bytes.is_some() {
+        own = self::builder(&proxy);
+        &own
+    } else {
+        &*builder
+    };
     let service = hyper::service::service_fn(move |req| {
         let proxy = proxy.clone();
         let conn_state = conn_state.clone();
