@@ -943,13 +943,12 @@ pub fn read(
                 None => Err("is not \"true\" or \"false\"; the default stays".into()),
             },
             k if super::otel::KEY_NAMES.contains(&k) => c.otel.set(k, v),
-            "proxy-buffering" => match v.trim() {
-                "on" => {
-                    c.response_buffering = true;
-                    Ok(())
-                }
-                "off" => {
-                    c.response_buffering = false;
+            "proxy-buffering" | "proxy-request-buffering" => match v.trim() {
+                on @ ("on" | "off") => {
+                    *match key.as_str() {
+                        "proxy-buffering" => &mut c.response_buffering,
+                        _ => &mut c.request_buffering,
+                    } = on == "on";
                     Ok(())
                 }
                 _ => Err("is not on or off; off stays".into()),
@@ -967,17 +966,6 @@ pub fn read(
                     Ok(())
                 }
                 _ => Err("is not a whole number from 1 to 1024; 4 stays".into()),
-            },
-            "proxy-request-buffering" => match v.trim() {
-                "on" => {
-                    c.request_buffering = true;
-                    Ok(())
-                }
-                "off" => {
-                    c.request_buffering = false;
-                    Ok(())
-                }
-                _ => Err("is not on or off; off stays".into()),
             },
             "client-body-buffer-size" => match annotations::parse_size(v) {
                 Some(n) if (1..=64 << 20).contains(&n) => {

@@ -66,11 +66,11 @@ impl Eq for Snippet {}
 
 #[derive(Debug)]
 enum Stmt {
-    /// Request field set (an empty value removes it).
-    SetRequest(HeaderName, Template),
+    /// Request fields set (an empty value removes one).
+    SetRequest(Vec<(HeaderName, Template)>),
     ClearRequest(Vec<NamePattern>),
-    /// Response field set (an empty value removes it).
-    SetResponse(HeaderName, Template),
+    /// Response fields set (an empty value removes one).
+    SetResponse(Vec<(HeaderName, Template)>),
     ClearResponse(Vec<NamePattern>),
     /// `add_header`: appended to 2xx and 3xx responses, or to any with
     /// `always`.
@@ -488,16 +488,16 @@ impl State<'_, '_, '_> {
         let value = |t: &Template| HeaderValue::from_str(&self.eval(t)).ok();
         for s in body {
             match s {
-                Stmt::SetRequest(n, t) => {
-                    if let Some(v) = value(t) {
-                        out.request.set.push((n.clone(), v));
-                    }
-                }
-                Stmt::SetResponse(n, t) => {
-                    if let Some(v) = value(t) {
-                        out.response.set.push((n.clone(), v));
-                    }
-                }
+                Stmt::SetRequest(fields) => out.request.set.extend(
+                    fields
+                        .iter()
+                        .filter_map(|(n, t)| Some((n.clone(), value(t)?))),
+                ),
+                Stmt::SetResponse(fields) => out.response.set.extend(
+                    fields
+                        .iter()
+                        .filter_map(|(n, t)| Some((n.clone(), value(t)?))),
+                ),
                 Stmt::AddResponse(n, t, always) => {
                     if let Some(v) = value(t).filter(|v| !v.is_empty()) {
                         out.response.add.push((n.clone(), v, *always));
@@ -691,7 +691,7 @@ impl Parser<'_> {
                             _ => return Err(format!("line {line}: {name} without its \";\"")),
                         }
                     }
-                    out.extend(
+                    out.push(
                         self.directive(&name, &args, nested)
                             .map_err(|e| format!("line {line}: {e}"))?,
                     );
@@ -783,21 +783,7 @@ impl Parser<'_> {
         }
     }
 
-    /// One directive as statements (a `more_set_headers` of several fields
-    /// is one each).
     fn directive(
-        &mut self,
-        name: &str,
-        args: &[(String, bool)],
-        in_if: bool,
-    ) -> Result<Vec<Stmt>, String> {
-        self.statement(name, args, in_if).map(|s| match s {
-            Stmt::If(usize::MAX, _, fields) => fields,
-            s => vec![s],
-        })
-    }
-
-    fn statement(
         &mut self,
         name: &str,
         args: &[(String, bool)],
@@ -832,15 +818,13 @@ impl Parser<'_> {
                     let (n, v) = a.split_once(':').unwrap_or((a, ""));
                     let n = self.header_name(name, n.trim(), request_side)?;
                     let v = self.template(v.trim())?;
-                    out.push(if request_side {
-                        Stmt::SetRequest(n, v)
-                    } else {
-                        Stmt::SetResponse(n, v)
-                    });
+                    out.push((n, v));
                 }
-                // Several fields in one directive: one statement each, as
-                // `directive` unpacks them.
-                Ok(Stmt::If(usize::MAX, Cond::Set(Template(Vec::new())), out))
+                Ok(if request_side {
+                    Stmt::SetRequest(out)
+                } else {
+                    Stmt::SetResponse(out)
+                })
             }
             "more_clear_headers" | "more_clear_input_headers" => {
                 want(1..=usize::MAX)?;
@@ -884,7 +868,7 @@ impl Parser<'_> {
                     return Err("proxy_set_header inside if (nginx refuses it too)".into());
                 }
                 let n = self.header_name(name, &args[0].0, true)?;
-                Ok(Stmt::SetRequest(n, self.template(&args[1].0)?))
+                Ok(Stmt::SetRequest(vec![(n, self.template(&args[1].0)?)]))
             }
             "proxy_hide_header" => {
                 want(1..=1)?;

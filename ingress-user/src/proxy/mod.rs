@@ -258,6 +258,16 @@ impl Changes {
     }
 }
 
+/// A client connection's limits under the live configuration.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ClientLimits {
+    pub header_timeout: std::time::Duration,
+    pub keep_alive: std::time::Duration,
+    pub requests: Option<u32>,
+    /// The largest request head.
+    pub max_head: usize,
+}
+
 /// What routing needs of a request besides its host and target, looked up
 /// only for routes that ask (CORS, affinity).
 struct RequestView<'a> {
@@ -555,25 +565,19 @@ impl Proxy {
         })
     }
 
-    /// `client-header-timeout`, `keep-alive` and `keep-alive-requests` of
-    /// the live configuration, over the flags (`--client-header-timeout`
-    /// for both timeouts).
-    pub(crate) fn client_limits(&self) -> (std::time::Duration, std::time::Duration, Option<u32>) {
+    /// `client-header-timeout`, `keep-alive`, `keep-alive-requests` and
+    /// `large-client-header-buffers` of the live configuration, over the
+    /// flags (`--client-header-timeout` for both timeouts), in one load.
+    pub(crate) fn client_limits(&self) -> ClientLimits {
         let snap = self.snapshots.load();
         let k = &snap.table.client_keepalive;
-        let header = k.header_timeout.unwrap_or(self.limits.header_read_timeout);
-        (header, k.keep_alive.unwrap_or(header), k.requests)
-    }
-
-    /// `large-client-header-buffers` of the live configuration, over the
-    /// flag.
-    pub(crate) fn max_header_bytes(&self) -> usize {
-        self.snapshots
-            .load()
-            .table
-            .client_keepalive
-            .header_bytes
-            .unwrap_or(self.limits.max_header_bytes)
+        let header_timeout = k.header_timeout.unwrap_or(self.limits.header_read_timeout);
+        ClientLimits {
+            header_timeout,
+            keep_alive: k.keep_alive.unwrap_or(header_timeout),
+            requests: k.requests,
+            max_head: k.header_bytes.unwrap_or(self.limits.max_header_bytes),
+        }
     }
 
     /// The acceptor of the live TLS policy (`ssl-protocols`, ...); `None`:

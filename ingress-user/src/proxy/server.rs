@@ -34,8 +34,8 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// (`client-header-timeout`, `large-client-header-buffers` over the flags).
 fn builder(proxy: &Proxy) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    let (header_timeout, _, _) = proxy.client_limits();
-    let max_header_bytes = proxy.max_header_bytes();
+    let limits = proxy.client_limits();
+    let (header_timeout, max_header_bytes) = (limits.header_timeout, limits.max_head);
     // A request head larger than the buffer gets 431 and the connection closes.
     builder
         .http1()
@@ -81,7 +81,7 @@ async fn serve_any<I>(
         // hyper reads the rest under the fast path's framing rules. Boxed:
         // the task of every HTTP/1.1 connection would otherwise be as
         // large as hyper's connection state, idle or not.
-        let rest = super::h1::Checked::new(rest, proxy.max_header_bytes());
+        let rest = super::h1::Checked::new(rest, proxy.client_limits().max_head);
         Box::pin(serve_connection(
             proxy, builder, rest, down, watcher, conn_state,
         ))

@@ -1299,93 +1299,76 @@ impl Cx<'_> {
     /// `proxy-request-buffering` and `client-body-buffer-size`: the bytes
     /// of a body kept in memory when bodies are read whole first.
     pub(super) fn request_buffer(&mut self, id: &NamespacedName, ing: &Ingress) -> Option<u32> {
-        let on = match annotations::get(ing, "proxy-request-buffering") {
-            None => self.config.request_buffering,
-            Some("on") => true,
-            Some("off") => false,
-            Some(v) => {
-                self.warn_ingress(
-                    id,
-                    &format!("proxy-request-buffering {v:?} is not on or off; the ConfigMap's setting applies"),
-                );
-                self.config.request_buffering
-            }
-        };
-        if !on {
+        let c = &self.config;
+        let (on, size) = (c.request_buffering, c.client_body_buffer);
+        if !self.on_off(id, ing, "proxy-request-buffering", on) {
             return None;
         }
-        Some(match annotations::get(ing, "client-body-buffer-size") {
-            None => self.config.client_body_buffer,
-            Some(v) => match annotations::parse_size(v) {
-                Some(n) if (1..=64 << 20).contains(&n) => n as u32,
-                _ => {
-                    self.warn_ingress(
-                        id,
-                        &format!(
-                            "client-body-buffer-size {v:?} is not a size from 1 byte to 64m; {} bytes are used",
-                            self.config.client_body_buffer
-                        ),
-                    );
-                    self.config.client_body_buffer
-                }
-            },
-        })
+        Some(self.buffer_size(id, ing, "client-body-buffer-size", size))
     }
 
     /// `proxy-buffering`, `proxy-buffer-size` and `proxy-buffers-number`:
     /// the bytes of a response read ahead of the client.
     pub(super) fn response_buffer(&mut self, id: &NamespacedName, ing: &Ingress) -> Option<u32> {
-        let on = match annotations::get(ing, "proxy-buffering") {
-            None => self.config.response_buffering,
-            Some("on") => true,
-            Some("off") => false,
-            Some(v) => {
-                self.warn_ingress(
-                    id,
-                    &format!(
-                        "proxy-buffering {v:?} is not on or off; the ConfigMap's setting applies"
-                    ),
-                );
-                self.config.response_buffering
-            }
-        };
-        if !on {
+        let c = &self.config;
+        let (on, size, number) = (c.response_buffering, c.proxy_buffer_size, c.proxy_buffers);
+        if !self.on_off(id, ing, "proxy-buffering", on) {
             return None;
         }
-        let size = match annotations::get(ing, "proxy-buffer-size") {
-            None => self.config.proxy_buffer_size,
-            Some(v) => match annotations::parse_size(v) {
-                Some(n) if (1..=64 << 20).contains(&n) => n as u32,
-                _ => {
-                    self.warn_ingress(
-                        id,
-                        &format!(
-                            "proxy-buffer-size {v:?} is not a size from 1 byte to 64m; {} bytes are used",
-                            self.config.proxy_buffer_size
-                        ),
-                    );
-                    self.config.proxy_buffer_size
-                }
-            },
-        };
+        let size = self.buffer_size(id, ing, "proxy-buffer-size", size);
         let number = match annotations::get(ing, "proxy-buffers-number") {
-            None => self.config.proxy_buffers,
+            None => number,
             Some(v) => match v.parse::<u32>() {
                 Ok(n) if (1..=1024).contains(&n) => n,
                 _ => {
                     self.warn_ingress(
                         id,
                         &format!(
-                            "proxy-buffers-number {v:?} is not a whole number from 1 to 1024; {} is used",
-                            self.config.proxy_buffers
+                            "proxy-buffers-number {v:?} is not a whole number from 1 to 1024; {number} is used"
                         ),
                     );
-                    self.config.proxy_buffers
+                    number
                 }
             },
         };
         // At most 1 GiB read ahead per request.
         Some(size.saturating_mul(number).min(1 << 30))
+    }
+
+    /// An `on` / `off` annotation; `default` (the ConfigMap's) when absent
+    /// or neither.
+    fn on_off(&mut self, id: &NamespacedName, ing: &Ingress, name: &str, default: bool) -> bool {
+        match annotations::get(ing, name) {
+            None => default,
+            Some("on") => true,
+            Some("off") => false,
+            Some(v) => {
+                self.warn_ingress(
+                    id,
+                    &format!("{name} {v:?} is not on or off; the ConfigMap's setting applies"),
+                );
+                default
+            }
+        }
+    }
+
+    /// A buffer size annotation (1 byte to 64m); `default` otherwise.
+    fn buffer_size(&mut self, id: &NamespacedName, ing: &Ingress, name: &str, default: u32) -> u32 {
+        let Some(v) = annotations::get(ing, name) else {
+            return default;
+        };
+        match annotations::parse_size(v) {
+            Some(n) if (1..=64 << 20).contains(&n) => n as u32,
+            _ => {
+                self.warn_ingress(
+                    id,
+                    &format!(
+                        "{name} {v:?} is not a size from 1 byte to 64m; {default} bytes are used"
+                    ),
+                );
+                default
+            }
+        }
     }
 
     /// `enable-opentelemetry` and `opentelemetry-trust-incoming-span`: the

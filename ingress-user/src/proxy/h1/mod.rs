@@ -193,7 +193,8 @@ where
     loop {
         // `client-header-timeout` for a head, `keep-alive` for the wait
         // before the next one, `keep-alive-requests` per connection.
-        let (header_timeout, keep_alive, max_requests) = proxy.client_limits();
+        let limits = proxy.client_limits();
+        let (header_timeout, keep_alive) = (limits.header_timeout, limits.keep_alive);
         let wait = if first || !c.buf.is_empty() {
             header_timeout
         } else {
@@ -220,13 +221,21 @@ where
             c.deadline.set(tokio::time::Instant::now() + header_timeout);
         }
         served = served.saturating_add(1);
-        let last = keep_alive.is_zero() || max_requests.is_some_and(|m| served >= m);
+        let last = keep_alive.is_zero() || limits.requests.is_some_and(|m| served >= m);
         let bufs = Buffers {
             up_head: &mut up_head,
             out: &mut out,
         };
-        let step =
-            Box::pin(proxy.serve_request(&mut c, &down, &fwd, conn, shutdown, bufs, first, last));
+        let step = Box::pin(proxy.serve_request(
+            &mut c,
+            &down,
+            &fwd,
+            conn,
+            shutdown,
+            bufs,
+            (first, last),
+            limits.max_head,
+        ));
         first = false;
         match step.await {
             Step::Next => {}
@@ -270,8 +279,8 @@ impl Proxy {
         conn: &ConnState,
         shutdown: &Shutdown,
         bufs: Buffers<'_>,
-        first: bool,
-        last: bool,
+        (first, last): (bool, bool),
+        max_head: usize,
     ) -> Step
     where
         S: AsyncRead + AsyncWrite + Abort + Unpin,
@@ -285,7 +294,6 @@ impl Proxy {
         // `unseen` held no new line end, so a head trickled in byte by byte
         // is parsed once per line, not once per byte.
         let mut unseen = 0;
-        let max_head = self.max_header_bytes();
         let prepared = loop {
             if first && is_h2_preface(&c.buf) {
                 if c.buf.len() >= H2_PREFACE.len() {
@@ -775,6 +783,8 @@ impl Proxy {
         let sent = tokio::time::Instant::now();
         c.now = sent;
         let fired = shutdown.is_fired();
+        // `upstream-keepalive-*` of the live configuration.
+        let keep = self.snapshots.load().table.upstream_keepalive;
         let policy = f.target.policy();
         let mut attempts = Attempts::new(
             &f.target.backend,
@@ -790,7 +800,6 @@ impl Proxy {
             // Every failure of this try ends below: (error, case, whether
             // the request reached the pod).
             let (e, case, reached) = 'attempt: {
-                let keep = self.snapshots.load().table.upstream_keepalive;
                 let (mut up, fresh) = match self.pool.take(peer, sent.into_std(), &keep) {
                     Some(conn) => (conn, false),
                     None => match self.connect(peer, f).await {
@@ -907,7 +916,6 @@ impl Proxy {
         );
         result?;
         if reusable && framing != Framing::Close {
-            let keep = self.snapshots.load().table.upstream_keepalive;
             self.pool.put(peer, up, c.now.into_std(), &keep);
         }
         Ok(!head.close)
