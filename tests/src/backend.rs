@@ -42,6 +42,8 @@ pub struct Backend {
     pub addr: SocketAddr,
     /// "METHOD URI" of every request received, in order.
     pub seen: Arc<std::sync::Mutex<Vec<String>>>,
+    /// Connections accepted so far.
+    pub connections: Arc<std::sync::atomic::AtomicUsize>,
     stop: Option<oneshot::Sender<()>>,
 }
 
@@ -80,6 +82,8 @@ pub fn start_with(
     let name: Arc<str> = name.into();
     let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
     let log = seen.clone();
+    let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let accepted = connections.clone();
     std::thread::Builder::new()
         .name(format!("backend-{name}"))
         .spawn(move || {
@@ -90,7 +94,7 @@ pub fn start_with(
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(std_listener).expect("listener");
                 tokio::select! {
-                    () = serve(listener, name, mode, tls, log) => {}
+                    () = serve(listener, name, mode, tls, log, accepted) => {}
                     _ = stop_rx => {}
                 }
             });
@@ -98,6 +102,7 @@ pub fn start_with(
     Ok(Backend {
         addr,
         seen,
+        connections,
         stop: Some(stop_tx),
     })
 }
@@ -109,12 +114,14 @@ async fn serve(
     mode: Mode,
     tls: Option<Arc<rustls::ServerConfig>>,
     log: Log,
+    accepted: Arc<std::sync::atomic::AtomicUsize>,
 ) {
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
+        accepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let name = name.clone();
         let acceptor = acceptor.clone();
         let log = log.clone();

@@ -485,6 +485,145 @@ fn client_connection_keys_bound_keep_alive_live() {
     });
 }
 
+/// An h2c connection to `addr`: `n` GETs one after another, then how long
+/// the agent took to end the connection after the last one (`None`: it
+/// stayed open for 5 s).
+fn h2c_gets_then_close(addr: SocketAddr, n: usize) -> Option<std::time::Duration> {
+    h2c_gets(addr, n, std::time::Duration::from_secs(5))
+}
+
+/// `n` GETs on one h2c connection, then up to `wait` for the agent to end
+/// it: how long that took.
+fn h2c_gets(addr: SocketAddr, n: usize, wait: std::time::Duration) -> Option<std::time::Duration> {
+    use http_body_util::{BodyExt, Empty};
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (mut send, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+                .await
+                .unwrap();
+        let conn = tokio::spawn(conn);
+        for _ in 0..n {
+            let req = http::Request::get("http://app.test/")
+                .body(Empty::<bytes::Bytes>::new())
+                .unwrap();
+            let resp = send.send_request(req).await.unwrap();
+            assert_eq!(resp.status(), 200);
+            resp.into_body().collect().await.unwrap();
+        }
+        let t = std::time::Instant::now();
+        tokio::time::timeout(wait, conn)
+            .await
+            .ok()
+            .map(|_| t.elapsed())
+    })
+}
+
+#[test]
+fn keep_alive_keys_hold_on_hypers_path_too() {
+    use std::time::{Duration, Instant};
+    let (agent, dir, _app) = plain_site("  keep-alive-requests: \"2\"\n  keep-alive: \"1\"\n");
+    // HTTP/1.0 with keep-alive is served by hyper: the second response is
+    // the last, and the connection closes after it.
+    let req10 = b"GET / HTTP/1.0\r\nHost: app.test\r\nConnection: keep-alive\r\n\r\n";
+    let mut c = Conn::connect(agent.http).unwrap();
+    let r = c.raw(req10).unwrap();
+    assert_eq!(
+        (r.status, r.header("connection")),
+        (200, Some("keep-alive"))
+    );
+    let r = c.raw(req10).unwrap();
+    assert_eq!(r.status, 200);
+    assert_ne!(r.header("connection"), Some("keep-alive"));
+    let mut rest = Vec::new();
+    assert_eq!(c.read_rest(&mut rest).unwrap(), 0, "closed after it");
+    // keep-alive: an idle HTTP/1.0 connection is closed after 1 s.
+    let mut c = Conn::connect(agent.http).unwrap();
+    assert_eq!(c.raw(req10).unwrap().status, 200);
+    let t = Instant::now();
+    assert_eq!(c.read_rest(&mut rest).unwrap(), 0);
+    let idle = t.elapsed();
+    assert!(
+        idle >= Duration::from_millis(800) && idle < Duration::from_secs(5),
+        "{idle:?}"
+    );
+    // HTTP/2: GOAWAY after the second request; an idle connection ends
+    // after 1 s (before, only the client's going away ended it).
+    let after = h2c_gets_then_close(agent.http, 2).expect("GOAWAY after two requests");
+    assert!(after < Duration::from_millis(800), "{after:?}");
+    let after = h2c_gets_then_close(agent.http, 1).expect("closed when idle");
+    assert!(
+        after >= Duration::from_millis(800) && after < Duration::from_secs(3),
+        "{after:?}"
+    );
+    // keep-alive longer than client-header-timeout: a quiet connection
+    // stays for keep-alive, a started head still gets the header timeout.
+    dir.replace(
+        "config.yaml",
+        &configmap("  keep-alive: \"4\"\n  client-header-timeout: \"1\"\n"),
+    );
+    agent.eventually("the new keys", || {
+        h2c_gets_then_close(agent.http, 1).is_some_and(|d| d >= Duration::from_secs(3))
+    });
+    let mut c = Conn::connect(agent.http).unwrap();
+    assert_eq!(c.raw(req10).unwrap().status, 200);
+    std::thread::sleep(Duration::from_millis(1800));
+    assert_eq!(
+        c.raw(req10).unwrap().status,
+        200,
+        "still open past 1 s idle"
+    );
+    c.send(b"GET / HTTP/1.0\r\nHost: app.test\r\n").unwrap();
+    let t = Instant::now();
+    assert_eq!(c.read_rest(&mut rest).unwrap(), 0);
+    let slow = t.elapsed();
+    assert!(
+        slow >= Duration::from_millis(800) && slow < Duration::from_millis(2500),
+        "a head unfinished for {slow:?}"
+    );
+}
+
+#[test]
+fn upstream_keepalive_keys_hold_on_hypers_path_too() {
+    use std::{sync::atomic::Ordering::Relaxed, time::Duration};
+    let (agent, dir, app) = plain_site("  upstream-keepalive-requests: \"2\"\n");
+    // HTTP/2 clients go through hyper's pod pool: six requests, two per
+    // pod connection.
+    let opened = |n| {
+        let before = app.connections.load(Relaxed);
+        h2c_gets(agent.http, n, Duration::ZERO);
+        app.connections.load(Relaxed) - before
+    };
+    assert_eq!(opened(6), 3);
+    // No idle connection kept: one per request.
+    dir.replace(
+        "config.yaml",
+        &configmap("  upstream-keepalive-connections: \"0\"\n"),
+    );
+    agent.eventually("no pooling", || opened(4) == 4);
+    // The defaults: one connection carries them all.
+    dir.replace("config.yaml", &configmap(""));
+    agent.eventually("pooling again", || opened(6) <= 1);
+    assert_eq!(opened(6), 0);
+    // The idle timeout: a connection idle for longer is not reused.
+    dir.replace(
+        "config.yaml",
+        &configmap("  upstream-keepalive-timeout: \"1\"\n"),
+    );
+    agent.eventually("the timeout", || {
+        opened(1);
+        std::thread::sleep(Duration::from_millis(1600));
+        opened(1) == 1
+    });
+    opened(1);
+    assert_eq!(opened(1), 0, "reused within the timeout");
+}
+
 #[test]
 fn large_client_header_buffers_bound_the_head() {
     let (agent, dir, _app) = plain_site("");

@@ -104,6 +104,51 @@ fn get(agent: &Agent, host: &str, path: &str, headers: &[(&str, &str)]) -> Respo
         .unwrap()
 }
 
+/// A pod that sends its response head and five bytes, then the other five
+/// 300 ms later, on every connection.
+fn slow_pod() -> SocketAddr {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for mut s in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut head = Vec::new();
+                let mut b = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut b) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&b[..n]),
+                    }
+                }
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhello");
+                std::thread::sleep(Duration::from_millis(300));
+                let _ = s.write_all(b"world");
+            });
+        }
+    });
+    addr
+}
+
+/// The first span received for requests to `host`, waiting up to 10 s.
+fn span_of_host(received: &Received, host: &str) -> Span {
+    let t = Instant::now();
+    loop {
+        let found = received
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(_, s)| attr(s, "server.address").as_deref() == Some(host))
+            .cloned();
+        if let Some(f) = found {
+            return f.1;
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "no span for {host}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn hex(b: &[u8]) -> String {
     b.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -145,16 +190,19 @@ fn spans_reach_an_otlp_collector_and_pods_get_our_traceparent() {
     let (collector, received) = receiver();
     let app = pod("app-1");
     let dead = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let slow = slow_pod();
     let dir = ManifestDir::new();
     dir.write(
         "all.yaml",
         &format!(
             "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: xingress-controller, namespace: xingress}}\ndata:\n  \
              enable-opentelemetry: \"true\"\n  otlp-collector-host: \"127.0.0.1\"\n  otlp-collector-port: \"{}\"\n  \
-             otel-sampler: AlwaysOn\n  otel-schedule-delay-millis: \"100\"\n  otel-service-name: edge\n---\n{}{}{}{}{}{}",
+             otel-sampler: AlwaysOn\n  otel-schedule-delay-millis: \"100\"\n  otel-service-name: edge\n---\n{}{}{}{}{}{}{}{}",
             collector.port(),
             service_yaml("app", 80, &[&app]),
             service_yaml_at("dead", 80, &[dead]),
+            service_yaml_at("slow", 80, &[slow]),
+            ingress("slow", "slow.test", "slow", ""),
             ingress("traced", "traced.test", "app", ""),
             ingress(
                 "trusting",
@@ -229,21 +277,7 @@ fn spans_reach_an_otlp_collector_and_pods_get_our_traceparent() {
     // A pod that cannot be reached: the span says so.
     let r = get(&agent, "broken.test", "/app", &[]);
     assert_eq!(r.status, 502);
-    let t = Instant::now();
-    let failed = loop {
-        let found = received
-            .0
-            .lock()
-            .unwrap()
-            .iter()
-            .find(|(_, s)| attr(s, "server.address").as_deref() == Some("broken.test"))
-            .cloned();
-        if let Some(f) = found {
-            break f.1;
-        }
-        assert!(t.elapsed() < Duration::from_secs(10), "no span for the 502");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let failed = span_of_host(&received, "broken.test");
     assert_eq!(
         attr(&failed, "http.response.status_code").as_deref(),
         Some("502")
@@ -252,6 +286,20 @@ fn spans_reach_an_otlp_collector_and_pods_get_our_traceparent() {
         failed.status.as_ref().map(|s| s.code),
         Some(2),
         "STATUS_CODE_ERROR"
+    );
+
+    // A body that takes 300 ms after its head: the span covers it.
+    let r = get(&agent, "slow.test", "/app", &[]);
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"helloworld"[..]));
+    let slow_span = span_of_host(&received, "slow.test");
+    let took = slow_span.end_time_unix_nano - slow_span.start_time_unix_nano;
+    assert!(
+        took >= 300_000_000,
+        "the span ended {took} ns after it began"
+    );
+    assert_eq!(
+        attr(&slow_span, "http.response.body.size").as_deref(),
+        Some("10")
     );
 
     // Off for one Ingress: the client's headers pass as sent, no span.

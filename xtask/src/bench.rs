@@ -267,7 +267,7 @@ fn start_pair(what: &str) -> Result<Pair> {
         wait_port(p.http)?;
         wait_port(p.https)?;
     }
-    wait_ready()?;
+    wait_ready(1)?;
     Ok(Pair {
         proxies,
         work,
@@ -341,35 +341,46 @@ fn proxy() -> Result<()> {
     // scaling on this machine; CPU per request shows whether a second
     // worker costs anything per request (contention, cross-thread wakeups).
     let one = measure_alone(&SCENARIOS[0], &proxies[1])?;
+    // The access log's cost: the same agent with the log off, running
+    // beside it on the same core, in alternating rounds so that drift and
+    // noise hit both alike.
+    let quiet = xingress_under_test(&work, &manifests, "xingress (no log)", "0", 1, 3, false)?;
+    wait_port(quiet.http)?;
+    wait_ready(3)?;
+    let log_cost = log_cost(&SCENARIOS[0], &proxies[1], &quiet)?;
+    drop(quiet);
     drop(proxies);
     let two_workers =
         xingress_under_test(&work, &manifests, "xingress (2 workers)", "0,1", 2, 2, true)?;
     wait_port(two_workers.http)?;
-    wait_ready()?;
+    wait_ready(2)?;
     let two = measure_alone(&SCENARIOS[0], &two_workers)?;
     drop(two_workers);
-    // The access log's cost: the same agent with the log off.
-    let quiet = xingress_under_test(&work, &manifests, "xingress (no log)", "0", 1, 3, false)?;
-    wait_port(quiet.http)?;
-    wait_ready()?;
-    let log_off = measure_alone(&SCENARIOS[0], &quiet)?;
-    report(
-        &results,
-        &TwoWorkers {
-            one: one.clone(),
-            two,
-        },
-        &LogCost {
-            on: one,
-            off: log_off,
-        },
-    )
+    report(&results, &TwoWorkers { one, two }, &log_cost)
 }
 
-/// xingress on the first scenario with its access log on and off.
-struct LogCost {
-    on: Measured,
-    off: Measured,
+/// Paired rounds of the access log's cost.
+const LOG_ROUNDS: usize = 5;
+
+/// `s` against the agent with its log on and the one with it off, in
+/// alternating rounds: `nginx` holds the log-on medians, `xingress` the
+/// log-off ones, `per_core` the median of the per-round CPU ratios
+/// (on ÷ off: the log's cost).
+fn log_cost(s: &Scenario, on: &UnderTest, off: &UnderTest) -> Result<Compared> {
+    load(s, on, WARMUP)?;
+    load(s, off, WARMUP)?;
+    let (mut ons, mut offs) = (Vec::new(), Vec::new());
+    for round in 0..LOG_ROUNDS {
+        for (p, runs) in [(on, &mut ons), (off, &mut offs)] {
+            let m = measure(s, p)?;
+            println!(
+                "  {:22} {:22} round {round}: {:>9.0} req/s  p99 {:>6.2} ms  {:>5.1} µs CPU/req",
+                p.name, s.name, m.rps, m.p99_ms, m.cpu_us_per_request
+            );
+            runs.push(m);
+        }
+    }
+    Ok(Compared::of(&ons, &offs))
 }
 
 /// The release agent on the cafe manifests, pinned to `cpus` with `workers`
@@ -394,7 +405,7 @@ fn xingress_under_test(
             "--https-addr",
             &format!("127.0.0.1:{}", HTTPS_PORT + offset),
             "--admin-addr",
-            &format!("127.0.0.1:{ADMIN_PORT}"),
+            &format!("127.0.0.1:{}", admin_port(offset)),
             "--worker-threads",
             &workers.to_string(),
             "--default-ssl-certificate",
@@ -498,7 +509,7 @@ impl Compared {
     }
 }
 
-fn report(results: &[Compared], two_workers: &TwoWorkers, log: &LogCost) -> Result<()> {
+fn report(results: &[Compared], two_workers: &TwoWorkers, log: &Compared) -> Result<()> {
     let mut md = format!(
         "| scenario | nginx req/s | xingress req/s | req/s ratio (median of {ROUNDS} paired rounds) | per-core ratio (CPU/req nginx ÷ xingress) | p99 ms nginx / xingress | CPU µs/req nginx / xingress | errors |\n|---|---|---|---|---|---|---|---|\n"
     );
@@ -551,24 +562,25 @@ fn report(results: &[Compared], two_workers: &TwoWorkers, log: &LogCost) -> Resu
     );
     let _ = writeln!(
         md,
-        "\nxingress, {}, access log on (upstreaminfo to a file) vs off: {:.1} vs {:.1} µs CPU per request ({:.3}×; goal ≤ 1.05×), {:.0} vs {:.0} req/s. nginx logs its upstreaminfo line to a file in every row above, as ingress-nginx does.",
+        "\nxingress, {}, access log on (upstreaminfo to a file) vs off, {LOG_ROUNDS} alternating rounds, medians: {:.1} vs {:.1} µs CPU per request, cost {:.3}× (median of the per-round ratios; goal ≤ 1.05×), {:.0} vs {:.0} req/s. nginx logs its upstreaminfo line to a file in every row above, as ingress-nginx does.",
         SCENARIOS[0].name,
-        log.on.cpu_us_per_request,
-        log.off.cpu_us_per_request,
-        log.on.cpu_us_per_request / log.off.cpu_us_per_request,
-        log.on.rps,
-        log.off.rps
+        log.nginx.cpu_us_per_request,
+        log.xingress.cpu_us_per_request,
+        log.per_core,
+        log.nginx.rps,
+        log.xingress.rps
     );
     let _ = writeln!(
         json,
-        "],\"two_workers\":{{\"scenario\":\"{}\",\"one_rps\":{:.0},\"two_rps\":{:.0},\"one_cpu_us\":{:.2},\"two_cpu_us\":{:.2}}},\"access_log\":{{\"on_cpu_us\":{:.2},\"off_cpu_us\":{:.2}}}}}",
+        "],\"two_workers\":{{\"scenario\":\"{}\",\"one_rps\":{:.0},\"two_rps\":{:.0},\"one_cpu_us\":{:.2},\"two_cpu_us\":{:.2}}},\"access_log\":{{\"on_cpu_us\":{:.2},\"off_cpu_us\":{:.2},\"cost\":{:.3}}}}}",
         SCENARIOS[0].name,
         one.rps,
         two.rps,
         one.cpu_us_per_request,
         two.cpu_us_per_request,
-        log.on.cpu_us_per_request,
-        log.off.cpu_us_per_request
+        log.nginx.cpu_us_per_request,
+        log.xingress.cpu_us_per_request,
+        log.per_core
     );
     println!("\n{md}");
     let dir = util::target_dir().join("bench-results");
@@ -753,9 +765,15 @@ fn wait_port(port: u16) -> Result<()> {
     Ok(())
 }
 
-fn wait_ready() -> Result<()> {
+/// The admin port of the agent whose ports are `offset` above the base.
+fn admin_port(offset: u16) -> u16 {
+    ADMIN_PORT + offset - 1
+}
+
+/// Waits for /readyz of the agent started at port `offset`.
+fn wait_ready(offset: u16) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(20);
-    let admin = SocketAddr::from(([127, 0, 0, 1], ADMIN_PORT));
+    let admin = SocketAddr::from(([127, 0, 0, 1], admin_port(offset)));
     while !crate::http1::get(admin, "localhost", "/readyz").is_ok_and(|r| r.status == 200) {
         if Instant::now() > deadline {
             bail!("xingress did not become ready");

@@ -23,6 +23,12 @@ impl Abort for TcpStream {
     }
 }
 
+impl<S: Abort + ?Sized> Abort for Box<S> {
+    fn abort(&self) {
+        (**self).abort();
+    }
+}
+
 impl<S: Abort> Abort for tokio_rustls::server::TlsStream<S> {
     fn abort(&self) {
         self.get_ref().0.abort();

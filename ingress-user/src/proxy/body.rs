@@ -219,6 +219,8 @@ pub struct ResponseBody {
     /// Observed then too, with the bytes passed on (inline: no allocation
     /// per response).
     done: Option<Done>,
+    /// `enable-opentelemetry`: the request's span, ended with the body.
+    span: Option<Box<super::otel::PendingSpan>>,
     sent: u64,
     read_timeout: Option<Duration>,
     /// The read timer, made on the first wait and reset on later ones.
@@ -378,6 +380,7 @@ impl ResponseBody {
             _in_flight: in_flight,
             log: None,
             done: None,
+            span: None,
             sent: 0,
             read_timeout,
             idle: None,
@@ -410,12 +413,20 @@ impl ResponseBody {
         self.done = Some(done);
         self
     }
+
+    pub fn with_span(mut self, span: Option<Box<super::otel::PendingSpan>>) -> Self {
+        self.span = span;
+        self
+    }
 }
 
 impl Drop for ResponseBody {
     fn drop(&mut self) {
         if let Some(done) = self.done.take() {
             done.observe(self.sent);
+        }
+        if let Some(span) = self.span.take() {
+            (*span).finish(self.sent);
         }
         if let Some(mut p) = self.log.take() {
             p.record.request_time = p.started.elapsed();
@@ -449,6 +460,9 @@ impl Body for ResponseBody {
                         p.record.body_bytes_sent += data.len() as u64;
                     }
                 }
+                if let (Some(Err(e)), Some(span)) = (frame.as_ref(), this.span.as_mut()) {
+                    span.body_failed(e);
+                }
                 Poll::Ready(frame)
             }
             Poll::Pending => {
@@ -463,7 +477,12 @@ impl Body for ResponseBody {
                     this.armed = true;
                 }
                 match idle.as_mut().poll(cx) {
-                    Poll::Ready(()) => Poll::Ready(Some(Err(ReadTimeout(timeout).into()))),
+                    Poll::Ready(()) => {
+                        if let Some(span) = this.span.as_mut() {
+                            span.body_failed(&ReadTimeout(timeout));
+                        }
+                        Poll::Ready(Some(Err(ReadTimeout(timeout).into())))
+                    }
                     Poll::Pending => Poll::Pending,
                 }
             }

@@ -8,6 +8,7 @@
 mod abort;
 pub mod access_log;
 mod body;
+mod conn_watch;
 mod error;
 mod ewma;
 mod external_auth;
@@ -195,6 +196,7 @@ impl Target {
         upstream::Via {
             verify,
             connect_timeout: self.connect_timeout,
+            keepalive: Keepalive::default(),
         }
     }
 }
@@ -1298,12 +1300,14 @@ impl Proxy {
             Some(b) => (b, None),
         };
 
+        let mut via = target.via();
+        via.keepalive = self.snapshots.load().table.upstream_keepalive;
         let sent = Instant::now();
         let mut result = self
             .upstream
             .send(
                 protocol,
-                &target.via(),
+                &via,
                 Request::from_parts(parts, body),
                 target.read_timeout,
             )
@@ -1371,7 +1375,7 @@ impl Proxy {
             try_started = Instant::now();
             result = self
                 .upstream
-                .send(protocol, &target.via(), req, target.read_timeout)
+                .send(protocol, &via, req, target.read_timeout)
                 .await;
             peer = Some(next);
         }
@@ -1380,16 +1384,26 @@ impl Proxy {
         {
             r.tried(&target.peer, answered(&result), sent.elapsed());
         }
-        if let Some((span, export)) = span {
-            let (status, error) = match &result {
-                Ok(r) => (r.status().as_u16(), None),
-                Err(e) => (e.status().as_u16(), Some(e.to_string())),
-            };
+        // The span ends with the response body, or here if none comes.
+        let span = span.and_then(|(span, export)| {
             let upstream = peer.map(|p| p.to_string());
-            if let Some(s) = span.end(Some(status), error.as_deref(), upstream.as_deref()) {
-                self.otel.get(&export).send(s);
+            let exporter = self.otel.get(&export);
+            match &result {
+                Ok(r) => Some(otel::PendingSpan::new(
+                    span,
+                    r.status().as_u16(),
+                    upstream,
+                    exporter,
+                )),
+                Err(e) => {
+                    let (status, error) = (e.status().as_u16(), e.to_string());
+                    if let Some(s) = span.end(Some(status), Some(&error), upstream.as_deref()) {
+                        exporter.send(s);
+                    }
+                    None
+                }
             }
-        }
+        });
         let mut resp = result?;
         self.metrics.upstream_latency(sent.elapsed());
         if target.ewma
@@ -1425,7 +1439,7 @@ impl Proxy {
             let upstream = hyper::upgrade::on(&mut resp);
             tokio::spawn(tunnel(client, upstream, target.in_flight.take()));
             headers::ensure_server(resp.headers_mut());
-            return Ok(resp.map(|b| Either::Left(ResponseBody::new(b, None, None))));
+            return Ok(resp.map(|b| Either::Left(ResponseBody::new(b, None, None).with_span(span))));
         }
         headers::strip_hop_by_hop(resp.headers_mut());
         headers::ensure_server(resp.headers_mut());
@@ -1454,7 +1468,7 @@ impl Proxy {
         let read_timeout = Some(target.read_timeout);
         let response_buffer = changes.response_buffer;
         Ok(resp.map(|b| {
-            let body = ResponseBody::new(b, in_flight, read_timeout);
+            let body = ResponseBody::new(b, in_flight, read_timeout).with_span(span);
             Either::Left(match response_buffer {
                 Some(cap) => body.read_ahead(cap as usize),
                 None => body,
@@ -1526,8 +1540,8 @@ impl Proxy {
             }
         }
         let via = upstream::Via {
-            verify: None,
-            connect_timeout: None,
+            keepalive: self.snapshots.load().table.upstream_keepalive,
+            ..upstream::Via::default()
         };
         self.upstream.send(protocol, &via, req, timeout).await
     }

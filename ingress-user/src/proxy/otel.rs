@@ -270,6 +270,59 @@ impl Span {
     }
 }
 
+/// The span of a request whose response head has come: it ends when the
+/// response body has gone out (or broke, or the client left).
+pub struct PendingSpan {
+    span: Span,
+    status: u16,
+    upstream: Option<String>,
+    error: Option<String>,
+    exporter: Arc<Exporter>,
+}
+
+impl PendingSpan {
+    pub fn new(
+        span: Span,
+        status: u16,
+        upstream: Option<String>,
+        exporter: Arc<Exporter>,
+    ) -> Box<Self> {
+        Box::new(Self {
+            span,
+            status,
+            upstream,
+            error: None,
+            exporter,
+        })
+    }
+
+    /// The response body failed (the pod's read timeout, a reset): the
+    /// span ends as an error.
+    pub fn body_failed(&mut self, error: &dyn std::fmt::Display) {
+        if self.error.is_none() {
+            self.error = Some(format!("response body: {error}"));
+        }
+    }
+
+    /// Ends the span with the body's size and queues it.
+    pub fn finish(self, body_bytes: u64) {
+        let Self {
+            mut span,
+            status,
+            upstream,
+            error,
+            exporter,
+        } = self;
+        span.attributes.push(attr(
+            "http.response.body.size",
+            any_value::Value::IntValue(i64::try_from(body_bytes).unwrap_or(i64::MAX)),
+        ));
+        if let Some(s) = span.end(Some(status), error.as_deref(), upstream.as_deref()) {
+            exporter.send(s);
+        }
+    }
+}
+
 /// Spans on their way to the collector.
 pub struct Exporter {
     pub config: Arc<OtelExport>,

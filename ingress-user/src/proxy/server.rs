@@ -13,7 +13,12 @@ use tokio::{
     net::{TcpListener, TcpStream},
 };
 
-use super::{ConnState, Proxy, abort::Abort, headers::Downstream};
+use super::{
+    ConnState, Proxy,
+    abort::Abort,
+    conn_watch::{ConnWatch, Watched},
+    headers::Downstream,
+};
 use crate::{
     model::{HOST_BUF_LEN, normalize_host},
     shutdown::Shutdown,
@@ -35,12 +40,16 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 fn builder(proxy: &Proxy) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     let limits = proxy.client_limits();
-    let (header_timeout, max_header_bytes) = (limits.header_timeout, limits.max_head);
-    // A request head larger than the buffer gets 431 and the connection closes.
+    let max_header_bytes = limits.max_head;
+    // A request head larger than the buffer gets 431 and the connection
+    // closes. hyper's header timer also runs while a connection waits
+    // idle, so it is set to the longer of the two: the connection's watch
+    // closes idle connections at `keep-alive`, and `Checked` times heads
+    // from their first byte.
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(header_timeout)
+        .header_read_timeout(limits.header_timeout.max(limits.keep_alive))
         .max_buf_size(max_header_bytes.max(8192));
     // HTTP/2: the same header budget (CONTINUATION floods end there), a cap
     // on concurrent streams, and h2's rapid-reset guards set explicitly.
@@ -73,7 +82,7 @@ async fn serve_any<I>(
     let conn_state = Arc::new(conn_state);
     if conn_state.alpn_h2 {
         return Box::pin(serve_connection(
-            proxy, builder, io, down, watcher, conn_state,
+            proxy, builder, io, down, watcher, shutdown, conn_state,
         ))
         .await;
     }
@@ -81,21 +90,25 @@ async fn serve_any<I>(
         // hyper reads the rest under the fast path's framing rules. Boxed:
         // the task of every HTTP/1.1 connection would otherwise be as
         // large as hyper's connection state, idle or not.
-        let rest = super::h1::Checked::new(rest, proxy.client_limits().max_head);
+        let limits = proxy.client_limits();
+        let rest = super::h1::Checked::new(rest, limits.max_head, limits.header_timeout);
         Box::pin(serve_connection(
-            proxy, builder, rest, down, watcher, conn_state,
+            proxy, builder, rest, down, watcher, shutdown, conn_state,
         ))
         .await;
     }
 }
 
-/// Serves one connection with hyper (HTTP/1.x, or HTTP/2 by preface).
+/// Serves one connection with hyper (HTTP/1.x, or HTTP/2 by preface),
+/// until it ends; `keep-alive`, `keep-alive-requests` and the shutdown
+/// stop it gracefully (no request in flight is cut).
 async fn serve_connection<I>(
     proxy: Arc<Proxy>,
     builder: Arc<auto::Builder<TokioExecutor>>,
     io: I,
     down: Downstream,
     watcher: hyper_util::server::graceful::Watcher,
+    shutdown: Shutdown,
     conn_state: Arc<ConnState>,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -104,21 +117,54 @@ async fn serve_connection<I>(
     // carries the flags').
     let keys = proxy.snapshots.load().table.client_keepalive;
     let own;
-    let builder = if keys.header_timeout.is_some() || keys.header_bytes.is_some() {
+    let builder = if keys.header_timeout.is_some()
+        || keys.header_bytes.is_some()
+        || keys.keep_alive.is_some()
+    {
         own = self::builder(&proxy);
         &own
     } else {
         &*builder
     };
+    let limits = proxy.client_limits();
+    // `keep-alive: 0`: one request per connection, as nginx.
+    let max_requests = if limits.keep_alive.is_zero() {
+        Some(1)
+    } else {
+        limits.requests
+    };
+    let watch = ConnWatch::new();
+    let requests = watch.clone();
     let service = hyper::service::service_fn(move |req| {
         let proxy = proxy.clone();
         let conn_state = conn_state.clone();
-        async move { proxy.handle(down, &conn_state, req).await }
+        let in_flight = requests.begin();
+        async move {
+            let resp = proxy.handle(down, &conn_state, req).await?;
+            Ok::<_, std::convert::Infallible>(resp.map(|b| Watched::new(b, in_flight)))
+        }
     });
     let conn = builder
         .serve_connection_with_upgrades(TokioIo::new(io), service)
         .into_owned();
-    if let Err(e) = watcher.watch(conn).await {
+    let mut conn = std::pin::pin!(conn);
+    let mut closing = false;
+    let ended = loop {
+        tokio::select! {
+            ended = conn.as_mut() => break ended,
+            () = shutdown.wait(), if !closing => {
+                closing = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            () = watch.expired(limits.keep_alive, max_requests), if !closing => {
+                closing = true;
+                conn.as_mut().graceful_shutdown();
+            }
+        }
+    };
+    // Held to here: the drain waits for this connection.
+    drop(watcher);
+    if let Err(e) = ended {
         tracing::debug!(client = %down.client, "connection ended: {e}");
     }
 }
@@ -301,14 +347,25 @@ pub async fn serve_https(
                 stream
             };
             let handshake = handshake(&proxy, &acceptor, stream);
-            match Box::pin(tokio::time::timeout(handshake_timeout, handshake)).await {
-                Ok(Ok((tls, mut conn_state))) => {
-                    conn_state.alpn_h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-                    serve_any(proxy, builder, tls, down, watcher, shutdown, conn_state).await;
-                }
-                Ok(Err(e)) => tracing::debug!(client = %client, "TLS handshake failed: {e}"),
-                Err(_) => tracing::debug!(client = %client, "TLS handshake timed out"),
-            }
+            // The TLS stream (rustls' connection state inline, over 1 KiB)
+            // is boxed and moved out of the handshake's result before
+            // serving: the task would otherwise hold it in several slots
+            // (the result, then each async fn's copy of its argument) for
+            // the connection's whole life.
+            let (tls, mut conn_state) =
+                match Box::pin(tokio::time::timeout(handshake_timeout, handshake)).await {
+                    Ok(Ok((tls, conn_state))) => (Box::new(tls), conn_state),
+                    Ok(Err(e)) => {
+                        tracing::debug!(client = %client, "TLS handshake failed: {e}");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(client = %client, "TLS handshake timed out");
+                        return;
+                    }
+                };
+            conn_state.alpn_h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+            serve_any(proxy, builder, tls, down, watcher, shutdown, conn_state).await;
         });
     }
     drop(listener);

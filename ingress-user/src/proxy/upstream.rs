@@ -1,7 +1,18 @@
 //! The upstream side: pooled keep-alive connections to pods, one pool per
 //! backend protocol (HTTP/1.1, h2c, HTTPS, HTTP/2 over TLS).
 
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    collections::HashMap,
+    pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicU32, Ordering},
+    },
+    task::{Context, Poll},
+};
+
+use arc_swap::ArcSwap;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use http::{Request, Response};
 use hyper::body::Incoming;
@@ -9,12 +20,15 @@ use hyper::body::Incoming;
 use super::body::{RequestBody, RequestBodyError, body_error};
 use hyper_rustls::{FixedServerNameResolver, HttpsConnector};
 use hyper_util::{
-    client::legacy::{Client, connect::HttpConnector},
-    rt::{TokioExecutor, TokioTimer},
+    client::legacy::{
+        Client,
+        connect::{Connected, Connection, HttpConnector},
+    },
+    rt::{TokioExecutor, TokioIo, TokioTimer},
 };
 use rustls::{ClientConfig, pki_types::ServerName};
 
-use super::{ProxyError, guard::UpstreamGuard};
+use super::{Keepalive, ProxyError, guard::UpstreamGuard};
 use crate::{
     cli::ProxyLimits,
     model::{BackendProtocol, UpstreamTls},
@@ -34,8 +48,66 @@ pub struct Guarded {
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// A pod connection of hyper's pools, counting the requests it carried
+/// (`upstream-keepalive-requests`): the count rides on every response as
+/// a connection extra.
+pub struct PodStream {
+    tcp: tokio::net::TcpStream,
+    carried: Carried,
+}
+
+/// Requests a pooled pod connection has carried.
+#[derive(Clone)]
+struct Carried(Arc<AtomicU32>);
+
+impl Connection for PodStream {
+    fn connected(&self) -> Connected {
+        self.tcp.connected().extra(self.carried.clone())
+    }
+}
+
+impl AsyncRead for PodStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for PodStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.tcp).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.tcp).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.tcp.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_shutdown(cx)
+    }
+}
+
 impl tower_service::Service<http::Uri> for Guarded {
-    type Response = hyper_util::rt::TokioIo<tokio::net::TcpStream>;
+    type Response = TokioIo<PodStream>;
     type Error = BoxError;
     type Future = std::pin::Pin<
         Box<dyn std::future::Future<Output = Result<Self::Response, BoxError>> + Send>,
@@ -57,14 +129,19 @@ impl tower_service::Service<http::Uri> for Guarded {
             if let Err(why) = guard.check(peer) {
                 return Err(format!("{peer} refused: {}", why.reason()).into());
             }
-            Ok(io)
+            Ok(TokioIo::new(PodStream {
+                tcp: io.into_inner(),
+                carried: Carried(Arc::new(AtomicU32::new(0))),
+            }))
         })
     }
 }
 
 pub struct Upstream {
-    /// The default client per protocol, in `PROTOCOLS` order.
-    defaults: [AnyClient; 4],
+    /// The default client per protocol, in `PROTOCOLS` order, for the
+    /// `upstream-keepalive-*` they were built with (rebuilt when those
+    /// change).
+    defaults: ArcSwap<(Keepalive, [AnyClient; 4])>,
     connector: Guarded,
     limits: ProxyLimits,
     /// Clients for routes with their own settings (`proxy-ssl-*`,
@@ -76,6 +153,7 @@ type CustomKey = (
     BackendProtocol,
     Option<(Arc<UpstreamTls>, String)>,
     Option<std::time::Duration>,
+    Keepalive,
 );
 
 #[derive(Clone)]
@@ -95,6 +173,8 @@ pub struct Via<'a> {
     pub verify: Option<(&'a Arc<UpstreamTls>, String)>,
     /// `proxy-connect-timeout`.
     pub connect_timeout: Option<std::time::Duration>,
+    /// The ConfigMap's `upstream-keepalive-*`.
+    pub keepalive: Keepalive,
 }
 
 const PROTOCOLS: [BackendProtocol; 4] = [
@@ -111,10 +191,8 @@ impl Upstream {
         inner.set_connect_timeout(Some(limits.upstream_connect_timeout));
         inner.enforce_http(false);
         let connector = Guarded { inner, guard };
-        let defaults = PROTOCOLS.map(|p| {
-            build_client(limits, connector.clone(), p, None)
-                .expect("the default clients need no settings that can fail")
-        });
+        let keep = Keepalive::default();
+        let defaults = ArcSwap::from_pointee((keep, default_clients(limits, &connector, keep)));
         Self {
             defaults,
             connector,
@@ -133,6 +211,7 @@ impl Upstream {
             protocol,
             via.verify.as_ref().map(|(t, n)| ((*t).clone(), n.clone())),
             via.connect_timeout,
+            via.keepalive,
         );
         let mut clients = self.custom.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(c) = clients.get(&key) {
@@ -142,7 +221,13 @@ impl Upstream {
         if let Some(t) = via.connect_timeout {
             connector.inner.set_connect_timeout(Some(t));
         }
-        let client = build_client(&self.limits, connector, protocol, via.verify.as_ref())?;
+        let client = build_client(
+            &self.limits,
+            connector,
+            protocol,
+            via.verify.as_ref(),
+            via.keepalive,
+        )?;
         if clients.len() >= MAX_CUSTOM_CLIENTS {
             clients.clear();
         }
@@ -161,9 +246,8 @@ impl Upstream {
         req: Request<RequestBody>,
         timeout: std::time::Duration,
     ) {
-        let slot = PROTOCOLS.iter().position(|p| *p == protocol).unwrap_or(0);
         let target = req.uri().clone();
-        let fut = match &self.defaults[slot] {
+        let fut = match self.default_client(protocol, Keepalive::default()) {
             AnyClient::Plain(c) => c.request(req),
             AnyClient::Tls(c) => c.request(req),
         };
@@ -189,14 +273,16 @@ impl Upstream {
         req: Request<RequestBody>,
         timeout: std::time::Duration,
     ) -> Result<Response<Incoming>, ProxyError> {
-        let custom;
         let client = if via.verify.is_none() && via.connect_timeout.is_none() {
-            let slot = PROTOCOLS.iter().position(|p| *p == protocol).unwrap_or(0);
-            &self.defaults[slot]
+            self.default_client(protocol, via.keepalive)
         } else {
-            custom = self.custom_client(protocol, via)?;
-            &custom
+            self.custom_client(protocol, via)?
         };
+        let mut req = req;
+        let captured = via
+            .keepalive
+            .requests
+            .map(|_| hyper_util::client::legacy::connect::capture_connection(&mut req));
         let fut = match client {
             AnyClient::Plain(c) => c.request(req),
             AnyClient::Tls(c) => c.request(req),
@@ -212,9 +298,43 @@ impl Upstream {
             }),
             Ok(Err(e)) if e.is_connect() => Err(ProxyError::UpstreamConnect(error_chain(&e))),
             Ok(Err(e)) => Err(ProxyError::Upstream(error_chain(&e))),
-            Ok(Ok(resp)) => Ok(resp),
+            Ok(Ok(resp)) => {
+                // `upstream-keepalive-requests`: the connection's last
+                // request goes back to no pool.
+                if let (Some(max), Some(captured)) = (via.keepalive.requests, &captured)
+                    && let Some(Carried(n)) = resp.extensions().get::<Carried>()
+                    && n.fetch_add(1, Ordering::Relaxed) + 1 >= max
+                    && let Some(conn) = captured.connection_metadata().as_ref()
+                {
+                    conn.poison();
+                }
+                Ok(resp)
+            }
         }
     }
+
+    /// The default client for `protocol` under `keep`.
+    fn default_client(&self, protocol: BackendProtocol, keep: Keepalive) -> AnyClient {
+        let slot = PROTOCOLS.iter().position(|p| *p == protocol).unwrap_or(0);
+        let defaults = self.defaults.load();
+        if defaults.0 == keep {
+            return defaults.1[slot].clone();
+        }
+        // The ConfigMap changed them: new pools (the old ones close as
+        // their connections go idle).
+        let clients = default_clients(&self.limits, &self.connector, keep);
+        let client = clients[slot].clone();
+        self.defaults.store(Arc::new((keep, clients)));
+        client
+    }
+}
+
+/// The default clients, one per protocol in `PROTOCOLS` order.
+fn default_clients(limits: &ProxyLimits, connector: &Guarded, keep: Keepalive) -> [AnyClient; 4] {
+    PROTOCOLS.map(|p| {
+        build_client(limits, connector.clone(), p, None, keep)
+            .expect("the default clients need no settings that can fail")
+    })
 }
 
 /// A pooled client for `protocol` over `connector`; for TLS, verifying
@@ -224,11 +344,15 @@ fn build_client(
     connector: Guarded,
     protocol: BackendProtocol,
     verify: Option<&(&Arc<UpstreamTls>, String)>,
+    keep: Keepalive,
 ) -> Result<AnyClient, ProxyError> {
     let mut b = Client::builder(TokioExecutor::new());
     b.pool_timer(TokioTimer::new())
-        .pool_idle_timeout(limits.upstream_idle_timeout)
+        .pool_idle_timeout(keep.timeout.unwrap_or(limits.upstream_idle_timeout))
         .timer(TokioTimer::new());
+    if let Some(n) = keep.connections {
+        b.pool_max_idle_per_host(n);
+    }
     let h2 = matches!(protocol, BackendProtocol::H2c | BackendProtocol::H2Tls);
     if h2 {
         b.http2_only(true);

@@ -10,14 +10,24 @@
 //! would answer 400, gives hyper a broken byte in its place and then the
 //! end of the input: hyper answers 400 (a bad head) or the request's body
 //! fails (400 from the proxy), and nothing after it is ever read.
+//!
+//! It also times each request head from its first byte
+//! (`client-header-timeout`): hyper's own header timer starts when the
+//! connection starts waiting, idle time included, so it cannot tell a slow
+//! head from a quiet keep-alive connection.
 
 use std::{
+    future::Future,
     io,
     pin::Pin,
     task::{Context, Poll},
+    time::Duration,
 };
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::{
+    io::{AsyncRead, AsyncWrite, ReadBuf},
+    time::{Instant, Sleep},
+};
 
 use super::{
     BodyProgress, H2_PREFACE, MAX_HEADERS,
@@ -42,17 +52,39 @@ pub struct Checked<S> {
     started: bool,
     /// Longest head (hyper answers 431 past the same limit).
     max_head: usize,
+    /// `client-header-timeout`, and the deadline of the head being read.
+    header_timeout: Duration,
+    head_deadline: Option<Instant>,
+    /// Made when a head's bytes stop coming before it is complete.
+    timer: Option<Pin<Box<Sleep>>>,
 }
 
 impl<S> Checked<S> {
-    pub fn new(inner: S, max_head: usize) -> Self {
+    pub fn new(inner: S, max_head: usize, header_timeout: Duration) -> Self {
         Self {
             inner,
             watch: Watch::Head,
             head: Vec::new(),
             started: false,
             max_head,
+            header_timeout,
+            head_deadline: None,
+            timer: None,
         }
+    }
+
+    /// A head has been started and not finished past its deadline.
+    fn head_timed_out(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(deadline) = self.head_deadline else {
+            return false;
+        };
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if timer.deadline() != deadline {
+            timer.as_mut().reset(deadline);
+        }
+        timer.as_mut().poll(cx).is_ready()
     }
 }
 
@@ -132,6 +164,13 @@ impl<S: AsyncRead + Unpin> AsyncRead for Checked<S> {
         let before = buf.filled().len();
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {}
+            Poll::Pending if this.head_timed_out(cx) => {
+                this.watch = Watch::Ended;
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "client-header-timeout: the request head did not come in time",
+                )));
+            }
             other => return other,
         }
         let new = &buf.filled()[before..];
@@ -149,6 +188,14 @@ impl<S: AsyncRead + Unpin> AsyncRead for Checked<S> {
             this.head = Vec::new();
             buf.set_filled(before + at + 1);
             buf.filled_mut()[before + at] = 0;
+        }
+        // A head begun and not finished runs against the header timeout.
+        if matches!(this.watch, Watch::Head) && !this.head.is_empty() {
+            if this.head_deadline.is_none() {
+                this.head_deadline = Some(Instant::now() + this.header_timeout);
+            }
+        } else {
+            this.head_deadline = None;
         }
         Poll::Ready(Ok(()))
     }

@@ -92,7 +92,7 @@ pub struct Pool {
 
 /// The ConfigMap's `upstream-keepalive-*` for one take or put; `None`s
 /// keep the agent's defaults.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Keepalive {
     /// Idle connections kept per endpoint (0: none).
     pub connections: Option<usize>,
