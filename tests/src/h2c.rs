@@ -21,11 +21,7 @@ pub fn request(
         .build()
         .unwrap();
     rt.block_on(async {
-        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let (mut send, conn) =
-            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-                .await
-                .unwrap();
+        let (mut send, conn) = connect(addr).await;
         tokio::spawn(conn);
         let mut req = http::Request::builder()
             .method(method)
@@ -55,5 +51,55 @@ pub fn request(
             headers,
             body,
         }
+    })
+}
+
+type Conn = hyper::client::conn::http2::Connection<
+    TokioIo<tokio::net::TcpStream>,
+    Empty<bytes::Bytes>,
+    TokioExecutor,
+>;
+
+async fn connect(
+    addr: SocketAddr,
+) -> (
+    hyper::client::conn::http2::SendRequest<Empty<bytes::Bytes>>,
+    Conn,
+) {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+        .await
+        .unwrap()
+}
+
+/// `n` GETs of `host`'s `/` one after another on one h2c connection (each
+/// answered 200), then up to `wait` for the agent to end the connection:
+/// how long that took (`None`: it stayed open).
+pub fn gets_then_close(
+    addr: SocketAddr,
+    host: &str,
+    n: usize,
+    wait: std::time::Duration,
+) -> Option<std::time::Duration> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let (mut send, conn) = connect(addr).await;
+        let conn = tokio::spawn(conn);
+        for _ in 0..n {
+            let req = http::Request::get(format!("http://{host}/"))
+                .body(Empty::<bytes::Bytes>::new())
+                .unwrap();
+            let resp = send.send_request(req).await.unwrap();
+            assert_eq!(resp.status(), 200);
+            resp.into_body().collect().await.unwrap();
+        }
+        let t = std::time::Instant::now();
+        tokio::time::timeout(wait, conn)
+            .await
+            .ok()
+            .map(|_| t.elapsed())
     })
 }

@@ -495,33 +495,7 @@ fn h2c_gets_then_close(addr: SocketAddr, n: usize) -> Option<std::time::Duration
 /// `n` GETs on one h2c connection, then up to `wait` for the agent to end
 /// it: how long that took.
 fn h2c_gets(addr: SocketAddr, n: usize, wait: std::time::Duration) -> Option<std::time::Duration> {
-    use http_body_util::{BodyExt, Empty};
-    use hyper_util::rt::{TokioExecutor, TokioIo};
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let (mut send, conn) =
-            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-                .await
-                .unwrap();
-        let conn = tokio::spawn(conn);
-        for _ in 0..n {
-            let req = http::Request::get("http://app.test/")
-                .body(Empty::<bytes::Bytes>::new())
-                .unwrap();
-            let resp = send.send_request(req).await.unwrap();
-            assert_eq!(resp.status(), 200);
-            resp.into_body().collect().await.unwrap();
-        }
-        let t = std::time::Instant::now();
-        tokio::time::timeout(wait, conn)
-            .await
-            .ok()
-            .map(|_| t.elapsed())
-    })
+    xingress_tests::h2c::gets_then_close(addr, "app.test", n, wait)
 }
 
 #[test]
