@@ -3,6 +3,7 @@
 
 use std::{sync::Arc, time::Duration};
 
+use futures::future::Either;
 use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
     server::{conn::auto, graceful::GracefulShutdown},
@@ -68,7 +69,10 @@ fn builder(proxy: &Proxy) -> auto::Builder<TokioExecutor> {
 /// Serves one connection: HTTP/1.1 on the fast path, handed to hyper for
 /// HTTP/2 (ALPN `h2`, or the h2c preface) and whatever the fast path leaves
 /// to it. The watcher, held to the end, lets the drain wait for it.
-async fn serve_any<I>(
+///
+/// Not an `async fn`: its arguments would stay in the task beside the
+/// copies moved on, and every idle connection would pay for both.
+fn serve_any<I>(
     proxy: Arc<Proxy>,
     builder: Arc<auto::Builder<TokioExecutor>>,
     io: I,
@@ -76,22 +80,41 @@ async fn serve_any<I>(
     watcher: hyper_util::server::graceful::Watcher,
     shutdown: Shutdown,
     conn_state: ConnState,
-) where
+) -> impl Future<Output = ()> + Send + 'static
+where
     I: AsyncRead + AsyncWrite + Abort + Unpin + Send + 'static,
 {
     let conn_state = Arc::new(conn_state);
     if conn_state.alpn_h2 {
-        return Box::pin(serve_connection(
+        return Either::Left(Box::pin(serve_connection(
             proxy, builder, io, down, watcher, shutdown, conn_state,
-        ))
-        .await;
+        )));
     }
-    if let Some(rest) = super::h1::serve(&proxy, io, down, &conn_state, &shutdown).await {
+    let client = super::h1::Client::new(&proxy, io, &down);
+    Either::Right(serve_h1(
+        proxy, builder, client, down, watcher, shutdown, conn_state,
+    ))
+}
+
+/// The fast path, then hyper for the rest if the fast path hands over.
+async fn serve_h1<I>(
+    proxy: Arc<Proxy>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    mut client: super::h1::Client<I>,
+    down: Downstream,
+    watcher: hyper_util::server::graceful::Watcher,
+    shutdown: Shutdown,
+    conn_state: Arc<ConnState>,
+) where
+    I: AsyncRead + AsyncWrite + Abort + Unpin + Send + 'static,
+{
+    if super::h1::serve(&proxy, &mut client, &down, &conn_state, &shutdown).await {
         // hyper reads the rest under the fast path's framing rules. Boxed:
         // the task of every HTTP/1.1 connection would otherwise be as
         // large as hyper's connection state, idle or not.
         let limits = proxy.client_limits();
-        let rest = super::h1::Checked::new(rest, limits.max_head, limits.header_timeout);
+        let rest =
+            super::h1::Checked::new(client.into_rewind(), limits.max_head, limits.header_timeout);
         Box::pin(serve_connection(
             proxy, builder, rest, down, watcher, shutdown, conn_state,
         ))
