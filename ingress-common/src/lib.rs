@@ -10,6 +10,9 @@
 
 use bytemuck::{Pod, Zeroable};
 
+pub mod l4;
+pub use l4::*;
+
 /// The local TCP ports the agent listens on: [`ListenerFlags`], one byte
 /// per port (host order), `F_LISTENER_*` bits, 0 for not a listener. It is
 /// a global of the XDP program in a data section of its own, which aya

@@ -25,6 +25,8 @@ pub struct Admin {
     pub shutdown: Shutdown,
     /// Its lines and drops are on /metrics.
     pub access_log: Option<Arc<crate::proxy::access_log::AccessLog>>,
+    /// The TCP and UDP services' relay.
+    pub l4: Option<Arc<crate::l4::L4Ports>>,
 }
 
 impl Admin {
@@ -57,6 +59,9 @@ impl Admin {
                 header(&mut out, name);
                 let _ = writeln!(out, "{name} {}", v.load(Relaxed));
             }
+        }
+        if let Some(l4) = &self.l4 {
+            l4.render_metrics(&mut out);
         }
         crate::dataplane::render_metrics(self.xdp.as_ref(), &mut out);
         out

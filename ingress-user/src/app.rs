@@ -110,7 +110,26 @@ pub async fn run(config: Config) -> Result<(), AppError> {
             .map_err(AppError::AccessLog)?,
         ),
     };
+    // The agent's own listeners are never an upstream, of the proxy or the relay.
+    let guard = || {
+        UpstreamGuard::new(
+            [&http, &https, &admin_listener]
+                .iter()
+                .filter_map(|l| l.local_addr().ok())
+                .collect(),
+            !config.allow_loopback_upstreams,
+            config.allow_link_local_upstreams,
+        )
+    };
+    // TCP and UDP services: the userspace relay.
+    let l4_ports = crate::l4::L4Ports::new(
+        config.http_addr.ip(),
+        snapshots.clone(),
+        guard(),
+        shutdown.clone(),
+    );
     let admin = Arc::new(Admin {
+        l4: Some(l4_ports.clone()),
         access_log: access_log.clone(),
         snapshots: snapshots.clone(),
         metrics: metrics.clone(),
@@ -124,14 +143,7 @@ pub async fn run(config: Config) -> Result<(), AppError> {
         proxy::ProxySettings {
             limits: config.limits.clone(),
             https_port: Some(https_port),
-            guard: UpstreamGuard::new(
-                [&http, &https, &admin_listener]
-                    .iter()
-                    .filter_map(|l| l.local_addr().ok())
-                    .collect(),
-                !config.allow_loopback_upstreams,
-                config.allow_link_local_upstreams,
-            ),
+            guard: guard(),
             access_log: access_log.clone(),
             client_address: config.client_address.clone(),
         },
@@ -148,6 +160,7 @@ pub async fn run(config: Config) -> Result<(), AppError> {
     let mut publisher = Publisher::new(&config, snapshots.clone(), metrics, policy)?;
     publisher.opts.gateway_ports = Some(gateway_ports.clone());
     publisher.ports = Some(gateway_ports.clone());
+    publisher.l4_ports = Some(l4_ports.clone());
     // The ConfigMap's `log-format-upstream` reaches the log with each snapshot.
     publisher.access_log = access_log;
     let source = match &config.source {
@@ -204,7 +217,13 @@ pub async fn run(config: Config) -> Result<(), AppError> {
     }
     tracing::info!(grace = ?config.limits.drain_timeout, "shutting down: listeners closed, draining in-flight requests");
     trigger.fire();
-    let _ = tokio::join!(http_task, https_task, source, gateway_ports.drained());
+    let _ = tokio::join!(
+        http_task,
+        https_task,
+        source,
+        gateway_ports.drained(),
+        l4_ports.drained()
+    );
     admin_stop.fire();
     let _ = admin_task.await;
     if let Some(dp) = dataplane.as_mut()
@@ -283,6 +302,8 @@ pub struct Publisher {
     policy: Option<(PolicySync, PolicyFlags)>,
     /// Gateway listener ports, served as each snapshot says.
     pub ports: Option<Arc<proxy::ports::GatewayPorts>>,
+    /// The TCP and UDP services' ports, likewise.
+    pub l4_ports: Option<Arc<crate::l4::L4Ports>>,
 }
 
 impl Publisher {
@@ -302,6 +323,8 @@ impl Publisher {
                 default_backend: config.default_backend.clone(),
                 allow_external_name: config.allow_external_name,
                 configmap: config.configmap.clone(),
+                tcp_services: config.tcp_services.clone(),
+                udp_services: config.udp_services.clone(),
                 gateway_controller: config.gateway_controller.clone(),
                 gateway_addresses: config
                     .status
@@ -324,6 +347,7 @@ impl Publisher {
             limiters: Limiters::default(),
             policy,
             ports: None,
+            l4_ports: None,
         })
     }
 
@@ -403,6 +427,9 @@ impl Publisher {
         self.metrics.published();
         if let Some(ports) = &self.ports {
             ports.sync(&snap.table.gateway_ports);
+        }
+        if let Some(ports) = &self.l4_ports {
+            ports.sync(&snap.table.l4);
         }
         let took = started.elapsed();
         self.metrics.reload_phase(ReloadPhase::Build, took);
@@ -531,7 +558,14 @@ async fn watch_cluster(
     let stores = cluster::start(
         &client,
         namespace.as_deref(),
-        publisher.opts.configmap.as_ref(),
+        &[
+            &publisher.opts.configmap,
+            &publisher.opts.tcp_services,
+            &publisher.opts.udp_services,
+        ]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>(),
         gateway_api,
         changed.clone(),
         &shutdown,

@@ -18,12 +18,27 @@ pub struct Report {
     pub routes: Vec<RouteRow>,
     /// Hosts served with a certificate of their own.
     pub tls_hosts: Vec<String>,
+    /// The TCP and UDP services (`--tcp-services-configmap`,
+    /// `--udp-services-configmap`).
+    pub l4_services: Vec<L4Row>,
     /// The controller ConfigMap's keys (`--configmap`): applied, invalid, ignored.
     pub configmap_keys: Vec<crate::model::config::KeyStatus>,
     /// The status conditions of our Gateway API objects, as the leader
     /// would write them.
     pub gateway_api: crate::model::GatewayReport,
     pub warnings: Vec<Warning>,
+}
+
+/// One TCP or UDP service of the node.
+#[derive(Debug, Serialize)]
+pub struct L4Row {
+    pub protocol: &'static str,
+    pub port: u16,
+    /// `NAMESPACE/SERVICE:PORT`.
+    pub service: String,
+    pub endpoints: Vec<std::net::SocketAddr>,
+    pub decode_proxy: bool,
+    pub encode_proxy: bool,
 }
 
 /// Builds the report the same way `run` builds its snapshot.
@@ -36,6 +51,8 @@ pub fn report(args: &CheckArgs) -> std::io::Result<Report> {
             watch_without_class: args.watch_ingress_without_class,
         },
         configmap: args.configmap.clone(),
+        tcp_services: args.tcp_services_configmap.clone(),
+        udp_services: args.udp_services_configmap.clone(),
         gateway_controller: args.gateway_controller_name.clone(),
         ..Default::default()
     };
@@ -65,6 +82,20 @@ pub fn report(args: &CheckArgs) -> std::io::Result<Report> {
         ingresses: t.ingresses.iter().map(ToString::to_string).collect(),
         routes: t.table.rows(),
         tls_hosts,
+        l4_services: t
+            .table
+            .l4
+            .services
+            .iter()
+            .map(|s| L4Row {
+                protocol: s.protocol.label(),
+                port: s.port,
+                service: format!("{}:{}", s.service, s.service_port),
+                endpoints: s.endpoints.clone(),
+                decode_proxy: s.decode_proxy,
+                encode_proxy: s.encode_proxy,
+            })
+            .collect(),
         configmap_keys: t.config_keys,
         gateway_api: t.gateway,
         warnings,
@@ -142,6 +173,21 @@ fn print_text(r: &Report) {
     }
     if !r.tls_hosts.is_empty() {
         println!("TLS: {}", r.tls_hosts.join(", "));
+    }
+    for s in &r.l4_services {
+        let proxy = match (s.decode_proxy, s.encode_proxy) {
+            (false, false) => "",
+            (true, false) => " (PROXY from the client)",
+            (false, true) => " (PROXY to the pod)",
+            (true, true) => " (PROXY from the client and to the pod)",
+        };
+        println!(
+            "{} {} → {}: {} ready{proxy}",
+            s.protocol,
+            s.port,
+            s.service,
+            s.endpoints.len()
+        );
     }
     for (status, label) in [
         ("applied", "ConfigMap keys applied"),

@@ -28,7 +28,7 @@ pub enum Command {
     /// Run the agent: watch the objects, serve the routes, drive XDP.
     Run(Box<RunArgs>),
     /// Validate manifests and print the route table they produce.
-    Check(CheckArgs),
+    Check(Box<CheckArgs>),
     /// What becomes of an ingress-nginx setup: per Ingress and annotation,
     /// and per ConfigMap key, honoured (and any difference), ignored, refused.
     Migrate(MigrateArgs),
@@ -113,6 +113,13 @@ pub struct RunArgs {
     /// ConfigMap of that name among the manifests).
     #[arg(long, env = "XINGRESS_CONFIGMAP", value_name = "NS/NAME", value_parser = parse_namespaced)]
     pub configmap: Option<NamespacedName>,
+    /// TCP services exposed by port, ingress-nginx's format
+    /// (`"PORT": "NAMESPACE/SERVICE:PORT[:PROXY][:PROXY]"`).
+    #[arg(long, env = "XINGRESS_TCP_SERVICES_CONFIGMAP", value_name = "NS/NAME", value_parser = parse_namespaced)]
+    pub tcp_services_configmap: Option<NamespacedName>,
+    /// UDP services exposed by port (`"PORT": "NAMESPACE/SERVICE:PORT"`).
+    #[arg(long, env = "XINGRESS_UDP_SERVICES_CONFIGMAP", value_name = "NS/NAME", value_parser = parse_namespaced)]
+    pub udp_services_configmap: Option<NamespacedName>,
     /// Route to ExternalName Services (off: they let an Ingress author reach any host).
     #[arg(long, env = "XINGRESS_ENABLE_EXTERNAL_NAME_SERVICES")]
     pub enable_external_name_services: bool,
@@ -291,6 +298,12 @@ pub struct CheckArgs {
     /// The controller ConfigMap to validate (as `run`).
     #[arg(long, value_name = "NS/NAME", value_parser = parse_namespaced)]
     pub configmap: Option<NamespacedName>,
+    /// The TCP services ConfigMap to validate (as `run`).
+    #[arg(long, value_name = "NS/NAME", value_parser = parse_namespaced)]
+    pub tcp_services_configmap: Option<NamespacedName>,
+    /// The UDP services ConfigMap to validate (as `run`).
+    #[arg(long, value_name = "NS/NAME", value_parser = parse_namespaced)]
+    pub udp_services_configmap: Option<NamespacedName>,
 }
 
 #[derive(Debug, Args)]
@@ -408,6 +421,9 @@ pub struct Config {
     pub default_backend: Option<NamespacedName>,
     /// `--configmap`.
     pub configmap: Option<NamespacedName>,
+    /// `--tcp-services-configmap`, `--udp-services-configmap`.
+    pub tcp_services: Option<NamespacedName>,
+    pub udp_services: Option<NamespacedName>,
     pub allow_external_name: bool,
     /// `--allow-link-local-upstreams`.
     pub allow_link_local_upstreams: bool,
@@ -595,6 +611,8 @@ impl RunArgs {
             default_backend,
             allow_external_name: self.enable_external_name_services,
             configmap: self.configmap,
+            tcp_services: self.tcp_services_configmap,
+            udp_services: self.udp_services_configmap,
             allow_link_local_upstreams: self.allow_link_local_upstreams,
             allow_loopback_upstreams,
             xdp,

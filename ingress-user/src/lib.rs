@@ -14,6 +14,7 @@ pub mod docs;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod k8s;
+pub mod l4;
 pub mod limit;
 pub mod metrics;
 pub mod migrate;

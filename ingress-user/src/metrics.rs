@@ -195,6 +195,24 @@ pub const CATALOG: &[MetricDoc] = &[
         "Access log lines dropped because the writer could not keep up (stdout blocked or slow).",
     ),
     m(
+        "xingress_l4_relay_flows_total",
+        "counter",
+        &["protocol", "port", "result"],
+        "TCP connections and UDP sessions of the TCP and UDP services the userspace relay took, by result (relayed, failed: no pod took it).",
+    ),
+    m(
+        "xingress_l4_relay_bytes_total",
+        "counter",
+        &["protocol", "port", "direction"],
+        "Bytes the userspace relay moved for the TCP and UDP services (direction: in, client to pod; out, pod to client).",
+    ),
+    m(
+        "xingress_l4_relay_dropped_datagrams_total",
+        "counter",
+        &["port"],
+        "UDP datagrams the relay dropped: the session table or a session's queue was full.",
+    ),
+    m(
         "xingress_xdp_attached",
         "gauge",
         &["iface", "mode"],

@@ -8,6 +8,7 @@ pub mod backend;
 pub mod fake_api;
 pub mod h2c;
 pub mod http1;
+pub mod l4;
 pub mod netns;
 pub mod scale;
 pub mod tls_client;

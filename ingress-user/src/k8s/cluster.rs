@@ -88,8 +88,8 @@ pub struct Stores {
     opaque: Store<Secret>,
     /// ConfigMaps: the controller's (`--configmap`) and those its keys and
     /// the Ingresses' `custom-headers` name, anywhere (as ingress-nginx
-    /// watches them); with `--watch-namespace`, that namespace's and the
-    /// controller's by name.
+    /// watches them); with `--watch-namespace`, that namespace's and, by
+    /// name, the controller's and the TCP and UDP services ones.
     config_maps: Vec<Store<ConfigMap>>,
     /// Gateway API objects, when the cluster serves their API.
     gateway: Option<GatewayStores>,
@@ -231,7 +231,7 @@ where
 pub fn start(
     client: &Client,
     namespace: Option<&str>,
-    configmap: Option<&NamespacedName>,
+    configmaps: &[&NamespacedName],
     gateway_api: GatewayApi,
     changed: Arc<Notify>,
     shutdown: &Shutdown,
@@ -285,9 +285,11 @@ pub fn start(
                 &changed,
                 shutdown,
             )];
-            if let (Some(ns), Some(id)) = (namespace, configmap)
-                && id.namespace != ns
-            {
+            for id in configmaps {
+                let Some(ns) = namespace else { break };
+                if id.namespace == ns {
+                    continue;
+                }
                 stores.push(reflect(
                     Api::<ConfigMap>::namespaced(client.clone(), &id.namespace),
                     watcher::Config::default().fields(&format!("metadata.name={}", id.name)),

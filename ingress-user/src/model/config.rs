@@ -163,6 +163,8 @@ pub struct ControllerConfig {
     pub upstream_keepalive: crate::proxy::Keepalive,
     /// `client-header-timeout`, `keep-alive`, `keep-alive-requests`.
     pub client_keepalive: ClientKeepalive,
+    /// `proxy-stream-*`: the TCP and UDP services' relay.
+    pub stream: super::l4::StreamSettings,
 }
 
 /// The ConfigMap's client connection keys; `None`s keep the flags'.
@@ -212,6 +214,7 @@ impl Default for ControllerConfig {
             client_body_timeout: Duration::from_secs(60),
             upstream_keepalive: crate::proxy::Keepalive::default(),
             client_keepalive: ClientKeepalive::default(),
+            stream: super::l4::StreamSettings::default(),
         }
     }
 }
@@ -637,6 +640,41 @@ pub const KEYS: &[ConfigKey] = &[
         "ingress-nginx/custom-headers",
     ),
     key(
+        "proxy-stream-next-upstream",
+        "`on` | `off`",
+        "on",
+        "TCP services: a pod that cannot be connected to is replaced by the next endpoint of the flow's Maglev order (userspace relay).",
+        "off",
+    ),
+    key(
+        "proxy-stream-next-upstream-timeout",
+        "nginx time (600s, 10m; 0: no limit)",
+        "600s",
+        "TCP services: how long the tries of the next endpoints may take in all.",
+        "30s",
+    ),
+    key(
+        "proxy-stream-next-upstream-tries",
+        "whole number (0: every endpoint)",
+        "3",
+        "TCP services: endpoints tried per connection, the first included.",
+        "2",
+    ),
+    key(
+        "proxy-stream-responses",
+        "whole number (0: no limit)",
+        "1",
+        "UDP services: datagrams a session expects back per datagram it sent; once they have come the session ends (its next datagram starts a new one, to the same pod while the endpoints stay). 0: sessions end by `proxy-stream-timeout` only.",
+        "0",
+    ),
+    key(
+        "proxy-stream-timeout",
+        "nginx time (600s, 10m)",
+        "600s",
+        "TCP and UDP services: a connection or UDP session with no byte either way for this long is closed (userspace relay; XDP-steered flows age out of the connection table instead).",
+        "1h",
+    ),
+    key(
         "server-tokens",
         "\"true\" | \"false\"",
         "false",
@@ -721,6 +759,24 @@ fn boolean(v: &str) -> Option<bool> {
         "false" => Some(false),
         _ => None,
     }
+}
+
+/// An nginx time (`600s`, `10m`, `1h`, `500ms`, or bare seconds); `None`
+/// when it is not one.
+fn nginx_time(v: &str) -> Option<Duration> {
+    let v = v.trim();
+    let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+    let (digits, unit) = v.split_at(split);
+    let n: u64 = digits.parse().ok()?;
+    let ms = match unit {
+        "ms" => n,
+        "" | "s" => n.checked_mul(1000)?,
+        "m" => n.checked_mul(60_000)?,
+        "h" => n.checked_mul(3_600_000)?,
+        "d" => n.checked_mul(86_400_000)?,
+        _ => return None,
+    };
+    Some(Duration::from_millis(ms))
 }
 
 fn seconds(v: &str) -> Option<Duration> {
@@ -911,12 +967,51 @@ pub fn read(
                     Err("is not a size (like 512k, 8m, 1g, or 0 for no limit); 1m stays".into())
                 }
             },
+            "proxy-stream-timeout" => match nginx_time(v) {
+                Some(d) if !d.is_zero() => {
+                    c.stream.timeout = d;
+                    Ok(())
+                }
+                _ => Err("is not a positive nginx time (like 600s, 10m); 600s stays".into()),
+            },
+            "proxy-stream-next-upstream-timeout" => match nginx_time(v) {
+                Some(d) => {
+                    c.stream.next_upstream_timeout = d;
+                    Ok(())
+                }
+                None => Err("is not an nginx time (like 600s, 10m, or 0 for no limit); 600s stays".into()),
+            },
+            "proxy-stream-next-upstream" => match v.trim() {
+                "on" | "true" => {
+                    c.stream.next_upstream = true;
+                    Ok(())
+                }
+                "off" | "false" => {
+                    c.stream.next_upstream = false;
+                    Ok(())
+                }
+                _ => Err("is not on or off; on stays".into()),
+            },
+            "proxy-stream-next-upstream-tries" | "proxy-stream-responses" => {
+                match v.trim().parse::<u32>() {
+                    Ok(n) if n <= 1000 => {
+                        if key == "proxy-stream-responses" {
+                            c.stream.responses = n;
+                        } else {
+                            c.stream.tries = n;
+                        }
+                        Ok(())
+                    }
+                    _ => Err("is not a whole number from 0 to 1000; the default stays".into()),
+                }
+            }
             "proxy-read-timeout" | "proxy-connect-timeout" => match seconds(v) {
                 Some(d) => {
                     if key == "proxy-read-timeout" {
                         c.read_timeout = Some(d);
                     } else {
                         c.connect_timeout = Some(d);
+                        c.stream.connect_timeout = d;
                     }
                     Ok(())
                 }

@@ -12,6 +12,8 @@ pub mod external_auth;
 pub mod gateway;
 pub mod hashing;
 pub mod header_rules;
+pub mod l4;
+pub mod maglev;
 mod matching;
 pub mod otel;
 pub mod path;

@@ -406,6 +406,9 @@ pub struct RoutingTable {
     /// whether each speaks HTTPS; index `i` is listener bit
     /// `1 << (FIRST_PORT_BIT + i)`.
     pub gateway_ports: Vec<GatewayPort>,
+    /// The TCP and UDP services exposed by port (`--tcp-services-configmap`,
+    /// `--udp-services-configmap`).
+    pub l4: super::l4::L4Table,
 }
 
 /// A port a Gateway listener opens beside the agent's HTTP and HTTPS ones.

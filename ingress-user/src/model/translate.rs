@@ -28,6 +28,7 @@ use super::{
 };
 
 mod gateway;
+mod l4;
 mod settings;
 
 pub use gateway::{DEFAULT_GATEWAY_CONTROLLER, GatewayReport};
@@ -49,6 +50,9 @@ pub struct TranslateOptions {
     pub allow_external_name: bool,
     /// `--configmap`: the controller ConfigMap.
     pub configmap: Option<NamespacedName>,
+    /// `--tcp-services-configmap` and `--udp-services-configmap`.
+    pub tcp_services: Option<NamespacedName>,
+    pub udp_services: Option<NamespacedName>,
     /// `spec.controllerName` of our GatewayClasses; empty: the default,
     /// `xingress.dev/gateway-controller`.
     pub gateway_controller: String,
@@ -787,6 +791,7 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
             HostKey::Any => table.any_host = rules,
         }
     }
+    table.l4 = cx.l4_table(opts);
     Translation {
         table,
         tls,
