@@ -69,6 +69,187 @@ pub fn l4_slot(words: &[u32]) -> u32 {
     l4_flow_hash(words) % MAGLEV_SIZE
 }
 
+use bytemuck::{Pod, Zeroable};
+
+/// L4 services by node port and protocol ([`L4ServiceKey`] → [`L4ServiceValue`]).
+pub const MAP_L4_SERVICES: &str = "L4_SERVICES";
+/// Maglev tables ([`MaglevTable`]), two per service (the live one and the
+/// one the agent fills next), indexed by `L4ServiceValue::table`.
+pub const MAP_L4_MAGLEV: &str = "L4_MAGLEV";
+/// Endpoints of each table: `table * MAX_L4_ENDPOINTS + index` → [`L4Endpoint`].
+pub const MAP_L4_ENDPOINTS: &str = "L4_ENDPOINTS";
+/// Steered IPv4 flows, client side (LRU, [`L4Key4`] → [`L4Flow`]).
+pub const MAP_L4_CT4: &str = "L4_CT4";
+/// Their reverse translation, pod side (LRU, [`L4Key4`] of the pod's
+/// packets → [`L4Nat`]).
+pub const MAP_L4_NAT4: &str = "L4_NAT4";
+/// Per-CPU [`L4Counters`] per service id.
+pub const MAP_L4_STATS: &str = "L4_STATS";
+/// Per-CPU [`L4Counters`] per endpoint id.
+pub const MAP_L4_EP_STATS: &str = "L4_EP_STATS";
+/// One [`L4Config`] at index 0.
+pub const MAP_L4_CONFIG: &str = "L4_CONFIG";
+
+/// Services XDP steers at most (each holds two 32 KiB tables).
+pub const MAX_L4_SERVICES: u32 = 64;
+/// Endpoints per table at most.
+pub const MAX_L4_ENDPOINTS: u32 = 1024;
+/// Endpoint ids (counters) at most.
+pub const MAX_L4_ENDPOINT_IDS: u32 = 8192;
+/// Steered flows at most (LRU beyond).
+pub const MAX_L4_FLOWS: u32 = 262_144;
+
+/// LISTENERS bit: a TCP service steered in XDP listens on this port.
+pub const F_LISTENER_L4_TCP: u32 = 1 << 2;
+/// LISTENERS bit: a UDP service steered in XDP listens on this port.
+pub const F_LISTENER_L4_UDP: u32 = 1 << 3;
+/// LISTENERS bit: the port is in the SNAT range (replies from pods).
+pub const F_LISTENER_L4_NAT: u32 = 1 << 4;
+
+/// [`L4Flow::state`]: a TCP flow whose SYN went out, no reply yet.
+pub const L4_STATE_NEW: u8 = 0;
+/// Both directions seen (TCP), or a UDP flow.
+pub const L4_STATE_OPEN: u8 = 1;
+/// A FIN or RST went through: aged out soon.
+pub const L4_STATE_CLOSING: u8 = 2;
+
+/// The L4 settings.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
+pub struct L4Config {
+    /// The SNAT port range (host order); 0: no new flow is steered.
+    pub nat_lo: u16,
+    pub nat_hi: u16,
+    pub _reserved: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
+pub struct L4ServiceKey {
+    pub port_be: u16,
+    pub proto: u8,
+    pub _pad: u8,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
+pub struct L4ServiceValue {
+    /// The service's id (its counters' index), below [`MAX_L4_SERVICES`].
+    pub id: u32,
+    /// The live table: an index of L4_MAGLEV.
+    pub table: u32,
+}
+
+/// One Maglev table: endpoint indices (of the same table's endpoints).
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+pub struct MaglevTable {
+    pub slots: [u16; MAGLEV_SIZE as usize + 1],
+}
+
+/// A pod address of an IPv4 table.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
+pub struct L4Endpoint {
+    pub addr: [u8; 4],
+    pub port_be: u16,
+    /// 4 for a usable entry (0: none, 6: IPv6, relayed).
+    pub family: u8,
+    pub _pad: u8,
+    /// Index of its counters in L4_EP_STATS.
+    pub stats_id: u32,
+}
+
+/// An IPv4 flow as its packets carry it (source, destination, ports in
+/// network order, protocol).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
+pub struct L4Key4 {
+    pub src: [u8; 4],
+    pub dst: [u8; 4],
+    pub src_port_be: u16,
+    pub dst_port_be: u16,
+    pub proto: u8,
+    pub _pad: [u8; 3],
+}
+
+/// A steered flow, client side: where its packets go.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
+pub struct L4Flow {
+    pub pod: [u8; 4],
+    pub pod_port_be: u16,
+    /// The node port the flow is translated from (SNAT).
+    pub nat_port_be: u16,
+    /// Next hop towards the pod: interface and MAC addresses.
+    pub ifindex: u32,
+    pub dmac: [u8; 6],
+    pub smac: [u8; 6],
+    pub service_id: u32,
+    pub endpoint_id: u32,
+    pub first_seen_ns: u64,
+    pub last_seen_ns: u64,
+    pub state: u8,
+    pub _pad: [u8; 7],
+}
+
+/// A steered flow, pod side: the client its replies go back to.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
+pub struct L4Nat {
+    pub client: [u8; 4],
+    pub client_port_be: u16,
+    /// The service's node port (the replies' source port).
+    pub service_port_be: u16,
+    /// Where the client's packets came in, and the MACs they carried.
+    pub ifindex: u32,
+    pub client_mac: [u8; 6],
+    pub node_mac: [u8; 6],
+    pub service_id: u32,
+    pub endpoint_id: u32,
+    pub last_seen_ns: u64,
+    pub state: u8,
+    pub _pad: [u8; 7],
+}
+
+/// Per-CPU counters of a service or an endpoint.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
+pub struct L4Counters {
+    /// Client → pod.
+    pub packets_in: u64,
+    pub bytes_in: u64,
+    /// Pod → client.
+    pub packets_out: u64,
+    pub bytes_out: u64,
+    /// New flows steered.
+    pub flows: u64,
+    /// New flows left to the kernel (the relay): no route or neighbour to
+    /// the pod, no free SNAT port.
+    pub fallbacks: u64,
+}
+
+const _: () = assert!(core::mem::size_of::<L4ServiceKey>() == 4);
+const _: () = assert!(core::mem::size_of::<L4Key4>() == 16);
+const _: () = assert!(core::mem::size_of::<L4Endpoint>() == 12);
+const _: () = assert!(core::mem::size_of::<L4Flow>() == 56);
+const _: () = assert!(core::mem::size_of::<L4Nat>() == 48);
+const _: () = assert!(core::mem::size_of::<MaglevTable>().is_multiple_of(4));
+
+#[cfg(feature = "user")]
+mod user {
+    // SAFETY: repr(C) + bytemuck::Pod, as in the crate root.
+    unsafe impl aya::Pod for super::L4Config {}
+    unsafe impl aya::Pod for super::L4ServiceKey {}
+    unsafe impl aya::Pod for super::L4ServiceValue {}
+    unsafe impl aya::Pod for super::MaglevTable {}
+    unsafe impl aya::Pod for super::L4Endpoint {}
+    unsafe impl aya::Pod for super::L4Key4 {}
+    unsafe impl aya::Pod for super::L4Flow {}
+    unsafe impl aya::Pod for super::L4Nat {}
+    unsafe impl aya::Pod for super::L4Counters {}
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,6 +16,7 @@
 #![no_main]
 
 mod classify;
+mod l4;
 mod maps;
 mod parse;
 
@@ -24,10 +25,10 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::debug;
 use ingress_common::{
-    AddrKey, Config, F_CONFIG_DENY, F_CONFIG_STRICT_HOSTS, F_HOST_ALLOWLIST, F_LISTENER_TLS,
-    FLOW_CACHE_FLUSH_NS, FlowValue, HOST_ID_NONE, HOST_KEY_LEN, REASON_ALLOWLIST, REASON_NONE,
-    REASON_UNKNOWN_HOST, RateValue, SCRATCH_LEN, Scratch, Stat, Stats, VERDICT_L7, VERDICT_NONE,
-    VERDICT_REJECT, VERDICT_UNDECIDED,
+    AddrKey, Config, F_CONFIG_DENY, F_CONFIG_STRICT_HOSTS, F_HOST_ALLOWLIST, F_LISTENER_HTTP,
+    F_LISTENER_L4_NAT, F_LISTENER_L4_TCP, F_LISTENER_TLS, FLOW_CACHE_FLUSH_NS, FlowValue,
+    HOST_ID_NONE, HOST_KEY_LEN, REASON_ALLOWLIST, REASON_NONE, REASON_UNKNOWN_HOST, RateValue,
+    SCRATCH_LEN, Scratch, Stat, Stats, VERDICT_L7, VERDICT_NONE, VERDICT_REJECT, VERDICT_UNDECIDED,
 };
 use parse::{ETH_P_IPV4, ETH_P_IPV6, IPPROTO_TCP, ParseError, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
 
@@ -64,15 +65,38 @@ fn try_xingress(ctx: &XdpContext, stats: &mut Stats) -> Result<u32, ParseError> 
             maps::bump(stats, Stat::Ipv4);
             parsed
         }
-        None => match parse_any(ctx, stats)? {
-            Some(parsed) => parsed,
-            None => return Ok(xdp_action::XDP_PASS),
-        },
+        None => {
+            // A UDP service's packet (plain IPv4): steered or passed.
+            if let Some((p, flags)) = l4::plain_udp(ctx) {
+                return Ok(l4::steer(ctx, stats, &p, flags).unwrap_or(xdp_action::XDP_PASS));
+            }
+            match parse_any(ctx, stats)? {
+                Some(parsed) => parsed,
+                None => return Ok(xdp_action::XDP_PASS),
+            }
+        }
     };
     maps::bump(stats, Stat::Tcp);
-    let Some(listener) = maps::listener(tcp.dst_port) else {
+    let Some(flags) = maps::listener(tcp.dst_port) else {
         return Ok(xdp_action::XDP_PASS);
     };
+    if flags & (F_LISTENER_L4_TCP | F_LISTENER_L4_NAT) != 0 {
+        // A TCP service's port, or the SNAT range: untagged IPv4 without
+        // options only; anything else goes to the kernel (the relay).
+        if l3.l3_off != parse::ETH_HLEN || l3.v6 || l4_off != parse::ETH_HLEN + parse::IPV4_HLEN {
+            return Ok(xdp_action::XDP_PASS);
+        }
+        let p = l4::Packet {
+            proto: ingress_common::L4_PROTO_TCP,
+            flags: tcp.flags,
+            l4_len: l3.l4_len,
+        };
+        return Ok(l4::steer(ctx, stats, &p, flags).unwrap_or(xdp_action::XDP_PASS));
+    }
+    let listener = flags & (F_LISTENER_HTTP | F_LISTENER_TLS);
+    if listener == 0 {
+        return Ok(xdp_action::XDP_PASS);
+    }
     maps::bump(stats, Stat::Listener);
 
     let Some(scratch) = maps::SCRATCH.get_ptr_mut(0) else {

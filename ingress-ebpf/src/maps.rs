@@ -10,9 +10,11 @@ use aya_ebpf::{
 };
 use ingress_common::{
     AddrKey, AllowKey, Config, DENY4_INDEX_WORDS, DENY4_PART, DENY4_WHOLE, FLOW_CACHE_SLOTS,
-    FlowCacheEntry, FlowKey4, FlowKey6, FlowValue, HostCounters, HostKey, HostValue,
-    LISTENER_PORTS, ListenerFlags, MAX_ALLOW, MAX_DENY, MAX_FLOWS, MAX_HOSTS, MAX_RATE_SOURCES,
-    RateValue, Scratch, Stat, Stats, deny4_slot, flow_cache_slot,
+    FlowCacheEntry, FlowKey4, FlowKey6, FlowValue, HostCounters, HostKey, HostValue, L4Config,
+    L4Counters, L4Endpoint, L4Flow, L4Key4, L4Nat, L4ServiceKey, L4ServiceValue, LISTENER_PORTS,
+    ListenerFlags, MAX_ALLOW, MAX_DENY, MAX_FLOWS, MAX_HOSTS, MAX_L4_ENDPOINT_IDS,
+    MAX_L4_ENDPOINTS, MAX_L4_FLOWS, MAX_L4_SERVICES, MAX_RATE_SOURCES, MaglevTable, RateValue,
+    Scratch, Stat, Stats, deny4_slot, flow_cache_slot,
 };
 
 use aya_ebpf::programs::XdpContext;
@@ -74,6 +76,56 @@ pub static FLOW_CACHE: PerCpuArray<FlowCacheEntry> = PerCpuArray::pinned(FLOW_CA
 /// one on any CPU stop matching.
 #[map]
 pub static FLOW_EPOCH: Array<u64> = Array::pinned(1, 0);
+
+/// The TCP and UDP services steered in XDP (see l4.rs).
+#[map]
+pub static L4_SERVICES: HashMap<L4ServiceKey, L4ServiceValue> = HashMap::pinned(MAX_L4_SERVICES, 0);
+#[map]
+pub static L4_MAGLEV: Array<MaglevTable> = Array::pinned(2 * MAX_L4_SERVICES, 0);
+#[map]
+pub static L4_ENDPOINTS: Array<L4Endpoint> =
+    Array::pinned(2 * MAX_L4_SERVICES * MAX_L4_ENDPOINTS, 0);
+#[map]
+pub static L4_CT4: LruHashMap<L4Key4, L4Flow> = LruHashMap::pinned(MAX_L4_FLOWS, 0);
+#[map]
+pub static L4_NAT4: LruHashMap<L4Key4, L4Nat> = LruHashMap::pinned(MAX_L4_FLOWS, 0);
+#[map]
+pub static L4_STATS: PerCpuArray<L4Counters> = PerCpuArray::pinned(MAX_L4_SERVICES, 0);
+#[map]
+pub static L4_EP_STATS: PerCpuArray<L4Counters> = PerCpuArray::pinned(MAX_L4_ENDPOINT_IDS, 0);
+#[map]
+pub static L4_CONFIG: Array<L4Config> = Array::pinned(1, 0);
+
+/// This CPU's counters of an L4 service.
+#[inline(always)]
+pub fn l4_stats(id: u32) -> Option<&'static mut L4Counters> {
+    // SAFETY: this CPU's slot; nothing else runs on it meanwhile.
+    L4_STATS.get_ptr_mut(id).map(|p| unsafe { &mut *p })
+}
+
+/// This CPU's counters of an L4 endpoint.
+#[inline(always)]
+pub fn l4_ep_stats(id: u32) -> Option<&'static mut L4Counters> {
+    // SAFETY: as l4_stats.
+    L4_EP_STATS.get_ptr_mut(id).map(|p| unsafe { &mut *p })
+}
+
+#[inline(always)]
+pub fn count_l4_flow(service: u32, endpoint: u32) {
+    for c in [l4_stats(service), l4_ep_stats(endpoint)]
+        .into_iter()
+        .flatten()
+    {
+        c.flows += 1;
+    }
+}
+
+#[inline(always)]
+pub fn count_l4_fallback(service: u32) {
+    if let Some(c) = l4_stats(service) {
+        c.fallbacks += 1;
+    }
+}
 
 /// Per-CPU scratch space for the first payload segment.
 #[map]

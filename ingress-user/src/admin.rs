@@ -27,6 +27,8 @@ pub struct Admin {
     pub access_log: Option<Arc<crate::proxy::access_log::AccessLog>>,
     /// The TCP and UDP services' relay.
     pub l4: Option<Arc<crate::l4::L4Ports>>,
+    /// Their XDP steering, when XDP is on.
+    pub l4_xdp: Option<crate::dataplane::l4::SharedL4>,
 }
 
 impl Admin {
@@ -64,6 +66,9 @@ impl Admin {
             l4.render_metrics(&mut out);
         }
         crate::dataplane::render_metrics(self.xdp.as_ref(), &mut out);
+        if let Some(l4) = &self.l4_xdp {
+            crate::dataplane::l4::render_metrics(l4, &mut out);
+        }
         out
     }
 }

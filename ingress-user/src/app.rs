@@ -1,7 +1,7 @@
 //! Wires the agent together: source → translate → snapshot → {proxy, admin,
 //! data plane}; owns readiness, signals and the drain on shutdown.
 
-use std::{collections::HashSet, net::SocketAddr, sync::Arc};
+use std::{collections::HashSet, net::SocketAddr, sync::Arc, time::Duration};
 
 use ingress_common::{F_LISTENER_HTTP, F_LISTENER_TLS};
 use tokio::net::TcpListener;
@@ -90,6 +90,30 @@ pub async fn run(config: Config) -> Result<(), AppError> {
                 None
             }
         });
+    // The TCP and UDP services' steering in XDP.
+    let l4_xdp = match (dataplane.as_mut(), &config.xdp) {
+        (Some(dp), Some(x)) => match dp.take_l4(
+            x.l4_snat,
+            crate::dataplane::l4::Ageing {
+                opening: Duration::from_secs(30),
+                closing: Duration::from_secs(30),
+                idle: Duration::from_secs(600),
+            },
+        ) {
+            Some(Ok(l4)) => {
+                crate::dataplane::l4::reserve_ports(x.l4_snat);
+                Some(l4)
+            }
+            Some(Err(e)) => {
+                tracing::error!(
+                    "XDP steering of TCP and UDP services is off (the relay serves them): {e}"
+                );
+                None
+            }
+            None => None,
+        },
+        _ => None,
+    };
     let policy = match (dataplane.as_mut(), &config.xdp) {
         (Some(dp), Some(x)) => dp.take_policy().map(|maps| {
             let sync = PolicySync::new(maps).with_flows(dp.flows());
@@ -130,6 +154,7 @@ pub async fn run(config: Config) -> Result<(), AppError> {
     );
     let admin = Arc::new(Admin {
         l4: Some(l4_ports.clone()),
+        l4_xdp: l4_xdp.clone(),
         access_log: access_log.clone(),
         snapshots: snapshots.clone(),
         metrics: metrics.clone(),
@@ -161,6 +186,10 @@ pub async fn run(config: Config) -> Result<(), AppError> {
     publisher.opts.gateway_ports = Some(gateway_ports.clone());
     publisher.ports = Some(gateway_ports.clone());
     publisher.l4_ports = Some(l4_ports.clone());
+    publisher.l4_xdp = l4_xdp.clone();
+    if let Some(l4) = l4_xdp.clone() {
+        tokio::spawn(crate::dataplane::l4::age_flows(l4, shutdown.clone()));
+    }
     // The ConfigMap's `log-format-upstream` reaches the log with each snapshot.
     publisher.access_log = access_log;
     let source = match &config.source {
@@ -304,6 +333,8 @@ pub struct Publisher {
     pub ports: Option<Arc<proxy::ports::GatewayPorts>>,
     /// The TCP and UDP services' ports, likewise.
     pub l4_ports: Option<Arc<crate::l4::L4Ports>>,
+    /// Their steering in XDP, when XDP is on.
+    pub l4_xdp: Option<crate::dataplane::l4::SharedL4>,
 }
 
 impl Publisher {
@@ -348,6 +379,7 @@ impl Publisher {
             policy,
             ports: None,
             l4_ports: None,
+            l4_xdp: None,
         })
     }
 
@@ -430,6 +462,15 @@ impl Publisher {
         }
         if let Some(ports) = &self.l4_ports {
             ports.sync(&snap.table.l4);
+            // XDP steers once the relay (its fallback) listens.
+            if let Some(l4) = &self.l4_xdp {
+                let allowed = |ep| ports.allowed(ep);
+                let mut l4 = l4.lock().unwrap_or_else(|e| e.into_inner());
+                match l4.apply(&snap.table.l4, &allowed) {
+                    Ok(r) => tracing::debug!(?r, "XDP L4 services synced"),
+                    Err(e) => tracing::error!("XDP L4 sync failed, the relay serves: {e}"),
+                }
+            }
         }
         let took = started.elapsed();
         self.metrics.reload_phase(ReloadPhase::Build, took);

@@ -271,6 +271,16 @@ pub struct RunArgs {
     /// Directory (on bpffs) where the XDP maps are pinned for `xingress xdp`.
     #[arg(long, env = "XINGRESS_XDP_PIN_PATH", default_value = crate::dataplane::DEFAULT_PIN_PATH)]
     pub xdp_pin_path: PathBuf,
+    /// Node ports the TCP and UDP services' flows steered in XDP are
+    /// translated from (SNAT), LO-HI; a range inside the kernel's ephemeral
+    /// ports is added to ip_local_reserved_ports.
+    #[arg(
+        long,
+        env = "XINGRESS_XDP_L4_SNAT_PORTS",
+        value_name = "LO-HI",
+        default_value = "61000-65535"
+    )]
+    pub xdp_l4_snat_ports: String,
 }
 
 #[derive(Debug, Args)]
@@ -403,6 +413,8 @@ pub struct XdpConfig {
     pub mode: XdpMode,
     pub pin_path: PathBuf,
     pub policy: PolicyFlags,
+    /// `--xdp-l4-snat-ports`.
+    pub l4_snat: (u16, u16),
 }
 
 /// Validated configuration of `xingress run`.
@@ -572,6 +584,13 @@ impl RunArgs {
                 });
             }
             Some(iface) => Some(XdpConfig {
+                l4_snat: parse_port_range(&self.xdp_l4_snat_ports).ok_or_else(|| {
+                    ConfigError::Invalid {
+                        flag: "--xdp-l4-snat-ports",
+                        value: self.xdp_l4_snat_ports.clone(),
+                        reason: "expected LO-HI, two ports from 1024 with LO <= HI".into(),
+                    }
+                })?,
                 iface,
                 mode: self.xdp_mode,
                 pin_path: self.xdp_pin_path,
@@ -699,3 +718,13 @@ fn default_identity() -> String {
 
 #[cfg(test)]
 mod tests;
+
+/// `LO-HI`, both from 1024, LO <= HI.
+fn parse_port_range(v: &str) -> Option<(u16, u16)> {
+    let (lo, hi) = v.trim().split_once('-')?;
+    let (lo, hi) = (
+        lo.trim().parse::<u16>().ok()?,
+        hi.trim().parse::<u16>().ok()?,
+    );
+    (lo >= 1024 && lo <= hi).then_some((lo, hi))
+}

@@ -213,6 +213,36 @@ pub const CATALOG: &[MetricDoc] = &[
         "UDP datagrams the relay dropped: the session table or a session's queue was full.",
     ),
     m(
+        "xingress_xdp_l4_packets_total",
+        "counter",
+        &["protocol", "port", "service", "direction"],
+        "Packets of the TCP and UDP services forwarded in XDP, per service (direction: in, client to pod; out, pod to client).",
+    ),
+    m(
+        "xingress_xdp_l4_bytes_total",
+        "counter",
+        &["protocol", "port", "service", "direction"],
+        "Bytes (after the IP header) of the TCP and UDP services forwarded in XDP, per service.",
+    ),
+    m(
+        "xingress_xdp_l4_flows_total",
+        "counter",
+        &["protocol", "port", "service", "result"],
+        "New flows of the TCP and UDP services: steered in XDP, or left to the relay (fallback: no route or neighbour to the pod yet, no free SNAT port).",
+    ),
+    m(
+        "xingress_xdp_l4_endpoint_packets_total",
+        "counter",
+        &["protocol", "port", "endpoint", "direction"],
+        "Packets forwarded in XDP, per endpoint of each steered service.",
+    ),
+    m(
+        "xingress_xdp_l4_endpoint_flows_total",
+        "counter",
+        &["protocol", "port", "endpoint"],
+        "New flows steered in XDP, per endpoint of each steered service.",
+    ),
+    m(
         "xingress_xdp_attached",
         "gauge",
         &["iface", "mode"],

@@ -22,6 +22,8 @@ pub struct TcpPod {
     pub addr: SocketAddr,
     pub name: String,
     pub connections: Arc<AtomicUsize>,
+    /// Where each connection came from, in order.
+    pub peers: Arc<std::sync::Mutex<Vec<SocketAddr>>>,
     stop: Arc<AtomicBool>,
 }
 
@@ -31,17 +33,20 @@ impl TcpPod {
         let addr = listener.local_addr()?;
         listener.set_nonblocking(true)?;
         let connections = Arc::new(AtomicUsize::new(0));
+        let peers = Arc::new(std::sync::Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
-        let (count, halt, greeting) = (
+        let (count, seen, halt, greeting) = (
             connections.clone(),
+            peers.clone(),
             stop.clone(),
             format!("{name}\n").into_bytes(),
         );
         thread::spawn(move || {
             while !halt.load(Ordering::Relaxed) {
                 match listener.accept() {
-                    Ok((mut s, _)) => {
+                    Ok((mut s, peer)) => {
                         count.fetch_add(1, Ordering::Relaxed);
+                        seen.lock().unwrap().push(peer);
                         let greeting = greeting.clone();
                         let _ = s.set_nonblocking(false);
                         thread::spawn(move || {
@@ -64,6 +69,7 @@ impl TcpPod {
             addr,
             name: name.to_string(),
             connections,
+            peers,
             stop,
         })
     }

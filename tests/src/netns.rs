@@ -166,3 +166,67 @@ pub fn veth(a: (&Netns, &str, &str), b: (&Netns, &str, &str)) -> io::Result<()> 
     }
     Ok(())
 }
+
+/// A minimal XDP program (`return XDP_PASS`) attached natively to an
+/// interface of `ns`, standing in for a NIC on the far side of a veth: a
+/// veth delivers frames another veth sends by XDP_TX or redirect only when
+/// it runs XDP itself (its NAPI mode). Detached when the returned link
+/// descriptor is dropped.
+pub fn attach_xdp_pass(ns: &Netns, ifname: &str) -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    const BPF_PROG_LOAD: libc::c_long = 5;
+    const BPF_LINK_CREATE: libc::c_long = 28;
+    const BPF_PROG_TYPE_XDP: u32 = 6;
+    const BPF_XDP: u32 = 37;
+    const XDP_FLAGS_DRV_MODE: u32 = 1 << 2;
+    let ifname = std::ffi::CString::new(ifname).map_err(io::Error::other)?;
+    ns.run(move || {
+        // r0 = XDP_PASS (2); exit
+        let insns: [u64; 2] = [
+            u64::from_le_bytes([0xb7, 0, 0, 0, 2, 0, 0, 0]),
+            u64::from_le_bytes([0x95, 0, 0, 0, 0, 0, 0, 0]),
+        ];
+        let license = c"GPL";
+        // union bpf_attr, BPF_PROG_LOAD's fields up to expected_attach_type.
+        let mut attr = [0u8; 128];
+        let put32 = |a: &mut [u8; 128], off: usize, v: u32| {
+            a[off..off + 4].copy_from_slice(&v.to_ne_bytes())
+        };
+        let put64 = |a: &mut [u8; 128], off: usize, v: u64| {
+            a[off..off + 8].copy_from_slice(&v.to_ne_bytes())
+        };
+        put32(&mut attr, 0, BPF_PROG_TYPE_XDP);
+        put32(&mut attr, 4, insns.len() as u32);
+        put64(&mut attr, 8, insns.as_ptr() as u64);
+        put64(&mut attr, 16, license.as_ptr() as u64);
+        attr[48..52].copy_from_slice(b"pass");
+        put32(&mut attr, 68, BPF_XDP);
+        // SAFETY: the attribute block outlives the call; the kernel reads
+        // the instructions and license it points to.
+        let prog =
+            unsafe { libc::syscall(libc::SYS_bpf, BPF_PROG_LOAD, attr.as_ptr(), attr.len()) };
+        if prog < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: a descriptor the kernel just returned.
+        let prog = unsafe { std::os::fd::OwnedFd::from_raw_fd(prog as i32) };
+        // SAFETY: a NUL-terminated name.
+        let index = unsafe { libc::if_nametoindex(ifname.as_ptr()) };
+        if index == 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let mut link = [0u8; 128];
+        put32(&mut link, 0, prog.as_raw_fd() as u32);
+        put32(&mut link, 4, index);
+        put32(&mut link, 8, BPF_XDP);
+        put32(&mut link, 12, XDP_FLAGS_DRV_MODE);
+        // SAFETY: as above.
+        let fd =
+            unsafe { libc::syscall(libc::SYS_bpf, BPF_LINK_CREATE, link.as_ptr(), link.len()) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: a descriptor the kernel just returned.
+        Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
+    })?
+}

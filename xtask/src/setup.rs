@@ -19,8 +19,10 @@ const LLVM_PACKAGES: [&str; 4] = [
 ];
 /// Tools the tests and the demo run: `ip` (iproute2) for namespaces and veth.
 /// curl for the demo's HTTPS requests (it verifies the served certificate chain).
-const TOOL_PACKAGES: [(&str, &str); 3] = [
+/// ethtool for the L4 steering tests' veths (checksum offload, GRO).
+const TOOL_PACKAGES: [(&str, &str); 4] = [
     ("ip", "iproute2"),
+    ("ethtool", "ethtool"),
     ("curl", "curl"),
     ("slowhttptest", "slowhttptest"),
 ];

@@ -1,18 +1,23 @@
 //! Load the XDP program, pin its maps, attach it (native, falling back to
 //! generic), detach and unpin.
 
-use std::path::{Path, PathBuf};
+use std::{
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+};
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap as BpfHashMap, LpmTrie, MapData, PerCpuArray},
+    maps::{Array, HashMap as BpfHashMap, LpmTrie, MapData, MapError, PerCpuArray},
     programs::{Xdp, XdpMode, xdp::XdpLinkId},
 };
 use aya_log::EbpfLogger;
 use ingress_common::{
     AddrKey, AllowKey, Config, HostKey, HostValue, LISTENER_PORTS, ListenerFlags, MAP_ALLOW,
     MAP_CONFIG, MAP_DENY4, MAP_DENY4_INDEX, MAP_DENY6, MAP_FLOW_CACHE, MAP_FLOWS4, MAP_FLOWS6,
-    MAP_HOST_STATS, MAP_HOSTS, MAP_LISTENERS, MAP_STATS, PINNED_MAPS, Stats,
+    MAP_HOST_STATS, MAP_HOSTS, MAP_L4_CONFIG, MAP_L4_CT4, MAP_L4_ENDPOINTS, MAP_L4_EP_STATS,
+    MAP_L4_MAGLEV, MAP_L4_NAT4, MAP_L4_SERVICES, MAP_L4_STATS, MAP_LISTENERS, MAP_STATS,
+    PINNED_MAPS, Stats,
 };
 
 use super::{StatsHandle, embedded_object, flows::FlowTable, policy::PolicyMaps};
@@ -75,14 +80,41 @@ pub struct Dataplane {
     /// Kept alive: dropping it closes the log ring buffer.
     logger: Option<EbpfLogger<&'static dyn log::Log>>,
     link: Option<XdpLinkId>,
-    /// The program's listener flags (one entry: the whole section).
-    listeners: Array<MapData, ListenerFlags>,
-    /// Ports set in LISTENERS.
-    listening: Vec<u16>,
+    /// The program's listener flags, shared with the L4 sync.
+    listeners: Arc<Mutex<ListenerTable>>,
     stats: StatsHandle,
+    l4: Option<super::l4::L4Maps>,
     policy: Option<PolicyMaps>,
     flows: FlowTable,
     pin_dir: Option<PathBuf>,
+}
+
+/// LISTENERS (one entry: the whole section) and what is in it: the
+/// agent's own listeners and the L4 services' ports.
+pub struct ListenerTable {
+    map: Array<MapData, ListenerFlags>,
+    base: Vec<(u16, u32)>,
+    l4: Vec<(u16, u32)>,
+}
+
+impl ListenerTable {
+    /// One write of the whole array: a kept port is never missing.
+    fn write(&mut self) -> Result<(), MapError> {
+        let mut flags: Box<ListenerFlags> = Box::new([0; LISTENER_PORTS as usize]);
+        for &(port, f) in self.l4.iter().chain(&self.base) {
+            // F_LISTENER_* fit in a byte (asserted in ingress-common).
+            flags[usize::from(port)] |= f as u8;
+        }
+        self.map.set(0, *flags, 0)
+    }
+
+    pub(super) fn set_l4(&mut self, ports: Vec<(u16, u32)>) -> Result<(), MapError> {
+        if ports == self.l4 {
+            return Ok(());
+        }
+        self.l4 = ports;
+        self.write()
+    }
 }
 
 fn take<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, DataplaneError>
@@ -194,7 +226,21 @@ impl Dataplane {
             .ok_or(DataplaneError::Missing("program `xingress`"))?
             .try_into()?;
         program.load()?;
-        let listeners = take(&mut ebpf, MAP_LISTENERS)?;
+        let listeners = Arc::new(Mutex::new(ListenerTable {
+            map: take(&mut ebpf, MAP_LISTENERS)?,
+            base: Vec::new(),
+            l4: Vec::new(),
+        }));
+        let l4 = super::l4::L4Maps {
+            services: take(&mut ebpf, MAP_L4_SERVICES)?,
+            maglev: take(&mut ebpf, MAP_L4_MAGLEV)?,
+            endpoints: take(&mut ebpf, MAP_L4_ENDPOINTS)?,
+            ct4: take(&mut ebpf, MAP_L4_CT4)?,
+            nat4: take(&mut ebpf, MAP_L4_NAT4)?,
+            stats: take(&mut ebpf, MAP_L4_STATS)?,
+            ep_stats: take(&mut ebpf, MAP_L4_EP_STATS)?,
+            config: take(&mut ebpf, MAP_L4_CONFIG)?,
+        };
         let stats = StatsHandle::new(
             take::<PerCpuArray<MapData, Stats>>(&mut ebpf, MAP_STATS)?,
             take(&mut ebpf, MAP_HOST_STATS)?,
@@ -217,8 +263,8 @@ impl Dataplane {
             logger,
             link: None,
             listeners,
-            listening: Vec::new(),
             stats,
+            l4: Some(l4),
             policy: Some(policy),
             flows,
             pin_dir: Some(pin_dir.to_path_buf()),
@@ -288,20 +334,31 @@ impl Dataplane {
     /// Replaces the set of listener ports (`(port, F_LISTENER_* flags)`) in
     /// one write of the program's flags array: a kept port is never missing.
     pub fn set_listeners(&mut self, ports: &[(u16, u32)]) -> Result<(), DataplaneError> {
-        let mut flags: Box<ListenerFlags> = Box::new([0; LISTENER_PORTS as usize]);
-        for &(port, f) in ports {
-            // F_LISTENER_* fit in a byte (asserted in ingress-common).
-            flags[usize::from(port)] = f as u8;
-        }
-        self.listeners.set(0, *flags, 0)?;
-        self.listening = ports.iter().map(|&(p, _)| p).collect();
-        self.listening.sort_unstable();
+        let mut l = self.listeners.lock().unwrap_or_else(|e| e.into_inner());
+        l.base = ports.to_vec();
+        l.write()?;
         Ok(())
     }
 
-    /// Ports currently in LISTENERS, sorted.
+    /// The agent's listener ports in LISTENERS, sorted.
     pub fn listener_ports(&self) -> Vec<u16> {
-        self.listening.clone()
+        let l = self.listeners.lock().unwrap_or_else(|e| e.into_inner());
+        let mut ports: Vec<u16> = l.base.iter().map(|&(p, _)| p).collect();
+        ports.sort_unstable();
+        ports
+    }
+
+    /// The L4 maps, for an `L4Sync` to own (once), with the SNAT range.
+    pub fn take_l4(
+        &mut self,
+        nat: (u16, u16),
+        ageing: super::l4::Ageing,
+    ) -> Option<Result<super::l4::SharedL4, MapError>> {
+        let maps = self.l4.take()?;
+        Some(
+            super::l4::L4Sync::new(maps, self.listeners.clone(), nat, ageing)
+                .map(|s| Arc::new(Mutex::new(s))),
+        )
     }
 
     pub fn stats(&self) -> StatsHandle {

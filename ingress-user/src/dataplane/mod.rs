@@ -4,6 +4,7 @@
 
 pub mod cli;
 mod flows;
+pub mod l4;
 mod loader;
 mod object;
 mod policy;

@@ -161,6 +161,12 @@ impl L4Ports {
         })
     }
 
+    /// Whether the relay would connect to `endpoint` (XDP steers only
+    /// to endpoints it would).
+    pub fn allowed(&self, endpoint: SocketAddr) -> bool {
+        self.relay.guard.check(endpoint).is_ok()
+    }
+
     /// `xingress_l4_relay_*`, for /metrics.
     pub fn render_metrics(&self, out: &mut String) {
         use std::fmt::Write;
