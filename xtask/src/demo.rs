@@ -1,8 +1,11 @@
 //! `cargo xtask demo`: the seeds' cafe example through the agent.
 //!
-//! As root, the topology is real: a client namespace, an "edge node"
-//! namespace where the agent runs with XDP on its NIC (a veth), and one
-//! namespace per pod on a bridge, at the pod IPs of tests/examples/cafe.
+//! As root, the topology is real: a LAN (a bridge in a namespace of its
+//! own) joining a client, the "edge node" where the agent runs with XDP on
+//! its NIC (a veth) and two TCP pods; behind the node, one namespace per
+//! cafe pod on a bridge, at the pod IPs of tests/examples/cafe. The cafe
+//! goes through the agent's proxy; a TCP service (`tcp-services`) is
+//! steered in XDP straight from the NIC to the TCP pods on the LAN.
 //! Everything it creates is removed at the end, on failure and on Ctrl-C.
 
 use std::{
@@ -40,6 +43,13 @@ const PODS: [(&str, &str); 5] = [
     ("default-http-backend-1", "10.244.0.10"),
 ];
 const POD_PORT: u16 = 8080;
+/// The LAN's bridge namespace, and the TCP pods on it.
+const LAN_NS: &str = "xi-lan";
+const TCP_PODS: [(&str, &str); 2] = [("tcp-echo-1", "10.99.0.31"), ("tcp-echo-2", "10.99.0.32")];
+const TCP_POD_PORT: u16 = 7000;
+/// The node port of the TCP service (tcp-services).
+const TCP_SERVICE_PORT: u16 = 5432;
+const TCP_CONNECTIONS: usize = 12;
 const ADMIN: &str = "127.0.0.1:10254";
 const REQUESTS_PER_PATH: usize = 4;
 /// The host of the Gateway's listener and the HTTPRoute in cafe-gateway.yaml.
@@ -187,13 +197,39 @@ fn run_with_xdp() -> Result<()> {
     let logs = std::env::temp_dir().join("xingress-demo");
     std::fs::create_dir_all(&logs)?;
 
-    step("topology: client ns ── veth (XDP) ── node ns ── bridge ── one ns per pod");
+    step(
+        "topology: client ns, TCP pods ── LAN bridge ── (XDP) node ns ── bridge ── one ns per cafe pod",
+    );
+    let lan = netns(LAN_NS)?;
+    lan.exec_ip(&["link", "add", "xi-lan0", "type", "bridge"])?;
+    lan.exec_ip(&["link", "set", "xi-lan0", "up"])?;
+    let join = |ns: &Netns, inner: &str, addr: &str, port: &str| -> Result<()> {
+        veth((ns, inner, addr), (&lan, port, ""))?;
+        lan.exec_ip(&["link", "set", port, "master", "xi-lan0"])?;
+        Ok(())
+    };
     let client = netns(CLIENT_NS)?;
     let node = netns(NODE_NS)?;
-    veth(
-        (&node, NODE_IF, &format!("{NODE_IP}/24")),
-        (&client, "xi-c0", "10.99.0.2/24"),
-    )?;
+    join(&node, NODE_IF, &format!("{NODE_IP}/24"), "xi-ln")?;
+    join(&client, "xi-c0", "10.99.0.2/24", "xi-lc")?;
+    // The switch port facing the node takes the frames XDP sends back out
+    // (XDP_TX) as a NIC would: a veth needs XDP on it for that.
+    let _switch_port = crate::netns::attach_xdp_pass(&lan, "xi-ln")
+        .context("XDP on the LAN's port facing the node")?;
+    // The kernel's next-hop lookup (bpf_fib_lookup) wants forwarding on.
+    sysctl(&node, "net.ipv4.conf.all.forwarding=1")?;
+    ethtool_tx_off(&client, "xi-c0")?;
+    let mut tcp_pods = Vec::new();
+    for (i, (pod, ip)) in TCP_PODS.iter().enumerate() {
+        let ns = netns(&format!("xi-pod-{pod}"))?;
+        join(&ns, "eth0", &format!("{ip}/24"), &format!("xi-lt{i}"))?;
+        ethtool_tx_off(&ns, "eth0")?;
+        println!(
+            "  TCP pod {pod:20} {ip}:{TCP_POD_PORT}  (namespace {}, on the LAN)",
+            ns.name()
+        );
+        tcp_pods.push(ns);
+    }
     node.exec_ip(&["link", "add", BRIDGE, "type", "bridge"])?;
     node.exec_ip(&["addr", "add", POD_GATEWAY, "dev", BRIDGE])?;
     node.exec_ip(&["link", "set", BRIDGE, "up"])?;
@@ -218,7 +254,28 @@ fn run_with_xdp() -> Result<()> {
         }
         spawn(cmd, &logs.join(format!("{pod}.log")))?;
     }
-    let manifests = util::root().join("tests/examples/cafe");
+    for ((pod, ip), ns) in TCP_PODS.iter().zip(&tcp_pods) {
+        let mut cmd = ns.command(bin("echo-backend").to_str().unwrap_or("echo-backend"));
+        cmd.args([
+            "--listen",
+            &format!("{ip}:{TCP_POD_PORT}"),
+            "--name",
+            pod,
+            "--tcp",
+        ]);
+        spawn(cmd, &logs.join(format!("{pod}.log")))?;
+    }
+    // The cafe as written, and the TCP service beside it.
+    let manifests = logs.join("manifests");
+    let _ = std::fs::remove_dir_all(&manifests);
+    std::fs::create_dir_all(&manifests)?;
+    for entry in std::fs::read_dir(util::root().join("tests/examples/cafe"))? {
+        let path = entry?.path();
+        if let Some(name) = path.file_name() {
+            std::fs::copy(&path, manifests.join(name))?;
+        }
+    }
+    std::fs::write(manifests.join("tcp-echo.yaml"), tcp_service_yaml())?;
     let mut agent_cmd = node.command(bin("xingress").to_str().unwrap_or("xingress"));
     agent_cmd
         .args(["run", "--manifests"])
@@ -236,10 +293,12 @@ fn run_with_xdp() -> Result<()> {
             "native",
             "--default-backend-service",
             "default/default-http-backend",
+            "--tcp-services-configmap",
+            "ingress/tcp-services",
         ]);
     let agent_log = logs.join("agent.log");
     println!(
-        "$ ip netns exec {NODE_NS} xingress run --manifests {} --http-addr 0.0.0.0:80 --https-addr 0.0.0.0:443 --xdp-iface {NODE_IF} --xdp-mode native --default-backend-service default/default-http-backend",
+        "$ ip netns exec {NODE_NS} xingress run --manifests {} --http-addr 0.0.0.0:80 --https-addr 0.0.0.0:443 --xdp-iface {NODE_IF} --xdp-mode native --default-backend-service default/default-http-backend --tcp-services-configmap ingress/tcp-services",
         manifests.display()
     );
     let mut agent = spawn(agent_cmd, &agent_log)?;
@@ -251,6 +310,7 @@ fn run_with_xdp() -> Result<()> {
     let https: SocketAddr = format!("{NODE_IP}:443").parse()?;
     let answers = send_requests(http, https, Some(&client))?;
     verify(&answers, https.port())?;
+    tcp_service_in_xdp(&node, &client, admin)?;
 
     step("XDP counters (from the agent's /metrics)");
     let metrics = node
@@ -576,5 +636,136 @@ fn run_without_xdp() -> Result<()> {
     print_access_log(&log);
     let _ = std::fs::remove_dir_all(&dir);
     println!("\ndemo OK (without XDP: run `cargo xtask demo` as root for the XDP topology)");
+    Ok(())
+}
+
+fn sysctl(ns: &Netns, setting: &str) -> Result<()> {
+    let ok = ns.command("sysctl").args(["-qw", setting]).status()?;
+    if !ok.success() {
+        bail!("sysctl {setting} failed in {}", ns.name());
+    }
+    Ok(())
+}
+
+/// Full checksums from this veth (as a NIC puts on the wire): veth's
+/// partial ones cannot survive a frame that XDP rewrites and sends back.
+fn ethtool_tx_off(ns: &Netns, dev: &str) -> Result<()> {
+    let ok = ns
+        .command("ethtool")
+        .args(["-K", dev, "tx", "off"])
+        .output()?;
+    if !ok.status.success() {
+        bail!(
+            "ethtool -K {dev} tx off: {}",
+            String::from_utf8_lossy(&ok.stderr)
+        );
+    }
+    Ok(())
+}
+
+/// The TCP service: a Service whose endpoints are the LAN's TCP pods, and
+/// ingress-nginx's tcp-services ConfigMap exposing it on the node.
+fn tcp_service_yaml() -> String {
+    let mut y = format!(
+        "apiVersion: v1\nkind: Service\nmetadata: {{name: tcp-echo, namespace: default}}\n\
+         spec: {{ports: [{{name: echo, port: {TCP_POD_PORT}, protocol: TCP}}]}}\n---\n\
+         apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n\
+         metadata: {{name: tcp-echo-1, namespace: default, labels: {{kubernetes.io/service-name: tcp-echo}}}}\n\
+         addressType: IPv4\nports: [{{name: echo, port: {TCP_POD_PORT}, protocol: TCP}}]\nendpoints:\n"
+    );
+    for (_, ip) in TCP_PODS {
+        y.push_str(&format!(
+            "- {{addresses: [\"{ip}\"], conditions: {{ready: true}}}}\n"
+        ));
+    }
+    y.push_str(&format!(
+        "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: tcp-services, namespace: ingress}}\n\
+         data:\n  \"{TCP_SERVICE_PORT}\": \"default/tcp-echo:{TCP_POD_PORT}\"\n"
+    ));
+    y
+}
+
+/// Connections from the client to the TCP service, each answered by the
+/// pod XDP chose; then the counters that show XDP carried them and the
+/// agent's relay saw none.
+fn tcp_service_in_xdp(node: &Netns, client: &Netns, admin: SocketAddr) -> Result<()> {
+    use std::io::{Read, Write};
+    step(&format!(
+        "TCP service: {TCP_CONNECTIONS} connections from the client to {NODE_IP}:{TCP_SERVICE_PORT} (tcp-services → default/tcp-echo:{TCP_POD_PORT}), steered in XDP"
+    ));
+    // As any earlier traffic would: the node knows its neighbours (a flow
+    // to a pod without a neighbour entry yet is left to the relay).
+    node.run(|| {
+        for (_, ip) in TCP_PODS {
+            if let Ok(addr) = format!("{ip}:{TCP_POD_PORT}").parse::<SocketAddr>() {
+                let _ = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2));
+            }
+        }
+    })?;
+    let service: SocketAddr = format!("{NODE_IP}:{TCP_SERVICE_PORT}").parse()?;
+    let answers = client.run(move || -> Result<Vec<(SocketAddr, String)>> {
+        let mut out = Vec::new();
+        for i in 0..TCP_CONNECTIONS {
+            let mut s = std::net::TcpStream::connect_timeout(&service, Duration::from_secs(5))?;
+            s.set_read_timeout(Some(Duration::from_secs(5)))?;
+            let local = s.local_addr()?;
+            let msg = format!("hello {i}\n");
+            s.write_all(msg.as_bytes())?;
+            let mut got = Vec::new();
+            let mut buf = [0u8; 256];
+            // The pod's name line, then the echo.
+            while got.iter().filter(|b| **b == b'\n').count() < 2 {
+                let n = s.read(&mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                got.extend_from_slice(&buf[..n]);
+            }
+            let text = String::from_utf8_lossy(&got).into_owned();
+            let pod = text.lines().next().unwrap_or("").to_string();
+            if text.lines().nth(1) != Some(msg.trim_end()) {
+                bail!("connection {i}: the echo came back as {text:?}");
+            }
+            out.push((local, pod));
+        }
+        Ok(out)
+    })??;
+    for (local, pod) in &answers {
+        println!("  {local} → {NODE_IP}:{TCP_SERVICE_PORT}  answered by {pod}");
+    }
+    for (pod, _) in TCP_PODS {
+        if !answers.iter().any(|(_, p)| p == pod) {
+            bail!("no connection reached {pod}: {answers:?}");
+        }
+    }
+    let metrics = node
+        .run(move || http1::get(admin, "localhost", "/metrics").map(|r| r.text()))
+        .context("node namespace")??;
+    for l in metrics.lines().filter(|l| {
+        (l.starts_with("xingress_xdp_l4_") || l.starts_with("xingress_l4_relay_flows_total"))
+            && !l.ends_with(" 0")
+    }) {
+        println!("  {l}");
+    }
+    let steered = metric(
+        &metrics,
+        &format!(
+            "xingress_xdp_l4_flows_total{{protocol=\"TCP\",port=\"{TCP_SERVICE_PORT}\",service=\"default/tcp-echo:{TCP_POD_PORT}\",result=\"steered\"}}"
+        ),
+    );
+    let relayed = metric(
+        &metrics,
+        &format!(
+            "xingress_l4_relay_flows_total{{protocol=\"TCP\",port=\"{TCP_SERVICE_PORT}\",result=\"relayed\"}}"
+        ),
+    );
+    if steered < TCP_CONNECTIONS as u64 || relayed != 0 {
+        bail!(
+            "expected {TCP_CONNECTIONS} flows steered in XDP and none relayed; steered {steered}, relayed {relayed}"
+        );
+    }
+    println!(
+        "\n{steered} TCP flows steered in XDP from {NODE_IF} straight to the pods (Maglev, SNAT from the node's address); the agent's relay on that port took none."
+    );
     Ok(())
 }

@@ -2,10 +2,12 @@
 
 use std::{collections::HashMap, path::Path, process::ExitCode};
 
-use aya::maps::{HashMap as BpfHashMap, Map, MapData, PerCpuArray};
+use aya::maps::{Array, HashMap as BpfHashMap, Map, MapData, PerCpuArray};
 use ingress_common::{
-    HostCounters, HostKey, HostValue, MAP_FLOW_CACHE, MAP_FLOWS4, MAP_FLOWS6, MAP_HOST_STATS,
-    MAP_HOSTS, MAP_STATS, REASON_AGENT, REASON_ALLOWLIST, REASON_UNKNOWN_HOST, Stat, VERDICT_L7,
+    HostCounters, HostKey, HostValue, L4Counters, L4Endpoint, L4Flow, L4Key4, L4Nat, L4ServiceKey,
+    L4ServiceValue, MAP_FLOW_CACHE, MAP_FLOWS4, MAP_FLOWS6, MAP_HOST_STATS, MAP_HOSTS, MAP_L4_CT4,
+    MAP_L4_ENDPOINTS, MAP_L4_EP_STATS, MAP_L4_NAT4, MAP_L4_SERVICES, MAP_L4_STATS, MAP_STATS,
+    MAX_L4_ENDPOINTS, REASON_AGENT, REASON_ALLOWLIST, REASON_UNKNOWN_HOST, Stat, VERDICT_L7,
     VERDICT_REJECT, VERDICT_UNDECIDED,
 };
 use serde::Serialize;
@@ -53,6 +55,121 @@ fn host_names(dir: &Path) -> Result<HashMap<u32, String>, ReadError> {
 struct StatsReport {
     counters: Vec<(String, u64)>,
     hosts: Vec<HostRow>,
+    /// TCP and UDP services steered in XDP, then their endpoints.
+    l4_services: Vec<L4Row>,
+    l4_endpoints: Vec<L4Row>,
+}
+
+#[derive(Serialize)]
+struct L4Row {
+    protocol: &'static str,
+    port: u16,
+    /// The endpoint (`IP:PORT`), for endpoint rows.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    endpoint: Option<String>,
+    packets_in: u64,
+    bytes_in: u64,
+    packets_out: u64,
+    bytes_out: u64,
+    flows: u64,
+    fallbacks: u64,
+}
+
+#[derive(Serialize)]
+struct L4FlowRow {
+    protocol: &'static str,
+    client: String,
+    service: String,
+    pod: String,
+    /// The node port the pod sees the flow from.
+    snat_port: u16,
+    state: &'static str,
+    age_seconds: f64,
+    idle_seconds: f64,
+}
+
+fn l4_protocol(proto: u8) -> &'static str {
+    match proto {
+        ingress_common::L4_PROTO_TCP => "TCP",
+        ingress_common::L4_PROTO_UDP => "UDP",
+        _ => "?",
+    }
+}
+
+/// Per-service and per-endpoint counters of the steered services.
+fn l4_stats(dir: &Path) -> Result<(Vec<L4Row>, Vec<L4Row>), ReadError> {
+    let services: BpfHashMap<MapData, L4ServiceKey, L4ServiceValue> = open(dir, MAP_L4_SERVICES)?;
+    let endpoints: Array<MapData, L4Endpoint> = open(dir, MAP_L4_ENDPOINTS)?;
+    let stats: PerCpuArray<MapData, L4Counters> = open(dir, MAP_L4_STATS)?;
+    let ep_stats: PerCpuArray<MapData, L4Counters> = open(dir, MAP_L4_EP_STATS)?;
+    let row = |protocol, port, endpoint, c: L4Counters| L4Row {
+        protocol,
+        port,
+        endpoint,
+        packets_in: c.packets_in,
+        bytes_in: c.bytes_in,
+        packets_out: c.packets_out,
+        bytes_out: c.bytes_out,
+        flows: c.flows,
+        fallbacks: c.fallbacks,
+    };
+    let (mut out, mut eps) = (Vec::new(), Vec::new());
+    for (k, v) in services.iter().filter_map(Result::ok) {
+        let (protocol, port) = (l4_protocol(k.proto), u16::from_be(k.port_be));
+        out.push(row(
+            protocol,
+            port,
+            None,
+            super::l4::sum(&stats.get(&v.id, 0)?),
+        ));
+        for i in 0..MAX_L4_ENDPOINTS {
+            let Ok(ep) = endpoints.get(&(v.table * MAX_L4_ENDPOINTS + i), 0) else {
+                break;
+            };
+            if ep.family != 4 {
+                break;
+            }
+            let addr = std::net::SocketAddr::from((ep.addr, u16::from_be(ep.port_be)));
+            let c = super::l4::sum(&ep_stats.get(&ep.stats_id, 0)?);
+            eps.push(row(protocol, port, Some(addr.to_string()), c));
+        }
+    }
+    out.sort_by_key(|r| (r.protocol, r.port));
+    eps.sort_by(|a, b| (a.protocol, a.port, &a.endpoint).cmp(&(b.protocol, b.port, &b.endpoint)));
+    Ok((out, eps))
+}
+
+fn l4_flows(dir: &Path) -> Result<Vec<L4FlowRow>, ReadError> {
+    let ct: BpfHashMap<MapData, L4Key4, L4Flow> = open(dir, MAP_L4_CT4)?;
+    let nat: BpfHashMap<MapData, L4Key4, L4Nat> = open(dir, MAP_L4_NAT4)?;
+    let now = super::l4::now_ns();
+    let mut rows: Vec<L4FlowRow> = ct
+        .iter()
+        .filter_map(Result::ok)
+        .map(|(k, f)| {
+            let back = nat.get(&super::l4::nat_key(&k, &f), 0).ok();
+            let last = back.map_or(f.last_seen_ns, |n| n.last_seen_ns.max(f.last_seen_ns));
+            let state = back.map_or(f.state, |n| n.state.max(f.state));
+            L4FlowRow {
+                protocol: l4_protocol(k.proto),
+                client: std::net::SocketAddr::from((k.src, u16::from_be(k.src_port_be)))
+                    .to_string(),
+                service: std::net::SocketAddr::from((k.dst, u16::from_be(k.dst_port_be)))
+                    .to_string(),
+                pod: std::net::SocketAddr::from((f.pod, u16::from_be(f.pod_port_be))).to_string(),
+                snat_port: u16::from_be(f.nat_port_be),
+                state: match state {
+                    ingress_common::L4_STATE_NEW => "opening",
+                    ingress_common::L4_STATE_CLOSING => "closing",
+                    _ => "open",
+                },
+                age_seconds: now.saturating_sub(f.first_seen_ns) as f64 / 1e9,
+                idle_seconds: now.saturating_sub(last) as f64 / 1e9,
+            }
+        })
+        .collect();
+    rows.sort_by(|a, b| a.age_seconds.total_cmp(&b.age_seconds));
+    Ok(rows)
 }
 
 #[derive(Serialize)]
@@ -89,7 +206,10 @@ fn stats(dir: &Path) -> Result<StatsReport, ReadError> {
         })
         .collect();
     hosts.sort_by(|a, b| a.host.cmp(&b.host));
+    let (l4_services, l4_endpoints) = l4_stats(dir)?;
     Ok(StatsReport {
+        l4_services,
+        l4_endpoints,
         counters: Stat::ALL
             .iter()
             .map(|s| (s.name().to_string(), values[*s as usize]))
@@ -157,7 +277,13 @@ fn flows(dir: &Path) -> Result<Vec<FlowRow>, ReadError> {
 pub fn main(cmd: &XdpCommand) -> ExitCode {
     let (args, result): (&XdpReadArgs, Result<String, ReadError>) = match cmd {
         XdpCommand::Stats(a) => (a, stats(&a.pin_path).map(|r| render_stats(&r, a.output))),
-        XdpCommand::Flows(a) => (a, flows(&a.pin_path).map(|r| render_flows(&r, a.output))),
+        XdpCommand::Flows(a) => (
+            a,
+            flows(&a.pin_path).and_then(|r| {
+                let l4 = l4_flows(&a.pin_path)?;
+                Ok(render_flows(&r, &l4, a.output))
+            }),
+        ),
     };
     let _ = args;
     match result {
@@ -199,12 +325,49 @@ fn render_stats(r: &StatsReport, output: OutputFormat) -> String {
             ));
         }
     }
+    if !r.l4_services.is_empty() {
+        s.push_str(&format!(
+            "\n{:5}  {:>5}  {:22}  {:>10}  {:>12}  {:>10}  {:>12}  {:>8}  {:>9}\n",
+            "L4",
+            "PORT",
+            "ENDPOINT",
+            "PKTS IN",
+            "BYTES IN",
+            "PKTS OUT",
+            "BYTES OUT",
+            "FLOWS",
+            "FALLBACKS"
+        ));
+        for r in r.l4_services.iter().chain(&r.l4_endpoints) {
+            s.push_str(&format!(
+                "{:5}  {:>5}  {:22}  {:>10}  {:>12}  {:>10}  {:>12}  {:>8}  {:>9}\n",
+                r.protocol,
+                r.port,
+                r.endpoint.as_deref().unwrap_or("(service)"),
+                r.packets_in,
+                r.bytes_in,
+                r.packets_out,
+                r.bytes_out,
+                r.flows,
+                r.fallbacks
+            ));
+        }
+    }
     s
 }
 
-fn render_flows(rows: &[FlowRow], output: OutputFormat) -> String {
+fn render_flows(rows: &[FlowRow], l4: &[L4FlowRow], output: OutputFormat) -> String {
     if output == OutputFormat::Json {
-        return serde_json::to_string_pretty(rows).unwrap_or_default() + "\n";
+        #[derive(Serialize)]
+        struct Both<'a> {
+            flows: &'a [FlowRow],
+            l4_flows: &'a [L4FlowRow],
+        }
+        let both = Both {
+            flows: rows,
+            l4_flows: l4,
+        };
+        return serde_json::to_string_pretty(&both).unwrap_or_default() + "\n";
     }
     let mut s = format!(
         "{:46}  {:46}  {:9}  {:12}  {:24}  {:>8}  {:>10}  {:>8}\n",
@@ -217,5 +380,25 @@ fn render_flows(rows: &[FlowRow], output: OutputFormat) -> String {
         ));
     }
     s.push_str(&format!("{} flows\n", rows.len()));
+    if !l4.is_empty() {
+        s.push_str(&format!(
+            "\n{:5}  {:22}  {:22}  {:22}  {:>5}  {:8}  {:>8}  {:>8}\n",
+            "L4", "CLIENT", "SERVICE", "POD", "SNAT", "STATE", "AGE", "IDLE"
+        ));
+        for f in l4 {
+            s.push_str(&format!(
+                "{:5}  {:22}  {:22}  {:22}  {:>5}  {:8}  {:>7.1}s  {:>7.1}s\n",
+                f.protocol,
+                f.client,
+                f.service,
+                f.pod,
+                f.snat_port,
+                f.state,
+                f.age_seconds,
+                f.idle_seconds
+            ));
+        }
+        s.push_str(&format!("{} steered flows\n", l4.len()));
+    }
     s
 }

@@ -88,7 +88,7 @@ pub struct L4Stat {
 }
 
 /// Per-CPU values summed.
-fn sum(values: &PerCpuValues<L4Counters>) -> L4Counters {
+pub(super) fn sum(values: &PerCpuValues<L4Counters>) -> L4Counters {
     values
         .iter()
         .fold(L4Counters::default(), |a, c| L4Counters {
@@ -102,7 +102,7 @@ fn sum(values: &PerCpuValues<L4Counters>) -> L4Counters {
 }
 
 /// CLOCK_MONOTONIC_COARSE in ns: the program's clock.
-fn now_ns() -> u64 {
+pub(super) fn now_ns() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
@@ -274,6 +274,15 @@ impl L4Sync {
                 0,
             )?;
         }
+        // The end of the list, for readers (`xingress xdp stats`); the
+        // table never names an index past it.
+        if s.endpoints.len() < MAX_L4_ENDPOINTS as usize {
+            self.maps.endpoints.set(
+                table * MAX_L4_ENDPOINTS + s.endpoints.len() as u32,
+                L4Endpoint::default(),
+                0,
+            )?;
+        }
         let mut t = MaglevTable {
             slots: [u16::MAX; MAGLEV_SIZE as usize + 1],
         };
@@ -411,7 +420,7 @@ fn service_key((protocol, port): (L4Protocol, u16)) -> L4ServiceKey {
 }
 
 /// The pod side's key of a steered flow.
-fn nat_key(key: &L4Key4, flow: &L4Flow) -> L4Key4 {
+pub(super) fn nat_key(key: &L4Key4, flow: &L4Flow) -> L4Key4 {
     L4Key4 {
         src: flow.pod,
         dst: key.dst,
