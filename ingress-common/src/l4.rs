@@ -83,6 +83,10 @@ pub const MAP_L4_CT4: &str = "L4_CT4";
 /// Their reverse translation, pod side (LRU, [`L4Key4`] of the pod's
 /// packets → [`L4Nat`]).
 pub const MAP_L4_NAT4: &str = "L4_NAT4";
+/// Steered IPv6 flows ([`L4Key6`] → [`L4Flow`]) and their reverse
+/// translation ([`L4Key6`] → [`L4Nat`]).
+pub const MAP_L4_CT6: &str = "L4_CT6";
+pub const MAP_L4_NAT6: &str = "L4_NAT6";
 /// Per-CPU [`L4Counters`] per service id.
 pub const MAP_L4_STATS: &str = "L4_STATS";
 /// Per-CPU [`L4Counters`] per endpoint id.
@@ -147,13 +151,14 @@ pub struct MaglevTable {
     pub slots: [u16; MAGLEV_SIZE as usize + 1],
 }
 
-/// A pod address of an IPv4 table.
+/// A pod address of a table (IPv4 ones IPv4-mapped).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
 pub struct L4Endpoint {
-    pub addr: [u8; 4],
+    pub addr: [u8; 16],
     pub port_be: u16,
-    /// 4 for a usable entry (0: none, 6: IPv6, relayed).
+    /// 4 or 6 (0: the end of the list). A flow goes to an endpoint of its
+    /// own family; one that hashes to the other family is left to the relay.
     pub family: u8,
     pub _pad: u8,
     /// Index of its counters in L4_EP_STATS.
@@ -173,11 +178,24 @@ pub struct L4Key4 {
     pub _pad: [u8; 3],
 }
 
-/// A steered flow, client side: where its packets go.
+/// An IPv6 flow as its packets carry it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
+pub struct L4Key6 {
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    pub src_port_be: u16,
+    pub dst_port_be: u16,
+    pub proto: u8,
+    pub _pad: [u8; 3],
+}
+
+/// A steered flow, client side: where its packets go (addresses of either
+/// family in 16 bytes, IPv4 ones mapped).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
 pub struct L4Flow {
-    pub pod: [u8; 4],
+    pub pod: [u8; 16],
     pub pod_port_be: u16,
     /// The node port the flow is translated from (SNAT).
     pub nat_port_be: u16,
@@ -187,6 +205,7 @@ pub struct L4Flow {
     pub smac: [u8; 6],
     pub service_id: u32,
     pub endpoint_id: u32,
+    pub _pad0: u32,
     pub first_seen_ns: u64,
     pub last_seen_ns: u64,
     pub state: u8,
@@ -197,7 +216,7 @@ pub struct L4Flow {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
 pub struct L4Nat {
-    pub client: [u8; 4],
+    pub client: [u8; 16],
     pub client_port_be: u16,
     /// The service's node port (the replies' source port).
     pub service_port_be: u16,
@@ -207,6 +226,7 @@ pub struct L4Nat {
     pub node_mac: [u8; 6],
     pub service_id: u32,
     pub endpoint_id: u32,
+    pub _pad0: u32,
     pub last_seen_ns: u64,
     pub state: u8,
     pub _pad: [u8; 7],
@@ -231,9 +251,10 @@ pub struct L4Counters {
 
 const _: () = assert!(core::mem::size_of::<L4ServiceKey>() == 4);
 const _: () = assert!(core::mem::size_of::<L4Key4>() == 16);
-const _: () = assert!(core::mem::size_of::<L4Endpoint>() == 12);
-const _: () = assert!(core::mem::size_of::<L4Flow>() == 56);
-const _: () = assert!(core::mem::size_of::<L4Nat>() == 48);
+const _: () = assert!(core::mem::size_of::<L4Key6>() == 40);
+const _: () = assert!(core::mem::size_of::<L4Endpoint>() == 24);
+const _: () = assert!(core::mem::size_of::<L4Flow>() == 72);
+const _: () = assert!(core::mem::size_of::<L4Nat>() == 64);
 const _: () = assert!(core::mem::size_of::<MaglevTable>().is_multiple_of(4));
 
 #[cfg(feature = "user")]
@@ -245,6 +266,7 @@ mod user {
     unsafe impl aya::Pod for super::MaglevTable {}
     unsafe impl aya::Pod for super::L4Endpoint {}
     unsafe impl aya::Pod for super::L4Key4 {}
+    unsafe impl aya::Pod for super::L4Key6 {}
     unsafe impl aya::Pod for super::L4Flow {}
     unsafe impl aya::Pod for super::L4Nat {}
     unsafe impl aya::Pod for super::L4Counters {}

@@ -1,42 +1,46 @@
 //! L4 steering of the TCP and UDP services (ingress-nginx's `tcp-services`
-//! and `udp-services`), untagged IPv4 without options:
-//! - client → node port of a service: the flow's entry in L4_CT4, or for a
-//!   new flow (a TCP SYN, any UDP datagram) the endpoint of its Maglev slot,
-//!   a node port of the SNAT range (L4_NAT4 holds the way back) and the next
-//!   hop from `bpf_fib_lookup`; the packet leaves rewritten (source: the
-//!   node address it was sent to and the SNAT port; destination: the pod),
-//!   checksums updated incrementally, by XDP_TX or a redirect;
+//! and `udp-services`), untagged IPv4 without options and IPv6 without
+//! extension headers:
+//! - client → node port of a service: the flow's entry in L4_CT4/6, or for
+//!   a new flow (a TCP SYN, any UDP datagram) the endpoint of its Maglev
+//!   slot, a node port of the SNAT range (L4_NAT4/6 holds the way back) and
+//!   the next hop from `bpf_fib_lookup`; the packet leaves rewritten
+//!   (source: the node address it was sent to and the SNAT port;
+//!   destination: the pod), checksums updated incrementally, by XDP_TX or a
+//!   redirect;
 //! - pod → node SNAT port: translated back (source: the service's node
 //!   address and port; destination: the client) and sent out where the
 //!   client's packets came in, to the MAC they came from.
 //!
 //! Whatever cannot be steered (no route or neighbour yet, no free SNAT
-//! port, TTL spent, a TCP segment of a flow not in L4_CT4) passes
-//! untouched: the kernel gives it to the agent's relay on the same port.
+//! port, an endpoint of the other family, TTL spent, a TCP segment of a
+//! flow not tracked) passes untouched: the kernel gives it to the agent's
+//! relay on the same port.
 
-// Map values are inserted by reference: by value (clippy's suggestion)
-// would copy them onto the 512-byte BPF stack first.
+// Map keys and values are passed by reference: by value (clippy's
+// suggestion) would copy them onto the 512-byte BPF stack first.
 #![allow(clippy::needless_borrows_for_generic_args)]
 
 use aya_ebpf::{
     bindings::{BPF_NOEXIST, bpf_fib_lookup as FibParams, xdp_action},
     helpers::generated::{bpf_fib_lookup, bpf_redirect},
+    maps::LruHashMap,
     programs::XdpContext,
 };
 use ingress_common::{
     F_LISTENER_L4_NAT, F_LISTENER_L4_TCP, F_LISTENER_L4_UDP, L4_PROTO_TCP, L4_PROTO_UDP,
-    L4_STATE_CLOSING, L4_STATE_NEW, L4_STATE_OPEN, L4Flow, L4Key4, L4Nat, L4ServiceKey,
-    MAGLEV_SIZE, MAX_L4_ENDPOINTS, Stats, l4_flow_hash, l4_flow_words4,
+    L4_STATE_CLOSING, L4_STATE_NEW, L4_STATE_OPEN, L4Flow, L4Key4, L4Key6, L4Nat, L4ServiceKey,
+    MAGLEV_SIZE, MAX_L4_ENDPOINTS, Stats, ipv4_mapped, l4_flow_hash, l4_flow_words4,
+    l4_flow_words6,
 };
 
 use crate::{
     maps,
-    parse::{ETH_HLEN, IPV4_HLEN, ParseError, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, ptr_at},
+    parse::{
+        ETH_HLEN, ETH_P_IPV4, ETH_P_IPV6, IPV4_HLEN, IPV6_HLEN, ParseError, TCP_ACK, TCP_FIN,
+        TCP_RST, TCP_SYN, ptr_at,
+    },
 };
-
-const AF_INET: u8 = 2;
-/// Where the transport header starts in the packets handled here.
-const L4_OFF: usize = ETH_HLEN + IPV4_HLEN;
 
 /// What the program learnt of a TCP or UDP packet to an L4 port.
 pub struct Packet {
@@ -47,54 +51,357 @@ pub struct Packet {
     pub l4_len: usize,
 }
 
+/// What differs between IPv4 and IPv6 flows.
+pub trait Family {
+    type Key: Copy + 'static;
+    /// 4 or 6, as `L4Endpoint::family` says.
+    const FAMILY: u8;
+    /// Where the transport header starts.
+    const L4_OFF: usize;
+    fn key(ctx: &XdpContext, proto: u8) -> Result<Self::Key, ParseError>;
+    fn ct() -> &'static LruHashMap<Self::Key, L4Flow>;
+    fn nat() -> &'static LruHashMap<Self::Key, L4Nat>;
+    /// Source, destination (16 bytes, IPv4-mapped), ports, protocol.
+    fn parts(k: &Self::Key) -> ([u8; 16], [u8; 16], u16, u16, u8);
+    fn make(src: &[u8; 16], dst: &[u8; 16], sport_be: u16, dport_be: u16, proto: u8) -> Self::Key;
+    /// The flow's Maglev hash (the relay's, from the same words).
+    fn hash(k: &Self::Key) -> u32;
+    fn fib(fib: &mut FibParams, src: &[u8; 16], dst: &[u8; 16]);
+    /// The packet, checked to hold Ethernet, IP and 8 bytes of transport
+    /// header (20 for TCP).
+    fn headers(ctx: &XdpContext, tcp: bool) -> Result<*mut u8, ParseError>;
+    /// Addresses, TTL/hop limit and the IP checksum; fills the words of the
+    /// pseudo-header addresses before and after (`WORDS` of them). False
+    /// when the TTL is spent.
+    fn rewrite_ip(ip: *mut u8, dst: &[u8; 16], sc: &mut L4Scratch) -> bool;
+    /// Address words in the pseudo-header.
+    const WORDS: usize;
+}
+
+/// Checksummed 16-bit words: up to 16 of addresses, then the two ports.
+type Words = [u16; 18];
+
+/// Per-CPU room for what would not fit on the 512-byte BPF stack beside
+/// the rest of the program: the next-hop lookup, a new flow's entries and
+/// the checksum words.
+#[repr(C)]
+pub struct L4Scratch {
+    pub fib: FibParams,
+    pub flow: L4Flow,
+    pub nat: L4Nat,
+    pub old: Words,
+    pub new: Words,
+}
+
+#[inline(always)]
+fn scratch() -> Option<&'static mut L4Scratch> {
+    // SAFETY: this CPU's slot; nothing else runs on it meanwhile.
+    maps::L4_SCRATCH.get_ptr_mut(0).map(|p| unsafe { &mut *p })
+}
+
+pub struct V4;
+pub struct V6;
+
+#[inline(always)]
+fn words<const N: usize>(a: &[u8], out: &mut Words, at: usize) {
+    let mut i = 0;
+    while i < N {
+        out[at + i] = u16::from_ne_bytes([a[2 * i], a[2 * i + 1]]);
+        i += 1;
+    }
+}
+
+#[inline(always)]
+fn low4(a: &[u8; 16]) -> [u8; 4] {
+    [a[12], a[13], a[14], a[15]]
+}
+
+#[inline(always)]
+fn ports_word(sport_be: u16, dport_be: u16) -> u32 {
+    let (s, d) = (sport_be.to_ne_bytes(), dport_be.to_ne_bytes());
+    u32::from_ne_bytes([s[0], s[1], d[0], d[1]])
+}
+
+impl Family for V4 {
+    type Key = L4Key4;
+    const FAMILY: u8 = 4;
+    const L4_OFF: usize = ETH_HLEN + IPV4_HLEN;
+    const WORDS: usize = 4;
+
+    #[inline(always)]
+    fn key(ctx: &XdpContext, proto: u8) -> Result<L4Key4, ParseError> {
+        let p = ptr_at::<{ ETH_HLEN + IPV4_HLEN + 4 }>(ctx, 0)?;
+        // SAFETY: checked by ptr_at.
+        unsafe {
+            Ok(L4Key4 {
+                src: core::ptr::read_unaligned(p.add(ETH_HLEN + 12).cast::<[u8; 4]>()),
+                dst: core::ptr::read_unaligned(p.add(ETH_HLEN + 16).cast::<[u8; 4]>()),
+                src_port_be: read16(p, Self::L4_OFF),
+                dst_port_be: read16(p, Self::L4_OFF + 2),
+                proto,
+                _pad: [0; 3],
+            })
+        }
+    }
+    #[inline(always)]
+    fn ct() -> &'static LruHashMap<L4Key4, L4Flow> {
+        &maps::L4_CT4
+    }
+    #[inline(always)]
+    fn nat() -> &'static LruHashMap<L4Key4, L4Nat> {
+        &maps::L4_NAT4
+    }
+    #[inline(always)]
+    fn parts(k: &L4Key4) -> ([u8; 16], [u8; 16], u16, u16, u8) {
+        (
+            ipv4_mapped(k.src),
+            ipv4_mapped(k.dst),
+            k.src_port_be,
+            k.dst_port_be,
+            k.proto,
+        )
+    }
+    #[inline(always)]
+    fn make(src: &[u8; 16], dst: &[u8; 16], sport_be: u16, dport_be: u16, proto: u8) -> L4Key4 {
+        L4Key4 {
+            src: low4(src),
+            dst: low4(dst),
+            src_port_be: sport_be,
+            dst_port_be: dport_be,
+            proto,
+            _pad: [0; 3],
+        }
+    }
+    #[inline(always)]
+    fn hash(k: &L4Key4) -> u32 {
+        l4_flow_hash(&l4_flow_words4(
+            k.src,
+            ports_word(k.src_port_be, k.dst_port_be),
+            k.proto,
+        ))
+    }
+    #[inline(always)]
+    fn fib(fib: &mut FibParams, src: &[u8; 16], dst: &[u8; 16]) {
+        fib.family = 2; // AF_INET
+        fib.__bindgen_anon_3.ipv4_src = u32::from_ne_bytes(low4(src));
+        fib.__bindgen_anon_4.ipv4_dst = u32::from_ne_bytes(low4(dst));
+    }
+    #[inline(always)]
+    fn headers(ctx: &XdpContext, tcp: bool) -> Result<*mut u8, ParseError> {
+        Ok(if tcp {
+            ptr_at::<{ ETH_HLEN + IPV4_HLEN + 20 }>(ctx, 0)?
+        } else {
+            ptr_at::<{ ETH_HLEN + IPV4_HLEN + 8 }>(ctx, 0)?
+        } as *mut u8)
+    }
+    #[inline(always)]
+    fn rewrite_ip(ip: *mut u8, dst: &[u8; 16], sc: &mut L4Scratch) -> bool {
+        // SAFETY: the caller checked the IPv4 header (20 bytes) is there.
+        unsafe {
+            let ttl = *ip.add(8);
+            if ttl <= 1 {
+                return false;
+            }
+            let old_src: [u8; 4] = core::ptr::read_unaligned(ip.add(12).cast());
+            let old_dst: [u8; 4] = core::ptr::read_unaligned(ip.add(16).cast());
+            let dst = low4(dst);
+            // Source := the old destination (the node), destination := dst.
+            words::<2>(&old_src, &mut sc.old, 0);
+            words::<2>(&old_dst, &mut sc.old, 2);
+            words::<2>(&old_dst, &mut sc.new, 0);
+            words::<2>(&dst, &mut sc.new, 2);
+            // The IP header's checksum: the addresses and the TTL's word
+            // (in the ports' places, which the transport fills after).
+            sc.old[4] = read16(ip, 8);
+            *ip.add(8) = ttl - 1;
+            sc.new[4] = read16(ip, 8);
+            let check = read16(ip, 10);
+            write16(ip, 10, csum_replace(check, &sc.old, &sc.new, 5));
+            core::ptr::write_unaligned(ip.add(12).cast::<[u8; 4]>(), old_dst);
+            core::ptr::write_unaligned(ip.add(16).cast::<[u8; 4]>(), dst);
+        }
+        true
+    }
+}
+
+impl Family for V6 {
+    type Key = L4Key6;
+    const FAMILY: u8 = 6;
+    const L4_OFF: usize = ETH_HLEN + IPV6_HLEN;
+    const WORDS: usize = 16;
+
+    #[inline(always)]
+    fn key(ctx: &XdpContext, proto: u8) -> Result<L4Key6, ParseError> {
+        let p = ptr_at::<{ ETH_HLEN + IPV6_HLEN + 4 }>(ctx, 0)?;
+        // SAFETY: checked by ptr_at.
+        unsafe {
+            Ok(L4Key6 {
+                src: core::ptr::read_unaligned(p.add(ETH_HLEN + 8).cast::<[u8; 16]>()),
+                dst: core::ptr::read_unaligned(p.add(ETH_HLEN + 24).cast::<[u8; 16]>()),
+                src_port_be: read16(p, Self::L4_OFF),
+                dst_port_be: read16(p, Self::L4_OFF + 2),
+                proto,
+                _pad: [0; 3],
+            })
+        }
+    }
+    #[inline(always)]
+    fn ct() -> &'static LruHashMap<L4Key6, L4Flow> {
+        &maps::L4_CT6
+    }
+    #[inline(always)]
+    fn nat() -> &'static LruHashMap<L4Key6, L4Nat> {
+        &maps::L4_NAT6
+    }
+    #[inline(always)]
+    fn parts(k: &L4Key6) -> ([u8; 16], [u8; 16], u16, u16, u8) {
+        (k.src, k.dst, k.src_port_be, k.dst_port_be, k.proto)
+    }
+    #[inline(always)]
+    fn make(src: &[u8; 16], dst: &[u8; 16], sport_be: u16, dport_be: u16, proto: u8) -> L4Key6 {
+        L4Key6 {
+            src: *src,
+            dst: *dst,
+            src_port_be: sport_be,
+            dst_port_be: dport_be,
+            proto,
+            _pad: [0; 3],
+        }
+    }
+    #[inline(always)]
+    fn hash(k: &L4Key6) -> u32 {
+        l4_flow_hash(&l4_flow_words6(
+            k.src,
+            ports_word(k.src_port_be, k.dst_port_be),
+            k.proto,
+        ))
+    }
+    #[inline(always)]
+    fn fib(fib: &mut FibParams, src: &[u8; 16], dst: &[u8; 16]) {
+        fib.family = 10; // AF_INET6
+        let w = |a: &[u8; 16], i: usize| u32::from_ne_bytes([a[i], a[i + 1], a[i + 2], a[i + 3]]);
+        fib.__bindgen_anon_3.ipv6_src = [w(src, 0), w(src, 4), w(src, 8), w(src, 12)];
+        fib.__bindgen_anon_4.ipv6_dst = [w(dst, 0), w(dst, 4), w(dst, 8), w(dst, 12)];
+    }
+    #[inline(always)]
+    fn headers(ctx: &XdpContext, tcp: bool) -> Result<*mut u8, ParseError> {
+        Ok(if tcp {
+            ptr_at::<{ ETH_HLEN + IPV6_HLEN + 20 }>(ctx, 0)?
+        } else {
+            ptr_at::<{ ETH_HLEN + IPV6_HLEN + 8 }>(ctx, 0)?
+        } as *mut u8)
+    }
+    #[inline(always)]
+    fn rewrite_ip(ip: *mut u8, dst: &[u8; 16], sc: &mut L4Scratch) -> bool {
+        // SAFETY: the caller checked the IPv6 header (40 bytes) is there.
+        unsafe {
+            let hops = *ip.add(7);
+            if hops <= 1 {
+                return false;
+            }
+            let old_src: [u8; 16] = core::ptr::read_unaligned(ip.add(8).cast());
+            let old_dst: [u8; 16] = core::ptr::read_unaligned(ip.add(24).cast());
+            words::<8>(&old_src, &mut sc.old, 0);
+            words::<8>(&old_dst, &mut sc.old, 8);
+            words::<8>(&old_dst, &mut sc.new, 0);
+            words::<8>(dst, &mut sc.new, 8);
+            *ip.add(7) = hops - 1;
+            core::ptr::write_unaligned(ip.add(8).cast::<[u8; 16]>(), old_dst);
+            core::ptr::write_unaligned(ip.add(24).cast::<[u8; 16]>(), *dst);
+        }
+        true
+    }
+}
+
+/// IPv6 steering is built (`V6`) but off: its new-flow path needs more
+/// stack than the 512 bytes the program's call chain shares (880 with the
+/// classifier's frame); it waits for the L4 path to become a program of
+/// its own (a tail call, with a fresh stack). Until then IPv6 flows go to
+/// the relay, which makes the same Maglev choice.
+const STEER_IPV6: bool = false;
+
+/// `steer` for IPv6 packets (see `STEER_IPV6`).
+#[inline(always)]
+pub fn steer_v6(ctx: &XdpContext, stats: &mut Stats, p: &Packet, port_flags: u32) -> Option<u32> {
+    if STEER_IPV6 {
+        steer::<V6>(ctx, stats, p, port_flags)
+    } else {
+        None
+    }
+}
+
 /// A packet to a port with an `F_LISTENER_L4_*` bit: steered (the action),
 /// or `None` to go on as any other packet.
 #[inline(always)]
-pub fn steer(ctx: &XdpContext, stats: &mut Stats, p: &Packet, port_flags: u32) -> Option<u32> {
+pub fn steer<F: Family>(
+    ctx: &XdpContext,
+    stats: &mut Stats,
+    p: &Packet,
+    port_flags: u32,
+) -> Option<u32> {
     let want = if p.proto == L4_PROTO_TCP {
         F_LISTENER_L4_TCP
     } else {
         F_LISTENER_L4_UDP
     };
     let r = if port_flags & want != 0 {
-        forward(ctx, stats, p)
+        forward::<F>(ctx, stats, p)
     } else if port_flags & F_LISTENER_L4_NAT != 0 {
-        reply(ctx, stats, p)
+        reply::<F>(ctx, stats, p)
     } else {
         return None;
     };
     r.ok().flatten()
 }
 
-/// The plain IPv4 UDP packet to an L4 port, if this is one: its port flags
-/// and what `steer` needs.
+/// The plain UDP packet (IPv4 without options, or IPv6 without extension
+/// headers) to an L4 port, if this is one: its family, port flags and
+/// what `steer` needs.
 #[inline(always)]
-pub fn plain_udp(ctx: &XdpContext) -> Option<(Packet, u32)> {
-    let p = ptr_at::<{ L4_OFF + 8 }>(ctx, 0).ok()?;
+pub fn plain_udp(ctx: &XdpContext) -> Option<(bool, Packet, u32)> {
+    let p = ptr_at::<{ ETH_HLEN + 1 }>(ctx, 0).ok()?;
     // SAFETY: ptr_at checked every byte read here.
-    let (ether, ver, frag, proto, total, dport) = unsafe {
-        (
-            u16::from_be(read16(p, 12)),
-            *p.add(ETH_HLEN),
-            u16::from_be(read16(p, ETH_HLEN + 6)),
-            *p.add(ETH_HLEN + 9),
-            u16::from_be(read16(p, ETH_HLEN + 2)),
-            u16::from_be(read16(p, L4_OFF + 2)),
-        )
-    };
-    if ether != crate::parse::ETH_P_IPV4
-        || ver != 0x45
-        || frag & 0x3FFF != 0
-        || proto != L4_PROTO_UDP
-    {
+    let ether = u16::from_be(unsafe { read16(p, 12) });
+    let (v6, dport, l4_len) = if ether == ETH_P_IPV4 {
+        let p = ptr_at::<{ ETH_HLEN + IPV4_HLEN + 4 }>(ctx, 0).ok()?;
+        // SAFETY: as above.
+        let (ver, frag, proto, total, dport) = unsafe {
+            (
+                *p.add(ETH_HLEN),
+                u16::from_be(read16(p, ETH_HLEN + 6)),
+                *p.add(ETH_HLEN + 9),
+                u16::from_be(read16(p, ETH_HLEN + 2)),
+                u16::from_be(read16(p, ETH_HLEN + IPV4_HLEN + 2)),
+            )
+        };
+        if ver != 0x45 || frag & 0x3FFF != 0 || proto != L4_PROTO_UDP {
+            return None;
+        }
+        (false, dport, usize::from(total).checked_sub(IPV4_HLEN)?)
+    } else if ether == ETH_P_IPV6 {
+        let p = ptr_at::<{ ETH_HLEN + IPV6_HLEN + 4 }>(ctx, 0).ok()?;
+        // SAFETY: as above.
+        let (ver, next, payload, dport) = unsafe {
+            (
+                *p.add(ETH_HLEN) >> 4,
+                *p.add(ETH_HLEN + 6),
+                u16::from_be(read16(p, ETH_HLEN + 4)),
+                u16::from_be(read16(p, ETH_HLEN + IPV6_HLEN + 2)),
+            )
+        };
+        if ver != 6 || next != L4_PROTO_UDP {
+            return None;
+        }
+        (true, dport, usize::from(payload))
+    } else {
         return None;
-    }
+    };
     let flags = maps::listener(dport)?;
     if flags & (F_LISTENER_L4_UDP | F_LISTENER_L4_NAT) == 0 {
         return None;
     }
-    let l4_len = usize::from(total).checked_sub(IPV4_HLEN)?;
     Some((
+        v6,
         Packet {
             proto: L4_PROTO_UDP,
             flags: 0,
@@ -116,37 +423,27 @@ unsafe fn write16(p: *mut u8, off: usize, v: u16) {
     unsafe { core::ptr::write_unaligned(p.add(off).cast::<u16>(), v) }
 }
 
-/// The packet's addresses and ports, as the flow maps key them.
-#[inline(always)]
-fn key_of(ctx: &XdpContext, proto: u8) -> Result<L4Key4, ParseError> {
-    let p = ptr_at::<{ L4_OFF + 4 }>(ctx, 0)?;
-    // SAFETY: checked by ptr_at.
-    unsafe {
-        Ok(L4Key4 {
-            src: core::ptr::read_unaligned(p.add(ETH_HLEN + 12).cast::<[u8; 4]>()),
-            dst: core::ptr::read_unaligned(p.add(ETH_HLEN + 16).cast::<[u8; 4]>()),
-            src_port_be: read16(p, L4_OFF),
-            dst_port_be: read16(p, L4_OFF + 2),
-            proto,
-            _pad: [0; 3],
-        })
-    }
-}
-
 /// Client → node port.
 #[inline(always)]
-fn forward(ctx: &XdpContext, stats: &mut Stats, p: &Packet) -> Result<Option<u32>, ParseError> {
-    let key = key_of(ctx, p.proto)?;
+fn forward<F: Family>(
+    ctx: &XdpContext,
+    stats: &mut Stats,
+    p: &Packet,
+) -> Result<Option<u32>, ParseError> {
+    let key = F::key(ctx, p.proto)?;
     let now = maps::now(stats);
     let syn = p.proto == L4_PROTO_TCP && p.flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
-    let flow = match maps::L4_CT4.get_ptr_mut(key) {
+    let flow = match F::ct().get_ptr_mut(&key) {
         // SAFETY: from a successful lookup.
         Some(f) if !(syn && unsafe { (*f).state } == L4_STATE_CLOSING) => f,
         _ if p.proto == L4_PROTO_TCP && !syn => return Ok(None),
-        _ => match new_flow(ctx, stats, &key, now)? {
-            Some(f) => f,
-            None => return Ok(None),
-        },
+        _ => {
+            let f = new_flow::<F>(ctx, &key, now);
+            if f.is_null() {
+                return Ok(None);
+            }
+            f
+        }
     };
     // SAFETY: from a successful lookup (or the insert just made); other
     // CPUs' updates only make the counters approximate.
@@ -155,10 +452,10 @@ fn forward(ctx: &XdpContext, stats: &mut Stats, p: &Packet) -> Result<Option<u32
         flow.state = L4_STATE_CLOSING;
     }
     flow.last_seen_ns = now;
-    if !rewrite(
+    if !rewrite::<F>(
         ctx,
         p.proto,
-        flow.pod,
+        &flow.pod,
         flow.nat_port_be,
         flow.pod_port_be,
         &flow.smac,
@@ -170,73 +467,72 @@ fn forward(ctx: &XdpContext, stats: &mut Stats, p: &Packet) -> Result<Option<u32
     Ok(Some(transmit(ctx, flow.ifindex)))
 }
 
-/// A new flow: its endpoint, SNAT port and next hop, entered in L4_CT4 and
-/// L4_NAT4; `None` (counted) when it is left to the kernel.
-#[inline(always)]
-fn new_flow(
-    ctx: &XdpContext,
-    _stats: &mut Stats,
-    key: &L4Key4,
-    now: u64,
-) -> Result<Option<*mut L4Flow>, ParseError> {
+/// A new flow: its endpoint, SNAT port and next hop, entered in the flow
+/// maps; null (counted) when it is left to the kernel. A function of its
+/// own in the program (a BPF subprogram): its locals get a frame of their
+/// own instead of adding to the packet path's, which the 512-byte stack
+/// would not hold.
+#[inline(never)]
+fn new_flow<F: Family>(ctx: &XdpContext, key: &F::Key, now: u64) -> *mut L4Flow {
+    let none = core::ptr::null_mut();
+    let (client, node, client_port_be, service_port_be, proto) = F::parts(key);
     let skey = L4ServiceKey {
-        port_be: key.dst_port_be,
-        proto: key.proto,
+        port_be: service_port_be,
+        proto,
         _pad: 0,
     };
     // SAFETY: plain values copied out at once.
-    let Some(service) = (unsafe { maps::L4_SERVICES.get(skey) }).copied() else {
-        return Ok(None);
+    let Some(service) = (unsafe { maps::L4_SERVICES.get(&skey) }).copied() else {
+        return none;
     };
-    let ports = u32::from_ne_bytes({
-        let (s, d) = (key.src_port_be.to_ne_bytes(), key.dst_port_be.to_ne_bytes());
-        [s[0], s[1], d[0], d[1]]
-    });
-    let hash = l4_flow_hash(&l4_flow_words4(key.src, ports, key.proto));
-    let slot = hash % MAGLEV_SIZE;
+    let hash = F::hash(key);
     let Some(table) = maps::L4_MAGLEV.get_ptr(service.table) else {
-        return Ok(None);
+        return none;
     };
     // opaque: LLVM knows the remainder is in range and would drop the
     // check; the verifier does not, and needs it.
-    let slot = crate::parse::opaque(slot as usize);
+    let slot = crate::parse::opaque((hash % MAGLEV_SIZE) as usize);
     if slot >= MAGLEV_SIZE as usize {
-        return Ok(None);
+        return none;
     }
     // SAFETY: from a successful lookup; slot < MAGLEV_SIZE < the slots' length.
     let index = u32::from(unsafe { *(*table).slots.as_ptr().add(slot) });
     if index >= MAX_L4_ENDPOINTS {
-        return Ok(None);
+        return none;
     }
     let Some(ep) = maps::L4_ENDPOINTS
         .get(service.table * MAX_L4_ENDPOINTS + index)
         .copied()
     else {
-        return Ok(None);
+        return none;
     };
-    if ep.family != 4 {
-        return Ok(None);
+    if ep.family != F::FAMILY {
+        // The pod is of the other family: the relay bridges the two.
+        maps::count_l4_fallback(service.id);
+        return none;
     }
     let Some(config) = maps::L4_CONFIG.get(0) else {
-        return Ok(None);
+        return none;
     };
     let (lo, hi) = (config.nat_lo, config.nat_hi);
     if lo == 0 || hi < lo {
-        return Ok(None);
+        return none;
     }
+    let Some(sc) = scratch() else {
+        return none;
+    };
     // The next hop to the pod, from the node address the client used.
     // SAFETY: a plain C struct; zero is a valid value.
-    let mut fib: FibParams = unsafe { core::mem::zeroed() };
-    fib.family = AF_INET;
-    fib.l4_protocol = key.proto;
-    fib.ifindex = ctx.ingress_ifindex() as u32;
-    fib.__bindgen_anon_3.ipv4_src = u32::from_ne_bytes(key.dst);
-    fib.__bindgen_anon_4.ipv4_dst = u32::from_ne_bytes(ep.addr);
-    // SAFETY: the helper reads and writes `fib` only, of the size given.
+    // In place: a zeroed value would be built on the stack first.
+    unsafe { core::ptr::write_bytes(&raw mut sc.fib, 0, 1) };
+    F::fib(&mut sc.fib, &node, &ep.addr);
+    sc.fib.l4_protocol = proto;
+    sc.fib.ifindex = ctx.ingress_ifindex() as u32;
+    // SAFETY: the helper reads and writes the struct only, of the size given.
     let rc = unsafe {
         bpf_fib_lookup(
             ctx.ctx.cast(),
-            &mut fib,
+            &mut sc.fib,
             core::mem::size_of::<FibParams>() as i32,
             0,
         )
@@ -245,10 +541,12 @@ fn new_flow(
         // No route, no neighbour yet (the relay's connection will resolve
         // it), forwarding off: the kernel takes this flow.
         maps::count_l4_fallback(service.id);
-        return Ok(None);
+        return none;
     }
     // Where the client's packets come from, for the way back.
-    let eth = ptr_at::<ETH_HLEN>(ctx, 0)?;
+    let Ok(eth) = ptr_at::<ETH_HLEN>(ctx, 0) else {
+        return none;
+    };
     // SAFETY: checked by ptr_at.
     let (client_mac, node_mac) = unsafe {
         (
@@ -256,35 +554,28 @@ fn new_flow(
             core::ptr::read_unaligned(eth.cast::<[u8; 6]>()),
         )
     };
+    let nat = &mut sc.nat;
+    nat.client = client;
+    nat.client_port_be = client_port_be;
+    nat.service_port_be = service_port_be;
+    nat.ifindex = ctx.ingress_ifindex() as u32;
+    nat.client_mac = client_mac;
+    nat.node_mac = node_mac;
+    nat.service_id = service.id;
+    nat.endpoint_id = ep.stats_id;
+    nat._pad0 = 0;
+    nat.last_seen_ns = now;
+    nat.state = L4_STATE_NEW;
+    nat._pad = [0; 7];
     let span = u32::from(hi - lo) + 1;
-    let mut nat_key = L4Key4 {
-        src: ep.addr,
-        dst: key.dst,
-        src_port_be: ep.port_be,
-        dst_port_be: 0,
-        proto: key.proto,
-        _pad: [0; 3],
-    };
-    let nat = L4Nat {
-        client: key.src,
-        client_port_be: key.src_port_be,
-        service_port_be: key.dst_port_be,
-        ifindex: ctx.ingress_ifindex() as u32,
-        client_mac,
-        node_mac,
-        service_id: service.id,
-        endpoint_id: ep.stats_id,
-        last_seen_ns: now,
-        state: L4_STATE_NEW,
-        _pad: [0; 7],
-    };
-    let mut nat_port = 0u16;
     let start = hash.rotate_left(16);
+    let mut nat_port = 0u16;
+    let mut nat_key = F::make(&ep.addr, &node, ep.port_be, 0, proto);
     for i in 0..4u32 {
         let port = lo + (start.wrapping_add(i.wrapping_mul(7919)) % span) as u16;
-        nat_key.dst_port_be = port.to_be();
-        if maps::L4_NAT4
-            .insert(&nat_key, &nat, BPF_NOEXIST as u64)
+        nat_key = F::make(&ep.addr, &node, ep.port_be, port.to_be(), proto);
+        if F::nat()
+            .insert(&nat_key, &sc.nat, BPF_NOEXIST as u64)
             .is_ok()
         {
             nat_port = port;
@@ -293,40 +584,44 @@ fn new_flow(
     }
     if nat_port == 0 {
         maps::count_l4_fallback(service.id);
-        return Ok(None);
+        return none;
     }
-    let flow = L4Flow {
-        pod: ep.addr,
-        pod_port_be: ep.port_be,
-        nat_port_be: nat_port.to_be(),
-        ifindex: fib.ifindex,
-        dmac: fib.dmac,
-        smac: fib.smac,
-        service_id: service.id,
-        endpoint_id: ep.stats_id,
-        first_seen_ns: now,
-        last_seen_ns: now,
-        state: if key.proto == L4_PROTO_UDP {
-            L4_STATE_OPEN
-        } else {
-            L4_STATE_NEW
-        },
-        _pad: [0; 7],
+    let flow = &mut sc.flow;
+    flow.pod = ep.addr;
+    flow.pod_port_be = ep.port_be;
+    flow.nat_port_be = nat_port.to_be();
+    flow.ifindex = sc.fib.ifindex;
+    flow.dmac = sc.fib.dmac;
+    flow.smac = sc.fib.smac;
+    flow.service_id = service.id;
+    flow.endpoint_id = ep.stats_id;
+    flow._pad0 = 0;
+    flow.first_seen_ns = now;
+    flow.last_seen_ns = now;
+    flow.state = if proto == L4_PROTO_UDP {
+        L4_STATE_OPEN
+    } else {
+        L4_STATE_NEW
     };
-    if maps::L4_CT4.insert(key, &flow, 0).is_err() {
-        let _ = maps::L4_NAT4.remove(&nat_key);
+    flow._pad = [0; 7];
+    if F::ct().insert(key, &sc.flow, 0).is_err() {
+        let _ = F::nat().remove(&nat_key);
         maps::count_l4_fallback(service.id);
-        return Ok(None);
+        return none;
     }
     maps::count_l4_flow(service.id, ep.stats_id);
-    Ok(maps::L4_CT4.get_ptr_mut(key))
+    F::ct().get_ptr_mut(key).unwrap_or(none)
 }
 
 /// Pod → node SNAT port.
 #[inline(always)]
-fn reply(ctx: &XdpContext, stats: &mut Stats, p: &Packet) -> Result<Option<u32>, ParseError> {
-    let key = key_of(ctx, p.proto)?;
-    let Some(nat) = maps::L4_NAT4.get_ptr_mut(key) else {
+fn reply<F: Family>(
+    ctx: &XdpContext,
+    stats: &mut Stats,
+    p: &Packet,
+) -> Result<Option<u32>, ParseError> {
+    let key = F::key(ctx, p.proto)?;
+    let Some(nat) = F::nat().get_ptr_mut(&key) else {
         return Ok(None);
     };
     // SAFETY: from a successful lookup.
@@ -337,10 +632,10 @@ fn reply(ctx: &XdpContext, stats: &mut Stats, p: &Packet) -> Result<Option<u32>,
     } else if nat.state == L4_STATE_NEW {
         nat.state = L4_STATE_OPEN;
     }
-    if !rewrite(
+    if !rewrite::<F>(
         ctx,
         p.proto,
-        nat.client,
+        &nat.client,
         nat.service_port_be,
         nat.client_port_be,
         &nat.node_mac,
@@ -381,92 +676,69 @@ fn transmit(ctx: &XdpContext, ifindex: u32) -> u32 {
 
 /// One's complement sum of `new` minus `old` into a checksum (RFC 1624,
 /// eqn. 3), on 16-bit words in memory order (the sum does not depend on
-/// byte order as long as every word is read the same way).
+/// byte order as long as every word is read the same way); the first `n`
+/// words count.
 #[inline(always)]
-fn csum_replace(check: u16, old: &[u16; 6], new: &[u16; 6]) -> u16 {
+fn csum_replace(check: u16, old: &Words, new: &Words, n: usize) -> u16 {
     let mut sum = u32::from(!check);
-    for i in 0..6 {
-        sum += u32::from(!old[i]) + u32::from(new[i]);
+    for i in 0..old.len() {
+        if i < n {
+            sum += u32::from(!old[i]) + u32::from(new[i]);
+        }
     }
     sum = (sum & 0xffff) + (sum >> 16);
     sum = (sum & 0xffff) + (sum >> 16);
     !(sum as u16)
 }
 
-#[inline(always)]
-fn halves(a: [u8; 4]) -> [u16; 2] {
-    [
-        u16::from_ne_bytes([a[0], a[1]]),
-        u16::from_ne_bytes([a[2], a[3]]),
-    ]
-}
-
 /// Rewrites the packet for its next hop: source address := the old
 /// destination (the node), destination := `dst`, ports := (`sport_be`,
-/// `dport_be`), TTL - 1, MACs; the IP and TCP/UDP checksums updated for
-/// exactly what changed. False (untouched) when the TTL is spent.
+/// `dport_be`), TTL/hop limit - 1, MACs; the IP (IPv4) and TCP/UDP
+/// checksums updated for exactly what changed. False (untouched) when the
+/// TTL is spent.
 #[inline(always)]
-fn rewrite(
+fn rewrite<F: Family>(
     ctx: &XdpContext,
     proto: u8,
-    dst: [u8; 4],
+    dst: &[u8; 16],
     sport_be: u16,
     dport_be: u16,
     smac: &[u8; 6],
     dmac: &[u8; 6],
 ) -> Result<bool, ParseError> {
-    let p = ptr_at::<{ L4_OFF + 8 }>(ctx, 0)? as *mut u8;
-    // SAFETY: ptr_at checked L4_OFF + 8 bytes; TCP's checksum is checked
-    // below before it is touched.
+    let tcp = proto == L4_PROTO_TCP;
+    let p = F::headers(ctx, tcp)?;
+    let Some(sc) = scratch() else {
+        return Ok(false);
+    };
+    // SAFETY: `headers` checked the IP header and the transport header's
+    // first 8 bytes (20 for TCP) at the family's offset.
     unsafe {
-        let ip = p.add(ETH_HLEN);
-        let ttl = *ip.add(8);
-        if ttl <= 1 {
+        if !F::rewrite_ip(p.add(ETH_HLEN), dst, sc) {
             return Ok(false);
         }
-        let old_src: [u8; 4] = core::ptr::read_unaligned(ip.add(12).cast());
-        let old_dst: [u8; 4] = core::ptr::read_unaligned(ip.add(16).cast());
-        let (s_old, d_old, s_new, d_new) = (
-            halves(old_src),
-            halves(old_dst),
-            halves(old_dst),
-            halves(dst),
-        );
-        let old_ttl_word = read16(ip, 8);
-        *ip.add(8) = ttl - 1;
-        let new_ttl_word = read16(ip, 8);
-        // IP header: addresses and the TTL word.
-        let check = read16(ip, 10);
-        write16(
-            ip,
-            10,
-            csum_replace(
-                check,
-                &[s_old[0], s_old[1], d_old[0], d_old[1], old_ttl_word, 0],
-                &[s_new[0], s_new[1], d_new[0], d_new[1], new_ttl_word, 0],
-            ),
-        );
-        core::ptr::write_unaligned(ip.add(12).cast::<[u8; 4]>(), old_dst);
-        core::ptr::write_unaligned(ip.add(16).cast::<[u8; 4]>(), dst);
-        // Transport: the pseudo-header's addresses and both ports.
-        let l4 = p.add(L4_OFF);
-        let (sp_old, dp_old) = (read16(l4, 0), read16(l4, 2));
-        let old = [s_old[0], s_old[1], d_old[0], d_old[1], sp_old, dp_old];
-        let new = [s_new[0], s_new[1], d_new[0], d_new[1], sport_be, dport_be];
-        if proto == L4_PROTO_TCP {
-            let t = ptr_at::<{ L4_OFF + 18 }>(ctx, 0)? as *mut u8;
-            let check = read16(t, L4_OFF + 16);
-            write16(t, L4_OFF + 16, csum_replace(check, &old, &new));
+        let l4 = p.add(F::L4_OFF);
+        let n = F::WORDS;
+        sc.old[n] = read16(l4, 0);
+        sc.old[n + 1] = read16(l4, 2);
+        sc.new[n] = sport_be;
+        sc.new[n + 1] = dport_be;
+        if tcp {
+            let check = read16(l4, 16);
+            write16(l4, 16, csum_replace(check, &sc.old, &sc.new, n + 2));
         } else {
             let check = read16(l4, 6);
             // Zero: the sender computed no checksum (IPv4 allows it).
             if check != 0 {
-                let c = csum_replace(check, &old, &new);
+                let c = csum_replace(check, &sc.old, &sc.new, n + 2);
                 write16(l4, 6, if c == 0 { 0xffff } else { c });
             }
         }
         write16(l4, 0, sport_be);
         write16(l4, 2, dport_be);
+    }
+    // SAFETY: the Ethernet header was checked with the rest.
+    unsafe {
         core::ptr::write_unaligned(p.cast::<[u8; 6]>(), *dmac);
         core::ptr::write_unaligned(p.add(6).cast::<[u8; 6]>(), *smac);
     }

@@ -215,7 +215,7 @@ const L4_SAMPLES: u16 = 5_000;
 /// established flow's packet and a pod's reply (XDP_TX), and a new flow
 /// (a UDP datagram from a new port each time: Maglev, SNAT port, fib
 /// lookup; XDP_REDIRECT). Run in a namespace whose route to the pod goes
-/// through a dummy device with a permanent neighbour, so the lookup
+/// through a veth with a permanent neighbour, so the lookup
 /// succeeds as on a node.
 fn l4_extras() -> [f64; 3] {
     use xingress_tests::l4::{
@@ -224,9 +224,11 @@ fn l4_extras() -> [f64; 3] {
     const XDP_REDIRECT: u32 = 4;
     let ns = xingress_tests::netns::Netns::unique("xgb-l4").expect("namespace");
     for args in [
-        &["link", "add", "d0", "type", "dummy"][..],
+        // A veth pair standing for the NIC (this kernel may lack dummy).
+        &["link", "add", "d0", "type", "veth", "peer", "name", "d1"][..],
         &["addr", "add", "10.0.0.1/24", "dev", "d0"],
         &["link", "set", "d0", "up"],
+        &["link", "set", "d1", "up"],
         &[
             "neigh",
             "add",

@@ -420,7 +420,7 @@ pub fn rig() -> Rig {
         ct.insert(
             key(proto, (CLIENT, CLIENT_PORT), (NODE, port)),
             L4Flow {
-                pod: POD,
+                pod: ingress_common::ipv4_mapped(POD),
                 pod_port_be: POD_PORT.to_be(),
                 nat_port_be: NAT_PORT.to_be(),
                 ifindex: LOOPBACK,
@@ -435,7 +435,7 @@ pub fn rig() -> Rig {
         nat.insert(
             key(proto, (POD, POD_PORT), (NODE, NAT_PORT)),
             L4Nat {
-                client: CLIENT,
+                client: ingress_common::ipv4_mapped(CLIENT),
                 client_port_be: CLIENT_PORT.to_be(),
                 service_port_be: port.to_be(),
                 ifindex: LOOPBACK,

@@ -135,7 +135,12 @@ fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
         .sum()
 }
 
-fn start_agent(t: &Lan, dir: &ManifestDir, xdp: bool, extra: &[&str]) -> (Agent, SocketAddr) {
+fn start_agent(
+    t: &Lan,
+    dir: &ManifestDir,
+    xdp: bool,
+    extra: &[&str],
+) -> (Agent, SocketAddr, String) {
     let pin = xingress_tests::xdp::unique_pin_path().display().to_string();
     let http = SocketAddr::from((NODE, 8080));
     let admin: SocketAddr = "127.0.0.1:10254".parse().unwrap();
@@ -159,7 +164,7 @@ fn start_agent(t: &Lan, dir: &ManifestDir, xdp: bool, extra: &[&str]) -> (Agent,
         })
         .expect("node ns")
         .expect("ready");
-    (agent, admin)
+    (agent, admin, pin)
 }
 
 /// Resolves the node's neighbours (as any earlier traffic would): a flow
@@ -211,7 +216,7 @@ fn tcp_scenario(xdp: bool) {
         "cm.yaml",
         &services_configmap("tcp-services", &[(SERVICE_PORT, "default/db:7000")]),
     );
-    let (agent, admin) = start_agent(
+    let (agent, admin, pin) = start_agent(
         &t,
         &dir,
         xdp,
@@ -278,6 +283,25 @@ fn tcp_scenario(xdp: bool) {
             ) >= 1.0,
             "{m}"
         );
+        // `xingress xdp flows` lists each live one: client, pod, SNAT port.
+        let out = std::process::Command::new(xingress_tests::agent::xingress_bin())
+            .args(["xdp", "flows", "--output", "json", "--pin-path", &pin])
+            .output()
+            .unwrap();
+        let flows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        for s in &live {
+            let client = s.local_addr().unwrap();
+            let want = expected_pod(L4Protocol::Tcp, SERVICE_PORT, &first, client);
+            let row = flows
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|f| f["kind"] == "l4" && f["client"] == client.to_string().as_str())
+                .unwrap_or_else(|| panic!("{client} not listed: {flows:#}"));
+            assert_eq!(row["pod"], want.to_string().as_str());
+            assert_eq!(row["state"], "open");
+            assert!(SNAT.contains(&(row["snat_port"].as_u64().unwrap() as u16)));
+        }
     } else {
         assert_eq!(relayed, 30.0, "{m}");
         assert_eq!(steered, 0.0, "{m}");
@@ -349,7 +373,7 @@ fn udp_scenario(xdp: bool) {
         "cm.yaml",
         &services_configmap("udp-services", &[(UDP_PORT, "default/dns:53")]),
     );
-    let (agent, admin) = start_agent(
+    let (agent, admin, _) = start_agent(
         &t,
         &dir,
         xdp,

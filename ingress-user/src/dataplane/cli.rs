@@ -4,15 +4,15 @@ use std::{collections::HashMap, path::Path, process::ExitCode};
 
 use aya::maps::{Array, HashMap as BpfHashMap, Map, MapData, PerCpuArray};
 use ingress_common::{
-    HostCounters, HostKey, HostValue, L4Counters, L4Endpoint, L4Flow, L4Key4, L4Nat, L4ServiceKey,
-    L4ServiceValue, MAP_FLOW_CACHE, MAP_FLOWS4, MAP_FLOWS6, MAP_HOST_STATS, MAP_HOSTS, MAP_L4_CT4,
-    MAP_L4_ENDPOINTS, MAP_L4_EP_STATS, MAP_L4_NAT4, MAP_L4_SERVICES, MAP_L4_STATS, MAP_STATS,
-    MAX_L4_ENDPOINTS, REASON_AGENT, REASON_ALLOWLIST, REASON_UNKNOWN_HOST, Stat, VERDICT_L7,
-    VERDICT_REJECT, VERDICT_UNDECIDED,
+    HostCounters, HostKey, HostValue, L4Counters, L4Endpoint, L4Flow, L4Key4, L4Key6, L4Nat,
+    L4ServiceKey, L4ServiceValue, MAP_FLOW_CACHE, MAP_FLOWS4, MAP_FLOWS6, MAP_HOST_STATS,
+    MAP_HOSTS, MAP_L4_CT4, MAP_L4_CT6, MAP_L4_ENDPOINTS, MAP_L4_EP_STATS, MAP_L4_NAT4, MAP_L4_NAT6,
+    MAP_L4_SERVICES, MAP_L4_STATS, MAP_STATS, MAX_L4_ENDPOINTS, REASON_AGENT, REASON_ALLOWLIST,
+    REASON_UNKNOWN_HOST, Stat, VERDICT_L7, VERDICT_REJECT, VERDICT_UNDECIDED,
 };
 use serde::Serialize;
 
-use super::{flows, sum_hosts, sum_stats};
+use super::{flows, l4::FlowKey, sum_hosts, sum_stats};
 use crate::cli::{OutputFormat, XdpCommand, XdpReadArgs};
 
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +77,8 @@ struct L4Row {
 
 #[derive(Serialize)]
 struct L4FlowRow {
+    /// `l4`: a TCP or UDP service's flow steered in XDP.
+    kind: &'static str,
     protocol: &'static str,
     client: String,
     service: String,
@@ -126,10 +128,11 @@ fn l4_stats(dir: &Path) -> Result<(Vec<L4Row>, Vec<L4Row>), ReadError> {
             let Ok(ep) = endpoints.get(&(v.table * MAX_L4_ENDPOINTS + i), 0) else {
                 break;
             };
-            if ep.family != 4 {
+            if ep.family == 0 {
                 break;
             }
-            let addr = std::net::SocketAddr::from((ep.addr, u16::from_be(ep.port_be)));
+            let ip = std::net::Ipv6Addr::from(ep.addr).to_canonical();
+            let addr = std::net::SocketAddr::new(ip, u16::from_be(ep.port_be));
             let c = super::l4::sum(&ep_stats.get(&ep.stats_id, 0)?);
             eps.push(row(protocol, port, Some(addr.to_string()), c));
         }
@@ -140,36 +143,46 @@ fn l4_stats(dir: &Path) -> Result<(Vec<L4Row>, Vec<L4Row>), ReadError> {
 }
 
 fn l4_flows(dir: &Path) -> Result<Vec<L4FlowRow>, ReadError> {
-    let ct: BpfHashMap<MapData, L4Key4, L4Flow> = open(dir, MAP_L4_CT4)?;
-    let nat: BpfHashMap<MapData, L4Key4, L4Nat> = open(dir, MAP_L4_NAT4)?;
+    let mut rows = Vec::new();
     let now = super::l4::now_ns();
-    let mut rows: Vec<L4FlowRow> = ct
-        .iter()
-        .filter_map(Result::ok)
-        .map(|(k, f)| {
-            let back = nat.get(&super::l4::nat_key(&k, &f), 0).ok();
-            let last = back.map_or(f.last_seen_ns, |n| n.last_seen_ns.max(f.last_seen_ns));
-            let state = back.map_or(f.state, |n| n.state.max(f.state));
-            L4FlowRow {
-                protocol: l4_protocol(k.proto),
-                client: std::net::SocketAddr::from((k.src, u16::from_be(k.src_port_be)))
-                    .to_string(),
-                service: std::net::SocketAddr::from((k.dst, u16::from_be(k.dst_port_be)))
-                    .to_string(),
-                pod: std::net::SocketAddr::from((f.pod, u16::from_be(f.pod_port_be))).to_string(),
-                snat_port: u16::from_be(f.nat_port_be),
-                state: match state {
-                    ingress_common::L4_STATE_NEW => "opening",
-                    ingress_common::L4_STATE_CLOSING => "closing",
-                    _ => "open",
-                },
-                age_seconds: now.saturating_sub(f.first_seen_ns) as f64 / 1e9,
-                idle_seconds: now.saturating_sub(last) as f64 / 1e9,
-            }
-        })
-        .collect();
+    l4_flow_rows::<L4Key4>(dir, MAP_L4_CT4, MAP_L4_NAT4, now, &mut rows)?;
+    l4_flow_rows::<L4Key6>(dir, MAP_L4_CT6, MAP_L4_NAT6, now, &mut rows)?;
     rows.sort_by(|a, b| a.age_seconds.total_cmp(&b.age_seconds));
     Ok(rows)
+}
+
+fn l4_flow_rows<K: FlowKey>(
+    dir: &Path,
+    ct: &str,
+    nat: &str,
+    now: u64,
+    rows: &mut Vec<L4FlowRow>,
+) -> Result<(), ReadError> {
+    let ct: BpfHashMap<MapData, K, L4Flow> = open(dir, ct)?;
+    let nat: BpfHashMap<MapData, K, L4Nat> = open(dir, nat)?;
+    let addr = |ip: std::net::Ipv6Addr, port: u16| {
+        std::net::SocketAddr::new(ip.to_canonical(), port).to_string()
+    };
+    for (k, f) in ct.iter().filter_map(Result::ok) {
+        let (last, state) = super::l4::last_and_state(&nat, &k, &f);
+        let ((client, node), (client_port, service_port)) = (k.addrs(), k.ports());
+        rows.push(L4FlowRow {
+            kind: "l4",
+            protocol: l4_protocol(k.proto()),
+            client: addr(client, client_port),
+            service: addr(node, service_port),
+            pod: addr(f.pod.into(), u16::from_be(f.pod_port_be)),
+            snat_port: u16::from_be(f.nat_port_be),
+            state: match state {
+                ingress_common::L4_STATE_NEW => "opening",
+                ingress_common::L4_STATE_CLOSING => "closing",
+                _ => "open",
+            },
+            age_seconds: now.saturating_sub(f.first_seen_ns) as f64 / 1e9,
+            idle_seconds: now.saturating_sub(last) as f64 / 1e9,
+        });
+    }
+    Ok(())
 }
 
 #[derive(Serialize)]
@@ -181,6 +194,8 @@ struct HostRow {
 
 #[derive(Serialize)]
 struct FlowRow {
+    /// `l7`: a flow to the agent's listeners, classified by SNI or Host.
+    kind: &'static str,
     client: String,
     local: String,
     verdict: &'static str,
@@ -258,6 +273,7 @@ fn flows(dir: &Path) -> Result<Vec<FlowRow>, ReadError> {
         .map(|f| {
             let v = f.value;
             FlowRow {
+                kind: "l7",
                 client: f.client.to_string(),
                 local: f.local.to_string(),
                 verdict: verdict_name(v.verdict),
@@ -358,16 +374,13 @@ fn render_stats(r: &StatsReport, output: OutputFormat) -> String {
 
 fn render_flows(rows: &[FlowRow], l4: &[L4FlowRow], output: OutputFormat) -> String {
     if output == OutputFormat::Json {
-        #[derive(Serialize)]
-        struct Both<'a> {
-            flows: &'a [FlowRow],
-            l4_flows: &'a [L4FlowRow],
-        }
-        let both = Both {
-            flows: rows,
-            l4_flows: l4,
-        };
-        return serde_json::to_string_pretty(&both).unwrap_or_default() + "\n";
+        // One array: the classified flows, then the steered ones (`kind`).
+        let all: Vec<serde_json::Value> = rows
+            .iter()
+            .filter_map(|r| serde_json::to_value(r).ok())
+            .chain(l4.iter().filter_map(|r| serde_json::to_value(r).ok()))
+            .collect();
+        return serde_json::to_string_pretty(&all).unwrap_or_default() + "\n";
     }
     let mut s = format!(
         "{:46}  {:46}  {:9}  {:12}  {:24}  {:>8}  {:>10}  {:>8}\n",

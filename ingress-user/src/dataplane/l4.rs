@@ -2,7 +2,7 @@
 //! their Maglev tables and endpoints (double-buffered: the table a service
 //! does not use is filled, then the service switches to it), the ports'
 //! LISTENERS bits, the SNAT range, the ageing of steered flows, and their
-//! counters. A service XDP cannot steer — PROXY on either side, an IPv6 or
+//! counters. A service XDP cannot steer — PROXY on either side, a
 //! refused endpoint, no endpoint, more services or endpoints than the maps
 //! hold — is served by the userspace relay alone, said once in the log.
 
@@ -16,7 +16,7 @@ use std::{
 use aya::maps::{Array, HashMap as BpfHashMap, MapData, MapError, PerCpuArray, PerCpuValues};
 use ingress_common::{
     F_LISTENER_L4_NAT, F_LISTENER_L4_TCP, F_LISTENER_L4_UDP, L4_STATE_CLOSING, L4_STATE_NEW,
-    L4Config, L4Counters, L4Endpoint, L4Flow, L4Key4, L4Nat, L4ServiceKey, L4ServiceValue,
+    L4Config, L4Counters, L4Endpoint, L4Flow, L4Key4, L4Key6, L4Nat, L4ServiceKey, L4ServiceValue,
     MAGLEV_SIZE, MAX_L4_ENDPOINT_IDS, MAX_L4_ENDPOINTS, MAX_L4_SERVICES, MaglevTable,
 };
 
@@ -30,6 +30,8 @@ pub struct L4Maps {
     pub(super) endpoints: Array<MapData, L4Endpoint>,
     pub(super) ct4: BpfHashMap<MapData, L4Key4, L4Flow>,
     pub(super) nat4: BpfHashMap<MapData, L4Key4, L4Nat>,
+    pub(super) ct6: BpfHashMap<MapData, L4Key6, L4Flow>,
+    pub(super) nat6: BpfHashMap<MapData, L4Key6, L4Nat>,
     pub(super) stats: PerCpuArray<MapData, L4Counters>,
     pub(super) ep_stats: PerCpuArray<MapData, L4Counters>,
     pub(super) config: Array<MapData, L4Config>,
@@ -154,11 +156,6 @@ impl L4Sync {
         if s.endpoints.len() > MAX_L4_ENDPOINTS as usize {
             return Some(format!("more than {MAX_L4_ENDPOINTS} endpoints"));
         }
-        if let Some(ep) = s.endpoints.iter().find(|e| !e.is_ipv4()) {
-            return Some(format!(
-                "endpoint {ep} is IPv6, steered by the relay for now"
-            ));
-        }
         if let Some(ep) = s.endpoints.iter().find(|e| !allowed(**e)) {
             return Some(format!("endpoint {ep} is refused as an upstream"));
         }
@@ -260,14 +257,17 @@ impl L4Sync {
             return Ok(());
         };
         for (i, ep) in s.endpoints.iter().enumerate() {
-            let IpAddr::V4(ip) = ep.ip() else { continue };
+            let (addr, family) = match ep.ip().to_canonical() {
+                IpAddr::V4(ip) => (ip.to_ipv6_mapped().octets(), 4),
+                IpAddr::V6(ip) => (ip.octets(), 6),
+            };
             let stats_id = self.endpoint_id(*ep);
             self.maps.endpoints.set(
                 table * MAX_L4_ENDPOINTS + i as u32,
                 L4Endpoint {
-                    addr: ip.octets(),
+                    addr,
                     port_be: ep.port().to_be(),
-                    family: 4,
+                    family,
                     _pad: 0,
                     stats_id,
                 },
@@ -350,34 +350,9 @@ impl L4Sync {
     /// Removes steered flows idle past their state's time; returns how
     /// many went.
     pub fn age(&mut self) -> usize {
-        let now = now_ns();
-        let mut expired = Vec::new();
-        for (key, flow) in self.maps.ct4.iter().flatten() {
-            let nat_key = nat_key(&key, &flow);
-            let nat = self.maps.nat4.get(&nat_key, 0).ok();
-            let last = nat.map_or(flow.last_seen_ns, |n| n.last_seen_ns.max(flow.last_seen_ns));
-            let state = nat.map_or(flow.state, |n| n.state.max(flow.state));
-            let limit = if state == L4_STATE_CLOSING {
-                self.ageing.closing
-            } else if state == L4_STATE_NEW && key.proto == ingress_common::L4_PROTO_TCP {
-                self.ageing.opening
-            } else {
-                self.ageing.idle
-            };
-            if now.saturating_sub(last) > limit.as_nanos() as u64 {
-                expired.push((key, nat_key));
-            }
-        }
-        for (key, nat_key) in &expired {
-            let _ = self.maps.ct4.remove(key);
-            let _ = self.maps.nat4.remove(nat_key);
-        }
-        expired.len()
-    }
-
-    /// Steered flows now.
-    pub fn flows(&self) -> Vec<(L4Key4, L4Flow)> {
-        self.maps.ct4.iter().flatten().collect()
+        let (now, ageing) = (now_ns(), self.ageing);
+        age_family(&mut self.maps.ct4, &mut self.maps.nat4, now, ageing)
+            + age_family(&mut self.maps.ct6, &mut self.maps.nat6, now, ageing)
     }
 
     /// Per-service and per-endpoint counters.
@@ -419,16 +394,110 @@ fn service_key((protocol, port): (L4Protocol, u16)) -> L4ServiceKey {
     }
 }
 
-/// The pod side's key of a steered flow.
-pub(super) fn nat_key(key: &L4Key4, flow: &L4Flow) -> L4Key4 {
-    L4Key4 {
-        src: flow.pod,
-        dst: key.dst,
-        src_port_be: flow.pod_port_be,
-        dst_port_be: flow.nat_port_be,
-        proto: key.proto,
-        _pad: [0; 3],
+/// A flow key of either family.
+pub trait FlowKey: aya::Pod + Copy {
+    fn proto(&self) -> u8;
+    /// Client and node addresses, IPv4-mapped for IPv4.
+    fn addrs(&self) -> (std::net::Ipv6Addr, std::net::Ipv6Addr);
+    fn ports(&self) -> (u16, u16);
+    /// The pod side's key of the flow this key's entry holds.
+    fn nat_key(&self, flow: &L4Flow) -> Self;
+}
+
+impl FlowKey for L4Key4 {
+    fn proto(&self) -> u8 {
+        self.proto
     }
+    fn addrs(&self) -> (std::net::Ipv6Addr, std::net::Ipv6Addr) {
+        (
+            std::net::Ipv4Addr::from(self.src).to_ipv6_mapped(),
+            std::net::Ipv4Addr::from(self.dst).to_ipv6_mapped(),
+        )
+    }
+    fn ports(&self) -> (u16, u16) {
+        (
+            u16::from_be(self.src_port_be),
+            u16::from_be(self.dst_port_be),
+        )
+    }
+    fn nat_key(&self, flow: &L4Flow) -> Self {
+        let pod = &flow.pod;
+        L4Key4 {
+            src: [pod[12], pod[13], pod[14], pod[15]],
+            dst: self.dst,
+            src_port_be: flow.pod_port_be,
+            dst_port_be: flow.nat_port_be,
+            proto: self.proto,
+            _pad: [0; 3],
+        }
+    }
+}
+
+impl FlowKey for L4Key6 {
+    fn proto(&self) -> u8 {
+        self.proto
+    }
+    fn addrs(&self) -> (std::net::Ipv6Addr, std::net::Ipv6Addr) {
+        (self.src.into(), self.dst.into())
+    }
+    fn ports(&self) -> (u16, u16) {
+        (
+            u16::from_be(self.src_port_be),
+            u16::from_be(self.dst_port_be),
+        )
+    }
+    fn nat_key(&self, flow: &L4Flow) -> Self {
+        L4Key6 {
+            src: flow.pod,
+            dst: self.dst,
+            src_port_be: flow.pod_port_be,
+            dst_port_be: flow.nat_port_be,
+            proto: self.proto,
+            _pad: [0; 3],
+        }
+    }
+}
+
+/// The last packet either way and the furthest state of a flow.
+pub(super) fn last_and_state<K: FlowKey>(
+    nat: &BpfHashMap<MapData, K, L4Nat>,
+    key: &K,
+    flow: &L4Flow,
+) -> (u64, u8) {
+    match nat.get(&key.nat_key(flow), 0) {
+        Ok(n) => (
+            n.last_seen_ns.max(flow.last_seen_ns),
+            n.state.max(flow.state),
+        ),
+        Err(_) => (flow.last_seen_ns, flow.state),
+    }
+}
+
+fn age_family<K: FlowKey>(
+    ct: &mut BpfHashMap<MapData, K, L4Flow>,
+    nat: &mut BpfHashMap<MapData, K, L4Nat>,
+    now: u64,
+    ageing: Ageing,
+) -> usize {
+    let mut expired = Vec::new();
+    for (key, flow) in ct.iter().flatten() {
+        let (last, state) = last_and_state(nat, &key, &flow);
+        let limit = if state == L4_STATE_CLOSING {
+            ageing.closing
+        } else if state == L4_STATE_NEW && key.proto() == ingress_common::L4_PROTO_TCP {
+            ageing.opening
+        } else {
+            ageing.idle
+        };
+        if now.saturating_sub(last) > limit.as_nanos() as u64 {
+            expired.push((key, key.nat_key(&flow)));
+        }
+    }
+    for (key, nat_key) in &expired {
+        let _ = ct.remove(key);
+        let _ = nat.remove(nat_key);
+    }
+    expired.len()
 }
 
 /// Shared handle: the publisher applies, a task ages, /metrics reads.
