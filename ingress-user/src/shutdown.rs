@@ -66,6 +66,13 @@ impl Shutdown {
         notified.await;
     }
 
+    /// Fires `to` once this shuts down: a part with a shutdown of its own
+    /// (a port that can close alone) also stops with the agent.
+    pub async fn pass_on(self, to: std::sync::Arc<ShutdownTrigger>) {
+        self.wait().await;
+        to.fire();
+    }
+
     pub fn is_fired(&self) -> bool {
         self.shared.fired.load(Ordering::Acquire)
     }

@@ -242,6 +242,40 @@ pub fn udp_ask(
 
 pub const XDP_PASS: u32 = 2;
 pub const XDP_TX: u32 = 3;
+pub const XDP_REDIRECT: u32 = 4;
+/// The pod's MAC on the route `route_to_pod` makes.
+pub const ROUTE_POD_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x91];
+
+/// In `ns`: a route to the pod through a veth with a permanent neighbour
+/// entry for it, and forwarding on, so a next-hop lookup succeeds as on a
+/// node (BPF_PROG_TEST_RUN looks up in its caller's namespace).
+pub fn route_to_pod(ns: &crate::netns::Netns) {
+    for args in [
+        &["link", "add", "d0", "type", "veth", "peer", "name", "d1"][..],
+        &["addr", "add", "10.0.0.1/24", "dev", "d0"],
+        &["link", "set", "d0", "up"],
+        &["link", "set", "d1", "up"],
+        &[
+            "neigh",
+            "add",
+            "10.0.0.5",
+            "lladdr",
+            "02:00:00:00:00:91",
+            "dev",
+            "d0",
+            "nud",
+            "permanent",
+        ],
+    ] {
+        ns.exec_ip(args).expect("ip");
+    }
+    let ok = ns
+        .command("sysctl")
+        .args(["-qw", "net.ipv4.conf.all.forwarding=1"])
+        .status()
+        .expect("sysctl");
+    assert!(ok.success(), "sysctl forwarding");
+}
 
 pub const CLIENT: [u8; 4] = [192, 0, 2, 7];
 pub const NODE: [u8; 4] = [198, 18, 0, 1];

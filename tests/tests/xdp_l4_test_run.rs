@@ -129,3 +129,34 @@ fn a_new_flow_without_a_route_to_its_pod_is_left_to_the_relay() {
         .expect("the test in its namespace");
     assert_eq!(fallbacks, Some((1, 0)));
 }
+
+#[test]
+fn a_new_flow_with_a_route_is_steered_and_entered_both_ways() {
+    require_xdp("the L4 BPF_PROG_TEST_RUN tests");
+    let ns = xingress_tests::netns::Netns::unique("xgl-tr").unwrap();
+    xingress_tests::l4::route_to_pod(&ns);
+    let (verdict, seen, counters) = ns
+        .run(|| {
+            let mut r = rig();
+            let fwd = packet(6, (CLIENT, CLIENT_PORT), (NODE, TCP_PORT), b"x", 64, true);
+            assert_eq!(run(&mut r.dp, &fwd).0, XDP_TX);
+            let reply = packet(6, (POD, POD_PORT), (NODE, NAT_PORT), b"y", 64, true);
+            assert_eq!(run(&mut r.dp, &reply).0, XDP_TX);
+            let new_flow = packet(17, (CLIENT, 1024), (NODE, UDP_PORT), b"q", 64, true);
+            let (verdict, out) = run(&mut r.dp, &new_flow);
+            let services = r.l4.lock().unwrap().counters().0;
+            let udp = services
+                .iter()
+                .find(|s| s.protocol == L4Protocol::Udp)
+                .map(|s| (s.counters.flows, s.counters.fallbacks));
+            (verdict, read(&out), udp)
+        })
+        .expect("the test in its namespace");
+    assert_eq!(counters, Some((1, 0)));
+    assert_eq!(verdict, xingress_tests::l4::XDP_REDIRECT);
+    assert_eq!(seen.dst, (POD, POD_PORT));
+    assert_eq!(seen.src.0, NODE);
+    assert!((61_000..=65_535).contains(&seen.src.1), "{seen:?}");
+    assert_eq!(seen.dmac, xingress_tests::l4::ROUTE_POD_MAC);
+    assert!(seen.ip_ok && seen.l4_ok, "{seen:?}");
+}

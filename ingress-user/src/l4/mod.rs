@@ -284,13 +284,9 @@ impl L4Ports {
             }
         };
         // The agent's shutdown stops every port too.
-        let forward = {
-            let (global, stop) = (self.shutdown.clone(), stop.clone());
-            self.runtime.spawn(async move {
-                global.wait().await;
-                stop.fire();
-            })
-        };
+        let forward = self
+            .runtime
+            .spawn(self.shutdown.clone().pass_on(stop.clone()));
         Ok(Serving {
             stop,
             forward,

@@ -146,13 +146,9 @@ impl GatewayPorts {
         let (trigger, port_shutdown) = shutdown::channel();
         let stop = Arc::new(trigger);
         // The agent's shutdown stops every port too.
-        let forward = {
-            let (global, stop) = (self.shutdown.clone(), stop.clone());
-            self.runtime.spawn(async move {
-                global.wait().await;
-                stop.fire();
-            })
-        };
+        let forward = self
+            .runtime
+            .spawn(self.shutdown.clone().pass_on(stop.clone()));
         let proxy = self.proxy.clone();
         let task = if tls {
             let config = self.tls.clone();
