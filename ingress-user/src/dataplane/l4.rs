@@ -65,7 +65,10 @@ pub struct L4Sync {
     steered: BTreeMap<(L4Protocol, u16), Steered>,
     /// Ids of services and endpoints, kept while they exist.
     endpoint_ids: HashMap<SocketAddr, u32>,
-    free_endpoint_ids: Vec<u32>,
+    /// Oldest freed first: a freed id is reused only after every other
+    /// one, so the live flows still counting into it (they keep their pod
+    /// after it left the Service) have long aged out.
+    free_endpoint_ids: std::collections::VecDeque<u32>,
     /// Services told about once (why XDP leaves them to the relay).
     said: HashMap<(L4Protocol, u16), String>,
     ageing: Ageing,
@@ -127,7 +130,7 @@ impl L4Sync {
             nat,
             steered: BTreeMap::new(),
             endpoint_ids: HashMap::new(),
-            free_endpoint_ids: (0..MAX_L4_ENDPOINT_IDS).rev().collect(),
+            free_endpoint_ids: (0..MAX_L4_ENDPOINT_IDS).collect(),
             said: HashMap::new(),
             ageing,
         };
@@ -295,7 +298,7 @@ impl L4Sync {
         if let Some(id) = self.endpoint_ids.get(&ep) {
             return *id;
         }
-        let id = self.free_endpoint_ids.pop().unwrap_or(0);
+        let id = self.free_endpoint_ids.pop_front().unwrap_or(0);
         // A reused id starts from zero.
         if let Ok(cpus) = aya::util::nr_cpus()
             && let Ok(zero) = PerCpuValues::try_from(vec![L4Counters::default(); cpus])
@@ -321,7 +324,7 @@ impl L4Sync {
             .collect();
         for ep in gone {
             if let Some(id) = self.endpoint_ids.remove(&ep) {
-                self.free_endpoint_ids.push(id);
+                self.free_endpoint_ids.push_back(id);
             }
         }
     }

@@ -322,8 +322,19 @@ impl Proxy {
         if out.capacity() == 0 {
             *out = bufs::take(HEAD_BUF);
         }
+        // A whole head that came in one read is bounded too, not only one
+        // still arriving (`large-client-header-buffers`).
+        let head_len = match &prepared {
+            Prepared::Forward(f) => f.head_len,
+            Prepared::Reply(r) => r.head_len,
+            _ => 0,
+        };
+        let mut prepared = if head_len > max_head {
+            Prepared::Reply(Reply::error(ProxyError::HeadTooLarge))
+        } else {
+            prepared
+        };
         // The connection's last request says so (Connection: close).
-        let mut prepared = prepared;
         if last {
             match &mut prepared {
                 Prepared::Forward(f) => f.close = true,
