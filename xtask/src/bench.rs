@@ -42,7 +42,8 @@ pub fn run(what: Option<&str>) -> Result<()> {
         Some("xdp") => xdp(),
         Some("proxy") => proxy(),
         Some("idle") => idle(),
-        Some(other) => bail!("unknown benchmark {other:?}: routing, scale, xdp, proxy or idle"),
+        Some("l4") => crate::bench_l4::run(),
+        Some(other) => bail!("unknown benchmark {other:?}: routing, scale, xdp, proxy, idle or l4"),
     }
 }
 

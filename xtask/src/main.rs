@@ -1,6 +1,7 @@
 //! `cargo xtask setup | build-ebpf | build | demo | test | docs | bench`.
 
 mod bench;
+mod bench_l4;
 mod demo;
 mod fuzz;
 mod setup;
@@ -35,15 +36,17 @@ const USAGE: &str = "usage: cargo xtask <command>
                results in target/fuzz-results.txt; needs root for the XDP target
   docs         write docs/reference/ (CLI, annotations, ConfigMap keys, metrics) from the
                code; `test` fails when the checked-in pages differ
-  bench [routing|scale|xdp|proxy|idle]
-               benchmarks (both by default), results in target/bench-results/:
+  bench [routing|scale|xdp|proxy|idle|l4]
+               benchmarks (all but l4 by default), results in target/bench-results/:
                routing: the model at 10,000 Ingresses / 50,000 paths (translate time
                and memory, lookup ns and allocations);
                xdp: ns per packet by path (BPF_PROG_TEST_RUN with repeat);
                proxy: xingress vs nginx-light for the cafe routes, each pinned to one
                core with one worker (HTTP/1.1 and HTTPS keep-alive, new TLS
                connections): req/s, p50/p99, CPU µs per request, ratios;
-               idle: RSS per idle keep-alive client (10,000, HTTP/1.1 and TLS), both proxies";
+               idle: RSS per idle keep-alive client (10,000, HTTP/1.1 and TLS), both proxies;
+               l4: a UDP service through a netns LAN: steered in XDP, the relay and
+               nginx stream, the proxy's own CPU per datagram (root)";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
