@@ -908,10 +908,10 @@ fn xingress_manifests(fixtures: &Path) -> Result<String> {
 }
 
 /// A child process killed (SIGTERM, then SIGKILL) on drop.
-struct Proc(Child);
+pub(crate) struct Proc(Child);
 
 impl Proc {
-    fn spawn(cmd: Command, log: &Path) -> Result<Self> {
+    pub(crate) fn spawn(cmd: Command, log: &Path) -> Result<Self> {
         Self::spawn_to(cmd, log, None)
     }
 
@@ -930,7 +930,7 @@ impl Proc {
         Ok(Self(child))
     }
 
-    fn id(&self) -> u32 {
+    pub(crate) fn id(&self) -> u32 {
         self.0.id()
     }
 }

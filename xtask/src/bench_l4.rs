@@ -15,13 +15,13 @@
 use std::{
     net::SocketAddr,
     path::Path,
-    process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
 use anyhow::{Context, Result, bail};
 
 use crate::{
+    bench::Proc,
     netns::{Netns, attach_xdp_pass, veth},
     util::{self, Cmd, step},
 };
@@ -41,35 +41,6 @@ const PAYLOAD: usize = 64;
 /// machine saturates and the rows measure how fast the sender could go).
 const RATE: &str = "58.6k datagrams/s";
 const RATE_PPS: u64 = 58_600;
-
-/// A child killed on drop.
-struct Kid(Child);
-
-impl Drop for Kid {
-    fn drop(&mut self) {
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(self.0.id() as libc::pid_t, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn(mut cmd: Command, log: &Path) -> Result<Kid> {
-    let child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log)?)
-        .spawn()
-        .with_context(|| format!("spawn {cmd:?}"))?;
-    Ok(Kid(child))
-}
 
 fn ensure_tools() -> Result<()> {
     if Path::new("/usr/lib/nginx/modules/ngx_stream_module.so").exists() {
@@ -234,7 +205,7 @@ fn manifests(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-fn agent(node: &Netns, dir: &Path, xdp: bool, log: &Path) -> Result<Kid> {
+fn agent(node: &Netns, dir: &Path, xdp: bool, log: &Path) -> Result<Proc> {
     let bin = util::target_dir().join("release/xingress");
     let mut cmd = node.command(bin.to_str().unwrap_or("xingress"));
     cmd.args(["run", "--manifests"])
@@ -253,7 +224,7 @@ fn agent(node: &Netns, dir: &Path, xdp: bool, log: &Path) -> Result<Kid> {
         cmd.args(["--xdp-iface", "node0", "--xdp-mode", "native"])
             .args(["--xdp-pin-path", "/sys/fs/bpf/xingress-bench-l4"]);
     }
-    let kid = spawn(cmd, log)?;
+    let kid = Proc::spawn(cmd, log)?;
     let admin: SocketAddr = ADMIN.parse()?;
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -280,7 +251,7 @@ fn agent(node: &Netns, dir: &Path, xdp: bool, log: &Path) -> Result<Kid> {
     Ok(kid)
 }
 
-fn nginx(node: &Netns, work: &Path) -> Result<Kid> {
+fn nginx(node: &Netns, work: &Path) -> Result<Proc> {
     let prefix = work.join("nginx");
     std::fs::create_dir_all(prefix.join("logs"))?;
     let conf = prefix.join("nginx.conf");
@@ -302,7 +273,7 @@ fn nginx(node: &Netns, work: &Path) -> Result<Kid> {
         .arg("-c")
         .arg(&conf)
         .args(["-g", "daemon off;"]);
-    let kid = spawn(cmd, &prefix.join("stderr.log"))?;
+    let kid = Proc::spawn(cmd, &prefix.join("stderr.log"))?;
     std::thread::sleep(Duration::from_millis(300));
     Ok(kid)
 }
@@ -370,7 +341,7 @@ pub fn run() -> Result<()> {
     )?);
     {
         let agent = agent(&node, &manifests_dir, true, &work.join("agent-xdp.log"))?;
-        let pid = agent.0.id();
+        let pid = agent.id();
         let cost = move || xdp_seconds(pid);
         runs.push(blast(
             &client,
@@ -382,7 +353,7 @@ pub fn run() -> Result<()> {
     }
     {
         let agent = agent(&node, &manifests_dir, false, &work.join("agent-relay.log"))?;
-        let pid = agent.0.id();
+        let pid = agent.id();
         let cost = move || process_seconds(pid);
         runs.push(blast(
             &client,
@@ -394,7 +365,7 @@ pub fn run() -> Result<()> {
     }
     {
         let nginx = nginx(&node, &work)?;
-        let pid = nginx.0.id();
+        let pid = nginx.id();
         let cost = move || process_seconds(pid);
         runs.push(blast(
             &client,
