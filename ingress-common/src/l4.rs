@@ -83,10 +83,6 @@ pub const MAP_L4_CT4: &str = "L4_CT4";
 /// Their reverse translation, pod side (LRU, [`L4Key4`] of the pod's
 /// packets → [`L4Nat`]).
 pub const MAP_L4_NAT4: &str = "L4_NAT4";
-/// Steered IPv6 flows ([`L4Key6`] → [`L4Flow`]) and their reverse
-/// translation ([`L4Key6`] → [`L4Nat`]).
-pub const MAP_L4_CT6: &str = "L4_CT6";
-pub const MAP_L4_NAT6: &str = "L4_NAT6";
 /// Per-CPU [`L4Counters`] per service id.
 pub const MAP_L4_STATS: &str = "L4_STATS";
 /// Per-CPU [`L4Counters`] per endpoint id.
@@ -157,8 +153,8 @@ pub struct MaglevTable {
 pub struct L4Endpoint {
     pub addr: [u8; 16],
     pub port_be: u16,
-    /// 4 or 6 (0: the end of the list). A flow goes to an endpoint of its
-    /// own family; one that hashes to the other family is left to the relay.
+    /// 4 or 6 (0: the end of the list). XDP steers flows to IPv4 endpoints;
+    /// a flow that hashes to an IPv6 one is left to the relay.
     pub family: u8,
     pub _pad: u8,
     /// Index of its counters in L4_EP_STATS.
@@ -172,18 +168,6 @@ pub struct L4Endpoint {
 pub struct L4Key4 {
     pub src: [u8; 4],
     pub dst: [u8; 4],
-    pub src_port_be: u16,
-    pub dst_port_be: u16,
-    pub proto: u8,
-    pub _pad: [u8; 3],
-}
-
-/// An IPv6 flow as its packets carry it.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
-pub struct L4Key6 {
-    pub src: [u8; 16],
-    pub dst: [u8; 16],
     pub src_port_be: u16,
     pub dst_port_be: u16,
     pub proto: u8,
@@ -251,7 +235,6 @@ pub struct L4Counters {
 
 const _: () = assert!(core::mem::size_of::<L4ServiceKey>() == 4);
 const _: () = assert!(core::mem::size_of::<L4Key4>() == 16);
-const _: () = assert!(core::mem::size_of::<L4Key6>() == 40);
 const _: () = assert!(core::mem::size_of::<L4Endpoint>() == 24);
 const _: () = assert!(core::mem::size_of::<L4Flow>() == 72);
 const _: () = assert!(core::mem::size_of::<L4Nat>() == 64);
@@ -266,7 +249,6 @@ mod user {
     unsafe impl aya::Pod for super::MaglevTable {}
     unsafe impl aya::Pod for super::L4Endpoint {}
     unsafe impl aya::Pod for super::L4Key4 {}
-    unsafe impl aya::Pod for super::L4Key6 {}
     unsafe impl aya::Pod for super::L4Flow {}
     unsafe impl aya::Pod for super::L4Nat {}
     unsafe impl aya::Pod for super::L4Counters {}

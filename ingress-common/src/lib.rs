@@ -56,7 +56,7 @@ pub const MAP_FLOW_CACHE: &str = "FLOW_CACHE";
 pub const MAP_FLOW_EPOCH: &str = "FLOW_EPOCH";
 
 /// Every map the agent pins (LISTENERS and the scratch buffer are private).
-pub const PINNED_MAPS: [&str; 23] = [
+pub const PINNED_MAPS: [&str; 21] = [
     MAP_STATS,
     MAP_FLOWS4,
     MAP_FLOWS6,
@@ -75,8 +75,6 @@ pub const PINNED_MAPS: [&str; 23] = [
     l4::MAP_L4_ENDPOINTS,
     l4::MAP_L4_CT4,
     l4::MAP_L4_NAT4,
-    l4::MAP_L4_CT6,
-    l4::MAP_L4_NAT6,
     l4::MAP_L4_STATS,
     l4::MAP_L4_EP_STATS,
     l4::MAP_L4_CONFIG,

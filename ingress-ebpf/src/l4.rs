@@ -1,9 +1,9 @@
 //! L4 steering of the TCP and UDP services (ingress-nginx's `tcp-services`
-//! and `udp-services`), untagged IPv4 without options and IPv6 without
-//! extension headers:
-//! - client → node port of a service: the flow's entry in L4_CT4/6, or for
+//! and `udp-services`), untagged IPv4 without options (IPv6 goes to the
+//! relay for now):
+//! - client → node port of a service: the flow's entry in L4_CT4, or for
 //!   a new flow (a TCP SYN, any UDP datagram) the endpoint of its Maglev
-//!   slot, a node port of the SNAT range (L4_NAT4/6 holds the way back) and
+//!   slot, a node port of the SNAT range (L4_NAT4 holds the way back) and
 //!   the next hop from `bpf_fib_lookup`; the packet leaves rewritten
 //!   (source: the node address it was sent to and the SNAT port;
 //!   destination: the pod), checksums updated incrementally, by XDP_TX or a
@@ -29,16 +29,14 @@ use aya_ebpf::{
 };
 use ingress_common::{
     F_LISTENER_L4_NAT, F_LISTENER_L4_TCP, F_LISTENER_L4_UDP, L4_PROTO_TCP, L4_PROTO_UDP,
-    L4_STATE_CLOSING, L4_STATE_NEW, L4_STATE_OPEN, L4Flow, L4Key4, L4Key6, L4Nat, L4ServiceKey,
+    L4_STATE_CLOSING, L4_STATE_NEW, L4_STATE_OPEN, L4Flow, L4Key4, L4Nat, L4ServiceKey,
     MAGLEV_SIZE, MAX_L4_ENDPOINTS, Stats, ipv4_mapped, l4_flow_hash, l4_flow_words4,
-    l4_flow_words6,
 };
 
 use crate::{
     maps,
     parse::{
-        ETH_HLEN, ETH_P_IPV4, ETH_P_IPV6, IPV4_HLEN, IPV6_HLEN, ParseError, TCP_ACK, TCP_FIN,
-        TCP_RST, TCP_SYN, ptr_at,
+        ETH_HLEN, ETH_P_IPV4, IPV4_HLEN, ParseError, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, ptr_at,
     },
 };
 
@@ -51,7 +49,10 @@ pub struct Packet {
     pub l4_len: usize,
 }
 
-/// What differs between IPv4 and IPv6 flows.
+/// What differs between address families: the flow key, its maps, the
+/// IP header's rewrite. IPv4 (`V4`) is the one implemented; IPv6 is to be
+/// the second, once the L4 path runs as a program of its own with a fresh
+/// stack (its keys do not fit the 512 bytes the call chain shares today).
 pub trait Family {
     type Key: Copy + 'static;
     /// 4 or 6, as `L4Endpoint::family` says.
@@ -105,7 +106,6 @@ fn scratch() -> Option<&'static mut L4Scratch> {
 }
 
 pub struct V4;
-pub struct V6;
 
 #[inline(always)]
 fn words<const N: usize>(a: &[u8], out: &mut Words, at: usize) {
@@ -229,112 +229,6 @@ impl Family for V4 {
     }
 }
 
-impl Family for V6 {
-    type Key = L4Key6;
-    const FAMILY: u8 = 6;
-    const L4_OFF: usize = ETH_HLEN + IPV6_HLEN;
-    const WORDS: usize = 16;
-
-    #[inline(always)]
-    fn key(ctx: &XdpContext, proto: u8) -> Result<L4Key6, ParseError> {
-        let p = ptr_at::<{ ETH_HLEN + IPV6_HLEN + 4 }>(ctx, 0)?;
-        // SAFETY: checked by ptr_at.
-        unsafe {
-            Ok(L4Key6 {
-                src: core::ptr::read_unaligned(p.add(ETH_HLEN + 8).cast::<[u8; 16]>()),
-                dst: core::ptr::read_unaligned(p.add(ETH_HLEN + 24).cast::<[u8; 16]>()),
-                src_port_be: read16(p, Self::L4_OFF),
-                dst_port_be: read16(p, Self::L4_OFF + 2),
-                proto,
-                _pad: [0; 3],
-            })
-        }
-    }
-    #[inline(always)]
-    fn ct() -> &'static LruHashMap<L4Key6, L4Flow> {
-        &maps::L4_CT6
-    }
-    #[inline(always)]
-    fn nat() -> &'static LruHashMap<L4Key6, L4Nat> {
-        &maps::L4_NAT6
-    }
-    #[inline(always)]
-    fn parts(k: &L4Key6) -> ([u8; 16], [u8; 16], u16, u16, u8) {
-        (k.src, k.dst, k.src_port_be, k.dst_port_be, k.proto)
-    }
-    #[inline(always)]
-    fn make(src: &[u8; 16], dst: &[u8; 16], sport_be: u16, dport_be: u16, proto: u8) -> L4Key6 {
-        L4Key6 {
-            src: *src,
-            dst: *dst,
-            src_port_be: sport_be,
-            dst_port_be: dport_be,
-            proto,
-            _pad: [0; 3],
-        }
-    }
-    #[inline(always)]
-    fn hash(k: &L4Key6) -> u32 {
-        l4_flow_hash(&l4_flow_words6(
-            k.src,
-            ports_word(k.src_port_be, k.dst_port_be),
-            k.proto,
-        ))
-    }
-    #[inline(always)]
-    fn fib(fib: &mut FibParams, src: &[u8; 16], dst: &[u8; 16]) {
-        fib.family = 10; // AF_INET6
-        let w = |a: &[u8; 16], i: usize| u32::from_ne_bytes([a[i], a[i + 1], a[i + 2], a[i + 3]]);
-        fib.__bindgen_anon_3.ipv6_src = [w(src, 0), w(src, 4), w(src, 8), w(src, 12)];
-        fib.__bindgen_anon_4.ipv6_dst = [w(dst, 0), w(dst, 4), w(dst, 8), w(dst, 12)];
-    }
-    #[inline(always)]
-    fn headers(ctx: &XdpContext, tcp: bool) -> Result<*mut u8, ParseError> {
-        Ok(if tcp {
-            ptr_at::<{ ETH_HLEN + IPV6_HLEN + 20 }>(ctx, 0)?
-        } else {
-            ptr_at::<{ ETH_HLEN + IPV6_HLEN + 8 }>(ctx, 0)?
-        } as *mut u8)
-    }
-    #[inline(always)]
-    fn rewrite_ip(ip: *mut u8, dst: &[u8; 16], sc: &mut L4Scratch) -> bool {
-        // SAFETY: the caller checked the IPv6 header (40 bytes) is there.
-        unsafe {
-            let hops = *ip.add(7);
-            if hops <= 1 {
-                return false;
-            }
-            let old_src: [u8; 16] = core::ptr::read_unaligned(ip.add(8).cast());
-            let old_dst: [u8; 16] = core::ptr::read_unaligned(ip.add(24).cast());
-            words::<8>(&old_src, &mut sc.old, 0);
-            words::<8>(&old_dst, &mut sc.old, 8);
-            words::<8>(&old_dst, &mut sc.new, 0);
-            words::<8>(dst, &mut sc.new, 8);
-            *ip.add(7) = hops - 1;
-            core::ptr::write_unaligned(ip.add(8).cast::<[u8; 16]>(), old_dst);
-            core::ptr::write_unaligned(ip.add(24).cast::<[u8; 16]>(), *dst);
-        }
-        true
-    }
-}
-
-/// IPv6 steering is built (`V6`) but off: its new-flow path needs more
-/// stack than the 512 bytes the program's call chain shares (880 with the
-/// classifier's frame); it waits for the L4 path to become a program of
-/// its own (a tail call, with a fresh stack). Until then IPv6 flows go to
-/// the relay, which makes the same Maglev choice.
-const STEER_IPV6: bool = false;
-
-/// `steer` for IPv6 packets (see `STEER_IPV6`).
-#[inline(always)]
-pub fn steer_v6(ctx: &XdpContext, stats: &mut Stats, p: &Packet, port_flags: u32) -> Option<u32> {
-    if STEER_IPV6 {
-        steer::<V6>(ctx, stats, p, port_flags)
-    } else {
-        None
-    }
-}
-
 /// A packet to a port with an `F_LISTENER_L4_*` bit: steered (the action),
 /// or `None` to go on as any other packet.
 #[inline(always)]
@@ -359,54 +253,31 @@ pub fn steer<F: Family>(
     r.ok().flatten()
 }
 
-/// The plain UDP packet (IPv4 without options, or IPv6 without extension
-/// headers) to an L4 port, if this is one: its family, port flags and
-/// what `steer` needs.
+/// The plain UDP packet (IPv4 without options) to an L4 port, if this is
+/// one: its port flags and what `steer` needs.
 #[inline(always)]
-pub fn plain_udp(ctx: &XdpContext) -> Option<(bool, Packet, u32)> {
-    let p = ptr_at::<{ ETH_HLEN + 1 }>(ctx, 0).ok()?;
+pub fn plain_udp(ctx: &XdpContext) -> Option<(Packet, u32)> {
+    let p = ptr_at::<{ ETH_HLEN + IPV4_HLEN + 4 }>(ctx, 0).ok()?;
     // SAFETY: ptr_at checked every byte read here.
-    let ether = u16::from_be(unsafe { read16(p, 12) });
-    let (v6, dport, l4_len) = if ether == ETH_P_IPV4 {
-        let p = ptr_at::<{ ETH_HLEN + IPV4_HLEN + 4 }>(ctx, 0).ok()?;
-        // SAFETY: as above.
-        let (ver, frag, proto, total, dport) = unsafe {
-            (
-                *p.add(ETH_HLEN),
-                u16::from_be(read16(p, ETH_HLEN + 6)),
-                *p.add(ETH_HLEN + 9),
-                u16::from_be(read16(p, ETH_HLEN + 2)),
-                u16::from_be(read16(p, ETH_HLEN + IPV4_HLEN + 2)),
-            )
-        };
-        if ver != 0x45 || frag & 0x3FFF != 0 || proto != L4_PROTO_UDP {
-            return None;
-        }
-        (false, dport, usize::from(total).checked_sub(IPV4_HLEN)?)
-    } else if ether == ETH_P_IPV6 {
-        let p = ptr_at::<{ ETH_HLEN + IPV6_HLEN + 4 }>(ctx, 0).ok()?;
-        // SAFETY: as above.
-        let (ver, next, payload, dport) = unsafe {
-            (
-                *p.add(ETH_HLEN) >> 4,
-                *p.add(ETH_HLEN + 6),
-                u16::from_be(read16(p, ETH_HLEN + 4)),
-                u16::from_be(read16(p, ETH_HLEN + IPV6_HLEN + 2)),
-            )
-        };
-        if ver != 6 || next != L4_PROTO_UDP {
-            return None;
-        }
-        (true, dport, usize::from(payload))
-    } else {
-        return None;
+    let (ether, ver, frag, proto, total, dport) = unsafe {
+        (
+            u16::from_be(read16(p, 12)),
+            *p.add(ETH_HLEN),
+            u16::from_be(read16(p, ETH_HLEN + 6)),
+            *p.add(ETH_HLEN + 9),
+            u16::from_be(read16(p, ETH_HLEN + 2)),
+            u16::from_be(read16(p, ETH_HLEN + IPV4_HLEN + 2)),
+        )
     };
+    if ether != ETH_P_IPV4 || ver != 0x45 || frag & 0x3FFF != 0 || proto != L4_PROTO_UDP {
+        return None;
+    }
     let flags = maps::listener(dport)?;
     if flags & (F_LISTENER_L4_UDP | F_LISTENER_L4_NAT) == 0 {
         return None;
     }
+    let l4_len = usize::from(total).checked_sub(IPV4_HLEN)?;
     Some((
-        v6,
         Packet {
             proto: L4_PROTO_UDP,
             flags: 0,

@@ -66,14 +66,11 @@ fn try_xingress(ctx: &XdpContext, stats: &mut Stats) -> Result<u32, ParseError> 
             parsed
         }
         None => {
-            // A UDP service's packet (plain IPv4 or IPv6): steered or passed.
-            if let Some((v6, p, flags)) = l4::plain_udp(ctx) {
-                let steered = if v6 {
-                    l4::steer_v6(ctx, stats, &p, flags)
-                } else {
-                    l4::steer::<l4::V4>(ctx, stats, &p, flags)
-                };
-                return Ok(steered.unwrap_or(xdp_action::XDP_PASS));
+            // A UDP service's packet (plain IPv4): steered or passed.
+            if let Some((p, flags)) = l4::plain_udp(ctx) {
+                return Ok(
+                    l4::steer::<l4::V4>(ctx, stats, &p, flags).unwrap_or(xdp_action::XDP_PASS)
+                );
             }
             match parse_any(ctx, stats)? {
                 Some(parsed) => parsed,
@@ -87,21 +84,19 @@ fn try_xingress(ctx: &XdpContext, stats: &mut Stats) -> Result<u32, ParseError> 
     };
     if flags & (F_LISTENER_L4_TCP | F_LISTENER_L4_NAT) != 0 {
         // A TCP service's port, or the SNAT range: untagged IPv4 without
-        // options or IPv6 without extension headers; anything else goes to
-        // the kernel (the relay).
+        // options only; anything else (VLAN, options, IPv6) goes to the
+        // kernel, and so to the relay.
         let p = l4::Packet {
             proto: ingress_common::L4_PROTO_TCP,
             flags: tcp.flags,
             l4_len: l3.l4_len,
         };
-        let steered = match (l3.l3_off == parse::ETH_HLEN, l3.v6, l4_off) {
-            (true, false, off) if off == parse::ETH_HLEN + parse::IPV4_HLEN => {
-                l4::steer::<l4::V4>(ctx, stats, &p, flags)
-            }
-            (true, true, off) if off == parse::ETH_HLEN + parse::IPV6_HLEN => {
-                l4::steer_v6(ctx, stats, &p, flags)
-            }
-            _ => None,
+        let plain =
+            l3.l3_off == parse::ETH_HLEN && !l3.v6 && l4_off == parse::ETH_HLEN + parse::IPV4_HLEN;
+        let steered = if plain {
+            l4::steer::<l4::V4>(ctx, stats, &p, flags)
+        } else {
+            None
         };
         return Ok(steered.unwrap_or(xdp_action::XDP_PASS));
     }

@@ -11,8 +11,8 @@ use aya_ebpf::{
 use ingress_common::{
     AddrKey, AllowKey, Config, DENY4_INDEX_WORDS, DENY4_PART, DENY4_WHOLE, FLOW_CACHE_SLOTS,
     FlowCacheEntry, FlowKey4, FlowKey6, FlowValue, HostCounters, HostKey, HostValue, L4Config,
-    L4Counters, L4Endpoint, L4Flow, L4Key4, L4Key6, L4Nat, L4ServiceKey, L4ServiceValue,
-    LISTENER_PORTS, ListenerFlags, MAX_ALLOW, MAX_DENY, MAX_FLOWS, MAX_HOSTS, MAX_L4_ENDPOINT_IDS,
+    L4Counters, L4Endpoint, L4Flow, L4Key4, L4Nat, L4ServiceKey, L4ServiceValue, LISTENER_PORTS,
+    ListenerFlags, MAX_ALLOW, MAX_DENY, MAX_FLOWS, MAX_HOSTS, MAX_L4_ENDPOINT_IDS,
     MAX_L4_ENDPOINTS, MAX_L4_FLOWS, MAX_L4_SERVICES, MAX_RATE_SOURCES, MaglevTable, RateValue,
     Scratch, Stat, Stats, deny4_slot, flow_cache_slot,
 };
@@ -89,10 +89,6 @@ pub static L4_ENDPOINTS: Array<L4Endpoint> =
 pub static L4_CT4: LruHashMap<L4Key4, L4Flow> = LruHashMap::pinned(MAX_L4_FLOWS, 0);
 #[map]
 pub static L4_NAT4: LruHashMap<L4Key4, L4Nat> = LruHashMap::pinned(MAX_L4_FLOWS, 0);
-#[map]
-pub static L4_CT6: LruHashMap<L4Key6, L4Flow> = LruHashMap::pinned(MAX_L4_FLOWS, 0);
-#[map]
-pub static L4_NAT6: LruHashMap<L4Key6, L4Nat> = LruHashMap::pinned(MAX_L4_FLOWS, 0);
 #[map]
 pub static L4_STATS: PerCpuArray<L4Counters> = PerCpuArray::pinned(MAX_L4_SERVICES, 0);
 #[map]

@@ -66,15 +66,59 @@ impl Shutdown {
         notified.await;
     }
 
-    /// Fires `to` once this shuts down: a part with a shutdown of its own
-    /// (a port that can close alone) also stops with the agent.
-    pub async fn pass_on(self, to: std::sync::Arc<ShutdownTrigger>) {
-        self.wait().await;
-        to.fire();
-    }
-
     pub fn is_fired(&self) -> bool {
         self.shared.fired.load(Ordering::Acquire)
+    }
+}
+
+/// A task with a shutdown of its own that also stops with the agent's: a
+/// port (a Gateway listener's, a TCP or UDP service's) that can close
+/// alone when the configuration drops it.
+pub struct StoppableTask {
+    stop: ShutdownTrigger,
+    /// Fires `stop` when the agent shuts down.
+    forward: tokio::task::JoinHandle<()>,
+    /// Taken by `stop`.
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl StoppableTask {
+    /// Spawns `task` on `runtime` with its own shutdown, which `agent`'s
+    /// also fires.
+    pub fn spawn<F>(
+        runtime: &tokio::runtime::Handle,
+        agent: &Shutdown,
+        task: impl FnOnce(Shutdown) -> F,
+    ) -> Self
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let (stop, own) = channel();
+        let forward = {
+            let (agent, shared) = (agent.clone(), stop.shared.clone());
+            runtime.spawn(async move {
+                agent.wait().await;
+                ShutdownTrigger { shared }.fire();
+            })
+        };
+        Self {
+            stop,
+            forward,
+            task: Some(runtime.spawn(task(own))),
+        }
+    }
+
+    /// Stops it (it drains as at shutdown, as it does when dropped); the
+    /// handle says when it is done.
+    pub fn stop(mut self) -> Option<tokio::task::JoinHandle<()>> {
+        self.task.take()
+    }
+}
+
+impl Drop for StoppableTask {
+    fn drop(&mut self) {
+        self.stop.fire();
+        self.forward.abort();
     }
 }
 

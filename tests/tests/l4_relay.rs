@@ -363,4 +363,14 @@ fn services_come_from_the_api_server_and_a_new_port_opens_live() {
         &[(port, "default/echo:7000"), (later, "default/echo:p")],
     ));
     wait_open(&agent, later);
+    // An entry removed: its port closes; the connection made before goes on.
+    let (_, mut live) = tcp_hello(node(&agent, later)).unwrap();
+    api.apply_yaml(&services_configmap(
+        "tcp-services",
+        &[(port, "default/echo:7000")],
+    ));
+    agent.eventually("the removed port closed", || {
+        TcpStream::connect_timeout(&node(&agent, later), Duration::from_millis(500)).is_err()
+    });
+    assert_eq!(tcp_echo(&mut live, b"still").unwrap(), b"still");
 }

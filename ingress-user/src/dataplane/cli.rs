@@ -4,11 +4,11 @@ use std::{collections::HashMap, path::Path, process::ExitCode};
 
 use aya::maps::{Array, HashMap as BpfHashMap, Map, MapData, PerCpuArray};
 use ingress_common::{
-    HostCounters, HostKey, HostValue, L4Counters, L4Endpoint, L4Flow, L4Key4, L4Key6, L4Nat,
-    L4ServiceKey, L4ServiceValue, MAP_FLOW_CACHE, MAP_FLOWS4, MAP_FLOWS6, MAP_HOST_STATS,
-    MAP_HOSTS, MAP_L4_CT4, MAP_L4_CT6, MAP_L4_ENDPOINTS, MAP_L4_EP_STATS, MAP_L4_NAT4, MAP_L4_NAT6,
-    MAP_L4_SERVICES, MAP_L4_STATS, MAP_STATS, MAX_L4_ENDPOINTS, REASON_AGENT, REASON_ALLOWLIST,
-    REASON_UNKNOWN_HOST, Stat, VERDICT_L7, VERDICT_REJECT, VERDICT_UNDECIDED,
+    HostCounters, HostKey, HostValue, L4Counters, L4Endpoint, L4Flow, L4Key4, L4Nat, L4ServiceKey,
+    L4ServiceValue, MAP_FLOW_CACHE, MAP_FLOWS4, MAP_FLOWS6, MAP_HOST_STATS, MAP_HOSTS, MAP_L4_CT4,
+    MAP_L4_ENDPOINTS, MAP_L4_EP_STATS, MAP_L4_NAT4, MAP_L4_SERVICES, MAP_L4_STATS, MAP_STATS,
+    MAX_L4_ENDPOINTS, REASON_AGENT, REASON_ALLOWLIST, REASON_UNKNOWN_HOST, Stat, VERDICT_L7,
+    VERDICT_REJECT, VERDICT_UNDECIDED,
 };
 use serde::Serialize;
 
@@ -146,7 +146,6 @@ fn l4_flows(dir: &Path) -> Result<Vec<L4FlowRow>, ReadError> {
     let mut rows = Vec::new();
     let now = super::l4::now_ns();
     l4_flow_rows::<L4Key4>(dir, MAP_L4_CT4, MAP_L4_NAT4, now, &mut rows)?;
-    l4_flow_rows::<L4Key6>(dir, MAP_L4_CT6, MAP_L4_NAT6, now, &mut rows)?;
     rows.sort_by(|a, b| a.age_seconds.total_cmp(&b.age_seconds));
     Ok(rows)
 }

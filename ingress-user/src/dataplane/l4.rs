@@ -16,7 +16,7 @@ use std::{
 use aya::maps::{Array, HashMap as BpfHashMap, MapData, MapError, PerCpuArray, PerCpuValues};
 use ingress_common::{
     F_LISTENER_L4_NAT, F_LISTENER_L4_TCP, F_LISTENER_L4_UDP, L4_STATE_CLOSING, L4_STATE_NEW,
-    L4Config, L4Counters, L4Endpoint, L4Flow, L4Key4, L4Key6, L4Nat, L4ServiceKey, L4ServiceValue,
+    L4Config, L4Counters, L4Endpoint, L4Flow, L4Key4, L4Nat, L4ServiceKey, L4ServiceValue,
     MAGLEV_SIZE, MAX_L4_ENDPOINT_IDS, MAX_L4_ENDPOINTS, MAX_L4_SERVICES, MaglevTable,
 };
 
@@ -30,8 +30,6 @@ pub struct L4Maps {
     pub(super) endpoints: Array<MapData, L4Endpoint>,
     pub(super) ct4: BpfHashMap<MapData, L4Key4, L4Flow>,
     pub(super) nat4: BpfHashMap<MapData, L4Key4, L4Nat>,
-    pub(super) ct6: BpfHashMap<MapData, L4Key6, L4Flow>,
-    pub(super) nat6: BpfHashMap<MapData, L4Key6, L4Nat>,
     pub(super) stats: PerCpuArray<MapData, L4Counters>,
     pub(super) ep_stats: PerCpuArray<MapData, L4Counters>,
     pub(super) config: Array<MapData, L4Config>,
@@ -355,7 +353,6 @@ impl L4Sync {
     pub fn age(&mut self) -> usize {
         let (now, ageing) = (now_ns(), self.ageing);
         age_family(&mut self.maps.ct4, &mut self.maps.nat4, now, ageing)
-            + age_family(&mut self.maps.ct6, &mut self.maps.nat6, now, ageing)
     }
 
     /// Per-service and per-endpoint counters.
@@ -397,7 +394,7 @@ fn service_key((protocol, port): (L4Protocol, u16)) -> L4ServiceKey {
     }
 }
 
-/// A flow key of either family.
+/// A flow key (IPv4 today; the trait is the seam for IPv6).
 pub trait FlowKey: aya::Pod + Copy {
     fn proto(&self) -> u8;
     /// Client and node addresses, IPv4-mapped for IPv4.
@@ -427,31 +424,6 @@ impl FlowKey for L4Key4 {
         let pod = &flow.pod;
         L4Key4 {
             src: [pod[12], pod[13], pod[14], pod[15]],
-            dst: self.dst,
-            src_port_be: flow.pod_port_be,
-            dst_port_be: flow.nat_port_be,
-            proto: self.proto,
-            _pad: [0; 3],
-        }
-    }
-}
-
-impl FlowKey for L4Key6 {
-    fn proto(&self) -> u8 {
-        self.proto
-    }
-    fn addrs(&self) -> (std::net::Ipv6Addr, std::net::Ipv6Addr) {
-        (self.src.into(), self.dst.into())
-    }
-    fn ports(&self) -> (u16, u16) {
-        (
-            u16::from_be(self.src_port_be),
-            u16::from_be(self.dst_port_be),
-        )
-    }
-    fn nat_key(&self, flow: &L4Flow) -> Self {
-        L4Key6 {
-            src: flow.pod,
             dst: self.dst,
             src_port_be: flow.pod_port_be,
             dst_port_be: flow.nat_port_be,

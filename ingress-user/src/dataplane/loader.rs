@@ -15,9 +15,9 @@ use aya_log::EbpfLogger;
 use ingress_common::{
     AddrKey, AllowKey, Config, HostKey, HostValue, LISTENER_PORTS, ListenerFlags, MAP_ALLOW,
     MAP_CONFIG, MAP_DENY4, MAP_DENY4_INDEX, MAP_DENY6, MAP_FLOW_CACHE, MAP_FLOWS4, MAP_FLOWS6,
-    MAP_HOST_STATS, MAP_HOSTS, MAP_L4_CONFIG, MAP_L4_CT4, MAP_L4_CT6, MAP_L4_ENDPOINTS,
-    MAP_L4_EP_STATS, MAP_L4_MAGLEV, MAP_L4_NAT4, MAP_L4_NAT6, MAP_L4_SERVICES, MAP_L4_STATS,
-    MAP_LISTENERS, MAP_STATS, PINNED_MAPS, Stats,
+    MAP_HOST_STATS, MAP_HOSTS, MAP_L4_CONFIG, MAP_L4_CT4, MAP_L4_ENDPOINTS, MAP_L4_EP_STATS,
+    MAP_L4_MAGLEV, MAP_L4_NAT4, MAP_L4_SERVICES, MAP_L4_STATS, MAP_LISTENERS, MAP_STATS,
+    PINNED_MAPS, Stats,
 };
 
 use super::{StatsHandle, embedded_object, flows::FlowTable, policy::PolicyMaps};
@@ -237,8 +237,6 @@ impl Dataplane {
             endpoints: take(&mut ebpf, MAP_L4_ENDPOINTS)?,
             ct4: take(&mut ebpf, MAP_L4_CT4)?,
             nat4: take(&mut ebpf, MAP_L4_NAT4)?,
-            ct6: take(&mut ebpf, MAP_L4_CT6)?,
-            nat6: take(&mut ebpf, MAP_L4_NAT6)?,
             stats: take(&mut ebpf, MAP_L4_STATS)?,
             ep_stats: take(&mut ebpf, MAP_L4_EP_STATS)?,
             config: take(&mut ebpf, MAP_L4_CONFIG)?,

@@ -20,7 +20,7 @@ use std::{
 use crate::{
     model::l4::{L4Protocol, L4Service, L4Table},
     proxy::guard::UpstreamGuard,
-    shutdown::{self, Shutdown, ShutdownTrigger},
+    shutdown::{Shutdown, StoppableTask},
     snapshot::SnapshotCell,
 };
 
@@ -124,20 +124,14 @@ impl Counters {
     }
 }
 
-/// One bound port and the task serving it.
-struct Serving {
-    stop: Arc<ShutdownTrigger>,
-    forward: tokio::task::JoinHandle<()>,
-    task: tokio::task::JoinHandle<()>,
-}
-
 /// The relay's ports, kept as the live snapshot says.
 pub struct L4Ports {
     ip: IpAddr,
     relay: Arc<Relay>,
     shutdown: Shutdown,
     runtime: tokio::runtime::Handle,
-    ports: Mutex<HashMap<(L4Protocol, u16), Serving>>,
+    /// Each bound port's serving task.
+    ports: Mutex<HashMap<(L4Protocol, u16), StoppableTask>>,
 }
 
 impl L4Ports {
@@ -213,11 +207,10 @@ impl L4Ports {
     /// an error naming it; the next change retries it.
     pub fn sync(&self, table: &L4Table) {
         let mut ports = self.ports.lock().unwrap_or_else(|e| e.into_inner());
-        ports.retain(|(protocol, port), serving| {
+        ports.retain(|(protocol, port), _| {
+            // A port dropped here stops (its live connections go on).
             let keep = table.get(*protocol, *port).is_some();
             if !keep {
-                serving.stop.fire();
-                serving.forward.abort();
                 tracing::info!(
                     protocol = protocol.label(),
                     port,
@@ -246,13 +239,11 @@ impl L4Ports {
         }
     }
 
-    fn serve(&self, protocol: L4Protocol, port: u16) -> std::io::Result<Serving> {
+    fn serve(&self, protocol: L4Protocol, port: u16) -> std::io::Result<StoppableTask> {
         let _in_runtime = self.runtime.enter();
         let addr = SocketAddr::new(self.ip, port);
-        let (trigger, port_shutdown) = shutdown::channel();
-        let stop = Arc::new(trigger);
-        let counters = self.relay.counters.port(protocol, port);
-        let task = match protocol {
+        let (relay, counters) = (self.relay.clone(), self.relay.counters.port(protocol, port));
+        Ok(match protocol {
             L4Protocol::Tcp => {
                 let socket = if addr.is_ipv4() {
                     tokio::net::TcpSocket::new_v4()?
@@ -262,35 +253,18 @@ impl L4Ports {
                 socket.set_reuseaddr(true)?;
                 socket.bind(addr)?;
                 let listener = socket.listen(BACKLOG)?;
-                self.runtime.spawn(tcp::serve(
-                    listener,
-                    port,
-                    self.relay.clone(),
-                    counters,
-                    port_shutdown,
-                ))
+                StoppableTask::spawn(&self.runtime, &self.shutdown, move |stop| {
+                    tcp::serve(listener, port, relay, counters, stop)
+                })
             }
             L4Protocol::Udp => {
                 let socket = std::net::UdpSocket::bind(addr)?;
                 socket.set_nonblocking(true)?;
-                let socket = tokio::net::UdpSocket::from_std(socket)?;
-                self.runtime.spawn(udp::serve(
-                    Arc::new(socket),
-                    port,
-                    self.relay.clone(),
-                    counters,
-                    port_shutdown,
-                ))
+                let socket = Arc::new(tokio::net::UdpSocket::from_std(socket)?);
+                StoppableTask::spawn(&self.runtime, &self.shutdown, move |stop| {
+                    udp::serve(socket, port, relay, counters, stop)
+                })
             }
-        };
-        // The agent's shutdown stops every port too.
-        let forward = self
-            .runtime
-            .spawn(self.shutdown.clone().pass_on(stop.clone()));
-        Ok(Serving {
-            stop,
-            forward,
-            task,
         })
     }
 
@@ -299,7 +273,7 @@ impl L4Ports {
     pub async fn drained(&self) {
         let tasks: Vec<_> = {
             let mut ports = self.ports.lock().unwrap_or_else(|e| e.into_inner());
-            ports.drain().map(|(_, s)| s.task).collect()
+            ports.drain().filter_map(|(_, s)| s.stop()).collect()
         };
         for t in tasks {
             let _ = t.await;

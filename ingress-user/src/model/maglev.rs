@@ -107,14 +107,18 @@ impl Maglev {
 
     /// Endpoint indices in the order a flow at `slot` tries them when
     /// connecting fails: its own, then the next distinct ones in table
-    /// order (deterministic, so retries spread like first choices do).
+    /// order (deterministic, so retries spread like first choices do). The
+    /// scan ends once every endpoint has come (a few slots per endpoint),
+    /// not at the end of the table: this runs for every new relayed flow.
     pub fn candidates(&self, slot: u32, endpoints: usize) -> impl Iterator<Item = usize> + '_ {
         let start = slot as usize % self.slots.len();
         let mut seen = vec![false; endpoints];
-        (0..self.slots.len()).filter_map(move |k| {
-            let i = usize::from(self.slots[(start + k) % self.slots.len()]);
-            (i < seen.len() && !std::mem::replace(&mut seen[i], true)).then_some(i)
-        })
+        (0..self.slots.len())
+            .filter_map(move |k| {
+                let i = usize::from(self.slots[(start + k) % self.slots.len()]);
+                (i < seen.len() && !std::mem::replace(&mut seen[i], true)).then_some(i)
+            })
+            .take(endpoints)
     }
 }
 

@@ -15,7 +15,7 @@ use rustls::ServerConfig;
 use super::{Proxy, serve_http, serve_https};
 use crate::{
     model::{GatewayPort, PortClaims},
-    shutdown::{self, Shutdown, ShutdownTrigger},
+    shutdown::{Shutdown, StoppableTask},
 };
 
 /// Backlog of a Gateway port's socket (as the agent's own listeners).
@@ -51,18 +51,9 @@ struct Port {
 
 struct Serving {
     tls: bool,
-    stop: Arc<ShutdownTrigger>,
-    forward: tokio::task::JoinHandle<()>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Serving {
-    /// Stops accepting; in-flight requests drain as at shutdown.
-    fn stop(self) -> tokio::task::JoinHandle<()> {
-        self.stop.fire();
-        self.forward.abort();
-        self.task
-    }
+    /// Stopping it stops accepting; in-flight requests drain as at
+    /// shutdown.
+    task: StoppableTask,
 }
 
 impl GatewayPorts {
@@ -104,7 +95,7 @@ impl GatewayPorts {
             let keep = wanted.iter().any(|w| w.port == *port);
             if !keep {
                 if let Some(s) = p.serving.take() {
-                    s.stop();
+                    s.task.stop();
                 }
                 tracing::info!(port, "Gateway port closed: no listener of ours uses it");
             }
@@ -124,7 +115,7 @@ impl GatewayPorts {
                 continue;
             }
             if let Some(s) = p.serving.take() {
-                s.stop();
+                s.task.stop();
             }
             match self.serve(&p.socket, w.tls) {
                 Ok(s) => {
@@ -143,27 +134,20 @@ impl GatewayPorts {
     fn serve(&self, socket: &std::net::TcpListener, tls: bool) -> std::io::Result<Serving> {
         let _in_runtime = self.runtime.enter();
         let listener = tokio::net::TcpListener::from_std(socket.try_clone()?)?;
-        let (trigger, port_shutdown) = shutdown::channel();
-        let stop = Arc::new(trigger);
-        // The agent's shutdown stops every port too.
-        let forward = self
-            .runtime
-            .spawn(self.shutdown.clone().pass_on(stop.clone()));
         let proxy = self.proxy.clone();
-        let task = if tls {
-            let config = self.tls.clone();
-            self.runtime
-                .spawn(serve_https(proxy, listener, config, port_shutdown))
-        } else {
-            self.runtime
-                .spawn(serve_http(proxy, listener, port_shutdown))
-        };
-        Ok(Serving {
-            tls,
-            stop,
-            forward,
-            task,
-        })
+        let config = self.tls.clone();
+        let task = StoppableTask::spawn(
+            &self.runtime,
+            &self.shutdown,
+            move |port_shutdown| async move {
+                if tls {
+                    serve_https(proxy, listener, config, port_shutdown).await;
+                } else {
+                    serve_http(proxy, listener, port_shutdown).await;
+                }
+            },
+        );
+        Ok(Serving { tls, task })
     }
 
     /// Waits until every Gateway port has drained (after the agent's
@@ -174,7 +158,7 @@ impl GatewayPorts {
             ports
                 .values_mut()
                 .filter_map(|p| p.serving.take())
-                .map(|s| s.task)
+                .filter_map(|s| s.task.stop())
                 .collect()
         };
         for t in tasks {
