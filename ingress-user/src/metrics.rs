@@ -83,6 +83,19 @@ const SOURCES: [ErrorSource; 3] = [
     ErrorSource::Internal,
 ];
 
+/// Why the HTTP/1.1 fast path handed a connection to hyper.
+#[derive(Debug, Clone, Copy)]
+pub enum HandOffReason {
+    /// The route's plan needs hyper's path; the plan goes along.
+    Route = 0,
+    /// HTTP/1.0, an upgrade, `Expect`, a target not in origin form.
+    Protocol = 1,
+    /// The HTTP/2 connection preface (h2c with prior knowledge).
+    H2c = 2,
+}
+
+const HANDOFF_REASONS: [&str; 3] = ["route", "protocol", "h2c"];
+
 /// One metric on /metrics, as the reference page lists it. Every `# HELP`
 /// and `# TYPE` line is written from here ([`header`]), so a metric cannot
 /// be exported without its entry.
@@ -163,6 +176,12 @@ pub const CATALOG: &[MetricDoc] = &[
         "counter",
         &[],
         "Copies of requests sent to a Gateway API RequestMirror backend.",
+    ),
+    m(
+        "xingress_http1_handoffs_total",
+        "counter",
+        &["reason"],
+        "HTTP/1.x connections the fast path handed to the general path: \"route\" (the route's plan needs it; the request is routed once), \"protocol\" (HTTP/1.0, an upgrade, Expect, an absolute target), \"h2c\" (the HTTP/2 preface).",
     ),
     m(
         "xingress_proxy_protocol_errors_total",
@@ -493,6 +512,8 @@ pub struct Metrics {
     /// Requests sent again to another endpoint (`proxy-next-upstream`).
     retries: AtomicU64,
     mirrored: AtomicU64,
+    /// Connections handed from the fast path to hyper, by `HandOffReason`.
+    handoffs: [AtomicU64; 3],
     /// Connections closed for a missing or malformed PROXY protocol header.
     proxy_protocol_errors: AtomicU64,
     /// Microseconds the last reload spent in each phase.
@@ -528,6 +549,7 @@ impl Default for Metrics {
             returns: AtomicU64::new(0),
             retries: AtomicU64::new(0),
             mirrored: AtomicU64::new(0),
+            handoffs: Default::default(),
             proxy_protocol_errors: AtomicU64::new(0),
             reload_us: Default::default(),
             upstream_latency: Histogram::default(),
@@ -644,6 +666,10 @@ impl Metrics {
         self.mirrored.fetch_add(1, Relaxed);
     }
 
+    pub fn handoff(&self, reason: HandOffReason) {
+        self.handoffs[reason as usize].fetch_add(1, Relaxed);
+    }
+
     pub fn proxy_protocol_error(&self) {
         self.proxy_protocol_errors.fetch_add(1, Relaxed);
     }
@@ -694,6 +720,14 @@ impl Metrics {
         ] {
             header(out, name);
             let _ = writeln!(out, "{name} {}", v.load(Relaxed));
+        }
+        header(out, "xingress_http1_handoffs_total");
+        for (i, reason) in HANDOFF_REASONS.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "xingress_http1_handoffs_total{{reason=\"{reason}\"}} {}",
+                self.handoffs[i].load(Relaxed)
+            );
         }
         header(out, "xingress_upstream_response_seconds");
         self.upstream_latency

@@ -435,3 +435,126 @@ fn clients_that_stop_reading_are_dropped() {
     let (head, _) = read_response(&mut r2, false);
     assert!(head.starts_with("HTTP/1.1 200 "), "{head}");
 }
+
+/// Where a request is planned and where it is carried out are apart: the
+/// fast path routes every HTTP/1.1 request once, and a route whose plan it
+/// cannot carry out (here `upstream-vhost`) goes to the general path with
+/// the plan as made, not routed again. A canary's 50% weight must then
+/// alternate exactly, one request each, even with a new connection (so a
+/// hand-over) per request: routing the request twice would count it twice
+/// and send every one to the same side. Routes the fast path carries
+/// (basic auth, a plain route) are never handed over; an `auth-url` route
+/// is.
+#[test]
+fn a_route_the_fast_path_cannot_carry_is_routed_once() {
+    use xingress_tests::{
+        backend::{self, Mode, service_yaml},
+        http1::Conn,
+    };
+    let pod =
+        |name| backend::start(SocketAddr::from(([127, 0, 0, 1], 0)), name, Mode::Echo).unwrap();
+    let (main, canary, auth) = (pod("main"), pod("canary"), pod("auth"));
+    let p = "nginx.ingress.kubernetes.io/";
+    let ingress = |name: &str, host: &str, svc: &str, annotations: &str| {
+        format!(
+            "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: {name}\n  \
+             annotations: {{kubernetes.io/ingress.class: xingress{annotations}}}\n\
+             spec:\n  rules:\n  - host: {host}\n    http:\n      paths:\n      \
+             - {{path: /, pathType: Prefix, backend: {{service: {{name: {svc}, port: {{number: 80}}}}}}}}\n---\n"
+        )
+    };
+    let dir = ManifestDir::new();
+    dir.write(
+        "all.yaml",
+        &[
+            service_yaml("main", 80, &[&main]),
+            service_yaml("canary", 80, &[&canary]),
+            ingress("main", "vhost.test", "main", &format!(", {p}upstream-vhost: inner.test")),
+            ingress(
+                "canary",
+                "vhost.test",
+                "canary",
+                &format!(", {p}canary: \"true\", {p}canary-weight: \"50\""),
+            ),
+            ingress("plain", "plain.test", "main", ""),
+            ingress(
+                "basic",
+                "basic.test",
+                "main",
+                &format!(", {p}auth-type: basic, {p}auth-secret: users"),
+            ),
+            ingress(
+                "ext",
+                "ext.test",
+                "main",
+                &format!(", {p}auth-url: \"http://{}/check\"", auth.addr),
+            ),
+            // alice:secret (SHA-512 crypt, written by `openssl passwd -6`).
+            "apiVersion: v1\nkind: Secret\nmetadata: {name: users}\ntype: Opaque\nstringData:\n  auth: |\n    \
+             alice:$6$saltsalt$TVLlQcbpFVof5W3Yz4DTP6gRstiNuHwwTt6GLc1E5n0U0aDehy0S5knV8wiOQSpT0Y77vwPZN.Pq.H91p5hVO1\n---\n"
+                .to_string(),
+        ]
+        .concat(),
+    );
+    let mut agent = Agent::start_local(&dir.path, &[]).unwrap();
+    agent.wait_ready().unwrap();
+    let handoffs = |reason: &str| {
+        agent
+            .metric(&format!(
+                "xingress_http1_handoffs_total{{reason=\"{reason}\"}}"
+            ))
+            .unwrap()
+    };
+    let ask = |host: &str, extra: &str| {
+        Conn::connect(agent.http)
+            .unwrap()
+            .raw(
+                format!("GET /x HTTP/1.1\r\nHost: {host}\r\n{extra}Connection: close\r\n\r\n")
+                    .as_bytes(),
+            )
+            .unwrap()
+    };
+
+    let mut sides = Vec::new();
+    for _ in 0..12 {
+        let r = ask("vhost.test", "");
+        assert_eq!(r.status, 200, "{}", r.text());
+        // Carried out as planned: the Host the route says.
+        assert_eq!(r.echo_field("host").as_deref(), Some("inner.test"));
+        sides.push(r.echo_field("pod").unwrap());
+    }
+    let alternating: Vec<String> = (0..12)
+        .map(|i| if i % 2 == 0 { "main" } else { "canary" }.to_string())
+        .collect();
+    assert_eq!(
+        sides, alternating,
+        "each request counted once by the canary's weight"
+    );
+    assert_eq!(handoffs("route"), 12.0);
+
+    use base64::Engine as _;
+    let token = base64::engine::general_purpose::STANDARD.encode("alice:secret");
+    assert_eq!(ask("plain.test", "").status, 200);
+    assert_eq!(
+        ask("basic.test", &format!("Authorization: Basic {token}\r\n")).status,
+        200
+    );
+    assert_eq!(ask("basic.test", "").status, 401);
+    assert_eq!(
+        handoffs("route"),
+        12.0,
+        "the fast path carries plain and basic-auth routes"
+    );
+    let r = ask("ext.test", "");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(auth.requests(), ["GET /check"]);
+    assert_eq!(handoffs("route"), 13.0, "auth-url is the general path's");
+    assert_eq!(handoffs("protocol"), 0.0);
+    // HTTP/1.0 is the general path's too, routed there.
+    let r = Conn::connect(agent.http)
+        .unwrap()
+        .raw(b"GET /x HTTP/1.0\r\nHost: plain.test\r\n\r\n")
+        .unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(handoffs("protocol"), 1.0);
+}

@@ -222,34 +222,6 @@ impl PathRule {
             }
     }
 
-    /// Whether hyper's path must serve this rule: the HTTP/1.1 fast path
-    /// forwards requests as received, to plain-HTTP pods.
-    pub fn needs_hyper(&self) -> bool {
-        self.client_auth.is_some()
-            || self.external_auth.is_some()
-            || self.rewrite.is_some()
-            || self.upstream_vhost.is_some()
-            || self.forwarded_prefix.is_some()
-            || self.cors.is_some()
-            || self.affinity.is_some()
-            || !self.backend.plain_http()
-            || self.filters.as_ref().is_some_and(|f| f.edits_request())
-            || self.error_pages.is_some()
-            || self.http10
-            || self.snippets.is_some()
-            || self.request_buffer.is_some()
-            || self.response_buffer.is_some()
-            || self.otel.is_some()
-            || self
-                .split
-                .as_ref()
-                .is_some_and(|s| s.backends.iter().any(|(b, _)| !b.plain_http()))
-            || self
-                .canary
-                .as_ref()
-                .is_some_and(|c| !c.backend.plain_http())
-    }
-
     /// The request target the pod gets under `rewrite-target` (`None`:
     /// unchanged): the target with `$N` replaced by the path's Nth capture
     /// group, then the original query (after `&` if the target has its own).

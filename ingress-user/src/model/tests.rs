@@ -1215,8 +1215,6 @@ fn basic_auth_reads_its_secret_or_refuses_the_ingress() {
     assert_eq!(file.users(), 1);
     assert_eq!(check("file.test", "alice", "wonderland"), Check::Allowed);
     assert_eq!(check("file.test", "alice", "x"), Check::Refused);
-    // Checked on the HTTP/1.1 fast path too.
-    assert!(!rule("file.test").needs_hyper());
     // The DES line is named by number and costs nobody else anything.
     assert_eq!(
         of("file"),
@@ -1331,7 +1329,6 @@ fn auth_url_settings_are_read_or_refuse_the_ingress() {
         ["x-auth-request-user", "x-auth-request-email"]
     );
     assert!(full.signin.is_some());
-    assert!(rule(Some("full.test"), "/full").needs_hyper());
     assert!(of("full").is_empty(), "{:?}", of("full"));
     let plain = rule(Some("plain.test"), "/plain")
         .external_auth

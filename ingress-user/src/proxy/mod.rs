@@ -133,10 +133,38 @@ enum Decision {
     Preflight(Box<http::HeaderMap>),
     /// A snippet's `return` (or redirecting `rewrite`), answered here.
     Reply(Box<Response<ProxyBody>>),
-    /// On the HTTP/1.1 fast path: the route needs hyper's path, decided
-    /// before anything is counted (limits, balancers, canary weights), so
-    /// that hyper's path counts the request once.
-    HandOff,
+}
+
+impl Decision {
+    /// Whether the HTTP/1.1 fast path can carry this plan out; if not,
+    /// hyper's path does, with the plan as made. The one place that
+    /// decides: the fast path answers redirects and errors itself, and
+    /// forwards the request as received (less hop-by-hop fields, plus the
+    /// forwarding fields and the header edits every route may have) in
+    /// HTTP/1.1 to a plain-HTTP pod by address, streaming the answer back
+    /// as it comes. Anything in `Changes` is hyper's.
+    fn fast_path_carries(&self) -> bool {
+        match self {
+            Decision::Redirect(..) => true,
+            Decision::Preflight(_) | Decision::Reply(_) => false,
+            Decision::Forward(t) => {
+                matches!(t.peer, Peer::Addr(_))
+                    && t.backend.protocol == BackendProtocol::Http
+                    && t.changes.is_none()
+                    && !t.http10
+            }
+        }
+    }
+}
+
+/// A request routed on one path and carried out on another: the HTTP/1.1
+/// fast path decided it, and hands it to hyper's path with the connection,
+/// so that limits, balancers and canary weights count it once.
+pub(super) struct Routed {
+    decision: Result<Decision, ProxyError>,
+    stats: Arc<RouteStats>,
+    /// The request is logged (not `enable-access-log: "false"`).
+    log: bool,
 }
 
 /// Where a request goes, and what the rule says about it.
@@ -273,8 +301,6 @@ pub(crate) struct ClientLimits {
 /// What routing needs of a request besides its host and target, looked up
 /// only for routes that ask (CORS, affinity).
 struct RequestView<'a> {
-    /// Asked by the HTTP/1.1 fast path, which hands off what it cannot serve.
-    fast_path: bool,
     /// The request method (Gateway API method matches).
     method: &'a str,
     /// OPTIONS: a CORS preflight on a route with `enable-cors`.
@@ -463,11 +489,14 @@ impl Proxy {
     }
 
     /// Serves one request; never fails (errors become status pages).
-    pub async fn handle(
+    /// `routed`: the fast path already routed it (the first request of a
+    /// connection it handed over).
+    pub(super) async fn handle(
         self: &Arc<Self>,
         down: Downstream,
         conn: &ConnState,
         req: Request<Incoming>,
+        routed: Option<Box<Routed>>,
     ) -> Result<Response<ProxyBody>, Infallible> {
         let started = Instant::now();
         let method_name = req.method().clone();
@@ -481,7 +510,10 @@ impl Proxy {
                 .iter()
                 .map(HeaderValue::as_bytes),
         );
-        let (decision, stats, log) = self.pick(&down, conn, &req);
+        let (decision, stats, log) = match routed {
+            Some(r) => (r.decision, r.stats, r.log),
+            None => self.pick(&down, conn, &req),
+        };
         let mut record = match &self.access_log {
             Some(access_log) if log => Some(Box::new(log_record(&down, &req, access_log))),
             _ => None,
@@ -511,10 +543,6 @@ impl Proxy {
             Ok(Decision::Redirect(status, location)) => Ok(redirect(status, location)),
             Ok(Decision::Preflight(headers)) => Ok(preflight(*headers)),
             Ok(Decision::Reply(response)) => Ok(*response),
-            // Only the fast path is handed off (`RequestView::fast_path`).
-            Ok(Decision::HandOff) => Err(ProxyError::Upstream(
-                "internal: a hand-off on hyper's path".into(),
-            )),
             Err(e) => Err(e),
         };
         let response = result.unwrap_or_else(|e| {
@@ -662,7 +690,6 @@ impl Proxy {
             cookie_value(fields.map(HeaderValue::as_bytes), name)
         };
         let view = RequestView {
-            fast_path: false,
             method: req.method().as_str(),
             options: req.method() == http::Method::OPTIONS,
             header: &header,
@@ -755,14 +782,6 @@ impl Proxy {
                 .is_some_and(|ua| agents.set.is_match(&String::from_utf8_lossy(ua)))
         {
             return (Err(ProxyError::Forbidden), stats);
-        }
-        if req.fast_path
-            && route.rule.map_or(
-                !route.backend.plain_http(),
-                crate::model::PathRule::needs_hyper,
-            )
-        {
-            return (Ok(Decision::HandOff), stats);
         }
         let in_flight = match route
             .rule

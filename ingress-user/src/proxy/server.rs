@@ -87,7 +87,7 @@ where
     let conn_state = Arc::new(conn_state);
     if conn_state.alpn_h2 {
         return Either::Left(Box::pin(serve_connection(
-            proxy, builder, io, down, watcher, shutdown, conn_state,
+            proxy, builder, io, down, watcher, shutdown, conn_state, None,
         )));
     }
     let client = super::h1::Client::new(&proxy, io, &down);
@@ -108,7 +108,9 @@ async fn serve_h1<I>(
 ) where
     I: AsyncRead + AsyncWrite + Abort + Unpin + Send + 'static,
 {
-    if super::h1::serve(&proxy, &mut client, &down, &conn_state, &shutdown).await {
+    if let super::h1::Ended::HandOff(routed) =
+        super::h1::serve(&proxy, &mut client, &down, &conn_state, &shutdown).await
+    {
         // hyper reads the rest under the fast path's framing rules. Boxed:
         // the task of every HTTP/1.1 connection would otherwise be as
         // large as hyper's connection state, idle or not.
@@ -116,7 +118,7 @@ async fn serve_h1<I>(
         let rest =
             super::h1::Checked::new(client.into_rewind(), limits.max_head, limits.header_timeout);
         Box::pin(serve_connection(
-            proxy, builder, rest, down, watcher, shutdown, conn_state,
+            proxy, builder, rest, down, watcher, shutdown, conn_state, routed,
         ))
         .await;
     }
@@ -124,7 +126,9 @@ async fn serve_h1<I>(
 
 /// Serves one connection with hyper (HTTP/1.x, or HTTP/2 by preface),
 /// until it ends; `keep-alive`, `keep-alive-requests` and the shutdown
-/// stop it gracefully (no request in flight is cut).
+/// stop it gracefully (no request in flight is cut). `routed`: the plan
+/// the fast path made for the first request it hands over.
+#[allow(clippy::too_many_arguments)]
 async fn serve_connection<I>(
     proxy: Arc<Proxy>,
     builder: Arc<auto::Builder<TokioExecutor>>,
@@ -133,6 +137,7 @@ async fn serve_connection<I>(
     watcher: hyper_util::server::graceful::Watcher,
     shutdown: Shutdown,
     conn_state: Arc<ConnState>,
+    routed: Option<Box<super::Routed>>,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -158,12 +163,17 @@ async fn serve_connection<I>(
     };
     let watch = ConnWatch::new();
     let requests = watch.clone();
+    // Taken by the first request hyper reads, which is the one routed.
+    let routed = routed.map(|r| Arc::new(std::sync::Mutex::new(Some(r))));
     let service = hyper::service::service_fn(move |req| {
         let proxy = proxy.clone();
         let conn_state = conn_state.clone();
         let in_flight = requests.begin();
+        let routed = routed
+            .as_ref()
+            .and_then(|r| r.lock().unwrap_or_else(|e| e.into_inner()).take());
         async move {
-            let resp = proxy.handle(down, &conn_state, req).await?;
+            let resp = proxy.handle(down, &conn_state, req, routed).await?;
             Ok::<_, std::convert::Infallible>(resp.map(|b| Watched::new(b, in_flight)))
         }
     });

@@ -27,7 +27,7 @@ use tokio::{
 };
 
 use super::{
-    ConnState, Decision, Proxy, ProxyError, Target,
+    ConnState, Decision, Proxy, ProxyError, Routed, Target,
     abort::Abort,
     access_log::Record,
     headers::Downstream,
@@ -35,9 +35,9 @@ use super::{
     rewind::Rewind,
 };
 use crate::{
-    metrics::RouteStats,
+    metrics::{HandOffReason, RouteStats},
     model::{
-        BackendProtocol, Peer,
+        Peer,
         annotations::{NEXT_ERROR, NEXT_TIMEOUT},
     },
     shutdown::Shutdown,
@@ -103,8 +103,10 @@ impl<S> Client<S> {
 enum Prepared {
     /// The head is not complete yet.
     Incomplete,
-    /// hyper serves this connection from here on.
-    HandOff,
+    /// hyper serves this connection from here on; with the plan made for
+    /// this request when its route needs hyper's path, else it routes the
+    /// request itself (HTTP/1.0, an upgrade, ...).
+    HandOff(Option<Box<Routed>>),
     /// The proxy answers itself.
     Reply(Reply),
     Forward(Forward),
@@ -171,6 +173,15 @@ impl From<ProxyError> for Failed {
     }
 }
 
+/// How the fast path left a connection.
+pub(super) enum Ended {
+    /// Closed, or done with.
+    Done,
+    /// hyper serves the rest, the unread bytes in front; the first request
+    /// with this plan if the fast path routed it.
+    HandOff(Option<Box<Routed>>),
+}
+
 /// Serves HTTP/1.1 requests on `io` until the client closes, an error
 /// closes the connection, or a request needs hyper: then the connection is
 /// returned with its unread bytes in front.
@@ -180,7 +191,7 @@ pub(super) async fn serve<S>(
     down: &Downstream,
     conn: &ConnState,
     shutdown: &Shutdown,
-) -> bool
+) -> Ended
 where
     S: AsyncRead + AsyncWrite + Abort + Unpin,
 {
@@ -206,12 +217,12 @@ where
             let read = tokio::select! {
                 biased;
                 r = c.deadline.run(bufs::read_into(&mut c.io, &mut c.buf, CLIENT_BUF)) => r,
-                () = shutdown.wait() => return false,
+                () = shutdown.wait() => return Ended::Done,
             };
             match read {
                 Some(Ok(n)) if n > 0 => {}
                 // Closed, failed, or idle past the keep-alive timeout.
-                _ => return false,
+                _ => return Ended::Done,
             }
             // A head has begun: the rest within the header timeout.
             c.deadline
@@ -228,10 +239,10 @@ where
             Step::Next => {}
             Step::Close => {
                 let _ = c.io.shutdown().await;
-                return false;
+                return Ended::Done;
             }
-            Step::Gone => return false,
-            Step::HandOff => return true,
+            Step::Gone => return Ended::Done,
+            Step::HandOff(routed) => return Ended::HandOff(routed),
         }
     }
 }
@@ -245,7 +256,7 @@ enum Step {
     /// The connection is already done with (error, reply and linger).
     Gone,
     /// hyper serves it from here, the unread bytes in front.
-    HandOff,
+    HandOff(Option<Box<Routed>>),
 }
 
 /// A request's upstream head and client output buffers, taken from the
@@ -293,7 +304,8 @@ impl Proxy {
         let prepared = loop {
             if first && is_h2_preface(&c.buf) {
                 if c.buf.len() >= H2_PREFACE.len() {
-                    return Step::HandOff;
+                    self.metrics.handoff(HandOffReason::H2c);
+                    return Step::HandOff(None);
                 }
                 // Could still be the preface: read on.
             } else if c.buf[unseen..].contains(&b'\n') {
@@ -344,7 +356,13 @@ impl Proxy {
         }
         let keep_alive = match prepared {
             Prepared::Incomplete => unreachable!("the loop above only ends with a full head"),
-            Prepared::HandOff => return Step::HandOff,
+            Prepared::HandOff(routed) => {
+                self.metrics.handoff(match routed {
+                    Some(_) => HandOffReason::Route,
+                    None => HandOffReason::Protocol,
+                });
+                return Step::HandOff(routed);
+            }
             Prepared::Reply(mut reply) => {
                 let close = reply.close || shutdown.is_fired();
                 reply.write(out, close, self.hsts(c.tls).as_ref().map(|v| v.as_bytes()));
@@ -591,7 +609,7 @@ impl Proxy {
             Err(httparse::Error::TooManyHeaders) => {
                 return Prepared::Reply(Reply::error(ProxyError::HeadTooLarge));
             }
-            Err(httparse::Error::Version) => return Prepared::HandOff,
+            Err(httparse::Error::Version) => return Prepared::HandOff(None),
             Err(_) => {
                 return Prepared::Reply(Reply::error(ProxyError::BadRequest(
                     "malformed request head",
@@ -599,12 +617,12 @@ impl Proxy {
             }
         };
         let (Some(method), Some(target)) = (req.method, req.path) else {
-            return Prepared::HandOff;
+            return Prepared::HandOff(None);
         };
         // HTTP/1.0 keep-alive rules, absolute-form and asterisk-form
         // targets: hyper's.
         if req.version != Some(1) || !target.starts_with('/') {
-            return Prepared::HandOff;
+            return Prepared::HandOff(None);
         }
         let info = match codec::analyze_request(req.headers) {
             Ok(info) => info,
@@ -645,7 +663,7 @@ impl Proxy {
             )));
         }
         if info.upgrade || info.expect {
-            return Prepared::HandOff;
+            return Prepared::HandOff(None);
         }
         let framing = info.framing;
         let has_body = framing != Framing::Empty;
@@ -666,7 +684,6 @@ impl Proxy {
             super::cookie_value(fields.map(|h| h.value), name)
         };
         let view = super::RequestView {
-            fast_path: true,
             method,
             options: method == "OPTIONS",
             header: &header,
@@ -674,11 +691,20 @@ impl Proxy {
             log_off: std::cell::Cell::new(false),
         };
         let (decision, stats) = self.route(down, conn, raw_host, path, target, &view);
-        if matches!(decision, Ok(Decision::HandOff)) {
-            // hyper's path routes the request again, and counts it.
-            return Prepared::HandOff;
-        }
         self.report_flow(down, conn, &decision);
+        // The plan says which path carries it out; hyper's gets it as made,
+        // so that it is counted once.
+        let hand_off = |decision, stats| {
+            Prepared::HandOff(Some(Box::new(Routed {
+                decision: Ok(decision),
+                stats,
+                log: !view.log_off.get(),
+            })))
+        };
+        let decision = match decision {
+            Ok(d) if !d.fast_path_carries() => return hand_off(d, stats),
+            other => other,
+        };
         // X-Request-ID: the client's, or ours (the pod and the log get it).
         let request_id =
             (!info.has_request_id && !rules.no_request_id).then(super::headers::request_id_hex);
@@ -711,9 +737,10 @@ impl Proxy {
         };
         let target = match decision {
             Ok(Decision::Forward(t)) => t,
-            // Not asked of the fast path: `route` hands these rules off.
-            Ok(Decision::Preflight(_) | Decision::Reply(_) | Decision::HandOff) => {
-                return Prepared::HandOff;
+            // `fast_path_carries` gave these to hyper above.
+            Ok(d @ (Decision::Preflight(_) | Decision::Reply(_))) => {
+                drop(reply);
+                return hand_off(d, stats);
             }
             Ok(Decision::Redirect(status, location)) => {
                 return reply(
@@ -734,13 +761,10 @@ impl Proxy {
             }
         };
         let Peer::Addr(peer) = target.peer else {
-            return Prepared::HandOff;
+            // `fast_path_carries` gave this to hyper above.
+            drop(reply);
+            return hand_off(Decision::Forward(target), stats);
         };
-        // `route` hands these off before counting anything; kept so that a
-        // target the fast path cannot forward never reaches it.
-        if target.backend.protocol != BackendProtocol::Http || target.changes.is_some() {
-            return Prepared::HandOff;
-        }
         if let (Framing::Length(n), Some(limit)) = (framing, target.body_limit)
             && n > limit
         {
