@@ -739,7 +739,6 @@ impl Proxy {
             Ok(Decision::Forward(t)) => t,
             // `fast_path_carries` gave these to hyper above.
             Ok(d @ (Decision::Preflight(_) | Decision::Reply(_))) => {
-                drop(reply);
                 return hand_off(d, stats);
             }
             Ok(Decision::Redirect(status, location)) => {
@@ -762,7 +761,6 @@ impl Proxy {
         };
         let Peer::Addr(peer) = target.peer else {
             // `fast_path_carries` gave this to hyper above.
-            drop(reply);
             return hand_off(Decision::Forward(target), stats);
         };
         if let (Framing::Length(n), Some(limit)) = (framing, target.body_limit)
