@@ -63,7 +63,7 @@ pub fn manifests(data: &[u8]) {
             }
             // Any Authorization value is checked without a panic, and
             // one that is not `Basic` credentials never passes.
-            if let Some(auth) = rule.and_then(|r| r.basic_auth.as_deref()) {
+            if let Some(auth) = rule.and_then(|r| r.settings.basic_auth.as_deref()) {
                 let refused = crate::model::basic_auth::Check::Refused;
                 assert_eq!(auth.check(Some(row.path.as_bytes()), |f| f()), refused);
                 let _ = auth.check(Some(format!("Basic {}", row.path).as_bytes()), |f| f());

@@ -240,13 +240,6 @@ impl Backend {
         Ok((Peer::Addr(eps[i]), Some(&tokens[i])))
     }
 
-    /// Plain HTTP/1.1 to pod addresses: what the HTTP/1.1 fast path can
-    /// forward to (TLS, h2c and ExternalName backends take hyper's path).
-    pub fn plain_http(&self) -> bool {
-        self.protocol == BackendProtocol::Http
-            && !matches!(self.target, BackendTarget::External { .. })
-    }
-
     pub fn ready_endpoints(&self) -> usize {
         match &self.target {
             BackendTarget::Endpoints(eps) => eps.len(),

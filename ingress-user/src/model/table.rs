@@ -24,7 +24,9 @@ pub enum PathKind {
     Regex,
 }
 
-/// One path of one host.
+/// One path of one host: what matching needs inline, the rest in its
+/// settings, which all the rules of one Ingress (or of one Gateway API
+/// route rule) share.
 #[derive(Debug, Clone)]
 pub struct PathRule {
     /// For Prefix: without its trailing slash ("/" stays "/").
@@ -39,6 +41,27 @@ pub struct PathRule {
     pub redirect_https: bool,
     /// `PathKind::Regex`: the compiled path.
     pub regex: Option<Arc<regex::Regex>>,
+    /// A canary Ingress's backend for the same host and path, and which
+    /// requests go to it.
+    pub canary: Option<Arc<Canary>>,
+    /// Gateway API: the method, headers and query parameters a request
+    /// must also have (`HTTPRoute` matches); `None`: host and path decide.
+    pub matcher: Option<Arc<super::gateway::RequestMatch>>,
+    /// Index of its metric labels in `RoutingTable::route_labels`.
+    pub stats: u32,
+    /// Tie-break among rules equal in path and match: lower first (Ingress
+    /// rules 0, then Gateway API rules, oldest route first).
+    pub order: u32,
+    /// What the rule's annotations (or Gateway API filters) ask of its
+    /// requests.
+    pub settings: Arc<RouteSettings>,
+}
+
+/// A rule's settings: one field per annotation or ConfigMap key, read in
+/// `translate::settings`, applied when a request's plan is made
+/// (`proxy::Proxy::route`).
+#[derive(Debug, Clone, Default)]
+pub struct RouteSettings {
     /// `rewrite-target`: the path the pod is sent instead, `$1`…`$9` the
     /// path's capture groups; the query is kept.
     pub rewrite: Option<Arc<str>>,
@@ -50,9 +73,6 @@ pub struct PathRule {
     /// `enable-cors`: preflights are answered, responses get the
     /// Access-Control headers.
     pub cors: Option<Arc<super::annotations::Cors>>,
-    /// A canary Ingress's backend for the same host and path, and which
-    /// requests go to it.
-    pub canary: Option<Arc<Canary>>,
     /// `affinity: cookie`.
     pub affinity: Option<Arc<super::annotations::Affinity>>,
     /// Every request gets this redirect (`permanent-redirect`,
@@ -92,9 +112,6 @@ pub struct PathRule {
     pub upstream_policy: Option<Arc<super::annotations::UpstreamPolicy>>,
     /// `enable-access-log: "false"`: no access log line for its requests.
     pub access_log_off: bool,
-    /// Gateway API: the method, headers and query parameters a request
-    /// must also have (`HTTPRoute` matches); `None`: host and path decide.
-    pub matcher: Option<Arc<super::gateway::RequestMatch>>,
     /// Gateway API: weighted backends (`backendRefs`); `backend` is then
     /// the first, for listings.
     pub split: Option<Arc<super::gateway::Split>>,
@@ -109,8 +126,6 @@ pub struct PathRule {
     /// Every header edit of its requests (the ConfigMap's and its own),
     /// set when the table is built; `None`: none.
     pub edits: Option<Arc<super::header_rules::Edits>>,
-    /// Index of its metric labels in `RoutingTable::route_labels`.
-    pub stats: u32,
     /// `upstream-hash-by`: requests with the same key go to the same pod.
     pub hash_by: Option<Arc<super::hashing::HashBy>>,
     /// `load-balance: ewma`: the faster of two endpoints drawn at random.
@@ -130,9 +145,6 @@ pub struct PathRule {
     pub otel: Option<Arc<super::otel::OtelRoute>>,
     /// `server-snippet` and `configuration-snippet`, run per request.
     pub snippets: Option<Arc<super::snippet::Snippets>>,
-    /// Tie-break among rules equal in path and match: lower first (Ingress
-    /// rules 0, then Gateway API rules, oldest route first).
-    pub order: u32,
 }
 
 /// `canary: "true"` on an Ingress with the same host and path as a main
@@ -203,7 +215,7 @@ impl Canary {
 impl PathRule {
     /// Whether `client` may use this rule.
     pub fn admits(&self, client: std::net::IpAddr) -> bool {
-        admits(&self.allow, &self.deny, client)
+        admits(&self.settings.allow, &self.settings.deny, client)
     }
 }
 
@@ -226,7 +238,7 @@ impl PathRule {
     /// unchanged): the target with `$N` replaced by the path's Nth capture
     /// group, then the original query (after `&` if the target has its own).
     pub fn rewritten(&self, path: &str, query: Option<&str>) -> Option<String> {
-        let target = self.rewrite.as_deref()?;
+        let target = self.settings.rewrite.as_deref()?;
         let caps = self.regex.as_ref()?.captures(path)?;
         let mut out = String::with_capacity(target.len() + path.len());
         let mut rest = target;
@@ -577,10 +589,10 @@ impl RoutingTable {
             for r in rules.rules() {
                 // `satisfy: any`: other sources may still authenticate,
                 // so XDP must let them through.
-                if r.satisfy_any {
+                if r.settings.satisfy_any {
                     return None;
                 }
-                union.extend(r.allow.as_ref()?.iter().copied());
+                union.extend(r.settings.allow.as_ref()?.iter().copied());
             }
             union.sort();
             union.dedup();

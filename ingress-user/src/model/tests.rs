@@ -487,7 +487,9 @@ fn limit_annotations_give_one_limit_per_ingress() {
     let t = translate(&o, &TranslateOptions::default());
     let limit_of = |host: &str, path: &str| {
         let rule = t.table.route(Some(host), path).unwrap().rule.unwrap();
-        rule.limit.map(|i| t.table.limits()[i as usize].clone())
+        rule.settings
+            .limit
+            .map(|i| t.table.limits()[i as usize].clone())
     };
     let (id, l) = limit_of("l.test", "/").unwrap();
     assert_eq!(id, NamespacedName::new("default", "limited"));
@@ -503,12 +505,14 @@ fn limit_annotations_give_one_limit_per_ingress() {
             .unwrap()
             .rule
             .unwrap()
+            .settings
             .limit,
         t.table
             .route(Some("l.test"), "/")
             .unwrap()
             .rule
             .unwrap()
+            .settings
             .limit
     );
     // An allow list alone limits nothing.
@@ -669,6 +673,7 @@ fn proxy_read_timeout_is_whole_seconds_per_ingress() {
             .unwrap()
             .rule
             .unwrap()
+            .settings
             .read_timeout
     };
     assert_eq!(
@@ -697,10 +702,10 @@ fn proxy_read_timeout_is_whole_seconds_per_ingress() {
     let t = translate(&o, &TranslateOptions::default());
     let rule = t.table.route(Some("c.test"), "/").unwrap().rule.unwrap();
     assert_eq!(
-        rule.connect_timeout,
+        rule.settings.connect_timeout,
         Some(std::time::Duration::from_secs(2))
     );
-    assert_eq!(rule.read_timeout, None);
+    assert_eq!(rule.settings.read_timeout, None);
 }
 
 #[test]
@@ -768,7 +773,7 @@ fn client_certificate_annotations_bind_hosts_or_refuse_the_ingress() {
     );
     // auth-tls-match-cn: a subject pattern on the rule.
     let cn = t.table.route(Some("z.test"), "/").unwrap().rule.unwrap();
-    let cn = cn.client_cn.as_ref().expect("a subject pattern");
+    let cn = cn.settings.client_cn.as_ref().expect("a subject pattern");
     assert!(cn.is_match("CN=bob,O=Example"));
     assert!(!cn.is_match("CN=mallory"));
     let rule_auth = |host: &str| {
@@ -777,6 +782,7 @@ fn client_certificate_annotations_bind_hosts_or_refuse_the_ingress() {
             .unwrap()
             .rule
             .unwrap()
+            .settings
             .client_auth
             .clone()
     };
@@ -852,6 +858,7 @@ fn redirect_annotations_are_validated_per_ingress() {
     };
     let redirect = |name: &str| {
         rule_of(name)
+            .settings
             .redirect
             .as_ref()
             .map(|r| (r.code, r.location.to_string()))
@@ -863,10 +870,10 @@ fn redirect_annotations_are_validated_per_ingress() {
     assert_eq!(redirect("code"), Some((308, "http://new.example/".into())));
     assert_eq!(redirect("temp"), Some((302, "https://new.example/".into())));
     assert_eq!(redirect("bad"), None);
-    assert_eq!(rule_of("root").app_root.as_deref(), Some("/app"));
+    assert_eq!(rule_of("root").settings.app_root.as_deref(), Some("/app"));
     assert!(rule_of("root").redirect_https);
     assert!(!rule_of("perm").redirect_https);
-    assert_eq!(rule_of("badroot").app_root, None);
+    assert_eq!(rule_of("badroot").settings.app_root, None);
     let warned = |needle: &str| t.warnings.iter().any(|w| w.message.contains(needle));
     assert!(warned(
         "temporal-redirect-code \"399\" is not a redirect code"
@@ -968,42 +975,13 @@ fn rewrite_targets_expand_captures_like_nginx() {
                 .build()
                 .unwrap(),
         )),
-        rewrite: Some(target.into()),
-        redirect: None,
-        app_root: None,
-        upstream_vhost: None,
-        forwarded_prefix: None,
-        cors: None,
-        affinity: None,
         canary: None,
-        allow: None,
-        deny: None,
-        body_limit: None,
-        read_timeout: None,
-        client_auth: None,
-        basic_auth: None,
-        client_cn: None,
-        external_auth: None,
-        upstream_tls: None,
-        connect_timeout: None,
-        limit: None,
-        upstream_policy: None,
-        access_log_off: false,
         matcher: None,
-        split: None,
-        filters: None,
-        response_edit: None,
-        edits: None,
-        error_pages: None,
         stats: 0,
-        hash_by: None,
-        ewma: false,
-        satisfy_any: false,
-        http10: false,
-        snippets: None,
-        request_buffer: None,
-        response_buffer: None,
-        otel: None,
+        settings: Arc::new(crate::model::table::RouteSettings {
+            rewrite: Some(target.into()),
+            ..Default::default()
+        }),
         order: 0,
     };
     let r = rule("/(a)(b)?/(.*)", "/x/$1-$2-$3/$9$$z?k=v");
@@ -1204,13 +1182,14 @@ fn basic_auth_reads_its_secret_or_refuses_the_ingress() {
     };
     let check = |host: &str, user: &str, pw: &str| {
         rule(host)
+            .settings
             .basic_auth
             .as_ref()
             .unwrap()
             .check(Some(&basic(user, pw)), |f| f())
     };
 
-    let file = rule("file.test").basic_auth.clone().unwrap();
+    let file = rule("file.test").settings.basic_auth.clone().unwrap();
     assert_eq!(file.challenge, "Basic realm=\"Staff only\"");
     assert_eq!(file.users(), 1);
     assert_eq!(check("file.test", "alice", "wonderland"), Check::Allowed);
@@ -1244,14 +1223,14 @@ fn basic_auth_reads_its_secret_or_refuses_the_ingress() {
     ] {
         let r = rule(&format!("{name}.test"));
         assert_eq!(r.backend.pick(), Err(BackendError::Unsupported), "{name}");
-        assert!(r.basic_auth.is_none());
+        assert!(r.settings.basic_auth.is_none());
         assert!(
             of(name).iter().any(|m| m.contains(says)),
             "{name}: {:?}",
             of(name)
         );
     }
-    assert!(rule("open.test").basic_auth.is_none());
+    assert!(rule("open.test").settings.basic_auth.is_none());
     assert!(rule("open.test").backend.pick().is_ok());
 }
 
@@ -1318,6 +1297,7 @@ fn auth_url_settings_are_read_or_refuse_the_ingress() {
     let rule = |host: Option<&str>, path: &str| t.table.route(host, path).unwrap().rule.unwrap();
 
     let full = rule(Some("full.test"), "/full")
+        .settings
         .external_auth
         .clone()
         .unwrap();
@@ -1331,6 +1311,7 @@ fn auth_url_settings_are_read_or_refuse_the_ingress() {
     assert!(full.signin.is_some());
     assert!(of("full").is_empty(), "{:?}", of("full"));
     let plain = rule(Some("plain.test"), "/plain")
+        .settings
         .external_auth
         .clone()
         .unwrap();
@@ -1350,7 +1331,7 @@ fn auth_url_settings_are_read_or_refuse_the_ingress() {
     ] {
         let r = rule(Some(&format!("{name}.test")), &format!("/{name}"));
         assert_eq!(r.backend.pick(), Err(BackendError::Unsupported), "{name}");
-        assert!(r.external_auth.is_none());
+        assert!(r.settings.external_auth.is_none());
         assert!(
             of(name).iter().any(|m| m.contains(says)),
             "{name}: {:?}",
@@ -1388,13 +1369,13 @@ fn a_catch_all_ingress_keeps_its_access_rules_on_the_default_backend() {
         .rule
         .expect("the default backend carries its Ingress's settings");
     assert_eq!(*rule.ingress, NamespacedName::new("default", "catch-all"));
-    assert!(rule.basic_auth.is_some());
+    assert!(rule.settings.basic_auth.is_some());
     assert!(!rule.admits("192.0.2.1".parse().unwrap()));
     assert!(rule.admits("10.1.2.3".parse().unwrap()));
-    assert_eq!(rule.body_limit, Some(2048));
+    assert_eq!(rule.settings.body_limit, Some(2048));
     // Other Ingresses' rules are untouched.
     let open = t.table.route(Some("open.test"), "/").unwrap().rule.unwrap();
-    assert!(open.basic_auth.is_none() && open.allow.is_none());
+    assert!(open.settings.basic_auth.is_none() && open.settings.allow.is_none());
     // The controller's own default backend has no settings.
     let o = objects(&format!("{CLASS}{}", service("a", 1, 1)));
     let t = translate(
@@ -1542,13 +1523,13 @@ fn proxy_ssl_settings_verify_https_pods_or_refuse_the_ingress() {
             .unwrap()
     };
 
-    let full = rule("full").upstream_tls.clone().unwrap();
+    let full = rule("full").settings.upstream_tls.clone().unwrap();
     assert!(full.ca_pem.is_some());
     assert_eq!(full.name.as_deref(), Some("pod.internal"));
     assert!(full.sni);
     assert_eq!(full.depth, 2);
     assert!(crate::tls::client_config(&full).is_ok());
-    let defaults = rule("defaults").upstream_tls.clone().unwrap();
+    let defaults = rule("defaults").settings.upstream_tls.clone().unwrap();
     assert_eq!(
         (defaults.name.as_deref(), defaults.sni, defaults.depth),
         (None, false, 1)
@@ -1575,7 +1556,7 @@ fn proxy_ssl_settings_verify_https_pods_or_refuse_the_ingress() {
         );
     }
     // A plain-HTTP backend has no certificate to check.
-    assert!(rule("plain").upstream_tls.is_none());
+    assert!(rule("plain").settings.upstream_tls.is_none());
     assert!(rule("plain").backend.pick().is_ok());
     assert!(of("plain")[0].contains("applies to HTTPS backends"));
 }
@@ -1678,6 +1659,7 @@ fn upstream_policy_annotations_apply_over_the_configmaps() {
             .unwrap()
             .rule
             .unwrap()
+            .settings
             .upstream_policy
             .clone()
             .unwrap()
@@ -1721,7 +1703,7 @@ fn a_bad_body_size_annotation_falls_back_to_the_configmaps() {
     };
     let t = translate(&o, &opts);
     let rule = t.table.route(Some("bad.test"), "/").unwrap().rule.unwrap();
-    assert_eq!(rule.body_limit, Some(8 << 20));
+    assert_eq!(rule.settings.body_limit, Some(8 << 20));
     assert!(
         messages(&t, "bad")
             .iter()
@@ -1763,6 +1745,7 @@ fn tracing_needs_a_collector_and_says_so_once() {
             .unwrap()
             .rule
             .unwrap()
+            .settings
             .otel
             .is_some()
     };

@@ -24,7 +24,7 @@ use super::{
     basic_auth,
     cidr::{self, Cidr},
     external_auth,
-    table::{ANY_HOST_LABEL, RouteLabels},
+    table::{ANY_HOST_LABEL, RouteLabels, RouteSettings},
 };
 
 mod gateway;
@@ -356,20 +356,13 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
             limits.push((id.clone(), l));
             (limits.len() - 1) as u32
         });
-        // Every rule of this Ingress carries its settings.
-        let rule_of = |path: Box<str>, kind: PathKind, regex, backend| PathRule {
-            path,
-            kind,
-            backend,
-            ingress: shared_id.clone(),
-            redirect_https: false,
-            regex,
-            rewrite: rewrite.clone().filter(|_| kind == PathKind::Regex),
+        // Every rule of this Ingress shares its settings.
+        let settings = cx.settings(RouteSettings {
+            rewrite: rewrite.clone(),
             redirect: redirect.clone(),
             upstream_vhost: upstream_vhost.clone(),
             cors: cors.clone(),
             affinity: affinity.clone(),
-            canary: None,
             forwarded_prefix: forwarded_prefix.clone(),
             app_root: app_root.clone(),
             allow: allow.clone(),
@@ -385,13 +378,11 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
             limit,
             upstream_policy: upstream_policy.clone(),
             access_log_off,
-            matcher: None,
             split: None,
             filters: None,
             response_edit: response_edit.clone(),
             edits: None,
             error_pages: error_pages.clone(),
-            stats: 0,
             hash_by: hash_by.clone(),
             ewma,
             satisfy_any,
@@ -400,7 +391,19 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
             request_buffer,
             response_buffer,
             otel: otel.clone(),
+        });
+        let rule_of = |path: Box<str>, kind: PathKind, regex, backend| PathRule {
+            path,
+            kind,
+            backend,
+            ingress: shared_id.clone(),
+            redirect_https: false,
+            regex,
+            canary: None,
+            matcher: None,
+            stats: 0,
             order: 0,
+            settings: settings.clone(),
         };
         // The default backend too, as ingress-nginx applies a catch-all
         // Ingress's annotations to it: its access rules hold there.
@@ -636,11 +639,14 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
             rule.path = "/".into();
             rule.kind = PathKind::Prefix;
             rule.regex = None;
-            rule.redirect = Some(Arc::new(Redirect {
-                code: 308,
-                location: host.as_str().into(),
-                to_host: true,
-            }));
+            rule.settings = Arc::new(RouteSettings {
+                redirect: Some(Arc::new(Redirect {
+                    code: 308,
+                    location: host.as_str().into(),
+                    to_host: true,
+                })),
+                ..(*rule.settings).clone()
+            });
             hosts.insert(
                 key,
                 BTreeMap::from([((rule.path.clone(), PathKind::Prefix), rule)]),
@@ -729,17 +735,9 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
     );
     // Metric labels of the rules, each distinct one once.
     let mut interned: HashMap<RouteLabels, u32> = HashMap::new();
-    // Each rule's header edits, the ConfigMap's with its own, made once.
-    let edits_of = |table: &RoutingTable, own: Option<Arc<super::header_rules::HeaderEdit>>| {
-        let e = super::header_rules::Edits {
-            request: table.request_edit.clone(),
-            response: [table.response_edit.clone(), own],
-        };
-        (e != super::header_rules::Edits::default()).then(|| Arc::new(e))
-    };
-    table.edits = edits_of(&table, None);
+    // The header edits of requests no rule routes: the ConfigMap's.
+    table.edits = cx.edits(None);
     let mut intern = |table: &mut RoutingTable, host: &str, rule: &mut PathRule| {
-        rule.edits = edits_of(table, rule.response_edit.clone());
         let labels = RouteLabels {
             host: host.into(),
             namespace: rule.ingress.namespace.as_str().into(),
@@ -1042,6 +1040,26 @@ fn index_slices(objects: &Objects) -> HashMap<(&str, &str), Vec<SliceRef<'_>>> {
 }
 
 impl<'a> Cx<'a> {
+    /// A rule's settings, with every header edit of its requests (the
+    /// ConfigMap's and its own) made once.
+    fn settings(&self, mut s: RouteSettings) -> Arc<RouteSettings> {
+        s.edits = self.edits(s.response_edit.clone());
+        Arc::new(s)
+    }
+
+    /// The ConfigMap's header edits with a rule's own response edit;
+    /// `None`: none at all.
+    fn edits(
+        &self,
+        own: Option<Arc<super::header_rules::HeaderEdit>>,
+    ) -> Option<Arc<super::header_rules::Edits>> {
+        let e = super::header_rules::Edits {
+            request: self.config.request_edit.clone(),
+            response: [self.config.response_edit.clone(), own],
+        };
+        (e != super::header_rules::Edits::default()).then(|| Arc::new(e))
+    }
+
     fn warn(&mut self, object: String, message: &str) {
         self.warn_because(object, message, "InvalidConfiguration");
     }

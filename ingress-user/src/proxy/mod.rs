@@ -151,6 +151,7 @@ impl Decision {
                 matches!(t.peer, Peer::Addr(_))
                     && t.backend.protocol == BackendProtocol::Http
                     && t.changes.is_none()
+                    && t.request_timeout.is_none()
                     && !t.http10
             }
         }
@@ -745,7 +746,7 @@ impl Proxy {
             return (Err(ProxyError::NoRoute), self.metrics.any_host().clone());
         };
         req.log_off.set(
-            route.rule.is_some_and(|r| r.access_log_off)
+            route.rule.is_some_and(|r| r.settings.access_log_off)
                 || snap.table.access_log_off
                 || snap.table.skip_access_log_urls.iter().any(|u| **u == *path),
         );
@@ -760,7 +761,8 @@ impl Proxy {
         // `satisfy: any`: the source lists or the authentication, either.
         let admitted = route.rule.is_none_or(|r| r.admits(down.client.ip()));
         let satisfy_any = route.rule.is_some_and(|r| {
-            r.satisfy_any && (r.basic_auth.is_some() || r.external_auth.is_some())
+            r.settings.satisfy_any
+                && (r.settings.basic_auth.is_some() || r.settings.external_auth.is_some())
         });
         if !admitted && !satisfy_any {
             return (Err(ProxyError::Forbidden), stats);
@@ -785,7 +787,7 @@ impl Proxy {
         }
         let in_flight = match route
             .rule
-            .and_then(|r| snap.limiters.get(r.limit? as usize))
+            .and_then(|r| snap.limiters.get(r.settings.limit? as usize))
         {
             None => None,
             Some(limiter) => match limiter.admit(down.client.ip(), Instant::now()) {
@@ -818,7 +820,11 @@ impl Proxy {
         }
         // Gateway API `RequestRedirect`.
         if let Some(rule) = route.rule
-            && let Some(r) = rule.filters.as_ref().and_then(|f| f.redirect.as_ref())
+            && let Some(r) = rule
+                .settings
+                .filters
+                .as_ref()
+                .and_then(|f| f.redirect.as_ref())
         {
             let location = crate::model::gateway::Filters::location(
                 r,
@@ -848,19 +854,22 @@ impl Proxy {
         // `server-snippet` and `configuration-snippet`: nginx's rewrite
         // phase, after the redirects and before authentication (a `return`
         // answers OPTIONS preflights as in nginx), but after the source lists.
-        let snippet = route.rule.and_then(|r| r.snippets.as_deref()).map(|s| {
-            s.run(&crate::model::snippet::Input {
-                method: req.method,
-                host: host.unwrap_or(""),
-                path,
-                query: target.split_once('?').map(|(_, q)| q),
-                request_uri: target,
-                client: down.client.ip(),
-                tls: down.tls,
-                header: req.header,
-                cookie: req.cookie,
-            })
-        });
+        let snippet = route
+            .rule
+            .and_then(|r| r.settings.snippets.as_deref())
+            .map(|s| {
+                s.run(&crate::model::snippet::Input {
+                    method: req.method,
+                    host: host.unwrap_or(""),
+                    path,
+                    query: target.split_once('?').map(|(_, q)| q),
+                    request_uri: target,
+                    client: down.client.ip(),
+                    tls: down.tls,
+                    header: req.header,
+                    cookie: req.cookie,
+                })
+            });
         if let Some(out) = &snippet
             && let Some((code, text)) = &out.reply
         {
@@ -874,17 +883,17 @@ impl Proxy {
             );
         }
         // After the redirect: plain HTTP to a TLS host goes to HTTPS first.
-        let client_cert = match route.rule.and_then(|r| r.client_auth.as_deref()) {
+        let client_cert = match route.rule.and_then(|r| r.settings.client_auth.as_deref()) {
             None => None,
             Some(required) => {
-                let cn = route.rule.and_then(|r| r.client_cn.as_deref());
+                let cn = route.rule.and_then(|r| r.settings.client_cn.as_deref());
                 match client_cert_headers(down, conn, required, cn) {
                     Ok(headers) => Some(headers),
                     Err(why) => return (Err(ProxyError::ClientCert(why)), stats),
                 }
             }
         };
-        let filters = route.rule.and_then(|r| r.filters.clone());
+        let filters = route.rule.and_then(|r| r.settings.filters.clone());
         let request_timeout = filters.as_ref().and_then(|f| f.request_timeout);
         let rewrite = filters.as_ref().and_then(|f| f.rewrite.as_ref());
         let rewritten = route.rule.and_then(|r| {
@@ -905,7 +914,7 @@ impl Proxy {
             .as_ref()
             .and_then(|o| o.target.clone())
             .or(rewritten);
-        let cors = match route.rule.and_then(|r| r.cors.as_deref()) {
+        let cors = match route.rule.and_then(|r| r.settings.cors.as_deref()) {
             None => None,
             Some(c) => match cors_headers(c, (req.header)("origin"), req.options) {
                 Some(h) if req.options => {
@@ -919,7 +928,7 @@ impl Proxy {
         // After the redirects and a CORS preflight, as nginx's access phase.
         if let Some(auth) = route
             .rule
-            .and_then(|r| r.basic_auth.as_deref())
+            .and_then(|r| r.settings.basic_auth.as_deref())
             .filter(|_| authenticate)
             && auth.check((req.header)("authorization"), hash_off_loop)
                 == crate::model::basic_auth::Check::Refused
@@ -933,7 +942,7 @@ impl Proxy {
         // say; a Gateway API rule's weights pick among its backends.
         let backend = match (
             route.rule.and_then(|r| r.canary.as_deref()),
-            route.rule.and_then(|r| r.split.as_deref()),
+            route.rule.and_then(|r| r.settings.split.as_deref()),
         ) {
             (Some(c), _) if c.takes(req.header, req.cookie) => &c.backend,
             (_, Some(split)) => match split.pick() {
@@ -948,8 +957,8 @@ impl Proxy {
             _ => route.backend,
         };
         let ejected = |a| self.health.is_ejected(a);
-        let picked = match route.rule.and_then(|r| r.affinity.as_deref()) {
-            None => match route.rule.and_then(|r| r.hash_by.as_deref()) {
+        let picked = match route.rule.and_then(|r| r.settings.affinity.as_deref()) {
+            None => match route.rule.and_then(|r| r.settings.hash_by.as_deref()) {
                 // `upstream-hash-by`: the key's pod.
                 Some(h) => {
                     let key = h.key(&crate::model::hashing::KeyInput {
@@ -963,7 +972,7 @@ impl Proxy {
                         .pick_hashed(key, h.subset, &ejected)
                         .map(|p| (p, None))
                 }
-                None if route.rule.is_some_and(|r| r.ewma) => {
+                None if route.rule.is_some_and(|r| r.settings.ewma) => {
                     self.ewma.pick(backend, &ejected).map(|p| (p, None))
                 }
                 None => backend.pick_healthy(&ejected).map(|p| (p, None)),
@@ -988,34 +997,40 @@ impl Proxy {
             rewritten,
             host: route
                 .rule
-                .and_then(|r| header(&r.upstream_vhost))
+                .and_then(|r| header(&r.settings.upstream_vhost))
                 .or_else(|| rewrite.and_then(|w| w.hostname.clone())),
-            forwarded_prefix: route.rule.and_then(|r| header(&r.forwarded_prefix)),
+            forwarded_prefix: route
+                .rule
+                .and_then(|r| header(&r.settings.forwarded_prefix)),
             cors,
             set_cookie,
             external_auth: route
                 .rule
-                .and_then(|r| r.external_auth.clone())
+                .and_then(|r| r.settings.external_auth.clone())
                 .filter(|_| authenticate),
             filters: filters.filter(|f| f.request_headers.is_some() || !f.mirrors.is_empty()),
             error_pages: route
                 .rule
-                .and_then(|r| Some((r.error_pages.clone()?, r.ingress.clone()))),
+                .and_then(|r| Some((r.settings.error_pages.clone()?, r.ingress.clone()))),
             snippet: snippet
                 .filter(|o| !o.request.is_empty() || !o.response.is_empty())
                 .map(|o| (o.request, o.response)),
-            request_buffer: route.rule.and_then(|r| r.request_buffer),
-            response_buffer: route.rule.and_then(|r| r.response_buffer),
-            otel: route
-                .rule
-                .and_then(|r| Some((r.otel.clone()?, snap.table.otel.clone()?, r.path.clone()))),
+            request_buffer: route.rule.and_then(|r| r.settings.request_buffer),
+            response_buffer: route.rule.and_then(|r| r.settings.response_buffer),
+            otel: route.rule.and_then(|r| {
+                Some((
+                    r.settings.otel.clone()?,
+                    snap.table.otel.clone()?,
+                    r.path.clone(),
+                ))
+            }),
         };
         let body_limit = route
             .rule
-            .map_or(Some(DEFAULT_BODY_LIMIT), |r| r.body_limit);
+            .map_or(Some(DEFAULT_BODY_LIMIT), |r| r.settings.body_limit);
         let read_timeout = route
             .rule
-            .and_then(|r| r.read_timeout)
+            .and_then(|r| r.settings.read_timeout)
             .unwrap_or(self.limits.upstream_response_timeout);
         let decision = Decision::Forward(Target {
             peer,
@@ -1024,16 +1039,16 @@ impl Proxy {
             read_timeout,
             changes: (!changes.is_empty()).then(|| Box::new(changes)),
             in_flight,
-            upstream_tls: route.rule.and_then(|r| r.upstream_tls.clone()),
-            connect_timeout: route.rule.and_then(|r| r.connect_timeout),
+            upstream_tls: route.rule.and_then(|r| r.settings.upstream_tls.clone()),
+            connect_timeout: route.rule.and_then(|r| r.settings.connect_timeout),
             normalized,
-            policy: route.rule.and_then(|r| r.upstream_policy.clone()),
+            policy: route.rule.and_then(|r| r.settings.upstream_policy.clone()),
             request_timeout,
             ingress: route.rule.map(|r| r.ingress.clone()),
-            ewma: route.rule.is_some_and(|r| r.ewma),
-            http10: route.rule.is_some_and(|r| r.http10),
+            ewma: route.rule.is_some_and(|r| r.settings.ewma),
+            http10: route.rule.is_some_and(|r| r.settings.http10),
             edits: match route.rule {
-                Some(r) => r.edits.clone(),
+                Some(r) => r.settings.edits.clone(),
                 None => snap.table.edits.clone(),
             },
         });
@@ -1779,7 +1794,7 @@ fn rule_redirect(
     let location = |l: &str| {
         HeaderValue::from_str(l).map_err(|_| ProxyError::BadRequest("cannot build the redirect"))
     };
-    if let Some(r) = &rule.redirect {
+    if let Some(r) = &rule.settings.redirect {
         let status = StatusCode::from_u16(r.code).unwrap_or(StatusCode::MOVED_PERMANENTLY);
         if r.to_host {
             // `from-to-www-redirect`: the same request on the other name.
@@ -1791,7 +1806,7 @@ fn rule_redirect(
         }
         return Some(location(&r.location).map(|l| Decision::Redirect(status, l)));
     }
-    let root = rule.app_root.as_deref().filter(|_| path == "/")?;
+    let root = rule.settings.app_root.as_deref().filter(|_| path == "/")?;
     // nginx's `$scheme://$http_host$app_root`: the Host as the client sent it.
     let scheme = if down.tls { "https" } else { "http" };
     let host = raw_host.unwrap_or_default();

@@ -301,15 +301,6 @@ pub struct Filters {
 }
 
 impl Filters {
-    /// Whether a request must be changed on its way (hyper's path carries
-    /// that out; a redirect is answered by either).
-    pub fn edits_request(&self) -> bool {
-        self.request_headers.is_some()
-            || self.rewrite.is_some()
-            || !self.mirrors.is_empty()
-            || self.request_timeout.is_some()
-    }
-
     /// The Location of the redirect, for a request with `scheme`, `host`
     /// (as sent, port included), `path` (matched by `matched`), `query`;
     /// `listener_port` is the Gateway listener's port the request came in on.

@@ -988,6 +988,18 @@ impl Cx<'_> {
                 },
             };
             for (rule_index, b) in built.iter().enumerate() {
+                // The matches of one rule share its settings.
+                let settings = self.settings(RouteSettings {
+                    body_limit: self.config.body_limit,
+                    read_timeout: b.backend_timeout.or(self.config.read_timeout),
+                    connect_timeout: self.config.connect_timeout,
+                    upstream_policy: self.config.upstream_policy.clone(),
+                    split: b.split.clone(),
+                    filters: b.filters.clone(),
+                    response_edit: b.filters.as_ref().and_then(|f| f.response_headers.clone()),
+                    ewma: self.config.ewma,
+                    ..RouteSettings::default()
+                });
                 for m in &b.matches {
                     let mut matcher = RequestMatch {
                         listeners: mask,
@@ -1005,45 +1017,10 @@ impl Cx<'_> {
                             ingress: shared_id.clone(),
                             redirect_https: false,
                             regex: m.regex.clone(),
-                            rewrite: None,
-                            upstream_vhost: None,
-                            forwarded_prefix: None,
-                            cors: None,
                             canary: None,
-                            affinity: None,
-                            redirect: None,
-                            app_root: None,
-                            allow: None,
-                            deny: None,
-                            body_limit: self.config.body_limit,
-                            read_timeout: b.backend_timeout.or(self.config.read_timeout),
-                            connect_timeout: self.config.connect_timeout,
-                            client_auth: None,
-                            client_cn: None,
-                            basic_auth: None,
-                            external_auth: None,
-                            upstream_tls: None,
-                            limit: None,
-                            upstream_policy: self.config.upstream_policy.clone(),
-                            access_log_off: false,
                             matcher: Some(Arc::new(matcher)),
-                            split: b.split.clone(),
-                            filters: b.filters.clone(),
-                            response_edit: b
-                                .filters
-                                .as_ref()
-                                .and_then(|f| f.response_headers.clone()),
-                            error_pages: None,
-                            edits: None,
                             stats: 0,
-                            hash_by: None,
-                            ewma: self.config.ewma,
-                            satisfy_any: false,
-                            http10: false,
-                            snippets: None,
-                            request_buffer: None,
-                            response_buffer: None,
-                            otel: None,
+                            settings: settings.clone(),
                             order: order * 1024 + rule_index.min(1023) as u32,
                         },
                     ));
