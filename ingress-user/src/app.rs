@@ -8,7 +8,7 @@ use tokio::net::TcpListener;
 
 use crate::{
     admin::{self, Admin},
-    cli::{Config, Source, XdpConfig},
+    config::{Config, Source, XdpConfig},
     dataplane::{Dataplane, Policy, PolicyFlags, PolicySync},
     k8s::{
         ManifestDir, cluster,

@@ -1,13 +1,14 @@
-//! Command line (the CLI contract of DESIGN.md) and its validation into `Config`.
+//! Command line (the CLI contract of DESIGN.md): clap's parsing, and its
+//! validation into [`crate::config::Config`].
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 
-use crate::{
-    dataplane::PolicyFlags,
-    model::{Cidr, ClassOptions, NamespacedName},
+pub use crate::config::{
+    Config, OutputFormat, PolicyFlags, ProxyLimits, Source, StatusOptions, XdpConfig, XdpMode,
 };
+use crate::model::{Cidr, ClassOptions, NamespacedName};
 
 /// Exit code for a configuration the agent refuses to start with (EX_USAGE).
 pub const EXIT_CONFIG: u8 = 64;
@@ -349,124 +350,6 @@ pub struct XdpReadArgs {
     /// Where the running agent pinned its maps (its --xdp-pin-path).
     #[arg(long, env = "XINGRESS_XDP_PIN_PATH", default_value = crate::dataplane::DEFAULT_PIN_PATH)]
     pub pin_path: PathBuf,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum OutputFormat {
-    Text,
-    Json,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum XdpMode {
-    Auto,
-    Native,
-    Skb,
-}
-
-/// Where objects come from.
-#[derive(Clone, Debug)]
-pub enum Source {
-    Manifests(PathBuf),
-    /// The API server: this kubeconfig, else KUBECONFIG / in-cluster.
-    Cluster {
-        kubeconfig: Option<PathBuf>,
-    },
-}
-
-/// Timeouts and limits of the proxy, each with a name.
-#[derive(Clone, Debug)]
-pub struct ProxyLimits {
-    /// Time a client has to send the request head (slowloris guard).
-    pub header_read_timeout: Duration,
-    /// Time a write to the client may wait for it to read (slow-read guard).
-    pub client_send_timeout: Duration,
-    /// Largest request head (HTTP/1.1 buffer, HTTP/2 header list): 431 past it.
-    pub max_header_bytes: usize,
-    /// Time to establish a TCP connection to an endpoint (502 after).
-    pub upstream_connect_timeout: Duration,
-    /// Time for an endpoint to send the response head (504 after).
-    pub upstream_response_timeout: Duration,
-    /// Idle upstream connections are closed after this.
-    pub upstream_idle_timeout: Duration,
-    /// Time in-flight requests get to finish on shutdown.
-    pub drain_timeout: Duration,
-}
-
-impl Default for ProxyLimits {
-    fn default() -> Self {
-        Self {
-            header_read_timeout: Duration::from_secs(30),
-            client_send_timeout: Duration::from_secs(60),
-            max_header_bytes: 32 * 1024,
-            upstream_connect_timeout: Duration::from_secs(5),
-            upstream_response_timeout: Duration::from_secs(60),
-            upstream_idle_timeout: Duration::from_secs(90),
-            drain_timeout: Duration::from_secs(10),
-        }
-    }
-}
-
-#[derive(Clone, Debug)]
-pub struct XdpConfig {
-    pub iface: String,
-    pub mode: XdpMode,
-    pub pin_path: PathBuf,
-    pub policy: PolicyFlags,
-    /// `--xdp-l4-snat-ports`.
-    pub l4_snat: (u16, u16),
-}
-
-/// Validated configuration of `xingress run`.
-#[derive(Clone, Debug)]
-pub struct Config {
-    pub source: Source,
-    pub http_addr: SocketAddr,
-    pub https_addr: SocketAddr,
-    pub admin_addr: SocketAddr,
-    pub classes: ClassOptions,
-    /// `--gateway-controller-name`.
-    pub gateway_controller: String,
-    /// `--default-ssl-certificate`; else a self-signed certificate.
-    pub default_certificate: Option<NamespacedName>,
-    pub watch_namespace: Option<String>,
-    pub default_backend: Option<NamespacedName>,
-    /// `--configmap`.
-    pub configmap: Option<NamespacedName>,
-    /// `--tcp-services-configmap`, `--udp-services-configmap`.
-    pub tcp_services: Option<NamespacedName>,
-    pub udp_services: Option<NamespacedName>,
-    pub allow_external_name: bool,
-    /// `--allow-link-local-upstreams`.
-    pub allow_link_local_upstreams: bool,
-    /// Loopback upstreams: file mode, or `--allow-loopback-upstreams`.
-    pub allow_loopback_upstreams: bool,
-    pub xdp: Option<XdpConfig>,
-    pub limits: ProxyLimits,
-    /// `--shutdown-delay`: /readyz is 503 this long before the listeners close.
-    pub shutdown_delay: Duration,
-    /// `--access-log`: the format, `None` for off.
-    pub access_log: Option<crate::proxy::access_log::Format>,
-    /// Where the client's address comes from.
-    pub client_address: crate::proxy::headers::ClientAddress,
-    /// `--hsts*`, which the ConfigMap's `hsts*` keys override.
-    pub hsts: crate::model::config::Hsts,
-    pub access_log_buffer: usize,
-    /// `None`: one per core.
-    pub worker_threads: Option<usize>,
-    /// How often the manifest directory is checked for changes.
-    pub manifest_poll: Duration,
-    /// Status write-back and leader election (Kubernetes mode).
-    pub status: StatusOptions,
-}
-
-#[derive(Clone, Debug)]
-pub struct StatusOptions {
-    pub addresses: Vec<std::net::IpAddr>,
-    pub identity: String,
-    pub lease_namespace: String,
-    pub lease_name: String,
-    pub lease_duration: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -9,6 +9,7 @@ pub mod admin;
 pub mod app;
 pub mod check;
 pub mod cli;
+pub mod config;
 pub mod dataplane;
 pub mod docs;
 #[doc(hidden)]
@@ -19,6 +20,7 @@ pub mod limit;
 pub mod metrics;
 pub mod migrate;
 pub mod model;
+pub mod pem;
 pub mod proxy;
 pub mod shutdown;
 pub mod snapshot;

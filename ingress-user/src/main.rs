@@ -36,7 +36,14 @@ fn main() -> ExitCode {
         }
         Command::Check(args) => xingress::check::main(&args),
         Command::Migrate(args) => xingress::migrate::main(&args),
-        Command::Xdp(cmd) => xingress::dataplane::cli::main(&cmd),
+        Command::Xdp(cmd) => {
+            use xingress::{cli::XdpCommand, dataplane::cli::XdpRead};
+            let (read, args) = match &cmd {
+                XdpCommand::Stats(a) => (XdpRead::Stats, a),
+                XdpCommand::Flows(a) => (XdpRead::Flows, a),
+            };
+            xingress::dataplane::cli::main(read, &args.pin_path, args.output)
+        }
     }
 }
 

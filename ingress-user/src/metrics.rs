@@ -17,7 +17,7 @@ use std::{
 
 use http::StatusCode;
 
-use crate::{model::ANY_HOST_LABEL, proxy::ErrorSource};
+use crate::model::ANY_HOST_LABEL;
 
 /// The labels of ingress-nginx's request metrics.
 const ROUTE_LABELS_STATUS: [&str; 10] = [
@@ -82,6 +82,24 @@ const SOURCES: [ErrorSource; 3] = [
     ErrorSource::Upstream,
     ErrorSource::Internal,
 ];
+
+/// Who caused a failed request, for metrics (`source` label).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorSource {
+    Client,
+    Upstream,
+    Internal,
+}
+
+impl ErrorSource {
+    pub const fn label(self) -> &'static str {
+        match self {
+            ErrorSource::Client => "client",
+            ErrorSource::Upstream => "upstream",
+            ErrorSource::Internal => "internal",
+        }
+    }
+}
 
 /// Why the HTTP/1.1 fast path handed a connection to hyper.
 #[derive(Debug, Clone, Copy)]

@@ -31,7 +31,21 @@ pub struct Snapshot {
     pub gateway: crate::model::GatewayReport,
     /// The client-address rules: the flags under the ConfigMap's keys
     /// (`None` before the first snapshot: the flags').
-    pub client_address: Option<Arc<crate::proxy::headers::ClientAddress>>,
+    pub client_address: Option<Arc<crate::model::client_address::ClientAddress>>,
+}
+
+/// `server-tokens` of the live configuration: the Server header names
+/// the version too (off by default, as in ingress-nginx).
+static SERVER_TOKENS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Set when a snapshot is published.
+fn set_server_tokens(on: bool) {
+    SERVER_TOKENS.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether the Server header names the version (`server-tokens`).
+pub fn server_tokens() -> bool {
+    SERVER_TOKENS.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// The single publication point: readers `load()`, the source `publish()`es.
@@ -57,10 +71,10 @@ impl SnapshotCell {
         stats: Vec<Arc<RouteStats>>,
         limiters: Vec<Arc<Limiter>>,
         tls: TlsTable,
-        client_address: Arc<crate::proxy::headers::ClientAddress>,
+        client_address: Arc<crate::model::client_address::ClientAddress>,
     ) -> Arc<Snapshot> {
         let generation = self.current.load().generation + 1;
-        crate::proxy::headers::set_server_tokens(translation.table.server_tokens);
+        set_server_tokens(translation.table.server_tokens);
         let snap = Arc::new(Snapshot {
             generation,
             table: translation.table,
@@ -78,5 +92,15 @@ impl SnapshotCell {
 
     pub fn is_ready(&self) -> bool {
         self.current.load().generation > 0
+    }
+}
+
+impl crate::tls::LiveTls for SnapshotCell {
+    fn certificate(&self, sni: Option<&str>) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        self.load().tls.lookup(sni).cloned()
+    }
+
+    fn tls_policy(&self) -> Option<Arc<crate::model::tls_policy::TlsPolicy>> {
+        self.load().table.tls_policy.clone()
     }
 }

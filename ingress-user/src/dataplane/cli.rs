@@ -13,7 +13,7 @@ use ingress_common::{
 use serde::Serialize;
 
 use super::{flows, l4::FlowKey, sum_hosts, sum_stats};
-use crate::cli::{OutputFormat, XdpCommand, XdpReadArgs};
+use crate::config::OutputFormat;
 
 #[derive(Debug, thiserror::Error)]
 enum ReadError {
@@ -289,18 +289,25 @@ fn flows(dir: &Path) -> Result<Vec<FlowRow>, ReadError> {
     Ok(rows)
 }
 
-pub fn main(cmd: &XdpCommand) -> ExitCode {
-    let (args, result): (&XdpReadArgs, Result<String, ReadError>) = match cmd {
-        XdpCommand::Stats(a) => (a, stats(&a.pin_path).map(|r| render_stats(&r, a.output))),
-        XdpCommand::Flows(a) => (
-            a,
-            flows(&a.pin_path).and_then(|r| {
-                let l4 = l4_flows(&a.pin_path)?;
-                Ok(render_flows(&r, &l4, a.output))
-            }),
-        ),
+/// What `xingress xdp` reads of the running agent's maps.
+#[derive(Clone, Copy, Debug)]
+pub enum XdpRead {
+    /// `xdp stats`: the packet counters.
+    Stats,
+    /// `xdp flows`: the tracked connections.
+    Flows,
+}
+
+/// `xingress xdp stats|flows`: reads the maps pinned under `pin_path` and
+/// prints them.
+pub fn main(read: XdpRead, pin_path: &std::path::Path, output: OutputFormat) -> ExitCode {
+    let result = match read {
+        XdpRead::Stats => stats(pin_path).map(|r| render_stats(&r, output)),
+        XdpRead::Flows => flows(pin_path).and_then(|r| {
+            let l4 = l4_flows(pin_path)?;
+            Ok(render_flows(&r, &l4, output))
+        }),
     };
-    let _ = args;
     match result {
         Ok(text) => {
             print!("{text}");

@@ -21,7 +21,7 @@ use ingress_common::{
 };
 
 use super::{StatsHandle, embedded_object, flows::FlowTable, policy::PolicyMaps};
-use crate::cli::XdpMode as ModeArg;
+use crate::config::XdpMode as ModeArg;
 
 /// Name of the `#[xdp]` function in ingress-ebpf.
 const PROGRAM: &str = "xingress";

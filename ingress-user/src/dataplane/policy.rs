@@ -27,16 +27,7 @@ pub struct PolicyMaps {
     pub config: Array<MapData, Config>,
 }
 
-/// Settings of the XDP policy that come from flags, not from objects.
-#[derive(Clone, Debug, Default)]
-pub struct PolicyFlags {
-    /// `--xdp-deny-cidr`.
-    pub deny: Vec<Cidr>,
-    /// `--xdp-syn-rate` (SYNs per second per source; 0: off).
-    pub syn_rate: u32,
-    /// `--xdp-strict-hosts`.
-    pub strict_hosts: bool,
-}
+pub use crate::config::PolicyFlags;
 
 /// The desired state of the policy maps.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

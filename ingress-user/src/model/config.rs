@@ -160,11 +160,22 @@ pub struct ControllerConfig {
     /// `client-body-timeout` (60 s).
     pub client_body_timeout: Duration,
     /// `upstream-keepalive-*`.
-    pub upstream_keepalive: crate::proxy::Keepalive,
+    pub upstream_keepalive: Keepalive,
     /// `client-header-timeout`, `keep-alive`, `keep-alive-requests`.
     pub client_keepalive: ClientKeepalive,
     /// `proxy-stream-*`: the TCP and UDP services' relay.
     pub stream: super::l4::StreamSettings,
+}
+
+/// The ConfigMap's `upstream-keepalive-*` for one take or put; `None`s
+/// keep the agent's defaults.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Keepalive {
+    /// Idle connections kept per endpoint (0: none).
+    pub connections: Option<usize>,
+    pub timeout: Option<std::time::Duration>,
+    /// Requests a connection carries before it is closed.
+    pub requests: Option<u32>,
 }
 
 /// The ConfigMap's client connection keys; `None`s keep the flags'.
@@ -212,7 +223,7 @@ impl Default for ControllerConfig {
             tls: super::tls_policy::TlsPolicy::default(),
             server_tokens: false,
             client_body_timeout: Duration::from_secs(60),
-            upstream_keepalive: crate::proxy::Keepalive::default(),
+            upstream_keepalive: Keepalive::default(),
             client_keepalive: ClientKeepalive::default(),
             stream: super::l4::StreamSettings::default(),
         }

@@ -7,6 +7,7 @@ pub mod annotations;
 mod backend;
 pub mod basic_auth;
 pub mod cidr;
+pub mod client_address;
 pub mod config;
 pub mod external_auth;
 pub mod gateway;

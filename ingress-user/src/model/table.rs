@@ -381,7 +381,7 @@ pub struct RoutingTable {
     pub server_tokens: bool,
     /// `upstream-keepalive-connections`, `-timeout`, `-requests` for the
     /// HTTP/1.1 fast path's pod connections.
-    pub upstream_keepalive: crate::proxy::Keepalive,
+    pub upstream_keepalive: super::config::Keepalive,
     /// `client-header-timeout`, `keep-alive`, `keep-alive-requests`.
     pub client_keepalive: super::config::ClientKeepalive,
     /// `client-body-timeout`, for bodies read whole first; `None`: 60 s.

@@ -22,22 +22,7 @@ use std::{
 /// Lines queued for the writer by default.
 pub const DEFAULT_BUFFER: usize = 8192;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Format {
-    /// ingress-nginx's `log_format upstreaminfo`.
-    Upstreaminfo,
-    Json,
-}
-
-impl Format {
-    pub fn parse(v: &str) -> Option<Self> {
-        match v {
-            "upstreaminfo" => Some(Self::Upstreaminfo),
-            "json" => Some(Self::Json),
-            _ => None,
-        }
-    }
-}
+pub use crate::config::AccessLogFormat as Format;
 
 /// One upstream attempt of a request.
 #[derive(Clone, Debug)]

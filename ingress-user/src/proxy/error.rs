@@ -2,25 +2,8 @@
 
 use http::StatusCode;
 
+pub use crate::metrics::ErrorSource;
 use crate::model::BackendError;
-
-/// Who caused a failed request, for metrics (`source` label).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ErrorSource {
-    Client,
-    Upstream,
-    Internal,
-}
-
-impl ErrorSource {
-    pub const fn label(self) -> &'static str {
-        match self {
-            ErrorSource::Client => "client",
-            ErrorSource::Upstream => "upstream",
-            ErrorSource::Internal => "internal",
-        }
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {

@@ -8,9 +8,10 @@ use http::{
     header::{CONNECTION, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, SERVER, TE, TRAILER, UPGRADE},
 };
 
+pub use crate::model::client_address::{ClientAddress, X_FORWARDED_FOR};
+
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
-pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 pub static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
@@ -102,95 +103,6 @@ pub const SSL_CLIENT: [HeaderName; 4] = [
     SSL_CLIENT_SUBJECT_DN,
     HeaderName::from_static("ssl-client-issuer-dn"),
 ];
-
-/// Where the client's address comes from (`--use-proxy-protocol`,
-/// `--use-forwarded-headers`, `--compute-full-forwarded-for`,
-/// `--proxy-real-ip-cidr`: ingress-nginx's ConfigMap keys of those names).
-#[derive(Clone, Debug, Default)]
-pub struct ClientAddress {
-    pub proxy_protocol: bool,
-    pub use_forwarded_headers: bool,
-    pub compute_full_forwarded_for: bool,
-    pub trusted: Vec<crate::model::Cidr>,
-    /// `generate-request-id: "false"`: a request without X-Request-ID is
-    /// passed on without one.
-    pub no_request_id: bool,
-    /// `forwarded-for-header`: where a trusted source puts the client's
-    /// address; `None`: X-Forwarded-For.
-    pub forwarded_for: Option<HeaderName>,
-    /// `enable-real-ip`: a trusted source's forwarded-for header names
-    /// the client, but its X-Forwarded-Proto/Host/Port are not passed on.
-    pub real_ip: bool,
-}
-
-impl ClientAddress {
-    /// Whether the client's address may come from a forwarded-for header
-    /// (`use-forwarded-headers` or `enable-real-ip`).
-    pub fn reads_forwarded_for(&self) -> bool {
-        self.use_forwarded_headers || self.real_ip
-    }
-
-    /// The header the client's address is read from.
-    pub fn forwarded_for_header(&self) -> &HeaderName {
-        self.forwarded_for.as_ref().unwrap_or(&X_FORWARDED_FOR)
-    }
-}
-
-impl ClientAddress {
-    /// These rules (the flags) with the ConfigMap's keys over them.
-    pub fn with_keys(&self, keys: &crate::model::config::ClientAddressKeys) -> Self {
-        Self {
-            proxy_protocol: keys.use_proxy_protocol.unwrap_or(self.proxy_protocol),
-            use_forwarded_headers: keys
-                .use_forwarded_headers
-                .unwrap_or(self.use_forwarded_headers),
-            compute_full_forwarded_for: keys
-                .compute_full_forwarded_for
-                .unwrap_or(self.compute_full_forwarded_for),
-            trusted: keys
-                .proxy_real_ip_cidr
-                .clone()
-                .unwrap_or_else(|| self.trusted.clone()),
-            no_request_id: keys.generate_request_id == Some(false),
-            forwarded_for: keys
-                .forwarded_for_header
-                .clone()
-                .filter(|h| *h != X_FORWARDED_FOR),
-            real_ip: keys.enable_real_ip.unwrap_or(self.real_ip),
-        }
-    }
-
-    /// The request's client (nginx's realip with `real_ip_recursive on`):
-    /// with `use-forwarded-headers` and a trusted connection, the
-    /// right-most X-Forwarded-For address that is not itself trusted.
-    pub fn client<'a>(
-        &self,
-        connection: std::net::IpAddr,
-        xff: impl DoubleEndedIterator<Item = &'a [u8]>,
-    ) -> std::net::IpAddr {
-        let trusted = |ip: std::net::IpAddr| self.trusted.iter().any(|c| c.contains(ip));
-        if !self.reads_forwarded_for() || !trusted(connection) {
-            return connection;
-        }
-        let mut found = connection;
-        let fields: Vec<&[u8]> = xff.collect();
-        for field in fields.iter().rev() {
-            for part in field.rsplit(|&b| b == b',') {
-                let Some(ip) = std::str::from_utf8(part)
-                    .ok()
-                    .and_then(|p| p.trim().parse::<std::net::IpAddr>().ok())
-                else {
-                    return found;
-                };
-                found = ip;
-                if !trusted(ip) {
-                    return ip;
-                }
-            }
-        }
-        found
-    }
-}
 
 /// What the proxy knows about the downstream connection.
 #[derive(Clone, Copy, Debug)]
@@ -292,19 +204,10 @@ pub fn request_id_hex() -> [u8; 32] {
     out
 }
 
-/// `server-tokens` of the live configuration: the Server header names
-/// the version too (off by default, as in ingress-nginx).
-static SERVER_TOKENS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// Set when a snapshot is published.
-pub fn set_server_tokens(on: bool) {
-    SERVER_TOKENS.store(on, std::sync::atomic::Ordering::Relaxed);
-}
-
 /// The Server header's value: `xingress`, or `xingress/VERSION` with
 /// `server-tokens`.
 pub fn server_value() -> &'static str {
-    if SERVER_TOKENS.load(std::sync::atomic::Ordering::Relaxed) {
+    if crate::snapshot::server_tokens() {
         concat!("xingress/", env!("CARGO_PKG_VERSION"))
     } else {
         "xingress"

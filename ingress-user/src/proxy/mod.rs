@@ -44,7 +44,7 @@ pub use server::{serve_http, serve_https};
 pub use upstream::Upstream;
 
 use crate::{
-    cli::ProxyLimits,
+    config::ProxyLimits,
     dataplane::FlowTable,
     limit::LimitGuard,
     metrics::{Metrics, RouteStats},

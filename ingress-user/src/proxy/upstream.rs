@@ -30,7 +30,7 @@ use rustls::{ClientConfig, pki_types::ServerName};
 
 use super::{Keepalive, ProxyError, guard::UpstreamGuard};
 use crate::{
-    cli::ProxyLimits,
+    config::ProxyLimits,
     model::{BackendProtocol, UpstreamTls},
     tls::{UnverifiedChain, provider},
 };

@@ -4,56 +4,18 @@
 use std::{
     collections::{HashMap, HashSet, hash_map::DefaultHasher},
     hash::{Hash, Hasher},
-    sync::{Arc, OnceLock},
+    sync::Arc,
 };
 
 use k8s_openapi::api::core::v1::Secret;
-use rustls::{
-    crypto::CryptoProvider,
-    pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject},
-    sign::CertifiedKey,
-};
+use rustls::{pki_types::PrivateKeyDer, sign::CertifiedKey};
 
-use super::client_auth::{CA_CRT, HostAuth, ca_roots};
+use super::client_auth::HostAuth;
 use crate::model::{ClientAuth, NamespacedName, Objects, TlsBinding, Warning, secret_field};
+use crate::pem::{CA_CRT, CertError, ca_roots, certified_key, provider};
 
 const TLS_CRT: &str = "tls.crt";
 const TLS_KEY: &str = "tls.key";
-
-#[derive(Debug, thiserror::Error)]
-pub enum CertError {
-    #[error("no PEM certificate in tls.crt")]
-    NoCertificate,
-    #[error("tls.crt: {0}")]
-    CertPem(String),
-    #[error("tls.key: no supported private key (PKCS#1, PKCS#8 or SEC1 PEM): {0}")]
-    Key(String),
-    #[error("certificate and key do not match or are unsupported: {0}")]
-    Rustls(#[from] rustls::Error),
-    #[error("cannot generate the self-signed certificate: {0}")]
-    SelfSigned(#[from] rcgen::Error),
-}
-
-/// The process-wide crypto provider (ring).
-pub fn provider() -> Arc<CryptoProvider> {
-    static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
-    PROVIDER
-        .get_or_init(|| Arc::new(rustls::crypto::ring::default_provider()))
-        .clone()
-}
-
-/// Parses a PEM chain (leaf first) and a PEM private key in PKCS#1
-/// ("RSA PRIVATE KEY"), PKCS#8 ("PRIVATE KEY") or SEC1 ("EC PRIVATE KEY") form.
-pub fn certified_key(crt_pem: &[u8], key_pem: &[u8]) -> Result<Arc<CertifiedKey>, CertError> {
-    let chain = CertificateDer::pem_slice_iter(crt_pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| CertError::CertPem(e.to_string()))?;
-    if chain.is_empty() {
-        return Err(CertError::NoCertificate);
-    }
-    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| CertError::Key(e.to_string()))?;
-    Ok(Arc::new(CertifiedKey::from_der(chain, key, &provider())?))
-}
 
 /// A self-signed certificate for handshakes no Secret covers.
 fn self_signed() -> Result<Arc<CertifiedKey>, CertError> {

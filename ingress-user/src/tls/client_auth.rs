@@ -15,35 +15,15 @@ use rustls::{
     SignatureScheme,
     client::danger::HandshakeSignatureValid,
     crypto::{WebPkiSupportedAlgorithms, verify_tls12_signature, verify_tls13_signature},
-    pki_types::{CertificateDer, UnixTime, pem::PemObject},
+    pki_types::{CertificateDer, UnixTime},
     server::{
         WebPkiClientVerifier,
         danger::{ClientCertVerified, ClientCertVerifier},
     },
 };
 
-use super::provider;
-use crate::{
-    model::{ClientAuth, ClientVerify},
-    snapshot::SnapshotCell,
-};
-
-pub const CA_CRT: &str = "ca.crt";
-
-/// The CA certificates of a `ca.crt`.
-pub fn ca_roots(pem: &[u8]) -> Result<Arc<RootCertStore>, String> {
-    let mut roots = RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(pem) {
-        let cert = cert.map_err(|e| format!("{CA_CRT}: {e}"))?;
-        roots
-            .add(cert)
-            .map_err(|e| format!("{CA_CRT}: not a usable CA certificate: {e}"))?;
-    }
-    if roots.is_empty() {
-        return Err(format!("no PEM certificate in {CA_CRT}"));
-    }
-    Ok(Arc::new(roots))
-}
+use crate::model::{ClientAuth, ClientVerify};
+use crate::pem::provider;
 
 /// What a host's handshakes ask of clients, and the config that asks it.
 #[derive(Debug)]
@@ -81,20 +61,17 @@ impl HostAuth {
     }
 
     /// The server config for this host's handshakes, built on first use.
-    pub fn config(
+    pub fn config<L: super::LiveTls + 'static>(
         &self,
-        snapshots: &Arc<SnapshotCell>,
+        live: &Arc<L>,
     ) -> Result<Arc<ServerConfig>, rustls::Error> {
         if let Some(c) = self.config.get() {
             return Ok(c.clone());
         }
         let verifier: Arc<dyn ClientCertVerifier> = self.verifier.clone();
-        let policy = snapshots.load().table.tls_policy.clone();
-        let config = super::resolver::server_config_for(
-            snapshots.clone(),
-            policy.as_deref(),
-            Some(verifier),
-        )?;
+        let policy = live.tls_policy();
+        let config =
+            super::resolver::server_config_for(live.clone(), policy.as_deref(), Some(verifier))?;
         Ok(self.config.get_or_init(|| config).clone())
     }
 
@@ -301,18 +278,8 @@ mod tests {
                 pem.push(b);
             }
         }
+        use rustls::pki_types::pem::PemObject;
         let back = CertificateDer::from_pem_slice(&pem).unwrap();
         assert_eq!(back.as_ref(), cert.der().as_ref());
-    }
-
-    #[test]
-    fn a_ca_file_needs_at_least_one_certificate() {
-        assert!(ca_roots(b"").unwrap_err().contains("no PEM certificate"));
-        assert!(ca_roots(b"-----BEGIN CERTIFICATE-----\n!!\n-----END CERTIFICATE-----\n").is_err());
-        let key = rcgen::KeyPair::generate().unwrap();
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        let ca = params.self_signed(&key).unwrap();
-        assert_eq!(ca_roots(ca.pem().as_bytes()).unwrap().len(), 1);
     }
 }

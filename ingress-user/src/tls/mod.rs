@@ -8,8 +8,9 @@ mod resolver;
 mod subject;
 mod upstream;
 
-pub use certs::{CertError, CertStore, TlsTable, certified_key, provider};
-pub use client_auth::{ClientCert, HostAuth, ca_roots};
-pub use resolver::{SniResolver, UnverifiedChain, server_config, server_config_for};
+pub use crate::pem::{CA_CRT, CertError, ca_roots, certified_key, provider};
+pub use certs::{CertStore, TlsTable};
+pub use client_auth::{ClientCert, HostAuth};
+pub use resolver::{LiveTls, SniResolver, UnverifiedChain, server_config, server_config_for};
 pub use subject::subject_dn;
 pub use upstream::client_config;

@@ -12,32 +12,37 @@ use rustls::{
 };
 
 use super::provider;
-use crate::{
-    model::{HOST_BUF_LEN, normalize_host, tls_policy::TlsPolicy},
-    snapshot::SnapshotCell,
-};
+use crate::model::{HOST_BUF_LEN, normalize_host, tls_policy::TlsPolicy};
 
-/// Chooses the certificate of each handshake from the snapshot live at that moment.
+/// What handshakes read of the live configuration, at the moment of each:
+/// the snapshot cell implements it (TLS does not know the snapshot).
+pub trait LiveTls: Send + Sync + std::fmt::Debug {
+    /// The certificate for a normalised server name (`None`: no SNI).
+    fn certificate(&self, sni: Option<&str>) -> Option<Arc<CertifiedKey>>;
+    /// The ConfigMap's TLS policy (`ssl-protocols`, ...), if it sets one.
+    fn tls_policy(&self) -> Option<Arc<TlsPolicy>>;
+}
+
+/// Chooses the certificate of each handshake from the configuration live at that moment.
 #[derive(Debug)]
 pub struct SniResolver {
-    snapshots: Arc<SnapshotCell>,
+    live: Arc<dyn LiveTls>,
 }
 
 impl ResolvesServerCert for SniResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        let snap = self.snapshots.load();
         let mut buf = [0u8; HOST_BUF_LEN];
         let sni = hello
             .server_name()
             .and_then(|n| normalize_host(n, &mut buf));
-        snap.tls.lookup(sni).cloned()
+        self.live.certificate(sni)
     }
 }
 
 /// TLS 1.2 and 1.3, ALPN h2 and http/1.1, session resumption by tickets
 /// and by session id.
-pub fn server_config(snapshots: Arc<SnapshotCell>) -> Result<Arc<ServerConfig>, rustls::Error> {
-    server_config_for(snapshots, None, None)
+pub fn server_config(live: Arc<dyn LiveTls>) -> Result<Arc<ServerConfig>, rustls::Error> {
+    server_config_for(live, None, None)
 }
 
 /// The same under the ConfigMap's TLS policy (`ssl-protocols`,
@@ -45,7 +50,7 @@ pub fn server_config(snapshots: Arc<SnapshotCell>) -> Result<Arc<ServerConfig>, 
 /// clients for a certificate that `verifier` checks if there is one (its
 /// own ticketer and session cache then).
 pub fn server_config_for(
-    snapshots: Arc<SnapshotCell>,
+    live: Arc<dyn LiveTls>,
     policy: Option<&TlsPolicy>,
     verifier: Option<Arc<dyn ClientCertVerifier>>,
 ) -> Result<Arc<ServerConfig>, rustls::Error> {
@@ -71,7 +76,7 @@ pub fn server_config_for(
         Some(v) => builder.with_client_cert_verifier(v),
         None => builder.with_no_client_auth(),
     };
-    let mut config = builder.with_cert_resolver(Arc::new(SniResolver { snapshots }));
+    let mut config = builder.with_cert_resolver(Arc::new(SniResolver { live }));
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     if policy.is_none_or(|p| p.tickets) {
         config.ticketer = rustls::crypto::ring::Ticketer::new()?;
@@ -139,7 +144,18 @@ mod tests {
 
     #[test]
     fn the_policy_shapes_the_server_config() {
-        let cell = SnapshotCell::new();
+        /// No certificates, no policy: only the config's shape is looked at.
+        #[derive(Debug)]
+        struct Nothing;
+        impl LiveTls for Nothing {
+            fn certificate(&self, _: Option<&str>) -> Option<Arc<CertifiedKey>> {
+                None
+            }
+            fn tls_policy(&self) -> Option<Arc<TlsPolicy>> {
+                None
+            }
+        }
+        let cell = Arc::new(Nothing);
         let default = server_config_for(cell.clone(), None, None).unwrap();
         assert!(default.ticketer.enabled());
         assert_eq!(default.crypto_provider().cipher_suites.len(), 9);

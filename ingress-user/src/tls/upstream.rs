@@ -11,8 +11,9 @@ use rustls::{
     pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime, pem::PemObject},
 };
 
-use super::{UnverifiedChain, client_auth::ca_roots, provider};
+use super::UnverifiedChain;
 use crate::model::UpstreamTls;
+use crate::pem::{ca_roots, provider};
 
 /// WebPKI verification, plus a bound on the chain's length
 /// (`proxy-ssl-verify-depth`: 1 means signed by the CA itself).

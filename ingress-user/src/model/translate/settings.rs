@@ -454,7 +454,7 @@ impl Cx<'_> {
         let fields: BTreeMap<String, Vec<u8>> =
             super::super::secret_fields(&found).into_iter().collect();
         let ca_pem = match fields.get("ca.crt") {
-            Some(pem) if crate::tls::ca_roots(pem).is_ok() => Some(pem.clone()),
+            Some(pem) if crate::pem::ca_roots(pem).is_ok() => Some(pem.clone()),
             _ if verify => {
                 self.warn_ingress(
                     id,
@@ -467,7 +467,7 @@ impl Cx<'_> {
             _ => None,
         };
         let client_pem = match (fields.get("tls.crt"), fields.get("tls.key")) {
-            (Some(crt), Some(key)) if crate::tls::certified_key(crt, key).is_ok() => {
+            (Some(crt), Some(key)) if crate::pem::certified_key(crt, key).is_ok() => {
                 Some((crt.clone(), key.clone()))
             }
             (Some(_), Some(_)) => {

@@ -10,6 +10,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+pub use crate::model::config::Keepalive;
+
 use tokio::net::TcpStream;
 
 /// Idle connections kept per endpoint (nginx's `keepalive 64` per worker,
@@ -88,17 +90,6 @@ type Map = HashMap<SocketAddr, Vec<Idle>, BuildHasherDefault<AddrHasher>>;
 pub struct Pool {
     idle: Mutex<Map>,
     idle_timeout: Duration,
-}
-
-/// The ConfigMap's `upstream-keepalive-*` for one take or put; `None`s
-/// keep the agent's defaults.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct Keepalive {
-    /// Idle connections kept per endpoint (0: none).
-    pub connections: Option<usize>,
-    pub timeout: Option<Duration>,
-    /// Requests a connection carries before it is closed.
-    pub requests: Option<u32>,
 }
 
 impl Pool {

@@ -4,6 +4,8 @@ use k8s_openapi::{
     ByteString, api::core::v1::Secret, apimachinery::pkg::apis::meta::v1::ObjectMeta,
 };
 
+use rustls::pki_types::{CertificateDer, pem::PemObject};
+
 use super::*;
 
 macro_rules! fixture {
