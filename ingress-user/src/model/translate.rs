@@ -27,9 +27,14 @@ use super::{
     table::{ANY_HOST_LABEL, RouteLabels, RouteSettings},
 };
 
+mod assemble;
 mod gateway;
+mod hosts;
+mod ingress;
 mod l4;
 mod settings;
+
+use ingress::IngressRules;
 
 pub use gateway::{DEFAULT_GATEWAY_CONTROLLER, GatewayReport};
 
@@ -195,7 +200,7 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
     let ours = cx.our_ingresses(opts);
 
     // Oldest Ingress first: on a host+path conflict the first one kept wins.
-    let mut hosts: BTreeMap<HostKey, BTreeMap<(Box<str>, PathKind), PathRule>> = BTreeMap::new();
+    let mut hosts = hosts::IngressHosts::new();
     let mut default_backend = None;
     let mut tls = Vec::new();
     let mut tls_hosts: std::collections::HashSet<String> = std::collections::HashSet::new();
@@ -214,197 +219,22 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
         .map(|svc| cx.controller_default_backend(svc));
     for &(id, ing) in &mains {
         let spec = ing.spec.as_ref();
-        let protocol = cx.protocol(id, ing);
-        let shared_id = Arc::new(id.clone());
-        // An Ingress whose access rules cannot be applied answers 503 on
-        // every path rather than serve without them.
-        let deny = cx.deny_list(id, ing);
-        let mut refused = match (cx.check_annotations(id, ing), &deny) {
-            (Some(what), _) | (None, &Err(what)) => Some(refusal(id, what)),
-            (None, Ok(_)) => None,
-        };
-        let deny = deny.unwrap_or(None);
-        let client_auth = refuse_on_err(cx.client_auth(id, ing), id, &mut refused);
-        let basic_auth = refuse_on_err(cx.basic_auth(id, ing), id, &mut refused);
-        let external_auth = refuse_on_err(cx.external_auth(id, ing), id, &mut refused);
-        let upstream_tls = refuse_on_err(cx.upstream_tls(id, ing, protocol), id, &mut refused);
-        let snippets = refuse_on_err(cx.snippets(id, ing), id, &mut refused);
-        // `ssl-passthrough`: the agent never decrypts these connections, so
-        // settings that need the request cannot hold; rather than drop
-        // them, the Ingress refuses.
-        let passthrough = annotations::is(ing, "ssl-passthrough", "true");
-        if passthrough && refused.is_none() {
-            let needs_request: Vec<&str> = [
-                ("auth-type", basic_auth.is_some()),
-                ("auth-url", external_auth.is_some()),
-                ("auth-tls-secret", client_auth.is_some()),
-            ]
-            .into_iter()
-            .filter_map(|(name, set)| set.then_some(name))
-            .collect();
-            if !needs_request.is_empty() {
-                let what = "access control that ssl-passthrough cannot apply";
-                cx.warn_ingress(
-                    id,
-                    &format!(
-                        "ssl-passthrough passes TLS through undecrypted, so {} cannot be applied: its paths answer 503",
-                        needs_request.join(", ")
-                    ),
-                );
-                refused = Some(refusal(id, what));
-            }
-        }
-        let client_cn = refuse_on_err(
-            cx.client_cn(id, ing, client_auth.is_some()),
-            id,
-            &mut refused,
-        );
-        // A refused Ingress asks no handshake for anything.
-        let client_auth = client_auth.filter(|_| refused.is_none());
-        // `default-backend`: this Ingress's error backend, and the backend
-        // of its rules whose Service has no ready endpoint.
-        let own_default = cx.annotation_default_backend(id, ing);
-        let service_upstream = annotations::is(ing, "service-upstream", "true");
-        let backend_of = |cx: &mut Cx, b: &IngressBackend| match &refused {
-            Some(r) => r.clone(),
-            None => {
-                let backend = cx.backend(id, protocol, b);
-                // `service-upstream`: the Service's cluster IP, not its pods.
-                let backend = if service_upstream {
-                    cx.cluster_ip_backend(id, backend)
-                } else {
-                    backend
-                };
-                match &own_default {
-                    Some(fallback)
-                        if matches!(backend.target, crate::model::BackendTarget::NoEndpoints) =>
-                    {
-                        fallback.clone()
-                    }
-                    _ => backend,
-                }
-            }
-        };
-        let allow = cx.allow_list(id, ing);
-        let body_limit = cx.body_limit(id, ing);
-        let read_timeout = cx
-            .seconds(id, ing, "proxy-read-timeout")
-            .or(cx.config.read_timeout);
-        let connect_timeout = cx
-            .seconds(id, ing, "proxy-connect-timeout")
-            .or(cx.config.connect_timeout);
-        let upstream_policy = cx.upstream_policy(id, ing);
-        let access_log_off = annotations::is(ing, "enable-access-log", "false");
-        let redirect = cx.redirect(id, ing);
-        let cors = cx.cors(id, ing);
-        let affinity = cx.affinity(id, ing);
-        let upstream_vhost = cx.header_value(id, ing, "upstream-vhost", |v| {
-            v.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
-        });
-        let forwarded_prefix =
-            cx.header_value(id, ing, "x-forwarded-prefix", |v| v.starts_with('/'));
-        let rewrite = rewrite_target(ing);
-        let response_edit = cx.custom_headers(id, ing);
-        let rewrites = cx.response_rewrites(id, ing);
-        let response_edit = if rewrites.is_empty() {
-            response_edit
-        } else {
-            let mut e = response_edit.map(|e| (*e).clone()).unwrap_or_default();
-            e.rewrite = rewrites;
-            Some(Arc::new(e))
-        };
-        let hash_by = cx.hash_by(id, ing);
-        let request_buffer = cx.request_buffer(id, ing);
-        let response_buffer = cx.response_buffer(id, ing);
-        let otel = cx.otel(id, ing);
-        let ewma = cx.load_balance(id, ing);
-        let http10 = match annotations::get(ing, "proxy-http-version").map(str::trim) {
-            None | Some("1.1") => false,
-            Some("1.0") => true,
-            Some(other) => {
-                cx.warn_ingress(
-                    id,
-                    &format!("proxy-http-version {other:?} is not 1.0 or 1.1; 1.1 is used"),
-                );
-                false
-            }
-        };
-        let satisfy_any = match annotations::get(ing, "satisfy").map(str::trim) {
-            None | Some("all") => false,
-            Some("any") => {
-                if basic_auth.is_none() && external_auth.is_none() {
-                    cx.warn_ingress(
-                        id,
-                        "satisfy: any without auth-type or auth-url changes nothing",
-                    );
-                }
-                true
-            }
-            Some(other) => {
-                cx.warn_ingress(
-                    id,
-                    &format!("satisfy {other:?} is not all or any; all is used"),
-                );
-                false
-            }
-        };
-        let error_pages = cx.error_pages(id, ing, own_default.as_ref().or(error_backend.as_ref()));
-        let use_regex = uses_regex(ing);
-        let app_root = cx.app_root(id, ing);
-        let limit = cx.rate_limit(id, ing).map(|l| {
-            limits.push((id.clone(), l));
-            (limits.len() - 1) as u32
-        });
-        // Every rule of this Ingress shares its settings.
-        let settings = cx.settings(RouteSettings {
-            rewrite: rewrite.clone(),
-            redirect: redirect.clone(),
-            upstream_vhost: upstream_vhost.clone(),
-            cors: cors.clone(),
-            affinity: affinity.clone(),
-            forwarded_prefix: forwarded_prefix.clone(),
-            app_root: app_root.clone(),
-            allow: allow.clone(),
-            deny: deny.clone(),
-            client_auth: client_auth.clone(),
-            basic_auth: basic_auth.clone(),
-            client_cn: client_cn.clone(),
-            external_auth: external_auth.clone(),
-            upstream_tls: upstream_tls.clone(),
-            body_limit,
-            read_timeout,
-            connect_timeout,
-            limit,
-            upstream_policy: upstream_policy.clone(),
-            access_log_off,
-            split: None,
-            filters: None,
-            response_edit: response_edit.clone(),
-            edits: None,
-            error_pages: error_pages.clone(),
-            hash_by: hash_by.clone(),
-            ewma,
-            satisfy_any,
-            http10,
-            snippets: snippets.clone(),
-            request_buffer,
-            response_buffer,
-            otel: otel.clone(),
-        });
-        let rule_of = |path: Box<str>, kind: PathKind, regex, backend| PathRule {
-            path,
-            kind,
-            backend,
-            ingress: shared_id.clone(),
-            redirect_https: false,
-            regex,
-            canary: None,
-            matcher: None,
-            stats: 0,
-            order: 0,
-            settings: settings.clone(),
-        };
+        let own = cx.ingress_rules(id, ing, error_backend.as_ref(), &mut limits);
+        let IngressRules {
+            protocol,
+            ref shared_id,
+            ref refused,
+            passthrough,
+            ref client_auth,
+            ref external_auth,
+            ref allow,
+            ref deny,
+            use_regex,
+            ..
+        } = own;
+        let backend_of = |cx: &mut Cx, b: &IngressBackend| own.backend(cx, id, b);
+        let rule_of =
+            |path: Box<str>, kind: PathKind, regex, backend| own.rule(path, kind, regex, backend);
         // The default backend too, as ingress-nginx applies a catch-all
         // Ingress's annotations to it: its access rules hold there.
         if let Some(db) = spec.and_then(|s| s.default_backend.as_ref()) {
@@ -490,9 +320,9 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
                     id,
                     &host,
                     &http.paths,
-                    &shared_id,
-                    &allow,
-                    &deny,
+                    shared_id,
+                    allow,
+                    deny,
                     &mut passthroughs,
                     protocol,
                 );
@@ -530,129 +360,9 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
     for &(id, ing) in &canaries {
         cx.attach_canary(id, ing, &mut hosts);
     }
-    // Plain HTTP to a host with TLS is redirected, unless the rule's Ingress
-    // opts out; `force-ssl-redirect` redirects with or without TLS.
-    let flagged = |name: &str, value: &str| -> std::collections::HashSet<&NamespacedName> {
-        ours.iter()
-            .filter(|(_, ing)| annotations::is(ing, name, value))
-            .map(|&(id, _)| id)
-            .collect()
-    };
-    // The ConfigMap's `ssl-redirect` / `force-ssl-redirect` for Ingresses
-    // that do not say.
-    let no_redirect: std::collections::HashSet<&NamespacedName> = if cx.config.ssl_redirect {
-        flagged("ssl-redirect", "false")
-    } else {
-        let yes = flagged("ssl-redirect", "true");
-        ours.iter()
-            .map(|&(id, _)| id)
-            .filter(|id| !yes.contains(id))
-            .collect()
-    };
-    let forced: std::collections::HashSet<&NamespacedName> = if cx.config.force_ssl_redirect {
-        let no = flagged("force-ssl-redirect", "false");
-        ours.iter()
-            .map(|&(id, _)| id)
-            .filter(|id| !no.contains(id))
-            .collect()
-    } else {
-        flagged("force-ssl-redirect", "true")
-    };
-    for (key, rules) in hosts.iter_mut() {
-        let has_tls = match key {
-            HostKey::Any => false,
-            HostKey::Exact(h) => tls_hosts.contains(&**h),
-            k => tls_hosts.contains(&k.to_string()),
-        };
-        for rule in rules.values_mut() {
-            rule.redirect_https = (has_tls && !no_redirect.contains(&*rule.ingress))
-                || forced.contains(&*rule.ingress);
-        }
-    }
-    // `server-alias`: more names for a host's rules (all of them, as
-    // nginx's server_name), never taking a name that has rules of its own.
-    for &(id, ing) in &mains {
-        let Some(aliases) = annotations::get(ing, "server-alias") else {
-            continue;
-        };
-        let own: Vec<HostKey> = ing
-            .spec
-            .iter()
-            .flat_map(|s| s.rules.iter().flatten())
-            .filter_map(|r| parse_host(r.host.as_deref()).ok())
-            .filter(|h| matches!(h, HostKey::Exact(_)))
-            .collect();
-        for alias in aliases.split(',').map(str::trim).filter(|a| !a.is_empty()) {
-            let key = match parse_host(Some(alias)) {
-                Ok(k @ HostKey::Exact(_)) => k,
-                _ => {
-                    cx.warn_ingress(
-                        id,
-                        &format!("server-alias {alias:?} is not a host name; ignored"),
-                    );
-                    continue;
-                }
-            };
-            if hosts.contains_key(&key) {
-                cx.warn_ingress(
-                    id,
-                    &format!("server-alias {alias} is a host with rules of its own; ignored"),
-                );
-                continue;
-            }
-            let Some(rules) = own.first().and_then(|h| hosts.get(h)).cloned() else {
-                continue;
-            };
-            hosts.insert(key, rules);
-        }
-    }
-    // `from-to-www-redirect`: www.HOST to HOST (or HOST to www.HOST) with
-    // 308, unless that name has rules of its own.
-    for &(_, ing) in &mains {
-        if !annotations::is(ing, "from-to-www-redirect", "true") {
-            continue;
-        }
-        let own: Vec<String> = ing
-            .spec
-            .iter()
-            .flat_map(|s| s.rules.iter().flatten())
-            .filter_map(|r| match parse_host(r.host.as_deref()) {
-                Ok(HostKey::Exact(h)) => Some(h.to_string()),
-                _ => None,
-            })
-            .collect();
-        for host in own {
-            let other = match host.strip_prefix("www.") {
-                Some(bare) => bare.to_string(),
-                None => format!("www.{host}"),
-            };
-            let key = HostKey::Exact(other.as_str().into());
-            if hosts.contains_key(&key) {
-                continue;
-            }
-            let Some(mut rule) = hosts
-                .get(&HostKey::Exact(host.as_str().into()))
-                .and_then(|rules| rules.values().next().cloned())
-            else {
-                continue;
-            };
-            rule.path = "/".into();
-            rule.kind = PathKind::Prefix;
-            rule.regex = None;
-            rule.settings = Arc::new(RouteSettings {
-                redirect: Some(Arc::new(Redirect {
-                    code: 308,
-                    location: host.as_str().into(),
-                    to_host: true,
-                })),
-                ..(*rule.settings).clone()
-            });
-            hosts.insert(
-                key,
-                BTreeMap::from([((rule.path.clone(), PathKind::Prefix), rule)]),
-            );
-        }
-    }
+    let forced = hosts::https_redirects(&cx, &ours, &mut hosts, &tls_hosts);
+    hosts::server_aliases(&mut cx, &mains, &mut hosts);
+    hosts::www_redirects(&mains, &mut hosts);
     if default_backend.is_none()
         && let Some(svc) = &opts.default_backend
     {
@@ -707,88 +417,11 @@ pub fn translate(objects: &Objects, opts: &TranslateOptions) -> Translation {
         default_rule: default_rule.flatten(),
         passthrough: passthroughs,
         passthrough_claims: gateway.passthrough_claims,
-        response_edit: cx.config.response_edit.clone(),
-        request_edit: cx.config.request_edit.clone(),
-        hsts: cx.config.hsts.over(opts.hsts).header(),
-        block_user_agents: cx.config.block_user_agents.clone(),
-        block_cidrs: cx.config.block_cidrs.clone().into(),
-        limit_req_status: cx.config.limit_req_status,
-        limit_conn_status: cx.config.limit_conn_status,
         labels: Vec::with_capacity(hosts.len() + 1),
         limits,
-        access_log_off: cx.config.access_log_off,
-        skip_access_log_urls: cx.config.skip_access_log_urls.clone(),
-        otel: cx.config.otel.export().map(Arc::new),
-        tls_policy: (!cx.config.tls.is_default()).then(|| Arc::new(cx.config.tls.clone())),
-        server_tokens: cx.config.server_tokens,
-        client_body_timeout: Some(cx.config.client_body_timeout),
-        upstream_keepalive: cx.config.upstream_keepalive,
-        client_keepalive: cx.config.client_keepalive,
-        ..Default::default()
+        ..assemble::base_table(&cx, opts)
     };
-    table.labels.push(ANY_HOST_LABEL.into());
-    table.hosts.reserve(
-        hosts
-            .keys()
-            .filter(|k| matches!(k, HostKey::Exact(_)))
-            .count(),
-    );
-    // Metric labels of the rules, each distinct one once.
-    let mut interned: HashMap<RouteLabels, u32> = HashMap::new();
-    // The header edits of requests no rule routes: the ConfigMap's.
-    table.edits = cx.edits(None);
-    let mut intern = |table: &mut RoutingTable, host: &str, rule: &mut PathRule| {
-        let labels = RouteLabels {
-            host: host.into(),
-            namespace: rule.ingress.namespace.as_str().into(),
-            ingress: rule.ingress.name.as_str().into(),
-            service: rule.backend.service.name.as_str().into(),
-            path: rule.path.clone(),
-        };
-        rule.stats = *interned.entry(labels).or_insert_with_key(|l| {
-            table.route_labels.push(l.clone());
-            (table.route_labels.len() - 1) as u32
-        });
-    };
-    if let Some(mut rule) = table.default_rule.take() {
-        intern(&mut table, ANY_HOST_LABEL, &mut rule);
-        table.default_rule = Some(rule);
-    }
-    for (key, mut rules) in hosts {
-        let host_label = key.to_string();
-        for r in &mut rules {
-            intern(&mut table, &host_label, r);
-        }
-        let label = match key {
-            HostKey::Any => 0,
-            _ => {
-                table.labels.push(key.to_string().into());
-                (table.labels.len() - 1) as u32
-            }
-        };
-        // A Gateway API wildcard also matches names more than one label
-        // deep: its rules alone, under the same label.
-        if let HostKey::Wildcard(parent) = &key
-            && let Some(mut deep) = gateway_rules.remove(&key)
-        {
-            for r in &mut deep {
-                intern(&mut table, &host_label, r);
-            }
-            table
-                .deep_wildcards
-                .insert(parent.clone(), HostRules::new(deep, label));
-        }
-        let rules = HostRules::new(rules, label);
-        match key {
-            HostKey::Exact(h) => {
-                table.hosts.insert(h, rules);
-            }
-            HostKey::Wildcard(parent) => {
-                table.wildcards.insert(parent, rules);
-            }
-            HostKey::Any => table.any_host = rules,
-        }
-    }
+    assemble::place_hosts(&mut table, hosts, gateway_rules);
     table.l4 = cx.l4_table(opts);
     Translation {
         table,
