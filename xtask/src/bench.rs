@@ -41,9 +41,12 @@ pub fn run(what: Option<&str>) -> Result<()> {
         Some("scale") => scale(),
         Some("xdp") => xdp(),
         Some("proxy") => proxy(),
+        Some("proxy-baseline") => proxy_baseline(),
         Some("idle") => idle(),
         Some("l4") => crate::bench_l4::run(),
-        Some(other) => bail!("unknown benchmark {other:?}: routing, scale, xdp, proxy, idle or l4"),
+        Some(other) => bail!(
+            "unknown benchmark {other:?}: routing, scale, xdp, proxy, proxy-baseline, idle or l4"
+        ),
     }
 }
 
@@ -360,6 +363,79 @@ fn proxy() -> Result<()> {
     report(&results, &TwoWorkers { one, two }, &log_cost)
 }
 
+/// Rounds per scenario against the baseline: a change's cost is a few per
+/// cent at most, so more rounds than against nginx.
+const BASELINE_ROUNDS: usize = 5;
+
+/// A change's cost per request: the release agent built from the working
+/// tree against an earlier build of it (`XINGRESS_BASELINE=PATH`, e.g. a
+/// copy of `target/release/xingress` made before the change), both with
+/// their access log on, pinned to core 0, in paired alternating rounds of
+/// every scenario, as `proxy` pairs nginx with xingress.
+fn proxy_baseline() -> Result<()> {
+    let Some(baseline) = std::env::var_os("XINGRESS_BASELINE").map(PathBuf::from) else {
+        bail!("proxy-baseline needs XINGRESS_BASELINE=PATH of the agent binary to compare with");
+    };
+    if !baseline.is_file() {
+        bail!("XINGRESS_BASELINE: {} is not a file", baseline.display());
+    }
+    let Pair {
+        proxies,
+        work,
+        manifests,
+        _backend,
+        _cleanup,
+    } = start_pair("proxy benchmark: xingress against its baseline build, each pinned to core 0")?;
+    // nginx is not needed here.
+    let [nginx, current] = proxies;
+    drop(nginx);
+    let base = xingress_binary(&baseline, &work, &manifests, "baseline", ("0", 1), 4, true)?;
+    wait_port(base.http)?;
+    wait_port(base.https)?;
+    wait_ready(4)?;
+    let pair = [base, current];
+    let mut md = format!(
+        "| scenario | CPU µs/req baseline | CPU µs/req now | now ÷ baseline (median of {BASELINE_ROUNDS} paired rounds) | req/s baseline / now | p99 ms baseline / now |\n|---|---|---|---|---|---|\n"
+    );
+    for s in &SCENARIOS {
+        for p in &pair {
+            load(s, p, WARMUP)?;
+        }
+        let mut rounds: [Vec<Measured>; 2] = [Vec::new(), Vec::new()];
+        for round in 0..BASELINE_ROUNDS {
+            let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+            for i in order {
+                let m = measure(s, &pair[i])?;
+                println!(
+                    "  {:9} {:22} round {round}: {:>9.0} req/s  p99 {:>6.2} ms  {:>5.1} µs CPU/req",
+                    pair[i].name, s.name, m.rps, m.p99_ms, m.cpu_us_per_request
+                );
+                rounds[i].push(m);
+            }
+        }
+        let c = Compared::of(&rounds[0], &rounds[1]);
+        // `per_core` is baseline ÷ now; its inverse is the change's cost.
+        let _ = writeln!(
+            md,
+            "| {} | {:.2} | {:.2} | {:.3}× | {:.0} / {:.0} | {:.2} / {:.2} |",
+            s.name,
+            c.nginx.cpu_us_per_request,
+            c.xingress.cpu_us_per_request,
+            1.0 / c.per_core,
+            c.nginx.rps,
+            c.xingress.rps,
+            c.nginx.p99_ms,
+            c.xingress.p99_ms
+        );
+    }
+    println!("\n{md}");
+    let dir = util::target_dir().join("bench-results");
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join("proxy-baseline.md"), &md)?;
+    println!("results: {}", dir.join("proxy-baseline.md").display());
+    Ok(())
+}
+
 /// Paired rounds of the access log's cost.
 const LOG_ROUNDS: usize = 5;
 
@@ -395,9 +471,31 @@ fn xingress_under_test(
     offset: u16,
     access_log: bool,
 ) -> Result<UnderTest> {
+    let bin = util::target_dir().join("release/xingress");
+    xingress_binary(
+        &bin,
+        work,
+        manifests,
+        name,
+        (cpus, workers),
+        offset,
+        access_log,
+    )
+}
+
+/// `xingress_under_test` with the agent binary at `bin`.
+fn xingress_binary(
+    bin: &Path,
+    work: &Path,
+    manifests: &Path,
+    name: &'static str,
+    (cpus, workers): (&str, u32),
+    offset: u16,
+    access_log: bool,
+) -> Result<UnderTest> {
     let mut cmd = Command::new("taskset");
     cmd.args(["-c", cpus])
-        .arg(util::target_dir().join("release/xingress"))
+        .arg(bin)
         .args(["run", "--manifests"])
         .arg(manifests)
         .args([

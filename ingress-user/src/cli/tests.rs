@@ -1,3 +1,5 @@
+//! Tests of the command line: flags parsed and validated into a Config, and the refusals.
+
 use clap::Parser;
 
 use super::*;

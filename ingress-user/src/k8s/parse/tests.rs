@@ -1,3 +1,5 @@
+//! Tests of manifest parsing: documents, kinds and the errors that name what was wrong.
+
 use super::*;
 use crate::model::Severity;
 

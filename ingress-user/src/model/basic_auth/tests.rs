@@ -1,3 +1,5 @@
+//! Tests of basic authentication: htpasswd formats, hashes and the cache of checked passwords.
+
 use std::cell::Cell;
 
 use base64::Engine as _;

@@ -1,3 +1,5 @@
+//! Tests of the snippet directives: parsing, refusals and what each does to a request.
+
 use super::*;
 
 fn run(src: &str, method: &str, target: &str, headers: &[(&str, &str)]) -> Outcome {

@@ -1,3 +1,5 @@
+//! Tests of certificates from Secrets: parsing, the default certificate and SNI lookup.
+
 use std::collections::BTreeMap;
 
 use k8s_openapi::{

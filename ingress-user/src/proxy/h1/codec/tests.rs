@@ -1,3 +1,5 @@
+//! Tests of the fast path's codec: request heads analysed and rewritten, response heads read.
+
 use super::*;
 
 fn parse_req(raw: &[u8]) -> (Vec<u8>, Result<(), HeadError>) {
