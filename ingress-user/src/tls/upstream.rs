@@ -98,3 +98,61 @@ pub fn client_config(tls: &UpstreamTls) -> Result<ClientConfig, String> {
     config.enable_sni = tls.sni;
     Ok(config)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::k8s::parse_documents;
+    use crate::model::{Objects, TranslateOptions, translate};
+
+    /// What an Ingress's `proxy-ssl-*` settings are read into makes a client
+    /// config (how they are read is tested with the model:
+    /// `proxy_ssl_settings_verify_https_pods_or_refuse_the_ingress`).
+    #[test]
+    fn proxy_ssl_settings_make_a_client_config() {
+        let ca = rcgen::generate_simple_self_signed(vec!["ca.test".to_string()]).unwrap();
+        let ca_pem: String = ca
+            .cert
+            .pem()
+            .lines()
+            .map(|l| format!("    {l}\n"))
+            .collect();
+        let p = "nginx.ingress.kubernetes.io/";
+        let annotations = format!(
+            "{p}backend-protocol: HTTPS, {p}proxy-ssl-verify: \"on\", {p}proxy-ssl-secret: default/ca, \
+             {p}proxy-ssl-name: pod.internal, {p}proxy-ssl-server-name: \"on\", {p}proxy-ssl-verify-depth: \"2\""
+        );
+        let yaml = [
+            "apiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata: {name: xingress}\n\
+             spec: {controller: xingress.dev/controller}\n---\n"
+                .to_string(),
+            "apiVersion: v1\nkind: Service\nmetadata: {name: a}\n\
+             spec:\n  ports: [{name: http, port: 80, targetPort: 8080}]\n---\n"
+                .to_string(),
+            format!(
+                "apiVersion: v1\nkind: Secret\nmetadata: {{name: ca}}\nstringData:\n  ca.crt: |\n{ca_pem}---\n"
+            ),
+            format!(
+                "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: full\n  annotations: {{{annotations}}}\n\
+                 spec:\n  ingressClassName: xingress\n  rules:\n  - host: \"full.test\"\n    http:\n      paths:\n\
+                 \x20     - path: \"/\"\n        pathType: Prefix\n        backend: {{service: {{name: a, port: {{number: 80}}}}}}\n---\n"
+            ),
+        ]
+        .concat();
+        let mut o = Objects::default();
+        parse_documents(&yaml, "test.yaml", &mut o);
+        let t = translate(&o, &TranslateOptions::default());
+        let full = t
+            .table
+            .route(Some("full.test"), "/")
+            .unwrap()
+            .rule
+            .unwrap()
+            .settings
+            .upstream_tls
+            .clone()
+            .unwrap();
+        assert!(full.ca_pem.is_some());
+        assert!(client_config(&full).is_ok());
+    }
+}
