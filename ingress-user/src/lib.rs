@@ -16,6 +16,8 @@ pub mod docs;
 pub mod fuzzing;
 pub mod k8s;
 pub mod l4;
+#[cfg(test)]
+mod layering;
 pub mod limit;
 pub mod metrics;
 pub mod migrate;

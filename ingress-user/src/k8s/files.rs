@@ -16,7 +16,7 @@ use std::{
 
 use crate::model::{Objects, Warning};
 
-use super::{parse::defined_twice, parse_documents};
+use crate::model::manifest::{defined_twice, parse_documents};
 
 /// A directory of `.yaml`, `.yml` and `.json` manifests (not recursive,
 /// hidden files skipped — like `kubectl apply -f DIR`).

@@ -5,9 +5,7 @@ pub mod cluster;
 pub mod dirwatch;
 pub mod files;
 pub mod leader;
-mod legacy;
-mod parse;
 pub mod status;
 
+pub use crate::model::manifest::{ParseOutcome, parse_documents};
 pub use files::{LoadResult, ManifestDir};
-pub use parse::{ParseOutcome, parse_documents};

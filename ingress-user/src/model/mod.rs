@@ -15,6 +15,7 @@ pub mod hashing;
 pub mod header_rules;
 pub mod l4;
 pub mod maglev;
+pub mod manifest;
 mod matching;
 pub mod otel;
 pub mod path;

@@ -102,7 +102,7 @@ pub fn client_config(tls: &UpstreamTls) -> Result<ClientConfig, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::k8s::parse_documents;
+    use crate::model::manifest::parse_documents;
     use crate::model::{Objects, TranslateOptions, translate};
 
     /// What an Ingress's `proxy-ssl-*` settings are read into makes a client

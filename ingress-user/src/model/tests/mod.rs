@@ -4,7 +4,7 @@
 //! route and warning lookups); each submodule holds the tests of one concern.
 
 use super::*;
-use crate::k8s::parse_documents;
+use crate::model::manifest::parse_documents;
 
 mod access_control;
 mod backends;

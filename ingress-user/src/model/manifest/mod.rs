@@ -6,9 +6,11 @@ use std::sync::Arc;
 use serde::{Deserialize, de::DeserializeOwned};
 use serde_json::Value;
 
-use crate::model::{NamespacedName, Objects, Warning};
+use super::{NamespacedName, Objects, Warning};
 
-use super::legacy::{LEGACY_INGRESS_VERSIONS, convert_ingress};
+mod legacy;
+
+use legacy::{LEGACY_INGRESS_VERSIONS, convert_ingress};
 
 /// What one text yielded besides the objects it added.
 #[derive(Debug, Default)]
@@ -264,7 +266,7 @@ fn add_document(mut doc: Value, place: &str, objects: &mut Objects, out: &mut Pa
 
 /// The warning for an object read more than once (in one file or across
 /// files): the definition read last is the one used.
-pub(super) fn defined_twice(label: String, kind: &str, id: &dyn std::fmt::Display) -> Warning {
+pub fn defined_twice(label: String, kind: &str, id: &dyn std::fmt::Display) -> Warning {
     Warning::error(
         label,
         format!("{kind} {id} is defined more than once; the definition read last wins"),
