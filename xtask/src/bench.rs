@@ -389,6 +389,26 @@ fn proxy_baseline() -> Result<()> {
     // nginx is not needed here.
     let [nginx, current] = proxies;
     drop(nginx);
+    // `XINGRESS_CURRENT=PATH`: another build instead of the working tree's
+    // (to find which of several commits a cost came with).
+    let current = match std::env::var_os("XINGRESS_CURRENT") {
+        None => current,
+        Some(bin) => {
+            drop(current);
+            let c = xingress_binary(
+                Path::new(&bin),
+                &work,
+                &manifests,
+                "xingress",
+                ("0", 1),
+                1,
+                true,
+            )?;
+            wait_port(c.http)?;
+            wait_ready(1)?;
+            c
+        }
+    };
     let base = xingress_binary(&baseline, &work, &manifests, "baseline", ("0", 1), 4, true)?;
     wait_port(base.http)?;
     wait_port(base.https)?;
@@ -397,7 +417,9 @@ fn proxy_baseline() -> Result<()> {
     let mut md = format!(
         "| scenario | CPU µs/req baseline | CPU µs/req now | now ÷ baseline (median of {BASELINE_ROUNDS} paired rounds) | req/s baseline / now | p99 ms baseline / now |\n|---|---|---|---|---|---|\n"
     );
-    for s in &SCENARIOS {
+    // `XINGRESS_BENCH_ONLY=TEXT`: only the scenarios whose name has TEXT.
+    let only = std::env::var("XINGRESS_BENCH_ONLY").unwrap_or_default();
+    for s in SCENARIOS.iter().filter(|s| s.name.contains(only.as_str())) {
         for p in &pair {
             load(s, p, WARMUP)?;
         }
