@@ -47,7 +47,29 @@ fn main() -> ExitCode {
     }
 }
 
+/// Lets the agent open as many files as its hard limit allows, as nginx's
+/// `worker_rlimit_nofile` does: every client and pod connection and every
+/// UDP session holds one, and the usual soft limit (1,024) is soon spent.
+fn raise_file_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit with a valid struct; failure keeps
+    // the limit as it was.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            let before = lim.rlim_cur;
+            lim.rlim_cur = lim.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 {
+                tracing::debug!(before, now = lim.rlim_max, "raised the open-file limit");
+            }
+        }
+    }
+}
+
 fn run(config: xingress::cli::Config) -> anyhow::Result<()> {
+    raise_file_limit();
     let runtime = match config.worker_threads {
         Some(1) => tokio::runtime::Builder::new_current_thread()
             .enable_all()

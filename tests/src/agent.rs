@@ -95,12 +95,38 @@ impl Agent {
         Self::spawn_with_stdout(&args, http, admin, None, Some(stdout))
     }
 
+    /// On loopback, as `start_local`, with the open-file limit (soft and
+    /// hard) at `files`: what a crowded node leaves the agent.
+    pub fn start_local_with_file_limit(
+        manifests: &Path,
+        extra: &[&str],
+        files: u64,
+    ) -> io::Result<Self> {
+        let http = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let dir = manifests.to_str().expect("utf-8 path");
+        let mut args = vec!["--manifests", dir];
+        args.extend_from_slice(extra);
+        Self::spawn_limited(&args, http, admin, None, None, Some(files))
+    }
+
     fn spawn_with_stdout(
         args: &[&str],
         http: SocketAddr,
         admin: SocketAddr,
         ns: Option<&Netns>,
         stdout: Option<Stdio>,
+    ) -> io::Result<Self> {
+        Self::spawn_limited(args, http, admin, ns, stdout, None)
+    }
+
+    fn spawn_limited(
+        args: &[&str],
+        http: SocketAddr,
+        admin: SocketAddr,
+        ns: Option<&Netns>,
+        stdout: Option<Stdio>,
+        files: Option<u64>,
     ) -> io::Result<Self> {
         let bin = xingress_bin();
         let mut cmd = match ns {
@@ -129,6 +155,23 @@ impl Agent {
                 None => fs::File::create(log.with_extension("access.log"))?.into(),
             })
             .stderr(fs::File::create(&log)?);
+        if let Some(n) = files {
+            use std::os::unix::process::CommandExt;
+            let lim = libc::rlimit {
+                rlim_cur: n,
+                rlim_max: n,
+            };
+            // SAFETY: setrlimit is async-signal-safe; it only reads `lim`.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 {
+                        Ok(())
+                    } else {
+                        Err(io::Error::last_os_error())
+                    }
+                });
+            }
+        }
         let child = cmd.spawn()?;
         Ok(Self {
             child,

@@ -374,3 +374,92 @@ fn services_come_from_the_api_server_and_a_new_port_opens_live() {
     });
     assert_eq!(tcp_echo(&mut live, b"still").unwrap(), b"still");
 }
+
+/// Spoofed sources against a UDP service: each new source would open a
+/// session, and each session holds a socket until it ends (here, with
+/// `proxy-stream-responses: "0"`, only at its idle timeout). Under an open-file limit of
+/// 512 the relay keeps at most a quarter of it (128 sessions): 400 sources
+/// later, the first client still gets its answers, the sources past the
+/// budget are dropped (and counted, and said once in the log), and the
+/// agent's HTTP listener and admin still answer.
+#[test]
+fn a_flood_of_udp_sources_cannot_take_the_agents_file_descriptors() {
+    let pod = UdpPod::start(SocketAddr::from(([127, 0, 0, 31], 0)), "udp-0").unwrap();
+    let port = free_port();
+    let dir = ManifestDir::new();
+    dir.write(
+        "svc.yaml",
+        &service_yaml("dns", 53, L4Protocol::Udp, &[pod.addr]),
+    );
+    dir.write(
+        "cm.yaml",
+        &services_configmap("udp-services", &[(port, "default/dns:53")]),
+    );
+    dir.write(
+        "controller.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: xingress-controller, namespace: xingress}\ndata:\n  proxy-stream-responses: \"0\"\n",
+    );
+    let mut agent = Agent::start_local_with_file_limit(
+        &dir.path,
+        &[
+            "--udp-services-configmap",
+            UDP_CM,
+            "--configmap",
+            "xingress/xingress-controller",
+        ],
+        512,
+    )
+    .unwrap();
+    agent.wait_ready().unwrap();
+    let to = node(&agent, port);
+    let first = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    first
+        .set_read_timeout(Some(std::time::Duration::from_millis(500)))
+        .unwrap();
+    let ask = |s: &std::net::UdpSocket, q: &[u8]| -> Option<String> {
+        s.send_to(q, to).ok()?;
+        let mut b = [0u8; 256];
+        let (n, _) = s.recv_from(&mut b).ok()?;
+        Some(String::from_utf8_lossy(&b[..n]).into_owned())
+    };
+    agent.eventually("UDP port relayed", || ask(&first, b"hello").is_some());
+    let before = pod.datagrams();
+    // 400 more sources, one datagram each (the sockets close, the
+    // sessions stay until their idle timeout).
+    for i in 0..400 {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.send_to(format!("flood-{i}").as_bytes(), to).unwrap();
+        // Paced, so that the socket's queue does not drop them first.
+        if i % 20 == 19 {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+    }
+    let dropped = format!("xingress_l4_relay_dropped_datagrams_total{{port=\"{port}\"}}");
+    agent.eventually("datagrams past the budget dropped", || {
+        agent.metric(&dropped).is_some_and(|n| n >= 200.0)
+    });
+    // Sessions within the budget: the first client's goes on.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let flood = pod.datagrams() - before;
+    // At most the budget's sessions (128 with the first client's), and a
+    // few datagrams more: a closed socket's port can come back to a later
+    // source, whose datagram then joins the session already open.
+    assert!(
+        (100..=150).contains(&flood),
+        "{flood} flood datagrams reached the pod"
+    );
+    assert_eq!(ask(&first, b"again").as_deref(), Some("udp-0:again"));
+    // A new source now is past the budget: no answer.
+    let late = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    late.set_read_timeout(Some(std::time::Duration::from_millis(300)))
+        .unwrap();
+    assert_eq!(ask(&late, b"late"), None);
+    // The agent still serves HTTP and its admin, file descriptors to spare.
+    let r = xingress_tests::http1::get(agent.http, "nothing.test", "/").unwrap();
+    assert_eq!(r.status, 404);
+    assert!(
+        agent.logs().contains("most the file limit allows"),
+        "{}",
+        agent.logs()
+    );
+}

@@ -13,7 +13,7 @@ use std::{
     net::{IpAddr, SocketAddr},
     sync::{
         Arc, Mutex,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
     },
 };
 
@@ -32,6 +32,66 @@ pub(crate) struct Relay {
     snapshots: Arc<SnapshotCell>,
     guard: UpstreamGuard,
     pub(crate) counters: Counters,
+    /// UDP sessions alive on every port together, each holding a socket.
+    udp_sessions: AtomicUsize,
+    /// At most this many (`udp_budget`): sources a flood can spoof at will
+    /// cannot take the file descriptors the agent's other clients need.
+    udp_budget: usize,
+    /// The budget was reached and said so; said again once it has room.
+    udp_full: AtomicBool,
+}
+
+/// UDP sessions at most: 16,384, and no more than a quarter of the file
+/// descriptors the agent may open (`RLIMIT_NOFILE`), so that the HTTP
+/// listeners and pod connections keep the rest.
+fn udp_budget() -> usize {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit fills the struct it is given.
+    let files = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
+        usize::try_from(lim.rlim_cur).unwrap_or(usize::MAX)
+    } else {
+        1024
+    };
+    (files / 4).clamp(16, udp::MAX_SESSIONS)
+}
+
+/// One live UDP session's share of the budget, given back when it ends.
+struct UdpSlot(Arc<Relay>);
+
+impl UdpSlot {
+    /// A slot if the budget has room.
+    fn take(relay: &Arc<Relay>) -> Option<Self> {
+        let taken = relay
+            .udp_sessions
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < relay.udp_budget).then_some(n + 1)
+            });
+        match taken {
+            Ok(_) => {
+                relay.udp_full.store(false, Ordering::Relaxed);
+                Some(Self(relay.clone()))
+            }
+            Err(_) => {
+                if !relay.udp_full.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        budget = relay.udp_budget,
+                        "UDP services: {} sessions are open, the most the file limit allows; new clients' datagrams are dropped until sessions end",
+                        relay.udp_budget
+                    );
+                }
+                None
+            }
+        }
+    }
+}
+
+impl Drop for UdpSlot {
+    fn drop(&mut self) {
+        self.0.udp_sessions.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Relay {
@@ -148,6 +208,9 @@ impl L4Ports {
                 snapshots,
                 guard,
                 counters: Counters::default(),
+                udp_sessions: AtomicUsize::new(0),
+                udp_budget: udp_budget(),
+                udp_full: AtomicBool::new(false),
             }),
             shutdown,
             runtime: tokio::runtime::Handle::current(),

@@ -20,7 +20,7 @@ use crate::{
 };
 
 /// Sessions per port at most; datagrams of new clients past it are dropped.
-const MAX_SESSIONS: usize = 16_384;
+pub(super) const MAX_SESSIONS: usize = 16_384;
 /// Client datagrams queued per session before they are dropped.
 const QUEUE: usize = 64;
 /// The largest datagram relayed.
@@ -64,6 +64,10 @@ pub(super) async fn serve(
             counters.dropped.fetch_add(1, Ordering::Relaxed);
             continue;
         }
+        let Some(slot) = super::UdpSlot::take(&relay) else {
+            counters.dropped.fetch_add(1, Ordering::Relaxed);
+            continue;
+        };
         let Some((service, stream)) = relay.service(L4Protocol::Udp, port) else {
             continue;
         };
@@ -82,6 +86,7 @@ pub(super) async fn serve(
             rx,
             stream,
             counters.clone(),
+            slot,
         ));
     }
 }
@@ -116,6 +121,7 @@ async fn session(
     mut from_client: mpsc::Receiver<Vec<u8>>,
     stream: StreamSettings,
     counters: Arc<PortCounters>,
+    _slot: super::UdpSlot,
 ) {
     let per_datagram = u64::from(stream.responses);
     let (mut expected, mut received) = (0u64, 0u64);
