@@ -77,7 +77,7 @@ impl Agent {
         admin: SocketAddr,
         ns: Option<&Netns>,
     ) -> io::Result<Self> {
-        Self::spawn_with_stdout(args, http, admin, ns, None)
+        Self::spawn_limited(args, http, admin, ns, None, None)
     }
 
     /// `xingress run --manifests DIR EXTRA...` on loopback with its stdout
@@ -87,12 +87,7 @@ impl Agent {
         extra: &[&str],
         stdout: Stdio,
     ) -> io::Result<Self> {
-        let http = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let dir = manifests.to_str().expect("utf-8 path");
-        let mut args = vec!["--manifests", dir];
-        args.extend_from_slice(extra);
-        Self::spawn_with_stdout(&args, http, admin, None, Some(stdout))
+        Self::start_local_limited(manifests, extra, Some(stdout), None)
     }
 
     /// On loopback, as `start_local`, with the open-file limit (soft and
@@ -102,22 +97,22 @@ impl Agent {
         extra: &[&str],
         files: u64,
     ) -> io::Result<Self> {
+        Self::start_local_limited(manifests, extra, None, Some(files))
+    }
+
+    /// `xingress run --manifests DIR EXTRA...` on loopback with free ports.
+    fn start_local_limited(
+        manifests: &Path,
+        extra: &[&str],
+        stdout: Option<Stdio>,
+        files: Option<u64>,
+    ) -> io::Result<Self> {
         let http = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let dir = manifests.to_str().expect("utf-8 path");
         let mut args = vec!["--manifests", dir];
         args.extend_from_slice(extra);
-        Self::spawn_limited(&args, http, admin, None, None, Some(files))
-    }
-
-    fn spawn_with_stdout(
-        args: &[&str],
-        http: SocketAddr,
-        admin: SocketAddr,
-        ns: Option<&Netns>,
-        stdout: Option<Stdio>,
-    ) -> io::Result<Self> {
-        Self::spawn_limited(args, http, admin, ns, stdout, None)
+        Self::spawn_limited(&args, http, admin, None, stdout, files)
     }
 
     fn spawn_limited(
